@@ -1,0 +1,259 @@
+"""``rotation``: the domain commands (check, rotate, history, ca init, simulator).
+
+Each command parses options, calls one domain function, and formats the result: rich tables
+for people, ``--json`` for scripts. Exit codes: 0 fine, 1 something due / failed / rolled
+back, 2 errors (bad config, unreachable cluster, bad input).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rotation import certs
+from rotation.config import Inventory, load_inventory
+from rotation.durations import parse_duration
+from rotation.errors import ConfigError, RotationError
+from rotation.model import KeyType, Outcome, RotationRecord, Step, Trigger
+from rotation.pipeline import RotationOptions, utc_now
+
+app = typer.Typer(
+    help="Rotate and verify the TLS certificates of Redis Enterprise Software clusters.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+ca_app = typer.Typer(help="Manage the internal CA used by `type: internal_ca` issuers.", no_args_is_help=True)
+app.add_typer(ca_app, name="ca")
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Inventory YAML (default: $ROTATION_CONFIG or ./rotation.yaml)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def load(config: Path | None) -> Inventory:
+    try:
+        return load_inventory(config)
+    except ConfigError as exc:
+        raise fail(exc.message) from None
+
+
+def days_left(state_not_after: Any) -> str:
+    if state_not_after is None:
+        return "-"
+    left = state_not_after - utc_now()
+    return f"{left.total_seconds() / 86400:.1f}"
+
+
+# --- check -------------------------------------------------------------------------------
+@app.command()
+def check(
+    config: ConfigOption = None,
+    cluster: Annotated[list[str] | None, typer.Option("--cluster", help="Only this cluster (repeatable).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show every managed certificate as each node serves it.
+
+    One row per cluster, certificate and node: fingerprint, days left and status
+    (ok / due / mismatch / unreachable). Exit 0 all fine, 1 something due or mismatched,
+    2 errors (unreachable endpoints or clusters, bad config).
+    """
+    from rotation.service import check_clusters
+
+    inventory = load(config)
+    names = cluster or list(inventory.clusters)
+    try:
+        for name in names:
+            inventory.cluster(name)
+    except ConfigError as exc:
+        raise fail(exc.message) from None
+    report = check_clusters(inventory, names)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        table = Table(title="Certificates as served", show_lines=False)
+        for column in ("cluster", "cert", "node", "endpoint", "fingerprint", "days left", "status"):
+            table.add_column(column)
+        colours = {"ok": "green", "due": "yellow", "mismatch": "magenta", "unreachable": "red"}
+        for row in report.rows:
+            colour = colours.get(row["status"], "white")
+            table.add_row(row["cluster"], row["cert"], row["node"], row["endpoint"],
+                          (row["fingerprint"] or "-")[:16], row["days_left"],
+                          f"[{colour}]{row['status']}[/] {row['reason']}")
+        console.print(table)
+        for failure in report.errors:
+            err_console.print(f"[red]{failure}[/]", highlight=False)
+    raise typer.Exit(report.exit_code)
+
+
+# --- rotate ------------------------------------------------------------------------------
+def _print_step(record: RotationRecord, step: Step) -> None:
+    if step.finished_at is None:
+        err_console.print(f"  [dim]{record.cluster}/{record.cert_name}[/] {step.name} ...", highlight=False)
+    else:
+        mark = "[green]ok[/]" if step.ok else "[red]failed[/]"
+        err_console.print(f"  [dim]{record.cluster}/{record.cert_name}[/] {step.name} {mark} {step.detail}",
+                          highlight=False)
+
+
+def print_records(records: list[RotationRecord]) -> None:
+    for record in records:
+        colour = {"verified": "green", "dry_run": "cyan", "rolled_back": "yellow"}.get(str(record.outcome), "red")
+        console.print(f"[bold]{record.cluster}/{record.cert_name}[/] [{colour}]{record.outcome}[/] "
+                      f"(rotation {record.id})", highlight=False)
+        if record.error:
+            console.print(f"  [red]{record.error}[/]", highlight=False)
+        if record.nodes:
+            table = Table(show_header=True, box=None, pad_edge=False)
+            table.add_column("endpoint")
+            table.add_column("before")
+            table.add_column("after")
+            for label, pair in record.nodes.items():
+                table.add_row(label, (pair.get("before") or "-")[:16], (pair.get("after") or "-")[:16])
+            console.print(table)
+        elif record.new_fingerprint:
+            console.print(f"  new {certs.short_fingerprint(record.new_fingerprint)} "
+                          f"valid until {record.new_not_after}", highlight=False)
+
+
+def exit_code_for(records: list[RotationRecord], dry_run: bool) -> int:
+    wanted = Outcome.DRY_RUN if dry_run else Outcome.VERIFIED
+    if all(r.outcome is wanted for r in records):
+        return 0
+    if any(r.outcome in (Outcome.REFUSED,) for r in records):
+        return 2
+    return 1
+
+
+@app.command()
+def rotate(
+    cluster: Annotated[str, typer.Argument(help="Cluster name from the inventory.")],
+    cert: Annotated[
+        list[str] | None, typer.Argument(help="Certificate names: cm api proxy syncer metrics_exporter.")
+    ] = None,
+    all_certs: Annotated[bool, typer.Option("--all", help="Every certificate the inventory manages.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Issue and validate, push nothing.")] = False,
+    cert_file: Annotated[
+        Path | None, typer.Option(help="Push this certificate (full chain PEM) instead of issuing.")
+    ] = None,
+    key_file: Annotated[Path | None, typer.Option(help="Private key for --cert-file.")] = None,
+    verify_deadline: Annotated[str | None, typer.Option(help="How long to wait for every node (e.g. 90s).")] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Rotate certificates now: issue, validate, push, verify on every node, roll back on failure.
+
+    Prints old -> new fingerprint per node. Exit 0 only when every rotation is verified on
+    every node (or validated, with --dry-run); 1 when one failed or was rolled back; 2 for
+    bad input (nothing pushed).
+    """
+    from rotation.issuers.files import FileIssuer
+    from rotation.service import rotate_inline
+
+    inventory = load(config)
+    try:
+        settings = inventory.cluster(cluster)
+        names = [str(n) for n in settings.certificates] if all_certs else list(cert or [])
+        if not names:
+            raise ConfigError("name at least one certificate or pass --all")
+        for name in names:
+            inventory.plan(cluster, name)
+        deadline = parse_duration(verify_deadline) if verify_deadline else None
+    except (ConfigError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    issuer = None
+    if cert_file or key_file:
+        if not (cert_file and key_file):
+            raise fail("--cert-file and --key-file go together")
+        issuer = FileIssuer(name=f"file:{cert_file.name}", cert_file=cert_file, key_file=key_file)
+    options = RotationOptions(trigger=Trigger.CLI, dry_run=dry_run, issuer=issuer, verify_deadline=deadline,
+                              progress=None if as_json else _print_step)
+    try:
+        records = rotate_inline(inventory, cluster, names, options)
+    except RotationError as exc:
+        raise fail(exc.message) from None
+    if as_json:
+        print(json.dumps([r.to_dict() for r in records], indent=2))
+    else:
+        print_records(records)
+    raise typer.Exit(exit_code_for(records, dry_run))
+
+
+# --- history -----------------------------------------------------------------------------
+@app.command()
+def history(
+    cluster: Annotated[str | None, typer.Option(help="Only this cluster.")] = None,
+    cert: Annotated[str | None, typer.Option(help="Only this certificate name.")] = None,
+    limit: Annotated[int, typer.Option(help="How many records.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """Rotation records, newest first."""
+    from rotation.service import record_store
+
+    records = record_store().history(cluster, cert, limit)
+    if as_json:
+        print(json.dumps([r.to_dict() for r in records], indent=2))
+        return
+    table = Table(title="Rotation history")
+    for column in ("started", "id", "cluster", "cert", "trigger", "outcome", "old", "new", "error"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(f"{r.started_at:%Y-%m-%d %H:%M:%S}", r.id, r.cluster, r.cert_name, r.trigger, str(r.outcome),
+                      (r.old_fingerprint or "-")[:16], (r.new_fingerprint or "-")[:16], (r.error or "")[:80])
+    console.print(table)
+
+
+# --- ca ----------------------------------------------------------------------------------
+@ca_app.command("init")
+def ca_init(
+    directory: Annotated[Path, typer.Option("--dir", help="Where to write ca.pem and ca-key.pem.")] = Path("."),
+    common_name: Annotated[str, typer.Option("--cn", help="CA common name.")] = "rotation internal CA",
+    validity: Annotated[str, typer.Option(help="CA lifetime, e.g. 3650d.")] = "3650d",
+    key_type: Annotated[KeyType, typer.Option(help="CA key type.")] = KeyType.ECDSA_P384,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+) -> None:
+    """Create a CA (certificate + private key, 0600) for people who have none."""
+    from rotation.issuers.internal_ca import init_ca
+
+    try:
+        cert_path, key_path = init_ca(directory, common_name=common_name, validity=parse_duration(validity),
+                                      key_type=key_type, overwrite=force)
+    except (RotationError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    console.print(f"CA certificate: {cert_path}\nCA key (keep it secret, mode 0600): {key_path}")
+    console.print("Inventory entry:\n"
+                  f"  issuers:\n    internal: {{type: internal_ca, ca_cert: {cert_path}, ca_key_file: {key_path}}}")
+
+
+def _register_simulator() -> None:
+    from rotation.simulator.command import simulator
+
+    app.command("simulator", help="Run a simulated RS cluster on loopback (real TLS listeners and REST API).")(
+        simulator
+    )
+
+
+_register_simulator()
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+__all__ = ["app"]

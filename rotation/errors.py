@@ -1,0 +1,130 @@
+"""The one exception tree of rotation.
+
+::
+
+    RotationError                      root; ``retryable`` and ``retry_after`` drive retries
+    ├── ConfigError                    inventory or environment is wrong (CLI exit code 2)
+    ├── CertificateError               a PEM, key or chain cannot be parsed or does not fit
+    │   └── ValidationError            pre-push checks failed; carries every problem found
+    ├── IssuerError                    the CA refused or could not be reached
+    ├── ClusterAPIError                the RS REST API answered badly or not at all
+    │   ├── ClusterAuthError           401: wrong username or password
+    │   ├── ClusterRejected            400/403/404/406: final, the server's error_code inside
+    │   └── ClusterUnavailable         409, 5xx, timeouts, resets: retryable
+    ├── ProbeError                     a TLS handshake failed (unreachable, refused, timeout)
+    ├── VerificationError              new certificate not served everywhere before the deadline
+    └── RotationInProgress             another rotation holds the lock for this certificate
+
+Messages never contain private keys, passwords or signing secrets: only names, hosts,
+fingerprints and the server's own error_code/description.
+"""
+
+from __future__ import annotations
+
+
+class RotationError(Exception):
+    """Root of every error this package raises on purpose."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class ConfigError(RotationError):
+    """The inventory file or an environment variable it names is wrong."""
+
+
+class CertificateError(RotationError):
+    """A PEM, key or chain cannot be parsed or does not belong together."""
+
+
+class ValidationError(CertificateError):
+    """Pre-push validation found problems; nothing was pushed."""
+
+    def __init__(self, problems: list[str], *, context: str = "") -> None:
+        self.problems = list(problems)
+        prefix = f"{context}: " if context else ""
+        super().__init__(prefix + "certificate failed validation: " + "; ".join(self.problems))
+
+
+class IssuerError(RotationError):
+    """The issuer (internal CA or ACME CA) could not produce a certificate."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        problem: dict | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.retryable = retryable
+        self.problem = problem
+
+
+class ClusterAPIError(RotationError):
+    """The RS REST API refused a request or could not be reached."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error_code: str | None = None,
+        description: str | None = None,
+        url: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.status = status
+        self.error_code = error_code
+        self.description = description
+        self.url = url
+
+
+class ClusterAuthError(ClusterAPIError):
+    """401: the credentials were refused."""
+
+
+class ClusterRejected(ClusterAPIError):
+    """400/403/404/406: the request is wrong and retrying will not help."""
+
+
+class ClusterUnavailable(ClusterAPIError):
+    """409 (partial apply), 5xx, timeouts and connection resets: try again."""
+
+    retryable = True
+
+
+class ProbeError(RotationError):
+    """A TLS handshake to one endpoint failed."""
+
+    retryable = True
+
+
+class VerificationError(RotationError):
+    """The new certificate was not seen on every endpoint before the deadline."""
+
+
+class RotationInProgress(RotationError):
+    """Another rotation of the same (cluster, certificate) is running."""
+
+
+__all__ = [
+    "CertificateError",
+    "ClusterAPIError",
+    "ClusterAuthError",
+    "ClusterRejected",
+    "ClusterUnavailable",
+    "ConfigError",
+    "IssuerError",
+    "ProbeError",
+    "RotationError",
+    "RotationInProgress",
+    "ValidationError",
+    "VerificationError",
+]

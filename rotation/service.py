@@ -1,0 +1,83 @@
+"""Use cases shared by the entry points (CLI, Celery tasks, webhook): thin glue over the domain."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rotation.cluster import open_cluster
+from rotation.config import Inventory, local_state_dir
+from rotation.errors import RotationError
+from rotation.model import RotationRecord
+from rotation.pipeline import RotationOptions, rotate, utc_now
+from rotation.store import FileLocker, LocalStore, Locker, RecordStore
+from rotation.survey import CertState, survey_cluster
+
+
+def record_store() -> RecordStore:
+    return LocalStore(local_state_dir())
+
+
+def local_locker() -> Locker:
+    return FileLocker(local_state_dir())
+
+
+@dataclass
+class CheckReport:
+    states: list[CertState] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        rows = []
+        now = utc_now()
+        for state in self.states:
+            for served in state.served:
+                left = (served.not_after - now).total_seconds() / 86400 if served.not_after else None
+                rows.append({
+                    "cluster": state.cluster,
+                    "cert": str(state.cert_name),
+                    "node": served.endpoint.node,
+                    "endpoint": f"{served.endpoint.host}:{served.endpoint.port}" if served.endpoint.port
+                    else served.endpoint.host,
+                    "fingerprint": served.fingerprint,
+                    "not_after": served.not_after.isoformat() if served.not_after else None,
+                    "days_left": f"{left:.1f}" if left is not None else "-",
+                    "status": str(state.health),
+                    "reason": state.verdict.reason if served.ok else (served.error or ""),
+                })
+        return rows
+
+    @property
+    def exit_code(self) -> int:
+        if self.errors:
+            return 2
+        return max((s.health.severity for s in self.states), default=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "errors": self.errors, "exit_code": self.exit_code}
+
+
+def check_clusters(inventory: Inventory, names: Sequence[str]) -> CheckReport:
+    report = CheckReport()
+    for name in names:
+        try:
+            with open_cluster(inventory, name) as session:
+                report.states.extend(survey_cluster(inventory, session, utc_now))
+        except RotationError as exc:
+            report.errors.append(exc.message)
+    return report
+
+
+def rotate_inline(
+    inventory: Inventory, cluster: str, cert_names: Sequence[str], options: RotationOptions
+) -> list[RotationRecord]:
+    """Run the pipeline in this process, one certificate after the other."""
+    store, locker = record_store(), local_locker()
+    with open_cluster(inventory, cluster) as session:
+        return [rotate(inventory, session, name, store=store, locker=locker, options=options)
+                for name in cert_names]
+
+
+__all__ = ["CheckReport", "check_clusters", "record_store", "rotate_inline"]

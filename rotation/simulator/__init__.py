@@ -1,0 +1,31 @@
+"""A real stand-in for a Redis Enterprise Software cluster: TLS listeners, REST API, faults.
+
+A LEAF package: stdlib asyncio/ssl plus ``cryptography`` (and ``yaml`` for the CLI); it imports
+nothing else from ``rotation`` and nothing in the domain imports it.
+
+::
+
+    from rotation.simulator import ClusterSimulator, SimulatorConfig
+
+    with ClusterSimulator(SimulatorConfig(first_address="127.0.10.1", state_dir=tmp)) as sim:
+        sim.served_fingerprint(1, "api")
+        sim.fail_next(1, 409); sim.node_down(2); sim.stale(3, seconds=2, cert_name="proxy")
+
+Per node (addresses ``first_address``, +1, +2, ...): ``api_port`` (REST API, presents ``api``),
+``cm_port`` (HTML page, ``cm``), ``metrics_port`` (Prometheus text, ``metrics_exporter``) and a
+listener per database port (``proxy`` if TLS, plain RESP otherwise). ``syncer`` is never served.
+The REST routes and their error codes are listed in :mod:`rotation.simulator.api`.
+"""
+
+from .cluster import DEFAULT_DATABASES, Database, SimulatorConfig, version_tuple
+from .server import ClusterSimulator, PortInUseError, SimulatorError
+
+__all__ = [
+    "DEFAULT_DATABASES",
+    "ClusterSimulator",
+    "Database",
+    "PortInUseError",
+    "SimulatorConfig",
+    "SimulatorError",
+    "version_tuple",
+]

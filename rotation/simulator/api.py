@@ -1,0 +1,319 @@
+"""The REST API every simulated node answers on its ``api`` listener.
+
+Routes are data (:data:`ROUTES`); add one with :func:`route`. Every route needs HTTP Basic
+auth; ``update`` routes need the admin. ``/_sim/*`` are the simulator's own control routes.
+
+Error bodies are ``{"error_code": ..., "description": ...}``. The codes are invented (RS's
+real strings are not public):
+
+==================  ======  ==========================================================
+error_code          status  when
+==================  ======  ==========================================================
+unauthorized        401     missing or wrong Basic credentials
+insufficient_perm…  403     ``insufficient_permissions``: the viewer on an update route
+not_found           404     unknown URI, unknown node uid, bulk PUT on a pre-7.22.2 profile
+method_not_allowed  405     known URI, other method
+bad_content_type    400     PUT/POST without ``Content-Type: application/json``
+invalid_json        400     body is not JSON
+invalid_request     400     wrong shape: missing/unknown properties, wrong types
+unknown_certificate 403     certificate name not known to RS
+invalid_certificate 400     certificate or key PEM does not parse, key missing
+invalid_chain       400     a chain certificate is not signed by the next one
+key_mismatch        400     key does not belong to the leaf
+cert_expired        406     leaf is past notAfter
+nodes_not_updated   409     some node did not take the change (down, or injected 409)
+internal_error      500     injected failure (``fail_next(status=500)``)
+service_unavailable 503     injected failure (``fail_next(status=503)``)
+injected_failure    4xx/5xx injected failure with another status
+invalid_fault       400     ``POST /_sim/faults`` with a bad action
+(from http.py)      400/411/413/431/505: bad_request, payload_too_large, headers_too_large, …
+==================  ======  ==========================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import hmac
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .http import Request, Response
+from .tls import KEYLESS_NAMES, CertProblem, UploadItem, utcnow, validate_uploads
+
+if TYPE_CHECKING:
+    from .server import ClusterSimulator
+
+RouteHandler = Callable[["ClusterSimulator", Request, dict[str, str]], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: RouteHandler
+    permission: str = "view"  # "view" | "update"
+    available: Callable[[ClusterSimulator], bool] = lambda sim: True
+    control: bool = False  # simulator control route: no latency, not counted as RS API
+
+
+ROUTES: list[Route] = []
+
+
+def route(
+    method: str, path: str, permission: str = "view", **kwargs: Any
+) -> Callable[[RouteHandler], RouteHandler]:
+    """Register a handler; ``{name}`` in ``path`` becomes a ``[^/]+`` parameter."""
+    regex = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "/?$")
+
+    def register(handler: RouteHandler) -> RouteHandler:
+        ROUTES.append(Route(method, regex, handler, permission, **kwargs))
+        return handler
+
+    return register
+
+
+class BadRequest(Exception):
+    def __init__(self, error_code: str, description: str, status: int = 400) -> None:
+        super().__init__(description)
+        self.status, self.error_code, self.description = status, error_code, description
+
+
+# -- dispatch ------------------------------------------------------------------------------------
+
+
+async def handle(sim: ClusterSimulator, request: Request) -> Response:
+    """Authenticate, route, run, then delay the answer by ``api_latency`` + the ``slow`` fault."""
+    started = time.monotonic()
+    response, control = await _dispatch(sim, request)
+    if not control:
+        delay = sim.config.api_latency + sim.state.slow_seconds - (time.monotonic() - started)
+        if delay > 0:
+            await asyncio.sleep(delay)
+    return response
+
+
+async def _dispatch(sim: ClusterSimulator, request: Request) -> tuple[Response, bool]:
+    role = _authenticate(sim, request)
+    if role is None:
+        return Response.error(401, "unauthorized", "Authentication required",
+                              **{"WWW-Authenticate": 'Basic realm="rs-simulator"'}), False
+    path = request.path
+    matched_path = False
+    for candidate in ROUTES:
+        found = candidate.pattern.match(path)
+        if found is None:
+            continue
+        if not candidate.available(sim):  # e.g. bulk PUT on a pre-7.22.2 profile: plain 404
+            if candidate.method == request.method:
+                return Response.error(404, "not_found", f"Unknown URI {path}"), False
+            continue
+        if candidate.method != request.method:
+            matched_path = True
+            continue
+        if candidate.permission == "update" and role != "admin":
+            return Response.error(403, "insufficient_permissions",
+                                  "The user lacks the update_cluster permission"), candidate.control
+        if request.method in ("PUT", "POST"):
+            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if ctype != "application/json":
+                return Response.error(400, "bad_content_type",
+                                      "Content-Type must be application/json"), candidate.control
+        try:
+            return await candidate.handler(sim, request, found.groupdict()), candidate.control
+        except BadRequest as exc:
+            return Response.error(exc.status, exc.error_code, exc.description), candidate.control
+    if matched_path:
+        return Response.error(405, "method_not_allowed", f"{request.method} is not allowed on {path}"), False
+    return Response.error(404, "not_found", f"Unknown URI {path}"), False
+
+
+def _authenticate(sim: ClusterSimulator, request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        username, _, password = base64.b64decode(token.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user = sim.users.get(username)
+    if user is None or not hmac.compare_digest(user[0].encode(), password.encode()):
+        return None
+    return user[1]
+
+
+def _json_body(request: Request) -> Any:
+    try:
+        return json.loads(request.body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("invalid_json", "Request body is not valid JSON") from exc
+
+
+def _upload_item(obj: Any) -> UploadItem:
+    if not isinstance(obj, dict):
+        raise BadRequest("invalid_request", "A certificate item must be a JSON object")
+    unknown = set(obj) - {"name", "certificate", "key"}
+    if unknown:
+        raise BadRequest("invalid_request", f"Unknown properties: {sorted(unknown)}")
+    name, cert, key = obj.get("name"), obj.get("certificate"), obj.get("key")
+    if not isinstance(name, str) or not isinstance(cert, str):
+        raise BadRequest("invalid_request", "'name' and 'certificate' are required strings")
+    if key is not None and not isinstance(key, str):
+        raise BadRequest("invalid_request", "'key' must be a string")
+    return UploadItem(name=name, certificate=cert, key=key)
+
+
+def _update(sim: ClusterSimulator, request: Request, items: list[UploadItem]) -> Response:
+    sim.state.received_update_bodies.append(request.body)
+    try:
+        materials = validate_uploads(items, utcnow())
+    except CertProblem as exc:
+        return Response.error(exc.status, exc.error_code, exc.description)
+    status, body = sim.state.apply(materials)
+    return Response.json(body, status)
+
+
+# -- RS routes -----------------------------------------------------------------------------------
+
+
+def _node_json(sim: ClusterSimulator, uid: int) -> dict[str, Any]:
+    node = sim.state.nodes[uid]
+    return {
+        "uid": node.uid,
+        "addr": node.addr,
+        "external_addr": [],
+        "status": "down" if node.down else "active",
+        "software_version": sim.state.version,
+        "hostname": node.hostname,
+        "shard_count": sum(1 for db in sim.config.database_list if node in sim.state.database_nodes(db)),
+        "uptime": int(time.monotonic() - node.started),
+        "accept_servers": True,
+        "rack_id": "",
+    }
+
+
+@route("GET", "/v1/nodes")
+async def get_nodes(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+    return Response.json([_node_json(sim, uid) for uid in sorted(sim.state.nodes)])
+
+
+@route("GET", "/v1/nodes/{uid}")
+async def get_node(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+    if not params["uid"].isdigit() or int(params["uid"]) not in sim.state.nodes:
+        return Response.error(404, "not_found", f"Node {params['uid']} does not exist")
+    return Response.json(_node_json(sim, int(params["uid"])))
+
+
+@route("GET", "/v1/cluster")
+async def get_cluster(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+    state, cfg = sim.state, sim.config
+    body: dict[str, Any] = {
+        "name": cfg.fqdn,
+        "software_version": state.version,
+        "cm_port": cfg.cm_port,
+        "cnm_https_port": cfg.api_port,
+        "cnm_http_port": 8080,
+        **state.settings,
+        "proxy_certificate": state.certs["proxy"].chain_pem,
+        "syncer_certificate": state.certs["syncer"].chain_pem,
+    }
+    return Response.json(body)
+
+
+@route("GET", "/v1/bdbs")
+async def get_bdbs(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+    fqdn = sim.config.fqdn
+    result = []
+    for db in sim.config.database_list:
+        addrs = [n.addr for n in sim.state.database_nodes(db)]
+        result.append({
+            "uid": db.uid, "name": db.name, "port": db.port,
+            "tls_mode": "enabled" if db.tls else "disabled", "ssl": db.tls,
+            "proxy_policy": db.proxy_policy, "status": "active",
+            "endpoints": [{"uid": f"{db.uid}:1", "dns_name": f"redis-{db.port}.{fqdn}", "port": db.port,
+                           "addr": addrs, "addr_type": "external", "proxy_policy": db.proxy_policy}],
+        })
+    return Response.json(result)
+
+
+@route("GET", "/v1/cluster/certificates")
+async def get_certificates(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+    body: dict[str, str] = {}
+    for name, material in sim.state.certs.items():
+        body[f"{name}_cert"] = material.chain_pem
+        if material.key_pem and name not in KEYLESS_NAMES:
+            body[f"{name}_key"] = material.key_pem
+    return Response.json(body)
+
+
+@route("PUT", "/v1/cluster/update_cert", "update")
+async def put_update_cert(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+    return _update(sim, request, [_upload_item(_json_body(request))])
+
+
+@route("PUT", "/v1/cluster/certificates", "update", available=lambda sim: sim.state.bulk_put_available)
+async def put_certificates(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+    body = _json_body(request)
+    keys = set(body) if isinstance(body, dict) else set()
+    items = body.get("certificates") if isinstance(body, dict) else None
+    if keys != {"certificates"} or not isinstance(items, list):
+        raise BadRequest("invalid_request", "Body must be {\"certificates\": [...]} and nothing else")
+    if not items:
+        raise BadRequest("invalid_request", "'certificates' is empty")
+    return _update(sim, request, [_upload_item(item) for item in items])
+
+
+@route("GET", "/v1/cluster/alerts")
+async def get_alerts(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+    setting = sim.state.settings["alert_settings"]["cluster_certs_about_to_expire"]  # type: ignore[index]
+    threshold = dt.timedelta(days=int(setting["threshold"]))
+    now = utcnow()
+    expiring = [name for name, m in sim.state.certs.items() if m.not_after - now < threshold]
+    firing = bool(setting["enabled"]) and bool(expiring)
+    return Response.json({"cluster_certs_about_to_expire": {
+        "change_time": now.isoformat(),
+        "change_value": {"certs_about_to_expire": expiring, "global_threshold": setting["threshold"],
+                         "state": firing},
+        "enabled": setting["enabled"], "severity": "WARNING" if firing else "INFO",
+        "state": firing, "threshold": setting["threshold"],
+    }})
+
+
+# -- simulator control routes --------------------------------------------------------------------
+
+
+@route("GET", "/_sim/state", "update", control=True)
+async def get_sim_state(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+    return Response.json(sim.state.snapshot())
+
+
+FAULT_ACTIONS = ("fail_next", "slow", "node_down", "stale", "clear_faults")
+
+
+@route("POST", "/_sim/faults", "update", control=True)
+async def post_sim_faults(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+    """Body ``{"action": "<name>", ...keyword arguments}`` or ``{"actions": [...]}``.
+
+    Actions: fail_next(count, status), slow(seconds), node_down(uid, down), stale(uid, seconds,
+    cert_name), clear_faults(). Answers the fault snapshot.
+    """
+    body = _json_body(request)
+    actions = body.get("actions", [body]) if isinstance(body, dict) else None
+    if not isinstance(actions, list) or not all(isinstance(a, dict) for a in actions):
+        raise BadRequest("invalid_fault", "Body must be an action object or {\"actions\": [...]}")
+    for action in actions:
+        kwargs = dict(action)
+        name = kwargs.pop("action", None)
+        if name not in FAULT_ACTIONS:
+            raise BadRequest("invalid_fault", f"Unknown action {name!r}; one of {FAULT_ACTIONS}")
+        try:
+            await sim.apply_fault(name, **kwargs)
+        except (TypeError, ValueError) as exc:
+            raise BadRequest("invalid_fault", f"{name}: {exc}") from exc
+    return Response.json(sim.state.faults_snapshot())

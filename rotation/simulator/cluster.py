@@ -1,0 +1,290 @@
+"""Cluster state of the simulator: configuration, nodes, certificates, settings and faults.
+
+Everything here is plain data mutated on the simulator's event loop; no sockets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .tls import MAIN_NAMES, CertificateAuthority, Material, material_from_pems
+
+DEFAULT_VERSION = "7.22.2-14"
+BULK_PUT_SINCE = (7, 22, 2)
+PROXY_POLICIES = ("all-nodes", "single")
+
+DATA_CIPHER_LIST = (
+    "DEFAULT:!aNULL:!eNULL:!EXPORT:!DES:!3DES:!RC4:!MD5:!PSK:!aECDH:!EDH-DSS-DES-CBC3-SHA"
+    ":!EDH-RSA-DES-CBC3-SHA:!KRB5-DES-CBC3-SHA"
+)
+TLS13_SUITES = "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``"7.22.2-14"`` -> ``(7, 22, 2, 14)``: compare versions numerically."""
+    return tuple(int(part) for part in re.findall(r"\d+", version))
+
+
+@dataclass(frozen=True)
+class Database:
+    """A database endpoint: TLS ones present ``proxy``; ``single`` binds only node 1."""
+
+    uid: int
+    name: str
+    port: int
+    tls: bool = True
+    proxy_policy: str = "all-nodes"
+
+
+DEFAULT_DATABASES: tuple[Database, ...] = (
+    Database(1, "db1", 12000, True, "all-nodes"),
+    Database(2, "db2", 12001, True, "single"),
+    Database(3, "plain", 12002, False, "all-nodes"),
+)
+
+
+@dataclass
+class SimulatorConfig:
+    fqdn: str = "cluster.sim.local"
+    nodes: int = 3
+    first_address: str = "127.0.10.1"
+    cm_port: int = 8443
+    api_port: int = 9443
+    metrics_port: int = 8070
+    databases: list[Database] | None = None  # None -> DEFAULT_DATABASES
+    expires_in: dt.timedelta = dt.timedelta(days=365)
+    initial_not_before: dt.datetime | None = None  # None -> one hour ago
+    version: str = DEFAULT_VERSION
+    admin_password: str | None = None  # None -> random
+    viewer_password: str | None = None  # None -> random
+    state_dir: Path = field(default_factory=lambda: Path(".rotation/sim"))
+    connect_delay: float = 0.0
+    api_latency: float = 0.0
+    resync_on_return: bool = True
+    handshake_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        self.state_dir = Path(self.state_dir)
+        if self.nodes < 1:
+            raise ValueError("nodes must be at least 1")
+        ports = [self.cm_port, self.api_port, self.metrics_port, *(db.port for db in self.database_list)]
+        if len(set(ports)) != len(ports):
+            raise ValueError(f"ports must be distinct: {ports}")
+        for db in self.database_list:
+            if db.proxy_policy not in PROXY_POLICIES:
+                raise ValueError(f"database {db.name}: proxy_policy must be one of {PROXY_POLICIES}")
+        ipaddress.IPv4Address(self.first_address)
+
+    @property
+    def database_list(self) -> list[Database]:
+        return list(DEFAULT_DATABASES if self.databases is None else self.databases)
+
+    @property
+    def addresses(self) -> list[str]:
+        first = ipaddress.IPv4Address(self.first_address)
+        return [str(first + offset) for offset in range(self.nodes)]
+
+
+class CertSlot:
+    """What one node presents for one certificate name; ``pending`` models a stale worker."""
+
+    def __init__(self, material: Material) -> None:
+        self.current = material
+        self.pending: Material | None = None
+        self.switch_at: float | None = None  # monotonic; None with a pending cert = until cleared
+
+    def effective(self) -> Material:
+        if self.pending is not None and self.switch_at is not None and time.monotonic() >= self.switch_at:
+            self.release()
+        return self.current
+
+    def put(self, material: Material, hold_for: float | None, hold: bool) -> None:
+        if not hold:
+            self.current, self.pending, self.switch_at = material, None, None
+            return
+        self.pending = material
+        self.switch_at = None if hold_for is None else time.monotonic() + hold_for
+
+    def release(self) -> None:
+        if self.pending is not None:
+            self.current = self.pending
+        self.pending, self.switch_at = None, None
+
+
+@dataclass
+class NodeState:
+    uid: int
+    addr: str
+    hostname: str
+    certs: dict[str, CertSlot]
+    down: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+    def served(self, name: str) -> Material:
+        return self.certs[name].effective()
+
+
+@dataclass(frozen=True)
+class StaleRule:
+    seconds: float | None  # None = until cleared
+    cert_name: str | None  # None = every certificate
+
+
+def default_settings() -> dict[str, object]:
+    """The cluster settings GET /v1/cluster reads (a future PUT /v1/cluster edits this dict)."""
+    return {
+        "min_control_TLS_version": "1.2",
+        "min_data_TLS_version": "1.2",
+        "min_sentinel_TLS_version": "1.2",
+        "sentinel_tls_mode": "allowed",
+        "sentinel_ssl_policy": "allowed",
+        "control_cipher_suites": "DEFAULT:!3DES",
+        "control_cipher_suites_tls_1_3": TLS13_SUITES,
+        "data_cipher_list": DATA_CIPHER_LIST,
+        "data_cipher_suites_tls_1_3": [],
+        "sentinel_cipher_suites": [],
+        "sentinel_cipher_suites_tls_1_3": TLS13_SUITES,
+        "mtls_certificate_authentication": False,
+        "alert_settings": {
+            "cluster_certs_about_to_expire": {"enabled": True, "threshold": "45"},
+            "node_internal_certs_about_to_expire": {"enabled": True, "threshold": "45"},
+        },
+        "handle_redirects": False,
+        "http_support": True,
+    }
+
+
+class ClusterState:
+    """Cluster-level certificates, nodes, settings and the fault switches."""
+
+    def __init__(self, config: SimulatorConfig, ca: CertificateAuthority) -> None:
+        self.config = config
+        self.version = config.version
+        not_before = config.initial_not_before or dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+        not_after = dt.datetime.now(dt.UTC) + config.expires_in
+        self.certs: dict[str, Material] = {}
+        for name in MAIN_NAMES:
+            cert_pem, key_pem = ca.issue(config.fqdn, not_before, not_after)
+            self.certs[name] = material_from_pems(name, cert_pem, key_pem)
+        self.nodes: dict[int, NodeState] = {
+            uid: NodeState(uid=uid, addr=addr, hostname=f"node{uid}.{config.fqdn}",
+                           certs={name: CertSlot(m) for name, m in self.certs.items()})
+            for uid, addr in enumerate(config.addresses, start=1)
+        }
+        self.settings = default_settings()
+        self.fail_queue: deque[int] = deque()
+        self.slow_seconds = 0.0
+        self.stale_rules: dict[int, StaleRule] = {}
+        self.received_update_bodies: deque[bytes] = deque(maxlen=20)
+        self.update_count = 0
+
+    @property
+    def bulk_put_available(self) -> bool:
+        return version_tuple(self.version)[:3] >= BULK_PUT_SINCE
+
+    def database_nodes(self, db: Database) -> list[NodeState]:
+        nodes = sorted(self.nodes.values(), key=lambda n: n.uid)
+        return nodes[:1] if db.proxy_policy == "single" else nodes
+
+    # -- certificate updates -------------------------------------------------------------------
+
+    def apply(self, materials: list[Material]) -> tuple[int, dict[str, str]]:
+        """Apply validated certificates; returns (status, body). Consumes one queued failure."""
+        self.update_count += 1
+        partial = False
+        if self.fail_queue:
+            status = self.fail_queue.popleft()
+            if status != 409:
+                code = {500: "internal_error", 503: "service_unavailable"}.get(status, "injected_failure")
+                return status, {"error_code": code, "description": f"Injected failure ({status})"}
+            partial = True
+        for material in materials:
+            self.certs[material.name] = material
+        up = [n for n in sorted(self.nodes.values(), key=lambda n: n.uid) if not n.down]
+        targets = up[:1] if partial else up
+        for node in targets:
+            self._deliver(node, materials)
+        if partial or len(up) < len(self.nodes):
+            missed = sorted(uid for uid in self.nodes if uid not in {n.uid for n in targets})
+            return 409, {"error_code": "nodes_not_updated",
+                         "description": f"Not all nodes were updated (nodes {missed} missed the change)"}
+        return 200, {}
+
+    def _deliver(self, node: NodeState, materials: list[Material]) -> None:
+        rule = self.stale_rules.get(node.uid)
+        for material in materials:
+            if material.name not in node.certs:
+                continue  # opaque names live at cluster level only
+            hold = rule is not None and rule.cert_name in (None, material.name)
+            node.certs[material.name].put(material, rule.seconds if rule else None, hold)
+
+    def resync(self, node: NodeState) -> None:
+        for name, slot in node.certs.items():
+            slot.put(self.certs[name], None, hold=False)
+
+    # -- faults ----------------------------------------------------------------------------------
+
+    def fail_next(self, count: int = 1, status: int = 500) -> None:
+        if count < 0 or not 400 <= status <= 599:
+            raise ValueError("fail_next needs count >= 0 and a 4xx/5xx status")
+        self.fail_queue.extend([status] * count)
+
+    def stale(self, uid: int, seconds: float | None = None, cert_name: str | None = None) -> None:
+        node = self.node(uid)
+        if cert_name is not None and cert_name not in node.certs:
+            raise ValueError(f"unknown certificate name {cert_name!r}")
+        if seconds is not None and seconds <= 0:
+            self.stale_rules.pop(uid, None)
+            for slot in node.certs.values():
+                slot.release()
+            return
+        self.stale_rules[uid] = StaleRule(seconds, cert_name)
+
+    def clear_faults(self) -> None:
+        self.fail_queue.clear()
+        self.slow_seconds = 0.0
+        self.stale_rules.clear()
+        for node in self.nodes.values():
+            for slot in node.certs.values():
+                slot.release()
+
+    def node(self, uid: int) -> NodeState:
+        try:
+            return self.nodes[uid]
+        except KeyError:
+            raise ValueError(f"no node with uid {uid}") from None
+
+    def faults_snapshot(self) -> dict[str, object]:
+        return {
+            "fail_next": list(self.fail_queue),
+            "slow": self.slow_seconds,
+            "stale": {str(uid): {"seconds": r.seconds, "cert_name": r.cert_name}
+                      for uid, r in self.stale_rules.items()},
+            "down": sorted(uid for uid, n in self.nodes.items() if n.down),
+        }
+
+    def snapshot(self) -> dict[str, object]:
+        """GET /_sim/state: per node per certificate what a new handshake would present."""
+        nodes = {}
+        for uid, node in sorted(self.nodes.items()):
+            nodes[str(uid)] = {
+                "addr": node.addr,
+                "status": "down" if node.down else "active",
+                "fingerprints": {name: node.served(name).fingerprint for name in node.certs},
+                "pending": {name: slot.pending.fingerprint for name, slot in node.certs.items()
+                            if slot.pending is not None},
+            }
+        return {
+            "fqdn": self.config.fqdn,
+            "version": self.version,
+            "cluster": {name: m.fingerprint for name, m in self.certs.items()},
+            "nodes": nodes,
+            "faults": self.faults_snapshot(),
+            "update_count": self.update_count,
+        }

@@ -1,0 +1,138 @@
+"""``rotation simulator``: run a simulated RS cluster in the foreground until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+
+from .cluster import DEFAULT_DATABASES, DEFAULT_VERSION, Database, SimulatorConfig
+from .server import ClusterSimulator, SimulatorError
+
+_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "w": 604800}
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """``90d``, ``12h``, ``30m``, ``45s``, ``2w`` or combinations such as ``1d12h``."""
+    text = text.strip().lower()
+    parts = re.findall(r"(\d+(?:\.\d+)?)([dhmsw])", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"invalid duration {text!r}: use e.g. 90d, 12h, 30m, 45s")
+    return dt.timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
+
+
+def parse_databases(text: str | None) -> list[Database]:
+    """None -> the defaults; ``"2"`` -> 2 TLS all-nodes databases from port 12000;
+    ``"12000,12001:single,12002:plain"`` -> one database per port, flags ``single``/``plain``."""
+    if text is None:
+        return list(DEFAULT_DATABASES)
+    text = text.strip()
+    if text.isdigit() and int(text) < 1000:
+        return [Database(i + 1, f"db{i + 1}", 12000 + i) for i in range(int(text))]
+    databases = []
+    for uid, item in enumerate(filter(None, (p.strip() for p in text.split(","))), start=1):
+        port, *flags = item.split(":")
+        unknown = set(flags) - {"single", "plain", "tls", "all-nodes"}
+        if not port.isdigit() or unknown:
+            raise ValueError(f"invalid database {item!r}: PORT[:single][:plain]")
+        databases.append(Database(uid, f"db{uid}", int(port), tls="plain" not in flags,
+                                  proxy_policy="single" if "single" in flags else "all-nodes"))
+    return databases
+
+
+def write_inventory(path: Path, name: str, entry: dict[str, Any]) -> None:
+    """Create or merge ``{clusters: {name: entry}}``: other keys and clusters are kept."""
+    data: dict[str, Any] = {}
+    if path.exists():
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: not a YAML mapping")
+        data = loaded
+    clusters = data.get("clusters")
+    if not isinstance(clusters, dict):
+        clusters = {}
+    clusters[name] = entry
+    data["clusters"] = clusters
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    os.replace(tmp, path)
+
+
+def _summary(sim: ClusterSimulator, name: str) -> str:
+    cfg = sim.config
+    lines = [f"Simulated RS cluster {cfg.fqdn} (version {cfg.version}), {cfg.nodes} node(s)",
+             f"  admin: {sim.admin_username} (password in {sim.password_path})",
+             f"  viewer: {sim.viewer_username} (password in {cfg.state_dir / 'viewer-password'})",
+             f"  CA: {sim.ca_path}"]
+    for uid, addr in enumerate(sim.node_addresses, start=1):
+        lines.append(f"  node {uid} {addr}: api {cfg.api_port}, cm {cfg.cm_port}, "
+                     f"metrics {cfg.metrics_port}")
+    for db in cfg.database_list:
+        lines.append(f"  db {db.uid} {db.name}: port {db.port}, tls={db.tls}, {db.proxy_policy}")
+    lines.append("  fingerprints (SHA-256):")
+    for cert_name in ("api", "cm", "proxy", "syncer", "metrics_exporter"):
+        lines.append(f"    {cert_name}: {sim.served_fingerprint(1, cert_name)}")
+    lines.append("Inventory entry:")
+    lines.append(yaml.safe_dump({"clusters": {name: sim.inventory_entry(name)}}, sort_keys=False).rstrip())
+    lines.append("Serving; Ctrl-C to stop.")
+    return "\n".join(lines)
+
+
+def simulator(
+    nodes: int = typer.Option(3, "--nodes", min=1, help="Number of nodes."),
+    fqdn: str = typer.Option("cluster.sim.local", "--fqdn", help="Cluster FQDN (certificate names)."),
+    first_address: str = typer.Option("127.0.10.1", "--first-address", help="Node 1's loopback address."),
+    cm_port: int = typer.Option(8443, "--cm-port"),
+    api_port: int = typer.Option(9443, "--api-port"),
+    metrics_port: int = typer.Option(8070, "--metrics-port"),
+    databases: str | None = typer.Option(
+        None, "--databases", help="Count, or ports like 12000,12001:single,12002:plain."
+    ),
+    expires_in: str = typer.Option("365d", "--expires-in", help="Initial validity, e.g. 5d, 12h."),
+    version: str = typer.Option(DEFAULT_VERSION, "--version", help="RS version profile."),
+    password: str | None = typer.Option(
+        None, "--password", envvar="RS_SIM_PASSWORD", help="Admin password (default random)."
+    ),
+    state_dir: Path = typer.Option(Path(".rotation/sim"), "--state-dir"),  # noqa: B008
+    connect_delay: float = typer.Option(0.0, "--connect-delay", help="Seconds before each handshake."),
+    api_latency: float = typer.Option(0.0, "--api-latency", help="Seconds added to each REST answer."),
+    no_resync: bool = typer.Option(False, "--no-resync", help="Nodes coming back up stay stale."),
+    write_config: Path | None = typer.Option(  # noqa: B008
+        None, "--write-config", help="Write/merge an inventory YAML with this cluster."
+    ),
+    name: str = typer.Option("sim", "--name", help="The cluster's name in the inventory."),
+) -> None:
+    """Run a simulated Redis Enterprise cluster (real TLS listeners + REST API) until Ctrl-C."""
+    try:
+        config = SimulatorConfig(
+            fqdn=fqdn, nodes=nodes, first_address=first_address, cm_port=cm_port, api_port=api_port,
+            metrics_port=metrics_port, databases=parse_databases(databases),
+            expires_in=parse_duration(expires_in), version=version, admin_password=password or None,
+            state_dir=state_dir, connect_delay=connect_delay, api_latency=api_latency,
+            resync_on_return=not no_resync,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    sim = ClusterSimulator(config)
+
+    def ready() -> None:
+        if write_config is not None:
+            write_inventory(write_config, name, sim.inventory_entry(name))
+            typer.echo(f"Wrote cluster {name!r} to {write_config}")
+        typer.echo(_summary(sim, name), nl=True)
+
+    try:
+        asyncio.run(sim.serve_forever(ready))
+    except SimulatorError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except KeyboardInterrupt:
+        pass
+    typer.echo("Simulator stopped.")

@@ -1,0 +1,384 @@
+"""ClusterSimulator: binds every node's listeners and exposes the thread-safe control API.
+
+Each accepted TCP connection waits ``connect_delay``, then picks the node's *current* context
+for its certificate name and upgrades with ``start_tls``: new handshakes see a new certificate
+at once, open connections keep theirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import datetime as dt
+import errno
+import os
+import secrets
+import signal
+import threading
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from . import api
+from .cluster import ClusterState, Database, NodeState, SimulatorConfig
+from .http import Handler, serve_http
+from .services import cm_handler, metrics_handler, serve_resp
+from .tls import CertificateAuthority, utcnow
+
+T = TypeVar("T")
+
+#: listener kind -> certificate it presents (database kinds are "db:<uid>")
+LISTENER_CERTS = {"api": "api", "cm": "cm", "metrics_exporter": "metrics_exporter"}
+
+
+class SimulatorError(RuntimeError):
+    """The simulator could not start or was used wrongly."""
+
+
+class PortInUseError(SimulatorError):
+    """A listener could not bind because the address/port is taken."""
+
+
+class ClusterSimulator:
+    """A simulated RS cluster on loopback addresses. See ``rotation.simulator`` for the API."""
+
+    def __init__(self, config: SimulatorConfig | None = None) -> None:
+        self.config = config or SimulatorConfig()
+        cfg = self.config
+        now = utcnow()
+        not_before = cfg.initial_not_before or now - dt.timedelta(hours=1)
+        self.ca = CertificateAuthority.create(cfg.fqdn, not_before, now + cfg.expires_in * 10)
+        self.state = ClusterState(cfg, self.ca)
+        self.admin_username = f"admin@{cfg.fqdn}"
+        self.viewer_username = f"viewer@{cfg.fqdn}"
+        self.admin_password = cfg.admin_password or secrets.token_urlsafe(18)
+        self.viewer_password = cfg.viewer_password or secrets.token_urlsafe(18)
+        self.users: dict[str, tuple[str, str]] = {
+            self.admin_username: (self.admin_password, "admin"),
+            self.viewer_username: (self.viewer_password, "viewer"),
+        }
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._thread: threading.Thread | None = None
+        self._servers: dict[tuple[int, str], asyncio.Server] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stop_event: asyncio.Event | None = None
+
+    # -- read-only properties ------------------------------------------------------------------
+
+    @property
+    def node_addresses(self) -> list[str]:
+        return self.config.addresses
+
+    @property
+    def ca_pem(self) -> str:
+        return self.ca.pem
+
+    @property
+    def ca_path(self) -> Path:
+        return self.config.state_dir / "cluster-ca.pem"
+
+    @property
+    def password_path(self) -> Path:
+        return self.config.state_dir / "admin-password"
+
+    @property
+    def received_update_bodies(self) -> list[bytes]:
+        return self._call(lambda: list(self.state.received_update_bodies))
+
+    def served_fingerprint(self, uid: int, cert_name: str) -> str:
+        """SHA-256 (hex) of what node ``uid`` would present for ``cert_name`` on a new handshake."""
+        return self._call(lambda: self.state.node(uid).served(cert_name).fingerprint)
+
+    def cluster_cert_pem(self, cert_name: str) -> str:
+        return self._call(lambda: self.state.certs[cert_name].chain_pem)
+
+    def inventory_entry(self, name: str = "sim") -> dict[str, Any]:
+        """This cluster as an entry of the project's YAML inventory (``clusters: {name: entry}``)."""
+        cfg = self.config
+        return {
+            "url": f"https://{self.node_addresses[0]}:{cfg.api_port}",
+            "tls_server_name": cfg.fqdn,
+            "username": self.admin_username,
+            "password_file": str(self.password_path.resolve()),
+            "verify": str(self.ca_path.resolve()),
+            "fqdn": cfg.fqdn,
+            "ports": {"cm": cfg.cm_port, "api": cfg.api_port, "metrics_exporter": cfg.metrics_port},
+            "certificates": {name: {} for name in ("cm", "api", "proxy", "syncer", "metrics_exporter")},
+        }
+
+    # -- faults ----------------------------------------------------------------------------------
+
+    def fail_next(self, count: int = 1, status: int = 500) -> None:
+        self._call(lambda: self.state.fail_next(count, status))
+
+    def slow(self, seconds: float) -> None:
+        self._call(lambda: setattr(self.state, "slow_seconds", max(0.0, float(seconds))))
+
+    def stale(self, uid: int, seconds: float | None = None, cert_name: str | None = None) -> None:
+        self._call(lambda: self.state.stale(uid, seconds, cert_name))
+
+    def clear_faults(self) -> None:
+        """Clear fail_next, slow and stale; nodes that are down stay down (use node_down(uid, False))."""
+        self._call(self.state.clear_faults)
+
+    def node_down(self, uid: int, down: bool = True) -> None:
+        if self._loop is None:  # not started: only flip the flag, start() skips down nodes
+            self.state.node(uid).down = down
+            return
+        self._run(self.set_node_down(uid, down))
+
+    async def set_node_down(self, uid: int, down: bool = True) -> None:
+        """Close (or re-open) the node's listeners; on return optionally re-sync its certificates."""
+        node = self.state.node(uid)
+        if down == node.down:
+            return
+        if down:
+            node.down = True
+            for key in [k for k in self._servers if k[0] == uid]:
+                self._servers.pop(key).close()
+            return
+        if self.config.resync_on_return:
+            self.state.resync(node)
+        await self._bind_node(node)
+        node.down = False
+
+    async def apply_fault(self, action: str, **kwargs: Any) -> None:
+        """One fault by name (the ``POST /_sim/faults`` route); runs on the loop."""
+        if action == "node_down":
+            await self.set_node_down(int(kwargs.pop("uid")), bool(kwargs.pop("down", True)), **kwargs)
+        elif action == "slow":
+            seconds = float(kwargs.pop("seconds"))
+            if kwargs:
+                raise TypeError(f"unexpected arguments {sorted(kwargs)}")
+            self.state.slow_seconds = max(0.0, seconds)
+        else:
+            getattr(self.state, action)(**kwargs)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> ClusterSimulator:
+        """Run the simulator's own loop in a daemon thread; return once every listener is bound."""
+        if self._thread is not None or self._loop is not None:
+            raise SimulatorError("simulator already started")
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._thread_main, args=(ready,), daemon=True,
+                                        name=f"rs-simulator-{self.config.fqdn}")
+        self._thread.start()
+        try:
+            ready.result()
+        except BaseException:
+            self._thread.join()
+            self._thread = None
+            raise
+        return self
+
+    def _thread_main(self, ready: concurrent.futures.Future[None]) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            try:
+                self._bind_loop(loop)
+                loop.run_until_complete(self._astart())
+            except BaseException as exc:
+                self._loop = self._loop_thread = None
+                ready.set_exception(exc)
+                return
+            ready.set_result(None)
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def stop(self) -> None:
+        """Close every listener and connection and join the thread. Safe to call twice."""
+        loop, thread = self._loop, self._thread
+        if loop is None:
+            return
+        if thread is None:  # serve_forever() mode: ask it to return
+            if self._stop_event is not None:
+                loop.call_soon_threadsafe(self._stop_event.set)
+            return
+        with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
+            asyncio.run_coroutine_threadsafe(self._astop(), loop).result(timeout=15)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=15)
+        self._thread = None
+        self._loop = self._loop_thread = None
+
+    def __enter__(self) -> ClusterSimulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def serve_forever(self, ready: Callable[[], None] | None = None) -> None:
+        """Serve on the running loop until SIGINT/SIGTERM (or :meth:`stop`), then shut down."""
+        loop = asyncio.get_running_loop()
+        self._bind_loop(loop)
+        self._stop_event = asyncio.Event()
+        try:
+            await self._astart()
+        except BaseException:
+            self._loop = self._loop_thread = None
+            raise
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self._stop_event.set)
+                installed.append(sig)
+        try:
+            if ready is not None:
+                ready()
+            await self._stop_event.wait()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self._astop()
+            self._loop = self._loop_thread = None
+
+    def _bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+
+    async def _astart(self) -> None:
+        self._write_state_files()
+        try:
+            for node in self.state.nodes.values():
+                if not node.down:
+                    await self._bind_node(node)
+        except BaseException:
+            await self._astop()
+            raise
+
+    async def _astop(self) -> None:
+        for server in self._servers.values():
+            server.close()
+        self._servers.clear()
+        tasks = [t for t in self._tasks if not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _write_state_files(self) -> None:
+        state_dir = self.config.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.ca_path.write_text(self.ca_pem)
+        for path, secret in ((self.password_path, self.admin_password),
+                             (state_dir / "viewer-password", self.viewer_password)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                os.fchmod(fh.fileno(), 0o600)
+                fh.write(secret + "\n")
+
+    # -- listeners ---------------------------------------------------------------------------------
+
+    def _listeners(self, node: NodeState) -> list[tuple[str, int]]:
+        cfg = self.config
+        kinds = [("api", cfg.api_port), ("cm", cfg.cm_port), ("metrics_exporter", cfg.metrics_port)]
+        kinds += [(f"db:{db.uid}", db.port) for db in cfg.database_list
+                  if node in self.state.database_nodes(db)]
+        return kinds
+
+    async def _bind_node(self, node: NodeState) -> None:
+        for kind, port in self._listeners(node):
+            try:
+                server = await asyncio.start_server(
+                    partial(self._on_connect, node, kind), host=node.addr, port=port, reuse_address=True,
+                    backlog=512,
+                )
+            except OSError as exc:
+                where = f"{node.addr}:{port} ({kind} listener of node {node.uid})"
+                if exc.errno == errno.EADDRINUSE:
+                    raise PortInUseError(f"cannot listen on {where}: address already in use") from exc
+                raise SimulatorError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
+            self._servers[(node.uid, f"{kind}:{port}")] = server
+
+    def _database(self, kind: str) -> Database:
+        uid = int(kind.split(":", 1)[1])
+        return next(db for db in self.config.database_list if db.uid == uid)
+
+    async def _on_connect(
+        self, node: NodeState, kind: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        # Stop the plain stream from reading before the first await: a ClientHello that lands in
+        # the StreamReader's buffer during connect_delay would never reach start_tls's SSL layer.
+        # (This task's first step runs before the transport's first read callback.)
+        writer.transport.pause_reading()
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            try:
+                await self._serve_connection(node, kind, reader, writer)
+            except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError):
+                pass  # handshake failures (ssl.SSLError is an OSError), resets, timeouts
+            writer.close()
+            await asyncio.wait_for(writer.wait_closed(), 1.0)
+        except asyncio.CancelledError:
+            # stop(): drop the connection. Returning normally (not re-raising) keeps 3.11's
+            # streams callback from logging the cancelled task as an error.
+            writer.transport.abort()
+        except Exception:  # closing a broken connection may fail in many ways
+            writer.transport.abort()
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _serve_connection(
+        self, node: NodeState, kind: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        if node.down:
+            return
+        if self.config.connect_delay > 0:
+            await asyncio.sleep(self.config.connect_delay)
+        db = self._database(kind) if kind.startswith("db:") else None
+        cert_name = "proxy" if db is not None else LISTENER_CERTS[kind]
+        if db is None or db.tls:
+            plane = "min_data_TLS_version" if db is not None else "min_control_TLS_version"
+            ctx = node.served(cert_name).context(str(self.state.settings.get(plane, "1.2")))
+            await writer.start_tls(ctx, ssl_handshake_timeout=self.config.handshake_timeout)
+        else:
+            writer.transport.resume_reading()
+        refuse: Callable[[], bool] = lambda: node.down  # noqa: E731
+        if db is not None:
+            await serve_resp(reader, writer, refuse)
+        else:
+            await serve_http(reader, writer, self._http_handler(node, kind), refuse=refuse)
+
+    def _http_handler(self, node: NodeState, kind: str) -> Handler:
+        if kind == "cm":
+            return cm_handler(self.config.fqdn, node)
+        if kind == "metrics_exporter":
+            return metrics_handler(self.config.fqdn, node)
+        return partial(api.handle, self)
+
+    # -- thread hopping ------------------------------------------------------------------------------
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the simulator's loop (directly if not started or already on it)."""
+        loop = self._loop
+        if loop is None or self._loop_thread == threading.get_ident():
+            return fn()
+        result: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def runner() -> None:
+            try:
+                result.set_result(fn())
+            except BaseException as exc:
+                result.set_exception(exc)
+
+        loop.call_soon_threadsafe(runner)
+        return result.result(timeout=30)
+
+    def _run(self, coro: Any) -> None:
+        loop = self._loop
+        if loop is None:
+            coro.close()
+            raise SimulatorError("the simulator is not running")
+        if self._loop_thread == threading.get_ident():
+            coro.close()
+            raise SimulatorError("called on the simulator's loop: await the async variant instead")
+        asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=30)

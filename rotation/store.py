@@ -1,0 +1,95 @@
+"""Where rotation records and per-certificate locks live, behind two small protocols.
+
+``LocalStore`` keeps records in a JSON-lines file and locks with ``fcntl`` (one host).
+The service replaces both with Redis (see ``rotation.redis_store``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+from rotation.errors import RotationInProgress
+from rotation.model import RotationRecord
+
+
+class RecordStore(Protocol):
+    def save(self, record: RotationRecord) -> None: ...
+
+    def history(
+        self, cluster: str | None = None, cert_name: str | None = None, limit: int = 50
+    ) -> list[RotationRecord]: ...
+
+
+class Locker(Protocol):
+    def hold(self, cluster: str, cert_name: str, owner: str) -> contextlib.AbstractContextManager[None]:
+        """Hold the (cluster, certificate) lock; raise RotationInProgress when someone else has it."""
+        ...
+
+
+class LocalStore:
+    """Records in ``<dir>/history.jsonl`` (append-only; the last line of an id wins)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = directory / "history.jsonl"
+
+    def save(self, record: RotationRecord) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(record.to_dict(), sort_keys=True) + "\n"
+        with open(self.path, "a", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.write(line)
+
+    def history(
+        self, cluster: str | None = None, cert_name: str | None = None, limit: int = 50
+    ) -> list[RotationRecord]:
+        if not self.path.exists():
+            return []
+        latest: dict[str, RotationRecord] = {}
+        with open(self.path, encoding="utf-8") as handle:
+            for line in handle:
+                if not line.strip():
+                    continue
+                try:
+                    record = RotationRecord.from_dict(json.loads(line))
+                except (ValueError, KeyError):
+                    continue  # a torn last line after a crash must not hide the rest
+                latest[record.id] = record
+        records = [
+            r for r in latest.values()
+            if (cluster is None or r.cluster == cluster) and (cert_name is None or r.cert_name == cert_name)
+        ]
+        records.sort(key=lambda r: r.started_at, reverse=True)
+        return records[:limit]
+
+
+class FileLocker:
+    """``flock`` on ``<dir>/locks/<cluster>.<cert>.lock``: released by the kernel if we die."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory / "locks"
+
+    @contextlib.contextmanager
+    def hold(self, cluster: str, cert_name: str, owner: str) -> Iterator[None]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"{cluster}.{cert_name}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+                raise RotationInProgress(
+                    f"{cluster}/{cert_name}: a rotation is already in progress ({holder})"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, owner.encode(), 0)
+            yield
+        finally:
+            os.close(fd)

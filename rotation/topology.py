@@ -1,0 +1,87 @@
+"""Which endpoint shows which certificate: pure mapping from REST data to probe targets.
+
+``cm`` on the CM port, ``api`` on the REST port and ``metrics_exporter`` on 8070 of every
+active node; ``proxy`` on the port of each TLS database, on the nodes that serve it, with SNI
+``redis-<port>.<fqdn>``; ``syncer`` is a client certificate and has no endpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rotation.config import ClusterSettings
+from rotation.model import CertName, Endpoint
+from rotation.rs.client import DatabaseInfo, NodeInfo
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """One read of the cluster's shape: enough to list every endpoint."""
+
+    name: str
+    fqdn: str
+    version: str | None
+    nodes: tuple[NodeInfo, ...]
+    databases: tuple[DatabaseInfo, ...]
+    cm_port: int
+    api_port: int
+    metrics_port: int
+    node_address: str = "addr"
+
+    @classmethod
+    def from_api(
+        cls,
+        name: str,
+        settings: ClusterSettings,
+        cluster_info: dict[str, Any],
+        nodes: Sequence[NodeInfo],
+        databases: Sequence[DatabaseInfo],
+        version: str | None,
+    ) -> ClusterView:
+        url_port = int(settings.url.rsplit(":", 1)[1].split("/")[0]) if settings.url.count(":") >= 2 else 9443
+        return cls(
+            name=name,
+            fqdn=cluster_info.get("name") or settings.fqdn,
+            version=version,
+            nodes=tuple(nodes),
+            databases=tuple(databases),
+            cm_port=settings.ports.cm or int(cluster_info.get("cm_port") or 8443),
+            api_port=settings.ports.api or url_port,
+            metrics_port=settings.ports.metrics_exporter,
+            node_address=settings.node_address,
+        )
+
+    def address_of(self, node: NodeInfo) -> str:
+        if self.node_address == "external_addr" and node.external_addr:
+            return node.external_addr[0]
+        return node.addr
+
+    def node_by_address(self, address: str) -> NodeInfo | None:
+        return next((n for n in self.nodes if address in (n.addr, *n.external_addr)), None)
+
+    def down_nodes(self) -> list[NodeInfo]:
+        return [n for n in self.nodes if n.status != "active"]
+
+    def endpoints(self, cert_name: CertName) -> list[Endpoint]:
+        """Every place ``cert_name`` should be presented, down nodes included (they must count)."""
+        port = {CertName.CM: self.cm_port, CertName.API: self.api_port,
+                CertName.METRICS_EXPORTER: self.metrics_port}.get(cert_name)
+        if port is not None:
+            return [
+                Endpoint(self.name, cert_name, str(n.uid), self.address_of(n), port, self.fqdn)
+                for n in self.nodes
+            ]
+        if cert_name is CertName.PROXY:
+            result = []
+            for db in self.databases:
+                if not db.tls:
+                    continue
+                sni = db.dns_name or f"redis-{db.port}.{self.fqdn}"
+                for address in db.addrs:
+                    node = self.node_by_address(address)
+                    label = str(node.uid) if node else address
+                    result.append(Endpoint(self.name, cert_name, label, address, db.port, sni))
+            return result
+        return []

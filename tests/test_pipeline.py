@@ -1,0 +1,208 @@
+"""The pipeline against a real simulated 3-node cluster: real TLS, real HTTPS, real CA."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from conftest import handshake_fingerprint, start_simulator, write_inventory
+
+from rotation import certs
+from rotation.cluster import open_cluster
+from rotation.config import Inventory, load_inventory
+from rotation.model import CertName, Outcome, RotationRecord
+from rotation.pipeline import RotationOptions
+from rotation.service import record_store, rotate_inline
+from rotation.simulator import ClusterSimulator
+
+SERVED = [CertName.CM, CertName.API, CertName.METRICS_EXPORTER, CertName.PROXY]
+
+
+def rotate_one(inventory: Inventory, cert: str, **options: object) -> RotationRecord:
+    opts = RotationOptions(poll_interval=0.1, push_backoff=0.05, **options)  # type: ignore[arg-type]
+    (record,) = rotate_inline(inventory, "sim", [cert], opts)
+    return record
+
+
+def served_everywhere(sim: ClusterSimulator, cert: CertName) -> set[str]:
+    """Fingerprints seen by independent handshakes on every endpoint of ``cert``."""
+    fqdn = "cluster.test.local"
+    seen = set()
+    for index, address in enumerate(sim.node_addresses, start=1):
+        if cert is CertName.CM:
+            seen.add(handshake_fingerprint(address, sim.config.cm_port, fqdn))
+        elif cert is CertName.API:
+            seen.add(handshake_fingerprint(address, sim.config.api_port, fqdn))
+        elif cert is CertName.METRICS_EXPORTER:
+            seen.add(handshake_fingerprint(address, sim.config.metrics_port, fqdn))
+        elif cert is CertName.PROXY:
+            seen.add(handshake_fingerprint(address, 12000, f"redis-12000.{fqdn}"))
+            if index == 1:
+                seen.add(handshake_fingerprint(address, 12001, f"redis-12001.{fqdn}"))
+    return seen
+
+
+@pytest.mark.parametrize("cert", list(CertName))
+def test_rotation_of_each_certificate_is_verified_on_every_node(
+    simulator: ClusterSimulator, inventory: Inventory, state_dir: Path, cert: CertName
+) -> None:
+    before = simulator.cluster_cert_pem(str(cert))
+    record = rotate_one(inventory, str(cert))
+
+    assert record.outcome is Outcome.VERIFIED, record.error
+    assert record.new_fingerprint and record.new_fingerprint != record.old_fingerprint
+    after_pem = simulator.cluster_cert_pem(str(cert))
+    assert after_pem != before
+    assert certs.fingerprint(certs.load_certificates(after_pem, where="sim")[0]) == record.new_fingerprint
+    if cert.is_served:
+        assert served_everywhere(simulator, cert) == {record.new_fingerprint}
+        assert all(pair["after"] == record.new_fingerprint for pair in record.nodes.values())
+    assert [s.name for s in record.steps] == ["read", "issue", "validate", "push", "verify"]
+    assert record_store().history("sim", str(cert))[0].id == record.id
+
+
+def test_api_rotation_keeps_the_client_working(
+    simulator: ClusterSimulator, inventory: Inventory, state_dir: Path
+) -> None:
+    with open_cluster(inventory, "sim") as session:
+        from rotation.pipeline import rotate
+        from rotation.service import local_locker
+
+        record = rotate(inventory, session, "api", store=record_store(), locker=local_locker(),
+                        options=RotationOptions(poll_interval=0.1))
+        assert record.outcome is Outcome.VERIFIED, record.error
+        # Same client, new connections: the REST API now presents a certificate from our CA.
+        session.client.reconnect()
+        assert len(session.client.nodes()) == 3
+    # A new process with only the inventory trusts it too (the api issuer's CA is trusted).
+    with open_cluster(load_inventory(inventory.source), "sim") as fresh:
+        assert len(fresh.client.nodes()) == 3
+        assert fresh.client.certificates()["api"].certificate == simulator.cluster_cert_pem("api")
+
+
+@pytest.mark.parametrize(("version", "path"), [("7.22.2-14", "/v1/cluster/certificates"),
+                                               ("7.22.0-95", "/v1/cluster/update_cert")])
+def test_update_path_follows_the_cluster_version(
+    tmp_path: Path, ca_files: tuple[Path, Path], state_dir: Path, version: str, path: str
+) -> None:
+    sim = start_simulator(tmp_path, version=version)
+    try:
+        inventory = load_inventory(write_inventory(tmp_path / "inv.yaml", sim, ca_files))
+        record = rotate_one(inventory, "proxy")
+        assert record.outcome is Outcome.VERIFIED, record.error
+        push = next(s for s in record.steps if s.name == "push")
+        assert push.detail == f"via {path}"
+    finally:
+        sim.stop()
+
+
+def test_pem_travels_json_escaped_and_arrives_identical(
+    simulator: ClusterSimulator, inventory: Inventory, state_dir: Path, tmp_path: Path, ca_files: tuple[Path, Path]
+) -> None:
+    from rotation.issuers.internal_ca import InternalCA
+    from rotation.model import CertRequest, KeyType
+
+    # An intermediate-issued chain, so the full chain (leaf + intermediate) must survive.
+    issued = InternalCA("internal", ca_files[0], ca_files[1]).issue(
+        CertRequest("sim", CertName.PROXY, ("cluster.test.local", "*.cluster.test.local"), KeyType.RSA_2048)
+    )
+    (tmp_path / "full.pem").write_text(issued.fullchain_pem)
+    (tmp_path / "key.pem").write_text(issued.key_pem.reveal())
+    from rotation.issuers.files import FileIssuer
+
+    record = rotate_one(inventory, "proxy", issuer=FileIssuer("byo", tmp_path / "full.pem", tmp_path / "key.pem"))
+    assert record.outcome is Outcome.VERIFIED, record.error
+    raw = simulator.received_update_bodies[-1]
+    assert b"\\n" in raw and b"-----BEGIN CERTIFICATE-----\\n" in raw  # newlines escaped, not raw
+    body = json.loads(raw)
+    item = body["certificates"][0] if "certificates" in body else body
+    assert item["certificate"] == issued.fullchain_pem
+    assert certs.load_private_key(item["key"], where="body").private_numbers() == certs.load_private_key(
+        issued.key_pem.reveal(), where="issued"
+    ).private_numbers()
+
+
+def test_dry_run_pushes_nothing(simulator: ClusterSimulator, inventory: Inventory, state_dir: Path) -> None:
+    before = served_everywhere(simulator, CertName.PROXY)
+    record = rotate_one(inventory, "proxy", dry_run=True)
+    assert record.outcome is Outcome.DRY_RUN
+    assert record.new_fingerprint
+    assert served_everywhere(simulator, CertName.PROXY) == before
+    assert not simulator.received_update_bodies
+
+
+# --- faults: each ends verified, or rolled back with the old certificate served -------------
+def test_transient_500s_are_retried_and_verified(simulator: ClusterSimulator, inventory: Inventory,
+                                                 state_dir: Path) -> None:
+    simulator.fail_next(2, 500)
+    record = rotate_one(inventory, "cm")
+    assert record.outcome is Outcome.VERIFIED, record.error
+    assert served_everywhere(simulator, CertName.CM) == {record.new_fingerprint}
+
+
+def test_persistent_500s_fail_and_leave_the_cluster_unchanged(
+    simulator: ClusterSimulator, inventory: Inventory, state_dir: Path
+) -> None:
+    before = served_everywhere(simulator, CertName.CM)
+    simulator.fail_next(10, 500)
+    record = rotate_one(inventory, "cm")
+    assert record.outcome in (Outcome.FAILED, Outcome.ROLLED_BACK)
+    assert "500" in (record.error or "")
+    simulator.clear_faults()
+    assert served_everywhere(simulator, CertName.CM) == before
+
+
+def test_partial_apply_409_is_rolled_back_to_the_old_certificate(
+    simulator: ClusterSimulator, inventory: Inventory, state_dir: Path
+) -> None:
+    before = served_everywhere(simulator, CertName.PROXY)
+    simulator.fail_next(3, 409)  # every push attempt applies to node 1 only
+    record = rotate_one(inventory, "proxy")
+    assert record.outcome is Outcome.ROLLED_BACK, record.error
+    assert "409" in (record.error or "")
+    assert served_everywhere(simulator, CertName.PROXY) == before
+
+
+def test_single_409_is_retried_and_verified(simulator: ClusterSimulator, inventory: Inventory,
+                                            state_dir: Path) -> None:
+    simulator.fail_next(1, 409)
+    record = rotate_one(inventory, "proxy")
+    assert record.outcome is Outcome.VERIFIED, record.error
+    assert served_everywhere(simulator, CertName.PROXY) == {record.new_fingerprint}
+
+
+def test_slow_api_still_verifies(simulator: ClusterSimulator, inventory: Inventory, state_dir: Path) -> None:
+    simulator.slow(0.3)
+    record = rotate_one(inventory, "metrics_exporter")
+    assert record.outcome is Outcome.VERIFIED, record.error
+
+
+def test_node_down_refuses_before_pushing(simulator: ClusterSimulator, inventory: Inventory,
+                                          state_dir: Path) -> None:
+    simulator.node_down(2)
+    record = rotate_one(inventory, "cm")
+    assert record.outcome is Outcome.REFUSED
+    assert "node(s) 2" in (record.error or "")
+    assert not simulator.received_update_bodies
+    simulator.node_down(2, down=False)
+
+
+def test_node_stale_for_a_while_is_waited_for(simulator: ClusterSimulator, inventory: Inventory,
+                                              state_dir: Path) -> None:
+    simulator.stale(2, seconds=1.5)
+    record = rotate_one(inventory, "cm")
+    assert record.outcome is Outcome.VERIFIED, record.error
+    assert served_everywhere(simulator, CertName.CM) == {record.new_fingerprint}
+
+
+def test_node_stale_for_good_is_rolled_back(simulator: ClusterSimulator, inventory: Inventory,
+                                           state_dir: Path) -> None:
+    before = served_everywhere(simulator, CertName.CM)
+    simulator.stale(3, seconds=None, cert_name="cm")
+    record = rotate_one(inventory, "cm", verify_deadline=timedelta(seconds=2))
+    assert record.outcome is Outcome.ROLLED_BACK, record.error
+    assert "node3" in (record.error or "")
+    assert served_everywhere(simulator, CertName.CM) == before
+    assert [s.name for s in record.steps][-2:] == ["rollback", "verify-rollback"]

@@ -1,0 +1,1 @@
+"""Process entry points around the domain: the console script, Celery app and tasks, webhook."""
