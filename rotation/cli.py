@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +24,8 @@ from rotation.durations import parse_duration
 from rotation.errors import ConfigError, RotationError
 from rotation.model import KeyType, Outcome, RotationRecord, Step, Trigger
 from rotation.pipeline import RotationOptions, utc_now
+from rotation.policy_cli import policy_app
+from rotation.service import RotationQueue, ServiceContext, follow
 
 app = typer.Typer(
     help="Rotate and verify the TLS certificates of Redis Enterprise Software clusters.",
@@ -31,6 +34,7 @@ app = typer.Typer(
 )
 ca_app = typer.Typer(help="Manage the internal CA used by `type: internal_ca` issuers.", no_args_is_help=True)
 app.add_typer(ca_app, name="ca")
+app.add_typer(policy_app, name="policy")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -154,14 +158,19 @@ def rotate(
     ] = None,
     key_file: Annotated[Path | None, typer.Option(help="Private key for --cert-file.")] = None,
     verify_deadline: Annotated[str | None, typer.Option(help="How long to wait for every node (e.g. 90s).")] = None,
+    inline: Annotated[bool, typer.Option("--inline", help="Run in this process instead of the queue.")] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Queue, print the rotation ids, return.")] = False,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Rotate certificates now: issue, validate, push, verify on every node, roll back on failure.
 
+    By default the rotations go through the queue (a running `rotation worker`, Redis) and this
+    command follows them step by step; --inline runs the pipeline here; --no-wait prints the
+    rotation (task) ids and returns. --dry-run, --cert-file and --verify-deadline run inline.
     Prints old -> new fingerprint per node. Exit 0 only when every rotation is verified on
     every node (or validated, with --dry-run); 1 when one failed or was rolled back; 2 for
-    bad input (nothing pushed).
+    bad input or a refusal (nothing pushed).
     """
     from rotation.issuers.files import FileIssuer
     from rotation.service import rotate_inline
@@ -182,10 +191,16 @@ def rotate(
         if not (cert_file and key_file):
             raise fail("--cert-file and --key-file go together")
         issuer = FileIssuer(name=f"file:{cert_file.name}", cert_file=cert_file, key_file=key_file)
-    options = RotationOptions(trigger=Trigger.CLI, dry_run=dry_run, issuer=issuer, verify_deadline=deadline,
-                              progress=None if as_json else _print_step)
+    queue = None if (inline or dry_run or issuer or deadline) else _queue()
     try:
-        records = rotate_inline(inventory, cluster, names, options)
+        if queue is None:
+            options = RotationOptions(trigger=Trigger.CLI, dry_run=dry_run, issuer=issuer, verify_deadline=deadline,
+                                      progress=None if as_json else _print_step)
+            records = rotate_inline(inventory, cluster, names, options)
+        else:
+            records = _rotate_queued(queue, cluster, names, no_wait=no_wait, as_json=as_json)
+            if records is None:
+                return
     except RotationError as exc:
         raise fail(exc.message) from None
     if as_json:
@@ -193,6 +208,50 @@ def rotate(
     else:
         print_records(records)
     raise typer.Exit(exit_code_for(records, dry_run))
+
+
+# The queue is provided by workers/ (Celery); the domain CLI only knows its protocol.
+queue_factory: Callable[[ServiceContext], RotationQueue] | None = None
+
+
+def _queue() -> RotationQueue | None:
+    if queue_factory is None:
+        err_console.print("[yellow]no queue available in this entry point: running inline[/]")
+        return None
+    return queue_factory(ServiceContext())
+
+
+def _rotate_queued(queue: RotationQueue, cluster: str, names: list[str], *, no_wait: bool,
+                   as_json: bool) -> list[RotationRecord] | None:
+    from rotation.errors import RotationInProgress
+
+    ids, refused = [], []
+    for name in names:
+        try:
+            ids.append(queue.submit(cluster, name, trigger=Trigger.CLI, requested_by=_whoami()))
+        except RotationInProgress as exc:
+            refused.append(exc.message)
+    for message in refused:
+        err_console.print(f"[yellow]{message}[/]", highlight=False)
+    if no_wait:
+        print(json.dumps({"queued": ids, "refused": refused}) if as_json else "\n".join(ids))
+        raise typer.Exit(2 if refused else 0)
+    if not as_json:
+        err_console.print(f"queued {len(ids)} rotation(s): {' '.join(ids)}; following (Ctrl-C stops following)")
+    records = follow(ServiceContext().store, queue, ids, None if as_json else _print_step)
+    if refused:
+        records += [RotationRecord(id="-", cluster=cluster, cert_name="?", trigger="cli", started_at=utc_now(),
+                                   outcome=Outcome.REFUSED, error=m) for m in refused]
+    return records
+
+
+def _whoami() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no passwd entry in a container
+        return "cli"
 
 
 # --- history -----------------------------------------------------------------------------
@@ -217,6 +276,37 @@ def history(
         table.add_row(f"{r.started_at:%Y-%m-%d %H:%M:%S}", r.id, r.cluster, r.cert_name, r.trigger, str(r.outcome),
                       (r.old_fingerprint or "-")[:16], (r.new_fingerprint or "-")[:16], (r.error or "")[:80])
     console.print(table)
+
+
+# --- status ------------------------------------------------------------------------------
+@app.command()
+def status(as_json: JsonOption = False) -> None:
+    """Every certificate's state as the service last saw it, and the rotations in flight.
+
+    Shows the health from the last scan, days left, last rotation and its outcome, failures
+    and the next attempt of certificates that are backing off. Needs the service's Redis.
+    """
+    from rotation.status import service_status
+
+    try:
+        report = service_status(ServiceContext())
+    except RotationError as exc:
+        raise fail(exc.message) from None
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+        return
+    table = Table(title="Certificates (last scan)")
+    for column in ("cluster", "cert", "health", "days left", "last scan", "last rotation", "failures",
+                   "next attempt", "in flight"):
+        table.add_column(column)
+    for row in report["certificates"]:
+        table.add_row(row["cluster"], row["cert"], f"{row['health']} {row['reason']}", row["days_left"],
+                      row["last_scan"] or "-", f"{row['last_outcome'] or '-'} {row['last_rotation'] or ''}",
+                      str(row["failures"] or 0), row["next_attempt"] or "-", row["in_flight"] or "-")
+    console.print(table)
+    for cluster, scan in report["scans"].items():
+        if scan.get("last_error"):
+            err_console.print(f"[red]{cluster}: last scan failed: {scan['last_error']}[/]", highlight=False)
 
 
 # --- ca ----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,15 +13,20 @@ from rotation.issuers import Issuer, issuer_factory
 from rotation.model import CertName, Endpoint, KeyType, ServedCert
 from rotation.probe import probe_endpoints
 from rotation.rs.client import BULK_UPDATE_SINCE, RSClient, parse_version
+from rotation.secrets import SecretStore
 from rotation.topology import ClusterView
 
 log = logging.getLogger(__name__)
 
 
-def build_issuer(inventory: Inventory, name: str) -> Issuer:
+def build_issuer(inventory: Inventory, name: str, *, secret_store: SecretStore | None = None) -> Issuer:
+    """The issuer named in the inventory; stateful issuers (ACME accounts) get the secret store."""
     settings = inventory.issuers[name]
     factory = issuer_factory(settings.type)
-    return factory(name=name, **settings.factory_kwargs(f"issuers.{name}"))
+    kwargs = settings.factory_kwargs(f"issuers.{name}")
+    if secret_store is not None and "secret_store" in inspect.signature(factory).parameters:
+        kwargs["secret_store"] = secret_store
+    return factory(name=name, **kwargs)
 
 
 def default_key_type(inventory: Inventory, issuer_name: str | None) -> KeyType:

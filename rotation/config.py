@@ -38,6 +38,58 @@ def local_state_dir() -> Path:
     """Where the local (non-Redis) history and locks live."""
     return Path(os.environ.get(STATE_DIR_ENV) or ".rotation")
 
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Settings of the running service, from the environment (12-factor; same names in compose)."""
+
+    redis_url: str = "redis://localhost:6379/0"
+    store: str = "redis"  # "redis" (the service) or "local" (JSON lines + flock, one host, no queue)
+    scan_interval: timedelta = timedelta(hours=1)
+    rotation_jitter: timedelta = timedelta(seconds=60)
+    backoff_base: timedelta = timedelta(minutes=5)
+    backoff_max: timedelta = timedelta(hours=6)
+    lock_lease: timedelta = timedelta(seconds=30)
+    task_time_limit: timedelta = timedelta(minutes=15)
+    # Unacked tasks of a dead worker are redelivered after this; must exceed task_time_limit.
+    visibility_timeout: timedelta = timedelta(minutes=20)
+    notify_url: str | None = None
+    policy_audit_hour: int = 3
+
+    @classmethod
+    def from_env(cls) -> ServiceSettings:
+        env = os.environ
+
+        def duration(name: str, default: timedelta) -> timedelta:
+            raw = env.get(name)
+            if not raw:
+                return default
+            try:
+                return parse_duration(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+
+        store = env.get("ROTATION_STORE", "redis")
+        if store not in ("redis", "local"):
+            raise ConfigError(f"ROTATION_STORE: {store!r} is not one of redis, local")
+        try:
+            audit_hour = int(env.get("ROTATION_POLICY_AUDIT_HOUR", "3"))
+        except ValueError:
+            raise ConfigError("ROTATION_POLICY_AUDIT_HOUR: not an hour (0-23)") from None
+        return cls(
+            redis_url=env.get("ROTATION_REDIS_URL", cls.redis_url),
+            store=store,
+            scan_interval=duration("ROTATION_SCAN_INTERVAL", cls.scan_interval),
+            rotation_jitter=duration("ROTATION_JITTER", cls.rotation_jitter),
+            backoff_base=duration("ROTATION_BACKOFF_BASE", cls.backoff_base),
+            backoff_max=duration("ROTATION_BACKOFF_MAX", cls.backoff_max),
+            lock_lease=duration("ROTATION_LOCK_LEASE", cls.lock_lease),
+            task_time_limit=duration("ROTATION_TASK_TIME_LIMIT", cls.task_time_limit),
+            visibility_timeout=duration("ROTATION_VISIBILITY_TIMEOUT", cls.visibility_timeout),
+            notify_url=env.get("ROTATION_NOTIFY_URL") or None,
+            policy_audit_hour=audit_hour,
+        )
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Renewal = Annotated[RenewBefore, BeforeValidator(RenewBefore.parse)]
 
@@ -111,7 +163,98 @@ class FilesSettings(_Strict):
         }
 
 
-IssuerSettings = Annotated[InternalCASettings | FilesSettings, Field(discriminator="type")]
+class AcmeDNSSettings(_Strict):
+    """DNS-01: where TXT records are published (RFC 2136 + TSIG today; more providers plug in)."""
+
+    provider: str = "rfc2136"
+    server: str  # "host", "host:port" or "[v6]:port": receives the dynamic updates
+    zone: str | None = None  # default: found by asking ``server`` for the SOA
+    tsig_key_name: str | None = None
+    tsig_algorithm: str = "hmac-sha256"
+    tsig_secret_env: str | None = None
+    tsig_secret_file: Path | None = None
+    propagation_servers: tuple[str, ...] | None = None  # default: the zone's NS
+    propagation_timeout: Duration = timedelta(seconds=120)
+
+    def provider_kwargs(self, where: str) -> dict[str, Any]:
+        source = _secret(self.tsig_secret_env, self.tsig_secret_file)
+        if self.tsig_key_name and source is None:
+            raise ConfigError(f"{where}: tsig_key_name is set but neither tsig_secret_env nor tsig_secret_file")
+        return {
+            "provider": self.provider,
+            "server": self.server,
+            "zone": self.zone,
+            "tsig_key_name": self.tsig_key_name,
+            "tsig_algorithm": self.tsig_algorithm,
+            "tsig_secret": source.read(f"{where}.tsig_secret") if source else None,
+            "propagation_servers": self.propagation_servers,
+        }
+
+
+class AcmeHTTP01Settings(_Strict):
+    """HTTP-01: the standalone responder the service runs while an order is open."""
+
+    address: str = "0.0.0.0"
+    port: int = Field(default=80, ge=1, le=65535)
+
+
+class AcmeSettings(_Strict):
+    """Any ACME CA: Let's Encrypt, ZeroSSL, Google Trust Services, step-ca, Vault, EJBCA..."""
+
+    type: Literal["acme"]
+    directory: str
+    email: str | None = None
+    eab_kid: str | None = None
+    eab_hmac_key_env: str | None = None
+    eab_hmac_key_file: Path | None = None
+    eab_hmac_alg: Literal["HS256", "HS384", "HS512"] = "HS256"
+    key_type: KeyType = KeyType.ECDSA_P256
+    challenge: Literal["dns-01", "http-01"] = "dns-01"
+    profile: str | None = None
+    ca_bundle: Path | None = None  # trust for the directory's own HTTPS (private CAs)
+    trust_roots: Path | None = None  # roots issued chains lead to (validation + the REST client)
+    dns: AcmeDNSSettings | None = None
+    http01: AcmeHTTP01Settings = AcmeHTTP01Settings()
+    order_timeout: Duration = timedelta(seconds=180)
+
+    @field_validator("directory")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be the URL of the ACME directory (https://.../directory)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AcmeSettings:
+        if self.challenge == "dns-01" and self.dns is None:
+            raise ValueError("challenge dns-01 needs a dns: section (provider, server, tsig_key_name...)")
+        has_hmac = bool(self.eab_hmac_key_env or self.eab_hmac_key_file)
+        if bool(self.eab_kid) != has_hmac:
+            raise ValueError("external account binding needs both eab_kid and eab_hmac_key_env/eab_hmac_key_file")
+        return self
+
+    def factory_kwargs(self, where: str) -> dict[str, Any]:
+        eab = _secret(self.eab_hmac_key_env, self.eab_hmac_key_file)
+        return {
+            "directory": self.directory,
+            "email": self.email,
+            "eab_kid": self.eab_kid,
+            "eab_hmac_key": eab.read(f"{where}.eab_hmac_key") if eab else None,
+            "eab_hmac_alg": self.eab_hmac_alg,
+            "key_type": self.key_type,
+            "challenge": self.challenge,
+            "profile": self.profile,
+            "ca_bundle": self.ca_bundle,
+            "trust_roots": self.trust_roots,
+            "dns": self.dns.provider_kwargs(f"{where}.dns") if self.dns else None,
+            "propagation_timeout": self.dns.propagation_timeout.total_seconds() if self.dns else 120.0,
+            "http01_address": self.http01.address,
+            "http01_port": self.http01.port,
+            "order_timeout": self.order_timeout,
+        }
+
+
+IssuerSettings = Annotated[InternalCASettings | FilesSettings | AcmeSettings, Field(discriminator="type")]
 
 
 class CertificateSettings(_Strict):
@@ -127,6 +270,34 @@ class Ports(_Strict):
     cm: int | None = None  # default: the cluster object's cm_port (8443)
     api: int | None = None  # default: the port of ``url``
     metrics_exporter: int = 8070
+    discovery: int | None = 8001  # discovery service (Sentinel API) for `rotation policy audit`; null: skip
+
+
+def _tls_version(value: Any) -> Any:
+    """YAML reads ``1.2`` as a float and people write ``1.0`` or ``TLSv1.2``: normalise to RS's spelling."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        value = f"{value:g}"
+    if isinstance(value, str):
+        text = value.strip().lower().removeprefix("tlsv").removeprefix("tls")
+        return "1" if text in ("1", "1.0") else text
+    return value
+
+
+TLSVersionValue = Annotated[Literal["1", "1.1", "1.2", "1.3"], BeforeValidator(_tls_version)]
+
+
+class TLSPolicySettings(_Strict):
+    """The TLS policy wanted for a cluster (any subset); see ``rotation.tls_policy`` for the rules."""
+
+    min_control_tls: TLSVersionValue | None = None
+    min_data_tls: TLSVersionValue | None = None
+    min_sentinel_tls: TLSVersionValue | None = None
+    sentinel_tls_mode: Literal["allowed", "disabled", "required"] | None = None
+    control_cipher_suites: str | None = None
+    data_cipher_list: str | None = None
+    data_cipher_suites_tls_1_3: str | None = None
 
 
 class ClusterSettings(_Strict):
@@ -148,6 +319,7 @@ class ClusterSettings(_Strict):
     request_timeout: Duration = timedelta(seconds=60)
     verify_deadline: Duration = timedelta(seconds=90)
     confirm: bool = False
+    tls_policy: TLSPolicySettings | None = None
     certificates: dict[CertName, CertificateSettings] = Field(
         default_factory=lambda: {name: CertificateSettings() for name in CertName}
     )
@@ -266,7 +438,7 @@ def _resolve_paths(data: Any, base: Path) -> Any:
     """Relative paths in the file are relative to the file, not to the working directory."""
     path_keys = {"ca_cert", "ca_key_file", "password_file", "ca_key_password_file", "cert_file",
                  "key_file", "key_password_file", "ca_bundle", "verify", "eab_hmac_key_file",
-                 "account_key_file"}
+                 "account_key_file", "tsig_secret_file", "trust_roots"}
     if isinstance(data, dict):
         out = {}
         for key, value in data.items():

@@ -177,6 +177,10 @@ class RotationRecord:
     new_not_after: datetime | None = None
     issuer: str | None = None
     error: str | None = None
+    retryable: bool = False  # the error is transient (cluster/CA unreachable): try again later
+    retry_after: float | None = None  # seconds the CA or cluster asked us to wait
+    requested_by: str | None = None  # who asked (chat user id, CLI user), for the audit trail
+    problem: dict | None = None  # the CA's problem document (RFC 7807) when an ACME order failed
     steps: list[Step] = field(default_factory=list)
     # node label -> {"before": fp, "after": fp}
     nodes: dict[str, dict[str, str | None]] = field(default_factory=dict)
@@ -195,6 +199,10 @@ class RotationRecord:
             "new_not_after": self.new_not_after.isoformat() if self.new_not_after else None,
             "issuer": self.issuer,
             "error": self.error,
+            "retryable": self.retryable,
+            "retry_after": self.retry_after,
+            "requested_by": self.requested_by,
+            "problem": self.problem,
             "steps": [s.to_dict() for s in self.steps],
             "nodes": self.nodes,
         }
@@ -217,6 +225,10 @@ class RotationRecord:
             new_not_after=when("new_not_after"),
             issuer=data.get("issuer"),
             error=data.get("error"),
+            retryable=bool(data.get("retryable", False)),
+            retry_after=data.get("retry_after"),
+            requested_by=data.get("requested_by"),
+            problem=data.get("problem"),
             steps=[Step.from_dict(s) for s in data.get("steps", [])],
             nodes=data.get("nodes", {}),
         )

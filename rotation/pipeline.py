@@ -10,6 +10,7 @@ is verified the same way.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -23,9 +24,11 @@ from rotation.config import Inventory
 from rotation.errors import (
     ClusterAPIError,
     RotationError,
+    RotationInProgress,
     VerificationError,
 )
 from rotation.issuers import Issuer
+from rotation.logs import rotation_context
 from rotation.model import (
     CertName,
     IssuedCert,
@@ -36,7 +39,9 @@ from rotation.model import (
     Step,
     Trigger,
 )
+from rotation.secrets import SecretStore
 from rotation.store import Locker, RecordStore
+from rotation.tls_policy import cipher_key_check
 from rotation.validate import validate_issued
 
 log = logging.getLogger(__name__)
@@ -61,6 +66,9 @@ class RotationOptions:
     clock: Callable[[], datetime] = utc_now
     progress: ProgressCallback | None = None
     extra_checks: tuple = field(default_factory=tuple)
+    requested_by: str | None = None
+    # Where the previous pair is kept (encrypted) so a redelivered task can still roll back.
+    secrets: SecretStore | None = None
 
 
 @dataclass
@@ -75,10 +83,13 @@ class _Previous:
 class _Run:
     """One rotation in progress: the record, its steps and the session it works through."""
 
-    def __init__(self, session: ClusterSession, record: RotationRecord, options: RotationOptions) -> None:
+    def __init__(
+        self, session: ClusterSession, record: RotationRecord, options: RotationOptions, store: RecordStore
+    ) -> None:
         self.session = session
         self.record = record
         self.options = options
+        self.store = store
         self.log = logging.LoggerAdapter(log, {"rotation_id": record.id, "cluster": record.cluster,
                                                "cert_name": record.cert_name})
 
@@ -86,6 +97,7 @@ class _Run:
         return _StepScope(self, name)
 
     def notify(self, step: Step) -> None:
+        self.store.save(self.record)  # followers (CLI --wait, chat) see each step as it happens
         if self.options.progress:
             self.options.progress(self.record, step)
 
@@ -123,6 +135,49 @@ def _previous_pair(session: ClusterSession, cert_name: CertName) -> _Previous:
             "without them a rollback would be impossible, so nothing is pushed (does the user have the admin role?)"
         )
     return _Previous(pair.certificate, pair.key, _fingerprint_of(pair.certificate, f"{session.name} {cert_name}_cert"))
+
+
+def _previous_key(record: RotationRecord) -> str:
+    return f"previous/{record.cluster}/{record.cert_name}"
+
+
+def _keep_previous(options: RotationOptions, record: RotationRecord, previous: _Previous) -> None:
+    if options.secrets is not None:
+        blob = {"certificate": previous.certificate, "key": previous.key.reveal(), "fingerprint": previous.fingerprint}
+        options.secrets.put(_previous_key(record), json.dumps(blob).encode(), ttl_seconds=30 * 86400)
+
+
+def _kept_previous(options: RotationOptions, record: RotationRecord) -> _Previous | None:
+    blob = options.secrets.get(_previous_key(record)) if options.secrets is not None else None
+    if blob is None:
+        return None
+    data = json.loads(blob)
+    return _Previous(data["certificate"], SecretPEM(data["key"]), data["fingerprint"])
+
+
+def _resume_after_push(run: _Run, name: CertName) -> None:
+    """A worker died after pushing: finish if the new certificate is served everywhere, else roll back."""
+    record = run.record
+    deadline = run.options.verify_deadline or run.session.settings.verify_deadline
+    with run.step("resume") as step:
+        step.detail = "previous attempt was interrupted after the push"
+        previous = _kept_previous(run.options, record)
+        if previous is None or previous.fingerprint != record.old_fingerprint:
+            raise RotationError(f"{record.cluster}/{name}: cannot resume rotation {record.id}: "
+                                "the previous certificate is not in the secret store")
+    if record.new_fingerprint:
+        try:
+            with run.step("verify") as step:
+                served = _wait_until_served(run, name, record.new_fingerprint, timedelta(seconds=0))
+                step.detail = f"{len(served)} endpoint(s) already serve the new certificate"
+        except VerificationError as exc:
+            record.error = f"interrupted rotation not complete: {exc.message}"
+        else:
+            for label, fp in _node_map(served).items():
+                record.nodes.setdefault(label, {"before": None})["after"] = fp
+            record.outcome = Outcome.VERIFIED
+            return
+    _roll_back(run, name, previous, deadline)
 
 
 def _push(run: _Run, cert_name: CertName, certificate: str, key: SecretPEM) -> str:
@@ -181,20 +236,36 @@ def rotate(
     options = options or RotationOptions()
     plan = inventory.plan(session.name, cert_name)
     name = plan.cert_name
-    record = RotationRecord(
+    existing = store.get(options.rotation_id) if options.rotation_id else None
+    if existing is not None and existing.outcome is not Outcome.IN_PROGRESS:
+        return existing  # a redelivered task whose rotation already ended: nothing to do
+    record = existing or RotationRecord(
         id=options.rotation_id or uuid.uuid4().hex[:12],
         cluster=session.name,
         cert_name=str(name),
         trigger=str(options.trigger),
         started_at=options.clock(),
+        requested_by=options.requested_by,
     )
-    run = _Run(session, record, options)
+    run = _Run(session, record, options, store)
     try:
-        with locker.hold(session.name, str(name), owner=f"rotation {record.id} ({record.trigger})"):
+        owner = f"rotation {record.id} ({record.trigger})"
+        with rotation_context(record.id, session.name, str(name)), locker.hold(session.name, str(name), owner):
             store.save(record)
-            _rotate_locked(run, inventory, plan)
+            if existing is not None and any(s.name == "push" for s in existing.steps):
+                _resume_after_push(run, name)
+            else:
+                _rotate_locked(run, inventory, plan)
+    except RotationInProgress:
+        if existing is not None:
+            raise  # our own earlier attempt still holds the lease: the caller retries later
+        record.outcome = Outcome.REFUSED
+        record.error = f"{session.name}/{name}: a rotation is already in progress"
     except RotationError as exc:
         record.error = record.error or exc.message
+        record.retryable = exc.retryable
+        record.retry_after = exc.retry_after
+        record.problem = getattr(exc, "problem", None)
         if record.outcome is Outcome.IN_PROGRESS:
             record.outcome = Outcome.REFUSED if not any(s.name == "push" for s in record.steps) else Outcome.FAILED
     finally:
@@ -229,12 +300,15 @@ def _rotate_locked(run: _Run, inventory: Inventory, plan) -> None:  # noqa: ANN0
                 + "; nothing is pushed"
             )
         previous = _previous_pair(session, name)
+        _keep_previous(options, record, previous)
         record.old_fingerprint = previous.fingerprint
         record.nodes = {label: {"before": fp, "after": None} for label, fp in _node_map(before).items()}
         step.detail = f"{len(before)} endpoint(s), RS {view.version or 'unknown'}, current " + \
             certs.short_fingerprint(previous.fingerprint)
 
-    issuer = options.issuer or (build_issuer(inventory, plan.issuer) if plan.issuer else None)
+    issuer = options.issuer or (
+        build_issuer(inventory, plan.issuer, secret_store=options.secrets) if plan.issuer else None
+    )
     if issuer is None:
         raise RotationError(f"{session.name}/{name}: no issuer configured (set clusters.{session.name}.issuer)")
     record.issuer = issuer.name
@@ -247,7 +321,7 @@ def _rotate_locked(run: _Run, inventory: Inventory, plan) -> None:  # noqa: ANN0
     with run.step("validate") as step:
         anchors = [c for pem in issuer.trust_anchors() for c in certs.load_certificates(pem, where=issuer.name)]
         bundle = validate_issued(issued, request, now=options.clock(), trust_anchors=anchors,
-                                 extra_checks=options.extra_checks)
+                                 extra_checks=(*options.extra_checks, cipher_key_check(session.view().tls_fields)))
         record.new_fingerprint = bundle.fingerprint
         record.new_not_after = bundle.not_after
         step.detail = f"{certs.short_fingerprint(bundle.fingerprint)} valid until {bundle.not_after:%Y-%m-%d %H:%M}Z"

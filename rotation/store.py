@@ -21,6 +21,8 @@ from rotation.model import RotationRecord
 class RecordStore(Protocol):
     def save(self, record: RotationRecord) -> None: ...
 
+    def get(self, rotation_id: str) -> RotationRecord | None: ...
+
     def history(
         self, cluster: str | None = None, cert_name: str | None = None, limit: int = 50
     ) -> list[RotationRecord]: ...
@@ -46,12 +48,23 @@ class LocalStore:
             fcntl.flock(handle, fcntl.LOCK_EX)
             handle.write(line)
 
+    def get(self, rotation_id: str) -> RotationRecord | None:
+        return self._latest().get(rotation_id)
+
     def history(
         self, cluster: str | None = None, cert_name: str | None = None, limit: int = 50
     ) -> list[RotationRecord]:
-        if not self.path.exists():
-            return []
+        records = [
+            r for r in self._latest().values()
+            if (cluster is None or r.cluster == cluster) and (cert_name is None or r.cert_name == cert_name)
+        ]
+        records.sort(key=lambda r: r.started_at, reverse=True)
+        return records[:limit]
+
+    def _latest(self) -> dict[str, RotationRecord]:
         latest: dict[str, RotationRecord] = {}
+        if not self.path.exists():
+            return latest
         with open(self.path, encoding="utf-8") as handle:
             for line in handle:
                 if not line.strip():
@@ -61,12 +74,7 @@ class LocalStore:
                 except (ValueError, KeyError):
                     continue  # a torn last line after a crash must not hide the rest
                 latest[record.id] = record
-        records = [
-            r for r in latest.values()
-            if (cluster is None or r.cluster == cluster) and (cert_name is None or r.cert_name == cert_name)
-        ]
-        records.sort(key=lambda r: r.started_at, reverse=True)
-        return records[:limit]
+        return latest
 
 
 class FileLocker:

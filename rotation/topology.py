@@ -8,12 +8,18 @@ active node; ``proxy`` on the port of each TLS database, on the nodes that serve
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rotation.config import ClusterSettings
 from rotation.model import CertName, Endpoint
 from rotation.rs.client import DatabaseInfo, NodeInfo
+
+TLS_FIELDS = frozenset({
+    "min_control_TLS_version", "min_data_TLS_version", "min_sentinel_TLS_version", "sentinel_tls_mode",
+    "sentinel_ssl_policy", "control_cipher_suites", "control_cipher_suites_tls_1_3", "data_cipher_list",
+    "data_cipher_suites_tls_1_3", "sentinel_cipher_suites", "sentinel_cipher_suites_tls_1_3",
+})
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,9 @@ class ClusterView:
     api_port: int
     metrics_port: int
     node_address: str = "addr"
+    discovery_port: int | None = 8001
+    # The TLS policy fields of GET /v1/cluster (rotation.tls_policy reads them), unchanged.
+    tls_fields: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @classmethod
     def from_api(
@@ -51,6 +60,8 @@ class ClusterView:
             api_port=settings.ports.api or url_port,
             metrics_port=settings.ports.metrics_exporter,
             node_address=settings.node_address,
+            discovery_port=settings.ports.discovery,
+            tls_fields={k: v for k, v in cluster_info.items() if k in TLS_FIELDS},
         )
 
     def address_of(self, node: NodeInfo) -> str:
@@ -63,6 +74,12 @@ class ClusterView:
 
     def down_nodes(self) -> list[NodeInfo]:
         return [n for n in self.nodes if n.status != "active"]
+
+    def discovery_endpoints(self) -> list[tuple[str, str, int]]:
+        """``(node uid, address, port)`` of the discovery service (Sentinel API) on every node."""
+        if not self.discovery_port:
+            return []
+        return [(str(n.uid), self.address_of(n), self.discovery_port) for n in self.nodes]
 
     def endpoints(self, cert_name: CertName) -> list[Endpoint]:
         """Every place ``cert_name`` should be presented, down nodes included (they must count)."""

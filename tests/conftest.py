@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import socket
 import ssl
@@ -46,6 +47,7 @@ def handshake_fingerprint(host: str, port: int, sni: str) -> str:
 def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     directory = tmp_path / "state"
     monkeypatch.setenv("ROTATION_STATE_DIR", str(directory))
+    monkeypatch.setenv("ROTATION_STORE", "local")  # the pipeline tests need no Redis
     return directory
 
 
@@ -106,3 +108,65 @@ def inventory_path(tmp_path: Path, simulator: ClusterSimulator, ca_files: tuple[
 @pytest.fixture
 def inventory(inventory_path: Path) -> Inventory:
     return load_inventory(inventory_path)
+
+
+# --- the service: Redis, worker, beat ------------------------------------------------------
+from processes import RedisServer, ServiceProcess  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def service_env(
+    redis_server: RedisServer, inventory_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """Environment of the service processes; also applied to this test process."""
+    from rotation.secrets import SecretBox
+
+    redis_server.client().flushall()
+    env = {
+        "ROTATION_REDIS_URL": redis_server.url,
+        "ROTATION_STORE": "redis",
+        "ROTATION_CONFIG": str(inventory_path),
+        "ROTATION_STATE_DIR": str(tmp_path / "state"),
+        "ROTATION_SECRET_KEY": SecretBox.generate_key(),
+        "ROTATION_SCAN_INTERVAL": "2s",
+        "ROTATION_JITTER": "0.5s",
+        "ROTATION_BACKOFF_BASE": "60s",
+        "ROTATION_LOCK_LEASE": "3s",
+        "ROTATION_TASK_TIME_LIMIT": "15s",
+        "ROTATION_VISIBILITY_TIMEOUT": "18s",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return {**os.environ, **env}
+
+
+@pytest.fixture
+def start_service(service_env: dict[str, str], tmp_path: Path) -> Iterator:
+    """Start `rotation worker` / `rotation beat` subprocesses; all are stopped at teardown."""
+    started: list[ServiceProcess] = []
+
+    def start(kind: str, *args: str, env: dict[str, str] | None = None) -> ServiceProcess:
+        extra = ["--log-format", "json"]
+        if kind == "beat":
+            extra += ["--schedule-file", str(tmp_path / f"beat-{len(started)}.db")]
+        process = ServiceProcess([kind, *args, *extra], env or service_env,
+                                 tmp_path / f"{kind}-{len(started)}.log").start()
+        started.append(process)
+        process.wait_ready("ready" if kind == "worker" else "beat: Starting")
+        return process
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.stop()

@@ -1,8 +1,134 @@
-"""The ``rotation`` console script: the domain commands plus the service processes."""
+"""The ``rotation`` console script: the domain commands plus the service processes
+(``worker``, ``beat``, ``metrics``). Each is a thin shell around Celery or prometheus_client."""
 
 from __future__ import annotations
 
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rotation import cli
 from rotation.cli import app
+from rotation.logs import configure as configure_logging
+
+LogFormat = Annotated[str, typer.Option("--log-format", help="plain or json (one object per line).")]
+LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR.")]
+
+
+def _queue_factory(ctx):  # noqa: ANN001, ANN202 - ServiceContext -> RotationQueue
+    from workers.queue import RotationQueue
+
+    return RotationQueue(ctx)
+
+
+cli.queue_factory = _queue_factory
+
+
+def _serve_metrics(port: int, address: str) -> None:
+    from prometheus_client import start_http_server
+
+    from rotation.metrics import registry_for
+    from rotation.service import ServiceContext
+
+    store = ServiceContext().redis_store
+    if store is None:
+        raise typer.BadParameter("metrics need the service's Redis (ROTATION_STORE=redis)")
+    start_http_server(port, addr=address, registry=registry_for(store))
+
+
+def _supervise(argv: list[str]) -> None:
+    """Run the Celery worker as a child and restart it if it dies on its own.
+
+    Celery's consumer can die with "Unrecoverable error" when the Redis broker vanishes while
+    tasks run (a kombu bug on reconnect). Unacked tasks are redelivered and resumed, so a fresh
+    worker process is the reliable recovery; SIGTERM/SIGINT are passed on and end the loop.
+    """
+    log = logging.getLogger("rotation.worker")
+    stopping = False
+    child: subprocess.Popen | None = None
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        if child and child.poll() is None:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    delay = 1.0
+    while True:
+        started = time.monotonic()
+        child = subprocess.Popen([sys.executable, "-m", "workers.main", *argv])
+        code = child.wait()
+        if stopping:
+            raise typer.Exit(code)
+        delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, 30.0)
+        log.error("celery worker exited with code %s; starting a new one in %.0fs", code, delay)
+        time.sleep(delay)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Worker threads (rotations run at the same time).")] = 4,
+    metrics_port: Annotated[int | None, typer.Option(help="Also serve Prometheus metrics on this port.")] = None,
+    metrics_address: Annotated[str, typer.Option(help="Address for --metrics-port.")] = "127.0.0.1",
+    log_format: LogFormat = "plain",
+    log_level: LogLevel = "INFO",
+    hostname: Annotated[str | None, typer.Option(help="Celery node name (default: rotation@<host>).")] = None,
+    supervise: Annotated[bool, typer.Option(help="Restart the Celery worker if it dies on its own.")] = True,
+) -> None:
+    """Run a Celery worker that scans clusters and rotates certificates (scale it out freely)."""
+    configure_logging(log_level, log_format)
+    if metrics_port:
+        _serve_metrics(metrics_port, metrics_address)
+    if supervise:
+        argv = ["worker", "--no-supervise", "--concurrency", str(concurrency), "--log-format", log_format,
+                "--log-level", log_level]
+        _supervise(argv + (["--hostname", hostname] if hostname else []))
+        return
+    from workers.celery_app import celery_app
+
+    argv = ["worker", "--loglevel", log_level, "--pool", "threads", "--concurrency", str(concurrency),
+            "--without-gossip", "--without-mingle", "-Q", "rotation"]
+    if hostname:
+        argv += ["--hostname", hostname]
+    celery_app.worker_main(argv)
+
+
+@app.command()
+def beat(
+    schedule_file: Annotated[Path, typer.Option(help="Where beat keeps its last-run times.")] = Path(
+        ".rotation/celerybeat-schedule"),
+    log_format: LogFormat = "plain",
+    log_level: LogLevel = "INFO",
+) -> None:
+    """Run Celery beat: scans every ROTATION_SCAN_INTERVAL and audits TLS policies nightly.
+    Run exactly one."""
+    configure_logging(log_level, log_format)
+    from workers.celery_app import celery_app
+
+    schedule_file.parent.mkdir(parents=True, exist_ok=True)
+    celery_app.start(["beat", "--loglevel", log_level, "--schedule", str(schedule_file)])
+
+
+@app.command()
+def metrics(
+    port: Annotated[int, typer.Option(help="Port for /metrics.")] = 9464,
+    address: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
+) -> None:
+    """Serve the Prometheus metrics on their own (read from the service's Redis)."""
+    configure_logging()
+    _serve_metrics(port, address)
+    typer.echo(f"metrics on http://{address}:{port}/metrics")
+    threading.Event().wait()
+
 
 __all__ = ["app"]
 

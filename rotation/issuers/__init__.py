@@ -1,6 +1,7 @@
 """Issuer plug-ins. Importing this package registers the built-in issuer types."""
 
-from rotation.issuers import files, internal_ca
+from rotation.issuers import acme, files, internal_ca
+from rotation.issuers.acme import AcmeIssuer
 from rotation.issuers.base import (
     Issuer,
     IssuerFactory,
@@ -12,10 +13,12 @@ from rotation.issuers.files import FileIssuer
 from rotation.issuers.internal_ca import InternalCA, init_ca
 
 __all__ = [
+    "AcmeIssuer",
     "FileIssuer",
     "InternalCA",
     "Issuer",
     "IssuerFactory",
+    "acme",
     "files",
     "init_ca",
     "internal_ca",

@@ -14,7 +14,13 @@ nothing else from ``rotation`` and nothing in the domain imports it.
 Per node (addresses ``first_address``, +1, +2, ...): ``api_port`` (REST API, presents ``api``),
 ``cm_port`` (HTML page, ``cm``), ``metrics_port`` (Prometheus text, ``metrics_exporter``) and a
 listener per database port (``proxy`` if TLS, plain RESP otherwise). ``syncer`` is never served.
-The REST routes and their error codes are listed in :mod:`rotation.simulator.api`.
+The discovery service (``sentinel_port``, 8001) speaks TLS and/or plain RESP per
+``sentinel_tls_mode`` and presents ``sentinel_cert`` (default ``proxy``); it reads its settings
+only at start and on ``sim.restart_sentinel(uid)``. Control listeners enforce
+``min_control_TLS_version`` + ``control_cipher_suites``, database listeners ``min_data_TLS_version``
++ ``data_cipher_list``, for real (OpenSSL refuses); ``sim.override_node_tls(uid, listener, ...)``
+plants a node that disagrees. The REST routes and their error codes are listed in
+:mod:`rotation.simulator.api` (``PUT /v1/cluster`` rules: :mod:`rotation.simulator.policy`).
 """
 
 from .cluster import DEFAULT_DATABASES, Database, SimulatorConfig, version_tuple

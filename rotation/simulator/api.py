@@ -26,6 +26,11 @@ internal_error      500     injected failure (``fail_next(status=500)``)
 service_unavailable 503     injected failure (``fail_next(status=503)``)
 injected_failure    4xx/5xx injected failure with another status
 invalid_fault       400     ``POST /_sim/faults`` with a bad action
+invalid_tls_version 400     ``PUT /v1/cluster``: a minimum TLS version this profile refuses
+invalid_field       400     ``PUT /v1/cluster``: unknown field, or the other Sentinel spelling
+read_only_field     400     ``PUT /v1/cluster``: e.g. ``control_cipher_suites_tls_1_3``
+invalid_cipher_list 400     ``PUT /v1/cluster``: a cipher string OpenSSL selects nothing from
+invalid_value       400     ``PUT /v1/cluster``: wrong type or Sentinel mode
 (from http.py)      400/411/413/431/505: bad_request, payload_too_large, headers_too_large, …
 ==================  ======  ==========================================================
 """
@@ -44,6 +49,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import policy as cluster_policy
 from .http import Request, Response
 from .tls import KEYLESS_NAMES, CertProblem, UploadItem, utcnow, validate_uploads
 
@@ -210,8 +216,7 @@ async def get_node(sim: ClusterSimulator, request: Request, params: dict[str, st
     return Response.json(_node_json(sim, int(params["uid"])))
 
 
-@route("GET", "/v1/cluster")
-async def get_cluster(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+def _cluster_json(sim: ClusterSimulator, settings: dict[str, object]) -> dict[str, Any]:
     state, cfg = sim.state, sim.config
     body: dict[str, Any] = {
         "name": cfg.fqdn,
@@ -219,11 +224,37 @@ async def get_cluster(sim: ClusterSimulator, request: Request, params: dict[str,
         "cm_port": cfg.cm_port,
         "cnm_https_port": cfg.api_port,
         "cnm_http_port": 8080,
-        **state.settings,
+        **settings,
         "proxy_certificate": state.certs["proxy"].chain_pem,
         "syncer_certificate": state.certs["syncer"].chain_pem,
     }
-    return Response.json(body)
+    if cluster_policy.is_legacy(state.version):
+        body.pop("sentinel_tls_mode", None)  # before 7.4.2 only sentinel_ssl_policy existed
+    return body
+
+
+@route("GET", "/v1/cluster")
+async def get_cluster(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+    return Response.json(_cluster_json(sim, sim.state.settings))
+
+
+@route("PUT", "/v1/cluster", "update")
+async def put_cluster(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+    """Validate every field by version profile, then apply all (or, with ``?dry_run``, nothing).
+
+    Listeners read the settings on each new handshake, so control and data changes apply at
+    once; the discovery service keeps its settings until ``restart_sentinel``.
+    """
+    dry_run = request.query.get("dry_run", ["0"])[-1].lower() not in ("0", "false", "no")
+    sim.state.received_cluster_updates.append((dry_run, request.body))
+    try:
+        changes = cluster_policy.validate_update(_json_body(request), sim.state.version)
+    except cluster_policy.PolicyRejected as exc:
+        raise BadRequest(exc.error_code, exc.description) from exc
+    merged = cluster_policy.merge(sim.state.settings, changes)
+    if not dry_run:
+        sim.state.settings = merged
+    return Response.json(_cluster_json(sim, merged))
 
 
 @route("GET", "/v1/bdbs")
@@ -293,7 +324,8 @@ async def get_sim_state(sim: ClusterSimulator, request: Request, params: dict[st
     return Response.json(sim.state.snapshot())
 
 
-FAULT_ACTIONS = ("fail_next", "slow", "node_down", "stale", "clear_faults")
+FAULT_ACTIONS = ("fail_next", "slow", "node_down", "stale", "clear_faults", "override_node_tls",
+                 "restart_sentinel")
 
 
 @route("POST", "/_sim/faults", "update", control=True)
@@ -301,7 +333,8 @@ async def post_sim_faults(sim: ClusterSimulator, request: Request, params: dict[
     """Body ``{"action": "<name>", ...keyword arguments}`` or ``{"actions": [...]}``.
 
     Actions: fail_next(count, status), slow(seconds), node_down(uid, down), stale(uid, seconds,
-    cert_name), clear_faults(). Answers the fault snapshot.
+    cert_name), clear_faults(), override_node_tls(uid, listener, min_version, ciphers),
+    restart_sentinel(uid). Answers the fault snapshot.
     """
     body = _json_body(request)
     actions = body.get("actions", [body]) if isinstance(body, dict) else None

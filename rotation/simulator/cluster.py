@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import re
+import ssl
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 from .tls import MAIN_NAMES, CertificateAuthority, Material, material_from_pems
 
 DEFAULT_VERSION = "7.22.2-14"
+TLS_VERSIONS = ("1", "1.0", "1.1", "1.2", "1.3")
 BULK_PUT_SINCE = (7, 22, 2)
 PROXY_POLICIES = ("all-nodes", "single")
 
@@ -68,12 +70,17 @@ class SimulatorConfig:
     api_latency: float = 0.0
     resync_on_return: bool = True
     handshake_timeout: float = 10.0
+    sentinel_port: int | None = 8001  # the discovery service (Sentinel API); None: not simulated
+    sentinel_cert: str = "proxy"  # which certificate it presents (RS does not document it)
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir)
         if self.nodes < 1:
             raise ValueError("nodes must be at least 1")
         ports = [self.cm_port, self.api_port, self.metrics_port, *(db.port for db in self.database_list)]
+        ports += [self.sentinel_port] if self.sentinel_port else []
+        if self.sentinel_cert not in MAIN_NAMES or self.sentinel_cert == "syncer":
+            raise ValueError(f"sentinel_cert must be one of the served certificates, not {self.sentinel_cert!r}")
         if len(set(ports)) != len(ports):
             raise ValueError(f"ports must be distinct: {ports}")
         for db in self.database_list:
@@ -125,6 +132,10 @@ class NodeState:
     certs: dict[str, CertSlot]
     down: bool = False
     started: float = field(default_factory=time.monotonic)
+    # listener ("api", "cm", "metrics_exporter", "proxy", "db:<uid>", "sentinel") -> planted TLS settings
+    tls_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
+    # what the node's sentinel_service runs with: read from the settings at start and restart only
+    sentinel: dict[str, str] = field(default_factory=dict)
 
     def served(self, name: str) -> Material:
         return self.certs[name].effective()
@@ -178,10 +189,13 @@ class ClusterState:
             for uid, addr in enumerate(config.addresses, start=1)
         }
         self.settings = default_settings()
+        for node in self.nodes.values():
+            node.sentinel = self.sentinel_settings()
         self.fail_queue: deque[int] = deque()
         self.slow_seconds = 0.0
         self.stale_rules: dict[int, StaleRule] = {}
         self.received_update_bodies: deque[bytes] = deque(maxlen=20)
+        self.received_cluster_updates: deque[tuple[bool, bytes]] = deque(maxlen=20)  # (dry_run, body)
         self.update_count = 0
 
     @property
@@ -251,8 +265,54 @@ class ClusterState:
         self.slow_seconds = 0.0
         self.stale_rules.clear()
         for node in self.nodes.values():
+            node.tls_overrides.clear()
             for slot in node.certs.values():
                 slot.release()
+
+    # -- TLS policy ------------------------------------------------------------------------------
+
+    def sentinel_settings(self) -> dict[str, str]:
+        return {"mode": str(self.settings["sentinel_tls_mode"]),
+                "min_version": str(self.settings["min_sentinel_TLS_version"])}
+
+    def restart_sentinel(self, uid: int | None = None) -> None:
+        """``supervisorctl restart sentinel_service`` on one node (or all): it picks up the settings."""
+        for node in ([self.node(uid)] if uid is not None else self.nodes.values()):
+            node.sentinel = self.sentinel_settings()
+
+    def listener_tls(self, node: NodeState, kind: str) -> tuple[str, str | None]:
+        """(minimum TLS version, TLS <= 1.2 cipher list) a new handshake on ``kind`` gets."""
+        settings = self.settings
+        if kind == "sentinel":
+            minimum, ciphers = node.sentinel["min_version"], None
+        elif kind.startswith("db:"):
+            minimum, ciphers = str(settings["min_data_TLS_version"]), str(settings["data_cipher_list"])
+        else:
+            minimum, ciphers = str(settings["min_control_TLS_version"]), str(settings["control_cipher_suites"])
+        override = node.tls_overrides.get(kind) or (node.tls_overrides.get("proxy") if kind.startswith("db:") else None)
+        if override:
+            minimum, ciphers = override.get("min_version") or minimum, override.get("ciphers") or ciphers
+        return minimum, ciphers
+
+    def override_node_tls(
+        self, uid: int, listener: str, min_version: str | None = None, ciphers: str | None = None
+    ) -> None:
+        """Plant drift: this node's ``listener`` ignores the cluster settings (both None: undo)."""
+        node = self.node(uid)
+        known = ("api", "cm", "metrics_exporter", "proxy", "sentinel")
+        if listener not in known and not (listener.startswith("db:") and listener[3:].isdigit()):
+            raise ValueError(f"unknown listener {listener!r}; one of {known} or db:<uid>")
+        if min_version is not None and min_version not in TLS_VERSIONS:
+            raise ValueError(f"min_version must be one of {TLS_VERSIONS}")
+        if ciphers is not None:
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).set_ciphers(ciphers)
+            except ssl.SSLError as exc:
+                raise ValueError(f"no cipher can be selected from {ciphers!r}") from exc
+        if min_version is None and ciphers is None:
+            node.tls_overrides.pop(listener, None)
+            return
+        node.tls_overrides[listener] = {k: v for k, v in (("min_version", min_version), ("ciphers", ciphers)) if v}
 
     def node(self, uid: int) -> NodeState:
         try:
@@ -267,6 +327,7 @@ class ClusterState:
             "stale": {str(uid): {"seconds": r.seconds, "cert_name": r.cert_name}
                       for uid, r in self.stale_rules.items()},
             "down": sorted(uid for uid, n in self.nodes.items() if n.down),
+            "tls_overrides": {str(uid): dict(n.tls_overrides) for uid, n in self.nodes.items() if n.tls_overrides},
         }
 
     def snapshot(self) -> dict[str, object]:
@@ -279,6 +340,7 @@ class ClusterState:
                 "fingerprints": {name: node.served(name).fingerprint for name in node.certs},
                 "pending": {name: slot.pending.fingerprint for name, slot in node.certs.items()
                             if slot.pending is not None},
+                "sentinel": dict(node.sentinel),
             }
         return {
             "fqdn": self.config.fqdn,

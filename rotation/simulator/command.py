@@ -73,7 +73,7 @@ def _summary(sim: ClusterSimulator, name: str) -> str:
              f"  CA: {sim.ca_path}"]
     for uid, addr in enumerate(sim.node_addresses, start=1):
         lines.append(f"  node {uid} {addr}: api {cfg.api_port}, cm {cfg.cm_port}, "
-                     f"metrics {cfg.metrics_port}")
+                     f"metrics {cfg.metrics_port}" + (f", discovery {cfg.sentinel_port}" if cfg.sentinel_port else ""))
     for db in cfg.database_list:
         lines.append(f"  db {db.uid} {db.name}: port {db.port}, tls={db.tls}, {db.proxy_policy}")
     lines.append("  fingerprints (SHA-256):")

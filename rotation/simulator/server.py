@@ -12,6 +12,7 @@ import concurrent.futures
 import contextlib
 import datetime as dt
 import errno
+import json
 import os
 import secrets
 import signal
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 from . import api
 from .cluster import ClusterState, Database, NodeState, SimulatorConfig
 from .http import Handler, serve_http
+from .sentinel import serve_sentinel
 from .services import cm_handler, metrics_handler, serve_resp
 from .tls import CertificateAuthority, utcnow
 
@@ -105,7 +107,9 @@ class ClusterSimulator:
             "password_file": str(self.password_path.resolve()),
             "verify": str(self.ca_path.resolve()),
             "fqdn": cfg.fqdn,
-            "ports": {"cm": cfg.cm_port, "api": cfg.api_port, "metrics_exporter": cfg.metrics_port},
+            "ports": {"cm": cfg.cm_port, "api": cfg.api_port, "metrics_exporter": cfg.metrics_port,
+                      # the inventory's default discovery port is 8001: name it only when it differs
+                      **({"discovery": cfg.sentinel_port} if cfg.sentinel_port not in (None, 8001) else {})},
             "certificates": {name: {} for name in ("cm", "api", "proxy", "syncer", "metrics_exporter")},
         }
 
@@ -121,8 +125,34 @@ class ClusterSimulator:
         self._call(lambda: self.state.stale(uid, seconds, cert_name))
 
     def clear_faults(self) -> None:
-        """Clear fail_next, slow and stale; nodes that are down stay down (use node_down(uid, False))."""
+        """Clear fail_next, slow, stale and TLS overrides; nodes that are down stay down (use node_down(uid, False))."""
         self._call(self.state.clear_faults)
+
+    def override_node_tls(
+        self, uid: int, listener: str, min_version: str | None = None, ciphers: str | None = None
+    ) -> None:
+        """Plant drift: node ``uid``'s ``listener`` ("api", "cm", "metrics_exporter", "proxy",
+        "db:<uid>", "sentinel") uses this minimum / cipher list whatever GET /v1/cluster says."""
+        self._call(lambda: self.state.override_node_tls(uid, listener, min_version, ciphers))
+
+    def restart_sentinel(self, uid: int | None = None) -> None:
+        """``supervisorctl restart sentinel_service`` on node ``uid`` (None: every node)."""
+        self._call(lambda: self.state.restart_sentinel(uid))
+
+    def cluster_settings(self) -> dict[str, Any]:
+        """The settings GET /v1/cluster reports (a copy)."""
+        return self._call(lambda: dict(self.state.settings))
+
+    @property
+    def received_cluster_updates(self) -> list[tuple[bool, dict[str, Any]]]:
+        """Every ``PUT /v1/cluster`` received, oldest first: ``(dry_run, body)``."""
+        def decode(body: bytes) -> Any:
+            try:
+                return json.loads(body)
+            except ValueError:
+                return body.decode("utf-8", "replace")
+
+        return self._call(lambda: [(dry, decode(body)) for dry, body in self.state.received_cluster_updates])
 
     def node_down(self, uid: int, down: bool = True) -> None:
         if self._loop is None:  # not started: only flip the flag, start() skips down nodes
@@ -280,6 +310,8 @@ class ClusterSimulator:
         kinds = [("api", cfg.api_port), ("cm", cfg.cm_port), ("metrics_exporter", cfg.metrics_port)]
         kinds += [(f"db:{db.uid}", db.port) for db in cfg.database_list
                   if node in self.state.database_nodes(db)]
+        if cfg.sentinel_port:
+            kinds.append(("sentinel", cfg.sentinel_port))
         return kinds
 
     async def _bind_node(self, node: NodeState) -> None:
@@ -334,15 +366,21 @@ class ClusterSimulator:
             return
         if self.config.connect_delay > 0:
             await asyncio.sleep(self.config.connect_delay)
+        refuse: Callable[[], bool] = lambda: node.down  # noqa: E731
+        if kind == "sentinel":
+            minimum, _ = self.state.listener_tls(node, kind)
+            material = node.served(self.config.sentinel_cert)
+            await serve_sentinel(reader, writer, mode=node.sentinel["mode"], refuse=refuse,
+                                 context=lambda: material.context(minimum),
+                                 timeout=self.config.handshake_timeout)
+            return
         db = self._database(kind) if kind.startswith("db:") else None
         cert_name = "proxy" if db is not None else LISTENER_CERTS[kind]
         if db is None or db.tls:
-            plane = "min_data_TLS_version" if db is not None else "min_control_TLS_version"
-            ctx = node.served(cert_name).context(str(self.state.settings.get(plane, "1.2")))
+            ctx = node.served(cert_name).context(*self.state.listener_tls(node, kind))
             await writer.start_tls(ctx, ssl_handshake_timeout=self.config.handshake_timeout)
         else:
             writer.transport.resume_reading()
-        refuse: Callable[[], bool] = lambda: node.down  # noqa: E731
         if db is not None:
             await serve_resp(reader, writer, refuse)
         else:

@@ -11,6 +11,7 @@ import hashlib
 import os
 import ssl
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -159,27 +160,40 @@ class Material:
     def not_after(self) -> dt.datetime:
         return self.leaf.not_valid_after_utc
 
-    def context(self, min_version: str = "1.2") -> ssl.SSLContext:
-        """A server-side context presenting this certificate; built once per minimum TLS version."""
-        ctx = self._contexts.get(min_version)
+    def context(self, min_version: str = "1.2", ciphers: str | None = None) -> ssl.SSLContext:
+        """A server-side context presenting this certificate; built once per (minimum, cipher list)."""
+        key = f"{min_version}|{ciphers or ''}"
+        ctx = self._contexts.get(key)
         if ctx is None:
-            ctx = build_server_context(self.chain_pem, self.key_pem or "", min_version)
-            self._contexts[min_version] = ctx
+            ctx = build_server_context(self.chain_pem, self.key_pem or "", min_version, ciphers)
+            self._contexts[key] = ctx
         return ctx
 
 
-def build_server_context(chain_pem: str, key_pem: str, min_version: str = "1.2") -> ssl.SSLContext:
+def build_server_context(
+    chain_pem: str, key_pem: str, min_version: str = "1.2", ciphers: str | None = None
+) -> ssl.SSLContext:
     """``load_cert_chain`` only reads files: write key + chain to a 0600 temp file, load, delete.
 
     The key is re-serialised as PKCS#8 so any format ``cryptography`` accepted also loads here;
     the chain is written as uploaded (OpenSSL skips text around the PEM blocks).
+
+    ``ciphers`` (OpenSSL syntax) limits TLS <= 1.2 suites; TLS 1.3 suites cannot be limited from
+    Python. A minimum below 1.2 also lowers the security level to 0: OpenSSL 3 refuses TLS
+    1.0/1.1 at level 1 and above, so a real "min 1.0" server must do the same.
     """
     key = serialization.load_pem_private_key(key_pem.encode(), password=None)
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = _TLS_VERSIONS.get(min_version, ssl.TLSVersion.TLSv1_2)
+    minimum = _TLS_VERSIONS.get(min_version, ssl.TLSVersion.TLSv1_2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TLSv1 / TLSv1_1 are deprecated names
+        ctx.minimum_version = minimum
+    old = minimum < ssl.TLSVersion.TLSv1_2
+    if ciphers or old:
+        ctx.set_ciphers((ciphers or "DEFAULT") + (":@SECLEVEL=0" if old else ""))
     fd, path = tempfile.mkstemp(prefix="rs-sim-", suffix=".pem")  # mkstemp creates it 0600
     try:
         with os.fdopen(fd, "w") as fh:

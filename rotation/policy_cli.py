@@ -1,0 +1,154 @@
+"""``rotation policy audit|apply``: the TLS protocol and cipher policy of each cluster.
+
+Shells only: parse options, call ``rotation.policy_service``, print rich tables or ``--json``.
+Exit codes: 0 compliant / applied, 1 drift or pending (Sentinel restart), 2 errors or refused.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from rotation.config import Inventory
+    from rotation.policy_service import AuditReport
+    from rotation.tls_drift import EndpointTLS
+
+policy_app = typer.Typer(help="Audit and enforce TLS versions and cipher suites (management, data, discovery).",
+                         no_args_is_help=True)
+console = Console()
+err_console = Console(stderr=True)
+
+ClusterArg = Annotated[str | None, typer.Argument(help="Cluster name from the inventory (default: all).")]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Inventory YAML (default: $ROTATION_CONFIG or ./rotation.yaml)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+
+
+def _clusters(config: Path | None, cluster: str | None, *, with_policy: bool = False) -> tuple[Inventory, list[str]]:
+    from rotation.cli import fail, load
+    from rotation.errors import ConfigError
+
+    inventory = load(config)
+    try:
+        if cluster:
+            inventory.cluster(cluster)
+            return inventory, [cluster]
+    except ConfigError as exc:
+        raise fail(exc.message) from None
+    names = [n for n, c in inventory.clusters.items() if c.tls_policy or not with_policy]
+    if not names:
+        raise fail("no cluster with a tls_policy in the inventory" if with_policy else "no clusters in the inventory")
+    return inventory, names
+
+
+def _cell(endpoint: EndpointTLS, version: str) -> str:
+    probe = next((p for p in endpoint.versions if p.version == version), None)
+    if probe is None or probe.accepted is None:
+        return "[dim]?[/]"
+    return "[green]yes[/]" if probe.accepted else "[red]no[/]"
+
+
+def print_audit(r: AuditReport) -> None:
+    console.print(f"[bold]{r.cluster}[/] RS {r.version or 'unknown'}", highlight=False)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
+                  caption="suites: TLS 1.2 suites accepted / tried; --json has the negotiated ciphers")
+    table.add_column("listener", no_wrap=True)
+    table.add_column("node", no_wrap=True)
+    table.add_column("endpoint", no_wrap=True)
+    for column in ("1.0", "1.1", "1.2", "1.3", "suites", "plain"):
+        table.add_column(column, no_wrap=True, min_width=len(column) if len(column) > 3 else 3)
+    for e in r.endpoints:
+        t = e.target
+        suites = "-" if e.tls12_ciphers is None else f"{len(e.tls12_ciphers)}/{e.ciphers_tried}"
+        plain = "-" if e.plaintext is None else ("yes" if e.plaintext else "no")
+        if e.error:
+            table.add_row(t.service, t.node, f"{t.host}:{t.port}", "[red]unreachable[/]", "", "", "", "", "")
+            continue
+        table.add_row(t.service, t.node, f"{t.host}:{t.port}", *(_cell(e, v) for v in ("1.0", "1.1", "1.2", "1.3")),
+                      suites, plain)
+    console.print(table)
+    for d in r.drift:
+        console.print(f"  [magenta]drift[/] ({d.kind}) {d.where}: {d.message}", highlight=False)
+    for hint in dict.fromkeys(d.hint for d in r.drift if d.hint):
+        console.print(f"  [yellow]hint:[/] {hint}", highlight=False)
+    for error in r.errors:
+        err_console.print(f"  [red]{error}[/]", highlight=False)
+    verdict = "[green]compliant[/]" if r.compliant else "[red]errors[/]" if r.errors else "[magenta]drift[/]"
+    console.print(f"  {verdict}")
+
+
+@policy_app.command("audit")
+def audit(
+    cluster: ClusterArg = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    ciphers: Annotated[bool, typer.Option("--ciphers/--no-ciphers",
+                                          help="Try every TLS 1.2 suite one at a time.")] = True,
+) -> None:
+    """What every node really accepts, by handshakes, compared with the policy and GET /v1/cluster.
+
+    Per endpoint (8443, 9443, 8070, each TLS database, the discovery service on 8001): TLS
+    1.0-1.3 accepted or refused, the negotiated cipher, and the TLS 1.2 suites accepted. Exit 0
+    compliant, 1 drift, 2 errors.
+    """
+    from rotation.policy_service import audit_cluster
+
+    inventory, names = _clusters(config, cluster)
+    reports = [audit_cluster(inventory, name, scan_ciphers=ciphers) for name in names]
+    code = max(r.exit_code for r in reports)
+    if as_json:
+        print(json.dumps({"clusters": [r.to_dict() for r in reports], "exit_code": code}, indent=2))
+    else:
+        for report in reports:
+            print_audit(report)
+    raise typer.Exit(code)
+
+
+@policy_app.command("apply")
+def apply(
+    cluster: ClusterArg = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check with the cluster's ?dry_run; change nothing.")]
+    = False,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Set the inventory's tls_policy with PUT /v1/cluster, then prove it by handshakes.
+
+    Values the cluster's version cannot take are refused before any call. Exit 0 applied (or
+    dry run passed), 1 drift remains or Sentinel changes wait for a restart, 2 refused/errors.
+    """
+    from rotation.policy_service import apply_policy
+
+    inventory, names = _clusters(config, cluster, with_policy=True)
+    reports = [apply_policy(inventory, name, dry_run=dry_run) for name in names]
+    code = max(r.exit_code for r in reports)
+    if as_json:
+        print(json.dumps({"clusters": [r.to_dict() for r in reports], "exit_code": code}, indent=2))
+        raise typer.Exit(code)
+    for report in reports:
+        colour = {"applied": "green", "unchanged": "green", "dry_run": "cyan", "pending": "yellow"}.get(
+            report.status, "red")
+        console.print(f"[bold]{report.cluster}[/] [{colour}]{report.status}[/]", highlight=False)
+        if report.plan and report.plan.fields:
+            verb = "would set" if report.status == "dry_run" else "set"
+            for wire, value in report.plan.fields.items():
+                console.print(f"  {verb} {wire} = {value!r}", highlight=False)
+        for note in report.notes:
+            console.print(f"  [yellow]note:[/] {note}", highlight=False)
+        for error in report.errors:
+            err_console.print(f"  [red]{error}[/]", highlight=False)
+        if report.audit:
+            print_audit(report.audit)
+    raise typer.Exit(code)
+
+
+__all__ = ["policy_app"]

@@ -1,0 +1,235 @@
+"""The service's state in Redis: records, history, per-certificate state, leased locks, secrets.
+
+Key layout (prefix ``rotation:``)::
+
+    record:<id>                    JSON rotation record (fingerprints, never keys)
+    history / history:<c>:<cert>   sorted sets of record ids by start time
+    state:<c>:<cert>               hash: served fingerprints per node, not_after, health, last scan,
+                                   last rotation, failures, next_attempt (per-certificate backoff)
+    scan:<c>                       hash: last successful scan, last error
+    lock:<c>:<cert>                lease of the one running rotation (renewed while it runs)
+    pending:<c>:<cert>             rotation id queued or running (refuses a second request)
+    secret:<key>                   Fernet ciphertext (previous key for rollback, ACME accounts)
+    stats                          hash: rotation counts and duration sums for the metrics
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from rotation.errors import RotationInProgress
+from rotation.model import RotationRecord
+from rotation.secrets import SecretBox
+
+PREFIX = "rotation:"
+HISTORY_KEEP = 2000
+DURATION_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, float("inf"))
+
+
+def connect(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5,
+                                health_check_interval=30, retry_on_timeout=True)
+
+
+def _key(*parts: str) -> str:
+    return PREFIX + ":".join(parts)
+
+
+class RedisStore:
+    """Records and per-certificate state. Implements ``rotation.store.RecordStore``."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    # --- records -----------------------------------------------------------------------
+    def save(self, record: RotationRecord) -> None:
+        score = record.started_at.timestamp()
+        pipe = self.redis.pipeline()
+        pipe.set(_key("record", record.id), json.dumps(record.to_dict(), sort_keys=True))
+        pipe.zadd(_key("history"), {record.id: score})
+        pipe.zadd(_key("history", record.cluster, record.cert_name), {record.id: score})
+        pipe.zremrangebyrank(_key("history"), 0, -HISTORY_KEEP - 1)
+        pipe.execute()
+
+    def get(self, rotation_id: str) -> RotationRecord | None:
+        raw = self.redis.get(_key("record", rotation_id))
+        return RotationRecord.from_dict(json.loads(raw)) if raw else None
+
+    def history(
+        self, cluster: str | None = None, cert_name: str | None = None, limit: int = 50
+    ) -> list[RotationRecord]:
+        if cluster and cert_name:
+            ids = self.redis.zrevrange(_key("history", cluster, cert_name), 0, limit - 1)
+        else:
+            ids = self.redis.zrevrange(_key("history"), 0, -1 if cluster or cert_name else limit - 1)
+        raws = self.redis.mget([_key("record", i) for i in ids]) if ids else []
+        records = [RotationRecord.from_dict(json.loads(r)) for r in raws if r]
+        records = [r for r in records if (cluster is None or r.cluster == cluster)
+                   and (cert_name is None or r.cert_name == cert_name)]
+        return records[:limit]
+
+    # --- per-certificate state ------------------------------------------------------------
+    def update_state(self, cluster: str, cert_name: str, **fields: Any) -> None:
+        encoded = {k: (json.dumps(v) if not isinstance(v, str) else v) for k, v in fields.items() if v is not None}
+        if encoded:
+            self.redis.hset(_key("state", cluster, cert_name), mapping=encoded)
+
+    def clear_state_fields(self, cluster: str, cert_name: str, *names: str) -> None:
+        if names:
+            self.redis.hdel(_key("state", cluster, cert_name), *names)
+
+    def state(self, cluster: str, cert_name: str) -> dict[str, Any]:
+        raw = self.redis.hgetall(_key("state", cluster, cert_name))
+        return {k: _maybe_json(v) for k, v in raw.items()}
+
+    def all_states(self) -> dict[tuple[str, str], dict[str, Any]]:
+        result = {}
+        for key in self.redis.scan_iter(match=_key("state", "*"), count=500):
+            _, _, cluster, cert = key.split(":", 3)
+            result[(cluster, cert)] = self.state(cluster, cert)
+        return result
+
+    def record_scan(self, cluster: str, *, ok: bool, error: str | None = None) -> None:
+        now = datetime.now(UTC).isoformat()
+        fields = {"last_success": now, "last_error": ""} if ok else {"last_failure": now, "last_error": error or ""}
+        self.redis.hset(_key("scan", cluster), mapping=fields)
+
+    def scans(self) -> dict[str, dict[str, str]]:
+        return {key.split(":", 2)[2]: self.redis.hgetall(key)
+                for key in self.redis.scan_iter(match=_key("scan", "*"), count=500)}
+
+    # --- statistics for the metrics -----------------------------------------------------
+    def count_rotation(self, record: RotationRecord) -> None:
+        if record.finished_at is None:
+            return
+        seconds = (record.finished_at - record.started_at).total_seconds()
+        label = f"{record.cluster}|{record.cert_name}|{record.outcome}"
+        pipe = self.redis.pipeline()
+        pipe.hincrby(_key("stats"), f"count|{label}", 1)
+        pipe.hincrbyfloat(_key("stats"), f"duration_sum|{record.outcome}", seconds)
+        pipe.hincrby(_key("stats"), f"duration_count|{record.outcome}", 1)
+        for bound in DURATION_BUCKETS:
+            if seconds <= bound:
+                pipe.hincrby(_key("stats"), f"duration_bucket|{record.outcome}|{bound}", 1)
+        pipe.execute()
+
+    def stats(self) -> dict[str, str]:
+        return self.redis.hgetall(_key("stats"))
+
+    # --- queue markers -------------------------------------------------------------------
+    def claim_pending(self, cluster: str, cert_name: str, rotation_id: str, ttl_seconds: int) -> str | None:
+        """Mark (cluster, cert) as queued; returns the id already holding it, or None if we got it."""
+        key = _key("pending", cluster, cert_name)
+        if self.redis.set(key, rotation_id, nx=True, ex=ttl_seconds):
+            return None
+        return self.redis.get(key) or "unknown"
+
+    def move_pending(self, cluster: str, cert_name: str, old_id: str, new_id: str) -> None:
+        """A retry continues under a new id: point the marker at it (only if it is still ours)."""
+        self.redis.eval(_MOVE, 1, _key("pending", cluster, cert_name), old_id, new_id)
+
+    def release_pending(self, cluster: str, cert_name: str, rotation_id: str) -> None:
+        _compare_and_delete(self.redis, _key("pending", cluster, cert_name), rotation_id)
+
+    def pending(self) -> dict[tuple[str, str], str]:
+        result = {}
+        for key in self.redis.scan_iter(match=_key("pending", "*"), count=500):
+            _, _, cluster, cert = key.split(":", 3)
+            value = self.redis.get(key)
+            if value:
+                result[(cluster, cert)] = value
+        return result
+
+
+def _maybe_json(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
+_MOVE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('set', KEYS[1], ARGV[2], 'KEEPTTL') end
+return 0
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+def _compare_and_delete(client: redis.Redis, key: str, value: str) -> None:
+    client.eval(_RELEASE, 1, key, value)
+
+
+class RedisLocker:
+    """One rotation per (cluster, certificate): a lease renewed by a thread while the rotation runs.
+
+    If the worker dies, renewals stop and the lease expires after ``lease_seconds``; a redelivered
+    task can then take over. Implements ``rotation.store.Locker``.
+    """
+
+    def __init__(self, client: redis.Redis, lease_seconds: float = 30.0) -> None:
+        self.redis = client
+        self.lease_ms = int(lease_seconds * 1000)
+
+    def holder(self, cluster: str, cert_name: str) -> str | None:
+        return self.redis.get(_key("lock", cluster, cert_name))
+
+    @contextlib.contextmanager
+    def hold(self, cluster: str, cert_name: str, owner: str) -> Iterator[None]:
+        key = _key("lock", cluster, cert_name)
+        token = f"{owner} on {socket.gethostname()} pid {os.getpid()} #{os.urandom(4).hex()}"
+        if not self.redis.set(key, token, nx=True, px=self.lease_ms):
+            raise RotationInProgress(f"{cluster}/{cert_name}: a rotation is already in progress "
+                                     f"({self.redis.get(key) or 'lock just released'})")
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(self.lease_ms / 3000):
+                try:
+                    if not self.redis.eval(_RENEW, 1, key, token, self.lease_ms):
+                        return  # lost the lease (expired during a long pause): nothing more to renew
+                except redis.RedisError:
+                    continue  # Redis restarting: keep trying until the lease would have expired
+
+        renewer = threading.Thread(target=renew, name=f"lease {cluster}/{cert_name}", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewer.join(timeout=5)
+            with contextlib.suppress(redis.RedisError):
+                _compare_and_delete(self.redis, key, token)
+
+
+class RedisSecretStore:
+    """Encrypted blobs in Redis. Implements ``rotation.secrets.SecretStore``."""
+
+    def __init__(self, client: redis.Redis, box: SecretBox) -> None:
+        self.redis = client
+        self.box = box
+
+    def put(self, key: str, value: bytes, *, ttl_seconds: int | None = None) -> None:
+        self.redis.set(_key("secret", key), self.box.encrypt(value).decode(), ex=ttl_seconds)
+
+    def get(self, key: str) -> bytes | None:
+        token = self.redis.get(_key("secret", key))
+        return self.box.decrypt(token.encode(), what=f"secret {key!r}") if token else None
+
+    def delete(self, key: str) -> None:
+        self.redis.delete(_key("secret", key))

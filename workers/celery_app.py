@@ -1,0 +1,60 @@
+"""The Celery application: Redis broker and result backend, settings chosen for safe rotations.
+
+- acks_late + reject_on_worker_lost: a worker killed mid-rotation gets its task redelivered,
+  and the pipeline resumes it (finish or roll back) under the same rotation id.
+- hard time limit below the Redis visibility timeout (ROTATION_VISIBILITY_TIMEOUT), so a long task is never redelivered
+  while it still runs; prefetch 1 so one slow rotation does not hold others hostage.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from rotation.config import ServiceSettings
+from rotation.errors import ConfigError
+from schedules import beat_schedule
+
+
+def make_celery(settings: ServiceSettings | None = None) -> Celery:
+    settings = settings or ServiceSettings.from_env()
+    time_limit = int(settings.task_time_limit.total_seconds())
+    visibility = int(settings.visibility_timeout.total_seconds())
+    if time_limit >= visibility:
+        raise ConfigError(
+            f"ROTATION_TASK_TIME_LIMIT ({time_limit}s) must stay below ROTATION_VISIBILITY_TIMEOUT ({visibility}s): "
+            "otherwise a long rotation is redelivered while it still runs"
+        )
+    app = Celery("rotation", broker=settings.redis_url, backend=settings.redis_url, include=["workers.tasks"])
+    transport = {
+        "visibility_timeout": visibility,
+        # Sweep for a dead worker's unacked tasks often enough to honour the timeout.
+        "unacked_restore_interval": max(1, min(10, visibility // 4)),
+        "unacked_restore_throttle": 1,
+        "socket_timeout": 15,
+        "health_check_interval": 15,
+    }
+    app.conf.update(
+        task_default_queue="rotation",
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_track_started=True,
+        task_time_limit=time_limit,
+        task_soft_time_limit=time_limit - min(60, max(1, time_limit // 5)),
+        worker_prefetch_multiplier=1,
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        visibility_timeout=visibility,
+        result_expires=86400,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        beat_schedule=beat_schedule(settings),
+        timezone="UTC",
+    )
+    return app
+
+
+celery_app = make_celery()

@@ -1,0 +1,119 @@
+"""Thin Celery tasks around ``rotation.service``. Arguments are names and ids, never keys.
+
+rotation.scan_all            beat: one scan task per cluster
+rotation.scan_cluster        probe one cluster (handshakes concurrent inside), store state, queue due rotations
+rotation.rotate_certificate  one rotation; retried with backoff for transient errors only
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+from celery import Task
+
+from rotation.errors import ConfigError, RotationError, RotationInProgress
+from rotation.model import Outcome, RotationRecord, Trigger
+from rotation.service import ServiceContext, note_outcome, run_rotation, scan_cluster
+from workers.celery_app import celery_app
+from workers.queue import RotationQueue
+
+log = logging.getLogger(__name__)
+
+MAX_ROTATION_RETRIES = 4
+
+
+def context() -> ServiceContext:
+    return ServiceContext()
+
+
+@celery_app.task(name="rotation.scan_all", ignore_result=True)
+def scan_all() -> list[str]:
+    clusters = list(context().inventory().clusters)
+    for cluster in clusters:
+        scan_cluster_task.delay(cluster)
+    return clusters
+
+
+@celery_app.task(name="rotation.scan_cluster", bind=True, max_retries=3, acks_late=True)
+def scan_cluster_task(self: Task, cluster: str) -> dict:
+    ctx = context()
+    try:
+        result = scan_cluster(ctx, cluster)
+    except ConfigError:
+        raise
+    except RotationError as exc:
+        if exc.retryable:
+            raise self.retry(exc=exc, countdown=min(60, 5 * 2**self.request.retries)) from None
+        log.error("scan of %s failed: %s", cluster, exc.message)
+        return {"cluster": cluster, "error": exc.message}
+    queue = RotationQueue(ctx)
+    jitter = ctx.settings.rotation_jitter.total_seconds()
+    queued, busy = [], []
+    for cert_name in result.due:
+        try:
+            # Spread a fleet's renewals instead of issuing them all in one burst.
+            queued.append(queue.submit(cluster, str(cert_name), trigger=Trigger.BEAT,
+                                       countdown=random.uniform(0, jitter)))
+        except RotationInProgress:
+            busy.append(str(cert_name))
+    if result.backing_off:
+        log.info("%s: backing off %s after failures", cluster, ", ".join(map(str, result.backing_off)))
+    return {"cluster": cluster, "queued": queued, "in_progress": busy,
+            "backing_off": [str(c) for c in result.backing_off]}
+
+
+@celery_app.task(name="rotation.rotate_certificate", bind=True, acks_late=True, max_retries=MAX_ROTATION_RETRIES)
+def rotate_certificate(
+    self: Task,
+    cluster: str,
+    cert_name: str,
+    rotation_id: str,
+    trigger: str = Trigger.BEAT,
+    requested_by: str | None = None,
+    reply_url: str | None = None,
+) -> dict:
+    ctx = context()
+    queue = RotationQueue(ctx)
+    try:
+        record = run_rotation(ctx, cluster, cert_name, rotation_id=rotation_id, trigger=trigger,
+                              requested_by=requested_by)
+    except RotationInProgress as exc:
+        # Our own earlier delivery still holds the lease (its worker died): wait for it to lapse.
+        raise self.retry(exc=exc, countdown=ctx.settings.lock_lease.total_seconds()) from None
+    retrying = _should_retry(self, record)
+    note_outcome(ctx, record, final=not retrying)
+    if retrying:
+        next_id = f"{rotation_id.split('.')[0]}.{self.request.retries + 1}"
+        queue.hand_over(cluster, cert_name, rotation_id, next_id)
+        countdown = min(300.0, 10.0 * 2**self.request.retries) * random.uniform(0.5, 1.0)
+        countdown = max(countdown, record.retry_after or 0.0)
+        raise self.retry(
+            kwargs={"cluster": cluster, "cert_name": cert_name, "rotation_id": next_id, "trigger": trigger,
+                    "requested_by": requested_by, "reply_url": reply_url},
+            countdown=countdown,
+        )
+    queue.finished(cluster, cert_name, rotation_id)
+    return summary(record)
+
+
+def _should_retry(task: Task, record: RotationRecord) -> bool:
+    """Retry only transient failures where nothing was left half-done, and only a few times."""
+    return (
+        record.outcome in (Outcome.FAILED, Outcome.REFUSED)
+        and record.retryable
+        and task.request.retries < MAX_ROTATION_RETRIES
+    )
+
+
+def summary(record: RotationRecord) -> dict:
+    """The task result: ids, outcome and fingerprints only (results live in Redis in clear)."""
+    return {
+        "rotation_id": record.id,
+        "cluster": record.cluster,
+        "cert_name": record.cert_name,
+        "outcome": str(record.outcome),
+        "old_fingerprint": record.old_fingerprint,
+        "new_fingerprint": record.new_fingerprint,
+        "error": record.error,
+    }
