@@ -18,7 +18,7 @@ system-deps:
 	@bash scripts/system-deps.sh
 
 demo: install system-deps
-	@bash scripts/demo.sh
+	$(BIN)/python scripts/demo.py
 
 # pytest's exit code 5 (no tests collected) is a failure, not a pass.
 test: install system-deps

@@ -215,10 +215,15 @@ queue_factory: Callable[[ServiceContext], RotationQueue] | None = None
 
 
 def _queue() -> RotationQueue | None:
-    if queue_factory is None:
-        err_console.print("[yellow]no queue available in this entry point: running inline[/]")
+    try:
+        ctx = ServiceContext()
+    except ConfigError as exc:
+        raise fail(exc.message) from None
+    if queue_factory is None or ctx.redis_store is None:
+        reason = "no queue in this entry point" if queue_factory is None else "ROTATION_STORE=local has no queue"
+        err_console.print(f"[yellow]{reason}: running the rotation in this process[/]")
         return None
-    return queue_factory(ServiceContext())
+    return queue_factory(ctx)
 
 
 def _rotate_queued(queue: RotationQueue, cluster: str, names: list[str], *, no_wait: bool,
@@ -260,11 +265,16 @@ def history(
     cluster: Annotated[str | None, typer.Option(help="Only this cluster.")] = None,
     cert: Annotated[str | None, typer.Option(help="Only this certificate name.")] = None,
     limit: Annotated[int, typer.Option(help="How many records.")] = 20,
+    audit: Annotated[bool, typer.Option("--audit", help="Chat commands (who, where, what, decision) instead.")
+                     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Rotation records, newest first."""
+    """Rotation records, newest first (with --audit: the chat commands, allowed or refused)."""
     from rotation.service import record_store
 
+    if audit:
+        _print_audit(_chat_commands(cluster, limit), as_json)
+        return
     records = record_store().history(cluster, cert, limit)
     if as_json:
         print(json.dumps([r.to_dict() for r in records], indent=2))
@@ -275,6 +285,30 @@ def history(
     for r in records:
         table.add_row(f"{r.started_at:%Y-%m-%d %H:%M:%S}", r.id, r.cluster, r.cert_name, r.trigger, str(r.outcome),
                       (r.old_fingerprint or "-")[:16], (r.new_fingerprint or "-")[:16], (r.error or "")[:80])
+    console.print(table)
+
+
+def _chat_commands(cluster: str | None, limit: int) -> list[dict[str, Any]]:
+    from rotation.chatops.audit import AuditLog
+
+    ctx = ServiceContext()
+    if not ctx.uses_redis:
+        raise fail("the chat audit lives in the service's Redis (ROTATION_STORE=redis)")
+    return AuditLog(ctx.redis).recent(limit, cluster)
+
+
+def _print_audit(entries: list[dict[str, Any]], as_json: bool = False) -> None:
+    if as_json:
+        print(json.dumps(entries, indent=2))
+        return
+    table = Table(title="Chat commands")
+    for column in ("time", "who", "where", "command", "decision", "tasks"):
+        table.add_column(column)
+    for a in entries:
+        who = f"{a['platform']}:{a.get('team') or '-'}/{a['user']}" + (f" ({a['user_name']})" if a.get("user_name")
+                                                                      else "")
+        table.add_row(a["at"][:19].replace("T", " "), who, a.get("channel") or "-", a["command"],
+                      f"{a['decision']} {a.get('reason') or ''}".strip(), " ".join(a.get("task_ids") or []) or "-")
     console.print(table)
 
 
@@ -290,6 +324,7 @@ def status(as_json: JsonOption = False) -> None:
 
     try:
         report = service_status(ServiceContext())
+        report["chat_commands"] = _chat_commands(None, 10)
     except RotationError as exc:
         raise fail(exc.message) from None
     if as_json:
@@ -304,9 +339,20 @@ def status(as_json: JsonOption = False) -> None:
                       row["last_scan"] or "-", f"{row['last_outcome'] or '-'} {row['last_rotation'] or ''}",
                       str(row["failures"] or 0), row["next_attempt"] or "-", row["in_flight"] or "-")
     console.print(table)
+    if report.get("chat_commands"):
+        _print_audit(report["chat_commands"])
     for cluster, scan in report["scans"].items():
         if scan.get("last_error"):
             err_console.print(f"[red]{cluster}: last scan failed: {scan['last_error']}[/]", highlight=False)
+
+
+@app.command("secret-key")
+def secret_key() -> None:
+    """Print a new encryption key for ROTATION_SECRET_KEY (encrypts rollback keys and ACME accounts
+    at rest). To rotate it, put the new key first and keep the old one after a comma."""
+    from rotation.secrets import SecretBox
+
+    print(SecretBox.generate_key())
 
 
 # --- ca ----------------------------------------------------------------------------------

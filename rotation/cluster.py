@@ -74,12 +74,18 @@ class ClusterSession:
             timeout=self.settings.handshake_timeout.total_seconds(),
         )
 
-    def rest_copy(self, cert_name: CertName) -> ServedCert:
-        endpoint = Endpoint(self.name, cert_name, "api", "GET /v1/cluster/certificates", 0)
-        pair = self.client.certificates().get(str(cert_name))
-        if pair is None:
-            return ServedCert(endpoint=endpoint, error="not present in GET /v1/cluster/certificates")
-        leaf = certs.load_certificates(pair.certificate, where=f"{self.name} {cert_name}_cert")[0]
+    def rest_copy(self, cert_name: CertName, *, from_view: bool = False) -> ServedCert:
+        """The cluster's own copy of a certificate. ``from_view`` uses the PEM that ``GET /v1/cluster``
+        already returned (syncer): one request less, and no private keys fetched by a scan."""
+        if from_view and cert_name is CertName.SYNCER and self.view().syncer_pem:
+            source, pem = "GET /v1/cluster", self.view().syncer_pem
+        else:
+            pair = self.client.certificates().get(str(cert_name))
+            source, pem = "GET /v1/cluster/certificates", pair.certificate if pair else None
+        endpoint = Endpoint(self.name, cert_name, "api", source, 0)
+        if pem is None:
+            return ServedCert(endpoint=endpoint, error=f"not present in {source}")
+        leaf = certs.load_certificates(pem, where=f"{self.name} {cert_name}_cert")[0]
         return ServedCert(
             endpoint=endpoint,
             fingerprint=certs.fingerprint(leaf),

@@ -365,11 +365,113 @@ class ClusterSettings(_Strict):
         return tuple(hosts)
 
 
+# --- chat-ops (the webhook) -------------------------------------------------------------------
+ChatPermission = Literal["read", "rotate"]
+
+
+class ChatOpsGrant(_Strict):
+    """One allow-list entry: an immutable chat user id (never a display name), optionally pinned
+    to a team/workspace, a channel and a platform, with permissions per cluster (``*``: any)."""
+
+    user: str = Field(min_length=1)
+    team: str | None = None
+    channel: str | None = None
+    platform: Literal["slack", "mattermost", "generic"] | None = None
+    clusters: dict[str, tuple[ChatPermission, ...]]
+
+
+def _exactly_one(env: str | None, file: Path | None, name: str) -> SecretSource:
+    if bool(env) == bool(file):
+        raise ValueError(f"set exactly one of {name}_env or {name}_file")
+    return SecretSource(env=env, file=file)
+
+
+class SlackSettings(_Strict):
+    signing_secret_env: str | None = None
+    signing_secret_file: Path | None = None
+    team_id: str | None = None  # pin the workspace: requests from another one are refused
+    api_app_id: str | None = None  # pin the app
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SlackSettings:
+        _exactly_one(self.signing_secret_env, self.signing_secret_file, "signing_secret")
+        return self
+
+    def signing_secret(self) -> str:
+        source = _exactly_one(self.signing_secret_env, self.signing_secret_file, "signing_secret")
+        return source.read("chatops.slack.signing_secret")
+
+
+class MattermostSettings(_Strict):
+    token_env: str | None = None
+    token_file: Path | None = None
+    team_id: str | None = None  # pin the team
+
+    @model_validator(mode="after")
+    def _one_source(self) -> MattermostSettings:
+        _exactly_one(self.token_env, self.token_file, "token")
+        return self
+
+    def token(self) -> str:
+        return _exactly_one(self.token_env, self.token_file, "token").read("chatops.mattermost.token")
+
+
+class GenericSettings(_Strict):
+    secret_env: str | None = None
+    secret_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> GenericSettings:
+        _exactly_one(self.secret_env, self.secret_file, "secret")
+        return self
+
+    def secret(self) -> str:
+        return _exactly_one(self.secret_env, self.secret_file, "secret").read("chatops.generic.secret")
+
+
+class NotifySettings(_Strict):
+    """The notification webhook (Slack/Mattermost incoming webhook or any JSON receiver).
+    The URL is usually a secret itself: prefer url_env or url_file to url."""
+
+    url_env: str | None = None
+    url_file: Path | None = None
+    url: str | None = None
+
+    def resolve(self) -> str | None:
+        if self.url:
+            return self.url
+        source = _secret(self.url_env, self.url_file)
+        return source.read("chatops.notify.url") if source else None
+
+
+class ChatOpsSettings(_Strict):
+    allow: tuple[ChatOpsGrant, ...] = ()
+    slack: SlackSettings | None = None
+    mattermost: MattermostSettings | None = None
+    generic: GenericSettings | None = None
+    notify: NotifySettings | None = None
+    confirm_ttl: Duration = timedelta(minutes=5)
+    # Where progress and results may be posted back (a response_url elsewhere is not used).
+    reply_url_prefixes: tuple[str, ...] = ("https://hooks.slack.com/",)
+
+    def notify_url(self) -> str | None:
+        return self.notify.resolve() if self.notify else None
+
+
 class Inventory(_Strict):
     renew_before: Renewal = RenewBefore(absolute=timedelta(days=30))
     issuers: dict[str, IssuerSettings] = Field(default_factory=dict)
     clusters: dict[str, ClusterSettings] = Field(default_factory=dict)
+    chatops: ChatOpsSettings = ChatOpsSettings()
     source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _chatops_clusters_exist(self) -> Inventory:
+        for index, grant in enumerate(self.chatops.allow):
+            unknown = sorted(set(grant.clusters) - set(self.clusters) - {"*"})
+            if unknown:
+                raise ValueError(f"chatops.allow.{index}.clusters: unknown cluster(s) {', '.join(unknown)}")
+        return self
 
     @model_validator(mode="after")
     def _issuers_exist(self) -> Inventory:
@@ -438,7 +540,8 @@ def _resolve_paths(data: Any, base: Path) -> Any:
     """Relative paths in the file are relative to the file, not to the working directory."""
     path_keys = {"ca_cert", "ca_key_file", "password_file", "ca_key_password_file", "cert_file",
                  "key_file", "key_password_file", "ca_bundle", "verify", "eab_hmac_key_file",
-                 "account_key_file", "tsig_secret_file", "trust_roots"}
+                 "account_key_file", "tsig_secret_file", "trust_roots",
+                 "signing_secret_file", "token_file", "secret_file", "url_file"}
     if isinstance(data, dict):
         out = {}
         for key, value in data.items():

@@ -94,6 +94,8 @@ class Endpoint:
 
     @property
     def label(self) -> str:
+        if not self.port:  # not a listener: the cluster's copy read over the REST API
+            return f"{self.cert_name}@cluster {self.host}"
         return f"{self.cert_name}@node{self.node} {self.host}:{self.port}"
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import _ssl  # Certificate.public_bytes wants its own encoding constant
 import asyncio
+import functools
 import logging
 import ssl
 from collections.abc import Sequence
+from datetime import datetime
 
 from cryptography import x509
 
@@ -54,15 +56,23 @@ def _presented_chain(ssl_object: ssl.SSLObject) -> tuple[bytes, ...]:
     return tuple(c if isinstance(c, bytes) else c.public_bytes(_ssl.ENCODING_DER) for c in chain)
 
 
-def describe_served(endpoint: Endpoint, leaf_der: bytes, chain: tuple[bytes, ...], version: str | None) -> ServedCert:
+@functools.lru_cache(maxsize=1024)
+def _leaf_facts(leaf_der: bytes) -> tuple[str, str, tuple[str, ...], datetime, datetime]:
+    """Parse each distinct certificate once: every node of a cluster usually serves the same one."""
     leaf = x509.load_der_x509_certificate(leaf_der)
+    return (certs.der_fingerprint(leaf_der), certs.subject_text(leaf), certs.subject_alt_names(leaf),
+            certs.not_after(leaf), certs.not_before(leaf))
+
+
+def describe_served(endpoint: Endpoint, leaf_der: bytes, chain: tuple[bytes, ...], version: str | None) -> ServedCert:
+    fingerprint, subject, sans, not_after, not_before = _leaf_facts(leaf_der)
     return ServedCert(
         endpoint=endpoint,
-        fingerprint=certs.der_fingerprint(leaf_der),
-        subject=certs.subject_text(leaf),
-        sans=certs.subject_alt_names(leaf),
-        not_after=certs.not_after(leaf),
-        not_before=certs.not_before(leaf),
+        fingerprint=fingerprint,
+        subject=subject,
+        sans=sans,
+        not_after=not_after,
+        not_before=not_before,
         chain_der=chain or (leaf_der,),
         tls_version=_TLS_NAMES.get(version or "", version),
         leaf_der=leaf_der,
@@ -96,11 +106,9 @@ async def probe(endpoint: Endpoint, *, timeout: float = 5.0, context: ssl.SSLCon
         return ServedCert(endpoint=endpoint, error=f"unreadable certificate: {exc}")
     finally:
         if writer is not None:
-            writer.close()
-            try:
-                await asyncio.wait_for(writer.wait_closed(), timeout=1.0)
-            except (OSError, ssl.SSLError, TimeoutError):
-                pass
+            # We only wanted the certificate: drop the connection without a TLS close_notify
+            # round trip (cheaper for both ends when probing hundreds of endpoints).
+            writer.transport.abort()
 
 
 async def probe_many(

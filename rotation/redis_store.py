@@ -103,6 +103,12 @@ class RedisStore:
         fields = {"last_success": now, "last_error": ""} if ok else {"last_failure": now, "last_error": error or ""}
         self.redis.hset(_key("scan", cluster), mapping=fields)
 
+    def record_policy_audit(self, cluster: str, *, drift: int, errors: int, summary: str) -> None:
+        self.redis.hset(_key("scan", cluster), mapping={
+            "policy_audit": datetime.now(UTC).isoformat(), "policy_drift": drift, "policy_errors": errors,
+            "policy_summary": summary,
+        })
+
     def scans(self) -> dict[str, dict[str, str]]:
         return {key.split(":", 2)[2]: self.redis.hgetall(key)
                 for key in self.redis.scan_iter(match=_key("scan", "*"), count=500)}

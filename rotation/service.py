@@ -14,10 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rotation.cluster import build_issuer, open_cluster
-from rotation.config import Inventory, ServiceSettings, load_inventory, local_state_dir
+from rotation.config import Inventory, ServiceSettings, load_inventory, local_state_dir, resolve_config_path
 from rotation.errors import RotationError
 from rotation.model import CertName, Outcome, RotationRecord, Step, Trigger
 from rotation.pipeline import RotationOptions, rotate, utc_now
@@ -38,9 +39,19 @@ class ServiceContext:
     def __init__(self, settings: ServiceSettings | None = None, config_path: str | None = None) -> None:
         self.settings = settings or ServiceSettings.from_env()
         self.config_path = config_path
+        self._inventory_cache: tuple[tuple[Path, int | None], Inventory] | None = None
 
     def inventory(self) -> Inventory:
-        return load_inventory(self.config_path)  # re-read each time: edits apply without a restart
+        """The inventory, re-read whenever the file changes (edits apply without a restart)."""
+        path = resolve_config_path(self.config_path)
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            stamp = None  # let load_inventory say what is wrong
+        cached = self._inventory_cache
+        if cached is None or cached[0] != (path, stamp) or stamp is None:
+            self._inventory_cache = ((path, stamp), load_inventory(path))
+        return self._inventory_cache[1]  # type: ignore[index]
 
     @cached_property
     def redis(self) -> Any:
@@ -256,6 +267,18 @@ def note_outcome(ctx: ServiceContext, record: RotationRecord, *, final: bool = T
     store.update_state(record.cluster, record.cert_name, **fields)
 
 
+# --- TLS policy audit (beat, nightly) -----------------------------------------------------------
+def audit_policy(ctx: ServiceContext, cluster: str) -> Any:
+    """Audit one cluster's TLS versions and ciphers by handshakes; keep the drift count for the metrics."""
+    from rotation.policy_service import audit_cluster
+
+    report = audit_cluster(ctx.inventory(), cluster)
+    if ctx.redis_store is not None:
+        ctx.redis_store.record_policy_audit(cluster, drift=len(report.drift), errors=len(report.errors),
+                                            summary=report.summary())
+    return report
+
+
 # --- rotations -------------------------------------------------------------------------------
 def run_rotation(
     ctx: ServiceContext,
@@ -351,6 +374,7 @@ __all__ = [
     "follow",
     "ScanResult",
     "ServiceContext",
+    "audit_policy",
     "check_clusters",
     "note_outcome",
     "record_store",

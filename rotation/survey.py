@@ -50,7 +50,7 @@ def survey_cluster(
         served_by[result.endpoint.cert_name].append(result)
     for name in names:
         if not name.is_served:
-            served_by[name] = [session.rest_copy(name)]
+            served_by[name] = [session.rest_copy(name, from_view=True)]
     moment = now()
     states = []
     for name in names:

@@ -38,6 +38,7 @@ class ClusterView:
     discovery_port: int | None = 8001
     # The TLS policy fields of GET /v1/cluster (rotation.tls_policy reads them), unchanged.
     tls_fields: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    syncer_pem: str | None = field(default=None, compare=False, hash=False)
 
     @classmethod
     def from_api(
@@ -62,6 +63,7 @@ class ClusterView:
             node_address=settings.node_address,
             discovery_port=settings.ports.discovery,
             tls_fields={k: v for k, v in cluster_info.items() if k in TLS_FIELDS},
+            syncer_pem=cluster_info.get("syncer_certificate"),
         )
 
     def address_of(self, node: NodeInfo) -> str:

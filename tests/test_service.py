@@ -229,3 +229,24 @@ def test_metrics_expose_expiry_match_outcomes_and_scans(
     assert 'rotation_rotations_total{cert="api",cluster="sim",outcome="verified"} 1.0' in text
     assert 'rotation_rotation_duration_seconds_count{outcome="verified"} 5.0' in text
     assert 'rotation_last_successful_scan_timestamp_seconds{cluster="sim"}' in text
+
+
+def test_nightly_policy_audit_task_records_drift_for_the_metrics(
+    simulator: ClusterSimulator, service_env: dict[str, str], start_service
+) -> None:
+    from prometheus_client import generate_latest
+
+    from rotation.metrics import registry_for
+    from schedules import beat_schedule
+    from workers.celery_app import celery_app
+
+    assert beat_schedule(ServiceContext().settings)["audit-tls-policies"]["task"] == "rotation.audit_all_policies"
+    simulator.override_node_tls(2, listener="cm", min_version="1.1")  # the API still says 1.2
+    start_service("worker")
+    result = celery_app.send_task("rotation.audit_policy", args=["sim"]).get(timeout=60)
+    assert result["drift"] >= 1
+    ctx = ServiceContext()
+    text = generate_latest(registry_for(ctx.redis_store)).decode()
+    line = next(x for x in text.splitlines() if x.startswith('rotation_tls_policy_drift{cluster="sim"}'))
+    assert float(line.split()[-1]) >= 1
+    assert "1.1" in ctx.redis_store.scans()["sim"]["policy_summary"]

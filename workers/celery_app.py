@@ -24,7 +24,8 @@ def make_celery(settings: ServiceSettings | None = None) -> Celery:
             f"ROTATION_TASK_TIME_LIMIT ({time_limit}s) must stay below ROTATION_VISIBILITY_TIMEOUT ({visibility}s): "
             "otherwise a long rotation is redelivered while it still runs"
         )
-    app = Celery("rotation", broker=settings.redis_url, backend=settings.redis_url, include=["workers.tasks"])
+    app = Celery("rotation", broker=settings.redis_url, backend=settings.redis_url,
+                 include=["workers.tasks", "workers.chat_tasks"])
     transport = {
         "visibility_timeout": visibility,
         # Sweep for a dead worker's unacked tasks often enough to honour the timeout.

@@ -130,6 +130,27 @@ def metrics(
     threading.Event().wait()
 
 
+@app.command()
+def webhook(
+    host: Annotated[str, typer.Option(help="Listen address (put TLS in front: a proxy or load balancer).")] = (
+        "127.0.0.1"),
+    port: Annotated[int, typer.Option(help="Listen port.")] = 8088,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Inventory YAML.")] = None,
+    access_log: Annotated[bool, typer.Option(help="Log every request line.")] = False,
+    log_format: LogFormat = "plain",
+    log_level: LogLevel = "INFO",
+) -> None:
+    """Serve the chat-ops webhook (Slack, Mattermost, generic HMAC): status, check and rotations from chat."""
+    configure_logging(log_level, log_format)
+    from rotation.errors import RotationError
+    from workers.webhook import serve
+
+    try:
+        serve(host, port, config_path=config, log_level=log_level, access_log=access_log)
+    except RotationError as exc:
+        raise cli.fail(exc.message) from None
+
+
 __all__ = ["app"]
 
 if __name__ == "__main__":

@@ -14,8 +14,11 @@ from celery import Task
 
 from rotation.errors import ConfigError, RotationError, RotationInProgress
 from rotation.model import Outcome, RotationRecord, Trigger
-from rotation.service import ServiceContext, note_outcome, run_rotation, scan_cluster
+from rotation.notify import RotationReporter
+from rotation.pipeline import RotationOptions
+from rotation.service import ServiceContext, audit_policy, note_outcome, run_rotation, scan_cluster
 from workers.celery_app import celery_app
+from workers.chat_tasks import notifier_for
 from workers.queue import RotationQueue
 
 log = logging.getLogger(__name__)
@@ -23,8 +26,15 @@ log = logging.getLogger(__name__)
 MAX_ROTATION_RETRIES = 4
 
 
+_context: ServiceContext | None = None
+
+
 def context() -> ServiceContext:
-    return ServiceContext()
+    """One per worker process: Redis pool, secret box and the parsed inventory are reused."""
+    global _context
+    if _context is None:
+        _context = ServiceContext()
+    return _context
 
 
 @celery_app.task(name="rotation.scan_all", ignore_result=True)
@@ -75,9 +85,10 @@ def rotate_certificate(
 ) -> dict:
     ctx = context()
     queue = RotationQueue(ctx)
+    reporter = RotationReporter(notifier_for(ctx), reply_url)  # chat: progress + result, failures to notify
     try:
         record = run_rotation(ctx, cluster, cert_name, rotation_id=rotation_id, trigger=trigger,
-                              requested_by=requested_by)
+                              requested_by=requested_by, options=RotationOptions(progress=reporter.progress))
     except RotationInProgress as exc:
         # Our own earlier delivery still holds the lease (its worker died): wait for it to lapse.
         raise self.retry(exc=exc, countdown=ctx.settings.lock_lease.total_seconds()) from None
@@ -94,7 +105,25 @@ def rotate_certificate(
             countdown=countdown,
         )
     queue.finished(cluster, cert_name, rotation_id)
+    reporter.finished(record)
     return summary(record)
+
+
+@celery_app.task(name="rotation.audit_all_policies", ignore_result=True)
+def audit_all_policies() -> list[str]:
+    clusters = list(context().inventory().clusters)
+    for cluster in clusters:
+        audit_policy_task.delay(cluster)
+    return clusters
+
+
+@celery_app.task(name="rotation.audit_policy", acks_late=True)
+def audit_policy_task(cluster: str) -> dict:
+    """Nightly: what every node really accepts vs the policy and the REST settings."""
+    report = audit_policy(context(), cluster)
+    if report.drift or report.errors:
+        log.warning("TLS policy audit of %s: %s", cluster, report.summary())
+    return {"cluster": cluster, "drift": len(report.drift), "errors": report.errors}
 
 
 def _should_retry(task: Task, record: RotationRecord) -> bool:

@@ -1,0 +1,186 @@
+"""Scan throughput: the service (beat's scan_all -> one Celery task per cluster, concurrent
+handshakes inside each) against a plain sequential loop of handshakes, in the same run.
+
+    .venv/bin/python benchmarks/scan.py [--clusters 10] [--nodes 5] [--delay 0.02] [--rounds 3] [--json]
+
+A fleet of simulated clusters runs in a subprocess, each connection delayed by --delay seconds
+(an artificial round trip). Only loopback addresses are used. Prints endpoints per second for
+both and the ratio (target: at least 25x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rotation.cluster import open_cluster  # noqa: E402
+from rotation.config import load_inventory  # noqa: E402
+from rotation.model import CertName, Endpoint  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str):  # noqa: ANN001, ANN201
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def all_endpoints(inventory_path: Path) -> list[Endpoint]:
+    inventory = load_inventory(inventory_path)
+    endpoints: list[Endpoint] = []
+    for name in inventory.clusters:
+        with open_cluster(inventory, name) as session:
+            view = session.view()
+            for cert in (CertName.CM, CertName.API, CertName.METRICS_EXPORTER, CertName.PROXY):
+                endpoints += view.endpoints(cert)
+    return endpoints
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds used so far by a process and its threads (user + system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sequential_loop(endpoints: list[Endpoint]) -> float:
+    """The baseline a script would do: one handshake after the other."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    start = time.perf_counter()
+    for endpoint in endpoints:
+        with socket.create_connection((endpoint.host, endpoint.port), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname=endpoint.sni) as tls:
+            assert tls.getpeercert(binary_form=True)
+    return time.perf_counter() - start
+
+
+def service_scan(redis_client, clusters: list[str]) -> float:  # noqa: ANN001
+    """beat's task, run by a real worker: until every cluster has a fresh successful scan."""
+    from workers.celery_app import celery_app
+
+    before = datetime.now(UTC).isoformat()
+    start = time.perf_counter()
+    celery_app.send_task("rotation.scan_all")
+
+    def done() -> bool:
+        for cluster in clusters:
+            last = redis_client.hget(f"rotation:scan:{cluster}", "last_success")
+            if not last or last < before:
+                return False
+        return True
+
+    wait_for(done, 120, "the service's scan")
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clusters", type=int, default=10)
+    parser.add_argument("--nodes", type=int, default=5)
+    parser.add_argument("--delay", type=float, default=0.02)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (the service scales out)")
+    parser.add_argument("--worker-concurrency", type=int, default=5, help="threads per worker")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="rotation-bench-"))
+    port = free_port()
+    env = {**os.environ, "ROTATION_REDIS_URL": f"redis://127.0.0.1:{port}/0", "ROTATION_STORE": "redis",
+           "ROTATION_CONFIG": str(work / "rotation.yaml"), "ROTATION_STATE_DIR": str(work / "state")}
+    os.environ.update({k: v for k, v in env.items() if k.startswith("ROTATION_")})
+    processes: list[subprocess.Popen] = []
+
+    def spawn(cmd: list[str], log: str) -> subprocess.Popen:
+        handle = open(work / log, "wb")  # noqa: SIM115
+        process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        processes.append(process)
+        return process
+
+    try:
+        spawn(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+              "redis.log")
+        spawn([sys.executable, "benchmarks/fleet.py", "--clusters", str(args.clusters), "--nodes", str(args.nodes),
+               "--delay", str(args.delay), "--out", str(work)], "fleet.log")
+        wait_for(lambda: (work / "ready").exists(), 60, "the simulated fleet")
+        import redis
+
+        client = redis.Redis(port=port, decode_responses=True)
+        wait_for(lambda: client.ping(), 10, "redis")
+        endpoints = all_endpoints(work / "rotation.yaml")
+        clusters = list(load_inventory(work / "rotation.yaml").clusters)
+
+        for index in range(args.workers):
+            spawn([sys.executable, "-m", "workers.main", "worker", "--no-supervise", "--concurrency",
+                   str(args.worker_concurrency), "--hostname", f"bench{index}@%h"], f"worker{index}.log")
+        for index in range(args.workers):
+            wait_for(lambda i=index: b"ready" in (work / f"worker{i}.log").read_bytes(), 60, "the workers")
+        service_scan(client, clusters)  # warm-up: imports, first connections
+
+        sequential = [sequential_loop(endpoints) for _ in range(args.rounds)]
+        cpu_before = [process_cpu(p.pid) for p in processes]
+        service = [service_scan(client, clusters) for _ in range(args.rounds)]
+        cpu_split = [(process_cpu(p.pid) - before) / args.rounds
+                     for p, before in zip(processes, cpu_before, strict=True)]
+        service_cpu = sum(cpu_split)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            process.wait(20)
+
+    seq_rate = len(endpoints) / statistics.median(sequential)
+    svc_rate = len(endpoints) / statistics.median(service)
+    result = {
+        "clusters": args.clusters, "nodes_per_cluster": args.nodes, "endpoints": len(endpoints),
+        "round_trip_delay_s": args.delay, "rounds": args.rounds, "workers": args.workers,
+        "worker_concurrency": args.worker_concurrency,
+        "sequential_s": [round(x, 3) for x in sequential], "service_s": [round(x, 3) for x in service],
+        "sequential_endpoints_per_s": round(seq_rate, 1), "service_endpoints_per_s": round(svc_rate, 1),
+        "ratio": round(svc_rate / seq_rate, 1),
+        "service_cpu_s_per_scan": round(service_cpu, 3), "cpu_cores": os.cpu_count(),
+        "cpu_s_per_scan": {"redis": round(cpu_split[0], 3), "simulated_fleet": round(cpu_split[1], 3),
+                           "workers": round(sum(cpu_split[2:]), 3)},
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"{result['endpoints']} endpoints on {args.clusters} clusters x {args.nodes} nodes, "
+          f"{args.workers} worker process(es) x {args.worker_concurrency} threads, "
+          f"{args.delay * 1000:.0f} ms round trip per connection, median of {args.rounds} rounds")
+    print(f"  sequential loop of handshakes : {seq_rate:8.1f} endpoints/s  ({statistics.median(sequential):.2f} s)")
+    print(f"  service scan (beat task)      : {svc_rate:8.1f} endpoints/s  ({statistics.median(service):.2f} s)")
+    print(f"  ratio                         : {result['ratio']:.1f}x (target >= 25x)")
+    print(f"  CPU per service scan (fleet + workers + redis): {service_cpu:.2f} s on {os.cpu_count()} cores "
+          f"(floor for the scan's wall time: {service_cpu / (os.cpu_count() or 1):.2f} s): "
+          + ", ".join(f"{k} {v:.2f} s" for k, v in result["cpu_s_per_scan"].items()))
+
+
+if __name__ == "__main__":
+    main()

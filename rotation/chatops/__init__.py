@@ -1,0 +1,41 @@
+"""Chat-ops: the pure parts of the webhook (no web framework here).
+
+grammar      text -> Command, or UsageError with a short usage answer
+signatures   Slack v0, generic HMAC, Mattermost token; constant time, clock injected
+authz        the allow-list: user (+ team, channel, platform) -> read/rotate per cluster
+confirm      single-use nonces for dangerous commands (Redis SET NX / GETDEL)
+audit        every authenticated command, allowed or refused
+answers      message texts and Block Kit payloads
+handler      respond()/handle()/click(): the use case, dependencies injected
+"""
+
+from rotation.chatops.answers import Answer
+from rotation.chatops.audit import AuditLog, AuditRecord
+from rotation.chatops.authz import AllowList, Caller, Permission
+from rotation.chatops.confirm import ConfirmationError, Confirmations
+from rotation.chatops.grammar import Command, UsageError, parse
+from rotation.chatops.handler import ChatOps, ChatTasks, click, handle, respond
+from rotation.chatops.signatures import SignatureError, verify_generic, verify_slack, verify_token
+
+__all__ = [
+    "AllowList",
+    "Answer",
+    "AuditLog",
+    "AuditRecord",
+    "Caller",
+    "ChatOps",
+    "ChatTasks",
+    "Command",
+    "ConfirmationError",
+    "Confirmations",
+    "Permission",
+    "SignatureError",
+    "UsageError",
+    "click",
+    "handle",
+    "parse",
+    "respond",
+    "verify_generic",
+    "verify_slack",
+    "verify_token",
+]

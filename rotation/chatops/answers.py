@@ -1,0 +1,175 @@
+"""What the chat user reads: message texts and Block Kit payloads. No I/O.
+
+Every answer carries a plain ``text`` (the notification fallback, and all Mattermost and
+generic callers read); Slack also gets ``blocks`` where buttons are needed. Anything echoed
+from the user has been through the grammar, so it is a known name, not free text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from rotation.certs import short_fingerprint
+from rotation.chatops.grammar import USAGE, Rotate
+from rotation.durations import format_duration
+from rotation.model import Outcome, RotationRecord, Step
+
+CONFIRM_ACTION = "rotation_confirm"
+CANCEL_ACTION = "rotation_cancel"
+MAX_LINES = 40
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    blocks: tuple[dict[str, Any], ...] | None = None
+    in_channel: bool = False  # visible to the channel (rotations) or only to the caller
+
+    def to_json(self, **extra: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {"response_type": "in_channel" if self.in_channel else "ephemeral",
+                                "text": self.text}
+        if self.blocks:
+            body["blocks"] = list(self.blocks)
+        body.update(extra)
+        return body
+
+
+def _fp(value: str | None) -> str:
+    return short_fingerprint(value) if value else "-"
+
+
+def _clip(lines: Sequence[str]) -> str:
+    if len(lines) > MAX_LINES:
+        lines = [*lines[:MAX_LINES], f"… and {len(lines) - MAX_LINES} more"]
+    return "\n".join(lines)
+
+
+def help_answer() -> Answer:
+    return Answer("Commands:\n" + USAGE)
+
+
+def usage_answer(message: str) -> Answer:
+    return Answer(message)
+
+
+def refused(reason: str) -> Answer:
+    return Answer(f":no_entry: Refused: {reason}")
+
+
+def queued(command: Rotate, ids: Sequence[tuple[str, str]], busy: Sequence[str], requested_by: str) -> Answer:
+    lines = []
+    if ids:
+        what = "Dry run" if command.dry_run else "Rotation"
+        certs = ", ".join(cert for cert, _ in ids)
+        lines.append(f"{what} of {certs} on {command.cluster} queued as {', '.join(i for _, i in ids)} "
+                     f"(requested by {requested_by}); progress and the result follow here.")
+    lines.extend(f":hourglass: {message}" for message in busy)
+    return Answer("\n".join(lines) or "nothing queued", in_channel=bool(ids))
+
+
+def confirm_prompt(command: Rotate, certs: Sequence[str], nonce: str, ttl: timedelta, why: str) -> Answer:
+    summary = (f"Rotate {', '.join(certs)} on *{command.cluster}*{' (dry run)' if command.dry_run else ''}? "
+               f"{why}. This pushes new certificates to every node. The button is yours only and works once, "
+               f"for {format_duration(ttl)}.")
+    text = summary + f"\nTo confirm without the button: `confirm {nonce}`"
+    blocks = (
+        {"type": "section", "text": {"type": "mrkdwn", "text": summary}},
+        {"type": "actions", "block_id": "rotation_confirmation", "elements": [
+            {"type": "button", "action_id": CONFIRM_ACTION, "style": "danger", "value": nonce,
+             "text": {"type": "plain_text", "text": "Rotate now"},
+             "confirm": {"title": {"type": "plain_text", "text": "Rotate certificates?"},
+                         "text": {"type": "mrkdwn", "text": f"{', '.join(certs)} on {command.cluster}"[:300]},
+                         "confirm": {"type": "plain_text", "text": "Rotate"},
+                         "deny": {"type": "plain_text", "text": "Not now"}, "style": "danger"}},
+            {"type": "button", "action_id": CANCEL_ACTION, "value": nonce,
+             "text": {"type": "plain_text", "text": "Cancel"}},
+        ]},
+    )
+    return Answer(text, blocks)
+
+
+def cancelled() -> Answer:
+    return Answer("Cancelled: nothing was queued.")
+
+
+def status_answer(rows: Iterable[dict[str, Any]], in_flight: Iterable[dict[str, Any]], clusters: Sequence[str]
+                  ) -> Answer:
+    lines = []
+    for row in rows:
+        last = f", last rotation {row['last_outcome']} {row['last_rotation']}" if row.get("last_rotation") else ""
+        failing = f", {row['failures']} failure(s), next attempt {row['next_attempt']}" if row.get("failures") else ""
+        lines.append(f"{row['cluster']}/{row['cert']}: {row['health']} {row.get('reason') or ''}".rstrip()
+                     + f", {row['days_left']} days left{last}{failing}")
+    lines.extend(f":arrows_counterclockwise: {f['cluster']}/{f['cert']} rotation {f['rotation_id']} in flight"
+                 for f in in_flight)
+    if not lines:
+        lines.append(f"No state recorded yet for {', '.join(clusters) or 'any cluster you may read'} "
+                     "(the service fills it on its next scan).")
+    return Answer(_clip(lines))
+
+
+def history_answer(cluster: str, records: Sequence[RotationRecord]) -> Answer:
+    if not records:
+        return Answer(f"No rotations recorded for {cluster}.")
+    lines = [f"{r.started_at:%Y-%m-%d %H:%M}Z {r.cluster}/{r.cert_name} {r.outcome} {r.id} ({r.trigger}"
+             + (f", {r.requested_by}" if r.requested_by else "") + ")"
+             + (f" {_fp(r.old_fingerprint)} → {_fp(r.new_fingerprint)}" if r.new_fingerprint else "")
+             + (f": {r.error[:120]}" if r.error else "")
+             for r in records]
+    return Answer(_clip(lines))
+
+
+def check_queued(cluster: str, task_id: str) -> Answer:
+    return Answer(f"Checking {cluster} now (task {task_id}); the result follows here.")
+
+
+def check_result(cluster: str, rows: Sequence[dict[str, Any]], errors: Sequence[str]) -> Answer:
+    lines = [f"Check of {cluster}:"]
+    lines.extend(f"{r['cert']} node {r['node']} {r['endpoint']}: {_fp(r['fingerprint'])} "
+                 f"{r['days_left']} days left, {r['status']} {r['reason'] or ''}".rstrip() for r in rows)
+    lines.extend(f":x: {e}" for e in errors)
+    return Answer(_clip(lines))
+
+
+def progress(record: RotationRecord, step: Step) -> Answer:
+    if step.name == "push" and step.finished_at is None:
+        return Answer(f":arrows_counterclockwise: {record.cluster}/{record.cert_name}: validated "
+                      f"{_fp(record.new_fingerprint)}, pushing it and verifying every node (rotation {record.id})",
+                      in_channel=True)
+    return Answer(f"{record.cluster}/{record.cert_name}: {step.name} "
+                  f"{'started' if step.finished_at is None else ('ok' if step.ok else 'failed')}"
+                  + (f" ({step.detail})" if step.detail else ""), in_channel=True)
+
+
+_ICONS = {Outcome.VERIFIED: ":white_check_mark:", Outcome.DRY_RUN: ":mag:", Outcome.ROLLED_BACK: ":rewind:",
+          Outcome.FAILED: ":x:", Outcome.REFUSED: ":no_entry:"}
+
+
+def rotation_result(record: RotationRecord) -> Answer:
+    """Old → new fingerprint per node, or the error and what the rollback did."""
+    icon = _ICONS.get(record.outcome, "")
+    lines = [f"{icon} {record.cluster}/{record.cert_name}: {record.outcome} (rotation {record.id}, "
+             f"{record.trigger}{', ' + record.requested_by if record.requested_by else ''})".strip()]
+    if record.error:
+        lines.append(f"error: {record.error[:500]}")
+    rollback = next((s for s in reversed(record.steps) if s.name in ("verify-rollback", "rollback")), None)
+    if rollback is not None:
+        lines.append(f"rollback: {'ok' if rollback.ok else 'FAILED'} {rollback.detail}".rstrip())
+    for label, pair in record.nodes.items():
+        lines.append(f"{label}: {_fp(pair.get('before'))} → {_fp(pair.get('after'))}")
+    if record.outcome is Outcome.DRY_RUN and record.new_fingerprint:
+        lines.append(f"would install {_fp(record.new_fingerprint)} valid until {record.new_not_after}")
+    return Answer(_clip(lines), in_channel=True)
+
+
+def results(records: Sequence[RotationRecord]) -> Answer:
+    answers = [rotation_result(r) for r in records]
+    return Answer("\n\n".join(a.text for a in answers), in_channel=True)
+
+
+__all__ = ["Answer", "CANCEL_ACTION", "CONFIRM_ACTION", "cancelled", "check_queued", "check_result",
+           "confirm_prompt", "help_answer", "history_answer", "progress", "queued", "refused", "results",
+           "rotation_result", "status_answer", "usage_answer"]

@@ -1,0 +1,148 @@
+"""Posting chat messages: replies to a command's ``response_url`` and the notification webhook.
+
+A ``response_url`` (Slack, Mattermost) accepts at most 5 posts within 30 minutes and is itself a
+bearer capability: it is never logged (only its host), never stored in clear (only its SHA-256,
+as the key of its budget), and posts to it are counted in Redis::
+
+    rotation:chatops:reply:<sha256>   hash {posts, progress}, expires 30 minutes after the command
+
+The webhook registers the URL when it acknowledges the command; workers spend the budget.
+Progress posts only go out while one post is left for the result; a result that cannot go to
+the ``response_url`` any more (budget spent, 30 minutes passed) goes to the notification webhook.
+Posting never raises: failures are logged and the rotation goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from rotation.chatops.answers import Answer, progress, rotation_result
+from rotation.model import Outcome, RotationRecord, Step, Trigger
+
+log = logging.getLogger(__name__)
+
+REPLY_POSTS = 5
+REPLY_WINDOW = 30 * 60  # seconds
+TIMEOUT = httpx.Timeout(5.0, connect=3.0)
+_PREFIX = "rotation:chatops:reply:"
+
+# KEYS[1] budget hash; ARGV[1] the most posts allowed so far; ARGV[2] "progress" or "final"
+_TAKE = """
+if redis.call('exists', KEYS[1]) == 0 then return -1 end
+if ARGV[2] == 'progress' and redis.call('hget', KEYS[1], 'progress') ~= '1' then return -2 end
+local used = tonumber(redis.call('hget', KEYS[1], 'posts') or '0')
+if used >= tonumber(ARGV[1]) then return -3 end
+return redis.call('hincrby', KEYS[1], 'posts', 1)
+"""
+
+
+def host_of(url: str | None) -> str:
+    """What may be logged of a URL: its host only."""
+    try:
+        return urlsplit(url or "").hostname or "?"
+    except ValueError:
+        return "?"
+
+
+class ReplyBudget:
+    """The 5 posts / 30 minutes of each response_url, counted in Redis (``decode_responses=True``)."""
+
+    def __init__(self, client: Any) -> None:
+        self.redis = client
+
+    @staticmethod
+    def _key(url: str) -> str:
+        return _PREFIX + hashlib.sha256(url.encode()).hexdigest()
+
+    def register(self, url: str, *, progress: bool = True) -> None:
+        """Start the window when the command is acknowledged (the acknowledgement is not a post)."""
+        key = self._key(url)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hsetnx(key, "posts", 0)
+        pipe.hset(key, "progress", 1 if progress else 0)
+        pipe.expire(key, REPLY_WINDOW)
+        pipe.execute()
+
+    def take(self, url: str, *, final: bool) -> bool:
+        """One post, if the budget allows: progress keeps the last post for the result."""
+        limit = REPLY_POSTS if final else REPLY_POSTS - 1
+        return int(self.redis.eval(_TAKE, 1, self._key(url), limit, "final" if final else "progress")) > 0
+
+
+class Notifier:
+    """JSON posts (``{"text", "blocks"?, "response_type"?}``) with short timeouts; never raises."""
+
+    def __init__(self, budget: ReplyBudget | None, notify_url: str | None,
+                 post: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+        self.budget = budget
+        self.notify_url = notify_url
+        self._post = post or _http_post
+
+    def _send(self, url: str, body: dict[str, Any], what: str) -> bool:
+        try:
+            self._post(url, body)
+            return True
+        except Exception as exc:  # noqa: BLE001 - a chat outage must never break a rotation
+            log.warning("%s post to %s failed: %s", what, host_of(url), type(exc).__name__)
+            return False
+
+    def notify(self, answer: Answer) -> bool:
+        """Post to the notification webhook (if one is configured)."""
+        if not self.notify_url:
+            return False
+        return self._send(self.notify_url, {"text": answer.text, **({"blocks": list(answer.blocks)}
+                                                                       if answer.blocks else {})}, "notification")
+
+    def reply(self, url: str | None, answer: Answer, *, final: bool = True, fallback: bool = True,
+              **extra: Any) -> bool:
+        """Post to the command's response_url within its budget; a final answer that cannot go there
+        goes to the notification webhook when ``fallback``."""
+        if url:
+            try:
+                allowed = self.budget.take(url, final=final) if self.budget else True
+            except Exception as exc:  # noqa: BLE001 - Redis down: do not spend an uncounted post
+                log.warning("reply budget unavailable: %s", type(exc).__name__)
+                allowed = False
+            if allowed and self._send(url, answer.to_json(**extra), "reply"):
+                return True
+            if not allowed:
+                log.info("reply to %s skipped: its 5 posts / 30 minutes are spent", host_of(url))
+        if final and fallback:
+            return self.notify(answer)
+        return False
+
+
+def _http_post(url: str, body: dict[str, Any]) -> None:
+    response = httpx.post(url, json=body, timeout=TIMEOUT, follow_redirects=False)
+    response.raise_for_status()
+
+
+class RotationReporter:
+    """What a rotation task tells chat: progress and the result to the command's response_url,
+    and to the notification channel every beat rotation and every failed/rolled back/refused one."""
+
+    def __init__(self, notifier: Notifier, reply_url: str | None) -> None:
+        self.notifier = notifier
+        self.reply_url = reply_url
+
+    def progress(self, record: RotationRecord, step: Step) -> None:
+        if self.reply_url and step.name == "push" and step.finished_at is None:
+            self.notifier.reply(self.reply_url, progress(record, step), final=False, fallback=False)
+
+    def finished(self, record: RotationRecord) -> None:
+        answer = rotation_result(record)
+        replied = False
+        if self.reply_url:
+            replied = self.notifier.reply(self.reply_url, answer, fallback=False)
+        bad = record.outcome in (Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.REFUSED)
+        if bad or record.trigger == str(Trigger.BEAT) or (self.reply_url and not replied):
+            self.notifier.notify(answer)
+
+
+__all__ = ["Notifier", "ReplyBudget", "RotationReporter", "host_of"]

@@ -1,0 +1,394 @@
+"""The chat-ops webhook end to end: the real `rotation webhook` server on a free port, a real worker,
+real Redis and the simulator. Slack requests are signed with slack_sdk's own signature code; a local
+HTTP receiver stands in for the response_url and the notification webhook."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+import yaml
+from conftest import handshake_fingerprint
+from processes import RedisServer, ServiceProcess, free_port, wait_for
+from slack_sdk.signature import SignatureVerifier
+
+from rotation.chatops.signatures import generic_signature
+from rotation.model import Outcome
+from rotation.service import ServiceContext
+from rotation.simulator import ClusterSimulator
+
+FQDN = "cluster.test.local"
+SLACK_SECRET = "slack-" + secrets.token_hex(8)
+MATTERMOST_TOKEN = "mm-" + secrets.token_hex(8)
+GENERIC_SECRET = "gen-" + secrets.token_hex(8)
+TEAM = "T0001"
+OPERATOR = "U0PERATOR"
+READER = "U0READER"
+STRANGER = "U0STRANGER"
+
+
+class Receiver:
+    """A local HTTP server recording JSON posts: /reply/<n> (response_url) and /notify."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, dict[str, Any]]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                receiver.posts.append((self.path, json.loads(body or b"{}")))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def texts(self, path: str) -> list[str]:
+        return [body.get("text", "") for p, body in list(self.posts) if p == path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Chat:
+    """A signed client of the webhook plus the receiver and the Redis it writes to."""
+
+    def __init__(self, base: str, receiver: Receiver, redis: Any) -> None:
+        self.base = base
+        self.receiver = receiver
+        self.redis = redis
+        self.http = httpx.Client(base_url=base, timeout=10)
+        self.replies = 0
+
+    def reply_url(self) -> str:
+        self.replies += 1
+        return f"{self.receiver.base}/reply/{self.replies}"
+
+    def slack_body(self, text: str, user: str = OPERATOR, **extra: str) -> bytes:
+        fields = {"token": "deprecated", "team_id": TEAM, "team_domain": "ops", "channel_id": "C0OPS",
+                  "channel_name": "ops", "user_id": user, "user_name": "someone", "command": "/rotation",
+                  "text": text, "response_url": extra.pop("response_url", self.reply_url()),
+                  "trigger_id": secrets.token_hex(8), "api_app_id": "A0APP", **extra}
+        return urlencode(fields).encode()
+
+    @staticmethod
+    def slack_headers(body: bytes, timestamp: int | None = None, secret: str = SLACK_SECRET) -> dict[str, str]:
+        ts = str(timestamp if timestamp is not None else int(time.time()))
+        signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body.decode())
+        return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature,
+                "Content-Type": "application/x-www-form-urlencoded"}
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        started = time.monotonic()
+        response = self.http.post(path, content=body, headers=headers)
+        assert time.monotonic() - started < 3.0, "Slack's 3 s acknowledgement limit"
+        return response
+
+    def slack(self, text: str, user: str = OPERATOR, **extra: str) -> httpx.Response:
+        body = self.slack_body(text, user, **extra)
+        return self.post("/chatops/slack", body, self.slack_headers(body))
+
+    def click(self, nonce: str, user: str = OPERATOR, action: str = "rotation_confirm") -> httpx.Response:
+        payload = {"type": "block_actions", "user": {"id": user, "username": "someone", "team_id": TEAM},
+                   "team": {"id": TEAM}, "channel": {"id": "C0OPS"}, "api_app_id": "A0APP",
+                   "response_url": self.reply_url(), "trigger_id": secrets.token_hex(8),
+                   "actions": [{"action_id": action, "value": nonce, "type": "button"}]}
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        return self.post("/chatops/slack/interactive", body, self.slack_headers(body))
+
+    def mattermost(self, text: str, token: str = MATTERMOST_TOKEN, user: str = "mmoperator0000000000000000"
+                   ) -> httpx.Response:
+        body = urlencode({"token": token, "team_id": "mmteam", "channel_id": "mmchan", "user_id": user,
+                          "user_name": "someone", "command": "/rotation", "text": text,
+                          "response_url": self.reply_url()}).encode()
+        return self.post("/chatops/mattermost", body, {"Authorization": f"Token {token}",
+                                                       "Content-Type": "application/x-www-form-urlencoded"})
+
+    def generic(self, text: str, user: str = "ops-script", timestamp: int | None = None,
+                secret: str = GENERIC_SECRET, **extra: str) -> httpx.Response:
+        body = json.dumps({"user": user, "text": text, "response_url": self.reply_url(), **extra}).encode()
+        ts = timestamp if timestamp is not None else int(time.time())
+        return self.post("/chatops/generic", body, {"X-Timestamp": str(ts), "Content-Type": "application/json",
+                                                    "X-Signature-256": generic_signature(secret, ts, body)})
+
+    def audit(self) -> list[dict[str, Any]]:
+        return [json.loads(r) for r in self.redis.lrange("rotation:chatops:audit", 0, -1)]
+
+
+def nothing_queued(chat: Chat, simulator: ClusterSimulator) -> None:
+    assert chat.redis.keys("rotation:pending:*") == []
+    assert chat.redis.zcard("rotation:history") == 0
+    assert chat.redis.llen("rotation") == 0  # the Celery queue
+    assert simulator.received_update_bodies == []
+
+
+def write_chatops(inventory_path: Path, receiver: Receiver, **cluster: Any) -> None:
+    data = yaml.safe_load(inventory_path.read_text())
+    data["clusters"]["sim"].update(cluster)
+    data["chatops"] = {
+        "slack": {"signing_secret_env": "TEST_SLACK_SECRET", "team_id": TEAM},
+        "mattermost": {"token_env": "TEST_MM_TOKEN"},
+        "generic": {"secret_env": "TEST_GENERIC_SECRET"},
+        "notify": {"url_env": "TEST_NOTIFY_URL"},
+        "confirm_ttl": "2s",
+        "reply_url_prefixes": [receiver.base + "/reply/"],
+        "allow": [
+            {"user": OPERATOR, "team": TEAM, "platform": "slack", "clusters": {"sim": ["read", "rotate"]}},
+            {"user": READER, "team": TEAM, "clusters": {"*": ["read"]}},
+            {"user": "mmoperator0000000000000000", "platform": "mattermost", "clusters": {"*": ["read"]}},
+            {"user": "ops-script", "platform": "generic", "clusters": {"sim": ["read", "rotate"]}},
+        ],
+    }
+    inventory_path.write_text(yaml.safe_dump(data))
+
+
+@pytest.fixture
+def chat_env(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[dict, Receiver]]:
+    receiver = Receiver()
+    extra = {"TEST_SLACK_SECRET": SLACK_SECRET, "TEST_MM_TOKEN": MATTERMOST_TOKEN,
+             "TEST_GENERIC_SECRET": GENERIC_SECRET, "TEST_NOTIFY_URL": receiver.base + "/notify"}
+    for key, value in extra.items():
+        monkeypatch.setenv(key, value)
+    try:
+        yield {**service_env, **extra}, receiver
+    finally:
+        receiver.close()
+
+
+def start_webhook(env: dict[str, str], tmp_path: Path, redis_server: RedisServer, receiver: Receiver
+                  ) -> tuple[ServiceProcess, Chat]:
+    port = free_port()
+    process = ServiceProcess(["webhook", "--port", str(port), "--log-format", "json"], env,
+                             tmp_path / "webhook.log").start()
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        assert process.process and process.process.poll() is None, process.log()
+        try:
+            return httpx.get(base + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(healthy, 20, 0.05, what="the webhook")
+    return process, Chat(base, receiver, redis_server.client())
+
+
+@pytest.fixture
+def webhook(chat_env, inventory_path: Path, tmp_path: Path, redis_server: RedisServer) -> Iterator:
+    """start(**cluster_overrides) -> Chat, after writing the chatops section into the inventory."""
+    env, receiver = chat_env
+    started: list[ServiceProcess] = []
+
+    def start(**cluster: Any) -> Chat:
+        write_chatops(inventory_path, receiver, **cluster)
+        process, chat = start_webhook(env, tmp_path, redis_server, receiver)
+        started.append(process)
+        return chat
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.stop()
+            assert SLACK_SECRET not in process.log() and "/reply/" not in process.log()
+
+
+# --- the happy path ------------------------------------------------------------------------------
+def test_signed_slack_rotate_is_acknowledged_then_the_result_is_posted(
+    simulator: ClusterSimulator, webhook, chat_env, start_service, tmp_path: Path
+) -> None:
+    chat = webhook()
+    start_service("worker", env=chat_env[0])
+    response = chat.slack("rotate sim proxy")
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["response_type"] == "in_channel"
+    assert answer["text"].startswith("Rotation of proxy on sim queued as ")
+    rotation_id = answer["text"].split("queued as ")[1].split()[0]
+
+    ctx = ServiceContext()
+    record = wait_for(lambda: (r := ctx.store.get(rotation_id)) and r.outcome is not Outcome.IN_PROGRESS and r,
+                      30, 0.2, what="the rotation to end")
+    assert record.outcome is Outcome.VERIFIED, record.error
+    assert record.trigger == "chatops" and record.requested_by == f"slack:{TEAM}/{OPERATOR}"
+    final = wait_for(lambda: [t for t in chat.receiver.texts("/reply/1") if "verified" in t], 10, 0.1,
+                     what="the result posted to the response_url")
+    progress = [t for t in chat.receiver.texts("/reply/1") if "pushing it and verifying" in t]
+    assert progress and len(chat.receiver.texts("/reply/1")) <= 5
+    # old -> new fingerprint per node in the result, and every node really serves the new one.
+    new = record.new_fingerprint or ""
+    assert f"→ {new[:16]}" in final[0] and (record.old_fingerprint or "")[:16] in final[0]
+    for address in simulator.node_addresses:
+        assert handshake_fingerprint(address, 12000, f"redis-12000.{FQDN}") == new
+    assert chat.receiver.texts("/notify") == []  # a verified chat rotation is not broadcast
+
+    # Read commands answer from Redis at once; the audit has every command with its decision.
+    assert "sim/proxy" in chat.slack("history sim proxy").json()["text"]
+    assert chat.slack("status", user=READER).status_code == 200
+    assert "help" in chat.slack("help").json()["text"]
+    assert "unknown command" in chat.slack("rotatee sim").json()["text"]
+    audit = chat.audit()
+    assert [a["decision"] for a in audit][:4] == ["invalid", "allowed", "allowed", "allowed"]
+    rotate = next(a for a in audit if a["command"] == "rotate sim proxy")
+    assert rotate["task_ids"] == [rotation_id] and rotate["user"] == OPERATOR and rotate["channel"] == "C0OPS"
+
+    from typer.testing import CliRunner
+
+    from workers.main import app
+
+    result = CliRunner().invoke(app, ["history", "--audit", "--json"])
+    assert result.exit_code == 0, result.output
+    assert any(a["task_ids"] == [rotation_id] for a in json.loads(result.stdout))
+    result = CliRunner().invoke(app, ["status", "--json"])
+    assert any(a["command"] == "rotate sim proxy" for a in json.loads(result.stdout)["chat_commands"])
+    assert "Chat commands" in CliRunner().invoke(app, ["status"]).stdout
+    for log in tmp_path.glob("*.log"):  # the response_url is a bearer capability: never logged
+        assert "/reply/" not in log.read_text(), log
+
+
+# --- refusals: nothing queued -------------------------------------------------------------------
+def test_forged_replayed_unauthorised_and_malformed_requests_queue_nothing(
+    simulator: ClusterSimulator, webhook, chat_env, start_service
+) -> None:
+    chat = webhook()
+    start_service("worker", env=chat_env[0])
+    body = chat.slack_body("rotate sim proxy")
+    good = chat.slack_headers(body)
+
+    no_signature = {k: v for k, v in good.items() if k != "X-Slack-Signature"}
+    assert chat.post("/chatops/slack", body, no_signature).status_code == 401
+    wrong_secret = chat.slack_headers(body, secret="not-the-secret")
+    assert chat.post("/chatops/slack", body, wrong_secret).status_code == 401
+    changed = body.replace(b"proxy", b"cm")
+    assert chat.post("/chatops/slack", changed, good).status_code == 401
+    old = chat.slack_headers(body, timestamp=int(time.time()) - 301)
+    assert chat.post("/chatops/slack", body, old).status_code == 401
+    assert chat.post("/chatops/slack", body, {**good, "Content-Type": "application/json"}).status_code == 415
+    big = chat.slack_body("status", padding="x" * (64 * 1024))
+    assert chat.post("/chatops/slack", big, chat.slack_headers(big)).status_code == 413
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the guard counts while streaming
+        for _ in range(70):
+            yield b"a" * 1024
+
+    streamed = chat.http.post("/chatops/slack", content=chunks(), headers=good)
+    assert streamed.status_code == 413
+    nothing_queued(chat, simulator)
+    assert chat.audit() == []  # unauthenticated requests are nobody's commands
+
+    # An exact replay of a good request is refused, even though the signature is valid.
+    status_body = chat.slack_body("status sim")
+    status_headers = chat.slack_headers(status_body)
+    assert chat.post("/chatops/slack", status_body, status_headers).status_code == 200
+    assert chat.post("/chatops/slack", status_body, status_headers).status_code == 401
+
+    # Authenticated but not allowed, or not a known name: refused with an answer, and audited.
+    refusals = {
+        (STRANGER, "rotate sim proxy"): "not on the allow-list",
+        (READER, "rotate sim proxy"): "may not rotate sim",
+        (OPERATOR, "rotate nowhere proxy"): "unknown cluster nowhere",
+        (OPERATOR, "rotate sim nginx"): "unknown certificate",
+        (OPERATOR, "check nowhere"): "unknown cluster",
+    }
+    for (user, text), reason in refusals.items():
+        response = chat.slack(text, user=user)
+        assert response.status_code == 200 and reason in response.json()["text"], response.text
+        assert response.json()["response_type"] == "ephemeral"
+    other_team = chat.slack_body("rotate sim proxy", team_id="T0THER")
+    assert chat.post("/chatops/slack", other_team, chat.slack_headers(other_team)).status_code == 403
+    decisions = [a["decision"] for a in chat.audit()]
+    assert decisions.count("refused") == 5 and decisions.count("invalid") == 1
+    time.sleep(0.5)  # a wrongly queued task would have reached the worker by now
+    nothing_queued(chat, simulator)
+
+
+def test_confirmation_nonces_are_single_use_personal_and_expire(
+    simulator: ClusterSimulator, webhook, chat_env, start_service
+) -> None:
+    chat = webhook(confirm=True)
+    start_service("worker", env=chat_env[0])
+    # `rotate … all` asks first; the nonce expires (confirm_ttl 2s) and is then refused.
+    prompt = chat.slack("rotate sim all").json()
+    nonce = prompt["blocks"][1]["elements"][0]["value"]
+    assert prompt["response_type"] == "ephemeral" and "confirm" in prompt["blocks"][1]["elements"][0]
+    time.sleep(2.2)
+    assert "expired" in chat.click(nonce).json()["text"]
+    # A confirm: true cluster asks for one certificate too; someone else's click is refused.
+    stolen = chat.slack("rotate sim cm").json()["blocks"][1]["elements"][0]["value"]
+    assert "someone else" in chat.click(stolen, user=READER).json()["text"]
+    nothing_queued(chat, simulator)
+
+    nonce = chat.slack("rotate sim metrics_exporter").json()["blocks"][1]["elements"][0]["value"]
+    queued = chat.click(nonce).json()
+    assert "queued as" in queued["text"], queued
+    assert "already used" in chat.click(nonce).json()["text"]  # single use
+    rotation_id = queued["text"].split("queued as ")[1].split()[0]
+    ctx = ServiceContext()
+    record = wait_for(lambda: (r := ctx.store.get(rotation_id)) and r.outcome is not Outcome.IN_PROGRESS and r,
+                      30, 0.2, what="the confirmed rotation")
+    assert record.outcome is Outcome.VERIFIED, record.error
+    # The click's response_url got the acknowledgement and then the result.
+    reply = f"/reply/{chat.replies - 1}"
+    wait_for(lambda: any("verified" in t for t in chat.receiver.texts(reply)), 10, 0.1, what="result post")
+    assert any("queued as" in t for t in chat.receiver.texts(reply))
+    # The text form works for the owner only, once: a cancel consumes the nonce.
+    nonce = chat.slack("rotate sim cm").json()["blocks"][1]["elements"][0]["value"]
+    assert "Cancelled" in chat.click(nonce, action="rotation_cancel").json()["text"]
+    assert "already used" in chat.slack(f"confirm {nonce}").json()["text"]
+    assert [a["decision"] for a in chat.audit()].count("confirmation asked") == 4
+
+
+# --- Mattermost, generic HMAC, check, failures to the notification channel ------------------------
+def test_mattermost_token_generic_hmac_check_and_failure_notification(
+    simulator: ClusterSimulator, webhook, chat_env, start_service
+) -> None:
+    chat = webhook()
+    assert chat.mattermost("status sim", token="wrong-token").status_code == 401
+    assert chat.mattermost("status sim").status_code == 200
+    assert "may not rotate" in chat.mattermost("rotate sim proxy").json()["text"]
+    # Generic HMAC: stale, wrong secret, wrong content type, replay.
+    assert chat.generic("status sim", timestamp=int(time.time()) - 301).status_code == 401
+    assert chat.generic("status sim", secret="nope").status_code == 401
+    body = json.dumps({"user": "ops-script", "text": "status"}).encode()
+    ts = int(time.time())
+    headers = {"X-Timestamp": str(ts), "X-Signature-256": generic_signature(GENERIC_SECRET, ts, body),
+               "Content-Type": "text/plain"}
+    assert chat.post("/chatops/generic", body, headers).status_code == 415
+    headers["Content-Type"] = "application/json"
+    assert chat.post("/chatops/generic", body, headers).status_code == 200
+    assert chat.post("/chatops/generic", body, headers).status_code == 401  # replay
+    nothing_queued(chat, simulator)
+
+    start_service("worker", env=chat_env[0])
+    # check is queued; a worker handshakes every node and posts the table.
+    answer = chat.generic("check sim").json()
+    assert answer["text"].startswith("Checking sim now")
+    check_reply = f"/reply/{chat.replies}"
+    table = wait_for(lambda: chat.receiver.texts(check_reply), 20, 0.1, what="the check result")
+    assert "Check of sim" in table[0] and "proxy node 1" in table[0]
+
+    # A rotation that fails and is rolled back: the result goes to the caller and the notification channel.
+    simulator.fail_next(3, 500)
+    before = simulator.served_fingerprint(1, "api")
+    answer = chat.generic("rotate sim api").json()
+    assert "queued as" in answer["text"]
+    reply = f"/reply/{chat.replies}"
+    notified = wait_for(lambda: chat.receiver.texts("/notify"), 30, 0.2, what="the failure notification")
+    assert "rolled_back" in notified[0] and "rollback: ok" in notified[0] and "500" in notified[0]
+    assert any("rolled_back" in t for t in chat.receiver.texts(reply))
+    assert {simulator.served_fingerprint(uid, "api") for uid in (1, 2, 3)} == {before}

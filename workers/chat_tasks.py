@@ -1,0 +1,87 @@
+"""Chat work that needs a cluster, queued by the webhook and answered to the response_url.
+
+rotation.chat_check    handshake every node of one cluster, post the table
+rotation.chat_dry_run  issue and validate (push nothing) the named certificates, post the result
+
+Also the one place that builds a ``Notifier`` for a worker: the notification webhook's URL comes
+from the inventory (``chatops.notify``), read when a task needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+
+from rotation.chatops import answers
+from rotation.errors import RotationError
+from rotation.model import Trigger
+from rotation.notify import Notifier, ReplyBudget
+from rotation.pipeline import RotationOptions
+from rotation.service import ServiceContext, check_clusters, note_outcome, run_rotation
+from workers.celery_app import celery_app
+
+log = logging.getLogger(__name__)
+
+CHECK_TASK = "rotation.chat_check"
+DRY_RUN_TASK = "rotation.chat_dry_run"
+
+
+def notifier_for(ctx: ServiceContext) -> Notifier:
+    try:
+        url = ctx.inventory().chatops.notify_url()
+    except RotationError as exc:
+        log.warning("no notification webhook: %s", exc.message)
+        url = None
+    return Notifier(ReplyBudget(ctx.redis) if ctx.uses_redis else None, url)
+
+
+@celery_app.task(name=CHECK_TASK, ignore_result=True, time_limit=120, soft_time_limit=100)
+def chat_check(cluster: str, requested_by: str | None = None, reply_url: str | None = None) -> None:
+    ctx = ServiceContext()
+    try:
+        report = check_clusters(ctx.inventory(), [cluster])
+    except RotationError as exc:
+        answer = answers.refused(exc.message)
+    else:
+        log.info("chat check of %s for %s: %d endpoint(s), %d error(s)", cluster, requested_by, len(report.rows),
+                 len(report.errors))
+        answer = answers.check_result(cluster, report.rows, report.errors)
+    notifier_for(ctx).reply(reply_url, answer, fallback=False)
+
+
+@celery_app.task(name=DRY_RUN_TASK, ignore_result=True)
+def chat_dry_run(cluster: str, cert_names: Sequence[str], requested_by: str | None = None,
+                 reply_url: str | None = None) -> None:
+    ctx = ServiceContext()
+    records = []
+    for name in cert_names:
+        try:
+            record = run_rotation(ctx, cluster, name, trigger=Trigger.CHATOPS, requested_by=requested_by,
+                                  options=RotationOptions(dry_run=True))
+        except RotationError as exc:
+            notifier_for(ctx).reply(reply_url, answers.refused(exc.message), fallback=False)
+            return
+        note_outcome(ctx, record)
+        records.append(record)
+    notifier_for(ctx).reply(reply_url, answers.results(records), fallback=False)
+
+
+class CeleryChatTasks:
+    """``rotation.chatops.ChatTasks`` over Celery: returns the task id at once."""
+
+    def check(self, cluster: str, *, requested_by: str, reply_url: str | None) -> str:
+        task_id = uuid.uuid4().hex[:12]
+        celery_app.send_task(CHECK_TASK, kwargs={"cluster": cluster, "requested_by": requested_by,
+                                                 "reply_url": reply_url}, task_id=task_id)
+        return task_id
+
+    def dry_run(self, cluster: str, cert_names: Sequence[str], *, requested_by: str, reply_url: str | None) -> str:
+        task_id = uuid.uuid4().hex[:12]
+        celery_app.send_task(DRY_RUN_TASK, kwargs={"cluster": cluster, "cert_names": list(cert_names),
+                                                   "requested_by": requested_by, "reply_url": reply_url},
+                             task_id=task_id)
+        return task_id
+
+
+__all__ = ["CHECK_TASK", "CeleryChatTasks", "DRY_RUN_TASK", "chat_check", "chat_dry_run", "notifier_for"]

@@ -1,0 +1,360 @@
+"""The chat-ops webhook: a Starlette app (run by uvicorn) around ``rotation.chatops``.
+
+POST /chatops/slack               Slack slash command (form; X-Slack-Signature v0)
+POST /chatops/slack/interactive   Slack Block Kit button clicks (form ``payload``; same signature)
+POST /chatops/mattermost          Mattermost slash command (form; ``Authorization: Token …``)
+POST /chatops/generic             any other caller (JSON; X-Timestamp + X-Signature-256 over ``{ts}.{body}``)
+GET  /healthz
+
+Each request: size guard (Content-Length first, then while streaming; 413 beyond 64 KB, unread)
+-> content type (415) -> authenticate the raw bytes (401) -> replay cache (Redis ``SET NX EX``,
+401) -> parse -> ``rotation.chatops.respond`` in a worker thread -> JSON answer. Nothing on this
+path talks to a cluster: slow work is queued and answered to the response_url by a worker.
+The inventory is read at startup and again when its mtime changes; secrets with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from rotation.chatops import AllowList, AuditLog, Caller, ChatOps, Confirmations, click, respond
+from rotation.chatops.answers import Answer
+from rotation.chatops.audit import AuditRecord, Decision
+from rotation.chatops.signatures import TOLERANCE, SignatureError, verify_generic, verify_slack, verify_token
+from rotation.config import Inventory, load_inventory, resolve_config_path
+from rotation.errors import ConfigError, RotationError
+from rotation.notify import Notifier, ReplyBudget, host_of
+from rotation.service import ServiceContext
+from rotation.status import service_status
+
+log = logging.getLogger("rotation.webhook")
+
+MAX_BODY = 64 * 1024
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+REPLAY_PREFIX = "rotation:chatops:seen:"
+
+
+# --- the inventory and its secrets, reloaded when the file changes ----------------------------
+@dataclass(frozen=True)
+class Snapshot:
+    inventory: Inventory
+    allow: AllowList
+    slack_secret: str | None
+    mattermost_token: str | None
+    generic_secret: str | None
+
+    @classmethod
+    def load(cls, path: Path) -> Snapshot:
+        inventory = load_inventory(path)
+        chat = inventory.chatops
+        return cls(
+            inventory=inventory,
+            allow=AllowList.from_settings(chat.allow),
+            slack_secret=chat.slack.signing_secret() if chat.slack else None,
+            mattermost_token=chat.mattermost.token() if chat.mattermost else None,
+            generic_secret=chat.generic.secret() if chat.generic else None,
+        )
+
+
+class InventoryWatcher:
+    """One stat per request; a reload only when the mtime changed. A broken edit keeps the old one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._mtime = self._stat()
+        self._snapshot = Snapshot.load(path)  # at startup a bad inventory is fatal
+
+    def _stat(self) -> int:
+        try:
+            return os.stat(self.path).st_mtime_ns
+        except OSError:
+            return -1
+
+    def current(self) -> Snapshot:
+        mtime = self._stat()
+        if mtime != self._mtime:
+            with self._lock:
+                if mtime != self._mtime:
+                    try:
+                        self._snapshot = Snapshot.load(self.path)
+                        log.info("inventory %s reloaded", self.path)
+                    except RotationError as exc:
+                        log.error("inventory %s not reloaded, keeping the previous one: %s", self.path, exc.message)
+                    self._mtime = mtime
+        return self._snapshot
+
+
+class _WebhookContext(ServiceContext):
+    """The service context, with the watched inventory instead of a re-read per call."""
+
+    def __init__(self, watcher: InventoryWatcher, settings: Any = None) -> None:
+        super().__init__(settings, str(watcher.path))
+        self.watcher = watcher
+
+    def inventory(self) -> Inventory:
+        return self.watcher.current().inventory
+
+
+# --- the app -------------------------------------------------------------------------------
+class Webhook:
+    def __init__(self, config_path: Path | str | None = None, *, clock: Callable[[], float] = time.time,
+                 rotations: Any = None, tasks: Any = None) -> None:
+        self.clock = clock
+        self.watcher = InventoryWatcher(resolve_config_path(config_path))
+        self.ctx = _WebhookContext(self.watcher)
+        if self.ctx.redis_store is None:
+            raise ConfigError("the webhook needs the service's Redis (ROTATION_STORE=redis)")
+        self.redis = self.ctx.redis  # one connection pool for the process
+        self.audit = AuditLog(self.redis)
+        self.replies = ReplyBudget(self.redis)
+        if rotations is None:
+            from workers.queue import RotationQueue
+
+            rotations = RotationQueue(self.ctx)
+        if tasks is None:
+            from workers.chat_tasks import CeleryChatTasks
+
+            tasks = CeleryChatTasks()
+        self.rotations, self.tasks = rotations, tasks
+
+    def env(self, snapshot: Snapshot) -> ChatOps:
+        return ChatOps(
+            inventory=lambda: snapshot.inventory,
+            allow=lambda: snapshot.allow,
+            status=lambda cluster: service_status(self.ctx, cluster),
+            history=self.ctx.store.history,
+            rotations=self.rotations,
+            tasks=self.tasks,
+            confirmations=Confirmations(self.redis, snapshot.inventory.chatops.confirm_ttl),
+            audit=self.audit,
+            clock=lambda: datetime.fromtimestamp(self.clock(), UTC),
+            replies=self.replies,
+        )
+
+    def first_time(self, kind: str, signature: str) -> bool:
+        """Replay cache: the first sighting of a signature inside the window wins."""
+        key = REPLAY_PREFIX + kind + ":" + hashlib.sha256(signature.encode()).hexdigest()
+        return bool(self.redis.set(key, "1", nx=True, ex=2 * TOLERANCE + 1))  # a timestamp may run ahead too
+
+    def reply_url(self, url: str | None, snapshot: Snapshot) -> str | None:
+        """Only URLs under the configured prefixes get posts (a forged one would make us an SSRF relay)."""
+        if not url:
+            return None
+        if any(url.startswith(prefix) for prefix in snapshot.inventory.chatops.reply_url_prefixes):
+            return url
+        log.warning("response_url on %s is not under chatops.reply_url_prefixes: no posts will go there",
+                    host_of(url))
+        return None
+
+    # --- per platform (run in a worker thread: Redis and the queue are synchronous) -------------
+    def slack_command(self, body: bytes, headers: dict[str, str]) -> Response:
+        snapshot = self.watcher.current()
+        refusal = self._slack_auth(snapshot, body, headers)
+        if refusal:
+            return refusal
+        form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=64))
+        slack = snapshot.inventory.chatops.slack
+        assert slack is not None
+        if not form.get("user_id"):
+            return _refuse(400, "no user_id")
+        caller = Caller("slack", form["user_id"], form.get("team_id") or None, form.get("channel_id") or None,
+                        form.get("user_name") or None)
+        if (slack.team_id and caller.team != slack.team_id) or (
+                slack.api_app_id and form.get("api_app_id") != slack.api_app_id):
+            return self._foreign(caller, form.get("text", ""))
+        answer = respond(form.get("text", ""), caller, self.env(snapshot),
+                         reply_url=self.reply_url(form.get("response_url"), snapshot))
+        return JSONResponse(answer.to_json())
+
+    def slack_interaction(self, body: bytes, headers: dict[str, str]) -> Response:
+        snapshot = self.watcher.current()
+        refusal = self._slack_auth(snapshot, body, headers)
+        if refusal:
+            return refusal
+        form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=16))
+        try:
+            payload = json.loads(form.get("payload", ""))
+            user = payload["user"]["id"]
+            team = (payload.get("team") or {}).get("id") or (payload["user"].get("team_id"))
+            channel = (payload.get("channel") or {}).get("id")
+            action = payload["actions"][0]
+            action_id, nonce = str(action["action_id"]), str(action.get("value") or "")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            return _refuse(400, "not a block_actions payload")
+        slack = snapshot.inventory.chatops.slack
+        assert slack is not None
+        caller = Caller("slack", str(user), team, channel, (payload["user"].get("username") or None))
+        if (slack.team_id and team != slack.team_id) or (
+                slack.api_app_id and payload.get("api_app_id") != slack.api_app_id):
+            return self._foreign(caller, f"button {action_id[:40]}")
+        reply_url = self.reply_url(payload.get("response_url"), snapshot)
+        if reply_url:
+            self.replies.register(reply_url)
+        answer = click(action_id, nonce, caller, self.env(snapshot), reply_url=reply_url)
+        # Slack reads a click's answer from the response_url, after this acknowledgement.
+        task = BackgroundTask(self._post_reply, reply_url, answer) if reply_url else None
+        return JSONResponse(answer.to_json(replace_original=True), background=task)
+
+    def mattermost_command(self, body: bytes, headers: dict[str, str]) -> Response:
+        snapshot = self.watcher.current()
+        if snapshot.mattermost_token is None:
+            return _refuse(404, "mattermost is not configured")
+        try:
+            verify_token(snapshot.mattermost_token, headers.get("authorization"))
+        except SignatureError as exc:
+            log.warning("mattermost request refused: %s", exc.message)
+            return _refuse(401, "not authenticated")
+        form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=64))
+        mattermost = snapshot.inventory.chatops.mattermost
+        if not form.get("user_id"):
+            return _refuse(400, "no user_id")
+        caller = Caller("mattermost", form["user_id"], form.get("team_id") or None, form.get("channel_id") or None,
+                        form.get("user_name") or None)
+        if mattermost and mattermost.team_id and caller.team != mattermost.team_id:
+            return self._foreign(caller, form.get("text", ""))
+        answer = respond(form.get("text", ""), caller, self.env(snapshot),
+                         reply_url=self.reply_url(form.get("response_url"), snapshot))
+        return JSONResponse(answer.to_json())
+
+    def generic_command(self, body: bytes, headers: dict[str, str]) -> Response:
+        snapshot = self.watcher.current()
+        if snapshot.generic_secret is None:
+            return _refuse(404, "the generic endpoint is not configured")
+        signature = headers.get("x-signature-256")
+        try:
+            verify_generic(snapshot.generic_secret, headers.get("x-timestamp"), signature, body, now=self.clock())
+        except SignatureError as exc:
+            log.warning("generic request refused: %s", exc.message)
+            return _refuse(401, "not authenticated")
+        if not self.first_time("generic", signature or ""):
+            log.warning("generic request refused: replay")
+            return _refuse(401, "replayed request")
+        try:
+            data = json.loads(body)
+            user, text = data["user"], data["text"]
+            if not isinstance(user, str) or not user or not isinstance(text, str):
+                raise TypeError
+            extra = {k: data.get(k) for k in ("team", "channel", "user_name", "response_url")}
+            if any(v is not None and not isinstance(v, str) for v in extra.values()):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            return _refuse(400, 'body must be {"user": str, "text": str, "team"?, "channel"?, "response_url"?}')
+        caller = Caller("generic", user, extra["team"], extra["channel"], extra["user_name"])
+        answer = respond(text, caller, self.env(snapshot), reply_url=self.reply_url(extra["response_url"], snapshot))
+        return JSONResponse(answer.to_json())
+
+    def _slack_auth(self, snapshot: Snapshot, body: bytes, headers: dict[str, str]) -> Response | None:
+        if snapshot.slack_secret is None:
+            return _refuse(404, "slack is not configured")
+        signature = headers.get("x-slack-signature")
+        try:
+            verify_slack(snapshot.slack_secret, headers.get("x-slack-request-timestamp"), signature, body,
+                         now=self.clock())
+        except SignatureError as exc:
+            log.warning("slack request refused: %s", exc.message)
+            return _refuse(401, "not authenticated")
+        if not self.first_time("slack", signature or ""):
+            log.warning("slack request refused: replay")
+            return _refuse(401, "replayed request")
+        return None
+
+    def _foreign(self, caller: Caller, text: str) -> Response:
+        """Authentic, but from a workspace/team/app this service is not pinned to: refused, audited."""
+        reason = "workspace, team or app not allowed"
+        self.audit.append(AuditRecord.of(caller, text, Decision.REFUSED, reason,
+                                         datetime.fromtimestamp(self.clock(), UTC)))
+        return _refuse(403, reason)
+
+    def _post_reply(self, url: str, answer: Answer) -> None:
+        Notifier(self.replies, None).reply(url, answer, fallback=False, replace_original=True)
+
+
+def _refuse(status: int, message: str) -> Response:
+    return PlainTextResponse(message, status_code=status)
+
+
+async def _read_body(request: Request, media_type: str) -> bytes | Response:
+    """The raw body, at most MAX_BODY bytes: checked on Content-Length first, then while streaming."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            return _refuse(400, "bad Content-Length")
+        if int(length) > MAX_BODY:
+            return _refuse(413, f"body over {MAX_BODY} bytes")
+    given = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if given != media_type:
+        return _refuse(415, f"expected {media_type}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            return _refuse(413, f"body over {MAX_BODY} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(config_path: Path | str | None = None, *, clock: Callable[[], float] = time.time,
+               rotations: Any = None, tasks: Any = None) -> Starlette:
+    """The ASGI app. ``rotations``/``tasks`` default to the Celery queue (tests may pass others)."""
+    hook = Webhook(config_path, clock=clock, rotations=rotations, tasks=tasks)
+
+    def endpoint(handler: Callable[[bytes, dict[str, str]], Response], media_type: str) -> Callable:
+        async def run(request: Request) -> Response:
+            body = await _read_body(request, media_type)
+            if isinstance(body, Response):
+                return body
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            try:
+                return await run_in_threadpool(handler, body, headers)
+            except Exception:  # noqa: BLE001 - the caller gets an answer, the log gets the traceback
+                log.exception("%s failed", request.url.path)
+                return JSONResponse(Answer(":warning: the service could not complete this command; "
+                                           "see the webhook log").to_json(), status_code=500)
+        return run
+
+    async def healthz(_request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[
+        Route("/chatops/slack", endpoint(hook.slack_command, FORM), methods=["POST"]),
+        Route("/chatops/slack/interactive", endpoint(hook.slack_interaction, FORM), methods=["POST"]),
+        Route("/chatops/mattermost", endpoint(hook.mattermost_command, FORM), methods=["POST"]),
+        Route("/chatops/generic", endpoint(hook.generic_command, JSON), methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ])
+    app.state.webhook = hook
+    return app
+
+
+def serve(host: str = "127.0.0.1", port: int = 8088, *, config_path: Path | str | None = None,
+          log_level: str = "INFO", access_log: bool = False) -> None:
+    """Run the app under uvicorn (one process; the handlers run in its thread pool)."""
+    import uvicorn
+
+    app = create_app(config_path)
+    log.info("webhook starting on http://%s:%d", host, port)
+    uvicorn.run(app, host=host, port=port, log_config=None, log_level=log_level.lower(), access_log=access_log,
+                proxy_headers=False, server_header=False, timeout_keep_alive=30)
+
+
+__all__ = ["MAX_BODY", "InventoryWatcher", "Snapshot", "Webhook", "create_app", "serve"]
