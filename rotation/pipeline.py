@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from rotation import certs
 from rotation.cluster import ClusterSession, build_issuer, default_key_type
-from rotation.config import Inventory
+from rotation.config import CertPlan, Inventory
 from rotation.errors import (
     ClusterAPIError,
     RotationError,
@@ -173,9 +173,7 @@ def _resume_after_push(run: _Run, name: CertName) -> None:
         except VerificationError as exc:
             record.error = f"interrupted rotation not complete: {exc.message}"
         else:
-            for label, fp in _node_map(served).items():
-                record.nodes.setdefault(label, {"before": None})["after"] = fp
-            record.outcome = Outcome.VERIFIED
+            _finish(record, served, Outcome.VERIFIED)
             return
     _roll_back(run, name, previous, deadline)
 
@@ -220,6 +218,13 @@ def _wait_until_served(run: _Run, cert_name: CertName, fingerprint: str, deadlin
 
 def _node_map(served: list[ServedCert]) -> dict[str, str | None]:
     return {s.endpoint.label: s.fingerprint for s in served}
+
+
+def _finish(record: RotationRecord, served: list[ServedCert], outcome: Outcome) -> None:
+    """Record what every endpoint serves at the end, and the outcome that proved it."""
+    for label, fingerprint in _node_map(served).items():
+        record.nodes.setdefault(label, {"before": None})["after"] = fingerprint
+    record.outcome = outcome
 
 
 def rotate(
@@ -278,7 +283,7 @@ def rotate(
     return record
 
 
-def _rotate_locked(run: _Run, inventory: Inventory, plan) -> None:  # noqa: ANN001 - CertPlan
+def _rotate_locked(run: _Run, inventory: Inventory, plan: CertPlan) -> None:
     session, record, options = run.session, run.record, run.options
     name: CertName = plan.cert_name
     deadline = options.verify_deadline or session.settings.verify_deadline
@@ -354,9 +359,7 @@ def _rotate_locked(run: _Run, inventory: Inventory, plan) -> None:  # noqa: ANN0
         record.error = exc.message
         _roll_back(run, name, previous, deadline)
         return
-    for label, fp in _node_map(served).items():
-        record.nodes.setdefault(label, {"before": None})["after"] = fp
-    record.outcome = Outcome.VERIFIED
+    _finish(record, served, Outcome.VERIFIED)
 
 
 def _roll_back(run: _Run, name: CertName, previous: _Previous, deadline: timedelta) -> None:
@@ -378,6 +381,4 @@ def _roll_back(run: _Run, name: CertName, previous: _Previous, deadline: timedel
         record.outcome = Outcome.FAILED
         record.error = f"{record.error}; rollback not verified: {exc.message}"
         return
-    for label, fp in _node_map(served).items():
-        record.nodes.setdefault(label, {"before": None})["after"] = fp
-    record.outcome = Outcome.ROLLED_BACK
+    _finish(record, served, Outcome.ROLLED_BACK)

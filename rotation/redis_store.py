@@ -79,9 +79,21 @@ class RedisStore:
 
     # --- per-certificate state ------------------------------------------------------------
     def update_state(self, cluster: str, cert_name: str, **fields: Any) -> None:
-        encoded = {k: (json.dumps(v) if not isinstance(v, str) else v) for k, v in fields.items() if v is not None}
+        encoded = _encode(fields)
         if encoded:
             self.redis.hset(_key("state", cluster, cert_name), mapping=encoded)
+
+    def save_scan(self, cluster: str, states: dict[str, dict[str, Any]]) -> dict[str, str | None]:
+        """Store one scan of a cluster in a single round trip; return each certificate's
+        ``next_attempt`` (set while it backs off after failures)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for cert_name in states:
+            pipe.hget(_key("state", cluster, cert_name), "next_attempt")
+        for cert_name, fields in states.items():
+            pipe.hset(_key("state", cluster, cert_name), mapping=_encode(fields))
+        pipe.hset(_key("scan", cluster), mapping={"last_success": datetime.now(UTC).isoformat(), "last_error": ""})
+        results = pipe.execute()
+        return dict(zip(states, results[: len(states)], strict=True))
 
     def clear_state_fields(self, cluster: str, cert_name: str, *names: str) -> None:
         if names:
@@ -154,6 +166,10 @@ class RedisStore:
             if value:
                 result[(cluster, cert)] = value
         return result
+
+
+def _encode(fields: dict[str, Any]) -> dict[str, str]:
+    return {k: (json.dumps(v) if not isinstance(v, str) else v) for k, v in fields.items() if v is not None}
 
 
 def _maybe_json(value: str) -> Any:

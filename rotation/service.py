@@ -194,26 +194,20 @@ def scan_cluster(ctx: ServiceContext, cluster: str, *, now: datetime | None = No
         _record_scan(ctx, cluster, ok=False, error=exc.message)
         raise
     moment = now or utc_now()
+    next_attempts = _save_scan(ctx, cluster, states, moment)
     due, backing_off = [], []
     for state in states:
-        stored = _state(ctx, cluster, str(state.cert_name))
-        _store_state(ctx, state, moment)
         wants_rotation = state.health in (Health.DUE, Health.MISMATCH) or (
             state.health is Health.OK and _issuer_renewal_due(ctx, inventory, cluster, state, moment)
         )
         if not wants_rotation:
             continue
-        next_attempt = stored.get("next_attempt")
+        next_attempt = next_attempts.get(str(state.cert_name))
         if next_attempt and datetime.fromisoformat(next_attempt) > moment:
             backing_off.append(state.cert_name)
         else:
             due.append(state.cert_name)
-    _record_scan(ctx, cluster, ok=True)
     return ScanResult(cluster, states, due, backing_off)
-
-
-def _state(ctx: ServiceContext, cluster: str, cert: str) -> dict[str, Any]:
-    return ctx.redis_store.state(cluster, cert) if ctx.redis_store else {}
 
 
 def _record_scan(ctx: ServiceContext, cluster: str, *, ok: bool, error: str | None = None) -> None:
@@ -221,18 +215,20 @@ def _record_scan(ctx: ServiceContext, cluster: str, *, ok: bool, error: str | No
         ctx.redis_store.record_scan(cluster, ok=ok, error=error)
 
 
-def _store_state(ctx: ServiceContext, state: CertState, now: datetime) -> None:
+def _save_scan(ctx: ServiceContext, cluster: str, states: list[CertState], now: datetime) -> dict[str, str | None]:
+    """What every node serves, per certificate, for `status` and the metrics (one Redis round trip)."""
     if ctx.redis_store is None:
-        return
-    ctx.redis_store.update_state(
-        state.cluster,
-        str(state.cert_name),
-        served={s.endpoint.label: s.fingerprint for s in state.served},
-        not_after={s.endpoint.label: s.not_after.isoformat() for s in state.served if s.not_after},
-        health=str(state.health),
-        reason=state.verdict.reason,
-        last_scan=now.isoformat(),
-    )
+        return {}
+    return ctx.redis_store.save_scan(cluster, {
+        str(state.cert_name): {
+            "served": {s.endpoint.label: s.fingerprint for s in state.served},
+            "not_after": {s.endpoint.label: s.not_after.isoformat() for s in state.served if s.not_after},
+            "health": str(state.health),
+            "reason": state.verdict.reason,
+            "last_scan": now.isoformat(),
+        }
+        for state in states
+    })
 
 
 def backoff_delay(failures: int, settings: ServiceSettings, retry_after: float | None = None) -> timedelta:

@@ -137,6 +137,8 @@ def webhook(
     port: Annotated[int, typer.Option(help="Listen port.")] = 8088,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Inventory YAML.")] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request line.")] = False,
+    threads: Annotated[int, typer.Option(help="Handler threads (Redis and queue calls).", min=1)] = 8,
+    status_cache: Annotated[float, typer.Option(help="Seconds a `status` answer may be reused (0: never).")] = 1.0,
     log_format: LogFormat = "plain",
     log_level: LogLevel = "INFO",
 ) -> None:
@@ -146,7 +148,8 @@ def webhook(
     from workers.webhook import serve
 
     try:
-        serve(host, port, config_path=config, log_level=log_level, access_log=access_log)
+        serve(host, port, config_path=config, log_level=log_level, access_log=access_log, threads=threads,
+              status_cache=status_cache)
     except RotationError as exc:
         raise cli.fail(exc.message) from None
 

@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+import anyio
+import redis
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -48,6 +49,7 @@ from rotation.status import service_status
 log = logging.getLogger("rotation.webhook")
 
 MAX_BODY = 64 * 1024
+ANSWER_WITHIN = 2.5  # seconds: Slack gives up after 3
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 REPLAY_PREFIX = "rotation:chatops:seen:"
@@ -118,13 +120,19 @@ class _WebhookContext(ServiceContext):
 # --- the app -------------------------------------------------------------------------------
 class Webhook:
     def __init__(self, config_path: Path | str | None = None, *, clock: Callable[[], float] = time.time,
-                 rotations: Any = None, tasks: Any = None) -> None:
+                 rotations: Any = None, tasks: Any = None, status_cache: float = 1.0) -> None:
         self.clock = clock
+        self.status_cache = status_cache
+        self._status_cache: dict[str | None, tuple[float, dict[str, Any]]] = {}
+        self._status_lock = threading.Lock()
         self.watcher = InventoryWatcher(resolve_config_path(config_path))
         self.ctx = _WebhookContext(self.watcher)
         if self.ctx.redis_store is None:
             raise ConfigError("the webhook needs the service's Redis (ROTATION_STORE=redis)")
-        self.redis = self.ctx.redis  # one connection pool for the process
+        # One connection pool for the process, with timeouts that fit inside Slack's 3 s.
+        self.redis = redis.Redis.from_url(self.ctx.settings.redis_url, decode_responses=True, socket_timeout=1.0,
+                                          socket_connect_timeout=1.0, health_check_interval=30)
+        self.ctx.__dict__["redis"] = self.redis  # ServiceContext.redis is a cached_property: use this pool
         self.audit = AuditLog(self.redis)
         self.replies = ReplyBudget(self.redis)
         if rotations is None:
@@ -141,7 +149,7 @@ class Webhook:
         return ChatOps(
             inventory=lambda: snapshot.inventory,
             allow=lambda: snapshot.allow,
-            status=lambda cluster: service_status(self.ctx, cluster),
+            status=self.status,
             history=self.ctx.store.history,
             rotations=self.rotations,
             tasks=self.tasks,
@@ -150,6 +158,21 @@ class Webhook:
             clock=lambda: datetime.fromtimestamp(self.clock(), UTC),
             replies=self.replies,
         )
+
+    def status(self, cluster: str | None) -> dict[str, Any]:
+        """``service_status``, shared by the requests of the same ``status_cache`` seconds (a burst of
+        status commands costs one read of Redis; the state itself changes at scans and rotations)."""
+        if self.status_cache <= 0:
+            return service_status(self.ctx, cluster)
+        hit = self._status_cache.get(cluster)
+        if hit is not None and time.monotonic() - hit[0] < self.status_cache:
+            return hit[1]
+        with self._status_lock:  # one thread refreshes; the others wait for its answer
+            hit = self._status_cache.get(cluster)
+            if hit is None or time.monotonic() - hit[0] >= self.status_cache:
+                hit = (time.monotonic(), service_status(self.ctx, cluster))
+                self._status_cache[cluster] = hit
+        return hit[1]
 
     def first_time(self, kind: str, signature: str) -> bool:
         """Replay cache: the first sighting of a signature inside the window wins."""
@@ -314,9 +337,11 @@ async def _read_body(request: Request, media_type: str) -> bytes | Response:
 
 
 def create_app(config_path: Path | str | None = None, *, clock: Callable[[], float] = time.time,
-               rotations: Any = None, tasks: Any = None) -> Starlette:
+               rotations: Any = None, tasks: Any = None, threads: int = 8, status_cache: float = 1.0) -> Starlette:
     """The ASGI app. ``rotations``/``tasks`` default to the Celery queue (tests may pass others)."""
-    hook = Webhook(config_path, clock=clock, rotations=rotations, tasks=tasks)
+    hook = Webhook(config_path, clock=clock, rotations=rotations, tasks=tasks, status_cache=status_cache)
+    # Few threads: the handlers wait on Redis most of the time, and more threads only fight for the GIL.
+    limiter = anyio.CapacityLimiter(threads)
 
     def endpoint(handler: Callable[[bytes, dict[str, str]], Response], media_type: str) -> Callable:
         async def run(request: Request) -> Response:
@@ -325,7 +350,12 @@ def create_app(config_path: Path | str | None = None, *, clock: Callable[[], flo
                 return body
             headers = {k.lower(): v for k, v in request.headers.items()}
             try:
-                return await run_in_threadpool(handler, body, headers)
+                with anyio.move_on_after(ANSWER_WITHIN):
+                    return await anyio.to_thread.run_sync(handler, body, headers, limiter=limiter,
+                                                          abandon_on_cancel=True)
+                log.error("%s: no answer after %ss (Redis or the broker is slow)", request.url.path, ANSWER_WITHIN)
+                return JSONResponse(Answer(":hourglass: the service is slow to answer; if the command was "
+                                           "accepted its result follows (see `history`)").to_json())
             except Exception:  # noqa: BLE001 - the caller gets an answer, the log gets the traceback
                 log.exception("%s failed", request.url.path)
                 return JSONResponse(Answer(":warning: the service could not complete this command; "
@@ -347,11 +377,11 @@ def create_app(config_path: Path | str | None = None, *, clock: Callable[[], flo
 
 
 def serve(host: str = "127.0.0.1", port: int = 8088, *, config_path: Path | str | None = None,
-          log_level: str = "INFO", access_log: bool = False) -> None:
+          log_level: str = "INFO", access_log: bool = False, threads: int = 8, status_cache: float = 1.0) -> None:
     """Run the app under uvicorn (one process; the handlers run in its thread pool)."""
     import uvicorn
 
-    app = create_app(config_path)
+    app = create_app(config_path, threads=threads, status_cache=status_cache)
     log.info("webhook starting on http://%s:%d", host, port)
     uvicorn.run(app, host=host, port=port, log_config=None, log_level=log_level.lower(), access_log=access_log,
                 proxy_headers=False, server_header=False, timeout_keep_alive=30)

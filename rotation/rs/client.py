@@ -154,6 +154,7 @@ class RSClient:
         server_name: str | None = None,
         timeout: float = 60.0,
         extra_trust: Iterable[str] = (),
+        transport: httpx.BaseTransport | None = None,  # tests drive foreign errors through the mapper
     ) -> None:
         if verify is False:
             log.warning("TLS verification of the REST API of %s is OFF (verify: false)", cluster)
@@ -164,6 +165,7 @@ class RSClient:
         self._trusted: list[str] = list(extra_trust)
         self._server_name = server_name
         self._timeout = timeout
+        self._transport = transport
         self._http = self._new_http()
 
     # --- plumbing ------------------------------------------------------------------------
@@ -174,6 +176,7 @@ class RSClient:
             verify=build_ssl_context(self._verify, self._trusted),
             timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 10.0)),
             headers={"Accept": "application/json"},
+            transport=self._transport,
         )
 
     def trust(self, ca_pems: Iterable[str]) -> None:
