@@ -25,7 +25,7 @@ def test_every_rotation_service_runs_a_real_entry_point_with_real_options() -> N
     root = typer.main.get_command(app)
     ours = {name: svc for name, svc in COMPOSE["services"].items() if "command" in svc
             and svc["command"][0] == "rotation"}
-    assert {"worker", "beat", "simulator"} <= set(ours)
+    assert {"worker", "beat", "simulator", "webhook"} <= set(ours)
     for name, service in ours.items():
         command = root.commands[service["command"][1]]  # KeyError: not a command of `rotation`
         known = {opt for param in command.params for opt in getattr(param, "opts", [])}

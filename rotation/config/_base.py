@@ -1,0 +1,53 @@
+"""Building blocks of the inventory models: strict models, durations, secret sources."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+
+from rotation.durations import RenewBefore, parse_duration
+from rotation.errors import ConfigError
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Renewal = Annotated[RenewBefore, BeforeValidator(RenewBefore.parse)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class SecretSource(_Strict):
+    """Where a secret comes from: an environment variable or a file (never the YAML itself)."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    def read(self, where: str) -> str:
+        if self.env:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise ConfigError(f"{where}: environment variable {self.env} is not set")
+            return value
+        if self.file:
+            try:
+                return self.file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"{where}: cannot read {self.file}: {exc.strerror}") from None
+        raise ConfigError(f"{where}: no secret configured")
+
+
+def _secret(env: str | None, file: Path | None) -> SecretSource | None:
+    return SecretSource(env=env, file=file) if (env or file) else None
+
+
+
+def _exactly_one(env: str | None, file: Path | None, name: str) -> SecretSource:
+    if bool(env) == bool(file):
+        raise ValueError(f"set exactly one of {name}_env or {name}_file")
+    return SecretSource(env=env, file=file)
+
+

@@ -1,0 +1,122 @@
+"""Cluster sections of the inventory: REST API access, certificates, ports, TLS policy."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from rotation.config._base import Duration, Renewal, _secret, _Strict
+from rotation.model import CertName, KeyType
+
+
+class CertificateSettings(_Strict):
+    """Per-certificate overrides; anything unset comes from the cluster or the top level."""
+
+    issuer: str | None = None
+    key_type: KeyType | None = None
+    renew_before: Renewal | None = None
+    hosts: tuple[str, ...] | None = None
+
+
+class Ports(_Strict):
+    cm: int | None = None  # default: the cluster object's cm_port (8443)
+    api: int | None = None  # default: the port of ``url``
+    metrics_exporter: int = 8070
+    discovery: int | None = 8001  # discovery service (Sentinel API) for `rotation policy audit`; null: skip
+
+
+def _tls_version(value: Any) -> Any:
+    """YAML reads ``1.2`` as a float and people write ``1.0`` or ``TLSv1.2``: normalise to RS's spelling."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        value = f"{value:g}"
+    if isinstance(value, str):
+        text = value.strip().lower().removeprefix("tlsv").removeprefix("tls")
+        return "1" if text in ("1", "1.0") else text
+    return value
+
+
+TLSVersionValue = Annotated[Literal["1", "1.1", "1.2", "1.3"], BeforeValidator(_tls_version)]
+
+
+class TLSPolicySettings(_Strict):
+    """The TLS policy wanted for a cluster (any subset); see ``rotation.tls_policy`` for the rules."""
+
+    min_control_tls: TLSVersionValue | None = None
+    min_data_tls: TLSVersionValue | None = None
+    min_sentinel_tls: TLSVersionValue | None = None
+    sentinel_tls_mode: Literal["allowed", "disabled", "required"] | None = None
+    control_cipher_suites: str | None = None
+    data_cipher_list: str | None = None
+    data_cipher_suites_tls_1_3: str | None = None
+
+
+class ClusterSettings(_Strict):
+    url: str
+    username: str
+    password_env: str | None = None
+    password_file: Path | None = None
+    verify: bool | Path | tuple[Path, ...] = True
+    tls_server_name: str | None = None
+    fqdn: str
+    issuer: str | None = None
+    renew_before: Renewal | None = None
+    key_type: KeyType | None = None
+    private_endpoints: bool = False
+    node_address: Literal["addr", "external_addr"] = "addr"
+    ports: Ports = Ports()
+    concurrency: int = Field(default=16, ge=1, le=512)
+    handshake_timeout: Duration = timedelta(seconds=5)
+    request_timeout: Duration = timedelta(seconds=60)
+    verify_deadline: Duration = timedelta(seconds=90)
+    confirm: bool = False
+    tls_policy: TLSPolicySettings | None = None
+    certificates: dict[CertName, CertificateSettings] = Field(
+        default_factory=lambda: {name: CertificateSettings() for name in CertName}
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _https_url(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError("must be an https:// URL (the RS REST API, usually port 9443)")
+        return value.rstrip("/")
+
+    @field_validator("certificates", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: (v if v is not None else {}) for k, v in value.items()}
+        if isinstance(value, list):  # `certificates: [cm, api]` is accepted too
+            return {k: {} for k in value}
+        return value
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> ClusterSettings:
+        if bool(self.password_env) == bool(self.password_file):
+            raise ValueError("set exactly one of password_env or password_file")
+        return self
+
+    # --- derived values ----------------------------------------------------------------
+    def password(self, cluster: str) -> str:
+        source = _secret(self.password_env, self.password_file)
+        assert source is not None
+        return source.read(f"clusters.{cluster}.password")
+
+    @property
+    def verify_paths(self) -> tuple[Path, ...]:
+        if isinstance(self.verify, bool):
+            return ()
+        return self.verify if isinstance(self.verify, tuple) else (self.verify,)
+
+    def default_hosts(self) -> tuple[str, ...]:
+        hosts = [self.fqdn, f"*.{self.fqdn}"]
+        if self.private_endpoints:
+            hosts += [f"internal.{self.fqdn}", f"*.internal.{self.fqdn}"]
+        return tuple(hosts)
+
+

@@ -1,0 +1,149 @@
+"""Issuer sections of the inventory: ``type: internal_ca | files | acme``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from rotation.config._base import Duration, _secret, _Strict
+from rotation.errors import ConfigError
+from rotation.model import KeyType
+
+
+class InternalCASettings(_Strict):
+    type: Literal["internal_ca"]
+    ca_cert: Path
+    ca_key_file: Path
+    ca_key_password_env: str | None = None
+    ca_key_password_file: Path | None = None
+    validity: Duration = timedelta(days=90)
+    key_type: KeyType = KeyType.ECDSA_P256
+
+    def factory_kwargs(self, where: str) -> dict[str, Any]:
+        source = _secret(self.ca_key_password_env, self.ca_key_password_file)
+        return {
+            "ca_cert": self.ca_cert,
+            "ca_key_file": self.ca_key_file,
+            "ca_key_password": source.read(f"{where}.ca_key_password").encode() if source else None,
+            "validity": self.validity,
+            "key_type": self.key_type,
+        }
+
+
+class FilesSettings(_Strict):
+    """Bring your own certificate: files renewed by another PKI process."""
+
+    type: Literal["files"]
+    cert_file: Path
+    key_file: Path
+    key_password_env: str | None = None
+    key_password_file: Path | None = None
+    ca_bundle: Path | None = None
+    key_type: KeyType = KeyType.ECDSA_P256
+
+    def factory_kwargs(self, where: str) -> dict[str, Any]:
+        source = _secret(self.key_password_env, self.key_password_file)
+        return {
+            "cert_file": self.cert_file,
+            "key_file": self.key_file,
+            "key_password": source.read(f"{where}.key_password").encode() if source else None,
+            "ca_bundle": self.ca_bundle,
+        }
+
+
+class AcmeDNSSettings(_Strict):
+    """DNS-01: where TXT records are published (RFC 2136 + TSIG today; more providers plug in)."""
+
+    provider: str = "rfc2136"
+    server: str  # "host", "host:port" or "[v6]:port": receives the dynamic updates
+    zone: str | None = None  # default: found by asking ``server`` for the SOA
+    tsig_key_name: str | None = None
+    tsig_algorithm: str = "hmac-sha256"
+    tsig_secret_env: str | None = None
+    tsig_secret_file: Path | None = None
+    propagation_servers: tuple[str, ...] | None = None  # default: the zone's NS
+    propagation_timeout: Duration = timedelta(seconds=120)
+
+    def provider_kwargs(self, where: str) -> dict[str, Any]:
+        source = _secret(self.tsig_secret_env, self.tsig_secret_file)
+        if self.tsig_key_name and source is None:
+            raise ConfigError(f"{where}: tsig_key_name is set but neither tsig_secret_env nor tsig_secret_file")
+        return {
+            "provider": self.provider,
+            "server": self.server,
+            "zone": self.zone,
+            "tsig_key_name": self.tsig_key_name,
+            "tsig_algorithm": self.tsig_algorithm,
+            "tsig_secret": source.read(f"{where}.tsig_secret") if source else None,
+            "propagation_servers": self.propagation_servers,
+        }
+
+
+class AcmeHTTP01Settings(_Strict):
+    """HTTP-01: the standalone responder the service runs while an order is open."""
+
+    address: str = "0.0.0.0"
+    port: int = Field(default=80, ge=1, le=65535)
+
+
+class AcmeSettings(_Strict):
+    """Any ACME CA: Let's Encrypt, ZeroSSL, Google Trust Services, step-ca, Vault, EJBCA..."""
+
+    type: Literal["acme"]
+    directory: str
+    email: str | None = None
+    eab_kid: str | None = None
+    eab_hmac_key_env: str | None = None
+    eab_hmac_key_file: Path | None = None
+    eab_hmac_alg: Literal["HS256", "HS384", "HS512"] = "HS256"
+    key_type: KeyType = KeyType.ECDSA_P256
+    challenge: Literal["dns-01", "http-01"] = "dns-01"
+    profile: str | None = None
+    ca_bundle: Path | None = None  # trust for the directory's own HTTPS (private CAs)
+    trust_roots: Path | None = None  # roots issued chains lead to (validation + the REST client)
+    dns: AcmeDNSSettings | None = None
+    http01: AcmeHTTP01Settings = AcmeHTTP01Settings()
+    order_timeout: Duration = timedelta(seconds=180)
+
+    @field_validator("directory")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be the URL of the ACME directory (https://.../directory)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AcmeSettings:
+        if self.challenge == "dns-01" and self.dns is None:
+            raise ValueError("challenge dns-01 needs a dns: section (provider, server, tsig_key_name...)")
+        has_hmac = bool(self.eab_hmac_key_env or self.eab_hmac_key_file)
+        if bool(self.eab_kid) != has_hmac:
+            raise ValueError("external account binding needs both eab_kid and eab_hmac_key_env/eab_hmac_key_file")
+        return self
+
+    def factory_kwargs(self, where: str) -> dict[str, Any]:
+        eab = _secret(self.eab_hmac_key_env, self.eab_hmac_key_file)
+        return {
+            "directory": self.directory,
+            "email": self.email,
+            "eab_kid": self.eab_kid,
+            "eab_hmac_key": eab.read(f"{where}.eab_hmac_key") if eab else None,
+            "eab_hmac_alg": self.eab_hmac_alg,
+            "key_type": self.key_type,
+            "challenge": self.challenge,
+            "profile": self.profile,
+            "ca_bundle": self.ca_bundle,
+            "trust_roots": self.trust_roots,
+            "dns": self.dns.provider_kwargs(f"{where}.dns") if self.dns else None,
+            "propagation_timeout": self.dns.propagation_timeout.total_seconds() if self.dns else 120.0,
+            "http01_address": self.http01.address,
+            "http01_port": self.http01.port,
+            "order_timeout": self.order_timeout,
+        }
+
+
+IssuerSettings = Annotated[InternalCASettings | FilesSettings | AcmeSettings, Field(discriminator="type")]
+

@@ -1,0 +1,69 @@
+"""Settings of the running service, from the environment (not from the inventory file)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from rotation.durations import parse_duration
+from rotation.errors import ConfigError
+
+STATE_DIR_ENV = "ROTATION_STATE_DIR"
+
+
+def local_state_dir() -> Path:
+    """Where the local (non-Redis) history and locks live."""
+    return Path(os.environ.get(STATE_DIR_ENV) or ".rotation")
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Settings of the running service, from the environment (12-factor; same names in compose)."""
+
+    redis_url: str = "redis://localhost:6379/0"
+    store: str = "redis"  # "redis" (the service) or "local" (JSON lines + flock, one host, no queue)
+    scan_interval: timedelta = timedelta(hours=1)
+    rotation_jitter: timedelta = timedelta(seconds=60)
+    backoff_base: timedelta = timedelta(minutes=5)
+    backoff_max: timedelta = timedelta(hours=6)
+    lock_lease: timedelta = timedelta(seconds=30)
+    task_time_limit: timedelta = timedelta(minutes=15)
+    # Unacked tasks of a dead worker are redelivered after this; must exceed task_time_limit.
+    visibility_timeout: timedelta = timedelta(minutes=20)
+    policy_audit_hour: int = 3
+
+    @classmethod
+    def from_env(cls) -> ServiceSettings:
+        env = os.environ
+
+        def duration(name: str, default: timedelta) -> timedelta:
+            raw = env.get(name)
+            if not raw:
+                return default
+            try:
+                return parse_duration(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+
+        store = env.get("ROTATION_STORE", "redis")
+        if store not in ("redis", "local"):
+            raise ConfigError(f"ROTATION_STORE: {store!r} is not one of redis, local")
+        try:
+            audit_hour = int(env.get("ROTATION_POLICY_AUDIT_HOUR", "3"))
+        except ValueError:
+            raise ConfigError("ROTATION_POLICY_AUDIT_HOUR: not an hour (0-23)") from None
+        return cls(
+            redis_url=env.get("ROTATION_REDIS_URL", cls.redis_url),
+            store=store,
+            scan_interval=duration("ROTATION_SCAN_INTERVAL", cls.scan_interval),
+            rotation_jitter=duration("ROTATION_JITTER", cls.rotation_jitter),
+            backoff_base=duration("ROTATION_BACKOFF_BASE", cls.backoff_base),
+            backoff_max=duration("ROTATION_BACKOFF_MAX", cls.backoff_max),
+            lock_lease=duration("ROTATION_LOCK_LEASE", cls.lock_lease),
+            task_time_limit=duration("ROTATION_TASK_TIME_LIMIT", cls.task_time_limit),
+            visibility_timeout=duration("ROTATION_VISIBILITY_TIMEOUT", cls.visibility_timeout),
+            policy_audit_hour=audit_hour,
+        )
+
