@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/webhook.py [--duration 20] [--clients 50] [--rate 2] [--rotate-share 0.2] [--json]
 
 Starts its own redis-server and `rotation webhook` (uvicorn, one process) on free loopback ports,
-then runs --clients concurrent asyncio callers (one httpx.AsyncClient each) sending Slack-signed
+then runs --clients concurrent asyncio callers (one keep-alive connection each) sending Slack-signed
 slash commands (every body unique: a replay would be refused) for --duration seconds:
 
 - ``status east``          the read path: verify, replay cache, allow-list, state read from Redis
@@ -107,32 +107,64 @@ def signed(text: str) -> tuple[bytes, dict[str, str]]:
                   "Content-Type": "application/x-www-form-urlencoded"}
 
 
+class RawHTTP:
+    """Just enough HTTP/1.1 for a keep-alive benchmark client: send a request, read the status,
+    the headers and a Content-Length body. Returns the status code."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str) -> None:
+        self.reader, self.writer, self.host = reader, writer, host
+
+    @classmethod
+    async def connect(cls, host: str, port: int) -> RawHTTP:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(reader, writer, f"{host}:{port}")
+
+    async def _exchange(self, head: str, body: bytes = b"") -> int:
+        self.writer.write(head.encode() + body)
+        status_line = await self.reader.readline()
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        await self.reader.readexactly(length)
+        return int(status_line.split()[1])
+
+    async def get(self, path: str) -> int:
+        return await self._exchange(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n")
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> int:
+        lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        return await self._exchange(
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n{lines}Content-Length: {len(body)}\r\n\r\n", body)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 async def load(base: str, clients: int, duration: float, *, signed_requests: bool, rotate_share: float,
                rate: float | None) -> dict[str, list[float] | dict[str, int]]:
     """``rate`` None: saturated (back to back); else requests per second per caller, on a schedule."""
     latencies: dict[str, list[float]] = {"status": [], "rotate": [], "healthz": []}
     codes: dict[str, int] = {}
-    # One AsyncClient (one keep-alive connection) per caller: a single client shared by 50 tasks spends
-    # more time in its own pool bookkeeping than the server spends answering. Clients are built and
-    # connected before the clock starts (each builds an SSL context: ~20 ms of client CPU).
-    # TCP_NODELAY as any production HTTP client sets it: httpx writes a POST's headers and body
-    # separately, and Nagle + the server's delayed ACK would then hold the body up to 200 ms.
-    nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-    pool = [httpx.AsyncClient(base_url=base, timeout=10, transport=httpx.AsyncHTTPTransport(socket_options=nodelay))
-            for _ in range(clients)]
+    host, port = base.removeprefix("http://").split(":")
+    # One keep-alive connection per caller, spoken by a minimal HTTP/1.1 client: the load generator
+    # shares the 2 cores with the server, and a full client library would spend more CPU per request
+    # than the webhook does, measuring itself instead of the server.
+    pool = [await RawHTTP.connect(host, int(port)) for _ in range(clients)]
     # Warm up what is measured (connections, the server's threads and their Redis connections), then
     # start the clock: a cold start shows as one burst in the first second, not as steady state.
     for _ in range(3):
         if signed_requests:
-            await asyncio.gather(*(client.post("/chatops/slack", content=b, headers=h)
-                                   for client in pool for b, h in [signed("status east")]))
+            await asyncio.gather(*(client.post("/chatops/slack", *signed("status east")) for client in pool))
         else:
             await asyncio.gather(*(client.get("/healthz") for client in pool))
     pick = random.Random(7)
     start = time.perf_counter()
     end = start + duration
 
-    async def one_caller(client: httpx.AsyncClient) -> None:
+    async def one_caller(client: RawHTTP) -> None:
         due = start + (pick.uniform(0, 1 / rate) if rate else 0.0)
         while True:
             now = time.perf_counter()
@@ -147,13 +179,13 @@ async def load(base: str, clients: int, duration: float, *, signed_requests: boo
                 kind = "rotate" if pick.random() < rotate_share else "status"
                 body, headers = signed("rotate east proxy" if kind == "rotate" else "status east")
                 sent = due if rate else time.perf_counter()
-                response = await client.post("/chatops/slack", content=body, headers=headers)
+                status = await client.post("/chatops/slack", body, headers)
             else:
                 kind = "healthz"
                 sent = due if rate else time.perf_counter()
-                response = await client.get("/healthz")
+                status = await client.get("/healthz")
             latencies[kind].append(time.perf_counter() - sent)
-            key = f"{kind} {response.status_code}"
+            key = f"{kind} {status}"
             codes[key] = codes.get(key, 0) + 1
             if rate:
                 due += 1 / rate
@@ -161,7 +193,8 @@ async def load(base: str, clients: int, duration: float, *, signed_requests: boo
     try:
         await asyncio.gather(*(one_caller(client) for client in pool))
     finally:
-        await asyncio.gather(*(client.aclose() for client in pool))
+        for client in pool:
+            client.close()
     return {**latencies, "codes": codes}
 
 
@@ -201,6 +234,7 @@ def main() -> None:
     parser.add_argument("--mode", choices=("both", "saturated", "paced"), default="both")
     parser.add_argument("--status-cache", type=float, default=1.0,
                         help="the webhook's --status-cache (seconds a status read is reused; 0: every request reads)")
+    parser.add_argument("--processes", type=int, default=2, help="the webhook's --processes")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -219,7 +253,8 @@ def main() -> None:
                    "ROTATION_CONFIG": str(write_inventory(directory)), "BENCH_SLACK_SECRET": SECRET,
                    "ROTATION_STATE_DIR": str(directory / "state")}
             webhook = subprocess.Popen([sys.executable, "-m", "workers.main", "webhook", "--port", str(port),
-                                        "--log-level", "WARNING", "--status-cache", str(args.status_cache)],
+                                        "--log-level", "WARNING", "--status-cache", str(args.status_cache),
+                                        "--processes", str(args.processes)],
                                        cwd=ROOT, env=env,
                                        stderr=open(directory / "webhook.log", "wb"))  # noqa: SIM115
             base = f"http://127.0.0.1:{port}"

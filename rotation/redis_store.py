@@ -6,7 +6,8 @@ Key layout (prefix ``rotation:``)::
     history / history:<c>:<cert>   sorted sets of record ids by start time
     state:<c>:<cert>               hash: served fingerprints per node, not_after, health, last scan,
                                    last rotation, failures, next_attempt (per-certificate backoff)
-    scan:<c>                       hash: last successful scan, last error
+    scan:<c>                       hash: last successful scan, last error, last policy audit
+    index:state|scan|pending       sets of the keys above (listing them never SCANs the keyspace)
     lock:<c>:<cert>                lease of the one running rotation (renewed while it runs)
     pending:<c>:<cert>             rotation id queued or running (refuses a second request)
     secret:<key>                   Fernet ciphertext (previous key for rollback, ACME accounts)
@@ -81,7 +82,10 @@ class RedisStore:
     def update_state(self, cluster: str, cert_name: str, **fields: Any) -> None:
         encoded = _encode(fields)
         if encoded:
-            self.redis.hset(_key("state", cluster, cert_name), mapping=encoded)
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hset(_key("state", cluster, cert_name), mapping=encoded)
+            pipe.sadd(_key("index", "state"), f"{cluster}:{cert_name}")
+            pipe.execute()
 
     def save_scan(self, cluster: str, states: dict[str, dict[str, Any]]) -> dict[str, str | None]:
         """Store one scan of a cluster in a single round trip; return each certificate's
@@ -91,7 +95,9 @@ class RedisStore:
             pipe.hget(_key("state", cluster, cert_name), "next_attempt")
         for cert_name, fields in states.items():
             pipe.hset(_key("state", cluster, cert_name), mapping=_encode(fields))
+            pipe.sadd(_key("index", "state"), f"{cluster}:{cert_name}")
         pipe.hset(_key("scan", cluster), mapping={"last_success": datetime.now(UTC).isoformat(), "last_error": ""})
+        pipe.sadd(_key("index", "scan"), cluster)
         results = pipe.execute()
         return dict(zip(states, results[: len(states)], strict=True))
 
@@ -104,26 +110,40 @@ class RedisStore:
         return {k: _maybe_json(v) for k, v in raw.items()}
 
     def all_states(self) -> dict[tuple[str, str], dict[str, Any]]:
-        result = {}
-        for key in self.redis.scan_iter(match=_key("state", "*"), count=500):
-            _, _, cluster, cert = key.split(":", 3)
-            result[(cluster, cert)] = self.state(cluster, cert)
-        return result
+        # An index set, not SCAN: SCAN walks the whole keyspace (replay caches, broker keys...).
+        members = sorted(self.redis.smembers(_key("index", "state")))
+        values = self._pipelined("hgetall", [_key("state", m) for m in members])
+        return {tuple(m.split(":", 1)): {k: _maybe_json(v) for k, v in raw.items()}  # type: ignore[misc]
+                for m, raw in zip(members, values, strict=True) if raw}
+
+    def _pipelined(self, command: str, keys: list[str]) -> list[Any]:
+        """One round trip for many reads (status pages read every certificate at once)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            getattr(pipe, command)(key)
+        return pipe.execute() if keys else []
 
     def record_scan(self, cluster: str, *, ok: bool, error: str | None = None) -> None:
         now = datetime.now(UTC).isoformat()
         fields = {"last_success": now, "last_error": ""} if ok else {"last_failure": now, "last_error": error or ""}
-        self.redis.hset(_key("scan", cluster), mapping=fields)
+        self._save_scan_fields(cluster, fields)
+
+    def _save_scan_fields(self, cluster: str, fields: dict[str, Any]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(_key("scan", cluster), mapping=fields)
+        pipe.sadd(_key("index", "scan"), cluster)
+        pipe.execute()
 
     def record_policy_audit(self, cluster: str, *, drift: int, errors: int, summary: str) -> None:
-        self.redis.hset(_key("scan", cluster), mapping={
+        self._save_scan_fields(cluster, {
             "policy_audit": datetime.now(UTC).isoformat(), "policy_drift": drift, "policy_errors": errors,
             "policy_summary": summary,
         })
 
     def scans(self) -> dict[str, dict[str, str]]:
-        return {key.split(":", 2)[2]: self.redis.hgetall(key)
-                for key in self.redis.scan_iter(match=_key("scan", "*"), count=500)}
+        clusters = sorted(self.redis.smembers(_key("index", "scan")))
+        values = self._pipelined("hgetall", [_key("scan", c) for c in clusters])
+        return {cluster: raw for cluster, raw in zip(clusters, values, strict=True) if raw}
 
     # --- statistics for the metrics -----------------------------------------------------
     def count_rotation(self, record: RotationRecord) -> None:
@@ -148,6 +168,7 @@ class RedisStore:
         """Mark (cluster, cert) as queued; returns the id already holding it, or None if we got it."""
         key = _key("pending", cluster, cert_name)
         if self.redis.set(key, rotation_id, nx=True, ex=ttl_seconds):
+            self.redis.sadd(_key("index", "pending"), f"{cluster}:{cert_name}")
             return None
         return self.redis.get(key) or "unknown"
 
@@ -159,13 +180,13 @@ class RedisStore:
         _compare_and_delete(self.redis, _key("pending", cluster, cert_name), rotation_id)
 
     def pending(self) -> dict[tuple[str, str], str]:
-        result = {}
-        for key in self.redis.scan_iter(match=_key("pending", "*"), count=500):
-            _, _, cluster, cert = key.split(":", 3)
-            value = self.redis.get(key)
-            if value:
-                result[(cluster, cert)] = value
-        return result
+        members = sorted(self.redis.smembers(_key("index", "pending")))
+        values = self.redis.mget([_key("pending", m) for m in members]) if members else []
+        gone = [m for m, value in zip(members, values, strict=True) if not value]
+        if gone:  # released or expired markers leave the index lazily
+            self.redis.srem(_key("index", "pending"), *gone)
+        return {tuple(m.split(":", 1)): value  # type: ignore[misc]
+                for m, value in zip(members, values, strict=True) if value}
 
 
 def _encode(fields: dict[str, Any]) -> dict[str, str]:
@@ -210,6 +231,11 @@ class RedisLocker:
 
     def holder(self, cluster: str, cert_name: str) -> str | None:
         return self.redis.get(_key("lock", cluster, cert_name))
+
+    def holders(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Who holds the lock of each (cluster, certificate), in one round trip."""
+        values = self.redis.mget([_key("lock", c, n) for c, n in pairs]) if pairs else []
+        return {pair: value for pair, value in zip(pairs, values, strict=True) if value}
 
     @contextlib.contextmanager
     def hold(self, cluster: str, cert_name: str, owner: str) -> Iterator[None]:

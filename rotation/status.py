@@ -28,6 +28,7 @@ def service_status(ctx: ServiceContext, cluster: str | None = None) -> dict[str,
         scans = store.scans()
     except redis.RedisError as exc:
         raise ConfigError(f"cannot read the service state from {ctx.settings.redis_url}: {exc}") from None
+    holders = ctx.locker.holders(list(states)) if hasattr(ctx.locker, "holders") else {}
     now = utc_now()
     rows = []
     for (name, cert), state in sorted(states.items()):
@@ -35,7 +36,7 @@ def service_status(ctx: ServiceContext, cluster: str | None = None) -> dict[str,
             continue
         not_after = [datetime.fromisoformat(v) for v in (state.get("not_after") or {}).values()]
         left = (min(not_after) - now).total_seconds() / 86400 if not_after else None
-        holder = ctx.locker.holder(name, cert) if hasattr(ctx.locker, "holder") else None
+        holder = holders.get((name, cert))
         rows.append({
             "cluster": name,
             "cert": cert,

@@ -139,6 +139,7 @@ def webhook(
     access_log: Annotated[bool, typer.Option(help="Log every request line.")] = False,
     threads: Annotated[int, typer.Option(help="Handler threads (Redis and queue calls).", min=1)] = 8,
     status_cache: Annotated[float, typer.Option(help="Seconds a `status` answer may be reused (0: never).")] = 1.0,
+    processes: Annotated[int, typer.Option(help="uvicorn worker processes sharing the port.", min=1)] = 1,
     log_format: LogFormat = "plain",
     log_level: LogLevel = "INFO",
 ) -> None:
@@ -149,7 +150,7 @@ def webhook(
 
     try:
         serve(host, port, config_path=config, log_level=log_level, access_log=access_log, threads=threads,
-              status_cache=status_cache)
+              status_cache=status_cache, processes=processes)
     except RotationError as exc:
         raise cli.fail(exc.message) from None
 

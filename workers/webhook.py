@@ -167,11 +167,17 @@ class Webhook:
         hit = self._status_cache.get(cluster)
         if hit is not None and time.monotonic() - hit[0] < self.status_cache:
             return hit[1]
-        with self._status_lock:  # one thread refreshes; the others wait for its answer
+        # One thread refreshes; meanwhile the others answer with the previous read (stale by at most
+        # one refresh) instead of queueing behind it. Only a cold cache makes them wait.
+        if not self._status_lock.acquire(blocking=hit is None):
+            return hit[1]  # type: ignore[index]
+        try:
             hit = self._status_cache.get(cluster)
             if hit is None or time.monotonic() - hit[0] >= self.status_cache:
                 hit = (time.monotonic(), service_status(self.ctx, cluster))
                 self._status_cache[cluster] = hit
+        finally:
+            self._status_lock.release()
         return hit[1]
 
     def first_time(self, kind: str, signature: str) -> bool:
@@ -376,15 +382,31 @@ def create_app(config_path: Path | str | None = None, *, clock: Callable[[], flo
     return app
 
 
+_SERVE_ENV = "ROTATION_WEBHOOK_SERVE"  # how `serve` hands its options to uvicorn's worker processes
+
+
+def app_from_env() -> Starlette:
+    """uvicorn's factory in each worker process (``--processes`` > 1)."""
+    options = json.loads(os.environ[_SERVE_ENV])
+    return create_app(options["config_path"], threads=options["threads"], status_cache=options["status_cache"])
+
+
 def serve(host: str = "127.0.0.1", port: int = 8088, *, config_path: Path | str | None = None,
-          log_level: str = "INFO", access_log: bool = False, threads: int = 8, status_cache: float = 1.0) -> None:
-    """Run the app under uvicorn (one process; the handlers run in its thread pool)."""
+          log_level: str = "INFO", access_log: bool = False, threads: int = 8, status_cache: float = 1.0,
+          processes: int = 1) -> None:
+    """Run the app under uvicorn; the handlers run in each process's thread pool. Several processes
+    share the port (and the load) when one process's GIL is the limit."""
     import uvicorn
 
-    app = create_app(config_path, threads=threads, status_cache=status_cache)
-    log.info("webhook starting on http://%s:%d", host, port)
-    uvicorn.run(app, host=host, port=port, log_config=None, log_level=log_level.lower(), access_log=access_log,
-                proxy_headers=False, server_header=False, timeout_keep_alive=30)
+    common = {"host": host, "port": port, "log_config": None, "log_level": log_level.lower(),
+              "access_log": access_log, "proxy_headers": False, "server_header": False, "timeout_keep_alive": 30}
+    log.info("webhook starting on http://%s:%d (%d process(es))", host, port, processes)
+    if processes > 1:
+        os.environ[_SERVE_ENV] = json.dumps({"config_path": str(config_path) if config_path else None,
+                                             "threads": threads, "status_cache": status_cache})
+        uvicorn.run("workers.webhook:app_from_env", factory=True, workers=processes, **common)
+        return
+    uvicorn.run(create_app(config_path, threads=threads, status_cache=status_cache), **common)
 
 
 __all__ = ["MAX_BODY", "InventoryWatcher", "Snapshot", "Webhook", "create_app", "serve"]

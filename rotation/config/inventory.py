@@ -8,6 +8,7 @@ secret files it names. Secrets never sit in the file in clear: ``password_env`` 
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from rotation.config._base import Renewal, _Strict
@@ -28,6 +29,7 @@ from rotation.model import CertName, CertRequest, KeyType
 
 CONFIG_ENV = "ROTATION_CONFIG"
 DEFAULT_CONFIG = Path("rotation.yaml")
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # used in Redis keys and metric labels
 
 
 
@@ -37,6 +39,14 @@ class Inventory(_Strict):
     clusters: dict[str, ClusterSettings] = Field(default_factory=dict)
     chatops: ChatOpsSettings = ChatOpsSettings()
     source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("clusters", "issuers")
+    @classmethod
+    def _plain_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not _NAME.fullmatch(name):
+                raise ValueError(f"{name!r}: names may use letters, digits, '.', '_' and '-' only")
+        return value
 
     @model_validator(mode="after")
     def _chatops_clusters_exist(self) -> Inventory:
