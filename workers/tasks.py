@@ -45,7 +45,7 @@ def scan_all() -> list[str]:
     return clusters
 
 
-@celery_app.task(name="rotation.scan_cluster", bind=True, max_retries=3, acks_late=True)
+@celery_app.task(name="rotation.scan_cluster", bind=True, max_retries=3, acks_late=True, ignore_result=True)
 def scan_cluster_task(self: Task, cluster: str) -> dict:
     ctx = context()
     try:

@@ -8,6 +8,7 @@ hand with ``sed``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl
 from collections.abc import Iterable, Sequence
@@ -70,13 +71,27 @@ def parse_version(text: str | None) -> tuple[int, ...]:
 
 
 def build_ssl_context(verify: bool | Sequence[Path], extra_trust: Iterable[str] = ()) -> ssl.SSLContext:
-    """The context for the REST API: system trust or the given bundles, plus extra CA PEMs."""
+    """The context for the REST API: system trust or the given bundles, plus extra CA PEMs.
+    Contexts are shared (they are thread-safe): loading CA files on every scan costs CPU for nothing."""
+    bundles = verify if isinstance(verify, bool) else tuple((str(p), _mtime(p)) for p in verify)
+    return _ssl_context(bundles, tuple(extra_trust))
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return Path(path).stat().st_mtime_ns  # an edited bundle gets a fresh context
+    except OSError:
+        return -1
+
+
+@functools.lru_cache(maxsize=64)
+def _ssl_context(verify: bool | tuple[tuple[str, int], ...], extra_trust: tuple[str, ...]) -> ssl.SSLContext:
     if verify is False:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
-    bundles = [] if isinstance(verify, bool) else list(verify)
+    bundles = [] if isinstance(verify, bool) else [path for path, _ in verify]
     # Explicit bundles replace the system trust store; no bundle means system trust.
     # Loading the system store costs ~20 ms: only when no bundle replaces it.
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT) if bundles else ssl.create_default_context()
