@@ -27,25 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.localproc import free_port, wait_for  # noqa: E402
 from rotation.cluster import open_cluster  # noqa: E402
 from rotation.config import load_inventory  # noqa: E402
 from rotation.model import CertName, Endpoint  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, what: str):  # noqa: ANN001, ANN201
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 def all_endpoints(inventory_path: Path) -> list[Endpoint]:
@@ -93,7 +78,7 @@ def service_scan(redis_client, clusters: list[str]) -> float:  # noqa: ANN001
                 return False
         return True
 
-    wait_for(done, 120, "the service's scan")
+    wait_for(done, 120, 0.005, what="the service's scan")
     return time.perf_counter() - start
 
 
@@ -127,11 +112,11 @@ def main() -> None:
               "redis.log")
         spawn([sys.executable, "benchmarks/fleet.py", "--clusters", str(args.clusters), "--nodes", str(args.nodes),
                "--delay", str(args.delay), "--out", str(work)], "fleet.log")
-        wait_for(lambda: (work / "ready").exists(), 60, "the simulated fleet")
+        wait_for(lambda: (work / "ready").exists(), 60, what="the simulated fleet")
         import redis
 
         client = redis.Redis(port=port, decode_responses=True)
-        wait_for(lambda: client.ping(), 10, "redis")
+        wait_for(lambda: client.ping(), 10, what="redis")
         endpoints = all_endpoints(work / "rotation.yaml")
         clusters = list(load_inventory(work / "rotation.yaml").clusters)
 
@@ -139,7 +124,7 @@ def main() -> None:
             spawn([sys.executable, "-m", "workers.main", "worker", "--no-supervise", "--concurrency",
                    str(args.worker_concurrency), "--hostname", f"bench{index}@%h"], f"worker{index}.log")
         for index in range(args.workers):
-            wait_for(lambda i=index: b"ready" in (work / f"worker{i}.log").read_bytes(), 60, "the workers")
+            wait_for(lambda i=index: b"ready" in (work / f"worker{i}.log").read_bytes(), 60, what="the workers")
         service_scan(client, clusters)  # warm-up: imports, first connections
 
         sequential = [sequential_loop(endpoints) for _ in range(args.rounds)]

@@ -49,28 +49,11 @@ import httpx  # noqa: E402
 import redis  # noqa: E402
 import yaml  # noqa: E402
 
+from benchmarks.localproc import free_port, wait_for  # noqa: E402
 from rotation.chatops.signatures import slack_signature  # noqa: E402
 
 SECRET = "bench-" + secrets.token_hex(8)
 USER, TEAM = "UBENCH", "TBENCH"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, what: str):  # noqa: ANN001, ANN201
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            if predicate():
-                return
-        except Exception:  # noqa: BLE001, S110 - not up yet
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 def write_inventory(directory: Path) -> Path:
@@ -247,7 +230,7 @@ def main() -> None:
                                        "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL)
         webhook = None
         try:
-            wait_for(lambda: redis.Redis(port=redis_port).ping(), 10, "redis-server")
+            wait_for(lambda: redis.Redis(port=redis_port).ping(), 10, what="redis-server")
             seed_state(redis_url)
             env = {**os.environ, "ROTATION_REDIS_URL": redis_url, "ROTATION_STORE": "redis",
                    "ROTATION_CONFIG": str(write_inventory(directory)), "BENCH_SLACK_SECRET": SECRET,
@@ -258,7 +241,7 @@ def main() -> None:
                                        cwd=ROOT, env=env,
                                        stderr=open(directory / "webhook.log", "wb"))  # noqa: SIM115
             base = f"http://127.0.0.1:{port}"
-            wait_for(lambda: httpx.get(base + "/healthz").status_code == 200, 20, "the webhook")
+            wait_for(lambda: httpx.get(base + "/healthz").status_code == 200, 20, what="the webhook")
             if args.mode in ("both", "saturated"):
                 results["saturated"] = measure(base, args, None)
             if args.mode in ("both", "paced"):

@@ -13,25 +13,21 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.localproc import free_port, wait_for  # noqa: E402
+
 WORK = ROOT / ".demo"
 ROTATION = [sys.executable, "-m", "workers.main"]
 CERTS = ["api", "cm", "metrics_exporter", "proxy", "syncer"]
 started: list[subprocess.Popen] = []
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def say(text: str) -> None:
@@ -54,17 +50,10 @@ def run(args: list[str], env: dict[str, str], check: bool = True) -> subprocess.
     return result
 
 
-def wait_for(predicate, timeout: float, what: str):  # noqa: ANN001, ANN201
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        for process in started:
-            if process.poll() is not None:
-                raise SystemExit(f"a demo process exited early; see {WORK}/*.log")
-        time.sleep(0.5)
-    raise SystemExit(f"timed out waiting for {what}; see {WORK}/*.log")
+def wait_for_demo(predicate, timeout: float, what: str):  # noqa: ANN001, ANN201
+    """Wait, but stop at once if a process the demo started has died."""
+    return wait_for(predicate, timeout, 0.5, what=what,
+                    alive=lambda: all(process.poll() is None for process in started))
 
 
 def stop_all() -> None:
@@ -100,7 +89,7 @@ def main() -> None:
     spawn([*ROTATION, "simulator", "--nodes", "3", "--first-address", first, "--expires-in", "5d",
            "--fqdn", "cluster.demo.local", "--state-dir", str(WORK / "sim"), "--name", "demo",
            "--write-config", str(WORK / "rotation.yaml")], "simulator.log", env)
-    wait_for(lambda: (WORK / "rotation.yaml").exists(), 30, "the simulator")
+    wait_for_demo(lambda: (WORK / "rotation.yaml").exists(), 30, "the simulator")
     inventory = yaml.safe_load((WORK / "rotation.yaml").read_text())
     inventory["issuers"] = {"internal": {"type": "internal_ca", "ca_cert": "ca/ca.pem", "ca_key_file": "ca/ca-key.pem",
                                          "validity": "90d"}}
@@ -124,7 +113,7 @@ def main() -> None:
         print(f"\r  verified so far: {', '.join(sorted(done)) or '-'}    ", end="", flush=True)
         return list(done.values()) if set(done) == set(CERTS) else None
 
-    records = wait_for(all_verified, 120, "beat and the worker to rotate every certificate")
+    records = wait_for_demo(all_verified, 120, "beat and the worker to rotate every certificate")
     print()
     say("old -> new fingerprint, as every node serves it")
     for record in sorted(records, key=lambda r: r["cert_name"]):

@@ -29,16 +29,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from benchmarks.localproc import free_port
+
 ZONE = "cluster.test.local"
 TSIG_NAME = "tsig-key"
 CHALLENGE = f"_acme-challenge.{ZONE}."
 EAB_KID = "kid-1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 10.0) -> None:

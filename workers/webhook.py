@@ -204,12 +204,18 @@ class Webhook:
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=64))
         slack = snapshot.inventory.chatops.slack
         assert slack is not None
+        return self._slash_command("slack", form, snapshot, lambda caller: bool(
+            (slack.team_id and caller.team != slack.team_id)
+            or (slack.api_app_id and form.get("api_app_id") != slack.api_app_id)))
+
+    def _slash_command(self, platform: str, form: dict[str, str], snapshot: Snapshot,
+                       foreign: Callable[[Caller], bool]) -> Response:
+        """A verified slash command (Slack or Mattermost form): who asks, from where, and the answer."""
         if not form.get("user_id"):
             return _refuse(400, "no user_id")
-        caller = Caller("slack", form["user_id"], form.get("team_id") or None, form.get("channel_id") or None,
+        caller = Caller(platform, form["user_id"], form.get("team_id") or None, form.get("channel_id") or None,
                         form.get("user_name") or None)
-        if (slack.team_id and caller.team != slack.team_id) or (
-                slack.api_app_id and form.get("api_app_id") != slack.api_app_id):
+        if foreign(caller):
             return self._foreign(caller, form.get("text", ""))
         answer = respond(form.get("text", ""), caller, self.env(snapshot),
                          reply_url=self.reply_url(form.get("response_url"), snapshot))
@@ -255,15 +261,8 @@ class Webhook:
             return _refuse(401, "not authenticated")
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=64))
         mattermost = snapshot.inventory.chatops.mattermost
-        if not form.get("user_id"):
-            return _refuse(400, "no user_id")
-        caller = Caller("mattermost", form["user_id"], form.get("team_id") or None, form.get("channel_id") or None,
-                        form.get("user_name") or None)
-        if mattermost and mattermost.team_id and caller.team != mattermost.team_id:
-            return self._foreign(caller, form.get("text", ""))
-        answer = respond(form.get("text", ""), caller, self.env(snapshot),
-                         reply_url=self.reply_url(form.get("response_url"), snapshot))
-        return JSONResponse(answer.to_json())
+        return self._slash_command("mattermost", form, snapshot, lambda caller: bool(
+            mattermost and mattermost.team_id and caller.team != mattermost.team_id))
 
     def generic_command(self, body: bytes, headers: dict[str, str]) -> Response:
         snapshot = self.watcher.current()
