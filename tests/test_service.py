@@ -8,8 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import handshake_fingerprint
 from processes import RedisServer, wait_for
+from test_webhook import Receiver
 
 from rotation.errors import RotationInProgress
 from rotation.model import CertName, Outcome
@@ -241,12 +243,21 @@ def test_nightly_policy_audit_task_records_drift_for_the_metrics(
     from workers.celery_app import celery_app
 
     assert beat_schedule(ServiceContext().settings)["audit-tls-policies"]["task"] == "rotation.audit_all_policies"
+    receiver = Receiver()  # the notification channel
+    inventory = yaml.safe_load(Path(service_env["ROTATION_CONFIG"]).read_text())
+    inventory["chatops"] = {"notify": {"url_env": "TEST_NOTIFY_URL"}}
+    Path(service_env["ROTATION_CONFIG"]).write_text(yaml.safe_dump(inventory))
     simulator.override_node_tls(2, listener="cm", min_version="1.1")  # the API still says 1.2
-    start_service("worker")
-    result = celery_app.send_task("rotation.audit_policy", args=["sim"]).get(timeout=60)
-    assert result["drift"] >= 1
-    ctx = ServiceContext()
-    text = generate_latest(registry_for(ctx.redis_store)).decode()
-    line = next(x for x in text.splitlines() if x.startswith('rotation_tls_policy_drift{cluster="sim"}'))
-    assert float(line.split()[-1]) >= 1
-    assert "1.1" in ctx.redis_store.scans()["sim"]["policy_summary"]
+    start_service("worker", env={**service_env, "TEST_NOTIFY_URL": receiver.base + "/notify"})
+    try:
+        result = celery_app.send_task("rotation.audit_policy", args=["sim"]).get(timeout=60)
+        assert result["drift"] >= 1
+        ctx = ServiceContext()
+        text = generate_latest(registry_for(ctx.redis_store)).decode()
+        line = next(x for x in text.splitlines() if x.startswith('rotation_tls_policy_drift{cluster="sim"}'))
+        assert float(line.split()[-1]) >= 1
+        assert "1.1" in ctx.redis_store.scans()["sim"]["policy_summary"]
+        (posted,) = wait_for(lambda: receiver.texts("/notify"), 10, what="the drift notification")
+        assert "TLS policy audit of sim" in posted and "1.1" in posted
+    finally:
+        receiver.close()

@@ -12,6 +12,7 @@ import random
 
 from celery import Task
 
+from rotation.chatops.answers import Answer
 from rotation.errors import ConfigError, RotationError, RotationInProgress
 from rotation.model import Outcome, RotationRecord, Trigger
 from rotation.notify import RotationReporter
@@ -120,9 +121,12 @@ def audit_all_policies() -> list[str]:
 @celery_app.task(name="rotation.audit_policy", acks_late=True)
 def audit_policy_task(cluster: str) -> dict:
     """Nightly: what every node really accepts vs the policy and the REST settings."""
-    report = audit_policy(context(), cluster)
+    ctx = context()
+    report = audit_policy(ctx, cluster)
     if report.drift or report.errors:
         log.warning("TLS policy audit of %s: %s", cluster, report.summary())
+        notifier_for(ctx).notify(Answer(f":warning: TLS policy audit of {cluster}: {report.summary()}",
+                                        in_channel=True))
     return {"cluster": cluster, "drift": len(report.drift), "errors": report.errors}
 
 
