@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from rotation.errors import ConfigError
+from rotation.plugins import Registry
 
 
 @runtime_checkable
@@ -34,23 +34,15 @@ class DNSProvider(Protocol):
 
 DNSProviderFactory = Callable[..., DNSProvider]
 
-_PROVIDERS: dict[str, DNSProviderFactory] = {}
+_PROVIDERS: Registry[DNSProviderFactory] = Registry("DNS provider", "providers")
 
 
 def register_dns_provider(name: str, factory: DNSProviderFactory) -> None:
-    existing = _PROVIDERS.get(name)
-    if existing is not None and existing is not factory:
-        raise ValueError(f"DNS provider {name!r} is already registered to {existing!r}")
-    _PROVIDERS[name] = factory
+    _PROVIDERS.register(name, factory)
 
 
 def build_dns_provider(provider: str, **kwargs: object) -> DNSProvider:
-    try:
-        factory = _PROVIDERS[provider]
-    except KeyError:
-        known = ", ".join(sorted(_PROVIDERS)) or "none"
-        raise ConfigError(f"unknown DNS provider {provider!r}; known providers: {known}") from None
-    return factory(**kwargs)
+    return _PROVIDERS.get(provider)(**kwargs)
 
 
 def absolute(name: str) -> str:

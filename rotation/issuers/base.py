@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from rotation.errors import ConfigError
 from rotation.model import CertRequest, IssuedCert
+from rotation.plugins import Registry
 
 
 @runtime_checkable
@@ -33,27 +34,20 @@ class Issuer(Protocol):
 
 IssuerFactory = Callable[..., Issuer]
 
-_REGISTRY: dict[str, IssuerFactory] = {}
+_REGISTRY: Registry[IssuerFactory] = Registry("issuer type", "types")
 
 
 def register_issuer_type(type_name: str, factory: IssuerFactory) -> None:
     """Make ``factory`` available as ``type_name``; factories take keyword arguments only."""
-    existing = _REGISTRY.get(type_name)
-    if existing is not None and existing is not factory:
-        raise ValueError(f"issuer type {type_name!r} is already registered to {existing!r}")
-    _REGISTRY[type_name] = factory
+    _REGISTRY.register(type_name, factory)
 
 
 def issuer_factory(type_name: str) -> IssuerFactory:
-    try:
-        return _REGISTRY[type_name]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY)) or "none"
-        raise ConfigError(f"unknown issuer type {type_name!r}; known types: {known}") from None
+    return _REGISTRY.get(type_name)
 
 
 def registered_issuer_types() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def read_issuer_file(path: Path, *, what: str) -> bytes:
