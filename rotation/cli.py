@@ -8,8 +8,6 @@ back, 2 errors (bad config, unreachable cluster, bad input).
 from __future__ import annotations
 
 import json
-import logging
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -56,13 +54,6 @@ def load(config: Path | None) -> Inventory:
         return load_inventory(config)
     except ConfigError as exc:
         raise fail(exc.message) from None
-
-
-def days_left(state_not_after: Any) -> str:
-    if state_not_after is None:
-        return "-"
-    left = state_not_after - utc_now()
-    return f"{left.total_seconds() / 86400:.1f}"
 
 
 # --- check -------------------------------------------------------------------------------
@@ -386,10 +377,6 @@ def _register_simulator() -> None:
 
 
 _register_simulator()
-
-
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
 
 __all__ = ["app"]

@@ -98,10 +98,6 @@ def record_store() -> RecordStore:
     return ServiceContext().store
 
 
-def local_locker() -> Locker:
-    return FileLocker(local_state_dir())
-
-
 # --- check -------------------------------------------------------------------------------
 @dataclass
 class CheckReport:

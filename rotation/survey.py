@@ -12,7 +12,6 @@ from datetime import datetime
 
 from rotation.cluster import ClusterSession
 from rotation.config import Inventory
-from rotation.errors import RotationError
 from rotation.model import CertName, Endpoint, ServedCert
 from rotation.policy import Health, Verdict, judge
 from rotation.probe import probe_endpoints
@@ -58,9 +57,3 @@ def survey_cluster(
         states.append(CertState(session.name, name, judge(served_by[name], moment, renew_before),
                                 tuple(served_by[name])))
     return states
-
-
-@dataclass(frozen=True)
-class ClusterFailure:
-    cluster: str
-    error: RotationError

@@ -68,9 +68,9 @@ def test_api_rotation_keeps_the_client_working(
 ) -> None:
     with open_cluster(inventory, "sim") as session:
         from rotation.pipeline import rotate
-        from rotation.service import local_locker
+        from rotation.service import ServiceContext
 
-        record = rotate(inventory, session, "api", store=record_store(), locker=local_locker(),
+        record = rotate(inventory, session, "api", store=record_store(), locker=ServiceContext().locker,
                         options=RotationOptions(poll_interval=0.1))
         assert record.outcome is Outcome.VERIFIED, record.error
         # Same client, new connections: the REST API now presents a certificate from our CA.

@@ -38,12 +38,17 @@ def context() -> ServiceContext:
     return _context
 
 
-@celery_app.task(name="rotation.scan_all", ignore_result=True)
-def scan_all() -> list[str]:
+def _per_cluster(task: Task) -> list[str]:
+    """Beat's entries fan out: one task per cluster, so clusters are handled in parallel."""
     clusters = list(context().inventory().clusters)
     for cluster in clusters:
-        scan_cluster_task.delay(cluster)
+        task.delay(cluster)
     return clusters
+
+
+@celery_app.task(name="rotation.scan_all", ignore_result=True)
+def scan_all() -> list[str]:
+    return _per_cluster(scan_cluster_task)
 
 
 @celery_app.task(name="rotation.scan_cluster", bind=True, max_retries=3, acks_late=True, ignore_result=True)
@@ -112,10 +117,7 @@ def rotate_certificate(
 
 @celery_app.task(name="rotation.audit_all_policies", ignore_result=True)
 def audit_all_policies() -> list[str]:
-    clusters = list(context().inventory().clusters)
-    for cluster in clusters:
-        audit_policy_task.delay(cluster)
-    return clusters
+    return _per_cluster(audit_policy_task)
 
 
 @celery_app.task(name="rotation.audit_policy", acks_late=True)
