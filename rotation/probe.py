@@ -18,7 +18,7 @@ from datetime import datetime
 
 from cryptography import x509
 
-from rotation import certs
+from rotation import aio, certs
 from rotation.model import Endpoint, ServedCert
 
 _TLS_NAMES = {"TLSv1": "1.0", "TLSv1.1": "1.1", "TLSv1.2": "1.2", "TLSv1.3": "1.3"}
@@ -130,4 +130,4 @@ def probe_endpoints(
     """Sync facade for callers outside an event loop (CLI, Celery tasks, the pipeline)."""
     if not endpoints:
         return []
-    return asyncio.run(probe_many(endpoints, concurrency=concurrency, timeout=timeout))
+    return aio.run(probe_many(endpoints, concurrency=concurrency, timeout=timeout))

@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from rotation import aio
 from rotation.model import CertName
 from rotation.tls_drift import AuditTarget, EndpointTLS, VersionProbe
 from rotation.tls_policy import AUDITED_VERSIONS, key_type_of
@@ -261,7 +262,7 @@ async def audit_many(targets: Sequence[AuditTarget], options: AuditOptions = Aud
 
 def audit_endpoints(targets: Sequence[AuditTarget], options: AuditOptions = AuditOptions()) -> list[EndpointTLS]:
     """Sync facade for callers outside an event loop (CLI, Celery tasks)."""
-    return asyncio.run(audit_many(targets, options)) if targets else []
+    return aio.run(audit_many(targets, options)) if targets else []
 
 
 def targets_of(view: ClusterView) -> list[AuditTarget]:

@@ -13,7 +13,7 @@ import typer
 import yaml
 
 from .cluster import DEFAULT_DATABASES, DEFAULT_VERSION, Database, SimulatorConfig
-from .server import ClusterSimulator, SimulatorError
+from .server import ClusterSimulator, SimulatorError, new_event_loop
 
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "w": 604800}
 
@@ -129,7 +129,8 @@ def simulator(
         typer.echo(_summary(sim, name), nl=True)
 
     try:
-        asyncio.run(sim.serve_forever(ready))
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(sim.serve_forever(ready))
     except SimulatorError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

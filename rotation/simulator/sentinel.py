@@ -100,7 +100,6 @@ async def serve_sentinel(
     timeout: float,
 ) -> None:
     """One connection: TLS or plain as ``mode`` allows; anything else is closed at once."""
-    writer.transport.resume_reading()
     try:
         first = await asyncio.wait_for(reader.read(65536), timeout)
     except TimeoutError:

@@ -1,8 +1,10 @@
 """ClusterSimulator: binds every node's listeners and exposes the thread-safe control API.
 
-Each accepted TCP connection waits ``connect_delay``, then picks the node's *current* context
-for its certificate name and upgrades with ``start_tls``: new handshakes see a new certificate
-at once, open connections keep theirs.
+Each listener is a plain accept loop: an accepted socket waits ``connect_delay`` with its bytes
+(the ClientHello) still in the kernel, then picks the node's *current* context for its
+certificate name and only then becomes a stream, TLS from the first byte. New handshakes see a
+new certificate at once, open connections keep theirs. The loop is uvloop's when installed
+(its TLS layer is compiled; asyncio's is pure Python), else asyncio's.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import json
 import os
 import secrets
 import signal
+import socket
+import ssl
 import threading
 from collections.abc import Callable
 from functools import partial
@@ -33,6 +37,15 @@ T = TypeVar("T")
 
 #: listener kind -> certificate it presents (database kinds are "db:<uid>")
 LISTENER_CERTS = {"api": "api", "cm": "cm", "metrics_exporter": "metrics_exporter"}
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (a dependency on Linux): its TLS transport costs far less CPU."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - other platforms
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 class SimulatorError(RuntimeError):
@@ -64,7 +77,8 @@ class ClusterSimulator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._thread: threading.Thread | None = None
-        self._servers: dict[tuple[int, str], asyncio.Server] = {}
+        # (node uid, "kind:port") -> the listening socket and the task accepting on it
+        self._listeners_by_key: dict[tuple[int, str], tuple[socket.socket, asyncio.Task[None]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop_event: asyncio.Event | None = None
 
@@ -167,8 +181,7 @@ class ClusterSimulator:
             return
         if down:
             node.down = True
-            for key in [k for k in self._servers if k[0] == uid]:
-                self._servers.pop(key).close()
+            await self._close_listeners([k for k in self._listeners_by_key if k[0] == uid])
             return
         if self.config.resync_on_return:
             self.state.resync(node)
@@ -206,7 +219,7 @@ class ClusterSimulator:
         return self
 
     def _thread_main(self, ready: concurrent.futures.Future[None]) -> None:
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()
         asyncio.set_event_loop(loop)
         try:
             try:
@@ -284,9 +297,7 @@ class ClusterSimulator:
             raise
 
     async def _astop(self) -> None:
-        for server in self._servers.values():
-            server.close()
-        self._servers.clear()
+        await self._close_listeners(list(self._listeners_by_key))
         tasks = [t for t in self._tasks if not t.done()]
         for task in tasks:
             task.cancel()
@@ -316,56 +327,94 @@ class ClusterSimulator:
 
     async def _bind_node(self, node: NodeState) -> None:
         for kind, port in self._listeners(node):
+            where = f"{node.addr}:{port} ({kind} listener of node {node.uid})"
+            family = socket.AF_INET6 if ":" in node.addr else socket.AF_INET
+            listener = socket.socket(family, socket.SOCK_STREAM)
             try:
-                server = await asyncio.start_server(
-                    partial(self._on_connect, node, kind), host=node.addr, port=port, reuse_address=True,
-                    backlog=512,
-                )
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                listener.bind((node.addr, port))
+                listener.listen(512)
+                listener.setblocking(False)
             except OSError as exc:
-                where = f"{node.addr}:{port} ({kind} listener of node {node.uid})"
+                listener.close()
                 if exc.errno == errno.EADDRINUSE:
                     raise PortInUseError(f"cannot listen on {where}: address already in use") from exc
                 raise SimulatorError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
-            self._servers[(node.uid, f"{kind}:{port}")] = server
+            task = asyncio.get_running_loop().create_task(self._accept_loop(listener, node, kind))
+            self._listeners_by_key[(node.uid, f"{kind}:{port}")] = (listener, task)
+
+    async def _close_listeners(self, keys: list[tuple[int, str]]) -> None:
+        """Stop accepting (open connections stay, as with a real process's listening socket)."""
+        listeners = [self._listeners_by_key.pop(key) for key in keys]
+        for _, task in listeners:
+            task.cancel()
+        await asyncio.gather(*(task for _, task in listeners), return_exceptions=True)
+        for listener, _ in listeners:  # after the task: its pending accept is unregistered by then
+            listener.close()
+
+    async def _accept_loop(self, listener: socket.socket, node: NodeState, kind: str) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(listener)
+            except OSError:  # out of descriptors, aborted before accept: keep serving
+                await asyncio.sleep(0.05)
+                continue
+            conn.setblocking(False)
+            task = loop.create_task(self._on_connect(node, kind, conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def _database(self, kind: str) -> Database:
         uid = int(kind.split(":", 1)[1])
         return next(db for db in self.config.database_list if db.uid == uid)
 
-    async def _on_connect(
-        self, node: NodeState, kind: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        # Stop the plain stream from reading before the first await: a ClientHello that lands in
-        # the StreamReader's buffer during connect_delay would never reach start_tls's SSL layer.
-        # (This task's first step runs before the transport's first read callback.)
-        writer.transport.pause_reading()
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
+    async def _on_connect(self, node: NodeState, kind: str, conn: socket.socket) -> None:
+        writer: asyncio.StreamWriter | None = None
         try:
             try:
+                if node.down:
+                    return
+                if self.config.connect_delay > 0:
+                    await asyncio.sleep(self.config.connect_delay)
+                reader, writer = await self._open_stream(node, kind, conn)
                 await self._serve_connection(node, kind, reader, writer)
             except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError):
                 pass  # handshake failures (ssl.SSLError is an OSError), resets, timeouts
-            writer.close()
-            await asyncio.wait_for(writer.wait_closed(), 1.0)
+            if writer is not None:
+                writer.close()
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
         except asyncio.CancelledError:
-            # stop(): drop the connection. Returning normally (not re-raising) keeps 3.11's
-            # streams callback from logging the cancelled task as an error.
-            writer.transport.abort()
+            if writer is not None:  # stop(): drop the connection
+                writer.transport.abort()
         except Exception:  # closing a broken connection may fail in many ways
-            writer.transport.abort()
+            if writer is not None:
+                writer.transport.abort()
         finally:
-            if task is not None:
-                self._tasks.discard(task)
+            if writer is None:
+                conn.close()
+
+    async def _open_stream(
+        self, node: NodeState, kind: str, conn: socket.socket
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The accepted socket as a stream: TLS (handshake done) where the listener presents a
+        certificate, plain for the discovery service (it sniffs the first byte) and non-TLS databases."""
+        context: ssl.SSLContext | None = None
+        if kind != "sentinel":
+            db = self._database(kind) if kind.startswith("db:") else None
+            if db is None or db.tls:
+                cert_name = "proxy" if db is not None else LISTENER_CERTS[kind]
+                context = node.served(cert_name).context(*self.state.listener_tls(node, kind))
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        protocol = asyncio.StreamReaderProtocol(reader)
+        extra = {"ssl_handshake_timeout": self.config.handshake_timeout} if context is not None else {}
+        transport, _ = await loop.connect_accepted_socket(lambda: protocol, conn, ssl=context, **extra)
+        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
     async def _serve_connection(
         self, node: NodeState, kind: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        if node.down:
-            return
-        if self.config.connect_delay > 0:
-            await asyncio.sleep(self.config.connect_delay)
         refuse: Callable[[], bool] = lambda: node.down  # noqa: E731
         if kind == "sentinel":
             minimum, _ = self.state.listener_tls(node, kind)
@@ -373,15 +422,7 @@ class ClusterSimulator:
             await serve_sentinel(reader, writer, mode=node.sentinel["mode"], refuse=refuse,
                                  context=lambda: material.context(minimum),
                                  timeout=self.config.handshake_timeout)
-            return
-        db = self._database(kind) if kind.startswith("db:") else None
-        cert_name = "proxy" if db is not None else LISTENER_CERTS[kind]
-        if db is None or db.tls:
-            ctx = node.served(cert_name).context(*self.state.listener_tls(node, kind))
-            await writer.start_tls(ctx, ssl_handshake_timeout=self.config.handshake_timeout)
-        else:
-            writer.transport.resume_reading()
-        if db is not None:
+        elif kind.startswith("db:"):
             await serve_resp(reader, writer, refuse)
         else:
             await serve_http(reader, writer, self._http_handler(node, kind), refuse=refuse)
