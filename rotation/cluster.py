@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from rotation import certs
@@ -42,6 +44,8 @@ class ClusterSession:
     settings: ClusterSettings
     client: RSClient
     _view: ClusterView | None = field(default=None, repr=False)
+    #: where the client goes at the end (a pool), told whether the session ended cleanly
+    release: Callable[[RSClient, bool], None] | None = field(default=None, repr=False)
 
     def view(self, refresh: bool = False) -> ClusterView:
         if self._view is None or refresh:
@@ -95,14 +99,17 @@ class ClusterSession:
             not_before=certs.not_before(leaf),
         )
 
-    def close(self) -> None:
-        self.client.close()
+    def close(self, *, clean: bool = True) -> None:
+        if self.release is not None:
+            self.release(self.client, clean)
+        else:
+            self.client.close()
 
     def __enter__(self) -> ClusterSession:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        self.close(clean=exc_type is None)
 
 
 def api_trust(inventory: Inventory, cluster_name: str) -> list[str]:
@@ -134,3 +141,54 @@ def open_cluster(inventory: Inventory, name: str, *, extra_trust: Sequence[str] 
         extra_trust=[*api_trust(inventory, name), *extra_trust],
     )
     return ClusterSession(name=name, settings=settings, client=client)
+
+
+class SessionPool:
+    """REST clients kept between the sessions of one long-lived process (a worker).
+
+    The next scan of a cluster reuses a client instead of building one (proxy settings, TLS
+    context), and its keep-alive connection while the API keeps it open, so back-to-back work
+    skips a TLS handshake and a round trip. One session holds a client at a time; a session that
+    ended with an error closes its client; an edited inventory entry (settings or password) gets
+    new clients and the old ones are closed.
+    """
+
+    def __init__(self, idle_per_cluster: int = 4) -> None:
+        self._idle: dict[str, tuple[str, list[RSClient]]] = {}  # cluster -> (identity, idle clients)
+        self._lock = threading.Lock()
+        self._idle_per_cluster = idle_per_cluster
+
+    def open(self, inventory: Inventory, name: str) -> ClusterSession:
+        settings = inventory.cluster(name)
+        identity = hashlib.sha256(
+            (settings.model_dump_json() + "\0" + settings.password(name)).encode()
+        ).hexdigest()
+        stale: list[RSClient] = []
+        client = None
+        with self._lock:
+            known, idle = self._idle.get(name, (identity, []))
+            if known != identity:
+                stale, idle = idle, []
+            if idle:
+                client = idle.pop()
+            self._idle[name] = (identity, idle)
+        for old in stale:
+            old.close()
+        session = open_cluster(inventory, name) if client is None else ClusterSession(name, settings, client)
+        session.release = lambda used, clean: self._release(name, identity, used, clean)
+        return session
+
+    def _release(self, name: str, identity: str, client: RSClient, clean: bool) -> None:
+        with self._lock:
+            known, idle = self._idle.get(name, (None, []))
+            if clean and known == identity and len(idle) < self._idle_per_cluster:
+                idle.append(client)
+                return
+        client.close()
+
+    def close(self) -> None:
+        with self._lock:
+            pools, self._idle = list(self._idle.values()), {}
+        for _, idle in pools:
+            for client in idle:
+                client.close()

@@ -17,7 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rotation.cluster import build_issuer, open_cluster
+from rotation.cluster import SessionPool, build_issuer, open_cluster
 from rotation.config import Inventory, ServiceSettings, load_inventory, local_state_dir, resolve_config_path
 from rotation.errors import RotationError
 from rotation.model import CertName, Outcome, RotationRecord, Step, Trigger
@@ -52,6 +52,11 @@ class ServiceContext:
         if cached is None or cached[0] != (path, stamp) or stamp is None:
             self._inventory_cache = ((path, stamp), load_inventory(path))
         return self._inventory_cache[1]  # type: ignore[index]
+
+    @cached_property
+    def sessions(self) -> SessionPool:
+        """REST clients reused by this process's scans (a worker scans the same clusters all day)."""
+        return SessionPool()
 
     @cached_property
     def redis(self) -> Any:
@@ -184,7 +189,7 @@ def scan_cluster(ctx: ServiceContext, cluster: str, *, now: datetime | None = No
     which certificates are due (inside renew_before, expired, or mismatched across nodes)."""
     inventory = ctx.inventory()
     try:
-        with open_cluster(inventory, cluster) as session:
+        with ctx.sessions.open(inventory, cluster) as session:
             states = survey_cluster(inventory, session, utc_now)
     except RotationError as exc:
         _record_scan(ctx, cluster, ok=False, error=exc.message)

@@ -80,6 +80,7 @@ class ClusterSimulator:
         # (node uid, "kind:port") -> the listening socket and the task accepting on it
         self._listeners_by_key: dict[tuple[int, str], tuple[socket.socket, asyncio.Task[None]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._accepted: dict[tuple[int, str], int] = {}  # (node uid, listener kind) -> connections
         self._stop_event: asyncio.Event | None = None
 
     # -- read-only properties ------------------------------------------------------------------
@@ -107,6 +108,10 @@ class ClusterSimulator:
     def served_fingerprint(self, uid: int, cert_name: str) -> str:
         """SHA-256 (hex) of what node ``uid`` would present for ``cert_name`` on a new handshake."""
         return self._call(lambda: self.state.node(uid).served(cert_name).fingerprint)
+
+    def accepted_connections(self, uid: int, listener: str = "api") -> int:
+        """TCP connections node ``uid``'s ``listener`` ("api", "cm", "db:<uid>", ...) has accepted."""
+        return self._call(lambda: self._accepted.get((uid, listener), 0))
 
     def cluster_cert_pem(self, cert_name: str) -> str:
         return self._call(lambda: self.state.certs[cert_name].chain_pem)
@@ -361,6 +366,7 @@ class ClusterSimulator:
                 await asyncio.sleep(0.05)
                 continue
             conn.setblocking(False)
+            self._accepted[(node.uid, kind)] = self._accepted.get((node.uid, kind), 0) + 1
             task = loop.create_task(self._on_connect(node, kind, conn))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
