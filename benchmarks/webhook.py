@@ -218,6 +218,7 @@ def main() -> None:
     parser.add_argument("--status-cache", type=float, default=1.0,
                         help="the webhook's --status-cache (seconds a status read is reused; 0: every request reads)")
     parser.add_argument("--processes", type=int, default=2, help="the webhook's --processes")
+    parser.add_argument("--threads", type=int, default=8, help="the webhook's --threads (per process)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -237,7 +238,7 @@ def main() -> None:
                    "ROTATION_STATE_DIR": str(directory / "state")}
             webhook = subprocess.Popen([sys.executable, "-m", "workers.main", "webhook", "--port", str(port),
                                         "--log-level", "WARNING", "--status-cache", str(args.status_cache),
-                                        "--processes", str(args.processes)],
+                                        "--processes", str(args.processes), "--threads", str(args.threads)],
                                        cwd=ROOT, env=env,
                                        stderr=open(directory / "webhook.log", "wb"))  # noqa: SIM115
             base = f"http://127.0.0.1:{port}"

@@ -166,11 +166,10 @@ class RedisStore:
     # --- queue markers -------------------------------------------------------------------
     def claim_pending(self, cluster: str, cert_name: str, rotation_id: str, ttl_seconds: int) -> str | None:
         """Mark (cluster, cert) as queued; returns the id already holding it, or None if we got it."""
-        key = _key("pending", cluster, cert_name)
-        if self.redis.set(key, rotation_id, nx=True, ex=ttl_seconds):
-            self.redis.sadd(_key("index", "pending"), f"{cluster}:{cert_name}")
-            return None
-        return self.redis.get(key) or "unknown"
+        # One round trip, atomically: no window where the marker expires between SET and GET.
+        holder = self.redis.eval(_CLAIM, 2, _key("pending", cluster, cert_name), _key("index", "pending"),
+                                 rotation_id, ttl_seconds, f"{cluster}:{cert_name}")
+        return holder or None
 
     def move_pending(self, cluster: str, cert_name: str, old_id: str, new_id: str) -> None:
         """A retry continues under a new id: point the marker at it (only if it is still ours)."""
@@ -200,6 +199,13 @@ def _maybe_json(value: str) -> Any:
         return value
 
 
+_CLAIM = """
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then
+  redis.call('sadd', KEYS[2], ARGV[3])
+  return false
+end
+return redis.call('get', KEYS[1])
+"""
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0

@@ -392,3 +392,18 @@ def test_mattermost_token_generic_hmac_check_and_failure_notification(
     assert "rolled_back" in notified[0] and "rollback: ok" in notified[0] and "500" in notified[0]
     assert any("rolled_back" in t for t in chat.receiver.texts(reply))
     assert {simulator.served_fingerprint(uid, "api") for uid in (1, 2, 3)} == {before}
+
+
+def test_a_status_answered_from_memory_is_audited_and_its_replay_does_nothing(
+    simulator: ClusterSimulator, webhook
+) -> None:
+    chat = webhook()
+    assert chat.slack("status sim").status_code == 200  # a cold cache: read from Redis, then kept
+    body = chat.slack_body("status sim")
+    headers = chat.slack_headers(body)
+    answered = chat.post("/chatops/slack", body, headers)  # within --status-cache: from memory
+    assert answered.status_code == 200 and "sim" in answered.json()["text"]
+    audit = chat.audit()
+    assert len(audit) == 2 and audit[0]["command"] == "status sim" and audit[0]["decision"] == "allowed"
+    assert chat.post("/chatops/slack", body, headers).status_code == 401  # replay: refused, not audited
+    assert len(chat.audit()) == 2

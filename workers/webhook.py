@@ -8,28 +8,39 @@ GET  /healthz
 
 Each request: size guard (Content-Length first, then while streaming; 413 beyond 64 KB, unread)
 -> content type (415) -> authenticate the raw bytes (401) -> replay cache (Redis ``SET NX EX``,
-401) -> parse -> ``rotation.chatops.respond`` in a worker thread -> JSON answer. Nothing on this
-path talks to a cluster: slow work is queued and answered to the response_url by a worker.
+401) -> parse -> ``rotation.chatops.respond`` -> JSON answer. Nothing on this path talks to a
+cluster: slow work is queued and answered to the response_url by a worker.
+
+The event loop does what only needs memory and one async Redis call: the replay cache, and
+whole commands that read no state (help, usage, ``status`` while its cache is fresh, refusals
+of unknown callers), whose audit record is written before the answer leaves. Commands that read
+or write the service's state (history, rotations, checks, confirmations) run in a small thread
+pool with the synchronous store and queue. No thread hop and no GIL hand-off for the common
+case keeps the tail latency of a busy webhook low.
 The inventory is read at startup and again when its mtime changes; secrets with it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import anyio
 import redis
+import redis.asyncio
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -38,7 +49,9 @@ from starlette.routing import Route
 
 from rotation.chatops import AllowList, AuditLog, Caller, ChatOps, Confirmations, click, respond
 from rotation.chatops.answers import Answer
-from rotation.chatops.audit import AuditRecord, Decision
+from rotation.chatops.audit import AsyncAuditLog, AuditBuffer, AuditRecord, Decision
+from rotation.chatops.grammar import Help, Status, UsageError, parse
+from rotation.chatops.handler import AuditSink
 from rotation.chatops.signatures import TOLERANCE, SignatureError, verify_generic, verify_slack, verify_token
 from rotation.config import Inventory, load_inventory, resolve_config_path
 from rotation.errors import ConfigError, RotationError
@@ -47,9 +60,12 @@ from rotation.service import ServiceContext
 from rotation.status import service_status
 
 log = logging.getLogger("rotation.webhook")
+T = TypeVar("T")
 
 MAX_BODY = 64 * 1024
 ANSWER_WITHIN = 2.5  # seconds: Slack gives up after 3
+REPLAY_TTL = 2 * TOLERANCE + 1  # seconds a request's mark is kept: a timestamp may run ahead too
+STALE_STATUS = 2.0  # seconds a status past --status-cache may still answer while it is refreshed
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 REPLAY_PREFIX = "rotation:chatops:seen:"
@@ -120,11 +136,14 @@ class _WebhookContext(ServiceContext):
 # --- the app -------------------------------------------------------------------------------
 class Webhook:
     def __init__(self, config_path: Path | str | None = None, *, clock: Callable[[], float] = time.time,
-                 rotations: Any = None, tasks: Any = None, status_cache: float = 1.0) -> None:
+                 rotations: Any = None, tasks: Any = None, status_cache: float = 1.0, threads: int = 8) -> None:
         self.clock = clock
+        # Few threads: the handlers wait on Redis most of the time, and more threads only fight for the GIL.
+        self.limiter = anyio.CapacityLimiter(threads)
         self.status_cache = status_cache
         self._status_cache: dict[str | None, tuple[float, dict[str, Any]]] = {}
         self._status_lock = threading.Lock()
+        self._refreshing: set[str | None] = set()
         self.watcher = InventoryWatcher(resolve_config_path(config_path))
         self.ctx = _WebhookContext(self.watcher)
         if self.ctx.redis_store is None:
@@ -134,6 +153,8 @@ class Webhook:
                                           socket_connect_timeout=1.0, health_check_interval=30)
         self.ctx.__dict__["redis"] = self.redis  # ServiceContext.redis is a cached_property: use this pool
         self.audit = AuditLog(self.redis)
+        self._aredis: redis.asyncio.Redis | None = None  # made on first use, inside the server's loop
+        self._async_audit: AsyncAuditLog | None = None
         self.replies = ReplyBudget(self.redis)
         if rotations is None:
             from workers.queue import RotationQueue
@@ -145,16 +166,48 @@ class Webhook:
             tasks = CeleryChatTasks()
         self.rotations, self.tasks = rotations, tasks
 
-    def env(self, snapshot: Snapshot) -> ChatOps:
+    @property
+    def aredis(self) -> redis.asyncio.Redis:
+        if self._aredis is None:
+            self._aredis = redis.asyncio.Redis.from_url(
+                self.ctx.settings.redis_url, decode_responses=True, socket_timeout=1.0, socket_connect_timeout=1.0,
+                health_check_interval=30)
+            self._async_audit = None
+        return self._aredis
+
+    @property
+    def async_audit(self) -> AsyncAuditLog:
+        if self._async_audit is None:
+            self._async_audit = AsyncAuditLog(self.aredis)
+        return self._async_audit
+
+    async def aclose(self) -> None:
+        if self._aredis is not None:
+            await self._aredis.aclose()
+            self._aredis = None
+
+    async def write_audit(self, records: list[AuditRecord], mark: str | None) -> bool:
+        """The records of a request done on the loop, unless ``mark`` shows a replay (then False,
+        nothing written). One record and a mark: a single round trip."""
+        if mark is not None and len(records) == 1:
+            return await self.async_audit.append_once(records[0], mark=mark, ttl=REPLAY_TTL)
+        if not await self.first_time(mark):
+            return False
+        for record in records:
+            await self.async_audit.append(record)
+        return True
+
+    def env(self, snapshot: Snapshot, audit: AuditSink | None = None, *, on_loop: bool = False) -> ChatOps:
+        """``on_loop``: answering on the event loop, where ``status`` may only read the cache."""
         return ChatOps(
             inventory=lambda: snapshot.inventory,
             allow=lambda: snapshot.allow,
-            status=self.status,
+            status=(lambda cluster: self._status_cache[cluster][1]) if on_loop else self.status,
             history=self.ctx.store.history,
             rotations=self.rotations,
             tasks=self.tasks,
             confirmations=Confirmations(self.redis, snapshot.inventory.chatops.confirm_ttl),
-            audit=self.audit,
+            audit=audit or self.audit,
             clock=lambda: datetime.fromtimestamp(self.clock(), UTC),
             replies=self.replies,
         )
@@ -180,10 +233,60 @@ class Webhook:
             self._status_lock.release()
         return hit[1]
 
-    def first_time(self, kind: str, signature: str) -> bool:
-        """Replay cache: the first sighting of a signature inside the window wins."""
-        key = REPLAY_PREFIX + kind + ":" + hashlib.sha256(signature.encode()).hexdigest()
-        return bool(self.redis.set(key, "1", nx=True, ex=2 * TOLERANCE + 1))  # a timestamp may run ahead too
+    def status_in_memory(self, cluster: str | None) -> bool:
+        """A cached status recent enough to answer from; a stale one is refreshed in the background
+        (by one thread) and still used meanwhile, for at most STALE_STATUS seconds more."""
+        hit = self._status_cache.get(cluster)
+        if self.status_cache <= 0 or hit is None:
+            return False  # cold: a handler thread reads Redis and fills the cache
+        age = time.monotonic() - hit[0]
+        if age >= self.status_cache and cluster not in self._refreshing:
+            self._refreshing.add(cluster)
+            asyncio.get_running_loop().run_in_executor(None, self._refresh_status, cluster)
+        return age < self.status_cache + STALE_STATUS
+
+    def _refresh_status(self, cluster: str | None) -> None:
+        try:
+            self.status(cluster)
+        except Exception as exc:  # noqa: BLE001 - the next request past STALE_STATUS reports it
+            log.warning("status of %s not refreshed: %s", cluster or "all clusters", exc)
+        finally:
+            self._refreshing.discard(cluster)
+
+    @staticmethod
+    def replay_mark(kind: str, signature: str) -> str:
+        return REPLAY_PREFIX + kind + ":" + hashlib.sha256(signature.encode()).hexdigest()
+
+    async def first_time(self, mark: str | None) -> bool:
+        """Replay cache: the first sighting of a signature inside the window wins (None: a scheme
+        without timestamps, Mattermost's token, has nothing to check)."""
+        return mark is None or bool(await self.aredis.set(mark, "1", nx=True, ex=REPLAY_TTL))
+
+    async def in_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Synchronous Redis and queue work, off the event loop (abandoned, not killed, on timeout)."""
+        return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs), limiter=self.limiter,
+                                              abandon_on_cancel=True)
+
+    def from_memory(self, text: str) -> bool:
+        """Can ``text`` be answered without reading the service's state? (then: on the event loop)"""
+        try:
+            command = parse(text)
+        except UsageError:
+            return True
+        return isinstance(command, Help) or (isinstance(command, Status) and self.status_in_memory(command.cluster))
+
+    async def answer(self, text: str, caller: Caller, snapshot: Snapshot, reply_url: str | None,
+                     mark: str | None) -> Answer | None:
+        """The answer to an authenticated command, or None for a replay (then nothing was done).
+        From memory: answered first, then the replay check and the audit record in one step
+        (nothing else happened, so a replay only loses its answer); otherwise checked first."""
+        if self.from_memory(text):
+            audit = AuditBuffer()
+            answer = respond(text, caller, self.env(snapshot, audit, on_loop=True), reply_url=reply_url)
+            return answer if await self.write_audit(audit.records, mark) else None
+        if not await self.first_time(mark):
+            return None
+        return await self.in_thread(respond, text, caller, self.env(snapshot), reply_url=reply_url)
 
     def reply_url(self, url: str | None, snapshot: Snapshot) -> str | None:
         """Only URLs under the configured prefixes get posts (a forged one would make us an SSRF relay)."""
@@ -195,37 +298,39 @@ class Webhook:
                     host_of(url))
         return None
 
-    # --- per platform (run in a worker thread: Redis and the queue are synchronous) -------------
-    def slack_command(self, body: bytes, headers: dict[str, str]) -> Response:
+    # --- per platform ------------------------------------------------------------------------------
+    async def slack_command(self, body: bytes, headers: dict[str, str]) -> Response:
         snapshot = self.watcher.current()
-        refusal = self._slack_auth(snapshot, body, headers)
-        if refusal:
-            return refusal
+        mark = self._slack_auth(snapshot, body, headers)
+        if isinstance(mark, Response):
+            return mark
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=64))
         slack = snapshot.inventory.chatops.slack
         assert slack is not None
-        return self._slash_command("slack", form, snapshot, lambda caller: bool(
+        return await self._slash_command("slack", form, snapshot, mark, lambda caller: bool(
             (slack.team_id and caller.team != slack.team_id)
             or (slack.api_app_id and form.get("api_app_id") != slack.api_app_id)))
 
-    def _slash_command(self, platform: str, form: dict[str, str], snapshot: Snapshot,
-                       foreign: Callable[[Caller], bool]) -> Response:
+    async def _slash_command(self, platform: str, form: dict[str, str], snapshot: Snapshot, mark: str | None,
+                             foreign: Callable[[Caller], bool]) -> Response:
         """A verified slash command (Slack or Mattermost form): who asks, from where, and the answer."""
         if not form.get("user_id"):
             return _refuse(400, "no user_id")
         caller = Caller(platform, form["user_id"], form.get("team_id") or None, form.get("channel_id") or None,
                         form.get("user_name") or None)
         if foreign(caller):
-            return self._foreign(caller, form.get("text", ""))
-        answer = respond(form.get("text", ""), caller, self.env(snapshot),
-                         reply_url=self.reply_url(form.get("response_url"), snapshot))
-        return JSONResponse(answer.to_json())
+            return await self._foreign(caller, form.get("text", ""), mark)
+        answer = await self.answer(form.get("text", ""), caller, snapshot,
+                                   self.reply_url(form.get("response_url"), snapshot), mark)
+        return JSONResponse(answer.to_json()) if answer else _replayed(platform)
 
-    def slack_interaction(self, body: bytes, headers: dict[str, str]) -> Response:
+    async def slack_interaction(self, body: bytes, headers: dict[str, str]) -> Response:
         snapshot = self.watcher.current()
-        refusal = self._slack_auth(snapshot, body, headers)
-        if refusal:
-            return refusal
+        mark = self._slack_auth(snapshot, body, headers)
+        if isinstance(mark, Response):
+            return mark
+        if not await self.first_time(mark):
+            return _replayed("slack")
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=16))
         try:
             payload = json.loads(form.get("payload", ""))
@@ -241,16 +346,19 @@ class Webhook:
         caller = Caller("slack", str(user), team, channel, (payload["user"].get("username") or None))
         if (slack.team_id and team != slack.team_id) or (
                 slack.api_app_id and payload.get("api_app_id") != slack.api_app_id):
-            return self._foreign(caller, f"button {action_id[:40]}")
+            return await self._foreign(caller, f"button {action_id[:40]}", None)  # the mark is set already
         reply_url = self.reply_url(payload.get("response_url"), snapshot)
-        if reply_url:
-            self.replies.register(reply_url)
-        answer = click(action_id, nonce, caller, self.env(snapshot), reply_url=reply_url)
+        answer = await self.in_thread(self._click, action_id, nonce, caller, snapshot, reply_url)
         # Slack reads a click's answer from the response_url, after this acknowledgement.
         task = BackgroundTask(self._post_reply, reply_url, answer) if reply_url else None
         return JSONResponse(answer.to_json(replace_original=True), background=task)
 
-    def mattermost_command(self, body: bytes, headers: dict[str, str]) -> Response:
+    def _click(self, action_id: str, nonce: str, caller: Caller, snapshot: Snapshot, reply_url: str | None) -> Answer:
+        if reply_url:
+            self.replies.register(reply_url)
+        return click(action_id, nonce, caller, self.env(snapshot), reply_url=reply_url)
+
+    async def mattermost_command(self, body: bytes, headers: dict[str, str]) -> Response:
         snapshot = self.watcher.current()
         if snapshot.mattermost_token is None:
             return _refuse(404, "mattermost is not configured")
@@ -261,10 +369,10 @@ class Webhook:
             return _refuse(401, "not authenticated")
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=64))
         mattermost = snapshot.inventory.chatops.mattermost
-        return self._slash_command("mattermost", form, snapshot, lambda caller: bool(
+        return await self._slash_command("mattermost", form, snapshot, None, lambda caller: bool(
             mattermost and mattermost.team_id and caller.team != mattermost.team_id))
 
-    def generic_command(self, body: bytes, headers: dict[str, str]) -> Response:
+    async def generic_command(self, body: bytes, headers: dict[str, str]) -> Response:
         snapshot = self.watcher.current()
         if snapshot.generic_secret is None:
             return _refuse(404, "the generic endpoint is not configured")
@@ -274,9 +382,6 @@ class Webhook:
         except SignatureError as exc:
             log.warning("generic request refused: %s", exc.message)
             return _refuse(401, "not authenticated")
-        if not self.first_time("generic", signature or ""):
-            log.warning("generic request refused: replay")
-            return _refuse(401, "replayed request")
         try:
             data = json.loads(body)
             user, text = data["user"], data["text"]
@@ -288,10 +393,12 @@ class Webhook:
         except (ValueError, KeyError, TypeError):
             return _refuse(400, 'body must be {"user": str, "text": str, "team"?, "channel"?, "response_url"?}')
         caller = Caller("generic", user, extra["team"], extra["channel"], extra["user_name"])
-        answer = respond(text, caller, self.env(snapshot), reply_url=self.reply_url(extra["response_url"], snapshot))
-        return JSONResponse(answer.to_json())
+        answer = await self.answer(text, caller, snapshot, self.reply_url(extra["response_url"], snapshot),
+                                   self.replay_mark("generic", signature or ""))
+        return JSONResponse(answer.to_json()) if answer else _replayed("generic")
 
-    def _slack_auth(self, snapshot: Snapshot, body: bytes, headers: dict[str, str]) -> Response | None:
+    def _slack_auth(self, snapshot: Snapshot, body: bytes, headers: dict[str, str]) -> Response | str:
+        """A refusal, or the request's replay mark (checked later, with the audit when possible)."""
         if snapshot.slack_secret is None:
             return _refuse(404, "slack is not configured")
         signature = headers.get("x-slack-signature")
@@ -301,16 +408,14 @@ class Webhook:
         except SignatureError as exc:
             log.warning("slack request refused: %s", exc.message)
             return _refuse(401, "not authenticated")
-        if not self.first_time("slack", signature or ""):
-            log.warning("slack request refused: replay")
-            return _refuse(401, "replayed request")
-        return None
+        return self.replay_mark("slack", signature or "")
 
-    def _foreign(self, caller: Caller, text: str) -> Response:
+    async def _foreign(self, caller: Caller, text: str, mark: str | None) -> Response:
         """Authentic, but from a workspace/team/app this service is not pinned to: refused, audited."""
         reason = "workspace, team or app not allowed"
-        self.audit.append(AuditRecord.of(caller, text, Decision.REFUSED, reason,
-                                         datetime.fromtimestamp(self.clock(), UTC)))
+        if not await self.write_audit([AuditRecord.of(caller, text, Decision.REFUSED, reason,
+                                                      datetime.fromtimestamp(self.clock(), UTC))], mark):
+            return _replayed(caller.platform)
         return _refuse(403, reason)
 
     def _post_reply(self, url: str, answer: Answer) -> None:
@@ -319,6 +424,11 @@ class Webhook:
 
 def _refuse(status: int, message: str) -> Response:
     return PlainTextResponse(message, status_code=status)
+
+
+def _replayed(platform: str) -> Response:
+    log.warning("%s request refused: replay", platform)
+    return _refuse(401, "replayed request")
 
 
 async def _read_body(request: Request, media_type: str) -> bytes | Response:
@@ -344,11 +454,10 @@ async def _read_body(request: Request, media_type: str) -> bytes | Response:
 def create_app(config_path: Path | str | None = None, *, clock: Callable[[], float] = time.time,
                rotations: Any = None, tasks: Any = None, threads: int = 8, status_cache: float = 1.0) -> Starlette:
     """The ASGI app. ``rotations``/``tasks`` default to the Celery queue (tests may pass others)."""
-    hook = Webhook(config_path, clock=clock, rotations=rotations, tasks=tasks, status_cache=status_cache)
-    # Few threads: the handlers wait on Redis most of the time, and more threads only fight for the GIL.
-    limiter = anyio.CapacityLimiter(threads)
+    hook = Webhook(config_path, clock=clock, rotations=rotations, tasks=tasks, status_cache=status_cache,
+                   threads=threads)
 
-    def endpoint(handler: Callable[[bytes, dict[str, str]], Response], media_type: str) -> Callable:
+    def endpoint(handler: Callable[[bytes, dict[str, str]], Awaitable[Response]], media_type: str) -> Callable:
         async def run(request: Request) -> Response:
             body = await _read_body(request, media_type)
             if isinstance(body, Response):
@@ -356,8 +465,7 @@ def create_app(config_path: Path | str | None = None, *, clock: Callable[[], flo
             headers = {k.lower(): v for k, v in request.headers.items()}
             try:
                 with anyio.move_on_after(ANSWER_WITHIN):
-                    return await anyio.to_thread.run_sync(handler, body, headers, limiter=limiter,
-                                                          abandon_on_cancel=True)
+                    return await handler(body, headers)
                 log.error("%s: no answer after %ss (Redis or the broker is slow)", request.url.path, ANSWER_WITHIN)
                 return JSONResponse(Answer(":hourglass: the service is slow to answer; if the command was "
                                            "accepted its result follows (see `history`)").to_json())
@@ -370,7 +478,12 @@ def create_app(config_path: Path | str | None = None, *, clock: Callable[[], flo
     async def healthz(_request: Request) -> Response:
         return PlainTextResponse("ok")
 
-    app = Starlette(routes=[
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        await hook.aclose()
+
+    app = Starlette(lifespan=lifespan, routes=[
         Route("/chatops/slack", endpoint(hook.slack_command, FORM), methods=["POST"]),
         Route("/chatops/slack/interactive", endpoint(hook.slack_interaction, FORM), methods=["POST"]),
         Route("/chatops/mattermost", endpoint(hook.mattermost_command, FORM), methods=["POST"]),

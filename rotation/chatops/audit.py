@@ -10,7 +10,7 @@ anyone: they are logged by the webhook, not recorded here (so forgeries cannot f
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -51,9 +51,28 @@ class AuditRecord:
                    reason=reason, cluster=cluster, task_ids=tuple(task_ids))
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        # Field by field, not dataclasses.asdict: its deep copy is most of an append's CPU.
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["task_ids"] = list(self.task_ids)
         return data
+
+
+# Push and cap every list in one command (the webhook appends on each request).
+_APPEND = """
+for _, key in ipairs(KEYS) do
+  redis.call('LPUSH', key, ARGV[1])
+  redis.call('LTRIM', key, 0, tonumber(ARGV[2]) - 1)
+end
+return #KEYS
+"""
+
+
+def _lists(record: AuditRecord) -> list[str]:
+    return [KEY, f"{KEY}:{record.cluster}"] if record.cluster else [KEY]
+
+
+def _entry(record: AuditRecord) -> str:
+    return json.dumps(record.to_dict(), sort_keys=True)
 
 
 class AuditLog:
@@ -61,14 +80,10 @@ class AuditLog:
 
     def __init__(self, client: Any) -> None:
         self.redis = client
+        self._append = client.register_script(_APPEND)
 
     def append(self, record: AuditRecord) -> None:
-        entry = json.dumps(record.to_dict(), sort_keys=True)
-        pipe = self.redis.pipeline(transaction=False)
-        for key in (KEY, f"{KEY}:{record.cluster}") if record.cluster else (KEY,):
-            pipe.lpush(key, entry)
-            pipe.ltrim(key, 0, KEEP - 1)
-        pipe.execute()
+        self._append(keys=_lists(record), args=[_entry(record), KEEP])
 
     def recent(self, limit: int = 50, cluster: str | None = None) -> list[dict[str, Any]]:
         """Newest first; with ``cluster``, only the commands that named it."""
@@ -76,4 +91,41 @@ class AuditLog:
         return [json.loads(r) for r in self.redis.lrange(key, 0, max(0, limit - 1))]
 
 
-__all__ = ["AuditLog", "AuditRecord", "Decision"]
+# The same, only if KEYS[1] (a request's replay mark) is new: then the mark is set, with a TTL.
+_APPEND_ONCE = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[3])) then return 0 end
+for i = 2, #KEYS do
+  redis.call('LPUSH', KEYS[i], ARGV[1])
+  redis.call('LTRIM', KEYS[i], 0, tonumber(ARGV[2]) - 1)
+end
+return 1
+"""
+
+
+class AsyncAuditLog:
+    """The same trail through a ``redis.asyncio`` client (the webhook's event loop)."""
+
+    def __init__(self, client: Any) -> None:
+        self._append = client.register_script(_APPEND)
+        self._append_once = client.register_script(_APPEND_ONCE)
+
+    async def append(self, record: AuditRecord) -> None:
+        await self._append(keys=_lists(record), args=[_entry(record), KEEP])
+
+    async def append_once(self, record: AuditRecord, *, mark: str, ttl: int) -> bool:
+        """Set ``mark`` and append, in one step, unless ``mark`` exists (then write nothing, return
+        False): the webhook's replay check and the record of a command answered from memory."""
+        return bool(await self._append_once(keys=[mark, *_lists(record)], args=[_entry(record), KEEP, ttl]))
+
+
+class AuditBuffer:
+    """Collects one request's records so that the caller writes them before answering."""
+
+    def __init__(self) -> None:
+        self.records: list[AuditRecord] = []
+
+    def append(self, record: AuditRecord) -> None:
+        self.records.append(record)
+
+
+__all__ = ["AsyncAuditLog", "AuditBuffer", "AuditLog", "AuditRecord", "Decision"]

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from rotation.chatops import answers
 from rotation.chatops.answers import Answer
-from rotation.chatops.audit import AuditLog, AuditRecord, Decision
+from rotation.chatops.audit import AuditRecord, Decision
 from rotation.chatops.authz import AllowList, Caller, Permission
 from rotation.chatops.confirm import ConfirmationError, Confirmations
 from rotation.chatops.grammar import Check, Command, Confirm, Help, History, Rotate, Status, UsageError, parse, render
@@ -42,6 +42,12 @@ class Replies(Protocol):
     def register(self, url: str, *, progress: bool = True) -> None: ...
 
 
+class AuditSink(Protocol):
+    """``AuditLog`` (writes at once) or ``AuditBuffer`` (the caller writes before answering)."""
+
+    def append(self, record: AuditRecord) -> None: ...
+
+
 @dataclass
 class ChatOps:
     """Everything the use case touches, injected (the webhook builds it once)."""
@@ -53,7 +59,7 @@ class ChatOps:
     rotations: RotationQueue
     tasks: ChatTasks
     confirmations: Confirmations
-    audit: AuditLog
+    audit: AuditSink
     clock: Callable[[], datetime]
     replies: Replies | None = None
 
