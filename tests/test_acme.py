@@ -33,7 +33,7 @@ from acme_fixtures import (  # noqa: F401 - fixtures
     pebble,
     pebble_eab,
 )
-from conftest import start_simulator, write_inventory
+from conftest import write_inventory
 
 from rotation import certs
 from rotation.cluster import build_issuer
@@ -50,15 +50,6 @@ from rotation.service import rotate_inline
 from rotation.simulator import ClusterSimulator
 
 HOSTS = (ZONE, f"*.{ZONE}")
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[ClusterSimulator]:
-    simulator = start_simulator(tmp_path)
-    try:
-        yield simulator
-    finally:
-        simulator.stop()
 
 
 def acme_inventory(tmp_path: Path, sim: ClusterSimulator, ca_files: tuple[Path, Path], named: NamedServer,  # noqa: F811
@@ -107,16 +98,16 @@ def served_by_all_nodes(sim: ClusterSimulator, cert: CertName, root: Path) -> se
 
 
 def test_proxy_wildcard_and_api_renewed_by_dns01_and_served_everywhere(
-    tmp_path: Path, sim: ClusterSimulator, ca_files: tuple[Path, Path], state_dir: Path,
+    tmp_path: Path, simulator: ClusterSimulator, ca_files: tuple[Path, Path], state_dir: Path,
     named: NamedServer, pebble: PebbleServer,  # noqa: F811
 ) -> None:
-    inventory = acme_inventory(tmp_path, sim, ca_files, named, pebble)
+    inventory = acme_inventory(tmp_path, simulator, ca_files, named, pebble)
     for cert in (CertName.PROXY, CertName.API):
         record = rotate(inventory, str(cert))
         assert record.outcome is Outcome.VERIFIED, record.error
         assert record.issuer == "pebble"
-        assert served_by_all_nodes(sim, cert, pebble.root_file) == {record.new_fingerprint}
-        leaf = certs.load_certificates(sim.cluster_cert_pem(str(cert)), where="sim")[0]
+        assert served_by_all_nodes(simulator, cert, pebble.root_file) == {record.new_fingerprint}
+        leaf = certs.load_certificates(simulator.cluster_cert_pem(str(cert)), where="sim")[0]
         assert set(certs.subject_alt_names(leaf)) == set(HOSTS)
     assert named.txt() == set()  # every TXT record removed
     # The REST client of a new process trusts the new api certificate through trust_roots.
@@ -125,15 +116,15 @@ def test_proxy_wildcard_and_api_renewed_by_dns01_and_served_everywhere(
 
 
 def test_http01_through_the_standalone_responder(
-    tmp_path: Path, sim: ClusterSimulator, ca_files: tuple[Path, Path], state_dir: Path,
+    tmp_path: Path, simulator: ClusterSimulator, ca_files: tuple[Path, Path], state_dir: Path,
     named: NamedServer, pebble: PebbleServer,  # noqa: F811
 ) -> None:
-    inventory = acme_inventory(tmp_path, sim, ca_files, named, pebble, challenge="http-01", dns=None,
+    inventory = acme_inventory(tmp_path, simulator, ca_files, named, pebble, challenge="http-01", dns=None,
                                http01={"address": "127.0.0.1", "port": pebble.http_port},
                                certificates={"api": {"hosts": [ZONE]}})
     record = rotate(inventory, "api")
     assert record.outcome is Outcome.VERIFIED, record.error
-    assert served_by_all_nodes(sim, CertName.API, pebble.root_file) == {record.new_fingerprint}
+    assert served_by_all_nodes(simulator, CertName.API, pebble.root_file) == {record.new_fingerprint}
     with socket.socket() as probe:  # the responder only runs while an order is open
         assert probe.connect_ex(("127.0.0.1", pebble.http_port)) != 0
 
@@ -211,17 +202,17 @@ def test_account_is_stored_encrypted_reused_and_reregistered_when_deactivated(
 
 
 def test_dns_server_refuses_the_update_bad_tsig(
-    tmp_path: Path, sim: ClusterSimulator, ca_files: tuple[Path, Path], state_dir: Path,
+    tmp_path: Path, simulator: ClusterSimulator, ca_files: tuple[Path, Path], state_dir: Path,
     named: NamedServer, pebble: PebbleServer,  # noqa: F811
 ) -> None:
     wrong = base64.b64encode(secrets.token_bytes(32)).decode()
-    inventory = acme_inventory(tmp_path, sim, ca_files, named, pebble, tsig_secret=wrong)
-    before = sim.cluster_cert_pem("proxy")
+    inventory = acme_inventory(tmp_path, simulator, ca_files, named, pebble, tsig_secret=wrong)
+    before = simulator.cluster_cert_pem("proxy")
     record = rotate(inventory, "proxy")
     assert record.outcome is Outcome.REFUSED
     assert "TSIG" in (record.error or "") and "refused" in (record.error or "")
     assert [s.name for s in record.steps] == ["read", "issue"]
-    assert sim.cluster_cert_pem("proxy") == before
+    assert simulator.cluster_cert_pem("proxy") == before
     assert named.txt() == set()
 
 
@@ -239,37 +230,37 @@ class WrongValueDNS(RFC2136Provider):
 
 
 def test_pebble_refuses_the_challenge(
-    tmp_path: Path, sim: ClusterSimulator, ca_files: tuple[Path, Path], state_dir: Path,
+    tmp_path: Path, simulator: ClusterSimulator, ca_files: tuple[Path, Path], state_dir: Path,
     named: NamedServer, pebble: PebbleServer,  # noqa: F811
 ) -> None:
-    inventory = acme_inventory(tmp_path, sim, ca_files, named, pebble)
+    inventory = acme_inventory(tmp_path, simulator, ca_files, named, pebble)
     dns = WrongValueDNS(server=named.address, tsig_key_name=TSIG_NAME, tsig_secret=named.tsig_secret,
                         propagation_servers=[named.address], poll_interval=0.1)
     issuer = AcmeIssuer("pebble", pebble.directory_url, "ops@example.com", ca_bundle=pebble.tls_cert,
                         trust_roots=pebble.root_file, dns_provider=dns)
-    before = sim.cluster_cert_pem("proxy")
+    before = simulator.cluster_cert_pem("proxy")
     record = rotate(inventory, "proxy", issuer=issuer)
     assert record.outcome is Outcome.REFUSED
     assert record.problem is not None and record.problem["type"].endswith(":unauthorized"), record.problem
     assert "challenge validation failed" in (record.error or "")
     assert "unauthorized" in (record.error or "")
-    assert sim.cluster_cert_pem("proxy") == before
+    assert simulator.cluster_cert_pem("proxy") == before
     assert named.txt() == set()
     assert RotationRecord.from_dict(record.to_dict()).problem == record.problem
 
 
 def test_unreachable_directory_is_a_retryable_failed_rotation(
-    tmp_path: Path, sim: ClusterSimulator, ca_files: tuple[Path, Path], state_dir: Path,
+    tmp_path: Path, simulator: ClusterSimulator, ca_files: tuple[Path, Path], state_dir: Path,
     named: NamedServer, pebble: PebbleServer,  # noqa: F811
 ) -> None:
-    inventory = acme_inventory(tmp_path, sim, ca_files, named, pebble,
+    inventory = acme_inventory(tmp_path, simulator, ca_files, named, pebble,
                                directory=f"https://127.0.0.1:{free_port()}/dir")
-    before = sim.cluster_cert_pem("api")
+    before = simulator.cluster_cert_pem("api")
     record = rotate(inventory, "api")
     assert record.outcome is Outcome.REFUSED
     assert "directory unreachable" in (record.error or "")
     assert record.retryable is True
-    assert sim.cluster_cert_pem("api") == before
+    assert simulator.cluster_cert_pem("api") == before
     assert named.txt() == set()
 
 
@@ -356,16 +347,16 @@ def test_rate_limited_answer_becomes_retry_after_over_real_http(tmp_path: Path, 
 
 
 def test_rate_limit_is_recorded_on_the_failed_rotation(
-    tmp_path: Path, sim: ClusterSimulator, ca_files: tuple[Path, Path], state_dir: Path, fake_ca: _FakeCA,
+    tmp_path: Path, simulator: ClusterSimulator, ca_files: tuple[Path, Path], state_dir: Path, fake_ca: _FakeCA,
 ) -> None:
-    inventory = load_inventory(write_inventory(tmp_path / "inv.yaml", sim, ca_files,
+    inventory = load_inventory(write_inventory(tmp_path / "inv.yaml", simulator, ca_files,
                                                cluster_overrides={"certificates": {"api": {"hosts": [ZONE]}}}))
-    before = sim.cluster_cert_pem("api")
+    before = simulator.cluster_cert_pem("api")
     record = rotate(inventory, "api", issuer=AcmeIssuer("ca", f"{fake_ca.url}/dir", challenge="http-01"))
     assert record.outcome is Outcome.REFUSED
     assert record.retryable is True and record.retry_after == 90, record.error
     assert record.problem and record.problem["type"].endswith(":rateLimited")
-    assert sim.cluster_cert_pem("api") == before
+    assert simulator.cluster_cert_pem("api") == before
 
 
 @pytest.mark.parametrize(("code", "header", "retryable", "wait"), [
