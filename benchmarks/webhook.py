@@ -1,14 +1,16 @@
 """Acknowledgement latency of the chat-ops webhook under load, against a baseline in the same run.
 
-    .venv/bin/python benchmarks/webhook.py [--duration 20] [--clients 50] [--rate 2] [--rotate-share 0.2] [--json]
+    .venv/bin/python benchmarks/webhook.py [--duration 20] [--clients 50] [--rate 2] [--rotate-share 0.2]
+                                           [--processes 2] [--threads 8] [--mode both] [--json]
 
-Starts its own redis-server and `rotation webhook` (uvicorn, one process) on free loopback ports,
+Starts its own redis-server and `rotation webhook` (uvicorn, --processes) on free loopback ports,
 then runs --clients concurrent asyncio callers (one keep-alive connection each) sending Slack-signed
 slash commands (every body unique: a replay would be refused) for --duration seconds:
 
-- ``status east``          the read path: verify, replay cache, allow-list, state read from Redis
-                             (rotation.status.service_status), audit record
-- ``rotate east proxy``    the write path: names checked, pending marker claimed; the first one is
+- ``status east``          the read path: verify, allow-list, the state as rotation.status.service_status
+                             reads it (cached --status-cache seconds, so mostly answered on the event
+                             loop), replay cache and audit record in one Redis script
+- ``rotate east proxy``    the write path (a handler thread): names checked, pending marker claimed; the first one is
                              really queued into Redis (no worker runs, so it stays queued), every later
                              one is refused as "already in progress" after the same checks
 

@@ -47,7 +47,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from rotation.chatops import AllowList, AuditLog, Caller, ChatOps, Confirmations, click, respond
+from rotation.chatops import AllowList, AuditLog, Caller, ChatOps, Command, Confirmations, click, handle, respond
 from rotation.chatops.answers import Answer
 from rotation.chatops.audit import AsyncAuditLog, AuditBuffer, AuditRecord, Decision
 from rotation.chatops.grammar import Help, Status, UsageError, parse
@@ -267,26 +267,30 @@ class Webhook:
         return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs), limiter=self.limiter,
                                               abandon_on_cancel=True)
 
-    def from_memory(self, text: str) -> bool:
-        """Can ``text`` be answered without reading the service's state? (then: on the event loop)"""
-        try:
-            command = parse(text)
-        except UsageError:
-            return True
-        return isinstance(command, Help) or (isinstance(command, Status) and self.status_in_memory(command.cluster))
+    def from_memory(self, command: Command | None) -> bool:
+        """Can this be answered without reading the service's state (then: on the event loop)?
+        ``None`` is text that did not parse: a usage answer."""
+        return command is None or isinstance(command, Help) or (
+            isinstance(command, Status) and self.status_in_memory(command.cluster))
 
     async def answer(self, text: str, caller: Caller, snapshot: Snapshot, reply_url: str | None,
                      mark: str | None) -> Answer | None:
         """The answer to an authenticated command, or None for a replay (then nothing was done).
         From memory: answered first, then the replay check and the audit record in one step
         (nothing else happened, so a replay only loses its answer); otherwise checked first."""
-        if self.from_memory(text):
+        try:
+            command: Command | None = parse(text)
+        except UsageError:
+            command = None
+        # Parsed once here: respond() only for the usage answer (and its audit record).
+        act = partial(respond, text) if command is None else partial(handle, command, text=text)
+        if self.from_memory(command):
             audit = AuditBuffer()
-            answer = respond(text, caller, self.env(snapshot, audit, on_loop=True), reply_url=reply_url)
+            answer = act(caller, self.env(snapshot, audit, on_loop=True), reply_url=reply_url)
             return answer if await self.write_audit(audit.records, mark) else None
         if not await self.first_time(mark):
             return None
-        return await self.in_thread(respond, text, caller, self.env(snapshot), reply_url=reply_url)
+        return await self.in_thread(act, caller, self.env(snapshot), reply_url=reply_url)
 
     def reply_url(self, url: str | None, snapshot: Snapshot) -> str | None:
         """Only URLs under the configured prefixes get posts (a forged one would make us an SSRF relay)."""
