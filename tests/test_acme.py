@@ -88,6 +88,12 @@ def verified_fingerprint(host: str, port: int, sni: str, root: Path) -> str:
     return certs.der_fingerprint(der)
 
 
+def dns_provider(server: NamedServer) -> RFC2136Provider:
+    """DNS-01 through the test's BIND, polled fast."""
+    return RFC2136Provider(server=server.address, tsig_key_name=TSIG_NAME, tsig_secret=server.tsig_secret,
+                           propagation_servers=[server.address], poll_interval=0.1)
+
+
 def served_by_all_nodes(sim: ClusterSimulator, cert: CertName, root: Path) -> set[str]:
     if cert is CertName.PROXY:
         return {verified_fingerprint(a, 12000, f"redis-12000.{ZONE}", root) for a in sim.node_addresses}
@@ -139,8 +145,7 @@ def test_external_account_binding_required_by_pebble(
     tmp_path: Path, state_dir: Path, named: NamedServer, pebble_eab: PebbleServer,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    dns = RFC2136Provider(server=named.address, tsig_key_name=TSIG_NAME, tsig_secret=named.tsig_secret,
-                          propagation_servers=[named.address], poll_interval=0.1)
+    dns = dns_provider(named)
     common = {"ca_bundle": pebble_eab.tls_cert, "trust_roots": pebble_eab.root_file, "dns_provider": dns}
     without = AcmeIssuer("no-eab", pebble_eab.directory_url, "ops@example.com", **common)  # type: ignore[arg-type]
     with pytest.raises(IssuerError) as caught:
@@ -168,8 +173,7 @@ def test_account_is_stored_encrypted_reused_and_reregistered_when_deactivated(
     tmp_path: Path, state_dir: Path, named: NamedServer, pebble: PebbleServer,  # noqa: F811
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    dns = RFC2136Provider(server=named.address, tsig_key_name=TSIG_NAME, tsig_secret=named.tsig_secret,
-                          propagation_servers=[named.address], poll_interval=0.1)
+    dns = dns_provider(named)
     store = LocalSecretStore(tmp_path / "accounts", SecretBox([SecretBox.generate_key().encode()]))
     issuer = AcmeIssuer("pebble", pebble.directory_url, "ops@example.com", ca_bundle=pebble.tls_cert,
                         dns_provider=dns, secret_store=store, key_type=KeyType.RSA_2048)
