@@ -62,17 +62,34 @@ class ReplyBudget:
 
     def register(self, url: str, *, progress: bool = True) -> None:
         """Start the window when the command is acknowledged (the acknowledgement is not a post)."""
-        key = self._key(url)
         pipe = self.redis.pipeline(transaction=True)
+        self.queue_register(pipe, url, progress=progress)
+        pipe.execute()
+
+    @classmethod
+    def queue_register(cls, pipe: Any, url: str, *, progress: bool) -> None:
+        """``register``'s commands, queued on a pipeline (sync or ``redis.asyncio``) for its caller to run."""
+        key = cls._key(url)
         pipe.hsetnx(key, "posts", 0)
         pipe.hset(key, "progress", 1 if progress else 0)
         pipe.expire(key, REPLY_WINDOW)
-        pipe.execute()
 
     def take(self, url: str, *, final: bool) -> bool:
         """One post, if the budget allows: progress keeps the last post for the result."""
         limit = REPLY_POSTS if final else REPLY_POSTS - 1
         return int(self.redis.eval(_TAKE, 1, self._key(url), limit, "final" if final else "progress")) > 0
+
+
+class AsyncReplyBudget:
+    """``ReplyBudget.register`` through a ``redis.asyncio`` client (the webhook's event loop)."""
+
+    def __init__(self, client: Any) -> None:
+        self.redis = client
+
+    async def register(self, url: str, *, progress: bool = True) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        ReplyBudget.queue_register(pipe, url, progress=progress)
+        await pipe.execute()
 
 
 class Notifier:
@@ -145,4 +162,4 @@ class RotationReporter:
             self.notifier.notify(answer)
 
 
-__all__ = ["Notifier", "ReplyBudget", "RotationReporter", "host_of"]
+__all__ = ["AsyncReplyBudget", "Notifier", "ReplyBudget", "RotationReporter", "host_of"]

@@ -166,10 +166,7 @@ class RedisStore:
     # --- queue markers -------------------------------------------------------------------
     def claim_pending(self, cluster: str, cert_name: str, rotation_id: str, ttl_seconds: int) -> str | None:
         """Mark (cluster, cert) as queued; returns the id already holding it, or None if we got it."""
-        # One round trip, atomically: no window where the marker expires between SET and GET.
-        holder = self.redis.eval(_CLAIM, 2, _key("pending", cluster, cert_name), _key("index", "pending"),
-                                 rotation_id, ttl_seconds, f"{cluster}:{cert_name}")
-        return holder or None
+        return self.redis.eval(*claim_pending_command(cluster, cert_name, rotation_id, ttl_seconds)) or None
 
     def move_pending(self, cluster: str, cert_name: str, old_id: str, new_id: str) -> None:
         """A retry continues under a new id: point the marker at it (only if it is still ours)."""
@@ -218,6 +215,14 @@ _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
+
+
+def claim_pending_command(cluster: str, cert_name: str, rotation_id: str, ttl_seconds: int) -> tuple[Any, ...]:
+    """``EVAL`` arguments of ``claim_pending``, for a sync or a ``redis.asyncio`` client: the id
+    holding (cluster, cert) already, or nil when the claim is ours. One round trip, atomically:
+    no window where the marker expires between SET and GET."""
+    return (_CLAIM, 2, _key("pending", cluster, cert_name), _key("index", "pending"), rotation_id, ttl_seconds,
+            f"{cluster}:{cert_name}")
 
 
 def _compare_and_delete(client: redis.Redis, key: str, value: str) -> None:

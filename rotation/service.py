@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from rotation.cluster import SessionPool, build_issuer, open_cluster
 from rotation.config import Inventory, ServiceSettings, load_inventory, local_state_dir, resolve_config_path
-from rotation.errors import RotationError
+from rotation.errors import RotationError, RotationInProgress
 from rotation.model import CertName, Outcome, RotationRecord, Step, Trigger
 from rotation.pipeline import RotationOptions, rotate, utc_now
 from rotation.policy import Health
@@ -315,6 +315,19 @@ def rotate_inline(
         return records
 
 
+@dataclass(frozen=True)
+class Claim:
+    """(cluster, certificate) reserved for one rotation id: its pending marker is ours until it ends."""
+
+    cluster: str
+    cert_name: str
+    rotation_id: str
+
+    def in_progress(self, holder: str) -> RotationInProgress:
+        """The refusal when ``holder`` has (cluster, certificate) already."""
+        return RotationInProgress(f"{self.cluster}/{self.cert_name}: a rotation is already in progress ({holder})")
+
+
 class RotationQueue(Protocol):
     """What the CLI and the webhook need from the queue (implemented in workers/, with Celery)."""
 
@@ -367,6 +380,7 @@ def _lost(rotation_id: str) -> RotationRecord:
 
 __all__ = [
     "CheckReport",
+    "Claim",
     "RotationQueue",
     "follow",
     "ScanResult",

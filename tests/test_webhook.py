@@ -407,3 +407,32 @@ def test_a_status_answered_from_memory_is_audited_and_its_replay_does_nothing(
     assert len(audit) == 2 and audit[0]["command"] == "status sim" and audit[0]["decision"] == "allowed"
     assert chat.post("/chatops/slack", body, headers).status_code == 401  # replay: refused, not audited
     assert len(chat.audit()) == 2
+
+
+def test_a_rotation_in_progress_is_refused_on_the_loop_and_its_replay_writes_nothing(
+    simulator: ClusterSimulator, webhook
+) -> None:
+    chat = webhook()  # no worker: a queued rotation stays queued
+    queued = chat.slack("rotate sim proxy").json()
+    assert "queued as" in queued["text"], queued
+    holder = chat.redis.get("rotation:pending:sim:proxy")
+    assert holder and holder in queued["text"] and chat.redis.llen("rotation") == 1
+
+    body = chat.slack_body("rotate sim proxy")
+    headers = chat.slack_headers(body)
+    busy = chat.post("/chatops/slack", body, headers).json()
+    assert "already in progress" in busy["text"] and holder in busy["text"], busy
+    audit = chat.audit()
+    assert [a["decision"] for a in audit] == ["refused", "allowed"]
+    assert chat.post("/chatops/slack", body, headers).status_code == 401  # replay: refused, nothing written
+    assert len(chat.audit()) == 2 and chat.redis.get("rotation:pending:sim:proxy") == holder
+    assert chat.redis.llen("rotation") == 1
+
+    # A rotation running without a pending marker (its lock held): refused, and the claim given back.
+    chat.redis.set("rotation:lock:sim:cm", "a worker elsewhere")
+    running = chat.slack("rotate sim cm").json()
+    assert "already in progress (a worker elsewhere)" in running["text"], running
+    assert chat.redis.get("rotation:pending:sim:cm") is None and chat.redis.llen("rotation") == 1
+    chat.redis.delete("rotation:lock:sim:cm")
+    assert "queued as" in chat.slack("rotate sim cm").json()["text"]
+    assert chat.redis.llen("rotation") == 2

@@ -137,20 +137,22 @@ def webhook(
     port: Annotated[int, typer.Option(help="Listen port.")] = 8088,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Inventory YAML.")] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request line.")] = False,
-    threads: Annotated[int, typer.Option(help="Handler threads (Redis and queue calls).", min=1)] = 8,
+    threads: Annotated[int, typer.Option(help="Threads per process for blocking calls (Celery's publish, "
+                                                "history, a status read past its cache).", min=1)] = 8,
     status_cache: Annotated[float, typer.Option(help="Seconds a `status` answer may be reused (0: never).")] = 1.0,
-    processes: Annotated[int, typer.Option(help="uvicorn worker processes sharing the port.", min=1)] = 1,
+    processes: Annotated[int, typer.Option(help="Processes sharing the port (SO_REUSEPORT; the kernel spreads "
+                                                  "connections across them).", min=1)] = 1,
     log_format: LogFormat = "plain",
     log_level: LogLevel = "INFO",
 ) -> None:
     """Serve the chat-ops webhook (Slack, Mattermost, generic HMAC): status, check and rotations from chat."""
     configure_logging(log_level, log_format)
     from rotation.errors import RotationError
-    from workers.webhook import serve
+    from workers.webhook_server import serve
 
     try:
-        serve(host, port, config_path=config, log_level=log_level, access_log=access_log, threads=threads,
-              status_cache=status_cache, processes=processes)
+        serve(host, port, config_path=config, log_level=log_level, log_format=log_format, access_log=access_log,
+              threads=threads, status_cache=status_cache, processes=processes)
     except RotationError as exc:
         raise cli.fail(exc.message) from None
 

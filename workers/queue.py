@@ -10,10 +10,10 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from rotation.errors import ConfigError, RotationInProgress
+from rotation.errors import ConfigError
 from rotation.model import RotationRecord, Trigger
 from rotation.pipeline import utc_now
-from rotation.service import ServiceContext
+from rotation.service import Claim, ServiceContext
 from workers.celery_app import celery_app
 
 ROTATE_TASK = "rotation.rotate_certificate"
@@ -26,10 +26,14 @@ class RotationQueue:
             raise ConfigError("the queue needs Redis (ROTATION_STORE=redis and ROTATION_REDIS_URL)")
         self.store = ctx.redis_store
 
-    def _pending_ttl(self, countdown: float) -> int:
+    def pending_ttl(self, countdown: float = 0.0) -> int:
         # Long enough for every retry of the task; short enough that a lost message frees the slot.
         per_try = self.ctx.settings.task_time_limit + timedelta(minutes=5)
         return int((per_try * 5).total_seconds() + countdown)
+
+    def new_claim(self, cluster: str, cert_name: str) -> Claim:
+        """A claim to make: the canonical name and a new rotation id (unknown names fail here)."""
+        return Claim(cluster, str(self.ctx.inventory().plan(cluster, cert_name).cert_name), uuid.uuid4().hex[:12])
 
     def submit(
         self,
@@ -42,26 +46,39 @@ class RotationQueue:
         countdown: float = 0.0,
     ) -> str:
         """Queue a rotation; returns its id. RotationInProgress if one is queued or running."""
-        plan = self.ctx.inventory().plan(cluster, cert_name)  # unknown names fail here, before anything
-        name = str(plan.cert_name)
-        rotation_id = uuid.uuid4().hex[:12]
-        holder = self.store.claim_pending(cluster, name, rotation_id, self._pending_ttl(countdown))
+        claim = self.new_claim(cluster, cert_name)
+        holder = self.store.claim_pending(cluster, claim.cert_name, claim.rotation_id, self.pending_ttl(countdown))
         if holder is not None:
-            raise RotationInProgress(f"{cluster}/{name}: a rotation is already in progress (rotation {holder})")
+            raise claim.in_progress(f"rotation {holder}")
+        return self.dispatch(claim, trigger=trigger, requested_by=requested_by, reply_url=reply_url,
+                             countdown=countdown)
+
+    def dispatch(self, claim: Claim, *, trigger: Trigger | str, requested_by: str | None, reply_url: str | None,
+                 countdown: float = 0.0) -> str:
+        """The rest of ``submit`` once the pending marker is ours: record the rotation and send the task."""
+        cluster, name, rotation_id = claim.cluster, claim.cert_name, claim.rotation_id
         running = getattr(self.ctx.locker, "holder", lambda *_: None)(cluster, name)
         if running:
             self.store.release_pending(cluster, name, rotation_id)
-            raise RotationInProgress(f"{cluster}/{name}: a rotation is already in progress ({running})")
-        self.store.save(RotationRecord(id=rotation_id, cluster=cluster, cert_name=name, trigger=str(trigger),
-                                       started_at=utc_now(), requested_by=requested_by))
-        celery_app.send_task(
-            ROTATE_TASK,
-            kwargs={"cluster": cluster, "cert_name": name, "rotation_id": rotation_id, "trigger": str(trigger),
-                    "requested_by": requested_by, "reply_url": reply_url},
-            task_id=rotation_id,
-            countdown=countdown or None,
-        )
+            raise claim.in_progress(running)
+        try:
+            self.store.save(RotationRecord(id=rotation_id, cluster=cluster, cert_name=name, trigger=str(trigger),
+                                           started_at=utc_now(), requested_by=requested_by))
+            celery_app.send_task(
+                ROTATE_TASK,
+                kwargs={"cluster": cluster, "cert_name": name, "rotation_id": rotation_id, "trigger": str(trigger),
+                        "requested_by": requested_by, "reply_url": reply_url},
+                task_id=rotation_id,
+                countdown=countdown or None,
+            )
+        except Exception:
+            self.store.release_pending(cluster, name, rotation_id)  # not queued: the next request may be
+            raise
         return rotation_id
+
+    def release(self, claim: Claim) -> None:
+        """Give back a claim that will not be dispatched."""
+        self.store.release_pending(claim.cluster, claim.cert_name, claim.rotation_id)
 
     def hand_over(self, cluster: str, cert_name: str, old_id: str, new_id: str) -> None:
         """A retry continues under a new rotation id: move the marker so followers can find it."""
@@ -72,3 +89,4 @@ class RotationQueue:
 
     def current(self, cluster: str, cert_name: str) -> str | None:
         return self.store.pending().get((cluster, cert_name))
+

@@ -57,7 +57,7 @@ class AuditRecord:
         return data
 
 
-# Push and cap every list in one command (the webhook appends on each request).
+# Push and cap every list in one script (the webhook appends on each request).
 _APPEND = """
 for _, key in ipairs(KEYS) do
   redis.call('LPUSH', key, ARGV[1])
@@ -76,14 +76,11 @@ def _entry(record: AuditRecord) -> str:
 
 
 class AuditLog:
-    """``client`` is a redis.Redis with ``decode_responses=True``."""
+    """Reads the trail (``rotation history``, ``status``). ``client``: a redis.Redis with
+    ``decode_responses=True``. The webhook writes it (``append_command``)."""
 
     def __init__(self, client: Any) -> None:
         self.redis = client
-        self._append = client.register_script(_APPEND)
-
-    def append(self, record: AuditRecord) -> None:
-        self._append(keys=_lists(record), args=[_entry(record), KEEP])
 
     def recent(self, limit: int = 50, cluster: str | None = None) -> list[dict[str, Any]]:
         """Newest first; with ``cluster``, only the commands that named it."""
@@ -91,41 +88,10 @@ class AuditLog:
         return [json.loads(r) for r in self.redis.lrange(key, 0, max(0, limit - 1))]
 
 
-# The same, only if KEYS[1] (a request's replay mark) is new: then the mark is set, with a TTL.
-_APPEND_ONCE = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[3])) then return 0 end
-for i = 2, #KEYS do
-  redis.call('LPUSH', KEYS[i], ARGV[1])
-  redis.call('LTRIM', KEYS[i], 0, tonumber(ARGV[2]) - 1)
-end
-return 1
-"""
+def append_command(record: AuditRecord) -> tuple[Any, ...]:
+    """``EVAL`` arguments that append ``record`` (the webhook runs them through its replay guard)."""
+    keys = _lists(record)
+    return (_APPEND, len(keys), *keys, _entry(record), KEEP)
 
 
-class AsyncAuditLog:
-    """The same trail through a ``redis.asyncio`` client (the webhook's event loop)."""
-
-    def __init__(self, client: Any) -> None:
-        self._append = client.register_script(_APPEND)
-        self._append_once = client.register_script(_APPEND_ONCE)
-
-    async def append(self, record: AuditRecord) -> None:
-        await self._append(keys=_lists(record), args=[_entry(record), KEEP])
-
-    async def append_once(self, record: AuditRecord, *, mark: str, ttl: int) -> bool:
-        """Set ``mark`` and append, in one step, unless ``mark`` exists (then write nothing, return
-        False): the webhook's replay check and the record of a command answered from memory."""
-        return bool(await self._append_once(keys=[mark, *_lists(record)], args=[_entry(record), KEEP, ttl]))
-
-
-class AuditBuffer:
-    """Collects one request's records so that the caller writes them before answering."""
-
-    def __init__(self) -> None:
-        self.records: list[AuditRecord] = []
-
-    def append(self, record: AuditRecord) -> None:
-        self.records.append(record)
-
-
-__all__ = ["AsyncAuditLog", "AuditBuffer", "AuditLog", "AuditRecord", "Decision"]
+__all__ = ["AuditLog", "AuditRecord", "Decision", "append_command"]

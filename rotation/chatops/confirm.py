@@ -39,13 +39,13 @@ def _key(nonce: str) -> str:
 
 
 class Confirmations:
-    """Nonces in Redis. ``client`` is a redis.Redis with ``decode_responses=True``."""
+    """Nonces in Redis. ``client`` is a ``redis.asyncio.Redis`` with ``decode_responses=True``."""
 
     def __init__(self, client: Any, ttl: timedelta) -> None:
         self.redis = client
         self.ttl = ttl
 
-    def issue(self, command: Rotate, caller: Caller, now: datetime) -> str:
+    async def issue(self, command: Rotate, caller: Caller, now: datetime) -> str:
         for _ in range(3):
             nonce = secrets.token_urlsafe(16)
             data = {
@@ -54,13 +54,13 @@ class Confirmations:
                 "expires_at": (now + self.ttl).isoformat(),
             }
             seconds = max(1, int(self.ttl.total_seconds()))
-            if self.redis.set(_key(nonce), json.dumps(data), nx=True, ex=seconds):
+            if await self.redis.set(_key(nonce), json.dumps(data), nx=True, ex=seconds):
                 return nonce
         raise ConfirmationError("could not store a confirmation")  # three collisions of 128 random bits
 
-    def redeem(self, nonce: str, caller: Caller, now: datetime) -> Pending:
+    async def redeem(self, nonce: str, caller: Caller, now: datetime) -> Pending:
         """Consume the nonce. ConfirmationError unless it is live and ``caller`` is its owner."""
-        raw = self.redis.getdel(_key(nonce)) if nonce else None
+        raw = await self.redis.getdel(_key(nonce)) if nonce else None
         if not raw:
             raise ConfirmationError("this confirmation has expired or was already used")
         data = json.loads(raw)

@@ -6,26 +6,30 @@ that cluster -> act. Acting is reading Redis (status, history) or queueing (chec
 rotation); nothing here talks to a cluster, so the webhook can answer within Slack's 3 s.
 A rotation of every certificate, or of a cluster marked ``confirm: true``, first issues a
 single-use nonce and answers with a button; only redeeming it (re-checked) queues the work.
+
+The use case is a coroutine and its ports are awaited: the webhook runs it on its event loop,
+with Redis through ``redis.asyncio`` and only blocking work (Celery's publish, a cold status
+read) in threads, so a busy webhook does not pay a thread hop per command.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from rotation.chatops import answers
 from rotation.chatops.answers import Answer
 from rotation.chatops.audit import AuditRecord, Decision
 from rotation.chatops.authz import AllowList, Caller, Permission
-from rotation.chatops.confirm import ConfirmationError, Confirmations
+from rotation.chatops.confirm import ConfirmationError, Pending
 from rotation.chatops.grammar import Check, Command, Confirm, Help, History, Rotate, Status, UsageError, parse, render
 from rotation.config import Inventory
 from rotation.errors import ConfigError, RotationError, RotationInProgress
 from rotation.model import RotationRecord, Trigger
-from rotation.service import RotationQueue
+from rotation.service import Claim
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +37,46 @@ log = logging.getLogger(__name__)
 class ChatTasks(Protocol):
     """Chat work that needs the cluster, queued for a worker that posts the answer (workers/)."""
 
-    def check(self, cluster: str, *, requested_by: str, reply_url: str | None) -> str: ...
+    async def check(self, cluster: str, *, requested_by: str, reply_url: str | None) -> str: ...
 
-    def dry_run(self, cluster: str, cert_names: Sequence[str], *, requested_by: str, reply_url: str | None) -> str: ...
+    async def dry_run(self, cluster: str, cert_names: Sequence[str], *, requested_by: str,
+                      reply_url: str | None) -> str: ...
+
+
+class Rotations(Protocol):
+    """The rotation queue, in two steps (``workers.queue.RotationQueue``)."""
+
+    async def claim(self, cluster: str, cert_name: str) -> Claim:
+        """Reserve (cluster, cert) for a new rotation id, or raise RotationInProgress."""
+        ...
+
+    async def dispatch(self, claim: Claim, *, trigger: Trigger | str, requested_by: str | None,
+                       reply_url: str | None) -> str:
+        """Record and send the claimed rotation; its id. RotationInProgress (the claim is then
+        given back) if one is running already."""
+        ...
+
+    async def release(self, claim: Claim) -> None: ...
+
+
+class ConfirmationStore(Protocol):
+    """``rotation.chatops.confirm.Confirmations``."""
+
+    ttl: timedelta
+
+    async def issue(self, command: Rotate, caller: Caller, now: datetime) -> str: ...
+
+    async def redeem(self, nonce: str, caller: Caller, now: datetime) -> Pending: ...
 
 
 class Replies(Protocol):
-    def register(self, url: str, *, progress: bool = True) -> None: ...
+    async def register(self, url: str, *, progress: bool = True) -> None: ...
 
 
 class AuditSink(Protocol):
-    """``AuditLog`` (writes at once) or ``AuditBuffer`` (the caller writes before answering)."""
+    """Where the audit records go (the webhook: ``rotation.chatops.audit.append_command``)."""
 
-    def append(self, record: AuditRecord) -> None: ...
+    async def append(self, record: AuditRecord) -> None: ...
 
 
 @dataclass
@@ -54,11 +85,11 @@ class ChatOps:
 
     inventory: Callable[[], Inventory]
     allow: Callable[[], AllowList]
-    status: Callable[[str | None], dict[str, Any]]  # rotation.status.service_status, bound
-    history: Callable[[str, str | None, int], list[RotationRecord]]  # RecordStore.history
-    rotations: RotationQueue
+    status: Callable[[str | None], Awaitable[dict[str, Any]]]  # rotation.status.service_status, bound
+    history: Callable[[str, str | None, int], Awaitable[list[RotationRecord]]]  # RecordStore.history
+    rotations: Rotations
     tasks: ChatTasks
-    confirmations: Confirmations
+    confirmations: ConfirmationStore
     audit: AuditSink
     clock: Callable[[], datetime]
     replies: Replies | None = None
@@ -80,53 +111,53 @@ class _Outcome:
     task_ids: tuple[str, ...] = ()
 
 
-def respond(text: str, caller: Caller, env: ChatOps, *, reply_url: str | None = None) -> Answer:
+async def respond(text: str, caller: Caller, env: ChatOps, *, reply_url: str | None = None) -> Answer:
     """Parse and handle the text of a slash command (or a generic caller's ``text``)."""
     try:
         command = parse(text)
     except UsageError as exc:
-        env.audit.append(AuditRecord.of(caller, text, Decision.INVALID, exc.message, env.clock()))
+        await env.audit.append(AuditRecord.of(caller, text, Decision.INVALID, exc.message, env.clock()))
         return answers.usage_answer(exc.answer)
-    return handle(command, caller, env, text=text, reply_url=reply_url)
+    return await handle(command, caller, env, text=text, reply_url=reply_url)
 
 
-def handle(command: Command, caller: Caller, env: ChatOps, *, text: str | None = None,
-           reply_url: str | None = None) -> Answer:
+async def handle(command: Command, caller: Caller, env: ChatOps, *, text: str | None = None,
+                 reply_url: str | None = None) -> Answer:
     """Run one parsed command for ``caller``; always returns an answer and leaves an audit record."""
     try:
-        outcome = _dispatch(command, caller, env, reply_url)
+        outcome = await _dispatch(command, caller, env, reply_url)
     except _Refused as exc:
         outcome = _Outcome(answers.refused(exc.reason), Decision.REFUSED, exc.reason, exc.cluster)
     except RotationError as exc:  # the service's state could not be read or written: say so
         outcome = _Outcome(answers.refused(exc.message), Decision.REFUSED, exc.message)
-    env.audit.append(AuditRecord.of(caller, text if text is not None else render(command), outcome.decision,
-                                    outcome.reason, env.clock(), cluster=outcome.cluster,
-                                    task_ids=outcome.task_ids))
+    await env.audit.append(AuditRecord.of(caller, text if text is not None else render(command), outcome.decision,
+                                          outcome.reason, env.clock(), cluster=outcome.cluster,
+                                          task_ids=outcome.task_ids))
     log.info("chat %s by %s in %s: %s %s %s", render(command), caller.label, caller.channel or "-",
              outcome.decision, outcome.reason, " ".join(outcome.task_ids))
     return outcome.answer
 
 
-def click(action: str, nonce: str, caller: Caller, env: ChatOps, *, reply_url: str | None = None) -> Answer:
+async def click(action: str, nonce: str, caller: Caller, env: ChatOps, *, reply_url: str | None = None) -> Answer:
     """A button of a confirmation prompt (Slack block_actions)."""
     if action == answers.CANCEL_ACTION:
         try:
-            pending = env.confirmations.redeem(nonce, caller, env.clock())
+            pending = await env.confirmations.redeem(nonce, caller, env.clock())
         except ConfirmationError as exc:
-            env.audit.append(AuditRecord.of(caller, "cancel", Decision.REFUSED, exc.message, env.clock()))
+            await env.audit.append(AuditRecord.of(caller, "cancel", Decision.REFUSED, exc.message, env.clock()))
             return answers.refused(exc.message)
-        env.audit.append(AuditRecord.of(caller, f"cancel {render(pending.command)}", Decision.ALLOWED, "cancelled",
-                                        env.clock(), cluster=pending.command.cluster))
+        await env.audit.append(AuditRecord.of(caller, f"cancel {render(pending.command)}", Decision.ALLOWED,
+                                              "cancelled", env.clock(), cluster=pending.command.cluster))
         return answers.cancelled()
     if action != answers.CONFIRM_ACTION:
-        env.audit.append(AuditRecord.of(caller, f"button {action[:40]}", Decision.INVALID, "unknown button",
-                                        env.clock()))
+        await env.audit.append(AuditRecord.of(caller, f"button {action[:40]}", Decision.INVALID, "unknown button",
+                                              env.clock()))
         return answers.refused("unknown button")
-    return handle(Confirm(nonce), caller, env, text="confirm (button)", reply_url=reply_url)
+    return await handle(Confirm(nonce), caller, env, text="confirm (button)", reply_url=reply_url)
 
 
 # --- the commands ------------------------------------------------------------------------------
-def _dispatch(command: Command, caller: Caller, env: ChatOps, reply_url: str | None) -> _Outcome:
+async def _dispatch(command: Command, caller: Caller, env: ChatOps, reply_url: str | None) -> _Outcome:
     allow = env.allow()
     if isinstance(command, Help):
         return _Outcome(answers.help_answer(), Decision.ALLOWED)
@@ -138,13 +169,13 @@ def _dispatch(command: Command, caller: Caller, env: ChatOps, reply_url: str | N
             readable = allow.readable(caller, sorted(inventory.clusters))
             if not readable:
                 raise _Refused("you may not read any cluster")
-            report = env.status(None)
+            report = await env.status(None)
             rows = [r for r in report["certificates"] if r["cluster"] in readable]
             flying = [f for f in report["in_flight"] if f["cluster"] in readable]
             return _Outcome(answers.status_answer(rows, flying, readable), Decision.ALLOWED)
         case Status(cluster=str(cluster)):
             _may(allow, caller, inventory, cluster, Permission.READ)
-            report = env.status(cluster)
+            report = await env.status(cluster)
             return _Outcome(answers.status_answer(report["certificates"], report["in_flight"], [cluster]),
                             Decision.ALLOWED, cluster=cluster)
         case History(cluster=cluster, cert=cert):
@@ -152,58 +183,72 @@ def _dispatch(command: Command, caller: Caller, env: ChatOps, reply_url: str | N
             names = [str(cert)] if cert else _managed(inventory, cluster)
             if cert and str(cert) not in _managed(inventory, cluster):
                 raise _Refused(f"{cluster} does not manage {cert}", cluster)
-            records = sorted((r for name in names for r in env.history(cluster, name, 10)),
-                             key=lambda r: r.started_at, reverse=True)[:10]
+            found = [await env.history(cluster, name, 10) for name in names]
+            records = sorted((r for some in found for r in some), key=lambda r: r.started_at, reverse=True)[:10]
             return _Outcome(answers.history_answer(cluster, records), Decision.ALLOWED, cluster=cluster)
         case Check(cluster=cluster):
             _may(allow, caller, inventory, cluster, Permission.READ)
-            reply_url = _registered(env, reply_url, progress=False)
-            task_id = env.tasks.check(cluster, requested_by=caller.label, reply_url=reply_url)
+            reply_url = await _registered(env, reply_url, progress=False)
+            task_id = await env.tasks.check(cluster, requested_by=caller.label, reply_url=reply_url)
             return _Outcome(answers.check_queued(cluster, task_id), Decision.ALLOWED, cluster=cluster,
                             task_ids=(task_id,))
         case Rotate():
-            return _rotate(command, caller, env, inventory, allow, reply_url)
+            return await _rotate(command, caller, env, inventory, allow, reply_url)
         case Confirm(nonce=nonce):
             try:
-                pending = env.confirmations.redeem(nonce, caller, env.clock())
+                pending = await env.confirmations.redeem(nonce, caller, env.clock())
             except ConfirmationError as exc:
                 raise _Refused(exc.message) from None
-            return _queue(pending.command, caller, env, env.inventory(), env.allow(), reply_url)
+            return await _queue(pending.command, caller, env, env.inventory(), env.allow(), reply_url)
     raise _Refused("unsupported command")
 
 
-def _rotate(command: Rotate, caller: Caller, env: ChatOps, inventory: Inventory, allow: AllowList,
-            reply_url: str | None) -> _Outcome:
+async def _rotate(command: Rotate, caller: Caller, env: ChatOps, inventory: Inventory, allow: AllowList,
+                  reply_url: str | None) -> _Outcome:
     certs = _certs(command, inventory, allow, caller)
     if command.dry_run:
-        reply_url = _registered(env, reply_url, progress=False)
-        task_id = env.tasks.dry_run(command.cluster, certs, requested_by=caller.label, reply_url=reply_url)
+        reply_url = await _registered(env, reply_url, progress=False)
+        task_id = await env.tasks.dry_run(command.cluster, certs, requested_by=caller.label, reply_url=reply_url)
         return _Outcome(answers.queued(command, [(", ".join(certs), task_id)], [], caller.label), Decision.ALLOWED,
                         cluster=command.cluster, task_ids=(task_id,))
     settings = inventory.clusters[command.cluster]
     if command.all or settings.confirm:
         why = "Every certificate of the cluster" if command.all else f"{command.cluster} asks for a confirmation"
-        nonce = env.confirmations.issue(command, caller, env.clock())
+        nonce = await env.confirmations.issue(command, caller, env.clock())
         return _Outcome(answers.confirm_prompt(command, certs, nonce, env.confirmations.ttl, why), Decision.CONFIRM,
                         "confirmation required", command.cluster)
-    return _queue(command, caller, env, inventory, allow, reply_url)
+    return await _queue(command, caller, env, inventory, allow, reply_url)
 
 
-def _queue(command: Rotate, caller: Caller, env: ChatOps, inventory: Inventory, allow: AllowList,
-           reply_url: str | None) -> _Outcome:
-    """Queue the rotations (names and permission checked again: a click comes minutes later)."""
+async def _queue(command: Rotate, caller: Caller, env: ChatOps, inventory: Inventory, allow: AllowList,
+                 reply_url: str | None) -> _Outcome:
+    """Queue the rotations (names and permission checked again: a click comes minutes later).
+    Each certificate is claimed first: one already in progress is refused before anything else is
+    written, and a claim that is not dispatched is given back."""
     certs = _certs(command, inventory, allow, caller)
-    reply_url = _registered(env, reply_url, progress=len(certs) == 1)
-    ids: list[tuple[str, str]] = []
+    claims: list[Claim] = []
     busy: list[str] = []
     for cert in certs:
         try:
-            ids.append((cert, env.rotations.submit(command.cluster, cert, trigger=Trigger.CHATOPS,
-                                                   requested_by=caller.label, reply_url=reply_url)))
+            claims.append(await env.rotations.claim(command.cluster, cert))
         except RotationInProgress as exc:
             busy.append(exc.message)
-        except RotationError as exc:
-            raise _Refused(exc.message, command.cluster) from None
+    ids: list[tuple[str, str]] = []
+    try:
+        if claims:
+            reply_url = await _registered(env, reply_url, progress=len(certs) == 1)
+        while claims:
+            claim = claims.pop(0)  # a dispatch that fails gives its claim back itself
+            try:
+                ids.append((claim.cert_name, await env.rotations.dispatch(
+                    claim, trigger=Trigger.CHATOPS, requested_by=caller.label, reply_url=reply_url)))
+            except RotationInProgress as exc:
+                busy.append(exc.message)
+            except RotationError as exc:
+                raise _Refused(exc.message, command.cluster) from None
+    finally:
+        for claim in claims:
+            await env.rotations.release(claim)
     decision = Decision.ALLOWED if ids else Decision.REFUSED
     reason = "; ".join(busy) if busy else "queued"
     return _Outcome(answers.queued(command, ids, busy, caller.label), decision, reason, command.cluster,
@@ -236,10 +281,11 @@ def _certs(command: Rotate, inventory: Inventory, allow: AllowList, caller: Call
     return names
 
 
-def _registered(env: ChatOps, reply_url: str | None, *, progress: bool) -> str | None:
+async def _registered(env: ChatOps, reply_url: str | None, *, progress: bool) -> str | None:
     if reply_url and env.replies is not None:
-        env.replies.register(reply_url, progress=progress)
+        await env.replies.register(reply_url, progress=progress)
     return reply_url
 
 
-__all__ = ["ChatOps", "ChatTasks", "Replies", "click", "handle", "respond"]
+__all__ = ["AuditSink", "ChatOps", "ChatTasks", "ConfirmationStore", "Replies", "Rotations", "click", "handle",
+           "respond"]

@@ -1,0 +1,78 @@
+"""Parts of the webhook that need no server: its form parser (checked against the standard
+library's) and the inventory watcher (a changed file is picked up, a broken edit is not)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from workers.webhook import BadForm, InventoryWatcher, parse_form
+
+FORM_BYTES = st.binary(max_size=300) | st.lists(st.sampled_from(
+    [b"a", b"=", b"&", b"+", b"%", b"%2", b"%20", b"%C3%A9", b"%ff", b"\xc3\xa9", b"\xff", b"text", b"user_id"]),
+    max_size=40).map(b"".join)
+
+
+@given(FORM_BYTES)
+def test_the_form_parser_reads_what_parse_qsl_reads(body: bytes) -> None:
+    expected = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=1000))
+    assert parse_form(body, 1000) == expected
+
+
+def test_a_slack_body_and_too_many_fields() -> None:
+    body = urlencode({"user_id": "U1", "text": "rotate east proxy --dry-run", "empty": "",
+                      "response_url": "https://hooks.slack.com/commands/T1/2/x?y=é"}).encode()
+    assert parse_form(body, 64) == {"user_id": "U1", "text": "rotate east proxy --dry-run", "empty": "",
+                                    "response_url": "https://hooks.slack.com/commands/T1/2/x?y=é"}
+    with pytest.raises(BadForm, match="more than 3"):
+        parse_form(b"a=1&b=2&c=3&d=4", 3)
+
+
+def _write(path: Path, team: str) -> None:
+    path.write_text(yaml.safe_dump({
+        "issuers": {"internal": {"type": "internal_ca", "ca_cert": "ca.pem", "ca_key_file": "ca-key.pem"}},
+        "clusters": {"east": {"url": "https://127.0.0.1:9443", "username": "admin@east.test", "issuer": "internal",
+                              "password_file": "password", "fqdn": "east.test"}},
+        "chatops": {"slack": {"signing_secret_env": "TEST_WATCHER_SECRET", "team_id": team}, "allow": []},
+    }))
+
+
+def test_the_inventory_watcher_reloads_a_change_and_keeps_the_old_one_on_a_broken_edit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_WATCHER_SECRET", "s3cret")
+    path = tmp_path / "rotation.yaml"
+    (tmp_path / "password").write_text("pw\n")
+    _write(path, "T1")
+    watcher = InventoryWatcher(path, every=0.05)
+    assert watcher.current().inventory.chatops.slack.team_id == "T1"
+
+    _write(path, "T2")
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000))  # a new mtime even on a coarse clock
+    assert watcher.current().inventory.chatops.slack.team_id == "T1"  # not stat'ed again before `every`
+    time.sleep(0.06)
+    assert watcher.current().inventory.chatops.slack.team_id == "T2"
+    assert watcher.current().slack_secret == "s3cret"
+
+    path.write_text("clusters: [this is not an inventory")
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 2_000_000))
+    time.sleep(0.06)
+    assert watcher.current().inventory.chatops.slack.team_id == "T2"
+
+
+def test_importing_the_webhook_does_not_bind_the_celery_app() -> None:
+    # The Celery app reads its broker from the environment when it is imported: a module that
+    # imported it on load would send tasks to whatever Redis the importing process saw first.
+    probe = "import sys, workers.webhook, workers.webhook_server; print('workers.celery_app' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.stdout.strip() == "False"

@@ -1,0 +1,128 @@
+"""Serving the webhook: uvicorn in one process, or in several behind one port.
+
+Several processes each listen on their own socket with ``SO_REUSEPORT``, so the kernel spreads
+new connections across them by hash. With one shared listening socket (uvicorn's ``--workers``),
+the first process to wake accepts a whole burst of connections: chat platforms and load balancers
+keep connections alive, so one process would carry most of the load while the others idle.
+
+The parent only supervises: it checks the inventory and the port first, restarts a process that
+dies, stops when a process fails right after starting (a broken setup, not a crash to retry), and
+on SIGTERM or SIGINT stops every process.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rotation.config import resolve_config_path
+from rotation.errors import ConfigError
+from rotation.logs import configure
+
+log = logging.getLogger("rotation.webhook")
+
+STARTUP_GRACE = 10.0  # seconds: a process that exits sooner failed to start; it is not restarted
+STOP_TIMEOUT = 10.0
+
+
+def listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    return sock
+
+
+def _uvicorn_options(options: dict[str, Any]) -> dict[str, Any]:
+    return {"log_config": None, "log_level": options["log_level"].lower(), "access_log": options["access_log"],
+            "proxy_headers": False, "server_header": False, "timeout_keep_alive": 30}
+
+
+def _run(options: dict[str, Any], sock: socket.socket) -> None:
+    import uvicorn
+
+    from workers.webhook import create_app
+
+    app = create_app(options["config_path"], threads=options["threads"], status_cache=options["status_cache"])
+    uvicorn.Server(uvicorn.Config(app, **_uvicorn_options(options))).run(sockets=[sock])
+
+
+def _child(options: dict[str, Any]) -> None:
+    """One process of several (a spawned process: logging is set up again here)."""
+    configure(options["log_level"], options["log_format"])
+    _run(options, listening_socket(options["host"], options["port"], reuse_port=True))
+
+
+def serve(host: str = "127.0.0.1", port: int = 8088, *, config_path: Path | str | None = None,
+          log_level: str = "INFO", log_format: str = "plain", access_log: bool = False, threads: int = 8,
+          status_cache: float = 1.0, processes: int = 1) -> None:
+    """Run the webhook until SIGTERM/SIGINT. ConfigError when it cannot start."""
+    options = {"host": host, "port": port, "config_path": str(resolve_config_path(config_path)),
+               "log_level": log_level, "log_format": log_format, "access_log": access_log, "threads": threads,
+               "status_cache": status_cache}
+    log.info("webhook starting on http://%s:%d (%d process(es))", host, port, processes)
+    if processes == 1:
+        _run(options, listening_socket(host, port, reuse_port=False))
+        return
+    from workers.webhook import InventoryWatcher
+
+    InventoryWatcher(Path(options["config_path"]))  # a broken inventory stops here, not in every process
+    listening_socket(host, port, reuse_port=True).close()  # so does a port taken by another program
+    _supervise(options, processes)
+
+
+def _supervise(options: dict[str, Any], processes: int) -> None:
+    spawn = multiprocessing.get_context("spawn")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    started: dict[int, tuple[multiprocessing.process.BaseProcess, float]] = {}
+
+    def start(slot: int) -> None:
+        process = spawn.Process(target=_child, args=(options,), name=f"webhook-{slot}", daemon=False)
+        process.start()
+        started[slot] = (process, time.monotonic())
+
+    for slot in range(processes):
+        start(slot)
+    failure = None
+    try:
+        while not stop.wait(0.5):
+            for slot, (process, since) in list(started.items()):
+                if process.is_alive():
+                    continue
+                if time.monotonic() - since < STARTUP_GRACE:
+                    failure = f"webhook process {slot} exited at start (code {process.exitcode}); see its log"
+                    stop.set()
+                    break
+                log.error("webhook process %d exited (code %s): starting it again", slot, process.exitcode)
+                start(slot)
+    finally:
+        for process, _ in started.values():
+            if process.is_alive():
+                process.terminate()  # uvicorn finishes the requests in flight on SIGTERM
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for process, _ in started.values():
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()
+    if failure:
+        raise ConfigError(failure)
+
+
+__all__ = ["listening_socket", "serve"]
