@@ -5,7 +5,12 @@ HTTP receiver stands in for the response_url and the notification webhook."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -436,3 +441,60 @@ def test_a_rotation_in_progress_is_refused_on_the_loop_and_its_replay_writes_not
     chat.redis.delete("rotation:lock:sim:cm")
     assert "queued as" in chat.slack("rotate sim cm").json()["text"]
     assert chat.redis.llen("rotation") == 2
+
+
+def _listeners(port: int) -> set[int]:
+    """Pids with a socket listening on 127.0.0.1:port (read from /proc, as `ss -tlnp` does)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":  # 0A: LISTEN
+            inodes.add(f"socket:[{fields[9]}]")
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
+                    pids.add(int(entry.name))
+            except OSError:
+                continue  # gone, or not ours to read
+    return pids
+
+
+def _two_listeners(port: int, other_than: set[int] | None = None) -> set[int] | None:
+    pids = _listeners(port)
+    return pids if len(pids) == 2 and pids != other_than else None
+
+
+def test_several_processes_each_listen_a_dead_one_is_restarted_and_all_stop_with_the_parent(
+    chat_env, inventory_path: Path, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    env, receiver = chat_env
+    write_chatops(inventory_path, receiver)
+    port = free_port()
+    with socket.create_server(("127.0.0.1", port)):  # another program has the port: a clear error, at once
+        taken = subprocess.run([sys.executable, "-m", "workers.main", "webhook", "--port", str(port),
+                                "--processes", "2"], env=env, capture_output=True, text=True, timeout=60,
+                               cwd=Path(__file__).resolve().parent.parent)
+    assert taken.returncode != 0 and f"cannot listen on 127.0.0.1:{port}" in taken.stderr, taken.stderr
+    process = ServiceProcess(["webhook", "--port", str(port), "--processes", "2"], env, tmp_path / "webhook.log")
+    process.start()
+    try:
+        assert process.process is not None
+        parent = process.process.pid
+        children = wait_for(lambda: _two_listeners(port), 30, what="two processes listening")
+        assert parent not in children  # each child has its own SO_REUSEPORT socket; the parent none
+        chat = Chat(f"http://127.0.0.1:{port}", receiver, redis_server.client())
+        assert all(chat.slack("status sim").status_code == 200 for _ in range(4))
+
+        os.kill(min(children), signal.SIGKILL)
+        replaced = wait_for(lambda: _two_listeners(port, other_than=children), 30, what="the dead process replaced")
+        assert max(children) in replaced
+        assert chat.slack("status sim").status_code == 200
+        assert "exited" in process.log()
+
+        os.kill(parent, signal.SIGTERM)  # the parent only, as a container runtime does
+        assert process.process.wait(20) == 0
+        assert _listeners(port) == set()
+    finally:
+        process.stop()

@@ -6,7 +6,7 @@ the first process to wake accepts a whole burst of connections: chat platforms a
 keep connections alive, so one process would carry most of the load while the others idle.
 
 The parent only supervises: it checks the inventory and the port first, restarts a process that
-dies, stops when a process fails right after starting (a broken setup, not a crash to retry), and
+dies once it was serving, stops when one dies before (a broken setup, not a crash to retry), and
 on SIGTERM or SIGINT stops every process.
 """
 
@@ -27,7 +27,6 @@ from rotation.logs import configure
 
 log = logging.getLogger("rotation.webhook")
 
-STARTUP_GRACE = 10.0  # seconds: a process that exits sooner failed to start; it is not restarted
 STOP_TIMEOUT = 10.0
 
 
@@ -52,19 +51,21 @@ def _uvicorn_options(options: dict[str, Any]) -> dict[str, Any]:
             "proxy_headers": False, "server_header": False, "timeout_keep_alive": 30}
 
 
-def _run(options: dict[str, Any], sock: socket.socket) -> None:
+def _run(options: dict[str, Any], sock: socket.socket, ready: Any = None) -> None:
     import uvicorn
 
     from workers.webhook import create_app
 
     app = create_app(options["config_path"], threads=options["threads"], status_cache=options["status_cache"])
+    if ready is not None:
+        ready.set()  # listening, and the app is built: from now on an exit is a crash
     uvicorn.Server(uvicorn.Config(app, **_uvicorn_options(options))).run(sockets=[sock])
 
 
-def _child(options: dict[str, Any]) -> None:
+def _child(options: dict[str, Any], ready: Any) -> None:
     """One process of several (a spawned process: logging is set up again here)."""
     configure(options["log_level"], options["log_format"])
-    _run(options, listening_socket(options["host"], options["port"], reuse_port=True))
+    _run(options, listening_socket(options["host"], options["port"], reuse_port=True), ready)
 
 
 def serve(host: str = "127.0.0.1", port: int = 8088, *, config_path: Path | str | None = None,
@@ -90,22 +91,23 @@ def _supervise(options: dict[str, Any], processes: int) -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    started: dict[int, tuple[multiprocessing.process.BaseProcess, float]] = {}
+    started: dict[int, tuple[multiprocessing.process.BaseProcess, Any]] = {}
 
     def start(slot: int) -> None:
-        process = spawn.Process(target=_child, args=(options,), name=f"webhook-{slot}", daemon=False)
+        ready = spawn.Event()
+        process = spawn.Process(target=_child, args=(options, ready), name=f"webhook-{slot}", daemon=False)
         process.start()
-        started[slot] = (process, time.monotonic())
+        started[slot] = (process, ready)
 
     for slot in range(processes):
         start(slot)
     failure = None
     try:
         while not stop.wait(0.5):
-            for slot, (process, since) in list(started.items()):
+            for slot, (process, ready) in list(started.items()):
                 if process.is_alive():
                     continue
-                if time.monotonic() - since < STARTUP_GRACE:
+                if not ready.is_set():
                     failure = f"webhook process {slot} exited at start (code {process.exitcode}); see its log"
                     stop.set()
                     break
