@@ -545,8 +545,9 @@ def create_app(config_path: Path | str | None = None, *, clock: Callable[[], flo
                 return body
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
             try:
-                with anyio.move_on_after(ANSWER_WITHIN):
+                async with asyncio.timeout(ANSWER_WITHIN):
                     return await handler(body, headers)
+            except TimeoutError:
                 log.error("%s: no answer after %ss (Redis or the broker is slow)", request.url.path, ANSWER_WITHIN)
                 return JSONResponse(Answer(":hourglass: the service is slow to answer; if the command was "
                                            "accepted its result follows (see `history`)").to_json())

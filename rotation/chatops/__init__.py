@@ -5,8 +5,9 @@ signatures   Slack v0, generic HMAC, Mattermost token; constant time, clock inje
 authz        the allow-list: user (+ team, channel, platform) -> read/rotate per cluster
 confirm      single-use nonces for dangerous commands (Redis SET NX / GETDEL)
 audit        every authenticated command, allowed or refused
+replay       a request's replay mark, set by its first write to Redis
 answers      message texts and Block Kit payloads
-handler      respond()/handle()/click(): the use case, dependencies injected
+handler      respond()/handle()/click(): the use case (coroutines), dependencies injected
 """
 
 from rotation.chatops.answers import Answer
