@@ -58,6 +58,7 @@ import yaml  # noqa: E402
 
 from benchmarks.localproc import free_port, wait_for  # noqa: E402
 from rotation.chatops.signatures import slack_signature  # noqa: E402
+from rotation.secrets import SecretBox  # noqa: E402
 
 SECRET = "bench-" + secrets.token_hex(8)
 USER, TEAM = "UBENCH", "TBENCH"
@@ -251,6 +252,7 @@ def main() -> None:
             wait_for(lambda: redis.Redis(port=redis_port).ping(), 10, what="redis-server")
             seed_state(redis_url)
             env = {**os.environ, "ROTATION_REDIS_URL": redis_url, "ROTATION_STORE": "redis",
+                   "ROTATION_SECRET_KEY": SecretBox.generate_key(),
                    "ROTATION_CONFIG": str(write_inventory(directory)), "BENCH_SLACK_SECRET": SECRET,
                    "ROTATION_STATE_DIR": str(directory / "state")}
             webhook = subprocess.Popen([sys.executable, "-m", "workers.main", "webhook", "--port", str(port),

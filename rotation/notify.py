@@ -1,12 +1,13 @@
 """Posting chat messages: replies to a command's ``response_url`` and the notification webhook.
 
 A ``response_url`` (Slack, Mattermost) accepts at most 5 posts within 30 minutes and is itself a
-bearer capability: it is never logged (only its host), never stored in clear (only its SHA-256,
-as the key of its budget), and posts to it are counted in Redis::
+bearer capability: it is never logged (only its host), never stored in clear and never passed in
+a task's arguments. The webhook registers it when it acknowledges the command::
 
-    rotation:chatops:reply:<sha256>   hash {posts, progress}, expires 30 minutes after the command
+    rotation:chatops:reply:<sha256>   hash {posts, progress, url (Fernet, the service's key)},
+                                      expires 30 minutes after the command
 
-The webhook registers the URL when it acknowledges the command; workers spend the budget.
+and hands workers only its reference (the SHA-256); workers read the URL back and spend the budget.
 Progress posts only go out while one post is left for the result; a result that cannot go to
 the ``response_url`` any more (budget spent, 30 minutes passed) goes to the notification webhook.
 Posting never raises: failures are logged and the rotation goes on.
@@ -17,13 +18,16 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from rotation.chatops.answers import Answer, progress, rotation_result
+from rotation.errors import ConfigError
 from rotation.model import Outcome, RotationRecord, Step, Trigger
+from rotation.secrets import SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -50,46 +54,67 @@ def host_of(url: str | None) -> str:
         return "?"
 
 
+def reply_ref(url: str) -> str:
+    """What tasks carry instead of a response_url: the key of its budget."""
+    return hashlib.sha256(url.encode()).hexdigest()
+
+
 class ReplyBudget:
-    """The 5 posts / 30 minutes of each response_url, counted in Redis (``decode_responses=True``)."""
+    """The 5 posts / 30 minutes of each response_url, counted in Redis (``decode_responses=True``).
+    ``box`` seals the URL (needed to register one, and to read one back)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, box: SecretBox | None) -> None:
         self.redis = client
+        self.box = box
 
-    @staticmethod
-    def _key(url: str) -> str:
-        return _PREFIX + hashlib.sha256(url.encode()).hexdigest()
-
-    def register(self, url: str, *, progress: bool = True) -> None:
-        """Start the window when the command is acknowledged (the acknowledgement is not a post)."""
+    def register(self, url: str, *, progress: bool = True) -> str:
+        """Start the window when the command is acknowledged (the acknowledgement is not a post);
+        returns the reference that tasks carry."""
         pipe = self.redis.pipeline(transaction=True)
-        self.queue_register(pipe, url, progress=progress)
+        ref = queue_register(pipe, self.box, url, progress=progress)
         pipe.execute()
+        return ref
 
-    @classmethod
-    def queue_register(cls, pipe: Any, url: str, *, progress: bool) -> None:
-        """``register``'s commands, queued on a pipeline (sync or ``redis.asyncio``) for its caller to run."""
-        key = cls._key(url)
-        pipe.hsetnx(key, "posts", 0)
-        pipe.hset(key, "progress", 1 if progress else 0)
-        pipe.expire(key, REPLY_WINDOW)
+    def url(self, ref: str) -> str | None:
+        """The registered URL, while its window lasts."""
+        sealed = self.redis.hget(_PREFIX + ref, "url")
+        if not sealed or self.box is None:
+            return None
+        with suppress(ConfigError):  # sealed with a key we no longer hold: as good as expired
+            return self.box.decrypt(sealed.encode(), what="response_url").decode()
+        return None
 
-    def take(self, url: str, *, final: bool) -> bool:
+    def take(self, ref: str, *, final: bool) -> bool:
         """One post, if the budget allows: progress keeps the last post for the result."""
         limit = REPLY_POSTS if final else REPLY_POSTS - 1
-        return int(self.redis.eval(_TAKE, 1, self._key(url), limit, "final" if final else "progress")) > 0
+        return int(self.redis.eval(_TAKE, 1, _PREFIX + ref, limit, "final" if final else "progress")) > 0
+
+
+def queue_register(pipe: Any, box: SecretBox | None, url: str, *, progress: bool) -> str:
+    """``register``'s commands, queued on a pipeline (sync or ``redis.asyncio``) for its caller to
+    run; returns the reference."""
+    if box is None:
+        raise ConfigError("replies to chat need the service's encryption key (ROTATION_SECRET_KEY)")
+    ref = reply_ref(url)
+    key = _PREFIX + ref
+    pipe.hsetnx(key, "posts", 0)
+    pipe.hset(key, mapping={"progress": 1 if progress else 0, "url": box.encrypt(url.encode()).decode()})
+    pipe.expire(key, REPLY_WINDOW)
+    return ref
 
 
 class AsyncReplyBudget:
     """``ReplyBudget.register`` through a ``redis.asyncio`` client (the webhook's event loop)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, box: SecretBox) -> None:
         self.redis = client
+        self.box = box
 
-    async def register(self, url: str, *, progress: bool = True) -> None:
+    async def register(self, url: str, *, progress: bool = True) -> str:
         pipe = self.redis.pipeline(transaction=True)
-        ReplyBudget.queue_register(pipe, url, progress=progress)
+        ref = queue_register(pipe, self.box, url, progress=progress)
         await pipe.execute()
+        return ref
 
 
 class Notifier:
@@ -116,19 +141,22 @@ class Notifier:
         return self._send(self.notify_url, {"text": answer.text, **({"blocks": list(answer.blocks)}
                                                                        if answer.blocks else {})}, "notification")
 
-    def reply(self, url: str | None, answer: Answer, *, final: bool = True, fallback: bool = True,
+    def reply(self, reply_to: str | None, answer: Answer, *, final: bool = True, fallback: bool = True,
               **extra: Any) -> bool:
-        """Post to the command's response_url within its budget; a final answer that cannot go there
-        goes to the notification webhook when ``fallback``."""
-        if url:
+        """Post to the command's response_url (``reply_to``: its reference) within its budget; a final
+        answer that cannot go there goes to the notification webhook when ``fallback``."""
+        if reply_to and self.budget is not None:
             try:
-                allowed = self.budget.take(url, final=final) if self.budget else True
+                url = self.budget.url(reply_to)
+                allowed = url is not None and self.budget.take(reply_to, final=final)
             except Exception as exc:  # noqa: BLE001 - Redis down: do not spend an uncounted post
                 log.warning("reply budget unavailable: %s", type(exc).__name__)
-                allowed = False
-            if allowed and self._send(url, answer.to_json(**extra), "reply"):
+                url, allowed = None, False
+            if url is None:
+                log.info("reply skipped: the command's response_url has expired (30 minutes)")
+            elif allowed and self._send(url, answer.to_json(**extra), "reply"):
                 return True
-            if not allowed:
+            elif not allowed:
                 log.info("reply to %s skipped: its 5 posts / 30 minutes are spent", host_of(url))
         if final and fallback:
             return self.notify(answer)
@@ -144,22 +172,23 @@ class RotationReporter:
     """What a rotation task tells chat: progress and the result to the command's response_url,
     and to the notification channel every beat rotation and every failed/rolled back/refused one."""
 
-    def __init__(self, notifier: Notifier, reply_url: str | None) -> None:
+    def __init__(self, notifier: Notifier, reply_to: str | None) -> None:
         self.notifier = notifier
-        self.reply_url = reply_url
+        self.reply_to = reply_to
 
     def progress(self, record: RotationRecord, step: Step) -> None:
-        if self.reply_url and step.name == "push" and step.finished_at is None:
-            self.notifier.reply(self.reply_url, progress(record, step), final=False, fallback=False)
+        if self.reply_to and step.name == "push" and step.finished_at is None:
+            self.notifier.reply(self.reply_to, progress(record, step), final=False, fallback=False)
 
     def finished(self, record: RotationRecord) -> None:
         answer = rotation_result(record)
         replied = False
-        if self.reply_url:
-            replied = self.notifier.reply(self.reply_url, answer, fallback=False)
+        if self.reply_to:
+            replied = self.notifier.reply(self.reply_to, answer, fallback=False)
         bad = record.outcome in (Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.REFUSED)
-        if bad or record.trigger == str(Trigger.BEAT) or (self.reply_url and not replied):
+        if bad or record.trigger == str(Trigger.BEAT) or (self.reply_to and not replied):
             self.notifier.notify(answer)
 
 
-__all__ = ["AsyncReplyBudget", "Notifier", "ReplyBudget", "RotationReporter", "host_of"]
+__all__ = ["AsyncReplyBudget", "Notifier", "ReplyBudget", "RotationReporter", "host_of", "queue_register",
+           "reply_ref"]

@@ -90,13 +90,17 @@ class ServiceContext:
         return FileLocker(local_state_dir())
 
     @cached_property
+    def secret_box(self) -> SecretBox:
+        """The service's encryption key(s); ConfigError when none is configured."""
+        return SecretBox.from_env(state_dir=None if self.uses_redis else local_state_dir())
+
+    @cached_property
     def secrets(self) -> SecretStore:
-        box = SecretBox.from_env(state_dir=None if self.uses_redis else local_state_dir())
         if self.uses_redis:
             from rotation.redis_store import RedisSecretStore
 
-            return RedisSecretStore(self.redis, box)
-        return LocalSecretStore(local_state_dir(), box)
+            return RedisSecretStore(self.redis, self.secret_box)
+        return LocalSecretStore(local_state_dir(), self.secret_box)
 
 
 def record_store() -> RecordStore:
@@ -332,7 +336,7 @@ class RotationQueue(Protocol):
     """What the CLI and the webhook need from the queue (implemented in workers/, with Celery)."""
 
     def submit(self, cluster: str, cert_name: str, *, trigger: Trigger | str = Trigger.CLI,
-               requested_by: str | None = None, reply_url: str | None = None, countdown: float = 0.0) -> str: ...
+               requested_by: str | None = None, reply_to: str | None = None, countdown: float = 0.0) -> str: ...
 
     def current(self, cluster: str, cert_name: str) -> str | None: ...
 

@@ -11,7 +11,8 @@ from processes import RedisServer
 
 from rotation.chatops.answers import Answer
 from rotation.model import Outcome, RotationRecord, Step
-from rotation.notify import Notifier, ReplyBudget, RotationReporter, host_of
+from rotation.notify import Notifier, ReplyBudget, RotationReporter, host_of, reply_ref
+from rotation.secrets import SecretBox
 
 REPLY = "https://hooks.slack.com/commands/T1/123/secret-token"
 NOTIFY = "https://hooks.slack.com/services/T1/B1/other-secret"
@@ -26,7 +27,8 @@ def posts() -> list[tuple[str, dict[str, Any]]]:
 def notifier(redis_server: RedisServer, posts: list) -> Notifier:
     client = redis_server.client()
     client.flushall()
-    return Notifier(ReplyBudget(client), NOTIFY, post=lambda url, body: posts.append((url, body)))
+    return Notifier(ReplyBudget(client, SecretBox([SecretBox.generate_key().encode()])), NOTIFY,
+                    post=lambda url, body: posts.append((url, body)))
 
 
 def record(outcome: Outcome, trigger: str = "chatops") -> RotationRecord:
@@ -37,26 +39,38 @@ def record(outcome: Outcome, trigger: str = "chatops") -> RotationRecord:
 
 
 def test_five_posts_then_the_notification_channel(notifier: Notifier, posts: list) -> None:
-    notifier.budget.register(REPLY)
+    ref = notifier.budget.register(REPLY)
     for n in range(4):
-        assert notifier.reply(REPLY, Answer(f"progress {n}"), final=False) is (n < 4)
-    assert not notifier.reply(REPLY, Answer("progress 5"), final=False, fallback=False)  # the last is the result's
-    assert notifier.reply(REPLY, Answer("result"))
+        assert notifier.reply(ref, Answer(f"progress {n}"), final=False) is (n < 4)
+    assert not notifier.reply(ref, Answer("progress 5"), final=False, fallback=False)  # the last is the result's
+    assert notifier.reply(ref, Answer("result"))
     assert [u for u, _ in posts] == [REPLY] * 5
-    assert notifier.reply(REPLY, Answer("late result"))  # budget spent: goes to the notification webhook
+    assert notifier.reply(ref, Answer("late result"))  # budget spent: goes to the notification webhook
     assert posts[-1] == (NOTIFY, {"text": "late result"})
 
 
 def test_an_unregistered_or_expired_reply_url_is_not_used(notifier: Notifier, posts: list) -> None:
-    assert notifier.reply(REPLY, Answer("result"))  # no window open (30 minutes passed): fallback
+    assert notifier.reply(reply_ref(REPLY), Answer("result"))  # no window open (30 minutes passed): fallback
     assert [u for u, _ in posts] == [NOTIFY]
-    assert not notifier.reply(REPLY, Answer("progress"), final=False)
+    assert not notifier.reply(reply_ref(REPLY), Answer("progress"), final=False)
+
+
+def test_tasks_carry_a_reference_and_the_url_is_stored_sealed(notifier: Notifier, posts: list) -> None:
+    ref = notifier.budget.register(REPLY)
+    assert ref == reply_ref(REPLY) and "secret-token" not in ref
+    stored = notifier.budget.redis.hgetall(f"rotation:chatops:reply:{ref}")
+    assert "secret-token" not in repr(stored) and stored["posts"] == "0"
+    assert notifier.budget.url(ref) == REPLY
+    other_key = ReplyBudget(notifier.budget.redis, SecretBox([SecretBox.generate_key().encode()]))
+    assert other_key.url(ref) is None  # sealed with a key we do not hold: as good as expired
+    assert Notifier(other_key, NOTIFY, post=lambda u, b: posts.append((u, b))).reply(ref, Answer("result"))
+    assert [u for u, _ in posts] == [NOTIFY]
 
 
 def test_progress_is_skipped_when_a_command_queued_several_rotations(notifier: Notifier, posts: list) -> None:
-    notifier.budget.register(REPLY, progress=False)
-    assert not notifier.reply(REPLY, Answer("progress"), final=False)
-    assert notifier.reply(REPLY, Answer("result"))
+    ref = notifier.budget.register(REPLY, progress=False)
+    assert not notifier.reply(ref, Answer("progress"), final=False)
+    assert notifier.reply(ref, Answer("result"))
     assert [u for u, _ in posts] == [REPLY]
 
 
@@ -64,8 +78,9 @@ def test_a_failing_receiver_never_raises(redis_server: RedisServer) -> None:
     def boom(url: str, body: dict) -> None:
         raise ConnectionError("refused")
 
-    quiet = Notifier(ReplyBudget(redis_server.client()), NOTIFY, post=boom)
-    assert quiet.reply(REPLY, Answer("x")) is False
+    box = SecretBox([SecretBox.generate_key().encode()])
+    quiet = Notifier(ReplyBudget(redis_server.client(), box), NOTIFY, post=boom)
+    assert quiet.reply(quiet.budget.register(REPLY), Answer("x")) is False
     assert quiet.notify(Answer("x")) is False
 
 
@@ -78,10 +93,7 @@ def test_a_failing_receiver_never_raises(redis_server: RedisServer) -> None:
 ])
 def test_who_hears_about_a_rotation(notifier: Notifier, posts: list, outcome: Outcome, trigger: str, reply: bool,
                                     broadcast: bool) -> None:
-    url = REPLY if reply else None
-    if url:
-        notifier.budget.register(url)
-    reporter = RotationReporter(notifier, url)
+    reporter = RotationReporter(notifier, notifier.budget.register(REPLY) if reply else None)
     rec = record(outcome, trigger)
     reporter.progress(rec, Step(name="push", started_at=rec.started_at))
     reporter.finished(rec)
@@ -94,6 +106,5 @@ def test_who_hears_about_a_rotation(notifier: Notifier, posts: list, outcome: Ou
 def test_only_the_host_of_a_url_is_ever_logged(notifier: Notifier, caplog: pytest.LogCaptureFixture) -> None:
     assert host_of(REPLY) == "hooks.slack.com" and host_of("not a url") == "?"
     failing = Notifier(notifier.budget, None, post=lambda u, b: (_ for _ in ()).throw(OSError("x")))
-    notifier.budget.register(REPLY)
-    failing.reply(REPLY, Answer("x"))
+    failing.reply(notifier.budget.register(REPLY), Answer("x"))
     assert "secret-token" not in caplog.text and "hooks.slack.com" in caplog.text

@@ -4,6 +4,7 @@ HTTP receiver stands in for the response_url and the notification webhook."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -414,6 +415,21 @@ def test_a_status_answered_from_memory_is_audited_and_its_replay_does_nothing(
     assert len(chat.audit()) == 2
 
 
+def _all_values(client: Any) -> Iterator[str]:
+    for key in client.scan_iter():
+        kind = client.type(key)
+        if kind == "string":
+            yield client.get(key)
+        elif kind == "hash":
+            yield from client.hvals(key)
+        elif kind == "list":
+            yield from client.lrange(key, 0, -1)
+        elif kind == "set":
+            yield from client.smembers(key)
+        elif kind == "zset":
+            yield from client.zrange(key, 0, -1)
+
+
 def test_a_rotation_in_progress_is_refused_on_the_loop_and_its_replay_writes_nothing(
     simulator: ClusterSimulator, webhook
 ) -> None:
@@ -432,6 +448,13 @@ def test_a_rotation_in_progress_is_refused_on_the_loop_and_its_replay_writes_not
     assert chat.post("/chatops/slack", body, headers).status_code == 401  # replay: refused, nothing written
     assert len(chat.audit()) == 2 and chat.redis.get("rotation:pending:sim:proxy") == holder
     assert chat.redis.llen("rotation") == 1
+
+    # The queued task carries a reference to the reply budget, never the response_url (a bearer
+    # capability), and Redis holds that URL only sealed.
+    message = json.loads(chat.redis.lindex("rotation", 0))
+    _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+    assert kwargs["reply_to"] and "/reply/" not in json.dumps(kwargs)
+    assert not any("/reply/" in value for value in _all_values(chat.redis))
 
     # A rotation running without a pending marker (its lock held): refused, and the claim given back.
     chat.redis.set("rotation:lock:sim:cm", "a worker elsewhere")

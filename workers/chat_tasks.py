@@ -33,11 +33,19 @@ def notifier_for(ctx: ServiceContext) -> Notifier:
     except RotationError as exc:
         log.warning("no notification webhook: %s", exc.message)
         url = None
-    return Notifier(ReplyBudget(ctx.redis) if ctx.uses_redis else None, url)
+    budget = None
+    if ctx.uses_redis:
+        try:
+            box = ctx.secret_box
+        except RotationError as exc:  # replies cannot be read back: results go to the notification webhook
+            log.warning("chat replies unavailable: %s", exc.message)
+            box = None
+        budget = ReplyBudget(ctx.redis, box)
+    return Notifier(budget, url)
 
 
 @celery_app.task(name=CHECK_TASK, ignore_result=True, time_limit=120, soft_time_limit=100)
-def chat_check(cluster: str, requested_by: str | None = None, reply_url: str | None = None) -> None:
+def chat_check(cluster: str, requested_by: str | None = None, reply_to: str | None = None) -> None:
     ctx = ServiceContext()
     try:
         report = check_clusters(ctx.inventory(), [cluster])
@@ -47,12 +55,12 @@ def chat_check(cluster: str, requested_by: str | None = None, reply_url: str | N
         log.info("chat check of %s for %s: %d endpoint(s), %d error(s)", cluster, requested_by, len(report.rows),
                  len(report.errors))
         answer = answers.check_result(cluster, report.rows, report.errors)
-    notifier_for(ctx).reply(reply_url, answer, fallback=False)
+    notifier_for(ctx).reply(reply_to, answer, fallback=False)
 
 
 @celery_app.task(name=DRY_RUN_TASK, ignore_result=True)
 def chat_dry_run(cluster: str, cert_names: Sequence[str], requested_by: str | None = None,
-                 reply_url: str | None = None) -> None:
+                 reply_to: str | None = None) -> None:
     ctx = ServiceContext()
     records = []
     for name in cert_names:
@@ -60,26 +68,26 @@ def chat_dry_run(cluster: str, cert_names: Sequence[str], requested_by: str | No
             record = run_rotation(ctx, cluster, name, trigger=Trigger.CHATOPS, requested_by=requested_by,
                                   options=RotationOptions(dry_run=True))
         except RotationError as exc:
-            notifier_for(ctx).reply(reply_url, answers.refused(exc.message), fallback=False)
+            notifier_for(ctx).reply(reply_to, answers.refused(exc.message), fallback=False)
             return
         note_outcome(ctx, record)
         records.append(record)
-    notifier_for(ctx).reply(reply_url, answers.results(records), fallback=False)
+    notifier_for(ctx).reply(reply_to, answers.results(records), fallback=False)
 
 
 class CeleryChatTasks:
     """``rotation.chatops.ChatTasks`` over Celery: returns the task id at once."""
 
-    def check(self, cluster: str, *, requested_by: str, reply_url: str | None) -> str:
+    def check(self, cluster: str, *, requested_by: str, reply_to: str | None) -> str:
         task_id = uuid.uuid4().hex[:12]
         celery_app.send_task(CHECK_TASK, kwargs={"cluster": cluster, "requested_by": requested_by,
-                                                 "reply_url": reply_url}, task_id=task_id)
+                                                 "reply_to": reply_to}, task_id=task_id)
         return task_id
 
-    def dry_run(self, cluster: str, cert_names: Sequence[str], *, requested_by: str, reply_url: str | None) -> str:
+    def dry_run(self, cluster: str, cert_names: Sequence[str], *, requested_by: str, reply_to: str | None) -> str:
         task_id = uuid.uuid4().hex[:12]
         celery_app.send_task(DRY_RUN_TASK, kwargs={"cluster": cluster, "cert_names": list(cert_names),
-                                                   "requested_by": requested_by, "reply_url": reply_url},
+                                                   "requested_by": requested_by, "reply_to": reply_to},
                              task_id=task_id)
         return task_id
 

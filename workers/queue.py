@@ -42,7 +42,7 @@ class RotationQueue:
         *,
         trigger: Trigger | str = Trigger.CLI,
         requested_by: str | None = None,
-        reply_url: str | None = None,
+        reply_to: str | None = None,
         countdown: float = 0.0,
     ) -> str:
         """Queue a rotation; returns its id. RotationInProgress if one is queued or running."""
@@ -50,10 +50,10 @@ class RotationQueue:
         holder = self.store.claim_pending(cluster, claim.cert_name, claim.rotation_id, self.pending_ttl(countdown))
         if holder is not None:
             raise claim.in_progress(f"rotation {holder}")
-        return self.dispatch(claim, trigger=trigger, requested_by=requested_by, reply_url=reply_url,
+        return self.dispatch(claim, trigger=trigger, requested_by=requested_by, reply_to=reply_to,
                              countdown=countdown)
 
-    def dispatch(self, claim: Claim, *, trigger: Trigger | str, requested_by: str | None, reply_url: str | None,
+    def dispatch(self, claim: Claim, *, trigger: Trigger | str, requested_by: str | None, reply_to: str | None,
                  countdown: float = 0.0) -> str:
         """The rest of ``submit`` once the pending marker is ours: record the rotation and send the task."""
         cluster, name, rotation_id = claim.cluster, claim.cert_name, claim.rotation_id
@@ -67,7 +67,7 @@ class RotationQueue:
             celery_app.send_task(
                 ROTATE_TASK,
                 kwargs={"cluster": cluster, "cert_name": name, "rotation_id": rotation_id, "trigger": str(trigger),
-                        "requested_by": requested_by, "reply_url": reply_url},
+                        "requested_by": requested_by, "reply_to": reply_to},
                 task_id=rotation_id,
                 countdown=countdown or None,
             )

@@ -87,11 +87,11 @@ def rotate_certificate(
     rotation_id: str,
     trigger: str = Trigger.BEAT,
     requested_by: str | None = None,
-    reply_url: str | None = None,
+    reply_to: str | None = None,
 ) -> dict:
     ctx = context()
     queue = RotationQueue(ctx)
-    reporter = RotationReporter(notifier_for(ctx), reply_url)  # chat: progress + result, failures to notify
+    reporter = RotationReporter(notifier_for(ctx), reply_to)  # chat: progress + result, failures to notify
     try:
         record = run_rotation(ctx, cluster, cert_name, rotation_id=rotation_id, trigger=trigger,
                               requested_by=requested_by, options=RotationOptions(progress=reporter.progress))
@@ -107,7 +107,7 @@ def rotate_certificate(
         countdown = max(countdown, record.retry_after or 0.0)
         raise self.retry(
             kwargs={"cluster": cluster, "cert_name": cert_name, "rotation_id": next_id, "trigger": trigger,
-                    "requested_by": requested_by, "reply_url": reply_url},
+                    "requested_by": requested_by, "reply_to": reply_to},
             countdown=countdown,
         )
     queue.finished(cluster, cert_name, rotation_id)

@@ -165,7 +165,8 @@ class Webhook:
         self.ctx.__dict__["redis"] = self.redis  # ServiceContext.redis is a cached_property: use this pool
         self._aredis: redis.asyncio.Redis | None = None  # made on first use, inside the server's loop
         self._batched: BatchedRedis | None = None
-        self.replies = ReplyBudget(self.redis)
+        self.box = self.ctx.secret_box  # a response_url is stored sealed: no key, no webhook
+        self.replies = ReplyBudget(self.redis, self.box)
         # Imported here, not with this module: the Celery app reads its broker from the environment
         # when it is imported, and importing the webhook's parts must not fix it.
         from workers.chat_tasks import CeleryChatTasks
@@ -213,7 +214,7 @@ class Webhook:
             confirmations=_Checked(Confirmations(self.aredis, snapshot.inventory.chatops.confirm_ttl), guard),
             audit=_GuardedAudit(guard),
             clock=lambda: datetime.fromtimestamp(self.clock(), UTC),
-            replies=_Checked(AsyncReplyBudget(self.aredis), guard),
+            replies=_Checked(AsyncReplyBudget(self.aredis, self.box), guard),
         )
 
     async def cached_status(self, cluster: str | None) -> dict[str, Any]:
@@ -336,13 +337,12 @@ class Webhook:
         reply_url = self.reply_url(payload.get("response_url"), snapshot)
         env = self.env(snapshot, guard)
         try:
-            if reply_url and env.replies:
-                await env.replies.register(reply_url)
+            reply_to = await env.replies.register(reply_url) if reply_url and env.replies else None
             answer = await click(action_id, nonce, caller, env, reply_url=reply_url)
         except Replayed:
             return _replayed("slack")
         # Slack reads a click's answer from the response_url, after this acknowledgement.
-        task = BackgroundTask(self._post_reply, reply_url, answer) if reply_url else None
+        task = BackgroundTask(self._post_reply, reply_to, answer) if reply_to else None
         return JSONResponse(answer.to_json(replace_original=True), background=task)
 
     async def mattermost_command(self, body: bytes, headers: dict[str, str]) -> Response:
@@ -408,8 +408,8 @@ class Webhook:
             return _replayed(caller.platform)
         return _refuse(403, reason)
 
-    def _post_reply(self, url: str, answer: Answer) -> None:
-        Notifier(self.replies, None).reply(url, answer, fallback=False, replace_original=True)
+    def _post_reply(self, reply_to: str, answer: Answer) -> None:
+        Notifier(self.replies, None).reply(reply_to, answer, fallback=False, replace_original=True)
 
 
 class _GuardedAudit:
@@ -439,9 +439,9 @@ class _LoopRotations:
         return claim
 
     async def dispatch(self, claim: Claim, *, trigger: Trigger | str, requested_by: str | None,
-                       reply_url: str | None) -> str:
+                       reply_to: str | None) -> str:
         return await self.hook.in_thread(self.hook.queue.dispatch, claim, trigger=trigger,
-                                         requested_by=requested_by, reply_url=reply_url)
+                                         requested_by=requested_by, reply_to=reply_to)
 
     async def release(self, claim: Claim) -> None:
         await self.hook.in_thread(self.hook.queue.release, claim)
@@ -470,13 +470,13 @@ class _ThreadedTasks:
     def __init__(self, tasks: Any, in_thread: Callable[..., Awaitable[Any]]) -> None:
         self.tasks, self.in_thread = tasks, in_thread
 
-    async def check(self, cluster: str, *, requested_by: str, reply_url: str | None) -> str:
-        return await self.in_thread(self.tasks.check, cluster, requested_by=requested_by, reply_url=reply_url)
+    async def check(self, cluster: str, *, requested_by: str, reply_to: str | None) -> str:
+        return await self.in_thread(self.tasks.check, cluster, requested_by=requested_by, reply_to=reply_to)
 
     async def dry_run(self, cluster: str, cert_names: Sequence[str], *, requested_by: str,
-                      reply_url: str | None) -> str:
+                      reply_to: str | None) -> str:
         return await self.in_thread(self.tasks.dry_run, cluster, cert_names, requested_by=requested_by,
-                                    reply_url=reply_url)
+                                    reply_to=reply_to)
 
 
 class BadForm(ValueError):

@@ -37,10 +37,10 @@ log = logging.getLogger(__name__)
 class ChatTasks(Protocol):
     """Chat work that needs the cluster, queued for a worker that posts the answer (workers/)."""
 
-    async def check(self, cluster: str, *, requested_by: str, reply_url: str | None) -> str: ...
+    async def check(self, cluster: str, *, requested_by: str, reply_to: str | None) -> str: ...
 
     async def dry_run(self, cluster: str, cert_names: Sequence[str], *, requested_by: str,
-                      reply_url: str | None) -> str: ...
+                      reply_to: str | None) -> str: ...
 
 
 class Rotations(Protocol):
@@ -51,7 +51,7 @@ class Rotations(Protocol):
         ...
 
     async def dispatch(self, claim: Claim, *, trigger: Trigger | str, requested_by: str | None,
-                       reply_url: str | None) -> str:
+                       reply_to: str | None) -> str:
         """Record and send the claimed rotation; its id. RotationInProgress (the claim is then
         given back) if one is running already."""
         ...
@@ -70,7 +70,9 @@ class ConfirmationStore(Protocol):
 
 
 class Replies(Protocol):
-    async def register(self, url: str, *, progress: bool = True) -> None: ...
+    """Reply budgets (``rotation.notify``): a response_url in, the reference that tasks carry out."""
+
+    async def register(self, url: str, *, progress: bool = True) -> str: ...
 
 
 class AuditSink(Protocol):
@@ -188,8 +190,8 @@ async def _dispatch(command: Command, caller: Caller, env: ChatOps, reply_url: s
             return _Outcome(answers.history_answer(cluster, records), Decision.ALLOWED, cluster=cluster)
         case Check(cluster=cluster):
             _may(allow, caller, inventory, cluster, Permission.READ)
-            reply_url = await _registered(env, reply_url, progress=False)
-            task_id = await env.tasks.check(cluster, requested_by=caller.label, reply_url=reply_url)
+            reply_to = await _registered(env, reply_url, progress=False)
+            task_id = await env.tasks.check(cluster, requested_by=caller.label, reply_to=reply_to)
             return _Outcome(answers.check_queued(cluster, task_id), Decision.ALLOWED, cluster=cluster,
                             task_ids=(task_id,))
         case Rotate():
@@ -207,8 +209,8 @@ async def _rotate(command: Rotate, caller: Caller, env: ChatOps, inventory: Inve
                   reply_url: str | None) -> _Outcome:
     certs = _certs(command, inventory, allow, caller)
     if command.dry_run:
-        reply_url = await _registered(env, reply_url, progress=False)
-        task_id = await env.tasks.dry_run(command.cluster, certs, requested_by=caller.label, reply_url=reply_url)
+        reply_to = await _registered(env, reply_url, progress=False)
+        task_id = await env.tasks.dry_run(command.cluster, certs, requested_by=caller.label, reply_to=reply_to)
         return _Outcome(answers.queued(command, [(", ".join(certs), task_id)], [], caller.label), Decision.ALLOWED,
                         cluster=command.cluster, task_ids=(task_id,))
     settings = inventory.clusters[command.cluster]
@@ -234,14 +236,15 @@ async def _queue(command: Rotate, caller: Caller, env: ChatOps, inventory: Inven
         except RotationInProgress as exc:
             busy.append(exc.message)
     ids: list[tuple[str, str]] = []
+    reply_to = None
     try:
         if claims:
-            reply_url = await _registered(env, reply_url, progress=len(certs) == 1)
+            reply_to = await _registered(env, reply_url, progress=len(certs) == 1)
         while claims:
             claim = claims.pop(0)  # a dispatch that fails gives its claim back itself
             try:
                 ids.append((claim.cert_name, await env.rotations.dispatch(
-                    claim, trigger=Trigger.CHATOPS, requested_by=caller.label, reply_url=reply_url)))
+                    claim, trigger=Trigger.CHATOPS, requested_by=caller.label, reply_to=reply_to)))
             except RotationInProgress as exc:
                 busy.append(exc.message)
             except RotationError as exc:
@@ -282,9 +285,10 @@ def _certs(command: Rotate, inventory: Inventory, allow: AllowList, caller: Call
 
 
 async def _registered(env: ChatOps, reply_url: str | None, *, progress: bool) -> str | None:
+    """The reply budget's reference for the task (the URL itself never goes into a task)."""
     if reply_url and env.replies is not None:
-        await env.replies.register(reply_url, progress=progress)
-    return reply_url
+        return await env.replies.register(reply_url, progress=progress)
+    return None
 
 
 __all__ = ["AuditSink", "ChatOps", "ChatTasks", "ConfirmationStore", "Replies", "Rotations", "click", "handle",
