@@ -75,14 +75,16 @@ def serve(host: str = "127.0.0.1", port: int = 8088, *, config_path: Path | str 
     options = {"host": host, "port": port, "config_path": str(resolve_config_path(config_path)),
                "log_level": log_level, "log_format": log_format, "access_log": access_log, "threads": threads,
                "status_cache": status_cache}
-    log.info("webhook starting on http://%s:%d (%d process(es))", host, port, processes)
     if processes == 1:
         _run(options, listening_socket(host, port, reuse_port=False))
         return
-    from workers.webhook import InventoryWatcher
+    from workers.webhook import Webhook
 
-    InventoryWatcher(Path(options["config_path"]))  # a broken inventory stops here, not in every process
-    listening_socket(host, port, reuse_port=True).close()  # so does a port taken by another program
+    # What would stop every process stops here, once, with its message: a broken inventory, no
+    # encryption key, no Redis store configured, a port taken by another program.
+    Webhook(options["config_path"])
+    listening_socket(host, port, reuse_port=True).close()
+    log.info("webhook: %d processes on http://%s:%d", processes, host, port)
     _supervise(options, processes)
 
 
