@@ -3,6 +3,7 @@ library's) and the inventory watcher (a changed file is picked up, a broken edit
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -76,3 +77,34 @@ def test_importing_the_webhook_does_not_bind_the_celery_app() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parent.parent)
     assert result.stdout.strip() == "False"
+
+
+def test_the_status_cache_reads_once_per_ttl_and_refreshes_in_the_background(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import workers.webhook as webhook
+
+    monkeypatch.setattr(webhook, "STALE_STATUS", 0.2)
+    reads: list[str | None] = []
+
+    def read(cluster: str | None) -> dict:
+        reads.append(cluster)
+        return {"read": len(reads)}
+
+    async def scenario() -> None:
+        cache = webhook.StatusCache(read, 0.1, lambda fn, *args: asyncio.to_thread(fn, *args))
+        assert await cache.get("east") == {"read": 1}  # cold: waits for a read
+        assert await cache.get("east") == {"read": 1}  # fresh: from memory
+        await asyncio.sleep(0.12)
+        assert await cache.get("east") == {"read": 1}  # stale: the previous read answers...
+        for _ in range(50):  # ...while one background read refreshes it
+            await asyncio.sleep(0.01)
+            if len(reads) == 2:
+                break
+        assert reads == ["east", "east"] and await cache.get("east") == {"read": 2}
+        await asyncio.sleep(0.35)  # past ttl + STALE_STATUS: too old to answer with
+        assert await cache.get("east") == {"read": 3}
+        assert await webhook.StatusCache(read, 0, lambda fn, *args: asyncio.to_thread(fn, *args)).get(None) == {
+            "read": 4}
+
+    asyncio.run(scenario())

@@ -144,6 +144,54 @@ class _WebhookContext(ServiceContext):
         return self.watcher.current().inventory
 
 
+class StatusCache:
+    """``service_status`` per cluster, shared by the requests of the same ``ttl`` seconds: a burst of
+    ``status`` commands costs one read of Redis (the state itself changes at scans and rotations).
+
+    A fresh read answers from memory on the event loop. A stale one is refreshed by one background
+    thread and still answers meanwhile, for at most STALE_STATUS seconds more; only a cold (or too
+    old) entry makes a request wait for a read, in a thread. ``ttl`` 0: every request reads."""
+
+    def __init__(self, read: Callable[[str | None], dict[str, Any]], ttl: float,
+                 in_thread: Callable[..., Awaitable[Any]]) -> None:
+        self.read, self.ttl, self.in_thread = read, ttl, in_thread
+        self._entries: dict[str | None, tuple[float, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+        self._refreshing: set[str | None] = set()
+
+    async def get(self, cluster: str | None) -> dict[str, Any]:
+        hit = self._entries.get(cluster)
+        if self.ttl > 0 and hit is not None:
+            age = time.monotonic() - hit[0]
+            if age < self.ttl:
+                return hit[1]
+            if age < self.ttl + STALE_STATUS:
+                if cluster not in self._refreshing:
+                    self._refreshing.add(cluster)
+                    asyncio.get_running_loop().run_in_executor(None, self._refresh, cluster)
+                return hit[1]
+        return await self.in_thread(self.fetch, cluster)
+
+    def fetch(self, cluster: str | None) -> dict[str, Any]:
+        """A read, unless one finished while this waited for the lock (one read at a time)."""
+        if self.ttl <= 0:
+            return self.read(cluster)
+        with self._lock:
+            hit = self._entries.get(cluster)
+            if hit is None or time.monotonic() - hit[0] >= self.ttl:
+                hit = (time.monotonic(), self.read(cluster))
+                self._entries[cluster] = hit
+        return hit[1]
+
+    def _refresh(self, cluster: str | None) -> None:
+        try:
+            self.fetch(cluster)
+        except Exception as exc:  # noqa: BLE001 - the next request past STALE_STATUS reports it
+            log.warning("status of %s not refreshed: %s", cluster or "all clusters", exc)
+        finally:
+            self._refreshing.discard(cluster)
+
+
 # --- the app -------------------------------------------------------------------------------
 class Webhook:
     def __init__(self, config_path: Path | str | None = None, *, clock: Callable[[], float] = time.time,
@@ -151,10 +199,6 @@ class Webhook:
         self.clock = clock
         # Few threads: only blocking calls go there, and more threads would only fight for the GIL.
         self.limiter = anyio.CapacityLimiter(threads)
-        self.status_cache = status_cache
-        self._status_cache: dict[str | None, tuple[float, dict[str, Any]]] = {}
-        self._status_lock = threading.Lock()
-        self._refreshing: set[str | None] = set()
         self.watcher = InventoryWatcher(resolve_config_path(config_path))
         self.ctx = _WebhookContext(self.watcher)
         if self.ctx.redis_store is None:
@@ -174,6 +218,7 @@ class Webhook:
 
         self.queue = RotationQueue(self.ctx)
         self.tasks = CeleryChatTasks()
+        self.status = StatusCache(partial(service_status, self.ctx), status_cache, self.in_thread)
 
     @property
     def aredis(self) -> redis.asyncio.Redis:
@@ -207,7 +252,7 @@ class Webhook:
         return ChatOps(
             inventory=lambda: snapshot.inventory,
             allow=lambda: snapshot.allow,
-            status=self.cached_status,
+            status=self.status.get,
             history=partial(self.in_thread, self.ctx.store.history),
             rotations=_LoopRotations(self, guard),
             tasks=_Checked(_ThreadedTasks(self.tasks, self.in_thread), guard),
@@ -216,52 +261,6 @@ class Webhook:
             clock=lambda: datetime.fromtimestamp(self.clock(), UTC),
             replies=_Checked(AsyncReplyBudget(self.aredis, self.box), guard),
         )
-
-    async def cached_status(self, cluster: str | None) -> dict[str, Any]:
-        if self.status_in_memory(cluster):
-            return self._status_cache[cluster][1]
-        return await self.in_thread(self.status, cluster)
-
-    def status(self, cluster: str | None) -> dict[str, Any]:
-        """``service_status``, shared by the requests of the same ``status_cache`` seconds (a burst of
-        status commands costs one read of Redis; the state itself changes at scans and rotations)."""
-        if self.status_cache <= 0:
-            return service_status(self.ctx, cluster)
-        hit = self._status_cache.get(cluster)
-        if hit is not None and time.monotonic() - hit[0] < self.status_cache:
-            return hit[1]
-        # One thread refreshes; meanwhile the others answer with the previous read (stale by at most
-        # one refresh) instead of queueing behind it. Only a cold cache makes them wait.
-        if not self._status_lock.acquire(blocking=hit is None):
-            return hit[1]  # type: ignore[index]
-        try:
-            hit = self._status_cache.get(cluster)
-            if hit is None or time.monotonic() - hit[0] >= self.status_cache:
-                hit = (time.monotonic(), service_status(self.ctx, cluster))
-                self._status_cache[cluster] = hit
-        finally:
-            self._status_lock.release()
-        return hit[1]
-
-    def status_in_memory(self, cluster: str | None) -> bool:
-        """A cached status recent enough to answer from; a stale one is refreshed in the background
-        (by one thread) and still used meanwhile, for at most STALE_STATUS seconds more."""
-        hit = self._status_cache.get(cluster)
-        if self.status_cache <= 0 or hit is None:
-            return False  # cold: a handler thread reads Redis and fills the cache
-        age = time.monotonic() - hit[0]
-        if age >= self.status_cache and cluster not in self._refreshing:
-            self._refreshing.add(cluster)
-            asyncio.get_running_loop().run_in_executor(None, self._refresh_status, cluster)
-        return age < self.status_cache + STALE_STATUS
-
-    def _refresh_status(self, cluster: str | None) -> None:
-        try:
-            self.status(cluster)
-        except Exception as exc:  # noqa: BLE001 - the next request past STALE_STATUS reports it
-            log.warning("status of %s not refreshed: %s", cluster or "all clusters", exc)
-        finally:
-            self._refreshing.discard(cluster)
 
     async def in_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Blocking work (Celery's publish, the synchronous store), off the event loop (abandoned, not
