@@ -59,7 +59,7 @@ class RotationQueue:
         cluster, name, rotation_id = claim.cluster, claim.cert_name, claim.rotation_id
         running = getattr(self.ctx.locker, "holder", lambda *_: None)(cluster, name)
         if running:
-            self.store.release_pending(cluster, name, rotation_id)
+            self.release(claim)
             raise claim.in_progress(running)
         try:
             self.store.save(RotationRecord(id=rotation_id, cluster=cluster, cert_name=name, trigger=str(trigger),
@@ -72,7 +72,7 @@ class RotationQueue:
                 countdown=countdown or None,
             )
         except Exception:
-            self.store.release_pending(cluster, name, rotation_id)  # not queued: the next request may be
+            self.release(claim)  # not queued: the next request may be
             raise
         return rotation_id
 

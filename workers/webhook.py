@@ -231,14 +231,14 @@ class Webhook:
     @property
     def batched(self) -> BatchedRedis:
         """The hot path's writes (audit records, replay marks, claims), pipelined per turn of the loop."""
-        if self._batched is None or self._batched.client is not self.aredis:
+        if self._batched is None:
             self._batched = BatchedRedis(self.aredis)
         return self._batched
 
     async def aclose(self) -> None:
         if self._aredis is not None:
             await self._aredis.aclose()
-            self._aredis = None
+            self._aredis = self._batched = None
 
     def guard(self, kind: str, signature: str | None) -> ReplayGuard:
         """A request's replay guard (``signature`` None: Mattermost's token, no timestamp to bind)."""
@@ -295,9 +295,8 @@ class Webhook:
         form = parse_form(body, 64)
         slack = snapshot.inventory.chatops.slack
         assert slack is not None
-        return await self._slash_command("slack", form, snapshot, guard, lambda caller: bool(
-            (slack.team_id and caller.team != slack.team_id)
-            or (slack.api_app_id and form.get("api_app_id") != slack.api_app_id)))
+        return await self._slash_command("slack", form, snapshot, guard,
+                                         lambda caller: slack.foreign(caller.team, form.get("api_app_id")))
 
     async def _slash_command(self, platform: str, form: dict[str, str], snapshot: Snapshot, guard: ReplayGuard,
                              foreign: Callable[[Caller], bool]) -> Response:
@@ -330,8 +329,7 @@ class Webhook:
         slack = snapshot.inventory.chatops.slack
         assert slack is not None
         caller = Caller("slack", str(user), team, channel, (payload["user"].get("username") or None))
-        if (slack.team_id and team != slack.team_id) or (
-                slack.api_app_id and payload.get("api_app_id") != slack.api_app_id):
+        if slack.foreign(team, payload.get("api_app_id")):
             return await self._foreign(caller, f"button {action_id[:40]}", guard)
         reply_url = self.reply_url(payload.get("response_url"), snapshot)
         env = self.env(snapshot, guard)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 
 from rotation.errors import RotationError
 
@@ -50,12 +51,7 @@ def slack_signature(secret: str | bytes, timestamp: str | int, body: bytes) -> s
 def verify_slack(secret: str | bytes, timestamp: str | None, signature: str | None, body: bytes, *, now: float,
                  tolerance: int = TOLERANCE) -> int:
     """Check ``X-Slack-Request-Timestamp`` / ``X-Slack-Signature``; returns the timestamp."""
-    if not signature:
-        raise SignatureError("missing signature")
-    value = _timestamp(timestamp, now, tolerance)
-    if not _same(slack_signature(secret, value, body), signature):
-        raise SignatureError("signature does not match")
-    return value
+    return _verify(slack_signature, secret, timestamp, signature, body, now, tolerance)
 
 
 def generic_signature(secret: str | bytes, timestamp: str | int, body: bytes) -> str:
@@ -66,10 +62,15 @@ def generic_signature(secret: str | bytes, timestamp: str | int, body: bytes) ->
 def verify_generic(secret: str | bytes, timestamp: str | None, signature: str | None, body: bytes, *, now: float,
                    tolerance: int = TOLERANCE) -> int:
     """Check ``X-Timestamp`` / ``X-Signature-256``; returns the timestamp."""
+    return _verify(generic_signature, secret, timestamp, signature, body, now, tolerance)
+
+
+def _verify(sign: Callable[[str | bytes, int, bytes], str], secret: str | bytes, timestamp: str | None,
+            signature: str | None, body: bytes, now: float, tolerance: int) -> int:
     if not signature:
         raise SignatureError("missing signature")
     value = _timestamp(timestamp, now, tolerance)
-    if not _same(generic_signature(secret, value, body), signature):
+    if not _same(sign(secret, value, body), signature):
         raise SignatureError("signature does not match")
     return value
 

@@ -39,6 +39,10 @@ class SlackSettings(_Strict):
         source = _exactly_one(self.signing_secret_env, self.signing_secret_file, "signing_secret")
         return source.read("chatops.slack.signing_secret")
 
+    def foreign(self, team: str | None, api_app_id: str | None) -> bool:
+        """A request from a workspace or app this service is not pinned to."""
+        return bool((self.team_id and team != self.team_id) or (self.api_app_id and api_app_id != self.api_app_id))
+
 
 class MattermostSettings(_Strict):
     token_env: str | None = None
