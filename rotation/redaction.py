@@ -1,0 +1,40 @@
+"""The one place that makes credential-bearing values printable.
+
+Use :func:`redact_url` wherever a URL from the environment or the inventory (Redis, a
+notification webhook, a reply URL) goes into a log line, an error or a table: the password
+and, for capability URLs, the path and query are replaced.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import SplitResult, urlsplit
+
+REDACTED = "***"
+
+
+def redact_url(url: str, *, keep_path: bool = True) -> str:
+    """``redis://:pw@host:6379/0`` -> ``redis://:***@host:6379/0``.
+
+    ``keep_path=False`` also hides the path and query (a bearer URL such as a Slack
+    ``response_url`` or an incoming-webhook URL is a secret as a whole; its host is not).
+    Never raises: a value that does not parse as a URL is replaced entirely.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return REDACTED
+    if not parts.scheme or not host:
+        return REDACTED if url else url
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    if parts.username or parts.password:
+        user = parts.username or ""
+        netloc = (f"{user}:{REDACTED}@" if parts.password is not None else f"{REDACTED}@") + netloc
+    path, query = (parts.path, parts.query) if keep_path else (("/" + REDACTED) if parts.path.strip("/") else "", "")
+    return SplitResult(parts.scheme, netloc, path, query, "").geturl()
+
+
+__all__ = ["REDACTED", "redact_url"]
