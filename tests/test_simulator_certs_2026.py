@@ -25,8 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from ocsp_responder import OcspResponder
 
-from rotation.simulator import ClusterSimulator, Database, SimulatorConfig
-from rotation.simulator.tls import LeafSpec
+from rotation.simulator import ClusterSimulator, Database, LeafSpec, SimulatorConfig
 
 FQDN = "cluster.test.local"
 ONE_DB = [Database(1, "db1", 12000, True, "all-nodes")]
