@@ -405,7 +405,7 @@ def test_bad_options_are_refused(tmp_path: Path, bad: dict[str, Any]) -> None:
 
 def test_cli_flags(tmp_path: Path) -> None:
     base = free_loopback_base()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RS_SIM_PASSWORD": "s3cret-pass-2026"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RS_SIM_PASSWORD": "s3cret-pass-2026", "COLUMNS": "200"}
     command = [sys.executable, "-m", "rotation.simulator", "--nodes", "1", "--first-address", base,
                "--state-dir", str(tmp_path / "state"), "--databases", "12000"]
     bad = subprocess.run([*command, "--cert-profile", "strict"], capture_output=True, text=True, env=env, timeout=60)

@@ -81,7 +81,7 @@ def check_options(config: SimulatorConfig) -> None:
         if not re.match(NAME_PATTERN, name) or name in MAIN_NAMES:
             raise ValueError(f"extra certificate name {name!r}: lower-case letters, digits and _, "
                              "not one of the five served certificates")
-    if config.proxy_ocsp_url is not None and not config.proxy_ocsp_url.startswith(("http://", "https://")):
+    if config.proxy_ocsp_url is not None and not config.proxy_ocsp_url.startswith("http://"):
         raise ValueError(f"proxy_ocsp_url must be an http:// URL, not {config.proxy_ocsp_url!r}")
 
 
