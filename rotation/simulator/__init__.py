@@ -21,15 +21,26 @@ only at start and on ``sim.restart_sentinel(uid)``. Control listeners enforce
 + ``data_cipher_list``, for real (OpenSSL refuses); ``sim.override_node_tls(uid, listener, ...)``
 plants a node that disagrees. The REST routes and their error codes are listed in
 :mod:`rotation.simulator.api` (``PUT /v1/cluster`` rules: :mod:`rotation.simulator.policy`).
+
+Today's CAs (issue 14), all opt-in or gated by ``version``: upload rules per certificate name
+(``cert_profile`` ``none`` / ``as-documented``, INE clientAuth + RSA from 7.22.2-79 / 8.0.10-64,
+key type vs ciphers from 8.2.0-25, ``ldap_client`` through the bulk PUT only) in
+:mod:`.profile`; RS's own INE certificates, the INE fallback 5 days before expiry and names the
+product may not know (``sim.plant_certificate``) in :mod:`.slots`; ``/v1/ocsp*`` with real OCSP
+queries in :mod:`.ocsp` (stapling itself is not simulated: Python's ``ssl`` cannot staple);
+``GET /v4/cluster/health`` (8.0.16+) in :mod:`.health`. ``sim.issue_certificate(LeafSpec(...))``
+issues 2026-shaped certificates from the cluster CA (no CN, serverAuth only, an OCSP URL, ...).
 """
 
 from .cluster import DEFAULT_DATABASES, Database, SimulatorConfig, version_tuple
 from .server import ClusterSimulator, PortInUseError, SimulatorError
+from .tls import LeafSpec
 
 __all__ = [
     "DEFAULT_DATABASES",
     "ClusterSimulator",
     "Database",
+    "LeafSpec",
     "PortInUseError",
     "SimulatorConfig",
     "SimulatorError",

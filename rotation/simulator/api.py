@@ -31,6 +31,16 @@ invalid_field       400     ``PUT /v1/cluster``: unknown field, or the other Sen
 read_only_field     400     ``PUT /v1/cluster``: e.g. ``control_cipher_suites_tls_1_3``
 invalid_cipher_list 400     ``PUT /v1/cluster``: a cipher string OpenSSL selects nothing from
 invalid_value       400     ``PUT /v1/cluster``: wrong type or Sentinel mode
+invalid_internode…  400     ``invalid_internode_certificate``: INE cert without clientAuth or RSA
+                            (7.22.2-79 / 8.0.10-64 on, or ``as-documented``; :mod:`.profile`)
+certificate_requi…  400     ``certificate_requirements_not_met``: ``cert_profile=as-documented``
+                            and the documented profile is missed (every miss listed)
+certificate_ciphe…  400     ``certificate_cipher_mismatch``: 8.2.0-25+, key type vs the path's
+                            TLS 1.2 suites
+(unknown_certific…  403     also ``ldap_client`` on ``update_cert`` where the bulk PUT exists, and
+                            INE names before 7.22.2)
+invalid_option      400     ``/_sim/certificates``, ``/_sim/options``: bad body (:mod:`.slots`)
+(OCSP, health)      …       ``/v1/ocsp*``: :mod:`.ocsp`; ``/v4/cluster/health``: :mod:`.health`
 (from http.py)      400/411/413/431/505: bad_request, payload_too_large, headers_too_large, …
 ==================  ======  ==========================================================
 """
@@ -97,6 +107,7 @@ class BadRequest(Exception):
 async def handle(sim: ClusterSimulator, request: Request) -> Response:
     """Authenticate, route, run, then delay the answer by ``api_latency`` + the ``slow`` fault."""
     started = time.monotonic()
+    sim.slots.tick(utcnow())  # RS's own INE fallback, observable through the API only
     response, control = await _dispatch(sim, request)
     if not control:
         delay = sim.config.api_latency + sim.state.slow_seconds - (time.monotonic() - started)
@@ -175,13 +186,18 @@ def _upload_item(obj: Any) -> UploadItem:
     return UploadItem(name=name, certificate=cert, key=key)
 
 
-def _update(sim: ClusterSimulator, request: Request, items: list[UploadItem]) -> Response:
+def _update(sim: ClusterSimulator, request: Request, items: list[UploadItem], via: str) -> Response:
     sim.state.received_update_bodies.append(request.body)
+    rules = sim.slots.rules(via)
     try:
-        materials = validate_uploads(items, utcnow())
+        rules.check_names(items)
+        materials = validate_uploads(items, utcnow(), known=rules.known_names())
+        rules.check_profiles(materials)
     except CertProblem as exc:
         return Response.error(exc.status, exc.error_code, exc.description)
     status, body = sim.state.apply(materials)
+    if status in (200, 409):  # applied, at least at cluster level
+        sim.slots.uploaded(materials)
     return Response.json(body, status)
 
 
@@ -285,7 +301,7 @@ async def get_certificates(sim: ClusterSimulator, request: Request, params: dict
 
 @route("PUT", "/v1/cluster/update_cert", "update")
 async def put_update_cert(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
-    return _update(sim, request, [_upload_item(_json_body(request))])
+    return _update(sim, request, [_upload_item(_json_body(request))], "update_cert")
 
 
 @route("PUT", "/v1/cluster/certificates", "update", available=lambda sim: sim.state.bulk_put_available)
@@ -297,23 +313,27 @@ async def put_certificates(sim: ClusterSimulator, request: Request, params: dict
         raise BadRequest("invalid_request", "Body must be {\"certificates\": [...]} and nothing else")
     if not items:
         raise BadRequest("invalid_request", "'certificates' is empty")
-    return _update(sim, request, [_upload_item(item) for item in items])
+    return _update(sim, request, [_upload_item(item) for item in items], "bulk")
 
 
-@route("GET", "/v1/cluster/alerts")
-async def get_alerts(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+def expiry_alert(sim: ClusterSimulator, now: dt.datetime) -> dict[str, Any]:
+    """``cluster_certs_about_to_expire`` as ``GET /v1/cluster/alerts`` shows it (also the health report)."""
     setting = sim.state.settings["alert_settings"]["cluster_certs_about_to_expire"]  # type: ignore[index]
     threshold = dt.timedelta(days=int(setting["threshold"]))
-    now = utcnow()
     expiring = [name for name, m in sim.state.certs.items() if m.not_after - now < threshold]
     firing = bool(setting["enabled"]) and bool(expiring)
-    return Response.json({"cluster_certs_about_to_expire": {
+    return {
         "change_time": now.isoformat(),
         "change_value": {"certs_about_to_expire": expiring, "global_threshold": setting["threshold"],
                          "state": firing},
         "enabled": setting["enabled"], "severity": "WARNING" if firing else "INFO",
         "state": firing, "threshold": setting["threshold"],
-    }})
+    }
+
+
+@route("GET", "/v1/cluster/alerts")
+async def get_alerts(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+    return Response.json({"cluster_certs_about_to_expire": expiry_alert(sim, utcnow())})
 
 
 # -- simulator control routes --------------------------------------------------------------------

@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .tls import MAIN_NAMES, CertificateAuthority, Material, material_from_pems
+from .tls import MAIN_NAMES, CertificateAuthority, LeafSpec, Material, material_from_pems
 
 DEFAULT_VERSION = "7.22.2-14"
 TLS_VERSIONS = ("1", "1.0", "1.1", "1.2", "1.3")
@@ -72,6 +72,13 @@ class SimulatorConfig:
     handshake_timeout: float = 10.0
     sentinel_port: int | None = 8001  # the discovery service (Sentinel API); None: not simulated
     sentinel_cert: str = "proxy"  # which certificate it presents (RS does not document it)
+    # today's CAs (issue 14; rules in profile.py, slots.py, ocsp.py): all off by default
+    cert_profile: str = "none"  # upload rules: "none" | "as-documented"
+    internode_certs: bool = False  # hold RS's own INE certificates (7.22.2+)
+    ine_fallback: bool = False  # swap a customer INE certificate for RS's own 5 days before expiry
+    extra_certificates: tuple[str, ...] = ()  # more names held from the start (e.g. ones the product lacks)
+    ocsp_without_url: str = "fail"  # stapling on, proxy cert without OCSP URL: database handshakes "fail" | "accept"
+    proxy_ocsp_url: str | None = None  # AIA OCSP URL of the initial proxy certificate
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir)
@@ -87,6 +94,9 @@ class SimulatorConfig:
             if db.proxy_policy not in PROXY_POLICIES:
                 raise ValueError(f"database {db.name}: proxy_policy must be one of {PROXY_POLICIES}")
         ipaddress.IPv4Address(self.first_address)
+        from .profile import check_options  # here, not at the top: profile imports this module
+
+        check_options(self)
 
     @property
     def database_list(self) -> list[Database]:
@@ -181,7 +191,8 @@ class ClusterState:
         not_after = dt.datetime.now(dt.UTC) + config.expires_in
         self.certs: dict[str, Material] = {}
         for name in MAIN_NAMES:
-            cert_pem, key_pem = ca.issue(config.fqdn, not_before, not_after)
+            spec = LeafSpec(ocsp_url=config.proxy_ocsp_url) if name == "proxy" else None
+            cert_pem, key_pem = ca.issue(config.fqdn, not_before, not_after, spec)
             self.certs[name] = material_from_pems(name, cert_pem, key_pem)
         self.nodes: dict[int, NodeState] = {
             uid: NodeState(uid=uid, addr=addr, hostname=f"node{uid}.{config.fqdn}",

@@ -108,6 +108,16 @@ def simulator(
         None, "--write-config", help="Write/merge an inventory YAML with this cluster."
     ),
     name: str = typer.Option("sim", "--name", help="The cluster's name in the inventory."),
+    cert_profile: str = typer.Option("none", "--cert-profile", help="Upload rules: none | as-documented."),
+    internode_certs: bool = typer.Option(False, "--internode-certs", help="Hold RS's own INE certificates."),
+    ine_fallback: bool = typer.Option(False, "--ine-fallback", help="Swap customer INE certs 5 days before expiry."),
+    extra_cert: list[str] = typer.Option(  # noqa: B008
+        [], "--extra-cert", help="Also hold a certificate under this name (repeatable)."
+    ),
+    ocsp_without_url: str = typer.Option(
+        "fail", "--ocsp-without-url", help="Stapling on, proxy cert without OCSP URL: fail | accept."
+    ),
+    proxy_ocsp_url: str | None = typer.Option(None, "--proxy-ocsp-url", help="OCSP URL of the initial proxy cert."),
 ) -> None:
     """Run a simulated Redis Enterprise cluster (real TLS listeners + REST API) until Ctrl-C."""
     try:
@@ -116,7 +126,9 @@ def simulator(
             metrics_port=metrics_port, databases=parse_databases(databases),
             expires_in=parse_duration(expires_in), version=version, admin_password=password or None,
             state_dir=state_dir, connect_delay=connect_delay, api_latency=api_latency,
-            resync_on_return=not no_resync,
+            resync_on_return=not no_resync, cert_profile=cert_profile, internode_certs=internode_certs,
+            ine_fallback=ine_fallback, extra_certificates=tuple(extra_cert), ocsp_without_url=ocsp_without_url,
+            proxy_ocsp_url=proxy_ocsp_url,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

@@ -26,11 +26,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import api
+from . import api, health  # noqa: F401  (health registers its route)
 from .cluster import ClusterState, Database, NodeState, SimulatorConfig
 from .http import Handler, serve_http
+from .ocsp import OcspService
 from .sentinel import serve_sentinel
 from .services import cm_handler, metrics_handler, serve_resp
+from .slots import CertControls, Slots
 from .tls import CertificateAuthority, utcnow
 
 T = TypeVar("T")
@@ -56,7 +58,7 @@ class PortInUseError(SimulatorError):
     """A listener could not bind because the address/port is taken."""
 
 
-class ClusterSimulator:
+class ClusterSimulator(CertControls):
     """A simulated RS cluster on loopback addresses. See ``rotation.simulator`` for the API."""
 
     def __init__(self, config: SimulatorConfig | None = None) -> None:
@@ -66,6 +68,8 @@ class ClusterSimulator:
         not_before = cfg.initial_not_before or now - dt.timedelta(hours=1)
         self.ca = CertificateAuthority.create(cfg.fqdn, not_before, now + cfg.expires_in * 10)
         self.state = ClusterState(cfg, self.ca)
+        self.slots = Slots(cfg, self.ca, self.state)  # INE, ldap_client, planted names, issue-14 options
+        self.ocsp = OcspService(self)
         self.admin_username = f"admin@{cfg.fqdn}"
         self.viewer_username = f"viewer@{cfg.fqdn}"
         self.admin_password = cfg.admin_password or secrets.token_urlsafe(18)
@@ -383,6 +387,9 @@ class ClusterSimulator:
                     return
                 if self.config.connect_delay > 0:
                     await asyncio.sleep(self.config.connect_delay)
+                if self.ocsp.refuses_handshake(node, kind):  # stapling on, proxy cert without OCSP URL
+                    await self.ocsp.refuse(conn)
+                    return
                 reader, writer = await self._open_stream(node, kind, conn)
                 await self._serve_connection(node, kind, reader, writer)
             except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError):

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 MAIN_NAMES: tuple[str, ...] = ("api", "cm", "proxy", "syncer", "metrics_exporter")
 OPTIONAL_NAMES: tuple[str, ...] = (
@@ -63,7 +63,7 @@ def fingerprint_der(der: bytes) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
+def _key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> str:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
@@ -71,6 +71,31 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
 
 def _cert_pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@dataclass(frozen=True)
+class LeafSpec:
+    """The shape of a leaf the simulator's CA issues (tests build 2026-style certificates with it)."""
+
+    common_name: str | None = ""  # "" -> the fqdn; None -> no subject at all (LE's tlsserver profile)
+    sans: tuple[str, ...] = ()  # () -> fqdn, *.fqdn
+    server_auth: bool = True
+    client_auth: bool = True
+    key_encipherment: bool = False
+    key_type: str = "ecdsa"  # "ecdsa" (P-256) or "rsa"
+    rsa_bits: int = 2048
+    ocsp_url: str | None = None  # AIA OCSP responder URL
+
+    @classmethod
+    def documented(cls, fqdn: str, **changes: object) -> LeafSpec:
+        """RS's documented profile for CA-signed cluster certificates (D-CREATE)."""
+        sans = (fqdn, f"*.{fqdn}", f"internal.{fqdn}", f"*.internal.{fqdn}")
+        return cls(**{"sans": sans, "key_encipherment": True, "key_type": "rsa", **changes})  # type: ignore[arg-type]
+
+    @classmethod
+    def tlsserver(cls, **changes: object) -> LeafSpec:
+        """Like Let's Encrypt's 2026 ``tlsserver`` profile: no CN, serverAuth only, no keyEncipherment."""
+        return cls(**{"common_name": None, "client_auth": False, **changes})  # type: ignore[arg-type]
 
 
 @dataclass
@@ -110,28 +135,32 @@ class CertificateAuthority:
     def pem(self) -> str:
         return _cert_pem(self.cert)
 
-    def issue(self, fqdn: str, not_before: dt.datetime, not_after: dt.datetime) -> tuple[str, str]:
-        """A server+client leaf for ``fqdn`` and ``*.fqdn``: returns (certificate PEM, key PEM)."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
+    def issue(
+        self, fqdn: str, not_before: dt.datetime, not_after: dt.datetime, spec: LeafSpec | None = None
+    ) -> tuple[str, str]:
+        """A leaf for ``fqdn`` shaped by ``spec`` (default: RS's own kind, a server+client ECDSA
+        leaf for ``fqdn`` and ``*.fqdn``): returns (certificate PEM, key PEM)."""
+        spec = spec or LeafSpec()
+        key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = (
+            rsa.generate_private_key(65537, spec.rsa_bits) if spec.key_type == "rsa"
+            else ec.generate_private_key(ec.SECP256R1())
+        )
+        common_name = fqdn if spec.common_name == "" else spec.common_name
+        subject = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else []
+        builder = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, fqdn)]))
+            .subject_name(x509.Name(subject))
             .issuer_name(self.cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(not_before)
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(fqdn), x509.DNSName(f"*.{fqdn}")]), critical=False
-            )
-            .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-                critical=False,
-            )
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName(name) for name in (spec.sans or (fqdn, f"*.{fqdn}"))]), critical=not subject)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
+                    digital_signature=True, content_commitment=False, key_encipherment=spec.key_encipherment,
                     data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
                     encipher_only=False, decipher_only=False,
                 ),
@@ -140,8 +169,15 @@ class CertificateAuthority:
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False
             )
-            .sign(self.key, hashes.SHA256())
         )
+        usages = [oid for oid, wanted in ((ExtendedKeyUsageOID.SERVER_AUTH, spec.server_auth),
+                                          (ExtendedKeyUsageOID.CLIENT_AUTH, spec.client_auth)) if wanted]
+        if usages:
+            builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        if spec.ocsp_url:
+            builder = builder.add_extension(x509.AuthorityInformationAccess([x509.AccessDescription(
+                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(spec.ocsp_url))]), critical=False)
+        cert = builder.sign(self.key, hashes.SHA256())
         return _cert_pem(cert), _key_pem(key)
 
 
@@ -221,15 +257,18 @@ class UploadItem:
     key: str | None
 
 
-def validate_uploads(items: list[UploadItem], now: dt.datetime) -> list[Material]:
+def validate_uploads(
+    items: list[UploadItem], now: dt.datetime, known: frozenset[str] = KNOWN_NAMES
+) -> list[Material]:
     """Check every item, stage by stage, and raise the first :class:`CertProblem`.
 
     Stages (each over all items before the next, so the stage order decides the code):
-    unknown name (403) -> unparsable PEM (400) -> broken chain (400) -> key mismatch (400)
-    -> leaf expired (406).
+    unknown name (403; ``known`` is the cluster's names, see :mod:`.profile`) -> unparsable PEM
+    (400) -> broken chain (400) -> key mismatch (400) -> leaf expired (406). The certificate
+    profile rules (:func:`.profile.check_profiles`) come after.
     """
     for item in items:
-        if item.name not in KNOWN_NAMES:
+        if item.name not in known:
             raise CertProblem(403, "unknown_certificate", f"Unknown certificate name {item.name!r}")
     parsed: list[tuple[list[x509.Certificate], object | None]] = []
     for item in items:
