@@ -16,9 +16,10 @@ Choices where the sources are silent (assumptions):
 
 * The api listener asks for a client certificate only while certificate login is on (the flag
   and an ``mtls_trusted_ca``) and verifies it in the handshake against that bundle, up to a CA in
-  it (no partial chains). A certificate the bundle does not cover is refused in the handshake (TLS
-  alert ``unknown_ca``), as envoy, RS's probable gateway, does by default: the stdlib has no
-  verify callback that could let it through to a 401.
+  it (no partial chains). A certificate the bundle does not cover fails the handshake, as with
+  envoy (RS's probable gateway) by default; the stdlib has no verify callback that could let it
+  through to a 401. The client sees the connection drop, not envoy's ``unknown_ca`` alert: the
+  asyncio/uvloop TLS transport closes without flushing it.
 * A verified certificate that maps to a user wins; otherwise the Authorization header decides.
   ``san_cn``/``full_subject`` validation against ``mtls_authorized_subjects`` and "no user has
   this subject" give 401 when nothing else authenticates.

@@ -131,11 +131,11 @@ class BdbCertificates:
         return {str(uid): {"seconds": r.seconds, "bdb_uid": r.bdb_uid} for uid, r in self._lag.items()}
 
     def snapshot(self) -> dict[str, object]:
-        """Own certificates (cluster level), and per node per database what a new handshake gets
+        """Own certificates (cluster level), and per node per TLS database what a new handshake gets
         (a fingerprint, or "proxy")."""
         nodes: dict[str, dict[str, str]] = {}
         for db in self.state.config.database_list:
-            for node in self.state.database_nodes(db):
+            for node in self.state.database_nodes(db) if db.tls else []:
                 own = self.served(node, db)
                 nodes.setdefault(str(node.uid), {})[str(db.uid)] = own.fingerprint if own else "proxy"
         return {"installed": {str(uid): m.fingerprint for uid, m in sorted(self.installed.items())},

@@ -236,22 +236,26 @@ def setup_certificate_login(accounts: Accounts, state_dir: Path, fqdn: str, subj
 
 
 def issue_client_certificate(
-    ca: CertificateAuthority, subject_line: str, not_before: dt.datetime, not_after: dt.datetime
+    ca: CertificateAuthority, subject_line: str, not_before: dt.datetime, not_after: dt.datetime,
+    dns_names: tuple[str, ...] = (),
 ) -> tuple[str, str]:
-    """A clientAuth leaf whose RFC 2253 subject is exactly ``subject_line``: (cert PEM, key PEM)."""
-    subject = x509.Name.from_rfc4514_string(check_subject_line(subject_line))
+    """A clientAuth leaf whose RFC 2253 subject is exactly ``subject_line`` (and SAN ``dns_names``):
+    (cert PEM, key PEM)."""
+    subject = x509.Name.from_rfc4514_string(subject_line)
     if subject.rfc4514_string() != subject_line:
         raise ValueError(f"{subject_line!r} does not round-trip as an RFC 2253 name")
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
+    builder = (
         x509.CertificateBuilder().subject_name(subject).issuer_name(ca.cert.subject)
         .public_key(key.public_key()).serial_number(x509.random_serial_number())
         .not_valid_before(not_before).not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
-        .sign(ca.key, hashes.SHA256())
     )
+    if dns_names:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), False)
+    cert = builder.sign(ca.key, hashes.SHA256())
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()).decode()
     return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
