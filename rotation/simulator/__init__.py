@@ -21,6 +21,16 @@ only at start and on ``sim.restart_sentinel(uid)``. Control listeners enforce
 + ``data_cipher_list``, for real (OpenSSL refuses); ``sim.override_node_tls(uid, listener, ...)``
 plants a node that disagrees. The REST routes and their error codes are listed in
 :mod:`rotation.simulator.api` (``PUT /v1/cluster`` rules: :mod:`rotation.simulator.policy`).
+
+Opt-in, by version profile: certificate (mTLS) login to the REST API (7.8.4+), Basic turned off
+(8.2.0+), users and JWTs (:mod:`~rotation.simulator.auth`, :mod:`~rotation.simulator.users`);
+per-database certificates served on each database's own endpoint (8.0.2+,
+:mod:`~rotation.simulator.bdb_routes`)::
+
+    login = sim.cert_login.enable("CN=rotation,OU=ops,O=rotation", basic=False)  # client cert files
+    sim.cert_login.rladmin("tune cluster control_plane_basic_authentication enabled")  # break glass
+    sim.inventory_entry("lab", login="certificate")  # client_cert_file / client_key_file
+    sim.database_certs.install(1); sim.database_certs.stale(2, seconds=2, bdb_uid=1)
 """
 
 from .cluster import DEFAULT_DATABASES, Database, SimulatorConfig, version_tuple
