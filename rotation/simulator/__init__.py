@@ -30,6 +30,15 @@ product may not know (``sim.plant_certificate``) in :mod:`.slots`; ``/v1/ocsp*``
 queries in :mod:`.ocsp` (stapling itself is not simulated: Python's ``ssl`` cannot staple);
 ``GET /v4/cluster/health`` (8.0.16+) in :mod:`.health`. ``sim.issue_certificate(LeafSpec(...))``
 issues 2026-shaped certificates from the cluster CA (no CN, serverAuth only, an OCSP URL, ...).
+Opt-in, by version profile: certificate (mTLS) login to the REST API (7.8.4+), Basic turned off
+(8.2.0+), users and JWTs (:mod:`~rotation.simulator.auth`, :mod:`~rotation.simulator.users`);
+per-database certificates served on each database's own endpoint (8.0.2+,
+:mod:`~rotation.simulator.bdb_routes`)::
+
+    login = sim.cert_login.enable("CN=rotation,OU=ops,O=rotation", basic=False)  # client cert files
+    sim.cert_login.rladmin("tune cluster control_plane_basic_authentication enabled")  # break glass
+    sim.inventory_entry("lab", login="certificate")  # client_cert_file / client_key_file
+    sim.database_certs.install(1); sim.database_certs.stale(2, seconds=2, bdb_uid=1)
 """
 
 from .cluster import DEFAULT_DATABASES, Database, SimulatorConfig, version_tuple

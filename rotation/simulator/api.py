@@ -1,7 +1,10 @@
 """The REST API every simulated node answers on its ``api`` listener.
 
-Routes are data (:data:`ROUTES`); add one with :func:`route`. Every route needs HTTP Basic
-auth; ``update`` routes need the admin. ``/_sim/*`` are the simulator's own control routes.
+Routes are data (:data:`ROUTES`); add one with :func:`route`. Every route needs a login (HTTP
+Basic, a client certificate or a JWT: :mod:`rotation.simulator.auth`); ``update`` routes need the
+admin role. ``/_sim/*`` are the simulator's own control routes. More routes register from
+:mod:`rotation.simulator.users` (users, JWTs, ``/_sim/rladmin``) and
+:mod:`rotation.simulator.bdb_routes` (per-database certificates).
 
 Error bodies are ``{"error_code": ..., "description": ...}``. The codes are invented (RS's
 real strings are not public):
@@ -9,7 +12,10 @@ real strings are not public):
 ==================  ======  ==========================================================
 error_code          status  when
 ==================  ======  ==========================================================
-unauthorized        401     missing or wrong Basic credentials
+unauthorized        401     no login: missing/wrong Basic credentials, Basic turned off
+                            (``control_plane_basic_authentication``), a client certificate
+                            no certificate user matches or outside ``mtls_authorized_subjects``,
+                            an invalid or expired JWT (the description says which)
 insufficient_perm…  403     ``insufficient_permissions``: the viewer on an update route
 not_found           404     unknown URI, unknown node uid, bulk PUT on a pre-7.22.2 profile
 method_not_allowed  405     known URI, other method
@@ -30,7 +36,6 @@ invalid_tls_version 400     ``PUT /v1/cluster``: a minimum TLS version this prof
 invalid_field       400     ``PUT /v1/cluster``: unknown field, or the other Sentinel spelling
 read_only_field     400     ``PUT /v1/cluster``: e.g. ``control_cipher_suites_tls_1_3``
 invalid_cipher_list 400     ``PUT /v1/cluster``: a cipher string OpenSSL selects nothing from
-invalid_value       400     ``PUT /v1/cluster``: wrong type or Sentinel mode
 invalid_internode…  400     ``invalid_internode_certificate``: INE cert without clientAuth or RSA
                             (7.22.2-79 / 8.0.10-64 on, or ``as-documented``; :mod:`.profile`)
 certificate_requi…  400     ``certificate_requirements_not_met``: ``cert_profile=as-documented``
@@ -41,6 +46,17 @@ certificate_ciphe…  400     ``certificate_cipher_mismatch``: 8.2.0-25+, key ty
                             INE names before 7.22.2)
 invalid_option      400     ``/_sim/certificates``, ``/_sim/options``: bad body (:mod:`.slots`)
 (OCSP, health)      …       ``/v1/ocsp*``: :mod:`.ocsp`; ``/v4/cluster/health``: :mod:`.health`
+invalid_value       400     ``PUT /v1/cluster``: wrong type or Sentinel mode; users: bad role,
+                            auth_method, or certificate users before RS 7.8.4
+missing_mtls_truste 400     ``missing_mtls_trusted_ca``: certificate login on without the CA
+invalid_certificat… 400     ``invalid_certificate_subject_line``: not RS's RFC 2253 form
+invalid_request     400     (also) users, ``authorize`` ttl, per-database certificate bodies
+invalid_parameter   400     ``GET /v1/bdbs/certificates``: page, page_size, expires_before, tls_mode
+user_not_found      404     unknown user uid
+certificate_not_f…  404     ``certificate_not_found``: the database has no certificate of its own
+email_already_exi…  409     ``email_already_exists`` (also ``certificate_subject_line_already_exists``)
+change_last_admin…  406     ``change_last_admin_role_not_allowed``
+invalid_rladmin_co… 400     ``POST /_sim/rladmin``: a command the stand-in does not know
 (from http.py)      400/411/413/431/505: bad_request, payload_too_large, headers_too_large, …
 ==================  ======  ==========================================================
 """
@@ -48,10 +64,7 @@ invalid_option      400     ``/_sim/certificates``, ``/_sim/options``: bad body 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import datetime as dt
-import hmac
 import json
 import re
 import time
@@ -60,6 +73,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import policy as cluster_policy
+from .auth import AuthRejected
 from .http import Request, Response
 from .tls import KEYLESS_NAMES, CertProblem, UploadItem, utcnow, validate_uploads
 
@@ -104,11 +118,13 @@ class BadRequest(Exception):
 # -- dispatch ------------------------------------------------------------------------------------
 
 
-async def handle(sim: ClusterSimulator, request: Request) -> Response:
-    """Authenticate, route, run, then delay the answer by ``api_latency`` + the ``slow`` fault."""
+async def handle(sim: ClusterSimulator, request: Request, client_cert: bytes | None = None) -> Response:
+    """Authenticate, route, run, then delay the answer by ``api_latency`` + the ``slow`` fault.
+
+    ``client_cert``: the DER certificate the connection's handshake verified, if any."""
     started = time.monotonic()
     sim.slots.tick(utcnow())  # RS's own INE fallback, observable through the API only
-    response, control = await _dispatch(sim, request)
+    response, control = await _dispatch(sim, request, client_cert)
     if not control:
         delay = sim.config.api_latency + sim.state.slow_seconds - (time.monotonic() - started)
         if delay > 0:
@@ -116,11 +132,11 @@ async def handle(sim: ClusterSimulator, request: Request) -> Response:
     return response
 
 
-async def _dispatch(sim: ClusterSimulator, request: Request) -> tuple[Response, bool]:
-    role = _authenticate(sim, request)
-    if role is None:
-        return Response.error(401, "unauthorized", "Authentication required",
-                              **{"WWW-Authenticate": 'Basic realm="rs-simulator"'}), False
+async def _dispatch(sim: ClusterSimulator, request: Request, client_cert: bytes | None) -> tuple[Response, bool]:
+    login = sim.accounts.authenticate(request, client_cert)
+    if isinstance(login, str):
+        return Response.error(401, "unauthorized", login, **{"WWW-Authenticate": sim.accounts.challenge}), False
+    request.login, role = login, login.user.role
     path = request.path
     matched_path = False
     for candidate in ROUTES:
@@ -144,25 +160,16 @@ async def _dispatch(sim: ClusterSimulator, request: Request) -> tuple[Response, 
                                       "Content-Type must be application/json"), candidate.control
         try:
             return await candidate.handler(sim, request, found.groupdict()), candidate.control
-        except BadRequest as exc:
+        except (BadRequest, AuthRejected) as exc:
             return Response.error(exc.status, exc.error_code, exc.description), candidate.control
     if matched_path:
         return Response.error(405, "method_not_allowed", f"{request.method} is not allowed on {path}"), False
     return Response.error(404, "not_found", f"Unknown URI {path}"), False
 
 
-def _authenticate(sim: ClusterSimulator, request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        username, _, password = base64.b64decode(token.strip(), validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user = sim.users.get(username)
-    if user is None or not hmac.compare_digest(user[0].encode(), password.encode()):
-        return None
-    return user[1]
+def query_flag(request: Request, name: str) -> bool:
+    """``?dry_run``, ``?dry_run=1``, ``?dry_run=true`` -> True; absent, ``0``, ``false``, ``no`` -> False."""
+    return request.query.get(name, ["0"])[-1].lower() not in ("0", "false", "no")
 
 
 def _json_body(request: Request) -> Any:
@@ -189,6 +196,7 @@ def _upload_item(obj: Any) -> UploadItem:
 def _update(sim: ClusterSimulator, request: Request, items: list[UploadItem], via: str) -> Response:
     sim.state.received_update_bodies.append(request.body)
     rules = sim.slots.rules(via)
+    sim.accounts.check_upload(item.name for item in items)
     try:
         rules.check_names(items)
         materials = validate_uploads(items, utcnow(), known=rules.known_names())
@@ -261,13 +269,14 @@ async def put_cluster(sim: ClusterSimulator, request: Request, params: dict[str,
     Listeners read the settings on each new handshake, so control and data changes apply at
     once; the discovery service keeps its settings until ``restart_sentinel``.
     """
-    dry_run = request.query.get("dry_run", ["0"])[-1].lower() not in ("0", "false", "no")
+    dry_run = query_flag(request, "dry_run")
     sim.state.received_cluster_updates.append((dry_run, request.body))
+    login_changes, body = sim.accounts.split_cluster_update(_json_body(request))  # certificate login, Basic
     try:
-        changes = cluster_policy.validate_update(_json_body(request), sim.state.version)
+        changes = cluster_policy.validate_update(body, sim.state.version) if body or not login_changes else {}
     except cluster_policy.PolicyRejected as exc:
         raise BadRequest(exc.error_code, exc.description) from exc
-    merged = cluster_policy.merge(sim.state.settings, changes)
+    merged = cluster_policy.merge(sim.state.settings, {**changes, **login_changes})
     if not dry_run:
         sim.state.settings = merged
     return Response.json(_cluster_json(sim, merged))
@@ -345,7 +354,7 @@ async def get_sim_state(sim: ClusterSimulator, request: Request, params: dict[st
 
 
 FAULT_ACTIONS = ("fail_next", "slow", "node_down", "stale", "clear_faults", "override_node_tls",
-                 "restart_sentinel")
+                 "restart_sentinel", "bdb_stale")
 
 
 @route("POST", "/_sim/faults", "update", control=True)
@@ -354,7 +363,7 @@ async def post_sim_faults(sim: ClusterSimulator, request: Request, params: dict[
 
     Actions: fail_next(count, status), slow(seconds), node_down(uid, down), stale(uid, seconds,
     cert_name), clear_faults(), override_node_tls(uid, listener, min_version, ciphers),
-    restart_sentinel(uid). Answers the fault snapshot.
+    restart_sentinel(uid), bdb_stale(uid, seconds, bdb_uid). Answers the fault snapshot.
     """
     body = _json_body(request)
     actions = body.get("actions", [body]) if isinstance(body, dict) else None

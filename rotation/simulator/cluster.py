@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .bdb_certs import BdbCertificates
 from .tls import MAIN_NAMES, CertificateAuthority, LeafSpec, Material, material_from_pems
 
 DEFAULT_VERSION = "7.22.2-14"
@@ -208,6 +209,7 @@ class ClusterState:
         self.received_update_bodies: deque[bytes] = deque(maxlen=20)
         self.received_cluster_updates: deque[tuple[bool, bytes]] = deque(maxlen=20)  # (dry_run, body)
         self.update_count = 0
+        self.bdb_certs = BdbCertificates(self)
 
     @property
     def bulk_put_available(self) -> bool:
@@ -222,13 +224,10 @@ class ClusterState:
     def apply(self, materials: list[Material]) -> tuple[int, dict[str, str]]:
         """Apply validated certificates; returns (status, body). Consumes one queued failure."""
         self.update_count += 1
-        partial = False
-        if self.fail_queue:
-            status = self.fail_queue.popleft()
-            if status != 409:
-                code = {500: "internal_error", 503: "service_unavailable"}.get(status, "injected_failure")
-                return status, {"error_code": code, "description": f"Injected failure ({status})"}
-            partial = True
+        failure = self.take_failure()
+        if failure is not None and failure[0] != 409:
+            return failure
+        partial = failure is not None
         for material in materials:
             self.certs[material.name] = material
         up = [n for n in sorted(self.nodes.values(), key=lambda n: n.uid) if not n.down]
@@ -237,9 +236,22 @@ class ClusterState:
             self._deliver(node, materials)
         if partial or len(up) < len(self.nodes):
             missed = sorted(uid for uid in self.nodes if uid not in {n.uid for n in targets})
-            return 409, {"error_code": "nodes_not_updated",
-                         "description": f"Not all nodes were updated (nodes {missed} missed the change)"}
+            return 409, self.not_all_updated(missed)
         return 200, {}
+
+    def take_failure(self) -> tuple[int, dict[str, str]] | None:
+        """Pop the next injected failure as (status, error body); 409 means "reach the first node only"."""
+        if not self.fail_queue:
+            return None
+        status = self.fail_queue.popleft()
+        code = {409: "nodes_not_updated", 500: "internal_error", 503: "service_unavailable"}.get(
+            status, "injected_failure")
+        return status, {"error_code": code, "description": f"Injected failure ({status})"}
+
+    @staticmethod
+    def not_all_updated(missed: list[int]) -> dict[str, str]:
+        return {"error_code": "nodes_not_updated",
+                "description": f"Not all nodes were updated (nodes {missed} missed the change)"}
 
     def _deliver(self, node: NodeState, materials: list[Material]) -> None:
         rule = self.stale_rules.get(node.uid)
@@ -252,6 +264,7 @@ class ClusterState:
     def resync(self, node: NodeState) -> None:
         for name, slot in node.certs.items():
             slot.put(self.certs[name], None, hold=False)
+        self.bdb_certs.resync(node)
 
     # -- faults ----------------------------------------------------------------------------------
 
@@ -279,6 +292,7 @@ class ClusterState:
             node.tls_overrides.clear()
             for slot in node.certs.values():
                 slot.release()
+        self.bdb_certs.clear_faults()
 
     # -- TLS policy ------------------------------------------------------------------------------
 
@@ -339,6 +353,7 @@ class ClusterState:
                       for uid, r in self.stale_rules.items()},
             "down": sorted(uid for uid, n in self.nodes.items() if n.down),
             "tls_overrides": {str(uid): dict(n.tls_overrides) for uid, n in self.nodes.items() if n.tls_overrides},
+            "bdb_stale": self.bdb_certs.faults_snapshot(),
         }
 
     def snapshot(self) -> dict[str, object]:
@@ -360,4 +375,5 @@ class ClusterState:
             "nodes": nodes,
             "faults": self.faults_snapshot(),
             "update_count": self.update_count,
+            "bdb_certificates": self.bdb_certs.snapshot(),
         }

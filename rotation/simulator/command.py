@@ -65,7 +65,20 @@ def write_inventory(path: Path, name: str, entry: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _summary(sim: ClusterSimulator, name: str) -> str:
+def parse_uids(text: str | None, databases: list[Database]) -> list[int]:
+    """``"1,2"`` -> [1, 2], each the uid of one of ``databases``."""
+    uids = [part.strip() for part in (text or "").split(",") if part.strip()]
+    known = {db.uid for db in databases}
+    if not all(uid.isdigit() and int(uid) in known for uid in uids):
+        raise ValueError(f"--database-certs takes database uids among {sorted(known)}, not {text!r}")
+    return [int(uid) for uid in uids]
+
+
+def _login_kind(cert_login: bool, basic_off: bool) -> str:
+    return "certificate" if basic_off else "both" if cert_login else "basic"
+
+
+def _summary(sim: ClusterSimulator, name: str, login: str = "basic") -> str:
     cfg = sim.config
     lines = [f"Simulated RS cluster {cfg.fqdn} (version {cfg.version}), {cfg.nodes} node(s)",
              f"  admin: {sim.admin_username} (password in {sim.password_path})",
@@ -74,13 +87,20 @@ def _summary(sim: ClusterSimulator, name: str) -> str:
     for uid, addr in enumerate(sim.node_addresses, start=1):
         lines.append(f"  node {uid} {addr}: api {cfg.api_port}, cm {cfg.cm_port}, "
                      f"metrics {cfg.metrics_port}" + (f", discovery {cfg.sentinel_port}" if cfg.sentinel_port else ""))
+    client = sim.cert_login.client
+    if client is not None:
+        basic = "on" if sim.cluster_settings().get("control_plane_basic_authentication", True) else "off"
+        lines.append(f"  certificate login: {client.subject} (cert {client.cert_path}, key {client.key_path}); "
+                     f"Basic {basic}")
     for db in cfg.database_list:
-        lines.append(f"  db {db.uid} {db.name}: port {db.port}, tls={db.tls}, {db.proxy_policy}")
+        served = sim.database_certs.served_fingerprint(1, db.uid)  # every database binds node 1
+        own = f", own certificate {served}" if db.tls and served != sim.served_fingerprint(1, "proxy") else ""
+        lines.append(f"  db {db.uid} {db.name}: port {db.port}, tls={db.tls}, {db.proxy_policy}{own}")
     lines.append("  fingerprints (SHA-256):")
     for cert_name in ("api", "cm", "proxy", "syncer", "metrics_exporter"):
         lines.append(f"    {cert_name}: {sim.served_fingerprint(1, cert_name)}")
     lines.append("Inventory entry:")
-    lines.append(yaml.safe_dump({"clusters": {name: sim.inventory_entry(name)}}, sort_keys=False).rstrip())
+    lines.append(yaml.safe_dump({"clusters": {name: sim.inventory_entry(name, login)}}, sort_keys=False).rstrip())
     lines.append("Serving; Ctrl-C to stop.")
     return "\n".join(lines)
 
@@ -118,6 +138,18 @@ def simulator(
         "fail", "--ocsp-without-url", help="Stapling on, proxy cert without OCSP URL: fail | accept."
     ),
     proxy_ocsp_url: str | None = typer.Option(None, "--proxy-ocsp-url", help="OCSP URL of the initial proxy cert."),
+    cert_login: bool = typer.Option(
+        False, "--cert-login", help="Certificate login to the REST API (RS 7.8.4+): client CA, user, cert files."
+    ),
+    cert_subject: str = typer.Option(
+        "CN=rotation,OU=ops,O=rotation", "--cert-subject", help="The certificate user's subject (RFC 2253)."
+    ),
+    basic_off: bool = typer.Option(
+        False, "--basic-off", help="Turn Basic authentication off (RS 8.2.0+; implies --cert-login)."
+    ),
+    database_certs: str | None = typer.Option(
+        None, "--database-certs", help="Database uids that start with a certificate of their own, e.g. 1,2."
+    ),
 ) -> None:
     """Run a simulated Redis Enterprise cluster (real TLS listeners + REST API) until Ctrl-C."""
     try:
@@ -130,15 +162,24 @@ def simulator(
             ine_fallback=ine_fallback, extra_certificates=tuple(extra_cert), ocsp_without_url=ocsp_without_url,
             proxy_ocsp_url=proxy_ocsp_url,
         )
+        own_certs = parse_uids(database_certs, config.database_list)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     sim = ClusterSimulator(config)
+    login = _login_kind(cert_login, basic_off)
+    try:
+        if login != "basic":
+            sim.cert_login.enable(cert_subject, basic=not basic_off)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    for uid in own_certs:
+        sim.database_certs.install(uid)
 
     def ready() -> None:
         if write_config is not None:
-            write_inventory(write_config, name, sim.inventory_entry(name))
+            write_inventory(write_config, name, sim.inventory_entry(name, login))
             typer.echo(f"Wrote cluster {name!r} to {write_config}")
-        typer.echo(_summary(sim, name), nl=True)
+        typer.echo(_summary(sim, name, login), nl=True)
 
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:

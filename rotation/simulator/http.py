@@ -12,6 +12,7 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 MAX_BODY = 1024 * 1024
@@ -36,6 +37,7 @@ class Request:
     version: str
     headers: dict[str, str]  # lower-cased names; a repeated header keeps its last value
     body: bytes = b""
+    login: Any = None  # set by the REST API's authentication: who is calling
 
     @property
     def path(self) -> str:

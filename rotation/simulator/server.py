@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import api, health  # noqa: F401  (health registers its route)
+from .auth import Accounts, peer_certificate
+from .bdb_routes import DatabaseCertificates
 from .cluster import ClusterState, Database, NodeState, SimulatorConfig
 from .http import Handler, serve_http
 from .ocsp import OcspService
@@ -34,6 +36,7 @@ from .sentinel import serve_sentinel
 from .services import cm_handler, metrics_handler, serve_resp
 from .slots import CertControls, Slots
 from .tls import CertificateAuthority, utcnow
+from .users import CertificateLogin
 
 T = TypeVar("T")
 
@@ -74,10 +77,11 @@ class ClusterSimulator(CertControls):
         self.viewer_username = f"viewer@{cfg.fqdn}"
         self.admin_password = cfg.admin_password or secrets.token_urlsafe(18)
         self.viewer_password = cfg.viewer_password or secrets.token_urlsafe(18)
-        self.users: dict[str, tuple[str, str]] = {
-            self.admin_username: (self.admin_password, "admin"),
-            self.viewer_username: (self.viewer_password, "viewer"),
-        }
+        self.accounts = Accounts(self.state)  # users (uid 1 admin, 2 viewer), tokens, certificate login
+        self.accounts.add(self.admin_username, "admin", "admin", password=self.admin_password)
+        self.accounts.add(self.viewer_username, "viewer", "cluster_viewer", password=self.viewer_password)
+        self.cert_login = CertificateLogin(self)  # enable(), rladmin(): thread-safe controls
+        self.database_certs = DatabaseCertificates(self)  # install(), served_fingerprint(), stale()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._thread: threading.Thread | None = None
@@ -120,14 +124,27 @@ class ClusterSimulator(CertControls):
     def cluster_cert_pem(self, cert_name: str) -> str:
         return self._call(lambda: self.state.certs[cert_name].chain_pem)
 
-    def inventory_entry(self, name: str = "sim") -> dict[str, Any]:
-        """This cluster as an entry of the project's YAML inventory (``clusters: {name: entry}``)."""
+    def inventory_entry(self, name: str = "sim", login: str = "basic") -> dict[str, Any]:
+        """This cluster as an entry of the project's YAML inventory (``clusters: {name: entry}``).
+
+        ``login``: ``basic`` (username + password file), ``certificate`` (``client_cert_file`` +
+        ``client_key_file`` written by ``cert_login.enable()``) or ``both``."""
         cfg = self.config
+        if login not in ("basic", "certificate", "both"):
+            raise ValueError("login must be basic, certificate or both")
+        client = self.accounts.client_login
+        if login != "basic" and client is None:
+            raise SimulatorError("certificate login is not set up: call cert_login.enable() first")
+        credentials: dict[str, str] = {}
+        if login != "certificate":
+            credentials |= {"username": self.admin_username, "password_file": str(self.password_path.resolve())}
+        if client is not None and login != "basic":
+            credentials |= {"client_cert_file": str(client.cert_path.resolve()),
+                            "client_key_file": str(client.key_path.resolve())}
         return {
             "url": f"https://{self.node_addresses[0]}:{cfg.api_port}",
             "tls_server_name": cfg.fqdn,
-            "username": self.admin_username,
-            "password_file": str(self.password_path.resolve()),
+            **credentials,
             "verify": str(self.ca_path.resolve()),
             "fqdn": cfg.fqdn,
             "ports": {"cm": cfg.cm_port, "api": cfg.api_port, "metrics_exporter": cfg.metrics_port,
@@ -201,6 +218,8 @@ class ClusterSimulator(CertControls):
         """One fault by name (the ``POST /_sim/faults`` route); runs on the loop."""
         if action == "node_down":
             await self.set_node_down(int(kwargs.pop("uid")), bool(kwargs.pop("down", True)), **kwargs)
+        elif action == "bdb_stale":
+            self.state.bdb_certs.stale(**kwargs)
         elif action == "slow":
             seconds = float(kwargs.pop("seconds"))
             if kwargs:
@@ -417,7 +436,12 @@ class ClusterSimulator(CertControls):
             db = self._database(kind) if kind.startswith("db:") else None
             if db is None or db.tls:
                 cert_name = "proxy" if db is not None else LISTENER_CERTS[kind]
-                context = node.served(cert_name).context(*self.state.listener_tls(node, kind))
+                # a database with a certificate of its own presents it; the api listener may ask for a client's
+                own = self.state.bdb_certs.served(node, db) if db is not None else None
+                material = own or node.served(cert_name)
+                tls_settings = self.state.listener_tls(node, kind)
+                context = (self.accounts.api_context(material, *tls_settings) if kind == "api"
+                           else material.context(*tls_settings))
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
         protocol = asyncio.StreamReaderProtocol(reader)
@@ -438,14 +462,14 @@ class ClusterSimulator(CertControls):
         elif kind.startswith("db:"):
             await serve_resp(reader, writer, refuse)
         else:
-            await serve_http(reader, writer, self._http_handler(node, kind), refuse=refuse)
+            await serve_http(reader, writer, self._http_handler(node, kind, writer), refuse=refuse)
 
-    def _http_handler(self, node: NodeState, kind: str) -> Handler:
+    def _http_handler(self, node: NodeState, kind: str, writer: asyncio.StreamWriter) -> Handler:
         if kind == "cm":
             return cm_handler(self.config.fqdn, node)
         if kind == "metrics_exporter":
             return metrics_handler(self.config.fqdn, node)
-        return partial(api.handle, self)
+        return partial(api.handle, self, client_cert=peer_certificate(writer))
 
     # -- thread hopping ------------------------------------------------------------------------------
 

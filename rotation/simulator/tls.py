@@ -30,6 +30,8 @@ OPTIONAL_NAMES: tuple[str, ...] = (
 )
 KNOWN_NAMES: frozenset[str] = frozenset(MAIN_NAMES + OPTIONAL_NAMES)
 KEYLESS_NAMES: frozenset[str] = frozenset({"mtls_trusted_ca", "sso_issuer"})
+# a bundle of CA certificates (old and new CA side by side while the client CA rotates), not a chain
+TRUST_BUNDLE_NAMES: frozenset[str] = frozenset({"mtls_trusted_ca"})
 
 _TLS_VERSIONS = {
     "1": ssl.TLSVersion.TLSv1,
@@ -264,8 +266,8 @@ def validate_uploads(
 
     Stages (each over all items before the next, so the stage order decides the code):
     unknown name (403; ``known`` is the cluster's names, see :mod:`.profile`) -> unparsable PEM
-    (400) -> broken chain (400) -> key mismatch (400) -> leaf expired (406). The certificate
-    profile rules (:func:`.profile.check_profiles`) come after.
+    (400) -> broken chain (400; not for trust bundles) -> key mismatch (400) -> leaf expired (406).
+    The certificate profile rules (:func:`.profile.check_profiles`) come after.
     """
     for item in items:
         if item.name not in known:
@@ -290,6 +292,8 @@ def validate_uploads(
             raise CertProblem(400, "invalid_certificate", f"{item.name}: a private key is required")
         parsed.append((certs, key))
     for item, (certs, _) in zip(items, parsed, strict=True):
+        if item.name in TRUST_BUNDLE_NAMES:
+            continue
         for position, (child, parent) in enumerate(zip(certs, certs[1:], strict=False)):
             try:
                 child.verify_directly_issued_by(parent)
