@@ -54,6 +54,7 @@ from .http import Request, Response
 from .tls import KEYLESS_NAMES, CertProblem, UploadItem, utcnow, validate_uploads
 
 if TYPE_CHECKING:
+    from .cluster import Database
     from .server import ClusterSimulator
 
 RouteHandler = Callable[["ClusterSimulator", Request, dict[str, str]], Awaitable[Response]]
@@ -257,20 +258,24 @@ async def put_cluster(sim: ClusterSimulator, request: Request, params: dict[str,
     return Response.json(_cluster_json(sim, merged))
 
 
+def bdb_json(sim: ClusterSimulator, db: Database) -> dict[str, Any]:
+    """One bdb object; its replication fields (and their link status) come from ``sim.replication``."""
+    fqdn = sim.config.fqdn
+    addrs = [n.addr for n in sim.state.database_nodes(db)]
+    return {
+        "uid": db.uid, "name": db.name, "port": db.port,
+        "tls_mode": "enabled" if db.tls else "disabled", "ssl": db.tls,
+        "proxy_policy": db.proxy_policy, "status": "active",
+        "endpoints": [{"uid": f"{db.uid}:1", "dns_name": f"redis-{db.port}.{fqdn}", "port": db.port,
+                       "addr": addrs, "addr_type": "external", "proxy_policy": db.proxy_policy}],
+        **sim.replication.bdb_fields(db.uid),
+    }
+
+
 @route("GET", "/v1/bdbs")
 async def get_bdbs(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
-    fqdn = sim.config.fqdn
-    result = []
-    for db in sim.config.database_list:
-        addrs = [n.addr for n in sim.state.database_nodes(db)]
-        result.append({
-            "uid": db.uid, "name": db.name, "port": db.port,
-            "tls_mode": "enabled" if db.tls else "disabled", "ssl": db.tls,
-            "proxy_policy": db.proxy_policy, "status": "active",
-            "endpoints": [{"uid": f"{db.uid}:1", "dns_name": f"redis-{db.port}.{fqdn}", "port": db.port,
-                           "addr": addrs, "addr_type": "external", "proxy_policy": db.proxy_policy}],
-        })
-    return Response.json(result)
+    await sim.replication.refresh()  # link status from fresh syncer handshakes (none without links)
+    return Response.json([bdb_json(sim, db) for db in sim.config.database_list])
 
 
 @route("GET", "/v1/cluster/certificates")

@@ -26,9 +26,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import api
+from . import api, bdb_api, crdb_api  # noqa: F401 - the route modules register their routes
 from .cluster import ClusterState, Database, NodeState, SimulatorConfig
+from .crdb import Crdbs
 from .http import Handler, serve_http
+from .replication import Replication
 from .sentinel import serve_sentinel
 from .services import cm_handler, metrics_handler, serve_resp
 from .tls import CertificateAuthority, utcnow
@@ -82,6 +84,8 @@ class ClusterSimulator:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._accepted: dict[tuple[int, str], int] = {}  # (node uid, listener kind) -> connections
         self._stop_event: asyncio.Event | None = None
+        self.replication = Replication(self)  # Replica Of links and mTLS of database listeners
+        self.crdbs = Crdbs(self)  # Active-Active databases this cluster takes part in
 
     # -- read-only properties ------------------------------------------------------------------
 
@@ -411,6 +415,9 @@ class ClusterSimulator:
             if db is None or db.tls:
                 cert_name = "proxy" if db is not None else LISTENER_CERTS[kind]
                 context = node.served(cert_name).context(*self.state.listener_tls(node, kind))
+                if db is not None:  # a database that authenticates clients asks for a certificate
+                    context = self.replication.listener_context(
+                        db.uid, node.served(cert_name), *self.state.listener_tls(node, kind)) or context
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
         protocol = asyncio.StreamReaderProtocol(reader)
@@ -429,7 +436,8 @@ class ClusterSimulator:
                                  context=lambda: material.context(minimum),
                                  timeout=self.config.handshake_timeout)
         elif kind.startswith("db:"):
-            await serve_resp(reader, writer, refuse)
+            db_uid = int(kind[3:])  # no client certificate where one is required: dropped unanswered
+            await serve_resp(reader, writer, lambda: node.down or not self.replication.admitted(db_uid, writer))
         else:
             await serve_http(reader, writer, self._http_handler(node, kind), refuse=refuse)
 
