@@ -21,6 +21,16 @@ only at start and on ``sim.restart_sentinel(uid)``. Control listeners enforce
 + ``data_cipher_list``, for real (OpenSSL refuses); ``sim.override_node_tls(uid, listener, ...)``
 plants a node that disagrees. The REST routes and their error codes are listed in
 :mod:`rotation.simulator.api` (``PUT /v1/cluster`` rules: :mod:`rotation.simulator.policy`).
+
+Replication between simulated clusters (opt-in, nothing changes without links): a database
+may list trusted client certificates (``authentication_ssl_client_certs``; its listener then
+asks for one) and replicate from other clusters' databases (``replica_sources``, Replica Of;
+``crdt_sources``, Active-Active). The cluster's syncer really reconnects over TLS, presenting
+its ``syncer`` certificate and pinning the source's ``server_cert``; the link status in
+``GET /v1/bdbs[/{uid}]`` comes from those handshakes (:mod:`.replication`, :mod:`.links`,
+routes in :mod:`.bdb_api`). Active-Active databases, their tasks and the force update that
+refreshes every participant's view over HTTPS: :mod:`.crdb` (routes in :mod:`.crdb_api`).
+Several linked clusters for tests and demos: :class:`rotation.simulator.fleet.Fleet`.
 """
 
 from .cluster import DEFAULT_DATABASES, Database, SimulatorConfig, version_tuple

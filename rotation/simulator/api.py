@@ -33,6 +33,9 @@ invalid_cipher_list 400     ``PUT /v1/cluster``: a cipher string OpenSSL selects
 invalid_value       400     ``PUT /v1/cluster``: wrong type or Sentinel mode
 (from http.py)      400/411/413/431/505: bad_request, payload_too_large, headers_too_large, …
 ==================  ======  ==========================================================
+
+``GET``/``PUT /v1/bdbs/{uid}`` and ``/_sim/links`` are in :mod:`.bdb_api` (codes in
+:mod:`.bdb_config`), the Active-Active routes in :mod:`.crdb_api`.
 """
 
 from __future__ import annotations

@@ -108,6 +108,9 @@ class Crdbs:
         task.errors, task.ended = errors, utcnow().isoformat()
         task.status = "failed" if errors else "finished"
         task.done.set()
+        if errors:
+            log.warning("CRDB %s: task %s (%s) failed: %s", task.crdb_guid, task.id, task.operation,
+                        "; ".join(f"{e['cluster_name']}: {e['error_code']}" for e in errors))
 
     # -- the coordinator ---------------------------------------------------------------------------
 
@@ -247,7 +250,7 @@ class Crdbs:
 
         return self._await(wait(), timeout + 1)
 
-    def list(self) -> list[dict[str, Any]]:
+    def crdb_objects(self) -> list[dict[str, Any]]:
         return self.sim._call(lambda: [crdb.public() for crdb in self.crdbs.values()])
 
     def force_update_count(self, guid: str) -> int:

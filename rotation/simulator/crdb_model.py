@@ -101,8 +101,9 @@ class CrdbTask:
 
 
 def _require(obj: dict[str, Any], name: str, kind: type, where: str) -> Any:
+    """``obj[name]``, a non-empty value of ``kind`` (a bool is not an int here)."""
     value = obj.get(name)
-    if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool) or value in ("", None):
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool) or value == "":
         raise CrdbRejected("invalid_schema", f"{where}{name}: required {kind.__name__}")
     return value
 

@@ -14,18 +14,13 @@ Each cluster is a :class:`ClusterSimulator` named ``<name>.sim.local`` on its ow
 with the real RS ports, and by default two TLS databases: ``db1`` (12000, for Replica Of) and
 ``aa`` (12010, the Active-Active instance). Links are set up through the same code as the REST
 API (``PUT /v1/bdbs/{uid}``, ``POST /v1/crdbs``); the CRDB coordinator reaches its peers over
-HTTPS with their admin credentials. ``python -m rotation.simulator.fleet`` runs a fleet in the
-foreground (``--help``).
+HTTPS with their admin credentials.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import datetime as dt
 import ipaddress
-import signal
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -159,38 +154,3 @@ class Fleet:
     def inventory(self) -> dict[str, dict[str, Any]]:
         """The clusters as entries of the project's inventory (``clusters:``)."""
         return {name: sim.inventory_entry(name) for name, sim in self.clusters.items()}
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Run a linked fleet in the foreground until SIGINT/SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m rotation.simulator.fleet", description=main.__doc__)
-    parser.add_argument("--clusters", default="east,west", help="comma-separated names")
-    parser.add_argument("--replica-of", action="append", default=[], metavar="SOURCE:REPLICA")
-    parser.add_argument("--crdb", action="store_true", help="an Active-Active database on every cluster")
-    parser.add_argument("--state-dir", type=Path, default=Path(".rotation/fleet"))
-    parser.add_argument("--write-config", type=Path, help="write/merge an inventory with every cluster")
-    args = parser.parse_args(argv)
-    fleet = Fleet(args.clusters.split(","), state_dir=args.state_dir)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    with fleet:
-        for pair in args.replica_of:
-            fleet.replica_of(*pair.split(":", 1))
-        if args.crdb:
-            print(f"CRDB {fleet.crdb()}")
-        if args.write_config:
-            from .command import write_inventory
-
-            for name, entry in fleet.inventory().items():
-                write_inventory(args.write_config, name, entry)
-        for name, rows in fleet.check_links().items():
-            for row in rows:
-                print(f"{name} db{row['db']} {row['kind']} <- {row['uri']}: {row['status']} {row['last_error']}")
-        print("Serving; Ctrl-C to stop.", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            stop.wait()
-
-
-if __name__ == "__main__":
-    main()

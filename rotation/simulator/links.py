@@ -23,6 +23,7 @@ import os
 import ssl
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -53,6 +54,7 @@ class SyncSource:
     last_update: str | None = None
     frozen: tuple[str, str] | None = None  # (server_cert, client cert) digests when frozen
     checking: asyncio.Task[None] | None = field(default=None, repr=False)
+    check_sequence: int = 0
 
     @property
     def address(self) -> tuple[str, int]:
@@ -80,12 +82,12 @@ class ContextCache:
         self._contexts: dict[tuple[str, ...], ssl.SSLContext] = {}
         self._limit = limit
 
-    def get(self, key: tuple[str, ...], build: object) -> ssl.SSLContext:
+    def get(self, key: tuple[str, ...], build: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
         context = self._contexts.get(key)
         if context is None:
             if len(self._contexts) >= self._limit:
                 self._contexts.clear()
-            context = build()  # type: ignore[operator]
+            context = build()
             self._contexts[key] = context
         return context
 

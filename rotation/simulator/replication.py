@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections import deque
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import links
-from .bdb_config import BdbChanges
+from .bdb_config import BdbChanges, parse_update
 from .links import ContextCache, SyncSource
 from .tls import Material
 
@@ -83,6 +84,7 @@ class Replication:
         self._contexts = ContextCache()
         self._periodic: asyncio.Task[None] | None = None
         self._checked: asyncio.Condition | None = None  # notified after every check
+        self._sequence = 0  # numbers the checks, so a read never trusts one older than itself
 
     def db(self, uid: int) -> DbLinks:
         try:
@@ -152,7 +154,9 @@ class Replication:
 
     # -- the listener side -------------------------------------------------------------------------
 
-    def listener_context(self, uid: int, material: Material, minimum: str, ciphers: str | None) -> Any:
+    def listener_context(
+        self, uid: int, material: Material, minimum: str, ciphers: str | None
+    ) -> ssl.SSLContext | None:
         """An mTLS server context for database ``uid``, or None when it authenticates no client."""
         state = self.dbs.get(uid)
         trusted = state.trusted_clients() if state is not None else []
@@ -194,10 +198,20 @@ class Replication:
             self._checked = asyncio.Condition()
         return self._checked
 
-    def _start(self, source: SyncSource) -> asyncio.Task[None]:
-        if source.checking is None or source.checking.done():
-            source.checking = self._spawn(self._check(source))
-        return source.checking
+    async def _fresh(self, source: SyncSource, after: int) -> None:
+        """A check of ``source`` started at or after sequence ``after``: joins one in flight if it
+        is recent enough, else lets the older one end (one check per link at a time) and starts one."""
+        while True:
+            task = source.checking
+            if task is None or task.done():
+                self._sequence += 1
+                source.check_sequence, source.checking = self._sequence, self._spawn(self._check(source))
+                task = source.checking
+            elif source.check_sequence < after:
+                await asyncio.shield(task)
+                continue
+            await asyncio.shield(task)
+            return
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)  # always called on the simulator's loop
@@ -208,8 +222,9 @@ class Replication:
     async def refresh(self, uids: Iterable[int] | None = None) -> None:
         """Check every link of these databases now (one check per link at a time)."""
         sources = [s for uid in (self.dbs if uids is None else uids) for s in self.dbs[uid].checked_sources()]
+        after = self._sequence + 1  # a check that started before this call may predate a change
         if sources:
-            await asyncio.gather(*(asyncio.shield(self._start(s)) for s in sources))
+            await asyncio.gather(*(self._fresh(s, after) for s in sources))
 
     def kick(self, uids: Iterable[int]) -> None:
         """Check these databases' links soon and make sure the periodic checks run."""
@@ -252,8 +267,6 @@ class Replication:
 
     def configure(self, uid: int, body: dict[str, Any]) -> None:
         """What ``PUT /v1/bdbs/{uid}`` does (same checks; raises ``BdbRejected``), from any thread."""
-        from .bdb_config import parse_update
-
         db = next((d for d in self.sim.config.database_list if d.uid == uid), None)
         if db is None:
             raise ValueError(f"no database with uid {uid}")
