@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import free_loopback_base
+from conftest import free_loopback_base, handshake_fingerprint
 
 from rotation.simulator import ClusterSimulator
 from rotation.simulator.fleet import CRDB_PORT, Fleet
@@ -114,13 +114,19 @@ def test_replica_syncer_rotation_breaks_the_link_until_the_source_trusts_it(
     listed = rest["east"]("GET", "/v1/bdbs/1").json()["authentication_ssl_client_certs"]
     assert listed == [{"client_cert": old_syncer}]
 
+    addr, port, sni = fleet.endpoint("east")  # a probe without a client certificate still handshakes
+    assert handshake_fingerprint(addr, port, sni) == east.served_fingerprint(1, "proxy")
+    plain = ssl.create_default_context(cadata=east.ca_pem)
+    with socket.create_connection((addr, port), timeout=5) as raw, plain.wrap_socket(raw, server_hostname=sni) as tls:
+        tls.sendall(b"PING\r\n")
+        assert tls.recv(100) == b""  # ... but gets no answer from a database that wants one
+
     cert, key = issue(new_ca, west)
     rest["west"].rotate("syncer", cert, key)
     broken = rest["west"].source()
     assert broken["status"] == "out-of-sync"
     assert "client certificate refused by the source" in broken["last_error"]
-    addr, port, _ = fleet.endpoint("east")  # the source really refuses it, seen by a plain client
-    assert ping_presenting(addr, port, east.cluster_cert_pem("proxy"), cert, key) == b""
+    assert ping_presenting(addr, port, east.cluster_cert_pem("proxy"), cert, key) == b""  # really refused
 
     both = [{"client_cert": old_syncer}, {"client_cert": cert}]
     assert rest["east"]("PUT", "/v1/bdbs/1", json={"authentication_ssl_client_certs": both}).status_code == 200
