@@ -184,14 +184,18 @@ class Replication:
 
     async def _check(self, source: SyncSource) -> None:
         context, client_pem = None, None
-        if source.server_cert is not None:
-            client_pem, client_key = self._client_pair(source)
-            server_cert = source.server_cert
-            key = ("client", links.pem_digest(server_cert), links.pem_digest(client_pem))
-            context = self._contexts.get(key, lambda: links.client_context(server_cert, client_pem, client_key))
-        await links.check(source, context, client_pem, self.check_timeout)
-        async with self._condition():
-            self._checked.notify_all()  # type: ignore[union-attr]
+        try:
+            if source.server_cert is not None:
+                client_pem, client_key = self._client_pair(source)
+                server_cert = source.server_cert
+                key = ("client", links.pem_digest(server_cert), links.pem_digest(client_pem))
+                context = self._contexts.get(key, lambda: links.client_context(server_cert, client_pem, client_key))
+            await links.check(source, context, client_pem, self.check_timeout)
+        except (OSError, ValueError) as exc:  # e.g. a pair OpenSSL will not load: the syncer cannot start
+            source.status, source.last_error = links.OUT_OF_SYNC, f"syncer cannot connect: {exc}"
+        condition = self._condition()
+        async with condition:
+            condition.notify_all()
 
     def _condition(self) -> asyncio.Condition:
         if self._checked is None:
