@@ -39,6 +39,16 @@ per-database certificates served on each database's own endpoint (8.0.2+,
     sim.cert_login.rladmin("tune cluster control_plane_basic_authentication enabled")  # break glass
     sim.inventory_entry("lab", login="certificate")  # client_cert_file / client_key_file
     sim.database_certs.install(1); sim.database_certs.stale(2, seconds=2, bdb_uid=1)
+
+Replication between simulated clusters (opt-in, nothing changes without links): a database
+may list trusted client certificates (``authentication_ssl_client_certs``; its listener then
+asks for one) and replicate from other clusters' databases (``replica_sources``, Replica Of;
+``crdt_sources``, Active-Active). The cluster's syncer really reconnects over TLS, presenting
+its ``syncer`` certificate and pinning the source's ``server_cert``; the link status in
+``GET /v1/bdbs[/{uid}]`` comes from those handshakes (:mod:`.replication`, :mod:`.links`,
+routes in :mod:`.bdb_api`). Active-Active databases, their tasks and the force update that
+refreshes every participant's view over HTTPS: :mod:`.crdb` (routes in :mod:`.crdb_api`).
+Several linked clusters for tests and demos: :class:`rotation.simulator.fleet.Fleet`.
 """
 
 from .cluster import DEFAULT_DATABASES, Database, SimulatorConfig, version_tuple

@@ -59,6 +59,9 @@ change_last_admin…  406     ``change_last_admin_role_not_allowed``
 invalid_rladmin_co… 400     ``POST /_sim/rladmin``: a command the stand-in does not know
 (from http.py)      400/411/413/431/505: bad_request, payload_too_large, headers_too_large, …
 ==================  ======  ==========================================================
+
+``GET``/``PUT /v1/bdbs/{uid}`` and ``/_sim/links`` are in :mod:`.bdb_api` (codes in
+:mod:`.bdb_config`), the Active-Active routes in :mod:`.crdb_api`.
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ from .http import Request, Response
 from .tls import KEYLESS_NAMES, CertProblem, UploadItem, utcnow, validate_uploads
 
 if TYPE_CHECKING:
+    from .cluster import Database
     from .server import ClusterSimulator
 
 RouteHandler = Callable[["ClusterSimulator", Request, dict[str, str]], Awaitable[Response]]
@@ -282,20 +286,24 @@ async def put_cluster(sim: ClusterSimulator, request: Request, params: dict[str,
     return Response.json(_cluster_json(sim, merged))
 
 
+def bdb_json(sim: ClusterSimulator, db: Database) -> dict[str, Any]:
+    """One bdb object; its replication fields (and their link status) come from ``sim.replication``."""
+    fqdn = sim.config.fqdn
+    addrs = [n.addr for n in sim.state.database_nodes(db)]
+    return {
+        "uid": db.uid, "name": db.name, "port": db.port,
+        "tls_mode": "enabled" if db.tls else "disabled", "ssl": db.tls,
+        "proxy_policy": db.proxy_policy, "status": "active",
+        "endpoints": [{"uid": f"{db.uid}:1", "dns_name": f"redis-{db.port}.{fqdn}", "port": db.port,
+                       "addr": addrs, "addr_type": "external", "proxy_policy": db.proxy_policy}],
+        **sim.replication.bdb_fields(db.uid),
+    }
+
+
 @route("GET", "/v1/bdbs")
 async def get_bdbs(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
-    fqdn = sim.config.fqdn
-    result = []
-    for db in sim.config.database_list:
-        addrs = [n.addr for n in sim.state.database_nodes(db)]
-        result.append({
-            "uid": db.uid, "name": db.name, "port": db.port,
-            "tls_mode": "enabled" if db.tls else "disabled", "ssl": db.tls,
-            "proxy_policy": db.proxy_policy, "status": "active",
-            "endpoints": [{"uid": f"{db.uid}:1", "dns_name": f"redis-{db.port}.{fqdn}", "port": db.port,
-                           "addr": addrs, "addr_type": "external", "proxy_policy": db.proxy_policy}],
-        })
-    return Response.json(result)
+    await sim.replication.refresh()  # link status from fresh syncer handshakes (none without links)
+    return Response.json([bdb_json(sim, db) for db in sim.config.database_list])
 
 
 @route("GET", "/v1/cluster/certificates")

@@ -26,12 +26,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import api, health  # noqa: F401  (health registers its route)
+from . import api, bdb_api, crdb_api, health  # noqa: F401 - the route modules register their routes
 from .auth import Accounts, peer_certificate
 from .bdb_routes import DatabaseCertificates
 from .cluster import ClusterState, Database, NodeState, SimulatorConfig
+from .crdb import Crdbs
 from .http import Handler, serve_http
 from .ocsp import OcspService
+from .replication import Replication
 from .sentinel import serve_sentinel
 from .services import cm_handler, metrics_handler, serve_resp
 from .slots import CertControls, Slots
@@ -90,6 +92,8 @@ class ClusterSimulator(CertControls):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._accepted: dict[tuple[int, str], int] = {}  # (node uid, listener kind) -> connections
         self._stop_event: asyncio.Event | None = None
+        self.replication = Replication(self)  # Replica Of links and mTLS of database listeners
+        self.crdbs = Crdbs(self)  # Active-Active databases this cluster takes part in
 
     # -- read-only properties ------------------------------------------------------------------
 
@@ -442,6 +446,8 @@ class ClusterSimulator(CertControls):
                 tls_settings = self.state.listener_tls(node, kind)
                 context = (self.accounts.api_context(material, *tls_settings) if kind == "api"
                            else material.context(*tls_settings))
+                if db is not None:  # a database that authenticates clients asks for a certificate
+                    context = self.replication.listener_context(db.uid, material, *tls_settings) or context
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
         protocol = asyncio.StreamReaderProtocol(reader)
@@ -460,7 +466,8 @@ class ClusterSimulator(CertControls):
                                  context=lambda: material.context(minimum),
                                  timeout=self.config.handshake_timeout)
         elif kind.startswith("db:"):
-            await serve_resp(reader, writer, refuse)
+            db_uid = int(kind[3:])  # no client certificate where one is required: dropped unanswered
+            await serve_resp(reader, writer, lambda: node.down or not self.replication.admitted(db_uid, writer))
         else:
             await serve_http(reader, writer, self._http_handler(node, kind, writer), refuse=refuse)
 
