@@ -31,6 +31,7 @@ from rotation.dns import DNSProvider, build_dns_provider
 from rotation.errors import CertificateError, ConfigError, IssuerError, RotationError
 from rotation.issuers import http01
 from rotation.issuers.acme_account import AccountSpec, open_account, signing_alg
+from rotation.issuers.acme_http import AnswerRefused, BoundedAdapter
 from rotation.issuers.base import read_issuer_file, register_issuer_type
 from rotation.model import CertRequest, IssuedCert, KeyType
 from rotation.secrets import LocalSecretStore, SecretBox, SecretStore
@@ -111,6 +112,8 @@ def translate_error(exc: BaseException, *, context: str, retry_after_header: str
         retryable, what = True, "the order did not complete before order_timeout"
     elif isinstance(exc, errors.ConflictError):
         what = f"conflict at {exc.location}"
+    elif isinstance(exc, AnswerRefused):
+        what = f"the CA's answer was refused: {_first_line(exc)}"
     elif isinstance(exc, requests.exceptions.SSLError):
         what = f"TLS to the directory failed (set ca_bundle for a private CA): {_first_line(exc)}"
     elif isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
@@ -137,7 +140,15 @@ def _first_line(exc: BaseException) -> str:
 
 
 class _Network(client.ClientNetwork):
+    """acme's network, every request bounded in time and size (``acme_http.BoundedAdapter``)."""
+
     last_response: requests.Response | None = None
+
+    def __init__(self, *args: Any, adapter: BoundedAdapter | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        bounded = adapter or BoundedAdapter()
+        self.session.mount("http://", bounded)
+        self.session.mount("https://", bounded)
 
     def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
         self.last_response = None
