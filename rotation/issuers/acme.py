@@ -194,6 +194,7 @@ class AcmeIssuer:
         http01_address: str = "0.0.0.0",
         http01_port: int = 80,
         order_timeout: timedelta = timedelta(seconds=180),
+        request_timeout: timedelta = timedelta(seconds=60),
         secret_store: SecretStore | None = None,
     ) -> None:
         if challenge not in ("dns-01", "http-01"):
@@ -214,6 +215,7 @@ class AcmeIssuer:
         self.http01_address = http01_address
         self.http01_port = http01_port
         self.order_timeout = order_timeout
+        self.request_timeout = request_timeout
         self._secret_store = secret_store
 
     def __repr__(self) -> str:  # the EAB key stays out
@@ -347,7 +349,7 @@ class AcmeIssuer:
     def _network(self, key: jose.JWK | None) -> Iterator[_Network]:
         verify: bool | str = str(self.ca_bundle) if self.ca_bundle else True
         net = _Network(key, alg=signing_alg(key) if key else jose.ES256, verify_ssl=verify,  # type: ignore[arg-type]
-                       user_agent=USER_AGENT)
+                       user_agent=USER_AGENT, adapter=BoundedAdapter(deadline=self.request_timeout.total_seconds()))
         try:
             yield net
         finally:
