@@ -25,8 +25,10 @@ _SEQUENCES = re.compile(
     r"|[\x90\x98\x9d\x9e\x9f][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"  # their 8-bit forms
     r"|\x1b[ -~]?"  # any other escape and the character it introduces
 )
-# C0 (but tab and newline), DEL, C1, and the bidi controls of "Trojan source".
-_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# C0 (but tab and newline), DEL, C1, the bidi controls of "Trojan source", the Unicode line and
+# paragraph separators, and lone surrogates (which no terminal or log file can encode).
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
+                       "\u2066-\u2069\ud800-\udfff]")
 _SPACES = re.compile(r"[\t\n]")
 
 

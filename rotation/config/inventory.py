@@ -135,14 +135,22 @@ def _resolve_paths(data: Any, base: Path) -> Any:
     if isinstance(data, dict):
         out = {}
         for key, value in data.items():
-            if key in path_keys and isinstance(value, str):
-                out[key] = str((base / value).resolve()) if not os.path.isabs(value) else value
-            elif key in path_keys and isinstance(value, list):
-                out[key] = [str((base / v).resolve()) if not os.path.isabs(v) else v for v in value]
+            if key in path_keys and isinstance(value, list):
+                out[key] = [_resolve_path(key, v, base) for v in value]
+            elif key in path_keys:
+                out[key] = _resolve_path(key, value, base)
             else:
                 out[key] = _resolve_paths(value, base)
         return out
     return data
+
+
+def _resolve_path(key: str, value: Any, base: Path) -> Any:
+    if not isinstance(value, str):
+        return value  # not a path: the model refuses it, naming the field
+    if "\x00" in value:
+        raise ConfigError(f"{key}: a path with a NUL character")
+    return value if os.path.isabs(value) else str((base / value).resolve())
 
 
 def _format_error(path: Path, exc: PydanticValidationError) -> str:
@@ -181,8 +189,9 @@ def _read(config_path: Path) -> str:
 
 def parse_yaml(text: str, where: Path | str) -> Any:
     """The YAML document in ``text``, refused when its aliases expand beyond MAX_NODES nodes."""
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # its reader refuses control characters at once
         node = loader.get_single_node()
         if node is None:
             return None
@@ -195,7 +204,8 @@ def parse_yaml(text: str, where: Path | str) -> Any:
     except RecursionError:
         raise ConfigError(f"{where}: not valid YAML: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _check_expansion(root: yaml.Node, where: Path | str) -> None:
@@ -232,10 +242,19 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 def load_inventory(path: Path | str | None = None) -> Inventory:
     """Read and check the inventory. Every problem is a ConfigError naming the file and field."""
     config_path = resolve_config_path(path)
-    data = parse_yaml(_read(config_path), config_path) or {}
+    return parse_inventory(_read(config_path), config_path)
+
+
+def parse_inventory(text: str, config_path: Path) -> Inventory:
+    """The inventory in ``text`` (relative paths against ``config_path``'s folder); ConfigError
+    and nothing else for anything that is not one (the fuzz tests hold it to that)."""
+    data = parse_yaml(text, config_path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{config_path}: the inventory must be a mapping with issuers and clusters")
-    data = _resolve_paths(data, config_path.resolve().parent)
+    try:
+        data = _resolve_paths(data, config_path.resolve().parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{config_path}: {exc.message}") from None
     try:
         inventory = Inventory.model_validate(data)
     except PydanticValidationError as exc:
