@@ -8,6 +8,7 @@ and a generic HMAC secret has at least 32 bytes. Reply URL prefixes are parsed h
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -103,8 +104,12 @@ class NotifySettings(_Strict):
     url: str | None = None
 
     def resolve(self) -> str | None:
+        """The URL, or None: the channel is optional, so an empty ``url_env`` means none (compose
+        passes ``${NOTIFY_WEBHOOK_URL:-}``)."""
         if self.url:
             return self.url
+        if self.url_env and not os.environ.get(self.url_env, "x").strip():
+            return None
         source = _secret(self.url_env, self.url_file)
         return source.read("chatops.notify.url") if source else None
 
