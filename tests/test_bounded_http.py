@@ -74,8 +74,8 @@ def test_a_compressed_rest_answer_is_refused_before_it_is_expanded(hostile: Host
         client.nodes()
 
 
-def test_the_bound_holds_on_a_kept_alive_connection(simulator) -> None:  # noqa: ANN001
-    # The bounded transport keeps connections: the second call reuses the first one's.
+def test_the_cap_applies_to_real_answers_and_kept_alive_calls_still_work(simulator) -> None:  # noqa: ANN001
+    # A real answer over the cap is refused; under it, the bounded transport keeps its connection alive.
     client = RSClient(f"https://{simulator.node_addresses[0]}:{simulator.config.api_port}", simulator.admin_username,
                       simulator.admin_password, cluster="sim", verify=[simulator.ca_path],
                       server_name=simulator.config.fqdn, timeout=5, max_response_bytes=64)
