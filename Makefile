@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install system-deps demo test lint bench clean
+.PHONY: install system-deps demo test lint bench fuzz clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,18 @@ lint: install
 
 bench: install system-deps
 	$(BIN)/python benchmarks/scan.py
+
+# atheris (libFuzzer) on every parser of outside input, FUZZ_SECONDS each; a crash stops it and
+# leaves its input in fuzz/crashes/. atheris is an optional extra: `make test` does not need it.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS  = signatures bodies grammar inventory pem
+fuzz: install
+	$(BIN)/pip install -q -e '.[dev,fuzz]'
+	@for target in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/corpus/$$target; echo "== fuzz_$$target ($(FUZZ_SECONDS)s)"; \
+		$(BIN)/python fuzz/fuzz_$$target.py -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+			-print_final_stats=1 fuzz/corpus/$$target fuzz/seeds/$$target || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .demo .rotation

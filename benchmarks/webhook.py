@@ -60,7 +60,7 @@ from benchmarks.localproc import free_port, wait_for  # noqa: E402
 from rotation.chatops.signatures import slack_signature  # noqa: E402
 from rotation.secrets import SecretBox  # noqa: E402
 
-SECRET = "bench-" + secrets.token_hex(8)
+SECRET = secrets.token_hex(16)  # the form of a Slack signing secret (32 hex digits)
 USER, TEAM = "UBENCH", "TBENCH"
 
 

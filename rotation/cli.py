@@ -3,6 +3,10 @@
 Each command parses options, calls one domain function, and formats the result: rich tables
 for people, ``--json`` for scripts. Exit codes: 0 fine, 1 something due / failed / rolled
 back, 2 errors (bad config, unreachable cluster, bad input).
+
+Every value that came from outside (RS answers, CA problems, chat fields, records built from
+them) is printed through ``rotation.display_text`` as text: never rich markup, never a
+terminal escape.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from rich.table import Table
 
 from rotation import certs
 from rotation.config import Inventory, load_inventory
+from rotation.display_text import cell, line
 from rotation.durations import parse_duration
 from rotation.errors import ConfigError, RotationError
 from rotation.model import KeyType, Outcome, RotationRecord, Step, Trigger
@@ -45,7 +50,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(line(("error: ", "bold red"), cell(message, multiline=True)), highlight=False,
+                      soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -88,43 +94,44 @@ def check(
         colours = {"ok": "green", "due": "yellow", "mismatch": "magenta", "unreachable": "red"}
         for row in report.rows:
             colour = colours.get(row["status"], "white")
-            table.add_row(row["cluster"], row["cert"], row["node"], row["endpoint"],
-                          (row["fingerprint"] or "-")[:16], row["days_left"],
-                          f"[{colour}]{row['status']}[/] {row['reason']}")
+            table.add_row(*map(cell, (row["cluster"], row["cert"], row["node"], row["endpoint"],
+                                      (row["fingerprint"] or "-")[:16], row["days_left"])),
+                          line((row["status"], colour), " ", (row["reason"], "")))
         console.print(table)
         for failure in report.errors:
-            err_console.print(f"[red]{failure}[/]", highlight=False)
+            err_console.print(cell(failure, "red"), highlight=False)
     raise typer.Exit(report.exit_code)
 
 
 # --- rotate ------------------------------------------------------------------------------
 def _print_step(record: RotationRecord, step: Step) -> None:
+    where = (f"{record.cluster}/{record.cert_name}", "dim")
     if step.finished_at is None:
-        err_console.print(f"  [dim]{record.cluster}/{record.cert_name}[/] {step.name} ...", highlight=False)
+        err_console.print(line("  ", where, " ", (step.name, ""), " ..."), highlight=False)
     else:
-        mark = "[green]ok[/]" if step.ok else "[red]failed[/]"
-        err_console.print(f"  [dim]{record.cluster}/{record.cert_name}[/] {step.name} {mark} {step.detail}",
+        mark = ("ok", "green") if step.ok else ("failed", "red")
+        err_console.print(line("  ", where, " ", (step.name, ""), " ", mark, " ", (step.detail or "", "")),
                           highlight=False)
 
 
 def print_records(records: list[RotationRecord]) -> None:
     for record in records:
         colour = {"verified": "green", "dry_run": "cyan", "rolled_back": "yellow"}.get(str(record.outcome), "red")
-        console.print(f"[bold]{record.cluster}/{record.cert_name}[/] [{colour}]{record.outcome}[/] "
-                      f"(rotation {record.id})", highlight=False)
+        console.print(line((f"{record.cluster}/{record.cert_name}", "bold"), " ", (record.outcome, colour),
+                           " (rotation ", (record.id, ""), ")"), highlight=False)
         if record.error:
-            console.print(f"  [red]{record.error}[/]", highlight=False)
+            console.print(line("  ", (record.error, "red")), highlight=False)
         if record.nodes:
             table = Table(show_header=True, box=None, pad_edge=False)
             table.add_column("endpoint")
             table.add_column("before")
             table.add_column("after")
             for label, pair in record.nodes.items():
-                table.add_row(label, (pair.get("before") or "-")[:16], (pair.get("after") or "-")[:16])
+                table.add_row(*map(cell, (label, (pair.get("before") or "-")[:16], (pair.get("after") or "-")[:16])))
             console.print(table)
         elif record.new_fingerprint:
-            console.print(f"  new {certs.short_fingerprint(record.new_fingerprint)} "
-                          f"valid until {record.new_not_after}", highlight=False)
+            console.print(line("  new ", (certs.short_fingerprint(record.new_fingerprint), ""), " valid until ",
+                               (record.new_not_after, "")), highlight=False)
 
 
 def exit_code_for(records: list[RotationRecord], dry_run: bool) -> int:
@@ -228,12 +235,13 @@ def _rotate_queued(queue: RotationQueue, cluster: str, names: list[str], *, no_w
         except RotationInProgress as exc:
             refused.append(exc.message)
     for message in refused:
-        err_console.print(f"[yellow]{message}[/]", highlight=False)
+        err_console.print(cell(message, "yellow"), highlight=False)
     if no_wait:
         print(json.dumps({"queued": ids, "refused": refused}) if as_json else "\n".join(ids))
         raise typer.Exit(2 if refused else 0)
     if not as_json:
-        err_console.print(f"queued {len(ids)} rotation(s): {' '.join(ids)}; following (Ctrl-C stops following)")
+        err_console.print(line(f"queued {len(ids)} rotation(s): ", (" ".join(ids), ""),
+                               "; following (Ctrl-C stops following)"))
     records = follow(ServiceContext().store, queue, ids, None if as_json else _print_step)
     if refused:
         records += [RotationRecord(id="-", cluster=cluster, cert_name="?", trigger="cli", started_at=utc_now(),
@@ -274,8 +282,9 @@ def history(
     for column in ("started", "id", "cluster", "cert", "trigger", "outcome", "old", "new", "error"):
         table.add_column(column)
     for r in records:
-        table.add_row(f"{r.started_at:%Y-%m-%d %H:%M:%S}", r.id, r.cluster, r.cert_name, r.trigger, str(r.outcome),
-                      (r.old_fingerprint or "-")[:16], (r.new_fingerprint or "-")[:16], (r.error or "")[:80])
+        table.add_row(*map(cell, (f"{r.started_at:%Y-%m-%d %H:%M:%S}", r.id, r.cluster, r.cert_name, r.trigger,
+                                  r.outcome, (r.old_fingerprint or "-")[:16], (r.new_fingerprint or "-")[:16],
+                                  (r.error or "")[:80])))
     console.print(table)
 
 
@@ -296,10 +305,11 @@ def _print_audit(entries: list[dict[str, Any]], as_json: bool = False) -> None:
     for column in ("time", "who", "where", "command", "decision", "tasks"):
         table.add_column(column)
     for a in entries:
-        who = f"{a['platform']}:{a.get('team') or '-'}/{a['user']}" + (f" ({a['user_name']})" if a.get("user_name")
-                                                                      else "")
-        table.add_row(a["at"][:19].replace("T", " "), who, a.get("channel") or "-", a["command"],
-                      f"{a['decision']} {a.get('reason') or ''}".strip(), " ".join(a.get("task_ids") or []) or "-")
+        who = f"{a.get('platform')}:{a.get('team') or '-'}/{a.get('user')}" + (
+            f" ({a['user_name']})" if a.get("user_name") else "")
+        table.add_row(*map(cell, (str(a.get("at", ""))[:19].replace("T", " "), who, a.get("channel") or "-",
+                                  a.get("command", ""), f"{a.get('decision', '')} {a.get('reason') or ''}".strip(),
+                                  " ".join(map(str, a.get("task_ids") or [])) or "-")))
     console.print(table)
 
 
@@ -326,15 +336,15 @@ def status(as_json: JsonOption = False) -> None:
                    "next attempt", "in flight"):
         table.add_column(column)
     for row in report["certificates"]:
-        table.add_row(row["cluster"], row["cert"], f"{row['health']} {row['reason']}", row["days_left"],
-                      row["last_scan"] or "-", f"{row['last_outcome'] or '-'} {row['last_rotation'] or ''}",
-                      str(row["failures"] or 0), row["next_attempt"] or "-", row["in_flight"] or "-")
+        table.add_row(*map(cell, (row["cluster"], row["cert"], f"{row['health']} {row['reason']}", row["days_left"],
+                                  row["last_scan"] or "-", f"{row['last_outcome'] or '-'} {row['last_rotation'] or ''}",
+                                  row["failures"] or 0, row["next_attempt"] or "-", row["in_flight"] or "-")))
     console.print(table)
     if report.get("chat_commands"):
         _print_audit(report["chat_commands"])
     for cluster, scan in report["scans"].items():
         if scan.get("last_error"):
-            err_console.print(f"[red]{cluster}: last scan failed: {scan['last_error']}[/]", highlight=False)
+            err_console.print(cell(f"{cluster}: last scan failed: {scan['last_error']}", "red"), highlight=False)
 
 
 @app.command("secret-key")
@@ -363,9 +373,9 @@ def ca_init(
                                       key_type=key_type, overwrite=force)
     except (RotationError, ValueError) as exc:
         raise fail(str(exc)) from None
-    console.print(f"CA certificate: {cert_path}\nCA key (keep it secret, mode 0600): {key_path}")
-    console.print("Inventory entry:\n"
-                  f"  issuers:\n    internal: {{type: internal_ca, ca_cert: {cert_path}, ca_key_file: {key_path}}}")
+    console.print(cell(f"CA certificate: {cert_path}\nCA key (keep it secret, mode 0600): {key_path}", multiline=True))
+    console.print(cell("Inventory entry:\n  issuers:\n    internal: "
+                       f"{{type: internal_ca, ca_cert: {cert_path}, ca_key_file: {key_path}}}", multiline=True))
 
 
 def _register_simulator() -> None:

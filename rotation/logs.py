@@ -2,6 +2,10 @@
 
 The id travels in a context variable set by the pipeline, so lines logged by the RS client, the
 probe or an issuer during a rotation carry it too, without passing it around.
+
+Both formats print every message as text: credentials in URLs redacted, control characters and
+terminal escapes removed, one line per record (a chat user name or an RS answer cannot forge a
+log line or drive the reader's terminal).
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ import logging
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+
+from rotation.display_text import clean
+from rotation.redaction import redact_text
 
 _current: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("rotation_log_context", default=None)
 _FIELDS = ("rotation_id", "cluster", "cert_name")
@@ -43,22 +50,32 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": safe_message(record),
         }
         for key in (*_FIELDS, "task_id", "task_name"):
             value = getattr(record, key, None)
             if value is not None:
                 entry[key] = value
         if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
+            entry["error"] = redact_text(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)
 
 
 class PlainFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        msg, args = record.msg, record.args
+        record.msg, record.args = safe_message(record), None
+        try:
+            line = redact_text(super().format(record))
+        finally:
+            record.msg, record.args = msg, args  # other handlers see the record as it was
         rotation_id = getattr(record, "rotation_id", None)
-        return f"{line} [rotation {rotation_id}]" if rotation_id else line
+        return f"{line} [rotation {clean(rotation_id)}]" if rotation_id else line
+
+
+def safe_message(record: logging.LogRecord) -> str:
+    """The record's message as one line of plain text with no credentials in it."""
+    return clean(redact_text(record.getMessage()))
 
 
 def configure(level: str = "INFO", fmt: str = "plain") -> None:

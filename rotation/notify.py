@@ -10,13 +10,17 @@ a task's arguments. The webhook registers it when it acknowledges the command::
 and hands workers only its reference (the SHA-256); workers read the URL back and spend the budget.
 Progress posts only go out while one post is left for the result; a result that cannot go to
 the ``response_url`` any more (budget spent, 30 minutes passed) goes to the notification webhook.
-Posting never raises: failures are logged and the rotation goes on.
+Posting never raises: failures are logged and the rotation goes on. A post follows no redirect,
+has a total deadline of ``POST_DEADLINE`` seconds (``rotation.bounded_http``) and reads nothing
+of the answer but its status.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+import ssl
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
@@ -24,6 +28,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from rotation import bounded_http
 from rotation.chatops.answers import Answer, progress, rotation_result
 from rotation.errors import ConfigError
 from rotation.model import Outcome, RotationRecord, Step, Trigger
@@ -34,6 +39,7 @@ log = logging.getLogger(__name__)
 REPLY_POSTS = 5
 REPLY_WINDOW = 30 * 60  # seconds
 TIMEOUT = httpx.Timeout(5.0, connect=3.0)
+POST_DEADLINE = 8.0  # seconds for a whole post (connect, TLS, request, status line and headers)
 _PREFIX = "rotation:chatops:reply:"
 
 # KEYS[1] budget hash; ARGV[1] the most posts allowed so far; ARGV[2] "progress" or "final"
@@ -164,8 +170,17 @@ class Notifier:
 
 
 def _http_post(url: str, body: dict[str, Any]) -> None:
-    response = httpx.post(url, json=body, timeout=TIMEOUT, follow_redirects=False)
-    response.raise_for_status()
+    """One JSON post; only the status is read (a redirect is an error, never followed)."""
+    transport = bounded_http.transport(_system_trust(), limits=httpx.Limits(max_connections=1))
+    with bounded_http.deadline(POST_DEADLINE), httpx.Client(
+        transport=transport, timeout=TIMEOUT, follow_redirects=False, trust_env=False, headers=bounded_http.IDENTITY
+    ) as client, client.stream("POST", url, json=body) as response:
+        response.raise_for_status()
+
+
+@functools.cache
+def _system_trust() -> ssl.SSLContext:
+    return httpx.create_ssl_context()
 
 
 class RotationReporter:

@@ -2,6 +2,7 @@
 
 Shells only: parse options, call ``rotation.policy_service``, print rich tables or ``--json``.
 Exit codes: 0 compliant / applied, 1 drift or pending (Sentinel restart), 2 errors or refused.
+What the cluster answered (versions, addresses, errors) is printed as text (``display_text``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
+
+from rotation.display_text import cell, line
 
 if TYPE_CHECKING:
     from rotation.config import Inventory
@@ -58,7 +61,7 @@ def _cell(endpoint: EndpointTLS, version: str) -> str:
 
 
 def print_audit(r: AuditReport) -> None:
-    console.print(f"[bold]{r.cluster}[/] RS {r.version or 'unknown'}", highlight=False)
+    console.print(line((r.cluster, "bold"), " RS ", (r.version or "unknown", "")), highlight=False)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
                   caption="suites: TLS 1.2 suites accepted / tried; --json has the negotiated ciphers")
     table.add_column("listener", no_wrap=True)
@@ -70,18 +73,19 @@ def print_audit(r: AuditReport) -> None:
         t = e.target
         suites = "-" if e.tls12_ciphers is None else f"{len(e.tls12_ciphers)}/{e.ciphers_tried}"
         plain = "-" if e.plaintext is None else ("yes" if e.plaintext else "no")
+        where = (cell(t.service), cell(t.node), cell(f"{t.host}:{t.port}"))
         if e.error:
-            table.add_row(t.service, t.node, f"{t.host}:{t.port}", "[red]unreachable[/]", "", "", "", "", "")
+            table.add_row(*where, "[red]unreachable[/]", "", "", "", "", "")
             continue
-        table.add_row(t.service, t.node, f"{t.host}:{t.port}", *(_cell(e, v) for v in ("1.0", "1.1", "1.2", "1.3")),
-                      suites, plain)
+        table.add_row(*where, *(_cell(e, v) for v in ("1.0", "1.1", "1.2", "1.3")), cell(suites), cell(plain))
     console.print(table)
     for d in r.drift:
-        console.print(f"  [magenta]drift[/] ({d.kind}) {d.where}: {d.message}", highlight=False)
+        console.print(line("  ", ("drift", "magenta"), " (", (d.kind, ""), ") ", (d.where, ""), ": ",
+                           (d.message, "")), highlight=False)
     for hint in dict.fromkeys(d.hint for d in r.drift if d.hint):
-        console.print(f"  [yellow]hint:[/] {hint}", highlight=False)
+        console.print(line("  ", ("hint:", "yellow"), " ", (hint, "")), highlight=False)
     for error in r.errors:
-        err_console.print(f"  [red]{error}[/]", highlight=False)
+        err_console.print(line("  ", (error, "red")), highlight=False)
     verdict = "[green]compliant[/]" if r.compliant else "[red]errors[/]" if r.errors else "[magenta]drift[/]"
     console.print(f"  {verdict}")
 
@@ -137,15 +141,15 @@ def apply(
     for report in reports:
         colour = {"applied": "green", "unchanged": "green", "dry_run": "cyan", "pending": "yellow"}.get(
             report.status, "red")
-        console.print(f"[bold]{report.cluster}[/] [{colour}]{report.status}[/]", highlight=False)
+        console.print(line((report.cluster, "bold"), " ", (report.status, colour)), highlight=False)
         if report.plan and report.plan.fields:
             verb = "would set" if report.status == "dry_run" else "set"
             for wire, value in report.plan.fields.items():
-                console.print(f"  {verb} {wire} = {value!r}", highlight=False)
+                console.print(line(f"  {verb} ", (wire, ""), " = ", (repr(value), "")), highlight=False)
         for note in report.notes:
-            console.print(f"  [yellow]note:[/] {note}", highlight=False)
+            console.print(line("  ", ("note:", "yellow"), " ", (note, "")), highlight=False)
         for error in report.errors:
-            err_console.print(f"  [red]{error}[/]", highlight=False)
+            err_console.print(line("  ", (error, "red")), highlight=False)
         if report.audit:
             print_audit(report.audit)
     raise typer.Exit(code)

@@ -2,14 +2,20 @@
 
 Use :func:`redact_url` wherever a URL from the environment or the inventory (Redis, a
 notification webhook, a reply URL) goes into a log line, an error or a table: the password
-and, for capability URLs, the path and query are replaced.
+and, for capability URLs, the path and query are replaced. :func:`redact_text` does the same
+for every URL inside free text (a foreign library's error message, a log line): the log
+formatters run every line through it, so a password that slipped into a message does not
+reach the log.
 """
 
 from __future__ import annotations
 
+import re
 from urllib.parse import SplitResult, urlsplit
 
 REDACTED = "***"
+# scheme://userinfo@, up to the netloc's last '@' (as urlsplit reads it: an unquoted '@' in a password)
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^\s/'\"<>]*)@")
 
 
 def redact_url(url: str, *, keep_path: bool = True) -> str:
@@ -37,4 +43,17 @@ def redact_url(url: str, *, keep_path: bool = True) -> str:
     return SplitResult(parts.scheme, netloc, path, query, "").geturl()
 
 
-__all__ = ["REDACTED", "redact_url"]
+def redact_text(text: str) -> str:
+    """Every ``scheme://user:password@`` in ``text`` -> ``scheme://user:***@`` (a user alone,
+    often a token: ``***@``). Text without ``://`` is returned as it is, at the cost of one scan."""
+    if "://" not in text:
+        return text
+    return _USERINFO.sub(_hide_userinfo, text)
+
+
+def _hide_userinfo(match: re.Match[str]) -> str:
+    user, colon, _password = match.group("user").partition(":")
+    return match.group("scheme") + (f"{user}:{REDACTED}@" if colon else f"{REDACTED}@")
+
+
+__all__ = ["REDACTED", "redact_text", "redact_url"]

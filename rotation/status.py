@@ -7,6 +7,7 @@ from typing import Any
 
 from rotation.errors import ConfigError
 from rotation.pipeline import utc_now
+from rotation.redaction import redact_text, redact_url
 from rotation.service import ServiceContext
 
 
@@ -27,7 +28,8 @@ def service_status(ctx: ServiceContext, cluster: str | None = None) -> dict[str,
         pending = store.pending()
         scans = store.scans()
     except redis.RedisError as exc:
-        raise ConfigError(f"cannot read the service state from {ctx.settings.redis_url}: {exc}") from None
+        raise ConfigError(f"cannot read the service state from {redact_url(ctx.settings.redis_url)}: "
+                          f"{redact_text(str(exc))}") from None
     holders = ctx.locker.holders(list(states)) if hasattr(ctx.locker, "holders") else {}
     now = utc_now()
     rows = []

@@ -49,7 +49,18 @@ def test_agrees_with_slack_sdk(text: str, ts: int) -> None:
     (None, SLACK_EXPECTED, SLACK_BODY, 1531420618, "missing timestamp"),
     ("12ab", SLACK_EXPECTED, SLACK_BODY, 1531420618, "not a Unix time"),
     (SLACK_TS, SLACK_EXPECTED, SLACK_BODY + b"&x=1", 1531420618, "does not match"),
-    (SLACK_TS, SLACK_EXPECTED.upper(), SLACK_BODY, 1531420618, "does not match"),
+    (SLACK_TS, SLACK_EXPECTED.upper(), SLACK_BODY, 1531420618, "not in the expected form"),
+    # One accepted spelling per (timestamp, body): any other byte is refused, not normalised.
+    (SLACK_TS, SLACK_EXPECTED + " ", SLACK_BODY, 1531420618, "not in the expected form"),
+    (SLACK_TS, SLACK_EXPECTED + "\xa0", SLACK_BODY, 1531420618, "not in the expected form"),
+    (SLACK_TS, SLACK_EXPECTED + "\x85", SLACK_BODY, 1531420618, "not in the expected form"),
+    (SLACK_TS, " " + SLACK_EXPECTED, SLACK_BODY, 1531420618, "not in the expected form"),
+    (SLACK_TS, SLACK_EXPECTED + "\n", SLACK_BODY, 1531420618, "not in the expected form"),
+    (SLACK_TS, SLACK_EXPECTED + "0", SLACK_BODY, 1531420618, "not in the expected form"),
+    (SLACK_TS + " ", SLACK_EXPECTED, SLACK_BODY, 1531420618, "not a Unix time"),
+    ("0" + SLACK_TS, SLACK_EXPECTED, SLACK_BODY, 1531420618, "not a Unix time"),
+    ("+" + SLACK_TS, SLACK_EXPECTED, SLACK_BODY, 1531420618, "not a Unix time"),
+    ("\u0661531420618", SLACK_EXPECTED, SLACK_BODY, 1531420618, "not a Unix time"),
     (SLACK_TS, "v0=" + "0" * 64, SLACK_BODY, 1531420618, "does not match"),
     (SLACK_TS, SLACK_EXPECTED, SLACK_BODY, 1531420618 + 301, "away from now"),
     (SLACK_TS, SLACK_EXPECTED, SLACK_BODY, 1531420618 - 301, "away from now"),
@@ -71,15 +82,18 @@ def test_generic_hmac_is_over_timestamp_dot_body() -> None:
     assert verify_generic("k", "1700000000", expected, body, now=1700000100) == 1700000000
     with pytest.raises(SignatureError, match="does not match"):
         verify_generic("k", "1700000001", expected, body, now=1700000100)
-    with pytest.raises(SignatureError, match="does not match"):
-        verify_generic("k", "1700000000", expected.removeprefix("sha256="), body, now=1700000100)
+    for spelling in (expected.removeprefix("sha256="), expected + " ", expected + "\xa0", expected.upper(),
+                     "SHA256=" + expected.removeprefix("sha256=")):
+        with pytest.raises(SignatureError, match="not in the expected form"):
+            verify_generic("k", "1700000000", spelling, body, now=1700000100)
     with pytest.raises(SignatureError, match="away from now"):
         verify_generic("k", "1700000000", expected, body, now=1700000301)
 
 
 @pytest.mark.parametrize(("header", "ok"), [
-    ("Token abc123", True), ("token abc123", True), ("Token abc1234", False), ("Bearer abc123", False),
+    ("Token abc123", True), ("token abc123", False), ("Token abc1234", False), ("Bearer abc123", False),
     ("abc123", False), ("", False), (None, False), ("Token ", False), ("Token äbc123", False),
+    ("Token abc123 ", False), ("Token  abc123", False), ("Token abc123\xa0", False), (" Token abc123", False),
 ])
 def test_mattermost_token(header: str | None, ok: bool) -> None:
     if ok:

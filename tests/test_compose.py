@@ -50,3 +50,18 @@ def test_one_beat_and_a_scalable_worker() -> None:
     assert "deploy" not in services["worker"] and "container_name" not in services["worker"]
     assert services["worker"]["environment"]["ROTATION_REDIS_URL"].startswith("redis://redis:")
     assert {"pebble", "dns"} <= {n for n, s in services.items() if "pebble" in s.get("profiles", [])}
+
+
+def test_a_missing_secret_stops_compose_instead_of_passing_an_empty_one() -> None:
+    # `${VAR:-}` handed the webhook an empty signing secret, and a request signed with the empty
+    # key queued a rotation; `${VAR:?message}` makes `docker compose up` stop with the message.
+    secret_like = re.compile(r"(SECRET|PASSWORD|TOKEN|_KEY)$")
+    checked = 0
+    for name, service in COMPOSE["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            if secret_like.search(key) and not key.startswith("RS_SIM_"):
+                assert re.fullmatch(r"\$\{" + key + r":\?[^}]+\}", str(value)), f"{name}: {key}: {value!r}"
+                checked += 1
+    assert checked >= 4  # ROTATION_SECRET_KEY, RE_EAST_PASSWORD, SLACK_SIGNING_SECRET, CHATOPS_HMAC_SECRET
+    webhook = COMPOSE["services"]["webhook"]["environment"]
+    assert {"SLACK_SIGNING_SECRET", "CHATOPS_HMAC_SECRET"} <= set(webhook)

@@ -10,6 +10,7 @@ import os
 import secrets
 import signal
 import socket
+import string
 import subprocess
 import sys
 import threading
@@ -33,9 +34,9 @@ from rotation.service import ServiceContext
 from rotation.simulator import ClusterSimulator
 
 FQDN = "cluster.test.local"
-SLACK_SECRET = "slack-" + secrets.token_hex(8)
-MATTERMOST_TOKEN = "mm-" + secrets.token_hex(8)
-GENERIC_SECRET = "gen-" + secrets.token_hex(8)
+SLACK_SECRET = secrets.token_hex(16)  # the form of Slack's signing secrets: 32 hex digits
+MATTERMOST_TOKEN = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(26))
+GENERIC_SECRET = secrets.token_hex(32)
 TEAM = "T0001"
 OPERATOR = "U0PERATOR"
 READER = "U0READER"

@@ -16,7 +16,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.webhook import BadForm, InventoryWatcher, parse_form
+from rotation.chatops.bodies import BadBody, parse_form
+from workers.webhook import InventoryWatcher
 
 FORM_BYTES = st.binary(max_size=300) | st.lists(st.sampled_from(
     [b"a", b"=", b"&", b"+", b"%", b"%2", b"%20", b"%C3%A9", b"%ff", b"\xc3\xa9", b"\xff", b"text", b"user_id"]),
@@ -34,7 +35,7 @@ def test_a_slack_body_and_too_many_fields() -> None:
                       "response_url": "https://hooks.slack.com/commands/T1/2/x?y=é"}).encode()
     assert parse_form(body, 64) == {"user_id": "U1", "text": "rotate east proxy --dry-run", "empty": "",
                                     "response_url": "https://hooks.slack.com/commands/T1/2/x?y=é"}
-    with pytest.raises(BadForm, match="more than 3"):
+    with pytest.raises(BadBody, match="more than 3"):
         parse_form(b"a=1&b=2&c=3&d=4", 3)
 
 
@@ -50,7 +51,7 @@ def _write(path: Path, team: str) -> None:
 def test_the_inventory_watcher_reloads_a_change_and_keeps_the_old_one_on_a_broken_edit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TEST_WATCHER_SECRET", "s3cret")
+    monkeypatch.setenv("TEST_WATCHER_SECRET", "5ec4e7" * 5 + "00")
     path = tmp_path / "rotation.yaml"
     (tmp_path / "password").write_text("pw\n")
     _write(path, "T1")
@@ -62,7 +63,7 @@ def test_the_inventory_watcher_reloads_a_change_and_keeps_the_old_one_on_a_broke
     assert watcher.current().inventory.chatops.slack.team_id == "T1"  # not stat'ed again before `every`
     time.sleep(0.06)
     assert watcher.current().inventory.chatops.slack.team_id == "T2"
-    assert watcher.current().slack_secret == "s3cret"
+    assert watcher.current().slack_secret == "5ec4e7" * 5 + "00"
 
     path.write_text("clusters: [this is not an inventory")
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 2_000_000))

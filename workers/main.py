@@ -142,17 +142,24 @@ def webhook(
     status_cache: Annotated[float, typer.Option(help="Seconds a `status` answer may be reused (0: never).")] = 1.0,
     processes: Annotated[int, typer.Option(help="Processes sharing the port (SO_REUSEPORT; the kernel spreads "
                                                   "connections across them).", min=1)] = 1,
+    header_timeout: Annotated[float, typer.Option(help="Seconds a client has to send a request's headers.",
+                                                  min=0.1)] = 5.0,
+    body_timeout: Annotated[float, typer.Option(help="Seconds a client has to send a request's body.", min=0.1)] = 5.0,
+    max_connections: Annotated[int, typer.Option(help="Open connections per process; more are closed at once.",
+                                                 min=1)] = 1000,
     log_format: LogFormat = "plain",
     log_level: LogLevel = "INFO",
 ) -> None:
     """Serve the chat-ops webhook (Slack, Mattermost, generic HMAC): status, check and rotations from chat."""
     configure_logging(log_level, log_format)
     from rotation.errors import RotationError
+    from workers.webhook_protocol import Limits
     from workers.webhook_server import serve
 
     try:
         serve(host, port, config_path=config, log_level=log_level, log_format=log_format, access_log=access_log,
-              threads=threads, status_cache=status_cache, processes=processes)
+              threads=threads, status_cache=status_cache, processes=processes,
+              limits=Limits(header_timeout, body_timeout, max_connections))
     except RotationError as exc:
         raise cli.fail(exc.message) from None
 

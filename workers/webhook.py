@@ -7,8 +7,10 @@ POST /chatops/generic             any other caller (JSON; X-Timestamp + X-Signat
 GET  /healthz
 
 Each request: size guard (Content-Length first, then while streaming; 413 beyond 64 KB, unread)
--> content type (415) -> authenticate the raw bytes (401) -> ``rotation.chatops.respond`` -> JSON
-answer. The replay cache (``rotation.chatops.replay``: a mark per signature, ``SET NX EX``) is
+-> content type (415) -> authenticate the raw bytes (401) -> parse (``rotation.chatops.bodies``:
+400 for a malformed or too deep body) -> ``rotation.chatops.respond`` -> JSON answer. Slow
+clients, header sizes and the connection count are bounded by the server (``webhook_server``).
+The replay cache (``rotation.chatops.replay``: a mark per (timestamp, body), ``SET NX EX``) is
 checked by the request's first write to Redis, inside the same script when it is one (the audit
 record, a rotation's pending marker): a replay writes nothing and gets 401. Nothing on this path
 talks to a cluster: slow work is queued and answered to the response_url by a worker.
@@ -26,8 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import hashlib
-import json
 import logging
 import os
 import threading
@@ -38,26 +38,28 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import unquote_to_bytes
 
 import anyio
 import redis
 import redis.asyncio
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from rotation.chatops import AllowList, Caller, ChatOps, Confirmations, click, respond
 from rotation.chatops.answers import Answer
 from rotation.chatops.audit import AuditRecord, Decision, append_command
-from rotation.chatops.replay import Replayed, ReplayGuard
+from rotation.chatops.bodies import BadBody, parse_form, parse_json
+from rotation.chatops.replay import Replayed, ReplayGuard, request_mark
 from rotation.chatops.signatures import TOLERANCE, SignatureError, verify_generic, verify_slack, verify_token
 from rotation.config import Inventory, load_inventory, resolve_config_path
+from rotation.config.reply_urls import admit
 from rotation.errors import ConfigError, RotationError
 from rotation.model import Trigger
 from rotation.notify import AsyncReplyBudget, Notifier, ReplyBudget, host_of
+from rotation.redaction import redact_text
 from rotation.redis_batch import BatchedRedis
 from rotation.redis_store import claim_pending_command
 from rotation.service import Claim, ServiceContext
@@ -72,7 +74,6 @@ REPLAY_TTL = 2 * TOLERANCE + 1  # seconds a request's mark is kept: a timestamp 
 STALE_STATUS = 2.0  # seconds a status past --status-cache may still answer while it is refreshed
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
-REPLAY_PREFIX = "rotation:chatops:seen:"
 
 
 # --- the inventory and its secrets, reloaded when the file changes ----------------------------
@@ -95,6 +96,11 @@ class Snapshot:
             mattermost_token=chat.mattermost.token() if chat.mattermost else None,
             generic_secret=chat.generic.secret() if chat.generic else None,
         )
+
+    def platforms(self) -> dict[str, bool]:
+        """Which chat platforms this inventory enables (each with a secret that passed its checks)."""
+        return {"slack": self.slack_secret is not None, "mattermost": self.mattermost_token is not None,
+                "generic": self.generic_secret is not None}
 
 
 class InventoryWatcher:
@@ -187,7 +193,7 @@ class StatusCache:
         try:
             self.fetch(cluster)
         except Exception as exc:  # noqa: BLE001 - the next request past STALE_STATUS reports it
-            log.warning("status of %s not refreshed: %s", cluster or "all clusters", exc)
+            log.warning("status of %s not refreshed: %s", cluster or "all clusters", redact_text(str(exc)))
         finally:
             self._refreshing.discard(cluster)
 
@@ -240,12 +246,11 @@ class Webhook:
             await self._aredis.aclose()
             self._aredis = self._batched = None
 
-    def guard(self, kind: str, signature: str | None) -> ReplayGuard:
-        """A request's replay guard (``signature`` None: Mattermost's token, no timestamp to bind)."""
-        if signature is None:
-            return ReplayGuard(self.batched, None, REPLAY_TTL)
-        return ReplayGuard(self.batched, REPLAY_PREFIX + kind + ":" + hashlib.sha256(signature.encode()).hexdigest(),
-                           REPLAY_TTL)
+    def guard(self, kind: str, timestamp: str | None, body: bytes) -> ReplayGuard:
+        """A request's replay guard, keyed on what its signature covered (``timestamp`` None:
+        Mattermost's token, no timestamp to bind, no mark)."""
+        mark = request_mark(kind, timestamp, body) if timestamp is not None else None
+        return ReplayGuard(self.batched, mark, REPLAY_TTL)
 
     def env(self, snapshot: Snapshot, guard: ReplayGuard) -> ChatOps:
         """The use case's ports for one request: every write goes through its replay guard."""
@@ -276,15 +281,16 @@ class Webhook:
         except Replayed:
             return None
 
-    def reply_url(self, url: str | None, snapshot: Snapshot) -> str | None:
-        """Only URLs under the configured prefixes get posts (a forged one would make us an SSRF relay)."""
-        if not url:
+    def reply_url(self, url: Any, snapshot: Snapshot) -> str | None:
+        """Only URLs under the configured prefixes get posts, compared component by component and
+        rebuilt from the checked parts (a forged one would make us an SSRF relay)."""
+        if not url or not isinstance(url, str):
             return None
-        if any(url.startswith(prefix) for prefix in snapshot.inventory.chatops.reply_url_prefixes):
-            return url
-        log.warning("response_url on %s is not under chatops.reply_url_prefixes: no posts will go there",
-                    host_of(url))
-        return None
+        admitted = admit(url, snapshot.inventory.chatops.reply_url_prefixes)
+        if admitted is None:
+            log.warning("response_url on %s is not under chatops.reply_url_prefixes: no posts will go there",
+                        host_of(url))
+        return admitted
 
     # --- per platform ------------------------------------------------------------------------------
     async def slack_command(self, body: bytes, headers: dict[str, str]) -> Response:
@@ -318,7 +324,7 @@ class Webhook:
             return guard
         form = parse_form(body, 16)
         try:
-            payload = json.loads(form.get("payload", ""))
+            payload = parse_json(form.get("payload", ""))
             user = payload["user"]["id"]
             team = (payload.get("team") or {}).get("id") or (payload["user"].get("team_id"))
             channel = (payload.get("channel") or {}).get("id")
@@ -353,7 +359,7 @@ class Webhook:
             return _refuse(401, "not authenticated")
         form = parse_form(body, 64)
         mattermost = snapshot.inventory.chatops.mattermost
-        return await self._slash_command("mattermost", form, snapshot, self.guard("mattermost", None),
+        return await self._slash_command("mattermost", form, snapshot, self.guard("mattermost", None, body),
                                          lambda caller: bool(mattermost and mattermost.team_id
                                                              and caller.team != mattermost.team_id))
 
@@ -361,14 +367,14 @@ class Webhook:
         snapshot = self.watcher.current()
         if snapshot.generic_secret is None:
             return _refuse(404, "the generic endpoint is not configured")
-        signature = headers.get("x-signature-256")
+        timestamp = headers.get("x-timestamp")
         try:
-            verify_generic(snapshot.generic_secret, headers.get("x-timestamp"), signature, body, now=self.clock())
+            verify_generic(snapshot.generic_secret, timestamp, headers.get("x-signature-256"), body, now=self.clock())
         except SignatureError as exc:
             log.warning("generic request refused: %s", exc.message)
             return _refuse(401, "not authenticated")
         try:
-            data = json.loads(body)
+            data = parse_json(body)
             user, text = data["user"], data["text"]
             if not isinstance(user, str) or not user or not isinstance(text, str):
                 raise TypeError
@@ -379,21 +385,20 @@ class Webhook:
             return _refuse(400, 'body must be {"user": str, "text": str, "team"?, "channel"?, "response_url"?}')
         caller = Caller("generic", user, extra["team"], extra["channel"], extra["user_name"])
         answer = await self.answer(text, caller, snapshot, self.reply_url(extra["response_url"], snapshot),
-                                   self.guard("generic", signature or ""))
+                                   self.guard("generic", timestamp, body))
         return JSONResponse(answer.to_json()) if answer else _replayed("generic")
 
     def _slack_auth(self, snapshot: Snapshot, body: bytes, headers: dict[str, str]) -> Response | ReplayGuard:
         """A refusal, or the request's replay guard (its mark is set with the first write)."""
         if snapshot.slack_secret is None:
             return _refuse(404, "slack is not configured")
-        signature = headers.get("x-slack-signature")
+        timestamp = headers.get("x-slack-request-timestamp")
         try:
-            verify_slack(snapshot.slack_secret, headers.get("x-slack-request-timestamp"), signature, body,
-                         now=self.clock())
+            verify_slack(snapshot.slack_secret, timestamp, headers.get("x-slack-signature"), body, now=self.clock())
         except SignatureError as exc:
             log.warning("slack request refused: %s", exc.message)
             return _refuse(401, "not authenticated")
-        return self.guard("slack", signature or "")
+        return self.guard("slack", timestamp, body)
 
     async def _foreign(self, caller: Caller, text: str, guard: ReplayGuard) -> Response:
         """Authentic, but from a workspace/team/app this service is not pinned to: refused, audited."""
@@ -476,31 +481,6 @@ class _ThreadedTasks:
                                     reply_to=reply_to)
 
 
-class BadForm(ValueError):
-    pass
-
-
-def parse_form(body: bytes, max_fields: int) -> dict[str, str]:
-    """An ``application/x-www-form-urlencoded`` body, as ``dict(parse_qsl(…, keep_blank_values=True))``
-    reads it (the last of a repeated name wins) at a fraction of its cost: only the values that
-    hold escapes are unquoted. BadForm beyond ``max_fields`` fields."""
-    pairs = body.split(b"&")
-    if len(pairs) > max_fields:
-        raise BadForm(f"more than {max_fields} form fields")
-    fields = {}
-    for pair in pairs:
-        if pair:
-            name, _, value = pair.partition(b"=")
-            fields[_unquote(name)] = _unquote(value)
-    return fields
-
-
-def _unquote(raw: bytes) -> str:
-    if b"%" in raw or b"+" in raw:
-        return unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8", "replace")
-    return raw.decode("utf-8", "replace")
-
-
 def _refuse(status: int, message: str) -> Response:
     return PlainTextResponse(message, status_code=status)
 
@@ -522,11 +502,14 @@ async def _read_body(request: Request, media_type: str) -> bytes | Response:
     if given != media_type:
         return _refuse(415, f"expected {media_type}")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            return _refuse(413, f"body over {MAX_BODY} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:
+                return _refuse(413, f"body over {MAX_BODY} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone before its body was complete (or dropped for being too slow)
+        return _refuse(400, "incomplete body")
     return b"".join(chunks)
 
 
@@ -548,7 +531,7 @@ def create_app(config_path: Path | str | None = None, *, clock: Callable[[], flo
                 log.error("%s: no answer after %ss (Redis or the broker is slow)", request.url.path, ANSWER_WITHIN)
                 return JSONResponse(Answer(":hourglass: the service is slow to answer; if the command was "
                                            "accepted its result follows (see `history`)").to_json())
-            except BadForm as exc:
+            except BadBody as exc:
                 return _refuse(400, str(exc))
             except Exception:  # noqa: BLE001 - the caller gets an answer, the log gets the traceback
                 log.exception("%s failed", request.url.path)

@@ -8,6 +8,10 @@ keep connections alive, so one process would carry most of the load while the ot
 The parent only supervises: it checks the inventory and the port first, restarts a process that
 dies once it was serving, stops when one dies before (a broken setup, not a crash to retry), and
 on SIGTERM or SIGINT stops every process.
+
+Every process bounds its clients (``webhook_protocol``): header and body deadlines, a header
+size cap and a cap on open connections. Before anything listens, the inventory's chat platforms
+are read (each with a secret of real length, or the webhook does not start) and logged.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 from rotation.config import resolve_config_path
 from rotation.errors import ConfigError
 from rotation.logs import configure
+from workers.webhook_protocol import Limits
 
 log = logging.getLogger("rotation.webhook")
 
@@ -47,8 +52,11 @@ def listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket
 
 
 def _uvicorn_options(options: dict[str, Any]) -> dict[str, Any]:
+    from workers.webhook_protocol import uvicorn_limits
+
     return {"log_config": None, "log_level": options["log_level"].lower(), "access_log": options["access_log"],
-            "proxy_headers": False, "server_header": False, "timeout_keep_alive": 30}
+            "proxy_headers": False, "server_header": False, "timeout_keep_alive": 30,
+            **uvicorn_limits(options["limits"])}
 
 
 def _run(options: dict[str, Any], sock: socket.socket, ready: Any = None) -> None:
@@ -70,11 +78,12 @@ def _child(options: dict[str, Any], ready: Any) -> None:
 
 def serve(host: str = "127.0.0.1", port: int = 8088, *, config_path: Path | str | None = None,
           log_level: str = "INFO", log_format: str = "plain", access_log: bool = False, threads: int = 8,
-          status_cache: float = 1.0, processes: int = 1) -> None:
+          status_cache: float = 1.0, processes: int = 1, limits: Limits | None = None) -> None:
     """Run the webhook until SIGTERM/SIGINT. ConfigError when it cannot start."""
     options = {"host": host, "port": port, "config_path": str(resolve_config_path(config_path)),
                "log_level": log_level, "log_format": log_format, "access_log": access_log, "threads": threads,
-               "status_cache": status_cache}
+               "status_cache": status_cache, "limits": limits or Limits()}
+    announce(options)
     if processes == 1:
         _run(options, listening_socket(host, port, reuse_port=False))
         return
@@ -86,6 +95,22 @@ def serve(host: str = "127.0.0.1", port: int = 8088, *, config_path: Path | str 
     listening_socket(host, port, reuse_port=True).close()
     log.info("webhook: %d processes on http://%s:%d", processes, host, port)
     _supervise(options, processes)
+
+
+def announce(options: dict[str, Any]) -> None:
+    """Log which chat platforms the webhook serves; ConfigError when none (or a secret is bad)."""
+    from workers.webhook import Snapshot
+
+    platforms = Snapshot.load(Path(options["config_path"])).platforms()
+    served = [name for name, on in platforms.items() if on]
+    if not served:
+        raise ConfigError(f"{options['config_path']}: no chat platform configured "
+                          "(chatops.slack, chatops.mattermost or chatops.generic, each with its secret)")
+    limits = options["limits"]
+    log.info("webhook on http://%s:%d serves %s%s; per process: %d connections at most, headers within %gs, "
+             "bodies within %gs", options["host"], options["port"], ", ".join(served),
+             "".join(f"; {name}: not configured" for name, on in platforms.items() if not on),
+             limits.max_connections, limits.header_timeout, limits.body_timeout)
 
 
 def _supervise(options: dict[str, Any], processes: int) -> None:

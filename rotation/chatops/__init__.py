@@ -1,7 +1,8 @@
 """Chat-ops: the pure parts of the webhook (no web framework here).
 
 grammar      text -> Command, or UsageError with a short usage answer
-signatures   Slack v0, generic HMAC, Mattermost token; constant time, clock injected
+signatures   Slack v0, generic HMAC, Mattermost token; exact header bytes, constant time, clock injected
+bodies       the form and JSON parsers of verified bodies (total: a value or BadBody)
 authz        the allow-list: user (+ team, channel, platform) -> read/rotate per cluster
 confirm      single-use nonces for dangerous commands (Redis SET NX / GETDEL)
 audit        every authenticated command, allowed or refused

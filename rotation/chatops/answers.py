@@ -2,7 +2,8 @@
 
 Every answer carries a plain ``text`` (the notification fallback, and all Mattermost and
 generic callers read); Slack also gets ``blocks`` where buttons are needed. Anything echoed
-from the user has been through the grammar, so it is a known name, not free text.
+from the user has been through the grammar, so it is a known name, not free text; errors and
+reasons that came from a cluster or a CA go through ``display_text.chat`` (no mention, no link).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from rotation.certs import short_fingerprint
 from rotation.chatops.grammar import USAGE, Rotate
+from rotation.display_text import chat
 from rotation.durations import format_duration
 from rotation.model import Outcome, RotationRecord, Step
 
@@ -101,7 +103,7 @@ def status_answer(rows: Iterable[dict[str, Any]], in_flight: Iterable[dict[str, 
     for row in rows:
         last = f", last rotation {row['last_outcome']} {row['last_rotation']}" if row.get("last_rotation") else ""
         failing = f", {row['failures']} failure(s), next attempt {row['next_attempt']}" if row.get("failures") else ""
-        lines.append(f"{row['cluster']}/{row['cert']}: {row['health']} {row.get('reason') or ''}".rstrip()
+        lines.append(f"{row['cluster']}/{row['cert']}: {row['health']} {chat(row.get('reason') or '')}".rstrip()
                      + f", {row['days_left']} days left{last}{failing}")
     lines.extend(f":arrows_counterclockwise: {f['cluster']}/{f['cert']} rotation {f['rotation_id']} in flight"
                  for f in in_flight)
@@ -117,7 +119,7 @@ def history_answer(cluster: str, records: Sequence[RotationRecord]) -> Answer:
     lines = [f"{r.started_at:%Y-%m-%d %H:%M}Z {r.cluster}/{r.cert_name} {r.outcome} {r.id} ({r.trigger}"
              + (f", {r.requested_by}" if r.requested_by else "") + ")"
              + (f" {_fp(r.old_fingerprint)} → {_fp(r.new_fingerprint)}" if r.new_fingerprint else "")
-             + (f": {r.error[:120]}" if r.error else "")
+             + (f": {chat(r.error[:120])}" if r.error else "")
              for r in records]
     return Answer(_clip(lines))
 
@@ -129,8 +131,8 @@ def check_queued(cluster: str, task_id: str) -> Answer:
 def check_result(cluster: str, rows: Sequence[dict[str, Any]], errors: Sequence[str]) -> Answer:
     lines = [f"Check of {cluster}:"]
     lines.extend(f"{r['cert']} node {r['node']} {r['endpoint']}: {_fp(r['fingerprint'])} "
-                 f"{r['days_left']} days left, {r['status']} {r['reason'] or ''}".rstrip() for r in rows)
-    lines.extend(f":x: {e}" for e in errors)
+                 f"{r['days_left']} days left, {r['status']} {chat(r['reason'] or '')}".rstrip() for r in rows)
+    lines.extend(f":x: {chat(e)}" for e in errors)
     return Answer(_clip(lines))
 
 
@@ -141,7 +143,7 @@ def progress(record: RotationRecord, step: Step) -> Answer:
                       in_channel=True)
     return Answer(f"{record.cluster}/{record.cert_name}: {step.name} "
                   f"{'started' if step.finished_at is None else ('ok' if step.ok else 'failed')}"
-                  + (f" ({step.detail})" if step.detail else ""), in_channel=True)
+                  + (f" ({chat(step.detail)})" if step.detail else ""), in_channel=True)
 
 
 _ICONS = {Outcome.VERIFIED: ":white_check_mark:", Outcome.DRY_RUN: ":mag:", Outcome.ROLLED_BACK: ":rewind:",
@@ -154,10 +156,10 @@ def rotation_result(record: RotationRecord) -> Answer:
     lines = [f"{icon} {record.cluster}/{record.cert_name}: {record.outcome} (rotation {record.id}, "
              f"{record.trigger}{', ' + record.requested_by if record.requested_by else ''})".strip()]
     if record.error:
-        lines.append(f"error: {record.error[:500]}")
+        lines.append(f"error: {chat(record.error[:500])}")
     rollback = next((s for s in reversed(record.steps) if s.name in ("verify-rollback", "rollback")), None)
     if rollback is not None:
-        lines.append(f"rollback: {'ok' if rollback.ok else 'FAILED'} {rollback.detail}".rstrip())
+        lines.append(f"rollback: {'ok' if rollback.ok else 'FAILED'} {chat(rollback.detail or '')}".rstrip())
     for label, pair in record.nodes.items():
         lines.append(f"{label}: {_fp(pair.get('before'))} → {_fp(pair.get('after'))}")
     if record.outcome is Outcome.DRY_RUN and record.new_fingerprint:

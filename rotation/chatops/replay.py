@@ -1,7 +1,8 @@
 """The replay cache of signed chat requests: a request's mark is set by its first write to Redis.
 
-A signed request may be replayed inside the signature window, so each one has a mark (a hash of
-its signature) that is set with ``SET NX EX``; a request that finds its mark set has been seen
+A signed request may be replayed inside the signature window, so each one has a mark, keyed on
+what its signature covers (the timestamp and a digest of the body: ``request_mark``), that is
+set with ``SET NX EX``; a request that finds its mark set has been seen
 and is refused (``Replayed``), with nothing written. Reads may happen before the mark is set
 (a replay then only loses its answer); every write goes through the request's ``ReplayGuard``.
 When the first write is a Lua script, the mark is set inside that script: the check and the
@@ -11,8 +12,11 @@ Every command writes at least its audit record, so every request sets its mark.
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 from typing import Any
+
+MARK_PREFIX = "rotation:chatops:seen:"
 
 
 class Replayed(Exception):  # noqa: N818 - what happened, not an error of ours
@@ -33,6 +37,12 @@ return {1, guarded({unpack(KEYS, 2)}, {unpack(ARGV, 2)})}
 @cache
 def _guarded(script: str) -> str:
     return _GUARDED % script
+
+
+def request_mark(kind: str, timestamp: str, body: bytes) -> str:
+    """The mark of a verified request: any copy with the same timestamp and body has the same one,
+    however its headers were spelled (the signature check accepts one spelling only, anyway)."""
+    return f"{MARK_PREFIX}{kind}:{hashlib.sha256(timestamp.encode() + b':' + body).hexdigest()}"
 
 
 class ReplayGuard:
@@ -67,4 +77,4 @@ class ReplayGuard:
             raise Replayed
 
 
-__all__ = ["ReplayGuard", "Replayed"]
+__all__ = ["MARK_PREFIX", "ReplayGuard", "Replayed", "request_mark"]

@@ -3,17 +3,27 @@
 Every check runs on the raw body before anything parses it, compares in constant time
 (``hmac.compare_digest``) and takes the current time as an argument (the clock is the caller's).
 A failure raises ``SignatureError`` whose message is safe to log (never the secret or the body).
+
+Headers are taken exactly as sent: the signature must be ``v0=`` (or ``sha256=``) followed by 64
+lowercase hex digits and nothing else, the timestamp plain decimal digits without a leading zero,
+and the HMAC is computed over the timestamp's own bytes. So exactly one header value passes for
+a given (timestamp, body): a copy that differs by one byte (a trailing space, 0xA0, 0x85) fails
+instead of slipping past the replay mark, which is keyed on (timestamp, body digest).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Callable
 
 from rotation.errors import RotationError
 
 TOLERANCE = 300  # seconds either side of now (Slack's own window)
+_TIMESTAMP = re.compile(r"[1-9][0-9]{0,11}")
+_SLACK_SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
+_GENERIC_SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
 
 
 class SignatureError(RotationError):
@@ -28,8 +38,7 @@ def _hex_hmac(secret: str | bytes, message: bytes) -> str:
 def _timestamp(raw: str | None, now: float, tolerance: int) -> int:
     if not raw:
         raise SignatureError("missing timestamp")
-    raw = raw.strip()
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
+    if not _TIMESTAMP.fullmatch(raw):
         raise SignatureError("timestamp is not a Unix time")
     value = int(raw)
     if abs(now - value) > tolerance:
@@ -37,10 +46,9 @@ def _timestamp(raw: str | None, now: float, tolerance: int) -> int:
     return value
 
 
-def _same(expected: str, given: str | None) -> bool:
-    if not given:
-        return False
-    return hmac.compare_digest(expected.encode(), given.strip().encode("utf-8", "replace"))
+def _same(expected: str, given: str) -> bool:
+    """Constant time, on the exact bytes (``given`` as the server decoded the header: latin-1)."""
+    return hmac.compare_digest(expected.encode("latin-1"), given.encode("latin-1", "replace"))
 
 
 def slack_signature(secret: str | bytes, timestamp: str | int, body: bytes) -> str:
@@ -51,7 +59,7 @@ def slack_signature(secret: str | bytes, timestamp: str | int, body: bytes) -> s
 def verify_slack(secret: str | bytes, timestamp: str | None, signature: str | None, body: bytes, *, now: float,
                  tolerance: int = TOLERANCE) -> int:
     """Check ``X-Slack-Request-Timestamp`` / ``X-Slack-Signature``; returns the timestamp."""
-    return _verify(slack_signature, secret, timestamp, signature, body, now, tolerance)
+    return _verify(slack_signature, _SLACK_SIGNATURE, secret, timestamp, signature, body, now, tolerance)
 
 
 def generic_signature(secret: str | bytes, timestamp: str | int, body: bytes) -> str:
@@ -62,27 +70,31 @@ def generic_signature(secret: str | bytes, timestamp: str | int, body: bytes) ->
 def verify_generic(secret: str | bytes, timestamp: str | None, signature: str | None, body: bytes, *, now: float,
                    tolerance: int = TOLERANCE) -> int:
     """Check ``X-Timestamp`` / ``X-Signature-256``; returns the timestamp."""
-    return _verify(generic_signature, secret, timestamp, signature, body, now, tolerance)
+    return _verify(generic_signature, _GENERIC_SIGNATURE, secret, timestamp, signature, body, now, tolerance)
 
 
-def _verify(sign: Callable[[str | bytes, int, bytes], str], secret: str | bytes, timestamp: str | None,
-            signature: str | None, body: bytes, now: float, tolerance: int) -> int:
+def _verify(sign: Callable[[str | bytes, str, bytes], str], shape: re.Pattern[str], secret: str | bytes,
+            timestamp: str | None, signature: str | None, body: bytes, now: float, tolerance: int) -> int:
+    if not secret:
+        raise SignatureError("no secret configured")
     if not signature:
         raise SignatureError("missing signature")
     value = _timestamp(timestamp, now, tolerance)
-    if not _same(sign(secret, value, body), signature):
+    if not shape.fullmatch(signature):
+        raise SignatureError("signature is not in the expected form")
+    assert timestamp is not None  # _timestamp refused it otherwise
+    if not _same(sign(secret, timestamp, body), signature):
         raise SignatureError("signature does not match")
     return value
 
 
 def verify_token(expected: str, authorization: str | None) -> None:
-    """Mattermost: ``Authorization: Token <token>``. No timestamp in this scheme, so no freshness."""
+    """Mattermost: exactly ``Authorization: Token <token>``. No timestamp in this scheme, so no freshness."""
     if not expected:
         raise SignatureError("no token configured")
-    scheme, _, token = (authorization or "").strip().partition(" ")
-    if scheme.lower() != "token" or not token:
+    if not authorization or not authorization.startswith("Token ") or len(authorization) <= len("Token "):
         raise SignatureError("missing token")
-    if not _same(expected, token):
+    if not _same("Token " + expected, authorization):
         raise SignatureError("token does not match")
 
 

@@ -27,17 +27,26 @@ class SecretSource(_Strict):
     file: Path | None = None
 
     def read(self, where: str) -> str:
+        """The secret; a ConfigError naming the variable or file when it is unset, unreadable or empty
+        (an empty secret is no secret: an HMAC keyed with it is anyone's to compute)."""
         if self.env:
             value = os.environ.get(self.env)
             if value is None:
                 raise ConfigError(f"{where}: environment variable {self.env} is not set")
-            return value
-        if self.file:
+        elif self.file:
             try:
-                return self.file.read_text().strip()
+                value = self.file.read_text().strip()
             except OSError as exc:
                 raise ConfigError(f"{where}: cannot read {self.file}: {exc.strerror}") from None
-        raise ConfigError(f"{where}: no secret configured")
+        else:
+            raise ConfigError(f"{where}: no secret configured")
+        if not value.strip():
+            raise ConfigError(f"{where}: {self.describe()} is empty")
+        return value
+
+    def describe(self) -> str:
+        """Where the secret comes from, for messages (never the value)."""
+        return f"environment variable {self.env}" if self.env else f"file {self.file}"
 
 
 def _secret(env: str | None, file: Path | None) -> SecretSource | None:

@@ -1,14 +1,35 @@
-"""The ``chatops:`` section of the inventory: who may do what from chat, and the secrets."""
+"""The ``chatops:`` section of the inventory: who may do what from chat, and the secrets.
+
+A platform is served only with a secret of real length, checked when the inventory is read
+(``rotation webhook`` refuses to start otherwise, naming the variable or file): Slack signing
+secrets are 32 hexadecimal characters, Mattermost command tokens 26 characters ``[a-z0-9]``,
+and a generic HMAC secret has at least 32 bytes. Reply URL prefixes are parsed here too.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
-from rotation.config._base import Duration, _exactly_one, _secret, _Strict
+from rotation.config._base import Duration, SecretSource, _exactly_one, _secret, _Strict
+from rotation.config.reply_urls import ReplyPrefix
+from rotation.errors import ConfigError
+
+GENERIC_SECRET_MIN = 32  # bytes
+
+
+def _checked(source: SecretSource, where: str, shape: re.Pattern[str] | None, what: str) -> str:
+    value = source.read(where)
+    fits = shape.fullmatch(value) if shape is not None else len(value.encode()) >= GENERIC_SECRET_MIN
+    if not fits:
+        raise ConfigError(f"{where}: {source.describe()} does not hold {what} (the value read has "
+                          f"{len(value.encode())} bytes)")
+    return value
 
 ChatPermission = Literal["read", "rotate"]
 
@@ -37,7 +58,8 @@ class SlackSettings(_Strict):
 
     def signing_secret(self) -> str:
         source = _exactly_one(self.signing_secret_env, self.signing_secret_file, "signing_secret")
-        return source.read("chatops.slack.signing_secret")
+        return _checked(source, "chatops.slack.signing_secret", re.compile(r"[0-9a-f]{32}"),
+                        "Slack's signing secret (32 hexadecimal characters, from the app's Basic Information)")
 
     def foreign(self, team: str | None, api_app_id: str | None) -> bool:
         """A request from a workspace or app this service is not pinned to."""
@@ -55,7 +77,8 @@ class MattermostSettings(_Strict):
         return self
 
     def token(self) -> str:
-        return _exactly_one(self.token_env, self.token_file, "token").read("chatops.mattermost.token")
+        return _checked(_exactly_one(self.token_env, self.token_file, "token"), "chatops.mattermost.token",
+                        re.compile(r"[a-z0-9]{26}"), "the slash command's token (26 characters a-z 0-9)")
 
 
 class GenericSettings(_Strict):
@@ -68,7 +91,8 @@ class GenericSettings(_Strict):
         return self
 
     def secret(self) -> str:
-        return _exactly_one(self.secret_env, self.secret_file, "secret").read("chatops.generic.secret")
+        return _checked(_exactly_one(self.secret_env, self.secret_file, "secret"), "chatops.generic.secret", None,
+                        f"a secret of at least {GENERIC_SECRET_MIN} bytes (`openssl rand -hex 32` makes one)")
 
 
 class NotifySettings(_Strict):
@@ -80,8 +104,12 @@ class NotifySettings(_Strict):
     url: str | None = None
 
     def resolve(self) -> str | None:
+        """The URL, or None: the channel is optional, so an empty ``url_env`` means none (compose
+        passes ``${NOTIFY_WEBHOOK_URL:-}``)."""
         if self.url:
             return self.url
+        if self.url_env and not os.environ.get(self.url_env, "x").strip():
+            return None
         source = _secret(self.url_env, self.url_file)
         return source.read("chatops.notify.url") if source else None
 
@@ -93,8 +121,10 @@ class ChatOpsSettings(_Strict):
     generic: GenericSettings | None = None
     notify: NotifySettings | None = None
     confirm_ttl: Duration = timedelta(minutes=5)
-    # Where progress and results may be posted back (a response_url elsewhere is not used).
-    reply_url_prefixes: tuple[str, ...] = ("https://hooks.slack.com/",)
+    # Where progress and results may be posted back (a response_url elsewhere is not used): https,
+    # a host, an optional port and a path ending in "/", parsed when the inventory loads.
+    reply_url_prefixes: tuple[Annotated[ReplyPrefix, BeforeValidator(ReplyPrefix.parse)], ...] = (
+        ReplyPrefix.parse("https://hooks.slack.com/"),)
 
     def notify_url(self) -> str | None:
         return self.notify.resolve() if self.notify else None

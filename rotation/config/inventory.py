@@ -3,6 +3,11 @@
 This package is the only reader of the inventory file and of the environment variables and
 secret files it names. Secrets never sit in the file in clear: ``password_env`` /
 ``password_file``, ``ca_key_file`` (+ ``ca_key_password_env``), ``eab_hmac_key_env``.
+
+The file is reloaded live by workers and the webhook, so reading it is bounded: at most
+``MAX_BYTES`` (1 MiB), and YAML aliases may expand the document to at most ``MAX_NODES`` nodes
+(a 919-byte file of nested aliases used to expand until memory ran out), checked on the parsed
+node graph before anything is built from it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from rotation.model import CertName, CertRequest, KeyType
 
 CONFIG_ENV = "ROTATION_CONFIG"
 DEFAULT_CONFIG = Path("rotation.yaml")
+MAX_BYTES = 1024 * 1024
+MAX_NODES = 100_000  # YAML nodes once every alias is expanded; a large fleet's inventory has a few thousand
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # used in Redis keys and metric labels
 
 
@@ -128,14 +135,22 @@ def _resolve_paths(data: Any, base: Path) -> Any:
     if isinstance(data, dict):
         out = {}
         for key, value in data.items():
-            if key in path_keys and isinstance(value, str):
-                out[key] = str((base / value).resolve()) if not os.path.isabs(value) else value
-            elif key in path_keys and isinstance(value, list):
-                out[key] = [str((base / v).resolve()) if not os.path.isabs(v) else v for v in value]
+            if key in path_keys and isinstance(value, list):
+                out[key] = [_resolve_path(key, v, base) for v in value]
+            elif key in path_keys:
+                out[key] = _resolve_path(key, value, base)
             else:
                 out[key] = _resolve_paths(value, base)
         return out
     return data
+
+
+def _resolve_path(key: str, value: Any, base: Path) -> Any:
+    if not isinstance(value, str):
+        return value  # not a path: the model refuses it, naming the field
+    if "\x00" in value:
+        raise ConfigError(f"{key}: a path with a NUL character")
+    return value if os.path.isabs(value) else str((base / value).resolve())
 
 
 def _format_error(path: Path, exc: PydanticValidationError) -> str:
@@ -154,26 +169,92 @@ def resolve_config_path(path: Path | str | None) -> Path:
     return Path(env) if env else DEFAULT_CONFIG
 
 
-def load_inventory(path: Path | str | None = None) -> Inventory:
-    """Read and check the inventory. Every problem is a ConfigError naming the file and field."""
-    config_path = resolve_config_path(path)
+def _read(config_path: Path) -> str:
     try:
-        text = config_path.read_text()
+        with config_path.open("rb") as file:
+            raw = file.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(
             f"{config_path}: inventory file not found (pass --config or set {CONFIG_ENV})"
         ) from None
     except OSError as exc:
         raise ConfigError(f"{config_path}: cannot read: {exc.strerror}") from None
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(f"{config_path}: over {MAX_BYTES // (1024 * 1024)} MiB; an inventory is far smaller")
     try:
-        data = yaml.safe_load(text) or {}
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{config_path}: not UTF-8 text (byte {exc.start})") from None
+
+
+def parse_yaml(text: str, where: Path | str) -> Any:
+    """The YAML document in ``text``, refused when its aliases expand beyond MAX_NODES nodes."""
+    loader = None
+    try:
+        loader = yaml.SafeLoader(text)  # its reader refuses control characters at once
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, where)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{config_path}:{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        line = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{where}:{line}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: not valid YAML: nested too deeply") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _check_expansion(root: yaml.Node, where: Path | str) -> None:
+    """Count the nodes the document has once aliases are expanded, without expanding them:
+    each node's expanded size is computed once (iteratively: no recursion on deep files)."""
+    sizes: dict[int, int] = {}
+    ancestors: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            ancestors.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+            if sizes[key] > MAX_NODES:
+                raise ConfigError(f"{where}: YAML aliases expand the document beyond {MAX_NODES} nodes "
+                                  "(an alias bomb?); write the values out instead")
+        elif key not in sizes:
+            if key in ancestors:
+                raise ConfigError(f"{where}: a YAML alias refers to a node that contains it")
+            ancestors.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def load_inventory(path: Path | str | None = None) -> Inventory:
+    """Read and check the inventory. Every problem is a ConfigError naming the file and field."""
+    config_path = resolve_config_path(path)
+    return parse_inventory(_read(config_path), config_path)
+
+
+def parse_inventory(text: str, config_path: Path) -> Inventory:
+    """The inventory in ``text`` (relative paths against ``config_path``'s folder); ConfigError
+    and nothing else for anything that is not one (the fuzz tests hold it to that)."""
+    data = parse_yaml(text, config_path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{config_path}: the inventory must be a mapping with issuers and clusters")
-    data = _resolve_paths(data, config_path.resolve().parent)
+    try:
+        data = _resolve_paths(data, config_path.resolve().parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{config_path}: {exc.message}") from None
     try:
         inventory = Inventory.model_validate(data)
     except PydanticValidationError as exc:

@@ -107,6 +107,7 @@ class AcmeSettings(_Strict):
     dns: AcmeDNSSettings | None = None
     http01: AcmeHTTP01Settings = AcmeHTTP01Settings()
     order_timeout: Duration = timedelta(seconds=180)
+    request_timeout: Duration = timedelta(seconds=60)  # total for one request to the CA, answer included
 
     @field_validator("directory")
     @classmethod
@@ -142,6 +143,7 @@ class AcmeSettings(_Strict):
             "http01_address": self.http01.address,
             "http01_port": self.http01.port,
             "order_timeout": self.order_timeout,
+            "request_timeout": self.request_timeout,
         }
 
 

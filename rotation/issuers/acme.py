@@ -31,6 +31,7 @@ from rotation.dns import DNSProvider, build_dns_provider
 from rotation.errors import CertificateError, ConfigError, IssuerError, RotationError
 from rotation.issuers import http01
 from rotation.issuers.acme_account import AccountSpec, open_account, signing_alg
+from rotation.issuers.acme_http import AnswerRefused, BoundedAdapter
 from rotation.issuers.base import read_issuer_file, register_issuer_type
 from rotation.model import CertRequest, IssuedCert, KeyType
 from rotation.secrets import LocalSecretStore, SecretBox, SecretStore
@@ -111,6 +112,8 @@ def translate_error(exc: BaseException, *, context: str, retry_after_header: str
         retryable, what = True, "the order did not complete before order_timeout"
     elif isinstance(exc, errors.ConflictError):
         what = f"conflict at {exc.location}"
+    elif isinstance(exc, AnswerRefused):
+        what = f"the CA's answer was refused: {_first_line(exc)}"
     elif isinstance(exc, requests.exceptions.SSLError):
         what = f"TLS to the directory failed (set ca_bundle for a private CA): {_first_line(exc)}"
     elif isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
@@ -137,7 +140,15 @@ def _first_line(exc: BaseException) -> str:
 
 
 class _Network(client.ClientNetwork):
+    """acme's network, every request bounded in time and size (``acme_http.BoundedAdapter``)."""
+
     last_response: requests.Response | None = None
+
+    def __init__(self, *args: Any, adapter: BoundedAdapter | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        bounded = adapter or BoundedAdapter()
+        self.session.mount("http://", bounded)
+        self.session.mount("https://", bounded)
 
     def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
         self.last_response = None
@@ -183,6 +194,7 @@ class AcmeIssuer:
         http01_address: str = "0.0.0.0",
         http01_port: int = 80,
         order_timeout: timedelta = timedelta(seconds=180),
+        request_timeout: timedelta = timedelta(seconds=60),
         secret_store: SecretStore | None = None,
     ) -> None:
         if challenge not in ("dns-01", "http-01"):
@@ -203,6 +215,7 @@ class AcmeIssuer:
         self.http01_address = http01_address
         self.http01_port = http01_port
         self.order_timeout = order_timeout
+        self.request_timeout = request_timeout
         self._secret_store = secret_store
 
     def __repr__(self) -> str:  # the EAB key stays out
@@ -336,7 +349,7 @@ class AcmeIssuer:
     def _network(self, key: jose.JWK | None) -> Iterator[_Network]:
         verify: bool | str = str(self.ca_bundle) if self.ca_bundle else True
         net = _Network(key, alg=signing_alg(key) if key else jose.ES256, verify_ssl=verify,  # type: ignore[arg-type]
-                       user_agent=USER_AGENT)
+                       user_agent=USER_AGENT, adapter=BoundedAdapter(deadline=self.request_timeout.total_seconds()))
         try:
             yield net
         finally:

@@ -2,6 +2,9 @@
 
 Only this module talks HTTP to a cluster; every foreign error is translated here, once,
 into ``rotation.errors`` (see ``_raise_for_status`` and ``_translate_transport_error``).
+Every call is bounded (``rotation.bounded_http``): ``timeout`` is its total deadline (connect,
+TLS, request and the whole answer), and an answer over ``max_response_bytes`` (16 MiB by
+default) is refused there, never held whole.
 PEMs go into JSON bodies as plain strings: JSON encoding is the escaping the RS docs do by
 hand with ``sed``.
 """
@@ -18,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from rotation import bounded_http
 from rotation.errors import (
     ClusterAPIError,
     ClusterAuthError,
@@ -170,6 +174,7 @@ class RSClient:
         timeout: float = 60.0,
         extra_trust: Iterable[str] = (),
         transport: httpx.BaseTransport | None = None,  # tests drive foreign errors through the mapper
+        max_response_bytes: int = bounded_http.MAX_RESPONSE_BYTES,
     ) -> None:
         if verify is False:
             log.warning("TLS verification of the REST API of %s is OFF (verify: false)", cluster)
@@ -181,17 +186,20 @@ class RSClient:
         self._server_name = server_name
         self._timeout = timeout
         self._transport = transport
+        self._max_response_bytes = max_response_bytes
         self._http = self._new_http()
 
     # --- plumbing ------------------------------------------------------------------------
     def _new_http(self) -> httpx.Client:
+        context = build_ssl_context(self._verify, self._trusted)
         return httpx.Client(
             base_url=self.base_url,
             auth=self._auth,
-            verify=build_ssl_context(self._verify, self._trusted),
+            verify=context,
             timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 10.0)),
-            headers={"Accept": "application/json"},
-            transport=self._transport,
+            headers={"Accept": "application/json", **bounded_http.IDENTITY},
+            transport=self._transport or bounded_http.transport(context),
+            trust_env=False,  # no proxy from the environment: every call goes through the bounded transport
         )
 
     def trust(self, ca_pems: Iterable[str]) -> None:
@@ -218,12 +226,19 @@ class RSClient:
 
     def _request(self, method: str, path: str, *, action: str, json: Any = None) -> Any:
         extensions = {"sni_hostname": self._server_name} if self._server_name else None
+        url = f"{self.base_url}{path}"
         try:
-            response = self._http.request(method, path, json=json, extensions=extensions)
+            with bounded_http.deadline(self._timeout):
+                request = self._http.build_request(method, path, json=json, extensions=extensions)
+                streamed = self._http.send(request, stream=True)
+                try:
+                    response = bounded_http.read_capped(streamed, self._max_response_bytes)
+                finally:
+                    streamed.close()
         except httpx.TransportError as exc:
-            raise _translate_transport_error(
-                exc, cluster=self.cluster, action=action, url=f"{self.base_url}{path}"
-            ) from exc
+            raise _translate_transport_error(exc, cluster=self.cluster, action=action, url=url) from exc
+        except (bounded_http.ResponseTooLarge, bounded_http.ResponseRefused) as exc:
+            raise ClusterAPIError(f"{self.cluster}: {action}: refused the answer of {url}: {exc}", url=url) from None
         _raise_for_status(response, cluster=self.cluster, action=action)
         if not response.content:
             return None
