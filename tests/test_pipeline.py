@@ -112,7 +112,8 @@ def test_pem_travels_json_escaped_and_arrives_identical(
     (tmp_path / "key.pem").write_text(issued.key_pem.reveal())
     from rotation.issuers.files import FileIssuer
 
-    record = rotate_one(inventory, "proxy", issuer=FileIssuer("byo", tmp_path / "full.pem", tmp_path / "key.pem"))
+    record = rotate_one(inventory, "proxy", issuer=FileIssuer("byo", tmp_path / "full.pem", tmp_path / "key.pem"),
+                        trust=(ca_files[0].read_text(),))  # a bring-your-own chain needs an anchor
     assert record.outcome is Outcome.VERIFIED, record.error
     raw = simulator.received_update_bodies[-1]
     assert b"\\n" in raw and b"-----BEGIN CERTIFICATE-----\\n" in raw  # newlines escaped, not raw

@@ -31,6 +31,18 @@ def _queue_factory(ctx):  # noqa: ANN001, ANN202 - ServiceContext -> RotationQue
 cli.queue_factory = _queue_factory
 
 
+def _preflight() -> None:
+    """Refuse to start (exit 2, one line) without a loadable inventory, Redis, or a valid ROTATION_SECRET_KEY:
+    a process that takes tasks it cannot do leaves their records stuck."""
+    from rotation.errors import RotationError
+    from rotation.service import ServiceContext, preflight
+
+    try:
+        preflight(ServiceContext())
+    except RotationError as exc:
+        raise cli.fail(exc.message) from None
+
+
 def _serve_metrics(port: int, address: str) -> None:
     from prometheus_client import start_http_server
 
@@ -86,6 +98,7 @@ def worker(
 ) -> None:
     """Run a Celery worker that scans clusters and rotates certificates (scale it out freely)."""
     configure_logging(log_level, log_format)
+    _preflight()
     if metrics_port:
         _serve_metrics(metrics_port, metrics_address)
     if supervise:
@@ -104,15 +117,19 @@ def worker(
 
 @app.command()
 def beat(
-    schedule_file: Annotated[Path, typer.Option(help="Where beat keeps its last-run times.")] = Path(
-        ".rotation/celerybeat-schedule"),
+    schedule_file: Annotated[Path | None, typer.Option(
+        help="Where beat keeps its last-run times (default: celerybeat-schedule in the state folder).")] = None,
     log_format: LogFormat = "plain",
     log_level: LogLevel = "INFO",
 ) -> None:
     """Run Celery beat: scans every ROTATION_SCAN_INTERVAL and audits TLS policies nightly.
     Run exactly one."""
     configure_logging(log_level, log_format)
+    _preflight()
+    from rotation.config import local_state_dir
     from workers.celery_app import celery_app
+
+    schedule_file = schedule_file or local_state_dir() / "celerybeat-schedule"
 
     schedule_file.parent.mkdir(parents=True, exist_ok=True)
     celery_app.start(["beat", "--loglevel", log_level, "--schedule", str(schedule_file)])

@@ -21,6 +21,8 @@ import signal
 import socket
 import ssl
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -81,6 +83,8 @@ class ClusterSimulator:
         self._listeners_by_key: dict[tuple[int, str], tuple[socket.socket, asyncio.Task[None]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._accepted: dict[tuple[int, str], int] = {}  # (node uid, listener kind) -> connections
+        # (node uid, listener kind, accepted at, TLS ready at or None), monotonic: the simulator's own clock
+        self._timeline: deque[tuple[int, str, float, float | None]] = deque(maxlen=4096)
         self._stop_event: asyncio.Event | None = None
 
     # -- read-only properties ------------------------------------------------------------------
@@ -113,6 +117,12 @@ class ClusterSimulator:
         """TCP connections node ``uid``'s ``listener`` ("api", "cm", "db:<uid>", ...) has accepted."""
         return self._call(lambda: self._accepted.get((uid, listener), 0))
 
+    def connection_timeline(self, listener: str | None = None) -> list[tuple[float, float | None]]:
+        """(accepted, stream ready) per connection, oldest first, on the simulator's monotonic clock:
+        tests assert how handshakes overlapped without timing anything themselves."""
+        return self._call(lambda: [(accepted, ready) for _, kind, accepted, ready in self._timeline
+                                   if listener is None or kind == listener])
+
     def cluster_cert_pem(self, cert_name: str) -> str:
         return self._call(lambda: self.state.certs[cert_name].chain_pem)
 
@@ -136,6 +146,12 @@ class ClusterSimulator:
 
     def fail_next(self, count: int = 1, status: int = 500) -> None:
         self._call(lambda: self.state.fail_next(count, status))
+
+    def fail_requests(self, count: int = 1, status: int = 503, *, method: str | None = None,
+                      path: str | None = None, location: str | None = None) -> None:
+        """The next ``count`` REST requests matching ``method`` / the ``path`` prefix answer ``status``
+        (a 3xx redirects to ``location``); nothing is applied. Cleared by ``clear_faults``."""
+        self._call(lambda: self.state.fail_requests(count, status, method, path, location))
 
     def slow(self, seconds: float) -> None:
         self._call(lambda: setattr(self.state, "slow_seconds", max(0.0, float(seconds))))
@@ -367,7 +383,7 @@ class ClusterSimulator:
                 continue
             conn.setblocking(False)
             self._accepted[(node.uid, kind)] = self._accepted.get((node.uid, kind), 0) + 1
-            task = loop.create_task(self._on_connect(node, kind, conn))
+            task = loop.create_task(self._on_connect(node, kind, conn, time.monotonic()))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -375,7 +391,7 @@ class ClusterSimulator:
         uid = int(kind.split(":", 1)[1])
         return next(db for db in self.config.database_list if db.uid == uid)
 
-    async def _on_connect(self, node: NodeState, kind: str, conn: socket.socket) -> None:
+    async def _on_connect(self, node: NodeState, kind: str, conn: socket.socket, accepted: float) -> None:
         writer: asyncio.StreamWriter | None = None
         try:
             try:
@@ -384,6 +400,7 @@ class ClusterSimulator:
                 if self.config.connect_delay > 0:
                     await asyncio.sleep(self.config.connect_delay)
                 reader, writer = await self._open_stream(node, kind, conn)
+                self._timeline.append((node.uid, kind, accepted, time.monotonic()))
                 await self._serve_connection(node, kind, reader, writer)
             except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError):
                 pass  # handshake failures (ssl.SSLError is an OSError), resets, timeouts
@@ -398,6 +415,7 @@ class ClusterSimulator:
                 writer.transport.abort()
         finally:
             if writer is None:
+                self._timeline.append((node.uid, kind, accepted, None))  # never became a stream
                 conn.close()
 
     async def _open_stream(
