@@ -124,6 +124,10 @@ def final_probe(run: Run, old: str | None, new: str | None, outcome: Outcome) ->
         names = {old: "old", new: "new"}
         counts = Counter(names.get(s.fingerprint, "other") if s.ok else "unreadable" for s in served)
         step.detail = f"cluster state {state}: " + ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+        others = {s.fingerprint for s in served if s.ok and s.fingerprint not in names}
+        if set(counts) == {"other"} and len(others) == 1:
+            step.detail += f" (every endpoint serves {certs.short_fingerprint(others.pop() or '')}, which this " \
+                           "rotation did not push)"
     _record_served(run, served)
     record.outcome, record.cluster_state = outcome, state
     record.error = f"{record.error or 'stopped'}; {step.detail}"

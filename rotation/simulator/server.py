@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from . import api
 from .cluster import ClusterState, Database, NodeState, SimulatorConfig
-from .http import Handler, serve_http
+from .http import Handler, Request, Response, serve_http
 from .sentinel import serve_sentinel
 from .services import cm_handler, metrics_handler, serve_resp
 from .tls import CertificateAuthority, utcnow
@@ -83,6 +83,7 @@ class ClusterSimulator:
         self._listeners_by_key: dict[tuple[int, str], tuple[socket.socket, asyncio.Task[None]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._accepted: dict[tuple[int, str], int] = {}  # (node uid, listener kind) -> connections
+        self._rest_connections: dict[int, int] = {}  # node uid -> connections that carried REST requests
         # (node uid, listener kind, accepted at, TLS ready at or None), monotonic: the simulator's own clock
         self._timeline: deque[tuple[int, str, float, float | None]] = deque(maxlen=4096)
         self._stop_event: asyncio.Event | None = None
@@ -116,6 +117,10 @@ class ClusterSimulator:
     def accepted_connections(self, uid: int, listener: str = "api") -> int:
         """TCP connections node ``uid``'s ``listener`` ("api", "cm", "db:<uid>", ...) has accepted."""
         return self._call(lambda: self._accepted.get((uid, listener), 0))
+
+    def rest_connections(self, uid: int = 1) -> int:
+        """Connections to node ``uid``'s REST API that carried at least one request (a new TLS session each)."""
+        return self._call(lambda: self._rest_connections.get(uid, 0))
 
     def connection_timeline(self, listener: str | None = None) -> list[tuple[float, float | None]]:
         """(accepted, stream ready) per connection, oldest first, on the simulator's monotonic clock:
@@ -451,12 +456,25 @@ class ClusterSimulator:
         else:
             await serve_http(reader, writer, self._http_handler(node, kind), refuse=refuse)
 
+    def _counted(self, node: NodeState, handler: Handler) -> Handler:
+        """Count the connections that carry REST requests (handshake-only probes do not)."""
+        first = True
+
+        async def counted(request: Request) -> Response:
+            nonlocal first
+            if first:
+                first = False
+                self._rest_connections[node.uid] = self._rest_connections.get(node.uid, 0) + 1
+            return await handler(request)
+
+        return counted
+
     def _http_handler(self, node: NodeState, kind: str) -> Handler:
         if kind == "cm":
             return cm_handler(self.config.fqdn, node)
         if kind == "metrics_exporter":
             return metrics_handler(self.config.fqdn, node)
-        return partial(api.handle, self)
+        return self._counted(node, partial(api.handle, self))
 
     # -- thread hopping ------------------------------------------------------------------------------
 
