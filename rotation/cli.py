@@ -395,7 +395,7 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     console.print(table)
     if any(row["backoff"] for row in report["certificates"]):
         err_console.print("backing off after failures: `rotation retry CLUSTER CERT` lets the next scan try again",
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
     if report.get("chat_commands"):
         _print_audit(report["chat_commands"])
     for cluster, scan in report["scans"].items():
@@ -404,7 +404,7 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     for problem in report["inventory_problems"]:
         err_console.print(f"[red]{problem['host']}: {problem['path']} does not load since {problem['since']}; "
                           f"workers there keep the inventory loaded at {problem['kept_from']}: {problem['error']}[/]",
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
 
 
 @app.command()

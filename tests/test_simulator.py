@@ -26,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from processes import wait_for
 
 from rotation.simulator import ClusterSimulator, Database, PortInUseError, SimulatorConfig
 from rotation.simulator.command import parse_databases, parse_duration, write_inventory
@@ -459,6 +460,22 @@ def test_slow_and_latency(make_sim: Callable[..., ClusterSimulator]) -> None:
     assert rest("GET", "/_sim/state").json()["faults"]["slow"] == 0.0
 
 
+def test_fail_requests_answers_matching_rest_calls_only(rest: Api) -> None:
+    sim = rest.sim
+    sim.fail_requests(2, 503, method="GET", path="/v1/cluster/certificates")
+    sim.fail_requests(1, 302, path="/v1/nodes", location="https://elsewhere.test/")
+    assert rest("GET", "/v1/cluster").status_code == 200  # another path
+    assert rest("GET", "/v1/cluster/certificates").status_code == 503
+    moved = rest("GET", "/v1/nodes")
+    assert moved.status_code == 302 and moved.headers["location"] == "https://elsewhere.test/"
+    assert rest("GET", "/_sim/state").json()["faults"]["fail_requests"] == [
+        {"count": 1, "status": 503, "method": "GET", "path": "/v1/cluster/certificates"}]
+    assert rest("GET", "/v1/cluster/certificates").status_code == 503
+    assert rest("GET", "/v1/cluster/certificates").status_code == 200  # used up
+    with pytest.raises(ValueError, match="3xx needs a location"):
+        sim.fail_requests(1, 301)
+
+
 def test_control_routes(rest: Api, test_ca: TestCA) -> None:
     sim = rest.sim
     state = rest("GET", "/_sim/state").json()
@@ -526,9 +543,14 @@ def test_connect_delay_does_not_serialise_handshakes(make_sim: Callable[..., Clu
     for thread in threads:
         thread.join()
     assert len(results) == len(targets)
-    # Structure, not wall time: the simulator's own accept/ready stamps of every connection.
-    spans = sim.connection_timeline()
-    assert len(spans) == len(targets) and all(ready is not None for _, ready in spans)
+    # Structure, not wall time: the simulator's own accept/ready stamps of every connection (a server
+    # side may note its end of the handshake just after the client returned).
+    def noted() -> list[tuple[float, float | None]] | None:
+        timeline = sim.connection_timeline()
+        return timeline if len(timeline) == len(targets) else None
+
+    spans = wait_for(noted, 10, 0.02, what="the simulator to note every handshake")
+    assert all(ready is not None for _, ready in spans)
     events = sorted([(accepted, 1) for accepted, _ in spans] + [(ready, -1) for _, ready in spans])  # type: ignore[misc]
     in_progress = most = 0
     for _, step in events:
