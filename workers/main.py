@@ -31,11 +31,18 @@ def _queue_factory(ctx):  # noqa: ANN001, ANN202 - ServiceContext -> RotationQue
 cli.queue_factory = _queue_factory
 
 
-def _preflight() -> None:
+def _preflight(config: Path | None) -> None:
     """Refuse to start (exit 2, one line) without a loadable inventory, Redis, or a valid ROTATION_SECRET_KEY:
-    a process that takes tasks it cannot do leaves their records stuck."""
+    a process that takes tasks it cannot do leaves their records stuck. ``-c`` becomes ROTATION_CONFIG,
+    which the Celery processes (and a restarted worker child) read."""
+    import os
+
+    from rotation.config import CONFIG_ENV
     from rotation.errors import RotationError
     from rotation.service import ServiceContext, preflight
+
+    if config is not None:
+        os.environ[CONFIG_ENV] = str(config.resolve())
 
     try:
         preflight(ServiceContext())
@@ -95,10 +102,11 @@ def worker(
     log_level: LogLevel = "INFO",
     hostname: Annotated[str | None, typer.Option(help="Celery node name (default: rotation@<host>).")] = None,
     supervise: Annotated[bool, typer.Option(help="Restart the Celery worker if it dies on its own.")] = True,
+    config: cli.ConfigOption = None,
 ) -> None:
     """Run a Celery worker that scans clusters and rotates certificates (scale it out freely)."""
     configure_logging(log_level, log_format)
-    _preflight()
+    _preflight(config)
     if metrics_port:
         _serve_metrics(metrics_port, metrics_address)
     if supervise:
@@ -121,11 +129,12 @@ def beat(
         help="Where beat keeps its last-run times (default: celerybeat-schedule in the state folder).")] = None,
     log_format: LogFormat = "plain",
     log_level: LogLevel = "INFO",
+    config: cli.ConfigOption = None,
 ) -> None:
     """Run Celery beat: scans every ROTATION_SCAN_INTERVAL and audits TLS policies nightly.
     Run exactly one."""
     configure_logging(log_level, log_format)
-    _preflight()
+    _preflight(config)
     from rotation.config import local_state_dir
     from workers.celery_app import celery_app
 
