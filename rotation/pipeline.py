@@ -121,9 +121,7 @@ def rotate(
             raise  # our own earlier attempt still holds the lease: the caller retries later
         record.outcome, record.error, record.blocked_by = Outcome.REFUSED, exc.message, exc.message
     except StoreUnavailable:
-        if not record.pushed:
-            ends = False
-            raise  # nothing started: the caller says the store is unreachable
+        ends = record.pushed  # before a push nothing started: the caller says the store is unreachable
         raise
     except Superseded as exc:  # lost the lease before pushing anything: the cluster is untouched
         record.outcome, record.error = Outcome.SUPERSEDED, exc.message
@@ -137,6 +135,9 @@ def rotate(
     except Exception as exc:  # a bug before the push (after it, rotation.recovery settles): record it
         run.log.exception("rotation failed unexpectedly")
         record.outcome, record.error = Outcome.FAILED, record.error or describe(exc)
+    except BaseException as exc:  # a signal (SIGTERM, Ctrl-C); after a push recovery settled first
+        record.error = record.error or describe(exc)
+        raise
     finally:
         if ends:
             record.finished_at = options.clock()

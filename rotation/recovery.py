@@ -21,7 +21,7 @@ from rotation.model import CertName, ClusterState, Endpoint, IssuedCert, Outcome
 from rotation.run import OriginalPair, Run, describe
 
 
-class NothingApplied(ClusterAPIError):
+class _NothingApplied(ClusterAPIError):
     """RS refused the first PUT outright (3xx/4xx): documented to validate before replacing anything."""
 
 
@@ -39,7 +39,7 @@ def push(run: Run, certificate: str, key: SecretPEM) -> str:
         except ClusterAPIError as exc:
             if not exc.retryable:
                 if exc.status is not None and not uncertain:
-                    raise NothingApplied(exc.message, status=exc.status, error_code=exc.error_code,
+                    raise _NothingApplied(exc.message, status=exc.status, error_code=exc.error_code,
                                          description=exc.description, url=exc.url) from exc
                 raise
             uncertain = True  # a 409, 5xx or timeout may have applied part of it
@@ -184,7 +184,7 @@ def push_and_verify(run: Run, issued: IssuedCert, new: str, original: OriginalPa
     try:
         with run.step("push") as step:
             step.detail = "via " + push(run, issued.fullchain_pem, issued.key_pem)
-    except NothingApplied as exc:
+    except _NothingApplied as exc:
         _refused_at_push(run, original, new, exc)
         return
     except BaseException as exc:
@@ -193,7 +193,7 @@ def push_and_verify(run: Run, issued: IssuedCert, new: str, original: OriginalPa
     _verify(run, original, new)
 
 
-def _refused_at_push(run: Run, original: OriginalPair, new: str, exc: NothingApplied) -> None:
+def _refused_at_push(run: Run, original: OriginalPair, new: str, exc: _NothingApplied) -> None:
     """RS refused the certificate: confirm by handshakes that nothing changed (else roll back)."""
     run.record.error = exc.message
     served = observe(run)
@@ -221,5 +221,5 @@ def resume_after_push(run: Run) -> None:
     settle(run, original, record.new_fingerprint, RotationError("interrupted after the push"))
 
 
-__all__ = ["NothingApplied", "cluster_state", "observe", "push", "push_and_verify", "resume_after_push",
+__all__ = ["cluster_state", "observe", "push", "push_and_verify", "resume_after_push",
            "wait_until_served"]

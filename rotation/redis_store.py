@@ -104,13 +104,17 @@ class RedisStore:
 
     # --- records -----------------------------------------------------------------------
     def save(self, record: RotationRecord) -> None:
+        """Write the record; StoreUnavailable when Redis cannot take it (then kept in the journal)."""
         try:
             self._write(record)
-        except redis.RedisError:
+        except redis.RedisError as exc:
             if self.journal is not None:
                 path = self.journal.keep(record)
-                log.warning("rotation %s: Redis unreachable, record kept in %s until it returns", record.id, path)
-            raise
+                log.warning("rotation %s: record kept in %s until Redis takes it again", record.id, path)
+            if isinstance(exc, StoreUnavailable):
+                raise
+            url = getattr(self.redis, "redacted_url", "Redis")
+            raise StoreUnavailable(f"Redis at {url} did not take the record ({exc})") from exc
         if self.journal is not None:
             self.journal.drop(record.id)
             self._flush_journal()
