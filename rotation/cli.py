@@ -7,11 +7,9 @@ back, 2 errors (bad config, unreachable cluster, bad input).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -173,9 +171,6 @@ def rotate(
     every node (or validated, with --dry-run); 1 when one failed or was rolled back; 2 for
     bad input or a refusal (nothing pushed).
     """
-    from rotation.issuers.files import FileIssuer
-    from rotation.service import rotate_inline
-
     inventory = load(config)
     try:
         settings = inventory.cluster(cluster)
@@ -187,33 +182,51 @@ def rotate(
         deadline = parse_duration(verify_deadline) if verify_deadline else None
     except (ConfigError, ValueError) as exc:
         raise fail(str(exc)) from None
-    issuer = None
-    if cert_file or key_file:
-        if not (cert_file and key_file):
-            raise fail("--cert-file and --key-file go together")
-        issuer = FileIssuer(name=f"file:{cert_file.name}", cert_file=cert_file, key_file=key_file)
-    anchors = _trust_anchors(trust or [])
-    queue = None if (inline or dry_run or issuer or deadline or anchors) else _queue(config)
+    options = _inline_options(cert_file, key_file, trust or [], dry_run=dry_run, deadline=deadline,
+                              quiet=as_json)
+    here = inline or dry_run or options.issuer or deadline or options.trust
+    queue = None if here else _queue(config)
     try:
         if queue is None:
-            options = RotationOptions(trigger=Trigger.CLI, dry_run=dry_run, issuer=issuer, verify_deadline=deadline,
-                                      trust=anchors, progress=None if as_json else _print_step)
-            with _sigterm_unwinds():
-                records = rotate_inline(inventory, cluster, names, options)
+            records = _rotate_here(inventory, cluster, names, options)
         else:
             records = _rotate_queued(queue, cluster, names, no_wait=no_wait, as_json=as_json)
             if records is None:
                 return
     except RotationError as exc:
         raise fail(exc.message) from None
-    except (Interrupted, KeyboardInterrupt) as exc:
-        raise fail(f"{describe(exc)}: a rotation that had pushed was rolled back or its state recorded "
-                   "(`rotation history`)", 1) from None
     if as_json:
         print(json.dumps([r.to_dict() for r in records], indent=2))
     else:
         print_records(records)
     raise typer.Exit(exit_code_for(records, dry_run))
+
+
+def _inline_options(cert_file: Path | None, key_file: Path | None, trust: list[Path], *, dry_run: bool,
+                    deadline: timedelta | None, quiet: bool) -> RotationOptions:
+    from rotation.issuers.files import FileIssuer
+
+    issuer = None
+    if cert_file or key_file:
+        if not (cert_file and key_file):
+            raise fail("--cert-file and --key-file go together")
+        issuer = FileIssuer(name=f"file:{cert_file.name}", cert_file=cert_file, key_file=key_file)
+    return RotationOptions(trigger=Trigger.CLI, dry_run=dry_run, issuer=issuer, verify_deadline=deadline,
+                           trust=_trust_anchors(trust), progress=None if quiet else _print_step)
+
+
+def _rotate_here(inventory: Inventory, cluster: str, names: list[str], options: RotationOptions
+                 ) -> list[RotationRecord]:
+    """Inline: SIGTERM unwinds like Ctrl-C, so a rotation that pushed rolls back before the exit."""
+    from rotation.interrupts import sigterm_unwinds
+    from rotation.service import rotate_inline
+
+    try:
+        with sigterm_unwinds():
+            return rotate_inline(inventory, cluster, names, options)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        raise fail(f"{describe(exc)}: a rotation that had pushed was rolled back or its state recorded "
+                   "(`rotation history`)", 1) from None
 
 
 def _trust_anchors(paths: list[Path]) -> tuple[str, ...]:
@@ -228,28 +241,6 @@ def _trust_anchors(paths: list[Path]) -> tuple[str, ...]:
     except RotationError as exc:
         raise fail(exc.message) from None
     return tuple(pems)
-
-
-@contextlib.contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    """SIGTERM unwinds an inline rotation like Ctrl-C, so one that pushed rolls back on its way out
-    (a second SIGTERM while it does is ignored; SIGKILL is the way to stop it harder)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    fired = False
-
-    def unwind(signum: int, frame: object) -> None:
-        nonlocal fired
-        if not fired:
-            fired = True
-            raise Interrupted("SIGTERM")
-
-    previous = signal.signal(signal.SIGTERM, unwind)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 # The queue is provided by workers/ (Celery); the domain CLI only knows its protocol.

@@ -123,30 +123,42 @@ def rotate(
     except StoreUnavailable:
         ends = record.pushed  # before a push nothing started: the caller says the store is unreachable
         raise
-    except Superseded as exc:  # lost the lease before pushing anything: the cluster is untouched
+    except BaseException as exc:
+        _note_failure(run, exc)
+        if not isinstance(exc, Exception):
+            raise  # a signal (SIGTERM, Ctrl-C); after a push recovery settled first
+    finally:
+        if ends:
+            _end(run)
+    return record
+
+
+def _end(run: Run) -> None:
+    record = run.record
+    record.finished_at = run.options.clock()
+    if record.outcome is Outcome.IN_PROGRESS:
+        record.outcome = Outcome.FAILED
+        record.error = record.error or "rotation interrupted"
+    run.save()
+    run.log.info("rotation finished: %s %s", record.outcome, record.error or "")
+
+
+def _note_failure(run: Run, exc: BaseException) -> None:
+    """What an exception that left the pipeline means for the record (after a push, recovery settled)."""
+    record = run.record
+    if isinstance(exc, Superseded):  # lost the lease before pushing anything: the cluster is untouched
         record.outcome, record.error = Outcome.SUPERSEDED, exc.message
-    except RotationError as exc:
+    elif isinstance(exc, RotationError):
         record.error = record.error or exc.message
-        record.retryable = exc.retryable
-        record.retry_after = exc.retry_after
+        record.retryable, record.retry_after = exc.retryable, exc.retry_after
         record.problem = getattr(exc, "problem", None)
         if record.outcome is Outcome.IN_PROGRESS:
             record.outcome = Outcome.FAILED if record.pushed else Outcome.REFUSED
-    except Exception as exc:  # a bug before the push (after it, rotation.recovery settles): record it
-        run.log.exception("rotation failed unexpectedly")
-        record.outcome, record.error = Outcome.FAILED, record.error or describe(exc)
-    except BaseException as exc:  # a signal (SIGTERM, Ctrl-C); after a push recovery settled first
+    else:  # a bug (recorded, not raised) or a signal (re-raised by the caller)
+        if isinstance(exc, Exception):
+            run.log.exception("rotation failed unexpectedly")
+            record.outcome = Outcome.FAILED
         record.error = record.error or describe(exc)
-        raise
-    finally:
-        if ends:
-            record.finished_at = options.clock()
-            if record.outcome is Outcome.IN_PROGRESS:
-                record.outcome = Outcome.FAILED
-                record.error = record.error or "rotation interrupted"
-            run.save()
-            run.log.info("rotation finished: %s %s", record.outcome, record.error or "")
-    return record
 
 
 def _read(run: Run) -> OriginalPair:
