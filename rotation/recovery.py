@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from datetime import timedelta
 
-from rotation import certs
+from rotation import certs, interrupts
 from rotation.errors import ClusterAPIError, RotationError, Superseded, VerificationError
 from rotation.model import CertName, ClusterState, Endpoint, IssuedCert, Outcome, SecretPEM, ServedCert
 from rotation.run import OriginalPair, Run, describe
@@ -32,6 +32,8 @@ def push(run: Run, certificate: str, key: SecretPEM) -> str:
     attempt, uncertain = 0, False
     while True:
         attempt += 1
+        if attempt > 1:
+            interrupts.check()  # between attempts: a SIGTERM now rolls back what the last one applied
         run.lease.check()
         try:
             return run.session.client.update_certificate(str(run.cert_name), certificate, key,
@@ -75,6 +77,7 @@ def wait_until_served(run: Run, fingerprint: str, deadline: timedelta | None = N
     deadline = run.deadline if deadline is None else deadline
     end = time.monotonic() + deadline.total_seconds()
     while True:
+        interrupts.check()
         if run.lease.lost:
             raise Superseded(f"{run.record.cluster}/{run.cert_name}: another rotation took the lock while this "
                              "one was verifying; it pushes nothing more")
@@ -188,6 +191,8 @@ def push_and_verify(run: Run, issued: IssuedCert, new: str, original: OriginalPa
         _refused_at_push(run, original, new, exc)
         return
     except BaseException as exc:
+        if not run.record.pushed:
+            raise  # stopped before the push step began (SIGTERM): nothing to settle
         settle(run, original, new, exc)
         return
     _verify(run, original, new)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from rotation import interrupts
 from rotation.cluster import ClusterSession
 from rotation.errors import Interrupted, RotationError
 from rotation.model import CertName, RotationRecord, SecretPEM, Step
@@ -135,6 +136,7 @@ class StepScope:
         self.step = Step(name=name, started_at=run.options.clock())
 
     def __enter__(self) -> Step:
+        interrupts.check()  # a safe point: SIGTERM in the CLI unwinds here, before the step begins
         self.run.record.steps.append(self.step)
         self.run.notify(self.step)
         self.run.log.info("step %s started", self.step.name)

@@ -295,19 +295,24 @@ def test_redis_going_away_after_the_push_loses_nothing(
 
 
 def test_worker_killed_mid_rotation_is_resumed_by_the_redelivered_task(
-    simulator: ClusterSimulator, service_env: dict[str, str], start_service
+    simulator: ClusterSimulator, service_env: dict[str, str], start_service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from workers.queue import RotationQueue
 
+    # A short visibility timeout: the dead worker's task comes back after 6 s instead of 18.
+    fast = {"ROTATION_TASK_TIME_LIMIT": "5s", "ROTATION_VISIBILITY_TIMEOUT": "6s"}
+    for name, value in fast.items():
+        monkeypatch.setenv(name, value)
+    env = {**service_env, **fast}
     simulator.stale(3, seconds=None, cert_name="cm")  # verification will wait on node 3
-    worker = start_service("worker")
+    worker = start_service("worker", env=env)
     ctx = ServiceContext()
     rotation_id = RotationQueue(ctx).submit("sim", "cm")
     _record_reaching(lambda: [r for r in [ctx.store.get(rotation_id)] if r], "verify")
     worker.kill()  # SIGKILL after the push, before verification finished
     assert ctx.store.get(rotation_id).outcome is Outcome.IN_PROGRESS
     simulator.clear_faults()  # node 3 catches up meanwhile
-    start_service("worker")  # the unacked task comes back after the visibility timeout
+    start_service("worker", env=env)  # the unacked task comes back after the visibility timeout
     record = wait_for(lambda: (r := ctx.store.get(rotation_id)) and r.outcome is not Outcome.IN_PROGRESS and r,
                       60, 0.5, what="the redelivered rotation to end")
     assert "resume" in [s.name for s in record.steps]
