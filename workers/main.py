@@ -53,12 +53,17 @@ def _preflight(config: Path | None) -> None:
 def _serve_metrics(port: int, address: str) -> None:
     from prometheus_client import start_http_server
 
+    from rotation.errors import RotationError
     from rotation.metrics import registry_for
     from rotation.service import ServiceContext
 
     store = ServiceContext().redis_store
     if store is None:
         raise typer.BadParameter("metrics need the service's Redis (ROTATION_STORE=redis)")
+    try:
+        store.redis.ping()  # metrics are read from Redis: without it, one line and exit 2
+    except RotationError as exc:
+        raise cli.fail(exc.message) from None
     start_http_server(port, addr=address, registry=registry_for(store))
 
 
