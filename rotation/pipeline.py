@@ -120,8 +120,12 @@ def rotate(
             ends = False
             raise  # our own earlier attempt still holds the lease: the caller retries later
         record.outcome, record.error, record.blocked_by = Outcome.REFUSED, exc.message, exc.message
-    except StoreUnavailable:
-        ends = record.pushed  # before a push nothing started: the caller says the store is unreachable
+    except StoreUnavailable as exc:
+        # Before a push nothing started: the caller says the store is unreachable. A record already
+        # journaled must still end there, or it would come back `in_progress` when Redis returns.
+        ends = record.pushed or run.store_down
+        if not record.pushed:
+            record.outcome, record.error = Outcome.REFUSED, record.error or exc.message
         raise
     except BaseException as exc:
         _note_failure(run, exc)

@@ -108,7 +108,7 @@ class Run:
         self.deadline: timedelta = options.verify_deadline or session.settings.verify_deadline
         self.log = logging.LoggerAdapter(log, {"rotation_id": record.id, "cluster": record.cluster,
                                                "cert_name": record.cert_name})
-        self._store_down = False
+        self.store_down = False  # the last save did not reach the store (the record is in its journal)
 
     def step(self, name: str) -> StepScope:
         return StepScope(self, name)
@@ -118,11 +118,11 @@ class Run:
         try:
             self.store.save(self.record)
         except RotationError as exc:
-            if not self._store_down:
+            if not self.store_down:
                 self.log.warning("record not saved, kept locally until the store returns: %s", exc.message)
-            self._store_down = True
+            self.store_down = True
         else:
-            self._store_down = False
+            self.store_down = False
 
     def notify(self, step: Step) -> None:
         self.save()  # followers (CLI --wait, chat) see each step as it happens
