@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,10 +25,11 @@ from rotation import certs
 from rotation.config import Inventory, load_inventory
 from rotation.display_text import cell, line
 from rotation.durations import parse_duration
-from rotation.errors import ConfigError, RotationError
+from rotation.errors import ConfigError, Interrupted, RotationError
 from rotation.model import KeyType, Outcome, RotationRecord, Step, Trigger
 from rotation.pipeline import RotationOptions, utc_now
 from rotation.policy_cli import policy_app
+from rotation.run import describe
 from rotation.service import RotationQueue, ServiceContext, follow
 
 app = typer.Typer(
@@ -121,6 +123,9 @@ def print_records(records: list[RotationRecord]) -> None:
                            " (rotation ", (record.id, ""), ")"), highlight=False)
         if record.error:
             console.print(line("  ", (record.error, "red")), highlight=False)
+        if record.cluster_state and record.outcome is not Outcome.VERIFIED:
+            console.print(line("  cluster state: ", (record.cluster_state, "bold"),
+                               " (what every endpoint serves now, below)"), highlight=False)
         if record.nodes:
             table = Table(show_header=True, box=None, pad_edge=False)
             table.add_column("endpoint")
@@ -155,6 +160,9 @@ def rotate(
         Path | None, typer.Option(help="Push this certificate (full chain PEM) instead of issuing.")
     ] = None,
     key_file: Annotated[Path | None, typer.Option(help="Private key for --cert-file.")] = None,
+    trust: Annotated[list[Path] | None, typer.Option(
+        "--trust", help="CA certificate(s) the pushed chain must lead to (repeatable), besides the issuer's "
+                        "ca_bundle and the cluster's verify bundle.")] = None,
     verify_deadline: Annotated[str | None, typer.Option(help="How long to wait for every node (e.g. 90s).")] = None,
     inline: Annotated[bool, typer.Option("--inline", help="Run in this process instead of the queue.")] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Queue, print the rotation ids, return.")] = False,
@@ -165,14 +173,11 @@ def rotate(
 
     By default the rotations go through the queue (a running `rotation worker`, Redis) and this
     command follows them step by step; --inline runs the pipeline here; --no-wait prints the
-    rotation (task) ids and returns. --dry-run, --cert-file and --verify-deadline run inline.
+    rotation (task) ids and returns. --dry-run, --cert-file, --trust and --verify-deadline run inline.
     Prints old -> new fingerprint per node. Exit 0 only when every rotation is verified on
     every node (or validated, with --dry-run); 1 when one failed or was rolled back; 2 for
     bad input or a refusal (nothing pushed).
     """
-    from rotation.issuers.files import FileIssuer
-    from rotation.service import rotate_inline
-
     inventory = load(config)
     try:
         settings = inventory.cluster(cluster)
@@ -184,17 +189,13 @@ def rotate(
         deadline = parse_duration(verify_deadline) if verify_deadline else None
     except (ConfigError, ValueError) as exc:
         raise fail(str(exc)) from None
-    issuer = None
-    if cert_file or key_file:
-        if not (cert_file and key_file):
-            raise fail("--cert-file and --key-file go together")
-        issuer = FileIssuer(name=f"file:{cert_file.name}", cert_file=cert_file, key_file=key_file)
-    queue = None if (inline or dry_run or issuer or deadline) else _queue()
+    options = _inline_options(cert_file, key_file, trust or [], dry_run=dry_run, deadline=deadline,
+                              quiet=as_json)
+    here = inline or dry_run or options.issuer or deadline or options.trust
+    queue = None if here else _queue(config)
     try:
         if queue is None:
-            options = RotationOptions(trigger=Trigger.CLI, dry_run=dry_run, issuer=issuer, verify_deadline=deadline,
-                                      progress=None if as_json else _print_step)
-            records = rotate_inline(inventory, cluster, names, options)
+            records = _rotate_here(inventory, cluster, names, options)
         else:
             records = _rotate_queued(queue, cluster, names, no_wait=no_wait, as_json=as_json)
             if records is None:
@@ -208,13 +209,54 @@ def rotate(
     raise typer.Exit(exit_code_for(records, dry_run))
 
 
+def _inline_options(cert_file: Path | None, key_file: Path | None, trust: list[Path], *, dry_run: bool,
+                    deadline: timedelta | None, quiet: bool) -> RotationOptions:
+    from rotation.issuers.files import FileIssuer
+
+    issuer = None
+    if cert_file or key_file:
+        if not (cert_file and key_file):
+            raise fail("--cert-file and --key-file go together")
+        issuer = FileIssuer(name=f"file:{cert_file.name}", cert_file=cert_file, key_file=key_file)
+    return RotationOptions(trigger=Trigger.CLI, dry_run=dry_run, issuer=issuer, verify_deadline=deadline,
+                           trust=_trust_anchors(trust), progress=None if quiet else _print_step)
+
+
+def _rotate_here(inventory: Inventory, cluster: str, names: list[str], options: RotationOptions
+                 ) -> list[RotationRecord]:
+    """Inline: SIGTERM unwinds like Ctrl-C, so a rotation that pushed rolls back before the exit."""
+    from rotation.interrupts import sigterm_unwinds
+    from rotation.service import rotate_inline
+
+    try:
+        with sigterm_unwinds():
+            return rotate_inline(inventory, cluster, names, options)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        raise fail(f"{describe(exc)}: a rotation that had pushed was rolled back or its state recorded "
+                   "(`rotation history`)", 1) from None
+
+
+def _trust_anchors(paths: list[Path]) -> tuple[str, ...]:
+    """The PEMs of ``--trust`` files, each checked to hold CA certificates (exit 2 naming the file)."""
+    from rotation.issuers.base import read_issuer_file
+
+    pems = []
+    try:
+        for path in paths:
+            found = certs.load_certificates(read_issuer_file(path, what="--trust"), where=str(path))
+            pems += [certs.cert_to_pem(c) for c in found]
+    except RotationError as exc:
+        raise fail(exc.message) from None
+    return tuple(pems)
+
+
 # The queue is provided by workers/ (Celery); the domain CLI only knows its protocol.
 queue_factory: Callable[[ServiceContext], RotationQueue] | None = None
 
 
-def _queue() -> RotationQueue | None:
+def _queue(config: Path | None = None) -> RotationQueue | None:
     try:
-        ctx = ServiceContext()
+        ctx = ServiceContext(config_path=config)
     except ConfigError as exc:
         raise fail(exc.message) from None
     if queue_factory is None or ctx.redis_store is None:
@@ -242,7 +284,7 @@ def _rotate_queued(queue: RotationQueue, cluster: str, names: list[str], *, no_w
     if not as_json:
         err_console.print(line(f"queued {len(ids)} rotation(s): ", (" ".join(ids), ""),
                                "; following (Ctrl-C stops following)"))
-    records = follow(ServiceContext().store, queue, ids, None if as_json else _print_step)
+    records = follow(queue.ctx.store, queue, ids, None if as_json else _print_step)
     if refused:
         records += [RotationRecord(id="-", cluster=cluster, cert_name="?", trigger="cli", started_at=utc_now(),
                                    outcome=Outcome.REFUSED, error=m) for m in refused]
@@ -272,9 +314,16 @@ def history(
     from rotation.service import record_store
 
     if audit:
-        _print_audit(_chat_commands(cluster, limit), as_json)
+        try:
+            entries = _chat_commands(cluster, limit)
+        except RotationError as exc:
+            raise fail(exc.message) from None
+        _print_audit(entries, as_json)
         return
-    records = record_store().history(cluster, cert, limit)
+    try:
+        records = record_store().history(cluster, cert, limit)
+    except RotationError as exc:
+        raise fail(exc.message) from None
     if as_json:
         print(json.dumps([r.to_dict() for r in records], indent=2))
         return
@@ -315,16 +364,19 @@ def _print_audit(entries: list[dict[str, Any]], as_json: bool = False) -> None:
 
 # --- status ------------------------------------------------------------------------------
 @app.command()
-def status(as_json: JsonOption = False) -> None:
+def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Every certificate's state as the service last saw it, and the rotations in flight.
 
-    Shows the health from the last scan, days left, last rotation and its outcome, failures
-    and the next attempt of certificates that are backing off. Needs the service's Redis.
+    Shows the health from the last scan, days left, last rotation and its outcome, and for a
+    certificate that is backing off: its failures, the next attempt and why (`rotation retry`
+    clears it). Warns when a worker keeps an older inventory because an edit does not load.
+    Needs the service's Redis.
     """
     from rotation.status import service_status
 
     try:
-        report = service_status(ServiceContext())
+        ctx = ServiceContext(config_path=config)
+        report = service_status(ctx)
         report["chat_commands"] = _chat_commands(None, 10)
     except RotationError as exc:
         raise fail(exc.message) from None
@@ -333,18 +385,48 @@ def status(as_json: JsonOption = False) -> None:
         return
     table = Table(title="Certificates (last scan)")
     for column in ("cluster", "cert", "health", "days left", "last scan", "last rotation", "failures",
-                   "next attempt", "in flight"):
+                   "next attempt (why)", "in flight"):
         table.add_column(column)
     for row in report["certificates"]:
+        backoff = row["backoff"]
+        why = f"{backoff['until']} ({backoff['reason'][:80]})" if backoff else "-"
         table.add_row(*map(cell, (row["cluster"], row["cert"], f"{row['health']} {row['reason']}", row["days_left"],
                                   row["last_scan"] or "-", f"{row['last_outcome'] or '-'} {row['last_rotation'] or ''}",
-                                  row["failures"] or 0, row["next_attempt"] or "-", row["in_flight"] or "-")))
+                                  row["failures"] or 0, why, row["in_flight"] or "-")))
     console.print(table)
+    if any(row["backoff"] for row in report["certificates"]):
+        err_console.print("backing off after failures: `rotation retry CLUSTER CERT` lets the next scan try again",
+                          highlight=False, soft_wrap=True)
     if report.get("chat_commands"):
         _print_audit(report["chat_commands"])
     for cluster, scan in report["scans"].items():
         if scan.get("last_error"):
             err_console.print(cell(f"{cluster}: last scan failed: {scan['last_error']}", "red"), highlight=False)
+    for problem in report["inventory_problems"]:
+        err_console.print(cell(f"{problem['host']}: {problem['path']} does not load since {problem['since']}; "
+                               f"workers there keep the inventory loaded at {problem['kept_from']}: {problem['error']}",
+                               "red"), highlight=False, soft_wrap=True)
+
+
+@app.command()
+def retry(
+    cluster: Annotated[str, typer.Argument(help="Cluster name from the inventory.")],
+    cert: Annotated[str, typer.Argument(help="Certificate name.")],
+    config: ConfigOption = None,
+) -> None:
+    """Clear a certificate's backoff after failures: the next scan may rotate it again."""
+    from rotation.service import clear_backoff
+
+    try:
+        cleared = clear_backoff(ServiceContext(config_path=config), cluster, cert)
+    except RotationError as exc:
+        raise fail(exc.message) from None
+    if not cleared["next_attempt"] and not cleared["failures"]:
+        console.print(cell(f"{cluster}/{cert} was not backing off"), highlight=False)
+        return
+    console.print(cell(f"{cluster}/{cert}: backoff cleared ({cleared['failures']} failure(s), next attempt was "
+                       f"{cleared['next_attempt'] or '-'}, last error: {cleared['last_error'] or '-'}); "
+                       "the next scan may rotate it"), highlight=False)
 
 
 @app.command("secret-key")

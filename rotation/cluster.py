@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import ssl
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from rotation.config import ClusterSettings, Inventory
 from rotation.issuers import Issuer, issuer_factory
 from rotation.model import CertName, Endpoint, KeyType, ServedCert
 from rotation.probe import probe_endpoints
-from rotation.rs.client import BULK_UPDATE_SINCE, RSClient, parse_version
+from rotation.rs.client import BULK_UPDATE_SINCE, RSClient, build_ssl_context, parse_version
 from rotation.secrets import SecretStore
 from rotation.topology import ClusterView
 
@@ -46,6 +47,8 @@ class ClusterSession:
     _view: ClusterView | None = field(default=None, repr=False)
     #: where the client goes at the end (a pool), told whether the session ended cleanly
     release: Callable[[RSClient, bool], None] | None = field(default=None, repr=False)
+    #: CA PEMs a REST client of this cluster trusts besides ``verify`` (what a new process would trust)
+    trust: tuple[str, ...] = ()
 
     def view(self, refresh: bool = False) -> ClusterView:
         if self._view is None or refresh:
@@ -78,13 +81,15 @@ class ClusterSession:
             timeout=self.settings.handshake_timeout.total_seconds(),
         )
 
-    def rest_copy(self, cert_name: CertName, *, from_view: bool = False) -> ServedCert:
+    def rest_copy(self, cert_name: CertName, *, from_view: bool = False, client: RSClient | None = None
+                  ) -> ServedCert:
         """The cluster's own copy of a certificate. ``from_view`` uses the PEM that ``GET /v1/cluster``
-        already returned (syncer): one request less, and no private keys fetched by a scan."""
+        already returned (syncer): one request less, and no private keys fetched by a scan. ``client``
+        reads it through another client (a fresh one: see :meth:`fresh_client`)."""
         if from_view and cert_name is CertName.SYNCER and self.view().syncer_pem:
             source, pem = "GET /v1/cluster", self.view().syncer_pem
         else:
-            pair = self.client.certificates().get(str(cert_name))
+            pair = (client or self.client).certificates().get(str(cert_name))
             source, pem = "GET /v1/cluster/certificates", pair.certificate if pair else None
         endpoint = Endpoint(self.name, cert_name, "api", source, 0)
         if pem is None:
@@ -98,6 +103,16 @@ class ClusterSession:
             not_after=certs.not_after(leaf),
             not_before=certs.not_before(leaf),
         )
+
+    def rest_context(self) -> ssl.SSLContext:
+        """The TLS context a REST client of this cluster gets in a new process (``verify`` + ``trust``)."""
+        return build_ssl_context(self.settings.verify if isinstance(self.settings.verify, bool)
+                                 else self.settings.verify_paths, self.trust)
+
+    def fresh_client(self) -> RSClient:
+        """A new REST client with only the trust a new process would have: its first request makes a
+        fresh TLS handshake, which proves the REST API's certificate is trusted *after* a rotation."""
+        return _client(self.name, self.settings, self.trust)
 
     def close(self, *, clean: bool = True) -> None:
         if self.release is not None:
@@ -128,9 +143,8 @@ def api_trust(inventory: Inventory, cluster_name: str) -> list[str]:
         return []
 
 
-def open_cluster(inventory: Inventory, name: str, *, extra_trust: Sequence[str] = ()) -> ClusterSession:
-    settings = inventory.cluster(name)
-    client = RSClient(
+def _client(name: str, settings: ClusterSettings, trust: Sequence[str]) -> RSClient:
+    return RSClient(
         settings.url,
         settings.username,
         settings.password(name),
@@ -138,9 +152,14 @@ def open_cluster(inventory: Inventory, name: str, *, extra_trust: Sequence[str] 
         verify=settings.verify if isinstance(settings.verify, bool) else settings.verify_paths,
         server_name=settings.tls_server_name,
         timeout=settings.request_timeout.total_seconds(),
-        extra_trust=[*api_trust(inventory, name), *extra_trust],
+        extra_trust=trust,
     )
-    return ClusterSession(name=name, settings=settings, client=client)
+
+
+def open_cluster(inventory: Inventory, name: str, *, extra_trust: Sequence[str] = ()) -> ClusterSession:
+    settings = inventory.cluster(name)
+    trust = (*api_trust(inventory, name), *extra_trust)
+    return ClusterSession(name=name, settings=settings, client=_client(name, settings, trust), trust=trust)
 
 
 class SessionPool:

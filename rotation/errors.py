@@ -13,7 +13,11 @@
     │   └── ClusterUnavailable         409, 5xx, timeouts, resets: retryable
     ├── ProbeError                     a TLS handshake failed (unreachable, refused, timeout)
     ├── VerificationError              new certificate not served everywhere before the deadline
-    └── RotationInProgress             another rotation holds the lock for this certificate
+    ├── RotationInProgress             another rotation holds the lock for this certificate
+    ├── Superseded                     this rotation lost its lock lease: it must not push again
+    └── StoreUnavailable               the service's state (Redis) cannot be reached: retryable
+
+    Interrupted (a BaseException, like KeyboardInterrupt): SIGTERM reached a CLI rotation
 
 Messages never contain private keys, passwords or signing secrets: only names, hosts,
 fingerprints and the server's own error_code/description.
@@ -114,6 +118,21 @@ class RotationInProgress(RotationError):
     """Another rotation of the same (cluster, certificate) is running."""
 
 
+class Superseded(RotationError):
+    """The lock lease was lost (paused past it, or another rotation took the lock): push nothing more."""
+
+
+class StoreUnavailable(RotationError):
+    """The service's state store cannot be reached; the message names it with the password redacted."""
+
+    retryable = True
+
+
+class Interrupted(BaseException):
+    """SIGTERM reached a rotation running in the CLI: it unwinds like Ctrl-C (a BaseException, so no
+    ``except Exception`` swallows it) and a rotation that already pushed rolls back on its way out."""
+
+
 __all__ = [
     "CertificateError",
     "ClusterAPIError",
@@ -121,10 +140,13 @@ __all__ = [
     "ClusterRejected",
     "ClusterUnavailable",
     "ConfigError",
+    "Interrupted",
     "IssuerError",
     "ProbeError",
     "RotationError",
     "RotationInProgress",
+    "StoreUnavailable",
+    "Superseded",
     "ValidationError",
     "VerificationError",
 ]

@@ -126,6 +126,15 @@ class Outcome(enum.StrEnum):
     DRY_RUN = "dry_run"
     IN_PROGRESS = "in_progress"
     REFUSED = "refused"
+    SUPERSEDED = "superseded"  # lost its lock lease to another rotation: stopped without pushing again
+
+
+class ClusterState(enum.StrEnum):
+    """What the endpoints of one certificate serve when a rotation that pushed ends."""
+
+    OLD = "old"  # every endpoint serves the certificate from before the rotation
+    NEW = "new"  # every endpoint serves the new certificate
+    MIXED = "mixed"  # some serve one, some the other (or something else, or nothing)
 
 
 class Trigger(enum.StrEnum):
@@ -183,9 +192,24 @@ class RotationRecord:
     retry_after: float | None = None  # seconds the CA or cluster asked us to wait
     requested_by: str | None = None  # who asked (chat user id, CLI user), for the audit trail
     problem: dict | None = None  # the CA's problem document (RFC 7807) when an ACME order failed
+    dry_run: bool = False
+    blocked_by: str | None = None  # refused because this rotation held the certificate already
+    cluster_state: ClusterState | None = None  # after a push: what the endpoints serve at the end
     steps: list[Step] = field(default_factory=list)
     # node label -> {"before": fp, "after": fp}
     nodes: dict[str, dict[str, str | None]] = field(default_factory=dict)
+
+    @property
+    def pushed(self) -> bool:
+        return any(step.name == "push" for step in self.steps)
+
+    @property
+    def counts_as_failure(self) -> bool:
+        """Backoff counts real failures only: not a dry run, not a refusal because another rotation
+        held the certificate, not a rotation superseded by another."""
+        if self.dry_run or self.blocked_by:
+            return False
+        return self.outcome in (Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.REFUSED)
 
     def to_dict(self) -> dict:
         return {
@@ -205,6 +229,9 @@ class RotationRecord:
             "retry_after": self.retry_after,
             "requested_by": self.requested_by,
             "problem": self.problem,
+            "dry_run": self.dry_run,
+            "blocked_by": self.blocked_by,
+            "cluster_state": str(self.cluster_state) if self.cluster_state else None,
             "steps": [s.to_dict() for s in self.steps],
             "nodes": self.nodes,
         }
@@ -231,6 +258,9 @@ class RotationRecord:
             retry_after=data.get("retry_after"),
             requested_by=data.get("requested_by"),
             problem=data.get("problem"),
+            dry_run=bool(data.get("dry_run", False)),
+            blocked_by=data.get("blocked_by"),
+            cluster_state=ClusterState(data["cluster_state"]) if data.get("cluster_state") else None,
             steps=[Step.from_dict(s) for s in data.get("steps", [])],
             nodes=data.get("nodes", {}),
         )

@@ -200,7 +200,7 @@ class RotationReporter:
         replied = False
         if self.reply_to:
             replied = self.notifier.reply(self.reply_to, answer, fallback=False)
-        bad = record.outcome in (Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.REFUSED)
+        bad = record.outcome in (Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.REFUSED, Outcome.SUPERSEDED)
         if bad or record.trigger == str(Trigger.BEAT) or (self.reply_to and not replied):
             self.notifier.notify(answer)
 

@@ -2,47 +2,40 @@
 
 read what is served -> issue -> validate -> push -> verify on every node -> (roll back).
 
-Safety rules: nothing is pushed before validation passes and before the previous
-certificate and key are in hand for a rollback; after a push, success means every endpoint
-presents the new fingerprint on a fresh handshake; otherwise the previous pair goes back and
-is verified the same way.
+Safety rules: nothing is pushed before validation passes (the chain leads to an anchor the
+operator configured; an ``api`` certificate is one the REST client will still trust) and before
+the previous certificate and key are in hand and kept for a rollback; only the lock's holder
+pushes (fencing token checked before every PUT); after a push, success means every endpoint
+presents the new fingerprint on a fresh handshake; every other exit path rolls back or records
+what each endpoint serves (``rotation.recovery``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
+import ssl
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from cryptography import x509
+
 from rotation import certs
 from rotation.cluster import ClusterSession, build_issuer, default_key_type
 from rotation.config import CertPlan, Inventory
-from rotation.errors import (
-    ClusterAPIError,
-    RotationError,
-    RotationInProgress,
-    VerificationError,
-)
+from rotation.errors import RotationError, RotationInProgress, StoreUnavailable, Superseded
 from rotation.issuers import Issuer
+from rotation.issuers.base import read_issuer_file
 from rotation.logs import rotation_context
-from rotation.model import (
-    CertName,
-    IssuedCert,
-    Outcome,
-    RotationRecord,
-    SecretPEM,
-    ServedCert,
-    Step,
-    Trigger,
-)
+from rotation.model import CertName, IssuedCert, Outcome, RotationRecord, SecretPEM, Step, Trigger
+from rotation.recovery import push_and_verify, resume_after_push
+from rotation.run import OriginalPair, Run, describe
 from rotation.secrets import SecretStore
 from rotation.store import Locker, RecordStore
 from rotation.tls_policy import cipher_key_check
-from rotation.validate import validate_issued
+from rotation.trust import handshake_error
+from rotation.validate import ExtraCheck, ParsedBundle, validate_issued
 
 log = logging.getLogger(__name__)
 
@@ -67,164 +60,20 @@ class RotationOptions:
     progress: ProgressCallback | None = None
     extra_checks: tuple = field(default_factory=tuple)
     requested_by: str | None = None
-    # Where the previous pair is kept (encrypted) so a redelivered task can still roll back.
+    # Where the original pair is kept (encrypted) so a retry or redelivered task can still roll back.
     secrets: SecretStore | None = None
+    trust: tuple[str, ...] = ()  # more trust anchors (PEM) the operator named (`--trust FILE`)
 
 
-@dataclass
-class _Previous:
-    """The pair to restore on rollback. The key is a SecretPEM and never leaves memory."""
-
-    certificate: str
-    key: SecretPEM
-    fingerprint: str
-
-
-class _Run:
-    """One rotation in progress: the record, its steps and the session it works through."""
-
-    def __init__(
-        self, session: ClusterSession, record: RotationRecord, options: RotationOptions, store: RecordStore
-    ) -> None:
-        self.session = session
-        self.record = record
-        self.options = options
-        self.store = store
-        self.log = logging.LoggerAdapter(log, {"rotation_id": record.id, "cluster": record.cluster,
-                                               "cert_name": record.cert_name})
-
-    def step(self, name: str) -> _StepScope:
-        return _StepScope(self, name)
-
-    def notify(self, step: Step) -> None:
-        self.store.save(self.record)  # followers (CLI --wait, chat) see each step as it happens
-        if self.options.progress:
-            self.options.progress(self.record, step)
-
-
-class _StepScope:
-    def __init__(self, run: _Run, name: str) -> None:
-        self.run = run
-        self.step = Step(name=name, started_at=run.options.clock())
-
-    def __enter__(self) -> Step:
-        self.run.record.steps.append(self.step)
-        self.run.notify(self.step)
-        self.run.log.info("step %s started", self.step.name)
-        return self.step
-
-    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
-        self.step.finished_at = self.run.options.clock()
-        if self.step.ok is None:
-            self.step.ok = exc is None
-        if exc is not None and not self.step.detail:
-            self.step.detail = str(exc)
-        self.run.log.info("step %s %s %s", self.step.name, "ok" if self.step.ok else "failed", self.step.detail)
-        self.run.notify(self.step)
-
-
-def _fingerprint_of(pem: str, where: str) -> str:
-    return certs.fingerprint(certs.load_certificates(pem, where=where)[0])
-
-
-def _previous_pair(session: ClusterSession, cert_name: CertName) -> _Previous:
+def _current_pair(session: ClusterSession, cert_name: CertName) -> OriginalPair:
     pair = session.client.certificates().get(str(cert_name))
     if pair is None or not pair.key:
         raise RotationError(
             f"{session.name}/{cert_name}: GET /v1/cluster/certificates has no current certificate and key; "
             "without them a rollback would be impossible, so nothing is pushed (does the user have the admin role?)"
         )
-    return _Previous(pair.certificate, pair.key, _fingerprint_of(pair.certificate, f"{session.name} {cert_name}_cert"))
-
-
-def _previous_key(record: RotationRecord) -> str:
-    return f"previous/{record.cluster}/{record.cert_name}"
-
-
-def _keep_previous(options: RotationOptions, record: RotationRecord, previous: _Previous) -> None:
-    if options.secrets is not None:
-        blob = {"certificate": previous.certificate, "key": previous.key.reveal(), "fingerprint": previous.fingerprint}
-        options.secrets.put(_previous_key(record), json.dumps(blob).encode(), ttl_seconds=30 * 86400)
-
-
-def _kept_previous(options: RotationOptions, record: RotationRecord) -> _Previous | None:
-    blob = options.secrets.get(_previous_key(record)) if options.secrets is not None else None
-    if blob is None:
-        return None
-    data = json.loads(blob)
-    return _Previous(data["certificate"], SecretPEM(data["key"]), data["fingerprint"])
-
-
-def _resume_after_push(run: _Run, name: CertName) -> None:
-    """A worker died after pushing: finish if the new certificate is served everywhere, else roll back."""
-    record = run.record
-    deadline = run.options.verify_deadline or run.session.settings.verify_deadline
-    with run.step("resume") as step:
-        step.detail = "previous attempt was interrupted after the push"
-        previous = _kept_previous(run.options, record)
-        if previous is None or previous.fingerprint != record.old_fingerprint:
-            raise RotationError(f"{record.cluster}/{name}: cannot resume rotation {record.id}: "
-                                "the previous certificate is not in the secret store")
-    if record.new_fingerprint:
-        try:
-            with run.step("verify") as step:
-                served = _wait_until_served(run, name, record.new_fingerprint, timedelta(seconds=0))
-                step.detail = f"{len(served)} endpoint(s) already serve the new certificate"
-        except VerificationError as exc:
-            record.error = f"interrupted rotation not complete: {exc.message}"
-        else:
-            _finish(record, served, Outcome.VERIFIED)
-            return
-    _roll_back(run, name, previous, deadline)
-
-
-def _push(run: _Run, cert_name: CertName, certificate: str, key: SecretPEM) -> str:
-    """PUT the pair, retrying what RS calls temporary (409, 5xx, resets) a few times."""
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return run.session.client.update_certificate(
-                str(cert_name), certificate, key, bulk=run.session.uses_bulk_update
-            )
-        except ClusterAPIError as exc:
-            if not exc.retryable or attempt >= run.options.push_attempts:
-                raise
-            run.log.warning("push attempt %d failed (%s); retrying", attempt, exc)
-            time.sleep(run.options.push_backoff * 2 ** (attempt - 1))
-
-
-def _wait_until_served(run: _Run, cert_name: CertName, fingerprint: str, deadline: timedelta) -> list[ServedCert]:
-    """Fresh handshakes (and the REST copy) until everything shows ``fingerprint`` or time runs out."""
-    end = time.monotonic() + deadline.total_seconds()
-    while True:
-        served = run.session.served(cert_name)
-        if cert_name.is_served:
-            served.append(run.session.rest_copy(cert_name))
-        lagging = [s for s in served if s.fingerprint != fingerprint]
-        if not lagging:
-            return served
-        if time.monotonic() >= end:
-            where = ", ".join(
-                f"{s.endpoint.label}: {s.error or 'still ' + certs.short_fingerprint(s.fingerprint or '')}"
-                for s in lagging[:5]
-            )
-            raise VerificationError(
-                f"{run.record.cluster}/{cert_name}: {certs.short_fingerprint(fingerprint)} not served everywhere "
-                f"after {deadline.total_seconds():g}s ({len(lagging)} endpoint(s) lagging: {where})"
-            )
-        time.sleep(run.options.poll_interval)
-
-
-def _node_map(served: list[ServedCert]) -> dict[str, str | None]:
-    return {s.endpoint.label: s.fingerprint for s in served}
-
-
-def _finish(record: RotationRecord, served: list[ServedCert], outcome: Outcome) -> None:
-    """Record what every endpoint serves at the end, and the outcome that proved it."""
-    for label, fingerprint in _node_map(served).items():
-        record.nodes.setdefault(label, {"before": None})["after"] = fingerprint
-    record.outcome = outcome
+    leaf = certs.load_certificates(pair.certificate, where=f"{session.name} {cert_name}_cert")[0]
+    return OriginalPair(pair.certificate, pair.key, certs.fingerprint(leaf))
 
 
 def rotate(
@@ -237,7 +86,8 @@ def rotate(
     options: RotationOptions | None = None,
 ) -> RotationRecord:
     """Rotate one certificate of one cluster. Always returns the record; never raises for a
-    failed rotation (the record's outcome and error say what happened)."""
+    failed rotation (the record's outcome and error say what happened). Raises StoreUnavailable when
+    the store cannot be reached before anything was pushed, and re-raises signals (after settling)."""
     options = options or RotationOptions()
     plan = inventory.plan(session.name, cert_name)
     name = plan.cert_name
@@ -251,43 +101,74 @@ def rotate(
         trigger=str(options.trigger),
         started_at=options.clock(),
         requested_by=options.requested_by,
+        dry_run=options.dry_run,
     )
-    run = _Run(session, record, options, store)
+    run = Run(session, record, options, store, name)
+    ends = True
     try:
         owner = f"rotation {record.id} ({record.trigger})"
-        with rotation_context(record.id, session.name, str(name)), locker.hold(session.name, str(name), owner):
-            store.save(record)
-            if existing is not None and any(s.name == "push" for s in existing.steps):
-                _resume_after_push(run, name)
+        with rotation_context(record.id, session.name, str(name)), \
+                locker.hold(session.settings.identity, str(name), owner) as lease:
+            run.lease = lease
+            run.save()
+            if existing is not None and existing.pushed:
+                resume_after_push(run)
             else:
                 _rotate_locked(run, inventory, plan)
-    except RotationInProgress:
+    except RotationInProgress as exc:
         if existing is not None:
+            ends = False
             raise  # our own earlier attempt still holds the lease: the caller retries later
-        record.outcome = Outcome.REFUSED
-        record.error = f"{session.name}/{name}: a rotation is already in progress"
-    except RotationError as exc:
-        record.error = record.error or exc.message
-        record.retryable = exc.retryable
-        record.retry_after = exc.retry_after
-        record.problem = getattr(exc, "problem", None)
-        if record.outcome is Outcome.IN_PROGRESS:
-            record.outcome = Outcome.REFUSED if not any(s.name == "push" for s in record.steps) else Outcome.FAILED
+        record.outcome, record.error, record.blocked_by = Outcome.REFUSED, exc.message, exc.message
+    except StoreUnavailable as exc:
+        # Before a push nothing started: the caller says the store is unreachable. A record already
+        # journaled must still end there, or it would come back `in_progress` when Redis returns.
+        ends = record.pushed or run.store_down
+        if not record.pushed:
+            record.outcome, record.error = Outcome.REFUSED, record.error or exc.message
+        raise
+    except BaseException as exc:
+        _note_failure(run, exc)
+        if not isinstance(exc, Exception):
+            raise  # a signal (SIGTERM, Ctrl-C); after a push recovery settled first
     finally:
-        record.finished_at = options.clock()
-        if record.outcome is Outcome.IN_PROGRESS:
-            record.outcome = Outcome.FAILED
-            record.error = record.error or "rotation interrupted"
-        store.save(record)
-        run.log.info("rotation finished: %s %s", record.outcome, record.error or "")
+        if ends:
+            _end(run)
     return record
 
 
-def _rotate_locked(run: _Run, inventory: Inventory, plan: CertPlan) -> None:
-    session, record, options = run.session, run.record, run.options
-    name: CertName = plan.cert_name
-    deadline = options.verify_deadline or session.settings.verify_deadline
+def _end(run: Run) -> None:
+    record = run.record
+    record.finished_at = run.options.clock()
+    if record.outcome is Outcome.IN_PROGRESS:
+        record.outcome = Outcome.FAILED
+        record.error = record.error or "rotation interrupted"
+    run.save()
+    run.log.info("rotation finished: %s %s", record.outcome, record.error or "")
 
+
+def _note_failure(run: Run, exc: BaseException) -> None:
+    """What an exception that left the pipeline means for the record (after a push, recovery settled)."""
+    record = run.record
+    if isinstance(exc, Superseded):  # lost the lease before pushing anything: the cluster is untouched
+        record.outcome, record.error = Outcome.SUPERSEDED, exc.message
+    elif isinstance(exc, RotationError):
+        record.error = record.error or exc.message
+        record.retryable, record.retry_after = exc.retryable, exc.retry_after
+        record.problem = getattr(exc, "problem", None)
+        if record.outcome is Outcome.IN_PROGRESS:
+            record.outcome = Outcome.FAILED if record.pushed else Outcome.REFUSED
+    else:  # a bug (recorded, not raised) or a signal (re-raised by the caller)
+        if isinstance(exc, Exception):
+            run.log.exception("rotation failed unexpectedly")
+            record.outcome = Outcome.FAILED
+        record.error = record.error or describe(exc)
+
+
+def _read(run: Run) -> OriginalPair:
+    """What is served now, and the pair a failure restores: the current one, or the original an
+    unfinished earlier rotation of this certificate left bound."""
+    session, record, name = run.session, run.record, run.cert_name
     with run.step("read") as step:
         view = session.view(refresh=True)
         down = view.down_nodes()
@@ -304,12 +185,23 @@ def _rotate_locked(run: _Run, inventory: Inventory, plan: CertPlan) -> None:
                 + ", ".join(f"{s.endpoint.label} ({s.error})" for s in unreachable[:5])
                 + "; nothing is pushed"
             )
-        previous = _previous_pair(session, name)
-        _keep_previous(options, record, previous)
-        record.old_fingerprint = previous.fingerprint
-        record.nodes = {label: {"before": fp, "after": None} for label, fp in _node_map(before).items()}
+        current = _current_pair(session, name)
+        adopted = run.originals.adopt({s.fingerprint for s in before} | {current.fingerprint})
+        original = adopted[0] if adopted else current
+        record.old_fingerprint = original.fingerprint
+        record.nodes = {s.endpoint.label: {"before": s.fingerprint, "after": None} for s in before}
         step.detail = f"{len(before)} endpoint(s), RS {view.version or 'unknown'}, current " + \
-            certs.short_fingerprint(previous.fingerprint)
+            certs.short_fingerprint(current.fingerprint)
+        if adopted:
+            step.detail += (f"; rotation {adopted[1]} left this certificate unfinished: its original "
+                            f"{certs.short_fingerprint(original.fingerprint)} is what a failure restores")
+    return original
+
+
+def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan) -> None:
+    session, record, options = run.session, run.record, run.options
+    name: CertName = plan.cert_name
+    original = _read(run)
 
     issuer = options.issuer or (
         build_issuer(inventory, plan.issuer, secret_store=options.secrets) if plan.issuer else None
@@ -324,9 +216,14 @@ def _rotate_locked(run: _Run, inventory: Inventory, plan: CertPlan) -> None:
         step.detail = f"from {issuer.name}"
 
     with run.step("validate") as step:
-        anchors = [c for pem in issuer.trust_anchors() for c in certs.load_certificates(pem, where=issuer.name)]
+        anchors, public = _anchors(run, issuer)
+        checks: list[ExtraCheck] = [*options.extra_checks, cipher_key_check(session.view().tls_fields)]
+        if public:
+            checks.append(_publicly_trusted)
+        if name is CertName.API:
+            checks.append(_rest_client_trusts(session))
         bundle = validate_issued(issued, request, now=options.clock(), trust_anchors=anchors,
-                                 extra_checks=(*options.extra_checks, cipher_key_check(session.view().tls_fields)))
+                                 require_anchor=not public, extra_checks=checks)
         record.new_fingerprint = bundle.fingerprint
         record.new_not_after = bundle.not_after
         step.detail = f"{certs.short_fingerprint(bundle.fingerprint)} valid until {bundle.not_after:%Y-%m-%d %H:%M}Z"
@@ -338,47 +235,44 @@ def _rotate_locked(run: _Run, inventory: Inventory, plan: CertPlan) -> None:
     if name is CertName.API:
         # The REST endpoint itself is about to change certificate: trust its issuer first.
         session.client.trust([*issuer.trust_anchors(), issued.chain_pem])
-
-    with run.step("push") as step:
-        try:
-            step.detail = "via " + _push(run, name, issued.fullchain_pem, issued.key_pem)
-        except ClusterAPIError as exc:
-            step.ok, step.detail = False, exc.message
-            if exc.status is not None and not exc.retryable:
-                raise  # RS refused the certificate: nothing changed
-            # 409/5xx/timeouts may have applied part of it: whatever is served must be reconciled.
-            record.error = exc.message
-            _roll_back(run, name, previous, deadline)
-            return
-
-    try:
-        with run.step("verify") as step:
-            served = _wait_until_served(run, name, bundle.fingerprint, deadline)
-            step.detail = f"{len(served)} endpoint(s) serve {certs.short_fingerprint(bundle.fingerprint)}"
-    except VerificationError as exc:
-        record.error = exc.message
-        _roll_back(run, name, previous, deadline)
-        return
-    _finish(record, served, Outcome.VERIFIED)
+    push_and_verify(run, issued, bundle.fingerprint, original)
 
 
-def _roll_back(run: _Run, name: CertName, previous: _Previous, deadline: timedelta) -> None:
-    record = run.record
-    with run.step("rollback") as step:
-        try:
-            _push(run, name, previous.certificate, previous.key)
-            step.detail = f"pushed back {certs.short_fingerprint(previous.fingerprint)}"
-        except ClusterAPIError as exc:
-            step.ok, step.detail = False, exc.message
-            record.outcome = Outcome.FAILED
-            record.error = f"{record.error}; rollback push failed: {exc.message}"
-            return
-    try:
-        with run.step("verify-rollback") as step:
-            served = _wait_until_served(run, name, previous.fingerprint, deadline)
-            step.detail = f"{len(served)} endpoint(s) serve the previous certificate again"
-    except VerificationError as exc:
-        record.outcome = Outcome.FAILED
-        record.error = f"{record.error}; rollback not verified: {exc.message}"
-        return
-    _finish(record, served, Outcome.ROLLED_BACK)
+def _anchors(run: Run, issuer: Issuer) -> tuple[list[x509.Certificate], bool]:
+    """Trust anchors the operator configured (the issuer's, ``--trust``, the cluster's ``verify``
+    bundle), and whether the system's roots anchor the chain instead: an ACME issuer without
+    ``trust_roots`` issues from a public CA."""
+    found = [c for pem in (*issuer.trust_anchors(), *run.options.trust)
+             for c in certs.load_certificates(pem, where=f"trust anchors of {issuer.name}")]
+    if not found and getattr(issuer, "public_roots", False):
+        return [], True
+    for path in run.session.settings.verify_paths:
+        found += certs.load_certificates(read_issuer_file(path, what="verify bundle"), where=str(path))
+    return found, False
+
+
+def _pems(bundle: ParsedBundle) -> tuple[str, SecretPEM]:
+    return certs.certs_to_pem(bundle.certificates), certs.private_key_to_pem(bundle.key)
+
+
+def _publicly_trusted(bundle: ParsedBundle, request: object) -> list[str]:
+    context = ssl.create_default_context()
+    context.check_hostname = False  # SANs are checked against every host by validate
+    chain, key = _pems(bundle)
+    error = handshake_error(context, chain, key, None)
+    return [] if error is None else [f"the chain does not lead to a root the system trusts ({error})"]
+
+
+def _rest_client_trusts(session: ClusterSession) -> ExtraCheck:
+    """``api`` only: the REST client of every later process must still verify the REST API."""
+
+    def check(bundle: ParsedBundle, request: object) -> list[str]:
+        chain, key = _pems(bundle)
+        error = handshake_error(session.rest_context(), chain, key, session.settings.server_name)
+        if error is None:
+            return []
+        return [f"the REST client would not trust this api certificate ({error}): every later command "
+                f"would fail TLS verification; its CA must be in clusters.{session.name}.verify or be the trust "
+                "anchor of the cluster's api issuer"]
+
+    return check

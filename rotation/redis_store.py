@@ -8,37 +8,83 @@ Key layout (prefix ``rotation:``)::
                                    last rotation, failures, next_attempt (per-certificate backoff)
     scan:<c>                       hash: last successful scan, last error, last policy audit
     index:state|scan|pending       sets of the keys above (listing them never SCANs the keyspace)
-    lock:<c>:<cert>                lease of the one running rotation (renewed while it runs)
+    lock:<id>:<cert>, fence:<id>:<cert>   the running rotation's lease and fencing token, keyed by the
+                                   cluster's identity (REST host:port): see ``rotation.redis_lock``
     pending:<c>:<cert>             rotation id queued or running (refuses a second request)
+    inventory:<host>               a worker's inventory that no longer loads (kept the last good one)
     secret:<key>                   Fernet ciphertext (previous key for rollback, ACME accounts)
     stats                          hash: rotation counts and duration sums for the metrics
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import socket
-import threading
-from collections.abc import Iterator
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
+import redis.client
 
-from rotation.errors import RotationInProgress
+from rotation.errors import StoreUnavailable
+from rotation.journal import RecordJournal
 from rotation.model import RotationRecord
+from rotation.redaction import redact_url
 from rotation.secrets import SecretBox
+
+log = logging.getLogger(__name__)
 
 PREFIX = "rotation:"
 HISTORY_KEEP = 2000
 DURATION_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, float("inf"))
 
 
+class RedisUnavailable(StoreUnavailable, redis.ConnectionError):
+    """Redis cannot be reached: a RotationError for the entry points (one line, exit 2) and still a
+    ``redis.ConnectionError`` for code that retries on those."""
+
+
+def _unavailable(url: str, exc: redis.RedisError) -> RedisUnavailable:
+    return RedisUnavailable(f"Redis at {url} is unreachable ({exc})")
+
+
+class _Pipeline(redis.client.Pipeline):
+    redacted_url = "redis"
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        try:
+            return super().execute(raise_on_error)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if isinstance(exc, RedisUnavailable):
+                raise
+            raise _unavailable(self.redacted_url, exc) from exc
+
+
+class _Client(redis.Redis):
+    """The service's Redis client: connection failures become one clear error naming the URL
+    (password redacted), translated here once for every command and pipeline."""
+
+    redacted_url = "redis"
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        try:
+            return super().execute_command(*args, **options)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if isinstance(exc, RedisUnavailable):
+                raise
+            raise _unavailable(self.redacted_url, exc) from exc
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> _Pipeline:
+        pipe = _Pipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+        pipe.redacted_url = self.redacted_url
+        return pipe
+
+
 def connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5,
-                                health_check_interval=30, retry_on_timeout=True)
+    client = _Client.from_url(url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5,
+                              health_check_interval=30, retry_on_timeout=True)
+    client.redacted_url = redact_url(url)
+    return client
 
 
 def _key(*parts: str) -> str:
@@ -46,13 +92,38 @@ def _key(*parts: str) -> str:
 
 
 class RedisStore:
-    """Records and per-certificate state. Implements ``rotation.store.RecordStore``."""
+    """Records and per-certificate state. Implements ``rotation.store.RecordStore``.
 
-    def __init__(self, client: redis.Redis) -> None:
+    With a ``journal``, a record that cannot be saved is kept on local disk (and the error still
+    raised); the next save or read that reaches Redis writes it back.
+    """
+
+    def __init__(self, client: redis.Redis, journal: RecordJournal | None = None) -> None:
         self.redis = client
+        self.journal = journal
 
     # --- records -----------------------------------------------------------------------
     def save(self, record: RotationRecord) -> None:
+        """Write the record; StoreUnavailable when Redis cannot take it (then kept in the journal)."""
+        try:
+            self._write(record)
+        except redis.RedisError as exc:
+            if self.journal is not None:
+                path = self.journal.keep(record)
+                log.warning("rotation %s: record kept in %s until Redis takes it again", record.id, path)
+            if isinstance(exc, StoreUnavailable):
+                raise
+            url = getattr(self.redis, "redacted_url", "Redis")
+            raise StoreUnavailable(f"Redis at {url} did not take the record ({exc})") from exc
+        if self.journal is not None:
+            self.journal.drop(record.id)
+            self._flush_journal()
+
+    def _flush_journal(self) -> None:
+        if self.journal is not None and self.journal.has_pending():
+            self.journal.flush(self._write)
+
+    def _write(self, record: RotationRecord) -> None:
         score = record.started_at.timestamp()
         pipe = self.redis.pipeline()
         pipe.set(_key("record", record.id), json.dumps(record.to_dict(), sort_keys=True))
@@ -62,12 +133,14 @@ class RedisStore:
         pipe.execute()
 
     def get(self, rotation_id: str) -> RotationRecord | None:
+        self._flush_journal()
         raw = self.redis.get(_key("record", rotation_id))
         return RotationRecord.from_dict(json.loads(raw)) if raw else None
 
     def history(
         self, cluster: str | None = None, cert_name: str | None = None, limit: int = 50
     ) -> list[RotationRecord]:
+        self._flush_journal()
         if cluster and cert_name:
             ids = self.redis.zrevrange(_key("history", cluster, cert_name), 0, limit - 1)
         else:
@@ -104,6 +177,33 @@ class RedisStore:
     def clear_state_fields(self, cluster: str, cert_name: str, *names: str) -> None:
         if names:
             self.redis.hdel(_key("state", cluster, cert_name), *names)
+
+    def clear_backoff(self, cluster: str, cert_name: str) -> dict[str, Any]:
+        """Forget the failures of (cluster, cert): the next scan may rotate it. Returns what was cleared."""
+        key = _key("state", cluster, cert_name)
+        pipe = self.redis.pipeline()
+        pipe.hmget(key, "failures", "next_attempt", "last_error")
+        pipe.hset(key, "failures", 0)
+        pipe.hdel(key, "next_attempt", "last_error")
+        failures, next_attempt, last_error = pipe.execute()[0]
+        return {"failures": int(failures or 0), "next_attempt": next_attempt, "last_error": last_error}
+
+    # --- inventory reload problems, per worker host (for `rotation status`) --------------
+    def note_inventory(self, host: str, problem: dict[str, str] | None) -> None:
+        key = _key("inventory", host)
+        pipe = self.redis.pipeline(transaction=False)
+        if problem:
+            pipe.hset(key, mapping=problem)
+            pipe.sadd(_key("index", "inventory"), host)
+        else:
+            pipe.delete(key)
+            pipe.srem(_key("index", "inventory"), host)
+        pipe.execute()
+
+    def inventory_problems(self) -> dict[str, dict[str, str]]:
+        hosts = sorted(self.redis.smembers(_key("index", "inventory")))
+        values = self._pipelined("hgetall", [_key("inventory", h) for h in hosts])
+        return {host: raw for host, raw in zip(hosts, values, strict=True) if raw}
 
     def state(self, cluster: str, cert_name: str) -> dict[str, Any]:
         raw = self.redis.hgetall(_key("state", cluster, cert_name))
@@ -203,10 +303,6 @@ if redis.call('set', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then
 end
 return redis.call('get', KEYS[1])
 """
-_RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
-return 0
-"""
 _MOVE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('set', KEYS[1], ARGV[2], 'KEEPTTL') end
 return 0
@@ -227,53 +323,6 @@ def claim_pending_command(cluster: str, cert_name: str, rotation_id: str, ttl_se
 
 def _compare_and_delete(client: redis.Redis, key: str, value: str) -> None:
     client.eval(_RELEASE, 1, key, value)
-
-
-class RedisLocker:
-    """One rotation per (cluster, certificate): a lease renewed by a thread while the rotation runs.
-
-    If the worker dies, renewals stop and the lease expires after ``lease_seconds``; a redelivered
-    task can then take over. Implements ``rotation.store.Locker``.
-    """
-
-    def __init__(self, client: redis.Redis, lease_seconds: float = 30.0) -> None:
-        self.redis = client
-        self.lease_ms = int(lease_seconds * 1000)
-
-    def holder(self, cluster: str, cert_name: str) -> str | None:
-        return self.redis.get(_key("lock", cluster, cert_name))
-
-    def holders(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        """Who holds the lock of each (cluster, certificate), in one round trip."""
-        values = self.redis.mget([_key("lock", c, n) for c, n in pairs]) if pairs else []
-        return {pair: value for pair, value in zip(pairs, values, strict=True) if value}
-
-    @contextlib.contextmanager
-    def hold(self, cluster: str, cert_name: str, owner: str) -> Iterator[None]:
-        key = _key("lock", cluster, cert_name)
-        token = f"{owner} on {socket.gethostname()} pid {os.getpid()} #{os.urandom(4).hex()}"
-        if not self.redis.set(key, token, nx=True, px=self.lease_ms):
-            raise RotationInProgress(f"{cluster}/{cert_name}: a rotation is already in progress "
-                                     f"({self.redis.get(key) or 'lock just released'})")
-        stop = threading.Event()
-
-        def renew() -> None:
-            while not stop.wait(self.lease_ms / 3000):
-                try:
-                    if not self.redis.eval(_RENEW, 1, key, token, self.lease_ms):
-                        return  # lost the lease (expired during a long pause): nothing more to renew
-                except redis.RedisError:
-                    continue  # Redis restarting: keep trying until the lease would have expired
-
-        renewer = threading.Thread(target=renew, name=f"lease {cluster}/{cert_name}", daemon=True)
-        renewer.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            renewer.join(timeout=5)
-            with contextlib.suppress(redis.RedisError):
-                _compare_and_delete(self.redis, key, token)
 
 
 class RedisSecretStore:

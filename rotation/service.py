@@ -1,106 +1,33 @@
 """Use cases shared by the entry points (CLI, Celery tasks, webhook): thin glue over the domain.
 
-``ServiceContext`` picks the storage (Redis for the service, local files with
-``ROTATION_STORE=local``); ``scan_cluster`` and ``run_rotation`` are what the Celery tasks
-call, and what ``rotation rotate --inline`` calls in-process.
+``ServiceContext`` (``rotation.context``) picks the storage; ``scan_cluster`` and ``run_rotation``
+are what the Celery tasks call, and what ``rotation rotate --inline`` calls in-process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cached_property
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from rotation.cluster import SessionPool, build_issuer, open_cluster
-from rotation.config import Inventory, ServiceSettings, load_inventory, local_state_dir, resolve_config_path
-from rotation.errors import RotationError, RotationInProgress
+from rotation.cluster import build_issuer, open_cluster
+from rotation.config import Inventory, ServiceSettings
+from rotation.context import ServiceContext, inventory_digest, preflight
+from rotation.errors import ConfigError, RotationError, RotationInProgress, StoreUnavailable
 from rotation.model import CertName, Outcome, RotationRecord, Step, Trigger
 from rotation.pipeline import RotationOptions, rotate, utc_now
 from rotation.policy import Health
-from rotation.secrets import LocalSecretStore, SecretBox, SecretStore
-from rotation.store import FileLocker, LocalStore, Locker, RecordStore
+from rotation.run import describe
+from rotation.store import RecordStore
 from rotation.survey import CertState, survey_cluster
 
-if TYPE_CHECKING:
-    from rotation.redis_store import RedisStore
-
 log = logging.getLogger(__name__)
-
-
-class ServiceContext:
-    """Storage, locks and secrets for one process, chosen once from ServiceSettings."""
-
-    def __init__(self, settings: ServiceSettings | None = None, config_path: str | None = None) -> None:
-        self.settings = settings or ServiceSettings.from_env()
-        self.config_path = config_path
-        self._inventory_cache: tuple[tuple[Path, int | None], Inventory] | None = None
-
-    def inventory(self) -> Inventory:
-        """The inventory, re-read whenever the file changes (edits apply without a restart)."""
-        path = resolve_config_path(self.config_path)
-        try:
-            stamp = path.stat().st_mtime_ns
-        except OSError:
-            stamp = None  # let load_inventory say what is wrong
-        cached = self._inventory_cache
-        if cached is None or cached[0] != (path, stamp) or stamp is None:
-            self._inventory_cache = ((path, stamp), load_inventory(path))
-        return self._inventory_cache[1]  # type: ignore[index]
-
-    @cached_property
-    def sessions(self) -> SessionPool:
-        """REST clients reused by this process's scans (a worker scans the same clusters all day)."""
-        return SessionPool()
-
-    @cached_property
-    def redis(self) -> Any:
-        from rotation.redis_store import connect
-
-        return connect(self.settings.redis_url)
-
-    @property
-    def uses_redis(self) -> bool:
-        return self.settings.store == "redis"
-
-    @cached_property
-    def store(self) -> RecordStore:
-        if self.uses_redis:
-            from rotation.redis_store import RedisStore
-
-            return RedisStore(self.redis)
-        return LocalStore(local_state_dir())
-
-    @property
-    def redis_store(self) -> RedisStore | None:
-        """The Redis store when the service runs with Redis (state, scans, metrics live there)."""
-        return self.store if self.uses_redis else None  # type: ignore[return-value]
-
-    @cached_property
-    def locker(self) -> Locker:
-        if self.uses_redis:
-            from rotation.redis_store import RedisLocker
-
-            return RedisLocker(self.redis, self.settings.lock_lease.total_seconds())
-        return FileLocker(local_state_dir())
-
-    @cached_property
-    def secret_box(self) -> SecretBox:
-        """The service's encryption key(s); ConfigError when none is configured."""
-        return SecretBox.from_env(state_dir=None if self.uses_redis else local_state_dir())
-
-    @cached_property
-    def secrets(self) -> SecretStore:
-        if self.uses_redis:
-            from rotation.redis_store import RedisSecretStore
-
-            return RedisSecretStore(self.redis, self.secret_box)
-        return LocalSecretStore(local_state_dir(), self.secret_box)
 
 
 def record_store() -> RecordStore:
@@ -248,24 +175,34 @@ def backoff_delay(failures: int, settings: ServiceSettings, retry_after: float |
 
 
 def note_outcome(ctx: ServiceContext, record: RotationRecord, *, final: bool = True) -> None:
-    """After a rotation: metrics counters, last rotation, and the per-certificate backoff."""
+    """After a rotation: metrics counters, last rotation, and the per-certificate backoff. Only real
+    failures count (not dry runs, not "already in progress", not superseded); a good result clears it."""
     store = ctx.redis_store
     if store is None:
         return
     store.count_rotation(record)
     fields: dict[str, Any] = {"last_rotation": record.id, "last_outcome": str(record.outcome)}
-    if record.outcome is Outcome.VERIFIED:
-        fields.update(failures=0, intended=record.new_fingerprint)
-        store.update_state(record.cluster, record.cert_name, **fields)
+    if record.outcome in (Outcome.VERIFIED, Outcome.DRY_RUN):
+        if record.outcome is Outcome.VERIFIED:
+            fields["intended"] = record.new_fingerprint
+        store.update_state(record.cluster, record.cert_name, failures=0, **fields)
         store.clear_state_fields(record.cluster, record.cert_name, "next_attempt", "last_error")
         return
-    if record.outcome is Outcome.DRY_RUN or not final:
+    if not final or not record.counts_as_failure:
         store.update_state(record.cluster, record.cert_name, **fields)
         return
     failures = int(store.state(record.cluster, record.cert_name).get("failures") or 0) + 1
     next_attempt = (record.finished_at or utc_now()) + backoff_delay(failures, ctx.settings, record.retry_after)
     fields.update(failures=failures, next_attempt=next_attempt.isoformat(), last_error=record.error or "")
     store.update_state(record.cluster, record.cert_name, **fields)
+
+
+def clear_backoff(ctx: ServiceContext, cluster: str, cert_name: str) -> dict[str, Any]:
+    """`rotation retry`: forget the failures of one certificate so the next scan may rotate it."""
+    plan = ctx.inventory().plan(cluster, cert_name)  # ConfigError for names the inventory does not know
+    if ctx.redis_store is None:
+        raise ConfigError("backoff lives in the service's Redis (ROTATION_STORE=redis)")
+    return ctx.redis_store.clear_backoff(cluster, str(plan.cert_name))
 
 
 # --- TLS policy audit (beat, nightly) -----------------------------------------------------------
@@ -290,16 +227,53 @@ def run_rotation(
     trigger: Trigger | str = Trigger.CLI,
     requested_by: str | None = None,
     options: RotationOptions | None = None,
+    inventory: str | None = None,
 ) -> RotationRecord:
-    """One rotation with the context's store, lock and secret store."""
-    inventory = ctx.inventory()
+    """One rotation with the context's store, lock and secret store. Whatever happens, the rotation's
+    record ends (a broken inventory, a missing password or key, a bug: ``failed`` with the reason),
+    except when our own earlier delivery still holds the lock (RotationInProgress: retry later).
+    ``inventory`` is the digest of the inventory the request was made with: another one is refused."""
     options = options or RotationOptions()
     options.rotation_id = rotation_id or options.rotation_id
     options.trigger = trigger
     options.requested_by = requested_by
-    options.secrets = ctx.secrets
-    with open_cluster(inventory, cluster) as session:
-        return rotate(inventory, session, cert_name, store=ctx.store, locker=ctx.locker, options=options)
+    try:
+        loaded = ctx.inventory()
+        if inventory and inventory_digest(loaded) != inventory:
+            raise ConfigError(
+                f"this worker's inventory ({loaded.source}, digest {inventory_digest(loaded)}) is not the one the "
+                f"rotation was requested with (digest {inventory}): point ROTATION_CONFIG of the workers and the "
+                "command at the same file, or run it with --inline"
+            )
+        options.secrets = ctx.secrets
+        with open_cluster(loaded, cluster) as session:
+            return rotate(loaded, session, cert_name, store=ctx.store, locker=ctx.locker, options=options)
+    except RotationInProgress:
+        raise
+    except Exception as exc:
+        return _ended_before_start(ctx, cluster, cert_name, options, exc)
+
+
+def _ended_before_start(ctx: ServiceContext, cluster: str, cert_name: str, options: RotationOptions,
+                        exc: Exception) -> RotationRecord:
+    """The rotation could not start: end its record ``failed`` with the reason (saved if the store can)."""
+    if not isinstance(exc, RotationError):
+        log.exception("rotation %s of %s/%s failed unexpectedly", options.rotation_id, cluster, cert_name)
+    record = None
+    with contextlib.suppress(RotationError):
+        record = ctx.store.get(options.rotation_id) if options.rotation_id else None
+    if record is not None and record.outcome is not Outcome.IN_PROGRESS:
+        return record
+    record = record or RotationRecord(id=options.rotation_id or uuid.uuid4().hex[:12], cluster=cluster,
+                                      cert_name=cert_name, trigger=str(options.trigger), started_at=utc_now(),
+                                      requested_by=options.requested_by, dry_run=options.dry_run)
+    record.outcome, record.error, record.finished_at = Outcome.FAILED, describe(exc), utc_now()
+    record.retryable = isinstance(exc, StoreUnavailable)
+    try:
+        ctx.store.save(record)
+    except RotationError as failure:
+        log.error("rotation %s: record not saved: %s", record.id, failure.message)
+    return record
 
 
 def rotate_inline(
@@ -308,13 +282,15 @@ def rotate_inline(
 ) -> list[RotationRecord]:
     """Run the pipeline in this process, one certificate after the other."""
     ctx = ctx or ServiceContext()
+    options.secrets = ctx.secrets  # the original pair is kept (encrypted) whatever the store
     with open_cluster(inventory, cluster) as session:
         records = []
         for name in cert_names:
-            if ctx.uses_redis:
-                options.secrets = ctx.secrets
             record = rotate(inventory, session, name, store=ctx.store, locker=ctx.locker, options=options)
-            note_outcome(ctx, record)
+            try:
+                note_outcome(ctx, record)
+            except StoreUnavailable as exc:  # the record is journaled; the result still stands
+                log.warning("rotation %s: outcome not counted: %s", record.id, exc.message)
             records.append(record)
         return records
 
@@ -334,6 +310,8 @@ class Claim:
 
 class RotationQueue(Protocol):
     """What the CLI and the webhook need from the queue (implemented in workers/, with Celery)."""
+
+    ctx: ServiceContext  # whose inventory names the rotations, whose store holds their records
 
     def submit(self, cluster: str, cert_name: str, *, trigger: Trigger | str = Trigger.CLI,
                requested_by: str | None = None, reply_to: str | None = None, countdown: float = 0.0) -> str: ...
@@ -391,6 +369,9 @@ __all__ = [
     "ServiceContext",
     "audit_policy",
     "check_clusters",
+    "clear_backoff",
+    "inventory_digest",
+    "preflight",
     "note_outcome",
     "record_store",
     "rotate_inline",

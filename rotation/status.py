@@ -7,7 +7,6 @@ from typing import Any
 
 from rotation.errors import ConfigError
 from rotation.pipeline import utc_now
-from rotation.redaction import redact_text, redact_url
 from rotation.service import ServiceContext
 
 
@@ -17,20 +16,34 @@ def _short_time(value: str | None) -> str | None:
     return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _lock_holders(ctx: ServiceContext, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """Who holds each (cluster, cert) lock; locks are keyed by the cluster's identity (its REST URL)."""
+    holders = getattr(ctx.locker, "holders", None)
+    try:
+        clusters = ctx.inventory().clusters
+    except ConfigError:
+        return {}  # no inventory here: the rotations in flight still show through their pending markers
+    keyed = {(clusters[name].identity, cert): (name, cert) for name, cert in pairs if name in clusters}
+    return {keyed[key]: holder for key, holder in holders(list(keyed)).items()} if holders else {}
+
+
+def _backoff(state: dict[str, Any]) -> dict[str, Any] | None:
+    """Why and until when a certificate is skipped by the scans (`rotation retry` clears it)."""
+    if not state.get("next_attempt"):
+        return None
+    return {"until": _short_time(state["next_attempt"]), "failures": int(state.get("failures") or 0),
+            "reason": state.get("last_error") or "", "clear_with": "rotation retry CLUSTER CERT"}
+
+
 def service_status(ctx: ServiceContext, cluster: str | None = None) -> dict[str, Any]:
     store = ctx.redis_store
     if store is None:
         raise ConfigError("`status` reads the service's state in Redis (ROTATION_STORE=redis)")
-    import redis
-
-    try:
-        states = store.all_states()
-        pending = store.pending()
-        scans = store.scans()
-    except redis.RedisError as exc:
-        raise ConfigError(f"cannot read the service state from {redact_url(ctx.settings.redis_url)}: "
-                          f"{redact_text(str(exc))}") from None
-    holders = ctx.locker.holders(list(states)) if hasattr(ctx.locker, "holders") else {}
+    states = store.all_states()  # Redis unreachable: StoreUnavailable names it (password redacted)
+    pending = store.pending()
+    scans = store.scans()
+    inventory_problems = store.inventory_problems()
+    holders = _lock_holders(ctx, list(states))
     now = utc_now()
     rows = []
     for (name, cert), state in sorted(states.items()):
@@ -53,9 +66,11 @@ def service_status(ctx: ServiceContext, cluster: str | None = None) -> dict[str,
             "last_error": state.get("last_error"),
             "failures": int(state.get("failures") or 0),
             "next_attempt": _short_time(state.get("next_attempt")),
+            "backoff": _backoff(state),
             "in_flight": pending.get((name, cert)) or holder,
         })
     in_flight = [{"cluster": c, "cert": n, "rotation_id": i} for (c, n), i in sorted(pending.items())
                  if not cluster or c == cluster]
     return {"certificates": rows, "in_flight": in_flight,
-            "scans": {c: s for c, s in scans.items() if not cluster or c == cluster}}
+            "scans": {c: s for c, s in scans.items() if not cluster or c == cluster},
+            "inventory_problems": list(inventory_problems.values())}

@@ -1,7 +1,9 @@
-"""Where rotation records and per-certificate locks live, behind two small protocols.
+"""Where rotation records and per-certificate locks live, behind small protocols.
 
 ``LocalStore`` keeps records in a JSON-lines file and locks with ``fcntl`` (one host).
-The service replaces both with Redis (see ``rotation.redis_store``).
+The service replaces both with Redis (see ``rotation.redis_store``). Locks are keyed by the
+cluster's identity (its REST API's host and port, ``ClusterSettings.identity``), never by the
+inventory's name for it, so two inventories (or two folders) cannot rotate one cluster at once.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -28,10 +31,35 @@ class RecordStore(Protocol):
     ) -> list[RotationRecord]: ...
 
 
-class Locker(Protocol):
-    def hold(self, cluster: str, cert_name: str, owner: str) -> contextlib.AbstractContextManager[None]:
-        """Hold the (cluster, certificate) lock; raise RotationInProgress when someone else has it."""
+class Lease(Protocol):
+    """What holding a lock gives a rotation: a fence to check immediately before every PUT."""
+
+    token: int | None  # fencing token (monotonic per cluster and certificate), when the lock has one
+
+    @property
+    def lost(self) -> bool:
+        """True once another rotation is known to have taken the lock (no round trip)."""
         ...
+
+    def check(self) -> None:
+        """Raise Superseded unless this rotation still holds the lock right now."""
+        ...
+
+
+class Locker(Protocol):
+    def hold(self, cluster: str, cert_name: str, owner: str) -> contextlib.AbstractContextManager[Lease]:
+        """Hold the lock of (cluster identity, certificate); RotationInProgress when someone else has it."""
+        ...
+
+
+class KernelLease:
+    """An ``flock`` cannot be lost while its process lives (a pause keeps it): nothing to fence."""
+
+    token: int | None = None
+    lost = False
+
+    def check(self) -> None:
+        return None
 
 
 class LocalStore:
@@ -77,16 +105,21 @@ class LocalStore:
         return latest
 
 
+def lock_file_name(cluster: str, cert_name: str) -> str:
+    """A file name for (cluster identity, certificate): ``host:port`` made safe for any file system."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", f"{cluster}.{cert_name}") + ".lock"
+
+
 class FileLocker:
-    """``flock`` on ``<dir>/locks/<cluster>.<cert>.lock``: released by the kernel if we die."""
+    """``flock`` on ``<dir>/locks/<identity>.<cert>.lock``: released by the kernel if we die."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory / "locks"
 
     @contextlib.contextmanager
-    def hold(self, cluster: str, cert_name: str, owner: str) -> Iterator[None]:
+    def hold(self, cluster: str, cert_name: str, owner: str) -> Iterator[Lease]:
         self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"{cluster}.{cert_name}.lock"
+        path = self.directory / lock_file_name(cluster, cert_name)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             try:
@@ -98,6 +131,6 @@ class FileLocker:
                 ) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, owner.encode(), 0)
-            yield
+            yield KernelLease()
         finally:
             os.close(fd)

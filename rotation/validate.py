@@ -49,6 +49,7 @@ class CheckContext:
     now: datetime
     trust_anchors: tuple[x509.Certificate, ...] = ()
     min_remaining: timedelta = timedelta(0)
+    require_anchor: bool = False  # the pipeline: a chain that leads to no configured anchor is refused
 
 
 Check = Callable[[ParsedBundle, CertRequest, CheckContext], list[str]]
@@ -84,8 +85,12 @@ def check_chain_order(bundle: ParsedBundle, request: CertRequest, ctx: CheckCont
 
 
 def check_chain_complete(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext) -> list[str]:
-    """The top of leaf+chain must be a trust anchor or be issued by one (only when anchors are known)."""
+    """The top of leaf+chain must be a trust anchor or be issued by one. Without anchors there is
+    nothing to check against: refused when an anchor is required (trust is never skipped)."""
     if not ctx.trust_anchors:
+        if ctx.require_anchor:
+            return ["no trust anchor configured, so nothing proves the chain leads to a trusted CA: set the "
+                    "issuer's ca_bundle, the cluster's verify bundle, or pass --trust FILE"]
         return []
     top = bundle.certificates[-1]
     top_fp = certs.fingerprint(top)
@@ -223,6 +228,7 @@ def validate_issued(
     now: datetime,
     trust_anchors: Sequence[x509.Certificate] = (),
     min_remaining: timedelta = timedelta(0),
+    require_anchor: bool = False,
     extra_checks: Sequence[ExtraCheck] = (),
     checks: Sequence[Check] = DEFAULT_CHECKS,
 ) -> ParsedBundle:
@@ -233,7 +239,8 @@ def validate_issued(
     bundle, problems = parse_issued(issued)
     if bundle is None:
         raise ValidationError(problems, context=context)
-    ctx = CheckContext(now=now, trust_anchors=tuple(trust_anchors), min_remaining=min_remaining)
+    ctx = CheckContext(now=now, trust_anchors=tuple(trust_anchors), min_remaining=min_remaining,
+                       require_anchor=require_anchor)
     for check in checks:
         problems.extend(check(bundle, request, ctx))
     for extra in extra_checks:

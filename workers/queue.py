@@ -13,7 +13,7 @@ from datetime import timedelta
 from rotation.errors import ConfigError
 from rotation.model import RotationRecord, Trigger
 from rotation.pipeline import utc_now
-from rotation.service import Claim, ServiceContext
+from rotation.service import Claim, ServiceContext, inventory_digest
 from workers.celery_app import celery_app
 
 ROTATE_TASK = "rotation.rotate_certificate"
@@ -57,7 +57,8 @@ class RotationQueue:
                  countdown: float = 0.0) -> str:
         """The rest of ``submit`` once the pending marker is ours: record the rotation and send the task."""
         cluster, name, rotation_id = claim.cluster, claim.cert_name, claim.rotation_id
-        running = getattr(self.ctx.locker, "holder", lambda *_: None)(cluster, name)
+        inventory = self.ctx.inventory()
+        running = getattr(self.ctx.locker, "holder", lambda *_: None)(inventory.cluster(cluster).identity, name)
         if running:
             self.release(claim)
             raise claim.in_progress(running)
@@ -67,7 +68,9 @@ class RotationQueue:
             celery_app.send_task(
                 ROTATE_TASK,
                 kwargs={"cluster": cluster, "cert_name": name, "rotation_id": rotation_id, "trigger": str(trigger),
-                        "requested_by": requested_by, "reply_to": reply_to},
+                        "requested_by": requested_by, "reply_to": reply_to,
+                        # the worker refuses a rotation asked for with another inventory (`rotate -c FILE`)
+                        "inventory": inventory_digest(inventory)},
                 task_id=rotation_id,
                 countdown=countdown or None,
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 
 from celery import Task
 
@@ -88,31 +89,43 @@ def rotate_certificate(
     trigger: str = Trigger.BEAT,
     requested_by: str | None = None,
     reply_to: str | None = None,
+    inventory: str | None = None,
 ) -> dict:
+    """One rotation. Its record always ends (run_rotation), and then it is counted, notified and its
+    pending marker released, even when the bookkeeping itself meets a Redis outage."""
     ctx = context()
-    queue = RotationQueue(ctx)
     reporter = RotationReporter(notifier_for(ctx), reply_to)  # chat: progress + result, failures to notify
     try:
         record = run_rotation(ctx, cluster, cert_name, rotation_id=rotation_id, trigger=trigger,
-                              requested_by=requested_by, options=RotationOptions(progress=reporter.progress))
+                              requested_by=requested_by, options=RotationOptions(progress=reporter.progress),
+                              inventory=inventory)
     except RotationInProgress as exc:
         # Our own earlier delivery still holds the lease (its worker died): wait for it to lapse.
         raise self.retry(exc=exc, countdown=ctx.settings.lock_lease.total_seconds()) from None
     retrying = _should_retry(self, record)
-    note_outcome(ctx, record, final=not retrying)
+    _bookkeeping(lambda: note_outcome(ctx, record, final=not retrying), record)
     if retrying:
         next_id = f"{rotation_id.split('.')[0]}.{self.request.retries + 1}"
-        queue.hand_over(cluster, cert_name, rotation_id, next_id)
+        _bookkeeping(lambda: RotationQueue(ctx).hand_over(cluster, cert_name, rotation_id, next_id), record)
         countdown = min(300.0, 10.0 * 2**self.request.retries) * random.uniform(0.5, 1.0)
         countdown = max(countdown, record.retry_after or 0.0)
         raise self.retry(
             kwargs={"cluster": cluster, "cert_name": cert_name, "rotation_id": next_id, "trigger": trigger,
-                    "requested_by": requested_by, "reply_to": reply_to},
+                    "requested_by": requested_by, "reply_to": reply_to, "inventory": inventory},
             countdown=countdown,
         )
-    queue.finished(cluster, cert_name, rotation_id)
+    _bookkeeping(lambda: RotationQueue(ctx).finished(cluster, cert_name, rotation_id), record)
     reporter.finished(record)
     return summary(record)
+
+
+def _bookkeeping(action: Callable[[], object], record: RotationRecord) -> None:
+    """Counters, backoff and markers: a Redis outage is logged (the pending marker has a TTL), never raised
+    past the point where the rotation's result is known."""
+    try:
+        action()
+    except RotationError as exc:
+        log.error("rotation %s: %s", record.id, exc.message)
 
 
 @celery_app.task(name="rotation.audit_all_policies", ignore_result=True)

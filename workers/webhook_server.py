@@ -28,6 +28,7 @@ from typing import Any
 from rotation.config import resolve_config_path
 from rotation.errors import ConfigError
 from rotation.logs import configure
+from rotation.service import ServiceContext, preflight
 from workers.webhook_protocol import Limits
 
 log = logging.getLogger("rotation.webhook")
@@ -80,6 +81,7 @@ def serve(host: str = "127.0.0.1", port: int = 8088, *, config_path: Path | str 
           log_level: str = "INFO", log_format: str = "plain", access_log: bool = False, threads: int = 8,
           status_cache: float = 1.0, processes: int = 1, limits: Limits | None = None) -> None:
     """Run the webhook until SIGTERM/SIGINT. ConfigError when it cannot start."""
+    preflight(ServiceContext(config_path=config_path))  # inventory, Redis and ROTATION_SECRET_KEY, or exit 2
     options = {"host": host, "port": port, "config_path": str(resolve_config_path(config_path)),
                "log_level": log_level, "log_format": log_format, "access_log": access_log, "threads": threads,
                "status_cache": status_cache, "limits": limits or Limits()}

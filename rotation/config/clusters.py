@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
@@ -112,6 +113,20 @@ class ClusterSettings(_Strict):
         if isinstance(self.verify, bool):
             return ()
         return self.verify if isinstance(self.verify, tuple) else (self.verify,)
+
+    @property
+    def identity(self) -> str:
+        """The cluster as locks know it: its REST API's ``host:port`` (lower case), so two inventory
+        names (or two inventories) for one cluster share one lock."""
+        parts = urlsplit(self.url)
+        host = (parts.hostname or "").lower()
+        host = f"[{host}]" if ":" in host else host
+        return f"{host}:{parts.port or 443}"
+
+    @property
+    def server_name(self) -> str:
+        """The name the REST client verifies: ``tls_server_name``, else the URL's host."""
+        return self.tls_server_name or urlsplit(self.url).hostname or ""
 
     def default_hosts(self) -> tuple[str, ...]:
         hosts = [self.fqdn, f"*.{self.fqdn}"]

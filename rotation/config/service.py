@@ -14,8 +14,15 @@ STATE_DIR_ENV = "ROTATION_STATE_DIR"
 
 
 def local_state_dir() -> Path:
-    """Where the local (non-Redis) history and locks live."""
-    return Path(os.environ.get(STATE_DIR_ENV) or ".rotation")
+    """Where local files live (history and locks without Redis, the journal of unsaved records, the
+    beat schedule): ``ROTATION_STATE_DIR``, else the user's state folder, never the working directory
+    (two runs from two folders must share one lock)."""
+    explicit = os.environ.get(STATE_DIR_ENV)
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_STATE_HOME")
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "state"
+    return root / "rotation"
 
 
 @dataclass(frozen=True)

@@ -241,6 +241,11 @@ class AcmeIssuer:
             raise ConfigError(f"issuers.{self.name}: {self.directory_url} requires external account binding "
                               "(set eab_kid and eab_hmac_key_env)")
 
+    @property
+    def public_roots(self) -> bool:
+        """Without ``trust_roots`` the CA is a public one: its chains lead to the system's roots."""
+        return self.trust_roots is None
+
     def trust_anchors(self) -> list[str]:
         if self.trust_roots is None:
             return []

@@ -30,6 +30,7 @@ from rotation.errors import (
     ConfigError,
 )
 from rotation.model import SecretPEM
+from rotation.redaction import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -123,13 +124,32 @@ def _error_fields(response: httpx.Response) -> tuple[str | None, str | None]:
     return body.get("error_code"), description
 
 
+def _redirect_target(response: httpx.Response) -> str:
+    """Where a 3xx points, absolute and with any credentials redacted (the header is foreign text)."""
+    location = response.headers.get("Location", "")[:500]
+    if not location:
+        return "no Location header"
+    try:
+        return redact_url(str(response.request.url.join(location)))
+    except (httpx.InvalidURL, ValueError):
+        return "an unparsable Location"
+
+
 def _raise_for_status(response: httpx.Response, *, cluster: str, action: str) -> None:
-    """Map an RS answer to an error a caller can act on."""
+    """Map an RS answer to an error a caller can act on. Only 2xx is success."""
     status = response.status_code
-    if status < 400:
+    if 200 <= status < 300:
         return
-    error_code, description = _error_fields(response)
     url = str(response.request.url)
+    if 300 <= status < 400:
+        # Never followed: a redirect means the request was not processed, and following one would
+        # send the admin credentials and private keys wherever it points.
+        raise ClusterRejected(
+            f"{cluster}: {action}: the REST API answered HTTP {status}, redirecting to {_redirect_target(response)};"
+            " not followed: point `url` at the cluster's REST API itself",
+            status=status, url=url,
+        )
+    error_code, description = _error_fields(response)
     detail = f"{error_code}: {description}" if error_code else (description or response.reason_phrase)
     message = f"{cluster}: {action} failed with HTTP {status} ({detail})"
     kwargs: dict[str, Any] = {"status": status, "error_code": error_code, "description": description, "url": url}
@@ -249,7 +269,11 @@ class RSClient:
 
     # --- reads ---------------------------------------------------------------------------
     def cluster_info(self) -> dict[str, Any]:
-        return self._request("GET", "/v1/cluster", action="GET /v1/cluster")
+        info = self._request("GET", "/v1/cluster", action="GET /v1/cluster")
+        if not isinstance(info, dict):
+            raise ClusterRejected(f"{self.cluster}: GET /v1/cluster: the answer is not a JSON object",
+                                  url=f"{self.base_url}/v1/cluster")
+        return info
 
     def nodes(self) -> list[NodeInfo]:
         raw = self._request("GET", "/v1/nodes", action="GET /v1/nodes") or []

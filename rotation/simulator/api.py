@@ -28,6 +28,7 @@ invalid_chain       400     a chain certificate is not signed by the next one
 key_mismatch        400     key does not belong to the leaf
 cert_expired        406     leaf is past notAfter
 nodes_not_updated   409     some node did not take the change (down, or injected 409)
+redirect            3xx     injected by ``fail_requests(status=302, location=...)`` (Location header)
 internal_error      500     injected failure (``fail_next(status=500)``)
 service_unavailable 503     injected failure (``fail_next(status=503)``)
 injected_failure    4xx/5xx injected failure with another status
@@ -137,11 +138,14 @@ async def handle(sim: ClusterSimulator, request: Request, client_cert: bytes | N
 
 
 async def _dispatch(sim: ClusterSimulator, request: Request, client_cert: bytes | None) -> tuple[Response, bool]:
+    path = request.path
+    fault = None if path.startswith("/_sim/") else sim.state.take_request_fault(request.method, path)
+    if fault is not None:
+        return _injected(fault.status, fault.location), False
     login = sim.accounts.authenticate(request, client_cert)
     if isinstance(login, str):
         return Response.error(401, "unauthorized", login, **{"WWW-Authenticate": sim.accounts.challenge}), False
     request.login, role = login, login.user.role
-    path = request.path
     matched_path = False
     for candidate in ROUTES:
         found = candidate.pattern.match(path)
@@ -174,6 +178,14 @@ async def _dispatch(sim: ClusterSimulator, request: Request, client_cert: bytes 
 def query_flag(request: Request, name: str) -> bool:
     """``?dry_run``, ``?dry_run=1``, ``?dry_run=true`` -> True; absent, ``0``, ``false``, ``no`` -> False."""
     return request.query.get(name, ["0"])[-1].lower() not in ("0", "false", "no")
+
+
+def _injected(status: int, location: str | None) -> Response:
+    if 300 <= status < 400:
+        return Response.error(status, "redirect", f"Moved to {location}", Location=location or "/")
+    code = {500: "internal_error", 503: "service_unavailable"}.get(status, "injected_failure")
+    return Response.error(status, code, f"Injected failure ({status})")
+
 
 
 def _json_body(request: Request) -> Any:
@@ -362,7 +374,7 @@ async def get_sim_state(sim: ClusterSimulator, request: Request, params: dict[st
 
 
 FAULT_ACTIONS = ("fail_next", "slow", "node_down", "stale", "clear_faults", "override_node_tls",
-                 "restart_sentinel", "bdb_stale")
+                 "restart_sentinel", "bdb_stale", "fail_requests")
 
 
 @route("POST", "/_sim/faults", "update", control=True)
@@ -371,7 +383,8 @@ async def post_sim_faults(sim: ClusterSimulator, request: Request, params: dict[
 
     Actions: fail_next(count, status), slow(seconds), node_down(uid, down), stale(uid, seconds,
     cert_name), clear_faults(), override_node_tls(uid, listener, min_version, ciphers),
-    restart_sentinel(uid), bdb_stale(uid, seconds, bdb_uid). Answers the fault snapshot.
+    restart_sentinel(uid), bdb_stale(uid, seconds, bdb_uid), fail_requests(count, status, method,
+    path, location). Answers the fault snapshot.
     """
     body = _json_body(request)
     actions = body.get("actions", [body]) if isinstance(body, dict) else None

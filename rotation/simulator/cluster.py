@@ -158,6 +158,21 @@ class StaleRule:
     cert_name: str | None  # None = every certificate
 
 
+@dataclass
+class RequestFault:
+    """``fail_requests``: the next ``count`` matching REST requests get ``status`` instead of an answer
+    (a 3xx carries ``location``, as a proxy in front of the API would send)."""
+
+    count: int
+    status: int
+    method: str | None = None  # None = any method
+    path: str | None = None  # a path prefix; None = any path
+    location: str | None = None
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method is None or self.method == method) and (self.path is None or path.startswith(self.path))
+
+
 def default_settings() -> dict[str, object]:
     """The cluster settings GET /v1/cluster reads (a future PUT /v1/cluster edits this dict)."""
     return {
@@ -204,6 +219,7 @@ class ClusterState:
         for node in self.nodes.values():
             node.sentinel = self.sentinel_settings()
         self.fail_queue: deque[int] = deque()
+        self.request_faults: list[RequestFault] = []
         self.slow_seconds = 0.0
         self.stale_rules: dict[int, StaleRule] = {}
         self.received_update_bodies: deque[bytes] = deque(maxlen=20)
@@ -273,6 +289,24 @@ class ClusterState:
             raise ValueError("fail_next needs count >= 0 and a 4xx/5xx status")
         self.fail_queue.extend([status] * count)
 
+    def fail_requests(self, count: int = 1, status: int = 503, method: str | None = None, path: str | None = None,
+                      location: str | None = None) -> None:
+        """The next ``count`` REST requests (matching ``method`` and the ``path`` prefix) answer ``status``:
+        a 5xx or 4xx error body, or a 3xx redirect to ``location``. Nothing is applied."""
+        if count < 0 or not 300 <= status <= 599:
+            raise ValueError("fail_requests needs count >= 0 and a 3xx/4xx/5xx status")
+        if 300 <= status < 400 and not location:
+            raise ValueError("a 3xx needs a location")
+        self.request_faults.append(RequestFault(count, status, method.upper() if method else None, path, location))
+
+    def take_request_fault(self, method: str, path: str) -> RequestFault | None:
+        """The fault that answers this request, if any (consumes one of its count)."""
+        for fault in self.request_faults:
+            if fault.count > 0 and fault.matches(method, path):
+                fault.count -= 1
+                return fault
+        return None
+
     def stale(self, uid: int, seconds: float | None = None, cert_name: str | None = None) -> None:
         node = self.node(uid)
         if cert_name is not None and cert_name not in node.certs:
@@ -286,6 +320,7 @@ class ClusterState:
 
     def clear_faults(self) -> None:
         self.fail_queue.clear()
+        self.request_faults.clear()
         self.slow_seconds = 0.0
         self.stale_rules.clear()
         for node in self.nodes.values():
@@ -348,6 +383,8 @@ class ClusterState:
     def faults_snapshot(self) -> dict[str, object]:
         return {
             "fail_next": list(self.fail_queue),
+            "fail_requests": [{"count": f.count, "status": f.status, "method": f.method, "path": f.path}
+                              for f in self.request_faults if f.count > 0],
             "slow": self.slow_seconds,
             "stale": {str(uid): {"seconds": r.seconds, "cert_name": r.cert_name}
                       for uid, r in self.stale_rules.items()},

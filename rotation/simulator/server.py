@@ -21,6 +21,8 @@ import signal
 import socket
 import ssl
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -31,7 +33,7 @@ from .auth import Accounts, peer_certificate
 from .bdb_routes import DatabaseCertificates
 from .cluster import ClusterState, Database, NodeState, SimulatorConfig
 from .crdb import Crdbs
-from .http import Handler, serve_http
+from .http import Handler, Request, Response, serve_http
 from .ocsp import OcspService
 from .replication import Replication
 from .sentinel import serve_sentinel
@@ -91,6 +93,9 @@ class ClusterSimulator(CertControls):
         self._listeners_by_key: dict[tuple[int, str], tuple[socket.socket, asyncio.Task[None]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._accepted: dict[tuple[int, str], int] = {}  # (node uid, listener kind) -> connections
+        self._rest_connections: dict[int, int] = {}  # node uid -> connections that carried REST requests
+        # (node uid, listener kind, accepted at, TLS ready at or None), monotonic: the simulator's own clock
+        self._timeline: deque[tuple[int, str, float, float | None]] = deque(maxlen=4096)
         self._stop_event: asyncio.Event | None = None
         self.replication = Replication(self)  # Replica Of links and mTLS of database listeners
         self.crdbs = Crdbs(self)  # Active-Active databases this cluster takes part in
@@ -124,6 +129,16 @@ class ClusterSimulator(CertControls):
     def accepted_connections(self, uid: int, listener: str = "api") -> int:
         """TCP connections node ``uid``'s ``listener`` ("api", "cm", "db:<uid>", ...) has accepted."""
         return self._call(lambda: self._accepted.get((uid, listener), 0))
+
+    def rest_connections(self, uid: int = 1) -> int:
+        """Connections to node ``uid``'s REST API that carried at least one request (a new TLS session each)."""
+        return self._call(lambda: self._rest_connections.get(uid, 0))
+
+    def connection_timeline(self, listener: str | None = None) -> list[tuple[float, float | None]]:
+        """(accepted, stream ready) per connection, oldest first, on the simulator's monotonic clock:
+        tests assert how handshakes overlapped without timing anything themselves."""
+        return self._call(lambda: [(accepted, ready) for _, kind, accepted, ready in self._timeline
+                                   if listener is None or kind == listener])
 
     def cluster_cert_pem(self, cert_name: str) -> str:
         return self._call(lambda: self.state.certs[cert_name].chain_pem)
@@ -161,6 +176,12 @@ class ClusterSimulator(CertControls):
 
     def fail_next(self, count: int = 1, status: int = 500) -> None:
         self._call(lambda: self.state.fail_next(count, status))
+
+    def fail_requests(self, count: int = 1, status: int = 503, *, method: str | None = None,
+                      path: str | None = None, location: str | None = None) -> None:
+        """The next ``count`` REST requests matching ``method`` / the ``path`` prefix answer ``status``
+        (a 3xx redirects to ``location``); nothing is applied. Cleared by ``clear_faults``."""
+        self._call(lambda: self.state.fail_requests(count, status, method, path, location))
 
     def slow(self, seconds: float) -> None:
         self._call(lambda: setattr(self.state, "slow_seconds", max(0.0, float(seconds))))
@@ -394,7 +415,7 @@ class ClusterSimulator(CertControls):
                 continue
             conn.setblocking(False)
             self._accepted[(node.uid, kind)] = self._accepted.get((node.uid, kind), 0) + 1
-            task = loop.create_task(self._on_connect(node, kind, conn))
+            task = loop.create_task(self._on_connect(node, kind, conn, time.monotonic()))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -402,7 +423,7 @@ class ClusterSimulator(CertControls):
         uid = int(kind.split(":", 1)[1])
         return next(db for db in self.config.database_list if db.uid == uid)
 
-    async def _on_connect(self, node: NodeState, kind: str, conn: socket.socket) -> None:
+    async def _on_connect(self, node: NodeState, kind: str, conn: socket.socket, accepted: float) -> None:
         writer: asyncio.StreamWriter | None = None
         try:
             try:
@@ -414,6 +435,7 @@ class ClusterSimulator(CertControls):
                     await self.ocsp.refuse(conn)
                     return
                 reader, writer = await self._open_stream(node, kind, conn)
+                self._timeline.append((node.uid, kind, accepted, time.monotonic()))
                 await self._serve_connection(node, kind, reader, writer)
             except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError):
                 pass  # handshake failures (ssl.SSLError is an OSError), resets, timeouts
@@ -428,6 +450,7 @@ class ClusterSimulator(CertControls):
                 writer.transport.abort()
         finally:
             if writer is None:
+                self._timeline.append((node.uid, kind, accepted, None))  # never became a stream
                 conn.close()
 
     async def _open_stream(
@@ -471,12 +494,25 @@ class ClusterSimulator(CertControls):
         else:
             await serve_http(reader, writer, self._http_handler(node, kind, writer), refuse=refuse)
 
+    def _counted(self, node: NodeState, handler: Handler) -> Handler:
+        """Count the connections that carry REST requests (handshake-only probes do not)."""
+        first = True
+
+        async def counted(request: Request) -> Response:
+            nonlocal first
+            if first:
+                first = False
+                self._rest_connections[node.uid] = self._rest_connections.get(node.uid, 0) + 1
+            return await handler(request)
+
+        return counted
+
     def _http_handler(self, node: NodeState, kind: str, writer: asyncio.StreamWriter) -> Handler:
         if kind == "cm":
             return cm_handler(self.config.fqdn, node)
         if kind == "metrics_exporter":
             return metrics_handler(self.config.fqdn, node)
-        return partial(api.handle, self, client_cert=peer_certificate(writer))
+        return self._counted(node, partial(api.handle, self, client_cert=peer_certificate(writer)))
 
     # -- thread hopping ------------------------------------------------------------------------------
 
