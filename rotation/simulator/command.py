@@ -80,7 +80,7 @@ def _summary(sim: ClusterSimulator, name: str, login: str = "basic") -> str:
     lines.append("  fingerprints (SHA-256):")
     for cert_name in ("api", "cm", "proxy", "syncer", "metrics_exporter"):
         lines.append(f"    {cert_name}: {sim.served_fingerprint(1, cert_name)}")
-    lines.append("Inventory entry:")
+    lines.append("Inventory entry (--write-config F writes it with an internal CA and its issuer, ready to rotate):")
     lines.append(yaml.safe_dump({"clusters": {name: sim.inventory_entry(name, login)}}, sort_keys=False).rstrip())
     lines.append("Serving; Ctrl-C to stop.")
     return "\n".join(lines)

@@ -103,7 +103,7 @@ def ensure_ca(directory: Path, now: dt.datetime) -> tuple[Path, Path]:
         return cert_path, key_path
     if present:
         missing = key_path if present[0] == cert_path else cert_path
-        raise ValueError(f"{present[0]} exists but {missing} does not: "
+        raise ValueError(f"{present[0]} exists but {missing} is missing: "
                          "restore it, or remove both to create a new internal CA")
     ca = CertificateAuthority.create(CA_LABEL, now - CLOCK_SKEW, now + CA_VALIDITY)
     directory.mkdir(parents=True, exist_ok=True)
