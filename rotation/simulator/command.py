@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import re
 from pathlib import Path
-from typing import Any
 
 import typer
 import yaml
 
 from .cluster import DEFAULT_DATABASES, DEFAULT_VERSION, Database, SimulatorConfig
+from .inventory import ReadyInventory, write_inventory
 from .server import ClusterSimulator, SimulatorError, new_event_loop
+from .tls import utcnow
 
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "w": 604800}
 
@@ -44,25 +44,6 @@ def parse_databases(text: str | None) -> list[Database]:
         databases.append(Database(uid, f"db{uid}", int(port), tls="plain" not in flags,
                                   proxy_policy="single" if "single" in flags else "all-nodes"))
     return databases
-
-
-def write_inventory(path: Path, name: str, entry: dict[str, Any]) -> None:
-    """Create or merge ``{clusters: {name: entry}}``: other keys and clusters are kept."""
-    data: dict[str, Any] = {}
-    if path.exists():
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: not a YAML mapping")
-        data = loaded
-    clusters = data.get("clusters")
-    if not isinstance(clusters, dict):
-        clusters = {}
-    clusters[name] = entry
-    data["clusters"] = clusters
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-    os.replace(tmp, path)
 
 
 def parse_uids(text: str | None, databases: list[Database]) -> list[int]:
@@ -99,7 +80,7 @@ def _summary(sim: ClusterSimulator, name: str, login: str = "basic") -> str:
     lines.append("  fingerprints (SHA-256):")
     for cert_name in ("api", "cm", "proxy", "syncer", "metrics_exporter"):
         lines.append(f"    {cert_name}: {sim.served_fingerprint(1, cert_name)}")
-    lines.append("Inventory entry:")
+    lines.append("Inventory entry (--write-config F writes it with an internal CA and its issuer, ready to rotate):")
     lines.append(yaml.safe_dump({"clusters": {name: sim.inventory_entry(name, login)}}, sort_keys=False).rstrip())
     lines.append("Serving; Ctrl-C to stop.")
     return "\n".join(lines)
@@ -125,7 +106,8 @@ def simulator(
     api_latency: float = typer.Option(0.0, "--api-latency", help="Seconds added to each REST answer."),
     no_resync: bool = typer.Option(False, "--no-resync", help="Nodes coming back up stay stale."),
     write_config: Path | None = typer.Option(  # noqa: B008
-        None, "--write-config", help="Write/merge an inventory YAML with this cluster."
+        None, "--write-config", help="Write/merge an inventory YAML with this cluster, ready to rotate: "
+        "an internal CA beside it (pki/), its issuer, the cluster's password_env or password_file."
     ),
     name: str = typer.Option("sim", "--name", help="The cluster's name in the inventory."),
     cert_profile: str = typer.Option("none", "--cert-profile", help="Upload rules: none | as-documented."),
@@ -163,7 +145,8 @@ def simulator(
             proxy_ocsp_url=proxy_ocsp_url,
         )
         own_certs = parse_uids(database_certs, config.database_list)
-    except ValueError as exc:
+        inventory = ReadyInventory.prepare(write_config, utcnow()) if write_config is not None else None
+    except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from exc
     sim = ClusterSimulator(config)
     login = _login_kind(cert_login, basic_off)
@@ -176,9 +159,8 @@ def simulator(
         sim.database_certs.install(uid)
 
     def ready() -> None:
-        if write_config is not None:
-            write_inventory(write_config, name, sim.inventory_entry(name, login))
-            typer.echo(f"Wrote cluster {name!r} to {write_config}")
+        if inventory is not None:  # once listening: whoever waits for the file finds the cluster up
+            typer.echo(inventory.write(name, sim.inventory_entry(name, login), sim.admin_password))
         typer.echo(_summary(sim, name, login), nl=True)
 
     try:
@@ -190,3 +172,6 @@ def simulator(
     except KeyboardInterrupt:
         pass
     typer.echo("Simulator stopped.")
+
+
+__all__ = ["parse_databases", "parse_duration", "parse_uids", "simulator", "write_inventory"]
