@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.localproc import free_port, wait_for  # noqa: E402
-from rotation.cluster import open_cluster  # noqa: E402
+from rotation.adapters.cluster import open_cluster  # noqa: E402
 from rotation.config import load_inventory  # noqa: E402
-from rotation.model import CertName, Endpoint  # noqa: E402
+from rotation.core.model import CertName, Endpoint  # noqa: E402
 
 
 def all_endpoints(inventory_path: Path) -> list[Endpoint]:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rotation.adapters.issuers.internal_ca import init_ca
 from rotation.config import Inventory, load_inventory
-from rotation.issuers.internal_ca import init_ca
 from rotation.simulator import ClusterSimulator, SimulatorConfig
 
 _used_ranges: set[tuple[int, int]] = set()
@@ -129,7 +129,7 @@ def service_env(
     redis_server: RedisServer, inventory_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
     """Environment of the service processes; also applied to this test process."""
-    from rotation.secrets import SecretBox
+    from rotation.adapters.secrets import SecretBox
 
     redis_server.client().flushall()
     env = {

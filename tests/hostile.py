@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rotation.issuers.internal_ca import InternalCA
-from rotation.model import CertName, CertRequest
+from rotation.adapters.issuers.internal_ca import InternalCA
+from rotation.core.model import CertName, CertRequest
 
 HOST_NAME = "hostile.test"
 CHUNK = b"x" * 65536

@@ -35,19 +35,19 @@ from acme_fixtures import (  # noqa: F401 - fixtures
 )
 from conftest import write_inventory
 
-from rotation import certs
-from rotation.cluster import build_issuer
+from rotation.adapters.cluster import build_issuer
+from rotation.adapters.dns import RFC2136Provider
+from rotation.adapters.issuers.acme.account import open_account
+from rotation.adapters.issuers.acme.issuer import AcmeIssuer, translate_error
+from rotation.adapters.issuers.internal_ca import InternalCA
+from rotation.adapters.secrets import LocalSecretStore, SecretBox
 from rotation.config import Inventory, load_inventory
-from rotation.dns import RFC2136Provider
-from rotation.errors import IssuerError
-from rotation.issuers.acme import AcmeIssuer, translate_error
-from rotation.issuers.acme_account import open_account
-from rotation.issuers.internal_ca import InternalCA
-from rotation.model import CertName, CertRequest, KeyType, Outcome, RotationRecord
-from rotation.pipeline import RotationOptions
-from rotation.secrets import LocalSecretStore, SecretBox
-from rotation.service import rotate_inline
+from rotation.core import certs
+from rotation.core.errors import IssuerError
+from rotation.core.model import CertName, CertRequest, KeyType, Outcome, RotationRecord
 from rotation.simulator import ClusterSimulator
+from rotation.usecases.rotate.record import rotate_inline
+from rotation.usecases.rotate.run import RotationOptions
 
 HOSTS = (ZONE, f"*.{ZONE}")
 
@@ -178,7 +178,7 @@ def test_account_is_stored_encrypted_reused_and_reregistered_when_deactivated(
     issuer = AcmeIssuer("pebble", pebble.directory_url, "ops@example.com", ca_bundle=pebble.tls_cert,
                         dns_provider=dns, secret_store=store, key_type=KeyType.RSA_2048)
     request = CertRequest("sim", CertName.API, (ZONE,), KeyType.RSA_2048)
-    caplog.set_level(logging.INFO, logger="rotation.issuers.acme_account")
+    caplog.set_level(logging.INFO, logger="rotation.adapters.issuers.acme.account")
 
     first = issuer.issue(request)
     second = issuer.issue(request)
@@ -424,7 +424,7 @@ def test_service_renews_proxy_and_api_from_pebble_through_beat_and_a_worker(
 ) -> None:
     from processes import wait_for
 
-    from rotation.service import ServiceContext
+    from rotation.usecases.context import ServiceContext
 
     start_service("worker", "--concurrency", "2")
     start_service("beat")

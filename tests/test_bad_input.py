@@ -12,14 +12,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from rotation import certs
+from rotation.adapters.issuers.files import FileIssuer
 from rotation.config import Inventory, load_inventory
-from rotation.errors import ConfigError
-from rotation.issuers.files import FileIssuer
-from rotation.model import CertName, Outcome
-from rotation.pipeline import RotationOptions
-from rotation.service import rotate_inline
+from rotation.core import certs
+from rotation.core.errors import ConfigError
+from rotation.core.model import CertName, Outcome
 from rotation.simulator import ClusterSimulator
+from rotation.usecases.rotate.record import rotate_inline
+from rotation.usecases.rotate.run import RotationOptions
 
 FQDN = "cluster.test.local"
 
@@ -179,7 +179,7 @@ def test_config_not_yaml(tmp_path: Path) -> None:
 
 
 def test_syncer_is_never_probed_but_read_from_the_api(inventory: Inventory, state_dir: Path) -> None:
-    from rotation.cluster import open_cluster
+    from rotation.adapters.cluster import open_cluster
 
     with open_cluster(inventory, "sim") as session:
         assert session.endpoints(CertName.SYNCER) == []

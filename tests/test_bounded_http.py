@@ -20,10 +20,10 @@ import pytest
 from conftest import free_loopback_base
 from hostile import HOST_NAME, HostileServer, drip, endless, gzipped, redirect
 
-from rotation.errors import ClusterAPIError, ClusterUnavailable, IssuerError
-from rotation.issuers.acme import AcmeIssuer
-from rotation.notify import Notifier
-from rotation.rs.client import RSClient
+from rotation.adapters.issuers.acme.issuer import AcmeIssuer
+from rotation.adapters.notify import Notifier
+from rotation.adapters.rs.client import RSClient
+from rotation.core.errors import ClusterAPIError, ClusterUnavailable, IssuerError
 
 MiB = 1024 * 1024
 
@@ -134,7 +134,7 @@ def test_a_reply_follows_no_redirect_and_a_dripping_receiver_cannot_hold_it(
         from rotation.chatops.answers import Answer
 
         assert notifier.notify(Answer("hello")) is False  # a 302 is an error, not followed
-        monkeypatch.setattr("rotation.notify.POST_DEADLINE", 0.5)
+        monkeypatch.setattr("rotation.adapters.notify.POST_DEADLINE", 0.5)
         plain.behaviour = drip(plain, headers_first=False)
         assert notifier.notify(Answer("hello")) is False  # the deadline ends it
         assert plain.exchanges[-1].peer_gone.wait(10)

@@ -1,4 +1,4 @@
-"""rotation.certs with real crypto: parsing, fingerprints, keys, host coverage, chain order."""
+"""rotation.core.certs with real crypto: parsing, fingerprints, keys, host coverage, chain order."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from rotation import certs
-from rotation.errors import CertificateError, ConfigError
-from rotation.model import KeyType, SecretPEM
+from rotation.core import certs
+from rotation.core.errors import CertificateError, ConfigError
+from rotation.core.model import KeyType, SecretPEM
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 

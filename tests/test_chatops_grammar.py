@@ -17,7 +17,7 @@ from rotation.chatops.grammar import (
     parse,
     render,
 )
-from rotation.model import CertName
+from rotation.core.model import CertName
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from processes import RedisServer
 
+from rotation.adapters.notify import Notifier, ReplyBudget, host_of, reply_ref
+from rotation.adapters.secrets import SecretBox
 from rotation.chatops.answers import Answer
-from rotation.model import Outcome, RotationRecord, Step
-from rotation.notify import Notifier, ReplyBudget, RotationReporter, host_of, reply_ref
-from rotation.secrets import SecretBox
+from rotation.chatops.reporter import RotationReporter
+from rotation.core.model import Outcome, RotationRecord, Step
 
 REPLY = "https://hooks.slack.com/commands/T1/123/secret-token"
 NOTIFY = "https://hooks.slack.com/services/T1/B1/other-secret"

@@ -12,10 +12,10 @@ import pytest
 import redis.asyncio
 from processes import RedisServer
 
+from rotation.adapters.state.redis import claim_pending_command
 from rotation.chatops.audit import KEY, AuditRecord, Decision, append_command
 from rotation.chatops.authz import Caller
 from rotation.chatops.replay import Replayed, ReplayGuard
-from rotation.redis_store import claim_pending_command
 
 MARK = "rotation:chatops:seen:test"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from conftest import handshake_fingerprint
 from typer.testing import CliRunner
 
-from rotation.cli import app
+from rotation.cli.main import app
 from rotation.simulator import ClusterSimulator
 
 runner = CliRunner()

@@ -8,9 +8,9 @@ import secrets
 import pytest
 from acme_fixtures import CHALLENGE, TSIG_NAME, ZONE, NamedServer, named  # noqa: F401 - fixture
 
-from rotation.dns import RFC2136Provider, build_dns_provider
-from rotation.dns.rfc2136 import parse_server
-from rotation.errors import ConfigError, IssuerError
+from rotation.adapters.dns import RFC2136Provider, build_dns_provider
+from rotation.adapters.dns.rfc2136 import parse_server
+from rotation.core.errors import ConfigError, IssuerError
 
 
 def provider(named: NamedServer, **overrides: object) -> RFC2136Provider:  # noqa: F811

@@ -23,14 +23,15 @@ import pytest
 from conftest import handshake_fingerprint, start_simulator, write_inventory
 from processes import ROOT, RedisServer, wait_for
 
-from rotation import certs
+from rotation.adapters.issuers.internal_ca import init_ca
+from rotation.adapters.state.local import LocalStore
 from rotation.config import Inventory, load_inventory
-from rotation.issuers.internal_ca import init_ca
-from rotation.model import ClusterState, Outcome, RotationRecord, Step
-from rotation.pipeline import RotationOptions
-from rotation.service import ServiceContext, rotate_inline
+from rotation.core import certs
+from rotation.core.model import ClusterState, Outcome, RotationRecord, Step
 from rotation.simulator import ClusterSimulator
-from rotation.store import LocalStore
+from rotation.usecases.context import ServiceContext
+from rotation.usecases.rotate.record import rotate_inline
+from rotation.usecases.rotate.run import RotationOptions
 
 REST_LABEL = "{cert}@cluster GET /v1/cluster/certificates"
 

@@ -17,13 +17,13 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from rotation import certs
 from rotation.chatops.bodies import MAX_DEPTH, BadBody, parse_form, parse_json
 from rotation.chatops.grammar import UsageError, parse, render
 from rotation.chatops.signatures import SignatureError, generic_signature, slack_signature, verify_generic, verify_slack
 from rotation.config.inventory import parse_inventory
-from rotation.display_text import clean
-from rotation.errors import CertificateError, ConfigError
+from rotation.core import certs
+from rotation.core.errors import CertificateError, ConfigError
+from rotation.core.text import clean
 
 FIXED = settings(max_examples=150, deadline=None, derandomize=True,
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])

@@ -16,12 +16,13 @@ from processes import free_port
 from rich.console import Console
 from typer.testing import CliRunner
 
+from rotation.adapters.logs import JsonFormatter, PlainFormatter
+from rotation.cli.render import cell
 from rotation.config import load_inventory
 from rotation.config.chatops import GenericSettings, MattermostSettings, SlackSettings
 from rotation.config.inventory import MAX_BYTES
-from rotation.display_text import cell, chat, clean
-from rotation.errors import ConfigError
-from rotation.logs import JsonFormatter, PlainFormatter
+from rotation.core.errors import ConfigError
+from rotation.core.text import chat, clean
 
 SLACK_OK = "0123456789abcdef" * 2
 MM_OK = "abcdefghijklmnopqrstuvwxyz"[:20] + "012345"
@@ -144,7 +145,7 @@ def test_aliases_within_budget_still_work(tmp_path: Path) -> None:
 
 
 def test_a_live_reload_of_a_bomb_keeps_the_previous_inventory(tmp_path: Path) -> None:
-    from workers.webhook import InventoryWatcher
+    from workers.webhook.snapshot import InventoryWatcher
 
     path = tmp_path / "rotation.yaml"
     path.write_text("clusters: {}\nrenew_before: 20d\n")

@@ -12,9 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from rotation import certs
-from rotation.errors import CertificateError, ConfigError, RotationError
-from rotation.issuers import (
+from rotation.adapters.issuers import (
     FileIssuer,
     InternalCA,
     Issuer,
@@ -22,8 +20,10 @@ from rotation.issuers import (
     issuer_factory,
     register_issuer_type,
 )
-from rotation.model import CertName, CertRequest, KeyType
-from rotation.validate import validate_issued
+from rotation.core import certs
+from rotation.core.errors import CertificateError, ConfigError, RotationError
+from rotation.core.model import CertName, CertRequest, KeyType
+from rotation.core.validate import validate_issued
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 FQDN = "cluster.example.com"

@@ -17,13 +17,13 @@ from processes import ROOT, free_port
 from test_bad_input import make_cert
 from typer.testing import CliRunner
 
-from rotation import certs
+from rotation.adapters.state.local import FileLocker
 from rotation.config import local_state_dir
-from rotation.errors import RotationInProgress
-from rotation.model import RotationRecord, Step
-from rotation.service import ServiceContext
+from rotation.core import certs
+from rotation.core.errors import RotationInProgress
+from rotation.core.model import RotationRecord, Step
 from rotation.simulator import ClusterSimulator
-from rotation.store import FileLocker
+from rotation.usecases.context import ServiceContext
 from workers.main import app
 
 runner = CliRunner()
@@ -82,10 +82,10 @@ def test_pushed_chains_must_lead_to_a_configured_anchor(
 def test_without_any_anchor_the_chain_is_refused(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from rotation.errors import ValidationError
-    from rotation.issuers.files import FileIssuer
-    from rotation.model import CertName, CertRequest
-    from rotation.validate import validate_issued
+    from rotation.adapters.issuers.files import FileIssuer
+    from rotation.core.errors import ValidationError
+    from rotation.core.model import CertName, CertRequest
+    from rotation.core.validate import validate_issued
 
     cert, key, _ = _pair(tmp_path / "byo", make_cert(ca=True, cn="Operator Root"))
     issued = FileIssuer("corp", cert, key).issue(CertRequest("x", CertName.PROXY, (FQDN,)))
@@ -97,8 +97,8 @@ def test_without_any_anchor_the_chain_is_refused(tmp_path: Path) -> None:
 def test_api_is_verified_over_fresh_connections(simulator: ClusterSimulator, inventory_path: Path,
                                                 state_dir: Path) -> None:
     from rotation.config import load_inventory
-    from rotation.pipeline import RotationOptions
-    from rotation.service import rotate_inline
+    from rotation.usecases.rotate.record import rotate_inline
+    from rotation.usecases.rotate.run import RotationOptions
 
     seen: dict[str, int] = {}
 
@@ -157,7 +157,7 @@ def test_redis_unreachable_is_one_line_and_exit_2(
 def test_backoff_counts_real_failures_and_rotation_retry_clears_it(
     simulator: ClusterSimulator, service_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from rotation.redis_lock import RedisLocker
+    from rotation.adapters.state.redis_lock import RedisLocker
 
     ctx = ServiceContext()
     store = ctx.redis_store

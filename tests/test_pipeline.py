@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 from conftest import handshake_fingerprint, start_simulator, write_inventory
 
-from rotation import certs
-from rotation.cluster import open_cluster
+from rotation.adapters.cluster import open_cluster
 from rotation.config import Inventory, load_inventory
-from rotation.model import CertName, Outcome, RotationRecord
-from rotation.pipeline import RotationOptions
-from rotation.service import record_store, rotate_inline
+from rotation.core import certs
+from rotation.core.model import CertName, Outcome, RotationRecord
 from rotation.simulator import ClusterSimulator
+from rotation.usecases.history import record_store
+from rotation.usecases.rotate.record import rotate_inline
+from rotation.usecases.rotate.run import RotationOptions
 
 SERVED = [CertName.CM, CertName.API, CertName.METRICS_EXPORTER, CertName.PROXY]
 
@@ -66,8 +67,8 @@ def test_api_rotation_keeps_the_client_working(
     simulator: ClusterSimulator, inventory: Inventory, state_dir: Path
 ) -> None:
     with open_cluster(inventory, "sim") as session:
-        from rotation.pipeline import rotate
-        from rotation.service import ServiceContext
+        from rotation.usecases.context import ServiceContext
+        from rotation.usecases.rotate.pipeline import rotate
 
         record = rotate(inventory, session, "api", store=record_store(), locker=ServiceContext().locker,
                         options=RotationOptions(poll_interval=0.1))
@@ -100,8 +101,8 @@ def test_update_path_follows_the_cluster_version(
 def test_pem_travels_json_escaped_and_arrives_identical(
     simulator: ClusterSimulator, inventory: Inventory, state_dir: Path, tmp_path: Path, ca_files: tuple[Path, Path]
 ) -> None:
-    from rotation.issuers.internal_ca import InternalCA
-    from rotation.model import CertRequest, KeyType
+    from rotation.adapters.issuers.internal_ca import InternalCA
+    from rotation.core.model import CertRequest, KeyType
 
     # An intermediate-issued chain, so the full chain (leaf + intermediate) must survive.
     issued = InternalCA("internal", ca_files[0], ca_files[1]).issue(
@@ -109,7 +110,7 @@ def test_pem_travels_json_escaped_and_arrives_identical(
     )
     (tmp_path / "full.pem").write_text(issued.fullchain_pem)
     (tmp_path / "key.pem").write_text(issued.key_pem.reveal())
-    from rotation.issuers.files import FileIssuer
+    from rotation.adapters.issuers.files import FileIssuer
 
     record = rotate_one(inventory, "proxy", issuer=FileIssuer("byo", tmp_path / "full.pem", tmp_path / "key.pem"),
                         trust=(ca_files[0].read_text(),))  # a bring-your-own chain needs an anchor

@@ -12,12 +12,12 @@ import pytest
 from conftest import start_simulator, write_inventory
 from typer.testing import CliRunner
 
-from rotation.cli import app
+from rotation.cli.main import app
 from rotation.config import load_inventory
-from rotation.model import Outcome
-from rotation.pipeline import RotationOptions
-from rotation.service import rotate_inline
+from rotation.core.model import Outcome
 from rotation.simulator import ClusterSimulator, Database
+from rotation.usecases.rotate.record import rotate_inline
+from rotation.usecases.rotate.run import RotationOptions
 
 ONE_DB = [Database(1, "db1", 12000, True, "all-nodes")]
 RSA_ONLY = "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rotation.redaction import REDACTED, redact_url
+from rotation.core.redaction import REDACTED, redact_url
 
 
 @pytest.mark.parametrize(

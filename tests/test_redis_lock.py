@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from processes import RedisServer, free_port
 
-from rotation.errors import RotationInProgress, StoreUnavailable, Superseded
-from rotation.redis_lock import RedisLease, RedisLocker
-from rotation.redis_store import connect
+from rotation.adapters.state.redis import connect
+from rotation.adapters.state.redis_lock import RedisLease, RedisLocker
+from rotation.core.errors import RotationInProgress, StoreUnavailable, Superseded
 
 CLUSTER = "127.0.0.1:9443"
 

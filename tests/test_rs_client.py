@@ -13,9 +13,10 @@ import pytest
 from conftest import start_simulator
 from test_bad_input import chain_with_intermediate
 
-from rotation.errors import ClusterAuthError, ClusterRejected, ClusterUnavailable, ConfigError
-from rotation.model import SecretPEM
-from rotation.rs.client import RSClient, parse_version
+from rotation.adapters.rs.client import RSClient
+from rotation.core.errors import ClusterAuthError, ClusterRejected, ClusterUnavailable, ConfigError
+from rotation.core.model import SecretPEM
+from rotation.core.versions import parse_version
 from rotation.simulator import ClusterSimulator
 
 

@@ -13,11 +13,11 @@ from conftest import handshake_fingerprint
 from processes import RedisServer, wait_for
 from test_webhook import Receiver
 
-from rotation.errors import RotationInProgress
-from rotation.model import CertName, Outcome
-from rotation.service import ServiceContext
+from rotation.core.errors import RotationInProgress
+from rotation.core.model import CertName, Outcome
 from rotation.simulator import ClusterSimulator
-from rotation.status import service_status
+from rotation.usecases.context import ServiceContext
+from rotation.usecases.status import service_status
 
 FQDN = "cluster.test.local"
 ALL = {str(c) for c in CertName}
@@ -213,7 +213,7 @@ def test_nightly_policy_audit_task_records_drift_for_the_metrics(
 ) -> None:
     from prometheus_client import generate_latest
 
-    from rotation.metrics import registry_for
+    from rotation.adapters.metrics import registry_for
     from schedules import beat_schedule
     from workers.celery_app import celery_app
 

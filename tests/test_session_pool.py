@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rotation.cluster import SessionPool
+from rotation.adapters.cluster import SessionPool
 from rotation.config import load_inventory
-from rotation.errors import ClusterAuthError
+from rotation.core.errors import ClusterAuthError
 from rotation.simulator import ClusterSimulator
 
 

@@ -16,12 +16,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from rotation.cluster import open_cluster
+from rotation.adapters.cluster import open_cluster
+from rotation.adapters.tls.audit import AuditOptions, audit_many, self_test
 from rotation.config import load_inventory
-from rotation.policy_service import AuditReport, audit_cluster
+from rotation.core.tls_drift import AuditTarget, EndpointTLS
 from rotation.simulator import ClusterSimulator, Database
-from rotation.tls_audit import AuditOptions, audit_many, self_test
-from rotation.tls_drift import AuditTarget, EndpointTLS
+from rotation.usecases.tls_audit import AuditReport, audit_cluster
 
 ONE_DB = [Database(1, "db1", 12000, True, "all-nodes")]
 AES128, AES256 = "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384"

@@ -12,9 +12,9 @@ from cryptography.x509.oid import NameOID
 from pydantic import ValidationError as PydanticValidationError
 
 from rotation.config import TLSPolicySettings
-from rotation.model import CertName, CertRequest
-from rotation.tls_drift import AuditTarget, EndpointTLS, VersionProbe, compare
-from rotation.tls_policy import (
+from rotation.core.model import CertName, CertRequest
+from rotation.core.tls_drift import AuditTarget, EndpointTLS, VersionProbe, compare
+from rotation.core.tls_rules import (
     Profile,
     TLSPolicy,
     api_value,

@@ -1,4 +1,4 @@
-"""rotation.validate: every pre-push check, with real certificates and an injected clock."""
+"""rotation.core.validate: every pre-push check, with real certificates and an injected clock."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from rotation import certs
-from rotation.errors import ValidationError
-from rotation.model import CertName, CertRequest, IssuedCert, SecretPEM
-from rotation.validate import ParsedBundle, validate_issued
+from rotation.core import certs
+from rotation.core.errors import ValidationError
+from rotation.core.model import CertName, CertRequest, IssuedCert, SecretPEM
+from rotation.core.validate import ParsedBundle, validate_issued
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 FQDN = "cluster.example.com"

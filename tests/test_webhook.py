@@ -29,9 +29,9 @@ from processes import RedisServer, ServiceProcess, free_port, wait_for
 from slack_sdk.signature import SignatureVerifier
 
 from rotation.chatops.signatures import generic_signature
-from rotation.model import Outcome
-from rotation.service import ServiceContext
+from rotation.core.model import Outcome
 from rotation.simulator import ClusterSimulator
+from rotation.usecases.context import ServiceContext
 
 FQDN = "cluster.test.local"
 SLACK_SECRET = secrets.token_hex(16)  # the form of Slack's signing secrets: 32 hex digits

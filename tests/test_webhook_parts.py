@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rotation.chatops.bodies import BadBody, parse_form
-from workers.webhook import InventoryWatcher
+from workers.webhook.snapshot import InventoryWatcher
 
 FORM_BYTES = st.binary(max_size=300) | st.lists(st.sampled_from(
     [b"a", b"=", b"&", b"+", b"%", b"%2", b"%20", b"%C3%A9", b"%ff", b"\xc3\xa9", b"\xff", b"text", b"user_id"]),
@@ -74,7 +74,7 @@ def test_the_inventory_watcher_reloads_a_change_and_keeps_the_old_one_on_a_broke
 def test_importing_the_webhook_does_not_bind_the_celery_app() -> None:
     # The Celery app reads its broker from the environment when it is imported: a module that
     # imported it on load would send tasks to whatever Redis the importing process saw first.
-    probe = "import sys, workers.webhook, workers.webhook_server; print('workers.celery_app' in sys.modules)"
+    probe = "import sys, workers.webhook.app, workers.webhook.server; print('workers.celery_app' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parent.parent)
     assert result.stdout.strip() == "False"
@@ -83,7 +83,7 @@ def test_importing_the_webhook_does_not_bind_the_celery_app() -> None:
 def test_the_status_cache_reads_once_per_ttl_and_refreshes_in_the_background(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import workers.webhook as webhook
+    import workers.webhook.status_cache as webhook
 
     monkeypatch.setattr(webhook, "STALE_STATUS", 0.2)
     reads: list[str | None] = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 from celery import Celery
 
 from rotation.config import ServiceSettings
-from rotation.errors import ConfigError
+from rotation.core.errors import ConfigError
 from schedules import beat_schedule
 
 

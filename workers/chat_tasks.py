@@ -13,12 +13,14 @@ import logging
 import uuid
 from collections.abc import Sequence
 
+from rotation.adapters.notify import Notifier, ReplyBudget
 from rotation.chatops import answers
-from rotation.errors import RotationError
-from rotation.model import Trigger
-from rotation.notify import Notifier, ReplyBudget
-from rotation.pipeline import RotationOptions
-from rotation.service import ServiceContext, check_clusters, note_outcome, run_rotation
+from rotation.core.errors import RotationError
+from rotation.core.model import Trigger
+from rotation.usecases.check import check_clusters
+from rotation.usecases.context import ServiceContext
+from rotation.usecases.rotate.record import note_outcome, run_rotation
+from rotation.usecases.rotate.run import RotationOptions
 from workers.celery_app import celery_app
 
 log = logging.getLogger(__name__)

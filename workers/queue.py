@@ -10,10 +10,11 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from rotation.errors import ConfigError
-from rotation.model import RotationRecord, Trigger
-from rotation.pipeline import utc_now
-from rotation.service import Claim, ServiceContext, inventory_digest
+from rotation.adapters.clock import utc_now
+from rotation.core.errors import ConfigError
+from rotation.core.model import RotationRecord, Trigger
+from rotation.usecases.context import ServiceContext, inventory_digest
+from rotation.usecases.queue import Claim
 from workers.celery_app import celery_app
 
 ROTATE_TASK = "rotation.rotate_certificate"

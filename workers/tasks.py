@@ -1,4 +1,4 @@
-"""Thin Celery tasks around ``rotation.service``. Arguments are names and ids, never keys.
+"""Thin Celery tasks around ``rotation.usecases.rotate.record``. Arguments are names and ids, never keys.
 
 rotation.scan_all            beat: one scan task per cluster
 rotation.scan_cluster        probe one cluster (handshakes concurrent inside), store state, queue due rotations
@@ -14,11 +14,14 @@ from collections.abc import Callable
 from celery import Task
 
 from rotation.chatops.answers import Answer
-from rotation.errors import ConfigError, RotationError, RotationInProgress
-from rotation.model import Outcome, RotationRecord, Trigger
-from rotation.notify import RotationReporter
-from rotation.pipeline import RotationOptions
-from rotation.service import ServiceContext, audit_policy, note_outcome, run_rotation, scan_cluster
+from rotation.chatops.reporter import RotationReporter
+from rotation.core.errors import ConfigError, RotationError, RotationInProgress
+from rotation.core.model import Outcome, RotationRecord, Trigger
+from rotation.usecases.context import ServiceContext
+from rotation.usecases.rotate.record import note_outcome, run_rotation
+from rotation.usecases.rotate.run import RotationOptions
+from rotation.usecases.scan import scan_cluster
+from rotation.usecases.tls_audit import audit_policy
 from workers.celery_app import celery_app
 from workers.chat_tasks import notifier_for
 from workers.queue import RotationQueue

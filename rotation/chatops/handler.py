@@ -27,9 +27,9 @@ from rotation.chatops.authz import AllowList, Caller, Permission
 from rotation.chatops.confirm import ConfirmationError, Pending
 from rotation.chatops.grammar import Check, Command, Confirm, Help, History, Rotate, Status, UsageError, parse, render
 from rotation.config import Inventory
-from rotation.errors import ConfigError, RotationError, RotationInProgress
-from rotation.model import RotationRecord, Trigger
-from rotation.service import Claim
+from rotation.core.errors import ConfigError, RotationError, RotationInProgress
+from rotation.core.model import RotationRecord, Trigger
+from rotation.usecases.queue import Claim
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class ConfirmationStore(Protocol):
 
 
 class Replies(Protocol):
-    """Reply budgets (``rotation.notify``): a response_url in, the reference that tasks carry out."""
+    """Reply budgets (``rotation.adapters.notify``): a response_url in, the reference that tasks carry out."""
 
     async def register(self, url: str, *, progress: bool = True) -> str: ...
 
@@ -87,7 +87,7 @@ class ChatOps:
 
     inventory: Callable[[], Inventory]
     allow: Callable[[], AllowList]
-    status: Callable[[str | None], Awaitable[dict[str, Any]]]  # rotation.status.service_status, bound
+    status: Callable[[str | None], Awaitable[dict[str, Any]]]  # rotation.usecases.status.service_status, bound
     history: Callable[[str, str | None, int], Awaitable[list[RotationRecord]]]  # RecordStore.history
     rotations: Rotations
     tasks: ChatTasks

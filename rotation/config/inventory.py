@@ -28,9 +28,9 @@ from rotation.config._base import Renewal, _Strict
 from rotation.config.chatops import ChatOpsSettings
 from rotation.config.clusters import ClusterSettings
 from rotation.config.issuers import IssuerSettings
-from rotation.durations import RenewBefore
-from rotation.errors import ConfigError
-from rotation.model import CertName, CertRequest, KeyType
+from rotation.core.durations import RenewBefore
+from rotation.core.errors import ConfigError
+from rotation.core.model import CertName, CertRequest, KeyType
 
 CONFIG_ENV = "ROTATION_CONFIG"
 DEFAULT_CONFIG = Path("rotation.yaml")

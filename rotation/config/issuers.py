@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from rotation.config._base import Duration, _secret, _Strict
-from rotation.errors import ConfigError
-from rotation.model import KeyType
+from rotation.core.errors import ConfigError
+from rotation.core.model import KeyType
 
 
 class InternalCASettings(_Strict):

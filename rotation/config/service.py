@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from rotation.durations import parse_duration
-from rotation.errors import ConfigError
+from rotation.core.durations import parse_duration
+from rotation.core.errors import ConfigError
 
 STATE_DIR_ENV = "ROTATION_STATE_DIR"
 
