@@ -80,9 +80,11 @@ def write_inventory(directory: Path) -> Path:
 
 def seed_state(url: str) -> None:
     """What a scan would have stored, so `status` has rows to read and format."""
-    from rotation.adapters.state.redis import RedisStore, connect
+    from rotation.adapters.clock import SYSTEM_CLOCK
+    from rotation.adapters.state.redis import RedisState
+    from rotation.adapters.state.redis_client import connect
 
-    store = RedisStore(connect(url))
+    store = RedisState(connect(url), SYSTEM_CLOCK)
     for cert in ("cm", "api", "proxy", "syncer", "metrics_exporter"):
         store.update_state("east", cert, served={f"{cert}@node{n} 127.0.0.{n}:8443": "ab" * 32 for n in (1, 2, 3)},
                            not_after={f"{cert}@node{n}": "2030-01-01T00:00:00+00:00" for n in (1, 2, 3)},

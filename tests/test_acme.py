@@ -431,13 +431,13 @@ def test_service_renews_proxy_and_api_from_pebble_through_beat_and_a_worker(
     ctx = ServiceContext()
 
     def verified() -> dict[str, str]:
-        return {r.cert_name: r.new_fingerprint or "" for r in ctx.store.history("sim", limit=50)
+        return {r.cert_name: r.new_fingerprint or "" for r in ctx.state.history("sim", limit=50)
                 if r.outcome is Outcome.VERIFIED}
 
     done = wait_for(lambda: (v := verified()) and set(v) == {"proxy", "api"} and v, 60, 0.5,
                     what="proxy and api renewed from Pebble by the service")
     for cert in (CertName.PROXY, CertName.API):
         assert served_by_all_nodes(simulator, cert, pebble.root_file) == {done[str(cert)]}
-    history = ctx.store.history("sim", limit=50)
+    history = ctx.state.history("sim", limit=50)
     assert all(r.trigger == "beat" and r.issuer == "pebble" for r in history if r.outcome is Outcome.VERIFIED)
     assert named.txt() == set()

@@ -12,8 +12,9 @@ import pytest
 import redis.asyncio
 from processes import RedisServer
 
+from rotation.adapters.state.chat_audit import KEY, append_command
 from rotation.adapters.state.redis import claim_pending_command
-from rotation.chatops.audit import KEY, AuditRecord, Decision, append_command
+from rotation.chatops.audit import AuditRecord, Decision
 from rotation.chatops.authz import Caller
 from rotation.chatops.replay import Replayed, ReplayGuard
 
@@ -39,14 +40,14 @@ def audit_record() -> AuditRecord:
 def test_the_first_write_sets_the_mark_and_a_replay_writes_nothing(redis_server: RedisServer) -> None:
     async def body(client: redis.asyncio.Redis) -> None:
         first = ReplayGuard(client, MARK, 60)
-        assert await first.eval(*append_command(audit_record())) == 2  # the script's result: lists written
+        assert await first.eval(*append_command(audit_record().to_dict())) == 2  # the script's result: lists written
         assert 0 < await client.ttl(MARK) <= 60
-        assert await first.eval(*append_command(audit_record())) == 2  # later writes: no mark any more
+        assert await first.eval(*append_command(audit_record().to_dict())) == 2  # later writes: no mark any more
         assert await client.llen(KEY) == 2
 
         replay = ReplayGuard(client, MARK, 60)
         with pytest.raises(Replayed):
-            await replay.eval(*append_command(audit_record()))
+            await replay.eval(*append_command(audit_record().to_dict()))
         assert await client.llen(KEY) == 2 and await client.llen(f"{KEY}:east") == 2
         with pytest.raises(Replayed):
             await ReplayGuard(client, MARK, 60).check()
@@ -77,7 +78,7 @@ def test_check_sets_the_mark_once(redis_server: RedisServer) -> None:
         await guard.check()  # consumed: nothing more to check
         assert await client.get(MARK) == "1"
         with pytest.raises(Replayed):
-            await ReplayGuard(client, MARK, 60).eval(*append_command(audit_record()))
+            await ReplayGuard(client, MARK, 60).eval(*append_command(audit_record().to_dict()))
         assert await client.llen(KEY) == 0
 
     run(redis_server, body)

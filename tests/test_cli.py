@@ -95,3 +95,20 @@ def test_console_script_help() -> None:
     assert result.returncode == 0
     for command in ("check", "rotate", "history", "simulator", "ca"):
         assert command in result.stdout
+
+
+def test_status_history_and_retry_read_the_local_state_without_redis(
+    simulator: ClusterSimulator, inventory_path: Path, state_dir: Path
+) -> None:
+    simulator.fail_next(1, 400)  # RS refuses the certificate: a real failure, with backoff
+    result = runner.invoke(app, ["rotate", "sim", "cm", "--inline", "-c", str(inventory_path), "--json"])
+    assert result.exit_code == 2, result.output
+    status = runner.invoke(app, ["status", "-c", str(inventory_path), "--json"])
+    assert status.exit_code == 0, status.output
+    (row,) = json.loads(status.stdout)["certificates"]
+    assert (row["cert"], row["last_outcome"], row["failures"]) == ("cm", "refused", 1) and row["backoff"]
+    assert json.loads(runner.invoke(app, ["history", "--audit", "--json"]).stdout) == []  # no webhook here
+    cleared = runner.invoke(app, ["retry", "sim", "cm", "-c", str(inventory_path)])
+    assert cleared.exit_code == 0 and "backoff cleared (1 failure(s)" in cleared.stdout
+    assert json.loads(runner.invoke(app, ["status", "-c", str(inventory_path), "--json"]).stdout)[
+        "certificates"][0]["backoff"] is None

@@ -23,8 +23,9 @@ import pytest
 from conftest import handshake_fingerprint, start_simulator, write_inventory
 from processes import ROOT, RedisServer, wait_for
 
+from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.adapters.issuers.internal_ca import init_ca
-from rotation.adapters.state.local import LocalStore
+from rotation.adapters.state.local import LocalState
 from rotation.config import Inventory, load_inventory
 from rotation.core import certs
 from rotation.core.model import ClusterState, Outcome, RotationRecord, Step
@@ -221,14 +222,14 @@ def test_sigterm_after_the_push_rolls_back_on_the_way_out(
     env = {**os.environ, "ROTATION_STORE": "local", "ROTATION_STATE_DIR": str(state_dir)}
     process = _cli("rotate", "sim", "cm", "--inline", "-c", str(inventory_path), "--verify-deadline", "60s", env=env)
     try:
-        _record_reaching(lambda: LocalStore(state_dir).history("sim", "cm"), "verify")
+        _record_reaching(lambda: LocalState(state_dir, SYSTEM_CLOCK).history("sim", "cm"), "verify")
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
     finally:
         process.kill()
     assert process.returncode == 1, stderr
     assert "interrupted (SIGTERM)" in stderr
-    (record,) = LocalStore(state_dir).history("sim", "cm")
+    (record,) = LocalState(state_dir, SYSTEM_CLOCK).history("sim", "cm")
     assert record.outcome is Outcome.ROLLED_BACK and "interrupted (SIGTERM)" in (record.error or "")
     assert_one_certificate_named_by(record, simulator, original)
 
@@ -246,7 +247,7 @@ def test_a_rotation_paused_past_its_lease_is_fenced_off(
     ctx = ServiceContext()
     paused = _cli("rotate", "sim", "cm", "--inline", "--verify-deadline", "3s", "--json", env=env)
     try:
-        a = _record_reaching(lambda: ctx.store.history("sim", "cm"), "verify")
+        a = _record_reaching(lambda: ctx.state.history("sim", "cm"), "verify")
         os.kill(paused.pid, signal.SIGSTOP)
         lock = f"rotation:lock:{simulator.node_addresses[0]}:{simulator.config.api_port}:cm"
         wait_for(lambda: redis_server.client().get(lock) is None, 10, 0.05, what="A's lease to run out")
@@ -262,7 +263,7 @@ def test_a_rotation_paused_past_its_lease_is_fenced_off(
             os.kill(paused.pid, signal.SIGCONT)
             paused.kill()
     assert paused.returncode == 1
-    a = ctx.store.get(a.id)
+    a = ctx.state.get(a.id)
     assert a.outcome is Outcome.SUPERSEDED, a.error
     assert "took the lock" in (a.error or "") and "which this rotation did not push" in (a.error or "")
     assert len(simulator.received_update_bodies) == pushes  # A pushed nothing after it lost the lease
@@ -290,7 +291,7 @@ def test_redis_going_away_after_the_push_loses_nothing(
     assert stopped == [record.id] and record.outcome is Outcome.VERIFIED, record.error
     assert_one_certificate_named_by(record, simulator, record.new_fingerprint)
     assert list((Path(service_env["ROTATION_STATE_DIR"]) / "journal").glob("*.json"))  # kept locally
-    (stored,) = ctx.store.history("sim", "metrics_exporter")  # the first read writes it back
+    (stored,) = ctx.state.history("sim", "metrics_exporter")  # the first read writes it back
     assert stored.to_dict() == record.to_dict()
     assert not list((Path(service_env["ROTATION_STATE_DIR"]) / "journal").glob("*.json"))
 
@@ -309,12 +310,12 @@ def test_worker_killed_mid_rotation_is_resumed_by_the_redelivered_task(
     worker = start_service("worker", env=env)
     ctx = ServiceContext()
     rotation_id = RotationQueue(ctx).submit("sim", "cm")
-    _record_reaching(lambda: [r for r in [ctx.store.get(rotation_id)] if r], "verify")
+    _record_reaching(lambda: [r for r in [ctx.state.get(rotation_id)] if r], "verify")
     worker.kill()  # SIGKILL after the push, before verification finished
-    assert ctx.store.get(rotation_id).outcome is Outcome.IN_PROGRESS
+    assert ctx.state.get(rotation_id).outcome is Outcome.IN_PROGRESS
     simulator.clear_faults()  # node 3 catches up meanwhile
     start_service("worker", env=env)  # the unacked task comes back after the visibility timeout
-    record = wait_for(lambda: (r := ctx.store.get(rotation_id)) and r.outcome is not Outcome.IN_PROGRESS and r,
+    record = wait_for(lambda: (r := ctx.state.get(rotation_id)) and r.outcome is not Outcome.IN_PROGRESS and r,
                       60, 0.5, what="the redelivered rotation to end")
     assert "resume" in [s.name for s in record.steps]
     assert record.outcome is Outcome.VERIFIED, record.error
@@ -344,8 +345,8 @@ def test_a_worker_that_cannot_do_the_rotation_ends_its_record(
     (record,) = json.loads(result.stdout)
     assert record["outcome"] == "failed" and "SIM_PW_NOT_SET is not set" in record["error"]
     ctx = ServiceContext()
-    assert ctx.redis_store.pending() == {}
-    assert ctx.redis_store.stats().get("count|sim|cm|failed") == "1"
+    assert ctx.state.pending() == {}
+    assert ctx.state.stats().get("count|sim|cm|failed") == "1"
 
     result = runner.invoke(app, ["rotate", "sim", "proxy", "-c", str(other), "--json"])
     assert result.exit_code == 1, result.output

@@ -17,7 +17,8 @@ from processes import ROOT, free_port
 from test_bad_input import make_cert
 from typer.testing import CliRunner
 
-from rotation.adapters.state.local import FileLocker
+from rotation.adapters.clock import SYSTEM_CLOCK
+from rotation.adapters.state.local import LocalState
 from rotation.config import local_state_dir
 from rotation.core import certs
 from rotation.core.errors import RotationInProgress
@@ -125,10 +126,11 @@ def test_one_lock_per_cluster_whatever_the_name_or_folder(
     (tmp_path / "two").mkdir()
     identity = f"{simulator.node_addresses[0]}:{simulator.config.api_port}"
     monkeypatch.chdir(tmp_path / "one")
-    with FileLocker(local_state_dir()).hold(identity, "cm", "rotation abc (cli) from folder one"):
+    state = LocalState(local_state_dir(), SYSTEM_CLOCK)
+    with state.hold(identity, "cm", "rotation abc (cli) from folder one"):
         monkeypatch.chdir(tmp_path / "two")
         result = runner.invoke(app, ["rotate", "east", "cm", "--inline", "-c", str(east), "--json"])
-        with pytest.raises(RotationInProgress), FileLocker(local_state_dir()).hold(identity, "cm", "from two"):
+        with pytest.raises(RotationInProgress), state.hold(identity, "cm", "from two"):
             pass
     assert result.exit_code == 2, result.output
     (record,) = json.loads(result.stdout)
@@ -160,7 +162,7 @@ def test_backoff_counts_real_failures_and_rotation_retry_clears_it(
     from rotation.adapters.state.redis_lock import RedisLocker
 
     ctx = ServiceContext()
-    store = ctx.redis_store
+    store = ctx.state
 
     def state(cert: str) -> tuple[int, bool]:
         fields = store.state("sim", cert)

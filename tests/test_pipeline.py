@@ -13,7 +13,7 @@ from rotation.config import Inventory, load_inventory
 from rotation.core import certs
 from rotation.core.model import CertName, Outcome, RotationRecord
 from rotation.simulator import ClusterSimulator
-from rotation.usecases.history import record_store
+from rotation.usecases.context import ServiceContext
 from rotation.usecases.rotate.record import rotate_inline
 from rotation.usecases.rotate.run import RotationOptions
 
@@ -60,17 +60,16 @@ def test_rotation_of_each_certificate_is_verified_on_every_node(
         assert served_everywhere(simulator, cert) == {record.new_fingerprint}
         assert all(pair["after"] == record.new_fingerprint for pair in record.nodes.values())
     assert [s.name for s in record.steps] == ["read", "issue", "validate", "push", "verify"]
-    assert record_store().history("sim", str(cert))[0].id == record.id
+    assert ServiceContext().state.history("sim", str(cert))[0].id == record.id
 
 
 def test_api_rotation_keeps_the_client_working(
     simulator: ClusterSimulator, inventory: Inventory, state_dir: Path
 ) -> None:
     with open_cluster(inventory, "sim") as session:
-        from rotation.usecases.context import ServiceContext
         from rotation.usecases.rotate.pipeline import rotate
 
-        record = rotate(inventory, session, "api", store=record_store(), locker=ServiceContext().locker,
+        record = rotate(inventory, session, "api", state=ServiceContext().state,
                         options=RotationOptions(poll_interval=0.1))
         assert record.outcome is Outcome.VERIFIED, record.error
         # Same client, new connections: the REST API now presents a certificate from our CA.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from processes import RedisServer, free_port
 
-from rotation.adapters.state.redis import connect
+from rotation.adapters.state.redis_client import connect
 from rotation.adapters.state.redis_lock import RedisLease, RedisLocker
 from rotation.core.errors import RotationInProgress, StoreUnavailable, Superseded
 

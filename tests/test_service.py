@@ -25,7 +25,7 @@ ALL = {str(c) for c in CertName}
 
 def verified_certs(ctx: ServiceContext) -> dict[str, str]:
     """cert name -> new fingerprint of every verified rotation so far."""
-    return {r.cert_name: r.new_fingerprint or "" for r in ctx.store.history("sim", limit=100)
+    return {r.cert_name: r.new_fingerprint or "" for r in ctx.state.history("sim", limit=100)
             if r.outcome is Outcome.VERIFIED}
 
 
@@ -42,7 +42,7 @@ def test_beat_finds_due_certificates_and_workers_rotate_them(
         assert handshake_fingerprint(address, simulator.config.cm_port, FQDN) == done["cm"]
         assert handshake_fingerprint(address, simulator.config.api_port, FQDN) == done["api"]
         assert handshake_fingerprint(address, 12000, f"redis-12000.{FQDN}") == done["proxy"]
-    assert all(r.trigger == "beat" for r in ctx.store.history("sim", limit=100))
+    assert all(r.trigger == "beat" for r in ctx.state.history("sim", limit=100))
     # The next scans see healthy certificates and nothing more is queued.
     wait_for(lambda: all(row["health"] == "ok" for row in service_status(ctx)["certificates"])
              and len(service_status(ctx)["certificates"]) == 5, 30, 0.5, what="status ok")
@@ -87,7 +87,7 @@ def test_two_concurrent_requests_one_runs_one_is_refused(
     assert len(refused) == 1 and len(accepted) == 1, results
     assert "already in progress" in refused[0]
     ctx = ServiceContext()
-    record = wait_for(lambda: (r := ctx.store.get(accepted[0])) and r.outcome is not Outcome.IN_PROGRESS and r,
+    record = wait_for(lambda: (r := ctx.state.get(accepted[0])) and r.outcome is not Outcome.IN_PROGRESS and r,
                       30, what="the accepted rotation to end")
     assert record.outcome is Outcome.VERIFIED, record.error
     # Once it has ended, a new request is accepted again.
@@ -109,9 +109,9 @@ def test_failing_pushes_back_off_visibly_without_a_tight_loop(
 
     row = wait_for(backing_off, 60, 0.5, what="cm to back off")
     assert "500" in (row["last_error"] or "")
-    calls_then = len(ctx.store.history("sim", "cm", limit=1000))
+    calls_then = len(ctx.state.history("sim", "cm", limit=1000))
     time.sleep(6)  # three scan intervals: a backing-off certificate is not rotated again
-    assert len(ctx.store.history("sim", "cm", limit=1000)) == calls_then
+    assert len(ctx.state.history("sim", "cm", limit=1000)) == calls_then
     # And the CLI shows it.
     from typer.testing import CliRunner
 
@@ -129,7 +129,7 @@ def test_redis_restart_during_scans_the_service_recovers(
     start_service("worker")
     start_service("beat")
     ctx = ServiceContext()
-    wait_for(lambda: ctx.redis_store.scans().get("sim", {}).get("last_success"), 30, 0.5, what="a first scan")
+    wait_for(lambda: ctx.state.scans().get("sim", {}).get("last_success"), 30, 0.5, what="a first scan")
     redis_server.restart()  # no persistence: everything in Redis is gone, connections dropped
     wait_for(lambda: _safe_scans(ctx).get("sim", {}).get("last_success"), 60, 0.5,
              what="a scan after the Redis restart")
@@ -156,7 +156,7 @@ def _safe_scans(ctx: ServiceContext) -> dict:
     import redis
 
     try:
-        return ctx.redis_store.scans()
+        return ctx.state.scans()
     except redis.RedisError:
         return {}
 
@@ -178,7 +178,7 @@ def test_cli_rotate_goes_through_the_queue_and_follows(
     assert result.exit_code == 0
     rotation_id = result.stdout.strip()
     ctx = ServiceContext()
-    wait_for(lambda: (r := ctx.store.get(rotation_id)) and r.outcome is Outcome.VERIFIED, 30,
+    wait_for(lambda: (r := ctx.state.get(rotation_id)) and r.outcome is Outcome.VERIFIED, 30,
              what="the --no-wait rotation")
     result = runner.invoke(app, ["history", "--json"])
     assert {r["cert_name"] for r in json.loads(result.stdout)} >= {"metrics_exporter", "syncer"}
@@ -228,10 +228,10 @@ def test_nightly_policy_audit_task_records_drift_for_the_metrics(
         result = celery_app.send_task("rotation.audit_policy", args=["sim"]).get(timeout=60)
         assert result["drift"] >= 1
         ctx = ServiceContext()
-        text = generate_latest(registry_for(ctx.redis_store)).decode()
+        text = generate_latest(registry_for(ctx.state)).decode()
         line = next(x for x in text.splitlines() if x.startswith('rotation_tls_policy_drift{cluster="sim"}'))
         assert float(line.split()[-1]) >= 1
-        assert "1.1" in ctx.redis_store.scans()["sim"]["policy_summary"]
+        assert "1.1" in ctx.state.scans()["sim"]["policy_summary"]
         (posted,) = wait_for(lambda: receiver.texts("/notify"), 10, what="the drift notification")
         assert "TLS policy audit of sim" in posted and "1.1" in posted
     finally:

@@ -228,7 +228,7 @@ def test_signed_slack_rotate_is_acknowledged_then_the_result_is_posted(
     rotation_id = answer["text"].split("queued as ")[1].split()[0]
 
     ctx = ServiceContext()
-    record = wait_for(lambda: (r := ctx.store.get(rotation_id)) and r.outcome is not Outcome.IN_PROGRESS and r,
+    record = wait_for(lambda: (r := ctx.state.get(rotation_id)) and r.outcome is not Outcome.IN_PROGRESS and r,
                       30, 0.2, what="the rotation to end")
     assert record.outcome is Outcome.VERIFIED, record.error
     assert record.trigger == "chatops" and record.requested_by == f"slack:{TEAM}/{OPERATOR}"
@@ -345,7 +345,7 @@ def test_confirmation_nonces_are_single_use_personal_and_expire(
     assert "already used" in chat.click(nonce).json()["text"]  # single use
     rotation_id = queued["text"].split("queued as ")[1].split()[0]
     ctx = ServiceContext()
-    record = wait_for(lambda: (r := ctx.store.get(rotation_id)) and r.outcome is not Outcome.IN_PROGRESS and r,
+    record = wait_for(lambda: (r := ctx.state.get(rotation_id)) and r.outcome is not Outcome.IN_PROGRESS and r,
                       30, 0.2, what="the confirmed rotation")
     assert record.outcome is Outcome.VERIFIED, record.error
     # The click's response_url got the acknowledgement and then the result.
@@ -508,6 +508,8 @@ def test_several_processes_each_listen_a_dead_one_is_restarted_and_all_stop_with
         parent = process.process.pid
         children = wait_for(lambda: _two_listeners(port), 30, what="two processes listening")
         assert parent not in children  # each child has its own SO_REUSEPORT socket; the parent none
+        # A child listens before its app is built; one killed then is a start failure, not a crash.
+        wait_for(lambda: process.log().count("Application startup complete") == 2, 30, what="both processes serving")
         chat = Chat(f"http://127.0.0.1:{port}", receiver, redis_server.client())
         assert all(chat.slack("status sim").status_code == 200 for _ in range(4))
 

@@ -36,7 +36,7 @@ def notifier_for(ctx: ServiceContext) -> Notifier:
         log.warning("no notification webhook: %s", exc.message)
         url = None
     budget = None
-    if ctx.uses_redis:
+    if ctx.settings.has_queue:  # replies were registered in the service's Redis by the webhook
         try:
             box = ctx.secret_box
         except RotationError as exc:  # replies cannot be read back: results go to the notification webhook

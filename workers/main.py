@@ -59,14 +59,12 @@ def _serve_metrics(port: int, address: str) -> None:
     from rotation.core.errors import RotationError
     from rotation.usecases.context import ServiceContext
 
-    store = ServiceContext().redis_store
-    if store is None:
-        raise typer.BadParameter("metrics need the service's Redis (ROTATION_STORE=redis)")
+    state = ServiceContext().state
     try:
-        store.redis.ping()  # metrics are read from Redis: without it, one line and exit 2
+        state.ping()  # metrics are read from the service's state: without it, one line and exit 2
     except RotationError as exc:
         raise fail(exc.message) from None
-    start_http_server(port, addr=address, registry=registry_for(store))
+    start_http_server(port, addr=address, registry=registry_for(state))
 
 
 def _supervise(argv: list[str]) -> None:

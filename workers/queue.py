@@ -11,7 +11,6 @@ import uuid
 from datetime import timedelta
 
 from rotation.adapters.clock import utc_now
-from rotation.core.errors import ConfigError
 from rotation.core.model import RotationRecord, Trigger
 from rotation.usecases.context import ServiceContext, inventory_digest
 from rotation.usecases.queue import Claim
@@ -23,9 +22,8 @@ ROTATE_TASK = "rotation.rotate_certificate"
 class RotationQueue:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
-        if ctx.redis_store is None:
-            raise ConfigError("the queue needs Redis (ROTATION_STORE=redis and ROTATION_REDIS_URL)")
-        self.store = ctx.redis_store
+        ctx.settings.require_queue("the queue")
+        self.store = ctx.state
 
     def pending_ttl(self, countdown: float = 0.0) -> int:
         # Long enough for every retry of the task; short enough that a lost message frees the slot.
@@ -59,7 +57,8 @@ class RotationQueue:
         """The rest of ``submit`` once the pending marker is ours: record the rotation and send the task."""
         cluster, name, rotation_id = claim.cluster, claim.cert_name, claim.rotation_id
         inventory = self.ctx.inventory()
-        running = getattr(self.ctx.locker, "holder", lambda *_: None)(inventory.cluster(cluster).identity, name)
+        identity = inventory.cluster(cluster).identity
+        running = self.store.lock_holders([(identity, name)]).get((identity, name))
         if running:
             self.release(claim)
             raise claim.in_progress(running)

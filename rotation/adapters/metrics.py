@@ -1,7 +1,9 @@
-"""Prometheus metrics, computed from the service's state in Redis at scrape time.
+"""Prometheus metrics, computed from the service's state at scrape time (an adapter for prometheus_client).
 
-Reading Redis on each scrape keeps every worker's results in one place: any number of workers,
-one consistent view, and nothing lost when a worker restarts.
+Reading the state (Redis) on each scrape keeps every worker's results in one place: any number of
+workers, one consistent view, and nothing lost when a worker restarts. It lives with the adapters,
+not with the entry points: it only translates ``ServiceState`` into metric families; ``rotation
+worker --metrics-port`` and ``rotation metrics`` serve it.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ from datetime import datetime
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from rotation.adapters.state.redis import DURATION_BUCKETS, RedisStore
+from rotation.adapters.state.base import DURATION_BUCKETS, ServiceState
 
 
 class StateCollector(Collector):
-    def __init__(self, store: RedisStore) -> None:
+    def __init__(self, store: ServiceState) -> None:
         self.store = store
 
     def collect(self) -> Iterator:  # noqa: C901 - one block per metric family keeps it readable
@@ -75,7 +77,7 @@ class StateCollector(Collector):
         yield duration
 
 
-def registry_for(store: RedisStore) -> CollectorRegistry:
+def registry_for(store: ServiceState) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StateCollector(store))
     return registry

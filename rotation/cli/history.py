@@ -23,17 +23,14 @@ def history(
     as_json: JsonOption = False,
 ) -> None:
     """Rotation records, newest first (with --audit: the chat commands, allowed or refused)."""
-    from rotation.usecases.history import record_store
+    from rotation.usecases.history import chat_commands, rotation_history
 
-    if audit:
-        try:
-            entries = chat_commands(cluster, limit)
-        except RotationError as exc:
-            raise fail(exc.message) from None
-        print_audit(entries, as_json)
-        return
     try:
-        records = record_store().history(cluster, cert, limit)
+        ctx = ServiceContext()
+        if audit:
+            print_audit(chat_commands(ctx, limit, cluster), as_json)
+            return
+        records = rotation_history(ctx, cluster, cert, limit)
     except RotationError as exc:
         raise fail(exc.message) from None
     if as_json:
@@ -47,15 +44,6 @@ def history(
                                   r.outcome, (r.old_fingerprint or "-")[:16], (r.new_fingerprint or "-")[:16],
                                   (r.error or "")[:80])))
     console.print(table)
-
-
-def chat_commands(cluster: str | None, limit: int) -> list[dict[str, Any]]:
-    from rotation.chatops.audit import AuditLog
-
-    ctx = ServiceContext()
-    if not ctx.uses_redis:
-        raise fail("the chat audit lives in the service's Redis (ROTATION_STORE=redis)")
-    return AuditLog(ctx.redis).recent(limit, cluster)
 
 
 def print_audit(entries: list[dict[str, Any]], as_json: bool = False) -> None:
@@ -74,4 +62,4 @@ def print_audit(entries: list[dict[str, Any]], as_json: bool = False) -> None:
     console.print(table)
 
 
-__all__ = ["chat_commands", "history", "print_audit"]
+__all__ = ["history", "print_audit"]

@@ -176,7 +176,7 @@ def _queue(config: Path | None = None) -> RotationQueue | None:
         ctx = ServiceContext(config_path=config)
     except ConfigError as exc:
         raise fail(exc.message) from None
-    if queue_factory is None or ctx.redis_store is None:
+    if queue_factory is None or not ctx.settings.has_queue:
         reason = "no queue in this entry point" if queue_factory is None else "ROTATION_STORE=local has no queue"
         err_console.print(f"[yellow]{reason}: running the rotation in this process[/]")
         return None
@@ -201,7 +201,7 @@ def _rotate_queued(queue: RotationQueue, cluster: str, names: list[str], *, no_w
     if not as_json:
         err_console.print(line(f"queued {len(ids)} rotation(s): ", (" ".join(ids), ""),
                                "; following (Ctrl-C stops following)"))
-    records = follow(queue.ctx.store, queue, ids, None if as_json else _print_step)
+    records = follow(queue.ctx.state, queue, ids, None if as_json else _print_step)
     if refused:
         records += [RotationRecord(id="-", cluster=cluster, cert_name="?", trigger="cli", started_at=utc_now(),
                                    outcome=Outcome.REFUSED, error=m) for m in refused]

@@ -8,11 +8,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from rotation.cli.history import chat_commands, print_audit
+from rotation.cli.history import print_audit
 from rotation.cli.options import ConfigOption, JsonOption
 from rotation.cli.render import cell, console, err_console, fail
 from rotation.core.errors import RotationError
 from rotation.usecases.context import ServiceContext
+from rotation.usecases.history import chat_commands
 
 
 def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
@@ -28,7 +29,7 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     try:
         ctx = ServiceContext(config_path=config)
         report = service_status(ctx)
-        report["chat_commands"] = chat_commands(None, 10)
+        report["chat_commands"] = chat_commands(ctx, 10)
     except RotationError as exc:
         raise fail(exc.message) from None
     if as_json:

@@ -41,6 +41,16 @@ class ServiceSettings:
     visibility_timeout: timedelta = timedelta(minutes=20)
     policy_audit_hour: int = 3
 
+    @property
+    def has_queue(self) -> bool:
+        """Whether rotations can go through the queue (Celery over the service's Redis): not on one host
+        without Redis (``ROTATION_STORE=local``), where they run in the process that asks."""
+        return self.store == "redis"
+
+    def require_queue(self, who: str) -> None:
+        if not self.has_queue:
+            raise ConfigError(f"{who} needs the service's Redis (ROTATION_STORE=redis and ROTATION_REDIS_URL)")
+
     @classmethod
     def from_env(cls) -> ServiceSettings:
         env = os.environ

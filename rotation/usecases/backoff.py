@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from rotation.core.errors import ConfigError
 from rotation.usecases.context import ServiceContext
 
 
 def clear_backoff(ctx: ServiceContext, cluster: str, cert_name: str) -> dict[str, Any]:
     """`rotation retry`: forget the failures of one certificate so the next scan may rotate it."""
     plan = ctx.inventory().plan(cluster, cert_name)  # ConfigError for names the inventory does not know
-    if ctx.redis_store is None:
-        raise ConfigError("backoff lives in the service's Redis (ROTATION_STORE=redis)")
-    return ctx.redis_store.clear_backoff(cluster, str(plan.cert_name))
+    return ctx.state.clear_backoff(cluster, str(plan.cert_name))
 
 
 __all__ = ["clear_backoff"]

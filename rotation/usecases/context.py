@@ -1,9 +1,10 @@
-"""One process's wiring: the inventory, the store, the locks and the secrets, chosen once.
+"""One process's wiring: the inventory, the service's state, the secrets, the REST sessions, the clock.
 
-``ServiceContext`` picks the storage (Redis for the service, local files with
-``ROTATION_STORE=local``). ``preflight`` is what the worker, beat and webhook check before they
-start: a process that cannot do its work refuses to start (exit 2) instead of taking tasks it
-would leave half-recorded.
+``ServiceContext`` is built once per process (a worker, the webhook, a CLI command) and handed to
+the use cases; the state it opens is Redis for the service or local files with
+``ROTATION_STORE=local`` (``rotation.adapters.state.open_state``). ``preflight`` is what the
+worker, beat and webhook check before they start: a process that cannot do its work refuses to
+start (exit 2) instead of taking tasks it would leave half-recorded.
 """
 
 from __future__ import annotations
@@ -15,16 +16,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.adapters.cluster import SessionPool
-from rotation.adapters.secrets import LocalSecretStore, SecretBox, SecretStore
-from rotation.adapters.state.local import FileLocker, LocalStore, Locker, RecordStore
-from rotation.config import Inventory, ServiceSettings, load_inventory, local_state_dir, resolve_config_path
+from rotation.adapters.secrets import SecretBox, SecretStore
+from rotation.adapters.state import ServiceState, open_state
+from rotation.config import Inventory, ServiceSettings, load_inventory, resolve_config_path
+from rotation.core.clock import Clock
 from rotation.core.errors import ConfigError, RotationError
-
-if TYPE_CHECKING:
-    from rotation.adapters.state.redis import RedisStore
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +40,13 @@ class ServiceContext:
     """Storage, locks and secrets for one process, chosen once from ServiceSettings."""
 
     def __init__(self, settings: ServiceSettings | None = None, config_path: str | Path | None = None, *,
-                 inventory: Callable[[], Inventory] | None = None, redis: Any = None) -> None:
+                 inventory: Callable[[], Inventory] | None = None, redis: Any = None,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         """``inventory`` replaces reading ``config_path`` (the webhook's watched copy); ``redis`` the
         client made from the settings (the webhook's, with its short timeouts)."""
         self.settings = settings or ServiceSettings.from_env()
         self.config_path = config_path
+        self.clock = clock
         self._inventory_source = inventory
         self._inventory_cache: tuple[_Stamp, Inventory] | None = None
         self._broken: _Stamp | None = None  # the edit that did not load (reported once)
@@ -82,69 +84,43 @@ class ServiceContext:
         return inventory
 
     def _note_inventory(self, path: Path, problem: str | None, good: _Stamp | None = None) -> None:
-        """Tell `rotation status` (through Redis) that this host runs on an older inventory, or not any more."""
-        if not self.uses_redis:
-            return
+        """Tell `rotation status` (through the state) that this host runs on an older inventory, or not any more."""
         host = f"{socket.gethostname()}:{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]}"
         note = None
         if problem:
             loaded = datetime.fromtimestamp(((good and good[1]) or 0) / 1e9, UTC).isoformat(timespec="seconds")
             note = {"path": str(path), "host": socket.gethostname(), "error": problem, "kept_from": loaded,
-                    "since": datetime.now(UTC).isoformat(timespec="seconds")}
+                    "since": self.clock.now().isoformat(timespec="seconds")}
         try:
-            self.store.note_inventory(host, note)  # type: ignore[attr-defined]
+            self.state.note_inventory(host, note)
         except RotationError as exc:
-            log.warning("could not record the inventory problem in Redis: %s", exc.message)
+            log.warning("could not record the inventory problem in the service's state: %s", exc.message)
 
     @cached_property
     def sessions(self) -> SessionPool:
-        """REST clients reused by this process's scans (a worker scans the same clusters all day)."""
+        """REST clients reused by this process's scans and rotations (a worker works on the same clusters all day)."""
         return SessionPool()
 
     @cached_property
     def redis(self) -> Any:
-        from rotation.adapters.state.redis import connect
+        """The service's Redis client (the state's, the broker's host): chat replies and the webhook use it too."""
+        from rotation.adapters.state.redis_client import connect
 
         return connect(self.settings.redis_url)
 
-    @property
-    def uses_redis(self) -> bool:
-        return self.settings.store == "redis"
-
     @cached_property
-    def store(self) -> RecordStore:
-        if self.uses_redis:
-            from rotation.adapters.state.journal import RecordJournal
-            from rotation.adapters.state.redis import RedisStore
-
-            return RedisStore(self.redis, RecordJournal(local_state_dir() / "journal"))
-        return LocalStore(local_state_dir())
-
-    @property
-    def redis_store(self) -> RedisStore | None:
-        """The Redis store when the service runs with Redis (state, scans, metrics live there)."""
-        return self.store if self.uses_redis else None  # type: ignore[return-value]
-
-    @cached_property
-    def locker(self) -> Locker:
-        if self.uses_redis:
-            from rotation.adapters.state.redis_lock import RedisLocker
-
-            return RedisLocker(self.redis, self.settings.lock_lease.total_seconds())
-        return FileLocker(local_state_dir())
+    def state(self) -> ServiceState:
+        """Everything the service remembers (``rotation.adapters.state``), chosen once from the settings."""
+        return open_state(self.settings, self.clock, lambda: self.redis)
 
     @cached_property
     def secret_box(self) -> SecretBox:
         """The service's encryption key(s); ConfigError when none is configured."""
-        return SecretBox.from_env(state_dir=None if self.uses_redis else local_state_dir())
+        return SecretBox.from_env(state_dir=self.state.local_key_dir)
 
     @cached_property
     def secrets(self) -> SecretStore:
-        if self.uses_redis:
-            from rotation.adapters.state.redis import RedisSecretStore
-
-            return RedisSecretStore(self.redis, self.secret_box)
-        return LocalSecretStore(local_state_dir(), self.secret_box)
+        return self.state.secret_store(self.secret_box)
 
 
 def preflight(ctx: ServiceContext) -> Inventory:
@@ -152,8 +128,7 @@ def preflight(ctx: ServiceContext) -> Inventory:
     valid ROTATION_SECRET_KEY (a RotationError naming the problem). Clusters whose password this environment
     cannot read are only warned about: their rotations end `failed` with that reason."""
     inventory = ctx.inventory()
-    if ctx.uses_redis:
-        ctx.redis.ping()  # RedisUnavailable: one line naming the URL
+    ctx.state.ping()  # Redis unreachable: one line naming the URL
     ctx.secret_box.encrypt(b"preflight")  # a key that is set but not a Fernet key fails here, not per task
     ctx._note_inventory(resolve_config_path(ctx.config_path), None)  # it loads: drop this host's old note
     for name, cluster in inventory.clusters.items():

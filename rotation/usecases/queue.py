@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from rotation.adapters.clock import utc_now
-from rotation.adapters.state.local import RecordStore
+from rotation.adapters.state import RecordStore
 from rotation.core.errors import RotationInProgress
 from rotation.core.model import Outcome, RotationRecord, Step, Trigger
 from rotation.usecases.context import ServiceContext

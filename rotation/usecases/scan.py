@@ -127,15 +127,12 @@ def scan_cluster(ctx: ServiceContext, cluster: str, *, now: datetime | None = No
 
 
 def _record_scan(ctx: ServiceContext, cluster: str, *, ok: bool, error: str | None = None) -> None:
-    if ctx.redis_store:
-        ctx.redis_store.record_scan(cluster, ok=ok, error=error)
+    ctx.state.record_scan(cluster, ok=ok, error=error)
 
 
 def _save_scan(ctx: ServiceContext, cluster: str, states: list[CertState], now: datetime) -> dict[str, str | None]:
     """What every node serves, per certificate, for `status` and the metrics (one Redis round trip)."""
-    if ctx.redis_store is None:
-        return {}
-    return ctx.redis_store.save_scan(cluster, {
+    return ctx.state.save_scan(cluster, {
         str(state.cert_name): {
             "served": {s.endpoint.label: s.fingerprint for s in state.served},
             "not_after": {s.endpoint.label: s.not_after.isoformat() for s in state.served if s.not_after},

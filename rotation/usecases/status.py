@@ -1,4 +1,4 @@
-"""The service's view of every certificate, read from Redis (for `rotation status` and chat)."""
+"""`rotation status` and chat's `status`: the service's view of every certificate, read from its state."""
 
 from __future__ import annotations
 
@@ -18,13 +18,12 @@ def _short_time(value: str | None) -> str | None:
 
 def _lock_holders(ctx: ServiceContext, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
     """Who holds each (cluster, cert) lock; locks are keyed by the cluster's identity (its REST URL)."""
-    holders = getattr(ctx.locker, "holders", None)
     try:
         clusters = ctx.inventory().clusters
     except ConfigError:
         return {}  # no inventory here: the rotations in flight still show through their pending markers
     keyed = {(clusters[name].identity, cert): (name, cert) for name, cert in pairs if name in clusters}
-    return {keyed[key]: holder for key, holder in holders(list(keyed)).items()} if holders else {}
+    return {keyed[key]: holder for key, holder in ctx.state.lock_holders(list(keyed)).items()}
 
 
 def _backoff(state: dict[str, Any]) -> dict[str, Any] | None:
@@ -36,9 +35,7 @@ def _backoff(state: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def service_status(ctx: ServiceContext, cluster: str | None = None) -> dict[str, Any]:
-    store = ctx.redis_store
-    if store is None:
-        raise ConfigError("`status` reads the service's state in Redis (ROTATION_STORE=redis)")
+    store = ctx.state
     states = store.all_states()  # Redis unreachable: StoreUnavailable names it (password redacted)
     pending = store.pending()
     scans = store.scans()

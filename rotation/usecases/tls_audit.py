@@ -93,9 +93,7 @@ def audit_clusters(inventory: Inventory, names: list[str] | None = None, *,
 def audit_policy(ctx: ServiceContext, cluster: str) -> Any:
     """Audit one cluster's TLS versions and ciphers by handshakes; keep the drift count for the metrics."""
     report = audit_cluster(ctx.inventory(), cluster)
-    if ctx.redis_store is not None:
-        ctx.redis_store.record_policy_audit(cluster, drift=len(report.drift), errors=len(report.errors),
-                                            summary=report.summary())
+    ctx.state.record_policy_audit(cluster, drift=len(report.drift), errors=len(report.errors), summary=report.summary())
     return report
 
 

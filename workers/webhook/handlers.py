@@ -31,7 +31,6 @@ from rotation.chatops.replay import Replayed, ReplayGuard, request_mark
 from rotation.chatops.signatures import TOLERANCE, SignatureError, verify_generic, verify_slack, verify_token
 from rotation.config import ServiceSettings, resolve_config_path
 from rotation.config.reply_urls import admit
-from rotation.core.errors import ConfigError
 from rotation.usecases.context import ServiceContext
 from rotation.usecases.status import service_status
 from workers.webhook.ports import Checked, GuardedAudit, LoopRotations, ThreadedTasks
@@ -52,8 +51,7 @@ class Webhook:
         self.limiter = anyio.CapacityLimiter(threads)
         self.watcher = InventoryWatcher(resolve_config_path(config_path))
         settings = ServiceSettings.from_env()
-        if settings.store != "redis":
-            raise ConfigError("the webhook needs the service's Redis (ROTATION_STORE=redis)")
+        settings.require_queue("the webhook")
         # One connection pool for the process, with timeouts that fit inside Slack's 3 s.
         self.redis = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=1.0,
                                           socket_connect_timeout=1.0, health_check_interval=30)
@@ -105,7 +103,7 @@ class Webhook:
             inventory=lambda: snapshot.inventory,
             allow=lambda: snapshot.allow,
             status=self.status.get,
-            history=partial(self.in_thread, self.ctx.store.history),
+            history=partial(self.in_thread, self.ctx.state.history),
             rotations=LoopRotations(self.queue, self.in_thread, guard),
             tasks=Checked(ThreadedTasks(self.tasks, self.in_thread), guard),
             confirmations=Checked(Confirmations(self.aredis, snapshot.inventory.chatops.confirm_ttl), guard),

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from rotation.adapters.state.chat_audit import append_command
 from rotation.adapters.state.redis import claim_pending_command
-from rotation.chatops.audit import AuditRecord, append_command
+from rotation.chatops.audit import AuditRecord
 from rotation.chatops.replay import ReplayGuard
 from rotation.core.model import Trigger
 from rotation.usecases.queue import Claim
@@ -26,7 +27,7 @@ class GuardedAudit:
         self.guard = guard
 
     async def append(self, record: AuditRecord) -> None:
-        await self.guard.eval(*append_command(record))
+        await self.guard.eval(*append_command(record.to_dict()))
 
 
 class LoopRotations:

@@ -1,4 +1,4 @@
-"""The service's state in Redis: records, history, per-certificate state, leased locks, secrets.
+"""The service's state in Redis (``ServiceState``): shared by every worker, beat and the webhook.
 
 Key layout (prefix ``rotation:``)::
 
@@ -9,98 +9,60 @@ Key layout (prefix ``rotation:``)::
     scan:<c>                       hash: last successful scan, last error, last policy audit
     index:state|scan|pending       sets of the keys above (listing them never SCANs the keyspace)
     lock:<id>:<cert>, fence:<id>:<cert>   the running rotation's lease and fencing token, keyed by the
-                                   cluster's identity (REST host:port): see ``rotation.adapters.state.redis_lock``
+                                   cluster's identity (REST host:port): see ``redis_lock``
     pending:<c>:<cert>             rotation id queued or running (refuses a second request)
     inventory:<host>               a worker's inventory that no longer loads (kept the last good one)
     secret:<key>                   Fernet ciphertext (previous key for rollback, ACME accounts)
     stats                          hash: rotation counts and duration sums for the metrics
+    chatops:audit[:<c>]            the chat audit trail (``chat_audit``)
+
+With a ``journal``, a record that cannot be saved is kept on local disk (and the error still
+raised); the next save or read that reaches Redis writes it back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import redis
-import redis.client
 
-from rotation.adapters.secrets import SecretBox
+from rotation.adapters.secrets import SecretBox, SecretStore
+from rotation.adapters.state import chat_audit
+from rotation.adapters.state.base import Lease, decode_value, encode_fields, rotation_counts
 from rotation.adapters.state.journal import RecordJournal
+from rotation.adapters.state.redis_lock import RedisLocker
+from rotation.core.clock import Clock
 from rotation.core.errors import StoreUnavailable
 from rotation.core.model import RotationRecord
-from rotation.core.redaction import redact_url
 
 log = logging.getLogger(__name__)
 
 PREFIX = "rotation:"
 HISTORY_KEEP = 2000
-DURATION_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, float("inf"))
-
-
-class RedisUnavailable(StoreUnavailable, redis.ConnectionError):
-    """Redis cannot be reached: a RotationError for the entry points (one line, exit 2) and still a
-    ``redis.ConnectionError`` for code that retries on those."""
-
-
-def _unavailable(url: str, exc: redis.RedisError) -> RedisUnavailable:
-    return RedisUnavailable(f"Redis at {url} is unreachable ({exc})")
-
-
-class _Pipeline(redis.client.Pipeline):
-    redacted_url = "redis"
-
-    def execute(self, raise_on_error: bool = True) -> list[Any]:
-        try:
-            return super().execute(raise_on_error)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if isinstance(exc, RedisUnavailable):
-                raise
-            raise _unavailable(self.redacted_url, exc) from exc
-
-
-class _Client(redis.Redis):
-    """The service's Redis client: connection failures become one clear error naming the URL
-    (password redacted), translated here once for every command and pipeline."""
-
-    redacted_url = "redis"
-
-    def execute_command(self, *args: Any, **options: Any) -> Any:
-        try:
-            return super().execute_command(*args, **options)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if isinstance(exc, RedisUnavailable):
-                raise
-            raise _unavailable(self.redacted_url, exc) from exc
-
-    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> _Pipeline:
-        pipe = _Pipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
-        pipe.redacted_url = self.redacted_url
-        return pipe
-
-
-def connect(url: str) -> redis.Redis:
-    client = _Client.from_url(url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5,
-                              health_check_interval=30, retry_on_timeout=True)
-    client.redacted_url = redact_url(url)
-    return client
 
 
 def _key(*parts: str) -> str:
     return PREFIX + ":".join(parts)
 
 
-class RedisStore:
-    """Records and per-certificate state. Implements ``rotation.adapters.state.local.RecordStore``.
+class RedisState:
+    """``rotation.adapters.state.base.ServiceState`` over one Redis client (``decode_responses=True``)."""
 
-    With a ``journal``, a record that cannot be saved is kept on local disk (and the error still
-    raised); the next save or read that reaches Redis writes it back.
-    """
+    local_key_dir: Path | None = None  # the service's key comes from the environment, never a file
 
-    def __init__(self, client: redis.Redis, journal: RecordJournal | None = None) -> None:
+    def __init__(self, client: redis.Redis, clock: Clock, *, journal: RecordJournal | None = None,
+                 lock_lease: float = 30.0) -> None:
         self.redis = client
+        self.clock = clock
         self.journal = journal
+        self.locker = RedisLocker(client, lock_lease, clock)
+
+    def ping(self) -> None:
+        self.redis.ping()  # RedisUnavailable: one line naming the URL
 
     # --- records -----------------------------------------------------------------------
     def save(self, record: RotationRecord) -> None:
@@ -153,7 +115,7 @@ class RedisStore:
 
     # --- per-certificate state ------------------------------------------------------------
     def update_state(self, cluster: str, cert_name: str, **fields: Any) -> None:
-        encoded = _encode(fields)
+        encoded = encode_fields(fields)
         if encoded:
             pipe = self.redis.pipeline(transaction=False)
             pipe.hset(_key("state", cluster, cert_name), mapping=encoded)
@@ -167,9 +129,9 @@ class RedisStore:
         for cert_name in states:
             pipe.hget(_key("state", cluster, cert_name), "next_attempt")
         for cert_name, fields in states.items():
-            pipe.hset(_key("state", cluster, cert_name), mapping=_encode(fields))
+            pipe.hset(_key("state", cluster, cert_name), mapping=encode_fields(fields))
             pipe.sadd(_key("index", "state"), f"{cluster}:{cert_name}")
-        pipe.hset(_key("scan", cluster), mapping={"last_success": datetime.now(UTC).isoformat(), "last_error": ""})
+        pipe.hset(_key("scan", cluster), mapping={"last_success": self.clock.now().isoformat(), "last_error": ""})
         pipe.sadd(_key("index", "scan"), cluster)
         results = pipe.execute()
         return dict(zip(states, results[: len(states)], strict=True))
@@ -207,13 +169,13 @@ class RedisStore:
 
     def state(self, cluster: str, cert_name: str) -> dict[str, Any]:
         raw = self.redis.hgetall(_key("state", cluster, cert_name))
-        return {k: _maybe_json(v) for k, v in raw.items()}
+        return {k: decode_value(v) for k, v in raw.items()}
 
     def all_states(self) -> dict[tuple[str, str], dict[str, Any]]:
         # An index set, not SCAN: SCAN walks the whole keyspace (replay caches, broker keys...).
         members = sorted(self.redis.smembers(_key("index", "state")))
         values = self._pipelined("hgetall", [_key("state", m) for m in members])
-        return {tuple(m.split(":", 1)): {k: _maybe_json(v) for k, v in raw.items()}  # type: ignore[misc]
+        return {tuple(m.split(":", 1)): {k: decode_value(v) for k, v in raw.items()}  # type: ignore[misc]
                 for m, raw in zip(members, values, strict=True) if raw}
 
     def _pipelined(self, command: str, keys: list[str]) -> list[Any]:
@@ -224,7 +186,7 @@ class RedisStore:
         return pipe.execute() if keys else []
 
     def record_scan(self, cluster: str, *, ok: bool, error: str | None = None) -> None:
-        now = datetime.now(UTC).isoformat()
+        now = self.clock.now().isoformat()
         fields = {"last_success": now, "last_error": ""} if ok else {"last_failure": now, "last_error": error or ""}
         self._save_scan_fields(cluster, fields)
 
@@ -236,7 +198,7 @@ class RedisStore:
 
     def record_policy_audit(self, cluster: str, *, drift: int, errors: int, summary: str) -> None:
         self._save_scan_fields(cluster, {
-            "policy_audit": datetime.now(UTC).isoformat(), "policy_drift": drift, "policy_errors": errors,
+            "policy_audit": self.clock.now().isoformat(), "policy_drift": drift, "policy_errors": errors,
             "policy_summary": summary,
         })
 
@@ -247,21 +209,26 @@ class RedisStore:
 
     # --- statistics for the metrics -----------------------------------------------------
     def count_rotation(self, record: RotationRecord) -> None:
-        if record.finished_at is None:
+        counts = rotation_counts(record)
+        if not counts:
             return
-        seconds = (record.finished_at - record.started_at).total_seconds()
-        label = f"{record.cluster}|{record.cert_name}|{record.outcome}"
         pipe = self.redis.pipeline()
-        pipe.hincrby(_key("stats"), f"count|{label}", 1)
-        pipe.hincrbyfloat(_key("stats"), f"duration_sum|{record.outcome}", seconds)
-        pipe.hincrby(_key("stats"), f"duration_count|{record.outcome}", 1)
-        for bound in DURATION_BUCKETS:
-            if seconds <= bound:
-                pipe.hincrby(_key("stats"), f"duration_bucket|{record.outcome}|{bound}", 1)
+        for name, amount in counts.items():
+            if isinstance(amount, int):
+                pipe.hincrby(_key("stats"), name, amount)
+            else:
+                pipe.hincrbyfloat(_key("stats"), name, amount)
         pipe.execute()
 
     def stats(self) -> dict[str, str]:
         return self.redis.hgetall(_key("stats"))
+
+    # --- locks, queue markers -------------------------------------------------------------
+    def hold(self, cluster: str, cert_name: str, owner: str) -> contextlib.AbstractContextManager[Lease]:
+        return self.locker.hold(cluster, cert_name, owner)
+
+    def lock_holders(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        return self.locker.holders(pairs)
 
     # --- queue markers -------------------------------------------------------------------
     def claim_pending(self, cluster: str, cert_name: str, rotation_id: str, ttl_seconds: int) -> str | None:
@@ -284,16 +251,12 @@ class RedisStore:
         return {tuple(m.split(":", 1)): value  # type: ignore[misc]
                 for m, value in zip(members, values, strict=True) if value}
 
+    # --- the chat audit trail, secrets ------------------------------------------------------
+    def chat_commands(self, limit: int = 50, cluster: str | None = None) -> list[dict[str, Any]]:
+        return chat_audit.recent(self.redis, limit, cluster)
 
-def _encode(fields: dict[str, Any]) -> dict[str, str]:
-    return {k: (json.dumps(v) if not isinstance(v, str) else v) for k, v in fields.items() if v is not None}
-
-
-def _maybe_json(value: str) -> Any:
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
+    def secret_store(self, box: SecretBox) -> SecretStore:
+        return RedisSecretStore(self.redis, box)
 
 
 _CLAIM = """
@@ -326,7 +289,7 @@ def _compare_and_delete(client: redis.Redis, key: str, value: str) -> None:
 
 
 class RedisSecretStore:
-    """Encrypted blobs in Redis. Implements ``rotation.adapters.secrets.SecretStore``."""
+    """Encrypted blobs in Redis. A ``rotation.adapters.secrets.SecretStore``."""
 
     def __init__(self, client: redis.Redis, box: SecretBox) -> None:
         self.redis = client
@@ -341,3 +304,6 @@ class RedisSecretStore:
 
     def delete(self, key: str) -> None:
         self.redis.delete(_key("secret", key))
+
+
+__all__ = ["HISTORY_KEEP", "RedisSecretStore", "RedisState", "claim_pending_command"]

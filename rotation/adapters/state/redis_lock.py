@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 
 import redis
 
+from rotation.core.clock import Clock
 from rotation.core.errors import RotationInProgress, Superseded
 
 log = logging.getLogger(__name__)
@@ -126,15 +127,16 @@ class RedisLease:
 
 
 class RedisLocker:
-    """One rotation per (cluster identity, certificate). Implements ``rotation.adapters.state.local.Locker``.
+    """One rotation per (cluster identity, certificate): the Redis side of ``ServiceState.hold``.
 
     If the worker dies, renewals stop and the lease expires after ``lease_seconds``; a redelivered
     task can then take over (and the dead worker's token is fenced off for good).
     """
 
-    def __init__(self, client: redis.Redis, lease_seconds: float = 30.0) -> None:
+    def __init__(self, client: redis.Redis, lease_seconds: float = 30.0, clock: Clock | None = None) -> None:
         self.redis = client
         self.lease_ms = int(lease_seconds * 1000)
+        self.monotonic = clock.monotonic if clock is not None else time.monotonic
 
     def holder(self, cluster: str, cert_name: str) -> str | None:
         return self.redis.get(_key("lock", cluster, cert_name))
@@ -147,7 +149,7 @@ class RedisLocker:
     @contextlib.contextmanager
     def hold(self, cluster: str, cert_name: str, owner: str) -> Iterator[RedisLease]:
         value = f"{owner} on {socket.gethostname()} pid {os.getpid()} #{os.urandom(4).hex()}"
-        lease = RedisLease(self.redis, cluster, cert_name, value, self.lease_ms)
+        lease = RedisLease(self.redis, cluster, cert_name, value, self.lease_ms, self.monotonic)
         if not lease.acquire():
             raise RotationInProgress(f"{cluster}/{cert_name}: a rotation is already in progress "
                                      f"({self.holder(cluster, cert_name) or 'lock just released'})")

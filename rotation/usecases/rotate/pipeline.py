@@ -22,7 +22,7 @@ from rotation.adapters.cluster import ClusterSession, build_issuer, default_key_
 from rotation.adapters.issuers import Issuer
 from rotation.adapters.issuers.base import read_issuer_file
 from rotation.adapters.logs import rotation_context
-from rotation.adapters.state.local import Locker, RecordStore
+from rotation.adapters.state import ServiceState
 from rotation.adapters.tls.trust import handshake_error
 from rotation.config import CertPlan, Inventory
 from rotation.core import certs
@@ -51,8 +51,7 @@ def rotate(
     session: ClusterSession,
     cert_name: CertName | str,
     *,
-    store: RecordStore,
-    locker: Locker,
+    state: ServiceState,
     options: RotationOptions | None = None,
 ) -> RotationRecord:
     """Rotate one certificate of one cluster. Always returns the record; never raises for a
@@ -61,7 +60,7 @@ def rotate(
     options = options or RotationOptions()
     plan = inventory.plan(session.name, cert_name)
     name = plan.cert_name
-    existing = store.get(options.rotation_id) if options.rotation_id else None
+    existing = state.get(options.rotation_id) if options.rotation_id else None
     if existing is not None and existing.outcome is not Outcome.IN_PROGRESS:
         return existing  # a redelivered task whose rotation already ended: nothing to do
     record = existing or RotationRecord(
@@ -73,12 +72,12 @@ def rotate(
         requested_by=options.requested_by,
         dry_run=options.dry_run,
     )
-    run = Run(session, record, options, store, name)
+    run = Run(session, record, options, state, name)
     ends = True
     try:
         owner = f"rotation {record.id} ({record.trigger})"
         with rotation_context(record.id, session.name, str(name)), \
-                locker.hold(session.settings.identity, str(name), owner) as lease:
+                state.hold(session.settings.identity, str(name), owner) as lease:
             run.lease = lease
             run.save()
             if existing is not None and existing.pushed:

@@ -40,9 +40,7 @@ def backoff_delay(failures: int, settings: ServiceSettings, retry_after: float |
 def note_outcome(ctx: ServiceContext, record: RotationRecord, *, final: bool = True) -> None:
     """After a rotation: metrics counters, last rotation, and the per-certificate backoff. Only real
     failures count (not dry runs, not "already in progress", not superseded); a good result clears it."""
-    store = ctx.redis_store
-    if store is None:
-        return
+    store = ctx.state
     store.count_rotation(record)
     fields: dict[str, Any] = {"last_rotation": record.id, "last_outcome": str(record.outcome)}
     if record.outcome in (Outcome.VERIFIED, Outcome.DRY_RUN):
@@ -89,7 +87,7 @@ def run_rotation(
             )
         options.secrets = ctx.secrets
         with open_cluster(loaded, cluster) as session:
-            return rotate(loaded, session, cert_name, store=ctx.store, locker=ctx.locker, options=options)
+            return rotate(loaded, session, cert_name, state=ctx.state, options=options)
     except RotationInProgress:
         raise
     except Exception as exc:
@@ -103,7 +101,7 @@ def _ended_before_start(ctx: ServiceContext, cluster: str, cert_name: str, optio
         log.exception("rotation %s of %s/%s failed unexpectedly", options.rotation_id, cluster, cert_name)
     record = None
     with contextlib.suppress(RotationError):
-        record = ctx.store.get(options.rotation_id) if options.rotation_id else None
+        record = ctx.state.get(options.rotation_id) if options.rotation_id else None
     if record is not None and record.outcome is not Outcome.IN_PROGRESS:
         return record
     record = record or RotationRecord(id=options.rotation_id or uuid.uuid4().hex[:12], cluster=cluster,
@@ -112,7 +110,7 @@ def _ended_before_start(ctx: ServiceContext, cluster: str, cert_name: str, optio
     record.outcome, record.error, record.finished_at = Outcome.FAILED, describe(exc), utc_now()
     record.retryable = isinstance(exc, StoreUnavailable)
     try:
-        ctx.store.save(record)
+        ctx.state.save(record)
     except RotationError as failure:
         log.error("rotation %s: record not saved: %s", record.id, failure.message)
     return record
@@ -128,7 +126,7 @@ def rotate_inline(
     with open_cluster(inventory, cluster) as session:
         records = []
         for name in cert_names:
-            record = rotate(inventory, session, name, store=ctx.store, locker=ctx.locker, options=options)
+            record = rotate(inventory, session, name, state=ctx.state, options=options)
             try:
                 note_outcome(ctx, record)
             except StoreUnavailable as exc:  # the record is journaled; the result still stands

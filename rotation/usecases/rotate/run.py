@@ -17,7 +17,8 @@ from rotation.adapters.clock import utc_now
 from rotation.adapters.cluster import ClusterSession
 from rotation.adapters.issuers.base import Issuer
 from rotation.adapters.secrets import SecretStore
-from rotation.adapters.state.local import KernelLease, Lease, RecordStore
+from rotation.adapters.state import Lease, RecordStore
+from rotation.adapters.state.local import KernelLease
 from rotation.core.errors import Interrupted, RotationError
 from rotation.core.model import CertName, RotationRecord, SecretPEM, Step, Trigger
 from rotation.usecases.rotate import interrupts
