@@ -34,6 +34,7 @@ from acme_fixtures import (  # noqa: F401 - fixtures
     pebble_eab,
 )
 from conftest import write_inventory
+from support.rotate import rotate_here
 
 from rotation.adapters.cluster import build_issuer
 from rotation.adapters.dns import RFC2136Provider
@@ -46,7 +47,6 @@ from rotation.core import certs
 from rotation.core.errors import IssuerError
 from rotation.core.model import CertName, CertRequest, KeyType, Outcome, RotationRecord
 from rotation.simulator import ClusterSimulator
-from rotation.usecases.rotate.record import rotate_inline
 from rotation.usecases.rotate.run import RotationOptions
 
 HOSTS = (ZONE, f"*.{ZONE}")
@@ -75,7 +75,7 @@ def acme_inventory(tmp_path: Path, sim: ClusterSimulator, ca_files: tuple[Path, 
 
 
 def rotate(inventory: Inventory, cert: str, **options: object) -> RotationRecord:
-    (record,) = rotate_inline(inventory, "sim", [cert], RotationOptions(poll_interval=0.1, **options))  # type: ignore[arg-type]
+    (record,) = rotate_here(inventory, "sim", [cert], RotationOptions(poll_interval=0.1, **options))  # type: ignore[arg-type]
     return record
 
 

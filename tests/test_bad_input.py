@@ -11,6 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from support.rotate import rotate_here
 
 from rotation.adapters.issuers.files import FileIssuer
 from rotation.config import Inventory, load_inventory
@@ -18,7 +19,6 @@ from rotation.core import certs
 from rotation.core.errors import ConfigError
 from rotation.core.model import CertName, Outcome
 from rotation.simulator import ClusterSimulator
-from rotation.usecases.rotate.record import rotate_inline
 from rotation.usecases.rotate.run import RotationOptions
 
 FQDN = "cluster.test.local"
@@ -70,7 +70,7 @@ def chain_with_intermediate(**leaf: object) -> tuple[list[str], str]:
 
 def refused(simulator: ClusterSimulator, inventory: Inventory, issuer: FileIssuer) -> str:
     before = simulator.cluster_cert_pem("proxy")
-    (record,) = rotate_inline(inventory, "sim", ["proxy"], RotationOptions(issuer=issuer))
+    (record,) = rotate_here(inventory, "sim", ["proxy"], RotationOptions(issuer=issuer))
     assert record.outcome is Outcome.REFUSED, record
     assert "push" not in [s.name for s in record.steps]
     assert not simulator.received_update_bodies
@@ -115,12 +115,12 @@ def test_chain_out_of_order(simulator: ClusterSimulator, inventory: Inventory, s
 
 def test_unknown_certificate_name(inventory: Inventory, state_dir: Path) -> None:
     with pytest.raises(ConfigError, match="unknown certificate name 'ldap'"):
-        rotate_inline(inventory, "sim", ["ldap"], RotationOptions())
+        rotate_here(inventory, "sim", ["ldap"], RotationOptions())
 
 
 def test_unknown_cluster(inventory: Inventory, state_dir: Path) -> None:
     with pytest.raises(ConfigError, match="unknown cluster 'nope'"):
-        rotate_inline(inventory, "nope", ["proxy"], RotationOptions())
+        rotate_here(inventory, "nope", ["proxy"], RotationOptions())
 
 
 def test_wrong_password(simulator: ClusterSimulator, tmp_path: Path, ca_files: tuple[Path, Path],
@@ -128,7 +128,7 @@ def test_wrong_password(simulator: ClusterSimulator, tmp_path: Path, ca_files: t
     monkeypatch.setenv("WRONG_PW", "not-the-password")
     path = write_inventory(tmp_path / "inv.yaml", simulator, ca_files,
                            cluster_overrides={"password_env": "WRONG_PW", "password_file": None})
-    (record,) = rotate_inline(load_inventory(path), "sim", ["proxy"], RotationOptions())
+    (record,) = rotate_here(load_inventory(path), "sim", ["proxy"], RotationOptions())
     assert record.outcome is Outcome.REFUSED
     assert "refused the username or password (HTTP 401)" in (record.error or "")
     assert "not-the-password" not in (record.error or "")
@@ -139,7 +139,7 @@ def test_unreachable_cluster(simulator: ClusterSimulator, tmp_path: Path, ca_fil
                              state_dir: Path) -> None:
     path = write_inventory(tmp_path / "inv.yaml", simulator, ca_files,
                            cluster_overrides={"url": "https://127.0.0.1:1", "request_timeout": "2s"})
-    (record,) = rotate_inline(load_inventory(path), "sim", ["proxy"], RotationOptions())
+    (record,) = rotate_here(load_inventory(path), "sim", ["proxy"], RotationOptions())
     assert record.outcome is Outcome.REFUSED
     assert "cannot reach https://127.0.0.1:1" in (record.error or "")
     assert not simulator.received_update_bodies

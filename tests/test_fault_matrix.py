@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import handshake_fingerprint, start_simulator, write_inventory
 from processes import ROOT, RedisServer, wait_for
+from support.rotate import rotate_here
 
 from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.adapters.issuers.internal_ca import init_ca
@@ -31,7 +32,6 @@ from rotation.core import certs
 from rotation.core.model import ClusterState, Outcome, RotationRecord, Step
 from rotation.simulator import ClusterSimulator
 from rotation.usecases.context import ServiceContext
-from rotation.usecases.rotate.record import rotate_inline
 from rotation.usecases.rotate.run import RotationOptions
 
 REST_LABEL = "{cert}@cluster GET /v1/cluster/certificates"
@@ -162,7 +162,7 @@ def test_fault_ends_with_one_certificate_served_and_named(sim: ClusterSimulator,
 
     options = RotationOptions(poll_interval=0.1, push_backoff=0.05, progress=progress,
                               verify_deadline=timedelta(seconds=fault.deadline))
-    (record,) = rotate_inline(inventory, "sim", [fault.cert], options)
+    (record,) = rotate_here(inventory, "sim", [fault.cert], options)
     assert record.outcome is fault.outcome, record.error
     assert fault.error in (record.error or ""), record.error
     if fault.steps:
@@ -186,7 +186,7 @@ def test_failed_rollback_records_each_endpoint_and_the_retry_restores_the_origin
     sim.stale(3, None, "cm")  # node 3 never takes the new certificate: verification fails
     options = RotationOptions(poll_interval=0.1, push_backoff=0.05, verify_deadline=timedelta(seconds=1.5),
                               progress=lambda record, step: step.name == "rollback" and sim.fail_next(10, 500))
-    (failed,) = rotate_inline(inventory, "sim", ["cm"], options)
+    (failed,) = rotate_here(inventory, "sim", ["cm"], options)
     assert failed.outcome is Outcome.FAILED and failed.cluster_state is ClusterState.MIXED
     assert "rollback failed" in (failed.error or "") and "cluster state mixed" in (failed.error or "")
     view = served(sim, "cm")  # independent: nodes 1-2 and the REST copy new, node 3 the original
@@ -196,7 +196,7 @@ def test_failed_rollback_records_each_endpoint_and_the_retry_restores_the_origin
     # The next attempt (a retry, or beat's next scan) restores the *original*, not the half-pushed one.
     sim.clear_faults()  # node 3 catches up: every endpoint now serves the half-pushed certificate
     sim.fail_next(1, 400)  # and RS refuses the retry's certificate
-    (retry,) = rotate_inline(inventory, "sim", ["cm"], RotationOptions(poll_interval=0.1, push_backoff=0.05))
+    (retry,) = rotate_here(inventory, "sim", ["cm"], RotationOptions(poll_interval=0.1, push_backoff=0.05))
     assert retry.old_fingerprint == original != failed.new_fingerprint
     assert "left this certificate unfinished" in retry.steps[0].detail
     assert retry.outcome is Outcome.ROLLED_BACK, retry.error
@@ -252,7 +252,7 @@ def test_a_rotation_paused_past_its_lease_is_fenced_off(
         lock = f"rotation:lock:{simulator.node_addresses[0]}:{simulator.config.api_port}:cm"
         wait_for(lambda: redis_server.client().get(lock) is None, 10, 0.05, what="A's lease to run out")
         simulator.stale(3, seconds=0)  # node 3 catches up with A's certificate
-        (b,) = rotate_inline(load_inventory(service_env["ROTATION_CONFIG"]), "sim", ["cm"],
+        (b,) = rotate_here(load_inventory(service_env["ROTATION_CONFIG"]), "sim", ["cm"],
                              RotationOptions(poll_interval=0.1), ctx=ctx)
         assert b.outcome is Outcome.VERIFIED and b.old_fingerprint == original  # B restores A's original if need be
         pushes = len(simulator.received_update_bodies)
@@ -284,7 +284,7 @@ def test_redis_going_away_after_the_push_loses_nothing(
 
     ctx = ServiceContext()
     try:
-        (record,) = rotate_inline(load_inventory(service_env["ROTATION_CONFIG"]), "sim", ["metrics_exporter"],
+        (record,) = rotate_here(load_inventory(service_env["ROTATION_CONFIG"]), "sim", ["metrics_exporter"],
                                   RotationOptions(poll_interval=0.1, progress=redis_dies_after_the_push), ctx=ctx)
     finally:
         redis_server.start()  # an empty Redis (no persistence): like a restart that lost everything

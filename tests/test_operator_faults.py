@@ -97,8 +97,9 @@ def test_without_any_anchor_the_chain_is_refused(tmp_path: Path) -> None:
 
 def test_api_is_verified_over_fresh_connections(simulator: ClusterSimulator, inventory_path: Path,
                                                 state_dir: Path) -> None:
+    from support.rotate import rotate_here
+
     from rotation.config import load_inventory
-    from rotation.usecases.rotate.record import rotate_inline
     from rotation.usecases.rotate.run import RotationOptions
 
     seen: dict[str, int] = {}
@@ -107,7 +108,7 @@ def test_api_is_verified_over_fresh_connections(simulator: ClusterSimulator, inv
         if step.name == "verify":
             seen["end" if step.finished_at else "start"] = simulator.rest_connections(1)
 
-    (record,) = rotate_inline(load_inventory(inventory_path), "sim", ["api"],
+    (record,) = rotate_here(load_inventory(inventory_path), "sim", ["api"],
                               RotationOptions(poll_interval=0.1, progress=count))
     assert record.outcome.value == "verified", record.error
     assert seen["end"] > seen["start"]  # a new TLS session proved the new certificate is trusted

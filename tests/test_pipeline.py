@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import handshake_fingerprint, start_simulator, write_inventory
+from support.rotate import rotate_here
 
 from rotation.adapters.cluster import open_cluster
 from rotation.config import Inventory, load_inventory
@@ -14,7 +15,6 @@ from rotation.core import certs
 from rotation.core.model import CertName, Outcome, RotationRecord
 from rotation.simulator import ClusterSimulator
 from rotation.usecases.context import ServiceContext
-from rotation.usecases.rotate.record import rotate_inline
 from rotation.usecases.rotate.run import RotationOptions
 
 SERVED = [CertName.CM, CertName.API, CertName.METRICS_EXPORTER, CertName.PROXY]
@@ -22,7 +22,7 @@ SERVED = [CertName.CM, CertName.API, CertName.METRICS_EXPORTER, CertName.PROXY]
 
 def rotate_one(inventory: Inventory, cert: str, **options: object) -> RotationRecord:
     opts = RotationOptions(poll_interval=0.1, push_backoff=0.05, **options)  # type: ignore[arg-type]
-    (record,) = rotate_inline(inventory, "sim", [cert], opts)
+    (record,) = rotate_here(inventory, "sim", [cert], opts)
     return record
 
 

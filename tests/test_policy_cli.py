@@ -10,13 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import start_simulator, write_inventory
+from support.rotate import rotate_here
 from typer.testing import CliRunner
 
 from rotation.cli.main import app
 from rotation.config import load_inventory
 from rotation.core.model import Outcome
 from rotation.simulator import ClusterSimulator, Database
-from rotation.usecases.rotate.record import rotate_inline
 from rotation.usecases.rotate.run import RotationOptions
 
 ONE_DB = [Database(1, "db1", 12000, True, "all-nodes")]
@@ -183,14 +183,14 @@ def test_rotation_refuses_an_ecdsa_key_when_only_rsa_suites_are_configured(
 ) -> None:
     assert _put(sim, {"control_cipher_suites": RSA_ONLY}).status_code == 200
     path = _inventory(tmp_path, sim, ca_files, None)
-    (record,) = rotate_inline(load_inventory(path), "sim", ["cm"], RotationOptions(poll_interval=0.1))
+    (record,) = rotate_here(load_inventory(path), "sim", ["cm"], RotationOptions(poll_interval=0.1))
     assert record.outcome is Outcome.REFUSED
     assert "cm: an ECDSA key cannot be used with control_cipher_suites" in (record.error or "")
     assert not sim.received_update_bodies  # nothing pushed
 
     path = _inventory(tmp_path, sim, ca_files, None, certificates={"cm": {"key_type": "rsa-2048"}, "proxy": {}})
-    (record,) = rotate_inline(load_inventory(path), "sim", ["cm"], RotationOptions(poll_interval=0.1))
+    (record,) = rotate_here(load_inventory(path), "sim", ["cm"], RotationOptions(poll_interval=0.1))
     assert record.outcome is Outcome.VERIFIED, record.error
     # The ECDSA proxy is still fine: data_cipher_list was not restricted.
-    (record,) = rotate_inline(load_inventory(path), "sim", ["proxy"], RotationOptions(poll_interval=0.1))
+    (record,) = rotate_here(load_inventory(path), "sim", ["proxy"], RotationOptions(poll_interval=0.1))
     assert record.outcome is Outcome.VERIFIED, record.error

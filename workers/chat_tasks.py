@@ -10,16 +10,15 @@ from the inventory (``chatops.notify``), read when a task needs it.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 
 from rotation.adapters.notify import Notifier, ReplyBudget
 from rotation.chatops import answers
 from rotation.core.errors import RotationError
-from rotation.core.model import Trigger
+from rotation.core.model import Trigger, new_rotation_id
 from rotation.usecases.check import check_clusters
 from rotation.usecases.context import ServiceContext
-from rotation.usecases.rotate.record import note_outcome, run_rotation
+from rotation.usecases.rotate.record import rotate_and_record
 from rotation.usecases.rotate.run import RotationOptions
 from workers.celery_app import celery_app
 
@@ -66,14 +65,14 @@ def chat_dry_run(cluster: str, cert_names: Sequence[str], requested_by: str | No
     ctx = ServiceContext()
     records = []
     for name in cert_names:
+        # An id of its own: whatever stops it, the dry run's record ends in the history.
+        options = RotationOptions(dry_run=True, trigger=Trigger.CHATOPS, requested_by=requested_by,
+                                  rotation_id=new_rotation_id())
         try:
-            record = run_rotation(ctx, cluster, name, trigger=Trigger.CHATOPS, requested_by=requested_by,
-                                  options=RotationOptions(dry_run=True))
+            records.append(rotate_and_record(ctx, cluster, name, options).record)
         except RotationError as exc:
             notifier_for(ctx).reply(reply_to, answers.refused(exc.message), fallback=False)
             return
-        note_outcome(ctx, record)
-        records.append(record)
     notifier_for(ctx).reply(reply_to, answers.results(records), fallback=False)
 
 
@@ -81,13 +80,13 @@ class CeleryChatTasks:
     """``rotation.chatops.ChatTasks`` over Celery: returns the task id at once."""
 
     def check(self, cluster: str, *, requested_by: str, reply_to: str | None) -> str:
-        task_id = uuid.uuid4().hex[:12]
+        task_id = new_rotation_id()
         celery_app.send_task(CHECK_TASK, kwargs={"cluster": cluster, "requested_by": requested_by,
                                                  "reply_to": reply_to}, task_id=task_id)
         return task_id
 
     def dry_run(self, cluster: str, cert_names: Sequence[str], *, requested_by: str, reply_to: str | None) -> str:
-        task_id = uuid.uuid4().hex[:12]
+        task_id = new_rotation_id()
         celery_app.send_task(DRY_RUN_TASK, kwargs={"cluster": cluster, "cert_names": list(cert_names),
                                                    "requested_by": requested_by, "reply_to": reply_to},
                              task_id=task_id)

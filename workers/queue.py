@@ -7,11 +7,10 @@ in progress" instead of being queued behind the first. The task id is the rotati
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 from rotation.adapters.clock import utc_now
-from rotation.core.model import RotationRecord, Trigger
+from rotation.core.model import RotationRecord, Trigger, new_rotation_id
 from rotation.usecases.context import ServiceContext, inventory_digest
 from rotation.usecases.queue import Claim
 from workers.celery_app import celery_app
@@ -32,7 +31,7 @@ class RotationQueue:
 
     def new_claim(self, cluster: str, cert_name: str) -> Claim:
         """A claim to make: the canonical name and a new rotation id (unknown names fail here)."""
-        return Claim(cluster, str(self.ctx.inventory().plan(cluster, cert_name).cert_name), uuid.uuid4().hex[:12])
+        return Claim(cluster, str(self.ctx.inventory().plan(cluster, cert_name).cert_name), new_rotation_id())
 
     def submit(
         self,

@@ -1,8 +1,9 @@
-"""Thin Celery tasks around ``rotation.usecases.rotate.record``. Arguments are names and ids, never keys.
+"""Thin Celery tasks, each calling one use case. Arguments are names and ids, never keys.
 
 rotation.scan_all            beat: one scan task per cluster
 rotation.scan_cluster        probe one cluster (handshakes concurrent inside), store state, queue due rotations
-rotation.rotate_certificate  one rotation; retried with backoff for transient errors only
+rotation.rotate_certificate  one rotation; retried with backoff for transient errors only (``core.retry``)
+rotation.audit_all_policies  beat, nightly: one TLS policy audit task per cluster
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from celery import Task
 
 from rotation.chatops.answers import Answer
 from rotation.chatops.reporter import RotationReporter
+from rotation.core import retry
 from rotation.core.errors import ConfigError, RotationError, RotationInProgress
-from rotation.core.model import Outcome, RotationRecord, Trigger
+from rotation.core.model import RotationRecord, Trigger
 from rotation.usecases.context import ServiceContext
-from rotation.usecases.rotate.record import note_outcome, run_rotation
+from rotation.usecases.rotate.record import rotate_and_record
 from rotation.usecases.rotate.run import RotationOptions
 from rotation.usecases.scan import scan_cluster
 from rotation.usecases.tls_audit import audit_policy
@@ -27,9 +29,6 @@ from workers.chat_tasks import notifier_for
 from workers.queue import RotationQueue
 
 log = logging.getLogger(__name__)
-
-MAX_ROTATION_RETRIES = 4
-
 
 _context: ServiceContext | None = None
 
@@ -55,7 +54,8 @@ def scan_all() -> list[str]:
     return _per_cluster(scan_cluster_task)
 
 
-@celery_app.task(name="rotation.scan_cluster", bind=True, max_retries=3, acks_late=True, ignore_result=True)
+@celery_app.task(name="rotation.scan_cluster", bind=True, max_retries=retry.SCAN_RETRIES, acks_late=True,
+                 ignore_result=True)
 def scan_cluster_task(self: Task, cluster: str) -> dict:
     ctx = context()
     try:
@@ -64,7 +64,7 @@ def scan_cluster_task(self: Task, cluster: str) -> dict:
         raise
     except RotationError as exc:
         if exc.retryable:
-            raise self.retry(exc=exc, countdown=min(60, 5 * 2**self.request.retries)) from None
+            raise self.retry(exc=exc, countdown=retry.scan_countdown(self.request.retries)) from None
         log.error("scan of %s failed: %s", cluster, exc.message)
         return {"cluster": cluster, "error": exc.message}
     queue = RotationQueue(ctx)
@@ -83,7 +83,7 @@ def scan_cluster_task(self: Task, cluster: str) -> dict:
             "backing_off": [str(c) for c in result.backing_off]}
 
 
-@celery_app.task(name="rotation.rotate_certificate", bind=True, acks_late=True, max_retries=MAX_ROTATION_RETRIES)
+@celery_app.task(name="rotation.rotate_certificate", bind=True, acks_late=True, max_retries=retry.MAX_ROTATION_RETRIES)
 def rotate_certificate(
     self: Task,
     cluster: str,
@@ -94,30 +94,29 @@ def rotate_certificate(
     reply_to: str | None = None,
     inventory: str | None = None,
 ) -> dict:
-    """One rotation. Its record always ends (run_rotation), and then it is counted, notified and its
-    pending marker released, even when the bookkeeping itself meets a Redis outage."""
+    """One rotation. Its record always ends and is counted (``rotate_and_record``); then it is notified
+    and its pending marker released, or it is retried under the next id (``core.retry``), even when the
+    bookkeeping itself meets a Redis outage."""
     ctx = context()
     reporter = RotationReporter(notifier_for(ctx), reply_to)  # chat: progress + result, failures to notify
+    options = RotationOptions(rotation_id=rotation_id, trigger=trigger, requested_by=requested_by,
+                              progress=reporter.progress)
     try:
-        record = run_rotation(ctx, cluster, cert_name, rotation_id=rotation_id, trigger=trigger,
-                              requested_by=requested_by, options=RotationOptions(progress=reporter.progress),
-                              inventory=inventory)
+        rotated = rotate_and_record(ctx, cluster, cert_name, options, retries=self.request.retries,
+                                    inventory=inventory)
     except RotationInProgress as exc:
         # Our own earlier delivery still holds the lease (its worker died): wait for it to lapse.
-        raise self.retry(exc=exc, countdown=ctx.settings.lock_lease.total_seconds()) from None
-    retrying = _should_retry(self, record)
-    _bookkeeping(lambda: note_outcome(ctx, record, final=not retrying), record)
-    if retrying:
-        next_id = f"{rotation_id.split('.')[0]}.{self.request.retries + 1}"
-        _bookkeeping(lambda: RotationQueue(ctx).hand_over(cluster, cert_name, rotation_id, next_id), record)
-        countdown = min(300.0, 10.0 * 2**self.request.retries) * random.uniform(0.5, 1.0)
-        countdown = max(countdown, record.retry_after or 0.0)
+        raise self.retry(exc=exc, countdown=retry.lease_wait(ctx.settings.lock_lease)) from None
+    record, queue = rotated.record, RotationQueue(ctx)
+    if rotated.retry_id:
+        next_id = rotated.retry_id
+        _bookkeeping(lambda: queue.hand_over(cluster, cert_name, rotation_id, next_id), record)
         raise self.retry(
             kwargs={"cluster": cluster, "cert_name": cert_name, "rotation_id": next_id, "trigger": trigger,
                     "requested_by": requested_by, "reply_to": reply_to, "inventory": inventory},
-            countdown=countdown,
+            countdown=rotated.retry_in,
         )
-    _bookkeeping(lambda: RotationQueue(ctx).finished(cluster, cert_name, rotation_id), record)
+    _bookkeeping(lambda: queue.finished(cluster, cert_name, rotation_id), record)
     reporter.finished(record)
     return summary(record)
 
@@ -146,15 +145,6 @@ def audit_policy_task(cluster: str) -> dict:
         notifier_for(ctx).notify(Answer(f":warning: TLS policy audit of {cluster}: {report.summary()}",
                                         in_channel=True))
     return {"cluster": cluster, "drift": len(report.drift), "errors": report.errors}
-
-
-def _should_retry(task: Task, record: RotationRecord) -> bool:
-    """Retry only transient failures where nothing was left half-done, and only a few times."""
-    return (
-        record.outcome in (Outcome.FAILED, Outcome.REFUSED)
-        and record.retryable
-        and task.request.retries < MAX_ROTATION_RETRIES
-    )
 
 
 def summary(record: RotationRecord) -> dict:

@@ -9,14 +9,15 @@ import ssl
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from rotation.adapters.issuers import Issuer, issuer_factory
-from rotation.adapters.rs.client import RSClient, build_ssl_context
+from rotation.adapters.rs.client import CertificatePair, RSClient, build_ssl_context
 from rotation.adapters.secrets import SecretStore
 from rotation.adapters.tls.probe import probe_endpoints
 from rotation.config import ClusterSettings, Inventory
 from rotation.core import certs
-from rotation.core.model import CertName, Endpoint, KeyType, ServedCert
+from rotation.core.model import CertName, Endpoint, KeyType, SecretPEM, ServedCert
 from rotation.core.topology import ClusterView
 from rotation.core.versions import uses_bulk_update
 
@@ -67,6 +68,23 @@ class ClusterSession:
     @property
     def uses_bulk_update(self) -> bool:
         return uses_bulk_update(self.view().version)
+
+    def certificates(self) -> dict[str, CertificatePair]:
+        """Every certificate (and key) the cluster holds: ``GET /v1/cluster/certificates``."""
+        return self.client.certificates()
+
+    def push(self, cert_name: CertName, certificate: str, key: SecretPEM) -> str:
+        """Install a certificate and key, the way this cluster's version takes it (bulk from 7.22.2);
+        returns which call it was."""
+        return self.client.update_certificate(str(cert_name), certificate, key, bulk=self.uses_bulk_update)
+
+    def update_cluster(self, settings: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        """``PUT /v1/cluster`` (``?dry_run``: validated, nothing changed)."""
+        return self.client.update_cluster(settings, dry_run=dry_run)
+
+    def trust_more(self, ca_pems: Sequence[str]) -> None:
+        """From now on the REST client also trusts these CAs (before the ``api`` certificate changes)."""
+        self.client.trust(ca_pems)
 
     def endpoints(self, cert_name: CertName) -> list[Endpoint]:
         return self.view().endpoints(cert_name)
@@ -163,13 +181,14 @@ def open_cluster(inventory: Inventory, name: str, *, extra_trust: Sequence[str] 
 
 
 class SessionPool:
-    """REST clients kept between the sessions of one long-lived process (a worker).
+    """REST clients kept between the sessions of one process (a worker's scans and rotations, a CLI
+    rotating several certificates).
 
-    The next scan of a cluster reuses a client instead of building one (proxy settings, TLS
+    The next session of a cluster reuses a client instead of building one (proxy settings, TLS
     context), and its keep-alive connection while the API keeps it open, so back-to-back work
     skips a TLS handshake and a round trip. One session holds a client at a time; a session that
-    ended with an error closes its client; an edited inventory entry (settings or password) gets
-    new clients and the old ones are closed.
+    ended with an error closes its client; an edited inventory entry (settings, password, or the
+    trust anchors of its ``api`` issuer) gets new clients and the old ones are closed.
     """
 
     def __init__(self, idle_per_cluster: int = 4) -> None:
@@ -179,8 +198,9 @@ class SessionPool:
 
     def open(self, inventory: Inventory, name: str) -> ClusterSession:
         settings = inventory.cluster(name)
+        trust = tuple(api_trust(inventory, name))
         identity = hashlib.sha256(
-            (settings.model_dump_json() + "\0" + settings.password(name)).encode()
+            "\0".join((settings.model_dump_json(), settings.password(name), *trust)).encode()
         ).hexdigest()
         stale: list[RSClient] = []
         client = None
@@ -193,9 +213,8 @@ class SessionPool:
             self._idle[name] = (identity, idle)
         for old in stale:
             old.close()
-        session = open_cluster(inventory, name) if client is None else ClusterSession(name, settings, client)
-        session.release = lambda used, clean: self._release(name, identity, used, clean)
-        return session
+        return ClusterSession(name, settings, client or _client(name, settings, trust), trust=trust,
+                              release=lambda used, clean: self._release(name, identity, used, clean))
 
     def _release(self, name: str, identity: str, client: RSClient, clean: bool) -> None:
         with self._lock:

@@ -14,7 +14,6 @@ from rich.table import Table
 from rotation.adapters.clock import utc_now
 from rotation.cli.options import ConfigOption, JsonOption, load
 from rotation.cli.render import cell, console, err_console, fail, line
-from rotation.config import Inventory
 from rotation.core import certs
 from rotation.core.durations import parse_duration
 from rotation.core.errors import ConfigError, Interrupted, RotationError
@@ -112,7 +111,8 @@ def rotate(
     queue = None if here else _queue(config)
     try:
         if queue is None:
-            records = _rotate_here(inventory, cluster, names, options)
+            ctx = ServiceContext(config_path=config, inventory=lambda: inventory)  # the inventory checked above
+            records = _rotate_here(ctx, cluster, names, options)
         else:
             records = _rotate_queued(queue, cluster, names, no_wait=no_wait, as_json=as_json)
             if records is None:
@@ -139,15 +139,16 @@ def _inline_options(cert_file: Path | None, key_file: Path | None, trust: list[P
                            trust=_trust_anchors(trust), progress=None if quiet else _print_step)
 
 
-def _rotate_here(inventory: Inventory, cluster: str, names: list[str], options: RotationOptions
+def _rotate_here(ctx: ServiceContext, cluster: str, names: list[str], options: RotationOptions
                  ) -> list[RotationRecord]:
-    """Inline: SIGTERM unwinds like Ctrl-C, so a rotation that pushed rolls back before the exit."""
+    """Inline, one certificate after the other: SIGTERM unwinds like Ctrl-C, so a rotation that pushed
+    rolls back before the exit."""
     from rotation.usecases.rotate.interrupts import sigterm_unwinds
-    from rotation.usecases.rotate.record import rotate_inline
+    from rotation.usecases.rotate.record import rotate_and_record
 
     try:
         with sigterm_unwinds():
-            return rotate_inline(inventory, cluster, names, options)
+            return [rotate_and_record(ctx, cluster, name, options).record for name in names]
     except (Interrupted, KeyboardInterrupt) as exc:
         raise fail(f"{describe(exc)}: a rotation that had pushed was rolled back or its state recorded "
                    "(`rotation history`)", 1) from None

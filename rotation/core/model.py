@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -170,6 +171,11 @@ class Step:
             ok=data.get("ok"),
             detail=data.get("detail", ""),
         )
+
+
+def new_rotation_id() -> str:
+    """A rotation's id (its task's id too); retries add ``.<n>`` (``rotation.core.retry``)."""
+    return uuid.uuid4().hex[:12]
 
 
 @dataclass

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from rotation.adapters.clock import utc_now
 from rotation.adapters.state import RecordStore
+from rotation.core import retry
 from rotation.core.errors import RotationInProgress
 from rotation.core.model import Outcome, RotationRecord, Step, Trigger
 from rotation.usecases.context import ServiceContext
@@ -71,7 +72,7 @@ def follow(
             if record.outcome is Outcome.IN_PROGRESS:
                 continue
             successor = queue.current(record.cluster, record.cert_name)
-            if successor and successor != rotation_id and successor.split(".")[0] == rotation_id.split(".")[0]:
+            if successor and successor != rotation_id and retry.same_rotation(successor, rotation_id):
                 current[index] = successor  # the task retries under a new id
                 continue
             final[index] = record

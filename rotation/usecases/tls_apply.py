@@ -46,7 +46,7 @@ class ApplyReport:
 def served_key_types(session: ClusterSession) -> dict[str, str]:
     """Key type of each cluster certificate (GET /v1/cluster/certificates); {} if not readable."""
     try:
-        pairs = session.client.certificates()
+        pairs = session.certificates()
     except ClusterAPIError:
         return {}
     result = {}
@@ -100,7 +100,7 @@ def _apply(session: ClusterSession, policy: TLSPolicy, report: ApplyReport, dry_
         return
     if plan.fields:
         try:
-            answer = session.client.update_cluster(plan.fields, dry_run=True)
+            answer = session.update_cluster(plan.fields, dry_run=True)
         except ClusterAPIError as exc:
             report.status = "refused"
             raise RotationError(f"the cluster refused the change in its dry run: {exc.message}") from exc
@@ -108,7 +108,7 @@ def _apply(session: ClusterSession, policy: TLSPolicy, report: ApplyReport, dry_
         if dry_run:
             report.status = "dry_run"
             return
-        answer = session.client.update_cluster(plan.fields)
+        answer = session.update_cluster(plan.fields)
         report.response = {k: answer.get(k) for k in plan.fields}
     elif dry_run:
         report.status = "dry_run"

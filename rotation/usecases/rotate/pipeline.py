@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-import uuid
 
 from cryptography import x509
 
@@ -27,7 +26,7 @@ from rotation.adapters.tls.trust import handshake_error
 from rotation.config import CertPlan, Inventory
 from rotation.core import certs
 from rotation.core.errors import RotationError, RotationInProgress, StoreUnavailable, Superseded
-from rotation.core.model import CertName, IssuedCert, Outcome, RotationRecord, SecretPEM
+from rotation.core.model import CertName, IssuedCert, Outcome, RotationRecord, SecretPEM, new_rotation_id
 from rotation.core.tls_rules import cipher_key_check
 from rotation.core.validate import ExtraCheck, ParsedBundle, validate_issued
 from rotation.usecases.rotate.recovery import push_and_verify, resume_after_push
@@ -36,7 +35,7 @@ from rotation.usecases.rotate.run import OriginalPair, RotationOptions, Run, des
 log = logging.getLogger(__name__)
 
 def _current_pair(session: ClusterSession, cert_name: CertName) -> OriginalPair:
-    pair = session.client.certificates().get(str(cert_name))
+    pair = session.certificates().get(str(cert_name))
     if pair is None or not pair.key:
         raise RotationError(
             f"{session.name}/{cert_name}: GET /v1/cluster/certificates has no current certificate and key; "
@@ -64,7 +63,7 @@ def rotate(
     if existing is not None and existing.outcome is not Outcome.IN_PROGRESS:
         return existing  # a redelivered task whose rotation already ended: nothing to do
     record = existing or RotationRecord(
-        id=options.rotation_id or uuid.uuid4().hex[:12],
+        id=options.rotation_id or new_rotation_id(),
         cluster=session.name,
         cert_name=str(name),
         trigger=str(options.trigger),
@@ -203,7 +202,7 @@ def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan) -> None:
 
     if name is CertName.API:
         # The REST endpoint itself is about to change certificate: trust its issuer first.
-        session.client.trust([*issuer.trust_anchors(), issued.chain_pem])
+        session.trust_more([*issuer.trust_anchors(), issued.chain_pem])
     push_and_verify(run, issued, bundle.fingerprint, original)
 
 

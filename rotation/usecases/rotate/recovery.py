@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from datetime import timedelta
 
-from rotation.core import certs
+from rotation.core import certs, retry
 from rotation.core.errors import ClusterAPIError, RotationError, Superseded, VerificationError
 from rotation.core.model import CertName, ClusterState, Endpoint, IssuedCert, Outcome, SecretPEM, ServedCert
 from rotation.usecases.rotate import interrupts
@@ -27,7 +27,8 @@ class _NothingApplied(ClusterAPIError):
 
 
 def push(run: Run, certificate: str, key: SecretPEM) -> str:
-    """PUT the pair, retrying what RS calls temporary (409, 5xx, resets) a few times.
+    """PUT the pair, again while RS answers "try again" (409, 5xx, a reset: ``retry.transient_push_answer``),
+    a few times (``retry.PUSH_ATTEMPTS``; the task layer retries the rest of the rotation).
 
     The lease is checked immediately before every PUT: a rotation that lost it never pushes."""
     attempt, uncertain = 0, False
@@ -37,10 +38,9 @@ def push(run: Run, certificate: str, key: SecretPEM) -> str:
             interrupts.check()  # between attempts: a SIGTERM now rolls back what the last one applied
         run.lease.check()
         try:
-            return run.session.client.update_certificate(str(run.cert_name), certificate, key,
-                                                          bulk=run.session.uses_bulk_update)
+            return run.session.push(run.cert_name, certificate, key)
         except ClusterAPIError as exc:
-            if not exc.retryable:
+            if not retry.transient_push_answer(exc):
                 if exc.status is not None and not uncertain:
                     raise _NothingApplied(exc.message, status=exc.status, error_code=exc.error_code,
                                          description=exc.description, url=exc.url) from exc
@@ -49,7 +49,7 @@ def push(run: Run, certificate: str, key: SecretPEM) -> str:
             if attempt >= run.options.push_attempts:
                 raise
             run.log.warning("push attempt %d failed (%s); retrying", attempt, exc)
-            time.sleep(run.options.push_backoff * 2 ** (attempt - 1))
+            time.sleep(retry.push_delay(attempt, run.options.push_backoff))
 
 
 def _rest_copy(run: Run) -> ServedCert:

@@ -19,6 +19,7 @@ from rotation.adapters.issuers.base import Issuer
 from rotation.adapters.secrets import SecretStore
 from rotation.adapters.state import Lease, RecordStore
 from rotation.adapters.state.local import KernelLease
+from rotation.core import retry
 from rotation.core.errors import Interrupted, RotationError
 from rotation.core.model import CertName, RotationRecord, SecretPEM, Step, Trigger
 from rotation.usecases.rotate import interrupts
@@ -35,8 +36,8 @@ class RotationOptions:
     issuer: Issuer | None = None  # overrides the inventory's issuer (e.g. --cert-file/--key-file)
     verify_deadline: timedelta | None = None  # default: the cluster's verify_deadline
     poll_interval: float = 0.5
-    push_attempts: int = 3
-    push_backoff: float = 0.5
+    push_attempts: int = retry.PUSH_ATTEMPTS
+    push_backoff: float = retry.PUSH_BACKOFF
     rotation_id: str | None = None
     clock: Callable[[], datetime] = utc_now
     progress: ProgressCallback | None = None
