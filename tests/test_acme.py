@@ -36,10 +36,11 @@ from acme_fixtures import (  # noqa: F401 - fixtures
 from conftest import write_inventory
 from support.rotate import rotate_here
 
-from rotation.adapters.cluster import build_issuer
-from rotation.adapters.dns import RFC2136Provider
+from rotation.adapters.clock import SYSTEM_CLOCK
+from rotation.adapters.dns.rfc2136 import RFC2136Provider
 from rotation.adapters.issuers.acme.account import open_account
 from rotation.adapters.issuers.acme.issuer import AcmeIssuer, translate_error
+from rotation.adapters.issuers.factory import build_issuer
 from rotation.adapters.issuers.internal_ca import InternalCA
 from rotation.adapters.secrets import LocalSecretStore, SecretBox
 from rotation.config import Inventory, load_inventory
@@ -161,7 +162,7 @@ def test_external_account_binding_required_by_pebble(
                                         "tsig_secret_env": "TSIG_SECRET", "propagation_servers": [named.address]}}}}
     monkeypatch.setenv("TSIG_SECRET", named.tsig_secret)
     (tmp_path / "inv.yaml").write_text(yaml.safe_dump(data))
-    issuer = build_issuer(load_inventory(tmp_path / "inv.yaml"), "eab")
+    issuer = build_issuer("eab", load_inventory(tmp_path / "inv.yaml").issuers["eab"], secrets=None, clock=SYSTEM_CLOCK)
     issuer.check()
     issued = issuer.issue(CertRequest("sim", CertName.PROXY, HOSTS))
     chain = certs.load_certificates(issued.fullchain_pem, where="issued")

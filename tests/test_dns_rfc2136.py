@@ -8,8 +8,8 @@ import secrets
 import pytest
 from acme_fixtures import CHALLENGE, TSIG_NAME, ZONE, NamedServer, named  # noqa: F401 - fixture
 
-from rotation.adapters.dns import RFC2136Provider, build_dns_provider
-from rotation.adapters.dns.rfc2136 import parse_server
+from rotation.adapters.dns.registry import build_dns_provider
+from rotation.adapters.dns.rfc2136 import RFC2136Provider, parse_server
 from rotation.core.errors import ConfigError, IssuerError
 
 

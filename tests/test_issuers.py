@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import get_args
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from rotation.adapters.issuers import (
-    FileIssuer,
-    InternalCA,
-    Issuer,
-    init_ca,
-    issuer_factory,
-    register_issuer_type,
-)
+from rotation.adapters.clock import SYSTEM_CLOCK
+from rotation.adapters.issuers.base import Issuer
+from rotation.adapters.issuers.factory import IssuerFactory, build_issuer
+from rotation.adapters.issuers.files import FileIssuer
+from rotation.adapters.issuers.internal_ca import InternalCA, init_ca
+from rotation.adapters.issuers.registry import BUILDERS, builder
+from rotation.config import load_inventory
+from rotation.config.issuers import IssuerSettings
 from rotation.core import certs
 from rotation.core.errors import CertificateError, ConfigError, RotationError
 from rotation.core.model import CertName, CertRequest, KeyType
@@ -331,25 +334,45 @@ def test_file_issuer_config_errors(byo_files, root, tmp_path):
 # --- registry ------------------------------------------------------------------------------
 
 
-def test_registry_knows_the_built_in_types(root):
-    assert issuer_factory("internal_ca") is InternalCA
-    assert issuer_factory("files") is FileIssuer
-    issuer = issuer_factory("internal_ca")(name="lab", ca_cert=str(root[0]), ca_key_file=str(root[1]),
-                                           key_type="rsa-2048", validity=timedelta(days=30))
-    assert isinstance(issuer, Issuer) and issuer.key_type is KeyType.RSA_2048
+def inventory_with(tmp_path: Path, issuers: dict) -> Path:
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump({"issuers": issuers}))
+    return path
+
+
+def test_registry_knows_the_built_in_types(root, tmp_path):
+    settings = load_inventory(inventory_with(tmp_path, {"lab": {
+        "type": "internal_ca", "ca_cert": str(root[0]), "ca_key_file": str(root[1]), "key_type": "rsa-2048",
+        "validity": "30d"}})).issuers["lab"]
+    issuer = build_issuer("lab", settings, secrets=None, clock=SYSTEM_CLOCK)
+    assert isinstance(issuer, InternalCA) and isinstance(issuer, Issuer) and issuer.key_type is KeyType.RSA_2048
+    assert issuer.validity == timedelta(days=30) and issuer.renewal_due_at("any") is None
 
 
 def test_unknown_issuer_type_lists_the_known_ones():
     with pytest.raises(ConfigError) as info:
-        issuer_factory("vault")
+        builder("vault")
     assert str(info.value).startswith("unknown issuer type 'vault'; known types: ")
     assert "files" in str(info.value) and "internal_ca" in str(info.value)
 
 
-def test_registering_a_type_twice_with_another_factory_fails():
-    register_issuer_type("internal_ca", InternalCA)  # same factory: harmless
-    with pytest.raises(ValueError, match="already registered"):
-        register_issuer_type("internal_ca", FileIssuer)
+def test_every_type_the_inventory_accepts_has_a_builder_and_no_other():
+    accepted = {get_args(model.model_fields["type"].annotation)[0] for model in get_args(get_args(IssuerSettings)[0])}
+    assert accepted == set(BUILDERS) == {"internal_ca", "files", "acme"}
+
+
+def test_an_issuer_is_built_once_until_its_settings_or_files_change(root, tmp_path):
+    path = inventory_with(tmp_path, {"lab": {"type": "internal_ca", "ca_cert": str(root[0]),
+                                             "ca_key_file": str(root[1])}})
+    factory = IssuerFactory(lambda: None, SYSTEM_CLOCK)
+    first = factory.issuer(load_inventory(path), "lab")
+    assert factory.issuer(load_inventory(path), "lab") is first  # a reloaded, unchanged inventory
+    stat_before = root[0].stat()
+    os.utime(root[0], ns=(stat_before.st_atime_ns, stat_before.st_mtime_ns + 1_000_000))  # the CA file renewed
+    renewed = factory.issuer(load_inventory(path), "lab")
+    assert renewed is not first and factory.issuer(load_inventory(path), "lab") is renewed
+    path.write_text(path.read_text().replace("ca_key_file", "validity: 7d\n    ca_key_file"))
+    assert factory.issuer(load_inventory(path), "lab") is not renewed  # an edited entry
 
 
 def test_unknown_key_type_is_a_config_error(root):
@@ -363,14 +386,14 @@ def test_unknown_key_type_is_a_config_error(root):
 @pytest.fixture(params=["internal_ca_root", "internal_ca_intermediate", "files"])
 def any_issuer(request, root, intermediate, byo_files) -> Issuer:
     if request.param == "internal_ca_root":
-        return issuer_factory("internal_ca")(name="root", ca_cert=root[0], ca_key_file=root[1], clock=clock)
+        return InternalCA(name="root", ca_cert=root[0], ca_key_file=root[1], clock=clock)
     if request.param == "internal_ca_intermediate":
-        return issuer_factory("internal_ca")(
+        return InternalCA(
             name="inter", ca_cert=intermediate[0], ca_key_file=intermediate[1],
             ca_key_password=PASSWORD, clock=clock,
         )
     fullchain, key_file, bundle = byo_files
-    return issuer_factory("files")(name="byo", cert_file=fullchain, key_file=key_file,
+    return FileIssuer(name="byo", cert_file=fullchain, key_file=key_file,
                                    key_password=PASSWORD, ca_bundle=bundle)
 
 

@@ -69,7 +69,8 @@ def test_api_rotation_keeps_the_client_working(
     with open_cluster(inventory, "sim") as session:
         from rotation.usecases.rotate.pipeline import rotate
 
-        record = rotate(inventory, session, "api", state=ServiceContext().state,
+        ctx = ServiceContext()
+        record = rotate(inventory, session, "api", state=ctx.state, issuers=ctx.issuers,
                         options=RotationOptions(poll_interval=0.1))
         assert record.outcome is Outcome.VERIFIED, record.error
         # Same client, new connections: the REST API now presents a certificate from our CA.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import inspect
 import logging
 import ssl
 import threading
@@ -11,32 +10,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rotation.adapters.issuers import Issuer, issuer_factory
 from rotation.adapters.rs.client import CertificatePair, RSClient, build_ssl_context
-from rotation.adapters.secrets import SecretStore
 from rotation.adapters.tls.probe import probe_endpoints
 from rotation.config import ClusterSettings, Inventory
 from rotation.core import certs
-from rotation.core.model import CertName, Endpoint, KeyType, SecretPEM, ServedCert
+from rotation.core.model import CertName, Endpoint, SecretPEM, ServedCert
 from rotation.core.topology import ClusterView
 from rotation.core.versions import uses_bulk_update
 
 log = logging.getLogger(__name__)
-
-
-def build_issuer(inventory: Inventory, name: str, *, secret_store: SecretStore | None = None) -> Issuer:
-    """The issuer named in the inventory; stateful issuers (ACME accounts) get the secret store."""
-    settings = inventory.issuers[name]
-    factory = issuer_factory(settings.type)
-    kwargs = settings.factory_kwargs(f"issuers.{name}")
-    if secret_store is not None and "secret_store" in inspect.signature(factory).parameters:
-        kwargs["secret_store"] = secret_store
-    return factory(name=name, **kwargs)
-
-
-def default_key_type(inventory: Inventory, issuer_name: str | None) -> KeyType:
-    settings = inventory.issuers.get(issuer_name or "")
-    return getattr(settings, "key_type", None) or KeyType.ECDSA_P256
 
 
 @dataclass
@@ -145,22 +127,6 @@ class ClusterSession:
         self.close(clean=exc_type is None)
 
 
-def api_trust(inventory: Inventory, cluster_name: str) -> list[str]:
-    """CA PEMs the REST client must also trust: the issuer of this cluster's ``api`` certificate,
-    so the client keeps working after ``api`` is rotated."""
-    cluster = inventory.clusters[cluster_name]
-    if CertName.API not in cluster.certificates:
-        return []
-    issuer_name = inventory.plan(cluster_name, CertName.API).issuer
-    if not issuer_name:
-        return []
-    try:
-        return build_issuer(inventory, issuer_name).trust_anchors()
-    except Exception as exc:  # an unusable issuer must not stop read-only commands
-        log.debug("no extra trust from issuer %s: %s", issuer_name, exc)
-        return []
-
-
 def _client(name: str, settings: ClusterSettings, trust: Sequence[str]) -> RSClient:
     return RSClient(
         settings.url,
@@ -176,7 +142,7 @@ def _client(name: str, settings: ClusterSettings, trust: Sequence[str]) -> RSCli
 
 def open_cluster(inventory: Inventory, name: str, *, extra_trust: Sequence[str] = ()) -> ClusterSession:
     settings = inventory.cluster(name)
-    trust = (*api_trust(inventory, name), *extra_trust)
+    trust = (*inventory.api_trust(name), *extra_trust)
     return ClusterSession(name=name, settings=settings, client=_client(name, settings, trust), trust=trust)
 
 
@@ -198,7 +164,7 @@ class SessionPool:
 
     def open(self, inventory: Inventory, name: str) -> ClusterSession:
         settings = inventory.cluster(name)
-        trust = tuple(api_trust(inventory, name))
+        trust = tuple(inventory.api_trust(name))
         identity = hashlib.sha256(
             "\0".join((settings.model_dump_json(), settings.password(name), *trust)).encode()
         ).hexdigest()

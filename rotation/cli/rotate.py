@@ -156,12 +156,12 @@ def _rotate_here(ctx: ServiceContext, cluster: str, names: list[str], options: R
 
 def _trust_anchors(paths: list[Path]) -> tuple[str, ...]:
     """The PEMs of ``--trust`` files, each checked to hold CA certificates (exit 2 naming the file)."""
-    from rotation.adapters.issuers.base import read_issuer_file
+    from rotation.config.files import read_file
 
     pems = []
     try:
         for path in paths:
-            found = certs.load_certificates(read_issuer_file(path, what="--trust"), where=str(path))
+            found = certs.load_certificates(read_file(path, what="--trust"), where=str(path))
             pems += [certs.cert_to_pem(c) for c in found]
     except RotationError as exc:
         raise fail(exc.message) from None

@@ -20,6 +20,7 @@ from typing import Any
 
 from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.adapters.cluster import SessionPool
+from rotation.adapters.issuers.factory import IssuerFactory
 from rotation.adapters.secrets import SecretBox, SecretStore
 from rotation.adapters.state import ServiceState, open_state
 from rotation.config import Inventory, ServiceSettings, load_inventory, resolve_config_path
@@ -112,6 +113,11 @@ class ServiceContext:
     def state(self) -> ServiceState:
         """Everything the service remembers (``rotation.adapters.state``), chosen once from the settings."""
         return open_state(self.settings, self.clock, lambda: self.redis)
+
+    @cached_property
+    def issuers(self) -> IssuerFactory:
+        """Issuers built once per inventory entry (rebuilt when it, its secrets or its files change)."""
+        return IssuerFactory(lambda: self.secrets, self.clock)
 
     @cached_property
     def secret_box(self) -> SecretBox:

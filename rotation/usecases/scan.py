@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rotation.adapters.clock import utc_now
-from rotation.adapters.cluster import ClusterSession, build_issuer
+from rotation.adapters.cluster import ClusterSession
 from rotation.adapters.tls.probe import probe_endpoints
 from rotation.config import Inventory
 from rotation.core.errors import RotationError
@@ -83,16 +83,13 @@ def _issuer_renewal_due(
     served = next((s for s in state.served if s.ok and s.leaf_der), None)
     if not issuer_name or served is None:
         return False
-    issuer = build_issuer(inventory, issuer_name, secret_store=ctx.secrets)
-    renewal_due_at = getattr(issuer, "renewal_due_at", None)
-    if renewal_due_at is None:
-        return False
+    issuer = ctx.issuers.issuer(inventory, issuer_name)
     from cryptography import x509
 
     from rotation.core import certs
 
     try:
-        due_at = renewal_due_at(certs.cert_to_pem(x509.load_der_x509_certificate(served.leaf_der)))
+        due_at = issuer.renewal_due_at(certs.cert_to_pem(x509.load_der_x509_certificate(served.leaf_der)))
     except RotationError as exc:
         log.warning("renewal info for %s/%s unavailable: %s", cluster, state.cert_name, exc.message)
         return False

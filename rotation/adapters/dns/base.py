@@ -9,10 +9,7 @@ its own value. Failures are ``IssuerError`` (the DNS side of issuing a certifica
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol, runtime_checkable
-
-from rotation.adapters.plugins import Registry
 
 
 @runtime_checkable
@@ -32,22 +29,9 @@ class DNSProvider(Protocol):
         ...
 
 
-DNSProviderFactory = Callable[..., DNSProvider]
-
-_PROVIDERS: Registry[DNSProviderFactory] = Registry("DNS provider", "providers")
-
-
-def register_dns_provider(name: str, factory: DNSProviderFactory) -> None:
-    _PROVIDERS.register(name, factory)
-
-
-def build_dns_provider(provider: str, **kwargs: object) -> DNSProvider:
-    return _PROVIDERS.get(provider)(**kwargs)
-
-
 def absolute(name: str) -> str:
     """``name`` with exactly one trailing dot, lower case."""
     return name.rstrip(".").lower() + "."
 
 
-__all__ = ["DNSProvider", "DNSProviderFactory", "absolute", "build_dns_provider", "register_dns_provider"]
+__all__ = ["DNSProvider", "absolute"]

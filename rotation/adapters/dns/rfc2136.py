@@ -29,7 +29,7 @@ import dns.tsig
 import dns.tsigkeyring
 import dns.update
 
-from rotation.adapters.dns.base import absolute, register_dns_provider
+from rotation.adapters.dns.base import absolute
 from rotation.core.errors import ConfigError, IssuerError
 
 log = logging.getLogger(__name__)
@@ -216,7 +216,5 @@ class RFC2136Provider:
             raise IssuerError(f"DNS: {self._label(self.server)} refused to {verb} TXT {record}: "
                               f"{dns.rcode.to_text(rcode)}", retryable=rcode == dns.rcode.SERVFAIL)
 
-
-register_dns_provider("rfc2136", RFC2136Provider)
 
 __all__ = ["RFC2136Provider", "parse_server"]

@@ -1,28 +1,9 @@
-"""Issuer plug-ins. Importing this package registers the built-in issuer types."""
+"""Issuers: where new certificates come from (an internal CA, files, any ACME CA).
 
-from rotation.adapters.issuers import acme, files, internal_ca
-from rotation.adapters.issuers.acme.issuer import AcmeIssuer
-from rotation.adapters.issuers.base import (
-    Issuer,
-    IssuerFactory,
-    issuer_factory,
-    register_issuer_type,
-    registered_issuer_types,
-)
-from rotation.adapters.issuers.files import FileIssuer
-from rotation.adapters.issuers.internal_ca import InternalCA, init_ca
-
-__all__ = [
-    "AcmeIssuer",
-    "FileIssuer",
-    "InternalCA",
-    "Issuer",
-    "IssuerFactory",
-    "acme",
-    "files",
-    "init_ca",
-    "internal_ca",
-    "issuer_factory",
-    "register_issuer_type",
-    "registered_issuer_types",
-]
+base          the ``Issuer`` interface (check, issue, trust anchors, optional ARI)
+registry      the built-in types, an explicit table (no registration at import time)
+factory       issuers built once from explicit dependencies, cached per settings and files
+internal_ca   signs with a CA the operator keeps (``rotation ca init`` makes one)
+files         certificates renewed by another PKI process
+acme/         any ACME CA (account, bounded HTTP, HTTP-01 responder; DNS-01 via ``adapters.dns``)
+"""

@@ -1,17 +1,17 @@
-"""The issuer plug-in interface and its explicit registry.
+"""The issuer interface.
 
-Like cert-manager's issuers, a plug-in only sets itself up (``check``) and signs (``issue``).
-It never pushes, probes or writes records: the pipeline does that.
+Like cert-manager's issuers, an issuer only sets itself up (``check``) and signs (``issue``); it
+never pushes, probes or writes records: the pipeline does that. It also says which trust anchors
+its chains lead to, and, optionally, when its CA wants a certificate renewed (ACME Renewal
+Information, RFC 9773): ``renewal_due_at`` returns None when the CA offers no such window.
+Which types exist: ``registry``; building one: ``factory``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from rotation.adapters.plugins import Registry
-from rotation.core.errors import ConfigError
 from rotation.core.model import CertRequest, IssuedCert
 
 
@@ -31,44 +31,14 @@ class Issuer(Protocol):
         """PEM CA certificates that chains from this issuer lead to; may be empty."""
         ...
 
+    @property
+    def public_roots(self) -> bool:
+        """True when the chains lead to the system's roots (a public CA) rather than to ``trust_anchors``."""
+        ...
 
-IssuerFactory = Callable[..., Issuer]
-
-_REGISTRY: Registry[IssuerFactory] = Registry("issuer type", "types")
-
-
-def register_issuer_type(type_name: str, factory: IssuerFactory) -> None:
-    """Make ``factory`` available as ``type_name``; factories take keyword arguments only."""
-    _REGISTRY.register(type_name, factory)
-
-
-def issuer_factory(type_name: str) -> IssuerFactory:
-    return _REGISTRY.get(type_name)
+    def renewal_due_at(self, leaf_pem: str) -> datetime | None:
+        """When the CA wants ``leaf_pem`` renewed (UTC); None when it offers no renewal window."""
+        ...
 
 
-def registered_issuer_types() -> list[str]:
-    return _REGISTRY.names()
-
-
-def read_issuer_file(path: Path, *, what: str) -> bytes:
-    """The bytes of a file an issuer is configured with; ConfigError naming it otherwise."""
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: {what} file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: {what} is a directory, expected a file") from None
-    except PermissionError:
-        raise ConfigError(f"{path}: {what} file is not readable (permission denied)") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read {what} file ({exc.strerror})") from None
-
-
-__all__ = [
-    "Issuer",
-    "IssuerFactory",
-    "issuer_factory",
-    "read_issuer_file",
-    "register_issuer_type",
-    "registered_issuer_types",
-]
+__all__ = ["Issuer"]

@@ -6,11 +6,12 @@ up. Whether it fits the cluster (hosts, EKU, expiry) is ``rotation.core.validate
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
 
-from rotation.adapters.issuers.base import read_issuer_file, register_issuer_type
+from rotation.config.files import read_file
 from rotation.core import certs
 from rotation.core.errors import CertificateError, ConfigError
 from rotation.core.model import CertRequest, IssuedCert
@@ -62,20 +63,23 @@ class FileIssuer:
         except CertificateError as exc:
             raise ConfigError(exc.message) from exc
 
+    public_roots = False
+
+    def renewal_due_at(self, leaf_pem: str) -> datetime | None:
+        return None  # another process renews these files: renew_before decides when to push them
+
     def _certificates(self) -> tuple[x509.Certificate, list[x509.Certificate]]:
-        data = read_issuer_file(self.cert_file, what="certificate")
+        data = read_file(self.cert_file, what="certificate")
         found = certs.load_certificates(data, where=str(self.cert_file))
         return found[0], found[1:]
 
     def _key(self) -> certs.PrivateKey:
-        data = read_issuer_file(self.key_file, what="key")
+        data = read_file(self.key_file, what="key")
         return certs.load_private_key(data, where=str(self.key_file), password=self._password)
 
     @staticmethod
     def _ca_certificates(path: Path) -> list[x509.Certificate]:
-        return certs.load_certificates(read_issuer_file(path, what="CA bundle"), where=str(path))
+        return certs.load_certificates(read_file(path, what="CA bundle"), where=str(path))
 
-
-register_issuer_type("files", FileIssuer)
 
 __all__ = ["FileIssuer"]

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from rotation.adapters.issuers.base import read_issuer_file, register_issuer_type
+from rotation.config.files import read_file
 from rotation.core import certs
 from rotation.core.errors import CertificateError, ConfigError, IssuerError
 from rotation.core.model import CertRequest, IssuedCert, KeyType
@@ -89,6 +89,11 @@ class InternalCA:
     def trust_anchors(self) -> list[str]:
         return [certs.cert_to_pem(self._ca(self._clock()).file_certs[-1])]
 
+    public_roots = False
+
+    def renewal_due_at(self, leaf_pem: str) -> datetime | None:
+        return None  # no renewal window: renew_before decides
+
     def issue(self, request: CertRequest) -> IssuedCert:
         if not request.hosts:
             raise IssuerError(f"{request.cluster}/{request.cert_name}: the request names no hosts")
@@ -120,8 +125,8 @@ class InternalCA:
         return self._loaded
 
     def _load(self) -> _LoadedCA:
-        cert_data = read_issuer_file(self.ca_cert, what="CA certificate")
-        key_data = read_issuer_file(self.ca_key_file, what="CA key")
+        cert_data = read_file(self.ca_cert, what="CA certificate")
+        key_data = read_file(self.ca_key_file, what="CA key")
         try:
             file_certs = certs.load_certificates(cert_data, where=str(self.ca_cert))
             key = certs.load_private_key(key_data, where=str(self.ca_key_file), password=self._password)
@@ -264,7 +269,5 @@ def _write_file(path: Path, text: str, *, mode: int, overwrite: bool) -> None:
         os.fchmod(handle.fileno(), mode)  # an overwritten file keeps its old mode otherwise
         handle.write(text)
 
-
-register_issuer_type("internal_ca", InternalCA)
 
 __all__ = ["DEFAULT_VALIDITY", "InternalCA", "init_ca"]

@@ -17,15 +17,16 @@ import ssl
 
 from cryptography import x509
 
-from rotation.adapters.cluster import ClusterSession, build_issuer, default_key_type
-from rotation.adapters.issuers import Issuer
-from rotation.adapters.issuers.base import read_issuer_file
+from rotation.adapters.cluster import ClusterSession
+from rotation.adapters.issuers.base import Issuer
+from rotation.adapters.issuers.factory import IssuerFactory
 from rotation.adapters.logs import rotation_context
 from rotation.adapters.state import ServiceState
 from rotation.adapters.tls.trust import handshake_error
 from rotation.config import CertPlan, Inventory
+from rotation.config.files import read_file
 from rotation.core import certs
-from rotation.core.errors import RotationError, RotationInProgress, StoreUnavailable, Superseded
+from rotation.core.errors import IssuerError, RotationError, RotationInProgress, StoreUnavailable, Superseded
 from rotation.core.model import CertName, IssuedCert, Outcome, RotationRecord, SecretPEM, new_rotation_id
 from rotation.core.tls_rules import cipher_key_check
 from rotation.core.validate import ExtraCheck, ParsedBundle, validate_issued
@@ -51,6 +52,7 @@ def rotate(
     cert_name: CertName | str,
     *,
     state: ServiceState,
+    issuers: IssuerFactory,
     options: RotationOptions | None = None,
 ) -> RotationRecord:
     """Rotate one certificate of one cluster. Always returns the record; never raises for a
@@ -82,7 +84,7 @@ def rotate(
             if existing is not None and existing.pushed:
                 resume_after_push(run)
             else:
-                _rotate_locked(run, inventory, plan)
+                _rotate_locked(run, inventory, plan, issuers)
     except RotationInProgress as exc:
         if existing is not None:
             ends = False
@@ -123,7 +125,7 @@ def _note_failure(run: Run, exc: BaseException) -> None:
     elif isinstance(exc, RotationError):
         record.error = record.error or exc.message
         record.retryable, record.retry_after = exc.retryable, exc.retry_after
-        record.problem = getattr(exc, "problem", None)
+        record.problem = exc.problem if isinstance(exc, IssuerError) else None
         if record.outcome is Outcome.IN_PROGRESS:
             record.outcome = Outcome.FAILED if record.pushed else Outcome.REFUSED
     else:  # a bug (recorded, not raised) or a signal (re-raised by the caller)
@@ -166,18 +168,18 @@ def _read(run: Run) -> OriginalPair:
     return original
 
 
-def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan) -> None:
+def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: IssuerFactory) -> None:
     session, record, options = run.session, run.record, run.options
     name: CertName = plan.cert_name
     original = _read(run)
 
     issuer = options.issuer or (
-        build_issuer(inventory, plan.issuer, secret_store=options.secrets) if plan.issuer else None
+        issuers.issuer(inventory, plan.issuer) if plan.issuer else None
     )
     if issuer is None:
         raise RotationError(f"{session.name}/{name}: no issuer configured (set clusters.{session.name}.issuer)")
     record.issuer = issuer.name
-    request = plan.request(default_key_type(inventory, plan.issuer))
+    request = plan.request()
 
     with run.step("issue") as step:
         issued: IssuedCert = issuer.issue(request)
@@ -212,10 +214,10 @@ def _anchors(run: Run, issuer: Issuer) -> tuple[list[x509.Certificate], bool]:
     ``trust_roots`` issues from a public CA."""
     found = [c for pem in (*issuer.trust_anchors(), *run.options.trust)
              for c in certs.load_certificates(pem, where=f"trust anchors of {issuer.name}")]
-    if not found and getattr(issuer, "public_roots", False):
+    if not found and issuer.public_roots:
         return [], True
     for path in run.session.settings.verify_paths:
-        found += certs.load_certificates(read_issuer_file(path, what="verify bundle"), where=str(path))
+        found += certs.load_certificates(read_file(path, what="verify bundle"), where=str(path))
     return found, False
 
 

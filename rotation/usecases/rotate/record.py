@@ -70,7 +70,7 @@ def _rotate(ctx: ServiceContext, cluster: str, cert_name: str, options: Rotation
             )
         options.secrets = ctx.secrets  # the original pair is kept (encrypted) whatever the state
         with ctx.sessions.open(loaded, cluster) as session:
-            return rotate(loaded, session, cert_name, state=ctx.state, options=options)
+            return rotate(loaded, session, cert_name, state=ctx.state, issuers=ctx.issuers, options=options)
     except RotationInProgress:
         raise
     except Exception as exc:

@@ -25,14 +25,17 @@ import josepy as jose
 import requests
 from acme import challenges, client, crypto_util, errors, messages
 
-from rotation.adapters.dns import DNSProvider, build_dns_provider
+from rotation.adapters.clock import SYSTEM_CLOCK
+from rotation.adapters.dns.base import DNSProvider
+from rotation.adapters.dns.registry import build_dns_provider
 from rotation.adapters.issuers.acme import http01
 from rotation.adapters.issuers.acme.account import AccountSpec, open_account, signing_alg
 from rotation.adapters.issuers.acme.http import AnswerRefused, BoundedAdapter
-from rotation.adapters.issuers.base import read_issuer_file, register_issuer_type
 from rotation.adapters.secrets import LocalSecretStore, SecretBox, SecretStore
 from rotation.config import local_state_dir
+from rotation.config.files import read_file
 from rotation.core import certs
+from rotation.core.clock import Clock
 from rotation.core.errors import CertificateError, ConfigError, IssuerError, RotationError
 from rotation.core.model import CertRequest, IssuedCert, KeyType
 
@@ -90,11 +93,12 @@ def _failed_challenges(exc: errors.ValidationError) -> dict[str, Any]:
             "subproblems": found}
 
 
-def translate_error(exc: BaseException, *, context: str, retry_after_header: str | None = None) -> IssuerError:
+def translate_error(exc: BaseException, *, context: str, retry_after_header: str | None = None,
+                    now: datetime | None = None) -> IssuerError:
     """An IssuerError for anything the acme/requests stack raised; ``context`` names CA and order."""
     problem: dict[str, Any] | None = None
     retryable = False
-    retry_after = retry_after_seconds(retry_after_header)
+    retry_after = retry_after_seconds(retry_after_header, now)
     if isinstance(exc, messages.Error):
         problem = problem_dict(exc)
         retryable = exc.code in RETRYABLE_PROBLEMS or retry_after is not None
@@ -196,6 +200,7 @@ class AcmeIssuer:
         order_timeout: timedelta = timedelta(seconds=180),
         request_timeout: timedelta = timedelta(seconds=60),
         secret_store: SecretStore | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if challenge not in ("dns-01", "http-01"):
             raise ConfigError(f"issuers.{name}: challenge must be dns-01 or http-01, not {challenge!r}")
@@ -217,6 +222,7 @@ class AcmeIssuer:
         self.order_timeout = order_timeout
         self.request_timeout = request_timeout
         self._secret_store = secret_store
+        self.clock = clock
 
     def __repr__(self) -> str:  # the EAB key stays out
         return f"AcmeIssuer(name={self.name!r}, directory={self.directory_url!r}, challenge={self.challenge!r})"
@@ -249,7 +255,7 @@ class AcmeIssuer:
     def trust_anchors(self) -> list[str]:
         if self.trust_roots is None:
             return []
-        data = read_issuer_file(self.trust_roots, what="ACME trust roots")
+        data = read_file(self.trust_roots, what="ACME trust roots")
         try:
             return [certs.cert_to_pem(c) for c in certs.load_certificates(data, where=str(self.trust_roots))]
         except CertificateError as exc:
@@ -273,7 +279,7 @@ class AcmeIssuer:
                 raise
             except (errors.Error, requests.RequestException, jose.errors.Error) as exc:
                 header = net.last_response.headers.get("Retry-After") if net.last_response is not None else None
-                raise translate_error(exc, context=context, retry_after_header=header) from exc
+                raise translate_error(exc, context=context, retry_after_header=header, now=self.clock.now()) from exc
         leaf_pem, chain_pem = certs.split_leaf_and_chain(finalized.fullchain_pem, where=context)
         log.info("%s: certificate issued", context)
         return IssuedCert(key_pem=key_pem, leaf_pem=leaf_pem, chain_pem=_without_roots(chain_pem, context))
@@ -287,7 +293,7 @@ class AcmeIssuer:
                 acme = client.ClientV2(self._directory(net), net)
                 renew_at, _next_check = acme.renewal_time(leaf_pem.encode())
             except errors.ARIError as exc:
-                wait = max(0.0, (_utc(exc.retry_after) - datetime.now(UTC)).total_seconds())
+                wait = max(0.0, (_utc(exc.retry_after) - self.clock.now()).total_seconds())
                 raise IssuerError(f"ACME {self.directory_url}: renewal information unavailable "
                                   f"({_first_line(exc.__cause__ or exc)})", retryable=True,
                                   retry_after=wait) from exc
@@ -306,7 +312,7 @@ class AcmeIssuer:
                               f"(ACME validates wildcards only by DNS); {self.challenge} is configured")
 
     def _complete(self, acme: client.ClientV2, orderr: messages.OrderResource) -> messages.OrderResource:
-        deadline = _naive_local(datetime.now(UTC) + self.order_timeout)
+        deadline = _naive_local(self.clock.now() + self.order_timeout)
         pending = [a for a in orderr.authorizations if a.body.status == messages.STATUS_PENDING]
         with ExitStack() as cleanup:
             answers = [self._prepare(acme, authz, cleanup) for authz in pending]
@@ -390,7 +396,5 @@ def _without_roots(chain_pem: str, where: str) -> str:
     return certs.certs_to_pem(c for c in certs.load_certificates(chain_pem, where=where)
                               if not certs.is_self_signed(c))
 
-
-register_issuer_type("acme", AcmeIssuer)
 
 __all__ = ["AcmeIssuer", "compact_problem", "retry_after_seconds", "translate_error"]
