@@ -9,7 +9,6 @@ rotation.audit_all_policies  beat, nightly: one TLS policy audit task per cluste
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
 
 from celery import Task
@@ -22,7 +21,7 @@ from rotation.core.model import RotationRecord, Trigger
 from rotation.usecases.context import ServiceContext
 from rotation.usecases.rotate.record import rotate_and_record
 from rotation.usecases.rotate.run import RotationOptions
-from rotation.usecases.scan import scan_cluster
+from rotation.usecases.scan import scan_and_queue
 from rotation.usecases.tls_audit import audit_policy
 from workers.celery_app import celery_app
 from workers.chat_tasks import notifier_for
@@ -59,28 +58,14 @@ def scan_all() -> list[str]:
 def scan_cluster_task(self: Task, cluster: str) -> dict:
     ctx = context()
     try:
-        result = scan_cluster(ctx, cluster)
+        return scan_and_queue(ctx, cluster, RotationQueue(ctx))
     except ConfigError:
         raise
     except RotationError as exc:
-        if exc.retryable:
+        if retry.retryable(exc):
             raise self.retry(exc=exc, countdown=retry.scan_countdown(self.request.retries)) from None
         log.error("scan of %s failed: %s", cluster, exc.message)
         return {"cluster": cluster, "error": exc.message}
-    queue = RotationQueue(ctx)
-    jitter = ctx.settings.rotation_jitter.total_seconds()
-    queued, busy = [], []
-    for cert_name in result.due:
-        try:
-            # Spread a fleet's renewals instead of issuing them all in one burst.
-            queued.append(queue.submit(cluster, str(cert_name), trigger=Trigger.BEAT,
-                                       countdown=random.uniform(0, jitter)))
-        except RotationInProgress:
-            busy.append(str(cert_name))
-    if result.backing_off:
-        log.info("%s: backing off %s after failures", cluster, ", ".join(map(str, result.backing_off)))
-    return {"cluster": cluster, "queued": queued, "in_progress": busy,
-            "backing_off": [str(c) for c in result.backing_off]}
 
 
 @celery_app.task(name="rotation.rotate_certificate", bind=True, acks_late=True, max_retries=retry.MAX_ROTATION_RETRIES)

@@ -1,4 +1,9 @@
-"""Pure "is it due?" decisions. The clock is a parameter; nothing here does I/O."""
+""""Is it due?": one pure decision per certificate, from what is served, its renewal window (with the
+CA's ARI window), its backoff and the clock (a parameter: nothing here reads it, nothing does I/O).
+
+``judge`` says what the endpoints serve (ok, due, mismatch, unreachable: `rotation check`);
+``decide`` says whether to rotate now (beat's scans).
+"""
 
 from __future__ import annotations
 
@@ -76,3 +81,48 @@ def judge(
     if reason:
         return Verdict(Health.DUE, reason, fingerprints, not_after)
     return Verdict(Health.OK, f"expires in {format_duration(_round(not_after - now))}", fingerprints, not_after)
+
+
+@dataclass(frozen=True)
+class RenewalWindow:
+    """When a certificate should be renewed: ``renew_before`` (the inventory's), and the CA's own
+    window when it offers one (ACME Renewal Information, RFC 9773), which wins when it opens first."""
+
+    renew_before: RenewBefore
+    ari_due_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether to rotate a certificate now, and why."""
+
+    verdict: Verdict  # what is served: health, reason, fingerprints, the earliest notAfter
+    due: bool  # rotate it now
+    backing_off: bool = False  # it would be due, but failed before: it waits until ``next_attempt``
+    reason: str = ""
+
+    @property
+    def health(self) -> Health:
+        return self.verdict.health
+
+
+def decide(served: Sequence[ServedCert], window: RenewalWindow, now: datetime,
+           next_attempt: datetime | None = None) -> Decision:
+    """"Is it due": one certificate across all its endpoints. Due when inside ``renew_before``, expired,
+    served differently across nodes, or inside the CA's renewal window; not while it backs off after
+    final failures (``next_attempt`` still ahead). Unreachable endpoints are never due: nothing could
+    be verified there."""
+    verdict = judge(served, now, window.renew_before)
+    reason = verdict.reason
+    wanted = verdict.health in (Health.DUE, Health.MISMATCH)
+    if verdict.health is Health.OK and window.ari_due_at is not None and window.ari_due_at <= now:
+        wanted, reason = True, f"the CA's renewal window opened {window.ari_due_at:%Y-%m-%d %H:%M}Z (ARI)"
+    if not wanted:
+        return Decision(verdict, due=False, reason=reason)
+    if next_attempt is not None and next_attempt > now:
+        return Decision(verdict, due=False, backing_off=True,
+                        reason=f"{reason}; backing off after failures until {next_attempt:%Y-%m-%d %H:%M}Z")
+    return Decision(verdict, due=True, reason=reason)
+
+
+__all__ = ["Decision", "Health", "RenewalWindow", "Verdict", "decide", "due_reason", "judge", "renewal_threshold"]

@@ -4,24 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from rotation.adapters.clock import utc_now
+from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.adapters.cluster import open_cluster
 from rotation.config import Inventory
+from rotation.core.clock import Clock
 from rotation.core.errors import RotationError
 from rotation.usecases.scan import CertState, survey_cluster
 
 
 @dataclass
 class CheckReport:
+    checked_at: datetime
     states: list[CertState] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
     def rows(self) -> list[dict[str, Any]]:
         rows = []
-        now = utc_now()
+        now = self.checked_at
         for state in self.states:
             for served in state.served:
                 left = (served.not_after - now).total_seconds() / 86400 if served.not_after else None
@@ -49,15 +52,16 @@ class CheckReport:
         return {"rows": self.rows, "errors": self.errors, "exit_code": self.exit_code}
 
 
-def check_clusters(inventory: Inventory, names: Sequence[str]) -> CheckReport:
-    report = CheckReport()
+def check_clusters(inventory: Inventory, names: Sequence[str], clock: Clock = SYSTEM_CLOCK) -> CheckReport:
+    """Every managed certificate of ``names`` as each node serves it, read by real handshakes."""
+    states, errors = [], []
     for name in names:
         try:
             with open_cluster(inventory, name) as session:
-                report.states.extend(survey_cluster(inventory, session, utc_now))
+                states.extend(survey_cluster(inventory, session, clock))
         except RotationError as exc:
-            report.errors.append(exc.message)
-    return report
+            errors.append(exc.message)
+    return CheckReport(checked_at=clock.now(), states=states, errors=errors)
 
 
 __all__ = ["CheckReport", "check_clusters"]

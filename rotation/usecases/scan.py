@@ -3,24 +3,31 @@
 One probe batch per cluster: all endpoints of all certificates are handshaken concurrently
 under the cluster's cap (never one task or one loop iteration per endpoint). ``survey_cluster``
 reads and judges (also what `check` shows); ``scan_cluster`` is beat's: it also stores what each
-node serves and says which certificates to rotate.
+node serves and decides, per certificate, whether to rotate it (``core.renewal.decide``: served
+state, renewal window with the CA's ARI window, backoff, clock).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from rotation.adapters.clock import utc_now
+from cryptography import x509
+
 from rotation.adapters.cluster import ClusterSession
 from rotation.adapters.tls.probe import probe_endpoints
 from rotation.config import Inventory
-from rotation.core.errors import RotationError
-from rotation.core.model import CertName, Endpoint, ServedCert
-from rotation.core.renewal import Health, Verdict, judge
+from rotation.core import certs
+from rotation.core.clock import Clock
+from rotation.core.errors import RotationError, RotationInProgress
+from rotation.core.model import CertName, Endpoint, ServedCert, Trigger
+from rotation.core.renewal import Decision, Health, RenewalWindow, Verdict, decide, judge
 from rotation.usecases.context import ServiceContext
+from rotation.usecases.queue import RotationQueue
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +47,7 @@ class CertState:
 def survey_cluster(
     inventory: Inventory,
     session: ClusterSession,
-    now: Callable[[], datetime],
+    clock: Clock,
     cert_names: Sequence[CertName] | None = None,
 ) -> list[CertState]:
     """Probe every managed certificate once and judge it. REST errors propagate; handshake
@@ -58,7 +65,7 @@ def survey_cluster(
     for name in names:
         if not name.is_served:
             served_by[name] = [session.rest_copy(name, from_view=True)]
-    moment = now()
+    moment = clock.now()
     states = []
     for name in names:
         renew_before = inventory.plan(session.name, name).renew_before
@@ -71,60 +78,69 @@ def survey_cluster(
 class ScanResult:
     cluster: str
     states: list[CertState]
-    due: list[CertName]
-    backing_off: list[CertName]
+    decisions: dict[CertName, Decision]
+
+    @property
+    def due(self) -> list[CertName]:
+        return [name for name, decision in self.decisions.items() if decision.due]
+
+    @property
+    def backing_off(self) -> list[CertName]:
+        return [name for name, decision in self.decisions.items() if decision.backing_off]
 
 
-def _issuer_renewal_due(
-    ctx: ServiceContext, inventory: Inventory, cluster: str, state: CertState, now: datetime
-) -> bool:
-    """ACME Renewal Information: the CA's window wins over renew_before when it offers one."""
-    issuer_name = inventory.plan(cluster, state.cert_name).issuer
-    served = next((s for s in state.served if s.ok and s.leaf_der), None)
-    if not issuer_name or served is None:
-        return False
-    issuer = ctx.issuers.issuer(inventory, issuer_name)
-    from cryptography import x509
-
-    from rotation.core import certs
-
-    try:
-        due_at = issuer.renewal_due_at(certs.cert_to_pem(x509.load_der_x509_certificate(served.leaf_der)))
-    except RotationError as exc:
-        log.warning("renewal info for %s/%s unavailable: %s", cluster, state.cert_name, exc.message)
-        return False
-    return due_at is not None and due_at <= now
-
-
-def scan_cluster(ctx: ServiceContext, cluster: str, *, now: datetime | None = None) -> ScanResult:
-    """Probe every managed certificate of one cluster, store what each node serves, and say
-    which certificates are due (inside renew_before, expired, or mismatched across nodes)."""
+def scan_cluster(ctx: ServiceContext, cluster: str) -> ScanResult:
+    """Probe every managed certificate of one cluster, store what each node serves, and decide which
+    certificates to rotate now."""
     inventory = ctx.inventory()
     try:
         with ctx.sessions.open(inventory, cluster) as session:
-            states = survey_cluster(inventory, session, utc_now)
+            states = survey_cluster(inventory, session, ctx.clock)
     except RotationError as exc:
-        _record_scan(ctx, cluster, ok=False, error=exc.message)
+        ctx.state.record_scan(cluster, ok=False, error=exc.message)
         raise
-    moment = now or utc_now()
+    moment = ctx.clock.now()
     next_attempts = _save_scan(ctx, cluster, states, moment)
-    due, backing_off = [], []
+    decisions = {}
     for state in states:
-        wants_rotation = state.health in (Health.DUE, Health.MISMATCH) or (
-            state.health is Health.OK and _issuer_renewal_due(ctx, inventory, cluster, state, moment)
-        )
-        if not wants_rotation:
-            continue
+        plan = inventory.plan(cluster, state.cert_name)
+        window = RenewalWindow(plan.renew_before, _ari_due_at(ctx, inventory, plan.issuer, state))
         next_attempt = next_attempts.get(str(state.cert_name))
-        if next_attempt and datetime.fromisoformat(next_attempt) > moment:
-            backing_off.append(state.cert_name)
-        else:
-            due.append(state.cert_name)
-    return ScanResult(cluster, states, due, backing_off)
+        decisions[state.cert_name] = decide(state.served, window, moment,
+                                            datetime.fromisoformat(next_attempt) if next_attempt else None)
+    return ScanResult(cluster, states, decisions)
 
 
-def _record_scan(ctx: ServiceContext, cluster: str, *, ok: bool, error: str | None = None) -> None:
-    ctx.state.record_scan(cluster, ok=ok, error=error)
+def scan_and_queue(ctx: ServiceContext, cluster: str, queue: RotationQueue,
+                   uniform: Callable[[float, float], float] = random.uniform) -> dict[str, Any]:
+    """Beat's scan of one cluster: what it serves is stored, and the due certificates are queued,
+    spread over ``ROTATION_JITTER`` (a fleet's renewals do not all start at once)."""
+    result = scan_cluster(ctx, cluster)
+    jitter = ctx.settings.rotation_jitter.total_seconds()
+    queued, busy = [], []
+    for cert_name in result.due:
+        try:
+            queued.append(queue.submit(cluster, str(cert_name), trigger=Trigger.BEAT, countdown=uniform(0, jitter)))
+        except RotationInProgress:
+            busy.append(str(cert_name))
+    if result.backing_off:
+        log.info("%s: backing off %s after failures", cluster, ", ".join(map(str, result.backing_off)))
+    return {"cluster": cluster, "queued": queued, "in_progress": busy,
+            "backing_off": [str(c) for c in result.backing_off]}
+
+
+def _ari_due_at(ctx: ServiceContext, inventory: Inventory, issuer_name: str | None,
+                state: CertState) -> datetime | None:
+    """The CA's renewal window for what is served (ACME Renewal Information), when its issuer offers one."""
+    served = next((s for s in state.served if s.ok and s.leaf_der), None)
+    if not issuer_name or served is None or served.leaf_der is None:
+        return None
+    try:
+        issuer = ctx.issuers.issuer(inventory, issuer_name)
+        return issuer.renewal_due_at(certs.cert_to_pem(x509.load_der_x509_certificate(served.leaf_der)))
+    except RotationError as exc:
+        log.warning("renewal info for %s/%s unavailable: %s", state.cluster, state.cert_name, exc.message)
+        return None
 
 
 def _save_scan(ctx: ServiceContext, cluster: str, states: list[CertState], now: datetime) -> dict[str, str | None]:
@@ -139,3 +155,6 @@ def _save_scan(ctx: ServiceContext, cluster: str, states: list[CertState], now: 
         }
         for state in states
     })
+
+
+__all__ = ["CertState", "ScanResult", "scan_and_queue", "scan_cluster", "survey_cluster"]
