@@ -16,12 +16,13 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from conftest import handshake_fingerprint, start_simulator, write_inventory
 from processes import ROOT, RedisServer, wait_for
+from support.clock import FakeClock
 from support.rotate import rotate_here
 
 from rotation.adapters.clock import SYSTEM_CLOCK
@@ -106,6 +107,8 @@ class Fault:
     error: str = ""
     deadline: float = 3.0
     steps: tuple[str, ...] = ()
+    # the verification deadline runs out on a fake clock: no waiting, and the waits are counted
+    fake_time: bool = False
 
 
 def _then(*actions: Action) -> Action:
@@ -126,12 +129,12 @@ MATRIX = {
     "node stale for a while": Fault("cm", Outcome.VERIFIED, "new", lambda s: s.stale(2, seconds=0.5)),
     "node stale for good": Fault(
         "cm", Outcome.ROLLED_BACK, "old", lambda s: s.stale(3, None, "cm"), error="node3", deadline=1.5,
-        steps=("read", "issue", "validate", "push", "verify", "rollback", "verify-rollback")),
+        steps=("read", "issue", "validate", "push", "verify", "rollback", "verify-rollback"), fake_time=True),
     "REST API 503 after the push, node lagging for good": Fault(
         "metrics_exporter", Outcome.ROLLED_BACK, "old", lambda s: s.stale(3, None, "metrics_exporter"),
         during={("push", True): lambda s: s.fail_requests(10_000, 503, method="GET", path="/v1/cluster/certificates"),
                 ("rollback", False): lambda s: s.clear_faults()},
-        error="HTTP 503", deadline=1.5),
+        error="HTTP 503", deadline=1.5, fake_time=True),
     "REST API 503 after the push, node catching up": Fault(
         "metrics_exporter", Outcome.VERIFIED, "new", lambda s: s.stale(2, seconds=0.5),
         during={("push", True): lambda s: s.fail_requests(3, 503, method="GET", path="/v1/cluster/certificates")}),
@@ -160,10 +163,13 @@ def test_fault_ends_with_one_certificate_served_and_named(sim: ClusterSimulator,
         if action is not None:
             action(sim)
 
+    clock = FakeClock(datetime.now(UTC)) if fault.fake_time else None
     options = RotationOptions(poll_interval=0.1, push_backoff=0.05, progress=progress,
-                              verify_deadline=timedelta(seconds=fault.deadline))
+                              verify_deadline=timedelta(seconds=fault.deadline), clock=clock)
     (record,) = rotate_here(inventory, "sim", [fault.cert], options)
     assert record.outcome is fault.outcome, record.error
+    if clock is not None:  # verification polled until its deadline, then gave up
+        assert sum(clock.slept) >= fault.deadline and set(clock.slept) == {0.1}
     assert fault.error in (record.error or ""), record.error
     if fault.steps:
         assert tuple(s.name for s in record.steps) == fault.steps
@@ -185,7 +191,8 @@ def test_failed_rollback_records_each_endpoint_and_the_retry_restores_the_origin
     original = served(sim, "cm")[REST_LABEL.format(cert="cm")]
     sim.stale(3, None, "cm")  # node 3 never takes the new certificate: verification fails
     options = RotationOptions(poll_interval=0.1, push_backoff=0.05, verify_deadline=timedelta(seconds=1.5),
-                              progress=lambda record, step: step.name == "rollback" and sim.fail_next(10, 500))
+                              progress=lambda record, step: step.name == "rollback" and sim.fail_next(10, 500),
+                              clock=FakeClock(datetime.now(UTC)))
     (failed,) = rotate_here(inventory, "sim", ["cm"], options)
     assert failed.outcome is Outcome.FAILED and failed.cluster_state is ClusterState.MIXED
     assert "rollback failed" in (failed.error or "") and "cluster state mixed" in (failed.error or "")

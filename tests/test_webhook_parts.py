@@ -15,6 +15,7 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+from support.clock import FakeClock
 
 from rotation.chatops.bodies import BadBody, parse_form
 from workers.webhook.snapshot import InventoryWatcher
@@ -55,19 +56,21 @@ def test_the_inventory_watcher_reloads_a_change_and_keeps_the_old_one_on_a_broke
     path = tmp_path / "rotation.yaml"
     (tmp_path / "password").write_text("pw\n")
     _write(path, "T1")
-    watcher = InventoryWatcher(path, every=0.05)
+    clock = FakeClock()
+    watcher = InventoryWatcher(path, every=1.0, clock=clock)
     assert watcher.current().inventory.chatops.slack.team_id == "T1"
 
     _write(path, "T2")
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000))  # a new mtime even on a coarse clock
+    clock.advance(0.9)
     assert watcher.current().inventory.chatops.slack.team_id == "T1"  # not stat'ed again before `every`
-    time.sleep(0.06)
+    clock.advance(0.2)
     assert watcher.current().inventory.chatops.slack.team_id == "T2"
     assert watcher.current().slack_secret == "5ec4e7" * 5 + "00"
 
     path.write_text("clusters: [this is not an inventory")
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 2_000_000))
-    time.sleep(0.06)
+    clock.advance(1.1)
     assert watcher.current().inventory.chatops.slack.team_id == "T2"
 
 
@@ -80,12 +83,10 @@ def test_importing_the_webhook_does_not_bind_the_celery_app() -> None:
     assert result.stdout.strip() == "False"
 
 
-def test_the_status_cache_reads_once_per_ttl_and_refreshes_in_the_background(
-    monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import workers.webhook.status_cache as webhook
+def test_the_status_cache_reads_once_per_ttl_and_refreshes_in_the_background() -> None:
+    from workers.webhook.status_cache import StatusCache
 
-    monkeypatch.setattr(webhook, "STALE_STATUS", 0.2)
+    clock = FakeClock()
     reads: list[str | None] = []
 
     def read(cluster: str | None) -> dict:
@@ -93,19 +94,20 @@ def test_the_status_cache_reads_once_per_ttl_and_refreshes_in_the_background(
         return {"read": len(reads)}
 
     async def scenario() -> None:
-        cache = webhook.StatusCache(read, 0.1, lambda fn, *args: asyncio.to_thread(fn, *args))
+        cache = StatusCache(read, 1.0, lambda fn, *args: asyncio.to_thread(fn, *args), clock, stale=2.0)
         assert await cache.get("east") == {"read": 1}  # cold: waits for a read
+        clock.advance(0.9)
         assert await cache.get("east") == {"read": 1}  # fresh: from memory
-        await asyncio.sleep(0.12)
+        clock.advance(0.2)
         assert await cache.get("east") == {"read": 1}  # stale: the previous read answers...
         for _ in range(50):  # ...while one background read refreshes it
             await asyncio.sleep(0.01)
             if len(reads) == 2:
                 break
         assert reads == ["east", "east"] and await cache.get("east") == {"read": 2}
-        await asyncio.sleep(0.35)  # past ttl + STALE_STATUS: too old to answer with
+        clock.advance(3.1)  # past ttl + stale: too old to answer with
         assert await cache.get("east") == {"read": 3}
-        assert await webhook.StatusCache(read, 0, lambda fn, *args: asyncio.to_thread(fn, *args)).get(None) == {
+        assert await StatusCache(read, 0, lambda fn, *args: asyncio.to_thread(fn, *args), clock).get(None) == {
             "read": 4}
 
     asyncio.run(scenario())

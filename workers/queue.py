@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from rotation.adapters.clock import utc_now
 from rotation.core.model import RotationRecord, Trigger, new_rotation_id
 from rotation.usecases.context import ServiceContext, inventory_digest
 from rotation.usecases.queue import Claim
@@ -63,7 +62,7 @@ class RotationQueue:
             raise claim.in_progress(running)
         try:
             self.store.save(RotationRecord(id=rotation_id, cluster=cluster, cert_name=name, trigger=str(trigger),
-                                           started_at=utc_now(), requested_by=requested_by))
+                                           started_at=self.ctx.clock.now(), requested_by=requested_by))
             celery_app.send_task(
                 ROTATE_TASK,
                 kwargs={"cluster": cluster, "cert_name": name, "rotation_id": rotation_id, "trigger": str(trigger),

@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from rotation.adapters.clock import utc_now
 from rotation.cli.options import ConfigOption, JsonOption, load
 from rotation.cli.render import cell, console, err_console, fail, line
 from rotation.core import certs
@@ -202,9 +201,10 @@ def _rotate_queued(queue: RotationQueue, cluster: str, names: list[str], *, no_w
     if not as_json:
         err_console.print(line(f"queued {len(ids)} rotation(s): ", (" ".join(ids), ""),
                                "; following (Ctrl-C stops following)"))
-    records = follow(queue.ctx.state, queue, ids, None if as_json else _print_step)
+    records = follow(queue.ctx.state, queue, ids, None if as_json else _print_step, clock=queue.ctx.clock)
     if refused:
-        records += [RotationRecord(id="-", cluster=cluster, cert_name="?", trigger="cli", started_at=utc_now(),
+        now = queue.ctx.clock.now()
+        records += [RotationRecord(id="-", cluster=cluster, cert_name="?", trigger="cli", started_at=now,
                                    outcome=Outcome.REFUSED, error=m) for m in refused]
     return records
 

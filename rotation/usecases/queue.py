@@ -7,14 +7,14 @@ worker; ``follow`` reports its steps until it ends, through the task's retries.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from rotation.adapters.clock import utc_now
+from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.adapters.state import RecordStore
 from rotation.core import retry
+from rotation.core.clock import Clock
 from rotation.core.errors import RotationInProgress
 from rotation.core.model import Outcome, RotationRecord, Step, Trigger
 from rotation.usecases.context import ServiceContext
@@ -52,13 +52,14 @@ def follow(
     *,
     timeout: float = 1800.0,
     poll: float = 0.3,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> list[RotationRecord]:
     """Follow queued rotations until each ends (through retries), reporting new steps as they land."""
     current = list(rotation_ids)
     reported: dict[str, int] = {}
     final: dict[int, RotationRecord] = {}
-    deadline = time.monotonic() + timeout
-    while len(final) < len(current) and time.monotonic() < deadline:
+    deadline = clock.monotonic() + timeout
+    while len(final) < len(current) and clock.monotonic() < deadline:
         for index, rotation_id in enumerate(current):
             if index in final:
                 continue
@@ -76,12 +77,12 @@ def follow(
                 current[index] = successor  # the task retries under a new id
                 continue
             final[index] = record
-        time.sleep(poll)
-    return [final[i] if i in final else store.get(rid) or _lost(rid) for i, rid in enumerate(current)]
+        clock.sleep(poll)
+    return [final[i] if i in final else store.get(rid) or _lost(rid, clock) for i, rid in enumerate(current)]
 
 
-def _lost(rotation_id: str) -> RotationRecord:
-    return RotationRecord(id=rotation_id, cluster="?", cert_name="?", trigger="?", started_at=utc_now(),
+def _lost(rotation_id: str, clock: Clock) -> RotationRecord:
+    return RotationRecord(id=rotation_id, cluster="?", cert_name="?", trigger="?", started_at=clock.now(),
                           outcome=Outcome.FAILED, error="no record of this rotation")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from rotation.adapters.clock import utc_now
 from rotation.core.errors import ConfigError
 from rotation.usecases.context import ServiceContext
 
@@ -41,7 +40,7 @@ def service_status(ctx: ServiceContext, cluster: str | None = None) -> dict[str,
     scans = store.scans()
     inventory_problems = store.inventory_problems()
     holders = _lock_holders(ctx, list(states))
-    now = utc_now()
+    now = ctx.clock.now()
     rows = []
     for (name, cert), state in sorted(states.items()):
         if cluster and name != cluster:

@@ -8,14 +8,15 @@ API cannot do: until the handshakes agree they are reported as pending.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.adapters.cluster import ClusterSession, open_cluster
 from rotation.adapters.tls.audit import AuditOptions
 from rotation.config import Inventory
 from rotation.core import certs
+from rotation.core.clock import Clock
 from rotation.core.errors import ClusterAPIError, RotationError
 from rotation.core.tls_rules import RESTART_HINT, Profile, TLSPolicy, UpdatePlan, key_type_of, plan_update
 from rotation.usecases.tls_audit import AuditReport, audit_session, options_for, policy_of
@@ -61,19 +62,19 @@ def served_key_types(session: ClusterSession) -> dict[str, str]:
 
 
 def _settle(session: ClusterSession, policy: TLSPolicy, options: AuditOptions, deadline: float,
-            poll: float) -> AuditReport:
+            poll: float, clock: Clock) -> AuditReport:
     """Audit until control and data handshakes agree with the settings (Sentinel waits for a restart)."""
-    end = time.monotonic() + deadline
+    end = clock.monotonic() + deadline
     while True:
         report = audit_session(session, policy, options)
         waiting = [d for d in report.drift if d.kind == "enforcement" and d.plane != "sentinel"]
-        if not waiting or report.errors or time.monotonic() >= end:
+        if not waiting or report.errors or clock.monotonic() >= end:
             return report
-        time.sleep(poll)
+        clock.sleep(poll)
 
 
 def apply_policy(
-    inventory: Inventory, name: str, *, dry_run: bool = False, poll_interval: float = 1.0
+    inventory: Inventory, name: str, *, dry_run: bool = False, poll_interval: float = 1.0, clock: Clock = SYSTEM_CLOCK
 ) -> ApplyReport:
     policy = policy_of(inventory, name)
     report = ApplyReport(name)
@@ -82,7 +83,7 @@ def apply_policy(
         return report
     try:
         with open_cluster(inventory, name) as session:
-            _apply(session, policy, report, dry_run, poll_interval)
+            _apply(session, policy, report, dry_run, poll_interval, clock)
     except RotationError as exc:
         if report.status != "refused":
             report.status = "error"
@@ -90,7 +91,8 @@ def apply_policy(
     return report
 
 
-def _apply(session: ClusterSession, policy: TLSPolicy, report: ApplyReport, dry_run: bool, poll: float) -> None:
+def _apply(session: ClusterSession, policy: TLSPolicy, report: ApplyReport, dry_run: bool, poll: float,
+           clock: Clock) -> None:
     view = session.view(refresh=True)
     plan = report.plan = plan_update(policy, Profile(view.version), view.tls_fields, served_key_types(session))
     report.notes += plan.notes
@@ -114,7 +116,7 @@ def _apply(session: ClusterSession, policy: TLSPolicy, report: ApplyReport, dry_
         report.status = "dry_run"
         return
     audit = report.audit = _settle(session, policy, options_for(session),
-                                   session.settings.verify_deadline.total_seconds(), poll)
+                                   session.settings.verify_deadline.total_seconds(), poll, clock)
     if audit.errors:
         report.status = "error"
         report.errors += audit.errors

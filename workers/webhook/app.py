@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -38,8 +37,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.chatops.answers import Answer
 from rotation.chatops.bodies import BadBody
+from rotation.core.clock import Clock
 from workers.webhook.handlers import Webhook, refuse
 
 log = logging.getLogger("rotation.webhook")
@@ -73,7 +74,7 @@ async def _read_body(request: Request, media_type: str) -> bytes | Response:
     return b"".join(chunks)
 
 
-def create_app(config_path: Path | str | None = None, *, clock: Callable[[], float] = time.time,
+def create_app(config_path: Path | str | None = None, *, clock: Clock = SYSTEM_CLOCK,
                threads: int = 8, status_cache: float = 1.0) -> Starlette:
     """The ASGI app, queueing to Celery through the service's Redis."""
     hook = Webhook(config_path, clock=clock, status_cache=status_cache, threads=threads)

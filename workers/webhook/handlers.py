@@ -8,9 +8,7 @@ parsing; every write of a request goes through its replay guard (``ports``).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +19,7 @@ import redis.asyncio
 from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.adapters.notify import AsyncReplyBudget, Notifier, ReplyBudget, host_of
 from rotation.adapters.state.redis_batch import BatchedRedis
 from rotation.chatops import Caller, ChatOps, Confirmations, click, respond
@@ -31,6 +30,7 @@ from rotation.chatops.replay import Replayed, ReplayGuard, request_mark
 from rotation.chatops.signatures import TOLERANCE, SignatureError, verify_generic, verify_slack, verify_token
 from rotation.config import ServiceSettings, resolve_config_path
 from rotation.config.reply_urls import admit
+from rotation.core.clock import Clock
 from rotation.usecases.context import ServiceContext
 from rotation.usecases.status import service_status
 from workers.webhook.ports import Checked, GuardedAudit, LoopRotations, ThreadedTasks
@@ -44,12 +44,12 @@ REPLAY_TTL = 2 * TOLERANCE + 1  # seconds a request's mark is kept: a timestamp 
 
 
 class Webhook:
-    def __init__(self, config_path: Path | str | None = None, *, clock: Callable[[], float] = time.time,
+    def __init__(self, config_path: Path | str | None = None, *, clock: Clock = SYSTEM_CLOCK,
                  status_cache: float = 1.0, threads: int = 8) -> None:
         self.clock = clock
         # Few threads: only blocking calls go there, and more threads would only fight for the GIL.
         self.limiter = anyio.CapacityLimiter(threads)
-        self.watcher = InventoryWatcher(resolve_config_path(config_path))
+        self.watcher = InventoryWatcher(resolve_config_path(config_path), clock=clock)
         settings = ServiceSettings.from_env()
         settings.require_queue("the webhook")
         # One connection pool for the process, with timeouts that fit inside Slack's 3 s.
@@ -57,7 +57,7 @@ class Webhook:
                                           socket_connect_timeout=1.0, health_check_interval=30)
         # The service context, with the watched inventory instead of a re-read per call, and this pool.
         self.ctx = ServiceContext(settings, str(self.watcher.path), inventory=lambda: self.watcher.current().inventory,
-                                  redis=self.redis)
+                                  redis=self.redis, clock=clock)
         self._aredis: redis.asyncio.Redis | None = None  # made on first use, inside the server's loop
         self._batched: BatchedRedis | None = None
         self.box = self.ctx.secret_box  # a response_url is stored sealed: no key, no webhook
@@ -69,7 +69,7 @@ class Webhook:
 
         self.queue = RotationQueue(self.ctx)
         self.tasks = CeleryChatTasks()
-        self.status = StatusCache(partial(service_status, self.ctx), status_cache, self.in_thread)
+        self.status = StatusCache(partial(service_status, self.ctx), status_cache, self.in_thread, clock)
 
     @property
     def aredis(self) -> redis.asyncio.Redis:
@@ -108,7 +108,7 @@ class Webhook:
             tasks=Checked(ThreadedTasks(self.tasks, self.in_thread), guard),
             confirmations=Checked(Confirmations(self.aredis, snapshot.inventory.chatops.confirm_ttl), guard),
             audit=GuardedAudit(guard),
-            clock=lambda: datetime.fromtimestamp(self.clock(), UTC),
+            clock=self.clock.now,
             replies=Checked(AsyncReplyBudget(self.aredis, self.box), guard),
         )
 
@@ -214,7 +214,8 @@ class Webhook:
             return refuse(404, "the generic endpoint is not configured")
         timestamp = headers.get("x-timestamp")
         try:
-            verify_generic(snapshot.generic_secret, timestamp, headers.get("x-signature-256"), body, now=self.clock())
+            verify_generic(snapshot.generic_secret, timestamp, headers.get("x-signature-256"), body,
+                           now=self.clock.now().timestamp())
         except SignatureError as exc:
             log.warning("generic request refused: %s", exc.message)
             return refuse(401, "not authenticated")
@@ -239,7 +240,8 @@ class Webhook:
             return refuse(404, "slack is not configured")
         timestamp = headers.get("x-slack-request-timestamp")
         try:
-            verify_slack(snapshot.slack_secret, timestamp, headers.get("x-slack-signature"), body, now=self.clock())
+            verify_slack(snapshot.slack_secret, timestamp, headers.get("x-slack-signature"), body,
+                         now=self.clock.now().timestamp())
         except SignatureError as exc:
             log.warning("slack request refused: %s", exc.message)
             return refuse(401, "not authenticated")
@@ -250,7 +252,7 @@ class Webhook:
         reason = "workspace, team or app not allowed"
         try:
             await GuardedAudit(guard).append(AuditRecord.of(caller, text, Decision.REFUSED, reason,
-                                                             datetime.fromtimestamp(self.clock(), UTC)))
+                                                             self.clock.now()))
         except Replayed:
             return replayed(caller.platform)
         return refuse(403, reason)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.chatops import AllowList
 from rotation.config import Inventory, load_inventory
+from rotation.core.clock import Clock
 from rotation.core.errors import RotationError
 
 log = logging.getLogger("rotation.webhook")
@@ -46,12 +47,13 @@ class InventoryWatcher:
     """One stat per ``every`` seconds at most (not one per request); a reload only when the mtime
     changed. A broken edit keeps the old one."""
 
-    def __init__(self, path: Path, every: float = 1.0) -> None:
+    def __init__(self, path: Path, every: float = 1.0, clock: Clock = SYSTEM_CLOCK) -> None:
         self.path = path
         self.every = every
+        self.clock = clock
         self._lock = threading.Lock()
         self._mtime = self._stat()
-        self._next_stat = time.monotonic() + every
+        self._next_stat = clock.monotonic() + every
         self._snapshot = Snapshot.load(path)  # at startup a bad inventory is fatal
 
     def _stat(self) -> int:
@@ -61,7 +63,7 @@ class InventoryWatcher:
             return -1
 
     def current(self) -> Snapshot:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if now < self._next_stat:
             return self._snapshot
         self._next_stat = now + self.every

@@ -13,7 +13,6 @@ import base64
 import binascii
 import logging
 import socket
-import time
 from collections.abc import Sequence
 
 import dns.exception
@@ -29,7 +28,9 @@ import dns.tsig
 import dns.tsigkeyring
 import dns.update
 
+from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.adapters.dns.base import absolute
+from rotation.core.clock import Clock
 from rotation.core.errors import ConfigError, IssuerError
 
 log = logging.getLogger(__name__)
@@ -75,12 +76,14 @@ class RFC2136Provider:
         propagation_servers: Sequence[str] | None = None,
         ttl: int = DEFAULT_TTL,
         poll_interval: float = 1.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.name = name
         self.server = parse_server(server)
         self.zone = absolute(zone) if zone else None
         self.ttl = ttl
         self.poll_interval = poll_interval
+        self.clock = clock
         self.propagation_servers = [parse_server(s) for s in propagation_servers or ()]
         self._keyring: dict | None = None
         self._keyname: dns.name.Name | None = None
@@ -116,16 +119,16 @@ class RFC2136Provider:
     def wait_visible(self, fqdn_record: str, value: str, timeout: float) -> None:
         record = absolute(fqdn_record)
         servers = self.authoritative_servers(self.zone_for(record))
-        end = time.monotonic() + timeout
+        end = self.clock.monotonic() + timeout
         while True:
             missing = [s for s in servers if value not in self.txt_values(record, s)]
             if not missing:
                 return
-            if time.monotonic() >= end:
+            if self.clock.monotonic() >= end:
                 raise IssuerError(
                     f"DNS: TXT {record} not visible on {', '.join(self._label(s) for s in missing)} "
                     f"after {timeout:g}s", retryable=True)
-            time.sleep(self.poll_interval)
+            self.clock.sleep(self.poll_interval)
 
     # --- queries ---------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import ssl
 
 from cryptography import x509
 
+from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.adapters.cluster import ClusterSession
 from rotation.adapters.issuers.base import Issuer
 from rotation.adapters.issuers.factory import IssuerFactory
@@ -69,7 +70,7 @@ def rotate(
         cluster=session.name,
         cert_name=str(name),
         trigger=str(options.trigger),
-        started_at=options.clock(),
+        started_at=(options.clock or SYSTEM_CLOCK).now(),
         requested_by=options.requested_by,
         dry_run=options.dry_run,
     )
@@ -109,7 +110,7 @@ def rotate(
 
 def _end(run: Run) -> None:
     record = run.record
-    record.finished_at = run.options.clock()
+    record.finished_at = run.clock.now()
     if record.outcome is Outcome.IN_PROGRESS:
         record.outcome = Outcome.FAILED
         record.error = record.error or "rotation interrupted"
@@ -192,7 +193,7 @@ def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: Issu
             checks.append(_publicly_trusted)
         if name is CertName.API:
             checks.append(_rest_client_trusts(session))
-        bundle = validate_issued(issued, request, now=options.clock(), trust_anchors=anchors,
+        bundle = validate_issued(issued, request, now=run.clock.now(), trust_anchors=anchors,
                                  require_anchor=not public, extra_checks=checks)
         record.new_fingerprint = bundle.fingerprint
         record.new_not_after = bundle.not_after

@@ -69,6 +69,7 @@ def _rotate(ctx: ServiceContext, cluster: str, cert_name: str, options: Rotation
                 "command at the same file, or run it with --inline"
             )
         options.secrets = ctx.secrets  # the original pair is kept (encrypted) whatever the state
+        options.clock = options.clock or ctx.clock
         with ctx.sessions.open(loaded, cluster) as session:
             return rotate(loaded, session, cert_name, state=ctx.state, issuers=ctx.issuers, options=options)
     except RotationInProgress:

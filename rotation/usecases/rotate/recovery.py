@@ -11,7 +11,6 @@ lock lease pushes nothing more: it probes, records and ends ``superseded``. Sign
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from datetime import timedelta
 
@@ -49,7 +48,7 @@ def push(run: Run, certificate: str, key: SecretPEM) -> str:
             if attempt >= run.options.push_attempts:
                 raise
             run.log.warning("push attempt %d failed (%s); retrying", attempt, exc)
-            time.sleep(retry.push_delay(attempt, run.options.push_backoff))
+            run.clock.sleep(retry.push_delay(attempt, run.options.push_backoff))
 
 
 def _rest_copy(run: Run) -> ServedCert:
@@ -76,7 +75,7 @@ def wait_until_served(run: Run, fingerprint: str, deadline: timedelta | None = N
     """Observe until everything shows ``fingerprint`` or time runs out. A REST error is one more
     lagging endpoint (RS restarts its API after a certificate change), not the end."""
     deadline = run.deadline if deadline is None else deadline
-    end = time.monotonic() + deadline.total_seconds()
+    end = run.clock.monotonic() + deadline.total_seconds()
     while True:
         interrupts.check()
         if run.lease.lost:
@@ -86,7 +85,7 @@ def wait_until_served(run: Run, fingerprint: str, deadline: timedelta | None = N
         lagging = [s for s in served if s.fingerprint != fingerprint]
         if not lagging:
             return served
-        if time.monotonic() >= end:
+        if run.clock.monotonic() >= end:
             where = ", ".join(
                 f"{s.endpoint.label}: {s.error or 'still ' + certs.short_fingerprint(s.fingerprint or '')}"
                 for s in lagging[:5]
@@ -95,7 +94,7 @@ def wait_until_served(run: Run, fingerprint: str, deadline: timedelta | None = N
                 f"{run.record.cluster}/{run.cert_name}: {certs.short_fingerprint(fingerprint)} not served everywhere "
                 f"after {deadline.total_seconds():g}s ({len(lagging)} endpoint(s) lagging: {where})"
             )
-        time.sleep(run.options.poll_interval)
+        run.clock.sleep(run.options.poll_interval)
 
 
 def cluster_state(served: list[ServedCert], old: str | None, new: str | None) -> ClusterState:

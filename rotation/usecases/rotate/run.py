@@ -11,15 +11,16 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from rotation.adapters.clock import utc_now
+from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.adapters.cluster import ClusterSession
 from rotation.adapters.issuers.base import Issuer
 from rotation.adapters.secrets import SecretStore
 from rotation.adapters.state import Lease, RecordStore
 from rotation.adapters.state.local import KernelLease
 from rotation.core import retry
+from rotation.core.clock import Clock
 from rotation.core.errors import Interrupted, RotationError
 from rotation.core.model import CertName, RotationRecord, SecretPEM, Step, Trigger
 from rotation.usecases.rotate import interrupts
@@ -39,7 +40,7 @@ class RotationOptions:
     push_attempts: int = retry.PUSH_ATTEMPTS
     push_backoff: float = retry.PUSH_BACKOFF
     rotation_id: str | None = None
-    clock: Callable[[], datetime] = utc_now
+    clock: Clock | None = None  # the context's (default: the system's): timestamps, deadlines, waits
     progress: ProgressCallback | None = None
     extra_checks: tuple = field(default_factory=tuple)
     requested_by: str | None = None
@@ -126,6 +127,7 @@ class Run:
         self.options = options
         self.store = store
         self.cert_name = cert_name
+        self.clock: Clock = options.clock or SYSTEM_CLOCK
         self.lease: Lease = KernelLease()
         self.originals = OriginalPairs(options.secrets, session.settings.identity, cert_name)
         self.deadline: timedelta = options.verify_deadline or session.settings.verify_deadline
@@ -156,7 +158,7 @@ class Run:
 class StepScope:
     def __init__(self, run: Run, name: str) -> None:
         self.run = run
-        self.step = Step(name=name, started_at=run.options.clock())
+        self.step = Step(name=name, started_at=run.clock.now())
 
     def __enter__(self) -> Step:
         interrupts.check()  # a safe point: SIGTERM in the CLI unwinds here, before the step begins
@@ -166,7 +168,7 @@ class StepScope:
         return self.step
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
-        self.step.finished_at = self.run.options.clock()
+        self.step.finished_at = self.run.clock.now()
         if self.step.ok is None:
             self.step.ok = exc is None
         if exc is not None and not self.step.detail:
