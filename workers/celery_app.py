@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from celery import Celery
 
 from rotation.config import ServiceSettings
@@ -59,3 +61,11 @@ def make_celery(settings: ServiceSettings | None = None) -> Celery:
 
 
 celery_app = make_celery()
+
+
+@functools.lru_cache(maxsize=8)
+def app_for(settings: ServiceSettings) -> Celery:
+    """The app that sends to ``settings``' broker: this process's own when it is the same Redis. A
+    process that serves more than one configuration (a test run, a CLI given other settings) never
+    sends to the broker of whichever configuration imported this module first."""
+    return celery_app if settings.redis_url == celery_app.conf.broker_url else make_celery(settings)

@@ -21,6 +21,7 @@ from rotation.usecases.context import ServiceContext
 from rotation.usecases.rotate.record import rotate_and_record
 from rotation.usecases.rotate.run import RotationOptions
 from workers.celery_app import celery_app
+from workers.context import context
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def notifier_for(ctx: ServiceContext) -> Notifier:
 
 @celery_app.task(name=CHECK_TASK, ignore_result=True, time_limit=120, soft_time_limit=100)
 def chat_check(cluster: str, requested_by: str | None = None, reply_to: str | None = None) -> None:
-    ctx = ServiceContext()
+    ctx = context()
     try:
         report = check_clusters(ctx.inventory(), [cluster])
     except RotationError as exc:
@@ -62,7 +63,7 @@ def chat_check(cluster: str, requested_by: str | None = None, reply_to: str | No
 @celery_app.task(name=DRY_RUN_TASK, ignore_result=True)
 def chat_dry_run(cluster: str, cert_names: Sequence[str], requested_by: str | None = None,
                  reply_to: str | None = None) -> None:
-    ctx = ServiceContext()
+    ctx = context()
     records = []
     for name in cert_names:
         # An id of its own: whatever stops it, the dry run's record ends in the history.

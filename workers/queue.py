@@ -12,7 +12,7 @@ from datetime import timedelta
 from rotation.core.model import RotationRecord, Trigger, new_rotation_id
 from rotation.usecases.context import ServiceContext, inventory_digest
 from rotation.usecases.queue import Claim
-from workers.celery_app import celery_app
+from workers.celery_app import app_for
 
 ROTATE_TASK = "rotation.rotate_certificate"
 
@@ -63,7 +63,7 @@ class RotationQueue:
         try:
             self.store.save(RotationRecord(id=rotation_id, cluster=cluster, cert_name=name, trigger=str(trigger),
                                            started_at=self.ctx.clock.now(), requested_by=requested_by))
-            celery_app.send_task(
+            app_for(self.ctx.settings).send_task(
                 ROTATE_TASK,
                 kwargs={"cluster": cluster, "cert_name": name, "rotation_id": rotation_id, "trigger": str(trigger),
                         "requested_by": requested_by, "reply_to": reply_to,

@@ -18,27 +18,16 @@ from rotation.chatops.reporter import RotationReporter
 from rotation.core import retry
 from rotation.core.errors import ConfigError, RotationError, RotationInProgress
 from rotation.core.model import RotationRecord, Trigger
-from rotation.usecases.context import ServiceContext
 from rotation.usecases.rotate.record import rotate_and_record
 from rotation.usecases.rotate.run import RotationOptions
 from rotation.usecases.scan import scan_and_queue
 from rotation.usecases.tls_audit import audit_policy
 from workers.celery_app import celery_app
 from workers.chat_tasks import notifier_for
+from workers.context import context
 from workers.queue import RotationQueue
 
 log = logging.getLogger(__name__)
-
-_context: ServiceContext | None = None
-
-
-def context() -> ServiceContext:
-    """One per worker process: Redis pool, secret box and the parsed inventory are reused."""
-    global _context
-    if _context is None:
-        _context = ServiceContext()
-    return _context
-
 
 def _per_cluster(task: Task) -> list[str]:
     """Beat's entries fan out: one task per cluster, so clusters are handled in parallel."""

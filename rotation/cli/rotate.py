@@ -110,8 +110,8 @@ def rotate(
     queue = None if here else _queue(config)
     try:
         if queue is None:
-            ctx = ServiceContext(config_path=config, inventory=lambda: inventory)  # the inventory checked above
-            records = _rotate_here(ctx, cluster, names, options)
+            with ServiceContext(config_path=config, inventory=lambda: inventory) as ctx:  # the inventory checked above
+                records = _rotate_here(ctx, cluster, names, options)
         else:
             records = _rotate_queued(queue, cluster, names, no_wait=no_wait, as_json=as_json)
             if records is None:

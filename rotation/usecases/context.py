@@ -97,6 +97,18 @@ class ServiceContext:
         except RotationError as exc:
             log.warning("could not record the inventory problem in the service's state: %s", exc.message)
 
+    def close(self) -> None:
+        """Close what this context opened and keeps (the REST sessions' clients): a one-shot process
+        (a CLI command) ends with it; a worker keeps its context for its whole life."""
+        if "sessions" in self.__dict__:
+            self.sessions.close()
+
+    def __enter__(self) -> ServiceContext:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     @cached_property
     def sessions(self) -> SessionPool:
         """REST clients reused by this process's scans and rotations (a worker works on the same clusters all day)."""

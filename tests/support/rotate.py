@@ -15,4 +15,7 @@ def rotate_here(inventory: Inventory, cluster: str, cert_names: Sequence[str], o
                 ctx: ServiceContext | None = None) -> list[RotationRecord]:
     """Each certificate after the other, with ``ctx``'s state (default: the environment's) and ``inventory``."""
     ctx = ctx or ServiceContext(inventory=lambda: inventory)
-    return [rotate_and_record(ctx, cluster, name, options).record for name in cert_names]
+    try:
+        return [rotate_and_record(ctx, cluster, name, options).record for name in cert_names]
+    finally:
+        ctx.sessions.close()  # as the CLI's context does at its end: no client left open
