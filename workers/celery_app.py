@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 
-from celery import Celery
+from celery import Celery  # type: ignore[import-untyped]  # celery ships no type hints
 
 from rotation.config import ServiceSettings
 from rotation.core.errors import ConfigError

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from celery import Task
+from celery import Task  # type: ignore[import-untyped]  # celery ships no type hints
 
 from rotation.chatops.answers import Answer
 from rotation.chatops.reporter import RotationReporter

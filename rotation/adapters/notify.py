@@ -124,8 +124,11 @@ class AsyncReplyBudget:
 class Message(Protocol):
     """What a post carries (``rotation.chatops.answers.Answer``)."""
 
-    text: str
-    blocks: tuple[dict[str, Any], ...] | None
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def blocks(self) -> tuple[dict[str, Any], ...] | None: ...
 
     def to_json(self, **extra: Any) -> dict[str, Any]: ...
 

@@ -114,8 +114,6 @@ def rotate(
                 records = _rotate_here(ctx, cluster, names, options)
         else:
             records = _rotate_queued(queue, cluster, names, no_wait=no_wait, as_json=as_json)
-            if records is None:
-                return
     except RotationError as exc:
         raise fail(exc.message) from None
     if as_json:
@@ -184,7 +182,7 @@ def _queue(config: Path | None = None) -> RotationQueue | None:
 
 
 def _rotate_queued(queue: RotationQueue, cluster: str, names: list[str], *, no_wait: bool,
-                   as_json: bool) -> list[RotationRecord] | None:
+                   as_json: bool) -> list[RotationRecord]:
     from rotation.core.errors import RotationInProgress
 
     ids, refused = [], []

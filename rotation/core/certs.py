@@ -265,7 +265,7 @@ def key_matches(private_key: PrivateKey, cert: x509.Certificate) -> bool:
     return _spki(private_key.public_key()) == _spki(cert.public_key())
 
 
-def signing_hash_for(key: SigningKey) -> hashes.HashAlgorithm | None:
+def signing_hash_for(key: SigningKey) -> hashes.SHA256 | hashes.SHA384 | None:
     """SHA-384 for P-384/P-521 keys, none for EdDSA (it hashes internally), SHA-256 otherwise."""
     if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
         return None

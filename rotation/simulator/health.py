@@ -38,11 +38,12 @@ def active_alerts(sim: ClusterSimulator, now: dt.datetime) -> list[dict[str, Any
     if expiry["state"]:
         alerts.append({"name": "cluster_certs_about_to_expire", "severity": expiry["severity"],
                        "change_time": expiry["change_time"], "details": expiry["change_value"]})
-    settings = sim.state.settings.get("alert_settings") or {}
+    settings = sim.state.settings.get("alert_settings")
+    settings = settings if isinstance(settings, dict) else {}
     status = sim.ocsp.status_json().get("cert_status")
     for name, firing in (("cluster_ocsp_status_revoked", status == "REVOKED"),
                          ("cluster_ocsp_query_failed", sim.ocsp.last_error is not None)):
-        if firing and settings.get(name) is True:  # type: ignore[union-attr]
+        if firing and settings.get(name) is True:
             alerts.append({"name": name, "severity": "WARNING", "change_time": _iso(now)})
     return alerts
 

@@ -82,7 +82,7 @@ def serve(host: str = "127.0.0.1", port: int = 8088, *, config_path: Path | str 
           status_cache: float = 1.0, processes: int = 1, limits: Limits | None = None) -> None:
     """Run the webhook until SIGTERM/SIGINT. ConfigError when it cannot start."""
     preflight(ServiceContext(config_path=config_path))  # inventory, Redis and ROTATION_SECRET_KEY, or exit 2
-    options = {"host": host, "port": port, "config_path": str(resolve_config_path(config_path)),
+    options: dict[str, Any] = {"host": host, "port": port, "config_path": str(resolve_config_path(config_path)),
                "log_level": log_level, "log_format": log_format, "access_log": access_log, "threads": threads,
                "status_cache": status_cache, "limits": limits or Limits()}
     announce(options)

@@ -58,7 +58,7 @@ def parse_server(value: str, default_port: int = 53) -> Address:
 
 def _ip(host: str) -> str:
     try:
-        return socket.getaddrinfo(host, None, proto=socket.IPPROTO_UDP)[0][4][0]
+        return str(socket.getaddrinfo(host, None, proto=socket.IPPROTO_UDP)[0][4][0])
     except socket.gaierror as exc:
         raise IssuerError(f"DNS server {host}: cannot resolve ({exc.strerror})", retryable=True) from None
 

@@ -56,7 +56,8 @@ class RedisState:
 
     def __init__(self, client: redis.Redis, clock: Clock, *, journal: RecordJournal | None = None,
                  lock_lease: float = 30.0) -> None:
-        self.redis = client
+        # decode_responses=True: every answer is a str, which redis-py's types (bytes | str) cannot say
+        self.redis: Any = client
         self.clock = clock
         self.journal = journal
         self.locker = RedisLocker(client, lock_lease, clock)
@@ -292,7 +293,7 @@ class RedisSecretStore:
     """Encrypted blobs in Redis. A ``rotation.adapters.secrets.SecretStore``."""
 
     def __init__(self, client: redis.Redis, box: SecretBox) -> None:
-        self.redis = client
+        self.redis: Any = client  # decode_responses=True: answers are str
         self.box = box
 
     def put(self, key: str, value: bytes, *, ttl_seconds: int | None = None) -> None:

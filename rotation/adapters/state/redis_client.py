@@ -56,6 +56,7 @@ class _Client(redis.Redis):
 def connect(url: str) -> redis.Redis:
     client = _Client.from_url(url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5,
                               health_check_interval=30, retry_on_timeout=True)
+    assert isinstance(client, _Client)
     client.redacted_url = redact_url(url)
     return client
 

@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import redis
 
@@ -134,7 +135,7 @@ class RedisLocker:
     """
 
     def __init__(self, client: redis.Redis, lease_seconds: float = 30.0, clock: Clock | None = None) -> None:
-        self.redis = client
+        self.redis: Any = client  # decode_responses=True: answers are str, which redis-py's types cannot say
         self.lease_ms = int(lease_seconds * 1000)
         self.monotonic = clock.monotonic if clock is not None else time.monotonic
 

@@ -73,7 +73,7 @@ def open_account(
         acme = client.ClientV2(directory, make_network(key, regr))
         reason = _still_valid(acme, regr)
         if reason is None:
-            log.info("ACME account %s reused (%s)", acme.net.account.uri, spec.directory_url)
+            log.info("ACME account %s reused (%s)", regr.uri, spec.directory_url)  # the network logs in as regr
             return acme
         log.warning("ACME account %s is %s at %s: registering a new account", regr.uri, reason, spec.directory_url)
     return _register(spec, directory, store, make_network)
