@@ -30,7 +30,7 @@ _EXPORTS = {
     "RotationRecord": "rotation.core.model",
     "Trigger": "rotation.core.model",
     "RotationOptions": "rotation.usecases.rotate.run",
-    "rotate": "rotation.usecases.rotate.pipeline",
+    "rotate_and_record": "rotation.usecases.rotate.record",
 }
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
         VerificationError,
     )
     from rotation.core.model import CertName, KeyType, Outcome, RotationRecord, Trigger
-    from rotation.usecases.rotate.pipeline import rotate
+    from rotation.usecases.rotate.record import rotate_and_record
     from rotation.usecases.rotate.run import RotationOptions
 
 
@@ -72,5 +72,5 @@ __all__ = [
     "ValidationError",
     "VerificationError",
     "load_inventory",
-    "rotate",
+    "rotate_and_record",
 ]

@@ -24,10 +24,10 @@ LogFormat = Annotated[str, typer.Option("--log-format", help="plain or json (one
 LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR.")]
 
 
-def _queue_factory(ctx):  # noqa: ANN001, ANN202 - ServiceContext -> RotationQueue
-    from workers.queue import RotationQueue
+def _queue_factory(ctx):  # noqa: ANN001, ANN202 - ServiceContext -> CeleryRotationQueue
+    from workers.queue import CeleryRotationQueue
 
-    return RotationQueue(ctx)
+    return CeleryRotationQueue(ctx)
 
 
 rotate_command.queue_factory = _queue_factory

@@ -3,6 +3,7 @@
 A Redis marker ``pending:<cluster>:<cert>`` is claimed (SET NX) before the task is sent and
 released when the rotation ends for good; a second request meanwhile is refused as "already
 in progress" instead of being queued behind the first. The task id is the rotation id.
+``CeleryRotationQueue`` is the one implementation of ``rotation.usecases.queue.RotationQueue``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from workers.celery_app import app_for
 ROTATE_TASK = "rotation.rotate_certificate"
 
 
-class RotationQueue:
+class CeleryRotationQueue:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         ctx.settings.require_queue("the queue")

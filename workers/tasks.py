@@ -25,7 +25,7 @@ from rotation.usecases.tls_audit import audit_policy
 from workers.celery_app import celery_app
 from workers.chat_tasks import notifier_for
 from workers.context import context
-from workers.queue import RotationQueue
+from workers.queue import CeleryRotationQueue
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def scan_all() -> list[str]:
 def scan_cluster_task(self: Task, cluster: str) -> dict:
     ctx = context()
     try:
-        return scan_and_queue(ctx, cluster, RotationQueue(ctx))
+        return scan_and_queue(ctx, cluster, CeleryRotationQueue(ctx))
     except ConfigError:
         raise
     except RotationError as exc:
@@ -81,7 +81,7 @@ def rotate_certificate(
     except RotationInProgress as exc:
         # Our own earlier delivery still holds the lease (its worker died): wait for it to lapse.
         raise self.retry(exc=exc, countdown=retry.lease_wait(ctx.settings.lock_lease)) from None
-    record, queue = rotated.record, RotationQueue(ctx)
+    record, queue = rotated.record, CeleryRotationQueue(ctx)
     if rotated.retry_id:
         next_id = rotated.retry_id
         _bookkeeping(lambda: queue.hand_over(cluster, cert_name, rotation_id, next_id), record)

@@ -43,8 +43,9 @@ class ChatTasks(Protocol):
                       reply_to: str | None) -> str: ...
 
 
-class Rotations(Protocol):
-    """The rotation queue, in two steps (``workers.queue.RotationQueue``)."""
+class AsyncRotationQueue(Protocol):
+    """The rotation queue from the event loop, in two steps (the webhook's ``LoopRotationQueue`` over
+    ``workers.queue.CeleryRotationQueue``)."""
 
     async def claim(self, cluster: str, cert_name: str) -> Claim:
         """Reserve (cluster, cert) for a new rotation id, or raise RotationInProgress."""
@@ -89,7 +90,7 @@ class ChatOps:
     allow: Callable[[], AllowList]
     status: Callable[[str | None], Awaitable[dict[str, Any]]]  # rotation.usecases.status.service_status, bound
     history: Callable[[str, str | None, int], Awaitable[list[RotationRecord]]]  # RecordStore.history
-    rotations: Rotations
+    rotations: AsyncRotationQueue
     tasks: ChatTasks
     confirmations: ConfirmationStore
     audit: AuditSink
@@ -291,5 +292,5 @@ async def _registered(env: ChatOps, reply_url: str | None, *, progress: bool) ->
     return None
 
 
-__all__ = ["AuditSink", "ChatOps", "ChatTasks", "ConfirmationStore", "Replies", "Rotations", "click", "handle",
+__all__ = ["AuditSink", "ChatOps", "ChatTasks", "ConfirmationStore", "Replies", "AsyncRotationQueue", "click", "handle",
            "respond"]

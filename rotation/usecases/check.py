@@ -12,7 +12,7 @@ from rotation.adapters.cluster import open_cluster
 from rotation.config import Inventory
 from rotation.core.clock import Clock
 from rotation.core.errors import RotationError
-from rotation.usecases.scan import CertState, survey_cluster
+from rotation.usecases.scan import CertState, cluster_states
 
 
 @dataclass
@@ -58,7 +58,7 @@ def check_clusters(inventory: Inventory, names: Sequence[str], clock: Clock = SY
     for name in names:
         try:
             with open_cluster(inventory, name) as session:
-                states.extend(survey_cluster(inventory, session, clock))
+                states.extend(cluster_states(inventory, session, clock))
         except RotationError as exc:
             errors.append(exc.message)
     return CheckReport(checked_at=clock.now(), states=states, errors=errors)

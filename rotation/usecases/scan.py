@@ -1,7 +1,7 @@
 """The scan: what every managed certificate of a cluster looks like right now, and whether it is due.
 
 One probe batch per cluster: all endpoints of all certificates are handshaken concurrently
-under the cluster's cap (never one task or one loop iteration per endpoint). ``survey_cluster``
+under the cluster's cap (never one task or one loop iteration per endpoint). ``cluster_states``
 reads and judges (also what `check` shows); ``scan_cluster`` is beat's: it also stores what each
 node serves and decides, per certificate, whether to rotate it (``core.renewal.decide``: served
 state, renewal window with the CA's ARI window, backoff, clock).
@@ -44,7 +44,7 @@ class CertState:
         return self.verdict.health
 
 
-def survey_cluster(
+def cluster_states(
     inventory: Inventory,
     session: ClusterSession,
     clock: Clock,
@@ -95,7 +95,7 @@ def scan_cluster(ctx: ServiceContext, cluster: str) -> ScanResult:
     inventory = ctx.inventory()
     try:
         with ctx.sessions.open(inventory, cluster) as session:
-            states = survey_cluster(inventory, session, ctx.clock)
+            states = cluster_states(inventory, session, ctx.clock)
     except RotationError as exc:
         ctx.state.record_scan(cluster, ok=False, error=exc.message)
         raise
@@ -157,4 +157,4 @@ def _save_scan(ctx: ServiceContext, cluster: str, states: list[CertState], now: 
     })
 
 
-__all__ = ["CertState", "ScanResult", "scan_and_queue", "scan_cluster", "survey_cluster"]
+__all__ = ["CertState", "ScanResult", "scan_and_queue", "scan_cluster", "cluster_states"]

@@ -306,7 +306,7 @@ def test_redis_going_away_after_the_push_loses_nothing(
 def test_worker_killed_mid_rotation_is_resumed_by_the_redelivered_task(
     simulator: ClusterSimulator, service_env: dict[str, str], start_service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from workers.queue import RotationQueue
+    from workers.queue import CeleryRotationQueue
 
     # A short visibility timeout: the dead worker's task comes back after 6 s instead of 18.
     fast = {"ROTATION_TASK_TIME_LIMIT": "5s", "ROTATION_VISIBILITY_TIMEOUT": "6s"}
@@ -316,7 +316,7 @@ def test_worker_killed_mid_rotation_is_resumed_by_the_redelivered_task(
     simulator.stale(3, seconds=None, cert_name="cm")  # verification will wait on node 3
     worker = start_service("worker", env=env)
     ctx = ServiceContext()
-    rotation_id = RotationQueue(ctx).submit("sim", "cm")
+    rotation_id = CeleryRotationQueue(ctx).submit("sim", "cm")
     _record_reaching(lambda: [r for r in [ctx.state.get(rotation_id)] if r], "verify")
     worker.kill()  # SIGKILL after the push, before verification finished
     assert ctx.state.get(rotation_id).outcome is Outcome.IN_PROGRESS

@@ -63,10 +63,10 @@ def test_beat_finds_due_certificates_and_workers_rotate_them(
 def test_two_concurrent_requests_one_runs_one_is_refused(
     simulator: ClusterSimulator, service_env: dict[str, str], start_service
 ) -> None:
-    from workers.queue import RotationQueue
+    from workers.queue import CeleryRotationQueue
 
     start_service("worker")
-    queue = RotationQueue(ServiceContext())
+    queue = CeleryRotationQueue(ServiceContext())
     results: list[str] = []
     barrier = threading.Barrier(2)
 

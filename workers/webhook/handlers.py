@@ -33,7 +33,7 @@ from rotation.config.reply_urls import admit
 from rotation.core.clock import Clock
 from rotation.usecases.context import ServiceContext
 from rotation.usecases.status import service_status
-from workers.webhook.ports import Checked, GuardedAudit, LoopRotations, ThreadedTasks
+from workers.webhook.ports import Checked, GuardedAudit, LoopRotationQueue, ThreadedTasks
 from workers.webhook.snapshot import InventoryWatcher, Snapshot
 from workers.webhook.status_cache import StatusCache
 
@@ -65,9 +65,9 @@ class Webhook:
         # Imported here, not with this module: the Celery app reads its broker from the environment
         # when it is imported, and importing the webhook's parts must not fix it.
         from workers.chat_tasks import CeleryChatTasks
-        from workers.queue import RotationQueue
+        from workers.queue import CeleryRotationQueue
 
-        self.queue = RotationQueue(self.ctx)
+        self.queue = CeleryRotationQueue(self.ctx)
         self.tasks = CeleryChatTasks()
         self.status = StatusCache(partial(service_status, self.ctx), status_cache, self.in_thread, clock)
 
@@ -104,7 +104,7 @@ class Webhook:
             allow=lambda: snapshot.allow,
             status=self.status.get,
             history=partial(self.in_thread, self.ctx.state.history),
-            rotations=LoopRotations(self.queue, self.in_thread, guard),
+            rotations=LoopRotationQueue(self.queue, self.in_thread, guard),
             tasks=Checked(ThreadedTasks(self.tasks, self.in_thread), guard),
             confirmations=Checked(Confirmations(self.aredis, snapshot.inventory.chatops.confirm_ttl), guard),
             audit=GuardedAudit(guard),

@@ -17,7 +17,7 @@ from rotation.core.model import Trigger
 from rotation.usecases.queue import Claim
 
 if TYPE_CHECKING:
-    from workers.queue import RotationQueue as CeleryRotationQueue
+    from workers.queue import CeleryRotationQueue
 
 
 class GuardedAudit:
@@ -30,9 +30,10 @@ class GuardedAudit:
         await self.guard.eval(*append_command(record.to_dict()))
 
 
-class LoopRotations:
-    """``RotationQueue`` from the event loop: the pending marker is claimed by a script (with the
-    request's replay mark), and only a claim that is ours goes to a thread, to be recorded and published."""
+class LoopRotationQueue:
+    """The rotation queue from the event loop (``AsyncRotationQueue``): the pending marker is claimed by a
+    script (with the request's replay mark), and only a claim that is ours goes to a thread, to be
+    recorded and published."""
 
     def __init__(self, queue: CeleryRotationQueue, in_thread: Callable[..., Awaitable[Any]],
                  guard: ReplayGuard) -> None:
@@ -88,4 +89,4 @@ class ThreadedTasks:
                                     reply_to=reply_to)
 
 
-__all__ = ["Checked", "GuardedAudit", "LoopRotations", "ThreadedTasks"]
+__all__ = ["Checked", "GuardedAudit", "LoopRotationQueue", "ThreadedTasks"]

@@ -65,15 +65,7 @@ def rotate(
     existing = state.get(options.rotation_id) if options.rotation_id else None
     if existing is not None and existing.outcome is not Outcome.IN_PROGRESS:
         return existing  # a redelivered task whose rotation already ended: nothing to do
-    record = existing or RotationRecord(
-        id=options.rotation_id or new_rotation_id(),
-        cluster=session.name,
-        cert_name=str(name),
-        trigger=str(options.trigger),
-        started_at=(options.clock or SYSTEM_CLOCK).now(),
-        requested_by=options.requested_by,
-        dry_run=options.dry_run,
-    )
+    record = existing or _new_record(session.name, name, options)
     run = Run(session, record, options, state, name)
     ends = True
     try:
@@ -106,6 +98,12 @@ def rotate(
         if ends:
             _end(run)
     return record
+
+
+def _new_record(cluster: str, name: CertName, options: RotationOptions) -> RotationRecord:
+    return RotationRecord(id=options.rotation_id or new_rotation_id(), cluster=cluster, cert_name=str(name),
+                          trigger=str(options.trigger), started_at=(options.clock or SYSTEM_CLOCK).now(),
+                          requested_by=options.requested_by, dry_run=options.dry_run)
 
 
 def _end(run: Run) -> None:
