@@ -1,7 +1,7 @@
 """Secrets at rest: previous certificate keys (for rollback) and ACME account keys.
 
 Everything stored goes through ``SecretBox`` (Fernet: AES-128-CBC + HMAC-SHA256) with a key
-from the environment (``ROTATION_SECRET_KEY``, or a key file). Stores only ever see
+from the environment (``ROTATION_SECRET_KEY``, or a key file: read by ``rotation.config``). Stores only ever see
 ciphertext; a wrong or missing key is a clear ConfigError, never a silent plaintext fallback.
 """
 
@@ -15,10 +15,8 @@ from typing import Protocol
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from rotation.config.service import SECRET_KEY_ENV, secret_key_text
 from rotation.core.errors import ConfigError
-
-SECRET_KEY_ENV = "ROTATION_SECRET_KEY"
-SECRET_KEY_FILE_ENV = "ROTATION_SECRET_KEY_FILE"
 
 
 class SecretBox:
@@ -35,16 +33,10 @@ class SecretBox:
             ) from None
 
     @classmethod
-    def from_env(cls, *, state_dir: Path | None = None) -> SecretBox:
-        """Keys from ``ROTATION_SECRET_KEY`` (comma-separated for rotation) or ``ROTATION_SECRET_KEY_FILE``;
-        failing both, a key file generated once in ``state_dir`` (0600) for single-host use."""
-        raw = os.environ.get(SECRET_KEY_ENV)
-        if not raw and os.environ.get(SECRET_KEY_FILE_ENV):
-            path = Path(os.environ[SECRET_KEY_FILE_ENV])
-            try:
-                raw = path.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"{SECRET_KEY_FILE_ENV}={path}: cannot read ({exc.strerror})") from None
+    def configured(cls, *, state_dir: Path | None = None) -> SecretBox:
+        """The keys the environment names (``rotation.config.service.secret_key_text``); failing that,
+        a key file generated once in ``state_dir`` (0600) for single-host use."""
+        raw = secret_key_text()
         if not raw and state_dir is not None:
             raw = _local_key(state_dir)
         return cls([k.strip().encode() for k in (raw or "").split(",") if k.strip()])

@@ -22,7 +22,7 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     Shows the health from the last scan, days left, last rotation and its outcome, and for a
     certificate that is backing off: its failures, the next attempt and why (`rotation retry`
     clears it). Warns when a worker keeps an older inventory because an edit does not load.
-    Needs the service's Redis.
+    Reads the service's state (Redis, or the local state folder with ROTATION_STORE=local).
     """
     from rotation.usecases.status import service_status
 

@@ -11,6 +11,8 @@ from rotation.core.durations import parse_duration
 from rotation.core.errors import ConfigError
 
 STATE_DIR_ENV = "ROTATION_STATE_DIR"
+SECRET_KEY_ENV = "ROTATION_SECRET_KEY"
+SECRET_KEY_FILE_ENV = "ROTATION_SECRET_KEY_FILE"
 
 
 def local_state_dir() -> Path:
@@ -23,6 +25,19 @@ def local_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME")
     root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "state"
     return root / "rotation"
+
+
+def secret_key_text() -> str | None:
+    """The service's encryption key(s), as configured: ``ROTATION_SECRET_KEY`` (comma-separated, new
+    first), else the contents of ``ROTATION_SECRET_KEY_FILE``; None when neither is set."""
+    raw = os.environ.get(SECRET_KEY_ENV)
+    if not raw and os.environ.get(SECRET_KEY_FILE_ENV):
+        path = Path(os.environ[SECRET_KEY_FILE_ENV])
+        try:
+            raw = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{SECRET_KEY_FILE_ENV}={path}: cannot read ({exc.strerror})") from None
+    return raw or None
 
 
 @dataclass(frozen=True)

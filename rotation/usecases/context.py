@@ -134,7 +134,7 @@ class ServiceContext:
     @cached_property
     def secret_box(self) -> SecretBox:
         """The service's encryption key(s); ConfigError when none is configured."""
-        return SecretBox.from_env(state_dir=self.state.local_key_dir)
+        return SecretBox.configured(state_dir=self.state.local_key_dir)
 
     @cached_property
     def secrets(self) -> SecretStore:

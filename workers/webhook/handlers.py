@@ -210,15 +210,10 @@ class Webhook:
 
     async def generic_command(self, body: bytes, headers: dict[str, str]) -> Response:
         snapshot = self.watcher.current()
-        if snapshot.generic_secret is None:
-            return refuse(404, "the generic endpoint is not configured")
-        timestamp = headers.get("x-timestamp")
-        try:
-            verify_generic(snapshot.generic_secret, timestamp, headers.get("x-signature-256"), body,
-                           now=self.clock.now().timestamp())
-        except SignatureError as exc:
-            log.warning("generic request refused: %s", exc.message)
-            return refuse(401, "not authenticated")
+        guard = self._signed("generic", snapshot.generic_secret, verify_generic, body, headers.get("x-timestamp"),
+                             headers.get("x-signature-256"), missing="the generic endpoint is not configured")
+        if isinstance(guard, Response):
+            return guard
         try:
             data = parse_json(body)
             user, text = data["user"], data["text"]
@@ -230,22 +225,25 @@ class Webhook:
         except (ValueError, KeyError, TypeError):
             return refuse(400, 'body must be {"user": str, "text": str, "team"?, "channel"?, "response_url"?}')
         caller = Caller("generic", user, extra["team"], extra["channel"], extra["user_name"])
-        answer = await self.answer(text, caller, snapshot, self.reply_url(extra["response_url"], snapshot),
-                                   self.guard("generic", timestamp, body))
+        answer = await self.answer(text, caller, snapshot, self.reply_url(extra["response_url"], snapshot), guard)
         return JSONResponse(answer.to_json()) if answer else replayed("generic")
 
     def _slack_auth(self, snapshot: Snapshot, body: bytes, headers: dict[str, str]) -> Response | ReplayGuard:
+        return self._signed("slack", snapshot.slack_secret, verify_slack, body,
+                            headers.get("x-slack-request-timestamp"), headers.get("x-slack-signature"),
+                            missing="slack is not configured")
+
+    def _signed(self, platform: str, secret: str | None, verify: Callable[..., int], body: bytes,
+                timestamp: str | None, signature: str | None, *, missing: str) -> Response | ReplayGuard:
         """A refusal, or the request's replay guard (its mark is set with the first write)."""
-        if snapshot.slack_secret is None:
-            return refuse(404, "slack is not configured")
-        timestamp = headers.get("x-slack-request-timestamp")
+        if secret is None:
+            return refuse(404, missing)
         try:
-            verify_slack(snapshot.slack_secret, timestamp, headers.get("x-slack-signature"), body,
-                         now=self.clock.now().timestamp())
+            verify(secret, timestamp, signature, body, now=self.clock.now().timestamp())
         except SignatureError as exc:
-            log.warning("slack request refused: %s", exc.message)
+            log.warning("%s request refused: %s", platform, exc.message)
             return refuse(401, "not authenticated")
-        return self.guard("slack", timestamp, body)
+        return self.guard(platform, timestamp, body)
 
     async def _foreign(self, caller: Caller, text: str, guard: ReplayGuard) -> Response:
         """Authentic, but from a workspace/team/app this service is not pinned to: refused, audited."""

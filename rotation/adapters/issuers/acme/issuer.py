@@ -231,7 +231,7 @@ class AcmeIssuer:
     def secret_store(self) -> SecretStore:
         if self._secret_store is None:
             state = local_state_dir()
-            self._secret_store = LocalSecretStore(state, SecretBox.from_env(state_dir=state))
+            self._secret_store = LocalSecretStore(state, SecretBox.configured(state_dir=state))
         return self._secret_store
 
     # --- Issuer protocol -------------------------------------------------------------------
