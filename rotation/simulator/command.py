@@ -12,8 +12,10 @@ from typing import Any
 import typer
 import yaml
 
-from .cluster import DEFAULT_DATABASES, DEFAULT_VERSION, Database, SimulatorConfig
+from .cluster import SimulatorConfig
+from .nodes import DEFAULT_DATABASES, Database
 from .server import ClusterSimulator, SimulatorError, new_event_loop
+from .versions import DEFAULT_VERSION
 
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "w": 604800}
 

@@ -18,12 +18,12 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from . import api
-from .cluster import version_tuple
 from .http import Request, Response
 from .tls import utcnow
+from .versions import version_tuple
 
 if TYPE_CHECKING:
-    from .server import ClusterSimulator
+    from .host import Simulator
 
 HEALTH_SINCE = (8, 0, 16)
 
@@ -32,7 +32,7 @@ def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def active_alerts(sim: ClusterSimulator, now: dt.datetime) -> list[dict[str, Any]]:
+def active_alerts(sim: Simulator, now: dt.datetime) -> list[dict[str, Any]]:
     alerts = []
     expiry = api.expiry_alert(sim, now)
     if expiry["state"]:
@@ -49,7 +49,7 @@ def active_alerts(sim: ClusterSimulator, now: dt.datetime) -> list[dict[str, Any
 
 
 @api.route("GET", "/v4/cluster/health", available=lambda sim: version_tuple(sim.state.version)[:3] >= HEALTH_SINCE)
-async def get_cluster_health(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def get_cluster_health(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     now = utcnow()
     certificates = [{"type": name, "expired": m.not_after <= now, "valid_until": _iso(m.not_after)}
                     for name, m in sorted(sim.state.certs.items())]
