@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install system-deps demo test lint bench fuzz clean
+.PHONY: install system-deps demo test test-fast typecheck lint bench fuzz clean
 
 install: $(VENV)/.installed
 
@@ -20,10 +20,18 @@ system-deps:
 demo: install system-deps
 	$(BIN)/python scripts/demo.py
 
-# pytest's exit code 5 (no tests collected) is a failure, not a pass.
-test: install system-deps
+# mypy first (zero errors at default settings), then the whole suite on three xdist workers
+# (pyproject.toml). pytest's exit code 5 (no tests collected) is a failure, not a pass.
+test: install system-deps typecheck
 	@$(BIN)/pytest -q -p no:cacheprovider; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
+
+# The fast, pure tests (tests/unit, marker `unit`): no Redis, no simulator, no system packages.
+test-fast: install
+	@$(BIN)/pytest -q -p no:cacheprovider -m unit tests/unit
+
+typecheck: install
+	$(BIN)/mypy rotation workers schedules
 
 lint: install
 	$(BIN)/ruff check rotation workers schedules tests benchmarks

@@ -31,9 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.localproc import free_port, wait_for  # noqa: E402
-from rotation.cluster import open_cluster  # noqa: E402
+from rotation.adapters.cluster import open_cluster  # noqa: E402
+from rotation.adapters.secrets import SecretBox  # noqa: E402
 from rotation.config import load_inventory  # noqa: E402
-from rotation.model import CertName, Endpoint  # noqa: E402
+from rotation.core.model import CertName, Endpoint  # noqa: E402
 
 
 def all_endpoints(inventory_path: Path) -> list[Endpoint]:
@@ -104,7 +105,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="rotation-bench-"))
     port = free_port()
     env = {**os.environ, "ROTATION_REDIS_URL": f"redis://127.0.0.1:{port}/0", "ROTATION_STORE": "redis",
-           "ROTATION_CONFIG": str(work / "rotation.yaml"), "ROTATION_STATE_DIR": str(work / "state")}
+           "ROTATION_CONFIG": str(work / "rotation.yaml"), "ROTATION_STATE_DIR": str(work / "state"),
+           "ROTATION_SECRET_KEY": SecretBox.generate_key()}  # workers refuse to start without one
     os.environ.update({k: v for k, v in env.items() if k.startswith("ROTATION_")})
     processes: list[subprocess.Popen] = []
 

@@ -7,7 +7,7 @@ Starts its own redis-server and `rotation webhook` (uvicorn, --processes) on fre
 then runs --clients concurrent callers (uvloop; one keep-alive connection each) sending Slack-signed
 slash commands (every body unique: a replay would be refused) for --duration seconds:
 
-- ``status east``          the read path: verify, allow-list, the state as rotation.status.service_status
+- ``status east``          the read path: verify, allow-list, the state as rotation.usecases.status.service_status
                              reads it (cached --status-cache seconds), the audit record written with the
                              request's replay mark in one script (pipelined with the other requests of
                              the same turn of the event loop)
@@ -57,8 +57,8 @@ import uvloop  # noqa: E402
 import yaml  # noqa: E402
 
 from benchmarks.localproc import free_port, wait_for  # noqa: E402
+from rotation.adapters.secrets import SecretBox  # noqa: E402
 from rotation.chatops.signatures import slack_signature  # noqa: E402
-from rotation.secrets import SecretBox  # noqa: E402
 
 SECRET = secrets.token_hex(16)  # the form of a Slack signing secret (32 hex digits)
 USER, TEAM = "UBENCH", "TBENCH"
@@ -80,9 +80,11 @@ def write_inventory(directory: Path) -> Path:
 
 def seed_state(url: str) -> None:
     """What a scan would have stored, so `status` has rows to read and format."""
-    from rotation.redis_store import RedisStore, connect
+    from rotation.adapters.clock import SYSTEM_CLOCK
+    from rotation.adapters.state.redis import RedisState
+    from rotation.adapters.state.redis_client import connect
 
-    store = RedisStore(connect(url))
+    store = RedisState(connect(url), SYSTEM_CLOCK)
     for cert in ("cm", "api", "proxy", "syncer", "metrics_exporter"):
         store.update_state("east", cert, served={f"{cert}@node{n} 127.0.0.{n}:8443": "ab" * 32 for n in (1, 2, 3)},
                            not_after={f"{cert}@node{n}": "2030-01-01T00:00:00+00:00" for n in (1, 2, 3)},

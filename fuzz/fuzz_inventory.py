@@ -10,7 +10,7 @@ from _harness import run
 
 with atheris.instrument_imports():
     from rotation.config.inventory import parse_inventory
-    from rotation.errors import ConfigError
+    from rotation.core.errors import ConfigError
 
 WHERE = Path("/nonexistent/rotation.yaml")
 

@@ -6,8 +6,8 @@ import atheris
 from _harness import run
 
 with atheris.instrument_imports():
-    from rotation import certs
-    from rotation.errors import CertificateError, ConfigError
+    from rotation.core import certs
+    from rotation.core.errors import CertificateError, ConfigError
 
 
 def test_one_input(data: bytes) -> None:

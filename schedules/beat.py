@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.schedules import crontab
+from celery.schedules import crontab  # type: ignore[import-untyped]  # celery ships no type hints
 
 from rotation.config import ServiceSettings
 

@@ -1,47 +1,36 @@
-"""Shared fixtures: a real simulated cluster on its own 127.x range, an internal CA, an inventory."""
+"""Shared fixtures: a real simulated cluster on its own 127.x range, an internal CA, an inventory, the
+service's Redis and processes. Helpers live in ``tests/support``; a test is marked ``unit`` or
+``integration`` by its folder."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import random
-import socket
-import ssl
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import yaml
+from support.cluster import start_simulator, write_inventory
+from support.processes import RedisServer, ServiceProcess
 
+from rotation.adapters.issuers.internal_ca import init_ca
 from rotation.config import Inventory, load_inventory
-from rotation.issuers.internal_ca import init_ca
-from rotation.simulator import ClusterSimulator, SimulatorConfig
+from rotation.simulator import ClusterSimulator
 
-_used_ranges: set[tuple[int, int]] = set()
-
-
-def free_loopback_base() -> str:
-    """A 127.A.B.1 base no other test in this run uses, so real RS ports never collide."""
-    while True:
-        pair = (random.randint(100, 250), random.randint(1, 250))
-        if pair not in _used_ranges:
-            _used_ranges.add(pair)
-            return f"127.{pair[0]}.{pair[1]}.1"
+# Fixtures that only some tests use, kept with their helpers.
+pytest_plugins = ["support.acme", "support.chat"]
 
 
-def handshake_fingerprint(host: str, port: int, sni: str) -> str:
-    """An independent check, not the project's probe: one plain ssl handshake."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with socket.create_connection((host, port), timeout=5) as raw, context.wrap_socket(
-        raw, server_hostname=sni
-    ) as tls:
-        der = tls.getpeercert(binary_form=True)
-    assert der
-    return hashlib.sha256(der).hexdigest()
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist's workers get COLUMNS=80: rich's consoles, made when the CLI is imported, would keep
+    # that width for good, and a test's own COLUMNS (CliRunner env) would no longer reach them.
+    os.environ.pop("COLUMNS", None)
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``unit``: fast and pure (tests/unit); ``integration``: real processes (tests/integration)."""
+    for item in items:
+        kind = "unit" if "unit" in item.path.parts else "integration"
+        item.add_marker(getattr(pytest.mark, kind))
 
 @pytest.fixture
 def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -56,20 +45,6 @@ def ca_files(tmp_path: Path) -> tuple[Path, Path]:
     return init_ca(tmp_path / "ca", common_name="test internal CA")
 
 
-def start_simulator(tmp_path: Path, **overrides: object) -> ClusterSimulator:
-    settings: dict[str, object] = {
-        "fqdn": "cluster.test.local",
-        "nodes": 3,
-        "first_address": free_loopback_base(),
-        "expires_in": timedelta(days=5),
-        "state_dir": tmp_path / f"sim-{random.randint(0, 1 << 30)}",
-    }
-    settings.update(overrides)
-    sim = ClusterSimulator(SimulatorConfig(**settings))  # type: ignore[arg-type]
-    sim.start()
-    return sim
-
-
 @pytest.fixture
 def simulator(tmp_path: Path) -> Iterator[ClusterSimulator]:
     sim = start_simulator(tmp_path)
@@ -77,27 +52,6 @@ def simulator(tmp_path: Path) -> Iterator[ClusterSimulator]:
         yield sim
     finally:
         sim.stop()
-
-
-def write_inventory(
-    path: Path,
-    sim: ClusterSimulator,
-    ca_files: tuple[Path, Path],
-    *,
-    name: str = "sim",
-    cluster_overrides: dict | None = None,
-) -> Path:
-    entry = sim.inventory_entry(name)
-    entry.update({"issuer": "internal", "verify_deadline": "5s", "handshake_timeout": "2s"})
-    entry.update(cluster_overrides or {})
-    data = {
-        "renew_before": "30d",
-        "issuers": {"internal": {"type": "internal_ca", "ca_cert": str(ca_files[0]),
-                                 "ca_key_file": str(ca_files[1]), "validity": "90d"}},
-        "clusters": {name: entry},
-    }
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 @pytest.fixture
@@ -111,7 +65,6 @@ def inventory(inventory_path: Path) -> Inventory:
 
 
 # --- the service: Redis, worker, beat ------------------------------------------------------
-from processes import RedisServer, ServiceProcess  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -129,7 +82,7 @@ def service_env(
     redis_server: RedisServer, inventory_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
     """Environment of the service processes; also applied to this test process."""
-    from rotation.secrets import SecretBox
+    from rotation.adapters.secrets import SecretBox
 
     redis_server.client().flushall()
     env = {

@@ -8,10 +8,12 @@
 
 from __future__ import annotations
 
-from celery import Celery
+import functools
+
+from celery import Celery  # type: ignore[import-untyped]  # celery ships no type hints
 
 from rotation.config import ServiceSettings
-from rotation.errors import ConfigError
+from rotation.core.errors import ConfigError
 from schedules import beat_schedule
 
 
@@ -59,3 +61,11 @@ def make_celery(settings: ServiceSettings | None = None) -> Celery:
 
 
 celery_app = make_celery()
+
+
+@functools.lru_cache(maxsize=8)
+def app_for(settings: ServiceSettings) -> Celery:
+    """The app that sends to ``settings``' broker: this process's own when it is the same Redis. A
+    process that serves more than one configuration (a test run, a CLI given other settings) never
+    sends to the broker of whichever configuration imported this module first."""
+    return celery_app if settings.redis_url == celery_app.conf.broker_url else make_celery(settings)

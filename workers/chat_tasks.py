@@ -10,16 +10,18 @@ from the inventory (``chatops.notify``), read when a task needs it.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 
+from rotation.adapters.notify import Notifier, ReplyBudget
 from rotation.chatops import answers
-from rotation.errors import RotationError
-from rotation.model import Trigger
-from rotation.notify import Notifier, ReplyBudget
-from rotation.pipeline import RotationOptions
-from rotation.service import ServiceContext, check_clusters, note_outcome, run_rotation
+from rotation.core.errors import RotationError
+from rotation.core.model import Trigger, new_rotation_id
+from rotation.usecases.check import check_clusters
+from rotation.usecases.context import ServiceContext
+from rotation.usecases.rotate.record import rotate_and_record
+from rotation.usecases.rotate.run import RotationOptions
 from workers.celery_app import celery_app
+from workers.context import context
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ def notifier_for(ctx: ServiceContext) -> Notifier:
         log.warning("no notification webhook: %s", exc.message)
         url = None
     budget = None
-    if ctx.uses_redis:
+    if ctx.settings.has_queue:  # replies were registered in the service's Redis by the webhook
         try:
             box = ctx.secret_box
         except RotationError as exc:  # replies cannot be read back: results go to the notification webhook
@@ -46,7 +48,7 @@ def notifier_for(ctx: ServiceContext) -> Notifier:
 
 @celery_app.task(name=CHECK_TASK, ignore_result=True, time_limit=120, soft_time_limit=100)
 def chat_check(cluster: str, requested_by: str | None = None, reply_to: str | None = None) -> None:
-    ctx = ServiceContext()
+    ctx = context()
     try:
         report = check_clusters(ctx.inventory(), [cluster])
     except RotationError as exc:
@@ -61,17 +63,17 @@ def chat_check(cluster: str, requested_by: str | None = None, reply_to: str | No
 @celery_app.task(name=DRY_RUN_TASK, ignore_result=True)
 def chat_dry_run(cluster: str, cert_names: Sequence[str], requested_by: str | None = None,
                  reply_to: str | None = None) -> None:
-    ctx = ServiceContext()
+    ctx = context()
     records = []
     for name in cert_names:
+        # An id of its own: whatever stops it, the dry run's record ends in the history.
+        options = RotationOptions(dry_run=True, trigger=Trigger.CHATOPS, requested_by=requested_by,
+                                  rotation_id=new_rotation_id())
         try:
-            record = run_rotation(ctx, cluster, name, trigger=Trigger.CHATOPS, requested_by=requested_by,
-                                  options=RotationOptions(dry_run=True))
+            records.append(rotate_and_record(ctx, cluster, name, options).record)
         except RotationError as exc:
             notifier_for(ctx).reply(reply_to, answers.refused(exc.message), fallback=False)
             return
-        note_outcome(ctx, record)
-        records.append(record)
     notifier_for(ctx).reply(reply_to, answers.results(records), fallback=False)
 
 
@@ -79,13 +81,13 @@ class CeleryChatTasks:
     """``rotation.chatops.ChatTasks`` over Celery: returns the task id at once."""
 
     def check(self, cluster: str, *, requested_by: str, reply_to: str | None) -> str:
-        task_id = uuid.uuid4().hex[:12]
+        task_id = new_rotation_id()
         celery_app.send_task(CHECK_TASK, kwargs={"cluster": cluster, "requested_by": requested_by,
                                                  "reply_to": reply_to}, task_id=task_id)
         return task_id
 
     def dry_run(self, cluster: str, cert_names: Sequence[str], *, requested_by: str, reply_to: str | None) -> str:
-        task_id = uuid.uuid4().hex[:12]
+        task_id = new_rotation_id()
         celery_app.send_task(DRY_RUN_TASK, kwargs={"cluster": cluster, "cert_names": list(cert_names),
                                                    "requested_by": requested_by, "reply_to": reply_to},
                              task_id=task_id)

@@ -14,21 +14,23 @@ from typing import Annotated
 
 import typer
 
-from rotation import cli
-from rotation.cli import app
-from rotation.logs import configure as configure_logging
+from rotation.adapters.logs import configure as configure_logging
+from rotation.cli import rotate as rotate_command
+from rotation.cli.main import app
+from rotation.cli.options import ConfigOption
+from rotation.cli.render import fail
 
 LogFormat = Annotated[str, typer.Option("--log-format", help="plain or json (one object per line).")]
 LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR.")]
 
 
-def _queue_factory(ctx):  # noqa: ANN001, ANN202 - ServiceContext -> RotationQueue
-    from workers.queue import RotationQueue
+def _queue_factory(ctx):  # noqa: ANN001, ANN202 - ServiceContext -> CeleryRotationQueue
+    from workers.queue import CeleryRotationQueue
 
-    return RotationQueue(ctx)
+    return CeleryRotationQueue(ctx)
 
 
-cli.queue_factory = _queue_factory
+rotate_command.queue_factory = _queue_factory
 
 
 def _preflight(config: Path | None) -> None:
@@ -38,8 +40,8 @@ def _preflight(config: Path | None) -> None:
     import os
 
     from rotation.config import CONFIG_ENV
-    from rotation.errors import RotationError
-    from rotation.service import ServiceContext, preflight
+    from rotation.core.errors import RotationError
+    from rotation.usecases.context import ServiceContext, preflight
 
     if config is not None:
         os.environ[CONFIG_ENV] = str(config.resolve())
@@ -47,24 +49,22 @@ def _preflight(config: Path | None) -> None:
     try:
         preflight(ServiceContext())
     except RotationError as exc:
-        raise cli.fail(exc.message) from None
+        raise fail(exc.message) from None
 
 
 def _serve_metrics(port: int, address: str) -> None:
     from prometheus_client import start_http_server
 
-    from rotation.errors import RotationError
-    from rotation.metrics import registry_for
-    from rotation.service import ServiceContext
+    from rotation.adapters.metrics import registry_for
+    from rotation.core.errors import RotationError
+    from rotation.usecases.context import ServiceContext
 
-    store = ServiceContext().redis_store
-    if store is None:
-        raise typer.BadParameter("metrics need the service's Redis (ROTATION_STORE=redis)")
+    state = ServiceContext().state
     try:
-        store.redis.ping()  # metrics are read from Redis: without it, one line and exit 2
+        state.ping()  # metrics are read from the service's state: without it, one line and exit 2
     except RotationError as exc:
-        raise cli.fail(exc.message) from None
-    start_http_server(port, addr=address, registry=registry_for(store))
+        raise fail(exc.message) from None
+    start_http_server(port, addr=address, registry=registry_for(state))
 
 
 def _supervise(argv: list[str]) -> None:
@@ -107,7 +107,7 @@ def worker(
     log_level: LogLevel = "INFO",
     hostname: Annotated[str | None, typer.Option(help="Celery node name (default: rotation@<host>).")] = None,
     supervise: Annotated[bool, typer.Option(help="Restart the Celery worker if it dies on its own.")] = True,
-    config: cli.ConfigOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Run a Celery worker that scans clusters and rotates certificates (scale it out freely)."""
     configure_logging(log_level, log_format)
@@ -134,7 +134,7 @@ def beat(
         help="Where beat keeps its last-run times (default: celerybeat-schedule in the state folder).")] = None,
     log_format: LogFormat = "plain",
     log_level: LogLevel = "INFO",
-    config: cli.ConfigOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Run Celery beat: scans every ROTATION_SCAN_INTERVAL and audits TLS policies nightly.
     Run exactly one."""
@@ -183,16 +183,16 @@ def webhook(
 ) -> None:
     """Serve the chat-ops webhook (Slack, Mattermost, generic HMAC): status, check and rotations from chat."""
     configure_logging(log_level, log_format)
-    from rotation.errors import RotationError
-    from workers.webhook_protocol import Limits
-    from workers.webhook_server import serve
+    from rotation.core.errors import RotationError
+    from workers.webhook.protocol import Limits
+    from workers.webhook.server import serve
 
     try:
         serve(host, port, config_path=config, log_level=log_level, log_format=log_format, access_log=access_log,
               threads=threads, status_cache=status_cache, processes=processes,
               limits=Limits(header_timeout, body_timeout, max_connections))
     except RotationError as exc:
-        raise cli.fail(exc.message) from None
+        raise fail(exc.message) from None
 
 
 __all__ = ["app"]

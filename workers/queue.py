@@ -3,28 +3,26 @@
 A Redis marker ``pending:<cluster>:<cert>`` is claimed (SET NX) before the task is sent and
 released when the rotation ends for good; a second request meanwhile is refused as "already
 in progress" instead of being queued behind the first. The task id is the rotation id.
+``CeleryRotationQueue`` is the one implementation of ``rotation.usecases.queue.RotationQueue``.
 """
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
-from rotation.errors import ConfigError
-from rotation.model import RotationRecord, Trigger
-from rotation.pipeline import utc_now
-from rotation.service import Claim, ServiceContext, inventory_digest
-from workers.celery_app import celery_app
+from rotation.core.model import RotationRecord, Trigger, new_rotation_id
+from rotation.usecases.context import ServiceContext, inventory_digest
+from rotation.usecases.queue import Claim
+from workers.celery_app import app_for
 
 ROTATE_TASK = "rotation.rotate_certificate"
 
 
-class RotationQueue:
+class CeleryRotationQueue:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
-        if ctx.redis_store is None:
-            raise ConfigError("the queue needs Redis (ROTATION_STORE=redis and ROTATION_REDIS_URL)")
-        self.store = ctx.redis_store
+        ctx.settings.require_queue("the queue")
+        self.store = ctx.state
 
     def pending_ttl(self, countdown: float = 0.0) -> int:
         # Long enough for every retry of the task; short enough that a lost message frees the slot.
@@ -33,7 +31,7 @@ class RotationQueue:
 
     def new_claim(self, cluster: str, cert_name: str) -> Claim:
         """A claim to make: the canonical name and a new rotation id (unknown names fail here)."""
-        return Claim(cluster, str(self.ctx.inventory().plan(cluster, cert_name).cert_name), uuid.uuid4().hex[:12])
+        return Claim(cluster, str(self.ctx.inventory().plan(cluster, cert_name).cert_name), new_rotation_id())
 
     def submit(
         self,
@@ -58,14 +56,15 @@ class RotationQueue:
         """The rest of ``submit`` once the pending marker is ours: record the rotation and send the task."""
         cluster, name, rotation_id = claim.cluster, claim.cert_name, claim.rotation_id
         inventory = self.ctx.inventory()
-        running = getattr(self.ctx.locker, "holder", lambda *_: None)(inventory.cluster(cluster).identity, name)
+        identity = inventory.cluster(cluster).identity
+        running = self.store.lock_holders([(identity, name)]).get((identity, name))
         if running:
             self.release(claim)
             raise claim.in_progress(running)
         try:
             self.store.save(RotationRecord(id=rotation_id, cluster=cluster, cert_name=name, trigger=str(trigger),
-                                           started_at=utc_now(), requested_by=requested_by))
-            celery_app.send_task(
+                                           started_at=self.ctx.clock.now(), requested_by=requested_by))
+            app_for(self.ctx.settings).send_task(
                 ROTATE_TASK,
                 kwargs={"cluster": cluster, "cert_name": name, "rotation_id": rotation_id, "trigger": str(trigger),
                         "requested_by": requested_by, "reply_to": reply_to,

@@ -1,43 +1,33 @@
-"""Thin Celery tasks around ``rotation.service``. Arguments are names and ids, never keys.
+"""Thin Celery tasks, each calling one use case. Arguments are names and ids, never keys.
 
 rotation.scan_all            beat: one scan task per cluster
 rotation.scan_cluster        probe one cluster (handshakes concurrent inside), store state, queue due rotations
-rotation.rotate_certificate  one rotation; retried with backoff for transient errors only
+rotation.rotate_certificate  one rotation; retried with backoff for transient errors only (``core.retry``)
+rotation.audit_all_policies  beat, nightly: one TLS policy audit task per cluster
 """
 
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
 
-from celery import Task
+from celery import Task  # type: ignore[import-untyped]  # celery ships no type hints
 
 from rotation.chatops.answers import Answer
-from rotation.errors import ConfigError, RotationError, RotationInProgress
-from rotation.model import Outcome, RotationRecord, Trigger
-from rotation.notify import RotationReporter
-from rotation.pipeline import RotationOptions
-from rotation.service import ServiceContext, audit_policy, note_outcome, run_rotation, scan_cluster
+from rotation.chatops.reporter import RotationReporter
+from rotation.core import retry
+from rotation.core.errors import ConfigError, RotationError, RotationInProgress
+from rotation.core.model import RotationRecord, Trigger
+from rotation.usecases.rotate.record import rotate_and_record
+from rotation.usecases.rotate.run import RotationOptions
+from rotation.usecases.scan import scan_and_queue
+from rotation.usecases.tls_audit import audit_policy
 from workers.celery_app import celery_app
 from workers.chat_tasks import notifier_for
-from workers.queue import RotationQueue
+from workers.context import context
+from workers.queue import CeleryRotationQueue
 
 log = logging.getLogger(__name__)
-
-MAX_ROTATION_RETRIES = 4
-
-
-_context: ServiceContext | None = None
-
-
-def context() -> ServiceContext:
-    """One per worker process: Redis pool, secret box and the parsed inventory are reused."""
-    global _context
-    if _context is None:
-        _context = ServiceContext()
-    return _context
-
 
 def _per_cluster(task: Task) -> list[str]:
     """Beat's entries fan out: one task per cluster, so clusters are handled in parallel."""
@@ -52,35 +42,22 @@ def scan_all() -> list[str]:
     return _per_cluster(scan_cluster_task)
 
 
-@celery_app.task(name="rotation.scan_cluster", bind=True, max_retries=3, acks_late=True, ignore_result=True)
+@celery_app.task(name="rotation.scan_cluster", bind=True, max_retries=retry.SCAN_RETRIES, acks_late=True,
+                 ignore_result=True)
 def scan_cluster_task(self: Task, cluster: str) -> dict:
     ctx = context()
     try:
-        result = scan_cluster(ctx, cluster)
+        return scan_and_queue(ctx, cluster, CeleryRotationQueue(ctx))
     except ConfigError:
         raise
     except RotationError as exc:
-        if exc.retryable:
-            raise self.retry(exc=exc, countdown=min(60, 5 * 2**self.request.retries)) from None
+        if retry.retryable(exc):
+            raise self.retry(exc=exc, countdown=retry.scan_countdown(self.request.retries)) from None
         log.error("scan of %s failed: %s", cluster, exc.message)
         return {"cluster": cluster, "error": exc.message}
-    queue = RotationQueue(ctx)
-    jitter = ctx.settings.rotation_jitter.total_seconds()
-    queued, busy = [], []
-    for cert_name in result.due:
-        try:
-            # Spread a fleet's renewals instead of issuing them all in one burst.
-            queued.append(queue.submit(cluster, str(cert_name), trigger=Trigger.BEAT,
-                                       countdown=random.uniform(0, jitter)))
-        except RotationInProgress:
-            busy.append(str(cert_name))
-    if result.backing_off:
-        log.info("%s: backing off %s after failures", cluster, ", ".join(map(str, result.backing_off)))
-    return {"cluster": cluster, "queued": queued, "in_progress": busy,
-            "backing_off": [str(c) for c in result.backing_off]}
 
 
-@celery_app.task(name="rotation.rotate_certificate", bind=True, acks_late=True, max_retries=MAX_ROTATION_RETRIES)
+@celery_app.task(name="rotation.rotate_certificate", bind=True, acks_late=True, max_retries=retry.MAX_ROTATION_RETRIES)
 def rotate_certificate(
     self: Task,
     cluster: str,
@@ -91,30 +68,29 @@ def rotate_certificate(
     reply_to: str | None = None,
     inventory: str | None = None,
 ) -> dict:
-    """One rotation. Its record always ends (run_rotation), and then it is counted, notified and its
-    pending marker released, even when the bookkeeping itself meets a Redis outage."""
+    """One rotation. Its record always ends and is counted (``rotate_and_record``); then it is notified
+    and its pending marker released, or it is retried under the next id (``core.retry``), even when the
+    bookkeeping itself meets a Redis outage."""
     ctx = context()
     reporter = RotationReporter(notifier_for(ctx), reply_to)  # chat: progress + result, failures to notify
+    options = RotationOptions(rotation_id=rotation_id, trigger=trigger, requested_by=requested_by,
+                              progress=reporter.progress)
     try:
-        record = run_rotation(ctx, cluster, cert_name, rotation_id=rotation_id, trigger=trigger,
-                              requested_by=requested_by, options=RotationOptions(progress=reporter.progress),
-                              inventory=inventory)
+        rotated = rotate_and_record(ctx, cluster, cert_name, options, retries=self.request.retries,
+                                    inventory=inventory)
     except RotationInProgress as exc:
         # Our own earlier delivery still holds the lease (its worker died): wait for it to lapse.
-        raise self.retry(exc=exc, countdown=ctx.settings.lock_lease.total_seconds()) from None
-    retrying = _should_retry(self, record)
-    _bookkeeping(lambda: note_outcome(ctx, record, final=not retrying), record)
-    if retrying:
-        next_id = f"{rotation_id.split('.')[0]}.{self.request.retries + 1}"
-        _bookkeeping(lambda: RotationQueue(ctx).hand_over(cluster, cert_name, rotation_id, next_id), record)
-        countdown = min(300.0, 10.0 * 2**self.request.retries) * random.uniform(0.5, 1.0)
-        countdown = max(countdown, record.retry_after or 0.0)
+        raise self.retry(exc=exc, countdown=retry.lease_wait(ctx.settings.lock_lease)) from None
+    record, queue = rotated.record, CeleryRotationQueue(ctx)
+    if rotated.retry_id:
+        next_id = rotated.retry_id
+        _bookkeeping(lambda: queue.hand_over(cluster, cert_name, rotation_id, next_id), record)
         raise self.retry(
             kwargs={"cluster": cluster, "cert_name": cert_name, "rotation_id": next_id, "trigger": trigger,
                     "requested_by": requested_by, "reply_to": reply_to, "inventory": inventory},
-            countdown=countdown,
+            countdown=rotated.retry_in,
         )
-    _bookkeeping(lambda: RotationQueue(ctx).finished(cluster, cert_name, rotation_id), record)
+    _bookkeeping(lambda: queue.finished(cluster, cert_name, rotation_id), record)
     reporter.finished(record)
     return summary(record)
 
@@ -143,15 +119,6 @@ def audit_policy_task(cluster: str) -> dict:
         notifier_for(ctx).notify(Answer(f":warning: TLS policy audit of {cluster}: {report.summary()}",
                                         in_channel=True))
     return {"cluster": cluster, "drift": len(report.drift), "errors": report.errors}
-
-
-def _should_retry(task: Task, record: RotationRecord) -> bool:
-    """Retry only transient failures where nothing was left half-done, and only a few times."""
-    return (
-        record.outcome in (Outcome.FAILED, Outcome.REFUSED)
-        and record.retryable
-        and task.request.retries < MAX_ROTATION_RETRIES
-    )
 
 
 def summary(record: RotationRecord) -> dict:

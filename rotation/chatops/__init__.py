@@ -12,7 +12,7 @@ handler      respond()/handle()/click(): the use case (coroutines), dependencies
 """
 
 from rotation.chatops.answers import Answer
-from rotation.chatops.audit import AuditLog, AuditRecord
+from rotation.chatops.audit import AuditRecord
 from rotation.chatops.authz import AllowList, Caller, Permission
 from rotation.chatops.confirm import ConfirmationError, Confirmations
 from rotation.chatops.grammar import Command, UsageError, parse
@@ -22,7 +22,6 @@ from rotation.chatops.signatures import SignatureError, verify_generic, verify_s
 __all__ = [
     "AllowList",
     "Answer",
-    "AuditLog",
     "AuditRecord",
     "Caller",
     "ChatOps",

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from rotation.certs import short_fingerprint
 from rotation.chatops.grammar import USAGE, Rotate
-from rotation.display_text import chat
-from rotation.durations import format_duration
-from rotation.model import Outcome, RotationRecord, Step
+from rotation.core.certs import short_fingerprint
+from rotation.core.durations import format_duration
+from rotation.core.model import Outcome, RotationRecord, Step
+from rotation.core.text import chat
 
 CONFIRM_ACTION = "rotation_confirm"
 CANCEL_ACTION = "rotation_cancel"

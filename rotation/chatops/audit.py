@@ -1,23 +1,19 @@
 """The audit trail of chat commands: every authenticated command, allowed or refused.
 
-Records go to Redis lists as JSON, newest first, the last ``KEEP`` kept (``rotation:chatops:audit``
-and one ``rotation:chatops:audit:<cluster>`` per cluster named): who (platform, team, user id,
-display name), where (channel), what (the command text), the decision and its reason,
-and the rotation/task ids it queued. Requests that fail authentication are not commands of
-anyone: they are logged by the webhook, not recorded here (so forgeries cannot flush the trail).
+An entry says who (platform, team, user id, display name), where (channel), what (the command
+text), the decision and its reason, and the rotation/task ids it queued. Requests that fail
+authentication are not commands of anyone: they are logged by the webhook, not recorded here
+(so forgeries cannot flush the trail). Where entries are kept: ``rotation.adapters.state.chat_audit``.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
 from rotation.chatops.authz import Caller
 
-KEY = "rotation:chatops:audit"
-KEEP = 5000
 MAX_TEXT = 300
 
 
@@ -57,41 +53,4 @@ class AuditRecord:
         return data
 
 
-# Push and cap every list in one script (the webhook appends on each request).
-_APPEND = """
-for _, key in ipairs(KEYS) do
-  redis.call('LPUSH', key, ARGV[1])
-  redis.call('LTRIM', key, 0, tonumber(ARGV[2]) - 1)
-end
-return #KEYS
-"""
-
-
-def _lists(record: AuditRecord) -> list[str]:
-    return [KEY, f"{KEY}:{record.cluster}"] if record.cluster else [KEY]
-
-
-def _entry(record: AuditRecord) -> str:
-    return json.dumps(record.to_dict(), sort_keys=True)
-
-
-class AuditLog:
-    """Reads the trail (``rotation history``, ``status``). ``client``: a redis.Redis with
-    ``decode_responses=True``. The webhook writes it (``append_command``)."""
-
-    def __init__(self, client: Any) -> None:
-        self.redis = client
-
-    def recent(self, limit: int = 50, cluster: str | None = None) -> list[dict[str, Any]]:
-        """Newest first; with ``cluster``, only the commands that named it."""
-        key = f"{KEY}:{cluster}" if cluster else KEY
-        return [json.loads(r) for r in self.redis.lrange(key, 0, max(0, limit - 1))]
-
-
-def append_command(record: AuditRecord) -> tuple[Any, ...]:
-    """``EVAL`` arguments that append ``record`` (the webhook runs them through its replay guard)."""
-    keys = _lists(record)
-    return (_APPEND, len(keys), *keys, _entry(record), KEEP)
-
-
-__all__ = ["AuditLog", "AuditRecord", "Decision", "append_command"]
+__all__ = ["AuditRecord", "Decision"]

@@ -17,8 +17,8 @@ from typing import Any
 
 from rotation.chatops.authz import Caller
 from rotation.chatops.grammar import Rotate
-from rotation.errors import RotationError
-from rotation.model import CertName
+from rotation.core.errors import RotationError
+from rotation.core.model import CertName
 
 PREFIX = "rotation:chatops:nonce:"
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rotation.errors import RotationError
-from rotation.model import CertName
+from rotation.core.errors import RotationError
+from rotation.core.model import CertName
 
 MAX_TEXT = 1000  # Slack sends up to ~4000 characters; a command needs far fewer
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")

@@ -27,9 +27,9 @@ from rotation.chatops.authz import AllowList, Caller, Permission
 from rotation.chatops.confirm import ConfirmationError, Pending
 from rotation.chatops.grammar import Check, Command, Confirm, Help, History, Rotate, Status, UsageError, parse, render
 from rotation.config import Inventory
-from rotation.errors import ConfigError, RotationError, RotationInProgress
-from rotation.model import RotationRecord, Trigger
-from rotation.service import Claim
+from rotation.core.errors import ConfigError, RotationError, RotationInProgress
+from rotation.core.model import RotationRecord, Trigger
+from rotation.usecases.queue import Claim
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,9 @@ class ChatTasks(Protocol):
                       reply_to: str | None) -> str: ...
 
 
-class Rotations(Protocol):
-    """The rotation queue, in two steps (``workers.queue.RotationQueue``)."""
+class AsyncRotationQueue(Protocol):
+    """The rotation queue from the event loop, in two steps (the webhook's ``LoopRotationQueue`` over
+    ``workers.queue.CeleryRotationQueue``)."""
 
     async def claim(self, cluster: str, cert_name: str) -> Claim:
         """Reserve (cluster, cert) for a new rotation id, or raise RotationInProgress."""
@@ -70,7 +71,7 @@ class ConfirmationStore(Protocol):
 
 
 class Replies(Protocol):
-    """Reply budgets (``rotation.notify``): a response_url in, the reference that tasks carry out."""
+    """Reply budgets (``rotation.adapters.notify``): a response_url in, the reference that tasks carry out."""
 
     async def register(self, url: str, *, progress: bool = True) -> str: ...
 
@@ -87,9 +88,9 @@ class ChatOps:
 
     inventory: Callable[[], Inventory]
     allow: Callable[[], AllowList]
-    status: Callable[[str | None], Awaitable[dict[str, Any]]]  # rotation.status.service_status, bound
+    status: Callable[[str | None], Awaitable[dict[str, Any]]]  # rotation.usecases.status.service_status, bound
     history: Callable[[str, str | None, int], Awaitable[list[RotationRecord]]]  # RecordStore.history
-    rotations: Rotations
+    rotations: AsyncRotationQueue
     tasks: ChatTasks
     confirmations: ConfirmationStore
     audit: AuditSink
@@ -291,5 +292,5 @@ async def _registered(env: ChatOps, reply_url: str | None, *, progress: bool) ->
     return None
 
 
-__all__ = ["AuditSink", "ChatOps", "ChatTasks", "ConfirmationStore", "Replies", "Rotations", "click", "handle",
+__all__ = ["AuditSink", "ChatOps", "ChatTasks", "ConfirmationStore", "Replies", "AsyncRotationQueue", "click", "handle",
            "respond"]

@@ -18,7 +18,7 @@ import hmac
 import re
 from collections.abc import Callable
 
-from rotation.errors import RotationError
+from rotation.core.errors import RotationError
 
 TOLERANCE = 300  # seconds either side of now (Slack's own window)
 _TIMESTAMP = re.compile(r"[1-9][0-9]{0,11}")

@@ -9,8 +9,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-from rotation.durations import RenewBefore, parse_duration
-from rotation.errors import ConfigError
+from rotation.core.durations import RenewBefore, parse_duration
+from rotation.core.errors import ConfigError
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Renewal = Annotated[RenewBefore, BeforeValidator(RenewBefore.parse)]

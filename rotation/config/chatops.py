@@ -18,7 +18,7 @@ from pydantic import BeforeValidator, Field, model_validator
 
 from rotation.config._base import Duration, SecretSource, _exactly_one, _secret, _Strict
 from rotation.config.reply_urls import ReplyPrefix
-from rotation.errors import ConfigError
+from rotation.core.errors import ConfigError
 
 GENERIC_SECRET_MIN = 32  # bytes
 

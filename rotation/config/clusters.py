@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from rotation.config._base import Duration, Renewal, _secret, _Strict
-from rotation.model import CertName, KeyType
+from rotation.core.model import CertName, KeyType
+from rotation.core.topology import Layout
 
 
 class CertificateSettings(_Strict):
@@ -45,7 +46,7 @@ TLSVersionValue = Annotated[Literal["1", "1.1", "1.2", "1.3"], BeforeValidator(_
 
 
 class TLSPolicySettings(_Strict):
-    """The TLS policy wanted for a cluster (any subset); see ``rotation.tls_policy`` for the rules."""
+    """The TLS policy wanted for a cluster (any subset); see ``rotation.core.tls_rules`` for the rules."""
 
     min_control_tls: TLSVersionValue | None = None
     min_data_tls: TLSVersionValue | None = None
@@ -122,6 +123,13 @@ class ClusterSettings(_Strict):
         host = (parts.hostname or "").lower()
         host = f"[{host}]" if ":" in host else host
         return f"{host}:{parts.port or 443}"
+
+    @property
+    def layout(self) -> Layout:
+        """Where this cluster's certificates are served, as far as the inventory says."""
+        return Layout(fqdn=self.fqdn, url=self.url, cm_port=self.ports.cm, api_port=self.ports.api,
+                      metrics_port=self.ports.metrics_exporter, discovery_port=self.ports.discovery,
+                      node_address=self.node_address)
 
     @property
     def server_name(self) -> str:

@@ -12,6 +12,7 @@ node graph before anything is built from it.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import warnings
@@ -28,15 +29,17 @@ from rotation.config._base import Renewal, _Strict
 from rotation.config.chatops import ChatOpsSettings
 from rotation.config.clusters import ClusterSettings
 from rotation.config.issuers import IssuerSettings
-from rotation.durations import RenewBefore
-from rotation.errors import ConfigError
-from rotation.model import CertName, CertRequest, KeyType
+from rotation.core.durations import RenewBefore
+from rotation.core.errors import ConfigError, RotationError
+from rotation.core.model import CertName, CertRequest, KeyType
 
 CONFIG_ENV = "ROTATION_CONFIG"
 DEFAULT_CONFIG = Path("rotation.yaml")
 MAX_BYTES = 1024 * 1024
 MAX_NODES = 100_000  # YAML nodes once every alias is expanded; a large fleet's inventory has a few thousand
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # used in Redis keys and metric labels
+
+log = logging.getLogger(__name__)
 
 
 
@@ -83,6 +86,22 @@ class Inventory(_Strict):
             known = ", ".join(sorted(self.clusters)) or "none"
             raise ConfigError(f"unknown cluster {name!r} (clusters in the inventory: {known})") from None
 
+    def api_trust(self, cluster_name: str) -> list[str]:
+        """CA PEMs the REST client must trust besides ``verify``: the anchors of the issuer of this
+        cluster's ``api`` certificate, so the client keeps working after ``api`` is rotated. Read from
+        the issuer's files; an unreadable one adds nothing (read-only commands must still work)."""
+        cluster = self.cluster(cluster_name)
+        if CertName.API not in cluster.certificates:
+            return []
+        issuer_name = self.plan(cluster_name, CertName.API).issuer
+        if not issuer_name:
+            return []
+        try:
+            return self.issuers[issuer_name].trust_anchor_pems()
+        except RotationError as exc:
+            log.debug("no extra trust from issuer %s: %s", issuer_name, exc.message)
+            return []
+
     def plan(self, cluster_name: str, cert_name: str | CertName) -> CertPlan:
         """Everything needed to renew one certificate, with overrides resolved."""
         cluster = self.cluster(cluster_name)
@@ -102,7 +121,7 @@ class Inventory(_Strict):
             cluster=cluster_name,
             cert_name=name,
             issuer=issuer,
-            key_type=cert.key_type or cluster.key_type,
+            key_type=cert.key_type or cluster.key_type or (self.issuers[issuer].key_type if issuer else None),
             renew_before=cert.renew_before or cluster.renew_before or self.renew_before,
             hosts=cert.hosts or cluster.default_hosts(),
         )
@@ -117,12 +136,12 @@ class CertPlan:
     renew_before: RenewBefore
     hosts: tuple[str, ...]
 
-    def request(self, default_key_type: KeyType) -> CertRequest:
+    def request(self) -> CertRequest:
         return CertRequest(
             cluster=self.cluster,
             cert_name=self.cert_name,
             hosts=self.hosts,
-            key_type=self.key_type or default_key_type,
+            key_type=self.key_type or KeyType.ECDSA_P256,
         )
 
 

@@ -9,8 +9,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from rotation.config._base import Duration, _secret, _Strict
-from rotation.errors import ConfigError
-from rotation.model import KeyType
+from rotation.config.files import read_certificates
+from rotation.core import certs
+from rotation.core.errors import ConfigError
+from rotation.core.model import KeyType
 
 
 class InternalCASettings(_Strict):
@@ -21,6 +23,10 @@ class InternalCASettings(_Strict):
     ca_key_password_file: Path | None = None
     validity: Duration = timedelta(days=90)
     key_type: KeyType = KeyType.ECDSA_P256
+
+    def trust_anchor_pems(self) -> list[str]:
+        """The last certificate of ``ca_cert``: the root its chains lead to."""
+        return [certs.cert_to_pem(read_certificates(self.ca_cert, what="CA certificate")[-1])]
 
     def factory_kwargs(self, where: str) -> dict[str, Any]:
         source = _secret(self.ca_key_password_env, self.ca_key_password_file)
@@ -43,6 +49,12 @@ class FilesSettings(_Strict):
     key_password_file: Path | None = None
     ca_bundle: Path | None = None
     key_type: KeyType = KeyType.ECDSA_P256
+
+    def trust_anchor_pems(self) -> list[str]:
+        """``ca_bundle``'s certificates (none without one)."""
+        if self.ca_bundle is None:
+            return []
+        return [certs.cert_to_pem(c) for c in read_certificates(self.ca_bundle, what="CA bundle")]
 
     def factory_kwargs(self, where: str) -> dict[str, Any]:
         source = _secret(self.key_password_env, self.key_password_file)
@@ -124,6 +136,12 @@ class AcmeSettings(_Strict):
         if bool(self.eab_kid) != has_hmac:
             raise ValueError("external account binding needs both eab_kid and eab_hmac_key_env/eab_hmac_key_file")
         return self
+
+    def trust_anchor_pems(self) -> list[str]:
+        """``trust_roots``' certificates; none for a public CA (its chains lead to the system's roots)."""
+        if self.trust_roots is None:
+            return []
+        return [certs.cert_to_pem(c) for c in read_certificates(self.trust_roots, what="ACME trust roots")]
 
     def factory_kwargs(self, where: str) -> dict[str, Any]:
         eab = _secret(self.eab_hmac_key_env, self.eab_hmac_key_file)

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from rotation.durations import parse_duration
-from rotation.errors import ConfigError
+from rotation.core.durations import parse_duration
+from rotation.core.errors import ConfigError
 
 STATE_DIR_ENV = "ROTATION_STATE_DIR"
+SECRET_KEY_ENV = "ROTATION_SECRET_KEY"
+SECRET_KEY_FILE_ENV = "ROTATION_SECRET_KEY_FILE"
 
 
 def local_state_dir() -> Path:
@@ -23,6 +25,19 @@ def local_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME")
     root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "state"
     return root / "rotation"
+
+
+def secret_key_text() -> str | None:
+    """The service's encryption key(s), as configured: ``ROTATION_SECRET_KEY`` (comma-separated, new
+    first), else the contents of ``ROTATION_SECRET_KEY_FILE``; None when neither is set."""
+    raw = os.environ.get(SECRET_KEY_ENV)
+    if not raw and os.environ.get(SECRET_KEY_FILE_ENV):
+        path = Path(os.environ[SECRET_KEY_FILE_ENV])
+        try:
+            raw = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{SECRET_KEY_FILE_ENV}={path}: cannot read ({exc.strerror})") from None
+    return raw or None
 
 
 @dataclass(frozen=True)
@@ -40,6 +55,16 @@ class ServiceSettings:
     # Unacked tasks of a dead worker are redelivered after this; must exceed task_time_limit.
     visibility_timeout: timedelta = timedelta(minutes=20)
     policy_audit_hour: int = 3
+
+    @property
+    def has_queue(self) -> bool:
+        """Whether rotations can go through the queue (Celery over the service's Redis): not on one host
+        without Redis (``ROTATION_STORE=local``), where they run in the process that asks."""
+        return self.store == "redis"
+
+    def require_queue(self, who: str) -> None:
+        if not self.has_queue:
+            raise ConfigError(f"{who} needs the service's Redis (ROTATION_STORE=redis and ROTATION_REDIS_URL)")
 
     @classmethod
     def from_env(cls) -> ServiceSettings:

@@ -51,9 +51,11 @@ refreshes every participant's view over HTTPS: :mod:`.crdb` (routes in :mod:`.cr
 Several linked clusters for tests and demos: :class:`rotation.simulator.fleet.Fleet`.
 """
 
-from .cluster import DEFAULT_DATABASES, Database, SimulatorConfig, version_tuple
+from .cluster import SimulatorConfig
+from .nodes import DEFAULT_DATABASES, Database
 from .server import ClusterSimulator, PortInUseError, SimulatorError
 from .tls import LeafSpec
+from .versions import version_tuple
 
 __all__ = [
     "DEFAULT_DATABASES",

@@ -82,10 +82,10 @@ from .http import Request, Response
 from .tls import KEYLESS_NAMES, CertProblem, UploadItem, utcnow, validate_uploads
 
 if TYPE_CHECKING:
-    from .cluster import Database
-    from .server import ClusterSimulator
+    from .host import Simulator
+    from .nodes import Database
 
-RouteHandler = Callable[["ClusterSimulator", Request, dict[str, str]], Awaitable[Response]]
+RouteHandler = Callable[["Simulator", Request, dict[str, str]], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class Route:
     pattern: re.Pattern[str]
     handler: RouteHandler
     permission: str = "view"  # "view" | "update"
-    available: Callable[[ClusterSimulator], bool] = lambda sim: True
+    available: Callable[[Simulator], bool] = lambda sim: True
     control: bool = False  # simulator control route: no latency, not counted as RS API
 
 
@@ -123,7 +123,7 @@ class BadRequest(Exception):
 # -- dispatch ------------------------------------------------------------------------------------
 
 
-async def handle(sim: ClusterSimulator, request: Request, client_cert: bytes | None = None) -> Response:
+async def handle(sim: Simulator, request: Request, client_cert: bytes | None = None) -> Response:
     """Authenticate, route, run, then delay the answer by ``api_latency`` + the ``slow`` fault.
 
     ``client_cert``: the DER certificate the connection's handshake verified, if any."""
@@ -137,7 +137,7 @@ async def handle(sim: ClusterSimulator, request: Request, client_cert: bytes | N
     return response
 
 
-async def _dispatch(sim: ClusterSimulator, request: Request, client_cert: bytes | None) -> tuple[Response, bool]:
+async def _dispatch(sim: Simulator, request: Request, client_cert: bytes | None) -> tuple[Response, bool]:
     path = request.path
     fault = None if path.startswith("/_sim/") else sim.state.take_request_fault(request.method, path)
     if fault is not None:
@@ -209,7 +209,7 @@ def _upload_item(obj: Any) -> UploadItem:
     return UploadItem(name=name, certificate=cert, key=key)
 
 
-def _update(sim: ClusterSimulator, request: Request, items: list[UploadItem], via: str) -> Response:
+def _update(sim: Simulator, request: Request, items: list[UploadItem], via: str) -> Response:
     sim.state.received_update_bodies.append(request.body)
     rules = sim.slots.rules(via)
     sim.accounts.check_upload(item.name for item in items)
@@ -228,7 +228,7 @@ def _update(sim: ClusterSimulator, request: Request, items: list[UploadItem], vi
 # -- RS routes -----------------------------------------------------------------------------------
 
 
-def _node_json(sim: ClusterSimulator, uid: int) -> dict[str, Any]:
+def _node_json(sim: Simulator, uid: int) -> dict[str, Any]:
     node = sim.state.nodes[uid]
     return {
         "uid": node.uid,
@@ -245,18 +245,18 @@ def _node_json(sim: ClusterSimulator, uid: int) -> dict[str, Any]:
 
 
 @route("GET", "/v1/nodes")
-async def get_nodes(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def get_nodes(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     return Response.json([_node_json(sim, uid) for uid in sorted(sim.state.nodes)])
 
 
 @route("GET", "/v1/nodes/{uid}")
-async def get_node(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def get_node(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     if not params["uid"].isdigit() or int(params["uid"]) not in sim.state.nodes:
         return Response.error(404, "not_found", f"Node {params['uid']} does not exist")
     return Response.json(_node_json(sim, int(params["uid"])))
 
 
-def _cluster_json(sim: ClusterSimulator, settings: dict[str, object]) -> dict[str, Any]:
+def _cluster_json(sim: Simulator, settings: dict[str, object]) -> dict[str, Any]:
     state, cfg = sim.state, sim.config
     body: dict[str, Any] = {
         "name": cfg.fqdn,
@@ -274,12 +274,12 @@ def _cluster_json(sim: ClusterSimulator, settings: dict[str, object]) -> dict[st
 
 
 @route("GET", "/v1/cluster")
-async def get_cluster(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def get_cluster(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     return Response.json(_cluster_json(sim, sim.state.settings))
 
 
 @route("PUT", "/v1/cluster", "update")
-async def put_cluster(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def put_cluster(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     """Validate every field by version profile, then apply all (or, with ``?dry_run``, nothing).
 
     Listeners read the settings on each new handshake, so control and data changes apply at
@@ -298,7 +298,7 @@ async def put_cluster(sim: ClusterSimulator, request: Request, params: dict[str,
     return Response.json(_cluster_json(sim, merged))
 
 
-def bdb_json(sim: ClusterSimulator, db: Database) -> dict[str, Any]:
+def bdb_json(sim: Simulator, db: Database) -> dict[str, Any]:
     """One bdb object; its replication fields (and their link status) come from ``sim.replication``."""
     fqdn = sim.config.fqdn
     addrs = [n.addr for n in sim.state.database_nodes(db)]
@@ -313,13 +313,13 @@ def bdb_json(sim: ClusterSimulator, db: Database) -> dict[str, Any]:
 
 
 @route("GET", "/v1/bdbs")
-async def get_bdbs(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def get_bdbs(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     await sim.replication.refresh()  # link status from fresh syncer handshakes (none without links)
     return Response.json([bdb_json(sim, db) for db in sim.config.database_list])
 
 
 @route("GET", "/v1/cluster/certificates")
-async def get_certificates(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def get_certificates(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     body: dict[str, str] = {}
     for name, material in sim.state.certs.items():
         body[f"{name}_cert"] = material.chain_pem
@@ -329,12 +329,12 @@ async def get_certificates(sim: ClusterSimulator, request: Request, params: dict
 
 
 @route("PUT", "/v1/cluster/update_cert", "update")
-async def put_update_cert(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def put_update_cert(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     return _update(sim, request, [_upload_item(_json_body(request))], "update_cert")
 
 
 @route("PUT", "/v1/cluster/certificates", "update", available=lambda sim: sim.state.bulk_put_available)
-async def put_certificates(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def put_certificates(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     body = _json_body(request)
     keys = set(body) if isinstance(body, dict) else set()
     items = body.get("certificates") if isinstance(body, dict) else None
@@ -345,7 +345,7 @@ async def put_certificates(sim: ClusterSimulator, request: Request, params: dict
     return _update(sim, request, [_upload_item(item) for item in items], "bulk")
 
 
-def expiry_alert(sim: ClusterSimulator, now: dt.datetime) -> dict[str, Any]:
+def expiry_alert(sim: Simulator, now: dt.datetime) -> dict[str, Any]:
     """``cluster_certs_about_to_expire`` as ``GET /v1/cluster/alerts`` shows it (also the health report)."""
     setting = sim.state.settings["alert_settings"]["cluster_certs_about_to_expire"]  # type: ignore[index]
     threshold = dt.timedelta(days=int(setting["threshold"]))
@@ -361,7 +361,7 @@ def expiry_alert(sim: ClusterSimulator, now: dt.datetime) -> dict[str, Any]:
 
 
 @route("GET", "/v1/cluster/alerts")
-async def get_alerts(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def get_alerts(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     return Response.json({"cluster_certs_about_to_expire": expiry_alert(sim, utcnow())})
 
 
@@ -369,7 +369,7 @@ async def get_alerts(sim: ClusterSimulator, request: Request, params: dict[str, 
 
 
 @route("GET", "/_sim/state", "update", control=True)
-async def get_sim_state(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def get_sim_state(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     return Response.json(sim.state.snapshot())
 
 
@@ -378,7 +378,7 @@ FAULT_ACTIONS = ("fail_next", "slow", "node_down", "stale", "clear_faults", "ove
 
 
 @route("POST", "/_sim/faults", "update", control=True)
-async def post_sim_faults(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def post_sim_faults(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     """Body ``{"action": "<name>", ...keyword arguments}`` or ``{"actions": [...]}``.
 
     Actions: fail_next(count, status), slow(seconds), node_down(uid, down), stale(uid, seconds,

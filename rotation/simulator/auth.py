@@ -51,9 +51,9 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from .cluster import version_tuple
 from .http import Request
 from .tls import CertificateAuthority, Material, build_server_context
+from .versions import version_tuple
 
 if TYPE_CHECKING:
     from .cluster import ClusterState

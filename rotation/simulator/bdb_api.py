@@ -23,7 +23,7 @@ from .bdb_config import BdbRejected, parse_update
 from .http import Request, Response
 
 if TYPE_CHECKING:
-    from .server import ClusterSimulator
+    from .host import Simulator
 
 
 def _route(method: str, regex: str, permission: str = "view", control: bool = False) -> Any:
@@ -35,7 +35,7 @@ def _route(method: str, regex: str, permission: str = "view", control: bool = Fa
     return register
 
 
-def _database(sim: ClusterSimulator, params: dict[str, str]) -> Any:
+def _database(sim: Simulator, params: dict[str, str]) -> Any:
     uid = int(params["uid"])
     db = next((d for d in sim.config.database_list if d.uid == uid), None)
     if db is None:
@@ -44,14 +44,14 @@ def _database(sim: ClusterSimulator, params: dict[str, str]) -> Any:
 
 
 @_route("GET", r"^/v1/bdbs/(?P<uid>\d+)/?$")
-async def get_bdb(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def get_bdb(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     db = _database(sim, params)
     await sim.replication.refresh([db.uid])
     return Response.json(api.bdb_json(sim, db))
 
 
 @_route("PUT", r"^/v1/bdbs/(?P<uid>\d+)/?$", "update")
-async def put_bdb(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def put_bdb(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     db = _database(sim, params)
     try:
         changes = parse_update(api._json_body(request), db.name, db.tls)
@@ -65,12 +65,12 @@ async def put_bdb(sim: ClusterSimulator, request: Request, params: dict[str, str
 
 
 @_route("GET", r"^/_sim/links/?$", "update", control=True)
-async def get_links(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def get_links(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     return Response.json(sim.replication.snapshot())
 
 
 @_route("POST", r"^/_sim/links/?$", "update", control=True)
-async def post_links(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def post_links(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     body = api._json_body(request)
     action = body.get("action") if isinstance(body, dict) else None
     replication = sim.replication

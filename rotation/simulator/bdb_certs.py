@@ -13,12 +13,32 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .tls import Material
 
 if TYPE_CHECKING:
-    from .cluster import ClusterState, Database, NodeState
+    from .nodes import Database, NodeState
+
+
+class _Databases(Protocol):
+    @property
+    def database_list(self) -> list[Database]: ...
+
+
+class Cluster(Protocol):
+    """What the per-database certificates need of the cluster's state (``cluster.ClusterState``)."""
+
+    @property
+    def config(self) -> _Databases: ...
+
+    def take_failure(self) -> tuple[int, dict[str, str]] | None: ...
+
+    def database_nodes(self, db: Database) -> list[NodeState]: ...
+
+    def not_all_updated(self, missed: list[int]) -> dict[str, str]: ...
+
+    def node(self, uid: int) -> NodeState: ...
 
 BDB_CERTS_SINCE = (8, 0, 2)  # the reference sheet infers "around 8.0.2" (K8s alert bdb_proxy_cert_expiring_soon)
 _NOTHING = object()  # "no pending change" (None pending means: fall back to the proxy certificate)
@@ -59,7 +79,7 @@ class _LagRule:
 class BdbCertificates:
     """The cluster-level truth (``installed``) and what each node's endpoint serves (``_slots``)."""
 
-    def __init__(self, state: ClusterState) -> None:
+    def __init__(self, state: Cluster) -> None:
         self.state = state
         self.installed: dict[int, Material] = {}
         self._slots: dict[tuple[int, int], _Slot] = {}  # (node uid, database uid)

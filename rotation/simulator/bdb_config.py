@@ -134,7 +134,7 @@ def _source(item: Any, where: str, uid: int) -> SyncSource:
         raise BdbRejected("invalid_schema", f"{where}.replication_tls_sni: must be a non-empty string")
     if not isinstance(compression, int) or isinstance(compression, bool) or not 0 <= compression <= 6:
         raise BdbRejected("invalid_value", f"{where}.compression: must be an integer 0-6")
-    return SyncSource(uid=uid, uri=uri, server_cert=server_cert if encryption else None,
+    return SyncSource(uid=uid, uri=str(uri), server_cert=server_cert if encryption else None,
                       client_cert=client_cert, client_key=client_key, replication_tls_sni=sni,
                       compression=compression)
 

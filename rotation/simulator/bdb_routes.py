@@ -24,24 +24,25 @@ from typing import TYPE_CHECKING, Any
 from .api import BadRequest, _json_body, query_flag, route
 from .auth import iso
 from .bdb_certs import BDB_CERTS_SINCE
-from .cluster import Database, version_tuple
 from .http import Request, Response
+from .nodes import Database
 from .tls import CertProblem, Material, UploadItem, material_from_pems, utcnow, validate_uploads
+from .versions import version_tuple
 
 if TYPE_CHECKING:
-    from .server import ClusterSimulator
+    from .host import Simulator
 
 TLS_MODES = ("enabled", "disabled", "replica_ssl")
 
 
-def available(sim: ClusterSimulator) -> bool:
+def available(sim: Simulator) -> bool:
     return version_tuple(sim.state.version)[:3] >= BDB_CERTS_SINCE
 
 
 class DatabaseCertificates:
     """``sim.database_certs``: thread-safe controls and views, for tests and the CLI."""
 
-    def __init__(self, sim: ClusterSimulator) -> None:
+    def __init__(self, sim: Simulator) -> None:
         self._sim = sim
 
     def install(self, bdb_uid: int, cert_pem: str | None = None, key_pem: str | None = None) -> str:
@@ -78,7 +79,7 @@ class DatabaseCertificates:
         return self._sim._call(lambda: list(self._sim.state.bdb_certs.requests))
 
 
-def _database(sim: ClusterSimulator, uid: str) -> Database:
+def _database(sim: Simulator, uid: str) -> Database:
     found = next((db for db in sim.config.database_list if str(db.uid) == uid), None)
     if found is None:
         raise BadRequest("not_found", f"Database {uid} does not exist", 404)
@@ -90,7 +91,7 @@ def _certificate_json(db: Database, material: Material) -> dict[str, Any]:
             "not_after": iso(material.not_after)}
 
 
-def _own(sim: ClusterSimulator, db: Database) -> Material:
+def _own(sim: Simulator, db: Database) -> Material:
     material = sim.state.bdb_certs.installed.get(db.uid)
     if material is None:
         raise BadRequest("certificate_not_found",
@@ -118,7 +119,7 @@ def _time_param(request: Request) -> dt.datetime | None:
 
 
 @route("GET", "/v1/bdbs/certificates", available=available)
-async def list_certificates(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def list_certificates(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     page, page_size = _int_param(request, "page", 1, 1_000_000), _int_param(request, "page_size", 100, 1000)
     expires_before = _time_param(request)
     tls_mode = request.query.get("tls_mode", [None])[-1]
@@ -137,13 +138,13 @@ async def list_certificates(sim: ClusterSimulator, request: Request, params: dic
 
 
 @route("GET", "/v1/bdbs/{uid}/certificates", available=available)
-async def get_certificate(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def get_certificate(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     db = _database(sim, params["uid"])
     return Response.json(_certificate_json(db, _own(sim, db)))
 
 
 @route("POST", "/v1/bdbs/{uid}/certificates", "update", available=available)
-async def post_certificate(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def post_certificate(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     db = _database(sim, params["uid"])
     dry_run = query_flag(request, "dry_run")
     sim.state.bdb_certs.requests.append(("POST", db.uid, dry_run))
@@ -164,7 +165,7 @@ async def post_certificate(sim: ClusterSimulator, request: Request, params: dict
 
 
 @route("DELETE", "/v1/bdbs/{uid}/certificates", "update", available=available)
-async def delete_certificate(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def delete_certificate(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     db = _database(sim, params["uid"])
     sim.state.bdb_certs.requests.append(("DELETE", db.uid, False))
     _own(sim, db)

@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import re
 import ssl
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .bdb_certs import BdbCertificates
+from .nodes import DEFAULT_DATABASES, CertSlot, Database, NodeState
+from .profile import check_options
 from .tls import MAIN_NAMES, CertificateAuthority, LeafSpec, Material, material_from_pems
+from .versions import BULK_PUT_SINCE, DEFAULT_VERSION, version_tuple
 
-DEFAULT_VERSION = "7.22.2-14"
 TLS_VERSIONS = ("1", "1.0", "1.1", "1.2", "1.3")
-BULK_PUT_SINCE = (7, 22, 2)
 PROXY_POLICIES = ("all-nodes", "single")
 
 DATA_CIPHER_LIST = (
@@ -27,29 +26,6 @@ DATA_CIPHER_LIST = (
     ":!EDH-RSA-DES-CBC3-SHA:!KRB5-DES-CBC3-SHA"
 )
 TLS13_SUITES = "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"
-
-
-def version_tuple(version: str) -> tuple[int, ...]:
-    """``"7.22.2-14"`` -> ``(7, 22, 2, 14)``: compare versions numerically."""
-    return tuple(int(part) for part in re.findall(r"\d+", version))
-
-
-@dataclass(frozen=True)
-class Database:
-    """A database endpoint: TLS ones present ``proxy``; ``single`` binds only node 1."""
-
-    uid: int
-    name: str
-    port: int
-    tls: bool = True
-    proxy_policy: str = "all-nodes"
-
-
-DEFAULT_DATABASES: tuple[Database, ...] = (
-    Database(1, "db1", 12000, True, "all-nodes"),
-    Database(2, "db2", 12001, True, "single"),
-    Database(3, "plain", 12002, False, "all-nodes"),
-)
 
 
 @dataclass
@@ -95,8 +71,6 @@ class SimulatorConfig:
             if db.proxy_policy not in PROXY_POLICIES:
                 raise ValueError(f"database {db.name}: proxy_policy must be one of {PROXY_POLICIES}")
         ipaddress.IPv4Address(self.first_address)
-        from .profile import check_options  # here, not at the top: profile imports this module
-
         check_options(self)
 
     @property
@@ -107,49 +81,6 @@ class SimulatorConfig:
     def addresses(self) -> list[str]:
         first = ipaddress.IPv4Address(self.first_address)
         return [str(first + offset) for offset in range(self.nodes)]
-
-
-class CertSlot:
-    """What one node presents for one certificate name; ``pending`` models a stale worker."""
-
-    def __init__(self, material: Material) -> None:
-        self.current = material
-        self.pending: Material | None = None
-        self.switch_at: float | None = None  # monotonic; None with a pending cert = until cleared
-
-    def effective(self) -> Material:
-        if self.pending is not None and self.switch_at is not None and time.monotonic() >= self.switch_at:
-            self.release()
-        return self.current
-
-    def put(self, material: Material, hold_for: float | None, hold: bool) -> None:
-        if not hold:
-            self.current, self.pending, self.switch_at = material, None, None
-            return
-        self.pending = material
-        self.switch_at = None if hold_for is None else time.monotonic() + hold_for
-
-    def release(self) -> None:
-        if self.pending is not None:
-            self.current = self.pending
-        self.pending, self.switch_at = None, None
-
-
-@dataclass
-class NodeState:
-    uid: int
-    addr: str
-    hostname: str
-    certs: dict[str, CertSlot]
-    down: bool = False
-    started: float = field(default_factory=time.monotonic)
-    # listener ("api", "cm", "metrics_exporter", "proxy", "db:<uid>", "sentinel") -> planted TLS settings
-    tls_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
-    # what the node's sentinel_service runs with: read from the settings at start and restart only
-    sentinel: dict[str, str] = field(default_factory=dict)
-
-    def served(self, name: str) -> Material:
-        return self.certs[name].effective()
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,12 @@ from pathlib import Path
 import typer
 import yaml
 
-from .cluster import DEFAULT_DATABASES, DEFAULT_VERSION, Database, SimulatorConfig
+from .cluster import SimulatorConfig
 from .inventory import ReadyInventory, write_inventory
+from .nodes import DEFAULT_DATABASES, Database
 from .server import ClusterSimulator, SimulatorError, new_event_loop
 from .tls import utcnow
+from .versions import DEFAULT_VERSION
 
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "w": 604800}
 

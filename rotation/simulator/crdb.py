@@ -38,7 +38,7 @@ from .replication import CrdtMembership
 from .tls import utcnow
 
 if TYPE_CHECKING:
-    from .server import ClusterSimulator
+    from .host import Simulator
 
 log = logging.getLogger("rotation.simulator.crdb")
 MAX_TASKS = 200
@@ -48,7 +48,7 @@ PARTICIPANT_KEYS = frozenset({"id", "cluster", "compression", "db_uid"})
 class Crdbs:
     """The CRDBs one cluster takes part in, and the tasks it coordinated."""
 
-    def __init__(self, sim: ClusterSimulator) -> None:
+    def __init__(self, sim: Simulator) -> None:
         self.sim = sim
         self.crdbs: dict[str, Crdb] = {}
         self.tasks: dict[str, CrdbTask] = {}

@@ -23,7 +23,7 @@ from .crdb_model import CrdbRejected, parse_modify
 from .http import Request, Response
 
 if TYPE_CHECKING:
-    from .server import ClusterSimulator
+    from .host import Simulator
 
 
 def _rejected(exc: CrdbRejected) -> BadRequest:
@@ -31,12 +31,12 @@ def _rejected(exc: CrdbRejected) -> BadRequest:
 
 
 @route("GET", "/v1/crdbs")
-async def get_crdbs(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def get_crdbs(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     return Response.json([crdb.public() for crdb in sim.crdbs.crdbs.values()])
 
 
 @route("POST", "/v1/crdbs", "update")
-async def post_crdbs(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def post_crdbs(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     try:
         return Response.json(sim.crdbs.create(_json_body(request)).public())
     except CrdbRejected as exc:
@@ -44,7 +44,7 @@ async def post_crdbs(sim: ClusterSimulator, request: Request, params: dict[str, 
 
 
 @route("GET", "/v1/crdbs/{guid}")
-async def get_crdb(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def get_crdb(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     try:
         return Response.json(sim.crdbs.get(params["guid"]).public())
     except CrdbRejected as exc:
@@ -52,7 +52,7 @@ async def get_crdb(sim: ClusterSimulator, request: Request, params: dict[str, st
 
 
 @route("POST", "/v1/crdbs/{guid}/updates", "update")
-async def post_crdb_updates(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def post_crdb_updates(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     try:
         force = parse_modify(_json_body(request))
         return Response.json(sim.crdbs.update(params["guid"], force).public())
@@ -61,7 +61,7 @@ async def post_crdb_updates(sim: ClusterSimulator, request: Request, params: dic
 
 
 @route("GET", "/v1/crdbs/{guid}/health_report")
-async def get_crdb_health(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def get_crdb_health(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     try:
         return Response.json(await sim.crdbs.health_report(params["guid"]))
     except CrdbRejected as exc:
@@ -69,12 +69,12 @@ async def get_crdb_health(sim: ClusterSimulator, request: Request, params: dict[
 
 
 @route("GET", "/v1/crdb_tasks")
-async def get_crdb_tasks(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def get_crdb_tasks(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     return Response.json([task.public() for task in sim.crdbs.tasks.values()])
 
 
 @route("GET", "/v1/crdb_tasks/{task_id}")
-async def get_crdb_task(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def get_crdb_task(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     task = sim.crdbs.tasks.get(params["task_id"])
     if task is None:
         raise BadRequest("task_not_found", f"Task {params['task_id']} does not exist", status=404)
@@ -82,7 +82,7 @@ async def get_crdb_task(sim: ClusterSimulator, request: Request, params: dict[st
 
 
 @route("PUT", "/_sim/crdbs/{guid}", "update", control=True)
-async def put_sim_crdb(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def put_sim_crdb(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     config = _json_body(request)
     if not isinstance(config, dict) or config.get("guid") != params["guid"]:
         raise BadRequest("invalid_schema", "Body must be the CRDB configuration of this guid")

@@ -25,8 +25,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .cluster import DEFAULT_VERSION, Database, SimulatorConfig
+from .cluster import SimulatorConfig
+from .nodes import Database
 from .server import ClusterSimulator, SimulatorError
+from .versions import DEFAULT_VERSION
 
 FLEET_DATABASES: tuple[Database, ...] = (
     Database(1, "db1", 12000, True, "all-nodes"),  # Replica Of: source on one cluster, replica on another

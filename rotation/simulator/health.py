@@ -18,12 +18,12 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from . import api
-from .cluster import version_tuple
 from .http import Request, Response
 from .tls import utcnow
+from .versions import version_tuple
 
 if TYPE_CHECKING:
-    from .server import ClusterSimulator
+    from .host import Simulator
 
 HEALTH_SINCE = (8, 0, 16)
 
@@ -32,23 +32,24 @@ def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def active_alerts(sim: ClusterSimulator, now: dt.datetime) -> list[dict[str, Any]]:
+def active_alerts(sim: Simulator, now: dt.datetime) -> list[dict[str, Any]]:
     alerts = []
     expiry = api.expiry_alert(sim, now)
     if expiry["state"]:
         alerts.append({"name": "cluster_certs_about_to_expire", "severity": expiry["severity"],
                        "change_time": expiry["change_time"], "details": expiry["change_value"]})
-    settings = sim.state.settings.get("alert_settings") or {}
+    settings = sim.state.settings.get("alert_settings")
+    settings = settings if isinstance(settings, dict) else {}
     status = sim.ocsp.status_json().get("cert_status")
     for name, firing in (("cluster_ocsp_status_revoked", status == "REVOKED"),
                          ("cluster_ocsp_query_failed", sim.ocsp.last_error is not None)):
-        if firing and settings.get(name) is True:  # type: ignore[union-attr]
+        if firing and settings.get(name) is True:
             alerts.append({"name": name, "severity": "WARNING", "change_time": _iso(now)})
     return alerts
 
 
 @api.route("GET", "/v4/cluster/health", available=lambda sim: version_tuple(sim.state.version)[:3] >= HEALTH_SINCE)
-async def get_cluster_health(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def get_cluster_health(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     now = utcnow()
     certificates = [{"type": name, "expired": m.not_after <= now, "valid_until": _iso(m.not_after)}
                     for name, m in sorted(sim.state.certs.items())]

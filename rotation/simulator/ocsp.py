@@ -43,13 +43,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from . import api
-from .cluster import NodeState, version_tuple
 from .http import Request, Response
+from .nodes import NodeState
 from .ocsp_client import MAX_HEAD, OcspFailure, parse_response, post, responder_url_of
 from .tls import Material
+from .versions import version_tuple
 
 if TYPE_CHECKING:
-    from .server import ClusterSimulator
+    from .host import Simulator
 
 OCSP_SINCE = (6, 2, 12)
 DEFAULTS: dict[str, Any] = {"ocsp_functionality": False, "query_frequency": 3600, "response_timeout": 1,
@@ -70,7 +71,7 @@ class OcspAnswer:
 class OcspService:
     """The cluster's OCSP config and cache; runs on the simulator's loop."""
 
-    def __init__(self, sim: ClusterSimulator) -> None:
+    def __init__(self, sim: Simulator) -> None:
         self.sim = sim
         self.config: dict[str, Any] = dict(DEFAULTS)
         self.cached: OcspAnswer | None = None
@@ -208,12 +209,12 @@ def _unsupported() -> Response:
 
 
 @api.route("GET", "/v1/ocsp", "update")
-async def get_ocsp(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def get_ocsp(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     return Response.json(sim.ocsp.config_json()) if sim.ocsp.supported else _unsupported()
 
 
 @api.route("PUT", "/v1/ocsp", "update")
-async def put_ocsp(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def put_ocsp(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     service = sim.ocsp
     if not service.supported:
         return _unsupported()
@@ -232,7 +233,7 @@ async def put_ocsp(sim: ClusterSimulator, request: Request, params: dict[str, st
 
 
 @api.route("GET", "/v1/ocsp/status", "update")
-async def get_ocsp_status(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def get_ocsp_status(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     if not sim.ocsp.supported:
         return _unsupported()
     sim.ocsp.refresh_if_due()
@@ -240,7 +241,7 @@ async def get_ocsp_status(sim: ClusterSimulator, request: Request, params: dict[
 
 
 @api.route("POST", "/v1/ocsp/test", "update")
-async def post_ocsp_test(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def post_ocsp_test(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     if not sim.ocsp.supported:
         return _unsupported()
     try:
@@ -250,7 +251,7 @@ async def post_ocsp_test(sim: ClusterSimulator, request: Request, params: dict[s
 
 
 @api.route("GET", "/_sim/ocsp", "update", control=True)
-async def get_sim_ocsp(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def get_sim_ocsp(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     """How many queries were sent, the last failure, what is cached (for tests and demos)."""
     cached = sim.ocsp.cached
     return Response.json({"queries": sim.ocsp.queries, "last_error": sim.ocsp.last_error,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from .cluster import version_tuple
+from .versions import version_tuple
 
 RENAMED_SINCE = (7, 4, 2)
 MODES = ("allowed", "disabled", "required")

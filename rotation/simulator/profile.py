@@ -29,17 +29,14 @@ import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .cluster import BULK_PUT_SINCE, version_tuple
 from .tls import KNOWN_NAMES, MAIN_NAMES, CertProblem, Material, UploadItem
-
-if TYPE_CHECKING:
-    from .cluster import SimulatorConfig
+from .versions import BULK_PUT_SINCE, version_tuple
 
 PROFILE_MODES = ("none", "as-documented")
 OCSP_WITHOUT_URL = ("fail", "accept")
@@ -71,8 +68,17 @@ def cipher_check_enforced(version: str) -> bool:
     return version_tuple(version) >= (8, 2, 0, 25)
 
 
-def check_options(config: SimulatorConfig) -> None:
-    """Refuse a bad value among the issue-14 options of :class:`SimulatorConfig` (ValueError)."""
+class Options(Protocol):
+    """The issue-14 options of :class:`.cluster.SimulatorConfig`."""
+
+    cert_profile: str
+    ocsp_without_url: str
+    extra_certificates: tuple[str, ...]
+    proxy_ocsp_url: str | None
+
+
+def check_options(config: Options) -> None:
+    """Refuse a bad value among the issue-14 options of :class:`.cluster.SimulatorConfig` (ValueError)."""
     if config.cert_profile not in PROFILE_MODES:
         raise ValueError(f"cert_profile must be one of {PROFILE_MODES}, not {config.cert_profile!r}")
     if config.ocsp_without_url not in OCSP_WITHOUT_URL:

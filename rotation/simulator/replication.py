@@ -37,7 +37,7 @@ from .links import ContextCache, SyncSource
 from .tls import Material
 
 if TYPE_CHECKING:
-    from .server import ClusterSimulator
+    from .host import Simulator
 
 log = logging.getLogger("rotation.simulator.replication")
 
@@ -72,10 +72,10 @@ class DbLinks:
 
 
 class Replication:
-    """State and syncer of one :class:`ClusterSimulator`; coroutines run on its loop, the
+    """State and syncer of one :class:`Simulator`; coroutines run on its loop, the
     plain methods at the end are the thread-safe facade for tests and the fleet."""
 
-    def __init__(self, sim: ClusterSimulator) -> None:
+    def __init__(self, sim: Simulator) -> None:
         self.sim = sim
         self.dbs: dict[int, DbLinks] = {db.uid: DbLinks() for db in sim.config.database_list}
         self.interval = 2.0

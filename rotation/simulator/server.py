@@ -31,9 +31,10 @@ from typing import Any, TypeVar
 from . import api, bdb_api, crdb_api, health  # noqa: F401 - the route modules register their routes
 from .auth import Accounts, peer_certificate
 from .bdb_routes import DatabaseCertificates
-from .cluster import ClusterState, Database, NodeState, SimulatorConfig
+from .cluster import ClusterState, SimulatorConfig
 from .crdb import Crdbs
 from .http import Handler, Request, Response, serve_http
+from .nodes import Database, NodeState
 from .ocsp import OcspService
 from .replication import Replication
 from .sentinel import serve_sentinel

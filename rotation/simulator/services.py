@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from .cluster import NodeState
 from .http import Handler, Request, Response
+from .nodes import NodeState
 from .tls import MAIN_NAMES, utcnow
 
 CM_PAGE = """<!doctype html>

@@ -40,7 +40,7 @@ from .tls import MAIN_NAMES, CertificateAuthority, LeafSpec, Material, material_
 
 if TYPE_CHECKING:
     from .cluster import ClusterState, SimulatorConfig
-    from .server import ClusterSimulator
+    from .host import Simulator
 
 FALLBACK_BEFORE = dt.timedelta(days=5)
 INTERNAL_VALIDITY = dt.timedelta(days=90)
@@ -147,12 +147,12 @@ def _body(request: Request) -> dict[str, Any]:
 
 
 @route("GET", "/_sim/certificates", "update", control=True)
-async def get_sim_certificates(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def get_sim_certificates(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     return Response.json(sim.slots.snapshot())
 
 
 @route("POST", "/_sim/certificates", "update", control=True)
-async def post_sim_certificates(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def post_sim_certificates(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     body = _body(request)
     unknown = set(body) - {"name", "certificate", "key", "days", "key_type"}
     if unknown:
@@ -166,7 +166,7 @@ async def post_sim_certificates(sim: ClusterSimulator, request: Request, params:
 
 
 @route("POST", "/_sim/options", "update", control=True)
-async def post_sim_options(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def post_sim_options(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     try:
         sim.slots.options.update(_body(request))
     except ValueError as exc:

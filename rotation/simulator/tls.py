@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 MAIN_NAMES: tuple[str, ...] = ("api", "cm", "proxy", "syncer", "metrics_exporter")
@@ -272,7 +273,7 @@ def validate_uploads(
     for item in items:
         if item.name not in known:
             raise CertProblem(403, "unknown_certificate", f"Unknown certificate name {item.name!r}")
-    parsed: list[tuple[list[x509.Certificate], object | None]] = []
+    parsed: list[tuple[list[x509.Certificate], PrivateKeyTypes | None]] = []
     for item in items:
         try:
             certs = x509.load_pem_x509_certificates(item.certificate.encode())
@@ -280,7 +281,7 @@ def validate_uploads(
             raise CertProblem(
                 400, "invalid_certificate", f"{item.name}: the certificate PEM cannot be parsed"
             ) from exc
-        key = None
+        key: PrivateKeyTypes | None = None
         if item.key:
             try:
                 key = serialization.load_pem_private_key(item.key.encode(), password=None)

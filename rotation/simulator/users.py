@@ -41,7 +41,7 @@ from .http import Request, Response
 from .tls import CertificateAuthority, material_from_pems
 
 if TYPE_CHECKING:
-    from .server import ClusterSimulator
+    from .host import Simulator
 
 
 # -- user objects --------------------------------------------------------------------------------
@@ -107,7 +107,7 @@ def _common_name(subject_line: str | None) -> str:
     return next((str(a.value) for a in name.get_attributes_for_oid(NameOID.COMMON_NAME)), "")
 
 
-def _user(sim: ClusterSimulator, uid: str) -> User:
+def _user(sim: Simulator, uid: str) -> User:
     user = sim.accounts.users.get(int(uid)) if uid.isdigit() else None
     if user is None:
         raise BadRequest("user_not_found", f"User {uid} does not exist", 404)
@@ -118,23 +118,23 @@ def _user(sim: ClusterSimulator, uid: str) -> User:
 
 
 @route("GET", "/v1/users", "update")
-async def get_users(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def get_users(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     return Response.json([user.to_json() for _, user in sorted(sim.accounts.users.items())])
 
 
 @route("GET", "/v1/users/{uid}", "update")
-async def get_user(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def get_user(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     return Response.json(_user(sim, params["uid"]).to_json())
 
 
 @route("POST", "/v1/users", "update")
-async def post_user(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def post_user(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     fields = checked_user(sim.accounts, _json_body(request), None)
     return Response.json(sim.accounts.add(**fields).to_json())
 
 
 @route("PUT", "/v1/users/{uid}", "update")
-async def put_user(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def put_user(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     user = _user(sim, params["uid"])
     fields = checked_user(sim.accounts, _json_body(request), user)
     if fields["password"] != user.password:
@@ -145,7 +145,7 @@ async def put_user(sim: ClusterSimulator, request: Request, params: dict[str, st
 
 
 @route("POST", "/v1/users/authorize")
-async def post_authorize(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def post_authorize(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     """A JWT for the caller, who proved itself with Basic or a client certificate (not a JWT)."""
     login = request.login
     if login is None or login.method == "jwt":
@@ -158,7 +158,7 @@ async def post_authorize(sim: ClusterSimulator, request: Request, params: dict[s
 
 
 @route("POST", "/_sim/rladmin", "update", control=True)
-async def post_rladmin(sim: ClusterSimulator, request: Request, params: dict[str, str]) -> Response:
+async def post_rladmin(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     body = _json_body(request)
     command = body.get("command") if isinstance(body, dict) else None
     if not isinstance(command, str):
@@ -175,7 +175,7 @@ async def post_rladmin(sim: ClusterSimulator, request: Request, params: dict[str
 class CertificateLogin:
     """``sim.cert_login``: thread-safe controls, callable from tests and the CLI."""
 
-    def __init__(self, sim: ClusterSimulator) -> None:
+    def __init__(self, sim: Simulator) -> None:
         self._sim = sim
 
     @property

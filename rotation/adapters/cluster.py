@@ -1,0 +1,198 @@
+"""A connected cluster: REST client + its current shape + what its endpoints serve."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import ssl
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rotation.adapters.rs.client import CertificatePair, RSClient, build_ssl_context
+from rotation.adapters.tls.probe import probe_endpoints
+from rotation.config import ClusterSettings, Inventory
+from rotation.core import certs
+from rotation.core.model import CertName, Endpoint, SecretPEM, ServedCert
+from rotation.core.topology import ClusterView
+from rotation.core.versions import uses_bulk_update
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClusterSession:
+    """Everything one command needs about one cluster, read once and reused."""
+
+    name: str
+    settings: ClusterSettings
+    client: RSClient
+    _view: ClusterView | None = field(default=None, repr=False)
+    #: where the client goes at the end (a pool), told whether the session ended cleanly
+    release: Callable[[RSClient, bool], None] | None = field(default=None, repr=False)
+    #: CA PEMs a REST client of this cluster trusts besides ``verify`` (what a new process would trust)
+    trust: tuple[str, ...] = ()
+
+    def view(self, refresh: bool = False) -> ClusterView:
+        if self._view is None or refresh:
+            nodes = self.client.nodes()
+            self._view = ClusterView.from_api(
+                self.name,
+                self.client.cluster_info(),
+                nodes,
+                self.client.databases(),
+                self.client.software_version(nodes),
+                self.settings.layout,
+            )
+        return self._view
+
+    @property
+    def uses_bulk_update(self) -> bool:
+        return uses_bulk_update(self.view().version)
+
+    def certificates(self) -> dict[str, CertificatePair]:
+        """Every certificate (and key) the cluster holds: ``GET /v1/cluster/certificates``."""
+        return self.client.certificates()
+
+    def push(self, cert_name: CertName, certificate: str, key: SecretPEM) -> str:
+        """Install a certificate and key, the way this cluster's version takes it (bulk from 7.22.2);
+        returns which call it was."""
+        return self.client.update_certificate(str(cert_name), certificate, key, bulk=self.uses_bulk_update)
+
+    def update_cluster(self, settings: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        """``PUT /v1/cluster`` (``?dry_run``: validated, nothing changed)."""
+        return self.client.update_cluster(settings, dry_run=dry_run)
+
+    def trust_more(self, ca_pems: Sequence[str]) -> None:
+        """From now on the REST client also trusts these CAs (before the ``api`` certificate changes)."""
+        self.client.trust(ca_pems)
+
+    def endpoints(self, cert_name: CertName) -> list[Endpoint]:
+        return self.view().endpoints(cert_name)
+
+    def served(self, cert_name: CertName) -> list[ServedCert]:
+        """Fresh handshakes on every endpoint; for ``syncer`` the REST API's copy."""
+        if not cert_name.is_served:
+            return [self.rest_copy(cert_name)]
+        return probe_endpoints(
+            self.endpoints(cert_name),
+            concurrency=self.settings.concurrency,
+            timeout=self.settings.handshake_timeout.total_seconds(),
+        )
+
+    def rest_copy(self, cert_name: CertName, *, from_view: bool = False, client: RSClient | None = None
+                  ) -> ServedCert:
+        """The cluster's own copy of a certificate. ``from_view`` uses the PEM that ``GET /v1/cluster``
+        already returned (syncer): one request less, and no private keys fetched by a scan. ``client``
+        reads it through another client (a fresh one: see :meth:`fresh_client`)."""
+        if from_view and cert_name is CertName.SYNCER and self.view().syncer_pem:
+            source, pem = "GET /v1/cluster", self.view().syncer_pem
+        else:
+            pair = (client or self.client).certificates().get(str(cert_name))
+            source, pem = "GET /v1/cluster/certificates", pair.certificate if pair else None
+        endpoint = Endpoint(self.name, cert_name, "api", source, 0)
+        if pem is None:
+            return ServedCert(endpoint=endpoint, error=f"not present in {source}")
+        leaf = certs.load_certificates(pem, where=f"{self.name} {cert_name}_cert")[0]
+        return ServedCert(
+            endpoint=endpoint,
+            fingerprint=certs.fingerprint(leaf),
+            subject=certs.subject_text(leaf),
+            sans=certs.subject_alt_names(leaf),
+            not_after=certs.not_after(leaf),
+            not_before=certs.not_before(leaf),
+        )
+
+    def rest_context(self) -> ssl.SSLContext:
+        """The TLS context a REST client of this cluster gets in a new process (``verify`` + ``trust``)."""
+        return build_ssl_context(self.settings.verify if isinstance(self.settings.verify, bool)
+                                 else self.settings.verify_paths, self.trust)
+
+    def fresh_client(self) -> RSClient:
+        """A new REST client with only the trust a new process would have: its first request makes a
+        fresh TLS handshake, which proves the REST API's certificate is trusted *after* a rotation."""
+        return _client(self.name, self.settings, self.trust)
+
+    def close(self, *, clean: bool = True) -> None:
+        if self.release is not None:
+            self.release(self.client, clean)
+        else:
+            self.client.close()
+
+    def __enter__(self) -> ClusterSession:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        self.close(clean=exc_type is None)
+
+
+def _client(name: str, settings: ClusterSettings, trust: Sequence[str]) -> RSClient:
+    return RSClient(
+        settings.url,
+        settings.username,
+        settings.password(name),
+        cluster=name,
+        verify=settings.verify if isinstance(settings.verify, bool) else settings.verify_paths,
+        server_name=settings.tls_server_name,
+        timeout=settings.request_timeout.total_seconds(),
+        extra_trust=trust,
+    )
+
+
+def open_cluster(inventory: Inventory, name: str, *, extra_trust: Sequence[str] = ()) -> ClusterSession:
+    settings = inventory.cluster(name)
+    trust = (*inventory.api_trust(name), *extra_trust)
+    return ClusterSession(name=name, settings=settings, client=_client(name, settings, trust), trust=trust)
+
+
+class SessionPool:
+    """REST clients kept between the sessions of one process (a worker's scans and rotations, a CLI
+    rotating several certificates).
+
+    The next session of a cluster reuses a client instead of building one (proxy settings, TLS
+    context), and its keep-alive connection while the API keeps it open, so back-to-back work
+    skips a TLS handshake and a round trip. One session holds a client at a time; a session that
+    ended with an error closes its client; an edited inventory entry (settings, password, or the
+    trust anchors of its ``api`` issuer) gets new clients and the old ones are closed.
+    """
+
+    def __init__(self, idle_per_cluster: int = 4) -> None:
+        self._idle: dict[str, tuple[str, list[RSClient]]] = {}  # cluster -> (identity, idle clients)
+        self._lock = threading.Lock()
+        self._idle_per_cluster = idle_per_cluster
+
+    def open(self, inventory: Inventory, name: str) -> ClusterSession:
+        settings = inventory.cluster(name)
+        trust = tuple(inventory.api_trust(name))
+        identity = hashlib.sha256(
+            "\0".join((settings.model_dump_json(), settings.password(name), *trust)).encode()
+        ).hexdigest()
+        stale: list[RSClient] = []
+        client = None
+        with self._lock:
+            known, idle = self._idle.get(name, (identity, []))
+            if known != identity:
+                stale, idle = idle, []
+            if idle:
+                client = idle.pop()
+            self._idle[name] = (identity, idle)
+        for old in stale:
+            old.close()
+        return ClusterSession(name, settings, client or _client(name, settings, trust), trust=trust,
+                              release=lambda used, clean: self._release(name, identity, used, clean))
+
+    def _release(self, name: str, identity: str, client: RSClient, clean: bool) -> None:
+        with self._lock:
+            known, idle = self._idle.get(name, (None, []))
+            if clean and known == identity and len(idle) < self._idle_per_cluster:
+                idle.append(client)
+                return
+        client.close()
+
+    def close(self) -> None:
+        with self._lock:
+            pools, self._idle = list(self._idle.values()), {}
+        for _, idle in pools:
+            for client in idle:
+                client.close()

@@ -1,0 +1,400 @@
+"""An issuer for any ACME CA (RFC 8555): Let's Encrypt, ZeroSSL, Google Trust Services, step-ca...
+
+Per certificate: a fresh key and CSR, one order, DNS-01 (a ``rotation.adapters.dns`` provider; the TXT
+records are removed afterwards, also on failure) or HTTP-01 (the standalone responder in
+``http01``, running only while the order is open). The account comes from ``acme_account``.
+
+Foreign errors (``acme.errors``, ``acme.messages.Error``, ``requests``, josepy) are translated
+here, once, by :func:`translate_error`: the CA's problem document travels in
+``IssuerError.problem``; ``rateLimited``/``Retry-After`` become ``retry_after``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import ipaddress
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import josepy as jose
+import requests
+from acme import challenges, client, crypto_util, errors, messages
+
+from rotation.adapters.clock import SYSTEM_CLOCK
+from rotation.adapters.dns.base import DNSProvider
+from rotation.adapters.dns.registry import build_dns_provider
+from rotation.adapters.issuers.acme import http01
+from rotation.adapters.issuers.acme.account import AccountSpec, open_account, signing_alg
+from rotation.adapters.issuers.acme.http import AnswerRefused, BoundedAdapter
+from rotation.adapters.secrets import LocalSecretStore, SecretBox, SecretStore
+from rotation.config import local_state_dir
+from rotation.config.files import read_file
+from rotation.core import certs
+from rotation.core.clock import Clock
+from rotation.core.errors import CertificateError, ConfigError, IssuerError, RotationError
+from rotation.core.model import CertRequest, IssuedCert, KeyType
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "rotation-rs/0.1 (acme)"
+RATE_LIMIT_DEFAULT_WAIT = 3600.0  # rateLimited without Retry-After: wait an hour
+RETRYABLE_PROBLEMS = frozenset({"rateLimited", "serverInternal", "badNonce"})
+
+
+# --- error translation (the one place) -----------------------------------------------------
+
+
+def retry_after_seconds(header: str | None, now: datetime | None = None) -> float | None:
+    """A Retry-After header (seconds or HTTP-date) as seconds from ``now``; None if absent or bad."""
+    if not header:
+        return None
+    try:
+        return max(0.0, float(int(header.strip())))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def problem_dict(error: messages.Error) -> dict[str, Any]:
+    return json.loads(error.json_dumps())
+
+
+def compact_problem(problem: Mapping[str, Any]) -> str:
+    parts = [str(problem.get("type", "about:blank")).removeprefix(messages.ERROR_PREFIX)]
+    if problem.get("detail"):
+        parts.append(str(problem["detail"]))
+    return ": ".join(parts)
+
+
+def _failed_challenges(exc: errors.ValidationError) -> dict[str, Any]:
+    """One problem for all failed authorizations (subproblems when there are several)."""
+    found: list[dict[str, Any]] = []
+    for authzr in exc.failed_authzrs:
+        for challb in authzr.body.challenges:
+            if challb.error is not None:
+                problem = problem_dict(challb.error)
+                problem.setdefault("identifier", json.loads(authzr.body.identifier.json_dumps()))
+                found.append(problem)
+    if len(found) == 1:
+        return found[0]
+    first = found[0] if found else {"type": messages.ERROR_PREFIX + "unauthorized"}
+    return {"type": first["type"], "detail": "; ".join(compact_problem(p) for p in found) or "challenge failed",
+            "subproblems": found}
+
+
+def translate_error(exc: BaseException, *, context: str, retry_after_header: str | None = None,
+                    now: datetime | None = None) -> IssuerError:
+    """An IssuerError for anything the acme/requests stack raised; ``context`` names CA and order."""
+    problem: dict[str, Any] | None = None
+    retryable = False
+    retry_after = retry_after_seconds(retry_after_header, now)
+    if isinstance(exc, messages.Error):
+        problem = problem_dict(exc)
+        retryable = exc.code in RETRYABLE_PROBLEMS or retry_after is not None
+        if exc.code == "rateLimited" and retry_after is None:
+            retry_after = RATE_LIMIT_DEFAULT_WAIT
+        what = "the CA refused the request"
+    elif isinstance(exc, errors.ValidationError):
+        problem = _failed_challenges(exc)
+        what = "challenge validation failed"
+    elif isinstance(exc, errors.IssuanceError):
+        problem = problem_dict(exc.error)
+        retryable = exc.error.code in RETRYABLE_PROBLEMS
+        what = "the CA refused to issue"
+    elif isinstance(exc, errors.TimeoutError):
+        retryable, what = True, "the order did not complete before order_timeout"
+    elif isinstance(exc, errors.ConflictError):
+        what = f"conflict at {exc.location}"
+    elif isinstance(exc, AnswerRefused):
+        what = f"the CA's answer was refused: {_first_line(exc)}"
+    elif isinstance(exc, requests.exceptions.SSLError):
+        what = f"TLS to the directory failed (set ca_bundle for a private CA): {_first_line(exc)}"
+    elif isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+        retryable, what = True, f"directory unreachable: {_first_line(exc)}"
+    elif isinstance(exc, errors.ClientError | errors.NonceError | requests.RequestException):
+        retryable, what = True, f"unexpected answer from the CA: {_first_line(exc)}"
+    else:
+        what = f"{type(exc).__name__}: {_first_line(exc)}"
+    message = f"{context}: {what}"
+    if problem is not None:
+        message += f" [{compact_problem(problem)}]"
+    if retry_after is not None:
+        retryable = True
+        message += f" (retry after {retry_after:.0f}s)"
+    return IssuerError(message, retryable=retryable, retry_after=retry_after, problem=problem)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+# --- the network, with the last response kept for Retry-After ------------------------------
+
+
+class _Network(client.ClientNetwork):
+    """acme's network, every request bounded in time and size (``acme_http.BoundedAdapter``)."""
+
+    last_response: requests.Response | None = None
+
+    def __init__(self, *args: Any, adapter: BoundedAdapter | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        bounded = adapter or BoundedAdapter()
+        self.session.mount("http://", bounded)
+        self.session.mount("https://", bounded)
+
+    def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        self.last_response = None
+        response = super()._send_request(method, url, *args, **kwargs)
+        self.last_response = response
+        return response
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _naive_local(moment: datetime) -> datetime:
+    """acme compares deadlines with naive ``datetime.now()``: local wall time without tzinfo."""
+    return moment.astimezone().replace(tzinfo=None)
+
+
+def _utc(moment: datetime) -> datetime:
+    """acme returns naive local times (its own clock) or aware ones (from the server)."""
+    return (moment.astimezone() if moment.tzinfo is None else moment).astimezone(UTC)
+
+
+# --- the issuer ----------------------------------------------------------------------------
+
+
+class AcmeIssuer:
+    def __init__(
+        self,
+        name: str,
+        directory: str,
+        email: str | None = None,
+        *,
+        eab_kid: str | None = None,
+        eab_hmac_key: str | None = None,
+        eab_hmac_alg: str = "HS256",
+        key_type: KeyType | str = KeyType.ECDSA_P256,
+        challenge: str = "dns-01",
+        profile: str | None = None,
+        ca_bundle: Path | str | None = None,
+        trust_roots: Path | str | None = None,
+        dns: Mapping[str, Any] | None = None,
+        dns_provider: DNSProvider | None = None,
+        propagation_timeout: float = 120.0,
+        http01_address: str = "0.0.0.0",
+        http01_port: int = 80,
+        order_timeout: timedelta = timedelta(seconds=180),
+        request_timeout: timedelta = timedelta(seconds=60),
+        secret_store: SecretStore | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        if challenge not in ("dns-01", "http-01"):
+            raise ConfigError(f"issuers.{name}: challenge must be dns-01 or http-01, not {challenge!r}")
+        self.name = name
+        self.directory_url = directory
+        self.account = AccountSpec(directory, email, eab_kid, eab_hmac_key, eab_hmac_alg)
+        self.key_type = KeyType(key_type)
+        self.challenge = challenge
+        self.profile = profile
+        self.ca_bundle = Path(ca_bundle) if ca_bundle else None
+        self.trust_roots = Path(trust_roots) if trust_roots else None
+        if dns_provider is None and dns:
+            options = dict(dns)
+            dns_provider = build_dns_provider(options.pop("provider", "rfc2136"), name=f"{name}.dns", **options)
+        self.dns_provider = dns_provider
+        self.propagation_timeout = propagation_timeout
+        self.http01_address = http01_address
+        self.http01_port = http01_port
+        self.order_timeout = order_timeout
+        self.request_timeout = request_timeout
+        self._secret_store = secret_store
+        self.clock = clock
+
+    def __repr__(self) -> str:  # the EAB key stays out
+        return f"AcmeIssuer(name={self.name!r}, directory={self.directory_url!r}, challenge={self.challenge!r})"
+
+    @property
+    def secret_store(self) -> SecretStore:
+        if self._secret_store is None:
+            state = local_state_dir()
+            self._secret_store = LocalSecretStore(state, SecretBox.configured(state_dir=state))
+        return self._secret_store
+
+    # --- Issuer protocol -------------------------------------------------------------------
+
+    def check(self) -> None:
+        """The directory answers, the files load and the challenge can be answered."""
+        if self.challenge == "dns-01" and self.dns_provider is None:
+            raise ConfigError(f"issuers.{self.name}: challenge dns-01 needs a dns provider")
+        self.trust_anchors()
+        with self._network(None) as net:
+            directory = self._directory(net)
+        if directory.meta.external_account_required and not self.account.eab_kid:
+            raise ConfigError(f"issuers.{self.name}: {self.directory_url} requires external account binding "
+                              "(set eab_kid and eab_hmac_key_env)")
+
+    @property
+    def public_roots(self) -> bool:
+        """Without ``trust_roots`` the CA is a public one: its chains lead to the system's roots."""
+        return self.trust_roots is None
+
+    def trust_anchors(self) -> list[str]:
+        if self.trust_roots is None:
+            return []
+        data = read_file(self.trust_roots, what="ACME trust roots")
+        try:
+            return [certs.cert_to_pem(c) for c in certs.load_certificates(data, where=str(self.trust_roots))]
+        except CertificateError as exc:
+            raise ConfigError(exc.message) from exc
+
+    def issue(self, request: CertRequest) -> IssuedCert:
+        self._check_request(request)
+        key = certs.generate_private_key(request.key_type or self.key_type)
+        key_pem = certs.private_key_to_pem(key)
+        csr = _csr(key_pem.reveal(), request.hosts)
+        context = f"ACME {self.directory_url}: order for {', '.join(request.hosts)}"
+        with self._network(None) as net:
+            try:
+                acme = open_account(self.account, self._directory(net), self.secret_store,
+                                    lambda k, regr: self._adopt(net, k, regr))
+                orderr = acme.new_order(csr, profile=self.profile)
+                log.info("%s: order %s opened (%d authorization(s))", context, orderr.uri,
+                         len(orderr.authorizations))
+                finalized = self._complete(acme, orderr)
+            except RotationError:
+                raise
+            except (errors.Error, requests.RequestException, jose.errors.Error) as exc:
+                header = net.last_response.headers.get("Retry-After") if net.last_response is not None else None
+                raise translate_error(exc, context=context, retry_after_header=header, now=self.clock.now()) from exc
+        leaf_pem, chain_pem = certs.split_leaf_and_chain(finalized.fullchain_pem, where=context)
+        log.info("%s: certificate issued", context)
+        return IssuedCert(key_pem=key_pem, leaf_pem=leaf_pem, chain_pem=_without_roots(chain_pem, context))
+
+    # --- ARI (RFC 9773) --------------------------------------------------------------------
+
+    def renewal_due_at(self, leaf_pem: str) -> datetime | None:
+        """When the CA suggests renewing (UTC), or None when it offers no renewal information."""
+        with self._network(None) as net:
+            try:
+                acme = client.ClientV2(self._directory(net), net)
+                renew_at, _next_check = acme.renewal_time(leaf_pem.encode())
+            except errors.ARIError as exc:
+                wait = max(0.0, (_utc(exc.retry_after) - self.clock.now()).total_seconds())
+                raise IssuerError(f"ACME {self.directory_url}: renewal information unavailable "
+                                  f"({_first_line(exc.__cause__ or exc)})", retryable=True,
+                                  retry_after=wait) from exc
+            except (errors.Error, requests.RequestException, jose.errors.Error) as exc:
+                raise translate_error(exc, context=f"ACME {self.directory_url}: renewal information") from exc
+        return _utc(renew_at) if renew_at is not None else None
+
+    # --- the order -------------------------------------------------------------------------
+
+    def _check_request(self, request: CertRequest) -> None:
+        if not request.hosts:
+            raise IssuerError(f"{request.cluster}/{request.cert_name}: the request names no hosts")
+        wildcards = [h for h in request.hosts if h.startswith("*.")]
+        if wildcards and self.challenge != "dns-01":
+            raise IssuerError(f"issuers.{self.name}: {', '.join(wildcards)} needs challenge dns-01 "
+                              f"(ACME validates wildcards only by DNS); {self.challenge} is configured")
+
+    def _complete(self, acme: client.ClientV2, orderr: messages.OrderResource) -> messages.OrderResource:
+        deadline = _naive_local(self.clock.now() + self.order_timeout)
+        pending = [a for a in orderr.authorizations if a.body.status == messages.STATUS_PENDING]
+        with ExitStack() as cleanup:
+            answers = [self._prepare(acme, authz, cleanup) for authz in pending]
+            if self.challenge == "dns-01":
+                assert self.dns_provider is not None
+                for _, _, (record, value) in answers:
+                    self.dns_provider.wait_visible(record, value, self.propagation_timeout)
+            for challb, response, _ in answers:
+                acme.answer_challenge(challb, response)
+            return acme.poll_and_finalize(orderr, deadline=deadline)
+        raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow
+
+    def _prepare(self, acme: client.ClientV2, authz: messages.AuthorizationResource,
+                 cleanup: ExitStack) -> tuple[messages.ChallengeBody, challenges.ChallengeResponse, tuple[str, str]]:
+        """Publish the validation for one authorization; register its removal on ``cleanup``."""
+        domain = authz.body.identifier.value
+        wanted = challenges.DNS01 if self.challenge == "dns-01" else challenges.HTTP01
+        challb = next((c for c in authz.body.challenges if isinstance(c.chall, wanted)), None)
+        if challb is None:
+            offered = ", ".join(c.chall.typ for c in authz.body.challenges)
+            raise IssuerError(f"ACME {self.directory_url}: {domain} offers no {self.challenge} (offers {offered})")
+        response, validation = challb.response_and_validation(acme.net.key)
+        if isinstance(challb.chall, challenges.DNS01):
+            assert self.dns_provider is not None
+            record = challb.chall.validation_domain_name(domain)
+            cleanup.callback(self._remove_txt, record, validation)
+            self.dns_provider.present(record, validation)
+            return challb, response, (record, validation)
+        responder = cleanup.enter_context(http01.serving(self.http01_address, self.http01_port))
+        token = challb.chall.encode("token")
+        responder.add(token, validation)
+        cleanup.callback(responder.remove, token)
+        return challb, response, (challb.chall.uri(domain), token)
+
+    def _remove_txt(self, record: str, value: str) -> None:
+        assert self.dns_provider is not None
+        try:
+            self.dns_provider.cleanup(record, value)
+        except RotationError as exc:  # never hide the order's own outcome
+            log.warning("DNS cleanup of %s failed: %s", record, exc.message)
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    @contextmanager
+    def _network(self, key: jose.JWK | None) -> Iterator[_Network]:
+        verify: bool | str = str(self.ca_bundle) if self.ca_bundle else True
+        net = _Network(key, alg=signing_alg(key) if key else jose.ES256, verify_ssl=verify,  # type: ignore[arg-type]
+                       user_agent=USER_AGENT, adapter=BoundedAdapter(deadline=self.request_timeout.total_seconds()))
+        try:
+            yield net
+        finally:
+            net.close()
+
+    @staticmethod
+    def _adopt(net: _Network, key: jose.JWK, regr: messages.RegistrationResource | None) -> _Network:
+        """The one network of this order, switched to ``key`` (accounts may change key when re-registered)."""
+        net.key, net.alg, net.account = key, signing_alg(key), regr
+        return net
+
+    def _directory(self, net: _Network) -> messages.Directory:
+        try:
+            return client.ClientV2.get_directory(self.directory_url, net)
+        except (errors.Error, requests.RequestException, jose.errors.Error, ValueError) as exc:
+            raise translate_error(exc, context=f"ACME {self.directory_url}") from exc
+
+
+def _csr(key_pem: str, hosts: tuple[str, ...]) -> bytes:
+    names, ips = [], []
+    for host in hosts:
+        try:
+            ips.append(ipaddress.ip_address(host))
+        except ValueError:
+            names.append(host)
+    return crypto_util.make_csr(key_pem.encode(), domains=names or None, ipaddrs=ips or None)
+
+
+def _without_roots(chain_pem: str, where: str) -> str:
+    """Some CAs append the root; RS (and TLS) want leaf + intermediates only."""
+    if not chain_pem.strip():
+        return ""
+    return certs.certs_to_pem(c for c in certs.load_certificates(chain_pem, where=where)
+                              if not certs.is_self_signed(c))
+
+
+__all__ = ["AcmeIssuer", "compact_problem", "retry_after_seconds", "translate_error"]

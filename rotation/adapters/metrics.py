@@ -1,0 +1,83 @@
+"""Prometheus metrics, computed from the service's state at scrape time (an adapter for prometheus_client).
+
+Reading the state (Redis) on each scrape keeps every worker's results in one place: any number of
+workers, one consistent view, and nothing lost when a worker restarts. It lives with the adapters,
+not with the entry points: it only translates ``ServiceState`` into metric families; ``rotation
+worker --metrics-port`` and ``rotation metrics`` serve it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from rotation.adapters.state.base import DURATION_BUCKETS, ServiceState
+
+
+class StateCollector(Collector):
+    def __init__(self, store: ServiceState) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator:  # noqa: C901 - one block per metric family keeps it readable
+        expiry = GaugeMetricFamily("rotation_certificate_expiry_timestamp_seconds",
+                                   "notAfter of the certificate each endpoint serves",
+                                   labels=["cluster", "cert", "node"])
+        match = GaugeMetricFamily("rotation_certificate_fingerprint_match",
+                                  "1 when the endpoint serves the certificate the last rotation installed",
+                                  labels=["cluster", "cert", "node"])
+        failures = GaugeMetricFamily("rotation_certificate_failures",
+                                     "Consecutive failed rotations (backoff applies)", labels=["cluster", "cert"])
+        next_attempt = GaugeMetricFamily("rotation_certificate_next_attempt_timestamp_seconds",
+                                         "Earliest next rotation attempt of a certificate that is backing off",
+                                         labels=["cluster", "cert"])
+        for (cluster, cert), state in self.store.all_states().items():
+            intended = state.get("intended")
+            for node, not_after in (state.get("not_after") or {}).items():
+                expiry.add_metric([cluster, cert, node], datetime.fromisoformat(not_after).timestamp())
+            if intended:
+                for node, fingerprint in (state.get("served") or {}).items():
+                    match.add_metric([cluster, cert, node], 1.0 if fingerprint == intended else 0.0)
+            failures.add_metric([cluster, cert], float(state.get("failures") or 0))
+            if state.get("next_attempt"):
+                next_attempt.add_metric([cluster, cert], datetime.fromisoformat(state["next_attempt"]).timestamp())
+        yield from (expiry, match, failures, next_attempt)
+
+        scans = GaugeMetricFamily("rotation_last_successful_scan_timestamp_seconds",
+                                  "When each cluster was last scanned successfully", labels=["cluster"])
+        drift = GaugeMetricFamily("rotation_tls_policy_drift",
+                                  "Differences between TLS policy, REST settings and handshakes", labels=["cluster"])
+        for cluster, scan in self.store.scans().items():
+            if scan.get("last_success"):
+                scans.add_metric([cluster], datetime.fromisoformat(scan["last_success"]).timestamp())
+            if scan.get("policy_drift") not in (None, ""):
+                drift.add_metric([cluster], float(scan["policy_drift"]))
+        yield from (scans, drift)
+
+        stats = self.store.stats()
+        rotations = CounterMetricFamily("rotation_rotations", "Rotations by outcome",
+                                        labels=["cluster", "cert", "outcome"])
+        outcomes: set[str] = set()
+        for key, value in stats.items():
+            kind, _, rest = key.partition("|")
+            if kind == "count":
+                cluster, cert, outcome = rest.split("|")
+                rotations.add_metric([cluster, cert, outcome], float(value))
+            elif kind == "duration_count":
+                outcomes.add(rest)
+        yield rotations
+        duration = HistogramMetricFamily("rotation_rotation_duration_seconds", "Rotation duration by outcome",
+                                         labels=["outcome"])
+        for outcome in sorted(outcomes):
+            buckets = [(("+Inf" if b == float("inf") else str(b)),
+                        float(stats.get(f"duration_bucket|{outcome}|{b}", 0))) for b in DURATION_BUCKETS]
+            duration.add_metric([outcome], buckets, float(stats.get(f"duration_sum|{outcome}", 0)))
+        yield duration
+
+
+def registry_for(store: ServiceState) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StateCollector(store))
+    return registry

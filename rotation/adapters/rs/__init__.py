@@ -1,0 +1,1 @@
+"""The RS REST API: ``client.RSClient`` and its one error mapper."""

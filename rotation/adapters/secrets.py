@@ -1,0 +1,113 @@
+"""Secrets at rest: previous certificate keys (for rollback) and ACME account keys.
+
+Everything stored goes through ``SecretBox`` (Fernet: AES-128-CBC + HMAC-SHA256) with a key
+from the environment (``ROTATION_SECRET_KEY``, or a key file: read by ``rotation.config``). Stores only ever see
+ciphertext; a wrong or missing key is a clear ConfigError, never a silent plaintext fallback.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from pathlib import Path
+from typing import Protocol
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from rotation.config.service import SECRET_KEY_ENV, secret_key_text
+from rotation.core.errors import ConfigError
+
+
+class SecretBox:
+    """Encrypt/decrypt with one or more Fernet keys (the first encrypts; all decrypt: key rotation)."""
+
+    def __init__(self, keys: list[bytes]) -> None:
+        if not keys:
+            raise ConfigError(f"no encryption key: set {SECRET_KEY_ENV} (generate one with `rotation secret-key`)")
+        try:
+            self._fernet = MultiFernet([Fernet(k) for k in keys])
+        except (ValueError, TypeError):
+            raise ConfigError(
+                f"{SECRET_KEY_ENV}: not a Fernet key (32 url-safe base64 bytes; `rotation secret-key` makes one)"
+            ) from None
+
+    @classmethod
+    def configured(cls, *, state_dir: Path | None = None) -> SecretBox:
+        """The keys the environment names (``rotation.config.service.secret_key_text``); failing that,
+        a key file generated once in ``state_dir`` (0600) for single-host use."""
+        raw = secret_key_text()
+        if not raw and state_dir is not None:
+            raw = _local_key(state_dir)
+        return cls([k.strip().encode() for k in (raw or "").split(",") if k.strip()])
+
+    @staticmethod
+    def generate_key() -> str:
+        return Fernet.generate_key().decode()
+
+    def encrypt(self, plaintext: bytes) -> bytes:
+        return self._fernet.encrypt(plaintext)
+
+    def decrypt(self, token: bytes, *, what: str = "secret") -> bytes:
+        try:
+            return self._fernet.decrypt(token)
+        except InvalidToken:
+            raise ConfigError(
+                f"{what}: cannot decrypt with {SECRET_KEY_ENV} (key changed? add the old key after a comma)"
+            ) from None
+
+
+def _local_key(state_dir: Path) -> str:
+    path = state_dir / "secret.key"
+    if path.exists():
+        return path.read_text().strip()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    key = Fernet.generate_key().decode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
+class SecretStore(Protocol):
+    """Key/value storage of encrypted blobs. Values passed in are plaintext; stored ciphertext."""
+
+    def put(self, key: str, value: bytes, *, ttl_seconds: int | None = None) -> None: ...
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+def _file_name(key: str) -> str:
+    digest = hashlib.sha256(key.encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=") + ".enc"
+
+
+class LocalSecretStore:
+    """Encrypted files under ``<dir>/secrets`` (0600): for the CLI and single-host use."""
+
+    def __init__(self, directory: Path, box: SecretBox) -> None:
+        self.directory = directory / "secrets"
+        self.box = box
+
+    def put(self, key: str, value: bytes, *, ttl_seconds: int | None = None) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.directory / _file_name(key)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(self.box.encrypt(value))
+        os.replace(tmp, path)
+
+    def get(self, key: str) -> bytes | None:
+        path = self.directory / _file_name(key)
+        if not path.exists():
+            return None
+        return self.box.decrypt(path.read_bytes(), what=f"secret {key!r}")
+
+    def delete(self, key: str) -> None:
+        (self.directory / _file_name(key)).unlink(missing_ok=True)

@@ -1,0 +1,163 @@
+"""THE state port: everything the service remembers, behind one interface with two implementations.
+
+``ServiceState`` is what the use cases, the queue, the webhook, ``status`` and the metrics talk
+to; ``redis.RedisState`` serves the service (every worker, beat and the webhook share it) and
+``local.LocalState`` one host without Redis (files and ``fcntl`` locks, the same semantics).
+Nothing outside this package knows which one it has: ``rotation.adapters.state.open_state``
+picks it once from the settings.
+
+What it holds, by concern:
+
+- records and history: one ``RotationRecord`` per rotation (fingerprints and steps, never keys)
+- one rotation per (cluster identity, certificate): a lock with a lease and a fencing token
+- pending claims: the rotation id queued or running per (cluster, certificate)
+- per-certificate state: what each node serves, health, last rotation, failures and backoff
+- scans: last success or failure per cluster, last TLS policy audit
+- counters: rotations by outcome and their durations (the metrics)
+- inventory notes: a host whose inventory edit does not load
+- the chat audit trail (read here; the webhook appends), and the secret store (encrypted blobs)
+
+Field values of the per-certificate state and of the scans are stored as text (JSON for
+anything but a string) and read back decoded: ``encode_fields`` / ``decode_value``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any, Protocol
+
+from rotation.adapters.secrets import SecretBox, SecretStore
+from rotation.core.model import RotationRecord
+
+# Rotation durations (seconds) the counters bucket, for the metrics' histogram.
+DURATION_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, float("inf"))
+
+
+class Lease(Protocol):
+    """What holding a lock gives a rotation: a fence to check immediately before every PUT."""
+
+    token: int | None  # fencing token (monotonic per cluster and certificate), when the lock has one
+
+    @property
+    def lost(self) -> bool:
+        """True once another rotation is known to have taken the lock (no round trip)."""
+        ...
+
+    def check(self) -> None:
+        """Raise Superseded unless this rotation still holds the lock right now."""
+        ...
+
+
+class RecordStore(Protocol):
+    def save(self, record: RotationRecord) -> None: ...
+
+    def get(self, rotation_id: str) -> RotationRecord | None: ...
+
+    def history(
+        self, cluster: str | None = None, cert_name: str | None = None, limit: int = 50
+    ) -> list[RotationRecord]: ...
+
+
+class Locker(Protocol):
+    def hold(self, cluster: str, cert_name: str, owner: str) -> contextlib.AbstractContextManager[Lease]:
+        """Hold the lock of (cluster identity, certificate); RotationInProgress when someone else has it."""
+        ...
+
+
+class ServiceState(RecordStore, Locker, Protocol):
+    """The whole port (see the module's docstring). Errors reaching the store are StoreUnavailable."""
+
+    @property
+    def local_key_dir(self) -> Path | None:
+        """Where a secret key may be generated for single-host use; None: it must come from the environment."""
+        ...
+
+    def ping(self) -> None: ...
+
+    # --- locks and pending claims ---------------------------------------------------------
+    def lock_holders(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Who holds the lock of each (cluster identity, certificate) held now."""
+        ...
+
+    def claim_pending(self, cluster: str, cert_name: str, rotation_id: str, ttl_seconds: int) -> str | None:
+        """Mark (cluster, cert) as queued; returns the id already holding it, or None if we got it."""
+        ...
+
+    def move_pending(self, cluster: str, cert_name: str, old_id: str, new_id: str) -> None:
+        """A retry continues under a new id: point the marker at it (only if it is still ours)."""
+        ...
+
+    def release_pending(self, cluster: str, cert_name: str, rotation_id: str) -> None: ...
+
+    def pending(self) -> dict[tuple[str, str], str]: ...
+
+    # --- per-certificate state and backoff ------------------------------------------------
+    def update_state(self, cluster: str, cert_name: str, **fields: Any) -> None: ...
+
+    def clear_state_fields(self, cluster: str, cert_name: str, *names: str) -> None: ...
+
+    def state(self, cluster: str, cert_name: str) -> dict[str, Any]: ...
+
+    def all_states(self) -> dict[tuple[str, str], dict[str, Any]]: ...
+
+    def clear_backoff(self, cluster: str, cert_name: str) -> dict[str, Any]:
+        """Forget the failures of (cluster, cert): the next scan may rotate it. Returns what was cleared."""
+        ...
+
+    # --- scans ----------------------------------------------------------------------------
+    def save_scan(self, cluster: str, states: dict[str, dict[str, Any]]) -> dict[str, str | None]:
+        """Store one scan of a cluster; return each certificate's ``next_attempt`` (while it backs off)."""
+        ...
+
+    def record_scan(self, cluster: str, *, ok: bool, error: str | None = None) -> None: ...
+
+    def record_policy_audit(self, cluster: str, *, drift: int, errors: int, summary: str) -> None: ...
+
+    def scans(self) -> dict[str, dict[str, str]]: ...
+
+    # --- counters, notes, the chat audit, secrets -----------------------------------------
+    def count_rotation(self, record: RotationRecord) -> None: ...
+
+    def stats(self) -> dict[str, str]: ...
+
+    def note_inventory(self, host: str, problem: dict[str, str] | None) -> None: ...
+
+    def inventory_problems(self) -> dict[str, dict[str, str]]: ...
+
+    def chat_commands(self, limit: int = 50, cluster: str | None = None) -> list[dict[str, Any]]:
+        """The chat audit trail, newest first; with ``cluster``, only the commands that named it."""
+        ...
+
+    def secret_store(self, box: SecretBox) -> SecretStore: ...
+
+
+def encode_fields(fields: dict[str, Any]) -> dict[str, str]:
+    """Field values as stored: strings as they are, anything else as JSON; None values are left out."""
+    return {k: (json.dumps(v) if not isinstance(v, str) else v) for k, v in fields.items() if v is not None}
+
+
+def decode_value(value: str) -> Any:
+    """A stored field value read back: JSON when it parses as JSON, else the string."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def rotation_counts(record: RotationRecord) -> dict[str, int | float]:
+    """The counter increments one finished rotation adds: by outcome (whole numbers), and its duration
+    (a sum in seconds, a count and the histogram's buckets)."""
+    if record.finished_at is None:
+        return {}
+    seconds = (record.finished_at - record.started_at).total_seconds()
+    label = f"{record.cluster}|{record.cert_name}|{record.outcome}"
+    counts: dict[str, int | float] = {f"count|{label}": 1, f"duration_sum|{record.outcome}": seconds,
+                                      f"duration_count|{record.outcome}": 1}
+    counts.update({f"duration_bucket|{record.outcome}|{bound}": 1 for bound in DURATION_BUCKETS if seconds <= bound})
+    return counts
+
+
+__all__ = ["DURATION_BUCKETS", "Lease", "Locker", "RecordStore", "ServiceState", "decode_value",
+           "encode_fields", "rotation_counts"]

@@ -1,0 +1,310 @@
+"""The service's state in Redis (``ServiceState``): shared by every worker, beat and the webhook.
+
+Key layout (prefix ``rotation:``)::
+
+    record:<id>                    JSON rotation record (fingerprints, never keys)
+    history / history:<c>:<cert>   sorted sets of record ids by start time
+    state:<c>:<cert>               hash: served fingerprints per node, not_after, health, last scan,
+                                   last rotation, failures, next_attempt (per-certificate backoff)
+    scan:<c>                       hash: last successful scan, last error, last policy audit
+    index:state|scan|pending       sets of the keys above (listing them never SCANs the keyspace)
+    lock:<id>:<cert>, fence:<id>:<cert>   the running rotation's lease and fencing token, keyed by the
+                                   cluster's identity (REST host:port): see ``redis_lock``
+    pending:<c>:<cert>             rotation id queued or running (refuses a second request)
+    inventory:<host>               a worker's inventory that no longer loads (kept the last good one)
+    secret:<key>                   Fernet ciphertext (previous key for rollback, ACME accounts)
+    stats                          hash: rotation counts and duration sums for the metrics
+    chatops:audit[:<c>]            the chat audit trail (``chat_audit``)
+
+With a ``journal``, a record that cannot be saved is kept on local disk (and the error still
+raised); the next save or read that reaches Redis writes it back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from rotation.adapters.secrets import SecretBox, SecretStore
+from rotation.adapters.state import chat_audit
+from rotation.adapters.state.base import Lease, decode_value, encode_fields, rotation_counts
+from rotation.adapters.state.journal import RecordJournal
+from rotation.adapters.state.redis_lock import RedisLocker
+from rotation.core.clock import Clock
+from rotation.core.errors import StoreUnavailable
+from rotation.core.model import RotationRecord
+
+log = logging.getLogger(__name__)
+
+PREFIX = "rotation:"
+HISTORY_KEEP = 2000
+
+
+def _key(*parts: str) -> str:
+    return PREFIX + ":".join(parts)
+
+
+class RedisState:
+    """``rotation.adapters.state.base.ServiceState`` over one Redis client (``decode_responses=True``)."""
+
+    local_key_dir: Path | None = None  # the service's key comes from the environment, never a file
+
+    def __init__(self, client: redis.Redis, clock: Clock, *, journal: RecordJournal | None = None,
+                 lock_lease: float = 30.0) -> None:
+        # decode_responses=True: every answer is a str, which redis-py's types (bytes | str) cannot say
+        self.redis: Any = client
+        self.clock = clock
+        self.journal = journal
+        self.locker = RedisLocker(client, lock_lease, clock)
+
+    def ping(self) -> None:
+        self.redis.ping()  # RedisUnavailable: one line naming the URL
+
+    # --- records -----------------------------------------------------------------------
+    def save(self, record: RotationRecord) -> None:
+        """Write the record; StoreUnavailable when Redis cannot take it (then kept in the journal)."""
+        try:
+            self._write(record)
+        except redis.RedisError as exc:
+            if self.journal is not None:
+                path = self.journal.keep(record)
+                log.warning("rotation %s: record kept in %s until Redis takes it again", record.id, path)
+            if isinstance(exc, StoreUnavailable):
+                raise
+            url = getattr(self.redis, "redacted_url", "Redis")
+            raise StoreUnavailable(f"Redis at {url} did not take the record ({exc})") from exc
+        if self.journal is not None:
+            self.journal.drop(record.id)
+            self._flush_journal()
+
+    def _flush_journal(self) -> None:
+        if self.journal is not None and self.journal.has_pending():
+            self.journal.flush(self._write)
+
+    def _write(self, record: RotationRecord) -> None:
+        score = record.started_at.timestamp()
+        pipe = self.redis.pipeline()
+        pipe.set(_key("record", record.id), json.dumps(record.to_dict(), sort_keys=True))
+        pipe.zadd(_key("history"), {record.id: score})
+        pipe.zadd(_key("history", record.cluster, record.cert_name), {record.id: score})
+        pipe.zremrangebyrank(_key("history"), 0, -HISTORY_KEEP - 1)
+        pipe.execute()
+
+    def get(self, rotation_id: str) -> RotationRecord | None:
+        self._flush_journal()
+        raw = self.redis.get(_key("record", rotation_id))
+        return RotationRecord.from_dict(json.loads(raw)) if raw else None
+
+    def history(
+        self, cluster: str | None = None, cert_name: str | None = None, limit: int = 50
+    ) -> list[RotationRecord]:
+        self._flush_journal()
+        if cluster and cert_name:
+            ids = self.redis.zrevrange(_key("history", cluster, cert_name), 0, limit - 1)
+        else:
+            ids = self.redis.zrevrange(_key("history"), 0, -1 if cluster or cert_name else limit - 1)
+        raws = self.redis.mget([_key("record", i) for i in ids]) if ids else []
+        records = [RotationRecord.from_dict(json.loads(r)) for r in raws if r]
+        records = [r for r in records if (cluster is None or r.cluster == cluster)
+                   and (cert_name is None or r.cert_name == cert_name)]
+        return records[:limit]
+
+    # --- per-certificate state ------------------------------------------------------------
+    def update_state(self, cluster: str, cert_name: str, **fields: Any) -> None:
+        encoded = encode_fields(fields)
+        if encoded:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hset(_key("state", cluster, cert_name), mapping=encoded)
+            pipe.sadd(_key("index", "state"), f"{cluster}:{cert_name}")
+            pipe.execute()
+
+    def save_scan(self, cluster: str, states: dict[str, dict[str, Any]]) -> dict[str, str | None]:
+        """Store one scan of a cluster in a single round trip; return each certificate's
+        ``next_attempt`` (set while it backs off after failures)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for cert_name in states:
+            pipe.hget(_key("state", cluster, cert_name), "next_attempt")
+        for cert_name, fields in states.items():
+            pipe.hset(_key("state", cluster, cert_name), mapping=encode_fields(fields))
+            pipe.sadd(_key("index", "state"), f"{cluster}:{cert_name}")
+        pipe.hset(_key("scan", cluster), mapping={"last_success": self.clock.now().isoformat(), "last_error": ""})
+        pipe.sadd(_key("index", "scan"), cluster)
+        results = pipe.execute()
+        return dict(zip(states, results[: len(states)], strict=True))
+
+    def clear_state_fields(self, cluster: str, cert_name: str, *names: str) -> None:
+        if names:
+            self.redis.hdel(_key("state", cluster, cert_name), *names)
+
+    def clear_backoff(self, cluster: str, cert_name: str) -> dict[str, Any]:
+        """Forget the failures of (cluster, cert): the next scan may rotate it. Returns what was cleared."""
+        key = _key("state", cluster, cert_name)
+        pipe = self.redis.pipeline()
+        pipe.hmget(key, "failures", "next_attempt", "last_error")
+        pipe.hset(key, "failures", 0)
+        pipe.hdel(key, "next_attempt", "last_error")
+        failures, next_attempt, last_error = pipe.execute()[0]
+        return {"failures": int(failures or 0), "next_attempt": next_attempt, "last_error": last_error}
+
+    # --- inventory reload problems, per worker host (for `rotation status`) --------------
+    def note_inventory(self, host: str, problem: dict[str, str] | None) -> None:
+        key = _key("inventory", host)
+        pipe = self.redis.pipeline(transaction=False)
+        if problem:
+            pipe.hset(key, mapping=problem)
+            pipe.sadd(_key("index", "inventory"), host)
+        else:
+            pipe.delete(key)
+            pipe.srem(_key("index", "inventory"), host)
+        pipe.execute()
+
+    def inventory_problems(self) -> dict[str, dict[str, str]]:
+        hosts = sorted(self.redis.smembers(_key("index", "inventory")))
+        values = self._pipelined("hgetall", [_key("inventory", h) for h in hosts])
+        return {host: raw for host, raw in zip(hosts, values, strict=True) if raw}
+
+    def state(self, cluster: str, cert_name: str) -> dict[str, Any]:
+        raw = self.redis.hgetall(_key("state", cluster, cert_name))
+        return {k: decode_value(v) for k, v in raw.items()}
+
+    def all_states(self) -> dict[tuple[str, str], dict[str, Any]]:
+        # An index set, not SCAN: SCAN walks the whole keyspace (replay caches, broker keys...).
+        members = sorted(self.redis.smembers(_key("index", "state")))
+        values = self._pipelined("hgetall", [_key("state", m) for m in members])
+        return {tuple(m.split(":", 1)): {k: decode_value(v) for k, v in raw.items()}  # type: ignore[misc]
+                for m, raw in zip(members, values, strict=True) if raw}
+
+    def _pipelined(self, command: str, keys: list[str]) -> list[Any]:
+        """One round trip for many reads (status pages read every certificate at once)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            getattr(pipe, command)(key)
+        return pipe.execute() if keys else []
+
+    def record_scan(self, cluster: str, *, ok: bool, error: str | None = None) -> None:
+        now = self.clock.now().isoformat()
+        fields = {"last_success": now, "last_error": ""} if ok else {"last_failure": now, "last_error": error or ""}
+        self._save_scan_fields(cluster, fields)
+
+    def _save_scan_fields(self, cluster: str, fields: dict[str, Any]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(_key("scan", cluster), mapping=fields)
+        pipe.sadd(_key("index", "scan"), cluster)
+        pipe.execute()
+
+    def record_policy_audit(self, cluster: str, *, drift: int, errors: int, summary: str) -> None:
+        self._save_scan_fields(cluster, {
+            "policy_audit": self.clock.now().isoformat(), "policy_drift": drift, "policy_errors": errors,
+            "policy_summary": summary,
+        })
+
+    def scans(self) -> dict[str, dict[str, str]]:
+        clusters = sorted(self.redis.smembers(_key("index", "scan")))
+        values = self._pipelined("hgetall", [_key("scan", c) for c in clusters])
+        return {cluster: raw for cluster, raw in zip(clusters, values, strict=True) if raw}
+
+    # --- statistics for the metrics -----------------------------------------------------
+    def count_rotation(self, record: RotationRecord) -> None:
+        counts = rotation_counts(record)
+        if not counts:
+            return
+        pipe = self.redis.pipeline()
+        for name, amount in counts.items():
+            if isinstance(amount, int):
+                pipe.hincrby(_key("stats"), name, amount)
+            else:
+                pipe.hincrbyfloat(_key("stats"), name, amount)
+        pipe.execute()
+
+    def stats(self) -> dict[str, str]:
+        return self.redis.hgetall(_key("stats"))
+
+    # --- locks, queue markers -------------------------------------------------------------
+    def hold(self, cluster: str, cert_name: str, owner: str) -> contextlib.AbstractContextManager[Lease]:
+        return self.locker.hold(cluster, cert_name, owner)
+
+    def lock_holders(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        return self.locker.holders(pairs)
+
+    # --- queue markers -------------------------------------------------------------------
+    def claim_pending(self, cluster: str, cert_name: str, rotation_id: str, ttl_seconds: int) -> str | None:
+        """Mark (cluster, cert) as queued; returns the id already holding it, or None if we got it."""
+        return self.redis.eval(*claim_pending_command(cluster, cert_name, rotation_id, ttl_seconds)) or None
+
+    def move_pending(self, cluster: str, cert_name: str, old_id: str, new_id: str) -> None:
+        """A retry continues under a new id: point the marker at it (only if it is still ours)."""
+        self.redis.eval(_MOVE, 1, _key("pending", cluster, cert_name), old_id, new_id)
+
+    def release_pending(self, cluster: str, cert_name: str, rotation_id: str) -> None:
+        _compare_and_delete(self.redis, _key("pending", cluster, cert_name), rotation_id)
+
+    def pending(self) -> dict[tuple[str, str], str]:
+        members = sorted(self.redis.smembers(_key("index", "pending")))
+        values = self.redis.mget([_key("pending", m) for m in members]) if members else []
+        gone = [m for m, value in zip(members, values, strict=True) if not value]
+        if gone:  # released or expired markers leave the index lazily
+            self.redis.srem(_key("index", "pending"), *gone)
+        return {tuple(m.split(":", 1)): value  # type: ignore[misc]
+                for m, value in zip(members, values, strict=True) if value}
+
+    # --- the chat audit trail, secrets ------------------------------------------------------
+    def chat_commands(self, limit: int = 50, cluster: str | None = None) -> list[dict[str, Any]]:
+        return chat_audit.recent(self.redis, limit, cluster)
+
+    def secret_store(self, box: SecretBox) -> SecretStore:
+        return RedisSecretStore(self.redis, box)
+
+
+_CLAIM = """
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then
+  redis.call('sadd', KEYS[2], ARGV[3])
+  return false
+end
+return redis.call('get', KEYS[1])
+"""
+_MOVE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('set', KEYS[1], ARGV[2], 'KEEPTTL') end
+return 0
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+def claim_pending_command(cluster: str, cert_name: str, rotation_id: str, ttl_seconds: int) -> tuple[Any, ...]:
+    """``EVAL`` arguments of ``claim_pending``, for a sync or a ``redis.asyncio`` client: the id
+    holding (cluster, cert) already, or nil when the claim is ours. One round trip, atomically:
+    no window where the marker expires between SET and GET."""
+    return (_CLAIM, 2, _key("pending", cluster, cert_name), _key("index", "pending"), rotation_id, ttl_seconds,
+            f"{cluster}:{cert_name}")
+
+
+def _compare_and_delete(client: redis.Redis, key: str, value: str) -> None:
+    client.eval(_RELEASE, 1, key, value)
+
+
+class RedisSecretStore:
+    """Encrypted blobs in Redis. A ``rotation.adapters.secrets.SecretStore``."""
+
+    def __init__(self, client: redis.Redis, box: SecretBox) -> None:
+        self.redis: Any = client  # decode_responses=True: answers are str
+        self.box = box
+
+    def put(self, key: str, value: bytes, *, ttl_seconds: int | None = None) -> None:
+        self.redis.set(_key("secret", key), self.box.encrypt(value).decode(), ex=ttl_seconds)
+
+    def get(self, key: str) -> bytes | None:
+        token = self.redis.get(_key("secret", key))
+        return self.box.decrypt(token.encode(), what=f"secret {key!r}") if token else None
+
+    def delete(self, key: str) -> None:
+        self.redis.delete(_key("secret", key))
+
+
+__all__ = ["HISTORY_KEEP", "RedisSecretStore", "RedisState", "claim_pending_command"]

@@ -1,0 +1,64 @@
+"""The service's Redis client: connection failures become one clear error naming the URL (password
+redacted), translated here once for every command and pipeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+import redis.client
+
+from rotation.core.errors import StoreUnavailable
+from rotation.core.redaction import redact_url
+
+
+class RedisUnavailable(StoreUnavailable, redis.ConnectionError):
+    """Redis cannot be reached: a RotationError for the entry points (one line, exit 2) and still a
+    ``redis.ConnectionError`` for code that retries on those."""
+
+
+def _unavailable(url: str, exc: redis.RedisError) -> RedisUnavailable:
+    return RedisUnavailable(f"Redis at {url} is unreachable ({exc})")
+
+
+class _Pipeline(redis.client.Pipeline):
+    redacted_url = "redis"
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        try:
+            return super().execute(raise_on_error)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if isinstance(exc, RedisUnavailable):
+                raise
+            raise _unavailable(self.redacted_url, exc) from exc
+
+
+class _Client(redis.Redis):
+    """The service's Redis client: connection failures become one clear error naming the URL
+    (password redacted), translated here once for every command and pipeline."""
+
+    redacted_url = "redis"
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        try:
+            return super().execute_command(*args, **options)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if isinstance(exc, RedisUnavailable):
+                raise
+            raise _unavailable(self.redacted_url, exc) from exc
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> _Pipeline:
+        pipe = _Pipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+        pipe.redacted_url = self.redacted_url
+        return pipe
+
+
+def connect(url: str) -> redis.Redis:
+    client = _Client.from_url(url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5,
+                              health_check_interval=30, retry_on_timeout=True)
+    assert isinstance(client, _Client)
+    client.redacted_url = redact_url(url)
+    return client
+
+
+__all__ = ["RedisUnavailable", "connect"]

@@ -1,0 +1,174 @@
+"""One rotation per (cluster, certificate) across workers: a Redis lease with a fencing token.
+
+Keys (prefix ``rotation:``; ``<c>`` is the cluster's identity, its REST API's ``host:port``)::
+
+    lock:<c>:<cert>     the holder's value, with a lease (PX) renewed every third of it
+    fence:<c>:<cert>    hash {token, holder}: INCR'd at every acquisition, never expires
+
+A rotation paused past its lease (SIGSTOP, a long GC, a Redis partition) must not push after
+another rotation took over. So before every PUT the pipeline calls ``Lease.check()``: one
+script that answers "still ours" only if the lock holds our value and the fence still names us
+(and re-takes a lapsed lock nobody took since: a pause nobody used is harmless). When Redis
+cannot answer, the local rule decides: push only while the lease last renewed is still running,
+because until then the key exists and nobody else can take it. Once another rotation took the
+lock, ``lost`` turns true and stays so: the rotation stops and records ``superseded``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import redis
+
+from rotation.core.clock import Clock
+from rotation.core.errors import RotationInProgress, Superseded
+
+log = logging.getLogger(__name__)
+
+PREFIX = "rotation:"
+
+# KEYS lock, fence; ARGV value, lease ms -> the new fencing token, or nil when the lock is taken
+_ACQUIRE = """
+if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+local token = redis.call('hincrby', KEYS[2], 'token', 1)
+redis.call('hset', KEYS[2], 'holder', ARGV[1])
+return token
+"""
+# KEYS lock, fence; ARGV value, lease ms, token -> 1 still ours (lease renewed), 0 another took it
+_KEEP = """
+local holder = redis.call('get', KEYS[1])
+if holder == ARGV[1] then
+  if redis.call('hget', KEYS[2], 'holder') == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+  if redis.call('exists', KEYS[2]) == 1 then return 0 end
+elseif holder then
+  return 0
+else
+  local last = redis.call('hget', KEYS[2], 'holder')
+  if last and last ~= ARGV[1] then return 0 end
+  redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+-- the fence is gone (Redis lost its data) and nobody took the lock since: restore both
+redis.call('hset', KEYS[2], 'holder', ARGV[1], 'token', ARGV[3])
+return 1
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+def _key(*parts: str) -> str:
+    return PREFIX + ":".join(parts)
+
+
+class RedisLease:
+    """The lock of one running rotation: renewed by a thread, checked before every PUT."""
+
+    def __init__(self, client: redis.Redis, cluster: str, cert_name: str, value: str, lease_ms: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.redis = client
+        self.what = f"{cluster}/{cert_name}"
+        self.keys = (_key("lock", cluster, cert_name), _key("fence", cluster, cert_name))
+        self.value = value
+        self.lease_ms = lease_ms
+        self.clock = clock
+        self.token: int | None = None
+        self.renewed_at = clock()  # monotonic time a renewal was *sent* that Redis then confirmed
+        self._lost = False
+
+    @property
+    def lost(self) -> bool:
+        return self._lost
+
+    def acquire(self) -> int | None:
+        sent = self.clock()
+        token = self.redis.eval(_ACQUIRE, 2, *self.keys, self.value, self.lease_ms)
+        if token:
+            self.token, self.renewed_at = int(token), sent
+        return self.token
+
+    def keep(self) -> bool | None:
+        """One round trip: True still ours (lease renewed), False another rotation has it, None no answer."""
+        if self._lost:
+            return False
+        sent = self.clock()
+        try:
+            ours = self.redis.eval(_KEEP, 2, *self.keys, self.value, self.lease_ms, self.token or 0)
+        except redis.RedisError:
+            return None
+        if ours:
+            self.renewed_at = sent
+            return True
+        self._lost = True
+        log.warning("%s: lock lease lost (fencing token %s): another rotation holds it", self.what, self.token)
+        return False
+
+    def check(self) -> None:
+        """Immediately before a PUT: raise Superseded unless the lock is provably still ours."""
+        ours = self.keep()
+        if ours:
+            return
+        if ours is None and self.clock() - self.renewed_at < self.lease_ms / 1000:
+            return  # Redis does not answer, but our lease still runs: nobody else can hold the lock yet
+        reason = ("another rotation took the lock" if ours is False else
+                  f"Redis has not confirmed the lock for longer than its lease ({self.lease_ms / 1000:g}s)")
+        raise Superseded(f"{self.what}: this rotation lost its lock lease (fencing token {self.token}): {reason}; "
+                         "it pushes nothing more")
+
+    def release(self) -> None:
+        with contextlib.suppress(redis.RedisError):
+            self.redis.eval(_RELEASE, 1, self.keys[0], self.value)
+
+
+class RedisLocker:
+    """One rotation per (cluster identity, certificate): the Redis side of ``ServiceState.hold``.
+
+    If the worker dies, renewals stop and the lease expires after ``lease_seconds``; a redelivered
+    task can then take over (and the dead worker's token is fenced off for good).
+    """
+
+    def __init__(self, client: redis.Redis, lease_seconds: float = 30.0, clock: Clock | None = None) -> None:
+        self.redis: Any = client  # decode_responses=True: answers are str, which redis-py's types cannot say
+        self.lease_ms = int(lease_seconds * 1000)
+        self.monotonic = clock.monotonic if clock is not None else time.monotonic
+
+    def holder(self, cluster: str, cert_name: str) -> str | None:
+        return self.redis.get(_key("lock", cluster, cert_name))
+
+    def holders(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Who holds the lock of each (cluster identity, certificate), in one round trip."""
+        values = self.redis.mget([_key("lock", c, n) for c, n in pairs]) if pairs else []
+        return {pair: value for pair, value in zip(pairs, values, strict=True) if value}
+
+    @contextlib.contextmanager
+    def hold(self, cluster: str, cert_name: str, owner: str) -> Iterator[RedisLease]:
+        value = f"{owner} on {socket.gethostname()} pid {os.getpid()} #{os.urandom(4).hex()}"
+        lease = RedisLease(self.redis, cluster, cert_name, value, self.lease_ms, self.monotonic)
+        if not lease.acquire():
+            raise RotationInProgress(f"{cluster}/{cert_name}: a rotation is already in progress "
+                                     f"({self.holder(cluster, cert_name) or 'lock just released'})")
+        stop = threading.Event()
+
+        def renew() -> None:
+            # Keep trying through Redis restarts; stop once another rotation has the lock.
+            while not stop.wait(self.lease_ms / 3000) and lease.keep() is not False:
+                pass
+
+        renewer = threading.Thread(target=renew, name=f"lease {cluster}/{cert_name}", daemon=True)
+        renewer.start()
+        try:
+            yield lease
+        finally:
+            stop.set()
+            renewer.join(timeout=5)
+            lease.release()
+
+
+__all__ = ["RedisLease", "RedisLocker"]

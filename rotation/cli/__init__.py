@@ -1,0 +1,1 @@
+"""The `rotation` command line (typer): ``main.app``, one module per command group."""

@@ -1,0 +1,47 @@
+"""`rotation ca init` and `rotation secret-key`: the keys an operator makes once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rotation.cli.render import cell, console, fail
+from rotation.core.durations import parse_duration
+from rotation.core.errors import RotationError
+from rotation.core.model import KeyType
+
+ca_app = typer.Typer(help="Manage the internal CA used by `type: internal_ca` issuers.", no_args_is_help=True)
+
+
+def secret_key() -> None:
+    """Print a new encryption key for ROTATION_SECRET_KEY (encrypts rollback keys and ACME accounts
+    at rest). To rotate it, put the new key first and keep the old one after a comma."""
+    from rotation.adapters.secrets import SecretBox
+
+    print(SecretBox.generate_key())
+
+
+@ca_app.command("init")
+def ca_init(
+    directory: Annotated[Path, typer.Option("--dir", help="Where to write ca.pem and ca-key.pem.")] = Path("."),
+    common_name: Annotated[str, typer.Option("--cn", help="CA common name.")] = "rotation internal CA",
+    validity: Annotated[str, typer.Option(help="CA lifetime, e.g. 3650d.")] = "3650d",
+    key_type: Annotated[KeyType, typer.Option(help="CA key type.")] = KeyType.ECDSA_P384,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+) -> None:
+    """Create a CA (certificate + private key, 0600) for people who have none."""
+    from rotation.adapters.issuers.internal_ca import init_ca
+
+    try:
+        cert_path, key_path = init_ca(directory, common_name=common_name, validity=parse_duration(validity),
+                                      key_type=key_type, overwrite=force)
+    except (RotationError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    console.print(cell(f"CA certificate: {cert_path}\nCA key (keep it secret, mode 0600): {key_path}", multiline=True))
+    console.print(cell("Inventory entry:\n  issuers:\n    internal: "
+                       f"{{type: internal_ca, ca_cert: {cert_path}, ca_key_file: {key_path}}}", multiline=True))
+
+
+__all__ = ["ca_app", "ca_init", "secret_key"]

@@ -1,0 +1,55 @@
+"""`rotation check`: every managed certificate as each node serves it."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from rotation.cli.options import ConfigOption, JsonOption, load
+from rotation.cli.render import cell, console, err_console, fail, line
+from rotation.core.errors import ConfigError
+
+
+def check(
+    config: ConfigOption = None,
+    cluster: Annotated[list[str] | None, typer.Option("--cluster", help="Only this cluster (repeatable).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show every managed certificate as each node serves it.
+
+    One row per cluster, certificate and node: fingerprint, days left and status
+    (ok / due / mismatch / unreachable). Exit 0 all fine, 1 something due or mismatched,
+    2 errors (unreachable endpoints or clusters, bad config).
+    """
+    from rotation.usecases.check import check_clusters
+
+    inventory = load(config)
+    names = cluster or list(inventory.clusters)
+    try:
+        for name in names:
+            inventory.cluster(name)
+    except ConfigError as exc:
+        raise fail(exc.message) from None
+    report = check_clusters(inventory, names)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        table = Table(title="Certificates as served", show_lines=False)
+        for column in ("cluster", "cert", "node", "endpoint", "fingerprint", "days left", "status"):
+            table.add_column(column)
+        colours = {"ok": "green", "due": "yellow", "mismatch": "magenta", "unreachable": "red"}
+        for row in report.rows:
+            colour = colours.get(row["status"], "white")
+            table.add_row(*map(cell, (row["cluster"], row["cert"], row["node"], row["endpoint"],
+                                      (row["fingerprint"] or "-")[:16], row["days_left"])),
+                          line((row["status"], colour), " ", (row["reason"], "")))
+        console.print(table)
+        for failure in report.errors:
+            err_console.print(cell(failure, "red"), highlight=False)
+    raise typer.Exit(report.exit_code)
+
+
+__all__ = ["check"]

@@ -1,0 +1,28 @@
+"""What the commands share on the way in: the common options and loading the inventory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rotation.cli.render import fail
+from rotation.config import Inventory, load_inventory
+from rotation.core.errors import ConfigError
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Inventory YAML (default: $ROTATION_CONFIG or ./rotation.yaml)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+
+
+def load(config: Path | None) -> Inventory:
+    try:
+        return load_inventory(config)
+    except ConfigError as exc:
+        raise fail(exc.message) from None
+
+
+__all__ = ["ConfigOption", "JsonOption", "load"]

@@ -1,0 +1,219 @@
+"""`rotation rotate`: through the queue and followed, or in this process (`--inline`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from rotation.cli.options import ConfigOption, JsonOption, load
+from rotation.cli.render import cell, console, err_console, fail, line
+from rotation.core import certs
+from rotation.core.durations import parse_duration
+from rotation.core.errors import ConfigError, Interrupted, RotationError
+from rotation.core.model import Outcome, RotationRecord, Step, Trigger
+from rotation.usecases.context import ServiceContext
+from rotation.usecases.queue import RotationQueue, follow
+from rotation.usecases.rotate.run import RotationOptions, describe
+
+
+def _print_step(record: RotationRecord, step: Step) -> None:
+    where = (f"{record.cluster}/{record.cert_name}", "dim")
+    if step.finished_at is None:
+        err_console.print(line("  ", where, " ", (step.name, ""), " ..."), highlight=False)
+    else:
+        mark = ("ok", "green") if step.ok else ("failed", "red")
+        err_console.print(line("  ", where, " ", (step.name, ""), " ", mark, " ", (step.detail or "", "")),
+                          highlight=False)
+
+
+def print_records(records: list[RotationRecord]) -> None:
+    for record in records:
+        colour = {"verified": "green", "dry_run": "cyan", "rolled_back": "yellow"}.get(str(record.outcome), "red")
+        console.print(line((f"{record.cluster}/{record.cert_name}", "bold"), " ", (record.outcome, colour),
+                           " (rotation ", (record.id, ""), ")"), highlight=False)
+        if record.error:
+            console.print(line("  ", (record.error, "red")), highlight=False)
+        if record.cluster_state and record.outcome is not Outcome.VERIFIED:
+            console.print(line("  cluster state: ", (record.cluster_state, "bold"),
+                               " (what every endpoint serves now, below)"), highlight=False)
+        if record.nodes:
+            table = Table(show_header=True, box=None, pad_edge=False)
+            table.add_column("endpoint")
+            table.add_column("before")
+            table.add_column("after")
+            for label, pair in record.nodes.items():
+                table.add_row(*map(cell, (label, (pair.get("before") or "-")[:16], (pair.get("after") or "-")[:16])))
+            console.print(table)
+        elif record.new_fingerprint:
+            console.print(line("  new ", (certs.short_fingerprint(record.new_fingerprint), ""), " valid until ",
+                               (record.new_not_after, "")), highlight=False)
+
+
+def exit_code_for(records: list[RotationRecord], dry_run: bool) -> int:
+    wanted = Outcome.DRY_RUN if dry_run else Outcome.VERIFIED
+    if all(r.outcome is wanted for r in records):
+        return 0
+    if any(r.outcome in (Outcome.REFUSED,) for r in records):
+        return 2
+    return 1
+
+
+def rotate(
+    cluster: Annotated[str, typer.Argument(help="Cluster name from the inventory.")],
+    cert: Annotated[
+        list[str] | None, typer.Argument(help="Certificate names: cm api proxy syncer metrics_exporter.")
+    ] = None,
+    all_certs: Annotated[bool, typer.Option("--all", help="Every certificate the inventory manages.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Issue and validate, push nothing.")] = False,
+    cert_file: Annotated[
+        Path | None, typer.Option(help="Push this certificate (full chain PEM) instead of issuing.")
+    ] = None,
+    key_file: Annotated[Path | None, typer.Option(help="Private key for --cert-file.")] = None,
+    trust: Annotated[list[Path] | None, typer.Option(
+        "--trust", help="CA certificate(s) the pushed chain must lead to (repeatable), besides the issuer's "
+                        "ca_bundle and the cluster's verify bundle.")] = None,
+    verify_deadline: Annotated[str | None, typer.Option(help="How long to wait for every node (e.g. 90s).")] = None,
+    inline: Annotated[bool, typer.Option("--inline", help="Run in this process instead of the queue.")] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Queue, print the rotation ids, return.")] = False,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Rotate certificates now: issue, validate, push, verify on every node, roll back on failure.
+
+    By default the rotations go through the queue (a running `rotation worker`, Redis) and this
+    command follows them step by step; --inline runs the pipeline here; --no-wait prints the
+    rotation (task) ids and returns. --dry-run, --cert-file, --trust and --verify-deadline run inline.
+    Prints old -> new fingerprint per node. Exit 0 only when every rotation is verified on
+    every node (or validated, with --dry-run); 1 when one failed or was rolled back; 2 for
+    bad input or a refusal (nothing pushed).
+    """
+    inventory = load(config)
+    try:
+        settings = inventory.cluster(cluster)
+        names = [str(n) for n in settings.certificates] if all_certs else list(cert or [])
+        if not names:
+            raise ConfigError("name at least one certificate or pass --all")
+        for name in names:
+            inventory.plan(cluster, name)
+        deadline = parse_duration(verify_deadline) if verify_deadline else None
+    except (ConfigError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    options = _inline_options(cert_file, key_file, trust or [], dry_run=dry_run, deadline=deadline,
+                              quiet=as_json)
+    here = inline or dry_run or options.issuer or deadline or options.trust
+    queue = None if here else _queue(config)
+    try:
+        if queue is None:
+            with ServiceContext(config_path=config, inventory=lambda: inventory) as ctx:  # the inventory checked above
+                records = _rotate_here(ctx, cluster, names, options)
+        else:
+            records = _rotate_queued(queue, cluster, names, no_wait=no_wait, as_json=as_json)
+    except RotationError as exc:
+        raise fail(exc.message) from None
+    if as_json:
+        print(json.dumps([r.to_dict() for r in records], indent=2))
+    else:
+        print_records(records)
+    raise typer.Exit(exit_code_for(records, dry_run))
+
+
+def _inline_options(cert_file: Path | None, key_file: Path | None, trust: list[Path], *, dry_run: bool,
+                    deadline: timedelta | None, quiet: bool) -> RotationOptions:
+    from rotation.adapters.issuers.files import FileIssuer
+
+    issuer = None
+    if cert_file or key_file:
+        if not (cert_file and key_file):
+            raise fail("--cert-file and --key-file go together")
+        issuer = FileIssuer(name=f"file:{cert_file.name}", cert_file=cert_file, key_file=key_file)
+    return RotationOptions(trigger=Trigger.CLI, dry_run=dry_run, issuer=issuer, verify_deadline=deadline,
+                           trust=_trust_anchors(trust), progress=None if quiet else _print_step)
+
+
+def _rotate_here(ctx: ServiceContext, cluster: str, names: list[str], options: RotationOptions
+                 ) -> list[RotationRecord]:
+    """Inline, one certificate after the other: SIGTERM unwinds like Ctrl-C, so a rotation that pushed
+    rolls back before the exit."""
+    from rotation.usecases.rotate.interrupts import sigterm_unwinds
+    from rotation.usecases.rotate.record import rotate_and_record
+
+    try:
+        with sigterm_unwinds():
+            return [rotate_and_record(ctx, cluster, name, options).record for name in names]
+    except (Interrupted, KeyboardInterrupt) as exc:
+        raise fail(f"{describe(exc)}: a rotation that had pushed was rolled back or its state recorded "
+                   "(`rotation history`)", 1) from None
+
+
+def _trust_anchors(paths: list[Path]) -> tuple[str, ...]:
+    """The PEMs of ``--trust`` files, each checked to hold CA certificates (exit 2 naming the file)."""
+    from rotation.config.files import read_file
+
+    pems = []
+    try:
+        for path in paths:
+            found = certs.load_certificates(read_file(path, what="--trust"), where=str(path))
+            pems += [certs.cert_to_pem(c) for c in found]
+    except RotationError as exc:
+        raise fail(exc.message) from None
+    return tuple(pems)
+
+
+# The queue is provided by workers/ (Celery); the domain CLI only knows its protocol.
+queue_factory: Callable[[ServiceContext], RotationQueue] | None = None
+
+
+def _queue(config: Path | None = None) -> RotationQueue | None:
+    try:
+        ctx = ServiceContext(config_path=config)
+    except ConfigError as exc:
+        raise fail(exc.message) from None
+    if queue_factory is None or not ctx.settings.has_queue:
+        reason = "no queue in this entry point" if queue_factory is None else "ROTATION_STORE=local has no queue"
+        err_console.print(f"[yellow]{reason}: running the rotation in this process[/]")
+        return None
+    return queue_factory(ctx)
+
+
+def _rotate_queued(queue: RotationQueue, cluster: str, names: list[str], *, no_wait: bool,
+                   as_json: bool) -> list[RotationRecord]:
+    from rotation.core.errors import RotationInProgress
+
+    ids, refused = [], []
+    for name in names:
+        try:
+            ids.append(queue.submit(cluster, name, trigger=Trigger.CLI, requested_by=_whoami()))
+        except RotationInProgress as exc:
+            refused.append(exc.message)
+    for message in refused:
+        err_console.print(cell(message, "yellow"), highlight=False)
+    if no_wait:
+        print(json.dumps({"queued": ids, "refused": refused}) if as_json else "\n".join(ids))
+        raise typer.Exit(2 if refused else 0)
+    if not as_json:
+        err_console.print(line(f"queued {len(ids)} rotation(s): ", (" ".join(ids), ""),
+                               "; following (Ctrl-C stops following)"))
+    records = follow(queue.ctx.state, queue, ids, None if as_json else _print_step, clock=queue.ctx.clock)
+    if refused:
+        now = queue.ctx.clock.now()
+        records += [RotationRecord(id="-", cluster=cluster, cert_name="?", trigger="cli", started_at=now,
+                                   outcome=Outcome.REFUSED, error=m) for m in refused]
+    return records
+
+
+def _whoami() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no passwd entry in a container
+        return "cli"
+
+
+__all__ = ["exit_code_for", "print_records", "queue_factory", "rotate"]

@@ -1,0 +1,83 @@
+"""`rotation status` and `rotation retry`: the service's view of every certificate, and its backoff."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from rotation.cli.history import print_audit
+from rotation.cli.options import ConfigOption, JsonOption
+from rotation.cli.render import cell, console, err_console, fail
+from rotation.core.errors import RotationError
+from rotation.usecases.context import ServiceContext
+from rotation.usecases.history import chat_commands
+
+
+def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Every certificate's state as the service last saw it, and the rotations in flight.
+
+    Shows the health from the last scan, days left, last rotation and its outcome, and for a
+    certificate that is backing off: its failures, the next attempt and why (`rotation retry`
+    clears it). Warns when a worker keeps an older inventory because an edit does not load.
+    Reads the service's state (Redis, or the local state folder with ROTATION_STORE=local).
+    """
+    from rotation.usecases.status import service_status
+
+    try:
+        ctx = ServiceContext(config_path=config)
+        report = service_status(ctx)
+        report["chat_commands"] = chat_commands(ctx, 10)
+    except RotationError as exc:
+        raise fail(exc.message) from None
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+        return
+    table = Table(title="Certificates (last scan)")
+    for column in ("cluster", "cert", "health", "days left", "last scan", "last rotation", "failures",
+                   "next attempt (why)", "in flight"):
+        table.add_column(column)
+    for row in report["certificates"]:
+        backoff = row["backoff"]
+        why = f"{backoff['until']} ({backoff['reason'][:80]})" if backoff else "-"
+        table.add_row(*map(cell, (row["cluster"], row["cert"], f"{row['health']} {row['reason']}", row["days_left"],
+                                  row["last_scan"] or "-", f"{row['last_outcome'] or '-'} {row['last_rotation'] or ''}",
+                                  row["failures"] or 0, why, row["in_flight"] or "-")))
+    console.print(table)
+    if any(row["backoff"] for row in report["certificates"]):
+        err_console.print("backing off after failures: `rotation retry CLUSTER CERT` lets the next scan try again",
+                          highlight=False, soft_wrap=True)
+    if report.get("chat_commands"):
+        print_audit(report["chat_commands"])
+    for cluster, scan in report["scans"].items():
+        if scan.get("last_error"):
+            err_console.print(cell(f"{cluster}: last scan failed: {scan['last_error']}", "red"), highlight=False)
+    for problem in report["inventory_problems"]:
+        err_console.print(cell(f"{problem['host']}: {problem['path']} does not load since {problem['since']}; "
+                               f"workers there keep the inventory loaded at {problem['kept_from']}: {problem['error']}",
+                               "red"), highlight=False, soft_wrap=True)
+
+
+def retry(
+    cluster: Annotated[str, typer.Argument(help="Cluster name from the inventory.")],
+    cert: Annotated[str, typer.Argument(help="Certificate name.")],
+    config: ConfigOption = None,
+) -> None:
+    """Clear a certificate's backoff after failures: the next scan may rotate it again."""
+    from rotation.usecases.backoff import clear_backoff
+
+    try:
+        cleared = clear_backoff(ServiceContext(config_path=config), cluster, cert)
+    except RotationError as exc:
+        raise fail(exc.message) from None
+    if not cleared["next_attempt"] and not cleared["failures"]:
+        console.print(cell(f"{cluster}/{cert} was not backing off"), highlight=False)
+        return
+    console.print(cell(f"{cluster}/{cert}: backoff cleared ({cleared['failures']} failure(s), next attempt was "
+                       f"{cleared['next_attempt'] or '-'}, last error: {cleared['last_error'] or '-'}); "
+                       "the next scan may rotate it"), highlight=False)
+
+
+__all__ = ["retry", "status"]

@@ -1,0 +1,128 @@
+""""Is it due?": one pure decision per certificate, from what is served, its renewal window (with the
+CA's ARI window), its backoff and the clock (a parameter: nothing here reads it, nothing does I/O).
+
+``judge`` says what the endpoints serve (ok, due, mismatch, unreachable: `rotation check`);
+``decide`` says whether to rotate now (beat's scans).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from rotation.core.durations import RenewBefore, format_duration
+from rotation.core.model import ServedCert
+
+
+class Health(enum.StrEnum):
+    OK = "ok"
+    DUE = "due"
+    MISMATCH = "mismatch"
+    UNREACHABLE = "unreachable"
+
+    @property
+    def severity(self) -> int:
+        return {Health.OK: 0, Health.DUE: 1, Health.MISMATCH: 1, Health.UNREACHABLE: 2}[self]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    health: Health
+    reason: str
+    fingerprints: tuple[str, ...] = ()
+    not_after: datetime | None = None
+
+
+def renewal_threshold(renew_before: RenewBefore, not_before: datetime | None, not_after: datetime) -> timedelta:
+    lifetime = (not_after - not_before) if not_before else timedelta(days=90)
+    return renew_before.threshold(lifetime)
+
+
+def due_reason(
+    not_after: datetime, now: datetime, renew_before: RenewBefore, not_before: datetime | None = None
+) -> str | None:
+    """Why a certificate with this validity is due now, or None when it is not."""
+    left = not_after - now
+    if left <= timedelta(0):
+        return f"expired {format_duration(-left)} ago" if -left >= timedelta(seconds=1) else "expired"
+    threshold = renewal_threshold(renew_before, not_before, not_after)
+    if left <= threshold:
+        return f"expires in {format_duration(_round(left))} (renew_before {renew_before})"
+    return None
+
+
+def _round(value: timedelta) -> timedelta:
+    unit = timedelta(hours=1) if value >= timedelta(hours=1) else timedelta(seconds=1)
+    return unit * max(1, round(value / unit))
+
+
+def judge(
+    served: Sequence[ServedCert],
+    now: datetime,
+    renew_before: RenewBefore,
+) -> Verdict:
+    """One verdict for one certificate across all its endpoints."""
+    failed = [s for s in served if not s.ok]
+    fingerprints = tuple(sorted({s.fingerprint for s in served if s.fingerprint}))
+    if failed:
+        where = ", ".join(f"node {s.endpoint.node} ({s.error})" for s in failed[:3])
+        return Verdict(Health.UNREACHABLE, f"{len(failed)} endpoint(s) unreachable: {where}", fingerprints)
+    if not served:
+        return Verdict(Health.UNREACHABLE, "no endpoint presents this certificate")
+    if len(fingerprints) > 1:
+        return Verdict(Health.MISMATCH, f"{len(fingerprints)} different certificates served across nodes",
+                       fingerprints, min(s.not_after for s in served if s.not_after))
+    first = min((s for s in served if s.not_after), key=lambda s: s.not_after)  # type: ignore[arg-type,return-value]
+    not_after = first.not_after
+    assert not_after is not None
+    reason = due_reason(not_after, now, renew_before, first.not_before)
+    if reason:
+        return Verdict(Health.DUE, reason, fingerprints, not_after)
+    return Verdict(Health.OK, f"expires in {format_duration(_round(not_after - now))}", fingerprints, not_after)
+
+
+@dataclass(frozen=True)
+class RenewalWindow:
+    """When a certificate should be renewed: ``renew_before`` (the inventory's), and the CA's own
+    window when it offers one (ACME Renewal Information, RFC 9773), which wins when it opens first."""
+
+    renew_before: RenewBefore
+    ari_due_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether to rotate a certificate now, and why."""
+
+    verdict: Verdict  # what is served: health, reason, fingerprints, the earliest notAfter
+    due: bool  # rotate it now
+    backing_off: bool = False  # it would be due, but failed before: it waits until ``next_attempt``
+    reason: str = ""
+
+    @property
+    def health(self) -> Health:
+        return self.verdict.health
+
+
+def decide(served: Sequence[ServedCert], window: RenewalWindow, now: datetime,
+           next_attempt: datetime | None = None) -> Decision:
+    """"Is it due": one certificate across all its endpoints. Due when inside ``renew_before``, expired,
+    served differently across nodes, or inside the CA's renewal window; not while it backs off after
+    final failures (``next_attempt`` still ahead). Unreachable endpoints are never due: nothing could
+    be verified there."""
+    verdict = judge(served, now, window.renew_before)
+    reason = verdict.reason
+    wanted = verdict.health in (Health.DUE, Health.MISMATCH)
+    if verdict.health is Health.OK and window.ari_due_at is not None and window.ari_due_at <= now:
+        wanted, reason = True, f"the CA's renewal window opened {window.ari_due_at:%Y-%m-%d %H:%M}Z (ARI)"
+    if not wanted:
+        return Decision(verdict, due=False, reason=reason)
+    if next_attempt is not None and next_attempt > now:
+        return Decision(verdict, due=False, backing_off=True,
+                        reason=f"{reason}; backing off after failures until {next_attempt:%Y-%m-%d %H:%M}Z")
+    return Decision(verdict, due=True, reason=reason)
+
+
+__all__ = ["Decision", "Health", "RenewalWindow", "Verdict", "decide", "due_reason", "judge", "renewal_threshold"]

@@ -1,0 +1,52 @@
+"""Text that came from outside, made safe to show: in a terminal, a table, a log line or chat.
+
+Chat fields (user names, command text), RS answers (error descriptions, node addresses), CA
+problem documents and the audit entries built from them are shown as *text*: never as rich
+markup (``[link=…]``, ``[/oops]``), never with terminal control sequences (ANSI colours and
+cursor moves, OSC 8 hyperlinks, C0/C1 controls) and never with bidi overrides that reorder what
+the reader sees. :func:`clean` does the removing; :func:`chat` escapes what Slack and Mattermost
+would read as a mention or a link; ``rotation.cli.render`` wraps clean text in rich ``Text`` so that
+a table or ``console.print`` cannot read markup into it.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Whole escape sequences first (so that an OSC 8 link loses its URL too), then lone controls.
+_SEQUENCES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]?"  # CSI (colours, cursor moves)
+    r"|\x9b[0-?]*[ -/]*[@-~]?"  # 8-bit CSI
+    r"|[\x1b][\]PX^_][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"  # OSC (hyperlinks, titles), DCS, PM, APC, SOS
+    r"|[\x90\x98\x9d\x9e\x9f][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"  # their 8-bit forms
+    r"|\x1b[ -~]?"  # any other escape and the character it introduces
+)
+# C0 (but tab and newline), DEL, C1, the bidi controls of "Trojan source", the Unicode line and
+# paragraph separators, and lone surrogates (which no terminal or log file can encode).
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
+                       "\u2066-\u2069\ud800-\udfff]")
+_SPACES = re.compile(r"[\t\n]")
+
+
+def clean(value: object, *, multiline: bool = False) -> str:
+    """``value`` as plain text: escape sequences and control characters removed; tabs (and, unless
+    ``multiline``, newlines) become spaces, so one value stays on one line of a table or a log."""
+    text = value if isinstance(value, str) else str(value)
+    if text.isascii() and text.isprintable():
+        return text  # the common case, at the cost of two C loops
+    text = _CONTROLS.sub("", _SEQUENCES.sub("", text))
+    if multiline:
+        return text.replace("\t", " ")
+    return _SPACES.sub(" ", text)
+
+
+_CHAT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+
+
+def chat(value: object) -> str:
+    """``clean(value)`` for a chat message: ``<!channel>``, ``<@U123>`` and ``<http://x|y>`` stay
+    text (the three escapes Slack documents; Mattermost shows them as written)."""
+    return clean(value).translate(_CHAT)
+
+
+__all__ = ["chat", "clean"]

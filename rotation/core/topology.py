@@ -1,0 +1,139 @@
+"""Which endpoint shows which certificate: pure mapping from REST data to probe targets.
+
+``cm`` on the CM port, ``api`` on the REST port and ``metrics_exporter`` on 8070 of every
+active node; ``proxy`` on the port of each TLS database, on the nodes that serve it, with SNI
+``redis-<port>.<fqdn>``; ``syncer`` is a client certificate and has no endpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rotation.core.model import CertName, Endpoint
+
+TLS_FIELDS = frozenset({
+    "min_control_TLS_version", "min_data_TLS_version", "min_sentinel_TLS_version", "sentinel_tls_mode",
+    "sentinel_ssl_policy", "control_cipher_suites", "control_cipher_suites_tls_1_3", "data_cipher_list",
+    "data_cipher_suites_tls_1_3", "sentinel_cipher_suites", "sentinel_cipher_suites_tls_1_3",
+})
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    uid: int
+    addr: str
+    external_addr: tuple[str, ...]
+    status: str
+    software_version: str | None
+
+
+@dataclass(frozen=True)
+class DatabaseInfo:
+    uid: int
+    name: str
+    port: int
+    tls: bool
+    dns_name: str
+    addrs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the inventory says about a cluster's endpoints (ports left None come from REST data)."""
+
+    fqdn: str
+    url: str  # the REST API's URL: its port is the api port unless one is configured
+    cm_port: int | None = None
+    api_port: int | None = None
+    metrics_port: int = 8070
+    discovery_port: int | None = 8001
+    node_address: str = "addr"
+
+    @property
+    def url_port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1].split("/")[0]) if self.url.count(":") >= 2 else 9443
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """One read of the cluster's shape: enough to list every endpoint."""
+
+    name: str
+    fqdn: str
+    version: str | None
+    nodes: tuple[NodeInfo, ...]
+    databases: tuple[DatabaseInfo, ...]
+    cm_port: int
+    api_port: int
+    metrics_port: int
+    node_address: str = "addr"
+    discovery_port: int | None = 8001
+    # The TLS policy fields of GET /v1/cluster (rotation.core.tls_rules reads them), unchanged.
+    tls_fields: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    syncer_pem: str | None = field(default=None, compare=False, hash=False)
+
+    @classmethod
+    def from_api(
+        cls,
+        name: str,
+        cluster_info: dict[str, Any],
+        nodes: Sequence[NodeInfo],
+        databases: Sequence[DatabaseInfo],
+        version: str | None,
+        layout: Layout,
+    ) -> ClusterView:
+        return cls(
+            name=name,
+            fqdn=cluster_info.get("name") or layout.fqdn,
+            version=version,
+            nodes=tuple(nodes),
+            databases=tuple(databases),
+            cm_port=layout.cm_port or int(cluster_info.get("cm_port") or 8443),
+            api_port=layout.api_port or layout.url_port,
+            metrics_port=layout.metrics_port,
+            node_address=layout.node_address,
+            discovery_port=layout.discovery_port,
+            tls_fields={k: v for k, v in cluster_info.items() if k in TLS_FIELDS},
+            syncer_pem=cluster_info.get("syncer_certificate"),
+        )
+
+    def address_of(self, node: NodeInfo) -> str:
+        if self.node_address == "external_addr" and node.external_addr:
+            return node.external_addr[0]
+        return node.addr
+
+    def node_by_address(self, address: str) -> NodeInfo | None:
+        return next((n for n in self.nodes if address in (n.addr, *n.external_addr)), None)
+
+    def down_nodes(self) -> list[NodeInfo]:
+        return [n for n in self.nodes if n.status != "active"]
+
+    def discovery_endpoints(self) -> list[tuple[str, str, int]]:
+        """``(node uid, address, port)`` of the discovery service (Sentinel API) on every node."""
+        if not self.discovery_port:
+            return []
+        return [(str(n.uid), self.address_of(n), self.discovery_port) for n in self.nodes]
+
+    def endpoints(self, cert_name: CertName) -> list[Endpoint]:
+        """Every place ``cert_name`` should be presented, down nodes included (they must count)."""
+        port = {CertName.CM: self.cm_port, CertName.API: self.api_port,
+                CertName.METRICS_EXPORTER: self.metrics_port}.get(cert_name)
+        if port is not None:
+            return [
+                Endpoint(self.name, cert_name, str(n.uid), self.address_of(n), port, self.fqdn)
+                for n in self.nodes
+            ]
+        if cert_name is CertName.PROXY:
+            result = []
+            for db in self.databases:
+                if not db.tls:
+                    continue
+                sni = db.dns_name or f"redis-{db.port}.{self.fqdn}"
+                for address in db.addrs:
+                    node = self.node_by_address(address)
+                    label = str(node.uid) if node else address
+                    result.append(Endpoint(self.name, cert_name, label, address, db.port, sni))
+            return result
+        return []

@@ -1,0 +1,261 @@
+"""Pre-push checks: a chain of small named predicates over a parsed bundle.
+
+The pipeline calls :func:`validate_issued` before anything reaches a cluster. Every check
+returns a list of problem sentences (empty when fine); all of them run so the operator sees
+every problem at once. More checks plug in through ``extra_checks`` (e.g. cipher-suite
+compatibility), without touching this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from rotation.core import certs
+from rotation.core.errors import CertificateError, ConfigError, ValidationError
+from rotation.core.model import CertRequest, IssuedCert
+
+MIN_RSA_BITS = 2048
+WEAK_HASHES = frozenset({"sha1", "md5"})
+ALLOWED_CURVES = frozenset({"secp256r1", "secp384r1"})
+REQUIRED_EKUS = ("serverAuth", "clientAuth")
+
+
+@dataclass(frozen=True)
+class ParsedBundle:
+    """An issued certificate after parsing: what checks look at and the pipeline records."""
+
+    leaf: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+    key: certs.PrivateKey = field(repr=False)
+    fingerprint: str
+    not_after: datetime
+    sans: tuple[str, ...]
+
+    @property
+    def certificates(self) -> tuple[x509.Certificate, ...]:
+        """Leaf then chain, as RS receives them."""
+        return (self.leaf, *self.chain)
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """What the built-in checks need besides the bundle: the clock and the trust anchors."""
+
+    now: datetime
+    trust_anchors: tuple[x509.Certificate, ...] = ()
+    min_remaining: timedelta = timedelta(0)
+    require_anchor: bool = False  # the pipeline: a chain that leads to no configured anchor is refused
+
+
+Check = Callable[[ParsedBundle, CertRequest, CheckContext], list[str]]
+ExtraCheck = Callable[[ParsedBundle, CertRequest], list[str]]
+
+
+def _label(cert: x509.Certificate) -> str:
+    return certs.subject_text(cert) or "empty subject"
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _span(span: timedelta) -> str:
+    if span % timedelta(days=1) == timedelta(0):
+        return f"{span.days} day" + ("" if span.days == 1 else "s")
+    return str(span)
+
+
+# --- the checks ----------------------------------------------------------------------------
+
+
+def check_key_matches_leaf(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext) -> list[str]:
+    if certs.key_matches(bundle.key, bundle.leaf):
+        return []
+    return [f"private key ({certs.describe_key(bundle.key)}) does not match the leaf certificate "
+            f"({_label(bundle.leaf)}, {certs.describe_key(bundle.leaf.public_key())})"]
+
+
+def check_chain_order(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext) -> list[str]:
+    return certs.chain_problems(bundle.certificates)
+
+
+def check_chain_complete(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext) -> list[str]:
+    """The top of leaf+chain must be a trust anchor or be issued by one. Without anchors there is
+    nothing to check against: refused when an anchor is required (trust is never skipped)."""
+    if not ctx.trust_anchors:
+        if ctx.require_anchor:
+            return ["no trust anchor configured, so nothing proves the chain leads to a trusted CA: set the "
+                    "issuer's ca_bundle, the cluster's verify bundle, or pass --trust FILE"]
+        return []
+    top = bundle.certificates[-1]
+    top_fp = certs.fingerprint(top)
+    for anchor in ctx.trust_anchors:
+        if certs.fingerprint(anchor) == top_fp or certs.issued_by(top, anchor):
+            return []
+    anchors = ", ".join(_label(anchor) for anchor in ctx.trust_anchors)
+    return [f"chain incomplete: certificate #{len(bundle.certificates)} ({_label(top)}) "
+            f"is not issued by a trusted CA ({anchors})"]
+
+
+def check_hosts_covered(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext) -> list[str]:
+    # Clients ignore the CN when SANs exist, so only SANs count.
+    names = ", ".join(bundle.sans) if bundle.sans else "no subjectAltName"
+    return [f"host {host} is not covered by the certificate's SANs ({names})"
+            for host in request.hosts if not certs.host_covered(host, bundle.sans)]
+
+
+def check_validity_window(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext) -> list[str]:
+    problems: list[str] = []
+    for index, cert in enumerate(bundle.certificates, start=1):
+        what = "leaf certificate" if index == 1 else f"certificate #{index} ({_label(cert)})"
+        starts, ends = certs.not_before(cert), certs.not_after(cert)
+        if starts > ctx.now:
+            problems.append(f"{what} is not yet valid: notBefore {_when(starts)} is after {_when(ctx.now)}")
+        if ends <= ctx.now:
+            problems.append(f"{what} expired at {_when(ends)}")
+        elif index == 1 and ends - ctx.now < ctx.min_remaining:
+            problems.append(f"{what} expires at {_when(ends)}, sooner than the required "
+                            f"{_span(ctx.min_remaining)} from {_when(ctx.now)}")
+    return problems
+
+
+def check_extended_key_usage(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext) -> list[str]:
+    # RS uses every certificate both ways (syncer and internode connections are TLS clients).
+    usages = certs.extended_key_usages(bundle.leaf)
+    if not usages:
+        return ["leaf certificate has no extendedKeyUsage extension; RS requires serverAuth and clientAuth"]
+    return [f"leaf certificate extendedKeyUsage lacks {name} ({', '.join(sorted(usages))}); "
+            "RS requires serverAuth and clientAuth"
+            for name in REQUIRED_EKUS if name not in usages]
+
+
+def check_key_usage(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext) -> list[str]:
+    try:
+        usage = bundle.leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return []
+    if usage.digital_signature:
+        return []
+    return ["leaf certificate keyUsage lacks digitalSignature, which TLS handshakes need"]
+
+
+def check_not_a_ca(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext) -> list[str]:
+    if certs.is_ca(bundle.leaf):
+        return [f"leaf certificate ({_label(bundle.leaf)}) is a CA certificate (basicConstraints CA=true)"]
+    return []
+
+
+def check_key_type(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext) -> list[str]:
+    public = bundle.leaf.public_key()
+    if isinstance(public, rsa.RSAPublicKey):
+        if public.key_size < MIN_RSA_BITS:
+            return [f"leaf key is RSA {public.key_size}; RS requires at least {MIN_RSA_BITS} bits"]
+        return []
+    if isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name in ALLOWED_CURVES:
+        return []
+    return [f"leaf key type {certs.describe_key(public)} is not supported: "
+            "RS cipher suites need RSA or ECDSA P-256/P-384"]
+
+
+def check_signature_hashes(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext) -> list[str]:
+    problems: list[str] = []
+    for index, cert in enumerate(bundle.certificates, start=1):
+        if certs.is_self_signed(cert):
+            continue  # a root's self-signature is never checked by TLS clients
+        name = certs.signature_hash_name(cert)
+        if name in WEAK_HASHES:
+            what = "leaf certificate" if index == 1 else f"certificate #{index} ({_label(cert)})"
+            problems.append(f"{what} is signed with {name.upper()}; use SHA-256 or stronger")
+    return problems
+
+
+DEFAULT_CHECKS: tuple[Check, ...] = (
+    check_key_matches_leaf,
+    check_chain_order,
+    check_chain_complete,
+    check_hosts_covered,
+    check_validity_window,
+    check_extended_key_usage,
+    check_key_usage,
+    check_not_a_ca,
+    check_key_type,
+    check_signature_hashes,
+)
+
+
+# --- parsing and the entry point -----------------------------------------------------------
+
+
+def parse_issued(issued: IssuedCert) -> tuple[ParsedBundle | None, list[str]]:
+    """A bundle, or None and the parse problems (never raises for bad input)."""
+    problems: list[str] = []
+    key: certs.PrivateKey | None = None
+    cert_list: list[x509.Certificate] = []
+    try:
+        key = certs.load_private_key(issued.key_pem, where="private key")
+    except (CertificateError, ConfigError) as exc:
+        problems.append(exc.message)
+    try:
+        cert_list = certs.load_certificates(issued.leaf_pem, where="leaf certificate")
+        if len(cert_list) != 1:
+            problems.append(f"leaf certificate: expected one certificate, found {len(cert_list)}")
+        if issued.chain_pem.strip():
+            cert_list += certs.load_certificates(issued.chain_pem, where="chain")
+    except CertificateError as exc:
+        problems.append(exc.message)
+    if problems or key is None:
+        return None, problems
+    leaf = cert_list[0]
+    return ParsedBundle(
+        leaf=leaf,
+        chain=tuple(cert_list[1:]),
+        key=key,
+        fingerprint=certs.fingerprint(leaf),
+        not_after=certs.not_after(leaf),
+        sans=certs.subject_alt_names(leaf),
+    ), []
+
+
+def validate_issued(
+    issued: IssuedCert,
+    request: CertRequest,
+    *,
+    now: datetime,
+    trust_anchors: Sequence[x509.Certificate] = (),
+    min_remaining: timedelta = timedelta(0),
+    require_anchor: bool = False,
+    extra_checks: Sequence[ExtraCheck] = (),
+    checks: Sequence[Check] = DEFAULT_CHECKS,
+) -> ParsedBundle:
+    """The parsed bundle, or ValidationError listing every problem found."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware (UTC)")
+    context = f"{request.cluster}/{request.cert_name}"
+    bundle, problems = parse_issued(issued)
+    if bundle is None:
+        raise ValidationError(problems, context=context)
+    ctx = CheckContext(now=now, trust_anchors=tuple(trust_anchors), min_remaining=min_remaining,
+                       require_anchor=require_anchor)
+    for check in checks:
+        problems.extend(check(bundle, request, ctx))
+    for extra in extra_checks:
+        problems.extend(extra(bundle, request))
+    if problems:
+        raise ValidationError(problems, context=context)
+    return bundle
+
+
+__all__ = [
+    "DEFAULT_CHECKS",
+    "Check",
+    "CheckContext",
+    "ExtraCheck",
+    "ParsedBundle",
+    "parse_issued",
+    "validate_issued",
+]

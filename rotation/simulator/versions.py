@@ -1,0 +1,13 @@
+"""RS versions as the simulator compares them, and the behaviours they gate."""
+
+from __future__ import annotations
+
+import re
+
+DEFAULT_VERSION = "7.22.2-14"
+BULK_PUT_SINCE = (7, 22, 2)
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``"7.22.2-14"`` -> ``(7, 22, 2, 14)``: compare versions numerically."""
+    return tuple(int(part) for part in re.findall(r"\d+", version))

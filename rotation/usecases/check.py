@@ -1,0 +1,67 @@
+"""`rotation check` and chat's `check`: what every node serves now, read by real handshakes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from rotation.adapters.clock import SYSTEM_CLOCK
+from rotation.adapters.cluster import open_cluster
+from rotation.config import Inventory
+from rotation.core.clock import Clock
+from rotation.core.errors import RotationError
+from rotation.usecases.scan import CertState, cluster_states
+
+
+@dataclass
+class CheckReport:
+    checked_at: datetime
+    states: list[CertState] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        rows = []
+        now = self.checked_at
+        for state in self.states:
+            for served in state.served:
+                left = (served.not_after - now).total_seconds() / 86400 if served.not_after else None
+                rows.append({
+                    "cluster": state.cluster,
+                    "cert": str(state.cert_name),
+                    "node": served.endpoint.node,
+                    "endpoint": f"{served.endpoint.host}:{served.endpoint.port}" if served.endpoint.port
+                    else served.endpoint.host,
+                    "fingerprint": served.fingerprint,
+                    "not_after": served.not_after.isoformat() if served.not_after else None,
+                    "days_left": f"{left:.1f}" if left is not None else "-",
+                    "status": str(state.health),
+                    "reason": state.verdict.reason if served.ok else (served.error or ""),
+                })
+        return rows
+
+    @property
+    def exit_code(self) -> int:
+        if self.errors:
+            return 2
+        return max((s.health.severity for s in self.states), default=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "errors": self.errors, "exit_code": self.exit_code}
+
+
+def check_clusters(inventory: Inventory, names: Sequence[str], clock: Clock = SYSTEM_CLOCK) -> CheckReport:
+    """Every managed certificate of ``names`` as each node serves it, read by real handshakes."""
+    states, errors = [], []
+    for name in names:
+        try:
+            with open_cluster(inventory, name) as session:
+                states.extend(cluster_states(inventory, session, clock))
+        except RotationError as exc:
+            errors.append(exc.message)
+    return CheckReport(checked_at=clock.now(), states=states, errors=errors)
+
+
+__all__ = ["CheckReport", "check_clusters"]

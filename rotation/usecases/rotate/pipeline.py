@@ -1,0 +1,247 @@
+"""rotate(): the only module that knows the order of the steps.
+
+read what is served -> issue -> validate -> push -> verify on every node -> (roll back).
+
+Safety rules: nothing is pushed before validation passes (the chain leads to an anchor the
+operator configured; an ``api`` certificate is one the REST client will still trust) and before
+the previous certificate and key are in hand and kept for a rollback; only the lock's holder
+pushes (fencing token checked before every PUT); after a push, success means every endpoint
+presents the new fingerprint on a fresh handshake; every other exit path rolls back or records
+what each endpoint serves (``rotation.usecases.rotate.recovery``).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+
+from cryptography import x509
+
+from rotation.adapters.clock import SYSTEM_CLOCK
+from rotation.adapters.cluster import ClusterSession
+from rotation.adapters.issuers.base import Issuer
+from rotation.adapters.issuers.factory import IssuerFactory
+from rotation.adapters.logs import rotation_context
+from rotation.adapters.state import ServiceState
+from rotation.adapters.tls.trust import handshake_error
+from rotation.config import CertPlan, Inventory
+from rotation.config.files import read_file
+from rotation.core import certs
+from rotation.core.errors import IssuerError, RotationError, RotationInProgress, StoreUnavailable, Superseded
+from rotation.core.model import CertName, IssuedCert, Outcome, RotationRecord, SecretPEM, new_rotation_id
+from rotation.core.tls_rules import cipher_key_check
+from rotation.core.validate import ExtraCheck, ParsedBundle, validate_issued
+from rotation.usecases.rotate.recovery import push_and_verify, resume_after_push
+from rotation.usecases.rotate.run import OriginalPair, RotationOptions, Run, describe
+
+log = logging.getLogger(__name__)
+
+def _current_pair(session: ClusterSession, cert_name: CertName) -> OriginalPair:
+    pair = session.certificates().get(str(cert_name))
+    if pair is None or not pair.key:
+        raise RotationError(
+            f"{session.name}/{cert_name}: GET /v1/cluster/certificates has no current certificate and key; "
+            "without them a rollback would be impossible, so nothing is pushed (does the user have the admin role?)"
+        )
+    leaf = certs.load_certificates(pair.certificate, where=f"{session.name} {cert_name}_cert")[0]
+    return OriginalPair(pair.certificate, pair.key, certs.fingerprint(leaf))
+
+
+def rotate(
+    inventory: Inventory,
+    session: ClusterSession,
+    cert_name: CertName | str,
+    *,
+    state: ServiceState,
+    issuers: IssuerFactory,
+    options: RotationOptions | None = None,
+) -> RotationRecord:
+    """Rotate one certificate of one cluster. Always returns the record; never raises for a
+    failed rotation (the record's outcome and error say what happened). Raises StoreUnavailable when
+    the store cannot be reached before anything was pushed, and re-raises signals (after settling)."""
+    options = options or RotationOptions()
+    plan = inventory.plan(session.name, cert_name)
+    name = plan.cert_name
+    existing = state.get(options.rotation_id) if options.rotation_id else None
+    if existing is not None and existing.outcome is not Outcome.IN_PROGRESS:
+        return existing  # a redelivered task whose rotation already ended: nothing to do
+    record = existing or _new_record(session.name, name, options)
+    run = Run(session, record, options, state, name)
+    ends = True
+    try:
+        owner = f"rotation {record.id} ({record.trigger})"
+        with rotation_context(record.id, session.name, str(name)), \
+                state.hold(session.settings.identity, str(name), owner) as lease:
+            run.lease = lease
+            run.save()
+            if existing is not None and existing.pushed:
+                resume_after_push(run)
+            else:
+                _rotate_locked(run, inventory, plan, issuers)
+    except RotationInProgress as exc:
+        if existing is not None:
+            ends = False
+            raise  # our own earlier attempt still holds the lease: the caller retries later
+        record.outcome, record.error, record.blocked_by = Outcome.REFUSED, exc.message, exc.message
+    except StoreUnavailable as exc:
+        # Before a push nothing started: the caller says the store is unreachable. A record already
+        # journaled must still end there, or it would come back `in_progress` when Redis returns.
+        ends = record.pushed or run.store_down
+        if not record.pushed:
+            record.outcome, record.error = Outcome.REFUSED, record.error or exc.message
+        raise
+    except BaseException as exc:
+        _note_failure(run, exc)
+        if not isinstance(exc, Exception):
+            raise  # a signal (SIGTERM, Ctrl-C); after a push recovery settled first
+    finally:
+        if ends:
+            _end(run)
+    return record
+
+
+def _new_record(cluster: str, name: CertName, options: RotationOptions) -> RotationRecord:
+    return RotationRecord(id=options.rotation_id or new_rotation_id(), cluster=cluster, cert_name=str(name),
+                          trigger=str(options.trigger), started_at=(options.clock or SYSTEM_CLOCK).now(),
+                          requested_by=options.requested_by, dry_run=options.dry_run)
+
+
+def _end(run: Run) -> None:
+    record = run.record
+    record.finished_at = run.clock.now()
+    if record.outcome is Outcome.IN_PROGRESS:
+        record.outcome = Outcome.FAILED
+        record.error = record.error or "rotation interrupted"
+    run.save()
+    run.log.info("rotation finished: %s %s", record.outcome, record.error or "")
+
+
+def _note_failure(run: Run, exc: BaseException) -> None:
+    """What an exception that left the pipeline means for the record (after a push, recovery settled)."""
+    record = run.record
+    if isinstance(exc, Superseded):  # lost the lease before pushing anything: the cluster is untouched
+        record.outcome, record.error = Outcome.SUPERSEDED, exc.message
+    elif isinstance(exc, RotationError):
+        record.error = record.error or exc.message
+        record.retryable, record.retry_after = exc.retryable, exc.retry_after
+        record.problem = exc.problem if isinstance(exc, IssuerError) else None
+        if record.outcome is Outcome.IN_PROGRESS:
+            record.outcome = Outcome.FAILED if record.pushed else Outcome.REFUSED
+    else:  # a bug (recorded, not raised) or a signal (re-raised by the caller)
+        if isinstance(exc, Exception):
+            run.log.exception("rotation failed unexpectedly")
+            record.outcome = Outcome.FAILED
+        record.error = record.error or describe(exc)
+
+
+def _read(run: Run) -> OriginalPair:
+    """What is served now, and the pair a failure restores: the current one, or the original an
+    unfinished earlier rotation of this certificate left bound."""
+    session, record, name = run.session, run.record, run.cert_name
+    with run.step("read") as step:
+        view = session.view(refresh=True)
+        down = view.down_nodes()
+        if down:
+            raise RotationError(
+                f"{session.name}: node(s) {', '.join(str(n.uid) for n in down)} are {down[0].status}; "
+                "a rotation now would leave them stale, so nothing is pushed"
+            )
+        before = session.served(name)
+        unreachable = [s for s in before if not s.ok]
+        if unreachable:
+            raise RotationError(
+                f"{session.name}/{name}: cannot read the current certificate from "
+                + ", ".join(f"{s.endpoint.label} ({s.error})" for s in unreachable[:5])
+                + "; nothing is pushed"
+            )
+        current = _current_pair(session, name)
+        adopted = run.originals.adopt({s.fingerprint for s in before} | {current.fingerprint})
+        original = adopted[0] if adopted else current
+        record.old_fingerprint = original.fingerprint
+        record.nodes = {s.endpoint.label: {"before": s.fingerprint, "after": None} for s in before}
+        step.detail = f"{len(before)} endpoint(s), RS {view.version or 'unknown'}, current " + \
+            certs.short_fingerprint(current.fingerprint)
+        if adopted:
+            step.detail += (f"; rotation {adopted[1]} left this certificate unfinished: its original "
+                            f"{certs.short_fingerprint(original.fingerprint)} is what a failure restores")
+    return original
+
+
+def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: IssuerFactory) -> None:
+    session, record, options = run.session, run.record, run.options
+    name: CertName = plan.cert_name
+    original = _read(run)
+
+    issuer = options.issuer or (
+        issuers.issuer(inventory, plan.issuer) if plan.issuer else None
+    )
+    if issuer is None:
+        raise RotationError(f"{session.name}/{name}: no issuer configured (set clusters.{session.name}.issuer)")
+    record.issuer = issuer.name
+    request = plan.request()
+
+    with run.step("issue") as step:
+        issued: IssuedCert = issuer.issue(request)
+        step.detail = f"from {issuer.name}"
+
+    with run.step("validate") as step:
+        anchors, public = _anchors(run, issuer)
+        checks: list[ExtraCheck] = [*options.extra_checks, cipher_key_check(session.view().tls_fields)]
+        if public:
+            checks.append(_publicly_trusted)
+        if name is CertName.API:
+            checks.append(_rest_client_trusts(session))
+        bundle = validate_issued(issued, request, now=run.clock.now(), trust_anchors=anchors,
+                                 require_anchor=not public, extra_checks=checks)
+        record.new_fingerprint = bundle.fingerprint
+        record.new_not_after = bundle.not_after
+        step.detail = f"{certs.short_fingerprint(bundle.fingerprint)} valid until {bundle.not_after:%Y-%m-%d %H:%M}Z"
+
+    if options.dry_run:
+        record.outcome = Outcome.DRY_RUN
+        return
+
+    if name is CertName.API:
+        # The REST endpoint itself is about to change certificate: trust its issuer first.
+        session.trust_more([*issuer.trust_anchors(), issued.chain_pem])
+    push_and_verify(run, issued, bundle.fingerprint, original)
+
+
+def _anchors(run: Run, issuer: Issuer) -> tuple[list[x509.Certificate], bool]:
+    """Trust anchors the operator configured (the issuer's, ``--trust``, the cluster's ``verify``
+    bundle), and whether the system's roots anchor the chain instead: an ACME issuer without
+    ``trust_roots`` issues from a public CA."""
+    found = [c for pem in (*issuer.trust_anchors(), *run.options.trust)
+             for c in certs.load_certificates(pem, where=f"trust anchors of {issuer.name}")]
+    if not found and issuer.public_roots:
+        return [], True
+    for path in run.session.settings.verify_paths:
+        found += certs.load_certificates(read_file(path, what="verify bundle"), where=str(path))
+    return found, False
+
+
+def _pems(bundle: ParsedBundle) -> tuple[str, SecretPEM]:
+    return certs.certs_to_pem(bundle.certificates), certs.private_key_to_pem(bundle.key)
+
+
+def _publicly_trusted(bundle: ParsedBundle, request: object) -> list[str]:
+    context = ssl.create_default_context()
+    context.check_hostname = False  # SANs are checked against every host by validate
+    chain, key = _pems(bundle)
+    error = handshake_error(context, chain, key, None)
+    return [] if error is None else [f"the chain does not lead to a root the system trusts ({error})"]
+
+
+def _rest_client_trusts(session: ClusterSession) -> ExtraCheck:
+    """``api`` only: the REST client of every later process must still verify the REST API."""
+
+    def check(bundle: ParsedBundle, request: object) -> list[str]:
+        chain, key = _pems(bundle)
+        error = handshake_error(session.rest_context(), chain, key, session.settings.server_name)
+        if error is None:
+            return []
+        return [f"the REST client would not trust this api certificate ({error}): every later command "
+                f"would fail TLS verification; its CA must be in clusters.{session.name}.verify or be the trust "
+                "anchor of the cluster's api issuer"]
+
+    return check

@@ -1,0 +1,230 @@
+"""From the first PUT on, every exit path ends in a known state, verified and recorded per node.
+
+``push_and_verify`` binds the original pair (encrypted) before the first PUT, pushes (fenced),
+and verifies by fresh handshakes. Whatever goes wrong from there -- a REST error or timeout, the
+store going away, SIGTERM, a bug -- rolls back with the *original* pair and verifies that. When
+the rollback cannot complete, a final probe of every endpoint records what each serves and the
+outcome says ``failed`` with the cluster state (old, new or mixed). A rotation that lost its
+lock lease pushes nothing more: it probes, records and ends ``superseded``. Signals
+(``Interrupted``, Ctrl-C) are re-raised once the cluster is settled.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+
+from rotation.core import certs, retry
+from rotation.core.errors import ClusterAPIError, RotationError, Superseded, VerificationError
+from rotation.core.model import CertName, ClusterState, Endpoint, IssuedCert, Outcome, SecretPEM, ServedCert
+from rotation.usecases.rotate import interrupts
+from rotation.usecases.rotate.run import OriginalPair, Run, describe
+
+
+class _NothingApplied(ClusterAPIError):
+    """RS refused the first PUT outright (3xx/4xx): documented to validate before replacing anything."""
+
+
+def push(run: Run, certificate: str, key: SecretPEM) -> str:
+    """PUT the pair, again while RS answers "try again" (409, 5xx, a reset: ``retry.transient_push_answer``),
+    a few times (``retry.PUSH_ATTEMPTS``; the task layer retries the rest of the rotation).
+
+    The lease is checked immediately before every PUT: a rotation that lost it never pushes."""
+    attempt, uncertain = 0, False
+    while True:
+        attempt += 1
+        if attempt > 1:
+            interrupts.check()  # between attempts: a SIGTERM now rolls back what the last one applied
+        run.lease.check()
+        try:
+            return run.session.push(run.cert_name, certificate, key)
+        except ClusterAPIError as exc:
+            if not retry.transient_push_answer(exc):
+                if exc.status is not None and not uncertain:
+                    raise _NothingApplied(exc.message, status=exc.status, error_code=exc.error_code,
+                                         description=exc.description, url=exc.url) from exc
+                raise
+            uncertain = True  # a 409, 5xx or timeout may have applied part of it
+            if attempt >= run.options.push_attempts:
+                raise
+            run.log.warning("push attempt %d failed (%s); retrying", attempt, exc)
+            run.clock.sleep(retry.push_delay(attempt, run.options.push_backoff))
+
+
+def _rest_copy(run: Run) -> ServedCert:
+    """The cluster's own copy; for ``api`` through a fresh client with only the trust a new process has
+    (a pooled connection opened before the push proves nothing). Errors are an answer, not a raise."""
+    session, name = run.session, run.cert_name
+    try:
+        if name is CertName.API:
+            with session.fresh_client() as client:
+                return session.rest_copy(name, client=client)
+        return session.rest_copy(name)
+    except RotationError as exc:
+        return ServedCert(endpoint=Endpoint(session.name, name, "api", "GET /v1/cluster/certificates", 0),
+                          error=exc.message)
+
+
+def observe(run: Run) -> list[ServedCert]:
+    """Fresh handshakes on every endpoint, then the REST copy (``syncer``: the REST copy only)."""
+    served = run.session.served(run.cert_name) if run.cert_name.is_served else []
+    return [*served, _rest_copy(run)]
+
+
+def wait_until_served(run: Run, fingerprint: str, deadline: timedelta | None = None) -> list[ServedCert]:
+    """Observe until everything shows ``fingerprint`` or time runs out. A REST error is one more
+    lagging endpoint (RS restarts its API after a certificate change), not the end."""
+    deadline = run.deadline if deadline is None else deadline
+    end = run.clock.monotonic() + deadline.total_seconds()
+    while True:
+        interrupts.check()
+        if run.lease.lost:
+            raise Superseded(f"{run.record.cluster}/{run.cert_name}: another rotation took the lock while this "
+                             "one was verifying; it pushes nothing more")
+        served = observe(run)
+        lagging = [s for s in served if s.fingerprint != fingerprint]
+        if not lagging:
+            return served
+        if run.clock.monotonic() >= end:
+            where = ", ".join(
+                f"{s.endpoint.label}: {s.error or 'still ' + certs.short_fingerprint(s.fingerprint or '')}"
+                for s in lagging[:5]
+            )
+            raise VerificationError(
+                f"{run.record.cluster}/{run.cert_name}: {certs.short_fingerprint(fingerprint)} not served everywhere "
+                f"after {deadline.total_seconds():g}s ({len(lagging)} endpoint(s) lagging: {where})"
+            )
+        run.clock.sleep(run.options.poll_interval)
+
+
+def cluster_state(served: list[ServedCert], old: str | None, new: str | None) -> ClusterState:
+    seen = {s.fingerprint if s.ok else None for s in served}
+    if seen == {old}:
+        return ClusterState.OLD
+    if new is not None and seen == {new}:
+        return ClusterState.NEW
+    return ClusterState.MIXED
+
+
+def _record_served(run: Run, served: list[ServedCert]) -> None:
+    for s in served:
+        run.record.nodes.setdefault(s.endpoint.label, {"before": None})["after"] = s.fingerprint
+
+
+def finish(run: Run, served: list[ServedCert], outcome: Outcome, state: ClusterState) -> None:
+    """Every endpoint was seen serving one certificate: record it, and forget the original pair."""
+    _record_served(run, served)
+    run.record.outcome, run.record.cluster_state = outcome, state
+    run.originals.release()
+
+
+def final_probe(run: Run, old: str | None, new: str | None, outcome: Outcome) -> None:
+    """The rotation cannot finish or roll back: record what every endpoint serves now and say so."""
+    record = run.record
+    with run.step("final-probe") as step:
+        served = observe(run)
+        state = cluster_state(served, old, new)
+        names = {old: "old", new: "new"}
+        counts = Counter(names.get(s.fingerprint, "other") if s.ok else "unreadable" for s in served)
+        step.detail = f"cluster state {state}: " + ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+        others = {s.fingerprint for s in served if s.ok and s.fingerprint not in names}
+        if set(counts) == {"other"} and len(others) == 1:
+            step.detail += f" (every endpoint serves {certs.short_fingerprint(others.pop() or '')}, which this " \
+                           "rotation did not push)"
+    _record_served(run, served)
+    record.outcome, record.cluster_state = outcome, state
+    record.error = f"{record.error or 'stopped'}; {step.detail}"
+    if state is not ClusterState.MIXED and outcome is not Outcome.SUPERSEDED:
+        run.originals.release()  # one known certificate everywhere (a superseder owns the pair now)
+
+
+def settle(run: Run, original: OriginalPair | None, new: str | None, exc: BaseException) -> None:
+    """Something went wrong after a push: roll back (superseded: only record), then re-raise a signal."""
+    run.record.error = run.record.error or describe(exc)
+    if isinstance(exc, Superseded):
+        final_probe(run, original.fingerprint if original else run.record.old_fingerprint, new, Outcome.SUPERSEDED)
+    elif original is None:
+        run.record.error += "; cannot roll back: the original certificate is not in the secret store"
+        final_probe(run, run.record.old_fingerprint, new, Outcome.FAILED)
+    else:
+        roll_back(run, original, new)
+    if not isinstance(exc, Exception):
+        raise exc
+
+
+def roll_back(run: Run, original: OriginalPair, new: str | None) -> None:
+    try:
+        with run.step("rollback") as step:
+            push(run, original.certificate, original.key)
+            step.detail = f"pushed back {certs.short_fingerprint(original.fingerprint)}"
+        with run.step("verify-rollback") as step:
+            served = wait_until_served(run, original.fingerprint)
+            step.detail = f"{len(served)} endpoint(s) serve the previous certificate again"
+    except BaseException as exc:
+        superseded = isinstance(exc, Superseded)
+        run.record.error = f"{run.record.error}; rollback {'stopped' if superseded else 'failed'}: {describe(exc)}"
+        final_probe(run, original.fingerprint, new, Outcome.SUPERSEDED if superseded else Outcome.FAILED)
+        if not isinstance(exc, Exception):
+            raise
+        return
+    finish(run, served, Outcome.ROLLED_BACK, ClusterState.OLD)
+
+
+def _verify(run: Run, original: OriginalPair | None, new: str, deadline: timedelta | None = None) -> None:
+    try:
+        with run.step("verify") as step:
+            served = wait_until_served(run, new, deadline)
+            step.detail = f"{len(served)} endpoint(s) serve {certs.short_fingerprint(new)}"
+    except BaseException as exc:
+        settle(run, original, new, exc)
+        return
+    finish(run, served, Outcome.VERIFIED, ClusterState.NEW)
+
+
+def push_and_verify(run: Run, issued: IssuedCert, new: str, original: OriginalPair) -> None:
+    run.lease.check()  # never overwrite the kept original of a rotation that took over from us
+    run.originals.bind(run.record.id, original, new)
+    try:
+        with run.step("push") as step:
+            step.detail = "via " + push(run, issued.fullchain_pem, issued.key_pem)
+    except _NothingApplied as exc:
+        _refused_at_push(run, original, new, exc)
+        return
+    except BaseException as exc:
+        if not run.record.pushed:
+            raise  # stopped before the push step began (SIGTERM): nothing to settle
+        settle(run, original, new, exc)
+        return
+    _verify(run, original, new)
+
+
+def _refused_at_push(run: Run, original: OriginalPair, new: str, exc: _NothingApplied) -> None:
+    """RS refused the certificate: confirm by handshakes that nothing changed (else roll back)."""
+    run.record.error = exc.message
+    served = observe(run)
+    if cluster_state(served, original.fingerprint, new) is ClusterState.OLD:
+        finish(run, served, Outcome.REFUSED, ClusterState.OLD)
+    else:
+        roll_back(run, original, new)
+
+
+def resume_after_push(run: Run) -> None:
+    """A redelivered task whose worker died after pushing: finish if the new certificate is served
+    everywhere already, else roll back to the kept original (or, without it, record the state)."""
+    record = run.record
+    with run.step("resume") as step:
+        step.detail = "previous attempt was interrupted after the push"
+        original = run.originals.get()
+        if original is not None and original.fingerprint != record.old_fingerprint:
+            original = None
+        if original is None:
+            step.detail += "; the original certificate is not in the secret store"
+    if record.new_fingerprint:
+        _verify(run, original, record.new_fingerprint, timedelta(0))
+        if record.outcome is not Outcome.IN_PROGRESS:
+            return
+    settle(run, original, record.new_fingerprint, RotationError("interrupted after the push"))
+
+
+__all__ = ["cluster_state", "observe", "push", "push_and_verify", "resume_after_push",
+           "wait_until_served"]

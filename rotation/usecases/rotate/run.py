@@ -1,0 +1,193 @@
+"""One rotation in progress: its record, its steps, the session, the lease and the original pair.
+
+Each step is saved as it starts and ends, so followers (``rotation rotate``, chat) see it happen.
+A save that fails (Redis away) never stops the rotation: after a push it must still verify or
+roll back; the store keeps the record in its local journal and the final save tries again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from rotation.adapters.clock import SYSTEM_CLOCK
+from rotation.adapters.cluster import ClusterSession
+from rotation.adapters.issuers.base import Issuer
+from rotation.adapters.secrets import SecretStore
+from rotation.adapters.state import Lease, RecordStore
+from rotation.adapters.state.local import KernelLease
+from rotation.core import retry
+from rotation.core.clock import Clock
+from rotation.core.errors import Interrupted, RotationError
+from rotation.core.model import CertName, RotationRecord, SecretPEM, Step, Trigger
+from rotation.usecases.rotate import interrupts
+
+log = logging.getLogger("rotation.usecases.rotate.pipeline")
+
+ProgressCallback = Callable[[RotationRecord, Step], None]
+
+
+@dataclass
+class RotationOptions:
+    trigger: Trigger | str = Trigger.CLI
+    dry_run: bool = False
+    issuer: Issuer | None = None  # overrides the inventory's issuer (e.g. --cert-file/--key-file)
+    verify_deadline: timedelta | None = None  # default: the cluster's verify_deadline
+    poll_interval: float = 0.5
+    push_attempts: int = retry.PUSH_ATTEMPTS
+    push_backoff: float = retry.PUSH_BACKOFF
+    rotation_id: str | None = None
+    clock: Clock | None = None  # the context's (default: the system's): timestamps, deadlines, waits
+    progress: ProgressCallback | None = None
+    extra_checks: tuple = field(default_factory=tuple)
+    requested_by: str | None = None
+    # Where the original pair is kept (encrypted) so a retry or redelivered task can still roll back.
+    secrets: SecretStore | None = None
+    trust: tuple[str, ...] = ()  # more trust anchors (PEM) the operator named (`--trust FILE`)
+
+
+# Long enough for an operator to come back to a cluster a rotation left mixed.
+ORIGINAL_TTL = 90 * 86400
+
+
+@dataclass(frozen=True)
+class OriginalPair:
+    """The certificate and key served before a rotation first pushed. The key never leaves memory
+    except encrypted into the secret store."""
+
+    certificate: str
+    key: SecretPEM = field(repr=False)
+    fingerprint: str
+
+
+class OriginalPairs:
+    """The original pair of (cluster identity, certificate), kept encrypted from just before the first
+    PUT until the cluster is proven to serve one certificate again.
+
+    While it is kept, any rotation of that certificate (a retry, a redelivered task, the next scan's)
+    restores *it* on failure, never a half-pushed certificate it happens to read. Alongside it, the
+    fingerprints pushed since, so a later rotation can tell a state it left from a change made outside.
+    """
+
+    def __init__(self, secrets: SecretStore | None, cluster: str, cert_name: CertName) -> None:
+        self.secrets = secrets
+        self.key = f"original/{cluster}/{cert_name}"
+
+    def _load(self) -> dict | None:
+        blob = self.secrets.get(self.key) if self.secrets is not None else None
+        return json.loads(blob) if blob else None
+
+    def get(self) -> OriginalPair | None:
+        data = self._load()
+        return OriginalPair(data["certificate"], SecretPEM(data["key"]), data["fingerprint"]) if data else None
+
+    def adopt(self, served: set[str | None]) -> tuple[OriginalPair, str] | None:
+        """The original pair (and the rotation that bound it) when what is served now is only what that
+        unfinished rotation left: its original and what it pushed. A cluster changed since is not ours."""
+        data = self._load()
+        if data is None:
+            return None
+        if served <= {data["fingerprint"], *data.get("pushed", ())}:
+            pair = OriginalPair(data["certificate"], SecretPEM(data["key"]), data["fingerprint"])
+            return pair, str(data.get("rotation"))
+        log.warning("%s: kept original pair of rotation %s dropped: the cluster now serves certificates that "
+                    "rotation did not push (changed by hand?)", self.key, data.get("rotation"))
+        self.release()
+        return None
+
+    def bind(self, rotation_id: str, pair: OriginalPair, new_fingerprint: str) -> None:
+        if self.secrets is None:
+            return
+        data = self._load()
+        pushed = set(data.get("pushed", ())) if data and data["fingerprint"] == pair.fingerprint else set()
+        blob = {"rotation": rotation_id, "certificate": pair.certificate, "key": pair.key.reveal(),
+                "fingerprint": pair.fingerprint, "pushed": sorted(pushed | {new_fingerprint})}
+        self.secrets.put(self.key, json.dumps(blob).encode(), ttl_seconds=ORIGINAL_TTL)
+
+    def release(self) -> None:
+        """The cluster serves one known certificate again: nothing left to restore."""
+        if self.secrets is None:
+            return
+        try:
+            self.secrets.delete(self.key)
+        except RotationError as exc:  # the store is away: the pair stays kept, harmless and encrypted
+            log.warning("%s: could not forget the original pair: %s", self.key, exc.message)
+
+
+class Run:
+    """One rotation in progress: the record, its steps and the session it works through."""
+
+    def __init__(self, session: ClusterSession, record: RotationRecord, options: RotationOptions,
+                 store: RecordStore, cert_name: CertName) -> None:
+        self.session = session
+        self.record = record
+        self.options = options
+        self.store = store
+        self.cert_name = cert_name
+        self.clock: Clock = options.clock or SYSTEM_CLOCK
+        self.lease: Lease = KernelLease()
+        self.originals = OriginalPairs(options.secrets, session.settings.identity, cert_name)
+        self.deadline: timedelta = options.verify_deadline or session.settings.verify_deadline
+        self.log = logging.LoggerAdapter(log, {"rotation_id": record.id, "cluster": record.cluster,
+                                               "cert_name": record.cert_name})
+        self.store_down = False  # the last save did not reach the store (the record is in its journal)
+
+    def step(self, name: str) -> StepScope:
+        return StepScope(self, name)
+
+    def save(self) -> None:
+        """Save the record; a store that is away is logged once, never raised (the store journals)."""
+        try:
+            self.store.save(self.record)
+        except RotationError as exc:
+            if not self.store_down:
+                self.log.warning("record not saved, kept locally until the store returns: %s", exc.message)
+            self.store_down = True
+        else:
+            self.store_down = False
+
+    def notify(self, step: Step) -> None:
+        self.save()  # followers (CLI --wait, chat) see each step as it happens
+        if self.options.progress:
+            self.options.progress(self.record, step)
+
+
+class StepScope:
+    def __init__(self, run: Run, name: str) -> None:
+        self.run = run
+        self.step = Step(name=name, started_at=run.clock.now())
+
+    def __enter__(self) -> Step:
+        interrupts.check()  # a safe point: SIGTERM in the CLI unwinds here, before the step begins
+        self.run.record.steps.append(self.step)
+        self.run.notify(self.step)
+        self.run.log.info("step %s started", self.step.name)
+        return self.step
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
+        self.step.finished_at = self.run.clock.now()
+        if self.step.ok is None:
+            self.step.ok = exc is None
+        if exc is not None and not self.step.detail:
+            self.step.detail = describe(exc)
+        self.run.log.info("step %s %s %s", self.step.name, "ok" if self.step.ok else "failed", self.step.detail)
+        self.run.notify(self.step)
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a record: our own errors say what and where; anything else is named as unexpected."""
+    if isinstance(exc, RotationError):
+        return exc.message
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    if isinstance(exc, Interrupted):
+        return f"interrupted ({exc})"
+    if not isinstance(exc, Exception):
+        return f"interrupted ({type(exc).__name__})"
+    return f"unexpected error ({type(exc).__name__}: {str(exc)[:300]})"
+
+
+__all__ = ["OriginalPair", "OriginalPairs", "ProgressCallback", "RotationOptions", "Run", "StepScope", "describe"]

@@ -1,0 +1,160 @@
+"""The scan: what every managed certificate of a cluster looks like right now, and whether it is due.
+
+One probe batch per cluster: all endpoints of all certificates are handshaken concurrently
+under the cluster's cap (never one task or one loop iteration per endpoint). ``cluster_states``
+reads and judges (also what `check` shows); ``scan_cluster`` is beat's: it also stores what each
+node serves and decides, per certificate, whether to rotate it (``core.renewal.decide``: served
+state, renewal window with the CA's ARI window, backoff, clock).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+
+from rotation.adapters.cluster import ClusterSession
+from rotation.adapters.tls.probe import probe_endpoints
+from rotation.config import Inventory
+from rotation.core import certs
+from rotation.core.clock import Clock
+from rotation.core.errors import RotationError, RotationInProgress
+from rotation.core.model import CertName, Endpoint, ServedCert, Trigger
+from rotation.core.renewal import Decision, Health, RenewalWindow, Verdict, decide, judge
+from rotation.usecases.context import ServiceContext
+from rotation.usecases.queue import RotationQueue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CertState:
+    cluster: str
+    cert_name: CertName
+    verdict: Verdict
+    served: tuple[ServedCert, ...]
+
+    @property
+    def health(self) -> Health:
+        return self.verdict.health
+
+
+def cluster_states(
+    inventory: Inventory,
+    session: ClusterSession,
+    clock: Clock,
+    cert_names: Sequence[CertName] | None = None,
+) -> list[CertState]:
+    """Probe every managed certificate once and judge it. REST errors propagate; handshake
+    failures become UNREACHABLE verdicts."""
+    names = list(cert_names or session.settings.certificates)
+    view = session.view(refresh=True)
+    by_cert: dict[CertName, list[Endpoint]] = {n: view.endpoints(n) for n in names if n.is_served}
+    flat = [e for endpoints in by_cert.values() for e in endpoints]
+    results = probe_endpoints(
+        flat, concurrency=session.settings.concurrency, timeout=session.settings.handshake_timeout.total_seconds()
+    )
+    served_by: dict[CertName, list[ServedCert]] = {n: [] for n in names}
+    for result in results:
+        served_by[result.endpoint.cert_name].append(result)
+    for name in names:
+        if not name.is_served:
+            served_by[name] = [session.rest_copy(name, from_view=True)]
+    moment = clock.now()
+    states = []
+    for name in names:
+        renew_before = inventory.plan(session.name, name).renew_before
+        states.append(CertState(session.name, name, judge(served_by[name], moment, renew_before),
+                                tuple(served_by[name])))
+    return states
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    cluster: str
+    states: list[CertState]
+    decisions: dict[CertName, Decision]
+
+    @property
+    def due(self) -> list[CertName]:
+        return [name for name, decision in self.decisions.items() if decision.due]
+
+    @property
+    def backing_off(self) -> list[CertName]:
+        return [name for name, decision in self.decisions.items() if decision.backing_off]
+
+
+def scan_cluster(ctx: ServiceContext, cluster: str) -> ScanResult:
+    """Probe every managed certificate of one cluster, store what each node serves, and decide which
+    certificates to rotate now."""
+    inventory = ctx.inventory()
+    try:
+        with ctx.sessions.open(inventory, cluster) as session:
+            states = cluster_states(inventory, session, ctx.clock)
+    except RotationError as exc:
+        ctx.state.record_scan(cluster, ok=False, error=exc.message)
+        raise
+    moment = ctx.clock.now()
+    next_attempts = _save_scan(ctx, cluster, states, moment)
+    decisions = {}
+    for state in states:
+        plan = inventory.plan(cluster, state.cert_name)
+        window = RenewalWindow(plan.renew_before, _ari_due_at(ctx, inventory, plan.issuer, state))
+        next_attempt = next_attempts.get(str(state.cert_name))
+        decisions[state.cert_name] = decide(state.served, window, moment,
+                                            datetime.fromisoformat(next_attempt) if next_attempt else None)
+    return ScanResult(cluster, states, decisions)
+
+
+def scan_and_queue(ctx: ServiceContext, cluster: str, queue: RotationQueue,
+                   uniform: Callable[[float, float], float] = random.uniform) -> dict[str, Any]:
+    """Beat's scan of one cluster: what it serves is stored, and the due certificates are queued,
+    spread over ``ROTATION_JITTER`` (a fleet's renewals do not all start at once)."""
+    result = scan_cluster(ctx, cluster)
+    jitter = ctx.settings.rotation_jitter.total_seconds()
+    queued, busy = [], []
+    for cert_name in result.due:
+        try:
+            queued.append(queue.submit(cluster, str(cert_name), trigger=Trigger.BEAT, countdown=uniform(0, jitter)))
+        except RotationInProgress:
+            busy.append(str(cert_name))
+    if result.backing_off:
+        log.info("%s: backing off %s after failures", cluster, ", ".join(map(str, result.backing_off)))
+    return {"cluster": cluster, "queued": queued, "in_progress": busy,
+            "backing_off": [str(c) for c in result.backing_off]}
+
+
+def _ari_due_at(ctx: ServiceContext, inventory: Inventory, issuer_name: str | None,
+                state: CertState) -> datetime | None:
+    """The CA's renewal window for what is served (ACME Renewal Information), when its issuer offers one."""
+    served = next((s for s in state.served if s.ok and s.leaf_der), None)
+    if not issuer_name or served is None or served.leaf_der is None:
+        return None
+    try:
+        issuer = ctx.issuers.issuer(inventory, issuer_name)
+        return issuer.renewal_due_at(certs.cert_to_pem(x509.load_der_x509_certificate(served.leaf_der)))
+    except RotationError as exc:
+        log.warning("renewal info for %s/%s unavailable: %s", state.cluster, state.cert_name, exc.message)
+        return None
+
+
+def _save_scan(ctx: ServiceContext, cluster: str, states: list[CertState], now: datetime) -> dict[str, str | None]:
+    """What every node serves, per certificate, for `status` and the metrics (one Redis round trip)."""
+    return ctx.state.save_scan(cluster, {
+        str(state.cert_name): {
+            "served": {s.endpoint.label: s.fingerprint for s in state.served},
+            "not_after": {s.endpoint.label: s.not_after.isoformat() for s in state.served if s.not_after},
+            "health": str(state.health),
+            "reason": state.verdict.reason,
+            "last_scan": now.isoformat(),
+        }
+        for state in states
+    })
+
+
+__all__ = ["CertState", "ScanResult", "scan_and_queue", "scan_cluster", "cluster_states"]

@@ -1,0 +1,72 @@
+"""`rotation status` and chat's `status`: the service's view of every certificate, read from its state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rotation.core.errors import ConfigError
+from rotation.usecases.context import ServiceContext
+
+
+def _short_time(value: str | None) -> str | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _lock_holders(ctx: ServiceContext, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """Who holds each (cluster, cert) lock; locks are keyed by the cluster's identity (its REST URL)."""
+    try:
+        clusters = ctx.inventory().clusters
+    except ConfigError:
+        return {}  # no inventory here: the rotations in flight still show through their pending markers
+    keyed = {(clusters[name].identity, cert): (name, cert) for name, cert in pairs if name in clusters}
+    return {keyed[key]: holder for key, holder in ctx.state.lock_holders(list(keyed)).items()}
+
+
+def _backoff(state: dict[str, Any]) -> dict[str, Any] | None:
+    """Why and until when a certificate is skipped by the scans (`rotation retry` clears it)."""
+    if not state.get("next_attempt"):
+        return None
+    return {"until": _short_time(state["next_attempt"]), "failures": int(state.get("failures") or 0),
+            "reason": state.get("last_error") or "", "clear_with": "rotation retry CLUSTER CERT"}
+
+
+def service_status(ctx: ServiceContext, cluster: str | None = None) -> dict[str, Any]:
+    store = ctx.state
+    states = store.all_states()  # Redis unreachable: StoreUnavailable names it (password redacted)
+    pending = store.pending()
+    scans = store.scans()
+    inventory_problems = store.inventory_problems()
+    holders = _lock_holders(ctx, list(states))
+    now = ctx.clock.now()
+    rows = []
+    for (name, cert), state in sorted(states.items()):
+        if cluster and name != cluster:
+            continue
+        not_after = [datetime.fromisoformat(v) for v in (state.get("not_after") or {}).values()]
+        left = (min(not_after) - now).total_seconds() / 86400 if not_after else None
+        holder = holders.get((name, cert))
+        rows.append({
+            "cluster": name,
+            "cert": cert,
+            "health": state.get("health", "unknown"),
+            "reason": state.get("reason", ""),
+            "days_left": f"{left:.1f}" if left is not None else "-",
+            "served": state.get("served") or {},
+            "intended": state.get("intended"),
+            "last_scan": _short_time(state.get("last_scan")),
+            "last_rotation": state.get("last_rotation"),
+            "last_outcome": state.get("last_outcome"),
+            "last_error": state.get("last_error"),
+            "failures": int(state.get("failures") or 0),
+            "next_attempt": _short_time(state.get("next_attempt")),
+            "backoff": _backoff(state),
+            "in_flight": pending.get((name, cert)) or holder,
+        })
+    in_flight = [{"cluster": c, "cert": n, "rotation_id": i} for (c, n), i in sorted(pending.items())
+                 if not cluster or c == cluster]
+    return {"certificates": rows, "in_flight": in_flight,
+            "scans": {c: s for c, s in scans.items() if not cluster or c == cluster},
+            "inventory_problems": list(inventory_problems.values())}

@@ -1,0 +1,362 @@
+"""The fault matrix: the simulator driven through every fault a rotation meets, and the end state
+checked by independent handshakes (``conftest.handshake_fingerprint``, not the project's probe).
+
+The promise under test: after a rotation, every endpoint serves one certificate and the record
+names it; where that cannot be (a rollback that failed), the record says what each endpoint serves.
+Pipeline-level faults share one simulator (faults cleared between cases); faults that need real
+processes (SIGSTOP, SIGTERM, SIGKILL, Redis going away, a worker's environment) run their own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from support.clock import FakeClock
+from support.cluster import handshake_fingerprint, start_simulator, write_inventory
+from support.processes import ROOT, RedisServer, wait_for
+from support.rotate import rotate_here
+
+from rotation.adapters.clock import SYSTEM_CLOCK
+from rotation.adapters.issuers.internal_ca import init_ca
+from rotation.adapters.state.local import LocalState
+from rotation.config import Inventory, load_inventory
+from rotation.core import certs
+from rotation.core.model import ClusterState, Outcome, RotationRecord, Step
+from rotation.simulator import ClusterSimulator
+from rotation.usecases.context import ServiceContext
+from rotation.usecases.rotate.run import RotationOptions
+
+REST_LABEL = "{cert}@cluster GET /v1/cluster/certificates"
+
+
+# --- independent view of the cluster --------------------------------------------------------
+def endpoints(sim: ClusterSimulator, cert: str) -> list[tuple[str, str, int, str]]:
+    """(record label, host, port, SNI) of every listener that presents ``cert``."""
+    fqdn, cfg = sim.config.fqdn, sim.config
+    ports = {"cm": cfg.cm_port, "api": cfg.api_port, "metrics_exporter": cfg.metrics_port}
+    found = []
+    for uid, address in enumerate(sim.node_addresses, start=1):
+        if cert in ports:
+            found.append((f"{cert}@node{uid} {address}:{ports[cert]}", address, ports[cert], fqdn))
+        elif cert == "proxy":
+            found += [(f"proxy@node{uid} {address}:{port}", address, port, f"redis-{port}.{fqdn}")
+                      for port in (12000, 12001) if port == 12000 or uid == 1]
+    return found
+
+
+def served(sim: ClusterSimulator, cert: str) -> dict[str, str]:
+    """What every endpoint serves, by fresh handshakes, plus the cluster's own copy."""
+    view = {label: handshake_fingerprint(host, port, sni) for label, host, port, sni in endpoints(sim, cert)}
+    leaf = certs.load_certificates(sim.cluster_cert_pem(cert), where="simulator")[0]
+    view[REST_LABEL.format(cert=cert)] = certs.fingerprint(leaf)
+    return view
+
+
+def assert_one_certificate_named_by(record: RotationRecord, sim: ClusterSimulator, expected: str | None) -> None:
+    """Every endpoint serves ``expected``, and the record says so endpoint by endpoint."""
+    view = served(sim, record.cert_name)
+    assert set(view.values()) == {expected}, (record.outcome, record.error)
+    assert {label: pair.get("after") for label, pair in record.nodes.items()} == view
+
+
+# --- pipeline-level faults on one shared simulator ------------------------------------------
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ClusterSimulator, Path]]:
+    base = tmp_path_factory.mktemp("matrix")
+    sim = start_simulator(base)
+    try:
+        yield sim, write_inventory(base / "rotation.yaml", sim, init_ca(base / "ca", common_name="matrix CA"))
+    finally:
+        sim.stop()
+
+
+@pytest.fixture
+def sim(shared: tuple[ClusterSimulator, Path], state_dir: Path) -> Iterator[ClusterSimulator]:
+    simulator = shared[0]
+    yield simulator
+    simulator.clear_faults()
+    for uid in (1, 2, 3):
+        simulator.node_down(uid, down=False)
+
+
+@pytest.fixture
+def inventory(shared: tuple[ClusterSimulator, Path]) -> Inventory:
+    return load_inventory(shared[1])
+
+
+Action = Callable[[ClusterSimulator], None]
+
+
+@dataclass(frozen=True)
+class Fault:
+    cert: str
+    outcome: Outcome
+    ends_on: str  # "new" or "old": what every endpoint serves at the end
+    arrange: Action = lambda sim: None
+    # (step name, finished?) -> what happens to the cluster at that moment of the rotation
+    during: dict[tuple[str, bool], Action] = field(default_factory=dict)
+    error: str = ""
+    deadline: float = 3.0
+    steps: tuple[str, ...] = ()
+    # the verification deadline runs out on a fake clock: no waiting, and the waits are counted
+    fake_time: bool = False
+
+
+def _then(*actions: Action) -> Action:
+    def run(sim: ClusterSimulator) -> None:
+        for action in actions:
+            action(sim)
+
+    return run
+
+
+MATRIX = {
+    "409 once, retried": Fault("proxy", Outcome.VERIFIED, "new", lambda s: s.fail_next(1, 409)),
+    "409 on every attempt (applied to node 1 only)": Fault(
+        "proxy", Outcome.ROLLED_BACK, "old", lambda s: s.fail_next(3, 409), error="409"),
+    "5xx burst, retried": Fault("cm", Outcome.VERIFIED, "new", lambda s: s.fail_next(2, 500)),
+    "5xx on push and rollback": Fault(
+        "cm", Outcome.FAILED, "old", lambda s: s.fail_next(10, 503), error="cluster state old"),
+    "node stale for a while": Fault("cm", Outcome.VERIFIED, "new", lambda s: s.stale(2, seconds=0.5)),
+    "node stale for good": Fault(
+        "cm", Outcome.ROLLED_BACK, "old", lambda s: s.stale(3, None, "cm"), error="node3", deadline=1.5,
+        steps=("read", "issue", "validate", "push", "verify", "rollback", "verify-rollback"), fake_time=True),
+    "REST API 503 after the push, node lagging for good": Fault(
+        "metrics_exporter", Outcome.ROLLED_BACK, "old", lambda s: s.stale(3, None, "metrics_exporter"),
+        during={("push", True): lambda s: s.fail_requests(10_000, 503, method="GET", path="/v1/cluster/certificates"),
+                ("rollback", False): lambda s: s.clear_faults()},
+        error="HTTP 503", deadline=1.5, fake_time=True),
+    "REST API 503 after the push, node catching up": Fault(
+        "metrics_exporter", Outcome.VERIFIED, "new", lambda s: s.stale(2, seconds=0.5),
+        during={("push", True): lambda s: s.fail_requests(3, 503, method="GET", path="/v1/cluster/certificates")}),
+    "PUT redirected (302)": Fault(
+        "proxy", Outcome.REFUSED, "old",
+        lambda s: s.fail_requests(1, 302, method="PUT", location="https://login.example.test/sso?next=api"),
+        error="redirecting to https://login.example.test/sso?next=api"),
+    "GET /v1/cluster redirected (302)": Fault(
+        "cm", Outcome.REFUSED, "old",
+        lambda s: s.fail_requests(1, 302, method="GET", path="/v1/cluster", location="/maintenance"),
+        error="GET /v1/cluster: the REST API answered HTTP 302, redirecting to https://"),
+    "slow REST API": Fault("metrics_exporter", Outcome.VERIFIED, "new", lambda s: s.slow(0.1)),
+    "node down": Fault("cm", Outcome.REFUSED, "old", lambda s: s.node_down(2), error="node(s) 2"),
+}
+
+
+@pytest.mark.parametrize("case", list(MATRIX))
+def test_fault_ends_with_one_certificate_served_and_named(sim: ClusterSimulator, inventory: Inventory,
+                                                          case: str) -> None:
+    fault = MATRIX[case]
+    original = served(sim, fault.cert)[REST_LABEL.format(cert=fault.cert)]
+    fault.arrange(sim)
+
+    def progress(record: RotationRecord, step: Step) -> None:
+        action = fault.during.get((step.name, step.finished_at is not None))
+        if action is not None:
+            action(sim)
+
+    clock = FakeClock(datetime.now(UTC)) if fault.fake_time else None
+    options = RotationOptions(poll_interval=0.1, push_backoff=0.05, progress=progress,
+                              verify_deadline=timedelta(seconds=fault.deadline), clock=clock)
+    (record,) = rotate_here(inventory, "sim", [fault.cert], options)
+    assert record.outcome is fault.outcome, record.error
+    if clock is not None:  # verification polled until its deadline, then gave up
+        assert sum(clock.slept) >= fault.deadline and set(clock.slept) == {0.1}
+    assert fault.error in (record.error or ""), record.error
+    if fault.steps:
+        assert tuple(s.name for s in record.steps) == fault.steps
+    sim.clear_faults()
+    for uid in (1, 2, 3):
+        sim.node_down(uid, down=False)
+    expected = record.new_fingerprint if fault.ends_on == "new" else original
+    assert record.old_fingerprint in (None, original)
+    if record.pushed:
+        assert_one_certificate_named_by(record, sim, expected)
+        assert record.cluster_state is (ClusterState.NEW if fault.ends_on == "new" else ClusterState.OLD)
+    else:
+        assert set(served(sim, fault.cert).values()) == {original}
+
+
+def test_failed_rollback_records_each_endpoint_and_the_retry_restores_the_original(
+    sim: ClusterSimulator, inventory: Inventory
+) -> None:
+    original = served(sim, "cm")[REST_LABEL.format(cert="cm")]
+    sim.stale(3, None, "cm")  # node 3 never takes the new certificate: verification fails
+    options = RotationOptions(poll_interval=0.1, push_backoff=0.05, verify_deadline=timedelta(seconds=1.5),
+                              progress=lambda record, step: step.name == "rollback" and sim.fail_next(10, 500),
+                              clock=FakeClock(datetime.now(UTC)))
+    (failed,) = rotate_here(inventory, "sim", ["cm"], options)
+    assert failed.outcome is Outcome.FAILED and failed.cluster_state is ClusterState.MIXED
+    assert "rollback failed" in (failed.error or "") and "cluster state mixed" in (failed.error or "")
+    view = served(sim, "cm")  # independent: nodes 1-2 and the REST copy new, node 3 the original
+    assert {label: pair["after"] for label, pair in failed.nodes.items()} == view
+    assert sorted(view.values()).count(original) == 1 and set(view.values()) == {original, failed.new_fingerprint}
+
+    # The next attempt (a retry, or beat's next scan) restores the *original*, not the half-pushed one.
+    sim.clear_faults()  # node 3 catches up: every endpoint now serves the half-pushed certificate
+    sim.fail_next(1, 400)  # and RS refuses the retry's certificate
+    (retry,) = rotate_here(inventory, "sim", ["cm"], RotationOptions(poll_interval=0.1, push_backoff=0.05))
+    assert retry.old_fingerprint == original != failed.new_fingerprint
+    assert "left this certificate unfinished" in retry.steps[0].detail
+    assert retry.outcome is Outcome.ROLLED_BACK, retry.error
+    assert_one_certificate_named_by(retry, sim, original)
+
+
+# --- faults that need real processes --------------------------------------------------------
+def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "workers.main", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _record_reaching(load: Callable[[], list[RotationRecord]], step: str) -> RotationRecord:
+    return wait_for(lambda: next((r for r in load() if any(s.name == step for s in r.steps)), None), 30,
+                    0.05, what=f"a rotation to reach {step}")
+
+
+def test_sigterm_after_the_push_rolls_back_on_the_way_out(
+    simulator: ClusterSimulator, inventory_path: Path, state_dir: Path
+) -> None:
+    original = simulator.served_fingerprint(1, "cm")
+    simulator.stale(3, None, "cm")
+    env = {**os.environ, "ROTATION_STORE": "local", "ROTATION_STATE_DIR": str(state_dir)}
+    process = _cli("rotate", "sim", "cm", "--inline", "-c", str(inventory_path), "--verify-deadline", "60s", env=env)
+    try:
+        _record_reaching(lambda: LocalState(state_dir, SYSTEM_CLOCK).history("sim", "cm"), "verify")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 1, stderr
+    assert "interrupted (SIGTERM)" in stderr
+    (record,) = LocalState(state_dir, SYSTEM_CLOCK).history("sim", "cm")
+    assert record.outcome is Outcome.ROLLED_BACK and "interrupted (SIGTERM)" in (record.error or "")
+    assert_one_certificate_named_by(record, simulator, original)
+
+
+def test_a_rotation_paused_past_its_lease_is_fenced_off(
+    simulator: ClusterSimulator, service_env: dict[str, str], redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rotation A is SIGSTOPped mid-verify past its lease; B takes over and verifies; A resumes and
+    must not roll B's certificate back to the original: it records `superseded` and pushes nothing."""
+    monkeypatch.setenv("ROTATION_LOCK_LEASE", "1s")
+    env = {**service_env, "ROTATION_LOCK_LEASE": "1s"}
+    original = simulator.served_fingerprint(1, "cm")
+    simulator.stale(3, None, "cm")
+    ctx = ServiceContext()
+    paused = _cli("rotate", "sim", "cm", "--inline", "--verify-deadline", "3s", "--json", env=env)
+    try:
+        a = _record_reaching(lambda: ctx.state.history("sim", "cm"), "verify")
+        os.kill(paused.pid, signal.SIGSTOP)
+        lock = f"rotation:lock:{simulator.node_addresses[0]}:{simulator.config.api_port}:cm"
+        wait_for(lambda: redis_server.client().get(lock) is None, 10, 0.05, what="A's lease to run out")
+        simulator.stale(3, seconds=0)  # node 3 catches up with A's certificate
+        (b,) = rotate_here(load_inventory(service_env["ROTATION_CONFIG"]), "sim", ["cm"],
+                             RotationOptions(poll_interval=0.1), ctx=ctx)
+        assert b.outcome is Outcome.VERIFIED and b.old_fingerprint == original  # B restores A's original if need be
+        pushes = len(simulator.received_update_bodies)
+        os.kill(paused.pid, signal.SIGCONT)
+        paused.communicate(timeout=60)
+    finally:
+        if paused.poll() is None:
+            os.kill(paused.pid, signal.SIGCONT)
+            paused.kill()
+    assert paused.returncode == 1
+    a = ctx.state.get(a.id)
+    assert a.outcome is Outcome.SUPERSEDED, a.error
+    assert "took the lock" in (a.error or "") and "which this rotation did not push" in (a.error or "")
+    assert len(simulator.received_update_bodies) == pushes  # A pushed nothing after it lost the lease
+    assert_one_certificate_named_by(a, simulator, b.new_fingerprint)
+    assert_one_certificate_named_by(b, simulator, b.new_fingerprint)
+
+
+def test_redis_going_away_after_the_push_loses_nothing(
+    simulator: ClusterSimulator, service_env: dict[str, str], redis_server: RedisServer
+) -> None:
+    simulator.stale(2, seconds=0.5, cert_name="metrics_exporter")  # verification takes a moment
+    stopped = []
+
+    def redis_dies_after_the_push(record: RotationRecord, step: Step) -> None:
+        if step.name == "push" and step.finished_at is not None:
+            redis_server.stop()
+            stopped.append(record.id)
+
+    ctx = ServiceContext()
+    try:
+        (record,) = rotate_here(load_inventory(service_env["ROTATION_CONFIG"]), "sim", ["metrics_exporter"],
+                                  RotationOptions(poll_interval=0.1, progress=redis_dies_after_the_push), ctx=ctx)
+    finally:
+        redis_server.start()  # an empty Redis (no persistence): like a restart that lost everything
+    assert stopped == [record.id] and record.outcome is Outcome.VERIFIED, record.error
+    assert_one_certificate_named_by(record, simulator, record.new_fingerprint)
+    assert list((Path(service_env["ROTATION_STATE_DIR"]) / "journal").glob("*.json"))  # kept locally
+    (stored,) = ctx.state.history("sim", "metrics_exporter")  # the first read writes it back
+    assert stored.to_dict() == record.to_dict()
+    assert not list((Path(service_env["ROTATION_STATE_DIR"]) / "journal").glob("*.json"))
+
+
+def test_worker_killed_mid_rotation_is_resumed_by_the_redelivered_task(
+    simulator: ClusterSimulator, service_env: dict[str, str], start_service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers.queue import CeleryRotationQueue
+
+    # A short visibility timeout: the dead worker's task comes back after 6 s instead of 18.
+    fast = {"ROTATION_TASK_TIME_LIMIT": "5s", "ROTATION_VISIBILITY_TIMEOUT": "6s"}
+    for name, value in fast.items():
+        monkeypatch.setenv(name, value)
+    env = {**service_env, **fast}
+    simulator.stale(3, seconds=None, cert_name="cm")  # verification will wait on node 3
+    worker = start_service("worker", env=env)
+    ctx = ServiceContext()
+    rotation_id = CeleryRotationQueue(ctx).submit("sim", "cm")
+    _record_reaching(lambda: [r for r in [ctx.state.get(rotation_id)] if r], "verify")
+    worker.kill()  # SIGKILL after the push, before verification finished
+    assert ctx.state.get(rotation_id).outcome is Outcome.IN_PROGRESS
+    simulator.clear_faults()  # node 3 catches up meanwhile
+    start_service("worker", env=env)  # the unacked task comes back after the visibility timeout
+    record = wait_for(lambda: (r := ctx.state.get(rotation_id)) and r.outcome is not Outcome.IN_PROGRESS and r,
+                      60, 0.5, what="the redelivered rotation to end")
+    assert "resume" in [s.name for s in record.steps]
+    assert record.outcome is Outcome.VERIFIED, record.error
+    assert_one_certificate_named_by(record, simulator, record.new_fingerprint)
+
+
+def test_a_worker_that_cannot_do_the_rotation_ends_its_record(
+    simulator: ClusterSimulator, service_env: dict[str, str], start_service, tmp_path: Path,
+    ca_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's environment lacks the cluster's password: the record ends `failed` with the reason,
+    its pending marker is released and it is counted; `rotation rotate -c FILE` (queued) exits 1 at once.
+    A rotation asked for with another inventory than the worker's is refused the same way."""
+    from typer.testing import CliRunner
+
+    from workers.main import app
+
+    no_password = write_inventory(tmp_path / "worker.yaml", simulator, ca_files,
+                                  cluster_overrides={"password_file": None, "password_env": "SIM_PW_NOT_SET"})
+    other = write_inventory(tmp_path / "other.yaml", simulator, ca_files, cluster_overrides={"verify_deadline": "7s"})
+    start_service("worker", env={**service_env, "ROTATION_CONFIG": str(no_password)})
+    monkeypatch.delenv("ROTATION_CONFIG")  # only -c names the inventory now
+    runner = CliRunner()
+
+    result = runner.invoke(app, ["rotate", "sim", "cm", "-c", str(no_password), "--json"])
+    assert result.exit_code == 1, result.output
+    (record,) = json.loads(result.stdout)
+    assert record["outcome"] == "failed" and "SIM_PW_NOT_SET is not set" in record["error"]
+    ctx = ServiceContext()
+    assert ctx.state.pending() == {}
+    assert ctx.state.stats().get("count|sim|cm|failed") == "1"
+
+    result = runner.invoke(app, ["rotate", "sim", "proxy", "-c", str(other), "--json"])
+    assert result.exit_code == 1, result.output
+    (record,) = json.loads(result.stdout)
+    assert "is not the one the rotation was requested with" in record["error"] and str(no_password) in record["error"]
+    assert not simulator.received_update_bodies

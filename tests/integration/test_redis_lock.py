@@ -1,0 +1,83 @@
+"""The rotation lock against a real redis-server: fencing tokens, lost and re-taken leases, Redis away.
+
+Time is injected into the lease (its ``clock``) so "paused past the lease" needs no sleeping."""
+
+from __future__ import annotations
+
+import pytest
+from support.processes import RedisServer, free_port
+
+from rotation.adapters.state.redis_client import connect
+from rotation.adapters.state.redis_lock import RedisLease, RedisLocker
+from rotation.core.errors import RotationInProgress, StoreUnavailable, Superseded
+
+CLUSTER = "127.0.0.1:9443"
+
+
+@pytest.fixture
+def client(redis_server: RedisServer):  # noqa: ANN201
+    redis_server.client().flushall()
+    return connect(redis_server.url)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_tokens_grow_with_every_acquisition_and_a_second_holder_is_refused(client) -> None:  # noqa: ANN001
+    locker = RedisLocker(client, lease_seconds=30)
+    with locker.hold(CLUSTER, "cm", "first") as first:
+        assert first.token == 1
+        with pytest.raises(RotationInProgress, match="first"), locker.hold(CLUSTER, "cm", "second"):
+            pass
+        first.check()  # still ours: no exception
+    with locker.hold(CLUSTER, "cm", "third") as third:
+        assert third.token == 2
+    with locker.hold(CLUSTER, "proxy", "other cert") as other:
+        assert other.token == 1  # one counter per (cluster, certificate)
+
+
+def test_a_lease_taken_over_by_another_rotation_is_lost_for_good(client) -> None:  # noqa: ANN001
+    clock = Clock()
+    paused = RedisLease(client, CLUSTER, "cm", "paused rotation", 1000, clock)
+    assert paused.acquire() == 1
+    client.delete("rotation:lock:127.0.0.1:9443:cm")  # its lease ran out while it was stopped
+    with RedisLocker(client, 30).hold(CLUSTER, "cm", "took over") as winner:
+        assert winner.token == 2
+        with pytest.raises(Superseded, match="another rotation took the lock"):
+            paused.check()
+    assert paused.lost
+    with pytest.raises(Superseded):  # even once the winner is gone: a lost lease stays lost
+        paused.check()
+
+
+def test_a_lapsed_lease_nobody_took_is_taken_back(client) -> None:  # noqa: ANN001
+    lease = RedisLease(client, CLUSTER, "cm", "slow rotation", 1000, Clock())
+    lease.acquire()
+    client.delete("rotation:lock:127.0.0.1:9443:cm")  # lapsed, but nobody acquired it since
+    lease.check()
+    assert client.get("rotation:lock:127.0.0.1:9443:cm") == "slow rotation" and not lease.lost
+    client.flushall()  # Redis lost its data: lock and fence come back with our token
+    lease.check()
+    assert client.hget("rotation:fence:127.0.0.1:9443:cm", "token") == "1"
+    with pytest.raises(RotationInProgress), RedisLocker(client, 30).hold(CLUSTER, "cm", "newcomer"):
+        pass
+
+
+def test_redis_away_pushes_only_while_the_lease_still_runs(client) -> None:  # noqa: ANN001
+    clock = Clock()
+    lease = RedisLease(client, CLUSTER, "cm", "rotation", 2000, clock)
+    lease.acquire()
+    away = RedisLease(connect(f"redis://:secret@127.0.0.1:{free_port()}/0"), CLUSTER, "cm", "rotation", 2000, clock)
+    away.token, away.renewed_at = lease.token, clock.now
+    clock.now += 1.5
+    away.check()  # no answer, but renewed 1.5 s ago with a 2 s lease: nobody else can hold it yet
+    clock.now += 1.0
+    with pytest.raises(Superseded, match="has not confirmed the lock for longer than its lease"):
+        away.check()
+    with pytest.raises(StoreUnavailable, match=r"redis://:\*\*\*@127\.0\.0\.1"):
+        away.redis.get("x")

@@ -1,0 +1,129 @@
+"""The state port: the same contract held by the Redis state (a real redis-server) and the local one
+(files and flock), so no code above it needs to know which one it has."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from support.clock import FakeClock
+from support.processes import RedisServer
+
+from rotation.adapters.secrets import SecretBox
+from rotation.adapters.state import ServiceState
+from rotation.adapters.state.local import LocalState
+from rotation.adapters.state.redis import RedisState
+from rotation.adapters.state.redis_client import connect
+from rotation.core.errors import RotationInProgress
+from rotation.core.model import Outcome, RotationRecord
+
+IDENTITY = "127.0.0.1:9443"
+
+
+@pytest.fixture(params=["redis", "local"])
+def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceState]:
+    clock = FakeClock()
+    if request.param == "local":
+        yield LocalState(tmp_path / "state", clock)
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    server.client().flushall()
+    yield RedisState(connect(server.url), clock, lock_lease=5)
+
+
+def record(rotation_id: str, cert: str = "cm", minutes: int = 0, outcome: Outcome = Outcome.VERIFIED
+           ) -> RotationRecord:
+    start = FakeClock().now() + timedelta(minutes=minutes)
+    return RotationRecord(id=rotation_id, cluster="east", cert_name=cert, trigger="cli", started_at=start,
+                          finished_at=start + timedelta(seconds=20), outcome=outcome)
+
+
+def test_records_newest_first_and_the_last_save_of_an_id_wins(state: ServiceState) -> None:
+    state.save(record("a", "cm", 0, Outcome.IN_PROGRESS))
+    state.save(record("b", "proxy", 1))
+    state.save(record("a", "cm", 0, Outcome.ROLLED_BACK))
+    assert [r.id for r in state.history()] == ["b", "a"]
+    assert [r.id for r in state.history("east", "cm")] == ["a"]
+    assert state.get("a").outcome is Outcome.ROLLED_BACK  # type: ignore[union-attr]
+    assert state.get("nope") is None and state.history("west") == []
+
+
+def test_one_holder_per_certificate_and_who_it_is(state: ServiceState) -> None:
+    with state.hold(IDENTITY, "cm", "rotation a") as lease:
+        lease.check()
+        assert not lease.lost
+        with pytest.raises(RotationInProgress, match="rotation a"), state.hold(IDENTITY, "cm", "rotation b"):
+            pass
+        holders = state.lock_holders([(IDENTITY, "cm"), (IDENTITY, "proxy")])
+        assert list(holders) == [(IDENTITY, "cm")] and "rotation a" in holders[(IDENTITY, "cm")]
+        with state.hold(IDENTITY, "proxy", "another certificate"):
+            pass
+    assert state.lock_holders([(IDENTITY, "cm")]) == {}
+    with state.hold(IDENTITY, "cm", "rotation c"):
+        pass
+
+
+def test_a_pending_claim_refuses_a_second_one_until_released_and_follows_a_retry(state: ServiceState) -> None:
+    assert state.claim_pending("east", "cm", "r1", 600) is None
+    assert state.claim_pending("east", "cm", "r2", 600) == "r1"
+    state.move_pending("east", "cm", "r1", "r1.1")
+    state.move_pending("east", "cm", "someone-else", "r9")  # not ours: nothing moves
+    assert state.pending() == {("east", "cm"): "r1.1"}
+    state.release_pending("east", "cm", "r1")  # an old id releases nothing
+    assert state.pending() == {("east", "cm"): "r1.1"}
+    state.release_pending("east", "cm", "r1.1")
+    assert state.pending() == {}
+    assert state.claim_pending("east", "cm", "r3", 600) is None
+
+
+def test_certificate_state_scans_and_backoff(state: ServiceState) -> None:
+    assert state.save_scan("east", {"cm": {"health": "ok", "served": {"node1": "ab"}, "gone": None}}) == {"cm": None}
+    state.update_state("east", "cm", failures=2, next_attempt="2026-01-01T01:00:00+00:00", last_error="HTTP 500")
+    assert state.save_scan("east", {"cm": {"health": "due"}}) == {"cm": "2026-01-01T01:00:00+00:00"}
+    assert state.state("east", "cm") == {"health": "due", "served": {"node1": "ab"}, "failures": 2,
+                                         "next_attempt": "2026-01-01T01:00:00+00:00", "last_error": "HTTP 500"}
+    assert state.clear_backoff("east", "cm") == {"failures": 2, "next_attempt": "2026-01-01T01:00:00+00:00",
+                                                 "last_error": "HTTP 500"}
+    assert state.state("east", "cm")["failures"] == 0 and "next_attempt" not in state.state("east", "cm")
+    state.clear_state_fields("east", "cm", "served")
+    assert list(state.all_states()) == [("east", "cm")] and "served" not in state.all_states()[("east", "cm")]
+    state.record_scan("west", ok=False, error="unreachable")
+    state.record_policy_audit("east", drift=2, errors=0, summary="two drifts")
+    scans = state.scans()
+    assert scans["east"]["last_success"] == "2026-01-01T00:00:00+00:00"  # the injected clock
+    assert scans["east"]["policy_drift"] == "2" and scans["east"]["policy_summary"] == "two drifts"
+    assert scans["west"]["last_error"] == "unreachable" and scans["west"]["last_failure"]
+
+
+def test_counters_notes_and_secrets(state: ServiceState) -> None:
+    state.count_rotation(record("a", outcome=Outcome.FAILED))
+    state.count_rotation(record("b", outcome=Outcome.FAILED))
+    unfinished = RotationRecord(id="c", cluster="east", cert_name="cm", trigger="cli", started_at=FakeClock().now())
+    state.count_rotation(unfinished)  # not finished: not counted
+    stats = state.stats()
+    assert stats["count|east|cm|failed"] == "2" and stats["duration_count|failed"] == "2"
+    assert float(stats["duration_sum|failed"]) == 40.0 and stats["duration_bucket|failed|30.0"] == "2"
+    assert "duration_bucket|failed|15.0" not in stats
+    state.note_inventory("host-1", {"path": "/etc/rotation.yaml", "error": "bad"})
+    assert state.inventory_problems() == {"host-1": {"path": "/etc/rotation.yaml", "error": "bad"}}
+    state.note_inventory("host-1", None)
+    assert state.inventory_problems() == {}
+    secrets = state.secret_store(SecretBox([SecretBox.generate_key().encode()]))
+    secrets.put("original/x", b"kept")
+    assert secrets.get("original/x") == b"kept"
+    secrets.delete("original/x")
+    assert secrets.get("original/x") is None
+    state.ping()
+
+
+def test_local_pending_claims_expire_on_the_injected_clock(tmp_path: Path) -> None:
+    clock = FakeClock()
+    state = LocalState(tmp_path, clock)
+    assert state.claim_pending("east", "cm", "r1", 60) is None
+    clock.advance(59)
+    assert state.claim_pending("east", "cm", "r2", 60) == "r1"
+    clock.advance(2)  # a lost message frees the slot, as Redis' EX does
+    assert state.pending() == {}
+    assert state.claim_pending("east", "cm", "r2", 60) is None

@@ -1,0 +1,240 @@
+"""Issue 12 against the real `rotation webhook` process: each attack that got through before.
+
+Requests are signed by slack_sdk (Slack) and by plain hmac (generic); nothing may be queued
+wherever a request is refused; a listener on its own 127.x address must see no connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import selectors
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+from support.chat import OPERATOR, STRANGER, TEAM, Chat, nothing_queued, write_chatops
+from support.cluster import free_loopback_base
+from support.processes import ROOT, RedisServer, ServiceProcess, free_port, wait_for
+from typer.testing import CliRunner
+
+from rotation.simulator import ClusterSimulator
+
+
+def _signed_generic(chat: Chat, body: bytes, ts: int | None = None) -> tuple[bytes, dict[str, str]]:
+    secret = os.environ["TEST_GENERIC_SECRET"].encode()
+    stamp = str(ts or int(time.time()))
+    digest = hmac.new(secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return body, {"X-Timestamp": stamp, "X-Signature-256": "sha256=" + digest, "Content-Type": "application/json"}
+
+
+def test_a_captured_request_passes_once_whatever_bytes_are_added(simulator: ClusterSimulator, webhook) -> None:  # noqa: F811
+    chat = webhook()
+    body = chat.slack_body("status sim")
+    headers = chat.slack_headers(body)  # slack_sdk's signature
+    assert chat.post("/chatops/slack", body, headers).status_code == 200
+    signature, ts = headers["X-Slack-Signature"].encode(), headers["X-Slack-Request-Timestamp"].encode()
+    for changed in ({"X-Slack-Signature": signature + b"\xa0"}, {"X-Slack-Signature": signature + b"\x85"},
+                    {"X-Slack-Signature": signature + b"\t"}, {"X-Slack-Signature": signature + b"\x0b"},
+                    {"X-Slack-Request-Timestamp": b"0" + ts}, {"X-Slack-Request-Timestamp": ts + b"\x0c"}, {}):
+        # 401 from the signature check (400 when the HTTP parser already refuses the byte)
+        assert _raw_post(chat, "/chatops/slack", body, {**headers, **changed}) in (400, 401), changed
+    assert len(chat.audit()) == 1
+
+    # A signed generic dry run queues one task, however often and however spelled it comes again.
+    body, headers = _signed_generic(chat, json.dumps({"user": "ops-script", "text": "rotate sim proxy --dry-run"})
+                                    .encode())
+    assert "queued" in chat.post("/chatops/generic", body, headers).json()["text"]
+    signature = headers["X-Signature-256"].encode()
+    for changed in ({"X-Signature-256": signature + b"\xa0"}, {"X-Signature-256": signature + b"\x85"},
+                    {"X-Signature-256": signature.upper()}, {"X-Timestamp": b"0" + headers["X-Timestamp"].encode()},
+                    {}):
+        assert _raw_post(chat, "/chatops/generic", body, {**headers, **changed}) in (400, 401), changed
+    assert chat.redis.llen("rotation") == 1 and len(chat.audit()) == 2
+
+
+def _raw_post(chat: Chat, path: str, body: bytes, headers: dict[str, str | bytes]) -> int:
+    """A POST written byte for byte (HTTP clients refuse to send odd header bytes); its status."""
+    host, port = chat.base.removeprefix("http://").split(":")
+    lines = [f"POST {path} HTTP/1.1".encode(), f"Host: {host}".encode(), f"Content-Length: {len(body)}".encode(),
+             b"Connection: close"]
+    lines += [name.encode() + b": " + (value if isinstance(value, bytes) else value.encode())
+              for name, value in headers.items()]
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+        status = sock.recv(64)
+    return int(status.split(b" ")[1])
+
+
+def test_chat_fields_are_shown_as_text_never_markup_or_escapes(simulator: ClusterSimulator, webhook) -> None:  # noqa: F811
+    chat = webhook()
+    hyperlink = "\x1b]8;;https://evil.example/\x1b\\click me\x1b]8;;\x1b\\"
+    body = chat.slack_body("status [/oops]", user=STRANGER, user_name=f"[link=https://evil.example]boss[/link]"
+                           f"{hyperlink}\x1b[31mred\x9b2J")
+    refused = chat.post("/chatops/slack", body, chat.slack_headers(body))
+    assert refused.status_code == 200 and "is not a cluster name" in refused.json()["text"]  # audited as invalid
+    from workers.main import app
+
+    for args in (["status"], ["history", "--audit"]):
+        result = CliRunner().invoke(app, args, env={"COLUMNS": "400"})  # no cell wrapped
+        assert result.exit_code == 0, result.output  # a MarkupError made both exit 1
+        assert "status [/oops]" in result.stdout and "[link=https://evil.example]boss[/link]" in result.stdout
+        assert "\x1b" not in result.stdout and "\x9b" not in result.stdout and "click me" in result.stdout
+        assert "https://evil.example/" not in result.stdout  # the OSC 8 target went with its escape
+    nothing_queued(chat, simulator)
+
+
+def test_response_urls_are_checked_part_by_part_and_nothing_else_is_contacted(
+    simulator: ClusterSimulator, webhook  # noqa: F811
+) -> None:
+    chat = webhook()
+    listener = socket.create_server((free_loopback_base(), 0))
+    contacted = threading.Event()
+    threading.Thread(target=lambda: (listener.accept(), contacted.set()), daemon=True).start()
+    host, port = listener.getsockname()
+    receiver = chat.receiver.base.removeprefix("http://")
+    try:
+        for url in (f"http://{receiver}@{host}:{port}/reply/1",  # the prefix as user info
+                    f"http://{host}:{port}/reply/1",
+                    f"http://{receiver}/reply/%2e%2e/x@{host}:{port}",
+                    f"http://{receiver}/reply/\t@{host}:{port}/"):
+            answer = _click(chat, url)
+            assert answer.status_code == 200, answer.text
+        _click(chat, chat.reply_url())
+        wait_for(lambda: chat.receiver.texts(f"/reply/{chat.replies}"), 10, 0.05, what="the admitted reply")
+        assert not contacted.wait(0.2)
+        assert len(chat.receiver.posts) == 1  # the forged URLs got nothing, not even on the receiver
+    finally:
+        listener.close()
+
+
+def _click(chat: Chat, response_url: str) -> httpx.Response:
+    payload = {"type": "block_actions", "user": {"id": OPERATOR, "team_id": TEAM}, "team": {"id": TEAM},
+               "api_app_id": "A0APP", "response_url": response_url, "actions": [{"action_id": "x", "value": "y"}]}
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    return chat.post("/chatops/slack/interactive", body, chat.slack_headers(body))
+
+
+def test_malformed_and_deeply_nested_bodies_are_400_without_a_traceback(
+    simulator: ClusterSimulator, webhook, tmp_path: Path  # noqa: F811
+) -> None:
+    chat = webhook()
+    for raw in (b"[" * 60_000, b'{"user": "ops-script", "text": ' + b"[" * 50_000, b'{"user": "ops-script"',
+                b'{"user": "ops-script", "text": "st\xffatus"}', b"\xff\xfe", b'"just a string"'):
+        body, headers = _signed_generic(chat, raw)
+        assert chat.post("/chatops/generic", body, headers).status_code == 400, raw[:40]
+    deep = urlencode({"payload": "[" * 20_000}).encode()
+    assert chat.post("/chatops/slack/interactive", deep, chat.slack_headers(deep)).status_code == 400
+    nothing_queued(chat, simulator)
+    log = (tmp_path / "webhook.log").read_text()
+    assert "Traceback" not in log and "RecursionError" not in log
+
+
+def test_a_platform_with_an_empty_secret_refuses_to_start(
+    chat_env, inventory_path: Path, tmp_path: Path, redis_server: RedisServer  # noqa: F811
+) -> None:
+    # Compose passed `${SLACK_SIGNING_SECRET:-}`: the webhook started, and a request signed with the
+    # empty key queued a rotation. Now it does not start (short secrets: test_input_hardening).
+    env, receiver = chat_env
+    write_chatops(inventory_path, receiver)
+    port = free_port()
+    started = subprocess.run([sys.executable, "-m", "workers.main", "webhook", "--port", str(port)],
+                             env={**env, "TEST_SLACK_SECRET": ""}, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert started.returncode == 2, started.stderr
+    assert "chatops.slack.signing_secret: environment variable TEST_SLACK_SECRET is empty" in started.stderr
+    assert "Traceback" not in started.stderr
+    with socket.socket() as probe:  # nothing listens
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+    assert redis_server.client().llen("rotation") == 0
+
+
+def test_slow_clients_are_dropped_and_their_descriptors_freed(
+    chat_env, inventory_path: Path, tmp_path: Path, redis_server: RedisServer  # noqa: F811
+) -> None:
+    env, receiver = chat_env
+    write_chatops(inventory_path, receiver)
+    port = free_port()
+    process = ServiceProcess(["webhook", "--port", str(port), "--header-timeout", "1", "--body-timeout", "1",
+                              "--max-connections", "200"], env, tmp_path / "webhook.log").start()
+    try:
+        chat = Chat(f"http://127.0.0.1:{port}", receiver, redis_server.client())
+        wait_for(lambda: _healthy(chat), 30, 0.05, what="the webhook")
+        assert "serves slack, mattermost, generic" in process.log()
+        assert process.process is not None
+        pid = process.process.pid
+        baseline = _fds(pid)
+        clients, most = _slow_clients(port, 3000, lambda: _fds(pid))
+        assert clients == 3000  # every one was closed by the server, none by us
+        assert most <= baseline + 200 + 20, (baseline, most)  # never more than the cap open at once
+        wait_for(lambda: _fds(pid) <= baseline + 5, 10, 0.05, what="the descriptors to be freed")
+
+        # A body that never completes is dropped too, and a header flood gets 431; no traceback.
+        with socket.create_connection(("127.0.0.1", port)) as slow:
+            slow.sendall(b"POST /chatops/generic HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100\r\n\r\n{")
+            slow.settimeout(30)
+            assert slow.recv(1024) == b""
+        with socket.create_connection(("127.0.0.1", port)) as flood:
+            flood.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Junk: " + b"a" * 20_000 + b"\r\n")
+            flood.settimeout(30)
+            assert flood.recv(1024).startswith(b"HTTP/1.1 431")
+        assert chat.slack("status sim").status_code == 200
+        assert "Traceback" not in process.log()
+        chat.close()
+    finally:
+        process.stop()
+
+
+def _healthy(chat: Chat) -> bool:
+    try:
+        return chat.http.get("/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _slow_clients(port: int, count: int, fds: callable) -> tuple[int, int]:
+    """``count`` connections that each send half a request line and wait; returns how many the server
+    closed (EOF or reset) and the most descriptors the server held at any sample."""
+    selector = selectors.DefaultSelector()
+    sockets = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.connect_ex(("127.0.0.1", port))
+        selector.register(sock, selectors.EVENT_WRITE)
+        sockets.append(sock)
+    closed, most, deadline = 0, 0, time.monotonic() + 60
+    pending = set(sockets)
+    while pending and time.monotonic() < deadline:
+        most = max(most, fds())
+        for key, events in selector.select(timeout=0.05):
+            sock = key.fileobj
+            if events & selectors.EVENT_WRITE:
+                try:
+                    sock.send(b"POST /chatops/slack HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                except OSError:
+                    pass
+                selector.modify(sock, selectors.EVENT_READ)
+                continue
+            try:
+                data = sock.recv(1024)
+            except OSError:
+                data = b""
+            if not data:
+                closed += 1
+                pending.discard(sock)
+                selector.unregister(sock)
+    for sock in sockets:
+        sock.close()
+    return closed, most

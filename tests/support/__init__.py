@@ -1,0 +1,1 @@
+"""What the tests share: real processes (Redis, the service), servers that misbehave, a fake clock."""

@@ -1,0 +1,338 @@
+"""rotation.core.validate: every pre-push check, with real certificates and an injected clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from rotation.core import certs
+from rotation.core.errors import ValidationError
+from rotation.core.model import CertName, CertRequest, IssuedCert, SecretPEM
+from rotation.core.validate import ParsedBundle, validate_issued
+
+NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
+FQDN = "cluster.example.com"
+HOSTS = (FQDN, "node1." + FQDN)
+REQUEST = CertRequest(cluster="prod", cert_name=CertName.PROXY, hosts=HOSTS)
+BOTH = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def sign(cn, key, issuer=None, issuer_key=None, *, ca=False, sans=(FQDN, "*." + FQDN), ekus=BOTH,
+         key_usage: dict | None = None, start=NOW - timedelta(days=1), end=NOW + timedelta(days=90)):
+    builder = (
+        x509.CertificateBuilder().subject_name(_name(cn))
+        .issuer_name(issuer.subject if issuer else _name(cn)).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if sans and not ca:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]), False)
+    if ekus and not ca:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(ekus)), critical=False)
+    if key_usage is not None:
+        flags = dict.fromkeys(
+            ["digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+             "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only"], False)
+        builder = builder.add_extension(x509.KeyUsage(**{**flags, **key_usage}), critical=True)
+    return builder.sign(issuer_key or key, hashes.SHA256())
+
+
+@pytest.fixture(scope="module")
+def pki():
+    """root -> intermediate, both P-256, plus a spare leaf key."""
+    root_key, inter_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    root = sign("Test Root", root_key, ca=True)
+    inter = sign("Test Intermediate", inter_key, root, root_key, ca=True)
+    return {"root": root, "root_key": root_key, "inter": inter, "inter_key": inter_key}
+
+
+def bundle(pki, *, key=None, leaf_key=None, chain=None, **leaf_options) -> IssuedCert:
+    leaf_key = leaf_key or ec.generate_private_key(ec.SECP256R1())
+    leaf = sign(FQDN, leaf_key, pki["inter"], pki["inter_key"], **leaf_options)
+    return IssuedCert(
+        key_pem=certs.private_key_to_pem(key or leaf_key),
+        leaf_pem=certs.cert_to_pem(leaf),
+        chain_pem=certs.certs_to_pem([pki["inter"]] if chain is None else chain),
+    )
+
+
+def problems_of(issued: IssuedCert, request: CertRequest = REQUEST, **kwargs) -> list[str]:
+    with pytest.raises(ValidationError) as info:
+        validate_issued(issued, request, now=kwargs.pop("now", NOW), **kwargs)
+    assert "PRIVATE KEY" not in str(info.value) and "PRIVATE KEY" not in repr(info.value)
+    assert str(info.value).startswith(f"{request.cluster}/{request.cert_name}: certificate failed validation")
+    return info.value.problems
+
+
+# --- the happy path ------------------------------------------------------------------------
+
+
+def test_good_bundle_returns_parsed_bundle(pki):
+    issued = bundle(pki)
+    parsed = validate_issued(issued, REQUEST, now=NOW, trust_anchors=[pki["root"]])
+    assert isinstance(parsed, ParsedBundle)
+    assert parsed.chain == (pki["inter"],)
+    assert parsed.fingerprint == certs.fingerprint(parsed.leaf)
+    assert parsed.not_after == NOW + timedelta(days=90)
+    assert parsed.sans == (FQDN, "*." + FQDN)
+    assert parsed.certificates == (parsed.leaf, pki["inter"])
+    assert "PRIVATE KEY" not in repr(parsed) and "key=" not in repr(parsed)
+
+
+def test_root_at_the_end_is_accepted(pki):
+    issued = bundle(pki, chain=[pki["inter"], pki["root"]])
+    validate_issued(issued, REQUEST, now=NOW, trust_anchors=[pki["root"]])
+
+
+def test_without_anchors_completeness_is_not_judged(pki):
+    validate_issued(bundle(pki, chain=[]), REQUEST, now=NOW)
+
+
+# --- each problem --------------------------------------------------------------------------
+
+
+def test_key_mismatch(pki):
+    other = ec.generate_private_key(ec.SECP384R1())
+    assert problems_of(bundle(pki, key=other)) == [
+        "private key (ECDSA P-384) does not match the leaf certificate (CN=cluster.example.com, ECDSA P-256)"
+    ]
+
+
+def test_chain_in_wrong_order(pki):
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = sign(FQDN, leaf_key, pki["inter"], pki["inter_key"])
+    issued = IssuedCert(
+        key_pem=certs.private_key_to_pem(leaf_key),
+        leaf_pem=certs.cert_to_pem(leaf),
+        chain_pem=certs.certs_to_pem([pki["root"], pki["inter"]]),
+    )
+    problems = problems_of(issued, trust_anchors=[pki["root"]])
+    assert problems[0] == (
+        "chain out of order: certificate #2 (CN=Test Root) did not issue certificate #1 "
+        "(CN=cluster.example.com): issuer name does not match"
+    )
+    assert problems[1].startswith("chain out of order: certificate #3 (CN=Test Intermediate) did not issue")
+    # The top is the intermediate, which the root did issue, so the chain counts as complete.
+    assert len(problems) == 2
+
+
+def test_chain_incomplete_names_the_top_certificate(pki):
+    problems = problems_of(bundle(pki, chain=[]), trust_anchors=[pki["root"]])
+    assert problems == [
+        "chain incomplete: certificate #1 (CN=cluster.example.com) is not issued by a trusted CA "
+        "(CN=Test Root)"
+    ]
+
+
+def test_chain_issued_by_an_untrusted_root(pki):
+    stranger_key = ec.generate_private_key(ec.SECP256R1())
+    stranger = sign("Stranger Root", stranger_key, ca=True)
+    problems = problems_of(bundle(pki), trust_anchors=[stranger])
+    assert problems == [
+        "chain incomplete: certificate #2 (CN=Test Intermediate) is not issued by a trusted CA "
+        "(CN=Stranger Root)"
+    ]
+
+
+def test_host_not_covered(pki):
+    request = CertRequest(cluster="prod", cert_name=CertName.API,
+                          hosts=(FQDN, "a.b." + FQDN, "other.example.com"))
+    assert problems_of(bundle(pki), request) == [
+        f"host a.b.{FQDN} is not covered by the certificate's SANs ({FQDN}, *.{FQDN})",
+        f"host other.example.com is not covered by the certificate's SANs ({FQDN}, *.{FQDN})",
+    ]
+
+
+def test_no_sans_at_all(pki):
+    assert problems_of(bundle(pki, sans=()))[0] == (
+        f"host {FQDN} is not covered by the certificate's SANs (no subjectAltName)"
+    )
+
+
+def test_expired(pki):
+    issued = bundle(pki, start=NOW - timedelta(days=30), end=NOW - timedelta(seconds=1))
+    assert problems_of(issued) == ["leaf certificate expired at 2030-06-01 11:59:59 UTC"]
+
+
+def test_not_yet_valid(pki):
+    issued = bundle(pki, start=NOW + timedelta(hours=1))
+    assert problems_of(issued) == [
+        "leaf certificate is not yet valid: notBefore 2030-06-01 13:00:00 UTC "
+        "is after 2030-06-01 12:00:00 UTC"
+    ]
+
+
+def test_same_bundle_is_fine_later(pki):
+    issued = bundle(pki, start=NOW + timedelta(hours=1))
+    validate_issued(issued, REQUEST, now=NOW + timedelta(hours=2))
+
+
+def test_expires_within_min_remaining(pki):
+    issued = bundle(pki, end=NOW + timedelta(days=5))
+    problems = problems_of(issued, min_remaining=timedelta(days=7))
+    assert problems == [
+        "leaf certificate expires at 2030-06-06 12:00:00 UTC, sooner than the required 7 days "
+        "from 2030-06-01 12:00:00 UTC"
+    ]
+    validate_issued(issued, REQUEST, now=NOW, min_remaining=timedelta(days=4))
+
+
+def test_expired_intermediate(pki):
+    inter_key = ec.generate_private_key(ec.SECP256R1())
+    old_inter = sign("Old Intermediate", inter_key, pki["root"], pki["root_key"], ca=True,
+                     start=NOW - timedelta(days=400), end=NOW - timedelta(days=1))
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = sign(FQDN, leaf_key, old_inter, inter_key)
+    issued = IssuedCert(
+        certs.private_key_to_pem(leaf_key), certs.cert_to_pem(leaf), certs.cert_to_pem(old_inter)
+    )
+    assert problems_of(issued) == ["certificate #2 (CN=Old Intermediate) expired at 2030-05-31 12:00:00 UTC"]
+
+
+def test_missing_client_auth(pki):
+    issued = bundle(pki, ekus=(ExtendedKeyUsageOID.SERVER_AUTH,))
+    assert problems_of(issued) == [
+        "leaf certificate extendedKeyUsage lacks clientAuth (serverAuth); "
+        "RS requires serverAuth and clientAuth"
+    ]
+
+
+def test_missing_eku_extension(pki):
+    assert problems_of(bundle(pki, ekus=())) == [
+        "leaf certificate has no extendedKeyUsage extension; RS requires serverAuth and clientAuth"
+    ]
+
+
+def test_key_usage_without_digital_signature(pki):
+    issued = bundle(pki, key_usage={"key_encipherment": True})
+    assert problems_of(issued) == [
+        "leaf certificate keyUsage lacks digitalSignature, which TLS handshakes need"
+    ]
+    validate_issued(bundle(pki, key_usage={"digital_signature": True}), REQUEST, now=NOW)
+
+
+def test_leaf_that_is_a_ca(pki):
+    issued = bundle(pki, ca=True, chain=[])
+    assert "leaf certificate (CN=cluster.example.com) is a CA certificate (basicConstraints CA=true)" in (
+        problems_of(issued)
+    )
+
+
+def test_rsa_1024_refused(pki):
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    assert problems_of(bundle(pki, leaf_key=weak)) == [
+        "leaf key is RSA 1024; RS requires at least 2048 bits"
+    ]
+
+
+def test_ed25519_refused(pki):
+    assert problems_of(bundle(pki, leaf_key=ed25519.Ed25519PrivateKey.generate())) == [
+        "leaf key type Ed25519 is not supported: RS cipher suites need RSA or ECDSA P-256/P-384"
+    ]
+
+
+def test_p521_refused(pki):
+    assert "ECDSA P-521 is not supported" in problems_of(
+        bundle(pki, leaf_key=ec.generate_private_key(ec.SECP521R1()))
+    )[0]
+
+
+def _sha1_signed(cert: x509.Certificate, issuer_key: rsa.RSAPrivateKey) -> x509.Certificate:
+    """Re-sign an RSA/SHA-256 certificate with SHA-1.
+
+    cryptography >= 42 refuses to build SHA-1 certificates, so swap the algorithm OID (same
+    length, so no DER lengths move) in the TBS and outer algorithm, then sign the TBS again.
+    """
+    sha256_rsa = bytes.fromhex("06092a864886f70d01010b")
+    sha1_rsa = bytes.fromhex("06092a864886f70d010105")
+    tbs = cert.tbs_certificate_bytes.replace(sha256_rsa, sha1_rsa)
+    signature = issuer_key.sign(tbs, padding.PKCS1v15(), hashes.SHA1())
+    der = cert.public_bytes(serialization.Encoding.DER).replace(sha256_rsa, sha1_rsa)
+    assert der.endswith(cert.signature) and len(signature) == len(cert.signature)
+    return x509.load_der_x509_certificate(der[: -len(signature)] + signature)
+
+
+def test_sha1_signature_refused():
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca = sign("RSA CA", ca_key, ca=True)
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = _sha1_signed(sign(FQDN, leaf_key, ca, ca_key), ca_key)
+    assert certs.signature_hash_name(leaf) == "sha1"
+    issued = IssuedCert(certs.private_key_to_pem(leaf_key), certs.cert_to_pem(leaf), "")
+    assert problems_of(issued) == ["leaf certificate is signed with SHA1; use SHA-256 or stronger"]
+    chained = IssuedCert(issued.key_pem, issued.leaf_pem, certs.cert_to_pem(ca))
+    assert problems_of(chained)[0].endswith("signature cannot be verified (sha1 signature, RSA 2048 key)")
+
+
+# --- many problems, parse failures, extension points --------------------------------------
+
+
+def test_every_problem_is_listed(pki):
+    other = ec.generate_private_key(ec.SECP256R1())
+    issued = bundle(pki, key=other, chain=[], ekus=(ExtendedKeyUsageOID.SERVER_AUTH,),
+                    end=NOW - timedelta(days=1))
+    request = CertRequest(cluster="prod", cert_name=CertName.SYNCER, hosts=("elsewhere.example.org",))
+    problems = problems_of(issued, request, trust_anchors=[pki["root"]])
+    assert [p.split(" ")[0] for p in problems] == ["private", "chain", "host", "leaf", "leaf"]
+    assert "lacks clientAuth" in problems[-1]
+
+
+@pytest.mark.parametrize(
+    ("key_pem", "leaf_pem", "chain_pem", "expected"),
+    [
+        ("garbage", None, "", ["private key: not a PEM private key"]),
+        (None, "garbage", "", ["leaf certificate: unexpected text outside PEM blocks at line 1 "
+                               "(strip PKCS#12 'Bag Attributes' and other comments; RS refuses them)"]),
+        (None, None, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+         ["certificate #1 in chain: not a valid X.509 certificate"]),
+    ],
+)
+def test_parse_errors_become_problems(pki, key_pem, leaf_pem, chain_pem, expected):
+    good = bundle(pki)
+    issued = IssuedCert(
+        key_pem=SecretPEM(key_pem) if key_pem is not None else good.key_pem,
+        leaf_pem=leaf_pem if leaf_pem is not None else good.leaf_pem,
+        chain_pem=chain_pem,
+    )
+    assert problems_of(issued) == expected
+
+
+def test_two_certificates_in_leaf_pem(pki):
+    good = bundle(pki)
+    issued = IssuedCert(good.key_pem, good.leaf_pem + good.chain_pem, "")
+    assert problems_of(issued) == ["leaf certificate: expected one certificate, found 2"]
+
+
+def test_encrypted_key_is_a_problem_not_a_crash(pki):
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    encrypted = leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.BestAvailableEncryption(b"pw")).decode()
+    good = bundle(pki, leaf_key=leaf_key)
+    issued = IssuedCert(SecretPEM(encrypted), good.leaf_pem, good.chain_pem)
+    assert problems_of(issued) == ["private key: key is encrypted and no password was given"]
+
+
+def test_extra_checks_run_after_the_built_in_ones(pki):
+    seen: list[ParsedBundle] = []
+
+    def no_ecdsa(parsed: ParsedBundle, request: CertRequest) -> list[str]:
+        seen.append(parsed)
+        return [f"{request.cert_name}: ECDSA refused by the configured ciphers"]
+
+    problems = problems_of(bundle(pki), extra_checks=[no_ecdsa, lambda b, r: []])
+    assert problems == ["proxy: ECDSA refused by the configured ciphers"]
+    assert seen[0].sans == (FQDN, "*." + FQDN)
+
+
+def test_naive_now_is_refused(pki):
+    with pytest.raises(ValueError, match="timezone-aware"):
+        validate_issued(bundle(pki), REQUEST, now=NOW.replace(tzinfo=None))
