@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from rotation.cli import ca, check, history, policy, rotate, status
+from rotation.cli import ca, check, config, history, policy, rotate, status
 
 app = typer.Typer(
     help="Rotate and verify the TLS certificates of Redis Enterprise Software clusters.",
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 app.add_typer(ca.ca_app, name="ca")
 app.add_typer(policy.policy_app, name="policy")
+app.add_typer(config.config_app, name="config")
 app.command()(check.check)
 app.command()(rotate.rotate)
 app.command()(history.history)

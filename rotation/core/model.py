@@ -6,6 +6,7 @@ import enum
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 
 class CertName(enum.StrEnum):
@@ -201,6 +202,10 @@ class RotationRecord:
     dry_run: bool = False
     blocked_by: str | None = None  # refused because this rotation held the certificate already
     cluster_state: ClusterState | None = None  # after a push: what the endpoints serve at the end
+    warnings: list[str] = field(default_factory=list)  # what the rotation accepted but an operator should know
+    # What companions changed outside the certificate (peers, settings), with what undoes it: see
+    # rotation.usecases.rotate.companions. Public data only (fingerprints, PEM certificates, ids).
+    companions: list[dict[str, Any]] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     # node label -> {"before": fp, "after": fp}
     nodes: dict[str, dict[str, str | None]] = field(default_factory=dict)
@@ -238,6 +243,8 @@ class RotationRecord:
             "dry_run": self.dry_run,
             "blocked_by": self.blocked_by,
             "cluster_state": str(self.cluster_state) if self.cluster_state else None,
+            "warnings": list(self.warnings),
+            "companions": list(self.companions),
             "steps": [s.to_dict() for s in self.steps],
             "nodes": self.nodes,
         }
@@ -267,6 +274,8 @@ class RotationRecord:
             dry_run=bool(data.get("dry_run", False)),
             blocked_by=data.get("blocked_by"),
             cluster_state=ClusterState(data["cluster_state"]) if data.get("cluster_state") else None,
+            warnings=list(data.get("warnings") or ()),
+            companions=list(data.get("companions") or ()),
             steps=[Step.from_dict(s) for s in data.get("steps", [])],
             nodes=data.get("nodes", {}),
         )

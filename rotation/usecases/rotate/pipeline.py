@@ -31,6 +31,7 @@ from rotation.core.errors import IssuerError, RotationError, RotationInProgress,
 from rotation.core.model import CertName, IssuedCert, Outcome, RotationRecord, SecretPEM, new_rotation_id
 from rotation.core.tls_rules import cipher_key_check
 from rotation.core.validate import ExtraCheck, ParsedBundle, validate_issued
+from rotation.usecases.rotate import companions
 from rotation.usecases.rotate.recovery import push_and_verify, resume_after_push
 from rotation.usecases.rotate.run import OriginalPair, RotationOptions, Run, describe
 
@@ -191,12 +192,17 @@ def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: Issu
             checks.append(_publicly_trusted)
         if name is CertName.API:
             checks.append(_rest_client_trusts(session))
+        checks += companions.checks(run)
         bundle = validate_issued(issued, request, now=run.clock.now(), trust_anchors=anchors,
                                  require_anchor=not public, extra_checks=checks)
         record.new_fingerprint = bundle.fingerprint
         record.new_not_after = bundle.not_after
         step.detail = f"{certs.short_fingerprint(bundle.fingerprint)} valid until {bundle.not_after:%Y-%m-%d %H:%M}Z"
 
+    lines = companions.plan(run, bundle)
+    if lines:
+        with run.step("plan") as step:
+            step.detail = "; ".join(lines)
     if options.dry_run:
         record.outcome = Outcome.DRY_RUN
         return
@@ -204,7 +210,7 @@ def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: Issu
     if name is CertName.API:
         # The REST endpoint itself is about to change certificate: trust its issuer first.
         session.trust_more([*issuer.trust_anchors(), issued.chain_pem])
-    push_and_verify(run, issued, bundle.fingerprint, original)
+    push_and_verify(run, issued, bundle, original)
 
 
 def _anchors(run: Run, issuer: Issuer) -> tuple[list[x509.Certificate], bool]:

@@ -17,7 +17,8 @@ from datetime import timedelta
 from rotation.core import certs, retry
 from rotation.core.errors import ClusterAPIError, RotationError, Superseded, VerificationError
 from rotation.core.model import CertName, ClusterState, Endpoint, IssuedCert, Outcome, SecretPEM, ServedCert
-from rotation.usecases.rotate import interrupts
+from rotation.core.validate import ParsedBundle
+from rotation.usecases.rotate import companions, interrupts
 from rotation.usecases.rotate.run import OriginalPair, Run, describe
 
 
@@ -168,21 +169,30 @@ def roll_back(run: Run, original: OriginalPair, new: str | None) -> None:
             raise
         return
     finish(run, served, Outcome.ROLLED_BACK, ClusterState.OLD)
+    _undo_companions(run)
 
 
-def _verify(run: Run, original: OriginalPair | None, new: str, deadline: timedelta | None = None) -> None:
+def _verify(run: Run, original: OriginalPair | None, new: str, deadline: timedelta | None = None,
+            bundle: ParsedBundle | None = None) -> None:
+    """Verify the new certificate everywhere, then the companions' follow-ups; any failure settles."""
     try:
         with run.step("verify") as step:
             served = wait_until_served(run, new, deadline)
             step.detail = f"{len(served)} endpoint(s) serve {certs.short_fingerprint(new)}"
+        if bundle is not None:
+            companions.follow_up(run, bundle)
     except BaseException as exc:
         settle(run, original, new, exc)
         return
     finish(run, served, Outcome.VERIFIED, ClusterState.NEW)
+    if bundle is not None:
+        companions.finalize(run, bundle)
 
 
-def push_and_verify(run: Run, issued: IssuedCert, new: str, original: OriginalPair) -> None:
+def push_and_verify(run: Run, issued: IssuedCert, bundle: ParsedBundle, original: OriginalPair) -> None:
+    new = bundle.fingerprint
     run.lease.check()  # never overwrite the kept original of a rotation that took over from us
+    _prepare(run, bundle)
     run.originals.bind(run.record.id, original, new)
     try:
         with run.step("push") as step:
@@ -192,10 +202,27 @@ def push_and_verify(run: Run, issued: IssuedCert, new: str, original: OriginalPa
         return
     except BaseException as exc:
         if not run.record.pushed:
+            _undo_companions(run)
             raise  # stopped before the push step began (SIGTERM): nothing to settle
         settle(run, original, new, exc)
         return
-    _verify(run, original, new)
+    _verify(run, original, new, bundle=bundle)
+
+
+def _prepare(run: Run, bundle: ParsedBundle) -> None:
+    """The companions' make-before-break changes; a failure undoes those made, then raises."""
+    try:
+        companions.prepare(run, bundle)
+    except BaseException:
+        _undo_companions(run)
+        raise
+
+
+def _undo_companions(run: Run) -> None:
+    """Undo what companions changed (the certificate is back); one that cannot be undone fails the
+    rotation, and the record keeps what it did."""
+    if companions.pending(run) and not companions.undo(run):
+        run.record.outcome = Outcome.FAILED
 
 
 def _refused_at_push(run: Run, original: OriginalPair, new: str, exc: _NothingApplied) -> None:
@@ -204,6 +231,7 @@ def _refused_at_push(run: Run, original: OriginalPair, new: str, exc: _NothingAp
     served = observe(run)
     if cluster_state(served, original.fingerprint, new) is ClusterState.OLD:
         finish(run, served, Outcome.REFUSED, ClusterState.OLD)
+        _undo_companions(run)
     else:
         roll_back(run, original, new)
 
@@ -219,10 +247,12 @@ def resume_after_push(run: Run) -> None:
             original = None
         if original is None:
             step.detail += "; the original certificate is not in the secret store"
-    if record.new_fingerprint:
+    if record.new_fingerprint and not run.companions and not record.companions:
         _verify(run, original, record.new_fingerprint, timedelta(0))
         if record.outcome is not Outcome.IN_PROGRESS:
             return
+    # With companions the new certificate alone is not the whole change: their follow-ups need the
+    # issued bundle, gone with the worker, so the interrupted rotation is rolled back and undone.
     settle(run, original, record.new_fingerprint, RotationError("interrupted after the push"))
 
 

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.adapters.cluster import ClusterSession
@@ -24,6 +25,9 @@ from rotation.core.clock import Clock
 from rotation.core.errors import Interrupted, RotationError
 from rotation.core.model import CertName, RotationRecord, SecretPEM, Step, Trigger
 from rotation.usecases.rotate import interrupts
+
+if TYPE_CHECKING:
+    from rotation.usecases.rotate.companions import Companion
 
 log = logging.getLogger("rotation.usecases.rotate.pipeline")
 
@@ -47,6 +51,9 @@ class RotationOptions:
     # Where the original pair is kept (encrypted) so a retry or redelivered task can still roll back.
     secrets: SecretStore | None = None
     trust: tuple[str, ...] = ()  # more trust anchors (PEM) the operator named (`--trust FILE`)
+    # What must change besides the certificate (OCSP, replication peers...): built by the use case
+    # for this rotation, run by the pipeline (rotation.usecases.rotate.companions).
+    companions: tuple[Companion, ...] = ()
 
 
 # Long enough for an operator to come back to a cluster a rotation left mixed.
@@ -131,6 +138,7 @@ class Run:
         self.lease: Lease = KernelLease()
         self.originals = OriginalPairs(options.secrets, session.settings.identity, cert_name)
         self.deadline: timedelta = options.verify_deadline or session.settings.verify_deadline
+        self.companions: tuple[Companion, ...] = tuple(options.companions)
         self.log = logging.LoggerAdapter(log, {"rotation_id": record.id, "cluster": record.cluster,
                                                "cert_name": record.cert_name})
         self.store_down = False  # the last save did not reach the store (the record is in its journal)

@@ -1,0 +1,145 @@
+"""`rotation config check`: is everything the inventory names usable, before anything needs it?
+
+Loading the inventory proves its shape. This goes further, and changes nothing: every secret can
+be read, every file loads, every issuer can issue (its files, keys, directory), every cluster
+answers its REST API with our credentials over verified TLS, and whatever the plans need can be
+done. Each check is a small function from (inventory, what it may use) to findings; more checks
+join :data:`CHECKS`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from rotation.adapters.cluster import open_cluster
+from rotation.adapters.issuers.factory import IssuerFactory
+from rotation.config import Inventory
+from rotation.config.files import read_file
+from rotation.core.errors import RotationError
+
+
+class Severity(enum.StrEnum):
+    OK = "ok"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing checked: where in the inventory (``clusters.east.password_env``), and what was found."""
+
+    where: str
+    message: str
+    severity: Severity = Severity.OK
+
+    def to_dict(self) -> dict[str, str]:
+        return {"where": self.where, "severity": str(self.severity), "message": self.message}
+
+
+@dataclass(frozen=True)
+class CheckInputs:
+    """What the checks may use: the issuer factory, and whether to go to the network."""
+
+    issuers: IssuerFactory
+    offline: bool = False
+    clusters: Sequence[str] = ()  # empty: every cluster
+
+
+Check = Callable[[Inventory, CheckInputs], Iterable[Finding]]
+
+
+def _attempt(where: str, ok: str, action: Callable[[], Any], *, warn: bool = False) -> Finding:
+    try:
+        action()
+    except RotationError as exc:
+        return Finding(where, exc.message, Severity.WARNING if warn else Severity.ERROR)
+    return Finding(where, ok)
+
+
+def _clusters(inventory: Inventory, inputs: CheckInputs) -> list[str]:
+    return list(inputs.clusters or inventory.clusters)
+
+
+def check_cluster_secrets(inventory: Inventory, inputs: CheckInputs) -> Iterable[Finding]:
+    for name in _clusters(inventory, inputs):
+        cluster = inventory.clusters[name]
+        yield _attempt(f"clusters.{name}.password", "readable", partial(cluster.password, name))
+        for path in cluster.verify_paths:
+            yield _attempt(f"clusters.{name}.verify", f"{path} loads", partial(read_file, path, what="verify bundle"))
+
+
+def check_issuers(inventory: Inventory, inputs: CheckInputs) -> Iterable[Finding]:
+    """Every issuer a checked cluster uses builds and passes its own check (files, keys, and for ACME
+    the directory, which needs the network)."""
+    used = {inventory.plan(name, cert).issuer for name in _clusters(inventory, inputs)
+            for cert in inventory.clusters[name].certificates}
+    for issuer_name in sorted(n for n in used if n):
+        where = f"issuers.{issuer_name}"
+        if inputs.offline and inventory.issuers[issuer_name].type == "acme":
+            yield Finding(where, "not checked (--offline: the ACME directory is on the network)", Severity.WARNING)
+            continue
+        yield _attempt(where, "usable", partial(_issuer_usable, inventory, inputs.issuers, issuer_name))
+
+
+def _issuer_usable(inventory: Inventory, issuers: IssuerFactory, name: str) -> None:
+    issuers.issuer(inventory, name).check()
+
+
+def check_chatops_secrets(inventory: Inventory, inputs: CheckInputs) -> Iterable[Finding]:
+    chatops = inventory.chatops
+    for platform, settings, read in (("slack", chatops.slack, "signing_secret"),
+                                     ("mattermost", chatops.mattermost, "token"),
+                                     ("generic", chatops.generic, "secret")):
+        if settings is not None:
+            yield _attempt(f"chatops.{platform}", "secret readable and of the right form",
+                           getattr(settings, read))
+    if chatops.notify is not None:
+        yield _attempt("chatops.notify", "URL readable", chatops.notify_url)
+
+
+def check_cluster_login(inventory: Inventory, inputs: CheckInputs) -> Iterable[Finding]:
+    """The REST API answers over verified TLS and accepts our credentials (GET /v1/cluster, /v1/nodes)."""
+    if inputs.offline:
+        return
+    for name in _clusters(inventory, inputs):
+        yield _attempt(f"clusters.{name}.url", "REST API answers and accepts the credentials",
+                       partial(_logs_in, inventory, name))
+
+
+def _logs_in(inventory: Inventory, cluster: str) -> None:
+    with open_cluster(inventory, cluster) as session:
+        session.view(refresh=True)
+
+
+CHECKS: tuple[Check, ...] = (check_cluster_secrets, check_issuers, check_chatops_secrets, check_cluster_login)
+
+
+@dataclass
+class ConfigReport:
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0: usable (warnings allowed); 2: something named cannot be used."""
+        return 2 if any(f.severity is Severity.ERROR for f in self.findings) else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"findings": [f.to_dict() for f in self.findings], "exit_code": self.exit_code}
+
+
+def check_config(inventory: Inventory, inputs: CheckInputs, checks: Sequence[Check] = CHECKS) -> ConfigReport:
+    """Run every check; one that fails unexpectedly is a finding too, never a traceback."""
+    report = ConfigReport()
+    for check in checks:
+        try:
+            report.findings.extend(check(inventory, inputs))
+        except RotationError as exc:
+            report.findings.append(Finding(check.__name__, exc.message, Severity.ERROR))
+    return report
+
+
+__all__ = ["CHECKS", "Check", "CheckInputs", "ConfigReport", "Finding", "Severity", "check_config"]
