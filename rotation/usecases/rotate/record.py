@@ -22,6 +22,7 @@ from rotation.core import retry
 from rotation.core.errors import ConfigError, RotationError, RotationInProgress, StoreUnavailable
 from rotation.core.model import Outcome, RotationRecord, new_rotation_id
 from rotation.usecases.context import ServiceContext, inventory_digest
+from rotation.usecases.rotate.companion_set import companions_for
 from rotation.usecases.rotate.pipeline import rotate
 from rotation.usecases.rotate.run import RotationOptions, describe
 
@@ -71,6 +72,9 @@ def _rotate(ctx: ServiceContext, cluster: str, cert_name: str, options: Rotation
         options.secrets = ctx.secrets  # the original pair is kept (encrypted) whatever the state
         options.clock = options.clock or ctx.clock
         with ctx.sessions.open(loaded, cluster) as session:
+            if not options.companions:  # a test or caller may bring its own
+                name = loaded.plan(cluster, cert_name).cert_name
+                options.companions = companions_for(ctx, loaded, session, name)
             return rotate(loaded, session, cert_name, state=ctx.state, issuers=ctx.issuers, options=options)
     except RotationInProgress:
         raise
