@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rotation.core import retry
@@ -72,9 +72,9 @@ def _rotate(ctx: ServiceContext, cluster: str, cert_name: str, options: Rotation
         options.secrets = ctx.secrets  # the original pair is kept (encrypted) whatever the state
         options.clock = options.clock or ctx.clock
         with ctx.sessions.open(loaded, cluster) as session:
-            if not options.companions:  # a test or caller may bring its own
+            if not options.companions:  # a test or caller may bring its own; options serve several certificates
                 name = loaded.plan(cluster, cert_name).cert_name
-                options.companions = companions_for(ctx, loaded, session, name)
+                options = replace(options, companions=companions_for(ctx, loaded, session, name))
             return rotate(loaded, session, cert_name, state=ctx.state, issuers=ctx.issuers, options=options)
     except RotationInProgress:
         raise
