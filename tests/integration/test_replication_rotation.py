@@ -7,16 +7,22 @@ syncer handshakes, read back independently (``fleet.check_links``).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from support.clock import FakeClock
 from support.fleet import load_fleet_inventory
 from support.rotate import rotate_here
 
+from rotation.adapters.cluster import ClusterSession, open_cluster
 from rotation.config import Inventory
 from rotation.core.coupling_data import leaf_fingerprint
-from rotation.core.model import Outcome, RotationRecord, Step
-from rotation.simulator.fleet import Fleet
+from rotation.core.model import CertName, Outcome, RotationRecord, Step
+from rotation.simulator import Database
+from rotation.simulator.fleet import FLEET_DATABASES, Fleet
+from rotation.usecases.coupling import read_graph
+from rotation.usecases.rotate.replication import ReplicationCompanion
 from rotation.usecases.rotate.run import RotationOptions
 
 
@@ -68,3 +74,123 @@ def test_replica_of_syncer_then_proxy_rotation_keeps_the_link_in_sync(
     assert leaf_fingerprint(pinned) == record.new_fingerprint
     assert "west db1 pins the new proxy" in step(record, "replication:west/db1").detail
     assert set(links(fleet).values()) == {"in-sync"}
+
+
+def test_active_active_proxy_rotation_force_updates_each_crdb_once_in_turn(
+        linked_fleet: Any, tmp_path: Path, ca_files: tuple[Path, Path], state_dir: Path) -> None:
+    fleet: Fleet = linked_fleet(["east", "west", "north"],
+                                databases=[*FLEET_DATABASES, Database(3, "aa2", 12020, True, "all-nodes")])
+    guids = [fleet.crdb(), fleet.crdb(name="aa2", port=12020)]
+    inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
+
+    record = rotate(inventory, "north", "proxy")
+    assert record.outcome is Outcome.VERIFIED, record.error
+    assert [fleet["north"].crdbs.force_update_count(guid) for guid in guids] == [1, 1]
+    assert [fleet[n].crdbs.force_update_count(guid) for n in ("east", "west") for guid in guids] == [0] * 4
+    updates = [s for s in record.steps if s.name.startswith("replication:crdb")]
+    assert [s.name for s in updates] == ["replication:crdb aa", "replication:crdb aa2"]
+    assert updates[0].finished_at and updates[0].finished_at <= updates[1].started_at  # one CRDB at a time
+    assert all("6 link(s) in sync" in s.detail for s in updates)  # every instance, waited for per CRDB
+    rows = links(fleet)
+    assert len(rows) == 12 and set(rows.values()) == {"in-sync"}
+    for name in ("east", "west"):  # the peers now pin north's new proxy
+        pinned = [s["server_cert"] for db in (2, 3) for s in fleet[name].replication.bdb_fields(db)["crdt_sources"]]
+        assert record.new_fingerprint in {leaf_fingerprint(pem) for pem in pinned}
+
+
+def test_peer_unreachable_during_the_force_update_is_rolled_back(
+        linked_fleet: Any, tmp_path: Path, ca_files: tuple[Path, Path], state_dir: Path) -> None:
+    fleet: Fleet = linked_fleet(["east", "west"])
+    fleet.crdb()
+    inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
+
+    def west_goes_down(record: RotationRecord, current: Step) -> None:
+        if current.name == "verify" and current.finished_at is not None:
+            fleet.cluster_down("west")
+
+    record = rotate(inventory, "east", "proxy", progress=west_goes_down)
+    fleet.cluster_down("west", down=False)
+    assert record.outcome is Outcome.ROLLED_BACK, record.error
+    assert "force update failed" in (record.error or "") and "west.sim.local: peer_unreachable" in (record.error or "")
+    assert not step(record, "replication:crdb aa").ok and step(record, "verify-rollback").ok
+    assert all(entry["undone"] for entry in record.companions)  # the task changed nothing anywhere
+    assert fleet["east"].served_fingerprint(1, "proxy") == record.old_fingerprint
+    assert set(links(fleet).values()) == {"in-sync"}
+
+
+def test_peer_put_refused_is_rolled_back_and_the_record_says_why(
+        linked_fleet: Any, tmp_path: Path, ca_files: tuple[Path, Path], state_dir: Path) -> None:
+    fleet: Fleet = linked_fleet(["east", "west"])
+    fleet.replica_of("east", "west")
+    inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
+    fleet["west"].replication.fail_next_db_update(1, 409)
+
+    record = rotate(inventory, "east", "proxy")
+    assert record.outcome is Outcome.ROLLED_BACK, record.error
+    assert "PUT /v1/bdbs/1 failed with HTTP 409 (db_busy" in (record.error or "")
+    assert not step(record, "replication:west/db1").ok
+    pinned = fleet["west"].replication.bdb_fields(1)["replica_sources"][0]["server_cert"]
+    assert leaf_fingerprint(pinned) == record.old_fingerprint == fleet["east"].served_fingerprint(1, "proxy")
+    assert set(links(fleet).values()) == {"in-sync"}
+
+
+def test_a_link_that_never_returns_to_sync_is_undone_in_reverse(
+        linked_fleet: Any, tmp_path: Path, ca_files: tuple[Path, Path], state_dir: Path) -> None:
+    fleet: Fleet = linked_fleet(["east", "west"])
+    fleet.replica_of("east", "west")
+    inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
+    fleet["west"].replication.freeze_link(1)  # stalls on any certificate but today's
+    clock = FakeClock(datetime.now(UTC))  # the deadline runs out without waiting
+
+    record = rotate(inventory, "east", "proxy", clock=clock)
+    assert record.outcome is Outcome.ROLLED_BACK, record.error
+    assert "1 link(s) not in sync after 3s" in (record.error or "") and "simulated stall" in (record.error or "")
+    names = [s.name for s in record.steps]
+    assert names.index("replication:sync") < names.index("rollback") < names.index("verify-rollback") \
+        < names.index("undo:replication")
+    undo = step(record, "undo:replication")
+    assert undo.ok and "pins the previous proxy" in undo.detail and "1 link(s) in sync" in undo.detail
+    assert [(e["memo"]["action"], e["undone"]) for e in record.companions] == [("pin", True)]
+    pinned = fleet["west"].replication.bdb_fields(1)["replica_sources"][0]["server_cert"]
+    assert leaf_fingerprint(pinned) == record.old_fingerprint
+    assert set(links(fleet).values()) == {"in-sync"}
+
+
+def test_without_the_follow_up_the_simulated_link_stays_broken(
+        linked_fleet: Any, tmp_path: Path, ca_files: tuple[Path, Path], state_dir: Path) -> None:
+    fleet: Fleet = linked_fleet(["east", "west"])
+    fleet.replica_of("east", "west")
+    inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
+
+    def open_session(name: str) -> ClusterSession:
+        return open_cluster(inventory, name)
+
+    graph = read_graph(inventory, open_session)
+    skipping = ReplicationCompanion(graph, graph.impact("east", CertName.PROXY), open_session, follow_up=False)
+    record = rotate(inventory, "east", "proxy", companions=(skipping,))
+    assert record.outcome is Outcome.VERIFIED, record.error  # the certificate alone is fine...
+    (row,) = fleet["west"].replication.check_now([1])
+    assert row["status"] == "out-of-sync" and "source certificate not trusted" in row["last_error"]  # ...the link not
+
+
+def test_a_dependent_outside_the_inventory_is_refused_unless_allowed(
+        linked_fleet: Any, tmp_path: Path, ca_files: tuple[Path, Path], state_dir: Path) -> None:
+    fleet: Fleet = linked_fleet(["east", "west"])
+    fleet.replica_of("east", "west")
+    inventory = load_fleet_inventory(tmp_path, fleet, ca_files, names=["west"])
+    outsider = "{}:{}".format(*fleet.endpoint("east")[:2])
+
+    refused = rotate(inventory, "west", "syncer")
+    assert refused.outcome is Outcome.REFUSED and not refused.pushed
+    assert f"{outsider} (not in the inventory)" in (refused.error or "") and "--allow-unmanaged-peer" in (
+        refused.error or "")
+    assert set(links(fleet).values()) == {"in-sync"}
+
+    planned = rotate(inventory, "west", "syncer", allow_unmanaged_peer=True, dry_run=True)
+    assert planned.outcome is Outcome.DRY_RUN
+    assert f"left to the operator (outside the inventory): {outsider}" in step(planned, "plan").detail
+
+    record = rotate(inventory, "west", "syncer", allow_unmanaged_peer=True)
+    assert record.outcome is Outcome.VERIFIED, record.error
+    assert any(outsider in w and "update it by hand" in w for w in record.warnings)
+    assert set(links(fleet).values()) == {"out-of-sync"}  # as the warning says: the operator's to fix
