@@ -49,6 +49,7 @@ class End:
     cluster: str | None
     where: str  # host:port (or FQDN) as the link names it
     db: int | None = None
+    unmatched: str = "not in the inventory"  # why an outsider has no cluster
 
     @property
     def managed(self) -> bool:
@@ -57,7 +58,7 @@ class End:
     @property
     def label(self) -> str:
         if self.cluster is None:
-            return f"{self.where} (not in the inventory)"
+            return f"{self.where} ({self.unmatched})"
         return f"{self.cluster} db{self.db}" if self.db is not None else self.cluster
 
 
@@ -82,12 +83,17 @@ class Link:
     def in_sync(self) -> bool:
         return self.entry.status == IN_SYNC
 
+    @property
+    def dependency_labels(self) -> list[str]:
+        """``cluster/cert`` of each certificate the link depends on (an outsider by its address)."""
+        return [f"{cluster or self.source.where}/{cert}" for cluster, cert in self.depends_on]
+
     def to_dict(self) -> dict[str, object]:
         return {"kind": str(self.kind), "source": self.source.label, "replica": self.replica.label,
                 "source_cluster": self.source.cluster, "replica_cluster": self.replica.cluster,
                 "replica_db": self.replica.db, "uri": self.entry.uri, "status": self.entry.status,
                 "last_error": self.entry.last_error, "crdb_guid": self.crdb, "crdb_name": self.crdb_name,
-                "depends_on": [f"{c or self.source.where}/{cert}" for c, cert in self.depends_on]}
+                "depends_on": self.dependency_labels}
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,10 @@ class CouplingGraph:
 
     # -- matching peers ----------------------------------------------------------------------------
 
+    @property
+    def _unmatched(self) -> str:
+        return "not in the inventory, or a cluster not read" if self.unread else "not in the inventory"
+
     def _by_host(self, *hosts: str | None) -> ClusterLinks | None:
         for host in hosts:
             found = [c for c in self.clusters.values() if host and c.answers_on(host)]
@@ -164,7 +174,8 @@ class CouplingGraph:
         if not entry.own_client_cert and (source is None or source_db is None or source_db.checks_clients):
             depends.append((replica.name, CertName.SYNCER))
         return Link(LinkKind.REPLICA_OF,
-                    End(source.name if source else None, entry.where, source_db.uid if source_db else None),
+                    End(source.name if source else None, entry.where, source_db.uid if source_db else None,
+                        self._unmatched),
                     End(replica.name, f"{replica.fqdn}", db.uid), entry, tuple(depends))
 
     def _active_active(self, local: ClusterLinks, db: DbLinks, crdb: CrdbInfo, entry: SourceEntry) -> Link:
@@ -172,7 +183,7 @@ class CouplingGraph:
         peer = self._instance_cluster(instance, entry)
         peer_db = next((d for d in peer.databases if d.crdt_guid == crdb.guid), None) if peer else None
         depends = ((peer.name if peer else None, CertName.PROXY), (local.name, CertName.SYNCER))
-        source = End(peer.name if peer else None, entry.where, peer_db.uid if peer_db else None)
+        source = End(peer.name if peer else None, entry.where, peer_db.uid if peer_db else None, self._unmatched)
         return Link(LinkKind.ACTIVE_ACTIVE, source, End(local.name, local.fqdn, db.uid), entry, depends,
                     crdb.guid, crdb.name)
 

@@ -7,15 +7,18 @@ syncer handshakes, read back independently (``fleet.check_links``).
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from support.clock import FakeClock
-from support.fleet import load_fleet_inventory
+from support.fleet import fleet_inventory, load_fleet_inventory
 from support.rotate import rotate_here
+from typer.testing import CliRunner
 
 from rotation.adapters.cluster import ClusterSession, open_cluster
+from rotation.cli.main import app
 from rotation.config import Inventory
 from rotation.core.coupling_data import leaf_fingerprint
 from rotation.core.model import CertName, Outcome, RotationRecord, Step
@@ -24,6 +27,8 @@ from rotation.simulator.fleet import FLEET_DATABASES, Fleet
 from rotation.usecases.coupling import read_graph
 from rotation.usecases.rotate.replication import ReplicationCompanion
 from rotation.usecases.rotate.run import RotationOptions
+
+runner = CliRunner()
 
 
 def links(fleet: Fleet) -> dict[str, str]:
@@ -194,3 +199,45 @@ def test_a_dependent_outside_the_inventory_is_refused_unless_allowed(
     assert record.outcome is Outcome.VERIFIED, record.error
     assert any(outsider in w and "update it by hand" in w for w in record.warnings)
     assert set(links(fleet).values()) == {"out-of-sync"}  # as the warning says: the operator's to fix
+
+
+def test_links_check_and_a_dry_run_show_the_coupling(
+        linked_fleet: Any, tmp_path: Path, ca_files: tuple[Path, Path], state_dir: Path) -> None:
+    fleet: Fleet = linked_fleet(["east", "west"])
+    fleet.replica_of("east", "west")
+    guid = fleet.crdb()
+    path = fleet_inventory(tmp_path / "fleet.yaml", fleet, ca_files)
+
+    result = runner.invoke(app, ["links", "-c", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {(r["kind"], r["replica"], r["source"]): r for r in json.loads(result.stdout)["links"]}
+    assert set(rows) == {("replica_of", "west db1", "east db1"), ("active_active", "west db2", "east db2"),
+                         ("active_active", "east db2", "west db2")}
+    assert rows["replica_of", "west db1", "east db1"]["depends_on"] == ["east/proxy", "west/syncer"]
+    assert rows["active_active", "east db2", "west db2"]["crdb_guid"] == guid
+    assert {r["status"] for r in rows.values()} == {"in-sync"}
+
+    result = runner.invoke(app, ["check", "-c", str(path), "--json"])
+    coupled = json.loads(result.stdout)["coupled"]
+    assert set(coupled) == {f"{n}/{c}" for n in ("east", "west") for c in ("proxy", "syncer", "api")}
+    assert "west db1 pins its proxy in replica_sources[0].server_cert" in coupled["east/proxy"]
+    assert "east db1 trusts its syncer for west db1 <- east db1" in coupled["west/syncer"]
+    assert any(f"CRDB aa ({guid})" in d for d in coupled["west/proxy"])
+    result = runner.invoke(app, ["check", "-c", str(path)])
+    assert "coupled east/proxy: 2 dependent(s)" in result.stdout
+
+    result = runner.invoke(app, ["rotate", "east", "proxy", "--dry-run", "-c", str(path)])
+    assert result.exit_code == 0, result.output
+    plan = result.stdout[result.stdout.index("plan:"):]
+    assert "after the push: west db1 pins the new proxy in replica_sources[0].server_cert" in plan
+    assert f"after the push: CRDB aa ({guid}) force update from east" in plan
+    assert fleet["east"].crdbs.force_update_count(guid) == 0 and set(links(fleet).values()) == {"in-sync"}
+
+    fleet.cluster_down("east")
+    result = runner.invoke(app, ["links", "-c", str(path), "--json"])
+    assert result.exit_code == 2
+    report = json.loads(result.stdout)
+    assert "east" in report["unread"]
+    (row,) = [r for r in report["links"] if r["kind"] == "replica_of"]
+    assert row["status"] == "out-of-sync" and "unreachable" in row["last_error"]
+    assert row["source"].endswith("(not in the inventory, or a cluster not read)")

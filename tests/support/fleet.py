@@ -21,7 +21,7 @@ def fleet_inventory(path: Path, fleet: Fleet, ca_files: tuple[Path, Path], *, na
     for name, entry in fleet.inventory().items():
         if names is None or name in names:
             entry.update({"issuer": "internal", "verify_deadline": verify_deadline, "handshake_timeout": "2s",
-                          "certificates": {"proxy": {}, "syncer": {}}})
+                          "certificates": {"proxy": {}, "syncer": {}, "api": {}}})
             clusters[name] = entry
     data = {"renew_before": "30d", "clusters": clusters,
             "issuers": {"internal": {"type": "internal_ca", "ca_cert": str(ca_files[0]),
