@@ -8,12 +8,19 @@ syncer handshakes, read back independently (``fleet.check_links``).
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import redis
 from support.clock import FakeClock
+from support.cluster import free_loopback_base
 from support.fleet import fleet_inventory, load_fleet_inventory
+from support.processes import ROOT, RedisServer
 from support.rotate import rotate_here
 from typer.testing import CliRunner
 
@@ -241,3 +248,20 @@ def test_links_check_and_a_dry_run_show_the_coupling(
     (row,) = [r for r in report["links"] if r["kind"] == "replica_of"]
     assert row["status"] == "out-of-sync" and "unreachable" in row["last_error"]
     assert row["source"].endswith("(not in the inventory, or a cluster not read)")
+
+
+def test_the_demo_rotates_both_certificates_through_the_queue(redis_server: RedisServer, tmp_path: Path) -> None:
+    """`make demo-replication`: Redis, a worker, `rotation rotate` queued and followed, the link watched."""
+    redis.Redis(port=redis_server.port, db=7).flushdb()
+    env = {**os.environ, "ROTATION_REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/7",
+           "ROTATION_DEMO_DIR": str(tmp_path / "demo"),
+           "ROTATION_DEMO_ADDRESSES": f"{free_loopback_base()},{free_loopback_base()}"}
+    result = subprocess.run([sys.executable, "scripts/demo_replication.py"], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=180)
+    out = result.stdout
+    assert result.returncode == 0, out[-4000:]
+    assert out.count("queued 1 rotation(s)") == 2  # through the queue, both
+    assert "west/syncer verified" in out and "east/proxy verified" in out
+    syncer = re.search(r"link checked (\d+) times during the rotation: (.*)", out)
+    assert syncer and syncer.group(2) == f"{syncer.group(1)} in-sync"  # make before break: never out of sync
+    assert "west's old one is gone" in out and "stopped every process the demo started" in out
