@@ -52,6 +52,10 @@ def links(
     for guid, outside in report.outsiders.items():
         err_console.print(line(("CRDB ", "yellow"), (guid, ""), " has participants outside the inventory: ",
                                (", ".join(outside), "")), highlight=False)
+    for db, count in report.unknown_clients.items():
+        console.print(line((db, "bold"), f" trusts {count} client certificate(s) that no inventory cluster's syncer "
+                           "matches: replicas outside the inventory, or other clients (a replica's link shows on "
+                           "its side only)"), highlight=False, soft_wrap=True)
     for name, why in report.unread.items():
         err_console.print(line(("error: ", "bold red"), "links of ", (name, "bold"), " not read: ", (why, "")),
                           highlight=False)

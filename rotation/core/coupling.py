@@ -131,12 +131,19 @@ class CouplingGraph:
     links: list[Link] = field(default_factory=list)
     unread: dict[str, str] = field(default_factory=dict)  # inventory cluster -> why it could not be read
     outsiders: dict[str, list[str]] = field(default_factory=dict)  # CRDB guid -> participants outside
+    # "cluster dbN" -> how many trusted client certificates are no inventory cluster's syncer: maybe
+    # replicas outside the inventory (invisible from here: a link shows on its replica's side only)
+    unknown_clients: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def build(cls, clusters: Sequence[ClusterLinks], unread: dict[str, str] | None = None) -> CouplingGraph:
         graph = cls({c.name: c for c in clusters}, unread=dict(unread or {}))
+        syncers = [c.syncer_pem for c in clusters if c.syncer_pem]
         for cluster in clusters:
             for db in cluster.databases:
+                unknown = [pem for pem in db.client_certs if not any(anchors([pem], s) for s in syncers)]
+                if db.checks_clients and unknown:
+                    graph.unknown_clients[f"{cluster.name} db{db.uid}"] = len(unknown)
                 graph.links += [graph._replica_of(cluster, db, entry) for entry in db.replica_sources]
                 crdb = next((c for c in cluster.crdbs if c.guid == db.crdt_guid), None)
                 if crdb is not None:

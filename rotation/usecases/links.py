@@ -25,6 +25,7 @@ class LinksReport:
     links: list[Link] = field(default_factory=list)
     unread: dict[str, str] = field(default_factory=dict)
     outsiders: dict[str, list[str]] = field(default_factory=dict)  # CRDB guid -> participants outside
+    unknown_clients: dict[str, int] = field(default_factory=dict)  # "cluster dbN" -> client certs of no cluster
 
     @property
     def exit_code(self) -> int:
@@ -35,7 +36,8 @@ class LinksReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"links": [link.to_dict() for link in self.links], "unread": self.unread,
-                "crdb_participants_outside": self.outsiders, "exit_code": self.exit_code}
+                "crdb_participants_outside": self.outsiders, "unknown_client_certs": self.unknown_clients,
+                "exit_code": self.exit_code}
 
 
 def _graph(inventory: Inventory) -> CouplingGraph:
@@ -50,7 +52,8 @@ def links_report(inventory: Inventory, names: Sequence[str] | None = None) -> Li
     graph = _graph(inventory)
     wanted = set(names or inventory.clusters)
     shown = [link for link in graph.links if {link.source.cluster, link.replica.cluster} & wanted]
-    return LinksReport(shown, graph.unread, graph.outsiders)
+    unknown = {db: n for db, n in graph.unknown_clients.items() if db.split(" ")[0] in wanted}
+    return LinksReport(shown, graph.unread, graph.outsiders, unknown)
 
 
 def coupled_certificates(inventory: Inventory, pairs: Iterable[tuple[str, CertName]]
