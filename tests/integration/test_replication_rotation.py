@@ -31,6 +31,7 @@ from rotation.core.coupling_data import leaf_fingerprint
 from rotation.core.model import CertName, Outcome, RotationRecord, Step
 from rotation.simulator import Database
 from rotation.simulator.fleet import FLEET_DATABASES, Fleet
+from rotation.usecases.context import ServiceContext
 from rotation.usecases.coupling import read_graph
 from rotation.usecases.rotate.replication import ReplicationCompanion
 from rotation.usecases.rotate.run import RotationOptions
@@ -265,3 +266,19 @@ def test_the_demo_rotates_both_certificates_through_the_queue(redis_server: Redi
     syncer = re.search(r"link checked (\d+) times during the rotation: (.*)", out)
     assert syncer and syncer.group(2) == f"{syncer.group(1)} in-sync"  # make before break: never out of sync
     assert "west's old one is gone" in out and "stopped every process the demo started" in out
+
+
+def test_a_crdb_another_rotation_is_updating_is_waited_for_then_given_up(
+        linked_fleet: Any, tmp_path: Path, ca_files: tuple[Path, Path], state_dir: Path) -> None:
+    fleet: Fleet = linked_fleet(["east", "west"])
+    guid = fleet.crdb()
+    inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
+    ctx = ServiceContext(inventory=lambda: inventory)
+    clock = FakeClock(datetime.now(UTC))
+    with ctx.state.hold(f"crdb:{guid}", "replication", "rotation elsewhere"):  # its turn, for the whole deadline
+        (record,) = rotate_here(inventory, "east", ["syncer"], RotationOptions(poll_interval=0.5, clock=clock), ctx)
+    assert record.outcome is Outcome.ROLLED_BACK, record.error
+    assert "CRDB aa: another rotation is changing it" in (record.error or "") and "rotation elsewhere" in (
+        record.error or "")
+    assert fleet["east"].crdbs.force_update_count(guid) == 0 and sum(clock.slept) >= 3
+    assert set(links(fleet).values()) == {"in-sync"}

@@ -20,9 +20,10 @@ pipeline undoes every recorded step newest first after a failure (:mod:`replicat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rotation.adapters.cluster import ClusterSession
+from rotation.adapters.state import Locker
 from rotation.config import Inventory
 from rotation.core import certs
 from rotation.core.coupling import CouplingGraph, Impact, Link
@@ -44,12 +45,14 @@ class ReplicationCompanion(NoCompanion):
     name = "replication"
 
     def __init__(self, graph: CouplingGraph, impact: Impact, open_session: OpenSession, *,
-                 follow_up: bool = True) -> None:
-        """``follow_up=False`` (tests only) skips the follow-up: proof that the simulator notices."""
+                 locker: Locker | None = None, identity: Callable[[str], str] = str, follow_up: bool = True) -> None:
+        """``locker`` and ``identity``: turns on peer databases and CRDBs (see :mod:`replication_steps`).
+        ``follow_up=False`` (tests only) skips the follow-up: proof that the simulator notices."""
         self.graph, self.impact, self.open_session, self.follow = graph, impact, open_session, follow_up
+        self.locker, self.identity = locker, identity
 
     def _peers(self, run: Run) -> Peers:
-        return Peers(run, self.open_session, self.name)
+        return Peers(run, self.open_session, self.name, self.locker, self.identity)
 
     def _trust_targets(self) -> dict[tuple[str, int], list[Link]]:
         """Source databases that check the rotating syncer, with the links through each."""
@@ -168,7 +171,8 @@ def replication_companion(ctx: ServiceContext, inventory: Inventory, session: Cl
     impact = graph.impact(session.name, cert_name)
     if not impact.coupled and not impact.unread:
         return None
-    return ReplicationCompanion(graph, impact, open_session)
+    return ReplicationCompanion(graph, impact, open_session, locker=ctx.state,
+                                identity=lambda name: inventory.cluster(name).identity)
 
 
 __all__ = ["ReplicationCompanion", "replication_companion"]

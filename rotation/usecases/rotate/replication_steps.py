@@ -9,25 +9,29 @@
 * ``wait_in_sync``: the replica side of every watched link, read again until all are in sync.
 
 Fencing: a peer's database takes no fencing token, so every write here happens under this
-rotation's lock only: ``run.lease.check()`` right before it proves the lock and its fence still
-name this rotation (a rotation that lost them writes nothing more). Each write is recorded as
-it is made (``companions.note``), and one whose answer never came (no status, 5xx) is recorded
-too, so a failure half-way undoes exactly what may have been applied; an undo first reads the
-peer and changes only what this rotation wrote.
+rotation's lock: ``run.lease.check()`` right before it proves the lock and its fence still name
+this rotation (a rotation that lost them writes nothing more). Another rotation of this service
+may change the same peer database (two replicas' syncers trusted by one source) or force-update
+the same CRDB, so each read-modify-write of a database, and each force update with its wait, also
+takes that database's or CRDB's *turn*: a short lock in the service's state, waited for until the
+deadline. Each write is recorded as it is made (``companions.note``), and one whose answer never
+came (no status, 5xx) is recorded too, so a failure half-way undoes exactly what may have been
+applied; an undo first reads the peer and changes only what this rotation wrote.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from rotation.adapters.cluster import ClusterSession
+from rotation.adapters.state import Locker
 from rotation.core import certs
 from rotation.core.coupling import Link, LinkKind
 from rotation.core.coupling_data import IN_SYNC, anchors, leaf_fingerprint, parse_database, same_shape
-from rotation.core.errors import ClusterAPIError, ReplicationError, RotationError
+from rotation.core.errors import ClusterAPIError, ReplicationError, RotationError, RotationInProgress
 from rotation.usecases.coupling import OpenSession
 from rotation.usecases.rotate import interrupts
 from rotation.usecases.rotate.companions import Memo, note
@@ -69,6 +73,32 @@ class Peers:
     run: Run
     open_session: OpenSession
     companion: str
+    locker: Locker | None = None  # the service's locks: turns on peer databases and CRDBs
+    identity: Callable[[str], str] = str  # inventory name -> the cluster's lock identity (REST host:port)
+
+    @contextmanager
+    def turn(self, key: str, what: str) -> Iterator[None]:
+        """This service's only writer of ``key`` meanwhile; another rotation's turn is waited for until
+        the deadline (ReplicationError then)."""
+        if self.locker is None:
+            yield
+            return
+        run = self.run
+        end = run.clock.monotonic() + run.deadline.total_seconds()
+        while True:
+            stack = ExitStack()
+            try:
+                stack.enter_context(self.locker.hold(key, "replication", f"rotation {run.record.id}"))
+                break
+            except RotationInProgress as exc:
+                if run.clock.monotonic() >= end:
+                    raise ReplicationError(f"{what}: another rotation is changing it ({exc.message})") from exc
+                run.clock.sleep(run.options.poll_interval)
+        with stack:
+            yield
+
+    def database_turn(self, cluster: str, db: int) -> AbstractContextManager[None]:
+        return self.turn(f"bdb:{self.identity(cluster)}/{db}", f"{cluster} db{db}")
 
     def session(self, cluster: str) -> AbstractContextManager[ClusterSession]:
         if cluster == self.run.session.name:
@@ -106,7 +136,8 @@ def _short(pem: str) -> str:
 
 def add_trust(peers: Peers, cluster: str, db: int, new_chain: str, old_fp: str | None,
               links: list[Watched]) -> str:
-    with peers.run.step(f"replication:{cluster}/db{db}") as step, peers.session(cluster) as session:
+    with peers.run.step(f"replication:{cluster}/db{db}") as step, peers.database_turn(cluster, db), \
+            peers.session(cluster) as session:
         listed = _listed(session.database(db))
         if anchors(listed, new_chain):
             step.detail = f"{cluster} db{db} already trusts the new syncer (through its issuer): nothing to add"
@@ -122,7 +153,7 @@ def add_trust(peers: Peers, cluster: str, db: int, new_chain: str, old_fp: str |
 
 def undo_trust(peers: Peers, memo: Memo) -> str:
     cluster, db, added = memo["cluster"], int(memo["db"]), str(memo["added"]).strip()
-    with peers.session(cluster) as session:
+    with peers.database_turn(cluster, db), peers.session(cluster) as session:
         listed = _listed(session.database(db))
         kept = [pem for pem in listed if pem.strip() != added]
         if len(kept) == len(listed):
@@ -137,7 +168,8 @@ def undo_trust(peers: Peers, memo: Memo) -> str:
 def drop_old_trust(peers: Peers, cluster: str, db: int, new_chain: str, old_fp: str | None) -> str:
     """The old syncer leaves the list once the new one is proven; an entry that is an issuer of the
     new certificate stays (it is not the old certificate itself)."""
-    with peers.run.step(f"replication:{cluster}/db{db}") as step, peers.session(cluster) as session:
+    with peers.run.step(f"replication:{cluster}/db{db}") as step, peers.database_turn(cluster, db), \
+            peers.session(cluster) as session:
         listed = _listed(session.database(db))
         kept = [pem for pem in listed if leaf_fingerprint(pem) != old_fp or anchors([pem], new_chain)]
         if len(kept) == len(listed):
@@ -174,7 +206,8 @@ def pin(peers: Peers, link: Link, new_chain: str, links: list[Watched]) -> str:
     watched = Watched.of(link)
     cluster, db = watched.cluster, watched.db
     where = f"{cluster} db{db}"
-    with peers.run.step(f"replication:{cluster}/db{db}") as step, peers.session(cluster) as session:
+    with peers.run.step(f"replication:{cluster}/db{db}") as step, peers.database_turn(cluster, db), \
+            peers.session(cluster) as session:
         sources = _sources(session.database(db))
         entry = next((item for item in sources if item.get("uri") == link.entry.uri), None)
         if entry is None:
@@ -195,7 +228,7 @@ def pin(peers: Peers, link: Link, new_chain: str, links: list[Watched]) -> str:
 def undo_pin(peers: Peers, memo: Memo) -> str:
     cluster, db, uri = memo["cluster"], int(memo["db"]), memo["uri"]
     where = f"{cluster} db{db}"
-    with peers.session(cluster) as session:
+    with peers.database_turn(cluster, db), peers.session(cluster) as session:
         sources = _sources(session.database(db))
         entry = next((item for item in sources if item.get("uri") == uri), None)
         if entry is None or str(entry.get("server_cert", "")).strip() != str(memo["new"]).strip():
@@ -214,7 +247,7 @@ def undo_pin(peers: Peers, memo: Memo) -> str:
 def force_update(peers: Peers, guid: str, name: str, links: list[Watched], phase: str | None = "follow_up") -> str:
     """One CRDB's force update, coordinated by the rotating cluster, then its instances in sync."""
     run = peers.run
-    with run.step(f"replication:crdb {name}") as step:
+    with run.step(f"replication:crdb {name}") as step, peers.turn(f"crdb:{guid}", f"CRDB {name}"):
         run.log.warning("CRDB %s (%s): force update from %s after its %s changed: POST /v1/crdbs/%s/updates "
                         "force_update=true (the docs call it dangerous; run deliberately, one CRDB at a time)",
                         name, guid, run.session.name, run.cert_name, guid)
