@@ -124,7 +124,7 @@ def main() -> int:
         fleet.replica_of("east", "west")
         write_inventory(fleet)
         say("starting a worker")
-        worker = spawn([*ROTATION, "worker", "--concurrency", "2"], "worker.log", env)
+        worker = spawn([*ROTATION, "worker", "--concurrency", "1"], "worker.log", env)
         wait_for(lambda: b"ready" in (WORK / "worker.log").read_bytes(), 60, 0.2, what="the worker",
                  alive=lambda: worker.poll() is None)
         return demo(fleet, env)

@@ -146,6 +146,14 @@ def test_peer_put_refused_is_rolled_back_and_the_record_says_why(
     assert leaf_fingerprint(pinned) == record.old_fingerprint == fleet["east"].served_fingerprint(1, "proxy")
     assert set(links(fleet).values()) == {"in-sync"}
 
+    listed = fleet["east"].replication.bdb_fields(1)["authentication_ssl_client_certs"]
+    fleet["east"].replication.fail_next_db_update(1, 409)  # before the push: the source refuses the new syncer
+    refused = rotate(inventory, "west", "syncer")
+    assert refused.outcome is Outcome.REFUSED and not refused.pushed and refused.retryable
+    assert "db_busy" in (refused.error or "") and not step(refused, "prepare:replication").ok
+    assert fleet["east"].replication.bdb_fields(1)["authentication_ssl_client_certs"] == listed
+    assert set(links(fleet).values()) == {"in-sync"}
+
 
 def test_a_link_that_never_returns_to_sync_is_undone_in_reverse(
         linked_fleet: Any, tmp_path: Path, ca_files: tuple[Path, Path], state_dir: Path) -> None:
@@ -199,9 +207,12 @@ def test_a_dependent_outside_the_inventory_is_refused_unless_allowed(
         refused.error or "")
     assert set(links(fleet).values()) == {"in-sync"}
 
-    planned = rotate(inventory, "west", "syncer", allow_unmanaged_peer=True, dry_run=True)
-    assert planned.outcome is Outcome.DRY_RUN
-    assert f"left to the operator (outside the inventory): {outsider}" in step(planned, "plan").detail
+    path = str(tmp_path / "fleet.yaml")
+    result = runner.invoke(app, ["rotate", "west", "syncer", "--dry-run", "-c", path])
+    assert result.exit_code == 2 and "--allow-unmanaged-peer" in result.stdout
+    result = runner.invoke(app, ["rotate", "west", "syncer", "--dry-run", "--allow-unmanaged-peer", "-c", path])
+    assert result.exit_code == 0, result.output
+    assert f"left to the operator (outside the inventory): {outsider}" in result.stdout
 
     record = rotate(inventory, "west", "syncer", allow_unmanaged_peer=True)
     assert record.outcome is Outcome.VERIFIED, record.error
