@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -11,6 +11,9 @@ from rich.table import Table
 from rotation.cli.options import ConfigOption, JsonOption, load
 from rotation.cli.render import cell, console, err_console, fail, line
 from rotation.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rotation.usecases.links import LinksReport
 
 
 def links(
@@ -38,6 +41,11 @@ def links(
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
         raise typer.Exit(report.exit_code)
+    _print(report)
+    raise typer.Exit(report.exit_code)
+
+
+def _print(report: LinksReport) -> None:
     table = Table(title="Replication links", show_lines=False)
     for column in ("kind", "replica <- source", "status", "depends on"):
         table.add_column(column)
@@ -59,7 +67,6 @@ def links(
     for name, why in report.unread.items():
         err_console.print(line(("error: ", "bold red"), "links of ", (name, "bold"), " not read: ", (why, "")),
                           highlight=False)
-    raise typer.Exit(report.exit_code)
 
 
 __all__ = ["links"]

@@ -158,10 +158,14 @@ class CouplingGraph:
         return "not in the inventory, or a cluster not read" if self.unread else "not in the inventory"
 
     def _by_host(self, *hosts: str | None) -> ClusterLinks | None:
-        for host in hosts:
-            found = [c for c in self.clusters.values() if host and c.answers_on(host)]
-            if len(found) == 1:
-                return found[0]
+        """The one cluster a host names: an exact name first, else the longest FQDN it ends with."""
+        for host in filter(None, hosts):
+            found = [c for c in self.clusters.values() if c.answers_on(host)]
+            exact = [c for c in found if c.names_exactly(host)]
+            longest = max((len(c.fqdn) for c in found), default=0)
+            best = exact or [c for c in found if len(c.fqdn) == longest]
+            if len(best) == 1:
+                return best[0]
         return None
 
     def _by_pin(self, pin: str | None) -> ClusterLinks | None:
@@ -218,7 +222,7 @@ class CouplingGraph:
             return Impact(cluster, cert)
         crdbs = tuple(self.crdbs_of(cluster))
         guids = {c.guid for c in crdbs}
-        aa = [link for link in self.links if link.crdb in guids]
+        aa = [link for link in self.links if link.crdb in guids and link.source.managed]  # outsiders: not watched
         unmanaged = [f"CRDB {c.name} participant {who}" for c in crdbs for who in self.outsiders.get(c.guid, [])]
         pins: list[Link] = []
         trusts: list[Link] = []

@@ -93,10 +93,13 @@ class ClusterLinks:
         return next((d for d in self.databases if (uid is None or d.uid == uid) and (port is None or d.port == port)),
                     None)
 
-    def answers_on(self, host: str) -> bool:
+    def names_exactly(self, host: str) -> bool:
         host = host.lower().rstrip(".")
-        fqdn = self.fqdn.lower()
-        return host in self.names or host == fqdn or host.endswith("." + fqdn)
+        return host in self.names or host == self.fqdn
+
+    def answers_on(self, host: str) -> bool:
+        """``host`` is one of its addresses or names, or a name under its FQDN (``redis-12000.<fqdn>``)."""
+        return self.names_exactly(host) or host.lower().rstrip(".").endswith("." + self.fqdn)
 
 
 def _text(value: Any) -> str:

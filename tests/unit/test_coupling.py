@@ -97,7 +97,7 @@ def test_active_active_needs_a_force_update_for_proxy_and_syncer_and_names_outsi
     assert len(graph.links) == 4 and graph.outsiders == {"g-1": ["north.example"]}
     for cert in (CertName.PROXY, CertName.SYNCER):
         impact = graph.impact("west", cert)
-        assert [c.guid for c in impact.crdbs] == ["g-1"] and len(impact.watch) == 4
+        assert [c.guid for c in impact.crdbs] == ["g-1"] and len(impact.watch) == 2  # not the outsider's
         assert impact.unmanaged == ("CRDB aa participant north.example",)
     api = graph.impact("east", CertName.API)
     assert not api.coupled and "CRDB aa (g-1): its peers call this API" in api.dependents()[0]
@@ -122,3 +122,11 @@ def test_anchors_and_the_shape_of_a_new_pin() -> None:
     assert not anchors([PEMS["east-proxy"]], leaf)
     assert same_shape(PEMS["east-proxy"], leaf + root) == leaf  # a pinned leaf gets the new leaf
     assert same_shape(PEMS["east-proxy"] + root, leaf + root) == leaf + root  # a pinned chain, the new chain
+
+
+def test_a_name_under_two_fqdns_belongs_to_the_longer_one() -> None:
+    parent = parse_cluster("corp", "example", "https://10.1.0.1:9443", {}, [], [{"uid": 9, "port": 12009}], [])
+    east = cluster("east", [source_db([])])
+    west = cluster("west", [replica_db("redis://redis-12000.east.example:12000", PEMS["app-client"])])
+    (link,) = CouplingGraph.build([parent, east, west]).links
+    assert link.source.cluster == "east"
