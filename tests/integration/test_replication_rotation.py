@@ -8,14 +8,16 @@ syncer handshakes, read back independently (``fleet.check_links``).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 from support.clock import FakeClock
 from support.cluster import free_loopback_base
@@ -116,6 +118,11 @@ def test_peer_unreachable_during_the_force_update_is_rolled_back(
     fleet: Fleet = linked_fleet(["east", "west"])
     fleet.crdb()
     inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
+    fleet.cluster_down("west")  # down before: what depends on east's proxy cannot be known
+    refused = rotate(inventory, "east", "proxy")
+    assert refused.outcome is Outcome.REFUSED and not refused.pushed
+    assert "the replication links of west (" in (refused.error or "") and "could not be read" in (refused.error or "")
+    fleet.cluster_down("west", down=False)
 
     def west_goes_down(record: RotationRecord, current: Step) -> None:
         if current.name == "verify" and current.finished_at is not None:
@@ -292,4 +299,25 @@ def test_a_crdb_another_rotation_is_updating_is_waited_for_then_given_up(
     assert "CRDB aa: another rotation is changing it" in (record.error or "") and "rotation elsewhere" in (
         record.error or "")
     assert fleet["east"].crdbs.force_update_count(guid) == 0 and sum(clock.slept) >= 3
+    assert set(links(fleet).values()) == {"in-sync"}
+
+
+def test_the_undo_of_a_force_update_is_another_once_the_old_certificate_is_back(
+        linked_fleet: Any, tmp_path: Path, ca_files: tuple[Path, Path], state_dir: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    fleet: Fleet = linked_fleet(["east", "west"])
+    guid = fleet.crdb()
+    inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
+    fleet["west"].replication.freeze_link(2)  # west's instance stalls on any east certificate but today's
+    caplog.set_level(logging.WARNING, "rotation")
+
+    record = rotate(inventory, "east", "proxy", verify_deadline=timedelta(seconds=2))
+    assert record.outcome is Outcome.ROLLED_BACK, record.error
+    assert "CRDB aa: 1 link(s) not in sync after 2s: west db2 <- east db2 (CRDB aa): syncing" in (record.error or "")
+    undo = step(record, "undo:replication")
+    assert undo.ok and undo.detail.startswith("again: task") and "2 link(s) in sync" in undo.detail
+    assert fleet["east"].crdbs.force_update_count(guid) == 2  # the update, then its undo
+    assert [(e["memo"]["action"], e["undone"]) for e in record.companions] == [("force_update", True)]
+    warned = [r.getMessage() for r in caplog.records if "force update from east" in r.getMessage()]
+    assert len(warned) == 2 and all("dangerous" in message for message in warned)
     assert set(links(fleet).values()) == {"in-sync"}
