@@ -120,7 +120,7 @@ def test_peer_unreachable_during_the_force_update_is_rolled_back(
     inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
     fleet.cluster_down("west")  # down before: what depends on east's proxy cannot be known
     refused = rotate(inventory, "east", "proxy")
-    assert refused.outcome is Outcome.REFUSED and not refused.pushed
+    assert refused.outcome is Outcome.REFUSED and not refused.pushed and refused.retryable
     assert "the replication links of west (" in (refused.error or "") and "could not be read" in (refused.error or "")
     fleet.cluster_down("west", down=False)
 

@@ -86,8 +86,14 @@ class ReplicationCompanion(NoCompanion):
         return found
 
     def checks(self, run: Run) -> Sequence[ExtraCheck]:
+        """Refuses the whole rotation (nothing pushed, no peer touched) when replication cannot be kept."""
         found = self.problems(run.options.allow_unmanaged_peer)
-        return [lambda bundle, request: list(found)]
+        if found:
+            refusal = ReplicationError(f"{self.impact.cluster}/{self.impact.cert}: replication: " + "; ".join(found)
+                                       + "; nothing is pushed")
+            refusal.retryable = bool(self.impact.unread)  # a peer that could not be read may answer later
+            raise refusal
+        return ()
 
     def plan(self, run: Run, bundle: ParsedBundle) -> list[str]:
         chain, impact = certs.certs_to_pem(bundle.certificates), self.impact
