@@ -181,9 +181,11 @@ class CouplingGraph:
     def _replica_of(self, replica: ClusterLinks, db: DbLinks, entry: SourceEntry) -> Link:
         source = self._by_host(entry.host, entry.sni) or self._by_pin(entry.server_cert)
         source_db = source.database(port=entry.port) if source is not None else None
-        depends: list[tuple[str | None, CertName]] = [(source.name if source else None, CertName.PROXY)]
-        if not entry.own_client_cert and (source is None or source_db is None or source_db.checks_clients):
-            depends.append((replica.name, CertName.SYNCER))
+        depends: list[tuple[str | None, CertName]] = []
+        if entry.server_cert is not None:  # without TLS (encryption off) no certificate is involved
+            depends.append((source.name if source else None, CertName.PROXY))
+            if not entry.own_client_cert and (source is None or source_db is None or source_db.checks_clients):
+                depends.append((replica.name, CertName.SYNCER))
         return Link(LinkKind.REPLICA_OF,
                     End(source.name if source else None, entry.where, source_db.uid if source_db else None,
                         self._unmatched),
@@ -209,7 +211,7 @@ class CouplingGraph:
     def crdbs_of(self, cluster: str) -> list[CrdbInfo]:
         links = self.clusters.get(cluster)
         held = {db.crdt_guid for db in links.databases if db.crdt_guid} if links else set()
-        return [c for c in links.crdbs if c.guid in held] if links else []
+        return [c for c in links.crdbs if c.guid in held and c.encryption] if links else []
 
     def impact(self, cluster: str, cert: CertName) -> Impact:
         unread = tuple(f"{name} ({why})" for name, why in sorted(self.unread.items()))
@@ -227,7 +229,8 @@ class CouplingGraph:
         pins: list[Link] = []
         trusts: list[Link] = []
         if cert is CertName.PROXY:
-            pins = [link for link in self._replica_links() if link.source.cluster == cluster]
+            pins = [link for link in self._replica_links()
+                    if link.source.cluster == cluster and (cluster, CertName.PROXY) in link.depends_on]
         else:
             for link in self._replica_links():
                 if link.replica.cluster != cluster or (cluster, CertName.SYNCER) not in link.depends_on:

@@ -75,6 +75,7 @@ class CrdbInfo:
     guid: str
     name: str
     instances: tuple[Instance, ...]
+    encryption: bool = True  # without TLS between instances no certificate is involved
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,8 @@ def parse_crdb(crdb: dict[str, Any]) -> CrdbInfo | None:
         instances.append(Instance(id=instance_id, fqdn=_text(cluster.get("name")).lower(),
                                   url_host=host_port(_text(cluster.get("url")))[0],
                                   endpoint_host=host_port(_text(cluster.get("replication_endpoint")))[0]))
-    return CrdbInfo(guid=guid, name=_text(crdb.get("name")) or guid, instances=tuple(instances))
+    return CrdbInfo(guid=guid, name=_text(crdb.get("name")) or guid, instances=tuple(instances),
+                    encryption=crdb.get("encryption") is not False)
 
 
 def parse_cluster(name: str, fqdn: str, url: str, cluster_info: dict[str, Any], node_addresses: Sequence[str],

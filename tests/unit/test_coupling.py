@@ -130,3 +130,12 @@ def test_a_name_under_two_fqdns_belongs_to_the_longer_one() -> None:
     west = cluster("west", [replica_db("redis://redis-12000.east.example:12000", PEMS["app-client"])])
     (link,) = CouplingGraph.build([parent, east, west]).links
     assert link.source.cluster == "east"
+
+
+def test_replication_without_tls_depends_on_no_certificate() -> None:
+    east = cluster("east", [source_db([PEMS["west-syncer"]])])
+    plain = {"uid": 3, "port": 12003, "replica_sources": [{"uri": "redis://10.0.0.1:12000", "encryption": False,
+                                                           "status": "in-sync"}]}
+    graph = CouplingGraph.build([east, cluster("west", [plain])])
+    assert graph.links[0].depends_on == () and graph.links[0].source.cluster == "east"
+    assert not graph.impact("east", CertName.PROXY).coupled and not graph.impact("west", CertName.SYNCER).coupled

@@ -139,6 +139,9 @@ def add_trust(peers: Peers, cluster: str, db: int, new_chain: str, old_fp: str |
     with peers.run.step(f"replication:{cluster}/db{db}") as step, peers.database_turn(cluster, db), \
             peers.session(cluster) as session:
         listed = _listed(session.database(db))
+        if not listed:  # adding one now would start refusing every other client
+            step.detail = f"{cluster} db{db} no longer checks client certificates: nothing to add"
+            return step.detail
         if anchors(listed, new_chain):
             step.detail = f"{cluster} db{db} already trusts the new syncer (through its issuer): nothing to add"
             return step.detail
