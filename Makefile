@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install system-deps demo test test-fast typecheck lint bench fuzz clean
+.PHONY: install system-deps demo demo-replication test test-fast typecheck lint bench fuzz clean
 
 install: $(VENV)/.installed
 
@@ -19,6 +19,10 @@ system-deps:
 
 demo: install system-deps
 	$(BIN)/python scripts/demo.py
+
+# Two simulated clusters linked by Replica Of; both coupled certificates rotated through the queue.
+demo-replication: install system-deps
+	$(BIN)/python scripts/demo_replication.py
 
 # mypy first (zero errors at default settings), then the whole suite on three xdist workers
 # (pyproject.toml). pytest's exit code 5 (no tests collected) is a failure, not a pass.
@@ -52,4 +56,4 @@ fuzz: install
 	done
 
 clean:
-	rm -rf $(VENV) .demo .rotation
+	rm -rf $(VENV) .demo .demo-replication .rotation

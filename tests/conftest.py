@@ -17,7 +17,7 @@ from rotation.config import Inventory, load_inventory
 from rotation.simulator import ClusterSimulator
 
 # Fixtures that only some tests use, kept with their helpers.
-pytest_plugins = ["support.acme", "support.chat"]
+pytest_plugins = ["support.acme", "support.chat", "support.fleet"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -14,6 +14,7 @@ from rotation.adapters.rs.client import CertificatePair, RSClient, build_ssl_con
 from rotation.adapters.tls.probe import probe_endpoints
 from rotation.config import ClusterSettings, Inventory
 from rotation.core import certs
+from rotation.core.coupling_data import ClusterLinks, parse_cluster
 from rotation.core.model import CertName, Endpoint, SecretPEM, ServedCert
 from rotation.core.topology import ClusterView
 from rotation.core.versions import uses_bulk_update
@@ -63,6 +64,29 @@ class ClusterSession:
     def update_cluster(self, settings: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         """``PUT /v1/cluster`` (``?dry_run``: validated, nothing changed)."""
         return self.client.update_cluster(settings, dry_run=dry_run)
+
+    def replication(self) -> ClusterLinks:
+        """What this cluster says about its replication links and Active-Active databases (fresh reads:
+        ``GET /v1/cluster``, ``/v1/nodes``, ``/v1/bdbs``, ``/v1/crdbs``)."""
+        info, nodes = self.client.cluster_info(), self.client.nodes()
+        addresses = [address for node in nodes for address in (node.addr, *node.external_addr)]
+        return parse_cluster(self.name, self.settings.fqdn, self.settings.url, info, addresses,
+                             self.client.bdb_objects(), self.client.crdbs())
+
+    def database(self, uid: int) -> dict[str, Any]:
+        """``GET /v1/bdbs/{uid}``: one database object, its link status read now."""
+        return self.client.bdb(uid)
+
+    def update_database(self, uid: int, fields: dict[str, Any]) -> dict[str, Any]:
+        return self.client.update_bdb(uid, fields)
+
+    def force_update_crdb(self, guid: str) -> dict[str, Any]:
+        """``POST /v1/crdbs/{guid}/updates {"force_update": true}``: the CRDB task (the docs call it dangerous;
+        callers log it)."""
+        return self.client.update_crdb(guid, {"force_update": True})
+
+    def crdb_task(self, task_id: str) -> dict[str, Any]:
+        return self.client.crdb_task(task_id)
 
     def trust_more(self, ca_pems: Sequence[str]) -> None:
         """From now on the REST client also trusts these CAs (before the ``api`` certificate changes)."""

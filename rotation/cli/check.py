@@ -47,9 +47,21 @@ def check(
                                       (row["fingerprint"] or "-")[:16], row["days_left"])),
                           line((row["status"], colour), " ", (row["reason"], "")))
         console.print(table)
+        _print_coupled(report.coupled, report.links_unread)
         for failure in report.errors:
             err_console.print(cell(failure, "red"), highlight=False)
     raise typer.Exit(report.exit_code)
+
+
+def _print_coupled(coupled: dict[str, list[str]], unread: dict[str, str]) -> None:
+    """Certificates replication peers depend on: their rotation also changes those peers."""
+    for name, dependents in coupled.items():
+        console.print(line(("coupled ", "cyan"), (name, "bold"), ": ", (f"{len(dependents)} dependent(s)", "")),
+                      highlight=False)
+        for dependent in dependents:
+            console.print(line("  ", (dependent, "")), highlight=False, soft_wrap=True)
+    for cluster, why in unread.items():
+        err_console.print(line(("links of ", "yellow"), (cluster, "bold"), " not read: ", (why, "")), highlight=False)
 
 
 __all__ = ["check"]

@@ -1,4 +1,4 @@
-"""``rotation``: the domain commands (check, rotate, history, status, retry, policy, ca, simulator).
+"""``rotation``: the domain commands (check, links, rotate, history, status, retry, policy, ca, simulator).
 
 Each command parses options, calls one use case, and formats the result: rich tables for
 people, ``--json`` for scripts. Exit codes: 0 fine, 1 something due / failed / rolled back,
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from rotation.cli import ca, check, config, history, policy, rotate, status
+from rotation.cli import ca, check, config, history, links, policy, rotate, status
 
 app = typer.Typer(
     help="Rotate and verify the TLS certificates of Redis Enterprise Software clusters.",
@@ -22,6 +22,7 @@ app.add_typer(ca.ca_app, name="ca")
 app.add_typer(policy.policy_app, name="policy")
 app.add_typer(config.config_app, name="config")
 app.command()(check.check)
+app.command()(links.links)
 app.command()(rotate.rotate)
 app.command()(history.history)
 app.command()(status.status)

@@ -39,6 +39,7 @@ def print_records(records: list[RotationRecord]) -> None:
                            " (rotation ", (record.id, ""), ")"), highlight=False)
         if record.error:
             console.print(line("  ", (record.error, "red")), highlight=False)
+        _print_plan(record)
         if record.cluster_state and record.outcome is not Outcome.VERIFIED:
             console.print(line("  cluster state: ", (record.cluster_state, "bold"),
                                " (what every endpoint serves now, below)"), highlight=False)
@@ -53,6 +54,18 @@ def print_records(records: list[RotationRecord]) -> None:
         elif record.new_fingerprint:
             console.print(line("  new ", (certs.short_fingerprint(record.new_fingerprint), ""), " valid until ",
                                (record.new_not_after, "")), highlight=False)
+
+
+def _print_plan(record: RotationRecord) -> None:
+    """A dry run's plan, one line per step a companion would take (replication: per peer)."""
+    plan = next((s for s in record.steps if s.name == "plan"), None)
+    if plan is None or not record.dry_run:
+        return
+    console.print("  plan:")
+    for part in plan.detail.split("; "):
+        console.print(line("    ", (part, "")), highlight=False, soft_wrap=True)
+    for warning in record.warnings:
+        console.print(line("  ", (warning, "yellow")), highlight=False, soft_wrap=True)
 
 
 def exit_code_for(records: list[RotationRecord], dry_run: bool) -> int:
@@ -80,6 +93,9 @@ def rotate(
                         "ca_bundle and the cluster's verify bundle.")] = None,
     verify_deadline: Annotated[str | None, typer.Option(help="How long to wait for every node (e.g. 90s).")] = None,
     inline: Annotated[bool, typer.Option("--inline", help="Run in this process instead of the queue.")] = False,
+    allow_unmanaged_peer: Annotated[bool, typer.Option(
+        "--allow-unmanaged-peer", help="Rotate even when replication peers outside the inventory depend on the "
+                                       "certificate (they are left to you; runs inline).")] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Queue, print the rotation ids, return.")] = False,
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -88,7 +104,9 @@ def rotate(
 
     By default the rotations go through the queue (a running `rotation worker`, Redis) and this
     command follows them step by step; --inline runs the pipeline here; --no-wait prints the
-    rotation (task) ids and returns. --dry-run, --cert-file, --trust and --verify-deadline run inline.
+    rotation (task) ids and returns. --dry-run, --cert-file, --trust, --verify-deadline and
+    --allow-unmanaged-peer run inline. A certificate replication peers depend on (proxy, syncer)
+    also changes those peers, undone on failure (see `rotation links`); --dry-run prints the plan.
     Prints old -> new fingerprint per node. Exit 0 only when every rotation is verified on
     every node (or validated, with --dry-run); 1 when one failed or was rolled back; 2 for
     bad input or a refusal (nothing pushed).
@@ -106,7 +124,8 @@ def rotate(
         raise fail(str(exc)) from None
     options = _inline_options(cert_file, key_file, trust or [], dry_run=dry_run, deadline=deadline,
                               quiet=as_json)
-    here = inline or dry_run or options.issuer or deadline or options.trust
+    options.allow_unmanaged_peer = allow_unmanaged_peer
+    here = inline or dry_run or options.issuer or deadline or options.trust or allow_unmanaged_peer
     queue = None if here else _queue(config)
     try:
         if queue is None:

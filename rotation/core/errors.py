@@ -13,6 +13,7 @@
     │   └── ClusterUnavailable         409, 5xx, timeouts, resets: retryable
     ├── ProbeError                     a TLS handshake failed (unreachable, refused, timeout)
     ├── VerificationError              new certificate not served everywhere before the deadline
+    │   └── ReplicationError           a replication link not in sync by the deadline, a CRDB update failed
     ├── RotationInProgress             another rotation holds the lock for this certificate
     ├── Superseded                     this rotation lost its lock lease: it must not push again
     └── StoreUnavailable               the service's state (Redis) cannot be reached: retryable
@@ -114,6 +115,10 @@ class VerificationError(RotationError):
     """The new certificate was not seen on every endpoint before the deadline."""
 
 
+class ReplicationError(VerificationError):
+    """A replication link (Replica Of, Active-Active) did not end in sync, or a CRDB force update failed."""
+
+
 class RotationInProgress(RotationError):
     """Another rotation of the same (cluster, certificate) is running."""
 
@@ -143,6 +148,7 @@ __all__ = [
     "Interrupted",
     "IssuerError",
     "ProbeError",
+    "ReplicationError",
     "RotationError",
     "RotationInProgress",
     "StoreUnavailable",

@@ -12,6 +12,7 @@ from rotation.adapters.cluster import open_cluster
 from rotation.config import Inventory
 from rotation.core.clock import Clock
 from rotation.core.errors import RotationError
+from rotation.usecases.links import coupled_certificates
 from rotation.usecases.scan import CertState, cluster_states
 
 
@@ -20,6 +21,9 @@ class CheckReport:
     checked_at: datetime
     states: list[CertState] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # "cluster/cert" -> what depends on it through replication (rotating it changes those peers too)
+    coupled: dict[str, list[str]] = field(default_factory=dict)
+    links_unread: dict[str, str] = field(default_factory=dict)  # clusters whose links could not be read
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -49,7 +53,8 @@ class CheckReport:
         return max((s.health.severity for s in self.states), default=0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "errors": self.errors, "exit_code": self.exit_code}
+        return {"rows": self.rows, "errors": self.errors, "exit_code": self.exit_code, "coupled": self.coupled,
+                "links_unread": self.links_unread}
 
 
 def check_clusters(inventory: Inventory, names: Sequence[str], clock: Clock = SYSTEM_CLOCK) -> CheckReport:
@@ -61,7 +66,9 @@ def check_clusters(inventory: Inventory, names: Sequence[str], clock: Clock = SY
                 states.extend(cluster_states(inventory, session, clock))
         except RotationError as exc:
             errors.append(exc.message)
-    return CheckReport(checked_at=clock.now(), states=states, errors=errors)
+    report = CheckReport(checked_at=clock.now(), states=states, errors=errors)
+    report.coupled, report.links_unread = coupled_certificates(inventory, ((s.cluster, s.cert_name) for s in states))
+    return report
 
 
 __all__ = ["CheckReport", "check_clusters"]

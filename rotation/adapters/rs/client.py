@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -309,3 +310,46 @@ class RSClient:
     def update_cluster(self, settings: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         path = "/v1/cluster?dry_run=1" if dry_run else "/v1/cluster"
         return self._request("PUT", path, action="PUT /v1/cluster", json=settings) or {}
+
+    # --- replication: Replica Of and Active-Active (the coupling graph and its follow-ups) ----
+    def _shaped(self, method: str, path: str, kind: type, json: Any = None) -> Any:
+        """A request whose answer must be a JSON object (``dict``) or array (``list``)."""
+        action = f"{method} {path}"
+        answer = self._request(method, path, action=action, json=json)
+        if answer is None and kind is list:
+            return []
+        if not isinstance(answer, kind):
+            raise ClusterRejected(f"{self.cluster}: {action}: the answer is not a JSON {kind.__name__}",
+                                  url=f"{self.base_url}{path}")
+        return answer
+
+    def bdb_objects(self) -> list[dict[str, Any]]:
+        """``GET /v1/bdbs``: every database object as RS answers it (its replication fields included)."""
+        return [bdb for bdb in self._shaped("GET", "/v1/bdbs", list) if isinstance(bdb, dict)]
+
+    def bdb(self, uid: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._shaped("GET", f"/v1/bdbs/{int(uid)}", dict)
+        return result
+
+    def update_bdb(self, uid: int, fields: dict[str, Any]) -> dict[str, Any]:
+        """``PUT /v1/bdbs/{uid}`` with only ``fields`` (RS keeps the others)."""
+        result: dict[str, Any] = self._shaped("PUT", f"/v1/bdbs/{int(uid)}", dict, json=fields)
+        return result
+
+    def crdbs(self) -> list[dict[str, Any]]:
+        """``GET /v1/crdbs``; a cluster that answers 404 takes part in none."""
+        try:
+            return [crdb for crdb in self._shaped("GET", "/v1/crdbs", list) if isinstance(crdb, dict)]
+        except ClusterRejected as exc:
+            if exc.status == 404:
+                return []
+            raise
+
+    def update_crdb(self, guid: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /v1/crdbs/{guid}/updates`` (a modify request): the CRDB task it started."""
+        result: dict[str, Any] = self._shaped("POST", f"/v1/crdbs/{quote(guid, safe='')}/updates", dict, json=body)
+        return result
+
+    def crdb_task(self, task_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._shaped("GET", f"/v1/crdb_tasks/{quote(task_id, safe='')}", dict)
+        return result

@@ -14,10 +14,11 @@ from rotation.config import Inventory
 from rotation.core.model import CertName
 from rotation.usecases.context import ServiceContext
 from rotation.usecases.rotate.companions import Companion
+from rotation.usecases.rotate.replication import replication_companion
 
 CompanionBuilder = Callable[[ServiceContext, Inventory, ClusterSession, CertName], Companion | None]
 
-BUILDERS: tuple[CompanionBuilder, ...] = ()
+BUILDERS: tuple[CompanionBuilder, ...] = (replication_companion,)
 
 
 def companions_for(ctx: ServiceContext, inventory: Inventory, session: ClusterSession,

@@ -33,10 +33,11 @@ Memo = dict[str, Any]  # what an action did, enough to undo it; JSON, public dat
 
 @dataclass(frozen=True)
 class Applied:
-    """An action a companion took; ``memo`` goes to the record and back to ``undo``."""
+    """An action a companion took; ``memo`` goes to the record and back to ``undo``. ``memo=None``: the
+    companion recorded its actions itself, one by one as it took them (:func:`note`)."""
 
     detail: str
-    memo: Memo = field(default_factory=dict)
+    memo: Memo | None = field(default_factory=dict)
 
 
 class Companion(Protocol):
@@ -101,16 +102,23 @@ def plan(run: Run, bundle: ParsedBundle) -> list[str]:
     return [f"{c.name}: {line}" for c in run.companions for line in c.plan(run, bundle)]
 
 
+def note(run: Run, companion: str, phase: str, memo: Memo) -> dict[str, Any]:
+    """Record one applied action now. A companion acting on several peers notes each as it goes, so that
+    a failure half-way still undoes what was done; the entry is returned (its memo may be completed)."""
+    entry = {"companion": companion, "phase": phase, "memo": memo, "undone": False}
+    run.record.companions.append(entry)
+    run.save()
+    return entry
+
+
 def _apply(run: Run, phase: str, bundle: ParsedBundle) -> None:
     for companion in run.companions:
         hook = companion.prepare if phase == "prepare" else companion.follow_up
         with run.step(f"{phase}:{companion.name}") as step:
             applied = hook(run, bundle)
             step.detail = applied.detail if applied else "nothing to do"
-        if applied is not None:
-            run.record.companions.append({"companion": companion.name, "phase": phase, "memo": applied.memo,
-                                          "undone": False})
-            run.save()
+        if applied is not None and applied.memo is not None:
+            note(run, companion.name, phase, applied.memo)
 
 
 def prepare(run: Run, bundle: ParsedBundle) -> None:
@@ -162,5 +170,5 @@ def pending(run: Run) -> bool:
     return any(not entry.get("undone") for entry in run.record.companions)
 
 
-__all__ = ["Applied", "Companion", "Memo", "NoCompanion", "checks", "finalize", "follow_up", "pending", "plan",
-           "prepare", "undo"]
+__all__ = ["Applied", "Companion", "Memo", "NoCompanion", "checks", "finalize", "follow_up", "note", "pending",
+           "plan", "prepare", "undo"]

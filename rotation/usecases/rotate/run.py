@@ -54,6 +54,9 @@ class RotationOptions:
     # What must change besides the certificate (OCSP, replication peers...): built by the use case
     # for this rotation, run by the pipeline (rotation.usecases.rotate.companions).
     companions: tuple[Companion, ...] = ()
+    # Rotate a certificate that replication peers outside the inventory depend on (they are left to
+    # the operator; `rotation rotate --allow-unmanaged-peer`).
+    allow_unmanaged_peer: bool = False
 
 
 # Long enough for an operator to come back to a cluster a rotation left mixed.
