@@ -8,16 +8,18 @@ import ssl
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from rotation.adapters.rs.client import CertificatePair, RSClient, build_ssl_context
+from rotation.adapters.rs.client import CertificatePair, RSClient
+from rotation.adapters.rs.tls_context import build_ssl_context
 from rotation.adapters.tls.probe import probe_endpoints
 from rotation.config import ClusterSettings, Inventory
 from rotation.core import certs
 from rotation.core.coupling_data import ClusterLinks, parse_cluster
-from rotation.core.model import CertName, Endpoint, SecretPEM, ServedCert
+from rotation.core.model import CertName, ClientCertificate, Endpoint, SecretPEM, ServedCert
 from rotation.core.topology import ClusterView
-from rotation.core.versions import uses_bulk_update
+from rotation.core.versions import DATABASE_CERTIFICATES_SINCE, at_least, uses_bulk_update
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +40,13 @@ class ClusterSession:
     def view(self, refresh: bool = False) -> ClusterView:
         if self._view is None or refresh:
             nodes = self.client.nodes()
-            self._view = ClusterView.from_api(
-                self.name,
-                self.client.cluster_info(),
-                nodes,
-                self.client.databases(),
-                self.client.software_version(nodes),
-                self.settings.layout,
-            )
+            version = self.client.software_version(nodes)
+            # Which databases present a certificate of their own, so that `proxy` is looked for only
+            # where it is served (a call only clusters that have per-database certificates answer).
+            own = ([int(item["bdb_uid"]) for item in self.client.database_certificates() if "bdb_uid" in item]
+                   if at_least(version, DATABASE_CERTIFICATES_SINCE) else [])
+            self._view = ClusterView.from_api(self.name, self.client.cluster_info(), nodes,
+                                              self.client.databases(), version, self.settings.layout, own)
         return self._view
 
     @property
@@ -60,6 +61,10 @@ class ClusterSession:
         """Install a certificate and key, the way this cluster's version takes it (bulk from 7.22.2);
         returns which call it was."""
         return self.client.update_certificate(str(cert_name), certificate, key, bulk=self.uses_bulk_update)
+
+    def push_trusted_ca(self, bundle: str) -> str:
+        """Replace ``mtls_trusted_ca`` (the CAs certificate login trusts: certificates only, no key)."""
+        return self.client.update_certificate("mtls_trusted_ca", bundle, None, bulk=self.uses_bulk_update)
 
     def update_cluster(self, settings: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         """``PUT /v1/cluster`` (``?dry_run``: validated, nothing changed)."""
@@ -130,8 +135,7 @@ class ClusterSession:
 
     def rest_context(self) -> ssl.SSLContext:
         """The TLS context a REST client of this cluster gets in a new process (``verify`` + ``trust``)."""
-        return build_ssl_context(self.settings.verify if isinstance(self.settings.verify, bool)
-                                 else self.settings.verify_paths, self.trust)
+        return build_ssl_context(verify_of(self.settings), self.trust)
 
     def fresh_client(self) -> RSClient:
         """A new REST client with only the trust a new process would have: its first request makes a
@@ -151,13 +155,21 @@ class ClusterSession:
         self.close(clean=exc_type is None)
 
 
-def _client(name: str, settings: ClusterSettings, trust: Sequence[str]) -> RSClient:
+def verify_of(settings: ClusterSettings) -> bool | tuple[Path, ...]:
+    """What the REST client verifies the API with: system trust, nothing (``verify: false``) or bundles."""
+    return settings.verify if isinstance(settings.verify, bool) else settings.verify_paths
+
+
+def _client(name: str, settings: ClusterSettings, trust: Sequence[str],
+            client_cert: ClientCertificate | None = None) -> RSClient:
+    username, password = settings.basic_credentials(name) or (None, None)
     return RSClient(
         settings.url,
-        settings.username,
-        settings.password(name),
+        username,
+        password,
+        client_cert=client_cert or settings.client_certificate(name),
         cluster=name,
-        verify=settings.verify if isinstance(settings.verify, bool) else settings.verify_paths,
+        verify=verify_of(settings),
         server_name=settings.tls_server_name,
         timeout=settings.request_timeout.total_seconds(),
         extra_trust=trust,
@@ -189,9 +201,12 @@ class SessionPool:
     def open(self, inventory: Inventory, name: str) -> ClusterSession:
         settings = inventory.cluster(name)
         trust = tuple(inventory.api_trust(name))
-        identity = hashlib.sha256(
-            "\0".join((settings.model_dump_json(), settings.password(name), *trust)).encode()
-        ).hexdigest()
+        basic = settings.basic_credentials(name)
+        client_cert = settings.client_certificate(name)  # a renewed one gets new clients
+        identity = hashlib.sha256("\0".join((
+            settings.model_dump_json(), basic[1] if basic else "", *trust,
+            *((client_cert.certificate, client_cert.key.reveal()) if client_cert else ()),
+        )).encode()).hexdigest()
         stale: list[RSClient] = []
         client = None
         with self._lock:
@@ -203,7 +218,7 @@ class SessionPool:
             self._idle[name] = (identity, idle)
         for old in stale:
             old.close()
-        return ClusterSession(name, settings, client or _client(name, settings, trust), trust=trust,
+        return ClusterSession(name, settings, client or _client(name, settings, trust, client_cert), trust=trust,
                               release=lambda used, clean: self._release(name, identity, used, clean))
 
     def _release(self, name: str, identity: str, client: RSClient, clean: bool) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from rotation.chatops.authz import Caller
 from rotation.chatops.grammar import Rotate
 from rotation.core.errors import RotationError
-from rotation.core.model import CertName
+from rotation.core.targets import target_name
 
 PREFIX = "rotation:chatops:nonce:"
 
@@ -70,7 +70,7 @@ class Confirmations:
         owner = (data["platform"], data.get("team"), data["user"])
         if owner != (caller.platform, caller.team, caller.user):
             raise ConfirmationError("this confirmation belongs to someone else")
-        command = Rotate(data["cluster"], tuple(CertName(c) for c in data["certs"]), dry_run=data["dry_run"])
+        command = Rotate(data["cluster"], tuple(target_name(c) for c in data["certs"]), dry_run=data["dry_run"])
         return Pending(command, caller, expires_at)
 
 

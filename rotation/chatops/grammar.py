@@ -11,7 +11,8 @@
 
 ``parse`` is total: it returns a ``Command`` or raises ``UsageError`` (with a short usage answer)
 and nothing else, whatever the input. Names are checked for shape only (the inventory is checked
-by the use case); certificate names are RS's fixed names.
+by the use case); certificate names are RS's fixed names, ``rest_client`` (the tool's own client
+certificate) and ``db:<database>`` (a database's own certificate, by name or uid).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 from rotation.core.errors import RotationError
 from rotation.core.model import CertName
+from rotation.core.targets import target_name
 
 MAX_TEXT = 1000  # Slack sends up to ~4000 characters; a command needs far fewer
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -30,7 +32,8 @@ USAGE = """\
 `help` this text
 `status [CLUSTER]` certificates as the service last saw them
 `check CLUSTER` handshake every node now (answer follows)
-`rotate CLUSTER CERT|all [--dry-run]` CERT is one of cm, api, proxy, syncer, metrics_exporter
+`rotate CLUSTER CERT|all [--dry-run]` CERT is one of cm, api, proxy, syncer, metrics_exporter, \
+rest_client, db:DATABASE
 `history CLUSTER [CERT]` recent rotations"""
 
 
@@ -66,7 +69,7 @@ class Check:
 @dataclass(frozen=True)
 class Rotate:
     cluster: str
-    certs: tuple[CertName, ...] = ()  # empty: every certificate the inventory manages (``all``)
+    certs: tuple[CertName | str, ...] = ()  # empty: every certificate the inventory manages (``all``)
     dry_run: bool = False
     verb = "rotate"
 
@@ -82,7 +85,7 @@ class Rotate:
 @dataclass(frozen=True)
 class History:
     cluster: str
-    cert: CertName | None = None
+    cert: CertName | str | None = None
     verb = "history"
 
 
@@ -113,12 +116,13 @@ def _cluster(verb: str, token: str) -> str:
     return token
 
 
-def _cert(verb: str, token: str) -> CertName:
+def _cert(verb: str, token: str) -> CertName | str:
+    """A slot, ``rest_client`` or ``db:<database>`` (``rotation.core.targets``)."""
     try:
-        return CertName(token.lower())
+        return target_name(token)
     except ValueError:
         known = ", ".join(c.value for c in CertName)
-        raise _bad(verb, f"unknown certificate {_show(token)} (known: {known})") from None
+        raise _bad(verb, f"unknown certificate {_show(token)} (known: {known}, rest_client, db:DATABASE)") from None
 
 
 def _show(token: str) -> str:
@@ -178,7 +182,7 @@ def _rotate(args: list[str]) -> Rotate:
         return Rotate(cluster, (), dry_run=bool(flags))
     if any(w.lower() == "all" for w in words[1:]):
         raise _bad("rotate", "`all` stands alone")
-    certs: list[CertName] = []
+    certs: list[CertName | str] = []
     for word in words[1:]:
         cert = _cert("rotate", word)
         if cert not in certs:

@@ -269,7 +269,7 @@ def _may(allow: AllowList, caller: Caller, inventory: Inventory, cluster: str, p
 
 
 def _managed(inventory: Inventory, cluster: str) -> list[str]:
-    return [str(c) for c in inventory.clusters[cluster].certificates]
+    return [str(c) for c in inventory.targets(cluster)]
 
 
 def _certs(command: Rotate, inventory: Inventory, allow: AllowList, caller: Caller) -> list[str]:

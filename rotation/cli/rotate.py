@@ -80,9 +80,11 @@ def exit_code_for(records: list[RotationRecord], dry_run: bool) -> int:
 def rotate(
     cluster: Annotated[str, typer.Argument(help="Cluster name from the inventory.")],
     cert: Annotated[
-        list[str] | None, typer.Argument(help="Certificate names: cm api proxy syncer metrics_exporter.")
+        list[str] | None, typer.Argument(help="Certificate names: cm api proxy syncer metrics_exporter, "
+                                              "rest_client, db:DATABASE.")
     ] = None,
-    all_certs: Annotated[bool, typer.Option("--all", help="Every certificate the inventory manages.")] = False,
+    all_certs: Annotated[bool, typer.Option("--all", help="Every certificate the inventory manages (databases "
+                                                          "and rest_client too).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Issue and validate, push nothing.")] = False,
     cert_file: Annotated[
         Path | None, typer.Option(help="Push this certificate (full chain PEM) instead of issuing.")
@@ -113,12 +115,10 @@ def rotate(
     """
     inventory = load(config)
     try:
-        settings = inventory.cluster(cluster)
-        names = [str(n) for n in settings.certificates] if all_certs else list(cert or [])
+        names = [str(n) for n in inventory.targets(cluster)] if all_certs else list(cert or [])
         if not names:
             raise ConfigError("name at least one certificate or pass --all")
-        for name in names:
-            inventory.plan(cluster, name)
+        names = [str(inventory.plan(cluster, name).cert_name) for name in names]  # db:<key> as the inventory has it
         deadline = parse_duration(verify_deadline) if verify_deadline else None
     except (ConfigError, ValueError) as exc:
         raise fail(str(exc)) from None

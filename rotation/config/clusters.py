@@ -10,7 +10,10 @@ from urllib.parse import urlsplit
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from rotation.config._base import Duration, Renewal, _secret, _Strict
-from rotation.core.model import CertName, KeyType
+from rotation.config.login import RestClientSettings, login_problems, read_client_certificate
+from rotation.core.errors import ConfigError
+from rotation.core.model import CertName, ClientCertificate, KeyType
+from rotation.core.targets import DATABASE_KEY
 from rotation.core.topology import Layout
 
 
@@ -59,9 +62,17 @@ class TLSPolicySettings(_Strict):
 
 class ClusterSettings(_Strict):
     url: str
-    username: str
+    username: str | None = None  # with password_env/_file; optional with a client certificate
     password_env: str | None = None
     password_file: Path | None = None
+    # certificate login (RS 7.8.4+): instead of, or beside, username and password (config/login.py)
+    client_cert_file: Path | None = None
+    client_cert_env: str | None = None
+    client_key_file: Path | None = None
+    client_key_env: str | None = None
+    basic_auth: bool | None = None  # `rotation policy apply` sets control_plane_basic_authentication (8.2+)
+    rest_client: RestClientSettings | None = None  # the tool's own client certificate, managed
+    databases: dict[str, CertificateSettings] = Field(default_factory=dict)  # own certificates, by name or uid
     verify: bool | Path | tuple[Path, ...] = True
     tls_server_name: str | None = None
     fqdn: str
@@ -97,17 +108,39 @@ class ClusterSettings(_Strict):
             return {k: {} for k in value}
         return value
 
+    @field_validator("databases", mode="before")
+    @classmethod
+    def _database_keys(cls, value: Any) -> Any:
+        if isinstance(value, list):  # `databases: [orders, 7]`
+            value = {str(k): {} for k in value}
+        if isinstance(value, dict):
+            value = {str(k): (v if v is not None else {}) for k, v in value.items()}
+            bad = [k for k in value if not DATABASE_KEY.match(k)]
+            if bad:
+                raise ValueError(f"{bad[0]!r}: a database's name or uid (letters, digits, '.', '_', '-')")
+        return value
+
     @model_validator(mode="after")
-    def _one_password_source(self) -> ClusterSettings:
-        if bool(self.password_env) == bool(self.password_file):
-            raise ValueError("set exactly one of password_env or password_file")
+    def _login(self) -> ClusterSettings:
+        problems = login_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     # --- derived values ----------------------------------------------------------------
     def password(self, cluster: str) -> str:
         source = _secret(self.password_env, self.password_file)
-        assert source is not None
+        if source is None:
+            raise ConfigError(f"clusters.{cluster}: no password configured (certificate login only)")
         return source.read(f"clusters.{cluster}.password")
+
+    def basic_credentials(self, cluster: str) -> tuple[str, str] | None:
+        """(username, password) for Basic, or None when the cluster logs in with a certificate only."""
+        return (self.username, self.password(cluster)) if self.username else None
+
+    def client_certificate(self, cluster: str) -> ClientCertificate | None:
+        """The client certificate for certificate login, read now (the tool may have renewed it)."""
+        return read_client_certificate(self, cluster)
 
     @property
     def verify_paths(self) -> tuple[Path, ...]:

@@ -16,7 +16,6 @@ import logging
 import os
 import re
 import warnings
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,11 @@ from rotation.config._base import Renewal, _Strict
 from rotation.config.chatops import ChatOpsSettings
 from rotation.config.clusters import ClusterSettings
 from rotation.config.issuers import IssuerSettings
+from rotation.config.plans import CertPlan, other_plan, rest_client_issuer_problem
 from rotation.core.durations import RenewBefore
 from rotation.core.errors import ConfigError, RotationError
-from rotation.core.model import CertName, CertRequest, KeyType
+from rotation.core.model import CertName
+from rotation.core.targets import REST_CLIENT, database_target
 
 CONFIG_ENV = "ROTATION_CONFIG"
 DEFAULT_CONFIG = Path("rotation.yaml")
@@ -69,14 +70,17 @@ class Inventory(_Strict):
     @model_validator(mode="after")
     def _issuers_exist(self) -> Inventory:
         for name, cluster in self.clusters.items():
-            for cert_name, cert in cluster.certificates.items():
-                issuer = cert.issuer or cluster.issuer
-                where = f"clusters.{name}.certificates.{cert_name}.issuer" if cert.issuer else (
-                    f"clusters.{name}.issuer"
-                )
+            named = [(f"certificates.{c}", s.issuer) for c, s in cluster.certificates.items()]
+            named += [(f"databases.{d}", s.issuer) for d, s in cluster.databases.items()]
+            for part, own in named:
+                issuer = own or cluster.issuer
+                where = f"clusters.{name}.{part}.issuer" if own else f"clusters.{name}.issuer"
                 if issuer is not None and issuer not in self.issuers:
                     known = ", ".join(sorted(self.issuers)) or "none defined"
                     raise ValueError(f"{where}: unknown issuer {issuer!r} (issuers: {known})")
+            problem = rest_client_issuer_problem(self, cluster)
+            if problem:
+                raise ValueError(f"clusters.{name}.rest_client.issuer: {problem}")
         return self
 
     def cluster(self, name: str) -> ClusterSettings:
@@ -102,14 +106,25 @@ class Inventory(_Strict):
             log.debug("no extra trust from issuer %s: %s", issuer_name, exc.message)
             return []
 
-    def plan(self, cluster_name: str, cert_name: str | CertName) -> CertPlan:
-        """Everything needed to renew one certificate, with overrides resolved."""
+    def targets(self, cluster_name: str) -> list[CertName | str]:
+        """Every certificate the inventory manages on a cluster: its slots, ``rest_client``, ``db:<key>``."""
         cluster = self.cluster(cluster_name)
+        return [*cluster.certificates, *([REST_CLIENT] if cluster.rest_client else []),
+                *(database_target(key) for key in cluster.databases)]
+
+    def plan(self, cluster_name: str, cert_name: str | CertName) -> CertPlan:
+        """Everything needed to renew one certificate (a slot, ``rest_client`` or ``db:<key>``), with
+        overrides resolved."""
+        cluster = self.cluster(cluster_name)
+        other = other_plan(self, cluster_name, str(cert_name))
+        if other is not None:
+            return other
         try:
             name = CertName(cert_name)
         except ValueError:
             known = ", ".join(c.value for c in CertName)
-            raise ConfigError(f"unknown certificate name {cert_name!r} (known: {known})") from None
+            raise ConfigError(f"unknown certificate name {cert_name!r} (known: {known}, {REST_CLIENT}, "
+                              "db:<database>)") from None
         if name not in cluster.certificates:
             managed = ", ".join(str(c) for c in cluster.certificates) or "none"
             raise ConfigError(
@@ -127,30 +142,13 @@ class Inventory(_Strict):
         )
 
 
-@dataclass(frozen=True)
-class CertPlan:
-    cluster: str
-    cert_name: CertName
-    issuer: str | None
-    key_type: KeyType | None
-    renew_before: RenewBefore
-    hosts: tuple[str, ...]
-
-    def request(self) -> CertRequest:
-        return CertRequest(
-            cluster=self.cluster,
-            cert_name=self.cert_name,
-            hosts=self.hosts,
-            key_type=self.key_type or KeyType.ECDSA_P256,
-        )
-
-
 def _resolve_paths(data: Any, base: Path) -> Any:
     """Relative paths in the file are relative to the file, not to the working directory."""
     path_keys = {"ca_cert", "ca_key_file", "password_file", "ca_key_password_file", "cert_file",
                  "key_file", "key_password_file", "ca_bundle", "verify", "eab_hmac_key_file",
                  "account_key_file", "tsig_secret_file", "trust_roots",
-                 "signing_secret_file", "token_file", "secret_file", "url_file"}
+                 "signing_secret_file", "token_file", "secret_file", "url_file", "client_cert_file",
+                 "client_key_file"}
     if isinstance(data, dict):
         out = {}
         for key, value in data.items():

@@ -14,6 +14,7 @@
     ├── ProbeError                     a TLS handshake failed (unreachable, refused, timeout)
     ├── VerificationError              new certificate not served everywhere before the deadline
     │   └── ReplicationError           a replication link not in sync by the deadline, a CRDB update failed
+    ├── LockoutRefused                 a change that would leave the tool unable to log in: refused
     ├── RotationInProgress             another rotation holds the lock for this certificate
     ├── Superseded                     this rotation lost its lock lease: it must not push again
     └── StoreUnavailable               the service's state (Redis) cannot be reached: retryable
@@ -119,6 +120,10 @@ class ReplicationError(VerificationError):
     """A replication link (Replica Of, Active-Active) did not end in sync, or a CRDB force update failed."""
 
 
+class LockoutRefused(RotationError):
+    """A change that would leave the tool unable to log in afterwards; refused before it is made."""
+
+
 class RotationInProgress(RotationError):
     """Another rotation of the same (cluster, certificate) is running."""
 
@@ -147,6 +152,7 @@ __all__ = [
     "ConfigError",
     "Interrupted",
     "IssuerError",
+    "LockoutRefused",
     "ProbeError",
     "ReplicationError",
     "RotationError",

@@ -58,14 +58,24 @@ class CertRequest:
     """What an issuer is asked for."""
 
     cluster: str
-    cert_name: CertName
+    cert_name: CertName | str  # a cluster slot, or another target ("rest_client", "db:orders")
     hosts: tuple[str, ...]
     key_type: KeyType = KeyType.ECDSA_P256
     validity: timedelta | None = None
+    subject: str | None = None  # RFC 2253 subject, byte for byte (a client certificate for RS login)
+    client: bool = False  # a TLS client certificate: clientAuth only, the subject instead of SANs
 
     @property
     def common_name(self) -> str:
         return self.hosts[0]
+
+
+@dataclass(frozen=True)
+class ClientCertificate:
+    """The tool's own client certificate for RS certificate (mTLS) login; the key never prints."""
+
+    certificate: str  # leaf, then its chain (PEM)
+    key: SecretPEM = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,7 @@ class Endpoint:
     """One place a certificate is served (or, for syncer, read from the API)."""
 
     cluster: str
-    cert_name: CertName
+    cert_name: CertName | str  # a cluster slot, or another target ("rest_client", "db:orders")
     node: str  # node uid as a string, or "api" for REST reads
     host: str
     port: int

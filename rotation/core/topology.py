@@ -73,6 +73,9 @@ class ClusterView:
     # The TLS policy fields of GET /v1/cluster (rotation.core.tls_rules reads them), unchanged.
     tls_fields: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     syncer_pem: str | None = field(default=None, compare=False, hash=False)
+    proxy_pem: str | None = field(default=None, compare=False, hash=False)
+    # databases presenting a certificate of their own (RS 8.0.2+): not the cluster's proxy
+    own_certificates: frozenset[int] = frozenset()
 
     @classmethod
     def from_api(
@@ -83,6 +86,7 @@ class ClusterView:
         databases: Sequence[DatabaseInfo],
         version: str | None,
         layout: Layout,
+        own_certificates: Sequence[int] = (),
     ) -> ClusterView:
         return cls(
             name=name,
@@ -97,6 +101,8 @@ class ClusterView:
             discovery_port=layout.discovery_port,
             tls_fields={k: v for k, v in cluster_info.items() if k in TLS_FIELDS},
             syncer_pem=cluster_info.get("syncer_certificate"),
+            proxy_pem=cluster_info.get("proxy_certificate"),
+            own_certificates=frozenset(own_certificates),
         )
 
     def address_of(self, node: NodeInfo) -> str:
@@ -125,15 +131,28 @@ class ClusterView:
                 Endpoint(self.name, cert_name, str(n.uid), self.address_of(n), port, self.fqdn)
                 for n in self.nodes
             ]
-        if cert_name is CertName.PROXY:
-            result = []
-            for db in self.databases:
-                if not db.tls:
-                    continue
-                sni = db.dns_name or f"redis-{db.port}.{self.fqdn}"
-                for address in db.addrs:
-                    node = self.node_by_address(address)
-                    label = str(node.uid) if node else address
-                    result.append(Endpoint(self.name, cert_name, label, address, db.port, sni))
-            return result
+        if cert_name is CertName.PROXY:  # databases with a certificate of their own do not present proxy
+            return [e for db in self.databases if db.uid not in self.own_certificates
+                    for e in self._database_endpoints(db, cert_name)]
         return []
+
+    def database(self, key: str) -> DatabaseInfo | None:
+        """A database by uid (digits) or name, as the inventory names it under ``databases:``."""
+        return next((db for db in self.databases if (str(db.uid) == key if key.isdigit() else db.name == key)),
+                    None)
+
+    def database_endpoints(self, uid: int, target: str) -> list[Endpoint]:
+        """Where database ``uid`` presents its certificate (its own or the cluster's proxy): its port on
+        every node it binds, with its SNI; ``target`` names the endpoints (``db:<key>``)."""
+        return [e for db in self.databases if db.uid == uid for e in self._database_endpoints(db, target)]
+
+    def _database_endpoints(self, db: DatabaseInfo, cert_name: CertName | str) -> list[Endpoint]:
+        if not db.tls:
+            return []
+        sni = db.dns_name or f"redis-{db.port}.{self.fqdn}"
+        result = []
+        for address in db.addrs:
+            node = self.node_by_address(address)
+            label = str(node.uid) if node else address
+            result.append(Endpoint(self.name, cert_name, label, address, db.port, sni))
+        return result

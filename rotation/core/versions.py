@@ -4,6 +4,10 @@ from __future__ import annotations
 
 # PUT /v1/cluster/certificates (bulk) exists from RS 7.22.2; before, PUT /v1/cluster/update_cert.
 BULK_UPDATE_SINCE = (7, 22, 2)
+# Per-database certificates (/v1/bdbs/certificates): "around 8.0.2" (reference sheet, inferred).
+DATABASE_CERTIFICATES_SINCE = (8, 0, 2)
+# control_plane_basic_authentication (Basic can be turned off): 8.2.0.
+BASIC_SWITCH_SINCE = (8, 2, 0)
 
 
 def parse_version(text: str | None) -> tuple[int, ...]:
@@ -24,4 +28,11 @@ def uses_bulk_update(version: str | None) -> bool:
     return bool(parsed) and parsed >= BULK_UPDATE_SINCE
 
 
-__all__ = ["BULK_UPDATE_SINCE", "parse_version", "uses_bulk_update"]
+def at_least(version: str | None, release: tuple[int, ...]) -> bool:
+    """Whether ``version`` is ``release`` or later (an unknown version is not)."""
+    parsed = parse_version(version)
+    return bool(parsed) and parsed[:len(release)] >= release
+
+
+__all__ = ["BASIC_SWITCH_SINCE", "BULK_UPDATE_SINCE", "DATABASE_CERTIFICATES_SINCE", "at_least", "parse_version",
+           "uses_bulk_update"]

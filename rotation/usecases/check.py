@@ -12,6 +12,7 @@ from rotation.adapters.cluster import open_cluster
 from rotation.config import Inventory
 from rotation.core.clock import Clock
 from rotation.core.errors import RotationError
+from rotation.usecases.database_check import unmanaged_due
 from rotation.usecases.links import coupled_certificates
 from rotation.usecases.scan import CertState, cluster_states
 
@@ -24,6 +25,7 @@ class CheckReport:
     # "cluster/cert" -> what depends on it through replication (rotating it changes those peers too)
     coupled: dict[str, list[str]] = field(default_factory=dict)
     links_unread: dict[str, str] = field(default_factory=dict)  # clusters whose links could not be read
+    databases: list[dict[str, Any]] = field(default_factory=list)  # unmanaged and due (database_check)
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -44,13 +46,13 @@ class CheckReport:
                     "status": str(state.health),
                     "reason": state.verdict.reason if served.ok else (served.error or ""),
                 })
-        return rows
+        return rows + self.databases
 
     @property
     def exit_code(self) -> int:
         if self.errors:
             return 2
-        return max((s.health.severity for s in self.states), default=0)
+        return max((*(s.health.severity for s in self.states), 1 if self.databases else 0), default=0)
 
     def to_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "errors": self.errors, "exit_code": self.exit_code, "coupled": self.coupled,
@@ -59,14 +61,15 @@ class CheckReport:
 
 def check_clusters(inventory: Inventory, names: Sequence[str], clock: Clock = SYSTEM_CLOCK) -> CheckReport:
     """Every managed certificate of ``names`` as each node serves it, read by real handshakes."""
-    states, errors = [], []
+    states, errors, databases = [], [], []
     for name in names:
         try:
             with open_cluster(inventory, name) as session:
                 states.extend(cluster_states(inventory, session, clock))
+                databases += unmanaged_due(inventory, session, clock.now())
         except RotationError as exc:
             errors.append(exc.message)
-    report = CheckReport(checked_at=clock.now(), states=states, errors=errors)
+    report = CheckReport(checked_at=clock.now(), states=states, errors=errors, databases=databases)
     report.coupled, report.links_unread = coupled_certificates(inventory, ((s.cluster, s.cert_name) for s in states))
     return report
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from rotation.adapters.cert_login import prove_login, refusals
+from rotation.adapters.client_files import ClientFiles
 from rotation.adapters.cluster import open_cluster
 from rotation.adapters.issuers.factory import IssuerFactory
 from rotation.config import Inventory
@@ -67,7 +69,8 @@ def _clusters(inventory: Inventory, inputs: CheckInputs) -> list[str]:
 def check_cluster_secrets(inventory: Inventory, inputs: CheckInputs) -> Iterable[Finding]:
     for name in _clusters(inventory, inputs):
         cluster = inventory.clusters[name]
-        yield _attempt(f"clusters.{name}.password", "readable", partial(cluster.password, name))
+        if cluster.username:
+            yield _attempt(f"clusters.{name}.password", "readable", partial(cluster.password, name))
         for path in cluster.verify_paths:
             yield _attempt(f"clusters.{name}.verify", f"{path} loads", partial(read_file, path, what="verify bundle"))
 
@@ -115,7 +118,47 @@ def _logs_in(inventory: Inventory, cluster: str) -> None:
         session.view(refresh=True)
 
 
-CHECKS: tuple[Check, ...] = (check_cluster_secrets, check_issuers, check_chatops_secrets, check_cluster_login)
+def check_certificate_login(inventory: Inventory, inputs: CheckInputs) -> Iterable[Finding]:
+    """The client certificate loads, and (online) logs in alone on every node's REST port."""
+    for name in _clusters(inventory, inputs):
+        cluster = inventory.clusters[name]
+        if not (cluster.client_cert_file or cluster.client_cert_env):
+            continue
+        where = f"clusters.{name}.client_cert_{'file' if cluster.client_cert_file else 'env'}"
+        try:
+            client_cert = cluster.client_certificate(name)
+        except RotationError as exc:
+            yield Finding(where, exc.message, Severity.ERROR)
+            continue
+        if inputs.offline or client_cert is None:
+            yield Finding(where, "certificate and key load and match (login not tried: --offline)")
+            continue
+        try:
+            with open_cluster(inventory, name) as session:
+                results = prove_login(session, client_cert)
+        except RotationError as exc:
+            yield Finding(where, f"cannot list the nodes to log in to: {exc.message}", Severity.ERROR)
+            continue
+        problem = refusals(results)
+        nodes = ", ".join(f"{r.node} ({r.address}:{r.port})" for r in results)
+        yield Finding(where, f"certificate login refused: {problem}" if problem
+                      else f"certificate login works on every node's REST port: {nodes}",
+                      Severity.ERROR if problem else Severity.OK)
+
+
+def check_rest_client_files(inventory: Inventory, inputs: CheckInputs) -> Iterable[Finding]:
+    """A managed rest_client is renewed into the files the inventory names: their folder must be writable."""
+    for name in _clusters(inventory, inputs):
+        cluster = inventory.clusters[name]
+        if cluster.rest_client is None or not cluster.client_cert_file or not cluster.client_key_file:
+            continue
+        problem = ClientFiles(cluster.client_cert_file, cluster.client_key_file).unwritable()
+        yield Finding(f"clusters.{name}.rest_client", problem or "its files can be replaced by this user",
+                      Severity.ERROR if problem else Severity.OK)
+
+
+CHECKS: tuple[Check, ...] = (check_cluster_secrets, check_issuers, check_chatops_secrets, check_cluster_login,
+                             check_certificate_login, check_rest_client_files)
 
 
 @dataclass

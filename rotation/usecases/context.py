@@ -151,7 +151,8 @@ def preflight(ctx: ServiceContext) -> Inventory:
     ctx._note_inventory(resolve_config_path(ctx.config_path), None)  # it loads: drop this host's old note
     for name, cluster in inventory.clusters.items():
         try:
-            cluster.password(name)
+            cluster.basic_credentials(name)
+            cluster.client_certificate(name)
         except ConfigError as exc:
             log.warning("%s; rotations of %s will fail until it is set", exc.message, name)
     return inventory

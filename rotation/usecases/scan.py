@@ -19,12 +19,12 @@ from typing import Any
 from cryptography import x509
 
 from rotation.adapters.cluster import ClusterSession
-from rotation.adapters.tls.probe import probe_endpoints
+from rotation.adapters.targets import read_targets
 from rotation.config import Inventory
 from rotation.core import certs
 from rotation.core.clock import Clock
 from rotation.core.errors import RotationError, RotationInProgress
-from rotation.core.model import CertName, Endpoint, ServedCert, Trigger
+from rotation.core.model import CertName, ServedCert, Trigger
 from rotation.core.renewal import Decision, Health, RenewalWindow, Verdict, decide, judge
 from rotation.usecases.context import ServiceContext
 from rotation.usecases.queue import RotationQueue
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class CertState:
     cluster: str
-    cert_name: CertName
+    cert_name: CertName | str  # a slot, "rest_client" or "db:<key>" (rotation.core.targets)
     verdict: Verdict
     served: tuple[ServedCert, ...]
 
@@ -48,23 +48,13 @@ def cluster_states(
     inventory: Inventory,
     session: ClusterSession,
     clock: Clock,
-    cert_names: Sequence[CertName] | None = None,
+    cert_names: Sequence[CertName | str] | None = None,
 ) -> list[CertState]:
     """Probe every managed certificate once and judge it. REST errors propagate; handshake
     failures become UNREACHABLE verdicts."""
-    names = list(cert_names or session.settings.certificates)
-    view = session.view(refresh=True)
-    by_cert: dict[CertName, list[Endpoint]] = {n: view.endpoints(n) for n in names if n.is_served}
-    flat = [e for endpoints in by_cert.values() for e in endpoints]
-    results = probe_endpoints(
-        flat, concurrency=session.settings.concurrency, timeout=session.settings.handshake_timeout.total_seconds()
-    )
-    served_by: dict[CertName, list[ServedCert]] = {n: [] for n in names}
-    for result in results:
-        served_by[result.endpoint.cert_name].append(result)
-    for name in names:
-        if not name.is_served:
-            served_by[name] = [session.rest_copy(name, from_view=True)]
+    names = list(cert_names or inventory.targets(session.name))
+    session.view(refresh=True)
+    served_by = read_targets(session, names)  # one probe batch for every endpoint of every target
     moment = clock.now()
     states = []
     for name in names:
@@ -78,14 +68,14 @@ def cluster_states(
 class ScanResult:
     cluster: str
     states: list[CertState]
-    decisions: dict[CertName, Decision]
+    decisions: dict[CertName | str, Decision]
 
     @property
-    def due(self) -> list[CertName]:
+    def due(self) -> list[CertName | str]:
         return [name for name, decision in self.decisions.items() if decision.due]
 
     @property
-    def backing_off(self) -> list[CertName]:
+    def backing_off(self) -> list[CertName | str]:
         return [name for name, decision in self.decisions.items() if decision.backing_off]
 
 

@@ -1,6 +1,8 @@
-"""`rotation policy apply`: set the inventory's TLS policy through the REST API, then prove it.
+"""`rotation policy apply`: set the inventory's TLS policy (and ``basic_auth``) through the REST API,
+then prove it.
 
-``apply_policy`` runs: refuse what the version cannot take (no call) -> ``PUT /v1/cluster?dry_run``
+``apply_policy`` runs: refuse what the version cannot take and what would lock the tool out
+(``login_guard``; no change made) -> ``PUT /v1/cluster?dry_run``
 -> ``PUT /v1/cluster`` -> audit by handshakes until they agree (or the verify deadline).
 Sentinel changes need ``supervisorctl restart sentinel_service`` on every node, which the REST
 API cannot do: until the handshakes agree they are reported as pending.
@@ -17,8 +19,9 @@ from rotation.adapters.tls.audit import AuditOptions
 from rotation.config import Inventory
 from rotation.core import certs
 from rotation.core.clock import Clock
-from rotation.core.errors import ClusterAPIError, RotationError
+from rotation.core.errors import ClusterAPIError, LockoutRefused, RotationError
 from rotation.core.tls_rules import RESTART_HINT, Profile, TLSPolicy, UpdatePlan, key_type_of, plan_update
+from rotation.usecases.login_guard import BREAK_GLASS, basic_auth_change, keep_policy_speakable
 from rotation.usecases.tls_audit import AuditReport, audit_session, options_for, policy_of
 
 
@@ -78,9 +81,10 @@ def apply_policy(
 ) -> ApplyReport:
     policy = policy_of(inventory, name)
     report = ApplyReport(name)
-    if policy is None or not policy.items():
+    if (policy is None or not policy.items()) and inventory.cluster(name).basic_auth is None:
         report.errors.append(f"clusters.{name}.tls_policy: no policy to apply")
         return report
+    policy = policy or TLSPolicy()
     try:
         with open_cluster(inventory, name) as session:
             _apply(session, policy, report, dry_run, poll_interval, clock)
@@ -100,18 +104,25 @@ def _apply(session: ClusterSession, policy: TLSPolicy, report: ApplyReport, dry_
         report.status = "refused"
         report.errors += plan.refusals
         return
-    if plan.fields:
+    try:  # the self-lockout guard, before any change (rotation.usecases.login_guard)
+        fields = {**plan.fields, **basic_auth_change(session)}
+        keep_policy_speakable(session, fields)
+    except LockoutRefused as exc:
+        report.status = "refused"
+        report.errors.append(f"{exc.message}; {BREAK_GLASS}")
+        return
+    if fields:
         try:
-            answer = session.update_cluster(plan.fields, dry_run=True)
+            answer = session.update_cluster(fields, dry_run=True)
         except ClusterAPIError as exc:
             report.status = "refused"
             raise RotationError(f"the cluster refused the change in its dry run: {exc.message}") from exc
-        report.response = {k: answer.get(k) for k in plan.fields}
+        report.response = {k: answer.get(k) for k in fields}
         if dry_run:
             report.status = "dry_run"
             return
-        answer = session.update_cluster(plan.fields)
-        report.response = {k: answer.get(k) for k in plan.fields}
+        answer = session.update_cluster(fields)
+        report.response = {k: answer.get(k) for k in fields}
     elif dry_run:
         report.status = "dry_run"
         return
@@ -126,7 +137,7 @@ def _apply(session: ClusterSession, policy: TLSPolicy, report: ApplyReport, dry_
         report.status = "pending"
         report.notes.append(f"Sentinel policy pending: {RESTART_HINT}, then run `rotation policy audit`")
     else:
-        report.status = "applied" if plan.fields else "unchanged"
+        report.status = "applied" if fields else "unchanged"
 
 
 __all__ = ["ApplyReport", "apply_policy"]

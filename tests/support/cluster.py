@@ -70,8 +70,9 @@ def write_inventory(
     *,
     name: str = "sim",
     cluster_overrides: dict | None = None,
+    login: str = "basic",
 ) -> Path:
-    entry = sim.inventory_entry(name)
+    entry = sim.inventory_entry(name, login=login)
     entry.update({"issuer": "internal", "verify_deadline": "5s", "handshake_timeout": "2s"})
     entry.update(cluster_overrides or {})
     data = {

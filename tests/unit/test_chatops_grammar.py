@@ -31,6 +31,8 @@ from rotation.core.model import CertName
     ("rotate east all", Rotate("east", ())),
     ("rotate east all --dry-run", Rotate("east", (), dry_run=True)),
     ("rotate --dry-run east cm", Rotate("east", (CertName.CM,), dry_run=True)),
+    ("rotate east db:Orders REST_CLIENT", Rotate("east", ("db:Orders", "rest_client"))),  # a database keeps its case
+    ("history east db:7", History("east", "db:7")),
     ("history east", History("east")),
     ("history east metrics_exporter", History("east", CertName.METRICS_EXPORTER)),
     ("confirm abcdefghijklmnopqrstuv", Confirm("abcdefghijklmnopqrstuv")),
@@ -47,6 +49,8 @@ def test_good_commands(text: str, expected: object) -> None:
     ("check", "wrong number"),
     ("rotate east", "name a cluster and a certificate"),
     ("rotate east nginx", "unknown certificate"),
+    ("rotate east db:", "unknown certificate"),
+    ("rotate east db:../x", "unknown certificate"),
     ("rotate east all proxy", "stands alone"),
     ("rotate east proxy --force", "unknown option"),
     ("rotate east proxy --dry-run --dry-run", "twice"),

@@ -95,7 +95,7 @@ class InternalCA:
         return None  # no renewal window: renew_before decides
 
     def issue(self, request: CertRequest) -> IssuedCert:
-        if not request.hosts:
+        if not request.hosts and not request.subject:
             raise IssuerError(f"{request.cluster}/{request.cert_name}: the request names no hosts")
         now = self._clock()
         ca = self._ca(now)
@@ -162,12 +162,15 @@ def _leaf_builder(
     not_before: datetime,
     not_after: datetime,
 ) -> x509.CertificateBuilder:
-    cn = request.common_name
-    subject = x509.Name(
-        [x509.NameAttribute(NameOID.COMMON_NAME, cn)] if 0 < len(cn) <= MAX_CN_LENGTH else []
-    )
+    if request.subject is not None:  # RS certificate login compares the RFC 2253 subject byte for byte
+        subject = x509.Name.from_rfc4514_string(request.subject)
+    else:
+        cn = request.common_name
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)] if 0 < len(cn) <= MAX_CN_LENGTH else [])
     is_rsa = isinstance(key, rsa.RSAPrivateKey)
-    return (
+    usages = [ExtendedKeyUsageOID.CLIENT_AUTH] if request.client else [ExtendedKeyUsageOID.SERVER_AUTH,
+                                                                         ExtendedKeyUsageOID.CLIENT_AUTH]
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(ca.subject)
@@ -175,13 +178,15 @@ def _leaf_builder(
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName([_san(h) for h in request.hosts]), critical=False)
+    )
+    if request.hosts:
+        builder = builder.add_extension(x509.SubjectAlternativeName([_san(h) for h in request.hosts]), critical=False)
+    return (
+        builder
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(digital_signature=True, key_encipherment=is_rsa), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-            critical=False,
-        )
+        .add_extension(_key_usage(digital_signature=True, key_encipherment=is_rsa and not request.client),
+                       critical=True)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(_authority_key_id(ca), critical=False)
     )

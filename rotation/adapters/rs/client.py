@@ -11,11 +11,11 @@ hand with ``sed``.
 
 from __future__ import annotations
 
-import functools
 import logging
 import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -23,14 +23,14 @@ from urllib.parse import quote
 import httpx
 
 from rotation.adapters import bounded_http
+from rotation.adapters.rs.tls_context import build_ssl_context
 from rotation.core.errors import (
     ClusterAPIError,
     ClusterAuthError,
     ClusterRejected,
     ClusterUnavailable,
-    ConfigError,
 )
-from rotation.core.model import SecretPEM
+from rotation.core.model import ClientCertificate, SecretPEM
 from rotation.core.redaction import redact_url
 from rotation.core.topology import DatabaseInfo, NodeInfo
 from rotation.core.versions import parse_version
@@ -44,44 +44,6 @@ _FINAL_STATUSES = {400, 403, 404, 406}
 class CertificatePair:
     certificate: str
     key: SecretPEM | None
-
-
-def build_ssl_context(verify: bool | Sequence[Path], extra_trust: Iterable[str] = ()) -> ssl.SSLContext:
-    """The context for the REST API: system trust or the given bundles, plus extra CA PEMs.
-    Contexts are shared (they are thread-safe): loading CA files on every scan costs CPU for nothing."""
-    bundles = verify if isinstance(verify, bool) else tuple((str(p), _mtime(p)) for p in verify)
-    return _ssl_context(bundles, tuple(extra_trust))
-
-
-def _mtime(path: Path) -> int:
-    try:
-        return Path(path).stat().st_mtime_ns  # an edited bundle gets a fresh context
-    except OSError:
-        return -1
-
-
-@functools.lru_cache(maxsize=64)
-def _ssl_context(verify: bool | tuple[tuple[str, int], ...], extra_trust: tuple[str, ...]) -> ssl.SSLContext:
-    if verify is False:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    bundles = [] if isinstance(verify, bool) else [path for path, _ in verify]
-    # Explicit bundles replace the system trust store; no bundle means system trust.
-    # Loading the system store costs ~20 ms: only when no bundle replaces it.
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT) if bundles else ssl.create_default_context()
-    for bundle in bundles:
-        try:
-            context.load_verify_locations(cafile=str(bundle))
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"verify bundle {bundle}: cannot load CA certificates ({exc})") from None
-    extra = "".join(extra_trust)
-    if extra:
-        context.load_verify_locations(cadata=extra)
-        # Trusting an issuing intermediate (ACME) must be enough: its root may not be in the bundle.
-        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-    return context
 
 
 def _error_fields(response: httpx.Response) -> tuple[str | None, str | None]:
@@ -106,8 +68,22 @@ def _redirect_target(response: httpx.Response) -> str:
         return "an unparsable Location"
 
 
-def _raise_for_status(response: httpx.Response, *, cluster: str, action: str) -> None:
-    """Map an RS answer to an error a caller can act on. Only 2xx is success."""
+def _refused_login(response: httpx.Response, cluster: str, action: str, login: str, description: str | None) -> str:
+    """Why a 401 came, in words an operator can act on: RS's own description is shown as text, and
+    a cluster that asks for a Bearer token has Basic turned off (RS 8.2 ``control_plane_basic_authentication``)."""
+    said = f": {description[:300]}" if description else ""
+    message = f"{cluster}: {action}: the cluster refused {login} (HTTP 401){said}"
+    if response.headers.get("WWW-Authenticate", "").lower().startswith("bearer") and "certificate" not in login:
+        message += ("; Basic authentication is turned off on this cluster (control_plane_basic_authentication "
+                    f"is false): log in with a client certificate (clusters.{cluster}.client_cert_file and "
+                    "client_key_file)")
+    return message
+
+
+def _raise_for_status(response: httpx.Response, *, cluster: str, action: str,
+                      login: str = "the username or password") -> None:
+    """Map an RS answer to an error a caller can act on. Only 2xx is success. ``login`` says what the
+    request presented (the username and password, the client certificate ...), for a 401."""
     status = response.status_code
     if 200 <= status < 300:
         return
@@ -125,8 +101,7 @@ def _raise_for_status(response: httpx.Response, *, cluster: str, action: str) ->
     message = f"{cluster}: {action} failed with HTTP {status} ({detail})"
     kwargs: dict[str, Any] = {"status": status, "error_code": error_code, "description": description, "url": url}
     if status == 401:
-        raise ClusterAuthError(f"{cluster}: {action}: the cluster refused the username or password (HTTP 401)",
-                               **kwargs)
+        raise ClusterAuthError(_refused_login(response, cluster, action, login, description), **kwargs)
     if status in _FINAL_STATUSES:
         raise ClusterRejected(message, **kwargs)
     if status == 409 or status >= 500:
@@ -137,7 +112,8 @@ def _raise_for_status(response: httpx.Response, *, cluster: str, action: str) ->
     raise ClusterRejected(message, **kwargs)
 
 
-def _translate_transport_error(exc: httpx.TransportError, *, cluster: str, action: str, url: str) -> ClusterAPIError:
+def _translate_transport_error(exc: httpx.TransportError, *, cluster: str, action: str, url: str,
+                               client_cert: bool = False) -> ClusterAPIError:
     if isinstance(exc, httpx.TimeoutException):
         return ClusterUnavailable(f"{cluster}: {action}: timed out talking to {url}", url=url)
     cause = exc.__cause__ or exc.__context__
@@ -147,7 +123,12 @@ def _translate_transport_error(exc: httpx.TransportError, *, cluster: str, actio
             "set `verify:` to the CA bundle of the REST API",
             url=url,
         )
-    return ClusterUnavailable(f"{cluster}: {action}: cannot reach {url} ({exc.__class__.__name__}: {exc})", url=url)
+    # With certificate login on, a node drops a client certificate outside its mtls_trusted_ca in the
+    # handshake itself: the client sees a closed connection, not a 401.
+    hint = ("; if certificate login is on there, the node may have refused our client certificate "
+            "(is its CA in the cluster's mtls_trusted_ca?)") if client_cert else ""
+    return ClusterUnavailable(f"{cluster}: {action}: cannot reach {url} ({exc.__class__.__name__}: {exc}){hint}",
+                              url=url)
 
 
 class RSClient:
@@ -156,9 +137,10 @@ class RSClient:
     def __init__(
         self,
         base_url: str,
-        username: str,
-        password: str,
+        username: str | None,
+        password: str | None,
         *,
+        client_cert: ClientCertificate | None = None,  # certificate login: presented in every handshake
         cluster: str = "cluster",
         verify: bool | Sequence[Path] = True,
         server_name: str | None = None,
@@ -171,7 +153,8 @@ class RSClient:
             log.warning("TLS verification of the REST API of %s is OFF (verify: false)", cluster)
         self.cluster = cluster
         self.base_url = base_url.rstrip("/")
-        self._auth = httpx.BasicAuth(username, password)
+        self._auth = httpx.BasicAuth(username, password) if username is not None and password is not None else None
+        self._client_cert = client_cert
         self._verify = verify
         self._trusted: list[str] = list(extra_trust)
         self._server_name = server_name
@@ -181,8 +164,23 @@ class RSClient:
         self._http = self._new_http()
 
     # --- plumbing ------------------------------------------------------------------------
+    @property
+    def login(self) -> str:
+        """What this client presents, for messages: the certificate's subject, never a secret."""
+        parts = []
+        if self._client_cert is not None:
+            parts.append("the client certificate")
+        if self._auth is not None:
+            parts.append("the username or password")
+        return " and ".join(parts) or "an anonymous request"
+
+    def use_client_certificate(self, client_cert: ClientCertificate | None) -> None:
+        """Present this certificate from now on (the tool renewed its own): new connections only."""
+        self._client_cert = client_cert
+        self.reconnect()
+
     def _new_http(self) -> httpx.Client:
-        context = build_ssl_context(self._verify, self._trusted)
+        context = build_ssl_context(self._verify, self._trusted, self._client_cert)
         return httpx.Client(
             base_url=self.base_url,
             auth=self._auth,
@@ -227,10 +225,11 @@ class RSClient:
                 finally:
                     streamed.close()
         except httpx.TransportError as exc:
-            raise _translate_transport_error(exc, cluster=self.cluster, action=action, url=url) from exc
+            raise _translate_transport_error(exc, cluster=self.cluster, action=action, url=url,
+                                             client_cert=self._client_cert is not None) from exc
         except (bounded_http.ResponseTooLarge, bounded_http.ResponseRefused) as exc:
             raise ClusterAPIError(f"{self.cluster}: {action}: refused the answer of {url}: {exc}", url=url) from None
-        _raise_for_status(response, cluster=self.cluster, action=action)
+        _raise_for_status(response, cluster=self.cluster, action=action, login=self.login)
         if not response.content:
             return None
         try:
@@ -296,9 +295,10 @@ class RSClient:
         return self.cluster_info().get("software_version")
 
     # --- writes --------------------------------------------------------------------------
-    def update_certificate(self, name: str, certificate: str, key: SecretPEM, *, bulk: bool) -> str:
-        """Replace one certificate on every node; returns the endpoint used."""
-        item = {"name": name, "certificate": certificate, "key": key.reveal()}
+    def update_certificate(self, name: str, certificate: str, key: SecretPEM | None, *, bulk: bool) -> str:
+        """Replace one certificate on every node; returns the endpoint used. ``key`` None: a name that
+        holds a certificate only (``mtls_trusted_ca``)."""
+        item = {"name": name, "certificate": certificate, **({"key": key.reveal()} if key is not None else {})}
         if bulk:
             path = "/v1/cluster/certificates"
             self._request("PUT", path, action=f"PUT {path} ({name})", json={"certificates": [item]})
@@ -353,3 +353,49 @@ class RSClient:
     def crdb_task(self, task_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._shaped("GET", f"/v1/crdb_tasks/{quote(task_id, safe='')}", dict)
         return result
+
+    # --- per-database certificates (RS 8.0.2+) ---------------------------------------------
+    def database_certificates(self, expires_before: datetime | None = None, page_size: int = 1000
+                              ) -> list[dict[str, Any]]:
+        """``GET /v1/bdbs/certificates``: every database that has a certificate of its own (all pages);
+        ``expires_before`` keeps those expiring sooner: the fleet view."""
+        found: list[dict[str, Any]] = []
+        before = f"&expires_before={expires_before.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}" if expires_before else ""
+        for page in range(1, 1000):  # the envelope is not documented: a bare list is taken as the only page
+            query = f"page={page}&page_size={page_size}{before}"
+            body = self._request("GET", f"/v1/bdbs/certificates?{query}", action="GET /v1/bdbs/certificates") or {}
+            listed = body.get("certificates") if isinstance(body, dict) else body
+            items = [item for item in listed or () if isinstance(item, dict)]
+            found += items
+            total = body.get("total") if isinstance(body, dict) else None
+            if len(items) < page_size or not isinstance(total, int) or len(found) >= total:
+                break
+        return found
+
+    def database_certificate(self, uid: int) -> str | None:
+        """The certificate database ``uid`` has of its own (PEM), or None: it presents the cluster's ``proxy``
+        (404; the database itself is known to exist from ``GET /v1/bdbs``, and RS's error code is not public)."""
+        path = f"/v1/bdbs/{uid}/certificates"
+        try:
+            body = self._request("GET", path, action=f"GET {path}")
+        except ClusterRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+        cert = body.get("cert") if isinstance(body, dict) else None
+        if not isinstance(cert, str):
+            raise ClusterRejected(f"{self.cluster}: GET {path}: the answer has no certificate",
+                                  url=self.base_url + path)
+        return cert
+
+    def set_database_certificate(self, uid: int, certificate: str, key: SecretPEM, *, dry_run: bool = False) -> str:
+        """``POST /v1/bdbs/{uid}/certificates`` (``?dry_run``: RS validates, nothing changes); returns the call."""
+        path = f"/v1/bdbs/{uid}/certificates" + ("?dry_run=true" if dry_run else "")
+        self._request("POST", path, action=f"POST {path}", json={"cert": certificate, "private_key": key.reveal()})
+        return f"POST {path}"
+
+    def delete_database_certificate(self, uid: int) -> str:
+        """``DELETE /v1/bdbs/{uid}/certificates``: the database presents the cluster's ``proxy`` again."""
+        path = f"/v1/bdbs/{uid}/certificates"
+        self._request("DELETE", path, action=f"DELETE {path}")
+        return f"DELETE {path}"

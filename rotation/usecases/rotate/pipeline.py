@@ -2,6 +2,11 @@
 
 read what is served -> issue -> validate -> push -> verify on every node -> (roll back).
 
+The same steps for every *target* (``rotation.adapters.targets``): a cluster slot, a database's own
+certificate, the tool's own client certificate. A target says how it is read, pushed, observed and
+rolled back; the order, fencing, recovery, companions and the record are this module's and
+``recovery``'s, whatever the target.
+
 Safety rules: nothing is pushed before validation passes (the chain leads to an anchor the
 operator configured; an ``api`` certificate is one the REST client will still trust) and before
 the previous certificate and key are in hand and kept for a rollback; only the lock's holder
@@ -23,29 +28,19 @@ from rotation.adapters.issuers.base import Issuer
 from rotation.adapters.issuers.factory import IssuerFactory
 from rotation.adapters.logs import rotation_context
 from rotation.adapters.state import ServiceState
+from rotation.adapters.targets import open_target
 from rotation.adapters.tls.trust import handshake_error
 from rotation.config import CertPlan, Inventory
 from rotation.config.files import read_file
 from rotation.core import certs
 from rotation.core.errors import IssuerError, RotationError, RotationInProgress, StoreUnavailable, Superseded
-from rotation.core.model import CertName, IssuedCert, Outcome, RotationRecord, SecretPEM, new_rotation_id
-from rotation.core.tls_rules import cipher_key_check
+from rotation.core.model import CertName, IssuedCert, Outcome, RotationRecord, new_rotation_id
 from rotation.core.validate import ExtraCheck, ParsedBundle, validate_issued
 from rotation.usecases.rotate import companions
 from rotation.usecases.rotate.recovery import push_and_verify, resume_after_push
 from rotation.usecases.rotate.run import OriginalPair, RotationOptions, Run, describe
 
 log = logging.getLogger(__name__)
-
-def _current_pair(session: ClusterSession, cert_name: CertName) -> OriginalPair:
-    pair = session.certificates().get(str(cert_name))
-    if pair is None or not pair.key:
-        raise RotationError(
-            f"{session.name}/{cert_name}: GET /v1/cluster/certificates has no current certificate and key; "
-            "without them a rollback would be impossible, so nothing is pushed (does the user have the admin role?)"
-        )
-    leaf = certs.load_certificates(pair.certificate, where=f"{session.name} {cert_name}_cert")[0]
-    return OriginalPair(pair.certificate, pair.key, certs.fingerprint(leaf))
 
 
 def rotate(
@@ -67,7 +62,7 @@ def rotate(
     if existing is not None and existing.outcome is not Outcome.IN_PROGRESS:
         return existing  # a redelivered task whose rotation already ended: nothing to do
     record = existing or _new_record(session.name, name, options)
-    run = Run(session, record, options, state, name)
+    run = Run(session, record, options, state, open_target(session, name, options.secrets))
     ends = True
     try:
         owner = f"rotation {record.id} ({record.trigger})"
@@ -101,7 +96,7 @@ def rotate(
     return record
 
 
-def _new_record(cluster: str, name: CertName, options: RotationOptions) -> RotationRecord:
+def _new_record(cluster: str, name: CertName | str, options: RotationOptions) -> RotationRecord:
     return RotationRecord(id=options.rotation_id or new_rotation_id(), cluster=cluster, cert_name=str(name),
                           trigger=str(options.trigger), started_at=(options.clock or SYSTEM_CLOCK).now(),
                           requested_by=options.requested_by, dry_run=options.dry_run)
@@ -147,7 +142,7 @@ def _read(run: Run) -> OriginalPair:
                 f"{session.name}: node(s) {', '.join(str(n.uid) for n in down)} are {down[0].status}; "
                 "a rotation now would leave them stale, so nothing is pushed"
             )
-        before = session.served(name)
+        before = run.target.served()
         unreachable = [s for s in before if not s.ok]
         if unreachable:
             raise RotationError(
@@ -155,7 +150,7 @@ def _read(run: Run) -> OriginalPair:
                 + ", ".join(f"{s.endpoint.label} ({s.error})" for s in unreachable[:5])
                 + "; nothing is pushed"
             )
-        current = _current_pair(session, name)
+        current = run.target.current()
         adopted = run.originals.adopt({s.fingerprint for s in before} | {current.fingerprint})
         original = adopted[0] if adopted else current
         record.old_fingerprint = original.fingerprint
@@ -169,8 +164,8 @@ def _read(run: Run) -> OriginalPair:
 
 
 def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: IssuerFactory) -> None:
-    session, record, options = run.session, run.record, run.options
-    name: CertName = plan.cert_name
+    session, record, options, target = run.session, run.record, run.options, run.target
+    name = plan.cert_name
     original = _read(run)
 
     issuer = options.issuer or (
@@ -187,14 +182,12 @@ def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: Issu
 
     with run.step("validate") as step:
         anchors, public = _anchors(run, issuer)
-        checks: list[ExtraCheck] = [*options.extra_checks, cipher_key_check(session.view().tls_fields)]
+        checks: list[ExtraCheck] = [*options.extra_checks, *target.checks()]
         if public:
             checks.append(_publicly_trusted)
-        if name is CertName.API:
-            checks.append(_rest_client_trusts(session))
         checks += companions.checks(run)
         bundle = validate_issued(issued, request, now=run.clock.now(), trust_anchors=anchors,
-                                 require_anchor=not public, extra_checks=checks)
+                                 require_anchor=not public, extra_checks=checks, checks=target.validation)
         record.new_fingerprint = bundle.fingerprint
         record.new_not_after = bundle.not_after
         step.detail = f"{certs.short_fingerprint(bundle.fingerprint)} valid until {bundle.not_after:%Y-%m-%d %H:%M}Z"
@@ -207,9 +200,7 @@ def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: Issu
         record.outcome = Outcome.DRY_RUN
         return
 
-    if name is CertName.API:
-        # The REST endpoint itself is about to change certificate: trust its issuer first.
-        session.trust_more([*issuer.trust_anchors(), issued.chain_pem])
+    target.before_push([*issuer.trust_anchors(), issued.chain_pem])
     push_and_verify(run, issued, bundle, original)
 
 
@@ -226,28 +217,9 @@ def _anchors(run: Run, issuer: Issuer) -> tuple[list[x509.Certificate], bool]:
     return found, False
 
 
-def _pems(bundle: ParsedBundle) -> tuple[str, SecretPEM]:
-    return certs.certs_to_pem(bundle.certificates), certs.private_key_to_pem(bundle.key)
-
-
 def _publicly_trusted(bundle: ParsedBundle, request: object) -> list[str]:
     context = ssl.create_default_context()
     context.check_hostname = False  # SANs are checked against every host by validate
-    chain, key = _pems(bundle)
+    chain, key = certs.certs_to_pem(bundle.certificates), certs.private_key_to_pem(bundle.key)
     error = handshake_error(context, chain, key, None)
     return [] if error is None else [f"the chain does not lead to a root the system trusts ({error})"]
-
-
-def _rest_client_trusts(session: ClusterSession) -> ExtraCheck:
-    """``api`` only: the REST client of every later process must still verify the REST API."""
-
-    def check(bundle: ParsedBundle, request: object) -> list[str]:
-        chain, key = _pems(bundle)
-        error = handshake_error(session.rest_context(), chain, key, session.settings.server_name)
-        if error is None:
-            return []
-        return [f"the REST client would not trust this api certificate ({error}): every later command "
-                f"would fail TLS verification; its CA must be in clusters.{session.name}.verify or be the trust "
-                "anchor of the cluster's api issuer"]
-
-    return check

@@ -20,11 +20,12 @@ from typing import Any
 
 from rotation.core import retry
 from rotation.core.errors import ConfigError, RotationError, RotationInProgress, StoreUnavailable
-from rotation.core.model import Outcome, RotationRecord, new_rotation_id
+from rotation.core.model import CertName, Outcome, RotationRecord, new_rotation_id
 from rotation.usecases.context import ServiceContext, inventory_digest
 from rotation.usecases.rotate.companion_set import companions_for
 from rotation.usecases.rotate.pipeline import rotate
 from rotation.usecases.rotate.run import RotationOptions, describe
+from rotation.usecases.rotate.target_companions import target_companions
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,9 @@ def _rotate(ctx: ServiceContext, cluster: str, cert_name: str, options: Rotation
         with ctx.sessions.open(loaded, cluster) as session:
             if not options.companions:  # a test or caller may bring its own; options serve several certificates
                 name = loaded.plan(cluster, cert_name).cert_name
-                options = replace(options, companions=companions_for(ctx, loaded, session, name))
+                chosen = (companions_for(ctx, loaded, session, name) if isinstance(name, CertName)
+                          else target_companions(ctx, loaded, session, name))
+                options = replace(options, companions=chosen)
             return rotate(loaded, session, cert_name, state=ctx.state, issuers=ctx.issuers, options=options)
     except RotationInProgress:
         raise

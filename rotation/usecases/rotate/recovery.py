@@ -12,11 +12,12 @@ lock lease pushes nothing more: it probes, records and ends ``superseded``. Sign
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 
 from rotation.core import certs, retry
 from rotation.core.errors import ClusterAPIError, RotationError, Superseded, VerificationError
-from rotation.core.model import CertName, ClusterState, Endpoint, IssuedCert, Outcome, SecretPEM, ServedCert
+from rotation.core.model import ClusterState, IssuedCert, Outcome, SecretPEM, ServedCert
 from rotation.core.validate import ParsedBundle
 from rotation.usecases.rotate import companions, interrupts
 from rotation.usecases.rotate.run import OriginalPair, Run, describe
@@ -27,10 +28,16 @@ class _NothingApplied(ClusterAPIError):
 
 
 def push(run: Run, certificate: str, key: SecretPEM) -> str:
-    """PUT the pair, again while RS answers "try again" (409, 5xx, a reset: ``retry.transient_push_answer``),
-    a few times (``retry.PUSH_ATTEMPTS``; the task layer retries the rest of the rotation).
+    """Install the pair on the target (``send``)."""
+    return send(run, lambda: run.target.push(certificate, key))
 
-    The lease is checked immediately before every PUT: a rotation that lost it never pushes."""
+
+def send(run: Run, change: Callable[[], str]) -> str:
+    """Make a change to the target (push, or a rollback's push or DELETE), again while RS answers "try
+    again" (409, 5xx, a reset: ``retry.transient_push_answer``), a few times (``retry.PUSH_ATTEMPTS``;
+    the task layer retries the rest of the rotation).
+
+    The lease is checked immediately before every attempt: a rotation that lost it never pushes."""
     attempt, uncertain = 0, False
     while True:
         attempt += 1
@@ -38,7 +45,7 @@ def push(run: Run, certificate: str, key: SecretPEM) -> str:
             interrupts.check()  # between attempts: a SIGTERM now rolls back what the last one applied
         run.lease.check()
         try:
-            return run.session.push(run.cert_name, certificate, key)
+            return change()
         except ClusterAPIError as exc:
             if not retry.transient_push_answer(exc):
                 if exc.status is not None and not uncertain:
@@ -52,24 +59,9 @@ def push(run: Run, certificate: str, key: SecretPEM) -> str:
             run.clock.sleep(retry.push_delay(attempt, run.options.push_backoff))
 
 
-def _rest_copy(run: Run) -> ServedCert:
-    """The cluster's own copy; for ``api`` through a fresh client with only the trust a new process has
-    (a pooled connection opened before the push proves nothing). Errors are an answer, not a raise."""
-    session, name = run.session, run.cert_name
-    try:
-        if name is CertName.API:
-            with session.fresh_client() as client:
-                return session.rest_copy(name, client=client)
-        return session.rest_copy(name)
-    except RotationError as exc:
-        return ServedCert(endpoint=Endpoint(session.name, name, "api", "GET /v1/cluster/certificates", 0),
-                          error=exc.message)
-
-
 def observe(run: Run) -> list[ServedCert]:
-    """Fresh handshakes on every endpoint, then the REST copy (``syncer``: the REST copy only)."""
-    served = run.session.served(run.cert_name) if run.cert_name.is_served else []
-    return [*served, _rest_copy(run)]
+    """What the target presents, fresh, and its copy on the cluster (``Target.observe``)."""
+    return run.target.observe()
 
 
 def wait_until_served(run: Run, fingerprint: str, deadline: timedelta | None = None) -> list[ServedCert]:
@@ -117,6 +109,8 @@ def finish(run: Run, served: list[ServedCert], outcome: Outcome, state: ClusterS
     _record_served(run, served)
     run.record.outcome, run.record.cluster_state = outcome, state
     run.originals.release()
+    if outcome is Outcome.VERIFIED:
+        run.target.verified()
 
 
 def final_probe(run: Run, old: str | None, new: str | None, outcome: Outcome) -> None:
@@ -156,8 +150,7 @@ def settle(run: Run, original: OriginalPair | None, new: str | None, exc: BaseEx
 def roll_back(run: Run, original: OriginalPair, new: str | None) -> None:
     try:
         with run.step("rollback") as step:
-            push(run, original.certificate, original.key)
-            step.detail = f"pushed back {certs.short_fingerprint(original.fingerprint)}"
+            step.detail = send(run, lambda: run.target.restore(original))
         with run.step("verify-rollback") as step:
             served = wait_until_served(run, original.fingerprint)
             step.detail = f"{len(served)} endpoint(s) serve the previous certificate again"
@@ -196,7 +189,7 @@ def push_and_verify(run: Run, issued: IssuedCert, bundle: ParsedBundle, original
     run.originals.bind(run.record.id, original, new)
     try:
         with run.step("push") as step:
-            step.detail = "via " + push(run, issued.fullchain_pem, issued.key_pem)
+            step.detail = push(run, issued.fullchain_pem, issued.key_pem)
     except _NothingApplied as exc:
         _refused_at_push(run, original, new, exc)
         return
@@ -256,5 +249,5 @@ def resume_after_push(run: Run) -> None:
     settle(run, original, record.new_fingerprint, RotationError("interrupted after the push"))
 
 
-__all__ = ["cluster_state", "observe", "push", "push_and_verify", "resume_after_push",
+__all__ = ["cluster_state", "observe", "push", "push_and_verify", "resume_after_push", "send",
            "wait_until_served"]

@@ -20,6 +20,7 @@ from rotation.adapters.issuers.base import Issuer
 from rotation.adapters.secrets import SecretStore
 from rotation.adapters.state import Lease, RecordStore
 from rotation.adapters.state.local import KernelLease
+from rotation.adapters.targets import OriginalPair, Target
 from rotation.core import retry
 from rotation.core.clock import Clock
 from rotation.core.errors import Interrupted, RotationError
@@ -63,16 +64,6 @@ class RotationOptions:
 ORIGINAL_TTL = 90 * 86400
 
 
-@dataclass(frozen=True)
-class OriginalPair:
-    """The certificate and key served before a rotation first pushed. The key never leaves memory
-    except encrypted into the secret store."""
-
-    certificate: str
-    key: SecretPEM = field(repr=False)
-    fingerprint: str
-
-
 class OriginalPairs:
     """The original pair of (cluster identity, certificate), kept encrypted from just before the first
     PUT until the cluster is proven to serve one certificate again.
@@ -82,7 +73,7 @@ class OriginalPairs:
     fingerprints pushed since, so a later rotation can tell a state it left from a change made outside.
     """
 
-    def __init__(self, secrets: SecretStore | None, cluster: str, cert_name: CertName) -> None:
+    def __init__(self, secrets: SecretStore | None, cluster: str, cert_name: CertName | str) -> None:
         self.secrets = secrets
         self.key = f"original/{cluster}/{cert_name}"
 
@@ -92,7 +83,7 @@ class OriginalPairs:
 
     def get(self) -> OriginalPair | None:
         data = self._load()
-        return OriginalPair(data["certificate"], SecretPEM(data["key"]), data["fingerprint"]) if data else None
+        return _pair(data) if data else None
 
     def adopt(self, served: set[str | None]) -> tuple[OriginalPair, str] | None:
         """The original pair (and the rotation that bound it) when what is served now is only what that
@@ -101,8 +92,7 @@ class OriginalPairs:
         if data is None:
             return None
         if served <= {data["fingerprint"], *data.get("pushed", ())}:
-            pair = OriginalPair(data["certificate"], SecretPEM(data["key"]), data["fingerprint"])
-            return pair, str(data.get("rotation"))
+            return _pair(data), str(data.get("rotation"))
         log.warning("%s: kept original pair of rotation %s dropped: the cluster now serves certificates that "
                     "rotation did not push (changed by hand?)", self.key, data.get("rotation"))
         self.release()
@@ -114,7 +104,8 @@ class OriginalPairs:
         data = self._load()
         pushed = set(data.get("pushed", ())) if data and data["fingerprint"] == pair.fingerprint else set()
         blob = {"rotation": rotation_id, "certificate": pair.certificate, "key": pair.key.reveal(),
-                "fingerprint": pair.fingerprint, "pushed": sorted(pushed | {new_fingerprint})}
+                "fingerprint": pair.fingerprint, "pushed": sorted(pushed | {new_fingerprint}),
+                "fallback": pair.fallback}
         self.secrets.put(self.key, json.dumps(blob).encode(), ttl_seconds=ORIGINAL_TTL)
 
     def release(self) -> None:
@@ -127,19 +118,25 @@ class OriginalPairs:
             log.warning("%s: could not forget the original pair: %s", self.key, exc.message)
 
 
+def _pair(data: dict) -> OriginalPair:
+    return OriginalPair(data["certificate"], SecretPEM(data["key"]), data["fingerprint"],
+                        bool(data.get("fallback", False)))
+
+
 class Run:
-    """One rotation in progress: the record, its steps and the session it works through."""
+    """One rotation in progress: the record, its steps, the session and the target it works on."""
 
     def __init__(self, session: ClusterSession, record: RotationRecord, options: RotationOptions,
-                 store: RecordStore, cert_name: CertName) -> None:
+                 store: RecordStore, target: Target) -> None:
         self.session = session
         self.record = record
         self.options = options
         self.store = store
-        self.cert_name = cert_name
+        self.target = target
+        self.cert_name: CertName | str = target.cert_name  # a CertName for a cluster slot
         self.clock: Clock = options.clock or SYSTEM_CLOCK
         self.lease: Lease = KernelLease()
-        self.originals = OriginalPairs(options.secrets, session.settings.identity, cert_name)
+        self.originals = OriginalPairs(options.secrets, session.settings.identity, self.cert_name)
         self.deadline: timedelta = options.verify_deadline or session.settings.verify_deadline
         self.companions: tuple[Companion, ...] = tuple(options.companions)
         self.log = logging.LoggerAdapter(log, {"rotation_id": record.id, "cluster": record.cluster,

@@ -1,0 +1,66 @@
+"""Rotation targets: a cluster slot, a database's own certificate, the tool's own client certificate
+(``base`` says what each must do; ``open_target`` picks one by name)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rotation.adapters.cluster import ClusterSession
+from rotation.adapters.secrets import SecretStore
+from rotation.adapters.targets.base import OriginalPair, Target
+from rotation.adapters.targets.database import DatabaseTarget
+from rotation.adapters.targets.rest_client import RestClientTarget, file_copy
+from rotation.adapters.targets.slot import ClusterSlot
+from rotation.adapters.tls.probe import probe_endpoints
+from rotation.core.errors import ConfigError, RotationError
+from rotation.core.model import CertName, Endpoint, ServedCert
+from rotation.core.targets import REST_CLIENT, database_key
+
+
+def read_targets(session: ClusterSession, names: Sequence[CertName | str]) -> dict[CertName | str, list[ServedCert]]:
+    """What each target presents now, for a scan or `check`: every endpoint of every target in one
+    probe batch (under the cluster's cap), the rest from what the view already read."""
+    view = session.view()
+    by_name: dict[CertName | str, list[Endpoint]] = {}
+    served: dict[CertName | str, list[ServedCert]] = {}
+    for name in names:
+        if isinstance(name, CertName) and name.is_served:
+            by_name[name] = view.endpoints(name)
+        elif isinstance(name, CertName):
+            served[name] = [session.rest_copy(name, from_view=True)]  # syncer: no private keys fetched
+        elif name == REST_CLIENT:
+            try:
+                in_use = session.settings.client_certificate(session.name)
+                served[name] = [file_copy(session, in_use)] if in_use else []
+            except RotationError as exc:
+                served[name] = [ServedCert(Endpoint(session.name, name, "file", "client_cert_file", 0),
+                                           error=exc.message)]
+        elif database_key(name) is not None:
+            try:
+                by_name[name] = DatabaseTarget(session, name, None).endpoints()
+            except RotationError as exc:  # gone, or TLS off: one unreadable row says why
+                served[name] = [ServedCert(Endpoint(session.name, name, "-", "GET /v1/bdbs", 0), error=exc.message)]
+        else:
+            raise ConfigError(f"{session.name}: {name!r} is not a certificate this version can read")
+    flat = [endpoint for endpoints in by_name.values() for endpoint in endpoints]
+    results = probe_endpoints(flat, concurrency=session.settings.concurrency,
+                              timeout=session.settings.handshake_timeout.total_seconds())
+    for name in by_name:
+        served[name] = []
+    for endpoint, result in zip(flat, results, strict=True):
+        served[endpoint.cert_name].append(result)
+    return {name: served[name] for name in names}
+
+
+def open_target(session: ClusterSession, cert_name: CertName | str, secrets: SecretStore | None = None) -> Target:
+    """The target named ``cert_name`` (as ``Inventory.plan`` resolved it) on this cluster. No I/O."""
+    if isinstance(cert_name, CertName):
+        return ClusterSlot(session, cert_name)
+    if database_key(cert_name) is not None:
+        return DatabaseTarget(session, cert_name, secrets)
+    if cert_name == REST_CLIENT:
+        return RestClientTarget(session)
+    raise ConfigError(f"{session.name}: {cert_name!r} is not a certificate this version can rotate")
+
+
+__all__ = ["OriginalPair", "Target", "open_target", "read_targets"]

@@ -1,0 +1,93 @@
+"""What renewing one certificate takes (``CertPlan``), for the targets beside a cluster's slots: the
+tool's own client certificate (``rest_client``) and a database's own certificate (``db:<key>``).
+
+``Inventory.plan`` resolves the slots itself and asks :func:`other_plan` for the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rotation.core.durations import RenewBefore
+from rotation.core.errors import ConfigError
+from rotation.core.model import CertName, CertRequest, KeyType
+from rotation.core.targets import DATABASE_PREFIX, REST_CLIENT, database_key
+
+if TYPE_CHECKING:
+    from rotation.config.clusters import ClusterSettings
+    from rotation.config.inventory import Inventory
+
+
+@dataclass(frozen=True)
+class CertPlan:
+    cluster: str
+    cert_name: CertName | str  # a slot (CertName), "rest_client" or "db:<key>" (rotation.core.targets)
+    issuer: str | None
+    key_type: KeyType | None
+    renew_before: RenewBefore
+    hosts: tuple[str, ...]
+    subject: str | None = None  # rest_client: its certificate_subject_line
+
+    def request(self) -> CertRequest:
+        return CertRequest(
+            cluster=self.cluster,
+            cert_name=self.cert_name,
+            hosts=self.hosts,
+            key_type=self.key_type or KeyType.ECDSA_P256,
+            subject=self.subject,
+            client=self.cert_name == REST_CLIENT,
+        )
+
+
+def _default_issuer(inventory: Inventory, cluster: ClusterSettings, own: str | None) -> str | None:
+    return own or cluster.issuer or (next(iter(inventory.issuers)) if len(inventory.issuers) == 1 else None)
+
+
+def _key_type(inventory: Inventory, own: KeyType | None, cluster: ClusterSettings, issuer: str | None
+              ) -> KeyType | None:
+    return own or cluster.key_type or (inventory.issuers[issuer].key_type if issuer else None)
+
+
+def rest_client_issuer_problem(inventory: Inventory, cluster: ClusterSettings) -> str | None:
+    """Why ``rest_client`` cannot be issued by its issuer (None when it can, or is not managed)."""
+    if cluster.rest_client is None:
+        return None
+    issuer = _default_issuer(inventory, cluster, cluster.rest_client.issuer)
+    if issuer is None:
+        return "no issuer: name the internal CA whose certificate the cluster's mtls_trusted_ca holds"
+    settings = inventory.issuers.get(issuer)
+    if settings is not None and settings.type == "acme":
+        return (f"{issuer!r} is an ACME CA: public CAs issue no client certificates for RS login; "
+                "use an internal_ca (or files) issuer")
+    return None
+
+
+def other_plan(inventory: Inventory, cluster_name: str, name: str) -> CertPlan | None:
+    """The plan of ``rest_client`` or ``db:<key>``; None for any other name (a slot, or unknown)."""
+    cluster = inventory.cluster(cluster_name)
+    if name == REST_CLIENT:
+        settings = cluster.rest_client
+        if settings is None:
+            raise ConfigError(f"clusters.{cluster_name}: rest_client is not managed (add a rest_client section)")
+        issuer = _default_issuer(inventory, cluster, settings.issuer)
+        return CertPlan(cluster=cluster_name, cert_name=REST_CLIENT, issuer=issuer,
+                        key_type=_key_type(inventory, settings.key_type, cluster, issuer),
+                        renew_before=settings.renew_before or cluster.renew_before or inventory.renew_before,
+                        hosts=(), subject=settings.subject)
+    if not name.startswith(DATABASE_PREFIX):
+        return None
+    key = database_key(name)
+    database = cluster.databases.get(key or "")
+    if database is None:
+        managed = ", ".join(cluster.databases) or "none"
+        raise ConfigError(f"clusters.{cluster_name}: database {name[len(DATABASE_PREFIX):]!r} is not managed "
+                          f"(databases: {managed})")
+    issuer = _default_issuer(inventory, cluster, database.issuer)
+    return CertPlan(cluster=cluster_name, cert_name=name, issuer=issuer,
+                    key_type=_key_type(inventory, database.key_type, cluster, issuer),
+                    renew_before=database.renew_before or cluster.renew_before or inventory.renew_before,
+                    hosts=database.hosts or cluster.default_hosts())
+
+
+__all__ = ["CertPlan", "other_plan", "rest_client_issuer_problem"]
