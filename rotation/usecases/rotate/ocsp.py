@@ -34,17 +34,16 @@ TURN_OFF = "stapling_off"
 class OcspCompanion(NoCompanion):
     name = "ocsp"
 
-    def __init__(self, session: ClusterSession) -> None:
-        self.session = session
-        self.disable_when_missing = session.settings.ocsp == "disable_when_missing"
+    def __init__(self, disable_when_missing: bool = False) -> None:
+        self.disable_when_missing = disable_when_missing
         self.config: OcspConfig | None = None  # read by the pre-push check
 
     def _turns_off(self, bundle: ParsedBundle) -> bool:
         return self.config is not None and self.config.stapling and not responder_urls(bundle.leaf)
 
     def checks(self, run: Run) -> Sequence[ExtraCheck]:
-        self.config = self.session.ocsp()  # an error here refuses the rotation: stapling unknown
-        config, cluster = self.config, self.session.name
+        self.config = run.session.ocsp()  # an error here refuses the rotation: stapling unknown
+        config, cluster = self.config, run.session.name
 
         def stapled_if_on(bundle: ParsedBundle, request: CertRequest) -> list[str]:
             problem = missing_url_problem(cluster, config, bundle.leaf, self.disable_when_missing)
@@ -64,8 +63,8 @@ class OcspCompanion(NoCompanion):
         if not self._turns_off(bundle):
             return None
         run.lease.check()  # fenced like every change a rotation makes
-        self.session.set_ocsp_stapling(False)
-        run.record.warnings.append(f"{self.session.name}: OCSP stapling turned off: the new proxy certificate has no "
+        run.session.set_ocsp_stapling(False)
+        run.record.warnings.append(f"{run.session.name}: OCSP stapling turned off: the new proxy certificate has no "
                                    "OCSP URL (ocsp: disable_when_missing); turn it on again with a certificate "
                                    "that has one")
         return Applied("stapling turned off (the new certificate has no OCSP URL)", {"action": TURN_OFF})
@@ -74,19 +73,19 @@ class OcspCompanion(NoCompanion):
         if self.config is None or not self.config.stapling or self._turns_off(bundle):
             return None
         try:
-            status = self.session.ocsp_status(query_now=True)
+            status = run.session.ocsp_status(query_now=True)
         except RotationError as exc:
-            raise VerificationError(f"{self.session.name}/proxy: OCSP stapling is on and RS could not get an answer "
+            raise VerificationError(f"{run.session.name}/proxy: OCSP stapling is on and RS could not get an answer "
                                     f"about the new certificate: {exc.message}") from exc
         if not status.good:
-            raise VerificationError(f"{self.session.name}/proxy: OCSP stapling is on and the responder answered "
+            raise VerificationError(f"{run.session.name}/proxy: OCSP stapling is on and the responder answered "
                                     f"{status.describe()} about the new certificate; clients would refuse it")
         return Applied(f"POST /v1/ocsp/test: {status.describe()}", memo=None)
 
     def undo(self, run: Run, memo: Memo) -> str:
         if memo.get("action") != TURN_OFF:
             raise RotationError(f"unknown OCSP step {memo.get('action')!r} in the record")
-        self.session.set_ocsp_stapling(True)
+        run.session.set_ocsp_stapling(True)
         return "stapling turned on again"
 
 
@@ -95,7 +94,7 @@ def ocsp_companion(ctx: ServiceContext, inventory: Inventory, session: ClusterSe
     """The companion of every ``proxy`` rotation on a cluster that can staple (RS 6.2.12+)."""
     if cert_name is not CertName.PROXY or not at_least(session.view().version, OCSP_STAPLING_SINCE):
         return None
-    return OcspCompanion(session)
+    return OcspCompanion(disable_when_missing=session.settings.ocsp == "disable_when_missing")
 
 
 __all__ = ["OcspCompanion", "ocsp_companion"]

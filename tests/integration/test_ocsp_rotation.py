@@ -1,0 +1,160 @@
+"""Rotating ``proxy`` on a cluster that staples it: the simulator's real OCSP queries to a real responder.
+
+The internal CA is an intermediate under the test root (as production CAs are), so the pushed chain
+holds the issuer RS needs to build its OCSP request; the responder signs with that intermediate.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from support.cluster import free_loopback_base, start_simulator, write_inventory
+from support.ocsp_responder import OcspResponder
+from support.rest import Rest
+from support.rotate import rotate_here
+from test_pipeline import served_everywhere
+
+from rotation.config import Inventory, load_inventory
+from rotation.core import certs
+from rotation.core.errors import RotationError
+from rotation.core.model import CertName, Outcome, RotationRecord
+from rotation.core.ocsp import responder_urls
+from rotation.core.validate import ParsedBundle
+from rotation.simulator import ClusterSimulator
+from rotation.usecases.rotate.companions import Applied, NoCompanion
+from rotation.usecases.rotate.ocsp import OcspCompanion
+from rotation.usecases.rotate.run import RotationOptions, Run
+
+
+@dataclass
+class Stapled:
+    """A one-node cluster whose proxy certificate names the responder, with stapling on."""
+
+    sim: ClusterSimulator
+    responder: OcspResponder
+    rest: Rest
+    ca: tuple[Path, Path]  # the internal CA: intermediate + root, and the intermediate's key
+    tmp: Path
+
+    def inventory(self, *, ocsp_url: str | None = None, **cluster: Any) -> Inventory:
+        path = write_inventory(self.tmp / "rotation.yaml", self.sim, self.ca, cluster_overrides=cluster)
+        data = yaml.safe_load(path.read_text())
+        data["issuers"]["internal"].update({"ocsp_url": ocsp_url} if ocsp_url else {})
+        path.write_text(yaml.safe_dump(data))
+        return load_inventory(path)
+
+    def stapling(self) -> bool:
+        return bool(self.rest("GET", "/v1/ocsp").json()["ocsp_functionality"])
+
+
+def _intermediate(root: tuple[Path, Path], directory: Path) -> tuple[Path, Path, x509.Certificate, Any]:
+    root_cert = certs.load_certificates(root[0].read_text(), where="ca.pem")[0]
+    root_key = certs.load_private_key(root[1].read_bytes(), where="ca-key.pem")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test Issuing CA")]))
+            .issuer_name(root_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(root_key, certs.signing_hash_for(root_key)))  # type: ignore[arg-type]
+    directory.mkdir()
+    (directory / "issuing.pem").write_text(certs.cert_to_pem(cert) + root[0].read_text())
+    (directory / "issuing-key.pem").write_text(certs.private_key_to_pem(key).reveal())
+    return directory / "issuing.pem", directory / "issuing-key.pem", cert, key
+
+
+@pytest.fixture
+def stapled(tmp_path: Path, ca_files: tuple[Path, Path], state_dir: Path) -> Iterator[Stapled]:
+    with OcspResponder(None, None, host=free_loopback_base(), default="good") as responder:
+        sim = start_simulator(tmp_path, nodes=1, proxy_ocsp_url=responder.url)
+        try:
+            responder.sign_with(sim.ca.cert, sim.ca.key)
+            rest = Rest(sim)
+            assert rest("PUT", "/v1/ocsp", json={"ocsp_functionality": True}).status_code == 200
+            assert rest("GET", "/v1/ocsp/status").json()["cert_status"] == "GOOD"  # the first proxy is stapled
+            issuing, issuing_key, cert, key = _intermediate(ca_files, tmp_path / "issuing")
+            responder.sign_with(cert, key)  # from now on it answers for what the internal CA issues
+            yield Stapled(sim, responder, rest, (issuing, issuing_key), tmp_path)
+        finally:
+            sim.stop()
+
+
+def rotate_proxy(inventory: Inventory, *companions: NoCompanion) -> RotationRecord:
+    options = RotationOptions(poll_interval=0.05, push_backoff=0.05, companions=companions)
+    (record,) = rotate_here(inventory, "sim", ["proxy"], options)
+    return record
+
+
+def step(record: RotationRecord, name: str) -> str:
+    return next(s.detail for s in record.steps if s.name == name)
+
+
+def test_a_certificate_without_ocsp_url_is_refused_and_nothing_changes(stapled: Stapled) -> None:
+    before, queries = served_everywhere(stapled.sim, CertName.PROXY), list(stapled.responder.requests)
+    record = rotate_proxy(stapled.inventory())
+    assert record.outcome is Outcome.REFUSED and not record.pushed
+    assert "OCSP stapling is on" in (record.error or "") and "has no OCSP URL" in (record.error or "")
+    assert "clusters.sim.ocsp: disable_when_missing" in (record.error or "")
+    assert served_everywhere(stapled.sim, CertName.PROXY) == before
+    assert stapled.stapling() and stapled.responder.requests == queries  # nothing asked, nothing switched
+
+
+def test_opted_in_it_rotates_with_stapling_turned_off(stapled: Stapled) -> None:
+    record = rotate_proxy(stapled.inventory(ocsp="disable_when_missing"))
+    assert record.outcome is Outcome.VERIFIED, record.error
+    assert served_everywhere(stapled.sim, CertName.PROXY) == {record.new_fingerprint}
+    assert not stapled.stapling()
+    assert any("OCSP stapling turned off" in warning for warning in record.warnings)
+    names = [s.name for s in record.steps]
+    assert names.index("prepare:ocsp") < names.index("push")  # off before the certificate it cannot staple
+    assert "turn stapling off" in step(record, "plan")
+    assert [(c["companion"], c["memo"]) for c in record.companions] == [("ocsp", {"action": "stapling_off"})]
+
+
+def test_an_internal_ca_certificate_with_ocsp_url_ends_good(stapled: Stapled) -> None:
+    record = rotate_proxy(stapled.inventory(ocsp_url=stapled.responder.url))
+    assert record.outcome is Outcome.VERIFIED, record.error
+    leaf = certs.load_certificates(stapled.sim.cluster_cert_pem("proxy"), where="proxy")[0]
+    assert certs.fingerprint(leaf) == record.new_fingerprint and responder_urls(leaf) == (stapled.responder.url,)
+    assert stapled.responder.requests[-1] == leaf.serial_number  # RS asked about the new certificate
+    assert "GOOD" in step(record, "follow_up:ocsp")
+    names = [s.name for s in record.steps]
+    assert names.index("verify") < names.index("follow_up:ocsp")
+    assert stapled.stapling() and stapled.rest("GET", "/v1/ocsp/status").json()["cert_status"] == "GOOD"
+
+
+def test_a_revoked_answer_rolls_back(stapled: Stapled) -> None:
+    original = served_everywhere(stapled.sim, CertName.PROXY)
+    stapled.responder.default = "revoked"
+    record = rotate_proxy(stapled.inventory(ocsp_url=stapled.responder.url))
+    assert record.outcome is Outcome.ROLLED_BACK
+    assert "REVOKED" in (record.error or "") and record.pushed
+    assert served_everywhere(stapled.sim, CertName.PROXY) == original  # verified by our own handshakes too
+    assert "serve the previous certificate" in step(record, "verify-rollback")
+    assert stapled.stapling()
+
+
+class FailsAfterPush(NoCompanion):
+    name = "peer"
+
+    def follow_up(self, run: Run, bundle: ParsedBundle) -> Applied:
+        raise RotationError("the peer refuses the new proxy")
+
+
+def test_stapling_turned_off_comes_back_on_after_a_rollback(stapled: Stapled) -> None:
+    original = served_everywhere(stapled.sim, CertName.PROXY)
+    record = rotate_proxy(stapled.inventory(), OcspCompanion(disable_when_missing=True), FailsAfterPush())
+    assert record.outcome is Outcome.ROLLED_BACK, record.error
+    assert served_everywhere(stapled.sim, CertName.PROXY) == original
+    assert stapled.stapling()  # the original certificate has an OCSP URL: RS takes stapling back
+    assert record.companions[0]["undone"] is True and "turned on again" in step(record, "undo:ocsp")
