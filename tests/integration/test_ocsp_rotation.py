@@ -7,6 +7,7 @@ holds the issuer RS needs to build its OCSP request; the responder signs with th
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,9 @@ from support.ocsp_responder import OcspResponder
 from support.rest import Rest
 from support.rotate import rotate_here
 from test_pipeline import served_everywhere
+from typer.testing import CliRunner
 
+from rotation.cli.main import app
 from rotation.config import Inventory, load_inventory
 from rotation.core import certs
 from rotation.core.errors import RotationError
@@ -46,11 +49,14 @@ class Stapled:
     tmp: Path
 
     def inventory(self, *, ocsp_url: str | None = None, **cluster: Any) -> Inventory:
+        return load_inventory(self.inventory_path(ocsp_url=ocsp_url, **cluster))
+
+    def inventory_path(self, *, ocsp_url: str | None = None, **cluster: Any) -> Path:
         path = write_inventory(self.tmp / "rotation.yaml", self.sim, self.ca, cluster_overrides=cluster)
         data = yaml.safe_load(path.read_text())
         data["issuers"]["internal"].update({"ocsp_url": ocsp_url} if ocsp_url else {})
         path.write_text(yaml.safe_dump(data))
-        return load_inventory(path)
+        return path
 
     def stapling(self) -> bool:
         return bool(self.rest("GET", "/v1/ocsp").json()["ocsp_functionality"])
@@ -76,7 +82,8 @@ def _intermediate(root: tuple[Path, Path], directory: Path) -> tuple[Path, Path,
 @pytest.fixture
 def stapled(tmp_path: Path, ca_files: tuple[Path, Path], state_dir: Path) -> Iterator[Stapled]:
     with OcspResponder(None, None, host=free_loopback_base(), default="good") as responder:
-        sim = start_simulator(tmp_path, nodes=1, proxy_ocsp_url=responder.url)
+        # not due (60 days left, renew_before 30d): `check` exits 0 unless OCSP says otherwise
+        sim = start_simulator(tmp_path, nodes=1, proxy_ocsp_url=responder.url, expires_in=dt.timedelta(days=60))
         try:
             responder.sign_with(sim.ca.cert, sim.ca.key)
             rest = Rest(sim)
@@ -158,3 +165,31 @@ def test_stapling_turned_off_comes_back_on_after_a_rollback(stapled: Stapled) ->
     assert served_everywhere(stapled.sim, CertName.PROXY) == original
     assert stapled.stapling()  # the original certificate has an OCSP URL: RS takes stapling back
     assert record.companions[0]["undone"] is True and "turned on again" in step(record, "undo:ocsp")
+
+
+def check(path: Path, *options: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["check", "-c", str(path), *options])
+    return result.exit_code, result.stdout
+
+
+def test_check_shows_the_proxys_ocsp_status(stapled: Stapled) -> None:
+    path = stapled.inventory_path()
+    code, out = check(path, "--json")
+    (row,) = json.loads(out)["ocsp"]
+    assert code == 0, out
+    assert (row["cluster"], row["stapling"], row["cert_status"], row["responder_url"], row["problem"]) == (
+        "sim", True, "GOOD", stapled.responder.url, None)
+    code, out = check(path)
+    assert code == 0 and "stapling on, last answer GOOD" in out
+    proxy = certs.load_certificates(stapled.sim.cluster_cert_pem("proxy"), where="proxy")[0]
+    stapled.responder.set_status(proxy, "revoked")
+    stapled.responder.sign_with(stapled.sim.ca.cert, stapled.sim.ca.key)  # the simulator's CA issued that one
+    assert stapled.rest("POST", "/v1/ocsp/test", json={}).json()["cert_status"] == "REVOKED"  # cached: stapling on
+    code, out = check(path, "--json")
+    (row,) = json.loads(out)["ocsp"]
+    assert code == 1 and row["cert_status"] == "REVOKED" and "clients refuse the handshake" in row["problem"]
+    assert row["revocation_time"] is not None
+    rotate_proxy(stapled.inventory(ocsp="disable_when_missing"))
+    code, out = check(path, "--json")
+    (row,) = json.loads(out)["ocsp"]
+    assert code == 0 and row["stapling"] is False and row["responder_url"] is None
