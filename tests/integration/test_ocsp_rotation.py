@@ -193,3 +193,21 @@ def test_check_shows_the_proxys_ocsp_status(stapled: Stapled) -> None:
     code, out = check(path, "--json")
     (row,) = json.loads(out)["ocsp"]
     assert code == 0 and row["stapling"] is False and row["responder_url"] is None
+
+
+def ocsp_findings(path: Path) -> list[dict[str, str]]:
+    result = CliRunner().invoke(app, ["config", "check", "-c", str(path), "--json"])
+    assert result.exit_code == 0, result.stdout  # a warning, not an error: the inventory is usable
+    return [f for f in json.loads(result.stdout)["findings"] if "OCSP" in f["message"] or "staple" in f["message"]]
+
+
+def test_config_check_warns_when_the_proxy_issuer_puts_no_ocsp_url(stapled: Stapled) -> None:
+    (finding,) = ocsp_findings(stapled.inventory_path())
+    assert (finding["where"], finding["severity"]) == ("issuers.internal", "warning")
+    assert "this internal CA has no ocsp_url" in finding["message"] and "will be refused" in finding["message"]
+    (finding,) = ocsp_findings(stapled.inventory_path(ocsp="disable_when_missing"))
+    assert finding["severity"] == "warning" and "will turn stapling off" in finding["message"]
+    (finding,) = ocsp_findings(stapled.inventory_path(ocsp_url=stapled.responder.url))
+    assert finding["severity"] == "ok" and "can keep stapling" in finding["message"]
+    assert stapled.rest("PUT", "/v1/ocsp", json={"ocsp_functionality": False}).status_code == 200
+    assert ocsp_findings(stapled.inventory_path()) == []  # stapling off: nothing to warn about
