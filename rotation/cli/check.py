@@ -75,10 +75,10 @@ def _print_ocsp(rows: list[ProxyOcsp]) -> None:
             err_console.print(line(("ocsp ", "yellow"), (row.cluster, "bold"), " not read: ", (row.error, "")),
                               highlight=False)
             continue
-        answer = row.cert_status or "no answer yet"
+        answer, responder = row.status.cert_status or "no answer yet", row.status.responder_url or "no responder URL"
         colour = "green" if answer == "GOOD" else ("red" if row.problem else "white")
         console.print(line(("ocsp ", "cyan"), (row.cluster, "bold"), f": stapling {'on' if row.stapling else 'off'}",
-                           ", last answer ", (answer, colour), " from ", (row.responder_url or "no responder URL", ""),
+                           ", last answer ", (answer, colour), " from ", (responder, ""),
                            *((("; ", ""), (row.problem, "red")) if row.problem else ())),
                       highlight=False, soft_wrap=True)
 

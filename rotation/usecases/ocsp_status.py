@@ -9,7 +9,7 @@ certificates themselves were read.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from rotation.adapters.cluster import ClusterSession
@@ -22,26 +22,23 @@ from rotation.core.versions import OCSP_STAPLING_SINCE, at_least
 class ProxyOcsp:
     cluster: str
     stapling: bool | None = None  # None: could not be read (``error``)
-    responder_url: str | None = None
-    cert_status: str | None = None  # the last answer RS holds about the current proxy certificate
-    produced_at: str | None = None
-    next_update: str | None = None
-    revocation_time: str | None = None
+    status: OcspStatus = OcspStatus()  # the last answer RS holds about the current proxy certificate
     problem: str | None = None
     error: str | None = None
 
     @classmethod
     def of(cls, cluster: str, config: OcspConfig, status: OcspStatus) -> ProxyOcsp:
+        status = replace(status, responder_url=config.responder_url or status.responder_url)
         problem = None
-        if config.stapling and not (config.responder_url or status.responder_url):
+        if config.stapling and not status.responder_url:
             problem = "stapling is on but the proxy certificate has no OCSP URL: nothing to staple"
         elif config.stapling and status.cert_status is not None and not status.good:
             problem = f"stapling is on and the responder answered {status.describe()}: clients refuse the handshake"
-        return cls(cluster, config.stapling, config.responder_url or status.responder_url, status.cert_status,
-                   status.produced_at, status.next_update, status.revocation_time, problem)
+        return cls(cluster, config.stapling, status, problem)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"cluster": self.cluster, "stapling": self.stapling, **asdict(self.status), "problem": self.problem,
+                "error": self.error}
 
 
 def proxy_ocsp(session: ClusterSession) -> ProxyOcsp | None:
