@@ -211,3 +211,17 @@ def test_config_check_warns_when_the_proxy_issuer_puts_no_ocsp_url(stapled: Stap
     assert finding["severity"] == "ok" and "can keep stapling" in finding["message"]
     assert stapled.rest("PUT", "/v1/ocsp", json={"ocsp_functionality": False}).status_code == 200
     assert ocsp_findings(stapled.inventory_path()) == []  # stapling off: nothing to warn about
+
+
+def test_before_6_2_12_there_is_no_stapling_to_read(tmp_path: Path, ca_files: tuple[Path, Path],
+                                                     state_dir: Path) -> None:
+    sim = start_simulator(tmp_path, nodes=1, version="6.2.10-129", expires_in=dt.timedelta(days=60))
+    try:  # /v1/ocsp answers 406 there: reading it would refuse every proxy rotation
+        path = write_inventory(tmp_path / "rotation.yaml", sim, ca_files)
+        record = rotate_proxy(load_inventory(path))
+        assert record.outcome is Outcome.VERIFIED, record.error
+        assert step(record, "follow_up:ocsp") == "nothing to do"
+        code, out = check(path, "--json")
+        assert code == 0 and json.loads(out)["ocsp"] == []
+    finally:
+        sim.stop()

@@ -42,6 +42,8 @@ class OcspCompanion(NoCompanion):
         return self.config is not None and self.config.stapling and not responder_urls(bundle.leaf)
 
     def checks(self, run: Run) -> Sequence[ExtraCheck]:
+        if not at_least(run.session.view().version, OCSP_STAPLING_SINCE):
+            return ()  # RS cannot staple before 6.2.12
         self.config = run.session.ocsp()  # an error here refuses the rotation: stapling unknown
         config, cluster = self.config, run.session.name
 
@@ -53,7 +55,7 @@ class OcspCompanion(NoCompanion):
 
     def plan(self, run: Run, bundle: ParsedBundle) -> list[str]:
         if self.config is None or not self.config.stapling:
-            return ["stapling is off: unchanged"]
+            return []  # nothing changes: no plan line for every proxy rotation
         if self._turns_off(bundle):
             return ["before the push: turn stapling off (the new certificate has no OCSP URL; "
                     "ocsp: disable_when_missing)"]
@@ -91,8 +93,10 @@ class OcspCompanion(NoCompanion):
 
 def ocsp_companion(ctx: ServiceContext, inventory: Inventory, session: ClusterSession,
                    cert_name: CertName) -> Companion | None:
-    """The companion of every ``proxy`` rotation on a cluster that can staple (RS 6.2.12+)."""
-    if cert_name is not CertName.PROXY or not at_least(session.view().version, OCSP_STAPLING_SINCE):
+    """The companion of every ``proxy`` rotation. It reads nothing here (a cluster that cannot be read
+    fails in the pipeline, recorded), and is there to undo what an earlier attempt did even when stapling
+    reads as off now; its steps say "nothing to do" on clusters that do not staple."""
+    if cert_name is not CertName.PROXY:
         return None
     return OcspCompanion(disable_when_missing=session.settings.ocsp == "disable_when_missing")
 
