@@ -25,6 +25,7 @@ from support.rotate import rotate_here
 from test_pipeline import served_everywhere
 from typer.testing import CliRunner
 
+from rotation.adapters.cluster import open_cluster
 from rotation.cli.main import app
 from rotation.config import Inventory, load_inventory
 from rotation.core import certs
@@ -33,8 +34,9 @@ from rotation.core.model import CertName, Outcome, RotationRecord
 from rotation.core.ocsp import responder_urls
 from rotation.core.validate import ParsedBundle
 from rotation.simulator import ClusterSimulator
+from rotation.usecases.context import ServiceContext
 from rotation.usecases.rotate.companions import Applied, NoCompanion
-from rotation.usecases.rotate.ocsp import OcspCompanion
+from rotation.usecases.rotate.ocsp import OcspCompanion, ocsp_companion
 from rotation.usecases.rotate.run import RotationOptions, Run
 
 
@@ -126,6 +128,11 @@ def test_opted_in_it_rotates_with_stapling_turned_off(stapled: Stapled) -> None:
     assert names.index("prepare:ocsp") < names.index("push")  # off before the certificate it cannot staple
     assert "turn stapling off" in step(record, "plan")
     assert [(c["companion"], c["memo"]) for c in record.companions] == [("ocsp", {"action": "stapling_off"})]
+    # stapling is off now; a redelivered attempt of an opted-in cluster still takes the companion, to undo
+    for inventory, taken in ((stapled.inventory(ocsp="disable_when_missing"), True), (stapled.inventory(), False)):
+        with open_cluster(inventory, "sim") as session:
+            built = ocsp_companion(ServiceContext(inventory=lambda i=inventory: i), inventory, session, CertName.PROXY)
+        assert isinstance(built, OcspCompanion) is taken
 
 
 def test_an_internal_ca_certificate_with_ocsp_url_ends_good(stapled: Stapled) -> None:
@@ -220,7 +227,7 @@ def test_before_6_2_12_there_is_no_stapling_to_read(tmp_path: Path, ca_files: tu
         path = write_inventory(tmp_path / "rotation.yaml", sim, ca_files)
         record = rotate_proxy(load_inventory(path))
         assert record.outcome is Outcome.VERIFIED, record.error
-        assert step(record, "follow_up:ocsp") == "nothing to do"
+        assert not [s.name for s in record.steps if "ocsp" in s.name]
         code, out = check(path, "--json")
         assert code == 0 and json.loads(out)["ocsp"] == []
     finally:

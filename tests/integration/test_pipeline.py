@@ -59,10 +59,7 @@ def test_rotation_of_each_certificate_is_verified_on_every_node(
     if cert.is_served:
         assert served_everywhere(simulator, cert) == {record.new_fingerprint}
         assert all(pair["after"] == record.new_fingerprint for pair in record.nodes.values())
-    expected = ["read", "issue", "validate", "push", "verify"]
-    if cert is CertName.PROXY:  # the OCSP companion's steps (stapling off: nothing to do)
-        expected = ["read", "issue", "validate", "prepare:ocsp", "push", "verify", "follow_up:ocsp", "finalize:ocsp"]
-    assert [s.name for s in record.steps] == expected
+    assert [s.name for s in record.steps] == ["read", "issue", "validate", "push", "verify"]
     assert ServiceContext().state.history("sim", str(cert))[0].id == record.id
 
 

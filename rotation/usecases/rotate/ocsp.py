@@ -93,12 +93,19 @@ class OcspCompanion(NoCompanion):
 
 def ocsp_companion(ctx: ServiceContext, inventory: Inventory, session: ClusterSession,
                    cert_name: CertName) -> Companion | None:
-    """The companion of every ``proxy`` rotation. It reads nothing here (a cluster that cannot be read
-    fails in the pipeline, recorded), and is there to undo what an earlier attempt did even when stapling
-    reads as off now; its steps say "nothing to do" on clusters that do not staple."""
+    """The companion of a ``proxy`` rotation on a cluster that staples it (RS 6.2.12+), or may have: one
+    whose stapling cannot be read now (the pipeline reads it again and records why it cannot), and one
+    that opted in to turning it off (an earlier attempt of this rotation may have, and must be undone)."""
     if cert_name is not CertName.PROXY:
         return None
-    return OcspCompanion(disable_when_missing=session.settings.ocsp == "disable_when_missing")
+    disable_when_missing = session.settings.ocsp == "disable_when_missing"
+    try:
+        if not at_least(session.view().version, OCSP_STAPLING_SINCE):
+            return None
+        stapling = session.ocsp().stapling
+    except RotationError:
+        stapling = True  # unknown: the pre-push check reads it again, inside the pipeline
+    return OcspCompanion(disable_when_missing) if stapling or disable_when_missing else None
 
 
 __all__ = ["OcspCompanion", "ocsp_companion"]
