@@ -18,6 +18,7 @@ from rotation.config import ClusterSettings, Inventory
 from rotation.core import certs
 from rotation.core.coupling_data import ClusterLinks, parse_cluster
 from rotation.core.model import CertName, ClientCertificate, Endpoint, SecretPEM, ServedCert
+from rotation.core.ocsp import OcspConfig, OcspStatus
 from rotation.core.topology import ClusterView
 from rotation.core.versions import DATABASE_CERTIFICATES_SINCE, at_least, uses_bulk_update
 
@@ -92,6 +93,19 @@ class ClusterSession:
 
     def crdb_task(self, task_id: str) -> dict[str, Any]:
         return self.client.crdb_task(task_id)
+
+    def ocsp(self) -> OcspConfig:
+        """``GET /v1/ocsp``: whether the proxy certificate is stapled (RS 6.2.12+)."""
+        return OcspConfig.from_api(self.client.ocsp_config())
+
+    def set_ocsp_stapling(self, on: bool) -> OcspConfig:
+        """``PUT /v1/ocsp {"ocsp_functionality": on}`` (RS refuses "on" for a proxy certificate without OCSP URL)."""
+        return OcspConfig.from_api(self.client.update_ocsp({"ocsp_functionality": on}))
+
+    def ocsp_status(self, *, query_now: bool = False) -> OcspStatus:
+        """The responder's answer about the proxy certificate: RS's cached one, or (``query_now``) one RS
+        asks for now (``POST /v1/ocsp/test``)."""
+        return OcspStatus.from_api(self.client.test_ocsp() if query_now else self.client.ocsp_status())
 
     def trust_more(self, ca_pems: Sequence[str]) -> None:
         """From now on the REST client also trusts these CAs (before the ``api`` certificate changes)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -11,6 +11,9 @@ from rich.table import Table
 from rotation.cli.options import ConfigOption, JsonOption, load
 from rotation.cli.render import cell, console, err_console, fail, line
 from rotation.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rotation.usecases.ocsp_status import ProxyOcsp
 
 
 def check(
@@ -48,6 +51,7 @@ def check(
                           line((row["status"], colour), " ", (row["reason"], "")))
         console.print(table)
         _print_coupled(report.coupled, report.links_unread)
+        _print_ocsp(report.ocsp)
         for failure in report.errors:
             err_console.print(cell(failure, "red"), highlight=False)
     raise typer.Exit(report.exit_code)
@@ -62,6 +66,21 @@ def _print_coupled(coupled: dict[str, list[str]], unread: dict[str, str]) -> Non
             console.print(line("  ", (dependent, "")), highlight=False, soft_wrap=True)
     for cluster, why in unread.items():
         err_console.print(line(("links of ", "yellow"), (cluster, "bold"), " not read: ", (why, "")), highlight=False)
+
+
+def _print_ocsp(rows: list[ProxyOcsp]) -> None:
+    """The proxy's OCSP stapling per cluster (RS 6.2.12+): on/off, the responder's last answer."""
+    for row in rows:
+        if row.error:
+            err_console.print(line(("ocsp ", "yellow"), (row.cluster, "bold"), " not read: ", (row.error, "")),
+                              highlight=False)
+            continue
+        answer, responder = row.status.cert_status or "no answer yet", row.status.responder_url or "no responder URL"
+        colour = "green" if answer == "GOOD" else ("red" if row.problem else "white")
+        console.print(line(("ocsp ", "cyan"), (row.cluster, "bold"), f": stapling {'on' if row.stapling else 'off'}",
+                           ", last answer ", (answer, colour), " from ", (responder, ""),
+                           *((("; ", ""), (row.problem, "red")) if row.problem else ())),
+                      highlight=False, soft_wrap=True)
 
 
 __all__ = ["check"]

@@ -88,6 +88,9 @@ class ClusterSettings(_Strict):
     verify_deadline: Duration = timedelta(seconds=90)
     confirm: bool = False
     tls_policy: TLSPolicySettings | None = None
+    # OCSP stapling on and a new proxy certificate without OCSP URL: refuse the rotation, or turn
+    # stapling off as part of it (rotation/usecases/rotate/ocsp.py)
+    ocsp: Literal["refuse", "disable_when_missing"] = "refuse"
     certificates: dict[CertName, CertificateSettings] = Field(
         default_factory=lambda: {name: CertificateSettings() for name in CertName}
     )

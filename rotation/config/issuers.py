@@ -23,6 +23,14 @@ class InternalCASettings(_Strict):
     ca_key_password_file: Path | None = None
     validity: Duration = timedelta(days=90)
     key_type: KeyType = KeyType.ECDSA_P256
+    ocsp_url: str | None = None  # put in every certificate's AIA: RS can staple the proxy certificate
+
+    @field_validator("ocsp_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith(("http://", "https://")) or len(value) > 1000):
+            raise ValueError("must be the http:// URL of the CA's OCSP responder")
+        return value
 
     def trust_anchor_pems(self) -> list[str]:
         """The last certificate of ``ca_cert``: the root its chains lead to."""
@@ -36,6 +44,7 @@ class InternalCASettings(_Strict):
             "ca_key_password": source.read(f"{where}.ca_key_password").encode() if source else None,
             "validity": self.validity,
             "key_type": self.key_type,
+            "ocsp_url": self.ocsp_url,
         }
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 BULK_UPDATE_SINCE = (7, 22, 2)
 # Per-database certificates (/v1/bdbs/certificates): "around 8.0.2" (reference sheet, inferred).
 DATABASE_CERTIFICATES_SINCE = (8, 0, 2)
+# OCSP stapling of the proxy certificate (/v1/ocsp): 6.2.12.
+OCSP_STAPLING_SINCE = (6, 2, 12)
 # control_plane_basic_authentication (Basic can be turned off): 8.2.0.
 BASIC_SWITCH_SINCE = (8, 2, 0)
 
@@ -34,5 +36,5 @@ def at_least(version: str | None, release: tuple[int, ...]) -> bool:
     return bool(parsed) and parsed[:len(release)] >= release
 
 
-__all__ = ["BASIC_SWITCH_SINCE", "BULK_UPDATE_SINCE", "DATABASE_CERTIFICATES_SINCE", "at_least", "parse_version",
-           "uses_bulk_update"]
+__all__ = ["BASIC_SWITCH_SINCE", "BULK_UPDATE_SINCE", "DATABASE_CERTIFICATES_SINCE", "OCSP_STAPLING_SINCE", "at_least",
+           "parse_version", "uses_bulk_update"]

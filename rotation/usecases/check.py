@@ -14,6 +14,7 @@ from rotation.core.clock import Clock
 from rotation.core.errors import RotationError
 from rotation.usecases.database_check import unmanaged_due
 from rotation.usecases.links import coupled_certificates
+from rotation.usecases.ocsp_status import ProxyOcsp, proxy_ocsp
 from rotation.usecases.scan import CertState, cluster_states
 
 
@@ -26,6 +27,7 @@ class CheckReport:
     coupled: dict[str, list[str]] = field(default_factory=dict)
     links_unread: dict[str, str] = field(default_factory=dict)  # clusters whose links could not be read
     databases: list[dict[str, Any]] = field(default_factory=list)  # unmanaged and due (database_check)
+    ocsp: list[ProxyOcsp] = field(default_factory=list)  # the proxy's OCSP stapling, per cluster (6.2.12+)
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -52,24 +54,27 @@ class CheckReport:
     def exit_code(self) -> int:
         if self.errors:
             return 2
-        return max((*(s.health.severity for s in self.states), 1 if self.databases else 0), default=0)
+        return max((*(s.health.severity for s in self.states), 1 if self.databases else 0,
+                    1 if any(o.problem for o in self.ocsp) else 0), default=0)
 
     def to_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "errors": self.errors, "exit_code": self.exit_code, "coupled": self.coupled,
-                "links_unread": self.links_unread}
+                "links_unread": self.links_unread, "ocsp": [o.to_dict() for o in self.ocsp]}
 
 
 def check_clusters(inventory: Inventory, names: Sequence[str], clock: Clock = SYSTEM_CLOCK) -> CheckReport:
     """Every managed certificate of ``names`` as each node serves it, read by real handshakes."""
-    states, errors, databases = [], [], []
+    states, errors, databases, ocsp = [], [], [], []
     for name in names:
         try:
             with open_cluster(inventory, name) as session:
                 states.extend(cluster_states(inventory, session, clock))
                 databases += unmanaged_due(inventory, session, clock.now())
+                stapling = proxy_ocsp(session)
+                ocsp += [stapling] if stapling is not None else []
         except RotationError as exc:
             errors.append(exc.message)
-    report = CheckReport(checked_at=clock.now(), states=states, errors=errors, databases=databases)
+    report = CheckReport(checked_at=clock.now(), states=states, errors=errors, databases=databases, ocsp=ocsp)
     report.coupled, report.links_unread = coupled_certificates(inventory, ((s.cluster, s.cert_name) for s in states))
     return report
 

@@ -20,8 +20,11 @@ from rotation.adapters.client_files import ClientFiles
 from rotation.adapters.cluster import open_cluster
 from rotation.adapters.issuers.factory import IssuerFactory
 from rotation.config import Inventory
-from rotation.config.files import read_file
+from rotation.config.files import read_certificates, read_file
 from rotation.core.errors import RotationError
+from rotation.core.model import CertName
+from rotation.core.ocsp import responder_urls
+from rotation.core.versions import OCSP_STAPLING_SINCE, at_least
 
 
 class Severity(enum.StrEnum):
@@ -157,8 +160,50 @@ def check_rest_client_files(inventory: Inventory, inputs: CheckInputs) -> Iterab
                       Severity.ERROR if problem else Severity.OK)
 
 
+def check_ocsp_stapling(inventory: Inventory, inputs: CheckInputs) -> Iterable[Finding]:
+    """A cluster that staples ``proxy`` (RS 6.2.12+, ``GET /v1/ocsp``) whose proxy issuer puts no OCSP URL in
+    what it issues: the next proxy rotation would be refused (or turn stapling off, when opted in)."""
+    if inputs.offline:
+        return
+    for name in _clusters(inventory, inputs):
+        cluster = inventory.clusters[name]
+        issuer = inventory.plan(name, CertName.PROXY).issuer if CertName.PROXY in cluster.certificates else None
+        if issuer is None:
+            continue
+        try:
+            with open_cluster(inventory, name) as session:
+                if not at_least(session.view().version, OCSP_STAPLING_SINCE) or not session.ocsp().stapling:
+                    continue
+        except RotationError as exc:
+            yield Finding(f"clusters.{name}.ocsp", f"OCSP stapling not read: {exc.message}", Severity.WARNING)
+            continue
+        where, missing = f"issuers.{issuer}", _no_ocsp_url(inventory, issuer)
+        if missing is None:
+            yield Finding(where, f"puts an OCSP URL in what it issues: {name} can keep stapling the proxy")
+            continue
+        then = ("the rotation will turn stapling off (ocsp: disable_when_missing)"
+                if cluster.ocsp == "disable_when_missing" else
+                f"its proxy rotation will be refused (or set clusters.{name}.ocsp: disable_when_missing)")
+        yield Finding(where, f"{name} staples the proxy certificate, but {missing}: {then}", Severity.WARNING)
+
+
+def _no_ocsp_url(inventory: Inventory, issuer: str) -> str | None:
+    """Why ``issuer``'s certificates may carry no OCSP URL (None: they carry one)."""
+    settings = inventory.issuers[issuer]
+    if settings.type == "internal_ca":
+        return None if settings.ocsp_url else "this internal CA has no ocsp_url"
+    if settings.type == "files":
+        try:
+            leaf = read_certificates(settings.cert_file, what="certificate")[0]
+        except RotationError as exc:
+            return f"its certificate could not be read ({exc.message})"
+        return None if responder_urls(leaf) else f"{settings.cert_file} has no OCSP URL"
+    return ("an ACME CA may put none (Let's Encrypt has put none since May 2025), and it cannot be told "
+            "before an order")
+
+
 CHECKS: tuple[Check, ...] = (check_cluster_secrets, check_issuers, check_chatops_secrets, check_cluster_login,
-                             check_certificate_login, check_rest_client_files)
+                             check_certificate_login, check_rest_client_files, check_ocsp_stapling)
 
 
 @dataclass

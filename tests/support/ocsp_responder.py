@@ -7,7 +7,8 @@
         ...  # put responder.url in a certificate's AIA; POST DER OCSPRequests to it
         responder.requests                                       # serials asked about, in order
 
-Answers GOOD / REVOKED / UNKNOWN per serial (``default`` for serials it was not told about),
+Answers GOOD / REVOKED / UNKNOWN per serial (``default`` for serials it was not told about, revoked a
+minute before the question when that is ``"revoked"``),
 ``thisUpdate`` now, ``nextUpdate`` now + ``validity``, signed by the CA itself (responder id by
 key hash). ``fault`` switches to a broken responder: ``"garbage"`` (200 with bytes that are not
 OCSP), ``"unauthorized"`` (a DER ``unauthorized`` OCSPResponse), ``"wrong_key"`` (signed by a key
@@ -124,6 +125,8 @@ class OcspResponder:
             self.requests.append(request.serial_number)
             status, revoked_at = self._statuses.get(request.serial_number, (self.default, None))
             fault = self.fault
+        if status == "revoked" and revoked_at is None:  # default="revoked": every certificate it does not know
+            revoked_at = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=1)
         if fault == "silent":
             self._stopping.wait(30)
             return

@@ -26,6 +26,7 @@ from rotation.config.issuers import IssuerSettings
 from rotation.core import certs
 from rotation.core.errors import CertificateError, ConfigError, RotationError
 from rotation.core.model import CertName, CertRequest, KeyType
+from rotation.core.ocsp import responder_urls
 from rotation.core.validate import validate_issued
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -199,6 +200,15 @@ def test_intermediate_with_root_in_the_file_anchors_at_the_root(root, intermedia
     validate_issued(issued, REQUEST, now=NOW, trust_anchors=anchors_of(ca))
 
 
+def test_internal_ca_puts_its_ocsp_url_in_the_aia(root):
+    url = "http://ocsp.example.com/ca1"
+    leaf = certs.load_certificates(InternalCA("lab", *root, clock=clock, ocsp_url=url).issue(REQUEST).leaf_pem,
+                                   where="x")[0]
+    assert responder_urls(leaf) == (url,)
+    plain = certs.load_certificates(InternalCA("lab", *root, clock=clock).issue(REQUEST).leaf_pem, where="x")[0]
+    assert responder_urls(plain) == ()  # no AIA at all without ocsp_url
+
+
 def test_files_are_loaded_lazily(tmp_path):
     ca = InternalCA("lab", tmp_path / "nope.pem", tmp_path / "nope-key.pem")
     with pytest.raises(ConfigError, match=r"nope.pem: CA certificate file not found"):
@@ -347,6 +357,16 @@ def test_registry_knows_the_built_in_types(root, tmp_path):
     issuer = build_issuer("lab", settings, secrets=None, clock=SYSTEM_CLOCK)
     assert isinstance(issuer, InternalCA) and isinstance(issuer, Issuer) and issuer.key_type is KeyType.RSA_2048
     assert issuer.validity == timedelta(days=30) and issuer.renewal_due_at("any") is None
+    assert issuer.ocsp_url is None
+
+
+def test_internal_ca_ocsp_url_comes_from_the_inventory(root, tmp_path):
+    entry = {"type": "internal_ca", "ca_cert": str(root[0]), "ca_key_file": str(root[1])}
+    settings = load_inventory(inventory_with(tmp_path, {"lab": {**entry, "ocsp_url": "http://ocsp.lab/"}}))
+    issuer = build_issuer("lab", settings.issuers["lab"], secrets=None, clock=SYSTEM_CLOCK)
+    assert isinstance(issuer, InternalCA) and issuer.ocsp_url == "http://ocsp.lab/"
+    with pytest.raises(ConfigError, match=r"yaml: issuers.lab.internal_ca.ocsp_url: must be the http:// URL"):
+        load_inventory(inventory_with(tmp_path, {"lab": {**entry, "ocsp_url": "ldap://ocsp.lab/"}}))
 
 
 def test_unknown_issuer_type_lists_the_known_ones():

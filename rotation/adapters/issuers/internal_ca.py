@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from rotation.config.files import read_file
 from rotation.core import certs
@@ -68,6 +68,7 @@ class InternalCA:
         validity: timedelta = DEFAULT_VALIDITY,
         key_type: KeyType | str = KeyType.ECDSA_P256,
         clock: Callable[[], datetime] = _utcnow,
+        ocsp_url: str | None = None,
     ) -> None:
         self.name = name
         self.ca_cert = Path(ca_cert)
@@ -76,6 +77,7 @@ class InternalCA:
         self.validity = validity
         self.key_type = _key_type(key_type)
         self._clock = clock
+        self.ocsp_url = ocsp_url
         self._loaded: _LoadedCA | None = None
 
     def __repr__(self) -> str:  # the password and key stay out
@@ -102,7 +104,7 @@ class InternalCA:
         key_type = request.key_type or self.key_type
         key = certs.generate_private_key(key_type)
         not_after = min(now + (request.validity or self.validity), certs.not_after(ca.cert))
-        leaf = _leaf_builder(request, key, ca.cert, now - CLOCK_SKEW, not_after).sign(
+        leaf = _leaf_builder(request, key, ca.cert, now - CLOCK_SKEW, not_after, self.ocsp_url).sign(
             ca.key, certs.signing_hash_for(ca.key)
         )
         intermediates = [c for c in ca.file_certs if not certs.is_self_signed(c)]
@@ -161,6 +163,7 @@ def _leaf_builder(
     ca: x509.Certificate,
     not_before: datetime,
     not_after: datetime,
+    ocsp_url: str | None = None,
 ) -> x509.CertificateBuilder:
     if request.subject is not None:  # RS certificate login compares the RFC 2253 subject byte for byte
         subject = x509.Name.from_rfc4514_string(request.subject)
@@ -181,6 +184,9 @@ def _leaf_builder(
     )
     if request.hosts:
         builder = builder.add_extension(x509.SubjectAlternativeName([_san(h) for h in request.hosts]), critical=False)
+    if ocsp_url:  # where RS (proxy stapling) and clients ask whether the certificate is still good
+        builder = builder.add_extension(x509.AuthorityInformationAccess([x509.AccessDescription(
+            AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url))]), critical=False)
     return (
         builder
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)

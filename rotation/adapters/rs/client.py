@@ -399,3 +399,24 @@ class RSClient:
         path = f"/v1/bdbs/{uid}/certificates"
         self._request("DELETE", path, action=f"DELETE {path}")
         return f"DELETE {path}"
+
+    # --- OCSP stapling of the proxy certificate (RS 6.2.12+) ----------------------------------
+    def ocsp_config(self) -> dict[str, Any]:
+        """``GET /v1/ocsp`` (406 ``ocsp_unsupported_by_capability`` when a node lacks it)."""
+        result: dict[str, Any] = self._shaped("GET", "/v1/ocsp", dict)
+        return result
+
+    def update_ocsp(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """``PUT /v1/ocsp`` with only ``fields``."""
+        result: dict[str, Any] = self._shaped("PUT", "/v1/ocsp", dict, json=fields)
+        return result
+
+    def ocsp_status(self) -> dict[str, Any]:
+        """``GET /v1/ocsp/status``: the cached answer about the proxy certificate."""
+        result: dict[str, Any] = self._shaped("GET", "/v1/ocsp/status", dict)
+        return result
+
+    def test_ocsp(self) -> dict[str, Any]:
+        """``POST /v1/ocsp/test``: RS asks the responder now (and caches the answer when stapling is on)."""
+        result: dict[str, Any] = self._shaped("POST", "/v1/ocsp/test", dict, json={})
+        return result

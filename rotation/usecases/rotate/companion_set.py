@@ -14,11 +14,13 @@ from rotation.config import Inventory
 from rotation.core.model import CertName
 from rotation.usecases.context import ServiceContext
 from rotation.usecases.rotate.companions import Companion
+from rotation.usecases.rotate.ocsp import ocsp_companion
 from rotation.usecases.rotate.replication import replication_companion
 
 CompanionBuilder = Callable[[ServiceContext, Inventory, ClusterSession, CertName], Companion | None]
 
-BUILDERS: tuple[CompanionBuilder, ...] = (replication_companion,)
+# OCSP first: its follow-up (the responder's answer) can refuse the new proxy before any peer pins it.
+BUILDERS: tuple[CompanionBuilder, ...] = (ocsp_companion, replication_companion)
 
 
 def companions_for(ctx: ServiceContext, inventory: Inventory, session: ClusterSession,
