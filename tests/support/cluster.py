@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from rotation.simulator import ClusterSimulator, SimulatorConfig
+from rotation.simulator.server import PortInUseError
 
 _used_ranges: set[tuple[int, int]] = set()
 
@@ -58,9 +59,21 @@ def start_simulator(tmp_path: Path, **overrides: object) -> ClusterSimulator:
         "state_dir": tmp_path / f"sim-{random.randint(0, 1 << 30)}",
     }
     settings.update(overrides)
-    sim = ClusterSimulator(SimulatorConfig(**settings))  # type: ignore[arg-type]
-    sim.start()
-    return sim
+    # Another program on this machine (a second suite, a demo) may hold a port of a random range:
+    # take a fresh range rather than fail, unless the test chose the address itself.
+    attempts = 1 if "first_address" in overrides else 4
+    for attempt in range(attempts):
+        sim = ClusterSimulator(SimulatorConfig(**settings))  # type: ignore[arg-type]
+        try:
+            sim.start()
+        except PortInUseError:
+            sim.stop()
+            if attempt == attempts - 1:
+                raise
+            settings["first_address"] = free_loopback_base()
+            continue
+        return sim
+    raise AssertionError("unreachable")
 
 
 def write_inventory(

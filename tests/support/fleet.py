@@ -11,6 +11,7 @@ import yaml
 
 from rotation.config import Inventory, load_inventory
 from rotation.simulator.fleet import Fleet
+from rotation.simulator.server import PortInUseError
 from support.cluster import free_loopback_base
 
 
@@ -36,10 +37,20 @@ def linked_fleet(tmp_path: Path) -> Iterator[Any]:
     fleets: list[Fleet] = []
 
     def make(names: Sequence[str], **kwargs: Any) -> Fleet:
-        fleet = Fleet(list(names), state_dir=tmp_path / f"fleet{len(fleets)}",
-                      first_addresses=[free_loopback_base() for _ in names], **kwargs).start()
-        fleets.append(fleet)
-        return fleet
+        # A port of a random range may be held by another program on the machine: take fresh ranges.
+        for attempt in range(4):
+            fleet = Fleet(list(names), state_dir=tmp_path / f"fleet{len(fleets)}-{attempt}",
+                          first_addresses=[free_loopback_base() for _ in names], **kwargs)
+            try:
+                fleet.start()
+            except PortInUseError:
+                fleet.stop()
+                if attempt == 3:
+                    raise
+                continue
+            fleets.append(fleet)
+            return fleet
+        raise AssertionError("unreachable")
 
     yield make
     for fleet in fleets:
