@@ -91,6 +91,9 @@ class ClusterSettings(_Strict):
     # OCSP stapling on and a new proxy certificate without OCSP URL: refuse the rotation, or turn
     # stapling off as part of it (rotation/usecases/rotate/ocsp.py)
     ocsp: Literal["refuse", "disable_when_missing"] = "refuse"
+    # the full documented RS profile (both EKUs, CN = FQDN, keyEncipherment for RSA, the four SANs) refused
+    # before push when missed; otherwise what is missing is a warning on the rotation (core/slot_rules.py)
+    strict_profile: bool = False
     certificates: dict[CertName, CertificateSettings] = Field(
         default_factory=lambda: {name: CertificateSettings() for name in CertName}
     )
@@ -174,7 +177,7 @@ class ClusterSettings(_Strict):
 
     def default_hosts(self) -> tuple[str, ...]:
         hosts = [self.fqdn, f"*.{self.fqdn}"]
-        if self.private_endpoints:
+        if self.private_endpoints or self.strict_profile:  # the documented profile has all four
             hosts += [f"internal.{self.fqdn}", f"*.internal.{self.fqdn}"]
         return tuple(hosts)
 

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from rotation.core import certs
 from rotation.core.errors import CertificateError, ConfigError, ValidationError
 from rotation.core.model import CertRequest, IssuedCert
-from rotation.core.slot_rules import role_problems
+from rotation.core.slot_rules import profile_gaps, role_problems
 
 MIN_RSA_BITS = 2048
 WEAK_HASHES = frozenset({"sha1", "md5"})
@@ -170,6 +170,22 @@ def check_signature_hashes(bundle: ParsedBundle, request: CertRequest, ctx: Chec
     return problems
 
 
+def strict_profile_check(fqdn: str) -> ExtraCheck:
+    """``strict_profile: true``: the full documented RS profile, refused before push when missed."""
+
+    def check(bundle: ParsedBundle, request: CertRequest) -> list[str]:
+        return [f"strict_profile: {gap}" for gap in profile_gaps(bundle.leaf, str(request.cert_name), fqdn)]
+
+    return check
+
+
+def profile_warnings(bundle: ParsedBundle, request: CertRequest, fqdn: str) -> list[str]:
+    """Without ``strict_profile``: what the certificate misses of the documented profile, for the record's
+    warnings (the SANs are the plan's hosts, which ``check_hosts_covered`` already holds it to)."""
+    return [f"{request.cert_name}: not the documented RS profile: {gap}"
+            for gap in profile_gaps(bundle.leaf, str(request.cert_name), fqdn, sans=False)]
+
+
 DEFAULT_CHECKS: tuple[Check, ...] = (
     check_key_matches_leaf,
     check_chain_order,
@@ -253,5 +269,7 @@ __all__ = [
     "ExtraCheck",
     "ParsedBundle",
     "parse_issued",
+    "profile_warnings",
+    "strict_profile_check",
     "validate_issued",
 ]
