@@ -28,7 +28,7 @@ from rotation.config._base import Renewal, _Strict
 from rotation.config.chatops import ChatOpsSettings
 from rotation.config.clusters import ClusterSettings
 from rotation.config.issuers import IssuerSettings
-from rotation.config.plans import CertPlan, other_plan, rest_client_issuer_problem
+from rotation.config.plans import CertPlan, impossible_plans, other_plan, rest_client_issuer_problem
 from rotation.core.durations import RenewBefore
 from rotation.core.errors import ConfigError, RotationError
 from rotation.core.model import CertName
@@ -81,6 +81,9 @@ class Inventory(_Strict):
             problem = rest_client_issuer_problem(self, cluster)
             if problem:
                 raise ValueError(f"clusters.{name}.rest_client.issuer: {problem}")
+        impossible = impossible_plans(self)  # refused before any order (config/plans.py)
+        if impossible:
+            raise ValueError("; ".join(impossible))
         return self
 
     def cluster(self, name: str) -> ClusterSettings:
