@@ -14,7 +14,6 @@ from rotation.core import certs
 from rotation.core.errors import ConfigError
 from rotation.core.model import KeyType
 
-
 SHORT_PROFILES = frozenset({"tlsserver", "shortlived"})  # Let's Encrypt's profiles: at most 25 names
 SHORT_PROFILE_MAX_NAMES = 25
 DEFAULT_MAX_NAMES = 100  # Let's Encrypt's classic limit; most CAs allow at least as many

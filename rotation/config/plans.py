@@ -103,8 +103,8 @@ def impossible_plans(inventory: Inventory) -> list[str]:
                         f"issuers.{plan.issuer}.client_auth: true if it is a private ACME CA that still issues it")
                 elif cluster.strict_profile and str(name) in PROFILE_NAMES:
                     problems.append(
-                        f"{where}: clusters.{cluster_name}.strict_profile requires clientAuth on {name} too, but issuer "
-                        f"{plan.issuer!r} is an ACME CA that issues no clientAuth: use an `internal_ca` issuer, or "
+                        f"{where}: clusters.{cluster_name}.strict_profile requires clientAuth on {name} too, but "
+                        f"issuer {plan.issuer!r} is an ACME CA that issues no clientAuth: use an `internal_ca` issuer, or "
                         "turn strict_profile off (what the certificate misses is then a warning on the rotation)")
             if len(plan.hosts) > settings.names_limit:
                 problems.append(

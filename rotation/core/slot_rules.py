@@ -82,7 +82,8 @@ def role_problems(leaf: x509.Certificate, name: str) -> list[str]:
         problems = [f"leaf certificate extendedKeyUsage lacks {eku} ({', '.join(sorted(usages))}); "
                     f"{why}: it needs {wanted}" for eku in role.required_ekus if eku not in usages]
     if role.needs_rsa and not isinstance(leaf.public_key(), rsa.RSAPublicKey):
-        problems.append(f"internode encryption certificates need an RSA key, not {certs.describe_key(leaf.public_key())}")
+        key = certs.describe_key(leaf.public_key())
+        problems.append(f"internode encryption certificates need an RSA key, not {key}")
     return problems
 
 

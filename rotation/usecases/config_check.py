@@ -217,8 +217,9 @@ def check_issuer_capabilities(inventory: Inventory, inputs: CheckInputs) -> Iter
             issuer = inventory.plan(name, target).issuer
             settings = inventory.issuers.get(issuer or "")
             if settings is not None and settings.type == "acme":
+                client_auth = "yes" if settings.issues_client_auth else "no"
                 yield Finding(f"clusters.{name}.{target}", f"issuer {issuer!r} can issue it (clientAuth: "
-                              f"{'yes' if settings.issues_client_auth else 'no'}, at most {settings.names_limit} names)")
+                              f"{client_auth}, at most {settings.names_limit} names)")
 
 
 CHECKS: tuple[Check, ...] = (check_cluster_secrets, check_issuers, check_chatops_secrets, check_cluster_login,

@@ -16,10 +16,11 @@ from rotation.core.slot_rules import Role, documented_sans, profile_gaps, role_o
 FQDN = "cluster.example.com"
 NOW = datetime(2030, 6, 1, tzinfo=UTC)
 SERVER, CLIENT = ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH
+FOUR = documented_sans(FQDN)
 
 
 def leaf(*, ekus=(SERVER, CLIENT), cn: str | None = FQDN, rsa_key: bool = False, encipherment: bool = True,
-         sans=documented_sans(FQDN)) -> x509.Certificate:
+         sans=FOUR) -> x509.Certificate:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048) if rsa_key else \
         ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else [])
