@@ -104,8 +104,8 @@ def impossible_plans(inventory: Inventory) -> list[str]:
                 elif cluster.strict_profile and str(name) in PROFILE_NAMES:
                     problems.append(
                         f"{where}: clusters.{cluster_name}.strict_profile requires clientAuth on {name} too, but "
-                        f"issuer {plan.issuer!r} is an ACME CA that issues no clientAuth: use an `internal_ca` issuer, or "
-                        "turn strict_profile off (what the certificate misses is then a warning on the rotation)")
+                        f"issuer {plan.issuer!r} is an ACME CA that issues no clientAuth: use an `internal_ca` "
+                        "issuer, or turn strict_profile off (what the certificate misses is then a warning on the rotation)")
             if len(plan.hosts) > settings.names_limit:
                 problems.append(
                     f"{where}: {cluster_name}/{name} asks for {len(plan.hosts)} names, but issuer {plan.issuer!r} "
