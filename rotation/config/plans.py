@@ -105,7 +105,7 @@ def impossible_plans(inventory: Inventory) -> list[str]:
                     problems.append(
                         f"{where}: clusters.{cluster_name}.strict_profile requires clientAuth on {name} too, but "
                         f"issuer {plan.issuer!r} is an ACME CA that issues no clientAuth: use an `internal_ca` "
-                        "issuer, or turn strict_profile off (what the certificate misses is then a warning on the rotation)")
+                        "issuer, or turn strict_profile off (what a certificate misses is then a warning)")
             if len(plan.hosts) > settings.names_limit:
                 problems.append(
                     f"{where}: {cluster_name}/{name} asks for {len(plan.hosts)} names, but issuer {plan.issuer!r} "
