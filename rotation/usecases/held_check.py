@@ -1,0 +1,57 @@
+"""Every certificate a cluster holds (``GET /v1/cluster/certificates``), for `check` and the scan: the names
+the inventory does not manage as *unmanaged* rows, and the warnings of ``core.held_certs`` (a customer
+internode certificate near RS's silent fallback; the health report disagreeing with what was seen)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from rotation.adapters.cluster import ClusterSession
+from rotation.config import Inventory
+from rotation.core import certs
+from rotation.core.errors import CertificateError, RotationError
+from rotation.core.held_certs import HeldCert, HeldView, ScanWarning, held_view
+from rotation.core.versions import CLUSTER_HEALTH_SINCE, at_least
+from rotation.usecases.scan import CertState
+
+
+def _held(session: ClusterSession) -> list[HeldCert]:
+    held = []
+    for name, pair in session.certificates().items():
+        try:
+            leaf = certs.load_certificates(pair.certificate, where=f"{session.name} {name}_cert")[0]
+        except CertificateError as exc:
+            held.append(HeldCert(name, None, error=exc.message))
+            continue
+        held.append(HeldCert(name, certs.not_after(leaf), certs.fingerprint(leaf)))
+    return held
+
+
+def _seen(states: Sequence[CertState]) -> dict[str, datetime]:
+    """The earliest notAfter each managed slot's endpoints (or its REST copy) presented."""
+    seen: dict[str, datetime] = {}
+    for state in states:
+        moments = [s.not_after for s in state.served if s.ok and s.not_after]
+        if moments:
+            seen[str(state.cert_name)] = min(moments)
+    return seen
+
+
+def held_certificates(inventory: Inventory, session: ClusterSession, now: datetime,
+                      states: Sequence[CertState] = ()) -> HeldView:
+    """What the cluster holds beside what the inventory manages; the health report cross-checked where
+    the cluster offers it (8.0.16+). A report that cannot be read is a warning, not an error."""
+    managed = [str(name) for name in inventory.targets(session.name)]
+    health = None
+    problem: ScanWarning | None = None
+    if at_least(session.view().version, CLUSTER_HEALTH_SINCE):
+        try:
+            health = session.client.health_certificates()
+        except RotationError as exc:
+            problem = ScanWarning("health|unread", f"{session.name}: GET /v4/cluster/health not read: {exc.message}")
+    view = held_view(session.name, _held(session), managed, now, health, _seen(states))
+    return HeldView(view.cluster, view.rows, [*view.found, *([problem] if problem else [])])
+
+
+__all__ = ["held_certificates"]
