@@ -40,5 +40,5 @@ def at_least(version: str | None, release: tuple[int, ...]) -> bool:
     return bool(parsed) and parsed[:len(release)] >= release
 
 
-__all__ = ["BASIC_SWITCH_SINCE", "BULK_UPDATE_SINCE", "CLUSTER_HEALTH_SINCE", "LDAP_CLIENT_SINCE", "DATABASE_CERTIFICATES_SINCE", "OCSP_STAPLING_SINCE", "at_least",
-           "parse_version", "uses_bulk_update"]
+__all__ = ["BASIC_SWITCH_SINCE", "BULK_UPDATE_SINCE", "CLUSTER_HEALTH_SINCE", "DATABASE_CERTIFICATES_SINCE",
+           "LDAP_CLIENT_SINCE", "OCSP_STAPLING_SINCE", "at_least", "parse_version", "uses_bulk_update"]

@@ -16,7 +16,7 @@ from rotation.usecases.database_check import unmanaged_due
 from rotation.usecases.held_check import held_certificates
 from rotation.usecases.links import coupled_certificates
 from rotation.usecases.ocsp_status import ProxyOcsp, proxy_ocsp
-from rotation.usecases.scan import CertState, cluster_states
+from rotation.usecases.scan import CertState, cluster_states, earliest_expiry
 
 
 @dataclass
@@ -77,7 +77,7 @@ def check_clusters(inventory: Inventory, names: Sequence[str], clock: Clock = SY
                 found = cluster_states(inventory, session, clock)
                 states.extend(found)
                 databases += unmanaged_due(inventory, session, clock.now())
-                view = held_certificates(inventory, session, clock.now(), found)
+                view = held_certificates(inventory, session, clock.now(), earliest_expiry(found))
                 held, warnings = held + view.rows, warnings + view.warnings
                 stapling = proxy_ocsp(session)
                 ocsp += [stapling] if stapling is not None else []

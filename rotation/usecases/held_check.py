@@ -4,7 +4,7 @@ internode certificate near RS's silent fallback; the health report disagreeing w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from datetime import datetime
 
 from rotation.adapters.cluster import ClusterSession
@@ -13,7 +13,6 @@ from rotation.core import certs
 from rotation.core.errors import CertificateError, RotationError
 from rotation.core.held_certs import HeldCert, HeldView, ScanWarning, held_view
 from rotation.core.versions import CLUSTER_HEALTH_SINCE, at_least
-from rotation.usecases.scan import CertState
 
 
 def _held(session: ClusterSession) -> list[HeldCert]:
@@ -28,20 +27,11 @@ def _held(session: ClusterSession) -> list[HeldCert]:
     return held
 
 
-def _seen(states: Sequence[CertState]) -> dict[str, datetime]:
-    """The earliest notAfter each managed slot's endpoints (or its REST copy) presented."""
-    seen: dict[str, datetime] = {}
-    for state in states:
-        moments = [s.not_after for s in state.served if s.ok and s.not_after]
-        if moments:
-            seen[str(state.cert_name)] = min(moments)
-    return seen
-
-
 def held_certificates(inventory: Inventory, session: ClusterSession, now: datetime,
-                      states: Sequence[CertState] = ()) -> HeldView:
+                      seen: Mapping[str, datetime] | None = None) -> HeldView:
     """What the cluster holds beside what the inventory manages; the health report cross-checked where
-    the cluster offers it (8.0.16+). A report that cannot be read is a warning, not an error."""
+    the cluster offers it (8.0.16+) against ``seen`` (``scan.earliest_expiry``: what the handshakes saw).
+    A report that cannot be read is a warning, not an error."""
     managed = [str(name) for name in inventory.targets(session.name)]
     health = None
     problem: ScanWarning | None = None
@@ -50,7 +40,7 @@ def held_certificates(inventory: Inventory, session: ClusterSession, now: dateti
             health = session.client.health_certificates()
         except RotationError as exc:
             problem = ScanWarning("health|unread", f"{session.name}: GET /v4/cluster/health not read: {exc.message}")
-    view = held_view(session.name, _held(session), managed, now, health, _seen(states))
+    view = held_view(session.name, _held(session), managed, now, health, seen)
     return HeldView(view.cluster, view.rows, [*view.found, *([problem] if problem else [])])
 
 
