@@ -13,7 +13,7 @@ from rotation.core.durations import RenewBefore
 from rotation.core.errors import ConfigError
 from rotation.core.model import CertName, CertRequest, KeyType
 from rotation.core.slot_rules import PROFILE_NAMES, Role, role_of
-from rotation.core.targets import DATABASE_PREFIX, REST_CLIENT, database_key
+from rotation.core.targets import DATABASE_PREFIX, LDAP_CLIENT, REST_CLIENT, database_key
 
 if TYPE_CHECKING:
     from rotation.config.clusters import ClusterSettings
@@ -37,7 +37,7 @@ class CertPlan:
             hosts=self.hosts,
             key_type=self.key_type or KeyType.ECDSA_P256,
             subject=self.subject,
-            client=self.cert_name == REST_CLIENT,
+            client=self.cert_name in (REST_CLIENT, LDAP_CLIENT),
         )
 
 
@@ -126,6 +126,15 @@ def other_plan(inventory: Inventory, cluster_name: str, name: str) -> CertPlan |
                         key_type=_key_type(inventory, settings.key_type, cluster, issuer),
                         renew_before=settings.renew_before or cluster.renew_before or inventory.renew_before,
                         hosts=(), subject=settings.subject)
+    if name == LDAP_CLIENT:
+        ldap = cluster.ldap_client
+        if ldap is None:
+            raise ConfigError(f"clusters.{cluster_name}: ldap_client is not managed (add `ldap_client: {{}}`)")
+        issuer = _default_issuer(inventory, cluster, ldap.issuer)
+        return CertPlan(cluster=cluster_name, cert_name=LDAP_CLIENT, issuer=issuer,
+                        key_type=_key_type(inventory, ldap.key_type, cluster, issuer),
+                        renew_before=ldap.renew_before or cluster.renew_before or inventory.renew_before,
+                        hosts=ldap.hosts or (cluster.fqdn,))  # CN and SAN: the cluster, as LDAP servers see it
     if not name.startswith(DATABASE_PREFIX):
         return None
     key = database_key(name)
