@@ -33,6 +33,9 @@ def held_certificates(inventory: Inventory, session: ClusterSession, now: dateti
     the cluster offers it (8.0.16+) against ``seen`` (``scan.earliest_expiry``: what the handshakes saw).
     A report that cannot be read is a warning, not an error."""
     managed = [str(name) for name in inventory.targets(session.name)]
+    rest_client = inventory.cluster(session.name).rest_client
+    if rest_client is not None and rest_client.manage_trusted_ca:
+        managed.append("mtls_trusted_ca")  # rest_client's companion keeps it
     health = None
     problem: ScanWarning | None = None
     if at_least(session.view().version, CLUSTER_HEALTH_SINCE):

@@ -7,6 +7,7 @@ certificates before any push."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,11 @@ def test_server_slots_rotate_with_server_auth_only_cn_less_certificates(
         x509.ExtendedKeyUsage).value for leaf in tlsserver_ca.reissued)
     # syncer comes from the internal CA, which still issues clientAuth
     assert rotate(path, "syncer").outcome is Outcome.VERIFIED
+    result = CliRunner().invoke(app, ["config", "check", "-c", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    found = {f["where"]: f for f in json.loads(result.stdout)["findings"]}
+    assert found["clusters.sim.proxy"]["message"] == "issuer 'le' can issue it (clientAuth: no, at most 25 names)"
+    assert found["issuers.le"]["severity"] == "ok"  # the directory answers through the front
 
 
 def test_syncer_routed_to_the_server_only_ca_is_refused_before_any_order(
