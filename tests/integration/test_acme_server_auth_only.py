@@ -77,6 +77,10 @@ def test_server_slots_rotate_with_server_auth_only_cn_less_certificates(
         x509.ExtendedKeyUsage).value for leaf in tlsserver_ca.reissued)
     # syncer comes from the internal CA, which still issues clientAuth
     assert rotate(path, "syncer").outcome is Outcome.VERIFIED
+    shown = " ".join(CliRunner().invoke(app, ["history", "--cert", "cm"]).output.split())
+    assert "sim/cm: warning: cm: not the documented RS profile: the subject has no CN" in shown
+    shown = " ".join(CliRunner().invoke(app, ["status", "-c", str(path)]).output.split())
+    assert "sim/proxy: warning: proxy: not the documented RS profile: extendedKeyUsage lacks clientAuth" in shown
     result = CliRunner().invoke(app, ["config", "check", "-c", str(path), "--json"])
     assert result.exit_code == 0, result.output
     found = {f["where"]: f for f in json.loads(result.stdout)["findings"]}
