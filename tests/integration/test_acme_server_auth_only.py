@@ -123,3 +123,18 @@ def test_strict_profile_refuses_the_same_certificates_before_any_push(
         assert "strict_profile: the subject has no CN" in record.error
         assert simulator.cluster_cert_pem(cert) == before[cert]
     assert len(simulator.state.received_update_bodies) == updates  # nothing was pushed
+
+
+def test_a_cluster_that_enforces_the_documented_profile_refuses_them_and_stays_unchanged(
+    tmp_path: Path, simulator: ClusterSimulator, ca_files: tuple[Path, Path], state_dir: Path,
+    named: NamedServer, tlsserver_ca: TLSServerProfileCA,  # noqa: F811
+) -> None:
+    """Without strict_profile the tool pushes; an RS that enforces what it documents answers 400, and the
+    cluster keeps its certificate (the reason to turn strict_profile on for such clusters)."""
+    simulator.set_options(cert_profile="as-documented")
+    path = write(tmp_path, simulator, ca_files, named, tlsserver_ca, {"proxy": None})
+    before = simulator.cluster_cert_pem("proxy")
+    record = rotate(path, "proxy")
+    assert record.outcome is not Outcome.VERIFIED
+    assert record.error and "certificate_requirements_not_met" in record.error, record.error
+    assert simulator.cluster_cert_pem("proxy") == before
