@@ -25,11 +25,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from rotation.core import certs
+from rotation.core.targets import DATABASE_PREFIX, LDAP_CLIENT, REST_CLIENT
 
 INTERNODE_NAMES = ("ccs_internode_encryption", "data_internode_encryption")
-LDAP_CLIENT = "ldap_client"
 SERVER_NAMES = frozenset({"cm", "api", "proxy", "metrics_exporter", "sso_service"})
-CLIENT_NAMES = frozenset({"syncer", LDAP_CLIENT, "rest_client"})
+CLIENT_NAMES = frozenset({"syncer", LDAP_CLIENT, REST_CLIENT})
 # the CA bundles and signing certificates RS holds: no TLS role of their own
 NON_TLS_NAMES = frozenset({"mtls_trusted_ca", "sso_issuer"})
 # names the documented profile of CA-signed cluster certificates covers
@@ -58,7 +58,7 @@ class Role(enum.StrEnum):
 def role_of(name: str) -> Role:
     """The role of a certificate by its RS name or rotation target name (``db:<key>`` serves TLS)."""
     text = str(name)
-    if text in SERVER_NAMES or text.startswith("db:"):
+    if text in SERVER_NAMES or text.startswith(DATABASE_PREFIX):
         return Role.SERVER
     if text in CLIENT_NAMES:
         return Role.CLIENT
@@ -121,5 +121,5 @@ def profile_gaps(leaf: x509.Certificate, name: str, fqdn: str, *, sans: bool = T
     return gaps
 
 
-__all__ = ["INTERNODE_NAMES", "LDAP_CLIENT", "Role", "documented_sans", "profile_gaps", "role_of",
+__all__ = ["INTERNODE_NAMES", "Role", "documented_sans", "profile_gaps", "role_of",
            "role_problems"]
