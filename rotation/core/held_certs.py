@@ -66,11 +66,13 @@ def _when(moment: datetime) -> str:
 
 def held_view(cluster: str, held: Iterable[HeldCert], managed: Iterable[str], now: datetime,
               health: Iterable[Mapping[str, object]] | None = None,
-              seen: Mapping[str, datetime] | None = None) -> HeldView:
+              seen: Mapping[str, datetime] | None = None, *, held_from_health: bool = False) -> HeldView:
     """Rows for the names the inventory does not manage, and the warnings about every held name.
 
     ``health``: the ``certificates`` of ``GET /v4/cluster/health`` (None: not offered). ``seen``: the
-    earliest notAfter the handshakes (or the cluster's copy) saw per managed name, to cross-check with it."""
+    earliest notAfter the handshakes (or the cluster's copy) saw per managed name, to cross-check with it.
+    ``held_from_health``: ``held`` was read from that report (:func:`from_health`), so it is compared with
+    what was seen only."""
     managed_names = set(managed)
     rows: list[dict[str, object]] = []
     warnings: list[ScanWarning] = []
@@ -97,7 +99,8 @@ def held_view(cluster: str, held: Iterable[HeldCert], managed: Iterable[str], no
                      "days_left": _days(left) if left is not None else "-", "status": status, "reason": reason,
                      "managed": False})
     if health is not None:
-        warnings += _health_mismatches(cluster, by_name, list(health), seen or {})
+        warnings += _health_mismatches(cluster, {} if held_from_health else by_name, list(health), seen or {},
+                                       presence=not held_from_health)
     return HeldView(cluster, rows, warnings)
 
 
@@ -111,8 +114,15 @@ def _parse_time(value: object) -> datetime | None:
     return moment if moment.tzinfo else None
 
 
+def from_health(report: Iterable[Mapping[str, object]]) -> list[HeldCert]:
+    """What ``GET /v4/cluster/health`` says the cluster holds: names and expiry, no fingerprint (and, unlike
+    ``GET /v1/cluster/certificates``, no private keys: what a scan reads when the cluster offers it)."""
+    return [HeldCert(str(entry["type"]), _parse_time(entry.get("valid_until")))
+            for entry in report if isinstance(entry.get("type"), str)]
+
+
 def _health_mismatches(cluster: str, held: Mapping[str, HeldCert], report: list[Mapping[str, object]],
-                       seen: Mapping[str, datetime]) -> list[ScanWarning]:
+                       seen: Mapping[str, datetime], *, presence: bool = True) -> list[ScanWarning]:
     warnings: list[ScanWarning] = []
     listed: set[str] = set()
     for entry in report:
@@ -123,7 +133,7 @@ def _health_mismatches(cluster: str, held: Mapping[str, HeldCert], report: list[
         until = _parse_time(entry.get("valid_until"))
         observed = seen.get(name) or (held[name].not_after if name in held else None)
         source = "the handshakes saw" if name in seen else "the cluster's copy says"
-        if name not in held and name not in seen:
+        if presence and name not in held and name not in seen:
             warnings.append(ScanWarning(f"{name}|health-only", f"{cluster}/{name}: GET /v4/cluster/health lists it, "
                                         "GET /v1/cluster/certificates does not"))
         elif until is not None and observed is not None and abs(until - observed) > EXPIRY_TOLERANCE:
@@ -136,4 +146,4 @@ def _health_mismatches(cluster: str, held: Mapping[str, HeldCert], report: list[
     return warnings
 
 
-__all__ = ["FALLBACK_BEFORE", "FALLBACK_WARNING", "HeldCert", "HeldView", "ScanWarning", "held_view"]
+__all__ = ["FALLBACK_BEFORE", "FALLBACK_WARNING", "HeldCert", "HeldView", "ScanWarning", "from_health", "held_view"]

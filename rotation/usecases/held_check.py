@@ -11,7 +11,7 @@ from rotation.adapters.cluster import ClusterSession
 from rotation.config import Inventory
 from rotation.core import certs
 from rotation.core.errors import CertificateError, RotationError
-from rotation.core.held_certs import HeldCert, HeldView, ScanWarning, held_view
+from rotation.core.held_certs import HeldCert, HeldView, ScanWarning, from_health, held_view
 from rotation.core.versions import CLUSTER_HEALTH_SINCE, at_least
 
 
@@ -28,10 +28,11 @@ def _held(session: ClusterSession) -> list[HeldCert]:
 
 
 def held_certificates(inventory: Inventory, session: ClusterSession, now: datetime,
-                      seen: Mapping[str, datetime] | None = None) -> HeldView:
+                      seen: Mapping[str, datetime] | None = None, *, prefer_health: bool = False) -> HeldView:
     """What the cluster holds beside what the inventory manages; the health report cross-checked where
     the cluster offers it (8.0.16+) against ``seen`` (``scan.earliest_expiry``: what the handshakes saw).
-    A report that cannot be read is a warning, not an error."""
+    A report that cannot be read is a warning, not an error. ``prefer_health`` (the scan): where the report
+    is offered, what the cluster holds is read from it alone, so no private key is fetched."""
     managed = [str(name) for name in inventory.targets(session.name)]
     rest_client = inventory.cluster(session.name).rest_client
     if rest_client is not None and rest_client.manage_trusted_ca:
@@ -43,7 +44,10 @@ def held_certificates(inventory: Inventory, session: ClusterSession, now: dateti
             health = session.client.health_certificates()
         except RotationError as exc:
             problem = ScanWarning("health|unread", f"{session.name}: GET /v4/cluster/health not read: {exc.message}")
-    view = held_view(session.name, _held(session), managed, now, health, seen)
+    if prefer_health and health is not None:
+        view = held_view(session.name, from_health(health), managed, now, health, seen, held_from_health=True)
+    else:
+        view = held_view(session.name, _held(session), managed, now, health, seen)
     return HeldView(view.cluster, view.rows, [*view.found, *([problem] if problem else [])])
 
 

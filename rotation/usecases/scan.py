@@ -99,7 +99,7 @@ def scan_cluster(ctx: ServiceContext, cluster: str) -> ScanResult:
     try:
         with ctx.sessions.open(inventory, cluster) as session:
             states = cluster_states(inventory, session, ctx.clock)
-            held = held_certificates(inventory, session, ctx.clock.now(), earliest_expiry(states))
+            held = held_certificates(inventory, session, ctx.clock.now(), earliest_expiry(states), prefer_health=True)
     except RotationError as exc:
         ctx.state.record_scan(cluster, ok=False, error=exc.message)
         raise

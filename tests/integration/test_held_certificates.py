@@ -105,6 +105,19 @@ def test_a_new_warning_is_notified_once(tmp_path: Path, sim: ClusterSimulator, c
     assert len(notified) == 1 and notified[0].startswith("sim/data_internode_encryption: expires")
 
 
+def test_before_the_health_report_the_scan_reads_the_cluster_copy(tmp_path: Path, ca_files: tuple[Path, Path],
+                                                                   state_dir: Path) -> None:
+    old = start_simulator(tmp_path, version="8.0.2-17", internode_certs=True, expires_in=timedelta(days=200))
+    try:
+        old.plant_certificate("ccs_internode_encryption", days=6, key_type="rsa")
+        inventory = load_inventory(inventory_for(tmp_path, old, ca_files))
+        with ServiceContext(inventory=lambda: inventory) as ctx:
+            (warning,) = scan_cluster(ctx, "sim").new_warnings
+    finally:
+        old.stop()
+    assert warning.startswith("sim/ccs_internode_encryption: expires") and "5 days before expiry" in warning
+
+
 def rotate(inventory: Inventory, name: str) -> RotationRecord:
     (record,) = rotate_here(inventory, "sim", [name], RotationOptions(poll_interval=0.05))
     return record

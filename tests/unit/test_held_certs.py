@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from rotation.core.held_certs import HeldCert, held_view
+from rotation.core.held_certs import HeldCert, from_health, held_view
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -54,3 +54,14 @@ def test_the_health_report_is_cross_checked_with_the_handshakes_and_the_cluster_
         "east/ldap_client: held (GET /v1/cluster/certificates) but missing from GET /v4/cluster/health",
     ]
     assert held_view("east", certificates, SLOTS, NOW, None, seen).warnings == []  # no report: nothing to compare
+
+
+def test_held_names_can_come_from_the_health_report_alone() -> None:
+    report = [{"type": "proxy", "expired": False, "valid_until": "2027-01-10T12:00:00Z"},
+              {"type": "ccs_internode_encryption", "expired": False, "valid_until": "2026-12-09T12:00:00Z"},
+              {"type": "ldap_client", "expired": False, "valid_until": "bad"}]
+    view = held_view("east", from_health(report), SLOTS, NOW, report, {"proxy": NOW + 40 * DAY},
+                     held_from_health=True)
+    assert [row["cert"] for row in view.rows] == ["ccs_internode_encryption", "ldap_client"]
+    assert [row["days_left"] for row in view.rows] == ["8.0", "-"]
+    assert len(view.warnings) == 1 and "ccs_internode_encryption" in view.warnings[0]  # no presence warnings
