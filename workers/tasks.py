@@ -47,7 +47,10 @@ def scan_all() -> list[str]:
 def scan_cluster_task(self: Task, cluster: str) -> dict:
     ctx = context()
     try:
-        return scan_and_queue(ctx, cluster, CeleryRotationQueue(ctx))
+        def notify(text: str) -> bool:  # a warning the previous scan did not have: once to the channel
+            return notifier_for(ctx).notify(Answer(f":warning: {text}", in_channel=True))
+
+        return scan_and_queue(ctx, cluster, CeleryRotationQueue(ctx), notify=notify)
     except ConfigError:
         raise
     except RotationError as exc:

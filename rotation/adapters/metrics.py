@@ -49,12 +49,17 @@ class StateCollector(Collector):
                                   "When each cluster was last scanned successfully", labels=["cluster"])
         drift = GaugeMetricFamily("rotation_tls_policy_drift",
                                   "Differences between TLS policy, REST settings and handshakes", labels=["cluster"])
+        warnings = GaugeMetricFamily("rotation_scan_warnings",
+                                     "Warnings of the last scan about what a cluster holds (internode certificates "
+                                     "near RS's fallback, health report mismatches)", labels=["cluster"])
         for cluster, scan in self.store.scans().items():
+            if scan.get("warning_count") not in (None, ""):
+                warnings.add_metric([cluster], float(scan["warning_count"]))
             if scan.get("last_success"):
                 scans.add_metric([cluster], datetime.fromisoformat(scan["last_success"]).timestamp())
             if scan.get("policy_drift") not in (None, ""):
                 drift.add_metric([cluster], float(scan["policy_drift"]))
-        yield from (scans, drift)
+        yield from (scans, drift, warnings)
 
         stats = self.store.stats()
         rotations = CounterMetricFamily("rotation_rotations", "Rotations by outcome",

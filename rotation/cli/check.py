@@ -43,7 +43,8 @@ def check(
         table = Table(title="Certificates as served", show_lines=False)
         for column in ("cluster", "cert", "node", "endpoint", "fingerprint", "days left", "status"):
             table.add_column(column)
-        colours = {"ok": "green", "due": "yellow", "mismatch": "magenta", "unreachable": "red"}
+        colours = {"ok": "green", "due": "yellow", "mismatch": "magenta", "unreachable": "red",
+                   "unmanaged": "cyan", "warning": "yellow", "expired": "red"}
         for row in report.rows:
             colour = colours.get(row["status"], "white")
             table.add_row(*map(cell, (row["cluster"], row["cert"], row["node"], row["endpoint"],
@@ -52,6 +53,8 @@ def check(
         console.print(table)
         _print_coupled(report.coupled, report.links_unread)
         _print_ocsp(report.ocsp)
+        for warning in report.warnings:  # internode certificates near RS's fallback, health report mismatches
+            err_console.print(line(("warning ", "yellow"), (warning, "")), highlight=False, soft_wrap=True)
         for failure in report.errors:
             err_console.print(cell(failure, "red"), highlight=False)
     raise typer.Exit(report.exit_code)

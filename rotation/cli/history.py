@@ -44,6 +44,10 @@ def history(
                                   r.outcome, (r.old_fingerprint or "-")[:16], (r.new_fingerprint or "-")[:16],
                                   (r.error or "")[:80])))
     console.print(table)
+    for r in records:  # what a rotation accepted but an operator should know (e.g. the RS profile it misses)
+        for warning in r.warnings:
+            console.print(cell(f"{r.id} {r.cluster}/{r.cert_name}: warning: {warning}", "yellow"), highlight=False,
+                          soft_wrap=True)
 
 
 def print_audit(entries: list[dict[str, Any]], as_json: bool = False) -> None:

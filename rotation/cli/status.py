@@ -51,6 +51,13 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
                           highlight=False, soft_wrap=True)
     if report.get("chat_commands"):
         print_audit(report["chat_commands"])
+    for row in report["certificates"]:  # what the last rotation accepted but should be known (profile gaps)
+        for warning in row.get("last_warnings") or ():
+            err_console.print(cell(f"{row['cluster']}/{row['cert']}: warning: {warning}", "yellow"), highlight=False,
+                              soft_wrap=True)
+    for cluster, warnings in report.get("scan_warnings", {}).items():  # e.g. internode certificates near fallback
+        for warning in warnings:
+            err_console.print(cell(f"{cluster}: warning: {warning}", "yellow"), highlight=False, soft_wrap=True)
     for cluster, scan in report["scans"].items():
         if scan.get("last_error"):
             err_console.print(cell(f"{cluster}: last scan failed: {scan['last_error']}", "red"), highlight=False)

@@ -73,6 +73,8 @@ class ClusterSettings(_Strict):
     basic_auth: bool | None = None  # `rotation policy apply` sets control_plane_basic_authentication (8.2+)
     rest_client: RestClientSettings | None = None  # the tool's own client certificate, managed
     databases: dict[str, CertificateSettings] = Field(default_factory=dict)  # own certificates, by name or uid
+    # RS's client certificate towards LDAP servers: managed when present (`ldap_client: {}`), bulk PUT only
+    ldap_client: CertificateSettings | None = None
     verify: bool | Path | tuple[Path, ...] = True
     tls_server_name: str | None = None
     fqdn: str
@@ -91,6 +93,9 @@ class ClusterSettings(_Strict):
     # OCSP stapling on and a new proxy certificate without OCSP URL: refuse the rotation, or turn
     # stapling off as part of it (rotation/usecases/rotate/ocsp.py)
     ocsp: Literal["refuse", "disable_when_missing"] = "refuse"
+    # the full documented RS profile (both EKUs, CN = FQDN, keyEncipherment for RSA, the four SANs) refused
+    # before push when missed; otherwise what is missing is a warning on the rotation (core/slot_rules.py)
+    strict_profile: bool = False
     certificates: dict[CertName, CertificateSettings] = Field(
         default_factory=lambda: {name: CertificateSettings() for name in CertName}
     )
@@ -174,7 +179,7 @@ class ClusterSettings(_Strict):
 
     def default_hosts(self) -> tuple[str, ...]:
         hosts = [self.fqdn, f"*.{self.fqdn}"]
-        if self.private_endpoints:
+        if self.private_endpoints or self.strict_profile:  # the documented profile has all four
             hosts += [f"internal.{self.fqdn}", f"*.internal.{self.fqdn}"]
         return tuple(hosts)
 

@@ -28,11 +28,11 @@ from rotation.config._base import Renewal, _Strict
 from rotation.config.chatops import ChatOpsSettings
 from rotation.config.clusters import ClusterSettings
 from rotation.config.issuers import IssuerSettings
-from rotation.config.plans import CertPlan, other_plan, rest_client_issuer_problem
+from rotation.config.plans import CertPlan, impossible_plans, other_plan, rest_client_issuer_problem
 from rotation.core.durations import RenewBefore
 from rotation.core.errors import ConfigError, RotationError
 from rotation.core.model import CertName
-from rotation.core.targets import REST_CLIENT, database_target
+from rotation.core.targets import LDAP_CLIENT, REST_CLIENT, database_target
 
 CONFIG_ENV = "ROTATION_CONFIG"
 DEFAULT_CONFIG = Path("rotation.yaml")
@@ -72,6 +72,7 @@ class Inventory(_Strict):
         for name, cluster in self.clusters.items():
             named = [(f"certificates.{c}", s.issuer) for c, s in cluster.certificates.items()]
             named += [(f"databases.{d}", s.issuer) for d, s in cluster.databases.items()]
+            named += [("ldap_client", cluster.ldap_client.issuer)] if cluster.ldap_client else []
             for part, own in named:
                 issuer = own or cluster.issuer
                 where = f"clusters.{name}.{part}.issuer" if own else f"clusters.{name}.issuer"
@@ -81,6 +82,9 @@ class Inventory(_Strict):
             problem = rest_client_issuer_problem(self, cluster)
             if problem:
                 raise ValueError(f"clusters.{name}.rest_client.issuer: {problem}")
+        impossible = impossible_plans(self)  # refused before any order (config/plans.py)
+        if impossible:
+            raise ValueError("; ".join(impossible))
         return self
 
     def cluster(self, name: str) -> ClusterSettings:
@@ -110,7 +114,7 @@ class Inventory(_Strict):
         """Every certificate the inventory manages on a cluster: its slots, ``rest_client``, ``db:<key>``."""
         cluster = self.cluster(cluster_name)
         return [*cluster.certificates, *([REST_CLIENT] if cluster.rest_client else []),
-                *(database_target(key) for key in cluster.databases)]
+                *([LDAP_CLIENT] if cluster.ldap_client else []), *(database_target(key) for key in cluster.databases)]
 
     def plan(self, cluster_name: str, cert_name: str | CertName) -> CertPlan:
         """Everything needed to renew one certificate (a slot, ``rest_client`` or ``db:<key>``), with
@@ -124,7 +128,7 @@ class Inventory(_Strict):
         except ValueError:
             known = ", ".join(c.value for c in CertName)
             raise ConfigError(f"unknown certificate name {cert_name!r} (known: {known}, {REST_CLIENT}, "
-                              "db:<database>)") from None
+                              f"{LDAP_CLIENT}, db:<database>)") from None
         if name not in cluster.certificates:
             managed = ", ".join(str(c) for c in cluster.certificates) or "none"
             raise ConfigError(

@@ -14,6 +14,10 @@ from rotation.core import certs
 from rotation.core.errors import ConfigError
 from rotation.core.model import KeyType
 
+SHORT_PROFILES = frozenset({"tlsserver", "shortlived"})  # Let's Encrypt's profiles: at most 25 names
+SHORT_PROFILE_MAX_NAMES = 25
+DEFAULT_MAX_NAMES = 100  # Let's Encrypt's classic limit; most CAs allow at least as many
+
 
 class InternalCASettings(_Strict):
     type: Literal["internal_ca"]
@@ -129,6 +133,21 @@ class AcmeSettings(_Strict):
     http01: AcmeHTTP01Settings = AcmeHTTP01Settings()
     order_timeout: Duration = timedelta(seconds=180)
     request_timeout: Duration = timedelta(seconds=60)  # total for one request to the CA, answer included
+    # What the CA can issue (checked before any order: config/plans.py impossible_plans). Public CAs
+    # issue no clientAuth EKU any more (Let's Encrypt: none since 8 July 2026), so the default is false
+    # unless the issuer names trust_roots (a private ACME CA); a private CA that still issues it says true.
+    client_auth: bool | None = None
+    max_names: int | None = Field(default=None, ge=1, le=1000)  # default: 25 for LE's tlsserver/shortlived, else 100
+
+    @property
+    def issues_client_auth(self) -> bool:
+        return self.client_auth if self.client_auth is not None else self.trust_roots is not None
+
+    @property
+    def names_limit(self) -> int:
+        if self.max_names is not None:
+            return self.max_names
+        return SHORT_PROFILE_MAX_NAMES if self.profile in SHORT_PROFILES else DEFAULT_MAX_NAMES
 
     @field_validator("directory")
     @classmethod

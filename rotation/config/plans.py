@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 from rotation.core.durations import RenewBefore
 from rotation.core.errors import ConfigError
 from rotation.core.model import CertName, CertRequest, KeyType
-from rotation.core.targets import DATABASE_PREFIX, REST_CLIENT, database_key
+from rotation.core.slot_rules import PROFILE_NAMES, Role, role_of
+from rotation.core.targets import DATABASE_PREFIX, LDAP_CLIENT, REST_CLIENT, database_key
 
 if TYPE_CHECKING:
     from rotation.config.clusters import ClusterSettings
@@ -36,7 +37,7 @@ class CertPlan:
             hosts=self.hosts,
             key_type=self.key_type or KeyType.ECDSA_P256,
             subject=self.subject,
-            client=self.cert_name == REST_CLIENT,
+            client=self.cert_name in (REST_CLIENT, LDAP_CLIENT),
         )
 
 
@@ -63,6 +64,56 @@ def rest_client_issuer_problem(inventory: Inventory, cluster: ClusterSettings) -
     return None
 
 
+def _issuer_where(cluster_name: str, cluster: ClusterSettings, name: str) -> str:
+    """Where the issuer of target ``name`` is set in the inventory (its own field, else the cluster's)."""
+    own: str | None = None
+    if name in {str(c) for c in cluster.certificates}:
+        own = cluster.certificates[CertName(name)].issuer
+        part = f"certificates.{name}.issuer"
+    elif name.startswith(DATABASE_PREFIX):
+        own = cluster.databases[name[len(DATABASE_PREFIX):]].issuer
+        part = f"databases.{name[len(DATABASE_PREFIX):]}.issuer"
+    else:
+        section = getattr(cluster, name, None)
+        own = getattr(section, "issuer", None)
+        part = f"{name}.issuer"
+    return f"clusters.{cluster_name}.{part}" if own else f"clusters.{cluster_name}.issuer"
+
+
+def impossible_plans(inventory: Inventory) -> list[str]:
+    """Plans no order can fulfil, found before any order (at inventory load and by `rotation config check`):
+    a client slot routed to an ACME CA that issues no clientAuth EKU (public CAs since 2026), a
+    ``strict_profile`` cluster whose certificates come from such a CA, more names than the CA allows."""
+    problems: list[str] = []
+    for cluster_name, cluster in inventory.clusters.items():
+        for name in inventory.targets(cluster_name):
+            if name == REST_CLIENT:
+                continue  # rest_client_issuer_problem says it
+            plan = inventory.plan(cluster_name, name)
+            settings = inventory.issuers.get(plan.issuer or "")
+            if settings is None or settings.type != "acme":
+                continue
+            where = _issuer_where(cluster_name, cluster, str(name))
+            if not settings.issues_client_auth:
+                if role_of(str(name)) is Role.CLIENT:
+                    problems.append(
+                        f"{where}: {cluster_name}/{name} is a client certificate (RS presents it as a TLS client, so "
+                        f"it needs the clientAuth EKU), but issuer {plan.issuer!r} is an ACME CA that issues no "
+                        f"clientAuth (public CAs stopped in 2026): give `{name}` an `internal_ca` issuer, or set "
+                        f"issuers.{plan.issuer}.client_auth: true if it is a private ACME CA that still issues it")
+                elif cluster.strict_profile and str(name) in PROFILE_NAMES:
+                    problems.append(
+                        f"{where}: clusters.{cluster_name}.strict_profile requires clientAuth on {name} too, but "
+                        f"issuer {plan.issuer!r} is an ACME CA that issues no clientAuth: use an `internal_ca` "
+                        "issuer, or turn strict_profile off (what a certificate misses is then a warning)")
+            if len(plan.hosts) > settings.names_limit:
+                problems.append(
+                    f"{where}: {cluster_name}/{name} asks for {len(plan.hosts)} names, but issuer {plan.issuer!r} "
+                    f"allows at most {settings.names_limit} per certificate (max_names"
+                    + (f", profile {settings.profile}" if settings.profile else "") + "): name fewer hosts")
+    return problems
+
+
 def other_plan(inventory: Inventory, cluster_name: str, name: str) -> CertPlan | None:
     """The plan of ``rest_client`` or ``db:<key>``; None for any other name (a slot, or unknown)."""
     cluster = inventory.cluster(cluster_name)
@@ -75,6 +126,15 @@ def other_plan(inventory: Inventory, cluster_name: str, name: str) -> CertPlan |
                         key_type=_key_type(inventory, settings.key_type, cluster, issuer),
                         renew_before=settings.renew_before or cluster.renew_before or inventory.renew_before,
                         hosts=(), subject=settings.subject)
+    if name == LDAP_CLIENT:
+        ldap = cluster.ldap_client
+        if ldap is None:
+            raise ConfigError(f"clusters.{cluster_name}: ldap_client is not managed (add `ldap_client: {{}}`)")
+        issuer = _default_issuer(inventory, cluster, ldap.issuer)
+        return CertPlan(cluster=cluster_name, cert_name=LDAP_CLIENT, issuer=issuer,
+                        key_type=_key_type(inventory, ldap.key_type, cluster, issuer),
+                        renew_before=ldap.renew_before or cluster.renew_before or inventory.renew_before,
+                        hosts=ldap.hosts or (cluster.fqdn,))  # CN and SAN: the cluster, as LDAP servers see it
     if not name.startswith(DATABASE_PREFIX):
         return None
     key = database_key(name)
@@ -90,4 +150,4 @@ def other_plan(inventory: Inventory, cluster_name: str, name: str) -> CertPlan |
                     hosts=database.hosts or cluster.default_hosts())
 
 
-__all__ = ["CertPlan", "other_plan", "rest_client_issuer_problem"]
+__all__ = ["CertPlan", "impossible_plans", "other_plan", "rest_client_issuer_problem"]

@@ -4,6 +4,7 @@ the state (the name is the record's ``cert_name`` and the lock's and the state's
 
 * ``cm``, ``api``, ``proxy``, ``syncer``, ``metrics_exporter``: RS's slots (``CertName``)
 * ``rest_client``: the client certificate the tool logs in with (certificate login, RS 7.8.4+)
+* ``ldap_client``: the client certificate RS presents to LDAP servers (bulk PUT only, RS 7.22.2+)
 * ``db:<name or uid>``: a database's own certificate (RS 8.0.2+), as the inventory names it
 
 The ``db:`` prefix keeps database names apart from the slots: no slot name has a colon, so a
@@ -17,6 +18,7 @@ import re
 from rotation.core.model import CertName
 
 REST_CLIENT = "rest_client"
+LDAP_CLIENT = "ldap_client"
 DATABASE_PREFIX = "db:"
 DATABASE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")  # a database's name or uid in the inventory
 
@@ -41,14 +43,15 @@ def target_name(text: str) -> CertName | str:
         return CertName(lowered)
     except ValueError:
         pass
-    if lowered == REST_CLIENT:
-        return REST_CLIENT
+    if lowered in (REST_CLIENT, LDAP_CLIENT):
+        return lowered
     if lowered.startswith(DATABASE_PREFIX):
         key = database_key(DATABASE_PREFIX + text[len(DATABASE_PREFIX):])  # the database's name keeps its case
         if key is not None:
             return database_target(key)
     known = ", ".join(c.value for c in CertName)
-    raise ValueError(f"not a certificate name (known: {known}, {REST_CLIENT}, {DATABASE_PREFIX}<database>)")
+    raise ValueError(f"not a certificate name (known: {known}, {REST_CLIENT}, {LDAP_CLIENT}, "
+                     f"{DATABASE_PREFIX}<database>)")
 
 
-__all__ = ["DATABASE_PREFIX", "REST_CLIENT", "database_key", "database_target", "target_name"]
+__all__ = ["DATABASE_PREFIX", "LDAP_CLIENT", "REST_CLIENT", "database_key", "database_target", "target_name"]

@@ -18,11 +18,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from rotation.core import certs
 from rotation.core.errors import CertificateError, ConfigError, ValidationError
 from rotation.core.model import CertRequest, IssuedCert
+from rotation.core.slot_rules import profile_gaps, role_problems
 
 MIN_RSA_BITS = 2048
 WEAK_HASHES = frozenset({"sha1", "md5"})
 ALLOWED_CURVES = frozenset({"secp256r1", "secp384r1"})
-REQUIRED_EKUS = ("serverAuth", "clientAuth")
 
 
 @dataclass(frozen=True)
@@ -125,13 +125,9 @@ def check_validity_window(bundle: ParsedBundle, request: CertRequest, ctx: Check
 
 
 def check_extended_key_usage(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext) -> list[str]:
-    # RS uses every certificate both ways (syncer and internode connections are TLS clients).
-    usages = certs.extended_key_usages(bundle.leaf)
-    if not usages:
-        return ["leaf certificate has no extendedKeyUsage extension; RS requires serverAuth and clientAuth"]
-    return [f"leaf certificate extendedKeyUsage lacks {name} ({', '.join(sorted(usages))}); "
-            "RS requires serverAuth and clientAuth"
-            for name in REQUIRED_EKUS if name not in usages]
+    """Per slot (``slot_rules``): server slots need serverAuth, client slots clientAuth, internode both
+    and RSA. One global rule would refuse every certificate Let's Encrypt issues today (no clientAuth)."""
+    return role_problems(bundle.leaf, str(request.cert_name))
 
 
 def check_key_usage(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext) -> list[str]:
@@ -172,6 +168,22 @@ def check_signature_hashes(bundle: ParsedBundle, request: CertRequest, ctx: Chec
             what = "leaf certificate" if index == 1 else f"certificate #{index} ({_label(cert)})"
             problems.append(f"{what} is signed with {name.upper()}; use SHA-256 or stronger")
     return problems
+
+
+def strict_profile_check(fqdn: str) -> ExtraCheck:
+    """``strict_profile: true``: the full documented RS profile, refused before push when missed."""
+
+    def check(bundle: ParsedBundle, request: CertRequest) -> list[str]:
+        return [f"strict_profile: {gap}" for gap in profile_gaps(bundle.leaf, str(request.cert_name), fqdn)]
+
+    return check
+
+
+def profile_warnings(bundle: ParsedBundle, request: CertRequest, fqdn: str) -> list[str]:
+    """Without ``strict_profile``: what the certificate misses of the documented profile, for the record's
+    warnings (the SANs are the plan's hosts, which ``check_hosts_covered`` already holds it to)."""
+    return [f"{request.cert_name}: not the documented RS profile: {gap}"
+            for gap in profile_gaps(bundle.leaf, str(request.cert_name), fqdn, sans=False)]
 
 
 DEFAULT_CHECKS: tuple[Check, ...] = (
@@ -257,5 +269,7 @@ __all__ = [
     "ExtraCheck",
     "ParsedBundle",
     "parse_issued",
+    "profile_warnings",
+    "strict_profile_check",
     "validate_issued",
 ]

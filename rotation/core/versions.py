@@ -8,6 +8,10 @@ BULK_UPDATE_SINCE = (7, 22, 2)
 DATABASE_CERTIFICATES_SINCE = (8, 0, 2)
 # OCSP stapling of the proxy certificate (/v1/ocsp): 6.2.12.
 OCSP_STAPLING_SINCE = (6, 2, 12)
+# GET /v4/cluster/health (its certificates list): 8.0.16.
+CLUSTER_HEALTH_SINCE = (8, 0, 16)
+# ldap_client through the bulk PUT only (RS193156: update_cert refuses it): the bulk PUT's release.
+LDAP_CLIENT_SINCE = (7, 22, 2)
 # control_plane_basic_authentication (Basic can be turned off): 8.2.0.
 BASIC_SWITCH_SINCE = (8, 2, 0)
 
@@ -36,5 +40,5 @@ def at_least(version: str | None, release: tuple[int, ...]) -> bool:
     return bool(parsed) and parsed[:len(release)] >= release
 
 
-__all__ = ["BASIC_SWITCH_SINCE", "BULK_UPDATE_SINCE", "DATABASE_CERTIFICATES_SINCE", "OCSP_STAPLING_SINCE", "at_least",
-           "parse_version", "uses_bulk_update"]
+__all__ = ["BASIC_SWITCH_SINCE", "BULK_UPDATE_SINCE", "CLUSTER_HEALTH_SINCE", "DATABASE_CERTIFICATES_SINCE",
+           "LDAP_CLIENT_SINCE", "OCSP_STAPLING_SINCE", "at_least", "parse_version", "uses_bulk_update"]

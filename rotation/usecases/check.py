@@ -13,9 +13,10 @@ from rotation.config import Inventory
 from rotation.core.clock import Clock
 from rotation.core.errors import RotationError
 from rotation.usecases.database_check import unmanaged_due
+from rotation.usecases.held_check import held_certificates
 from rotation.usecases.links import coupled_certificates
 from rotation.usecases.ocsp_status import ProxyOcsp, proxy_ocsp
-from rotation.usecases.scan import CertState, cluster_states
+from rotation.usecases.scan import CertState, cluster_states, earliest_expiry
 
 
 @dataclass
@@ -28,6 +29,8 @@ class CheckReport:
     links_unread: dict[str, str] = field(default_factory=dict)  # clusters whose links could not be read
     databases: list[dict[str, Any]] = field(default_factory=list)  # unmanaged and due (database_check)
     ocsp: list[ProxyOcsp] = field(default_factory=list)  # the proxy's OCSP stapling, per cluster (6.2.12+)
+    held: list[dict[str, Any]] = field(default_factory=list)  # held by a cluster, not managed (held_check)
+    warnings: list[str] = field(default_factory=list)  # internode certificates near fallback, health mismatches
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -48,33 +51,40 @@ class CheckReport:
                     "status": str(state.health),
                     "reason": state.verdict.reason if served.ok else (served.error or ""),
                 })
-        return rows + self.databases
+        return rows + self.databases + self.held
 
     @property
     def exit_code(self) -> int:
         if self.errors:
             return 2
         return max((*(s.health.severity for s in self.states), 1 if self.databases else 0,
-                    1 if any(o.problem for o in self.ocsp) else 0), default=0)
+                    1 if any(o.problem for o in self.ocsp) else 0, 1 if self.warnings else 0), default=0)
 
     def to_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "errors": self.errors, "exit_code": self.exit_code, "coupled": self.coupled,
-                "links_unread": self.links_unread, "ocsp": [o.to_dict() for o in self.ocsp]}
+                "links_unread": self.links_unread, "ocsp": [o.to_dict() for o in self.ocsp],
+                "warnings": self.warnings}
 
 
 def check_clusters(inventory: Inventory, names: Sequence[str], clock: Clock = SYSTEM_CLOCK) -> CheckReport:
     """Every managed certificate of ``names`` as each node serves it, read by real handshakes."""
     states, errors, databases, ocsp = [], [], [], []
+    held: list[dict[str, Any]] = []
+    warnings: list[str] = []
     for name in names:
         try:
             with open_cluster(inventory, name) as session:
-                states.extend(cluster_states(inventory, session, clock))
+                found = cluster_states(inventory, session, clock)
+                states.extend(found)
                 databases += unmanaged_due(inventory, session, clock.now())
+                view = held_certificates(inventory, session, clock.now(), earliest_expiry(found))
+                held, warnings = held + view.rows, warnings + view.warnings
                 stapling = proxy_ocsp(session)
                 ocsp += [stapling] if stapling is not None else []
         except RotationError as exc:
             errors.append(exc.message)
-    report = CheckReport(checked_at=clock.now(), states=states, errors=errors, databases=databases, ocsp=ocsp)
+    report = CheckReport(checked_at=clock.now(), states=states, errors=errors, databases=databases, ocsp=ocsp,
+                         held=held, warnings=warnings)
     report.coupled, report.links_unread = coupled_certificates(inventory, ((s.cluster, s.cert_name) for s in states))
     return report
 

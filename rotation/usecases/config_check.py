@@ -21,6 +21,7 @@ from rotation.adapters.cluster import open_cluster
 from rotation.adapters.issuers.factory import IssuerFactory
 from rotation.config import Inventory
 from rotation.config.files import read_certificates, read_file
+from rotation.config.plans import impossible_plans
 from rotation.core.errors import RotationError
 from rotation.core.model import CertName
 from rotation.core.ocsp import responder_urls
@@ -202,8 +203,28 @@ def _no_ocsp_url(inventory: Inventory, issuer: str) -> str | None:
             "before an order")
 
 
+def check_issuer_capabilities(inventory: Inventory, inputs: CheckInputs) -> Iterable[Finding]:
+    """Every plan can be fulfilled by its issuer: a client slot needs an issuer that issues clientAuth, a
+    certificate no more names than the CA allows (``impossible_plans``, also run at inventory load)."""
+    wanted, refused = set(_clusters(inventory, inputs)), set()
+    for problem in impossible_plans(inventory):
+        where, _, message = problem.partition(": ")
+        if where.split(".")[1] in wanted:
+            refused.add(where.split(".")[1])
+            yield Finding(where, message, Severity.ERROR)
+    for name in sorted(wanted - refused):
+        for target in inventory.targets(name):
+            issuer = inventory.plan(name, target).issuer
+            settings = inventory.issuers.get(issuer or "")
+            if settings is not None and settings.type == "acme":
+                client_auth = "yes" if settings.issues_client_auth else "no"
+                yield Finding(f"clusters.{name}.{target}", f"issuer {issuer!r} can issue it (clientAuth: "
+                              f"{client_auth}, at most {settings.names_limit} names)")
+
+
 CHECKS: tuple[Check, ...] = (check_cluster_secrets, check_issuers, check_chatops_secrets, check_cluster_login,
-                             check_certificate_login, check_rest_client_files, check_ocsp_stapling)
+                             check_certificate_login, check_rest_client_files, check_ocsp_stapling,
+                             check_issuer_capabilities)
 
 
 @dataclass

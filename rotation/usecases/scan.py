@@ -27,6 +27,7 @@ from rotation.core.errors import RotationError, RotationInProgress
 from rotation.core.model import CertName, ServedCert, Trigger
 from rotation.core.renewal import Decision, Health, RenewalWindow, Verdict, decide, judge
 from rotation.usecases.context import ServiceContext
+from rotation.usecases.held_check import held_certificates
 from rotation.usecases.queue import RotationQueue
 
 log = logging.getLogger(__name__)
@@ -64,11 +65,23 @@ def cluster_states(
     return states
 
 
+def earliest_expiry(states: Sequence[CertState]) -> dict[str, datetime]:
+    """The earliest notAfter each certificate's endpoints (or its REST copy) presented."""
+    seen: dict[str, datetime] = {}
+    for state in states:
+        moments = [s.not_after for s in state.served if s.ok and s.not_after]
+        if moments:
+            seen[str(state.cert_name)] = min(moments)
+    return seen
+
+
 @dataclass(frozen=True)
 class ScanResult:
     cluster: str
     states: list[CertState]
     decisions: dict[CertName | str, Decision]
+    warnings: tuple[str, ...] = ()  # about what the cluster holds (held_check): stored for `status`, metrics
+    new_warnings: tuple[str, ...] = ()  # the ones the previous scan did not have: notified once
 
     @property
     def due(self) -> list[CertName | str]:
@@ -86,11 +99,13 @@ def scan_cluster(ctx: ServiceContext, cluster: str) -> ScanResult:
     try:
         with ctx.sessions.open(inventory, cluster) as session:
             states = cluster_states(inventory, session, ctx.clock)
+            held = held_certificates(inventory, session, ctx.clock.now(), earliest_expiry(states), prefer_health=True)
     except RotationError as exc:
         ctx.state.record_scan(cluster, ok=False, error=exc.message)
         raise
     moment = ctx.clock.now()
     next_attempts = _save_scan(ctx, cluster, states, moment)
+    new_warnings = ctx.state.save_scan_warnings(cluster, {w.key: w.text for w in held.found})
     decisions = {}
     for state in states:
         plan = inventory.plan(cluster, state.cert_name)
@@ -98,14 +113,20 @@ def scan_cluster(ctx: ServiceContext, cluster: str) -> ScanResult:
         next_attempt = next_attempts.get(str(state.cert_name))
         decisions[state.cert_name] = decide(state.served, window, moment,
                                             datetime.fromisoformat(next_attempt) if next_attempt else None)
-    return ScanResult(cluster, states, decisions)
+    return ScanResult(cluster, states, decisions, tuple(held.warnings), tuple(new_warnings))
 
 
 def scan_and_queue(ctx: ServiceContext, cluster: str, queue: RotationQueue,
-                   uniform: Callable[[float, float], float] = random.uniform) -> dict[str, Any]:
+                   uniform: Callable[[float, float], float] = random.uniform,
+                   notify: Callable[[str], object] | None = None) -> dict[str, Any]:
     """Beat's scan of one cluster: what it serves is stored, and the due certificates are queued,
-    spread over ``ROTATION_JITTER`` (a fleet's renewals do not all start at once)."""
+    spread over ``ROTATION_JITTER`` (a fleet's renewals do not all start at once). A warning the
+    previous scan did not have goes to ``notify`` (the notification channel) once."""
     result = scan_cluster(ctx, cluster)
+    for warning in result.new_warnings:
+        log.warning("%s", warning)
+        if notify is not None:
+            notify(warning)
     jitter = ctx.settings.rotation_jitter.total_seconds()
     queued, busy = [], []
     for cert_name in result.due:
@@ -116,7 +137,7 @@ def scan_and_queue(ctx: ServiceContext, cluster: str, queue: RotationQueue,
     if result.backing_off:
         log.info("%s: backing off %s after failures", cluster, ", ".join(map(str, result.backing_off)))
     return {"cluster": cluster, "queued": queued, "in_progress": busy,
-            "backing_off": [str(c) for c in result.backing_off]}
+            "backing_off": [str(c) for c in result.backing_off], "warnings": len(result.warnings)}
 
 
 def _ari_due_at(ctx: ServiceContext, inventory: Inventory, issuer_name: str | None,
@@ -147,4 +168,4 @@ def _save_scan(ctx: ServiceContext, cluster: str, states: list[CertState], now: 
     })
 
 
-__all__ = ["CertState", "ScanResult", "scan_and_queue", "scan_cluster", "cluster_states"]
+__all__ = ["CertState", "ScanResult", "earliest_expiry", "scan_and_queue", "scan_cluster", "cluster_states"]

@@ -60,6 +60,7 @@ def service_status(ctx: ServiceContext, cluster: str | None = None) -> dict[str,
             "last_rotation": state.get("last_rotation"),
             "last_outcome": state.get("last_outcome"),
             "last_error": state.get("last_error"),
+            "last_warnings": [w for w in str(state.get("last_warnings") or "").split("\n") if w],
             "failures": int(state.get("failures") or 0),
             "next_attempt": _short_time(state.get("next_attempt")),
             "backoff": _backoff(state),
@@ -69,4 +70,6 @@ def service_status(ctx: ServiceContext, cluster: str | None = None) -> dict[str,
                  if not cluster or c == cluster]
     return {"certificates": rows, "in_flight": in_flight,
             "scans": {c: s for c, s in scans.items() if not cluster or c == cluster},
+            "scan_warnings": {c: s["warnings"].split("\n") for c, s in scans.items()
+                              if s.get("warnings") and (not cluster or c == cluster)},
             "inventory_problems": list(inventory_problems.values())}

@@ -198,17 +198,29 @@ def test_expired_intermediate(pki):
     assert problems_of(issued) == ["certificate #2 (CN=Old Intermediate) expired at 2030-05-31 12:00:00 UTC"]
 
 
-def test_missing_client_auth(pki):
+def test_server_auth_only_fills_a_server_slot_but_not_a_client_slot(pki):
     issued = bundle(pki, ekus=(ExtendedKeyUsageOID.SERVER_AUTH,))
-    assert problems_of(issued) == [
+    for server in (CertName.PROXY, CertName.CM, CertName.API, CertName.METRICS_EXPORTER):
+        validate_issued(issued, CertRequest(cluster="prod", cert_name=server, hosts=HOSTS), now=NOW)
+    syncer = CertRequest(cluster="prod", cert_name=CertName.SYNCER, hosts=HOSTS)
+    assert problems_of(issued, syncer) == [
         "leaf certificate extendedKeyUsage lacks clientAuth (serverAuth); "
-        "RS requires serverAuth and clientAuth"
+        "RS presents syncer as a TLS client: it needs clientAuth"
+    ]
+
+
+def test_client_auth_only_refused_for_a_server_slot(pki):
+    issued = bundle(pki, ekus=(ExtendedKeyUsageOID.CLIENT_AUTH,))
+    validate_issued(issued, CertRequest(cluster="prod", cert_name=CertName.SYNCER, hosts=HOSTS), now=NOW)
+    assert problems_of(issued) == [
+        "leaf certificate extendedKeyUsage lacks serverAuth (clientAuth); "
+        "proxy is presented by a listener: it needs serverAuth"
     ]
 
 
 def test_missing_eku_extension(pki):
     assert problems_of(bundle(pki, ekus=())) == [
-        "leaf certificate has no extendedKeyUsage extension; RS requires serverAuth and clientAuth"
+        "leaf certificate has no extendedKeyUsage extension; proxy is presented by a listener: it needs serverAuth"
     ]
 
 

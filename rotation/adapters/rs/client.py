@@ -401,6 +401,17 @@ class RSClient:
         return f"DELETE {path}"
 
     # --- OCSP stapling of the proxy certificate (RS 6.2.12+) ----------------------------------
+    def health_certificates(self) -> list[dict[str, Any]] | None:
+        """``GET /v4/cluster/health``'s ``certificates`` (RS 8.0.16+); None when the cluster answers 404."""
+        try:
+            report = self._shaped("GET", "/v4/cluster/health", dict)
+        except ClusterRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+        listed = report.get("certificates")
+        return [c for c in listed if isinstance(c, dict)] if isinstance(listed, list) else []
+
     def ocsp_config(self) -> dict[str, Any]:
         """``GET /v1/ocsp`` (406 ``ocsp_unsupported_by_capability`` when a node lacks it)."""
         result: dict[str, Any] = self._shaped("GET", "/v1/ocsp", dict)

@@ -117,6 +117,11 @@ class ServiceState(RecordStore, Locker, Protocol):
 
     def scans(self) -> dict[str, dict[str, str]]: ...
 
+    def save_scan_warnings(self, cluster: str, warnings: dict[str, str]) -> list[str]:
+        """Store a scan's warnings of a cluster (key -> text; `status` and the metrics read them); return the
+        texts whose key the previous scan did not have (the notification channel hears of each once)."""
+        ...
+
     # --- counters, notes, the chat audit, secrets -----------------------------------------
     def count_rotation(self, record: RotationRecord) -> None: ...
 

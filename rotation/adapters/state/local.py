@@ -260,6 +260,12 @@ class LocalState:
     def scans(self) -> dict[str, dict[str, str]]:
         return {cluster: fields for cluster, fields in sorted(self._scans.read().items()) if fields}
 
+    def save_scan_warnings(self, cluster: str, warnings: dict[str, str]) -> list[str]:
+        before = set(filter(None, (self.scans().get(cluster, {}).get("warning_keys") or "").split("\n")))
+        self._save_scan_fields(cluster, {"warnings": "\n".join(warnings.values()),
+                                         "warning_count": str(len(warnings)), "warning_keys": "\n".join(warnings)})
+        return [text for key, text in warnings.items() if key not in before]
+
     # --- counters, notes, the chat audit, secrets ------------------------------------------
     def count_rotation(self, record: RotationRecord) -> None:
         counts = rotation_counts(record)

@@ -208,6 +208,12 @@ class RedisState:
         values = self._pipelined("hgetall", [_key("scan", c) for c in clusters])
         return {cluster: raw for cluster, raw in zip(clusters, values, strict=True) if raw}
 
+    def save_scan_warnings(self, cluster: str, warnings: dict[str, str]) -> list[str]:
+        before = set(filter(None, (self.redis.hget(_key("scan", cluster), "warning_keys") or "").split("\n")))
+        self._save_scan_fields(cluster, {"warnings": "\n".join(warnings.values()),
+                                         "warning_count": str(len(warnings)), "warning_keys": "\n".join(warnings)})
+        return [text for key, text in warnings.items() if key not in before]
+
     # --- statistics for the metrics -----------------------------------------------------
     def count_rotation(self, record: RotationRecord) -> None:
         counts = rotation_counts(record)

@@ -9,12 +9,13 @@ from rotation.adapters.cluster import ClusterSession
 from rotation.adapters.secrets import SecretStore
 from rotation.adapters.targets.base import OriginalPair, Target
 from rotation.adapters.targets.database import DatabaseTarget
+from rotation.adapters.targets.ldap_client import LdapClientTarget, ldap_client_copy
 from rotation.adapters.targets.rest_client import RestClientTarget, file_copy
 from rotation.adapters.targets.slot import ClusterSlot
 from rotation.adapters.tls.probe import probe_endpoints
 from rotation.core.errors import ConfigError, RotationError
 from rotation.core.model import CertName, Endpoint, ServedCert
-from rotation.core.targets import REST_CLIENT, database_key
+from rotation.core.targets import LDAP_CLIENT, REST_CLIENT, database_key
 
 
 def read_targets(session: ClusterSession, names: Sequence[CertName | str]) -> dict[CertName | str, list[ServedCert]]:
@@ -28,6 +29,8 @@ def read_targets(session: ClusterSession, names: Sequence[CertName | str]) -> di
             by_name[name] = view.endpoints(name)
         elif isinstance(name, CertName):
             served[name] = [session.rest_copy(name, from_view=True)]  # syncer: no private keys fetched
+        elif name == LDAP_CLIENT:
+            served[name] = [ldap_client_copy(session)]
         elif name == REST_CLIENT:
             try:
                 in_use = session.settings.client_certificate(session.name)
@@ -60,6 +63,8 @@ def open_target(session: ClusterSession, cert_name: CertName | str, secrets: Sec
         return DatabaseTarget(session, cert_name, secrets)
     if cert_name == REST_CLIENT:
         return RestClientTarget(session)
+    if cert_name == LDAP_CLIENT:
+        return LdapClientTarget(session)
     raise ConfigError(f"{session.name}: {cert_name!r} is not a certificate this version can rotate")
 
 

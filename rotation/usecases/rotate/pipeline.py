@@ -35,7 +35,7 @@ from rotation.config.files import read_file
 from rotation.core import certs
 from rotation.core.errors import IssuerError, RotationError, RotationInProgress, StoreUnavailable, Superseded
 from rotation.core.model import CertName, IssuedCert, Outcome, RotationRecord, new_rotation_id
-from rotation.core.validate import ExtraCheck, ParsedBundle, validate_issued
+from rotation.core.validate import ExtraCheck, ParsedBundle, profile_warnings, strict_profile_check, validate_issued
 from rotation.usecases.rotate import companions
 from rotation.usecases.rotate.recovery import push_and_verify, resume_after_push
 from rotation.usecases.rotate.run import OriginalPair, RotationOptions, Run, describe
@@ -186,8 +186,13 @@ def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: Issu
         if public:
             checks.append(_publicly_trusted)
         checks += companions.checks(run)
+        strict, fqdn = session.settings.strict_profile, session.settings.fqdn
+        if strict:
+            checks.append(strict_profile_check(fqdn))
         bundle = validate_issued(issued, request, now=run.clock.now(), trust_anchors=anchors,
                                  require_anchor=not public, extra_checks=checks, checks=target.validation)
+        if not strict:
+            record.warnings += profile_warnings(bundle, request, fqdn)
         record.new_fingerprint = bundle.fingerprint
         record.new_not_after = bundle.not_after
         step.detail = f"{certs.short_fingerprint(bundle.fingerprint)} valid until {bundle.not_after:%Y-%m-%d %H:%M}Z"

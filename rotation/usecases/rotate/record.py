@@ -123,7 +123,8 @@ def _record_outcome(ctx: ServiceContext, record: RotationRecord, *, final: bool)
 def note_outcome(ctx: ServiceContext, record: RotationRecord, *, final: bool = True) -> None:
     state = ctx.state
     state.count_rotation(record)
-    fields: dict[str, Any] = {"last_rotation": record.id, "last_outcome": str(record.outcome)}
+    fields: dict[str, Any] = {"last_rotation": record.id, "last_outcome": str(record.outcome),
+                              "last_warnings": "\n".join(record.warnings)}  # `status` shows them
     if record.outcome in (Outcome.VERIFIED, Outcome.DRY_RUN):
         if record.outcome is Outcome.VERIFIED:
             fields["intended"] = record.new_fingerprint

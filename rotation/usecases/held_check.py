@@ -1,0 +1,54 @@
+"""Every certificate a cluster holds (``GET /v1/cluster/certificates``), for `check` and the scan: the names
+the inventory does not manage as *unmanaged* rows, and the warnings of ``core.held_certs`` (a customer
+internode certificate near RS's silent fallback; the health report disagreeing with what was seen)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from rotation.adapters.cluster import ClusterSession
+from rotation.config import Inventory
+from rotation.core import certs
+from rotation.core.errors import CertificateError, RotationError
+from rotation.core.held_certs import HeldCert, HeldView, ScanWarning, from_health, held_view
+from rotation.core.versions import CLUSTER_HEALTH_SINCE, at_least
+
+
+def _held(session: ClusterSession) -> list[HeldCert]:
+    held = []
+    for name, pair in session.certificates().items():
+        try:
+            leaf = certs.load_certificates(pair.certificate, where=f"{session.name} {name}_cert")[0]
+        except CertificateError as exc:
+            held.append(HeldCert(name, None, error=exc.message))
+            continue
+        held.append(HeldCert(name, certs.not_after(leaf), certs.fingerprint(leaf)))
+    return held
+
+
+def held_certificates(inventory: Inventory, session: ClusterSession, now: datetime,
+                      seen: Mapping[str, datetime] | None = None, *, prefer_health: bool = False) -> HeldView:
+    """What the cluster holds beside what the inventory manages; the health report cross-checked where
+    the cluster offers it (8.0.16+) against ``seen`` (``scan.earliest_expiry``: what the handshakes saw).
+    A report that cannot be read is a warning, not an error. ``prefer_health`` (the scan): where the report
+    is offered, what the cluster holds is read from it alone, so no private key is fetched."""
+    managed = [str(name) for name in inventory.targets(session.name)]
+    rest_client = inventory.cluster(session.name).rest_client
+    if rest_client is not None and rest_client.manage_trusted_ca:
+        managed.append("mtls_trusted_ca")  # rest_client's companion keeps it
+    health = None
+    problem: ScanWarning | None = None
+    if at_least(session.view().version, CLUSTER_HEALTH_SINCE):
+        try:
+            health = session.client.health_certificates()
+        except RotationError as exc:
+            problem = ScanWarning("health|unread", f"{session.name}: GET /v4/cluster/health not read: {exc.message}")
+    if prefer_health and health is not None:
+        view = held_view(session.name, from_health(health), managed, now, health, seen, held_from_health=True)
+    else:
+        view = held_view(session.name, _held(session), managed, now, health, seen)
+    return HeldView(view.cluster, view.rows, [*view.found, *([problem] if problem else [])])
+
+
+__all__ = ["held_certificates"]
