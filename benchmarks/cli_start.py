@@ -80,7 +80,8 @@ def main() -> None:
                                   "--delay", "0", "--out", str(work)], cwd=ROOT, stdout=log,
                                  stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for(lambda: (work / "ready").exists(), 60, what="the simulated cluster", alive=lambda: fleet.poll() is None)
+        wait_for(lambda: (work / "ready").exists(), 60, what="the simulated cluster",
+                 alive=lambda: fleet.poll() is None)
         commands = {
             "pass": [python, "-c", "pass"],
             "help": [rotation, "--help"],

@@ -17,6 +17,7 @@ app = typer.Typer(
     help="Rotate and verify the TLS certificates of Redis Enterprise Software clusters.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: `rotation --help` and each command's help never import rich
 )
 app.add_typer(ca.ca_app, name="ca")
 app.add_typer(policy.policy_app, name="policy")
