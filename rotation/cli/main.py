@@ -22,7 +22,7 @@ import typer
 import typer.core
 
 if TYPE_CHECKING:
-    import click
+    from typer import _click as click  # typer carries its own click; its types have no public name
 
 # name -> (module, function, options for ``Typer.command``), in the order `rotation --help` lists them
 COMMANDS: dict[str, tuple[str, str, dict[str, Any]]] = {
