@@ -8,9 +8,13 @@ prometheus_client, imported when its command runs: ``rotation --help`` loads non
 from __future__ import annotations
 
 import gc
+import signal
+import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -18,6 +22,13 @@ from rotation.cli import rotate as rotate_command
 from rotation.cli.main import app
 from rotation.cli.options import ConfigOption
 from rotation.cli.render import fail
+
+
+def configure_logging(*args: Any, **kwargs: Any) -> None:
+    from rotation.adapters.logs import configure  # logging: for the services, not for `rotation --help`
+
+    configure(*args, **kwargs)
+
 
 LogFormat = Annotated[str, typer.Option("--log-format", help="plain or json (one object per line).")]
 LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR.")]
@@ -74,9 +85,6 @@ def _supervise(argv: list[str]) -> None:
     worker process is the reliable recovery; SIGTERM/SIGINT are passed on and end the loop.
     """
     import logging
-    import signal
-    import subprocess
-    import time
 
     log = logging.getLogger("rotation.worker")
     stopping = False
@@ -114,8 +122,6 @@ def worker(
     config: ConfigOption = None,
 ) -> None:
     """Run a Celery worker that scans clusters and rotates certificates (scale it out freely)."""
-    from rotation.adapters.logs import configure as configure_logging
-
     configure_logging(log_level, log_format)
     _preflight(config)
     if metrics_port:
@@ -144,8 +150,6 @@ def beat(
 ) -> None:
     """Run Celery beat: scans every ROTATION_SCAN_INTERVAL and audits TLS policies nightly.
     Run exactly one."""
-    from rotation.adapters.logs import configure as configure_logging
-
     configure_logging(log_level, log_format)
     _preflight(config)
     from rotation.config import local_state_dir
@@ -163,10 +167,6 @@ def metrics(
     address: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
 ) -> None:
     """Serve the Prometheus metrics on their own (read from the service's Redis)."""
-    import threading
-
-    from rotation.adapters.logs import configure as configure_logging
-
     configure_logging()
     _serve_metrics(port, address)
     typer.echo(f"metrics on http://{address}:{port}/metrics")
@@ -194,8 +194,6 @@ def webhook(
     log_level: LogLevel = "INFO",
 ) -> None:
     """Serve the chat-ops webhook (Slack, Mattermost, generic HMAC): status, check and rotations from chat."""
-    from rotation.adapters.logs import configure as configure_logging
-
     configure_logging(log_level, log_format)
     from rotation.core.errors import RotationError
     from workers.webhook.protocol import Limits
