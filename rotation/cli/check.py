@@ -6,7 +6,6 @@ import json
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from rotation.cli.options import ConfigOption, JsonOption, load
 from rotation.cli.render import cell, console, err_console, fail, line
@@ -27,6 +26,8 @@ def check(
     (ok / due / mismatch / unreachable). Exit 0 all fine, 1 something due or mismatched,
     2 errors (unreachable endpoints or clusters, bad config).
     """
+    from rich.table import Table
+
     from rotation.usecases.check import check_clusters
 
     inventory = load(config)

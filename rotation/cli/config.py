@@ -6,7 +6,6 @@ import json
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from rotation.cli.options import ConfigOption, JsonOption, load
 from rotation.cli.render import cell, console, fail, line
@@ -27,6 +26,8 @@ def config_check(
 
     Exit 0 usable (warnings allowed), 2 something named cannot be used or the inventory does not load.
     """
+    from rich.table import Table
+
     from rotation.adapters.clock import SYSTEM_CLOCK
     from rotation.adapters.issuers.factory import IssuerFactory
     from rotation.usecases.config_check import CheckInputs, check_config

@@ -6,12 +6,10 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from rotation.cli.options import JsonOption
 from rotation.cli.render import cell, console, fail
 from rotation.core.errors import RotationError
-from rotation.usecases.context import ServiceContext
 
 
 def history(
@@ -23,6 +21,9 @@ def history(
     as_json: JsonOption = False,
 ) -> None:
     """Rotation records, newest first (with --audit: the chat commands, allowed or refused)."""
+    from rich.table import Table
+
+    from rotation.usecases.context import ServiceContext
     from rotation.usecases.history import chat_commands, rotation_history
 
     try:
@@ -51,6 +52,8 @@ def history(
 
 
 def print_audit(entries: list[dict[str, Any]], as_json: bool = False) -> None:
+    from rich.table import Table
+
     if as_json:
         print(json.dumps(entries, indent=2))
         return

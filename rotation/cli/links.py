@@ -6,7 +6,6 @@ import json
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from rotation.cli.options import ConfigOption, JsonOption, load
 from rotation.cli.render import cell, console, err_console, fail, line
@@ -46,6 +45,8 @@ def links(
 
 
 def _print(report: LinksReport) -> None:
+    from rich.table import Table
+
     table = Table(title="Replication links", show_lines=False)
     for column in ("kind", "replica <- source", "status", "depends on"):
         table.add_column(column)

@@ -5,40 +5,113 @@ people, ``--json`` for scripts. Exit codes: 0 fine, 1 something due / failed / r
 2 errors (bad config, unreachable cluster, bad input). One module per command group; shared
 input in ``options``, output in ``render`` (every value from outside printed as text, never
 rich markup, never a terminal escape). ``workers.main`` adds the service processes.
+
+Start-up: a command's module is imported, and its options built, only when that command runs
+(or when ``--help`` lists it): ``rotation check`` does not load ``rotate``, ``policy`` or the
+simulator. Each module imports what is heavy (rich, httpx, the models, the pipeline) inside
+the function that uses it. A new command goes into ``COMMANDS`` or ``GROUPS`` below.
 """
 
 from __future__ import annotations
 
-import typer
+import importlib
+from collections.abc import Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any
 
-from rotation.cli import ca, check, config, history, links, policy, rotate, status
+import typer
+import typer.core
+
+if TYPE_CHECKING:
+    from typer import _click as click  # typer carries its own click; its types have no public name
+
+# name -> (module, function, options for ``Typer.command``), in the order `rotation --help` lists them
+COMMANDS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "check": ("rotation.cli.check", "check", {}),
+    "links": ("rotation.cli.links", "links", {}),
+    "rotate": ("rotation.cli.rotate", "rotate", {}),
+    "history": ("rotation.cli.history", "history", {}),
+    "status": ("rotation.cli.status", "status", {}),
+    "retry": ("rotation.cli.status", "retry", {}),
+    "secret-key": ("rotation.cli.ca", "secret_key", {}),
+    "simulator": ("rotation.simulator.command", "simulator",
+                  {"help": "Run a simulated RS cluster on loopback (real TLS listeners and REST API)."}),
+}
+# name -> (module, Typer app): command groups, listed after the commands
+GROUPS: dict[str, tuple[str, str]] = {
+    "ca": ("rotation.cli.ca", "ca_app"),
+    "policy": ("rotation.cli.policy", "policy_app"),
+    "config": ("rotation.cli.config", "config_app"),
+}
+_SETTINGS: dict[str, Any] = {"pretty_exceptions_enable": False,
+                             "rich_markup_mode": None}  # plain click help: no rich for --help
+
+
+def _build(name: str) -> click.Command:
+    """The click command for ``name``, made by typer exactly as ``app.command()`` / ``app.add_typer`` would."""
+    holder = typer.Typer(**_SETTINGS)
+    if name in COMMANDS:
+        module, function, options = COMMANDS[name]
+        holder.command(name, **options)(getattr(importlib.import_module(module), function))
+    else:
+        module, attribute = GROUPS[name]
+        holder.add_typer(getattr(importlib.import_module(module), attribute), name=name)
+    return typer.main.get_group(holder).commands[name]
+
+
+class _Commands(MutableMapping[str, "click.Command"]):
+    """A group's commands: those typer built (``workers.main``'s services) and, built on first
+    access, the lazy ones above."""
+
+    def __init__(self, built: MutableMapping[str, click.Command]) -> None:
+        self._built = dict(built)
+        self._order = [*COMMANDS, *(n for n in self._built if n not in COMMANDS and n not in GROUPS), *GROUPS]
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self._built:
+            if name not in COMMANDS and name not in GROUPS:
+                raise KeyError(name)
+            self._built[name] = _build(name)
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        if name not in self._order:
+            self._order.append(name)
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        self._order.remove(name)
+        self._built.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._order))
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._order
+
+
+class LazyGroup(typer.core.TyperGroup):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = _Commands(self.commands)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # names only: nothing is built to be listed
+
+
+def _no_options() -> None:
+    """Nothing to do before a command: makes ``app`` a group even with no command registered on it."""
+
 
 app = typer.Typer(
+    cls=LazyGroup,
+    callback=_no_options,
     help="Rotate and verify the TLS certificates of Redis Enterprise Software clusters.",
     no_args_is_help=True,
-    pretty_exceptions_enable=False,
+    **_SETTINGS,
 )
-app.add_typer(ca.ca_app, name="ca")
-app.add_typer(policy.policy_app, name="policy")
-app.add_typer(config.config_app, name="config")
-app.command()(check.check)
-app.command()(links.links)
-app.command()(rotate.rotate)
-app.command()(history.history)
-app.command()(status.status)
-app.command()(status.retry)
-app.command("secret-key")(ca.secret_key)
 
 
-def _register_simulator() -> None:
-    from rotation.simulator.command import simulator
-
-    app.command("simulator", help="Run a simulated RS cluster on loopback (real TLS listeners and REST API).")(
-        simulator
-    )
-
-
-_register_simulator()
-
-
-__all__ = ["app"]
+__all__ = ["COMMANDS", "GROUPS", "LazyGroup", "app"]

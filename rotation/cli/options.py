@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rotation.cli.render import fail
-from rotation.config import Inventory, load_inventory
 from rotation.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rotation.config import Inventory
 
 ConfigOption = Annotated[
     Path | None,
@@ -19,6 +21,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 
 
 def load(config: Path | None) -> Inventory:
+    from rotation.config import load_inventory  # the pydantic models: only for commands that read the inventory
+
     try:
         return load_inventory(config)
     except ConfigError as exc:

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich import box
-from rich.table import Table
 
 from rotation.cli.options import ConfigOption, JsonOption, load
 from rotation.cli.render import cell, console, err_console, fail, line
@@ -53,6 +51,9 @@ def _cell(endpoint: EndpointTLS, version: str) -> str:
 
 
 def print_audit(r: AuditReport) -> None:
+    from rich import box
+    from rich.table import Table
+
     console.print(line((r.cluster, "bold"), " RS ", (r.version or "unknown", "")), highlight=False)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
                   caption="suites: TLS 1.2 suites accepted / tried; --json has the negotiated ciphers")

@@ -6,20 +6,20 @@ import json
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from rotation.cli.options import ConfigOption, JsonOption, load
 from rotation.cli.render import cell, console, err_console, fail, line
-from rotation.core import certs
 from rotation.core.durations import parse_duration
 from rotation.core.errors import ConfigError, Interrupted, RotationError
 from rotation.core.model import Outcome, RotationRecord, Step, Trigger
-from rotation.usecases.context import ServiceContext
-from rotation.usecases.queue import RotationQueue, follow
-from rotation.usecases.rotate.run import RotationOptions, describe
+
+if TYPE_CHECKING:
+    from rotation.usecases.context import ServiceContext
+    from rotation.usecases.queue import RotationQueue
+    from rotation.usecases.rotate.run import RotationOptions
 
 
 def _print_step(record: RotationRecord, step: Step) -> None:
@@ -33,6 +33,10 @@ def _print_step(record: RotationRecord, step: Step) -> None:
 
 
 def print_records(records: list[RotationRecord]) -> None:
+    from rich.table import Table
+
+    from rotation.core import certs
+
     for record in records:
         colour = {"verified": "green", "dry_run": "cyan", "rolled_back": "yellow"}.get(str(record.outcome), "red")
         console.print(line((f"{record.cluster}/{record.cert_name}", "bold"), " ", (record.outcome, colour),
@@ -113,6 +117,8 @@ def rotate(
     every node (or validated, with --dry-run); 1 when one failed or was rolled back; 2 for
     bad input or a refusal (nothing pushed).
     """
+    from rotation.usecases.context import ServiceContext
+
     inventory = load(config)
     try:
         names = [str(n) for n in inventory.targets(cluster)] if all_certs else list(cert or [])
@@ -145,6 +151,7 @@ def rotate(
 def _inline_options(cert_file: Path | None, key_file: Path | None, trust: list[Path], *, dry_run: bool,
                     deadline: timedelta | None, quiet: bool) -> RotationOptions:
     from rotation.adapters.issuers.files import FileIssuer
+    from rotation.usecases.rotate.run import RotationOptions
 
     issuer = None
     if cert_file or key_file:
@@ -161,6 +168,7 @@ def _rotate_here(ctx: ServiceContext, cluster: str, names: list[str], options: R
     rolls back before the exit."""
     from rotation.usecases.rotate.interrupts import sigterm_unwinds
     from rotation.usecases.rotate.record import rotate_and_record
+    from rotation.usecases.rotate.run import describe
 
     try:
         with sigterm_unwinds():
@@ -173,6 +181,7 @@ def _rotate_here(ctx: ServiceContext, cluster: str, names: list[str], options: R
 def _trust_anchors(paths: list[Path]) -> tuple[str, ...]:
     """The PEMs of ``--trust`` files, each checked to hold CA certificates (exit 2 naming the file)."""
     from rotation.config.files import read_file
+    from rotation.core import certs
 
     pems = []
     try:
@@ -189,6 +198,8 @@ queue_factory: Callable[[ServiceContext], RotationQueue] | None = None
 
 
 def _queue(config: Path | None = None) -> RotationQueue | None:
+    from rotation.usecases.context import ServiceContext
+
     try:
         ctx = ServiceContext(config_path=config)
     except ConfigError as exc:
@@ -203,6 +214,7 @@ def _queue(config: Path | None = None) -> RotationQueue | None:
 def _rotate_queued(queue: RotationQueue, cluster: str, names: list[str], *, no_wait: bool,
                    as_json: bool) -> list[RotationRecord]:
     from rotation.core.errors import RotationInProgress
+    from rotation.usecases.queue import follow
 
     ids, refused = [], []
     for name in names:

@@ -6,14 +6,11 @@ import json
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from rotation.cli.history import print_audit
 from rotation.cli.options import ConfigOption, JsonOption
 from rotation.cli.render import cell, console, err_console, fail
 from rotation.core.errors import RotationError
-from rotation.usecases.context import ServiceContext
-from rotation.usecases.history import chat_commands
 
 
 def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
@@ -24,6 +21,10 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     clears it). Warns when a worker keeps an older inventory because an edit does not load.
     Reads the service's state (Redis, or the local state folder with ROTATION_STORE=local).
     """
+    from rich.table import Table
+
+    from rotation.usecases.context import ServiceContext
+    from rotation.usecases.history import chat_commands
     from rotation.usecases.status import service_status
 
     try:
@@ -74,6 +75,7 @@ def retry(
 ) -> None:
     """Clear a certificate's backoff after failures: the next scan may rotate it again."""
     from rotation.usecases.backoff import clear_backoff
+    from rotation.usecases.context import ServiceContext
 
     try:
         cleared = clear_backoff(ServiceContext(config_path=config), cluster, cert)

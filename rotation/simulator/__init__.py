@@ -51,11 +51,39 @@ refreshes every participant's view over HTTPS: :mod:`.crdb` (routes in :mod:`.cr
 Several linked clusters for tests and demos: :class:`rotation.simulator.fleet.Fleet`.
 """
 
-from .cluster import SimulatorConfig
-from .nodes import DEFAULT_DATABASES, Database
-from .server import ClusterSimulator, PortInUseError, SimulatorError
-from .tls import LeafSpec
-from .versions import version_tuple
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Loaded on first use, like ``rotation``'s own names: ``rotation simulator --help`` (and anything
+# importing one submodule, such as ``.versions``) does not start the whole server.
+_EXPORTS = {
+    "DEFAULT_DATABASES": ".nodes",
+    "ClusterSimulator": ".server",
+    "Database": ".nodes",
+    "LeafSpec": ".tls",
+    "PortInUseError": ".server",
+    "SimulatorConfig": ".cluster",
+    "SimulatorError": ".server",
+    "version_tuple": ".versions",
+}
+
+if TYPE_CHECKING:
+    from .cluster import SimulatorConfig
+    from .nodes import DEFAULT_DATABASES, Database
+    from .server import ClusterSimulator, PortInUseError, SimulatorError
+    from .tls import LeafSpec
+    from .versions import version_tuple
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # the next access skips this function
+    return value
 
 __all__ = [
     "DEFAULT_DATABASES",

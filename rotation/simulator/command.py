@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
-import yaml
 
-from .cluster import SimulatorConfig
-from .inventory import ReadyInventory, write_inventory
-from .nodes import DEFAULT_DATABASES, Database
-from .server import ClusterSimulator, SimulatorError, new_event_loop
-from .tls import utcnow
 from .versions import DEFAULT_VERSION
+
+# The server, its certificates and yaml load when the command runs: `rotation --help` and
+# `rotation simulator --help` only need the signature below.
+if TYPE_CHECKING:
+    from .nodes import Database
+    from .server import ClusterSimulator
 
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "w": 604800}
 
@@ -32,6 +32,8 @@ def parse_duration(text: str) -> dt.timedelta:
 def parse_databases(text: str | None) -> list[Database]:
     """None -> the defaults; ``"2"`` -> 2 TLS all-nodes databases from port 12000;
     ``"12000,12001:single,12002:plain"`` -> one database per port, flags ``single``/``plain``."""
+    from .nodes import DEFAULT_DATABASES, Database
+
     if text is None:
         return list(DEFAULT_DATABASES)
     text = text.strip()
@@ -62,6 +64,8 @@ def _login_kind(cert_login: bool, basic_off: bool) -> str:
 
 
 def _summary(sim: ClusterSimulator, name: str, login: str = "basic") -> str:
+    import yaml
+
     cfg = sim.config
     lines = [f"Simulated RS cluster {cfg.fqdn} (version {cfg.version}), {cfg.nodes} node(s)",
              f"  admin: {sim.admin_username} (password in {sim.password_path})",
@@ -136,6 +140,13 @@ def simulator(
     ),
 ) -> None:
     """Run a simulated Redis Enterprise cluster (real TLS listeners + REST API) until Ctrl-C."""
+    import asyncio
+
+    from .cluster import SimulatorConfig
+    from .inventory import ReadyInventory
+    from .server import ClusterSimulator, SimulatorError, new_event_loop
+    from .tls import utcnow
+
     try:
         config = SimulatorConfig(
             fqdn=fqdn, nodes=nodes, first_address=first_address, cm_port=cm_port, api_port=api_port,
@@ -176,4 +187,12 @@ def simulator(
     typer.echo("Simulator stopped.")
 
 
-__all__ = ["parse_databases", "parse_duration", "parse_uids", "simulator", "write_inventory"]
+def __getattr__(name: str) -> Any:
+    if name == "write_inventory":  # kept importable from here
+        from .inventory import write_inventory
+
+        return write_inventory
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["parse_databases", "parse_duration", "parse_uids", "simulator"]  # and write_inventory, above

@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
@@ -26,9 +26,11 @@ from rotation.core.clock import Clock
 from rotation.core.errors import RotationError, RotationInProgress
 from rotation.core.model import CertName, ServedCert, Trigger
 from rotation.core.renewal import Decision, Health, RenewalWindow, Verdict, decide, judge
-from rotation.usecases.context import ServiceContext
 from rotation.usecases.held_check import held_certificates
-from rotation.usecases.queue import RotationQueue
+
+if TYPE_CHECKING:  # annotations only: `rotation check` needs neither the service's state nor its queue
+    from rotation.usecases.context import ServiceContext
+    from rotation.usecases.queue import RotationQueue
 
 log = logging.getLogger(__name__)
 
