@@ -39,6 +39,10 @@ class Answer:
         return body
 
 
+def _days(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def _fp(value: str | None) -> str:
     return short_fingerprint(value) if value else "-"
 
@@ -104,7 +108,7 @@ def status_answer(rows: Iterable[dict[str, Any]], in_flight: Iterable[dict[str, 
         last = f", last rotation {row['last_outcome']} {row['last_rotation']}" if row.get("last_rotation") else ""
         failing = f", {row['failures']} failure(s), next attempt {row['next_attempt']}" if row.get("failures") else ""
         lines.append(f"{row['cluster']}/{row['cert']}: {row['health']} {chat(row.get('reason') or '')}".rstrip()
-                     + f", {row['days_left']} days left{last}{failing}")
+                     + f", {_days(row['days_left'])} days left{last}{failing}")
     lines.extend(f":arrows_counterclockwise: {f['cluster']}/{f['cert']} rotation {f['rotation_id']} in flight"
                  for f in in_flight)
     if not lines:
@@ -131,7 +135,7 @@ def check_queued(cluster: str, task_id: str) -> Answer:
 def check_result(cluster: str, rows: Sequence[dict[str, Any]], errors: Sequence[str]) -> Answer:
     lines = [f"Check of {cluster}:"]
     lines.extend(f"{r['cert']} node {r['node']} {r['endpoint']}: {_fp(r['fingerprint'])} "
-                 f"{r['days_left']} days left, {r['status']} {chat(r['reason'] or '')}".rstrip() for r in rows)
+                 f"{_days(r['days_left'])} days left, {r['status']} {chat(r['reason'] or '')}".rstrip() for r in rows)
     lines.extend(f":x: {chat(e)}" for e in errors)
     return Answer(_clip(lines))
 

@@ -18,11 +18,11 @@ ConfigOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
 
-def load(config: Path | None) -> Inventory:
+def load(config: Path | None, as_json: bool = False) -> Inventory:
     try:
         return load_inventory(config)
     except ConfigError as exc:
-        raise fail(exc.message) from None
+        raise fail(exc, as_json=as_json) from None
 
 
 __all__ = ["ConfigOption", "JsonOption", "load"]

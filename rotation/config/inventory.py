@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -278,9 +277,8 @@ def parse_inventory(text: str, config_path: Path) -> Inventory:
         raise ConfigError(_format_error(config_path, exc)) from None
     for name, cluster in inventory.clusters.items():
         if cluster.verify is False:
-            warnings.warn(
-                f"clusters.{name}.verify is false: TLS to the REST API of {name} is NOT verified; "
-                "anyone on the path can read the admin password and the private keys",
-                stacklevel=2,
-            )
+            # logged, not warnings.warn: one line without a Python source line (the CLI prints it as
+            # `warning: ...`, a service through its log format), on every load
+            log.warning("%s: clusters.%s.verify is false: TLS to the REST API of %s is NOT verified; anyone on "
+                        "the path can read the admin password and the private keys", config_path, name, name)
     return inventory.model_copy(update={"source": config_path})
