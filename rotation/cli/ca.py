@@ -52,7 +52,7 @@ def ca_init(
     console.print(cell(f"CA certificate: {cert_path}\nCA key (keep it secret, mode 0600): {key_path}", multiline=True))
     console.print(cell(f"Add this to the inventory ({inventory}: --config or $ROTATION_CONFIG) at the top level, "
                        "merged into an `issuers:` section already there, and name it in a cluster with "
-                       "`issuer: internal` (relative paths in it are read from the inventory's folder):", multiline=True))
+                       "`issuer: internal`:", multiline=True))
     console.print(cell(f"issuers:\n  internal:\n    type: internal_ca\n    ca_cert: {cert_path.resolve()}\n"
                        f"    ca_key_file: {key_path.resolve()}", multiline=True), soft_wrap=True)
     console.print(cell("Running it again never overwrites these files; --force replaces them.", "dim"))
