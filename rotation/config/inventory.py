@@ -93,17 +93,22 @@ class Inventory(_Strict):
         """CA PEMs the REST client must trust besides ``verify``: the anchors of the issuer of this
         cluster's ``api`` certificate, so the client keeps working after ``api`` is rotated. Read from
         the issuer's files; an unreadable one adds nothing (read-only commands must still work)."""
+        return self.api_trust_and_problem(cluster_name)[0]
+
+    def api_trust_and_problem(self, cluster_name: str) -> tuple[list[str], str | None]:
+        """``api_trust`` and, when the issuer's anchors could not be read, why (``issuers.X: ...``): a
+        verification failure then names that cause instead of the ``verify`` bundle."""
         cluster = self.cluster(cluster_name)
         if CertName.API not in cluster.certificates:
-            return []
+            return [], None
         issuer_name = self.plan(cluster_name, CertName.API).issuer
         if not issuer_name:
-            return []
+            return [], None
         try:
-            return self.issuers[issuer_name].trust_anchor_pems()
+            return self.issuers[issuer_name].trust_anchor_pems(), None
         except RotationError as exc:
             log.debug("no extra trust from issuer %s: %s", issuer_name, exc.message)
-            return []
+            return [], f"issuers.{issuer_name}: {exc.message}"
 
     def targets(self, cluster_name: str) -> list[CertName | str]:
         """Every certificate the inventory manages on a cluster: its slots, ``rest_client``, ``db:<key>``."""
