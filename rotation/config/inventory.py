@@ -27,6 +27,7 @@ from rotation.config._base import Renewal, _Strict
 from rotation.config.chatops import ChatOpsSettings
 from rotation.config.clusters import ClusterSettings
 from rotation.config.issuers import IssuerSettings
+from rotation.config.load_checks import load_problems
 from rotation.config.plans import CertPlan, other_plan, rest_client_issuer_problem
 from rotation.core.durations import RenewBefore
 from rotation.core.errors import ConfigError, RotationError
@@ -276,10 +277,17 @@ def parse_inventory(text: str, config_path: Path) -> Inventory:
         data = _resolve_paths(data, config_path.resolve().parent)
     except ConfigError as exc:
         raise ConfigError(f"{config_path}: {exc.message}") from None
+    errors, warnings = load_problems(data, config_path)  # every problem listed at once, the model's and these
     try:
         inventory = Inventory.model_validate(data)
     except PydanticValidationError as exc:
-        raise ConfigError(_format_error(config_path, exc)) from None
+        raise ConfigError("\n".join([_format_error(config_path, exc), *errors])) from None
+    if errors:
+        raise ConfigError("\n".join(errors))
+    for warning in warnings:
+        log.warning("%s", warning)
+    for part in (*inventory.clusters.values(), *inventory.issuers.values(), inventory.chatops):
+        part.located_in(config_path)  # secrets read later name the file too
     for name, cluster in inventory.clusters.items():
         if cluster.verify is False:
             # logged, not warnings.warn: one line without a Python source line (the CLI prints it as
