@@ -65,13 +65,19 @@ def refused(reason: str) -> Answer:
     return Answer(f":no_entry: Refused: {reason}")
 
 
-def queued(command: Rotate, ids: Sequence[tuple[str, str]], busy: Sequence[str], requested_by: str) -> Answer:
+def queued(command: Rotate, ids: Sequence[tuple[str, str]], busy: Sequence[str], requested_by: str,
+           follows_here: bool = True) -> Answer:
+    """``follows_here``: the request came with a reply URL, so progress and the result are posted to it;
+    without one the answer says where to look instead."""
     lines = []
     if ids:
         what = "Dry run" if command.dry_run else "Rotation"
         certs = ", ".join(cert for cert, _ in ids)
+        where = ("progress and the result follow here" if follows_here else
+                 "no reply URL came with this request, so nothing more is posted here: see `history "
+                 f"{command.cluster}` here, or `rotation history --id {ids[0][1]}`")
         lines.append(f"{what} of {certs} on {command.cluster} queued as {', '.join(i for _, i in ids)} "
-                     f"(requested by {requested_by}); progress and the result follow here.")
+                     f"(requested by {requested_by}); {where}.")
     lines.extend(f":hourglass: {message}" for message in busy)
     return Answer("\n".join(lines) or "nothing queued", in_channel=bool(ids))
 
@@ -128,8 +134,10 @@ def history_answer(cluster: str, records: Sequence[RotationRecord]) -> Answer:
     return Answer(_clip(lines))
 
 
-def check_queued(cluster: str, task_id: str) -> Answer:
-    return Answer(f"Checking {cluster} now (task {task_id}); the result follows here.")
+def check_queued(cluster: str, task_id: str, follows_here: bool = True) -> Answer:
+    where = ("the result follows here" if follows_here else "no reply URL came with this request, so the result "
+             f"is not posted here: `status` here, or `rotation check --cluster {cluster}`")
+    return Answer(f"Checking {cluster} now (task {task_id}); {where}.")
 
 
 def check_result(cluster: str, rows: Sequence[dict[str, Any]], errors: Sequence[str]) -> Answer:
