@@ -31,7 +31,7 @@ def config_check(
     from rotation.adapters.issuers.factory import IssuerFactory
     from rotation.usecases.config_check import CheckInputs, check_config
 
-    inventory = load(config, as_json)
+    inventory = load(config, as_json, check_files=False)  # a missing file is a finding of its own here
     try:
         for name in cluster or ():
             inventory.cluster(name)

@@ -35,16 +35,21 @@ def history(
     try:
         ctx = ServiceContext(config_path=config)
         check_names(ctx, cluster, cert)
-        err_console.print(cell(f"read from {ctx.settings.describe_store()}", "dim"), highlight=False, soft_wrap=True)
         if rotation_id is not None:
-            print_rotation(rotation_with_retries(ctx, rotation_id), as_json)
-            return
-        if audit:
-            print_audit(chat_commands(ctx, limit, cluster), as_json)
-            return
-        records = rotation_history(ctx, cluster, cert, limit)
+            found = rotation_with_retries(ctx, rotation_id)
+        elif audit:
+            entries = chat_commands(ctx, limit, cluster)
+        else:
+            records = rotation_history(ctx, cluster, cert, limit)
     except RotationError as exc:
         raise fail(exc, as_json=as_json) from None
+    err_console.print(cell(f"read from {ctx.settings.describe_store()}", "dim"), highlight=False, soft_wrap=True)
+    if rotation_id is not None:
+        print_rotation(found, as_json)
+        return
+    if audit:
+        print_audit(entries, as_json)
+        return
     if as_json:
         print(json.dumps([r.to_dict() for r in records], indent=2))
         return

@@ -18,9 +18,9 @@ ConfigOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
 
-def load(config: Path | None, as_json: bool = False) -> Inventory:
+def load(config: Path | None, as_json: bool = False, *, check_files: bool = True) -> Inventory:
     try:
-        return load_inventory(config)
+        return load_inventory(config, check_files=check_files)
     except ConfigError as exc:
         raise fail(exc, as_json=as_json) from None
 

@@ -261,13 +261,15 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
-def load_inventory(path: Path | str | None = None) -> Inventory:
-    """Read and check the inventory. Every problem is a ConfigError naming the file and field."""
+def load_inventory(path: Path | str | None = None, *, check_files: bool = True) -> Inventory:
+    """Read and check the inventory. Every problem is a ConfigError naming the file and field.
+    ``check_files=False``: the files and variables it names are not looked at (``rotation config
+    check`` reports each of them as a finding of its own)."""
     config_path = resolve_config_path(path)
-    return parse_inventory(_read(config_path), config_path)
+    return parse_inventory(_read(config_path), config_path, check_files=check_files)
 
 
-def parse_inventory(text: str, config_path: Path) -> Inventory:
+def parse_inventory(text: str, config_path: Path, *, check_files: bool = True) -> Inventory:
     """The inventory in ``text`` (relative paths against ``config_path``'s folder); ConfigError
     and nothing else for anything that is not one (the fuzz tests hold it to that)."""
     data = parse_yaml(text, config_path) or {}
@@ -277,7 +279,8 @@ def parse_inventory(text: str, config_path: Path) -> Inventory:
         data = _resolve_paths(data, config_path.resolve().parent)
     except ConfigError as exc:
         raise ConfigError(f"{config_path}: {exc.message}") from None
-    errors, warnings = load_problems(data, config_path)  # every problem listed at once, the model's and these
+    # every problem listed at once: the model's and these
+    errors, warnings = load_problems(data, config_path) if check_files else ([], [])
     try:
         inventory = Inventory.model_validate(data)
     except PydanticValidationError as exc:
