@@ -105,7 +105,8 @@ def worker(
     metrics_address: Annotated[str, typer.Option(help="Address for --metrics-port.")] = "127.0.0.1",
     log_format: LogFormat = "plain",
     log_level: LogLevel = "INFO",
-    hostname: Annotated[str | None, typer.Option(help="Celery node name (default: rotation@<host>).")] = None,
+    hostname: Annotated[str | None, typer.Option(
+        help="Celery node name, e.g. rotation@%h (%h: this host's name; default: Celery's, celery@<host>).")] = None,
     supervise: Annotated[bool, typer.Option(help="Restart the Celery worker if it dies on its own.")] = True,
     config: ConfigOption = None,
 ) -> None:
