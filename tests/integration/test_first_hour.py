@@ -128,6 +128,10 @@ def test_configuration_errors_name_file_and_field_and_are_json_under_json(env: d
     assert {"clusters.east.url", "clusters.east.ports.cm", "issuers.internal.ca_key_file",
             "clusters.east.verify"} <= fields
     assert all(p["file"] == str(inventory) for p in error["problems"])
+    for command in (["links"], ["policy", "audit"], ["config", "check"], ["rotate", "east", "api", "--dry-run"]):
+        result = rotation(*command, "-c", str(inventory), "--json", env=env)
+        assert result.returncode == 2, command
+        assert "clusters.east.url" in {p["field"] for p in json.loads(result.stdout)["problems"]}, command
 
 
 def test_a_missing_password_variable_is_warned_at_load_and_named_with_the_file_when_used(
