@@ -113,18 +113,18 @@ class Endpoint:
 
 
 _LABEL = re.compile(r"^[^@]+@node(?P<node>\S+) (?P<endpoint>(?P<address>.+):\d+)$")
-_REST_LABEL = re.compile(r"^[^@]+@cluster (?P<address>.+)$")
+_REST_LABEL = re.compile(r"^[^@]+@cluster (?P<read>.+)$")
 
 
 def split_endpoint_label(label: str) -> tuple[str, str, str]:
     """``api@node1 127.0.77.1:9443`` -> (node ``1``, address ``127.0.77.1``, endpoint ``127.0.77.1:9443``); the
-    cluster's REST copy -> (``cluster``, what was read, the same). Metrics keep one thing per label."""
+    cluster's REST copy -> (``cluster``, no address, what was read). Metrics keep one thing per label."""
     found = _LABEL.match(label)
     if found:
         return found["node"], found["address"], found["endpoint"]
     rest = _REST_LABEL.match(label)
     if rest:
-        return "cluster", rest["address"], rest["address"]
+        return "cluster", "", rest["read"]
     return label, "", label
 
 

@@ -206,4 +206,4 @@ def test_metric_labels_keep_one_thing_each() -> None:
     assert split_endpoint_label("api@node1 127.0.77.1:9443") == ("1", "127.0.77.1", "127.0.77.1:9443")
     assert split_endpoint_label("db:orders@node3 10.0.0.3:12000") == ("3", "10.0.0.3", "10.0.0.3:12000")
     assert split_endpoint_label("syncer@cluster GET /v1/cluster/certificates") == (
-        "cluster", "GET /v1/cluster/certificates", "GET /v1/cluster/certificates")
+        "cluster", "", "GET /v1/cluster/certificates")
