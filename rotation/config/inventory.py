@@ -41,6 +41,7 @@ MAX_NODES = 100_000  # YAML nodes once every alias is expanded; a large fleet's 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # used in Redis keys and metric labels
 
 log = logging.getLogger(__name__)
+_WARNED: set[str] = set()  # load-time warnings already logged by this process
 
 
 
@@ -261,6 +262,13 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
+def _warn_once(message: str) -> None:
+    """Log a load-time warning once per process: a command may load the file twice, a worker on every edit."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        log.warning("%s", message)
+
+
 def load_inventory(path: Path | str | None = None, *, check_files: bool = True) -> Inventory:
     """Read and check the inventory. Every problem is a ConfigError naming the file and field.
     ``check_files=False``: the files and variables it names are not looked at (``rotation config
@@ -288,13 +296,13 @@ def parse_inventory(text: str, config_path: Path, *, check_files: bool = True) -
     if errors:
         raise ConfigError("\n".join(errors))
     for warning in warnings:
-        log.warning("%s", warning)
+        _warn_once(warning)
     for part in (*inventory.clusters.values(), *inventory.issuers.values(), inventory.chatops):
         part.located_in(config_path)  # secrets read later name the file too
     for name, cluster in inventory.clusters.items():
         if cluster.verify is False:
             # logged, not warnings.warn: one line without a Python source line (the CLI prints it as
-            # `warning: ...`, a service through its log format), on every load
-            log.warning("%s: clusters.%s.verify is false: TLS to the REST API of %s is NOT verified; anyone on "
-                        "the path can read the admin password and the private keys", config_path, name, name)
+            # `warning: ...`, a service through its log format), once per process
+            _warn_once(f"{config_path}: clusters.{name}.verify is false: TLS to the REST API of {name} is NOT "
+                       "verified; anyone on the path can read the admin password and the private keys")
     return inventory.model_copy(update={"source": config_path})
