@@ -47,12 +47,15 @@ def _named(data: Any, where: str = "") -> Iterator[tuple[str, str, str]]:
 
 def _file_problem(value: str) -> str | None:
     path = Path(value)
-    if not path.exists():
-        return f"file not found ({value})"
-    if path.is_dir():
-        return f"is a directory, expected a file ({value})"
-    if not os.access(path, os.R_OK):
-        return f"file not readable by this user, uid {os.getuid()} ({value})"
+    try:
+        if not path.exists():
+            return f"file not found ({value})"
+        if path.is_dir():
+            return f"is a directory, expected a file ({value})"
+        if not os.access(path, os.R_OK):
+            return f"file not readable by this user, uid {os.getuid()} ({value})"
+    except (OSError, ValueError) as exc:  # a name too long, a loop of links
+        return f"cannot be read ({getattr(exc, 'strerror', None) or exc}) ({value[:200]})"
     return None
 
 
