@@ -47,9 +47,11 @@ def _preflight(config: Path | None) -> None:
         os.environ[CONFIG_ENV] = str(config.resolve())
 
     try:
-        preflight(ServiceContext())
+        ctx = ServiceContext()
+        preflight(ctx)
     except RotationError as exc:
         raise fail(exc.message) from None
+    logging.getLogger("rotation.service").info("queue and state: %s", ctx.settings.describe_store())
 
 
 def _serve_metrics(port: int, address: str) -> None:
