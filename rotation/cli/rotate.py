@@ -233,7 +233,8 @@ def _rotate_queued(queue: RotationQueue, cluster: str, names: list[str], *, no_w
         raise typer.Exit(2 if refused else 0)
     if not as_json:
         err_console.print(line(f"queued {len(ids)} rotation(s): ", (" ".join(ids), ""),
-                               "; following (Ctrl-C stops following)"))
+                               " on ", (queue.ctx.settings.describe_store(), ""),
+                               "; following (Ctrl-C stops following)"), highlight=False)
     records = follow(queue.ctx.state, queue, ids, None if as_json else _print_step, clock=queue.ctx.clock)
     if refused:
         now = queue.ctx.clock.now()
