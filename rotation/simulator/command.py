@@ -100,7 +100,8 @@ def simulator(
         None, "--databases", help="Count, or ports like 12000,12001:single,12002:plain."
     ),
     expires_in: str = typer.Option("365d", "--expires-in", help="Initial validity, e.g. 5d, 12h."),
-    version: str = typer.Option(DEFAULT_VERSION, "--version", help="RS version profile."),
+    version: str = typer.Option(DEFAULT_VERSION, "--version",
+                                 help="The simulated RS version (this tool's own: `rotation --version`)."),
     password: str | None = typer.Option(
         None, "--password", envvar="RS_SIM_PASSWORD", help="Admin password (default random)."
     ),
