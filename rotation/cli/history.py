@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -11,8 +11,10 @@ from rich.table import Table
 from rotation.cli.options import ConfigOption, JsonOption
 from rotation.cli.render import cell, console, err_console, fail, line
 from rotation.core.errors import RotationError
-from rotation.core.model import RotationRecord
 from rotation.usecases.context import ServiceContext
+
+if TYPE_CHECKING:
+    from rotation.core.model import RotationRecord
 
 
 def history(
@@ -103,11 +105,10 @@ def print_rotation(records: list[RotationRecord], as_json: bool) -> None:
     if as_json:
         print(json.dumps([r.to_dict() for r in records], indent=2))
         return
-    for record in records:
-        console.print(line((f"{record.cluster}/{record.cert_name}", "bold"), " ", (record.outcome, ""),
-                           " (rotation ", (record.id, ""), ", ", (record.trigger, ""), " by ",
-                           (record.requested_by or "-", ""), f", started {record.started_at:%Y-%m-%d %H:%M:%S})"),
-                      highlight=False, soft_wrap=True)
+    for record in records:  # each try: who asked, when, its steps; then the outcome of the last one
+        console.print(line("rotation ", (record.id, "bold"), ": ", (record.trigger, ""), " by ",
+                           (record.requested_by or "-", ""), f", started {record.started_at:%Y-%m-%d %H:%M:%S}, ",
+                           (record.outcome, "")), highlight=False, soft_wrap=True)
         for step in record.steps:
             mark = ("...", "") if step.finished_at is None else (("ok", "green") if step.ok else ("failed", "red"))
             console.print(line("  ", (step.name, ""), " ", mark, " ", (step.detail or "", "")), highlight=False,
