@@ -66,6 +66,8 @@ USER, TEAM = "UBENCH", "TBENCH"
 
 def write_inventory(directory: Path) -> Path:
     (directory / "password").write_text("unused\n")
+    for name in ("ca.pem", "ca-key.pem"):  # never read here, but the loader wants the issuer's files to exist
+        (directory / name).touch()
     data = {
         "issuers": {"internal": {"type": "internal_ca", "ca_cert": "ca.pem", "ca_key_file": "ca-key.pem"}},
         "clusters": {"east": {"url": "https://127.0.0.1:9443", "username": "admin@east.test", "issuer": "internal",

@@ -8,6 +8,7 @@ prometheus_client, imported when its command runs: ``rotation --help`` loads non
 from __future__ import annotations
 
 import gc
+import logging
 import signal
 import subprocess
 import sys
@@ -57,9 +58,11 @@ def _preflight(config: Path | None) -> None:
         os.environ[CONFIG_ENV] = str(config.resolve())
 
     try:
-        preflight(ServiceContext())
+        ctx = ServiceContext()
+        preflight(ctx)
     except RotationError as exc:
         raise fail(exc.message) from None
+    logging.getLogger("rotation.service").info("queue and state: %s", ctx.settings.describe_store())
 
 
 def _serve_metrics(port: int, address: str) -> None:
@@ -117,7 +120,8 @@ def worker(
     metrics_address: Annotated[str, typer.Option(help="Address for --metrics-port.")] = "127.0.0.1",
     log_format: LogFormat = "plain",
     log_level: LogLevel = "INFO",
-    hostname: Annotated[str | None, typer.Option(help="Celery node name (default: rotation@<host>).")] = None,
+    hostname: Annotated[str | None, typer.Option(
+        help="Celery node name, e.g. rotation@%h (%h: this host's name; default: Celery's, celery@<host>).")] = None,
     supervise: Annotated[bool, typer.Option(help="Restart the Celery worker if it dies on its own.")] = True,
     config: ConfigOption = None,
 ) -> None:

@@ -175,7 +175,7 @@ def verify_of(settings: ClusterSettings) -> bool | tuple[Path, ...]:
 
 
 def _client(name: str, settings: ClusterSettings, trust: Sequence[str],
-            client_cert: ClientCertificate | None = None) -> RSClient:
+            client_cert: ClientCertificate | None = None, trust_problem: str | None = None) -> RSClient:
     username, password = settings.basic_credentials(name) or (None, None)
     return RSClient(
         settings.url,
@@ -187,13 +187,16 @@ def _client(name: str, settings: ClusterSettings, trust: Sequence[str],
         server_name=settings.tls_server_name,
         timeout=settings.request_timeout.total_seconds(),
         extra_trust=trust,
+        trust_problem=trust_problem,
     )
 
 
 def open_cluster(inventory: Inventory, name: str, *, extra_trust: Sequence[str] = ()) -> ClusterSession:
     settings = inventory.cluster(name)
-    trust = (*inventory.api_trust(name), *extra_trust)
-    return ClusterSession(name=name, settings=settings, client=_client(name, settings, trust), trust=trust)
+    anchors, problem = inventory.api_trust_and_problem(name)
+    trust = (*anchors, *extra_trust)
+    return ClusterSession(name=name, settings=settings, client=_client(name, settings, trust, trust_problem=problem),
+                          trust=trust)
 
 
 class SessionPool:
@@ -214,7 +217,8 @@ class SessionPool:
 
     def open(self, inventory: Inventory, name: str) -> ClusterSession:
         settings = inventory.cluster(name)
-        trust = tuple(inventory.api_trust(name))
+        anchors, trust_problem = inventory.api_trust_and_problem(name)
+        trust = tuple(anchors)
         basic = settings.basic_credentials(name)
         client_cert = settings.client_certificate(name)  # a renewed one gets new clients
         identity = hashlib.sha256("\0".join((
@@ -232,7 +236,8 @@ class SessionPool:
             self._idle[name] = (identity, idle)
         for old in stale:
             old.close()
-        return ClusterSession(name, settings, client or _client(name, settings, trust, client_cert), trust=trust,
+        return ClusterSession(name, settings, client or _client(name, settings, trust, client_cert, trust_problem),
+                              trust=trust,
                               release=lambda used, clean: self._release(name, identity, used, clean))
 
     def _release(self, name: str, identity: str, client: RSClient, clean: bool) -> None:

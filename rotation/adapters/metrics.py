@@ -15,6 +15,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from rotation.adapters.state.base import DURATION_BUCKETS, ServiceState
+from rotation.core.model import split_endpoint_label
+
+# node: the node's uid ("cluster" for the REST copy); address: the host dialled; endpoint: host:port
+ENDPOINT_LABELS = ["cluster", "cert", "node", "address", "endpoint"]
 
 
 class StateCollector(Collector):
@@ -24,10 +28,10 @@ class StateCollector(Collector):
     def collect(self) -> Iterator:  # noqa: C901 - one block per metric family keeps it readable
         expiry = GaugeMetricFamily("rotation_certificate_expiry_timestamp_seconds",
                                    "notAfter of the certificate each endpoint serves",
-                                   labels=["cluster", "cert", "node"])
+                                   labels=ENDPOINT_LABELS)
         match = GaugeMetricFamily("rotation_certificate_fingerprint_match",
                                   "1 when the endpoint serves the certificate the last rotation installed",
-                                  labels=["cluster", "cert", "node"])
+                                  labels=ENDPOINT_LABELS)
         failures = GaugeMetricFamily("rotation_certificate_failures",
                                      "Consecutive failed rotations (backoff applies)", labels=["cluster", "cert"])
         next_attempt = GaugeMetricFamily("rotation_certificate_next_attempt_timestamp_seconds",
@@ -35,11 +39,13 @@ class StateCollector(Collector):
                                          labels=["cluster", "cert"])
         for (cluster, cert), state in self.store.all_states().items():
             intended = state.get("intended")
-            for node, not_after in (state.get("not_after") or {}).items():
-                expiry.add_metric([cluster, cert, node], datetime.fromisoformat(not_after).timestamp())
+            for label, not_after in (state.get("not_after") or {}).items():
+                expiry.add_metric([cluster, cert, *split_endpoint_label(label)],
+                                  datetime.fromisoformat(not_after).timestamp())
             if intended:
-                for node, fingerprint in (state.get("served") or {}).items():
-                    match.add_metric([cluster, cert, node], 1.0 if fingerprint == intended else 0.0)
+                for label, fingerprint in (state.get("served") or {}).items():
+                    match.add_metric([cluster, cert, *split_endpoint_label(label)],
+                                     1.0 if fingerprint == intended else 0.0)
             failures.add_metric([cluster, cert], float(state.get("failures") or 0))
             if state.get("next_attempt"):
                 next_attempt.add_metric([cluster, cert], datetime.fromisoformat(state["next_attempt"]).timestamp())

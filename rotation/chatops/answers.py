@@ -39,6 +39,10 @@ class Answer:
         return body
 
 
+def _days(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def _fp(value: str | None) -> str:
     return short_fingerprint(value) if value else "-"
 
@@ -61,13 +65,19 @@ def refused(reason: str) -> Answer:
     return Answer(f":no_entry: Refused: {reason}")
 
 
-def queued(command: Rotate, ids: Sequence[tuple[str, str]], busy: Sequence[str], requested_by: str) -> Answer:
+def queued(command: Rotate, ids: Sequence[tuple[str, str]], busy: Sequence[str], requested_by: str,
+           follows_here: bool = True) -> Answer:
+    """``follows_here``: the request came with a reply URL, so progress and the result are posted to it;
+    without one the answer says where to look instead."""
     lines = []
     if ids:
         what = "Dry run" if command.dry_run else "Rotation"
         certs = ", ".join(cert for cert, _ in ids)
+        where = ("progress and the result follow here" if follows_here else
+                 "no reply URL came with this request, so nothing more is posted here: see `history "
+                 f"{command.cluster}` here, or `rotation history --id {ids[0][1]}`")
         lines.append(f"{what} of {certs} on {command.cluster} queued as {', '.join(i for _, i in ids)} "
-                     f"(requested by {requested_by}); progress and the result follow here.")
+                     f"(requested by {requested_by}); {where}.")
     lines.extend(f":hourglass: {message}" for message in busy)
     return Answer("\n".join(lines) or "nothing queued", in_channel=bool(ids))
 
@@ -104,7 +114,7 @@ def status_answer(rows: Iterable[dict[str, Any]], in_flight: Iterable[dict[str, 
         last = f", last rotation {row['last_outcome']} {row['last_rotation']}" if row.get("last_rotation") else ""
         failing = f", {row['failures']} failure(s), next attempt {row['next_attempt']}" if row.get("failures") else ""
         lines.append(f"{row['cluster']}/{row['cert']}: {row['health']} {chat(row.get('reason') or '')}".rstrip()
-                     + f", {row['days_left']} days left{last}{failing}")
+                     + f", {_days(row['days_left'])} days left{last}{failing}")
     lines.extend(f":arrows_counterclockwise: {f['cluster']}/{f['cert']} rotation {f['rotation_id']} in flight"
                  for f in in_flight)
     if not lines:
@@ -124,14 +134,16 @@ def history_answer(cluster: str, records: Sequence[RotationRecord]) -> Answer:
     return Answer(_clip(lines))
 
 
-def check_queued(cluster: str, task_id: str) -> Answer:
-    return Answer(f"Checking {cluster} now (task {task_id}); the result follows here.")
+def check_queued(cluster: str, task_id: str, follows_here: bool = True) -> Answer:
+    where = ("the result follows here" if follows_here else "no reply URL came with this request, so the result "
+             f"is not posted here: `status` here, or `rotation check --cluster {cluster}`")
+    return Answer(f"Checking {cluster} now (task {task_id}); {where}.")
 
 
 def check_result(cluster: str, rows: Sequence[dict[str, Any]], errors: Sequence[str]) -> Answer:
     lines = [f"Check of {cluster}:"]
     lines.extend(f"{r['cert']} node {r['node']} {r['endpoint']}: {_fp(r['fingerprint'])} "
-                 f"{r['days_left']} days left, {r['status']} {chat(r['reason'] or '')}".rstrip() for r in rows)
+                 f"{_days(r['days_left'])} days left, {r['status']} {chat(r['reason'] or '')}".rstrip() for r in rows)
     lines.extend(f":x: {chat(e)}" for e in errors)
     return Answer(_clip(lines))
 

@@ -193,8 +193,8 @@ async def _dispatch(command: Command, caller: Caller, env: ChatOps, reply_url: s
             _may(allow, caller, inventory, cluster, Permission.READ)
             reply_to = await _registered(env, reply_url, progress=False)
             task_id = await env.tasks.check(cluster, requested_by=caller.label, reply_to=reply_to)
-            return _Outcome(answers.check_queued(cluster, task_id), Decision.ALLOWED, cluster=cluster,
-                            task_ids=(task_id,))
+            return _Outcome(answers.check_queued(cluster, task_id, reply_to is not None), Decision.ALLOWED,
+                            cluster=cluster, task_ids=(task_id,))
         case Rotate():
             return await _rotate(command, caller, env, inventory, allow, reply_url)
         case Confirm(nonce=nonce):
@@ -212,7 +212,8 @@ async def _rotate(command: Rotate, caller: Caller, env: ChatOps, inventory: Inve
     if command.dry_run:
         reply_to = await _registered(env, reply_url, progress=False)
         task_id = await env.tasks.dry_run(command.cluster, certs, requested_by=caller.label, reply_to=reply_to)
-        return _Outcome(answers.queued(command, [(", ".join(certs), task_id)], [], caller.label), Decision.ALLOWED,
+        return _Outcome(answers.queued(command, [(", ".join(certs), task_id)], [], caller.label, reply_to is not None),
+                        Decision.ALLOWED,
                         cluster=command.cluster, task_ids=(task_id,))
     settings = inventory.clusters[command.cluster]
     if command.all or settings.confirm:
@@ -255,8 +256,8 @@ async def _queue(command: Rotate, caller: Caller, env: ChatOps, inventory: Inven
             await env.rotations.release(claim)
     decision = Decision.ALLOWED if ids else Decision.REFUSED
     reason = "; ".join(busy) if busy else "queued"
-    return _Outcome(answers.queued(command, ids, busy, caller.label), decision, reason, command.cluster,
-                    tuple(i for _, i in ids))
+    return _Outcome(answers.queued(command, ids, busy, caller.label, reply_to is not None), decision, reason,
+                    command.cluster, tuple(i for _, i in ids))
 
 
 # --- checks ------------------------------------------------------------------------------------

@@ -29,19 +29,33 @@ def ca_init(
     common_name: Annotated[str, typer.Option("--cn", help="CA common name.")] = "rotation internal CA",
     validity: Annotated[str, typer.Option(help="CA lifetime, e.g. 3650d.")] = "3650d",
     key_type: Annotated[KeyType, typer.Option(help="CA key type.")] = KeyType.ECDSA_P384,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files (without it, existing files "
+                                                        "are never overwritten).")] = False,
 ) -> None:
-    """Create a CA (certificate + private key, 0600) for people who have none."""
+    """Create a CA (certificate + private key, 0600) for people who have none.
+
+    Never overwrites an existing ca.pem or ca-key.pem unless --force is given (certificates it issued stop
+    chaining to a replaced CA). Prints the issuer entry to add to the inventory."""
     from rotation.adapters.issuers.internal_ca import init_ca
 
     try:
         cert_path, key_path = init_ca(directory, common_name=common_name, validity=parse_duration(validity),
                                       key_type=key_type, overwrite=force)
     except (RotationError, ValueError) as exc:
-        raise fail(str(exc)) from None
+        message = getattr(exc, "message", None) or str(exc)
+        if "refusing to overwrite" in message:
+            message += " (--force replaces it: certificates issued by the old CA stop chaining to it)"
+        raise fail(message) from None
+    from rotation.config import resolve_config_path
+
+    inventory = resolve_config_path(None)
     console.print(cell(f"CA certificate: {cert_path}\nCA key (keep it secret, mode 0600): {key_path}", multiline=True))
-    console.print(cell("Inventory entry:\n  issuers:\n    internal: "
-                       f"{{type: internal_ca, ca_cert: {cert_path}, ca_key_file: {key_path}}}", multiline=True))
+    console.print(cell(f"Add this to the inventory ({inventory}: --config or $ROTATION_CONFIG) at the top level, "
+                       "merged into an `issuers:` section already there, and name it in a cluster with "
+                       "`issuer: internal`:", multiline=True))
+    console.print(cell(f"issuers:\n  internal:\n    type: internal_ca\n    ca_cert: {cert_path.resolve()}\n"
+                       f"    ca_key_file: {key_path.resolve()}", multiline=True), soft_wrap=True)
+    console.print(cell("Running it again never overwrites these files; --force replaces them.", "dim"))
 
 
 __all__ = ["ca_app", "ca_init", "secret_key"]

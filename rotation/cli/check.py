@@ -30,13 +30,13 @@ def check(
 
     from rotation.usecases.check import check_clusters
 
-    inventory = load(config)
+    inventory = load(config, as_json)
     names = cluster or list(inventory.clusters)
     try:
         for name in names:
             inventory.cluster(name)
     except ConfigError as exc:
-        raise fail(exc.message) from None
+        raise fail(exc, as_json=as_json) from None
     report = check_clusters(inventory, names)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -49,7 +49,7 @@ def check(
         for row in report.rows:
             colour = colours.get(row["status"], "white")
             table.add_row(*map(cell, (row["cluster"], row["cert"], row["node"], row["endpoint"],
-                                      (row["fingerprint"] or "-")[:16], row["days_left"])),
+                                      (row["fingerprint"] or "-")[:16], _days(row["days_left"]))),
                           line((row["status"], colour), " ", (row["reason"], "")))
         console.print(table)
         _print_coupled(report.coupled, report.links_unread)
@@ -59,6 +59,10 @@ def check(
         for failure in report.errors:
             err_console.print(cell(failure, "red"), highlight=False)
     raise typer.Exit(report.exit_code)
+
+
+def _days(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _print_coupled(coupled: dict[str, list[str]], unread: dict[str, str]) -> None:

@@ -32,12 +32,12 @@ def config_check(
     from rotation.adapters.issuers.factory import IssuerFactory
     from rotation.usecases.config_check import CheckInputs, check_config
 
-    inventory = load(config)
+    inventory = load(config, as_json, check_files=False)  # a missing file is a finding of its own here
     try:
         for name in cluster or ():
             inventory.cluster(name)
     except ConfigError as exc:
-        raise fail(exc.message) from None
+        raise fail(exc, as_json=as_json) from None
     # No service state: an ACME account is never registered by a check.
     inputs = CheckInputs(IssuerFactory(lambda: None, SYSTEM_CLOCK), offline=offline, clusters=tuple(cluster or ()))
     report = check_config(inventory, inputs)

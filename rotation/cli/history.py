@@ -3,37 +3,57 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rotation.cli.options import JsonOption
-from rotation.cli.render import cell, console, fail
+from rotation.cli.options import ConfigOption, JsonOption
+from rotation.cli.render import cell, console, err_console, fail, line
 from rotation.core.errors import RotationError
+
+if TYPE_CHECKING:
+    from rotation.core.model import RotationRecord
+    from rotation.usecases.context import ServiceContext
 
 
 def history(
     cluster: Annotated[str | None, typer.Option(help="Only this cluster.")] = None,
     cert: Annotated[str | None, typer.Option(help="Only this certificate name.")] = None,
+    rotation_id: Annotated[str | None, typer.Option("--id", help="One rotation (the id `rotate --no-wait` prints) "
+                                                                "with its steps and retries.")] = None,
     limit: Annotated[int, typer.Option(help="How many records.")] = 20,
     audit: Annotated[bool, typer.Option("--audit", help="Chat commands (who, where, what, decision) instead.")
                      ] = False,
+    config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Rotation records, newest first (with --audit: the chat commands, allowed or refused)."""
+    """Rotation records, newest first (with --audit: the chat commands, allowed or refused).
+
+    Says which Redis (or local state folder) it read. An unknown --cluster or --cert exits 2.
+    """
     from rich.table import Table
 
     from rotation.usecases.context import ServiceContext
     from rotation.usecases.history import chat_commands, rotation_history
 
     try:
-        ctx = ServiceContext()
-        if audit:
-            print_audit(chat_commands(ctx, limit, cluster), as_json)
-            return
-        records = rotation_history(ctx, cluster, cert, limit)
+        ctx = ServiceContext(config_path=config)
+        check_names(ctx, cluster, cert)
+        if rotation_id is not None:
+            found = rotation_with_retries(ctx, rotation_id)
+        elif audit:
+            entries = chat_commands(ctx, limit, cluster)
+        else:
+            records = rotation_history(ctx, cluster, cert, limit)
     except RotationError as exc:
-        raise fail(exc.message) from None
+        raise fail(exc, as_json=as_json) from None
+    err_console.print(cell(f"read from {ctx.settings.describe_store()}", "dim"), highlight=False, soft_wrap=True)
+    if rotation_id is not None:
+        print_rotation(found, as_json)
+        return
+    if audit:
+        print_audit(entries, as_json)
+        return
     if as_json:
         print(json.dumps([r.to_dict() for r in records], indent=2))
         return
@@ -49,6 +69,57 @@ def history(
         for warning in r.warnings:
             console.print(cell(f"{r.id} {r.cluster}/{r.cert_name}: warning: {warning}", "yellow"), highlight=False,
                           soft_wrap=True)
+
+
+def check_names(ctx: ServiceContext, cluster: str | None, cert: str | None) -> None:
+    """An unknown cluster or certificate is an error (ConfigError, exit 2), not an empty table. Names are
+    checked against the inventory when it loads; without one, only the certificate name's form."""
+    from rotation.core.errors import ConfigError
+    from rotation.core.model import CertName
+    from rotation.core.targets import REST_CLIENT
+
+    try:
+        inventory = ctx.inventory() if cluster or cert else None
+    except ConfigError:
+        inventory = None  # history is still readable without the inventory
+    if inventory is not None and cluster is not None:
+        inventory.cluster(cluster)
+    if cert is not None:
+        if inventory is not None and cluster is not None:
+            inventory.plan(cluster, cert)
+        elif cert not in {c.value for c in CertName} | {REST_CLIENT} and not cert.startswith("db:"):
+            known = ", ".join(c.value for c in CertName)
+            raise ConfigError(f"unknown certificate name {cert!r} (known: {known}, {REST_CLIENT}, db:<database>)")
+
+
+def rotation_with_retries(ctx: ServiceContext, rotation_id: str) -> list[RotationRecord]:
+    """The record of ``rotation_id`` and those of its retries (``<id>.<n>``), oldest first."""
+    from rotation.core import retry
+    from rotation.core.errors import ConfigError
+
+    record = ctx.state.get(rotation_id)
+    if record is None:
+        raise ConfigError(f"no rotation {rotation_id!r} in {ctx.settings.describe_store()}")
+    later = [r for r in ctx.state.history(record.cluster, record.cert_name, 200)
+             if r.id != rotation_id and retry.same_rotation(r.id, rotation_id)]
+    return [record, *sorted(later, key=lambda r: r.started_at)]
+
+
+def print_rotation(records: list[RotationRecord], as_json: bool) -> None:
+    from rotation.cli.rotate import print_records
+
+    if as_json:
+        print(json.dumps([r.to_dict() for r in records], indent=2))
+        return
+    for record in records:  # each try: who asked, when, its steps; then the outcome of the last one
+        console.print(line("rotation ", (record.id, "bold"), ": ", (record.trigger, ""), " by ",
+                           (record.requested_by or "-", ""), f", started {record.started_at:%Y-%m-%d %H:%M:%S}, ",
+                           (record.outcome, "")), highlight=False, soft_wrap=True)
+        for step in record.steps:
+            mark = ("...", "") if step.finished_at is None else (("ok", "green") if step.ok else ("failed", "red"))
+            console.print(line("  ", (step.name, ""), " ", mark, " ", (step.detail or "", "")), highlight=False,
+                          soft_wrap=True)
+    print_records(records[-1:])
 
 
 def print_audit(entries: list[dict[str, Any]], as_json: bool = False) -> None:

@@ -30,12 +30,12 @@ def links(
     """
     from rotation.usecases.links import links_report
 
-    inventory = load(config)
+    inventory = load(config, as_json)
     try:
         for name in cluster or ():
             inventory.cluster(name)
     except ConfigError as exc:
-        raise fail(exc.message) from None
+        raise fail(exc, as_json=as_json) from None
     report = links_report(inventory, cluster)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))

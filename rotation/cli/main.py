@@ -15,8 +15,9 @@ the function that uses it. A new command goes into ``COMMANDS`` or ``GROUPS`` be
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Iterator, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import typer.core
@@ -101,13 +102,48 @@ class LazyGroup(typer.core.TyperGroup):
         return list(self.commands)  # names only: nothing is built to be listed
 
 
-def _no_options() -> None:
-    """Nothing to do before a command: makes ``app`` a group even with no command registered on it."""
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"rotation {version('rotation')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            print("rotation (not installed)")
+        raise typer.Exit()
+
+
+class OneLineWarnings(logging.Handler):
+    """``warning: ...`` on stderr, one line, for a command that set up no logging of its own (a
+    service process does: then this handler stays silent and the process's own handlers print)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if logging.getLogger().handlers:
+            return
+        import sys
+
+        from rotation.adapters.logs import safe_message
+
+        sys.stderr.write(f"{record.levelname.lower()}: {safe_message(record)}\n")
+
+
+def _one_line_warnings() -> None:
+    logger = logging.getLogger("rotation")
+    if not any(isinstance(h, OneLineWarnings) for h in logger.handlers):
+        logger.addHandler(OneLineWarnings(logging.WARNING))
+
+
+def main(
+    _version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                           help="Print the version of rotation and exit.")] = False,
+) -> None:
+    """Rotate and verify the TLS certificates of Redis Enterprise Software clusters."""
+    _one_line_warnings()
 
 
 app = typer.Typer(
     cls=LazyGroup,
-    callback=_no_options,
+    callback=main,
     help="Rotate and verify the TLS certificates of Redis Enterprise Software clusters.",
     no_args_is_help=True,
     **_SETTINGS,

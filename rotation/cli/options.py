@@ -20,13 +20,13 @@ ConfigOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
 
-def load(config: Path | None) -> Inventory:
+def load(config: Path | None, as_json: bool = False, *, check_files: bool = True) -> Inventory:
     from rotation.config import load_inventory  # the pydantic models: only for commands that read the inventory
 
     try:
-        return load_inventory(config)
+        return load_inventory(config, check_files=check_files)
     except ConfigError as exc:
-        raise fail(exc.message) from None
+        raise fail(exc, as_json=as_json) from None
 
 
 __all__ = ["ConfigOption", "JsonOption", "load"]

@@ -27,19 +27,21 @@ policy_app = typer.Typer(help="Audit and enforce TLS versions and cipher suites 
 ClusterArg = Annotated[str | None, typer.Argument(help="Cluster name from the inventory (default: all).")]
 
 
-def _clusters(config: Path | None, cluster: str | None, *, with_policy: bool = False) -> tuple[Inventory, list[str]]:
+def _clusters(config: Path | None, cluster: str | None, *, with_policy: bool = False,
+              as_json: bool = False) -> tuple[Inventory, list[str]]:
     from rotation.core.errors import ConfigError
 
-    inventory = load(config)
+    inventory = load(config, as_json)
     try:
         if cluster:
             inventory.cluster(cluster)
             return inventory, [cluster]
     except ConfigError as exc:
-        raise fail(exc.message) from None
+        raise fail(exc, as_json=as_json) from None
     names = [n for n, c in inventory.clusters.items() if c.tls_policy or not with_policy]
     if not names:
-        raise fail("no cluster with a tls_policy in the inventory" if with_policy else "no clusters in the inventory")
+        raise fail("no cluster with a tls_policy in the inventory" if with_policy else "no clusters in the inventory",
+                   as_json=as_json)
     return inventory, names
 
 
@@ -99,7 +101,7 @@ def audit(
     """
     from rotation.usecases.tls_audit import audit_cluster
 
-    inventory, names = _clusters(config, cluster)
+    inventory, names = _clusters(config, cluster, as_json=as_json)
     reports = [audit_cluster(inventory, name, scan_ciphers=ciphers) for name in names]
     code = max(r.exit_code for r in reports)
     if as_json:
@@ -125,7 +127,7 @@ def apply(
     """
     from rotation.usecases.tls_apply import apply_policy
 
-    inventory, names = _clusters(config, cluster, with_policy=True)
+    inventory, names = _clusters(config, cluster, with_policy=True, as_json=as_json)
     reports = [apply_policy(inventory, name, dry_run=dry_run) for name in names]
     code = max(r.exit_code for r in reports)
     if as_json:

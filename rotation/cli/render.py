@@ -10,6 +10,8 @@ fails before printing never pay for it (``console`` and ``err_console`` are made
 
 from __future__ import annotations
 
+import json
+import re
 from typing import TYPE_CHECKING, Any, cast
 
 import typer
@@ -63,10 +65,28 @@ def line(*parts: str | tuple[object, str] | Text) -> Text:
     return out
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
+def fail(problem: str | BaseException, code: int = 2, *, as_json: bool = False) -> typer.Exit:
+    """The one way a command stops on an error: ``error: ...`` on stderr and, under ``--json``, a JSON
+    object on stdout too (``error``, ``problems``: one per ``file: field: message`` line, ``exit_code``),
+    so a script reading stdout learns why. Returns the ``typer.Exit`` to raise."""
+    message = getattr(problem, "message", None) or str(problem)
+    if as_json:
+        print(json.dumps({"error": message, "problems": [_problem(text) for text in message.splitlines()],
+                          "exit_code": code}, indent=2))
     err_console.print(line(("error: ", "bold red"), cell(message, multiline=True)), highlight=False,
                       soft_wrap=True)
     return typer.Exit(code)
+
+
+_WHERE = re.compile(r"^(?P<file>[^\s:]+\.ya?ml): (?:(?P<field>[\w.\[\]*-]+): )?(?P<message>.*)$")
+
+
+def _problem(text: str) -> dict[str, str | None]:
+    """``rotation.yaml: clusters.east.url: must be ...`` -> its file, field and message."""
+    found = _WHERE.match(text)
+    if found is None:
+        return {"file": None, "field": None, "message": text}
+    return {"file": found["file"], "field": found["field"], "message": found["message"]}
 
 
 __all__ = ["cell", "console", "err_console", "fail", "line"]

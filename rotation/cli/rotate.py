@@ -117,9 +117,13 @@ def rotate(
     every node (or validated, with --dry-run); 1 when one failed or was rolled back; 2 for
     bad input or a refusal (nothing pushed).
     """
+    _refuse_contradictions(cert or [], all_certs=all_certs, inline=inline, no_wait=no_wait, as_json=as_json,
+                           inline_only={"--dry-run": dry_run, "--cert-file": cert_file is not None,
+                                        "--trust": bool(trust), "--verify-deadline": verify_deadline is not None,
+                                        "--allow-unmanaged-peer": allow_unmanaged_peer})
     from rotation.usecases.context import ServiceContext
 
-    inventory = load(config)
+    inventory = load(config, as_json)
     try:
         names = [str(n) for n in inventory.targets(cluster)] if all_certs else list(cert or [])
         if not names:
@@ -127,7 +131,7 @@ def rotate(
         names = [str(inventory.plan(cluster, name).cert_name) for name in names]  # db:<key> as the inventory has it
         deadline = parse_duration(verify_deadline) if verify_deadline else None
     except (ConfigError, ValueError) as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc, as_json=as_json) from None
     options = _inline_options(cert_file, key_file, trust or [], dry_run=dry_run, deadline=deadline,
                               quiet=as_json)
     options.allow_unmanaged_peer = allow_unmanaged_peer
@@ -140,12 +144,24 @@ def rotate(
         else:
             records = _rotate_queued(queue, cluster, names, no_wait=no_wait, as_json=as_json)
     except RotationError as exc:
-        raise fail(exc.message) from None
+        raise fail(exc, as_json=as_json) from None
     if as_json:
         print(json.dumps([r.to_dict() for r in records], indent=2))
     else:
         print_records(records)
     raise typer.Exit(exit_code_for(records, dry_run))
+
+
+def _refuse_contradictions(certs_named: list[str], *, all_certs: bool, inline: bool, no_wait: bool, as_json: bool,
+                           inline_only: dict[str, bool]) -> None:
+    """Arguments that cannot all be obeyed are refused (exit 2) rather than one silently ignored."""
+    if all_certs and certs_named:
+        raise fail(f"name certificates ({' '.join(certs_named)}) or pass --all, not both", as_json=as_json)
+    if no_wait:
+        here = ["--inline"] * inline + [flag for flag, given in inline_only.items() if given]
+        if here:
+            raise fail(f"--no-wait queues the rotations, {here[0]} runs them in this process: pass one of them",
+                       as_json=as_json)
 
 
 def _inline_options(cert_file: Path | None, key_file: Path | None, trust: list[Path], *, dry_run: bool,
@@ -229,7 +245,8 @@ def _rotate_queued(queue: RotationQueue, cluster: str, names: list[str], *, no_w
         raise typer.Exit(2 if refused else 0)
     if not as_json:
         err_console.print(line(f"queued {len(ids)} rotation(s): ", (" ".join(ids), ""),
-                               "; following (Ctrl-C stops following)"))
+                               " on ", (queue.ctx.settings.describe_store(), ""),
+                               "; following (Ctrl-C stops following)"), highlight=False)
     records = follow(queue.ctx.state, queue, ids, None if as_json else _print_step, clock=queue.ctx.clock)
     if refused:
         now = queue.ctx.clock.now()

@@ -19,7 +19,8 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     Shows the health from the last scan, days left, last rotation and its outcome, and for a
     certificate that is backing off: its failures, the next attempt and why (`rotation retry`
     clears it). Warns when a worker keeps an older inventory because an edit does not load.
-    Reads the service's state (Redis, or the local state folder with ROTATION_STORE=local).
+    Reads the service's state (Redis, or the local state folder with ROTATION_STORE=local) and says
+    which (`--json`: `source`).
     """
     from rich.table import Table
 
@@ -31,11 +32,13 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         ctx = ServiceContext(config_path=config)
         report = service_status(ctx)
         report["chat_commands"] = chat_commands(ctx, 10)
+        report["source"] = ctx.settings.describe_store()
     except RotationError as exc:
-        raise fail(exc.message) from None
+        raise fail(exc, as_json=as_json) from None
     if as_json:
         print(json.dumps(report, indent=2, default=str))
         return
+    err_console.print(cell(f"read from {report['source']}", "dim"), highlight=False, soft_wrap=True)
     table = Table(title="Certificates (last scan)")
     for column in ("cluster", "cert", "health", "days left", "last scan", "last rotation", "failures",
                    "next attempt (why)", "in flight"):
@@ -43,7 +46,8 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     for row in report["certificates"]:
         backoff = row["backoff"]
         why = f"{backoff['until']} ({backoff['reason'][:80]})" if backoff else "-"
-        table.add_row(*map(cell, (row["cluster"], row["cert"], f"{row['health']} {row['reason']}", row["days_left"],
+        table.add_row(*map(cell, (row["cluster"], row["cert"], f"{row['health']} {row['reason']}",
+                                  "-" if row["days_left"] is None else f"{row['days_left']:.1f}",
                                   row["last_scan"] or "-", f"{row['last_outcome'] or '-'} {row['last_rotation'] or ''}",
                                   row["failures"] or 0, why, row["in_flight"] or "-")))
     console.print(table)

@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr
 
 from rotation.core.durations import RenewBefore, parse_duration
 from rotation.core.errors import ConfigError
@@ -18,6 +18,20 @@ Renewal = Annotated[RenewBefore, BeforeValidator(RenewBefore.parse)]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    _source: Path | None = PrivateAttr(default=None)  # the inventory file this came from, for messages
+
+    def located_in(self, source: Path) -> None:
+        """Remember the inventory file, here and in every section inside (their secrets name it)."""
+        self._source = source
+        for value in self.__dict__.values():
+            for part in value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) \
+                    else (value,):
+                if isinstance(part, _Strict):
+                    part.located_in(source)
+
+    def where(self, field: str) -> str:
+        """``field`` as messages name it: ``rotation.yaml: clusters.east.password``."""
+        return f"{self._source}: {field}" if self._source else field
 
 
 class SecretSource(_Strict):

@@ -58,7 +58,7 @@ class SlackSettings(_Strict):
 
     def signing_secret(self) -> str:
         source = _exactly_one(self.signing_secret_env, self.signing_secret_file, "signing_secret")
-        return _checked(source, "chatops.slack.signing_secret", re.compile(r"[0-9a-f]{32}"),
+        return _checked(source, self.where("chatops.slack.signing_secret"), re.compile(r"[0-9a-f]{32}"),
                         "Slack's signing secret (32 hexadecimal characters, from the app's Basic Information)")
 
     def foreign(self, team: str | None, api_app_id: str | None) -> bool:
@@ -77,7 +77,7 @@ class MattermostSettings(_Strict):
         return self
 
     def token(self) -> str:
-        return _checked(_exactly_one(self.token_env, self.token_file, "token"), "chatops.mattermost.token",
+        return _checked(_exactly_one(self.token_env, self.token_file, "token"), self.where("chatops.mattermost.token"),
                         re.compile(r"[a-z0-9]{26}"), "the slash command's token (26 characters a-z 0-9)")
 
 
@@ -91,7 +91,8 @@ class GenericSettings(_Strict):
         return self
 
     def secret(self) -> str:
-        return _checked(_exactly_one(self.secret_env, self.secret_file, "secret"), "chatops.generic.secret", None,
+        return _checked(_exactly_one(self.secret_env, self.secret_file, "secret"),
+                        self.where("chatops.generic.secret"), None,
                         f"a secret of at least {GENERIC_SECRET_MIN} bytes (`openssl rand -hex 32` makes one)")
 
 
@@ -111,7 +112,7 @@ class NotifySettings(_Strict):
         if self.url_env and not os.environ.get(self.url_env, "x").strip():
             return None
         source = _secret(self.url_env, self.url_file)
-        return source.read("chatops.notify.url") if source else None
+        return source.read(self.where("chatops.notify.url")) if source else None
 
 
 class ChatOpsSettings(_Strict):

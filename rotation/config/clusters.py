@@ -26,11 +26,14 @@ class CertificateSettings(_Strict):
     hosts: tuple[str, ...] | None = None
 
 
+Port = Annotated[int, Field(ge=1, le=65535)]  # refused at load, not shown later as "unreachable"
+
+
 class Ports(_Strict):
-    cm: int | None = None  # default: the cluster object's cm_port (8443)
-    api: int | None = None  # default: the port of ``url``
-    metrics_exporter: int = 8070
-    discovery: int | None = 8001  # discovery service (Sentinel API) for `rotation policy audit`; null: skip
+    cm: Port | None = None  # default: the cluster object's cm_port (8443)
+    api: Port | None = None  # default: the port of ``url``
+    metrics_exporter: Port = 8070
+    discovery: Port | None = 8001  # discovery service (Sentinel API) for `rotation policy audit`; null: skip
 
 
 def _tls_version(value: Any) -> Any:
@@ -105,6 +108,15 @@ class ClusterSettings(_Strict):
     def _https_url(cls, value: str) -> str:
         if not value.startswith("https://"):
             raise ValueError("must be an https:// URL (the RS REST API, usually port 9443)")
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port outside 0-65535
+        except ValueError:
+            raise ValueError("the port must be a number from 1 to 65535") from None
+        if not parts.hostname:
+            raise ValueError("names no host (https://HOST:9443)")
+        if parts.port == 0:
+            raise ValueError("the port must be a number from 1 to 65535")
         return value.rstrip("/")
 
     @field_validator("certificates", mode="before")
@@ -139,8 +151,8 @@ class ClusterSettings(_Strict):
     def password(self, cluster: str) -> str:
         source = _secret(self.password_env, self.password_file)
         if source is None:
-            raise ConfigError(f"clusters.{cluster}: no password configured (certificate login only)")
-        return source.read(f"clusters.{cluster}.password")
+            raise ConfigError(f"{self.where(f'clusters.{cluster}')}: no password configured (certificate login only)")
+        return source.read(self.where(f"clusters.{cluster}.password"))
 
     def basic_credentials(self, cluster: str) -> tuple[str, str] | None:
         """(username, password) for Basic, or None when the cluster logs in with a certificate only."""

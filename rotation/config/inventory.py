@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from rotation.config._base import Renewal, _Strict
 from rotation.config.chatops import ChatOpsSettings
 from rotation.config.clusters import ClusterSettings
 from rotation.config.issuers import IssuerSettings
+from rotation.config.load_checks import load_problems
 from rotation.config.plans import CertPlan, impossible_plans, other_plan, rest_client_issuer_problem
 from rotation.core.durations import RenewBefore
 from rotation.core.errors import ConfigError, RotationError
@@ -41,6 +41,7 @@ MAX_NODES = 100_000  # YAML nodes once every alias is expanded; a large fleet's 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # used in Redis keys and metric labels
 
 log = logging.getLogger(__name__)
+_WARNED: set[str] = set()  # load-time warnings already logged by this process
 
 
 
@@ -98,17 +99,22 @@ class Inventory(_Strict):
         """CA PEMs the REST client must trust besides ``verify``: the anchors of the issuer of this
         cluster's ``api`` certificate, so the client keeps working after ``api`` is rotated. Read from
         the issuer's files; an unreadable one adds nothing (read-only commands must still work)."""
+        return self.api_trust_and_problem(cluster_name)[0]
+
+    def api_trust_and_problem(self, cluster_name: str) -> tuple[list[str], str | None]:
+        """``api_trust`` and, when the issuer's anchors could not be read, why (``issuers.X: ...``): a
+        verification failure then names that cause instead of the ``verify`` bundle."""
         cluster = self.cluster(cluster_name)
         if CertName.API not in cluster.certificates:
-            return []
+            return [], None
         issuer_name = self.plan(cluster_name, CertName.API).issuer
         if not issuer_name:
-            return []
+            return [], None
         try:
-            return self.issuers[issuer_name].trust_anchor_pems()
+            return self.issuers[issuer_name].trust_anchor_pems(), None
         except RotationError as exc:
             log.debug("no extra trust from issuer %s: %s", issuer_name, exc.message)
-            return []
+            return [], f"issuers.{issuer_name}: {exc.message}"
 
     def targets(self, cluster_name: str) -> list[CertName | str]:
         """Every certificate the inventory manages on a cluster: its slots, ``rest_client``, ``db:<key>``."""
@@ -260,13 +266,22 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
-def load_inventory(path: Path | str | None = None) -> Inventory:
-    """Read and check the inventory. Every problem is a ConfigError naming the file and field."""
+def _warn_once(message: str) -> None:
+    """Log a load-time warning once per process: a command may load the file twice, a worker on every edit."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        log.warning("%s", message)
+
+
+def load_inventory(path: Path | str | None = None, *, check_files: bool = True) -> Inventory:
+    """Read and check the inventory. Every problem is a ConfigError naming the file and field.
+    ``check_files=False``: the files and variables it names are not looked at (``rotation config
+    check`` reports each of them as a finding of its own)."""
     config_path = resolve_config_path(path)
-    return parse_inventory(_read(config_path), config_path)
+    return parse_inventory(_read(config_path), config_path, check_files=check_files)
 
 
-def parse_inventory(text: str, config_path: Path) -> Inventory:
+def parse_inventory(text: str, config_path: Path, *, check_files: bool = True) -> Inventory:
     """The inventory in ``text`` (relative paths against ``config_path``'s folder); ConfigError
     and nothing else for anything that is not one (the fuzz tests hold it to that)."""
     data = parse_yaml(text, config_path) or {}
@@ -276,15 +291,22 @@ def parse_inventory(text: str, config_path: Path) -> Inventory:
         data = _resolve_paths(data, config_path.resolve().parent)
     except ConfigError as exc:
         raise ConfigError(f"{config_path}: {exc.message}") from None
+    # every problem listed at once: the model's and these
+    errors, warnings = load_problems(data, config_path) if check_files else ([], [])
     try:
         inventory = Inventory.model_validate(data)
     except PydanticValidationError as exc:
-        raise ConfigError(_format_error(config_path, exc)) from None
+        raise ConfigError("\n".join([_format_error(config_path, exc), *errors])) from None
+    if errors:
+        raise ConfigError("\n".join(errors))
+    for warning in warnings:
+        _warn_once(warning)
+    for part in (*inventory.clusters.values(), *inventory.issuers.values(), inventory.chatops):
+        part.located_in(config_path)  # secrets read later name the file too
     for name, cluster in inventory.clusters.items():
         if cluster.verify is False:
-            warnings.warn(
-                f"clusters.{name}.verify is false: TLS to the REST API of {name} is NOT verified; "
-                "anyone on the path can read the admin password and the private keys",
-                stacklevel=2,
-            )
+            # logged, not warnings.warn: one line without a Python source line (the CLI prints it as
+            # `warning: ...`, a service through its log format), once per process
+            _warn_once(f"{config_path}: clusters.{name}.verify is false: TLS to the REST API of {name} is NOT "
+                       "verified; anyone on the path can read the admin password and the private keys")
     return inventory.model_copy(update={"source": config_path})

@@ -45,7 +45,7 @@ class InternalCASettings(_Strict):
         return {
             "ca_cert": self.ca_cert,
             "ca_key_file": self.ca_key_file,
-            "ca_key_password": source.read(f"{where}.ca_key_password").encode() if source else None,
+            "ca_key_password": source.read(self.where(f"{where}.ca_key_password")).encode() if source else None,
             "validity": self.validity,
             "key_type": self.key_type,
             "ocsp_url": self.ocsp_url,
@@ -74,7 +74,7 @@ class FilesSettings(_Strict):
         return {
             "cert_file": self.cert_file,
             "key_file": self.key_file,
-            "key_password": source.read(f"{where}.key_password").encode() if source else None,
+            "key_password": source.read(self.where(f"{where}.key_password")).encode() if source else None,
             "ca_bundle": self.ca_bundle,
         }
 
@@ -102,7 +102,7 @@ class AcmeDNSSettings(_Strict):
             "zone": self.zone,
             "tsig_key_name": self.tsig_key_name,
             "tsig_algorithm": self.tsig_algorithm,
-            "tsig_secret": source.read(f"{where}.tsig_secret") if source else None,
+            "tsig_secret": source.read(self.where(f"{where}.tsig_secret")) if source else None,
             "propagation_servers": self.propagation_servers,
         }
 
@@ -177,7 +177,7 @@ class AcmeSettings(_Strict):
             "directory": self.directory,
             "email": self.email,
             "eab_kid": self.eab_kid,
-            "eab_hmac_key": eab.read(f"{where}.eab_hmac_key") if eab else None,
+            "eab_hmac_key": eab.read(self.where(f"{where}.eab_hmac_key")) if eab else None,
             "eab_hmac_alg": self.eab_hmac_alg,
             "key_type": self.key_type,
             "challenge": self.challenge,

@@ -86,8 +86,9 @@ def read_client_certificate(cluster: ClusterSettings, name: str) -> ClientCertif
     if not (cluster.client_cert_env or cluster.client_cert_file):
         return None
     for attempt in (1, 2):
-        cert_pem = _pem(cluster.client_cert_env, cluster.client_cert_file, f"clusters.{name}.client_cert")
-        key_pem = _pem(cluster.client_key_env, cluster.client_key_file, f"clusters.{name}.client_key")
+        cert_pem = _pem(cluster.client_cert_env, cluster.client_cert_file,
+                        cluster.where(f"clusters.{name}.client_cert"))
+        key_pem = _pem(cluster.client_key_env, cluster.client_key_file, cluster.where(f"clusters.{name}.client_key"))
         where = str(cluster.client_cert_file or f"clusters.{name}.client_cert_env")
         key_where = str(cluster.client_key_file or f"clusters.{name}.client_key_env")
         try:

@@ -55,12 +55,23 @@ class ServiceSettings:
     # Unacked tasks of a dead worker are redelivered after this; must exceed task_time_limit.
     visibility_timeout: timedelta = timedelta(minutes=20)
     policy_audit_hour: int = 3
+    redis_url_from_env: bool = False  # False: ROTATION_REDIS_URL is not set, the default above is used
 
     @property
     def has_queue(self) -> bool:
         """Whether rotations can go through the queue (Celery over the service's Redis): not on one host
         without Redis (``ROTATION_STORE=local``), where they run in the process that asks."""
         return self.store == "redis"
+
+    def describe_store(self) -> str:
+        """Where the service's state is read, for people: the Redis URL (password hidden) and whether it
+        is only the default, or the local folder."""
+        if self.store == "local":
+            return f"local state in {local_state_dir()} (ROTATION_STORE=local)"
+        from rotation.core.redaction import redact_url
+
+        default = "" if self.redis_url_from_env else " (ROTATION_REDIS_URL is not set: the default)"
+        return f"Redis {redact_url(self.redis_url)}{default}"
 
     def require_queue(self, who: str) -> None:
         if not self.has_queue:
@@ -87,7 +98,8 @@ class ServiceSettings:
         except ValueError:
             raise ConfigError("ROTATION_POLICY_AUDIT_HOUR: not an hour (0-23)") from None
         return cls(
-            redis_url=env.get("ROTATION_REDIS_URL", cls.redis_url),
+            redis_url=env.get("ROTATION_REDIS_URL") or cls.redis_url,
+            redis_url_from_env=bool(env.get("ROTATION_REDIS_URL")),
             store=store,
             scan_interval=duration("ROTATION_SCAN_INTERVAL", cls.scan_interval),
             rotation_jitter=duration("ROTATION_JITTER", cls.rotation_jitter),

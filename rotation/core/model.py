@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -109,6 +110,22 @@ class Endpoint:
         if not self.port:  # not a listener: the cluster's copy read over the REST API
             return f"{self.cert_name}@cluster {self.host}"
         return f"{self.cert_name}@node{self.node} {self.host}:{self.port}"
+
+
+_LABEL = re.compile(r"^[^@]+@node(?P<node>\S+) (?P<endpoint>(?P<address>.+):\d+)$")
+_REST_LABEL = re.compile(r"^[^@]+@cluster (?P<read>.+)$")
+
+
+def split_endpoint_label(label: str) -> tuple[str, str, str]:
+    """``api@node1 127.0.77.1:9443`` -> (node ``1``, address ``127.0.77.1``, endpoint ``127.0.77.1:9443``); the
+    cluster's REST copy -> (``cluster``, no address, what was read). Metrics keep one thing per label."""
+    found = _LABEL.match(label)
+    if found:
+        return found["node"], found["address"], found["endpoint"]
+    rest = _REST_LABEL.match(label)
+    if rest:
+        return "cluster", "", rest["read"]
+    return label, "", label
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,8 @@ def _summary(sim: ClusterSimulator, name: str, login: str = "basic") -> str:
 def simulator(
     nodes: int = typer.Option(3, "--nodes", min=1, help="Number of nodes."),
     fqdn: str = typer.Option("cluster.sim.local", "--fqdn", help="Cluster FQDN (certificate names)."),
-    first_address: str = typer.Option("127.0.10.1", "--first-address", help="Node 1's loopback address."),
+    first_address: str = typer.Option("127.0.10.1", "--first-address", envvar="RS_SIM_FIRST_ADDRESS",
+                                      help="Node 1's loopback address; the others follow it."),
     cm_port: int = typer.Option(8443, "--cm-port"),
     api_port: int = typer.Option(9443, "--api-port"),
     metrics_port: int = typer.Option(8070, "--metrics-port"),
@@ -103,7 +104,8 @@ def simulator(
         None, "--databases", help="Count, or ports like 12000,12001:single,12002:plain."
     ),
     expires_in: str = typer.Option("365d", "--expires-in", help="Initial validity, e.g. 5d, 12h."),
-    version: str = typer.Option(DEFAULT_VERSION, "--version", help="RS version profile."),
+    version: str = typer.Option(DEFAULT_VERSION, "--version",
+                                 help="The simulated RS version (this tool's own: `rotation --version`)."),
     password: str | None = typer.Option(
         None, "--password", envvar="RS_SIM_PASSWORD", help="Admin password (default random)."
     ),

@@ -47,7 +47,7 @@ class CheckReport:
                     else served.endpoint.host,
                     "fingerprint": served.fingerprint,
                     "not_after": served.not_after.isoformat() if served.not_after else None,
-                    "days_left": f"{left:.1f}" if left is not None else "-",
+                    "days_left": round(left, 1) if left is not None else None,  # a number in JSON
                     "status": str(state.health),
                     "reason": state.verdict.reason if served.ok else (served.error or ""),
                 })

@@ -48,7 +48,7 @@ def unmanaged_due(inventory: Inventory, session: ClusterSession, now: datetime) 
         days = (not_after - now).total_seconds() / 86400
         rows.append({"cluster": session.name, "cert": f"db:{names.get(uid, uid)}", "node": "api",
                      "endpoint": "GET /v1/bdbs/certificates", "fingerprint": certs.fingerprint(leaf),
-                     "not_after": not_after.isoformat(), "days_left": f"{days:.1f}", "status": "due",
+                     "not_after": not_after.isoformat(), "days_left": round(days, 1), "status": "due",
                      "reason": f"{reason}; not managed (add it under clusters.{session.name}.databases)"})
     return rows
 

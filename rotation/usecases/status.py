@@ -53,7 +53,7 @@ def service_status(ctx: ServiceContext, cluster: str | None = None) -> dict[str,
             "cert": cert,
             "health": state.get("health", "unknown"),
             "reason": state.get("reason", ""),
-            "days_left": f"{left:.1f}" if left is not None else "-",
+            "days_left": round(left, 1) if left is not None else None,  # a number in JSON
             "served": state.get("served") or {},
             "intended": state.get("intended"),
             "last_scan": _short_time(state.get("last_scan")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -199,8 +200,9 @@ def test_metrics_expose_expiry_match_outcomes_and_scans(
     wait_for(lambda: all(r["health"] == "ok" for r in service_status(ctx)["certificates"]), 30, 0.5,
              what="a scan after the rotations")
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    assert 'rotation_certificate_expiry_timestamp_seconds{cert="cm",cluster="sim",node=' in text
-    assert 'rotation_certificate_fingerprint_match{cert="proxy",cluster="sim"' in text
+    assert re.search(r'rotation_certificate_expiry_timestamp_seconds\{address="127\.[\d.]+",cert="cm",cluster="sim",'
+                     r'endpoint="127\.[\d.]+:8443",node="1"\}', text)
+    assert re.search(r'rotation_certificate_fingerprint_match\{address="[^"]+",cert="proxy",cluster="sim"', text)
     assert " 0.0" not in [line[line.rfind(" "):] for line in text.splitlines()
                           if line.startswith("rotation_certificate_fingerprint_match")]
     assert 'rotation_rotations_total{cert="api",cluster="sim",outcome="verified"} 1.0' in text

@@ -95,6 +95,8 @@ def test_a_second_write_reuses_the_ca_and_keeps_what_the_operator_wrote(tmp_path
     sim = ClusterSimulator(SimulatorConfig(first_address=free_loopback_base(), state_dir=tmp_path / "sim"))
     path = tmp_path / "rotation.yaml"
     monkeypatch.delenv("RS_SIM_PASSWORD", raising=False)
+    sim.ca_path.parent.mkdir(parents=True)
+    sim.ca_path.write_text(sim.ca_pem)  # as a serving simulator has before it writes the inventory
     ReadyInventory.prepare(path, NOW).write("sim", sim.inventory_entry("sim"), sim.admin_password)
     key = (tmp_path / "pki" / "ca-key.pem").read_bytes()
     ca = x509.load_pem_x509_certificate((tmp_path / "pki" / "ca.pem").read_bytes())

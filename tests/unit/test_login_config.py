@@ -23,6 +23,8 @@ ISSUERS = {"internal": {"type": "internal_ca", "ca_cert": "ca.pem", "ca_key_file
 
 def load(tmp_path: Path, cluster: dict[str, Any]) -> Any:
     path = tmp_path / "inv.yaml"
+    for name in ("ca.pem", "ca-key.pem"):  # the loader refuses an issuer whose files are missing
+        (tmp_path / name).touch()
     path.write_text(yaml.safe_dump({"issuers": ISSUERS, "clusters": {"x": {**BASE, **cluster}}}))
     return load_inventory(path)
 

@@ -41,6 +41,8 @@ def test_a_slack_body_and_too_many_fields() -> None:
 
 
 def _write(path: Path, team: str) -> None:
+    for name in ("ca.pem", "ca-key.pem"):  # the loader refuses an issuer whose files are missing
+        (path.parent / name).touch()
     path.write_text(yaml.safe_dump({
         "issuers": {"internal": {"type": "internal_ca", "ca_cert": "ca.pem", "ca_key_file": "ca-key.pem"}},
         "clusters": {"east": {"url": "https://127.0.0.1:9443", "username": "admin@east.test", "issuer": "internal",

@@ -112,15 +112,40 @@ def _raise_for_status(response: httpx.Response, *, cluster: str, action: str,
     raise ClusterRejected(message, **kwargs)
 
 
+def verification_hint(url: str, reason: str, server_name: str | None, trust_problem: str | None) -> str:
+    """What to change when the REST API's certificate does not verify, from the actual cause: a name
+    mismatch on an address URL (``tls_server_name``), trust anchors of the ``api`` issuer that could
+    not be read (that issuer's error), else the ``verify`` bundle."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+        is_address = True
+    except ValueError:
+        is_address = False
+    if "mismatch" in reason and is_address and not server_name:
+        return (f"`url` names an address ({host}): set `tls_server_name:` to the name the API certificate "
+                "holds (the cluster's FQDN)")
+    if "mismatch" in reason:
+        return "the API certificate does not hold the name dialled: fix `url` or `tls_server_name:`"
+    if trust_problem:
+        return f"the trust anchors of the issuer of the cluster's `api` certificate could not be read: {trust_problem}"
+    return "set `verify:` to the CA bundle of the REST API"
+
+
 def _translate_transport_error(exc: httpx.TransportError, *, cluster: str, action: str, url: str,
-                               client_cert: bool = False) -> ClusterAPIError:
+                               client_cert: bool = False, server_name: str | None = None,
+                               trust_problem: str | None = None) -> ClusterAPIError:
     if isinstance(exc, httpx.TimeoutException):
         return ClusterUnavailable(f"{cluster}: {action}: timed out talking to {url}", url=url)
     cause = exc.__cause__ or exc.__context__
     if isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        reason = str(cause or exc)
         return ClusterRejected(
-            f"{cluster}: {action}: TLS verification of {url} failed ({cause or exc}); "
-            "set `verify:` to the CA bundle of the REST API",
+            f"{cluster}: {action}: TLS verification of {url} failed ({reason}); "
+            + verification_hint(url, reason, server_name, trust_problem),
             url=url,
         )
     # With certificate login on, a node drops a client certificate outside its mtls_trusted_ca in the
@@ -146,6 +171,7 @@ class RSClient:
         server_name: str | None = None,
         timeout: float = 60.0,
         extra_trust: Iterable[str] = (),
+        trust_problem: str | None = None,  # why the api issuer's anchors are missing from extra_trust
         transport: httpx.BaseTransport | None = None,  # tests drive foreign errors through the mapper
         max_response_bytes: int = bounded_http.MAX_RESPONSE_BYTES,
     ) -> None:
@@ -158,6 +184,7 @@ class RSClient:
         self._verify = verify
         self._trusted: list[str] = list(extra_trust)
         self._server_name = server_name
+        self._trust_problem = trust_problem
         self._timeout = timeout
         self._transport = transport
         self._max_response_bytes = max_response_bytes
@@ -226,7 +253,8 @@ class RSClient:
                     streamed.close()
         except httpx.TransportError as exc:
             raise _translate_transport_error(exc, cluster=self.cluster, action=action, url=url,
-                                             client_cert=self._client_cert is not None) from exc
+                                             client_cert=self._client_cert is not None,
+                                             server_name=self._server_name, trust_problem=self._trust_problem) from exc
         except (bounded_http.ResponseTooLarge, bounded_http.ResponseRefused) as exc:
             raise ClusterAPIError(f"{self.cluster}: {action}: refused the answer of {url}: {exc}", url=url) from None
         _raise_for_status(response, cluster=self.cluster, action=action, login=self.login)

@@ -1,0 +1,107 @@
+"""The README's command table and the CLI agree (issue 18, item 7): every command and flag the table
+names exists and shows in that command's ``--help``, and every default it writes out is the real one.
+
+In the table, ``[--port 8088]`` documents a default (a value starting with a lower-case letter or a
+digit), ``[--cluster X]`` or ``[--trust CA.pem]`` a placeholder (upper case), ``[--x a|b]`` the
+choices with the default first."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from workers.main import app
+
+ROOT = Path(__file__).resolve().parents[2]
+ROOT_COMMAND = typer.main.get_command(app)
+FLAG = re.compile(r"(?<![\w-])(--?[a-z][a-z-]*)(?: ((?![-\[])[^\s\[\]]+))?")
+
+
+def table_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Commands\n", 1)[1].split("\n## ", 1)[0]
+    return [row.split("`")[1].replace("\\|", "|") for row in section.splitlines() if row.startswith("| `rotation")]
+
+
+def resolve(usage: str) -> tuple[list[str], Any, str]:
+    """(command words, the click command, the rest of the usage) of ``rotation word word ARGS...``."""
+    tokens = usage.split()
+    assert tokens[0] == "rotation"
+    words: list[str] = []
+    command: Any = ROOT_COMMAND  # typer's own click: commands are read by what they have
+    for token in tokens[1:]:
+        if not (hasattr(command, "commands") and re.fullmatch(r"[a-z][a-z-]*", token)):
+            break
+        found = command.commands.get(token)
+        assert found is not None, f"README names `rotation {' '.join([*words, token])}`, which does not exist"
+        words.append(token)
+        command = found
+    return words, command, " ".join(tokens[1 + len(words):])
+
+
+def help_text(words: list[str]) -> str:
+    result = CliRunner().invoke(app, [*words, "--help"], env={"COLUMNS": "400"}, terminal_width=400)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def option(command: Any, flag: str) -> Any:
+    return next((p for p in command.params if flag in (*p.opts, *getattr(p, "secondary_opts", ()))), None)
+
+
+def same_default(documented: str, default: object) -> bool:
+    if isinstance(default, bool) or default is None:
+        return False
+    value = getattr(default, "value", default)  # an enum's value, as the help shows it
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return float(documented) == float(value)
+        except ValueError:
+            return False
+    return documented == str(value)
+
+
+@pytest.mark.parametrize("usage", table_commands(), ids=lambda usage: " ".join(usage.split()[:3]))
+def test_every_documented_command_and_flag_exists_with_its_default(usage: str) -> None:
+    words, command, rest = resolve(usage)
+    shown = help_text(words)
+    flags = FLAG.findall(rest)
+    assert flags or not rest.strip(" ."), usage
+    for flag, value in flags:
+        param = option(command, flag)
+        assert param is not None, f"`rotation {' '.join(words)}` has no option {flag} (README: {usage})"
+        assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", shown), f"{flag} not in --help of {words}"
+        if not value or value[0].isupper() or value == "...":
+            continue  # a flag, or a placeholder
+        documented = value.split("|")[0]  # choices: the default first
+        assert same_default(documented, param.default), (
+            f"README: `rotation {' '.join(words)} {flag} {value}`, but the default is {param.default!r}")
+
+
+def test_the_table_covers_every_command() -> None:
+    documented = {tuple(resolve(usage)[0]) for usage in table_commands()}
+
+    def leaves(group: Any, prefix: tuple[str, ...]) -> set[tuple[str, ...]]:
+        found = set()
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):
+                found |= leaves(command, (*prefix, name))
+            else:
+                found.add((*prefix, name))
+        return found
+
+    assert leaves(ROOT_COMMAND, ()) <= documented, leaves(ROOT_COMMAND, ()) - documented
+
+
+def test_the_parser_reads_defaults_and_placeholders() -> None:
+    # the test's own reading of a row, so that a row it misreads cannot pass unnoticed
+    assert FLAG.findall("[--port 8088] [--cluster X] [--all] [-c F] [--x a|b]") == [
+        ("--port", "8088"), ("--cluster", "X"), ("--all", ""), ("-c", "F"), ("--x", "a|b")]
+    words, command, _ = resolve("rotation ca init [--dir .]")
+    assert words == ["ca", "init"] and option(command, "--force") is not None
+    assert not same_default("2", 1) and same_default("5", 5.0) and same_default("none", "none")
