@@ -96,7 +96,8 @@ def held_view(cluster: str, held: Iterable[HeldCert], managed: Iterable[str], no
                      "endpoint": "GET /v1/cluster/certificates",
                      "fingerprint": cert.fingerprint,
                      "not_after": cert.not_after.isoformat() if cert.not_after else None,
-                     "days_left": _days(left) if left is not None else "-", "status": status, "reason": reason,
+                     "days_left": round(left.total_seconds() / 86400, 1) if left is not None else None,
+                     "status": status, "reason": reason,
                      "managed": False})
     if health is not None:
         warnings += _health_mismatches(cluster, {} if held_from_health else by_name, list(health), seen or {},
