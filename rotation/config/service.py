@@ -51,6 +51,8 @@ class ServiceSettings:
     backoff_base: timedelta = timedelta(minutes=5)
     backoff_max: timedelta = timedelta(hours=6)
     lock_lease: timedelta = timedelta(seconds=30)
+    # The beat that holds the schedule renews this lease; a standby beat takes over once it lapses.
+    beat_lease: timedelta = timedelta(seconds=30)
     task_time_limit: timedelta = timedelta(minutes=15)
     # Unacked tasks of a dead worker are redelivered after this; must exceed task_time_limit.
     visibility_timeout: timedelta = timedelta(minutes=20)
@@ -94,6 +96,7 @@ class ServiceSettings:
             backoff_base=duration("ROTATION_BACKOFF_BASE", cls.backoff_base),
             backoff_max=duration("ROTATION_BACKOFF_MAX", cls.backoff_max),
             lock_lease=duration("ROTATION_LOCK_LEASE", cls.lock_lease),
+            beat_lease=duration("ROTATION_BEAT_LEASE", cls.beat_lease),
             task_time_limit=duration("ROTATION_TASK_TIME_LIMIT", cls.task_time_limit),
             visibility_timeout=duration("ROTATION_VISIBILITY_TIMEOUT", cls.visibility_timeout),
             policy_audit_hour=audit_hour,
