@@ -8,8 +8,8 @@ from typing import Any
 import redis
 import redis.client
 
+from rotation.config.redis_url import is_sentinel, parse_sentinel_url, redacted
 from rotation.core.errors import StoreUnavailable
-from rotation.core.redaction import redact_url
 
 
 class RedisUnavailable(StoreUnavailable, redis.ConnectionError):
@@ -54,10 +54,22 @@ class _Client(redis.Redis):
 
 
 def connect(url: str) -> redis.Redis:
-    client = _Client.from_url(url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5,
-                              health_check_interval=30, retry_on_timeout=True)
+    """The client for ROTATION_REDIS_URL: one server, or the master a set of sentinels names
+    (``redis+sentinel://``, ``rotation.config.redis_url``), followed across failovers: a connection to a
+    demoted master fails, and the retry asks the sentinels for the new one."""
+    options: dict[str, Any] = {"decode_responses": True, "socket_timeout": 10, "socket_connect_timeout": 5,
+                               "health_check_interval": 30, "retry_on_timeout": True}
+    if is_sentinel(url):
+        from redis.sentinel import Sentinel
+
+        target = parse_sentinel_url(url)
+        sentinels = Sentinel(list(target.sentinels), socket_timeout=5, socket_connect_timeout=5)
+        client: redis.Redis = sentinels.master_for(target.service, redis_class=_Client, db=target.db,
+                                                   username=target.username, password=target.password, **options)
+    else:
+        client = _Client.from_url(url, **options)
     assert isinstance(client, _Client)
-    client.redacted_url = redact_url(url)
+    client.redacted_url = redacted(url)
     return client
 
 
