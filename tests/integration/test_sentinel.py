@@ -48,7 +48,7 @@ def test_the_client_follows_the_master_across_a_failover(sentinels: SentinelSet)
     new_master = sentinels.failover()
     client.set("after", "2")  # the old master refuses (READONLY) or is gone: the client asks the sentinels
     assert sentinels.node(new_master).mget("before", "after") == ["1", "2"]
-    assert "***" not in getattr(client, "redacted_url") and "redis+sentinel://" in getattr(client, "redacted_url")
+    assert "***" not in client.redacted_url and "redis+sentinel://" in client.redacted_url
 
 
 def test_a_failover_while_the_service_scans_and_rotates(

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import redis
+
 from support.processes import free_port, wait_for
 
 SERVICE = "rotation"
