@@ -5,6 +5,7 @@ nodes serving what the records say, and beat and the workers on the new master."
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from support.cluster import handshake_fingerprint, start_simulator
 from support.processes import ServiceProcess, wait_for
 from support.sentinel import SentinelSet
 
-from rotation.adapters.state.redis_client import connect
+from rotation.adapters.state.redis_client import connect, connect_async
 from rotation.core.model import CertName, Outcome
 from rotation.simulator import ClusterSimulator
 from rotation.usecases.context import ServiceContext
@@ -42,13 +43,21 @@ def sentinels(tmp_path: Path) -> Iterator[SentinelSet]:
         deployment.stop()
 
 
-def test_the_client_follows_the_master_across_a_failover(sentinels: SentinelSet) -> None:
+def test_the_clients_follow_the_master_across_a_failover(sentinels: SentinelSet) -> None:
     client = connect(sentinels.url)
+
+    async def async_set(key: str, value: str) -> None:  # the webhook's client, in its own loop each time
+        aclient = connect_async(sentinels.url)
+        await aclient.set(key, value)
+        await aclient.aclose()
+
     client.set("before", "1")
+    asyncio.run(async_set("async before", "1"))
     new_master = sentinels.failover()
-    client.set("after", "2")  # the old master refuses (READONLY) or is gone: the client asks the sentinels
-    assert sentinels.node(new_master).mget("before", "after") == ["1", "2"]
-    assert "***" not in client.redacted_url and "redis+sentinel://" in client.redacted_url
+    client.set("after", "2")  # the old master refuses (READONLY): the client asks the sentinels again
+    asyncio.run(async_set("async after", "2"))
+    assert sentinels.node(new_master).mget("before", "after", "async before", "async after") == ["1", "2", "1", "2"]
+    assert client.redacted_url == sentinels.url  # type: ignore[attr-defined]  # no password: shown as it is
 
 
 def test_a_failover_while_the_service_scans_and_rotates(
