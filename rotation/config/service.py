@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from rotation.config.redis_url import is_sentinel, parse_sentinel_url
 from rotation.core.durations import parse_duration
 from rotation.core.errors import ConfigError
 
@@ -88,15 +89,21 @@ class ServiceSettings:
             audit_hour = int(env.get("ROTATION_POLICY_AUDIT_HOUR", "3"))
         except ValueError:
             raise ConfigError("ROTATION_POLICY_AUDIT_HOUR: not an hour (0-23)") from None
+        redis_url = env.get("ROTATION_REDIS_URL", cls.redis_url)
+        if is_sentinel(redis_url):
+            parse_sentinel_url(redis_url)  # ConfigError now, naming the part that is wrong
+        beat_lease = duration("ROTATION_BEAT_LEASE", cls.beat_lease)
+        if beat_lease < timedelta(seconds=1):
+            raise ConfigError("ROTATION_BEAT_LEASE: at least 1s (beat renews it every third of it)")
         return cls(
-            redis_url=env.get("ROTATION_REDIS_URL", cls.redis_url),
+            redis_url=redis_url,
             store=store,
             scan_interval=duration("ROTATION_SCAN_INTERVAL", cls.scan_interval),
             rotation_jitter=duration("ROTATION_JITTER", cls.rotation_jitter),
             backoff_base=duration("ROTATION_BACKOFF_BASE", cls.backoff_base),
             backoff_max=duration("ROTATION_BACKOFF_MAX", cls.backoff_max),
             lock_lease=duration("ROTATION_LOCK_LEASE", cls.lock_lease),
-            beat_lease=duration("ROTATION_BEAT_LEASE", cls.beat_lease),
+            beat_lease=beat_lease,
             task_time_limit=duration("ROTATION_TASK_TIME_LIMIT", cls.task_time_limit),
             visibility_timeout=duration("ROTATION_VISIBILITY_TIMEOUT", cls.visibility_timeout),
             policy_audit_hour=audit_hour,

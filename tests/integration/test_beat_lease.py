@@ -152,3 +152,31 @@ def test_two_beat_processes_one_runs_the_schedule_then_the_other_takes_over(
     b.kill()
     wait_for(lambda: SCAN_SENT in c.log(), 30, what="the third beat to take over")
     assert "released the schedule" not in b.log()
+
+
+def test_a_holder_that_cannot_reach_redis_for_a_whole_lease_stops_and_another_takes_over(
+        make_scheduler: Callable[[str, FakeClock, float], LeasedScheduler], tmp_path: Path) -> None:
+    own = RedisServer(tmp_path / "own-redis")  # this test stops it: not the session's server
+    own.start()
+    try:
+        clock = FakeClock()
+        a = make_scheduler("beat A", clock, 3.0)
+        a.state = RedisState(connect(own.url), clock)
+        a.tick()
+        assert a.holding
+        own.stop()
+        clock.advance(1.5)  # a renewal is due; Redis does not answer, but A's lease still runs
+        a.tick()
+        assert a.holding
+        clock.advance(1.5)  # no confirmed renewal for a whole lease: another beat may hold it now
+        a.tick()
+        assert not a.holding
+        own.start()  # an empty Redis: the lease is free; B takes it, and A stays standing by
+        b = make_scheduler("beat B", FakeClock(), 3.0)
+        b.state = RedisState(connect(own.url), FakeClock())
+        b.tick()
+        clock.advance(1.5)
+        a.tick()
+        assert b.holding and not a.holding
+    finally:
+        own.stop()

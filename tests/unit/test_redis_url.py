@@ -50,3 +50,14 @@ def test_bad_urls_say_what_is_wrong_and_never_show_the_password(url: str, messag
         parse_sentinel_url(url)
     assert "ROTATION_REDIS_URL" in str(caught.value)
     assert not any(part in str(caught.value) for part in ("secret", ":sec", "ret@"))
+
+
+def test_the_settings_refuse_a_bad_sentinel_url_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rotation.config import ServiceSettings
+
+    monkeypatch.setenv("ROTATION_REDIS_URL", "redis+sentinel://:secret@h:1,h:2")
+    with pytest.raises(ConfigError, match="no Sentinel service name") as caught:
+        ServiceSettings.from_env()
+    assert "secret" not in str(caught.value)
+    monkeypatch.setenv("ROTATION_REDIS_URL", "redis+sentinel://:secret@h:1,h:2/rotation")
+    assert ServiceSettings.from_env().redis_url.endswith("/rotation")
