@@ -68,7 +68,9 @@ def test_a_failover_while_the_service_scans_and_rotates(
     start_service("worker", "--concurrency", "4", env=env)
     beat = start_service("beat", env=env)
     ctx = ServiceContext()
-    wait_for(lambda: ctx.state.history("sim", limit=100), 60, 0.05, what="the first rotation to start")
+    # The failover below happens while a rotation runs (and the scans that queued it).
+    wait_for(lambda: [r for r in ctx.state.history("sim", limit=100) if r.finished_at is None], 60, 0.05,
+             what="a rotation in progress")
     old_master = sentinels.master()
     new_master = sentinels.failover()  # while the scan's rotations run
 
