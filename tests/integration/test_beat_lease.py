@@ -14,48 +14,11 @@ import pytest
 from support.clock import FakeClock
 from support.processes import RedisServer, ServiceProcess, wait_for
 
-from rotation.adapters.state import ServiceState
-from rotation.adapters.state.local import LocalState
 from rotation.adapters.state.redis import RedisState
 from rotation.adapters.state.redis_client import connect
 from workers.beat import LeasedScheduler
 
 SCAN_SENT = "Sending due task scan-all-clusters"
-
-
-# --- the state port's schedule lease: the same contract with Redis and with files -----------------
-
-
-@pytest.fixture(params=["redis", "local"])
-def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[ServiceState, FakeClock]]:
-    clock = FakeClock()
-    if request.param == "local":
-        yield LocalState(tmp_path / "state", clock), clock
-        return
-    server: RedisServer = request.getfixturevalue("redis_server")
-    server.client().flushall()
-    yield RedisState(connect(server.url), clock), clock
-
-
-def test_one_beat_holds_the_schedule_renews_it_and_releases_it(state: tuple[ServiceState, FakeClock]) -> None:
-    store, _clock = state
-    assert store.hold_schedule("beat A", 30) is None
-    assert store.hold_schedule("beat B", 30) == "beat A"
-    assert store.hold_schedule("beat A", 30) is None  # a renewal
-    store.release_schedule("beat B")  # not B's to release
-    assert store.hold_schedule("beat B", 30) == "beat A"
-    store.release_schedule("beat A")
-    assert store.hold_schedule("beat B", 30) is None
-    assert store.hold_schedule("beat A", 30) == "beat B"
-
-
-def test_a_lease_nobody_renews_lapses(state: tuple[ServiceState, FakeClock]) -> None:
-    store, clock = state
-    assert store.hold_schedule("beat A", 0.3) is None
-    assert store.hold_schedule("beat B", 0.3) == "beat A"
-    clock.advance(1)  # the local lease counts on the injected clock, Redis's on its own
-    wait_for(lambda: store.hold_schedule("beat B", 30) is None, 10, 0.05, what="the lease to lapse")
-    assert store.hold_schedule("beat A", 30) == "beat B"
 
 
 # --- the scheduler in this process: lease timing on an injected clock --------------------------------
