@@ -8,7 +8,8 @@ A fleet of simulated clusters runs in a subprocess, each connection delayed by -
 (an artificial round trip). Only loopback addresses are used. Prints endpoints per second for
 both and the ratio (target: at least 25x), twice: for scans back to back (a worker reuses its
 REST keep-alive connections) and for cold scans, each after an idle pause longer than the
-keep-alive (the production case: scans an hour apart).
+keep-alive (the production case: scans an hour apart). Then the figure per worker process and the
+workers' CPU per endpoint, which bounds one process (README "Scaling").
 """
 
 from __future__ import annotations
@@ -171,6 +172,14 @@ def main() -> None:
         "cpu_s_per_scan": {"redis": round(cpu_split[0], 3), "simulated_fleet": round(cpu_split[1], 3),
                            "workers": round(sum(cpu_split[2:]), 3)},
     }
+    # Sizing ("Scaling" in the README): a worker process is held to one core by the GIL, so its worker
+    # CPU per endpoint bounds what one process can scan, whatever the round trip.
+    worker_cpu_ms = 1000 * sum(cpu_split[2:]) / len(endpoints)
+    result.update({
+        "per_worker_process_endpoints_per_s": round(svc_rate / args.workers, 1),
+        "worker_cpu_ms_per_endpoint": round(worker_cpu_ms, 3),
+        "one_process_ceiling_endpoints_per_s": round(1000 / worker_cpu_ms, 1) if worker_cpu_ms else None,
+    })
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -185,6 +194,9 @@ def main() -> None:
         print(f"  cold service scan             : {cold_rate:8.1f} endpoints/s  ({statistics.median(cold):.3f} s)"
               f"  each after {COLD_PAUSE:g}s idle, median of {args.cold_rounds}")
         print(f"  cold ratio                    : {result['cold_ratio']:.1f}x (target >= 25x)")
+    print(f"  per worker process            : {result['per_worker_process_endpoints_per_s']:8.1f} endpoints/s;"
+          f" worker CPU {worker_cpu_ms:.2f} ms per endpoint, so one process (one core) tops out near"
+          f" {result['one_process_ceiling_endpoints_per_s']} endpoints/s")
     print(f"  CPU per service scan (fleet + workers + redis): {service_cpu:.2f} s on {os.cpu_count()} cores "
           f"(floor for the scan's wall time: {service_cpu / (os.cpu_count() or 1):.2f} s): "
           + ", ".join(f"{k} {v:.2f} s" for k, v in result["cpu_s_per_scan"].items()))

@@ -1,5 +1,5 @@
 """Celery beat schedule (data only)."""
 
-from schedules.beat import beat_schedule
+from schedules.beat import RUN_AT_START, beat_schedule
 
-__all__ = ["beat_schedule"]
+__all__ = ["RUN_AT_START", "beat_schedule"]

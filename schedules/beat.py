@@ -8,6 +8,10 @@ from celery.schedules import crontab  # type: ignore[import-untyped]  # celery s
 
 from rotation.config import ServiceSettings
 
+# Entries beat runs as soon as it holds the schedule (at start, or taking over from another beat),
+# then every interval: a fresh deployment scans at once instead of an interval later.
+RUN_AT_START = ("scan-all-clusters",)
+
 
 def beat_schedule(settings: ServiceSettings) -> dict[str, dict[str, Any]]:
     return {

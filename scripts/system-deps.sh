@@ -2,6 +2,8 @@
 # Install the system services the tests and the demo start themselves (never as daemons here).
 set -euo pipefail
 missing=()
+# redis-server also runs the sentinels of tests/integration/test_sentinel.py (`redis-server CONF --sentinel`,
+# what Debian's redis-sentinel package starts): no other package needed for them.
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v pebble >/dev/null 2>&1 || missing+=(pebble)
 command -v named >/dev/null 2>&1 || missing+=(bind9)

@@ -13,6 +13,7 @@ import functools
 from celery import Celery  # type: ignore[import-untyped]  # celery ships no type hints
 
 from rotation.config import ServiceSettings
+from rotation.config.redis_url import celery_connection
 from rotation.core.errors import ConfigError
 from schedules import beat_schedule
 
@@ -26,9 +27,11 @@ def make_celery(settings: ServiceSettings | None = None) -> Celery:
             f"ROTATION_TASK_TIME_LIMIT ({time_limit}s) must stay below ROTATION_VISIBILITY_TIMEOUT ({visibility}s): "
             "otherwise a long rotation is redelivered while it still runs"
         )
-    app = Celery("rotation", broker=settings.redis_url, backend=settings.redis_url,
-                 include=["workers.tasks", "workers.chat_tasks"])
+    # A Sentinel URL becomes kombu's form (one sentinel:// per sentinel) plus the master's name.
+    url, sentinel_options = celery_connection(settings.redis_url)
+    app = Celery("rotation", broker=url, backend=url, include=["workers.tasks", "workers.chat_tasks"])
     transport = {
+        **sentinel_options,
         "visibility_timeout": visibility,
         # Sweep for a dead worker's unacked tasks often enough to honour the timeout.
         "unacked_restore_interval": max(1, min(10, visibility // 4)),
@@ -68,4 +71,5 @@ def app_for(settings: ServiceSettings) -> Celery:
     """The app that sends to ``settings``' broker: this process's own when it is the same Redis. A
     process that serves more than one configuration (a test run, a CLI given other settings) never
     sends to the broker of whichever configuration imported this module first."""
-    return celery_app if settings.redis_url == celery_app.conf.broker_url else make_celery(settings)
+    same = celery_connection(settings.redis_url)[0] == celery_app.conf.broker_url
+    return celery_app if same else make_celery(settings)

@@ -152,8 +152,8 @@ def beat(
     log_level: LogLevel = "INFO",
     config: ConfigOption = None,
 ) -> None:
-    """Run Celery beat: scans every ROTATION_SCAN_INTERVAL and audits TLS policies nightly.
-    Run exactly one."""
+    """Run Celery beat: scans at start, then every ROTATION_SCAN_INTERVAL, and audits TLS policies nightly.
+    Run one or more: one holds the schedule, the others stand by and take over."""
     configure_logging(log_level, log_format)
     _preflight(config)
     from rotation.config import local_state_dir
@@ -162,7 +162,8 @@ def beat(
     schedule_file = schedule_file or local_state_dir() / "celerybeat-schedule"
 
     schedule_file.parent.mkdir(parents=True, exist_ok=True)
-    celery_app.start(["beat", "--loglevel", log_level, "--schedule", str(schedule_file)])
+    celery_app.start(["beat", "--loglevel", log_level, "--schedule", str(schedule_file),
+                      "--scheduler", "workers.beat:LeasedScheduler"])
 
 
 @app.command()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from rotation.config.redis_url import is_sentinel, parse_sentinel_url
 from rotation.core.durations import parse_duration
 from rotation.core.errors import ConfigError
 
@@ -51,6 +52,8 @@ class ServiceSettings:
     backoff_base: timedelta = timedelta(minutes=5)
     backoff_max: timedelta = timedelta(hours=6)
     lock_lease: timedelta = timedelta(seconds=30)
+    # The beat that holds the schedule renews this lease; a standby beat takes over once it lapses.
+    beat_lease: timedelta = timedelta(seconds=30)
     task_time_limit: timedelta = timedelta(minutes=15)
     # Unacked tasks of a dead worker are redelivered after this; must exceed task_time_limit.
     visibility_timeout: timedelta = timedelta(minutes=20)
@@ -68,10 +71,10 @@ class ServiceSettings:
         is only the default, or the local folder."""
         if self.store == "local":
             return f"local state in {local_state_dir()} (ROTATION_STORE=local)"
-        from rotation.core.redaction import redact_url
+        from rotation.config.redis_url import redacted
 
         default = "" if self.redis_url_from_env else " (ROTATION_REDIS_URL is not set: the default)"
-        return f"Redis {redact_url(self.redis_url)}{default}"
+        return f"Redis {redacted(self.redis_url)}{default}"
 
     def require_queue(self, who: str) -> None:
         if not self.has_queue:
@@ -97,8 +100,14 @@ class ServiceSettings:
             audit_hour = int(env.get("ROTATION_POLICY_AUDIT_HOUR", "3"))
         except ValueError:
             raise ConfigError("ROTATION_POLICY_AUDIT_HOUR: not an hour (0-23)") from None
+        redis_url = env.get("ROTATION_REDIS_URL") or cls.redis_url
+        if is_sentinel(redis_url):
+            parse_sentinel_url(redis_url)  # ConfigError now, naming the part that is wrong
+        beat_lease = duration("ROTATION_BEAT_LEASE", cls.beat_lease)
+        if beat_lease < timedelta(seconds=1):
+            raise ConfigError("ROTATION_BEAT_LEASE: at least 1s (beat renews it every third of it)")
         return cls(
-            redis_url=env.get("ROTATION_REDIS_URL") or cls.redis_url,
+            redis_url=redis_url,
             redis_url_from_env=bool(env.get("ROTATION_REDIS_URL")),
             store=store,
             scan_interval=duration("ROTATION_SCAN_INTERVAL", cls.scan_interval),
@@ -106,6 +115,7 @@ class ServiceSettings:
             backoff_base=duration("ROTATION_BACKOFF_BASE", cls.backoff_base),
             backoff_max=duration("ROTATION_BACKOFF_MAX", cls.backoff_max),
             lock_lease=duration("ROTATION_LOCK_LEASE", cls.lock_lease),
+            beat_lease=beat_lease,
             task_time_limit=duration("ROTATION_TASK_TIME_LIMIT", cls.task_time_limit),
             visibility_timeout=duration("ROTATION_VISIBILITY_TIMEOUT", cls.visibility_timeout),
             policy_audit_hour=audit_hour,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from support.clock import FakeClock
-from support.processes import RedisServer
+from support.processes import RedisServer, wait_for
 
 from rotation.adapters.secrets import SecretBox
 from rotation.adapters.state import ServiceState
@@ -63,6 +63,26 @@ def test_one_holder_per_certificate_and_who_it_is(state: ServiceState) -> None:
     assert state.lock_holders([(IDENTITY, "cm")]) == {}
     with state.hold(IDENTITY, "cm", "rotation c"):
         pass
+
+
+def test_one_beat_holds_the_schedule_renews_it_and_releases_it(state: ServiceState) -> None:
+    assert state.hold_schedule("beat A", 30) is None
+    assert state.hold_schedule("beat B", 30) == "beat A"
+    assert state.hold_schedule("beat A", 30) is None  # a renewal
+    state.release_schedule("beat B")  # not B's to release
+    assert state.hold_schedule("beat B", 30) == "beat A"
+    state.release_schedule("beat A")
+    assert state.hold_schedule("beat B", 30) is None
+    assert state.hold_schedule("beat A", 30) == "beat B"
+
+
+def test_a_lease_nobody_renews_lapses(state: ServiceState) -> None:
+    assert state.hold_schedule("beat A", 0.3) is None
+    assert state.hold_schedule("beat B", 0.3) == "beat A"
+    clock: FakeClock = getattr(state, "clock")  # noqa: B009 - both implementations keep the injected clock
+    clock.advance(1)  # the local lease counts on the injected clock, Redis's on its own
+    wait_for(lambda: state.hold_schedule("beat B", 30) is None, 10, 0.05, what="the lease to lapse")
+    assert state.hold_schedule("beat A", 30) == "beat B"
 
 
 def test_a_pending_claim_refuses_a_second_one_until_released_and_follows_a_retry(state: ServiceState) -> None:

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.adapters.notify import AsyncReplyBudget, Notifier, ReplyBudget, host_of
 from rotation.adapters.state.redis_batch import BatchedRedis
+from rotation.adapters.state.redis_client import connect, connect_async
 from rotation.chatops import Caller, ChatOps, Confirmations, click, respond
 from rotation.chatops.answers import Answer
 from rotation.chatops.audit import AuditRecord, Decision
@@ -53,8 +54,7 @@ class Webhook:
         settings = ServiceSettings.from_env()
         settings.require_queue("the webhook")
         # One connection pool for the process, with timeouts that fit inside Slack's 3 s.
-        self.redis = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=1.0,
-                                          socket_connect_timeout=1.0, health_check_interval=30)
+        self.redis = connect(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
         # The service context, with the watched inventory instead of a re-read per call, and this pool.
         self.ctx = ServiceContext(settings, str(self.watcher.path), inventory=lambda: self.watcher.current().inventory,
                                   redis=self.redis, clock=clock)
@@ -74,9 +74,7 @@ class Webhook:
     @property
     def aredis(self) -> redis.asyncio.Redis:
         if self._aredis is None:
-            self._aredis = redis.asyncio.Redis.from_url(
-                self.ctx.settings.redis_url, decode_responses=True, socket_timeout=1.0, socket_connect_timeout=1.0,
-                health_check_interval=30)
+            self._aredis = connect_async(self.ctx.settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
         return self._aredis
 
     @property

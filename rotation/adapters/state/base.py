@@ -137,6 +137,16 @@ class ServiceState(RecordStore, Locker, Protocol):
 
     def secret_store(self, box: SecretBox) -> SecretStore: ...
 
+    # --- the beat schedule's lease (one beat runs the schedule; others stand by) -----------
+    def hold_schedule(self, holder: str, ttl_seconds: float) -> str | None:
+        """Take or renew the schedule's lease for ``ttl_seconds``: None when ``holder`` holds it now,
+        else the holder that does (untouched)."""
+        ...
+
+    def release_schedule(self, holder: str) -> None:
+        """Give the lease up (only if ``holder`` holds it): a standby beat takes over at once."""
+        ...
+
 
 def encode_fields(fields: dict[str, Any]) -> dict[str, str]:
     """Field values as stored: strings as they are, anything else as JSON; None values are left out."""

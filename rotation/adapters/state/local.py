@@ -2,7 +2,7 @@
 
 ``<dir>/history.jsonl``   records, append-only (the last line of an id wins)
 ``<dir>/locks/``          one ``flock`` per (cluster identity, certificate): released by the kernel if we die
-``<dir>/state/*.json``    per-certificate state, scans, counters, pending claims, inventory notes:
+``<dir>/state/*.json``    per-certificate state, scans, counters, pending claims, inventory notes, beat's lease:
                           small JSON documents, each read and rewritten under its own ``flock``
 ``<dir>/secrets/``        encrypted blobs (``LocalSecretStore``)
 
@@ -292,6 +292,20 @@ class LocalState:
 
     def secret_store(self, box: SecretBox) -> SecretStore:
         return LocalSecretStore(self.directory, box)
+
+    # --- the beat schedule's lease ---------------------------------------------------------
+    def hold_schedule(self, holder: str, ttl_seconds: float) -> str | None:
+        now = self.clock.now().timestamp()
+        with _Document(self.directory / "state" / "beat.json").change() as lease:
+            if lease.get("holder") not in (None, holder) and lease.get("expires", 0) > now:
+                return str(lease["holder"])
+            lease.update(holder=holder, expires=now + ttl_seconds)
+        return None
+
+    def release_schedule(self, holder: str) -> None:
+        with _Document(self.directory / "state" / "beat.json").change() as lease:
+            if lease.get("holder") == holder:
+                lease.clear()
 
 
 def _pair(member: str) -> tuple[str, str]:

@@ -15,6 +15,7 @@ Key layout (prefix ``rotation:``)::
     secret:<key>                   Fernet ciphertext (previous key for rollback, ACME accounts)
     stats                          hash: rotation counts and duration sums for the metrics
     chatops:audit[:<c>]            the chat audit trail (``chat_audit``)
+    beat                           the beat that runs the schedule, with a lease it renews
 
 With a ``journal``, a record that cannot be saved is kept on local disk (and the error still
 raised); the next save or read that reaches Redis writes it back.
@@ -265,7 +266,22 @@ class RedisState:
     def secret_store(self, box: SecretBox) -> SecretStore:
         return RedisSecretStore(self.redis, box)
 
+    # --- the beat schedule's lease ----------------------------------------------------------
+    def hold_schedule(self, holder: str, ttl_seconds: float) -> str | None:
+        held = self.redis.eval(_HOLD_SCHEDULE, 1, _key("beat"), holder, max(1, int(ttl_seconds * 1000)))
+        return held or None
 
+    def release_schedule(self, holder: str) -> None:
+        _compare_and_delete(self.redis, _key("beat"), holder)
+
+
+# KEYS beat; ARGV holder, lease ms -> nil when the lease is (now) the holder's, else who holds it
+_HOLD_SCHEDULE = """
+local held = redis.call('get', KEYS[1])
+if held and held ~= ARGV[1] then return held end
+redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+"""
 _CLAIM = """
 if redis.call('set', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then
   redis.call('sadd', KEYS[2], ARGV[3])

@@ -8,8 +8,8 @@ from typing import Any
 import redis
 import redis.client
 
+from rotation.config.redis_url import is_sentinel, parse_sentinel_url, redacted
 from rotation.core.errors import StoreUnavailable
-from rotation.core.redaction import redact_url
 
 
 class RedisUnavailable(StoreUnavailable, redis.ConnectionError):
@@ -53,12 +53,51 @@ class _Client(redis.Redis):
         return pipe
 
 
-def connect(url: str) -> redis.Redis:
-    client = _Client.from_url(url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5,
-                              health_check_interval=30, retry_on_timeout=True)
+def connect(url: str, *, socket_timeout: float = 10, socket_connect_timeout: float = 5) -> redis.Redis:
+    """The client for ROTATION_REDIS_URL: one server, or the master a set of sentinels names
+    (``redis+sentinel://``, ``rotation.config.redis_url``), followed across failovers: a connection to a
+    demoted master fails, and the retry asks the sentinels for the new one."""
+    options: dict[str, Any] = {"decode_responses": True, "socket_timeout": socket_timeout,
+                               "socket_connect_timeout": socket_connect_timeout, "health_check_interval": 30,
+                               "retry_on_timeout": True}
+    if is_sentinel(url):
+        from redis.sentinel import Sentinel
+
+        target = parse_sentinel_url(url)
+        sentinels = Sentinel(list(target.sentinels), socket_timeout=socket_timeout,
+                             socket_connect_timeout=socket_connect_timeout)
+        client: redis.Redis = sentinels.master_for(target.service, redis_class=_Client, db=target.db,
+                                                   username=target.username, password=target.password, **options)
+    else:
+        client = _Client.from_url(url, **options)
     assert isinstance(client, _Client)
-    client.redacted_url = redact_url(url)
+    client.redacted_url = redacted(url)
     return client
 
 
-__all__ = ["RedisUnavailable", "connect"]
+def connect_async(url: str, *, socket_timeout: float = 10, socket_connect_timeout: float = 5) -> Any:
+    """``connect``'s asyncio twin (a ``redis.asyncio.Redis``), for the webhook's event loop; make it inside
+    the loop that uses it."""
+    import redis.asyncio
+
+    options: dict[str, Any] = {"decode_responses": True, "socket_timeout": socket_timeout,
+                               "socket_connect_timeout": socket_connect_timeout, "health_check_interval": 30}
+    if not is_sentinel(url):
+        return redis.asyncio.Redis.from_url(url, **options)
+    from redis.asyncio.sentinel import Sentinel
+
+    class SentinelClient(redis.asyncio.Redis):
+        async def aclose(self, close_connection_pool: bool | None = None) -> None:
+            await super().aclose(close_connection_pool)
+            pool: Any = self.connection_pool  # a SentinelConnectionPool
+            for sentinel in pool.sentinel_manager.sentinels:  # the sentinels' connections too
+                await sentinel.aclose()
+
+    target = parse_sentinel_url(url)
+    sentinels = Sentinel(list(target.sentinels), socket_timeout=socket_timeout,
+                         socket_connect_timeout=socket_connect_timeout)
+    return sentinels.master_for(target.service, redis_class=SentinelClient, db=target.db, username=target.username,
+                                password=target.password, **options)
+
+
+__all__ = ["RedisUnavailable", "connect", "connect_async"]
