@@ -16,6 +16,9 @@ Key layout (prefix ``rotation:``)::
     stats                          hash: rotation counts and duration sums for the metrics
     chatops:audit[:<c>]            the chat audit trail (``chat_audit``)
 
+Channel ``rotation:records`` (``redis_watch``): the id of every saved record and of every moved or
+released pending marker, so followers wait for a change instead of polling.
+
 With a ``journal``, a record that cannot be saved is kept on local disk (and the error still
 raised); the next save or read that reaches Redis writes it back.
 """
@@ -35,6 +38,7 @@ from rotation.adapters.state import chat_audit
 from rotation.adapters.state.base import Lease, decode_value, encode_fields, rotation_counts
 from rotation.adapters.state.journal import RecordJournal
 from rotation.adapters.state.redis_lock import RedisLocker
+from rotation.adapters.state.redis_watch import CHANNEL, RedisChanges, watch
 from rotation.core.clock import Clock
 from rotation.core.errors import StoreUnavailable
 from rotation.core.model import RotationRecord
@@ -93,7 +97,12 @@ class RedisState:
         pipe.zadd(_key("history"), {record.id: score})
         pipe.zadd(_key("history", record.cluster, record.cert_name), {record.id: score})
         pipe.zremrangebyrank(_key("history"), 0, -HISTORY_KEEP - 1)
+        pipe.publish(CHANNEL, record.id)  # in the same MULTI: whoever hears it reads the new record
         pipe.execute()
+
+    def watch(self) -> contextlib.AbstractContextManager[RedisChanges]:
+        """Hear of every record save and marker change from now on (``redis_watch``)."""
+        return watch(self.redis)
 
     def get(self, rotation_id: str) -> RotationRecord | None:
         self._flush_journal()
@@ -238,10 +247,10 @@ class RedisState:
 
     def move_pending(self, cluster: str, cert_name: str, old_id: str, new_id: str) -> None:
         """A retry continues under a new id: point the marker at it (only if it is still ours)."""
-        self.redis.eval(_MOVE, 1, _key("pending", cluster, cert_name), old_id, new_id)
+        self.redis.eval(_MOVE, 2, _key("pending", cluster, cert_name), CHANNEL, old_id, new_id)
 
     def release_pending(self, cluster: str, cert_name: str, rotation_id: str) -> None:
-        _compare_and_delete(self.redis, _key("pending", cluster, cert_name), rotation_id)
+        self.redis.eval(_RELEASE, 2, _key("pending", cluster, cert_name), CHANNEL, rotation_id)
 
     def pending(self) -> dict[tuple[str, str], str]:
         members = sorted(self.redis.smembers(_key("index", "pending")))
@@ -267,12 +276,22 @@ if redis.call('set', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then
 end
 return redis.call('get', KEYS[1])
 """
+# Both publish the ids whose marker changed (old and new) on KEYS[2] (the channel), for followers (``redis_watch``).
 _MOVE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('set', KEYS[1], ARGV[2], 'KEEPTTL') end
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  redis.call('set', KEYS[1], ARGV[2], 'KEEPTTL')
+  redis.call('publish', KEYS[2], ARGV[1])
+  redis.call('publish', KEYS[2], ARGV[2])
+  return 1
+end
 return 0
 """
 _RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  redis.call('del', KEYS[1])
+  redis.call('publish', KEYS[2], ARGV[1])
+  return 1
+end
 return 0
 """
 
@@ -283,10 +302,6 @@ def claim_pending_command(cluster: str, cert_name: str, rotation_id: str, ttl_se
     no window where the marker expires between SET and GET."""
     return (_CLAIM, 2, _key("pending", cluster, cert_name), _key("index", "pending"), rotation_id, ttl_seconds,
             f"{cluster}:{cert_name}")
-
-
-def _compare_and_delete(client: redis.Redis, key: str, value: str) -> None:
-    client.eval(_RELEASE, 1, key, value)
 
 
 class RedisSecretStore:

@@ -41,7 +41,10 @@ class RotationOptions:
     dry_run: bool = False
     issuer: Issuer | None = None  # overrides the inventory's issuer (e.g. --cert-file/--key-file)
     verify_deadline: timedelta | None = None  # default: the cluster's verify_deadline
-    poll_interval: float = 0.5
+    poll_interval: float = 0.5  # between two looks at a slow change; verification's cap (below)
+    # Verification looks again after this many seconds, then doubling up to ``poll_interval``
+    # (``retry.verify_delay``): a node 50 ms late costs ~50 ms, not a whole poll interval.
+    verify_delay: float = retry.VERIFY_DELAY
     push_attempts: int = retry.PUSH_ATTEMPTS
     push_backoff: float = retry.PUSH_BACKOFF
     rotation_id: str | None = None
