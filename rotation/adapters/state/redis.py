@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "rotation:"
 HISTORY_KEEP = 2000
+INDEXED_KEEP = 4096  # record ids remembered as indexed (a worker runs a few rotations at a time)
 
 
 def _key(*parts: str) -> str:
@@ -65,6 +67,8 @@ class RedisState:
         self.clock = clock
         self.journal = journal
         self.locker = RedisLocker(client, lock_lease, clock)
+        self._indexed: dict[str, None] = {}  # ids whose history entries this process wrote (oldest first)
+        self._indexed_lock = threading.Lock()
 
     def ping(self) -> None:
         self.redis.ping()  # RedisUnavailable: one line naming the URL
@@ -75,6 +79,7 @@ class RedisState:
         try:
             self._write(record)
         except redis.RedisError as exc:
+            self._indexed.clear()  # Redis may come back empty: index every record again
             if self.journal is not None:
                 path = self.journal.keep(record)
                 log.warning("rotation %s: record kept in %s until Redis takes it again", record.id, path)
@@ -88,17 +93,30 @@ class RedisState:
 
     def _flush_journal(self) -> None:
         if self.journal is not None and self.journal.has_pending():
-            self.journal.flush(self._write)
+            self.journal.flush(lambda record: self._write(record, index=True))
 
-    def _write(self, record: RotationRecord) -> None:
+    def _write(self, record: RotationRecord, *, index: bool = False) -> None:
+        """The record, published (``redis_watch``). Its history entries are written with its first save
+        in this process and its final one; the saves of its steps in between only replace the record."""
+        body = json.dumps(record.to_dict(), sort_keys=True)
+        if not index and record.finished_at is None and record.id in self._indexed:
+            pipe = self.redis.pipeline(transaction=False)  # one connection: the publish follows the write
+            pipe.set(_key("record", record.id), body)
+            pipe.publish(CHANNEL, record.id)
+            pipe.execute()
+            return
         score = record.started_at.timestamp()
         pipe = self.redis.pipeline()
-        pipe.set(_key("record", record.id), json.dumps(record.to_dict(), sort_keys=True))
+        pipe.set(_key("record", record.id), body)
         pipe.zadd(_key("history"), {record.id: score})
         pipe.zadd(_key("history", record.cluster, record.cert_name), {record.id: score})
         pipe.zremrangebyrank(_key("history"), 0, -HISTORY_KEEP - 1)
         pipe.publish(CHANNEL, record.id)  # in the same MULTI: whoever hears it reads the new record
         pipe.execute()
+        with self._indexed_lock:  # a worker's threads share the state
+            self._indexed[record.id] = None
+            while len(self._indexed) > INDEXED_KEEP:
+                del self._indexed[next(iter(self._indexed))]
 
     def watch(self) -> contextlib.AbstractContextManager[RedisChanges]:
         """Hear of every record save and marker change from now on (``redis_watch``)."""

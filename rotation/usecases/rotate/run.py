@@ -1,6 +1,8 @@
 """One rotation in progress: its record, its steps, the session, the lease and the original pair.
 
-Each step is saved as it starts and ends, so followers (``rotation rotate``, chat) see it happen.
+Each step is saved as it starts, together with how the step before it ended (one save per step,
+and one when the rotation ends), so followers (``rotation rotate``, chat) see it happen; a save
+before the first PUT says "push" started, which a redelivered task reads to resume, not restart.
 A save that fails (Redis away) never stops the rotation: after a push it must still verify or
 roll back; the store keeps the record in its local journal and the final save tries again.
 """
@@ -160,8 +162,9 @@ class Run:
         else:
             self.store_down = False
 
-    def notify(self, step: Step) -> None:
-        self.save()  # followers (CLI --wait, chat) see each step as it happens
+    def notify(self, step: Step, *, save: bool = True) -> None:
+        if save:
+            self.save()  # followers (CLI --wait, chat) see each step as it happens
         if self.options.progress:
             self.options.progress(self.record, step)
 
@@ -185,7 +188,7 @@ class StepScope:
         if exc is not None and not self.step.detail:
             self.step.detail = describe(exc)
         self.run.log.info("step %s %s %s", self.step.name, "ok" if self.step.ok else "failed", self.step.detail)
-        self.run.notify(self.step)
+        self.run.notify(self.step, save=False)  # saved with the next step's start, or the rotation's end
 
 
 def describe(exc: BaseException) -> str:
