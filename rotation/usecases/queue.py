@@ -9,16 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from rotation.adapters.clock import SYSTEM_CLOCK
-from rotation.adapters.state import RecordStore
-from rotation.adapters.state.base import ANY_CHANGE
 from rotation.core import retry
 from rotation.core.clock import Clock
 from rotation.core.errors import RotationInProgress
 from rotation.core.model import Outcome, RotationRecord, Step, Trigger
-from rotation.usecases.context import ServiceContext
+
+if TYPE_CHECKING:  # the CLI imports this module: nothing heavy at import time
+    from rotation.adapters.state import RecordStore
+    from rotation.usecases.context import ServiceContext
+
+ANY_CHANGE = "*"  # = rotation.adapters.state.base.ANY_CHANGE (not imported: it loads the state's dependencies)
 
 
 @dataclass(frozen=True)

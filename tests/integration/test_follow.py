@@ -145,3 +145,10 @@ def test_a_retryable_end_is_final_once_its_marker_is_released(state: ServiceStat
     assert final.id == "r1" and final.outcome is Outcome.FAILED
     assert len(store.waits) == 3 and all(store.waits)
     assert store.reads == 3  # the first read, after the end, after the release: "other" read nothing
+
+
+def test_follow_knows_the_state_port_s_any_change_mark() -> None:
+    from rotation.adapters.state import base
+    from rotation.usecases import queue
+
+    assert queue.ANY_CHANGE == base.ANY_CHANGE  # kept apart so that the CLI does not import the state's dependencies
