@@ -50,9 +50,9 @@ class RotationQueue(Protocol):
 
 # Seconds a follower waits for a change before it reads again anyway (a notification can be lost).
 FALLBACK_POLL = 1.0
-# Seconds a retryable rotation that ended may keep its marker before the follower takes its end as
-# final: the task moves the marker to the retry's id (or releases it) right after the record ends.
-HANDOVER_GRACE = 30.0
+# Seconds a rotation that ended may keep its marker before the follower takes its end as final: the
+# task releases the marker (or moves it to the retry's id) right after the record ends.
+HANDOVER_GRACE = 10.0
 
 
 def follow(
@@ -70,8 +70,8 @@ def follow(
     Event-driven: subscribed to the store's changes (``RecordStore.watch``) before the first read, it
     reads a rotation again only when its record or marker changed (or ``fallback_poll`` seconds
     passed without a word), and returns as soon as the last one ended: its record finished and its
-    marker released (or moved to a retry, which is then followed). A rotation that cannot be retried
-    ends with its record."""
+    marker released (or moved to a retry, which is then followed), so that the next request for the
+    same certificate is not refused as in progress."""
     follower = _Follower(store, queue, list(rotation_ids), on_step, clock)
     deadline = clock.monotonic() + timeout
     with store.watch() as changes:
@@ -126,8 +126,9 @@ class _Follower:
             if holder and holder != rotation_id and retry.same_rotation(holder, rotation_id):
                 self.current[index] = holder  # the task retries under a new id: read that one now
                 continue
-            if holder == rotation_id and record.retryable:
-                # The task is about to move the marker to a retry or release it: wait for that word.
+            if holder == rotation_id:
+                # The task is about to release the marker or move it to a retry: wait for that word
+                # (a marker left behind, its release lost to an outage, holds the follower this long).
                 first = self.ended_at.setdefault(rotation_id, self.clock.monotonic())
                 if self.clock.monotonic() - first < HANDOVER_GRACE:
                     return

@@ -120,6 +120,7 @@ def test_follow_wakes_on_each_change_follows_a_retry_and_ends_with_it(state: Ser
         lambda: state.move_pending("east", "cm", "r1", "r1.1"),  # ... under the next id
         lambda: state.save(record("r1.1", steps=("read",))),
         lambda: state.save(record("r1.1", Outcome.VERIFIED, ("read", "issue", "push", "verify"))),
+        lambda: state.release_pending("east", "cm", "r1.1"),  # the task's last word: follow ends with it
     ])
     (final,) = follow(store, StoreQueue(state), ["r1"], lambda r, s: seen.append(f"{r.id} {s.name}"),
                       fallback_poll=60, clock=FakeClock())
@@ -128,17 +129,18 @@ def test_follow_wakes_on_each_change_follows_a_retry_and_ends_with_it(state: Ser
     assert seen == ["r1 read", "r1 issue", "r1.1 read", "r1.1 issue", "r1.1 push", "r1.1 verify"]
     # one wait per change before the last (the move's two ids may come apart), each ended by hearing of
     # a change; none after the end
-    assert len(store.waits) in (5, 6) and all(store.waits)
+    assert len(store.waits) in (6, 7) and all(store.waits)
 
 
-def test_a_retryable_end_is_final_once_its_marker_is_released(state: ServiceState) -> None:
+@pytest.mark.parametrize("retryable", [True, False])
+def test_an_end_is_final_once_its_marker_is_released(state: ServiceState, retryable: bool) -> None:
     assert state.claim_pending("east", "cm", "r1", 600) is None
     state.save(record("r1", steps=("read",)))
     store = LockStep(state)
     worker = run_in_lock_step(store, [
-        lambda: state.save(record("r1", Outcome.FAILED, ("read",), retryable=True)),  # maybe retried...
+        lambda: state.save(record("r1", Outcome.FAILED, ("read",), retryable=retryable)),  # retried, or not...
         lambda: state.save(record("other", Outcome.VERIFIED)),  # another rotation's news: not read
-        lambda: state.release_pending("east", "cm", "r1"),  # ... no: the last try, released
+        lambda: state.release_pending("east", "cm", "r1"),  # ... not: released, the next request may come
     ])
     (final,) = follow(store, StoreQueue(state), ["r1"], fallback_poll=60, clock=FakeClock())
     worker.join(10)
@@ -152,3 +154,23 @@ def test_follow_knows_the_state_port_s_any_change_mark() -> None:
     from rotation.usecases import queue
 
     assert queue.ANY_CHANGE == base.ANY_CHANGE  # kept apart so that the CLI does not import the state's dependencies
+
+
+class TickingClock(FakeClock):
+    """Each look at the monotonic clock finds it a second later."""
+
+    def monotonic(self) -> float:
+        self.advance(1.0)
+        return super().monotonic()
+
+
+def test_a_marker_never_released_holds_the_follower_only_for_the_grace(state: ServiceState) -> None:
+    from rotation.usecases.queue import HANDOVER_GRACE
+
+    assert state.claim_pending("east", "cm", "r1", 600) is None
+    state.save(record("r1", Outcome.FAILED, ("read",)))  # ended; its release lost to an outage
+    store, clock = LockStep(state), TickingClock()
+    (final,) = follow(store, StoreQueue(state), ["r1"], fallback_poll=0.01, clock=clock)
+    assert final.outcome is Outcome.FAILED
+    assert store.waits and not any(store.waits)  # it waited for the word, heard none, re-read on the fallback
+    assert len(store.waits) < HANDOVER_GRACE  # ended by the grace on the injected clock, not by the timeout
