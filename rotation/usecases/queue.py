@@ -65,7 +65,8 @@ def follow(
     fallback_poll: float = FALLBACK_POLL,
     clock: Clock = SYSTEM_CLOCK,
 ) -> list[RotationRecord]:
-    """Follow queued rotations until each ends (through retries), reporting new steps as they land.
+    """Follow queued rotations until each ends (through retries), reporting each step as it starts and
+    again as it ends (once, when it is first seen ended).
 
     Event-driven: subscribed to the store's changes (``RecordStore.watch``) before the first read, it
     reads a rotation again only when its record or marker changed (or ``fallback_poll`` seconds
@@ -95,7 +96,9 @@ class _Follower:
     def __init__(self, store: RecordStore, queue: RotationQueue, current: list[str],
                  on_step: Callable[[RotationRecord, Step], None] | None, clock: Clock) -> None:
         self.store, self.queue, self.current, self.on_step, self.clock = store, queue, current, on_step, clock
-        self.reported: dict[str, int] = {}
+        # id -> step index -> whether it was reported finished (a step is reported when first seen, and
+        # again when it finishes: the record is saved as each step starts)
+        self.reported: dict[str, dict[int, bool]] = {}
         self.final: dict[int, RotationRecord] = {}
         self.ended_at: dict[str, float] = {}  # id -> when its record was first seen ended, marker still held
 
@@ -115,11 +118,7 @@ class _Follower:
             record = self.store.get(rotation_id)
             if record is None:
                 return
-            seen = self.reported.get(rotation_id, 0)
-            if self.on_step is not None:
-                for step in record.steps[seen:]:
-                    self.on_step(record, step)
-            self.reported[rotation_id] = len(record.steps)
+            self._report(rotation_id, record)
             if record.outcome is Outcome.IN_PROGRESS:
                 return
             holder = self.queue.current(record.cluster, record.cert_name)
@@ -133,6 +132,16 @@ class _Follower:
                 if self.clock.monotonic() - first < HANDOVER_GRACE:
                     return
             self.final[index] = record
+
+    def _report(self, rotation_id: str, record: RotationRecord) -> None:
+        if self.on_step is None:
+            return
+        reported = self.reported.setdefault(rotation_id, {})
+        for index, step in enumerate(record.steps):
+            finished, before = step.finished_at is not None, reported.get(index)
+            if before is None or (finished and not before):
+                reported[index] = finished
+                self.on_step(record, step)
 
     def results(self) -> list[RotationRecord]:
         return [self.final[i] if i in self.final else self.store.get(rid) or _lost(rid, self.clock)

@@ -91,12 +91,14 @@ class _Counted:
 
 
 def record(rotation_id: str, outcome: Outcome = Outcome.IN_PROGRESS, steps: tuple[str, ...] = (),
-           retryable: bool = False) -> RotationRecord:
+           retryable: bool = False, running: str | None = None) -> RotationRecord:
+    """``steps`` ended; then ``running`` started (the record as saved when a step starts)."""
     start = FakeClock().now()
     ended = None if outcome is Outcome.IN_PROGRESS else start + timedelta(seconds=1)
+    done = [Step(name=n, started_at=start, finished_at=start, ok=True) for n in steps]
     return RotationRecord(id=rotation_id, cluster="east", cert_name="cm", trigger="cli", started_at=start,
                           finished_at=ended, outcome=outcome, retryable=retryable,
-                          steps=[Step(name=n, started_at=start, finished_at=start, ok=True) for n in steps])
+                          steps=done + ([Step(name=running, started_at=start)] if running else []))
 
 
 def run_in_lock_step(store: LockStep, actions: list[Callable[[], None]]) -> threading.Thread:
@@ -115,18 +117,21 @@ def test_follow_wakes_on_each_change_follows_a_retry_and_ends_with_it(state: Ser
     state.save(record("r1"))
     store, seen = LockStep(state), []
     worker = run_in_lock_step(store, [
-        lambda: state.save(record("r1", steps=("read",))),
+        lambda: state.save(record("r1", running="read")),
         lambda: state.save(record("r1", Outcome.FAILED, ("read", "issue"), retryable=True)),  # the task retries
         lambda: state.move_pending("east", "cm", "r1", "r1.1"),  # ... under the next id
         lambda: state.save(record("r1.1", steps=("read",))),
         lambda: state.save(record("r1.1", Outcome.VERIFIED, ("read", "issue", "push", "verify"))),
         lambda: state.release_pending("east", "cm", "r1.1"),  # the task's last word: follow ends with it
     ])
-    (final,) = follow(store, StoreQueue(state), ["r1"], lambda r, s: seen.append(f"{r.id} {s.name}"),
+    (final,) = follow(store, StoreQueue(state), ["r1"],
+                      lambda r, s: seen.append(f"{r.id} {s.name} {'ok' if s.finished_at else '...'}"),
                       fallback_poll=60, clock=FakeClock())
     worker.join(10)
     assert final.id == "r1.1" and final.outcome is Outcome.VERIFIED
-    assert seen == ["r1 read", "r1 issue", "r1.1 read", "r1.1 issue", "r1.1 push", "r1.1 verify"]
+    # each step once when first seen, and again when it is seen ended ("read" of r1 started, then ended)
+    assert seen == ["r1 read ...", "r1 read ok", "r1 issue ok", "r1.1 read ok", "r1.1 issue ok", "r1.1 push ok",
+                    "r1.1 verify ok"]
     # one wait per change before the last (the move's two ids may come apart), each ended by hearing of
     # a change; none after the end
     assert len(store.waits) in (6, 7) and all(store.waits)
