@@ -8,7 +8,8 @@ picks it once from the settings.
 
 What it holds, by concern:
 
-- records and history: one ``RotationRecord`` per rotation (fingerprints and steps, never keys)
+- records and history: one ``RotationRecord`` per rotation (fingerprints and steps, never keys), and
+  ``watch()``: notice of every record save and marker change, so followers wait instead of polling
 - one rotation per (cluster identity, certificate): a lock with a lease and a fencing token
 - pending claims: the rotation id queued or running per (cluster, certificate)
 - per-certificate state: what each node serves, health, last rotation, failures and backoff
