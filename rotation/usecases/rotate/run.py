@@ -81,10 +81,14 @@ class OriginalPairs:
     def __init__(self, secrets: SecretStore | None, cluster: str, cert_name: CertName | str) -> None:
         self.secrets = secrets
         self.key = f"original/{cluster}/{cert_name}"
+        # What the store holds, once read: only the lock's holder changes it, and this rotation holds it.
+        self._known: tuple[dict | None] | None = None
 
     def _load(self) -> dict | None:
-        blob = self.secrets.get(self.key) if self.secrets is not None else None
-        return json.loads(blob) if blob else None
+        if self._known is None:
+            blob = self.secrets.get(self.key) if self.secrets is not None else None
+            self._known = (json.loads(blob) if blob else None,)
+        return self._known[0]
 
     def get(self) -> OriginalPair | None:
         data = self._load()
@@ -111,14 +115,18 @@ class OriginalPairs:
         blob = {"rotation": rotation_id, "certificate": pair.certificate, "key": pair.key.reveal(),
                 "fingerprint": pair.fingerprint, "pushed": sorted(pushed | {new_fingerprint}),
                 "fallback": pair.fallback}
+        self._known = None  # read again if asked: the put may not have reached the store
         self.secrets.put(self.key, json.dumps(blob).encode(), ttl_seconds=ORIGINAL_TTL)
+        self._known = (blob,)
 
     def release(self) -> None:
         """The cluster serves one known certificate again: nothing left to restore."""
         if self.secrets is None:
             return
+        self._known = None
         try:
             self.secrets.delete(self.key)
+            self._known = (None,)
         except RotationError as exc:  # the store is away: the pair stays kept, harmless and encrypted
             log.warning("%s: could not forget the original pair: %s", self.key, exc.message)
 
