@@ -50,6 +50,10 @@ class ClusterSession:
                                               self.client.databases(), version, self.settings.layout, own)
         return self._view
 
+    def software_version(self) -> str | None:
+        """The cluster's version: the view's when read, else ``GET /v1/nodes`` alone (not the whole view)."""
+        return self._view.version if self._view is not None else self.client.software_version()
+
     @property
     def uses_bulk_update(self) -> bool:
         return uses_bulk_update(self.view().version)

@@ -28,6 +28,7 @@ MAX_ROTATION_RETRIES = 4  # task retries of one rotation after its first try
 SCAN_RETRIES = 3  # task retries of a scan that could not reach its cluster
 PUSH_ATTEMPTS = 3  # PUTs of one certificate while RS answers "try again"
 PUSH_BACKOFF = 0.5  # seconds before the second PUT; doubles each time
+VERIFY_DELAY = 0.05  # seconds before a lagging endpoint is looked at again after a push; doubles each time
 
 
 def retryable(exc: BaseException) -> bool:
@@ -43,6 +44,13 @@ def transient_push_answer(exc: ClusterAPIError) -> bool:
 def push_delay(attempt: int, backoff: float = PUSH_BACKOFF) -> float:
     """Seconds to wait after push attempt ``attempt`` (1-based) failed with a transient answer."""
     return backoff * 2 ** (attempt - 1)
+
+
+def verify_delay(attempt: int, first: float = VERIFY_DELAY, cap: float = 0.5) -> float:
+    """Seconds before verification look ``attempt + 1`` (1-based ``attempt``: the looks that found an
+    endpoint lagging): ``first``, doubling, never more than ``cap``. RS usually serves a new certificate
+    within tens of milliseconds; a node that takes seconds is looked at every ``cap`` seconds."""
+    return min(cap, first * 2 ** (attempt - 1))
 
 
 def should_retry(record: RotationRecord, retries: int) -> bool:
@@ -94,6 +102,6 @@ def same_rotation(one: str, other: str) -> bool:
     return root_id(one) == root_id(other)
 
 
-__all__ = ["MAX_ROTATION_RETRIES", "PUSH_ATTEMPTS", "PUSH_BACKOFF", "SCAN_RETRIES", "backoff_delay", "lease_wait",
-           "push_delay", "retry_id", "retryable", "root_id", "rotation_countdown", "same_rotation", "scan_countdown",
-           "should_retry", "transient_push_answer"]
+__all__ = ["MAX_ROTATION_RETRIES", "PUSH_ATTEMPTS", "PUSH_BACKOFF", "SCAN_RETRIES", "VERIFY_DELAY", "backoff_delay",
+           "lease_wait", "push_delay", "retry_id", "retryable", "root_id", "rotation_countdown", "same_rotation",
+           "scan_countdown", "should_retry", "transient_push_answer", "verify_delay"]

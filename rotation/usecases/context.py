@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.adapters.cluster import SessionPool
@@ -26,6 +26,9 @@ from rotation.adapters.state import ServiceState, open_state
 from rotation.config import Inventory, ServiceSettings, load_inventory, resolve_config_path
 from rotation.core.clock import Clock
 from rotation.core.errors import ConfigError, RotationError
+
+if TYPE_CHECKING:
+    from rotation.usecases.coupling import IsolatedLinks
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,13 @@ class ServiceContext:
     def sessions(self) -> SessionPool:
         """REST clients reused by this process's scans and rotations (a worker works on the same clusters all day)."""
         return SessionPool()
+
+    @cached_property
+    def isolated_links(self) -> IsolatedLinks:
+        """Replication links of clusters that have none, reused for a few seconds by this process's rotations."""
+        from rotation.usecases.coupling import IsolatedLinks
+
+        return IsolatedLinks(self.clock)
 
     @cached_property
     def redis(self) -> Any:

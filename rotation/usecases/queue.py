@@ -9,15 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from rotation.adapters.clock import SYSTEM_CLOCK
-from rotation.adapters.state import RecordStore
 from rotation.core import retry
 from rotation.core.clock import Clock
 from rotation.core.errors import RotationInProgress
 from rotation.core.model import Outcome, RotationRecord, Step, Trigger
-from rotation.usecases.context import ServiceContext
+
+if TYPE_CHECKING:  # the CLI imports this module: nothing heavy at import time
+    from rotation.adapters.state import RecordStore
+    from rotation.usecases.context import ServiceContext
+
+ANY_CHANGE = "*"  # = rotation.adapters.state.base.ANY_CHANGE (not imported: it loads the state's dependencies)
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,13 @@ class RotationQueue(Protocol):
     def current(self, cluster: str, cert_name: str) -> str | None: ...
 
 
+# Seconds a follower waits for a change before it reads again anyway (a notification can be lost).
+FALLBACK_POLL = 1.0
+# Seconds a rotation that ended may keep its marker before the follower takes its end as final: the
+# task releases the marker (or moves it to the retry's id) right after the record ends.
+HANDOVER_GRACE = 10.0
+
+
 def follow(
     store: RecordStore,
     queue: RotationQueue,
@@ -51,34 +62,90 @@ def follow(
     on_step: Callable[[RotationRecord, Step], None] | None = None,
     *,
     timeout: float = 1800.0,
-    poll: float = 0.3,
+    fallback_poll: float = FALLBACK_POLL,
     clock: Clock = SYSTEM_CLOCK,
 ) -> list[RotationRecord]:
-    """Follow queued rotations until each ends (through retries), reporting new steps as they land."""
-    current = list(rotation_ids)
-    reported: dict[str, int] = {}
-    final: dict[int, RotationRecord] = {}
+    """Follow queued rotations until each ends (through retries), reporting each step as it starts and
+    again as it ends (once, when it is first seen ended).
+
+    Event-driven: subscribed to the store's changes (``RecordStore.watch``) before the first read, it
+    reads a rotation again only when its record or marker changed (or ``fallback_poll`` seconds
+    passed without a word), and returns as soon as the last one ended: its record finished and its
+    marker released (or moved to a retry, which is then followed), so that the next request for the
+    same certificate is not refused as in progress."""
+    follower = _Follower(store, queue, list(rotation_ids), on_step, clock)
     deadline = clock.monotonic() + timeout
-    while len(final) < len(current) and clock.monotonic() < deadline:
-        for index, rotation_id in enumerate(current):
-            if index in final:
-                continue
-            record = store.get(rotation_id)
+    with store.watch() as changes:
+        dirty = set(range(len(follower.current)))
+        while True:
+            for index in sorted(dirty):
+                follower.read(index)
+            if follower.done():
+                break
+            left = deadline - clock.monotonic()
+            if left <= 0:
+                break
+            heard = changes.wait(min(fallback_poll, left))
+            dirty = follower.concerned(heard)
+    return follower.results()
+
+
+class _Follower:
+    """What ``follow`` knows of each rotation: its current id (retries move it), steps reported, its end."""
+
+    def __init__(self, store: RecordStore, queue: RotationQueue, current: list[str],
+                 on_step: Callable[[RotationRecord, Step], None] | None, clock: Clock) -> None:
+        self.store, self.queue, self.current, self.on_step, self.clock = store, queue, current, on_step, clock
+        # id -> step index -> whether it was reported finished (a step is reported when first seen, and
+        # again when it finishes: the record is saved as each step starts)
+        self.reported: dict[str, dict[int, bool]] = {}
+        self.final: dict[int, RotationRecord] = {}
+        self.ended_at: dict[str, float] = {}  # id -> when its record was first seen ended, marker still held
+
+    def done(self) -> bool:
+        return len(self.final) == len(self.current)
+
+    def concerned(self, heard: set[str]) -> set[int]:
+        """The rotations to read again after ``heard`` (nothing heard: the fallback, all of them)."""
+        waiting = [i for i in range(len(self.current)) if i not in self.final]
+        if not heard or ANY_CHANGE in heard:
+            return set(waiting)
+        return {i for i in waiting if any(retry.same_rotation(self.current[i], rid) for rid in heard)}
+
+    def read(self, index: int) -> None:
+        while index not in self.final:
+            rotation_id = self.current[index]
+            record = self.store.get(rotation_id)
             if record is None:
-                continue
-            seen = reported.get(rotation_id, 0)
-            for step in record.steps[seen:] if on_step else ():
-                on_step(record, step)  # type: ignore[misc]
-            reported[rotation_id] = len(record.steps)
+                return
+            self._report(rotation_id, record)
             if record.outcome is Outcome.IN_PROGRESS:
+                return
+            holder = self.queue.current(record.cluster, record.cert_name)
+            if holder and holder != rotation_id and retry.same_rotation(holder, rotation_id):
+                self.current[index] = holder  # the task retries under a new id: read that one now
                 continue
-            successor = queue.current(record.cluster, record.cert_name)
-            if successor and successor != rotation_id and retry.same_rotation(successor, rotation_id):
-                current[index] = successor  # the task retries under a new id
-                continue
-            final[index] = record
-        clock.sleep(poll)
-    return [final[i] if i in final else store.get(rid) or _lost(rid, clock) for i, rid in enumerate(current)]
+            if holder == rotation_id:
+                # The task is about to release the marker or move it to a retry: wait for that word
+                # (a marker left behind, its release lost to an outage, holds the follower this long).
+                first = self.ended_at.setdefault(rotation_id, self.clock.monotonic())
+                if self.clock.monotonic() - first < HANDOVER_GRACE:
+                    return
+            self.final[index] = record
+
+    def _report(self, rotation_id: str, record: RotationRecord) -> None:
+        if self.on_step is None:
+            return
+        reported = self.reported.setdefault(rotation_id, {})
+        for index, step in enumerate(record.steps):
+            finished, before = step.finished_at is not None, reported.get(index)
+            if before is None or (finished and not before):
+                reported[index] = finished
+                self.on_step(record, step)
+
+    def results(self) -> list[RotationRecord]:
+        return [self.final[i] if i in self.final else self.store.get(rid) or _lost(rid, self.clock)
+                for i, rid in enumerate(self.current)]
 
 
 def _lost(rotation_id: str, clock: Clock) -> RotationRecord:

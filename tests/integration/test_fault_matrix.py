@@ -169,7 +169,8 @@ def test_fault_ends_with_one_certificate_served_and_named(sim: ClusterSimulator,
     (record,) = rotate_here(inventory, "sim", [fault.cert], options)
     assert record.outcome is fault.outcome, record.error
     if clock is not None:  # verification polled until its deadline, then gave up
-        assert sum(clock.slept) >= fault.deadline and set(clock.slept) == {0.1}
+        assert sum(clock.slept) >= fault.deadline - 1e-6 and clock.slept[:2] == [0.05, 0.1]  # verify backs off ...
+        assert max(clock.slept) == 0.1  # ... up to the poll interval
     assert fault.error in (record.error or ""), record.error
     if fault.steps:
         assert tuple(s.name for s in record.steps) == fault.steps
@@ -183,6 +184,33 @@ def test_fault_ends_with_one_certificate_served_and_named(sim: ClusterSimulator,
         assert record.cluster_state is (ClusterState.NEW if fault.ends_on == "new" else ClusterState.OLD)
     else:
         assert set(served(sim, fault.cert).values()) == {original}
+
+
+class CatchUpClock(FakeClock):
+    """Node 3 of ``sim`` serves the new certificate once verification has waited ``after`` times."""
+
+    def __init__(self, sim: ClusterSimulator, after: int) -> None:
+        super().__init__(datetime.now(UTC))
+        self.sim, self.after = sim, after
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        if len(self.slept) == self.after:
+            self.sim.stale(3, 0)  # switch now
+
+
+@pytest.mark.parametrize("late_looks", [1, 6])
+def test_verification_looks_again_after_50ms_and_backs_off(sim: ClusterSimulator, inventory: Inventory,
+                                                           late_looks: int) -> None:
+    sim.stale(3, None, "cm")  # node 3 lags until the clock has slept `late_looks` times
+    clock = CatchUpClock(sim, late_looks)
+    options = RotationOptions(poll_interval=0.5, push_backoff=0.05, verify_deadline=timedelta(seconds=30),
+                              clock=clock)
+    (record,) = rotate_here(inventory, "sim", ["cm"], options)
+    assert record.outcome is Outcome.VERIFIED, record.error
+    # a node one look late costs one 50 ms wait; later, the waits double up to the poll interval
+    assert clock.slept == [0.05, 0.1, 0.2, 0.4, 0.5, 0.5][:late_looks]
+    sim.clear_faults()
 
 
 def test_failed_rollback_records_each_endpoint_and_the_retry_restores_the_original(

@@ -13,6 +13,7 @@ from support.processes import RedisServer, wait_for
 
 from rotation.adapters.secrets import SecretBox
 from rotation.adapters.state import ServiceState
+from rotation.adapters.state.base import Changes
 from rotation.adapters.state.local import LocalState
 from rotation.adapters.state.redis import RedisState
 from rotation.adapters.state.redis_client import connect
@@ -147,3 +148,31 @@ def test_local_pending_claims_expire_on_the_injected_clock(tmp_path: Path) -> No
     clock.advance(2)  # a lost message frees the slot, as Redis' EX does
     assert state.pending() == {}
     assert state.claim_pending("east", "cm", "r2", 60) is None
+
+
+def heard(changes: Changes, expected: set[str]) -> None:
+    """``expected``, in one wait or several (messages may arrive apart), and nothing else."""
+    got: set[str] = set()
+    while got != expected:
+        more = changes.wait(10)
+        assert more and more <= expected, (more, expected)
+        got |= more
+
+
+def test_a_watcher_hears_of_saved_records_and_moved_or_released_markers_by_id(state: ServiceState) -> None:
+    state.save(record("before"))  # before the watch: never heard of
+    assert state.claim_pending("east", "cm", "r1", 600) is None
+    with state.watch() as changes:
+        assert changes.wait(0.01) == set()  # nothing changed since the watch began
+        state.save(record("r1", outcome=Outcome.IN_PROGRESS))
+        heard(changes, {"r1"})
+        state.move_pending("east", "cm", "someone-else", "r9")  # not ours: nothing moves, nothing said
+        state.move_pending("east", "cm", "r1", "r1.1")
+        heard(changes, {"r1", "r1.1"})
+        state.release_pending("east", "cm", "r1")  # the marker is r1.1's now: nothing changes
+        state.release_pending("east", "cm", "r1.1")
+        heard(changes, {"r1.1"})
+        state.save(record("r2"))
+        state.save(record("r3", "proxy"))
+        heard(changes, {"r2", "r3"})
+        assert changes.wait(0.01) == set()

@@ -67,3 +67,8 @@ def test_the_push_loop_waits_double_each_time_and_only_for_rs_transient_answers(
                                                         retry.PUSH_BACKOFF * 4]
     assert retry.transient_push_answer(ClusterUnavailable("409 partially applied", status=409))
     assert not retry.transient_push_answer(ClusterRejected("400 invalid certificate", status=400))
+
+
+def test_verification_looks_again_after_50ms_doubling_up_to_the_cap() -> None:
+    assert [retry.verify_delay(n) for n in range(1, 7)] == [0.05, 0.1, 0.2, 0.4, 0.5, 0.5]
+    assert [retry.verify_delay(n, 0.1, 0.3) for n in (1, 2, 3)] == [0.1, 0.2, 0.3]

@@ -8,7 +8,8 @@ picks it once from the settings.
 
 What it holds, by concern:
 
-- records and history: one ``RotationRecord`` per rotation (fingerprints and steps, never keys)
+- records and history: one ``RotationRecord`` per rotation (fingerprints and steps, never keys), and
+  ``watch()``: notice of every record save and marker change, so followers wait instead of polling
 - one rotation per (cluster identity, certificate): a lock with a lease and a fencing token
 - pending claims: the rotation id queued or running per (cluster, certificate)
 - per-certificate state: what each node serves, health, last rotation, failures and backoff
@@ -50,8 +51,31 @@ class Lease(Protocol):
         ...
 
 
+# What ``Changes.wait`` returns when it heard of a change but not of which rotation.
+ANY_CHANGE = "*"
+
+
+class Changes(Protocol):
+    """A subscription to the store's changes of rotation records and rotation markers (pending claims).
+
+    Subscribed when it is made, so nothing that changes after ``watch()`` returned is missed: read,
+    then ``wait``. A lost notification only delays a reader until its own bounded timeout."""
+
+    def wait(self, timeout: float) -> set[str]:
+        """Block until a record or marker changes, at most ``timeout`` seconds: the ids of the rotations
+        whose record or marker changed (``ANY_CHANGE``: something changed, unknown which); empty when
+        nothing did."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class RecordStore(Protocol):
     def save(self, record: RotationRecord) -> None: ...
+
+    def watch(self) -> contextlib.AbstractContextManager[Changes]:
+        """Hear of every record save and every change of a rotation marker from now on (``Changes``)."""
+        ...
 
     def get(self, rotation_id: str) -> RotationRecord | None: ...
 
@@ -174,5 +198,5 @@ def rotation_counts(record: RotationRecord) -> dict[str, int | float]:
     return counts
 
 
-__all__ = ["DURATION_BUCKETS", "Lease", "Locker", "RecordStore", "ServiceState", "decode_value",
-           "encode_fields", "rotation_counts"]
+__all__ = ["ANY_CHANGE", "DURATION_BUCKETS", "Changes", "Lease", "Locker", "RecordStore", "ServiceState",
+           "decode_value", "encode_fields", "rotation_counts"]

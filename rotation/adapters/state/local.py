@@ -24,6 +24,7 @@ from typing import Any
 
 from rotation.adapters.secrets import LocalSecretStore, SecretBox, SecretStore
 from rotation.adapters.state.base import Lease, decode_value, encode_fields, rotation_counts
+from rotation.adapters.state.local_watch import LocalChanges
 from rotation.core.clock import Clock
 from rotation.core.errors import RotationInProgress, StoreUnavailable
 from rotation.core.model import RotationRecord
@@ -115,6 +116,15 @@ class LocalState:
         with open(self.path, "a", encoding="utf-8") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             handle.write(line)
+
+    @contextlib.contextmanager
+    def watch(self) -> Iterator[LocalChanges]:
+        """Hear of every record save and marker change from now on (a short poll: ``local_watch``)."""
+        changes = LocalChanges(self.path, self._pending.path)
+        try:
+            yield changes
+        finally:
+            changes.close()
 
     def get(self, rotation_id: str) -> RotationRecord | None:
         return self._latest().get(rotation_id)

@@ -17,6 +17,9 @@ Key layout (prefix ``rotation:``)::
     chatops:audit[:<c>]            the chat audit trail (``chat_audit``)
     beat                           the beat that runs the schedule, with a lease it renews
 
+Channel ``rotation:records`` (``redis_watch``): the id of every saved record and of every moved or
+released pending marker, so followers wait for a change instead of polling.
+
 With a ``journal``, a record that cannot be saved is kept on local disk (and the error still
 raised); the next save or read that reaches Redis writes it back.
 """
@@ -26,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +40,7 @@ from rotation.adapters.state import chat_audit
 from rotation.adapters.state.base import Lease, decode_value, encode_fields, rotation_counts
 from rotation.adapters.state.journal import RecordJournal
 from rotation.adapters.state.redis_lock import RedisLocker
+from rotation.adapters.state.redis_watch import CHANNEL, RedisChanges, watch
 from rotation.core.clock import Clock
 from rotation.core.errors import StoreUnavailable
 from rotation.core.model import RotationRecord
@@ -44,6 +49,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "rotation:"
 HISTORY_KEEP = 2000
+INDEXED_KEEP = 4096  # record ids remembered as indexed (a worker runs a few rotations at a time)
 
 
 def _key(*parts: str) -> str:
@@ -62,6 +68,8 @@ class RedisState:
         self.clock = clock
         self.journal = journal
         self.locker = RedisLocker(client, lock_lease, clock)
+        self._indexed: dict[str, None] = {}  # ids whose history entries this process wrote (oldest first)
+        self._indexed_lock = threading.Lock()
 
     def ping(self) -> None:
         self.redis.ping()  # RedisUnavailable: one line naming the URL
@@ -72,6 +80,7 @@ class RedisState:
         try:
             self._write(record)
         except redis.RedisError as exc:
+            self._indexed.clear()  # Redis may come back empty: index every record again
             if self.journal is not None:
                 path = self.journal.keep(record)
                 log.warning("rotation %s: record kept in %s until Redis takes it again", record.id, path)
@@ -85,16 +94,34 @@ class RedisState:
 
     def _flush_journal(self) -> None:
         if self.journal is not None and self.journal.has_pending():
-            self.journal.flush(self._write)
+            self.journal.flush(lambda record: self._write(record, index=True))
 
-    def _write(self, record: RotationRecord) -> None:
+    def _write(self, record: RotationRecord, *, index: bool = False) -> None:
+        """The record, published (``redis_watch``). Its history entries are written with its first save
+        in this process and its final one; the saves of its steps in between only replace the record."""
+        body = json.dumps(record.to_dict(), sort_keys=True)
+        if not index and record.finished_at is None and record.id in self._indexed:
+            pipe = self.redis.pipeline(transaction=False)  # one connection: the publish follows the write
+            pipe.set(_key("record", record.id), body)
+            pipe.publish(CHANNEL, record.id)
+            pipe.execute()
+            return
         score = record.started_at.timestamp()
         pipe = self.redis.pipeline()
-        pipe.set(_key("record", record.id), json.dumps(record.to_dict(), sort_keys=True))
+        pipe.set(_key("record", record.id), body)
         pipe.zadd(_key("history"), {record.id: score})
         pipe.zadd(_key("history", record.cluster, record.cert_name), {record.id: score})
         pipe.zremrangebyrank(_key("history"), 0, -HISTORY_KEEP - 1)
+        pipe.publish(CHANNEL, record.id)  # in the same MULTI: whoever hears it reads the new record
         pipe.execute()
+        with self._indexed_lock:  # a worker's threads share the state
+            self._indexed[record.id] = None
+            while len(self._indexed) > INDEXED_KEEP:
+                del self._indexed[next(iter(self._indexed))]
+
+    def watch(self) -> contextlib.AbstractContextManager[RedisChanges]:
+        """Hear of every record save and marker change from now on (``redis_watch``)."""
+        return watch(self.redis)
 
     def get(self, rotation_id: str) -> RotationRecord | None:
         self._flush_journal()
@@ -245,10 +272,10 @@ class RedisState:
 
     def move_pending(self, cluster: str, cert_name: str, old_id: str, new_id: str) -> None:
         """A retry continues under a new id: point the marker at it (only if it is still ours)."""
-        self.redis.eval(_MOVE, 1, _key("pending", cluster, cert_name), old_id, new_id)
+        self.redis.eval(_MOVE, 2, _key("pending", cluster, cert_name), CHANNEL, old_id, new_id)
 
     def release_pending(self, cluster: str, cert_name: str, rotation_id: str) -> None:
-        _compare_and_delete(self.redis, _key("pending", cluster, cert_name), rotation_id)
+        self.redis.eval(_RELEASE, 2, _key("pending", cluster, cert_name), CHANNEL, rotation_id)
 
     def pending(self) -> dict[tuple[str, str], str]:
         members = sorted(self.redis.smembers(_key("index", "pending")))
@@ -289,12 +316,22 @@ if redis.call('set', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then
 end
 return redis.call('get', KEYS[1])
 """
+# Both publish the ids whose marker changed (old and new) on KEYS[2] (the channel), for followers (``redis_watch``).
 _MOVE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('set', KEYS[1], ARGV[2], 'KEEPTTL') end
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  redis.call('set', KEYS[1], ARGV[2], 'KEEPTTL')
+  redis.call('publish', KEYS[2], ARGV[1])
+  redis.call('publish', KEYS[2], ARGV[2])
+  return 1
+end
 return 0
 """
 _RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  redis.call('del', KEYS[1])
+  redis.call('publish', KEYS[2], ARGV[1])
+  return 1
+end
 return 0
 """
 
@@ -305,10 +342,6 @@ def claim_pending_command(cluster: str, cert_name: str, rotation_id: str, ttl_se
     no window where the marker expires between SET and GET."""
     return (_CLAIM, 2, _key("pending", cluster, cert_name), _key("index", "pending"), rotation_id, ttl_seconds,
             f"{cluster}:{cert_name}")
-
-
-def _compare_and_delete(client: redis.Redis, key: str, value: str) -> None:
-    client.eval(_RELEASE, 1, key, value)
 
 
 class RedisSecretStore:

@@ -100,7 +100,7 @@ def ocsp_companion(ctx: ServiceContext, inventory: Inventory, session: ClusterSe
         return None
     disable_when_missing = session.settings.ocsp == "disable_when_missing"
     try:
-        if not at_least(session.view().version, OCSP_STAPLING_SINCE):
+        if not at_least(session.software_version(), OCSP_STAPLING_SINCE):  # one GET: the pipeline reads the view
             return None
         stapling = session.ocsp().stapling
     except RotationError:

@@ -69,8 +69,8 @@ def rotate(
         with rotation_context(record.id, session.name, str(name)), \
                 state.hold(session.settings.identity, str(name), owner) as lease:
             run.lease = lease
-            run.save()
             if existing is not None and existing.pushed:
+                run.save()
                 resume_after_push(run)
             else:
                 _rotate_locked(run, inventory, plan, issuers)

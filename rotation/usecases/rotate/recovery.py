@@ -69,7 +69,9 @@ def wait_until_served(run: Run, fingerprint: str, deadline: timedelta | None = N
     lagging endpoint (RS restarts its API after a certificate change), not the end."""
     deadline = run.deadline if deadline is None else deadline
     end = run.clock.monotonic() + deadline.total_seconds()
+    looks = 0
     while True:
+        looks += 1
         interrupts.check()
         if run.lease.lost:
             raise Superseded(f"{run.record.cluster}/{run.cert_name}: another rotation took the lock while this "
@@ -87,7 +89,9 @@ def wait_until_served(run: Run, fingerprint: str, deadline: timedelta | None = N
                 f"{run.record.cluster}/{run.cert_name}: {certs.short_fingerprint(fingerprint)} not served everywhere "
                 f"after {deadline.total_seconds():g}s ({len(lagging)} endpoint(s) lagging: {where})"
             )
-        run.clock.sleep(run.options.poll_interval)
+        delay = retry.verify_delay(looks, run.options.verify_delay, max(run.options.verify_delay,
+                                                                          run.options.poll_interval))
+        run.clock.sleep(min(delay, max(0.0, end - run.clock.monotonic())))  # the last look at the deadline
 
 
 def cluster_state(served: list[ServedCert], old: str | None, new: str | None) -> ClusterState:

@@ -173,7 +173,7 @@ def replication_companion(ctx: ServiceContext, inventory: Inventory, session: Cl
     def open_session(name: str) -> ClusterSession:
         return ctx.sessions.open(inventory, name)
 
-    graph = read_graph(inventory, open_session, own=session)
+    graph = read_graph(inventory, open_session, own=session, reuse=ctx.isolated_links)
     impact = graph.impact(session.name, cert_name)
     if not impact.coupled and not impact.unread:
         return None

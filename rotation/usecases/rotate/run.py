@@ -1,6 +1,8 @@
 """One rotation in progress: its record, its steps, the session, the lease and the original pair.
 
-Each step is saved as it starts and ends, so followers (``rotation rotate``, chat) see it happen.
+Each step is saved as it starts, together with how the step before it ended (one save per step,
+and one when the rotation ends), so followers (``rotation rotate``, chat) see it happen; a save
+before the first PUT says "push" started, which a redelivered task reads to resume, not restart.
 A save that fails (Redis away) never stops the rotation: after a push it must still verify or
 roll back; the store keeps the record in its local journal and the final save tries again.
 """
@@ -41,7 +43,10 @@ class RotationOptions:
     dry_run: bool = False
     issuer: Issuer | None = None  # overrides the inventory's issuer (e.g. --cert-file/--key-file)
     verify_deadline: timedelta | None = None  # default: the cluster's verify_deadline
-    poll_interval: float = 0.5
+    poll_interval: float = 0.5  # between two looks at a slow change; verification's cap (below)
+    # Verification looks again after this many seconds, then doubling up to ``poll_interval``
+    # (``retry.verify_delay``): a node 50 ms late costs ~50 ms, not a whole poll interval.
+    verify_delay: float = retry.VERIFY_DELAY
     push_attempts: int = retry.PUSH_ATTEMPTS
     push_backoff: float = retry.PUSH_BACKOFF
     rotation_id: str | None = None
@@ -76,10 +81,14 @@ class OriginalPairs:
     def __init__(self, secrets: SecretStore | None, cluster: str, cert_name: CertName | str) -> None:
         self.secrets = secrets
         self.key = f"original/{cluster}/{cert_name}"
+        # What the store holds, once read: only the lock's holder changes it, and this rotation holds it.
+        self._known: tuple[dict | None] | None = None
 
     def _load(self) -> dict | None:
-        blob = self.secrets.get(self.key) if self.secrets is not None else None
-        return json.loads(blob) if blob else None
+        if self._known is None:
+            blob = self.secrets.get(self.key) if self.secrets is not None else None
+            self._known = (json.loads(blob) if blob else None,)
+        return self._known[0]
 
     def get(self) -> OriginalPair | None:
         data = self._load()
@@ -106,14 +115,18 @@ class OriginalPairs:
         blob = {"rotation": rotation_id, "certificate": pair.certificate, "key": pair.key.reveal(),
                 "fingerprint": pair.fingerprint, "pushed": sorted(pushed | {new_fingerprint}),
                 "fallback": pair.fallback}
+        self._known = None  # read again if asked: the put may not have reached the store
         self.secrets.put(self.key, json.dumps(blob).encode(), ttl_seconds=ORIGINAL_TTL)
+        self._known = (blob,)
 
     def release(self) -> None:
         """The cluster serves one known certificate again: nothing left to restore."""
         if self.secrets is None:
             return
+        self._known = None
         try:
             self.secrets.delete(self.key)
+            self._known = (None,)
         except RotationError as exc:  # the store is away: the pair stays kept, harmless and encrypted
             log.warning("%s: could not forget the original pair: %s", self.key, exc.message)
 
@@ -157,8 +170,9 @@ class Run:
         else:
             self.store_down = False
 
-    def notify(self, step: Step) -> None:
-        self.save()  # followers (CLI --wait, chat) see each step as it happens
+    def notify(self, step: Step, *, save: bool = True) -> None:
+        if save:
+            self.save()  # followers (CLI --wait, chat) see each step as it happens
         if self.options.progress:
             self.options.progress(self.record, step)
 
@@ -182,7 +196,7 @@ class StepScope:
         if exc is not None and not self.step.detail:
             self.step.detail = describe(exc)
         self.run.log.info("step %s %s %s", self.step.name, "ok" if self.step.ok else "failed", self.step.detail)
-        self.run.notify(self.step)
+        self.run.notify(self.step, save=False)  # saved with the next step's start, or the rotation's end
 
 
 def describe(exc: BaseException) -> str:

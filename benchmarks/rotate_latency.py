@@ -1,0 +1,163 @@
+"""A rotation request to exit: how long `rotation rotate` takes, next to baselines run in the same process.
+
+    .venv/bin/python benchmarks/rotate_latency.py [--samples 15] [--cli-samples 7] [--nodes 3] [--json]
+
+One simulated 3-node cluster (loopback only), a redis-server and one `rotation worker` run as the
+service does. Measured, each as a median (p50) of --samples / --cli-samples runs:
+
+- pipeline          ``rotate_and_record`` in this process (what a rotation itself costs)
+- submit+follow     ``CeleryRotationQueue.submit`` then ``follow`` until the record ended, in this process,
+                    next to a bare Celery round trip (``celery.accumulate``, send + result) of the same worker
+- CLI --inline      ``rotation rotate c00 cm --inline`` as a new process, next to ``python -c pass`` and
+                    ``rotation --help`` (the CLI's start-up alone)
+- CLI queued        ``rotation rotate c00 cm`` as a new process (submit, follow, print)
+
+Targets: --inline p50 <= 0.35 s, queued p50 <= 0.5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+
+from benchmarks.localproc import free_port, wait_for  # noqa: E402
+from benchmarks.mass_rotation import start_fleet  # noqa: E402
+from rotation.adapters.secrets import SecretBox  # noqa: E402
+
+CERTS = ("cm", "metrics_exporter")  # alternated: each rotation finds the previous one finished
+
+
+def p50(run: Callable[[int], None], samples: int) -> float:
+    times = []
+    for number in range(samples):
+        start = time.perf_counter()
+        run(number)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def command(argv: list[str], env: dict[str, str], expect: int = 0) -> Callable[[int], None]:
+    def run(number: int) -> None:
+        args = [a.replace("{cert}", CERTS[number % 2]) for a in argv]
+        done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, timeout=120)
+        if done.returncode != expect:
+            raise SystemExit(f"{' '.join(args)} exited {done.returncode}: {done.stderr.decode()[-2000:]}")
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=15)
+    parser.add_argument("--cli-samples", type=int, default=7)
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    # `rotation` as `python -m workers.main` (what the console script runs): this checkout's code, whichever
+    # the virtualenv's editable install points at
+    rotation_cli = [sys.executable, "-m", "workers.main"]
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        redis_port = free_port()
+        redis_proc = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                                       "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL)
+        fleet = worker = None
+        try:
+            wait_for(lambda: redis.Redis(port=redis_port).ping(), 10, what="redis-server")
+            fleet, inventory_path = start_fleet(argparse.Namespace(clusters=1, nodes=args.nodes, delay=0.0),
+                                                directory / "fleet")
+            env = {"ROTATION_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "ROTATION_STORE": "redis",
+                   "ROTATION_SECRET_KEY": SecretBox.generate_key(), "ROTATION_CONFIG": str(inventory_path),
+                   "ROTATION_STATE_DIR": str(directory / "state")}
+            os.environ.update(env)
+            log = open(directory / "worker.log", "wb")  # noqa: SIM115
+            worker = subprocess.Popen([sys.executable, "-m", "workers.main", "worker", "--no-supervise",
+                                       "--concurrency", "2", "--log-level", "WARNING"],
+                                      cwd=ROOT, env=dict(os.environ), stdout=log, stderr=log)
+            from rotation.core.model import Outcome, new_rotation_id
+            from rotation.usecases.context import ServiceContext
+            from rotation.usecases.queue import follow
+            from rotation.usecases.rotate.record import rotate_and_record
+            from rotation.usecases.rotate.run import RotationOptions
+            from workers.celery_app import app_for
+            from workers.queue import CeleryRotationQueue
+
+            ctx = ServiceContext()
+            app = app_for(ctx.settings)
+            wait_for(lambda: app.control.ping(timeout=0.5), 60, what="the worker")
+            queue = CeleryRotationQueue(ctx)
+
+            def celery_round_trip(_: int) -> None:
+                app.send_task("celery.accumulate", args=(1,)).get(timeout=30)
+
+            def submit_and_follow(number: int) -> None:
+                (record,) = follow(ctx.state, queue, [queue.submit("c00", CERTS[number % 2])])
+                assert record.outcome is Outcome.VERIFIED, record.error
+
+            def pipeline(number: int) -> None:
+                options = RotationOptions(rotation_id=new_rotation_id())
+                record = rotate_and_record(ctx, "c00", CERTS[number % 2], options).record
+                assert record.outcome is Outcome.VERIFIED, record.error
+
+            for warm in (celery_round_trip, submit_and_follow, pipeline):
+                warm(0)
+                warm(1)
+            cli_env = dict(os.environ)
+            result = {
+                "pipeline_p50_s": p50(pipeline, args.samples),
+                "celery_round_trip_p50_s": p50(celery_round_trip, args.samples),
+                "submit_follow_p50_s": p50(submit_and_follow, args.samples),
+                "python_c_pass_p50_s": p50(command([sys.executable, "-c", "pass"], cli_env), args.cli_samples),
+                "cli_help_p50_s": p50(command([*rotation_cli, "--help"], cli_env), args.cli_samples),
+                "cli_inline_p50_s": p50(command([*rotation_cli, "rotate", "c00", "{cert}", "--inline"], cli_env),
+                                        args.cli_samples),
+                "cli_queued_p50_s": p50(command([*rotation_cli, "rotate", "c00", "{cert}"], cli_env),
+                                        args.cli_samples),
+            }
+        finally:
+            for proc in (worker, fleet, redis_proc):
+                if proc is not None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc in (worker, fleet, redis_proc):
+                if proc is not None:
+                    try:
+                        proc.wait(20)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+    result = {k: round(v, 3) for k, v in result.items()}
+    result["submit_follow_vs_celery_round_trip"] = round(result["submit_follow_p50_s"]
+                                                         / result["celery_round_trip_p50_s"], 2)
+    result["cli_inline_vs_python_c_pass"] = round(result["cli_inline_p50_s"] / result["python_c_pass_p50_s"], 1)
+    result["cli_queued_vs_python_c_pass"] = round(result["cli_queued_p50_s"] / result["python_c_pass_p50_s"], 1)
+    if args.json:
+        print(json.dumps({**result, "cpus": os.cpu_count()}, indent=2))
+        return
+    print(f"rotation request to exit ({args.nodes}-node simulated cluster, one worker, {os.cpu_count()} CPU(s)); "
+          f"p50 of {args.samples} (in process) / {args.cli_samples} (CLI) runs")
+    print(f"  pipeline alone (in process)    {result['pipeline_p50_s']:.3f} s")
+    print(f"  submit + follow (in process)   {result['submit_follow_p50_s']:.3f} s   bare Celery round trip "
+          f"{result['celery_round_trip_p50_s']:.3f} s  ratio {result['submit_follow_vs_celery_round_trip']}x")
+    print(f"  python -c pass                 {result['python_c_pass_p50_s']:.3f} s   rotation --help "
+          f"{result['cli_help_p50_s']:.3f} s (start-up alone)")
+    for name, target in (("inline", 0.35), ("queued", 0.5)):
+        value = result[f"cli_{name}_p50_s"]
+        print(f"  rotation rotate ({name:6})       {value:.3f} s   {result[f'cli_{name}_vs_python_c_pass']}x "
+              f"python -c pass; {value - result['cli_help_p50_s']:+.3f} s over --help; target <= {target} s "
+              f"{'met' if value <= target else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
