@@ -299,7 +299,7 @@ class RedisState:
         return held or None
 
     def release_schedule(self, holder: str) -> None:
-        _compare_and_delete(self.redis, _key("beat"), holder)
+        self.redis.eval(_RELEASE_SCHEDULE, 1, _key("beat"), holder)
 
 
 # KEYS beat; ARGV holder, lease ms -> nil when the lease is (now) the holder's, else who holds it
@@ -308,6 +308,11 @@ local held = redis.call('get', KEYS[1])
 if held and held ~= ARGV[1] then return held end
 redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
+"""
+# KEYS beat; ARGV holder: the lease is given back only by its holder
+_RELEASE_SCHEDULE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end
+return 0
 """
 _CLAIM = """
 if redis.call('set', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then
