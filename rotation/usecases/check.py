@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 from rotation.adapters.clock import SYSTEM_CLOCK
-from rotation.adapters.cluster import open_cluster
+from rotation.adapters.cluster import ClusterSession, open_cluster
+from rotation.adapters.targets import plan_reads
+from rotation.adapters.tls import aio
+from rotation.adapters.tls.probe import GLOBAL_HANDSHAKES, HandshakeCaps
 from rotation.config import Inventory
 from rotation.core.clock import Clock
+from rotation.core.coupling import CouplingGraph
+from rotation.core.coupling_data import ClusterLinks
 from rotation.core.errors import RotationError
 from rotation.usecases.database_check import unmanaged_due
-from rotation.usecases.links import coupled_certificates
+from rotation.usecases.links import SHOWN, coupled_certificates
 from rotation.usecases.ocsp_status import ProxyOcsp, proxy_ocsp
-from rotation.usecases.scan import CertState, cluster_states
+from rotation.usecases.progress import Progress, Tally
+from rotation.usecases.scan import CertState, judge_states
+
+T = TypeVar("T")
+
+
+class InThread(Protocol):
+    """Runs a blocking call (a REST read) on the check's thread pool."""
+
+    def __call__(self, call: Callable[[], T]) -> Awaitable[T]: ...
 
 
 @dataclass
@@ -62,21 +79,123 @@ class CheckReport:
                 "links_unread": self.links_unread, "ocsp": [o.to_dict() for o in self.ocsp]}
 
 
-def check_clusters(inventory: Inventory, names: Sequence[str], clock: Clock = SYSTEM_CLOCK) -> CheckReport:
-    """Every managed certificate of ``names`` as each node serves it, read by real handshakes."""
-    states, errors, databases, ocsp = [], [], [], []
+READERS = 16  # clusters whose REST API is read at once (the REST client is synchronous: threads)
+
+
+@dataclass
+class _ClusterCheck:
+    """One cluster's part of a fleet check."""
+
+    states: list[CertState] = field(default_factory=list)
+    databases: list[dict[str, Any]] = field(default_factory=list)
+    ocsp: ProxyOcsp | None = None
+    links: ClusterLinks | str | None = None  # its replication links, or why they could not be read
+    error: str | None = None
+
+
+def check_clusters(inventory: Inventory, names: Sequence[str], clock: Clock = SYSTEM_CLOCK, *,
+                   progress: Progress | None = None, global_cap: int = GLOBAL_HANDSHAKES,
+                   readers: int = READERS) -> CheckReport:
+    """Every managed certificate of ``names`` as each node serves it, read by real handshakes.
+
+    The whole fleet in one event loop: each cluster's REST reads run on a thread pool of ``readers``
+    (concurrently across clusters, one after the other within a cluster: its client is not
+    thread-safe), and its handshakes start as soon as its shape is known, under its own
+    ``concurrency`` and one cap of ``global_cap`` for the fleet. Each answer is read once: the
+    replication coupling is parsed from the same ``/v1/cluster``, ``/v1/nodes`` and ``/v1/bdbs``
+    answers (``/v1/crdbs`` only where a database has a ``crdt_guid``); the clusters outside
+    ``names`` are read for their links only. ``progress`` counts clusters read and handshakes done.
+    """
+    names = list(dict.fromkeys(names))
+    coupled = any(cert in SHOWN for name in names for cert in inventory.targets(name))
+    others = [name for name in inventory.clusters if name not in names] if coupled else []
+    tally = Tally(progress, len(names) + len(others))
+    checks, other_links = aio.run(_check_fleet(inventory, names, others, clock, tally, global_cap, readers,
+                                               links=coupled))
+    report = CheckReport(checked_at=clock.now())
     for name in names:
-        try:
-            with open_cluster(inventory, name) as session:
-                states.extend(cluster_states(inventory, session, clock))
-                databases += unmanaged_due(inventory, session, clock.now())
-                stapling = proxy_ocsp(session)
-                ocsp += [stapling] if stapling is not None else []
-        except RotationError as exc:
-            errors.append(exc.message)
-    report = CheckReport(checked_at=clock.now(), states=states, errors=errors, databases=databases, ocsp=ocsp)
-    report.coupled, report.links_unread = coupled_certificates(inventory, ((s.cluster, s.cert_name) for s in states))
+        one = checks[name]
+        report.states += one.states
+        report.databases += one.databases
+        report.ocsp += [one.ocsp] if one.ocsp is not None else []
+        report.errors += [one.error] if one.error else []
+    if coupled:
+        answers = {**{name: checks[name].links for name in names}, **other_links}
+        read_ok = [a for a in answers.values() if isinstance(a, ClusterLinks)]
+        unread = {name: a for name, a in answers.items() if isinstance(a, str)}
+        graph = CouplingGraph.build(read_ok, unread)
+        report.coupled, report.links_unread = coupled_certificates(
+            inventory, ((s.cluster, s.cert_name) for s in report.states), graph)
     return report
+
+
+async def _check_fleet(inventory: Inventory, names: list[str], others: list[str], clock: Clock, tally: Tally,
+                       global_cap: int, readers: int, *, links: bool
+                       ) -> tuple[dict[str, _ClusterCheck], dict[str, ClusterLinks | str]]:
+    caps = HandshakeCaps(global_cap)
+    with ThreadPoolExecutor(max_workers=max(1, min(readers, len(names) + len(others))),
+                            thread_name_prefix="check-rest") as pool:
+        loop = asyncio.get_running_loop()
+
+        async def in_thread(call: Callable[[], T]) -> T:
+            return await loop.run_in_executor(pool, call)
+
+        checks = await asyncio.gather(*(_check_one(inventory, name, clock, tally, caps, in_thread, links=links)
+                                        for name in names))
+        other = await asyncio.gather(*(in_thread(partial(_links_of, inventory, name, tally)) for name in others))
+    return dict(zip(names, checks, strict=True)), dict(zip(others, other, strict=True))
+
+
+async def _check_one(inventory: Inventory, name: str, clock: Clock, tally: Tally, caps: HandshakeCaps,
+                     in_thread: InThread, *, links: bool) -> _ClusterCheck:
+    result = _ClusterCheck()
+    try:
+        session = await in_thread(partial(open_cluster, inventory, name))
+    except RotationError as exc:
+        tally.advance()
+        result.error = result.links = exc.message
+        return result
+    try:
+        listed: list[dict[str, Any]] = []
+        try:
+            result.links = await in_thread(partial(session.read_shape, links=links, own_listed=listed))
+            reads = await in_thread(partial(plan_reads, session, list(inventory.targets(name))))
+        finally:
+            tally.advance()
+        flat = reads.flat
+        tally.add(len(flat))
+        settings = session.settings
+        handshakes = caps.probe_many(flat, cluster_cap=settings.concurrency,
+                                     timeout=settings.handshake_timeout.total_seconds(), on_done=tally.advance)
+        rest = asyncio.ensure_future(in_thread(partial(_rest_extras, inventory, session, clock, listed)))
+        served = await handshakes  # never raises: a failed handshake is a row
+        result.states = judge_states(inventory, name, reads.merge(served), clock.now())
+        result.databases, result.ocsp = await rest
+    except RotationError as exc:
+        result.error = exc.message
+        if not isinstance(result.links, ClusterLinks):
+            result.links = exc.message
+    finally:
+        await in_thread(session.close)
+    return result
+
+
+def _rest_extras(inventory: Inventory, session: ClusterSession, clock: Clock, listed: list[dict[str, Any]]
+                 ) -> tuple[list[dict[str, Any]], ProxyOcsp | None]:
+    """The unmanaged database certificates due (from the list the shape read already holds) and the
+    proxy's OCSP stapling: REST reads while the handshakes run."""
+    return unmanaged_due(inventory, session, clock.now(), listed), proxy_ocsp(session)
+
+
+def _links_of(inventory: Inventory, name: str, tally: Tally) -> ClusterLinks | str:
+    """A cluster outside the check, read for its replication links only (a link is seen from its replica)."""
+    try:
+        with open_cluster(inventory, name) as session:
+            return session.links_only()
+    except RotationError as exc:
+        return exc.message
+    finally:
+        tally.advance()
 
 
 __all__ = ["CheckReport", "check_clusters"]
