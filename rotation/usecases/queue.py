@@ -18,6 +18,7 @@ from rotation.core.clock import Clock
 from rotation.core.errors import RotationInProgress
 from rotation.core.model import Outcome, RotationRecord, Step, Trigger
 from rotation.usecases.context import ServiceContext
+from rotation.usecases.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,10 @@ def follow(
     timeout: float = 1800.0,
     poll: float = 0.3,
     clock: Clock = SYSTEM_CLOCK,
+    progress: Progress | None = None,
 ) -> list[RotationRecord]:
-    """Follow queued rotations until each ends (through retries), reporting new steps as they land."""
+    """Follow queued rotations until each ends (through retries), reporting new steps as they land
+    (and, to ``progress``, how many have ended)."""
     current = list(rotation_ids)
     reported: dict[str, int] = {}
     final: dict[int, RotationRecord] = {}
@@ -77,6 +80,8 @@ def follow(
                 current[index] = successor  # the task retries under a new id
                 continue
             final[index] = record
+        if progress is not None:
+            progress(len(final), len(current))
         clock.sleep(poll)
     return [final[i] if i in final else store.get(rid) or _lost(rid, clock) for i, rid in enumerate(current)]
 
