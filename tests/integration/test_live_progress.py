@@ -11,22 +11,25 @@ import subprocess
 import sys
 import termios
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.cluster import start_simulator, write_inventory
 
 from rotation.simulator import ClusterSimulator
-from support.cluster import start_simulator, write_inventory
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def slow_cluster(tmp_path: Path, ca_files: tuple[Path, Path]) -> tuple[ClusterSimulator, Path]:
+def slow_cluster(tmp_path: Path, ca_files: tuple[Path, Path]) -> Iterator[tuple[ClusterSimulator, Path]]:
     # Every REST answer 0.4 s late: a check reads several one after the other, so it takes more than 1 s.
     sim = start_simulator(tmp_path, nodes=2, api_latency=0.4)
-    yield sim, write_inventory(tmp_path / "inv.yaml", sim, ca_files)
-    sim.stop()
+    try:
+        yield sim, write_inventory(tmp_path / "inv.yaml", sim, ca_files)
+    finally:
+        sim.stop()
 
 
 def _run_on_a_terminal(*args: str) -> tuple[int, str, str]:
