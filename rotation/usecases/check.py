@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypeVar
 
 from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.adapters.cluster import ClusterSession, open_cluster
-from rotation.adapters.targets import plan_reads
+from rotation.adapters.targets import TargetReads, plan_reads
 from rotation.adapters.tls import aio
 from rotation.adapters.tls.probe import GLOBAL_HANDSHAKES, HandshakeCaps
 from rotation.config import Inventory
@@ -149,42 +149,43 @@ async def _check_fleet(inventory: Inventory, names: list[str], others: list[str]
 async def _check_one(inventory: Inventory, name: str, clock: Clock, tally: Tally, caps: HandshakeCaps,
                      in_thread: InThread, *, links: bool) -> _ClusterCheck:
     result = _ClusterCheck()
-    try:
-        session = await in_thread(partial(open_cluster, inventory, name))
-    except RotationError as exc:
-        tally.advance()
-        result.error = result.links = exc.message
-        return result
-    try:
-        listed: list[dict[str, Any]] = []
+    opened: list[ClusterSession] = []
+    listed: list[dict[str, Any]] = []
+
+    def read_shape() -> TargetReads:  # one thread hop: open, read the shape, sort the targets
         try:
-            result.links = await in_thread(partial(session.read_shape, links=links, own_listed=listed))
-            reads = await in_thread(partial(plan_reads, session, list(inventory.targets(name))))
+            session = open_cluster(inventory, name)
+            opened.append(session)
+            result.links = session.read_shape(links=links, own_listed=listed)
+            return plan_reads(session, list(inventory.targets(name)))
         finally:
             tally.advance()
-        flat = reads.flat
-        tally.add(len(flat))
+
+    def rest_extras_and_close(session: ClusterSession) -> tuple[list[dict[str, Any]], ProxyOcsp | None]:
+        try:
+            return unmanaged_due(inventory, session, clock.now(), listed), proxy_ocsp(session)
+        finally:
+            session.close()
+
+    rest: asyncio.Future[tuple[list[dict[str, Any]], ProxyOcsp | None]] | None = None
+    try:
+        reads = await in_thread(read_shape)
+        session = opened[0]
+        tally.add(len(reads.flat))
         settings = session.settings
-        handshakes = caps.probe_many(flat, cluster_cap=settings.concurrency,
-                                     timeout=settings.handshake_timeout.total_seconds(), on_done=tally.advance)
-        rest = asyncio.ensure_future(in_thread(partial(_rest_extras, inventory, session, clock, listed)))
-        served = await handshakes  # never raises: a failed handshake is a row
+        # REST reads that need no handshake (unmanaged databases, OCSP) run while the handshakes do
+        rest = asyncio.ensure_future(in_thread(partial(rest_extras_and_close, session)))
+        served = await caps.probe_many(reads.flat, cluster_cap=settings.concurrency,
+                                       timeout=settings.handshake_timeout.total_seconds(), on_done=tally.advance)
         result.states = judge_states(inventory, name, reads.merge(served), clock.now())
         result.databases, result.ocsp = await rest
     except RotationError as exc:
         result.error = exc.message
         if not isinstance(result.links, ClusterLinks):
             result.links = exc.message
-    finally:
-        await in_thread(session.close)
+        if opened and rest is None:  # else the extras' thread closes it
+            await in_thread(opened[0].close)
     return result
-
-
-def _rest_extras(inventory: Inventory, session: ClusterSession, clock: Clock, listed: list[dict[str, Any]]
-                 ) -> tuple[list[dict[str, Any]], ProxyOcsp | None]:
-    """The unmanaged database certificates due (from the list the shape read already holds) and the
-    proxy's OCSP stapling: REST reads while the handshakes run."""
-    return unmanaged_due(inventory, session, clock.now(), listed), proxy_ocsp(session)
 
 
 def _links_of(inventory: Inventory, name: str, tally: Tally) -> ClusterLinks | str:
