@@ -140,10 +140,11 @@ async def _check_fleet(inventory: Inventory, names: list[str], others: list[str]
         async def in_thread(call: Callable[[], T]) -> T:
             return await loop.run_in_executor(pool, call)
 
-        checks = await asyncio.gather(*(_check_one(inventory, name, clock, tally, caps, in_thread, links=links)
-                                        for name in names))
-        other = await asyncio.gather(*(in_thread(partial(_links_of, inventory, name, tally)) for name in others))
-    return dict(zip(names, checks, strict=True)), dict(zip(others, other, strict=True))
+        # the checked clusters' reads are queued first; the others' links (coupling only) behind them
+        checks = asyncio.gather(*(_check_one(inventory, name, clock, tally, caps, in_thread, links=links)
+                                  for name in names))
+        other = asyncio.gather(*(in_thread(partial(_links_of, inventory, name, tally)) for name in others))
+        return dict(zip(names, await checks, strict=True)), dict(zip(others, await other, strict=True))
 
 
 async def _check_one(inventory: Inventory, name: str, clock: Clock, tally: Tally, caps: HandshakeCaps,
