@@ -102,9 +102,12 @@ def test_handshakes_across_the_fleet_stay_within_the_global_cap(linked_fleet: An
     fleet = linked_fleet(NAMES, nodes=3, connect_hook=meter)
     inventory = _inventory(tmp_path, fleet, ca_files, ["cm", "metrics_exporter", "proxy"], concurrency=3)
 
-    report = check_clusters(inventory, NAMES, global_cap=8)
+    told: list[tuple[int, int]] = []
+    report = check_clusters(inventory, NAMES, global_cap=8, progress=lambda done, total: told.append((done, total)))
 
     assert not report.errors and all(str(s.health) == "ok" for s in report.states)
+    # progress: every cluster read and every handshake counted, ending done == total
+    assert told[0] == (0, 4) and told[-1] == (4 + 48, 4 + 48) and all(d <= t for d, t in told)
     assert meter.seen == 4 * 3 * 4  # 3 nodes x (cm, metrics_exporter, 2 databases) per cluster
     assert meter.peak_total == 8  # held until 8 were in flight at once, never more
     assert all(peak <= 3 for peak in meter.peak.values()), meter.peak
