@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.check import bare_loop  # noqa: E402
 from benchmarks.localproc import free_port, wait_for  # noqa: E402
 from rotation.adapters.cluster import open_cluster  # noqa: E402
 from rotation.adapters.secrets import SecretBox  # noqa: E402
@@ -139,6 +140,12 @@ def main() -> None:
         service_scan(client, clusters)  # warm-up: imports, first connections
 
         sequential = [sequential_loop(endpoints) for _ in range(args.rounds)]
+        fleet_pid = processes[1].pid
+        bare_cpu = []  # CPU of a bare concurrent handshake loop: this process's and the fleet's
+        for _ in range(args.rounds):
+            own, served = time.process_time(), process_cpu(fleet_pid)
+            bare_loop(endpoints)
+            bare_cpu.append(time.process_time() - own + process_cpu(fleet_pid) - served)
         cpu_before = [process_cpu(p.pid) for p in processes]
         service = [service_scan(client, clusters) for _ in range(args.rounds)]
         cpu_split = [(process_cpu(p.pid) - before) / args.rounds
@@ -169,6 +176,9 @@ def main() -> None:
         "cold_service_endpoints_per_s": round(cold_rate, 1) if cold_rate else None,
         "cold_ratio": round(cold_rate / seq_rate, 1) if cold_rate else None,
         "service_cpu_s_per_scan": round(service_cpu, 3), "cpu_cores": os.cpu_count(),
+        "bare_cpu_s_per_round": round(statistics.median(bare_cpu), 3),
+        # the same handshakes with nothing else (no REST, no Redis, no Celery): CPU the service adds
+        "cpu_efficiency_vs_bare": round(statistics.median(bare_cpu) / service_cpu, 3),
         "cpu_s_per_scan": {"redis": round(cpu_split[0], 3), "simulated_fleet": round(cpu_split[1], 3),
                            "workers": round(sum(cpu_split[2:]), 3)},
     }
@@ -200,6 +210,8 @@ def main() -> None:
     print(f"  CPU per service scan (fleet + workers + redis): {service_cpu:.2f} s on {os.cpu_count()} cores "
           f"(floor for the scan's wall time: {service_cpu / (os.cpu_count() or 1):.2f} s): "
           + ", ".join(f"{k} {v:.2f} s" for k, v in result["cpu_s_per_scan"].items()))
+    print(f"  CPU efficiency vs a bare concurrent handshake loop ({result['bare_cpu_s_per_round']:.2f} s CPU, "
+          f"client + fleet): {result['cpu_efficiency_vs_bare'] * 100:.0f} % (target >= 85 %)")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rotation.adapters.rs.client import CertificatePair, RSClient
+from rotation.adapters.rs.client import CertificatePair, RSClient, database_infos
 from rotation.adapters.rs.tls_context import build_ssl_context
 from rotation.adapters.tls.probe import probe_endpoints
 from rotation.config import ClusterSettings, Inventory
@@ -19,7 +19,7 @@ from rotation.core import certs
 from rotation.core.coupling_data import ClusterLinks, parse_cluster
 from rotation.core.model import CertName, ClientCertificate, Endpoint, SecretPEM, ServedCert
 from rotation.core.ocsp import OcspConfig, OcspStatus
-from rotation.core.topology import ClusterView
+from rotation.core.topology import ClusterView, NodeInfo
 from rotation.core.versions import DATABASE_CERTIFICATES_SINCE, at_least, uses_bulk_update
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,32 @@ class ClusterSession:
     def software_version(self) -> str | None:
         """The cluster's version: the view's when read, else ``GET /v1/nodes`` alone (not the whole view)."""
         return self._view.version if self._view is not None else self.client.software_version()
+
+    def read_shape(self, *, links: bool = False, own_listed: list[dict[str, Any]] | None = None
+                   ) -> ClusterLinks | None:
+        """The view and (``links``) the replication links from ONE read of each answer: ``GET /v1/cluster``,
+        ``/v1/nodes``, ``/v1/bdbs`` (raw, parsed for both), ``/v1/bdbs/certificates`` where the version has
+        it (its items appended to ``own_listed``), and ``/v1/crdbs`` only where a database has a
+        ``crdt_guid`` (a fleet check reads each cluster once)."""
+        info, nodes = self.client.cluster_info(), self.client.nodes()
+        version = self.client.software_version(nodes)
+        listed = self.client.database_certificates() if at_least(version, DATABASE_CERTIFICATES_SINCE) else []
+        if own_listed is not None:
+            own_listed.extend(listed)
+        bdbs = self.client.bdb_objects()
+        own = [int(item["bdb_uid"]) for item in listed if "bdb_uid" in item]
+        self._view = ClusterView.from_api(self.name, info, nodes, database_infos(bdbs), version,
+                                          self.settings.layout, own)
+        return self._links(info, nodes, bdbs) if links else None
+
+    def links_only(self) -> ClusterLinks:
+        """The replication links alone, ``/v1/crdbs`` read only where a database has a ``crdt_guid``."""
+        return self._links(self.client.cluster_info(), self.client.nodes(), self.client.bdb_objects())
+
+    def _links(self, info: dict[str, Any], nodes: Sequence[NodeInfo], bdbs: list[dict[str, Any]]) -> ClusterLinks:
+        addresses = [address for node in nodes for address in (node.addr, *node.external_addr)]
+        crdbs = self.client.crdbs() if any(bdb.get("crdt_guid") for bdb in bdbs) else []
+        return parse_cluster(self.name, self.settings.fqdn, self.settings.url, info, addresses, bdbs, crdbs)
 
     @property
     def uses_bulk_update(self) -> bool:

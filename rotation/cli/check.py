@@ -37,7 +37,10 @@ def check(
             inventory.cluster(name)
     except ConfigError as exc:
         raise fail(exc, as_json=as_json) from None
-    report = check_clusters(inventory, names)
+    from rotation.cli.progress import LiveProgress
+
+    with LiveProgress("checking", unit="clusters read + handshakes", enabled=not as_json) as progress:
+        report = check_clusters(inventory, names, progress=progress)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

@@ -99,10 +99,12 @@ def audit(
     1.0-1.3 accepted or refused, the negotiated cipher, and the TLS 1.2 suites accepted. Exit 0
     compliant, 1 drift, 2 errors.
     """
-    from rotation.usecases.tls_audit import audit_cluster
+    from rotation.cli.progress import LiveProgress
+    from rotation.usecases.tls_audit import audit_clusters
 
     inventory, names = _clusters(config, cluster, as_json=as_json)
-    reports = [audit_cluster(inventory, name, scan_ciphers=ciphers) for name in names]
+    with LiveProgress("auditing", unit="handshakes", enabled=not as_json) as progress:
+        reports = audit_clusters(inventory, names, scan_ciphers=ciphers, progress=progress)
     code = max(r.exit_code for r in reports)
     if as_json:
         print(json.dumps({"clusters": [r.to_dict() for r in reports], "exit_code": code}, indent=2))
@@ -125,10 +127,12 @@ def apply(
     Values the cluster's version cannot take are refused before any call. Exit 0 applied (or
     dry run passed), 1 drift remains or Sentinel changes wait for a restart, 2 refused/errors.
     """
-    from rotation.usecases.tls_apply import apply_policy
+    from rotation.cli.progress import LiveProgress
+    from rotation.usecases.tls_apply import apply_policies
 
     inventory, names = _clusters(config, cluster, with_policy=True, as_json=as_json)
-    reports = [apply_policy(inventory, name, dry_run=dry_run) for name in names]
+    with LiveProgress("applying", unit="clusters", enabled=not as_json) as progress:
+        reports = apply_policies(inventory, names, dry_run=dry_run, progress=progress)
     code = max(r.exit_code for r in reports)
     if as_json:
         print(json.dumps({"clusters": [r.to_dict() for r in reports], "exit_code": code}, indent=2))

@@ -247,7 +247,11 @@ def _rotate_queued(queue: RotationQueue, cluster: str, names: list[str], *, no_w
         err_console.print(line(f"queued {len(ids)} rotation(s): ", (" ".join(ids), ""),
                                " on ", (queue.ctx.settings.describe_store(), ""),
                                "; following (Ctrl-C stops following)"), highlight=False)
-    records = follow(queue.ctx.state, queue, ids, None if as_json else _print_step, clock=queue.ctx.clock)
+    from rotation.cli.progress import LiveProgress
+
+    with LiveProgress("rotating", unit="ended", enabled=not as_json and len(ids) > 1) as progress:
+        records = follow(queue.ctx.state, queue, ids, None if as_json else _print_step, clock=queue.ctx.clock,
+                         progress=progress)
     if refused:
         now = queue.ctx.clock.now()
         records += [RotationRecord(id="-", cluster=cluster, cert_name="?", trigger="cli", started_at=now,

@@ -9,6 +9,7 @@ import datetime as dt
 import ipaddress
 import ssl
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,9 @@ class SimulatorConfig:
     viewer_password: str | None = None  # None -> random
     state_dir: Path = field(default_factory=lambda: Path(".rotation/sim"))
     connect_delay: float = 0.0
+    # awaited with the listener ("cm", "api", "db:1", ...) once a connection is accepted, before its
+    # handshake: tests count how many handshakes a client has in flight at once (and may hold them)
+    connect_hook: Callable[[str], Awaitable[None]] | None = field(default=None, repr=False, compare=False)
     api_latency: float = 0.0
     resync_on_return: bool = True
     handshake_timeout: float = 10.0

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,11 @@ class Fleet:
         version: str = DEFAULT_VERSION,
         sync_interval: float = 2.0,
         verify_peer_api: bool = False,
+        connect_delay: float = 0.0,
+        connect_hook: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> None:
+        """``connect_delay``: seconds every accepted connection waits before its handshake (a round trip);
+        ``connect_hook(cluster, listener)``: awaited there too (tests count handshakes in flight)."""
         if len(set(names)) != len(names) or not names:
             raise ValueError(f"cluster names must be distinct and not empty: {list(names)}")
         addresses = list(first_addresses or [str(ipaddress.IPv4Address("127.0.20.1") + 256 * i)
@@ -66,7 +71,8 @@ class Fleet:
         for name, first in zip(names, addresses, strict=True):
             sim = ClusterSimulator(SimulatorConfig(
                 fqdn=f"{name}.sim.local", nodes=nodes, first_address=first, databases=list(databases),
-                expires_in=expires_in, version=version, state_dir=Path(state_dir) / name))
+                expires_in=expires_in, version=version, state_dir=Path(state_dir) / name,
+                connect_delay=connect_delay, connect_hook=partial(connect_hook, name) if connect_hook else None))
             sim.replication.interval = sync_interval
             self.clusters[name] = sim
 

@@ -95,6 +95,7 @@ class ClusterSimulator(CertControls):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._accepted: dict[tuple[int, str], int] = {}  # (node uid, listener kind) -> connections
         self._rest_connections: dict[int, int] = {}  # node uid -> connections that carried REST requests
+        self._rest_requests: dict[tuple[str, str], int] = {}  # (method, path) -> requests received
         # (node uid, listener kind, accepted at, TLS ready at or None), monotonic: the simulator's own clock
         self._timeline: deque[tuple[int, str, float, float | None]] = deque(maxlen=4096)
         self._stop_event: asyncio.Event | None = None
@@ -134,6 +135,10 @@ class ClusterSimulator(CertControls):
     def rest_connections(self, uid: int = 1) -> int:
         """Connections to node ``uid``'s REST API that carried at least one request (a new TLS session each)."""
         return self._call(lambda: self._rest_connections.get(uid, 0))
+
+    def rest_requests(self, path: str, method: str = "GET") -> int:
+        """REST requests received for ``path`` (no query string), every node together."""
+        return self._call(lambda: self._rest_requests.get((method, path), 0))
 
     def connection_timeline(self, listener: str | None = None) -> list[tuple[float, float | None]]:
         """(accepted, stream ready) per connection, oldest first, on the simulator's monotonic clock:
@@ -432,6 +437,8 @@ class ClusterSimulator(CertControls):
                     return
                 if self.config.connect_delay > 0:
                     await asyncio.sleep(self.config.connect_delay)
+                if self.config.connect_hook is not None:  # tests: count (and hold) handshakes about to start
+                    await self.config.connect_hook(kind)
                 if self.ocsp.refuses_handshake(node, kind):  # stapling on, proxy cert without OCSP URL
                     await self.ocsp.refuse(conn)
                     return
@@ -501,6 +508,8 @@ class ClusterSimulator(CertControls):
 
         async def counted(request: Request) -> Response:
             nonlocal first
+            key = (request.method, request.path)
+            self._rest_requests[key] = self._rest_requests.get(key, 0) + 1
             if first:
                 first = False
                 self._rest_connections[node.uid] = self._rest_connections.get(node.uid, 0) + 1

@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 from rotation.adapters.clock import SYSTEM_CLOCK
-from rotation.adapters.cluster import open_cluster
+from rotation.adapters.cluster import ClusterSession, open_cluster
+from rotation.adapters.targets import TargetReads, plan_reads
+from rotation.adapters.tls import aio
+from rotation.adapters.tls.probe import GLOBAL_HANDSHAKES, HandshakeCaps
 from rotation.config import Inventory
 from rotation.core.clock import Clock
+from rotation.core.coupling import CouplingGraph
+from rotation.core.coupling_data import ClusterLinks
 from rotation.core.errors import RotationError
 from rotation.usecases.database_check import unmanaged_due
 from rotation.usecases.held_check import held_certificates
-from rotation.usecases.links import coupled_certificates
+from rotation.usecases.links import SHOWN, coupled_certificates
 from rotation.usecases.ocsp_status import ProxyOcsp, proxy_ocsp
-from rotation.usecases.scan import CertState, cluster_states, earliest_expiry
+from rotation.usecases.progress import Progress, Tally
+from rotation.usecases.scan import CertState, earliest_expiry, judge_states
+
+T = TypeVar("T")
+
+
+class InThread(Protocol):
+    """Runs a blocking call (a REST read) on the check's thread pool."""
+
+    def __call__(self, call: Callable[[], T]) -> Awaitable[T]: ...
 
 
 @dataclass
@@ -66,27 +83,138 @@ class CheckReport:
                 "warnings": self.warnings}
 
 
-def check_clusters(inventory: Inventory, names: Sequence[str], clock: Clock = SYSTEM_CLOCK) -> CheckReport:
-    """Every managed certificate of ``names`` as each node serves it, read by real handshakes."""
-    states, errors, databases, ocsp = [], [], [], []
-    held: list[dict[str, Any]] = []
-    warnings: list[str] = []
+READERS = 16  # clusters whose REST API is read at once (the REST client is synchronous: threads)
+
+
+@dataclass
+class _ClusterCheck:
+    """One cluster's part of a fleet check."""
+
+    states: list[CertState] = field(default_factory=list)
+    databases: list[dict[str, Any]] = field(default_factory=list)
+    ocsp: ProxyOcsp | None = None
+    held: list[dict[str, Any]] = field(default_factory=list)  # held by the cluster, not managed (held_check)
+    warnings: list[str] = field(default_factory=list)
+    links: ClusterLinks | str | None = None  # its replication links, or why they could not be read
+    error: str | None = None
+
+
+def check_clusters(inventory: Inventory, names: Sequence[str], clock: Clock = SYSTEM_CLOCK, *,
+                   progress: Progress | None = None, global_cap: int = GLOBAL_HANDSHAKES,
+                   readers: int = READERS) -> CheckReport:
+    """Every managed certificate of ``names`` as each node serves it, read by real handshakes.
+
+    The whole fleet in one event loop: each cluster's REST reads run on a thread pool of ``readers``
+    (concurrently across clusters, one after the other within a cluster: its client is not
+    thread-safe), and its handshakes start as soon as its shape is known, under its own
+    ``concurrency`` and one cap of ``global_cap`` for the fleet. Each answer is read once: the
+    replication coupling is parsed from the same ``/v1/cluster``, ``/v1/nodes`` and ``/v1/bdbs``
+    answers (``/v1/crdbs`` only where a database has a ``crdt_guid``); the clusters outside
+    ``names`` are read for their links only. ``progress`` counts clusters read and handshakes done.
+    """
+    names = list(dict.fromkeys(names))
+    coupled = any(cert in SHOWN for name in names for cert in inventory.targets(name))
+    others = [name for name in inventory.clusters if name not in names] if coupled else []
+    tally = Tally(progress, len(names) + len(others))
+    checks, other_links = aio.run(_check_fleet(inventory, names, others, clock, tally, global_cap, readers,
+                                               links=coupled))
+    report = CheckReport(checked_at=clock.now())
     for name in names:
-        try:
-            with open_cluster(inventory, name) as session:
-                found = cluster_states(inventory, session, clock)
-                states.extend(found)
-                databases += unmanaged_due(inventory, session, clock.now())
-                view = held_certificates(inventory, session, clock.now(), earliest_expiry(found))
-                held, warnings = held + view.rows, warnings + view.warnings
-                stapling = proxy_ocsp(session)
-                ocsp += [stapling] if stapling is not None else []
-        except RotationError as exc:
-            errors.append(exc.message)
-    report = CheckReport(checked_at=clock.now(), states=states, errors=errors, databases=databases, ocsp=ocsp,
-                         held=held, warnings=warnings)
-    report.coupled, report.links_unread = coupled_certificates(inventory, ((s.cluster, s.cert_name) for s in states))
+        one = checks[name]
+        report.states += one.states
+        report.databases += one.databases
+        report.ocsp += [one.ocsp] if one.ocsp is not None else []
+        report.held += one.held
+        report.warnings += one.warnings
+        report.errors += [one.error] if one.error else []
+    if coupled:
+        answers = {**{name: checks[name].links for name in names}, **other_links}
+        read_ok = [a for a in answers.values() if isinstance(a, ClusterLinks)]
+        unread = {name: a for name, a in answers.items() if isinstance(a, str)}
+        graph = CouplingGraph.build(read_ok, unread)
+        report.coupled, report.links_unread = coupled_certificates(
+            inventory, ((s.cluster, s.cert_name) for s in report.states), graph)
     return report
+
+
+async def _check_fleet(inventory: Inventory, names: list[str], others: list[str], clock: Clock, tally: Tally,
+                       global_cap: int, readers: int, *, links: bool
+                       ) -> tuple[dict[str, _ClusterCheck], dict[str, ClusterLinks | str]]:
+    caps = HandshakeCaps(global_cap)
+    with ThreadPoolExecutor(max_workers=max(1, min(readers, len(names) + len(others))),
+                            thread_name_prefix="check-rest") as pool:
+        loop = asyncio.get_running_loop()
+
+        async def in_thread(call: Callable[[], T]) -> T:
+            return await loop.run_in_executor(pool, call)
+
+        # the checked clusters' reads are queued first; the others' links (coupling only) behind them
+        checks = asyncio.gather(*(_check_one(inventory, name, clock, tally, caps, in_thread, links=links)
+                                  for name in names))
+        other = asyncio.gather(*(in_thread(partial(_links_of, inventory, name, tally)) for name in others))
+        return dict(zip(names, await checks, strict=True)), dict(zip(others, await other, strict=True))
+
+
+async def _check_one(inventory: Inventory, name: str, clock: Clock, tally: Tally, caps: HandshakeCaps,
+                     in_thread: InThread, *, links: bool) -> _ClusterCheck:
+    result = _ClusterCheck()
+    opened: list[ClusterSession] = []
+    listed: list[dict[str, Any]] = []
+
+    def read_shape() -> TargetReads:  # one thread hop: open, read the shape, sort the targets
+        try:
+            session = open_cluster(inventory, name)
+            opened.append(session)
+            result.links = session.read_shape(links=links, own_listed=listed)
+            return plan_reads(session, list(inventory.targets(name)))
+        finally:
+            tally.advance()
+
+    def rest_extras(session: ClusterSession) -> tuple[list[dict[str, Any]], ProxyOcsp | None]:
+        return unmanaged_due(inventory, session, clock.now(), listed), proxy_ocsp(session)
+
+    def held_and_close(session: ClusterSession) -> None:
+        try:  # what the cluster holds beside the inventory, cross-checked against what the handshakes saw
+            view = held_certificates(inventory, session, clock.now(), earliest_expiry(result.states))
+            result.held, result.warnings = list(view.rows), view.warnings
+        finally:
+            session.close()
+
+    rest: asyncio.Future[tuple[list[dict[str, Any]], ProxyOcsp | None]] | None = None
+    closing = False
+    try:
+        reads = await in_thread(read_shape)
+        session = opened[0]
+        tally.add(len(reads.flat))
+        settings = session.settings
+        # REST reads that need no handshake (unmanaged databases, OCSP) run while the handshakes do
+        rest = asyncio.ensure_future(in_thread(partial(rest_extras, session)))
+        served = await caps.probe_many(reads.flat, cluster_cap=settings.concurrency,
+                                       timeout=settings.handshake_timeout.total_seconds(), on_done=tally.advance)
+        result.states = judge_states(inventory, name, reads.merge(served), clock.now())
+        result.databases, result.ocsp = await rest
+        closing = True
+        await in_thread(partial(held_and_close, session))
+    except RotationError as exc:
+        result.error = exc.message
+        if not isinstance(result.links, ClusterLinks):
+            result.links = exc.message
+        if rest is not None and not rest.done():
+            await asyncio.gather(rest, return_exceptions=True)  # the session is not thread-safe: let it finish
+        if opened and not closing:  # else held_and_close closed it
+            await in_thread(opened[0].close)
+    return result
+
+
+def _links_of(inventory: Inventory, name: str, tally: Tally) -> ClusterLinks | str:
+    """A cluster outside the check, read for its replication links only (a link is seen from its replica)."""
+    try:
+        with open_cluster(inventory, name) as session:
+            return session.links_only()
+    except RotationError as exc:
+        return exc.message
+    finally:
+        tally.advance()
 
 
 __all__ = ["CheckReport", "check_clusters"]

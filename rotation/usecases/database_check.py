@@ -22,9 +22,11 @@ from rotation.core.versions import DATABASE_CERTIFICATES_SINCE, at_least
 LONGEST_LIFETIME = timedelta(days=398)  # the CA/B Forum's longest: a "33%" renew_before asks this far ahead
 
 
-def unmanaged_due(inventory: Inventory, session: ClusterSession, now: datetime) -> list[dict[str, Any]]:
+def unmanaged_due(inventory: Inventory, session: ClusterSession, now: datetime,
+                  listed: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Rows for the databases with a certificate of their own that expires within ``renew_before`` and
-    that the inventory does not manage (one REST call; none before RS 8.0.2)."""
+    that the inventory does not manage (one REST call, none when ``listed`` holds what
+    ``GET /v1/bdbs/certificates`` already answered; none before RS 8.0.2)."""
     view = session.view()
     if not at_least(view.version, DATABASE_CERTIFICATES_SINCE):
         return []
@@ -33,7 +35,9 @@ def unmanaged_due(inventory: Inventory, session: ClusterSession, now: datetime) 
     managed = {db.uid for key in cluster.databases if (db := view.database(key)) is not None}
     names = {db.uid: db.name for db in view.databases}
     rows = []
-    for item in session.client.database_certificates(expires_before=now + renew_before.threshold(LONGEST_LIFETIME)):
+    if listed is None:
+        listed = session.client.database_certificates(expires_before=now + renew_before.threshold(LONGEST_LIFETIME))
+    for item in listed:
         uid = item.get("bdb_uid")
         if not isinstance(uid, int) or uid in managed or not isinstance(item.get("cert"), str):
             continue

@@ -56,14 +56,15 @@ def links_report(inventory: Inventory, names: Sequence[str] | None = None) -> Li
     return LinksReport(shown, graph.unread, graph.outsiders, unknown)
 
 
-def coupled_certificates(inventory: Inventory, pairs: Iterable[tuple[str, CertName | str]]
-                         ) -> tuple[dict[str, list[str]], dict[str, str]]:
+def coupled_certificates(inventory: Inventory, pairs: Iterable[tuple[str, CertName | str]],
+                         graph: CouplingGraph | None = None) -> tuple[dict[str, list[str]], dict[str, str]]:
     """``"cluster/cert" -> dependents`` for the coupled ones among ``pairs``, and the clusters whose
-    links could not be read (what depends on their certificates is unknown)."""
+    links could not be read (what depends on their certificates is unknown). ``graph``: one already
+    read (else every inventory cluster is read now)."""
     shown = [(cluster, CertName(cert)) for cluster, cert in pairs if cert in SHOWN]
     if not shown:
         return {}, {}
-    graph = _graph(inventory)
+    graph = graph or _graph(inventory)
     coupled = {}
     for cluster, cert in dict.fromkeys(shown):
         dependents = graph.impact(cluster, cert).dependents()

@@ -20,6 +20,7 @@ from rotation.core.model import Outcome, RotationRecord, Step, Trigger
 if TYPE_CHECKING:  # the CLI imports this module: nothing heavy at import time
     from rotation.adapters.state import RecordStore
     from rotation.usecases.context import ServiceContext
+    from rotation.usecases.progress import Progress
 
 ANY_CHANGE = "*"  # = rotation.adapters.state.base.ANY_CHANGE (not imported: it loads the state's dependencies)
 
@@ -64,13 +65,15 @@ def follow(
     timeout: float = 1800.0,
     fallback_poll: float = FALLBACK_POLL,
     clock: Clock = SYSTEM_CLOCK,
+    progress: Progress | None = None,
 ) -> list[RotationRecord]:
     """Follow queued rotations until each ends (through retries), reporting each step as it starts and
     again as it ends (once, when it is first seen ended).
 
     Event-driven: subscribed to the store's changes (``RecordStore.watch``) before the first read, it
     reads a rotation again only when its record or marker changed (or ``fallback_poll`` seconds
-    passed without a word), and returns as soon as the last one ended: its record finished and its
+    passed without a word), tells ``progress`` how many have ended, and returns as soon as the last
+    one ended: its record finished and its
     marker released (or moved to a retry, which is then followed), so that the next request for the
     same certificate is not refused as in progress."""
     follower = _Follower(store, queue, list(rotation_ids), on_step, clock)
@@ -80,6 +83,8 @@ def follow(
         while True:
             for index in sorted(dirty):
                 follower.read(index)
+            if progress is not None:
+                progress(len(follower.final), len(follower.current))
             if follower.done():
                 break
             left = deadline - clock.monotonic()

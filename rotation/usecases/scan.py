@@ -58,13 +58,14 @@ def cluster_states(
     names = list(cert_names or inventory.targets(session.name))
     session.view(refresh=True)
     served_by = read_targets(session, names)  # one probe batch for every endpoint of every target
-    moment = clock.now()
-    states = []
-    for name in names:
-        renew_before = inventory.plan(session.name, name).renew_before
-        states.append(CertState(session.name, name, judge(served_by[name], moment, renew_before),
-                                tuple(served_by[name])))
-    return states
+    return judge_states(inventory, session.name, served_by, clock.now())
+
+
+def judge_states(inventory: Inventory, cluster: str, served_by: dict[CertName | str, list[ServedCert]],
+                 moment: datetime) -> list[CertState]:
+    """Each target's verdict from what it serves (in ``served_by``'s order)."""
+    return [CertState(cluster, name, judge(served, moment, inventory.plan(cluster, name).renew_before), tuple(served))
+            for name, served in served_by.items()]
 
 
 def earliest_expiry(states: Sequence[CertState]) -> dict[str, datetime]:
@@ -170,4 +171,5 @@ def _save_scan(ctx: ServiceContext, cluster: str, states: list[CertState], now: 
     })
 
 
-__all__ = ["CertState", "ScanResult", "earliest_expiry", "scan_and_queue", "scan_cluster", "cluster_states"]
+__all__ = ["CertState", "ScanResult", "cluster_states", "earliest_expiry", "judge_states", "scan_and_queue",
+           "scan_cluster"]

@@ -10,6 +10,7 @@ API cannot do: until the handshakes agree they are reported as pending.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from rotation.core.clock import Clock
 from rotation.core.errors import ClusterAPIError, LockoutRefused, RotationError
 from rotation.core.tls_rules import RESTART_HINT, Profile, TLSPolicy, UpdatePlan, key_type_of, plan_update
 from rotation.usecases.login_guard import BREAK_GLASS, basic_auth_change, keep_policy_speakable
+from rotation.usecases.progress import Progress, Tally
 from rotation.usecases.tls_audit import AuditReport, audit_session, options_for, policy_of
 
 
@@ -95,6 +97,17 @@ def apply_policy(
     return report
 
 
+def apply_policies(inventory: Inventory, names: Sequence[str], *, dry_run: bool = False,
+                   progress: Progress | None = None) -> list[ApplyReport]:
+    """``apply_policy`` on each cluster, one after the other; ``progress`` counts the clusters done."""
+    tally = Tally(progress, len(names))
+    reports = []
+    for name in names:
+        reports.append(apply_policy(inventory, name, dry_run=dry_run))
+        tally.advance()
+    return reports
+
+
 def _apply(session: ClusterSession, policy: TLSPolicy, report: ApplyReport, dry_run: bool, poll: float,
            clock: Clock) -> None:
     view = session.view(refresh=True)
@@ -140,4 +153,4 @@ def _apply(session: ClusterSession, policy: TLSPolicy, report: ApplyReport, dry_
         report.status = "applied" if fields else "unchanged"
 
 
-__all__ = ["ApplyReport", "apply_policy"]
+__all__ = ["ApplyReport", "apply_policies", "apply_policy"]

@@ -16,6 +16,7 @@ from rotation.core.errors import RotationError
 from rotation.core.tls_drift import Drift, EndpointTLS, compare
 from rotation.core.tls_rules import Profile, TLSPolicy
 from rotation.usecases.context import ServiceContext
+from rotation.usecases.progress import Progress, Tally
 
 
 @dataclass
@@ -59,9 +60,10 @@ def policy_of(inventory: Inventory, name: str) -> TLSPolicy | None:
     return TLSPolicy.from_mapping(settings.model_dump()) if settings else None
 
 
-def options_for(session: ClusterSession, scan_ciphers: bool = True) -> AuditOptions:
+def options_for(session: ClusterSession, scan_ciphers: bool = True, tally: Tally | None = None) -> AuditOptions:
     return AuditOptions(concurrency=session.settings.concurrency,
-                        timeout=session.settings.handshake_timeout.total_seconds(), scan_ciphers=scan_ciphers)
+                        timeout=session.settings.handshake_timeout.total_seconds(), scan_ciphers=scan_ciphers,
+                        on_planned=tally.add if tally else None, on_done=tally.advance if tally else None)
 
 
 def audit_session(session: ClusterSession, policy: TLSPolicy | None, options: AuditOptions) -> AuditReport:
@@ -74,20 +76,25 @@ def audit_session(session: ClusterSession, policy: TLSPolicy | None, options: Au
     return report
 
 
-def audit_cluster(inventory: Inventory, name: str, *, scan_ciphers: bool = True) -> AuditReport:
-    """Audit one cluster. Exit code 0 compliant, 1 drift, 2 errors (cluster or endpoints unreachable)."""
+def audit_cluster(inventory: Inventory, name: str, *, scan_ciphers: bool = True,
+                  tally: Tally | None = None) -> AuditReport:
+    """Audit one cluster. Exit code 0 compliant, 1 drift, 2 errors (cluster or endpoints unreachable).
+    ``tally`` counts its handshakes (progress)."""
     policy = policy_of(inventory, name)
     try:
         with open_cluster(inventory, name) as session:
-            return audit_session(session, policy, options_for(session, scan_ciphers))
+            return audit_session(session, policy, options_for(session, scan_ciphers, tally))
     except RotationError as exc:
         return AuditReport(name, policy=policy, errors=[exc.message])
 
 
 def audit_clusters(inventory: Inventory, names: list[str] | None = None, *,
-                   scan_ciphers: bool = True) -> list[AuditReport]:
-    """Every cluster of the inventory (or ``names``), one after the other: the nightly beat job."""
-    return [audit_cluster(inventory, name, scan_ciphers=scan_ciphers) for name in (names or list(inventory.clusters))]
+                   scan_ciphers: bool = True, progress: Progress | None = None) -> list[AuditReport]:
+    """Every cluster of the inventory (or ``names``), one after the other: the nightly beat job and the CLI.
+    ``progress`` counts handshakes, planned as each cluster's shape is read."""
+    tally = Tally(progress)
+    return [audit_cluster(inventory, name, scan_ciphers=scan_ciphers, tally=tally)
+            for name in (names or list(inventory.clusters))]
 
 
 def audit_policy(ctx: ServiceContext, cluster: str) -> Any:

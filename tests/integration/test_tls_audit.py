@@ -21,7 +21,7 @@ from rotation.adapters.tls.audit import AuditOptions, audit_many, self_test
 from rotation.config import load_inventory
 from rotation.core.tls_drift import AuditTarget, EndpointTLS
 from rotation.simulator import ClusterSimulator, Database
-from rotation.usecases.tls_audit import AuditReport, audit_cluster
+from rotation.usecases.tls_audit import AuditReport, audit_cluster, audit_clusters
 
 ONE_DB = [Database(1, "db1", 12000, True, "all-nodes")]
 AES128, AES256 = "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384"
@@ -119,6 +119,17 @@ def test_default_cluster_is_compliant_on_every_listener(
         assert endpoint.accepted() == ["1.2", "1.3"], endpoint.target.label
         assert endpoint.tls12_ciphers and endpoint.ciphers_tried >= len(endpoint.tls12_ciphers)
     assert _row(report, "discovery", "1").plaintext is True  # sentinel_tls_mode allowed
+
+
+def test_the_audit_tells_its_progress_handshake_by_handshake(
+    tmp_path: Path, sim: ClusterSimulator, ca_files: tuple[Path, Path]
+) -> None:
+    told: list[tuple[int, int]] = []
+    (report,) = audit_clusters(_inventory(tmp_path, sim, ca_files), ["sim"], scan_ciphers=False,
+                               progress=lambda done, total: told.append((done, total)))
+    # 10 endpoints x 4 versions + a plaintext try on each of the 2 discovery endpoints, each one counted
+    assert len(report.endpoints) == 10 and told[-1] == (42, 42)
+    assert [done for done, _ in told] == sorted(done for done, _ in told)
 
 
 def test_audit_finds_a_planted_drift(tmp_path: Path, sim: ClusterSimulator, ca_files: tuple[Path, Path]) -> None:

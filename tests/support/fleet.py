@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +62,43 @@ def linked_fleet(tmp_path: Path) -> Iterator[Any]:
 
 def load_fleet_inventory(tmp_path: Path, fleet: Fleet, ca_files: tuple[Path, Path], **kwargs: Any) -> Inventory:
     return load_inventory(fleet_inventory(tmp_path / "fleet.yaml", fleet, ca_files, **kwargs))
+
+
+class HandshakeMeter:
+    """A fleet's ``connect_hook``: counts the handshakes held at once, per cluster and fleet-wide, and holds
+    each one until ``gate`` of them are held at once fleet-wide (then lets every one through).
+
+    The server counts a connection between its accept and the start of its handshake, a span inside
+    the client's (its cap slot is taken before it connects and freed after the handshake), so the peak
+    seen here never exceeds what the client had in flight. With a ``gate`` the peak reaches it exactly
+    when the client keeps that many handshakes going: structure, not time. ``give_up`` only ends a
+    hold when the client never gets there (the test then fails on the peak).
+    """
+
+    def __init__(self, gate: int, *, counted: Callable[[str], bool] = lambda listener: listener != "api",
+                 give_up: float = 10.0) -> None:
+        self.gate, self._counted, self._give_up = gate, counted, give_up
+        self._lock = threading.Lock()
+        self.held: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+        self.total = self.peak_total = self.seen = 0
+        self.open = False
+
+    async def __call__(self, cluster: str, listener: str) -> None:
+        if not self._counted(listener):  # the REST API's listener: REST reads are not handshakes to cap
+            return
+        with self._lock:
+            self.seen += 1
+            self.held[cluster] = self.held.get(cluster, 0) + 1
+            self.total += 1
+            self.peak[cluster] = max(self.peak.get(cluster, 0), self.held[cluster])
+            self.peak_total = max(self.peak_total, self.total)
+            self.open = self.open or self.total >= self.gate
+        try:
+            deadline = time.monotonic() + self._give_up
+            while not self.open and time.monotonic() < deadline:
+                await asyncio.sleep(0.002)  # each simulated cluster runs its own loop: poll the shared count
+        finally:
+            with self._lock:
+                self.held[cluster] -= 1
+                self.total -= 1

@@ -156,6 +156,25 @@ def _translate_transport_error(exc: httpx.TransportError, *, cluster: str, actio
                               url=url)
 
 
+def database_infos(raw: Sequence[Any]) -> list[DatabaseInfo]:
+    """Every endpoint of every database of a ``GET /v1/bdbs`` answer (one read serves the view and the links)."""
+    result = []
+    for bdb in raw:
+        tls = bdb.get("tls_mode") == "enabled" or bool(bdb.get("ssl"))
+        for endpoint in bdb.get("endpoints") or []:
+            result.append(
+                DatabaseInfo(
+                    uid=int(bdb["uid"]),
+                    name=bdb.get("name", str(bdb["uid"])),
+                    port=int(endpoint.get("port") or bdb.get("port")),
+                    tls=tls,
+                    dns_name=endpoint.get("dns_name", ""),
+                    addrs=tuple(endpoint.get("addr") or ()),
+                )
+            )
+    return result
+
+
 class RSClient:
     """One cluster's REST API. Use as a context manager; thread-unsafe like httpx.Client."""
 
@@ -287,22 +306,7 @@ class RSClient:
         ]
 
     def databases(self) -> list[DatabaseInfo]:
-        raw = self._request("GET", "/v1/bdbs", action="GET /v1/bdbs") or []
-        result = []
-        for bdb in raw:
-            tls = bdb.get("tls_mode") == "enabled" or bool(bdb.get("ssl"))
-            for endpoint in bdb.get("endpoints") or []:
-                result.append(
-                    DatabaseInfo(
-                        uid=int(bdb["uid"]),
-                        name=bdb.get("name", str(bdb["uid"])),
-                        port=int(endpoint.get("port") or bdb.get("port")),
-                        tls=tls,
-                        dns_name=endpoint.get("dns_name", ""),
-                        addrs=tuple(endpoint.get("addr") or ()),
-                    )
-                )
-        return result
+        return database_infos(self._request("GET", "/v1/bdbs", action="GET /v1/bdbs") or [])
 
     def certificates(self) -> dict[str, CertificatePair]:
         """``GET /v1/cluster/certificates``: the cluster-level PEMs, keys wrapped as secrets."""

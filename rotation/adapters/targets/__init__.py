@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from rotation.adapters.cluster import ClusterSession
 from rotation.adapters.secrets import SecretStore
@@ -18,41 +19,62 @@ from rotation.core.model import CertName, Endpoint, ServedCert
 from rotation.core.targets import LDAP_CLIENT, REST_CLIENT, database_key
 
 
-def read_targets(session: ClusterSession, names: Sequence[CertName | str]) -> dict[CertName | str, list[ServedCert]]:
-    """What each target presents now, for a scan or `check`: every endpoint of every target in one
-    probe batch (under the cluster's cap), the rest from what the view already read."""
+@dataclass
+class TargetReads:
+    """What a scan or `check` must read of some targets: the endpoints to handshake, and what is known
+    without a handshake (syncer from the view, ``rest_client`` from its file, an unreadable database)."""
+
+    names: list[CertName | str]
+    endpoints: dict[CertName | str, list[Endpoint]] = field(default_factory=dict)
+    known: dict[CertName | str, list[ServedCert]] = field(default_factory=dict)
+
+    @property
+    def flat(self) -> list[Endpoint]:
+        return [endpoint for endpoints in self.endpoints.values() for endpoint in endpoints]
+
+    def merge(self, results: Sequence[ServedCert]) -> dict[CertName | str, list[ServedCert]]:
+        """``results`` of the handshakes of :attr:`flat` (same order), with the known ones, per target."""
+        served = {**self.known, **{name: [] for name in self.endpoints}}
+        for endpoint, result in zip(self.flat, results, strict=True):
+            served[endpoint.cert_name].append(result)
+        return {name: served[name] for name in self.names}
+
+
+def plan_reads(session: ClusterSession, names: Sequence[CertName | str]) -> TargetReads:
+    """Sort ``names`` into endpoints to handshake and what the view or a file already says (no handshake)."""
     view = session.view()
-    by_name: dict[CertName | str, list[Endpoint]] = {}
-    served: dict[CertName | str, list[ServedCert]] = {}
+    reads = TargetReads(list(names))
     for name in names:
         if isinstance(name, CertName) and name.is_served:
-            by_name[name] = view.endpoints(name)
+            reads.endpoints[name] = view.endpoints(name)
         elif isinstance(name, CertName):
-            served[name] = [session.rest_copy(name, from_view=True)]  # syncer: no private keys fetched
+            reads.known[name] = [session.rest_copy(name, from_view=True)]  # syncer: no private keys fetched
         elif name == LDAP_CLIENT:
-            served[name] = [ldap_client_copy(session)]
+            reads.known[name] = [ldap_client_copy(session)]
         elif name == REST_CLIENT:
             try:
                 in_use = session.settings.client_certificate(session.name)
-                served[name] = [file_copy(session, in_use)] if in_use else []
+                reads.known[name] = [file_copy(session, in_use)] if in_use else []
             except RotationError as exc:
-                served[name] = [ServedCert(Endpoint(session.name, name, "file", "client_cert_file", 0),
-                                           error=exc.message)]
+                reads.known[name] = [ServedCert(Endpoint(session.name, name, "file", "client_cert_file", 0),
+                                                error=exc.message)]
         elif database_key(name) is not None:
             try:
-                by_name[name] = DatabaseTarget(session, name, None).endpoints()
+                reads.endpoints[name] = DatabaseTarget(session, name, None).endpoints()
             except RotationError as exc:  # gone, or TLS off: one unreadable row says why
-                served[name] = [ServedCert(Endpoint(session.name, name, "-", "GET /v1/bdbs", 0), error=exc.message)]
+                reads.known[name] = [ServedCert(Endpoint(session.name, name, "-", "GET /v1/bdbs", 0),
+                                                error=exc.message)]
         else:
             raise ConfigError(f"{session.name}: {name!r} is not a certificate this version can read")
-    flat = [endpoint for endpoints in by_name.values() for endpoint in endpoints]
-    results = probe_endpoints(flat, concurrency=session.settings.concurrency,
-                              timeout=session.settings.handshake_timeout.total_seconds())
-    for name in by_name:
-        served[name] = []
-    for endpoint, result in zip(flat, results, strict=True):
-        served[endpoint.cert_name].append(result)
-    return {name: served[name] for name in names}
+    return reads
+
+
+def read_targets(session: ClusterSession, names: Sequence[CertName | str]) -> dict[CertName | str, list[ServedCert]]:
+    """What each target presents now, for a scan or `check`: every endpoint of every target in one
+    probe batch (under the cluster's cap), the rest from what the view already read."""
+    reads = plan_reads(session, names)
+    return reads.merge(probe_endpoints(reads.flat, concurrency=session.settings.concurrency,
+                                       timeout=session.settings.handshake_timeout.total_seconds()))
 
 
 def open_target(session: ClusterSession, cert_name: CertName | str, secrets: SecretStore | None = None) -> Target:
@@ -68,4 +90,4 @@ def open_target(session: ClusterSession, cert_name: CertName | str, secrets: Sec
     raise ConfigError(f"{session.name}: {cert_name!r} is not a certificate this version can rotate")
 
 
-__all__ = ["OriginalPair", "Target", "open_target", "read_targets"]
+__all__ = ["OriginalPair", "Target", "TargetReads", "open_target", "plan_reads", "read_targets"]

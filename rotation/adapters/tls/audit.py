@@ -59,6 +59,9 @@ class AuditOptions:
     timeout: float = 5.0
     scan_ciphers: bool = True
     self_test: bool = True  # check once per process that the client can really offer TLS 1.0
+    # progress: told how many handshakes each phase plans, and of each one done
+    on_planned: Callable[[int], None] | None = field(default=None, compare=False)
+    on_done: Callable[[], None] | None = field(default=None, compare=False)
 
 
 # --- client contexts ------------------------------------------------------------------------
@@ -186,10 +189,12 @@ class _Work:
                            self.key_type, self.plaintext, error)
 
 
-async def _pool(jobs: Sequence[Callable[[], Awaitable[None]]], concurrency: int) -> None:
+async def _pool(jobs: Sequence[Callable[[], Awaitable[None]]], concurrency: int, options: AuditOptions) -> None:
     queue: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
     for job in jobs:
         queue.put_nowait(job)
+    if options.on_planned is not None:
+        options.on_planned(len(jobs))
 
     async def worker() -> None:
         while True:
@@ -198,6 +203,8 @@ async def _pool(jobs: Sequence[Callable[[], Awaitable[None]]], concurrency: int)
             except asyncio.QueueEmpty:
                 return
             await job()
+            if options.on_done is not None:
+                options.on_done()
 
     await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(jobs))))))
 
@@ -246,7 +253,7 @@ async def audit_many(targets: Sequence[AuditTarget], options: AuditOptions = Aud
             jobs.append(_version_job(work, version, options.timeout, old_ok or version not in OLD_VERSIONS))
         if work.target.plane == "sentinel":
             jobs.append(_plaintext_job(work, options.timeout))
-    await _pool(jobs, options.concurrency)
+    await _pool(jobs, options.concurrency, options)
     if options.scan_ciphers:
         jobs = []
         for work in works:
@@ -256,7 +263,7 @@ async def audit_many(targets: Sequence[AuditTarget], options: AuditOptions = Aud
             work.scanned = True
             wanted = _SCANNED_AUTH.get(work.key_type or "", {"auth-rsa", "auth-ecdsa", "auth-null"})
             jobs += [_suite_job(work, name, options.timeout) for name, auth in scannable_suites() if auth in wanted]
-        await _pool(jobs, options.concurrency)
+        await _pool(jobs, options.concurrency, options)
     return [w.result() for w in works]
 
 

@@ -13,7 +13,7 @@ import asyncio
 import functools
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from cryptography import x509
@@ -123,6 +123,44 @@ async def probe_many(
             return await probe(endpoint, timeout=timeout)
 
     return list(await asyncio.gather(*(bounded(e) for e in endpoints)))
+
+
+#: handshakes in flight at once across a whole fleet in one event loop (`rotation check`)
+GLOBAL_HANDSHAKES = 128
+
+
+class HandshakeCaps:
+    """One event loop's handshake caps: one global, plus one per cluster (its ``concurrency``).
+
+    A handshake waits for its cluster's slot first, then for a global one, so a cluster held back by
+    its own cap never sits on a global slot another cluster could use. Create and use it inside the
+    loop that runs the handshakes.
+    """
+
+    def __init__(self, global_cap: int = GLOBAL_HANDSHAKES) -> None:
+        self._global = asyncio.Semaphore(max(1, global_cap))
+        self._clusters: dict[str, asyncio.Semaphore] = {}
+
+    def _cluster(self, name: str, cap: int) -> asyncio.Semaphore:
+        if name not in self._clusters:
+            self._clusters[name] = asyncio.Semaphore(max(1, cap))
+        return self._clusters[name]
+
+    async def probe(self, endpoint: Endpoint, *, cluster_cap: int, timeout: float) -> ServedCert:
+        async with self._cluster(endpoint.cluster, cluster_cap), self._global:
+            return await probe(endpoint, timeout=timeout)
+
+    async def probe_many(self, endpoints: Sequence[Endpoint], *, cluster_cap: int, timeout: float,
+                         on_done: Callable[[], None] | None = None) -> list[ServedCert]:
+        """Every endpoint under both caps; results keep input order. ``on_done`` after each handshake."""
+
+        async def one(endpoint: Endpoint) -> ServedCert:
+            result = await self.probe(endpoint, cluster_cap=cluster_cap, timeout=timeout)
+            if on_done is not None:
+                on_done()
+            return result
+
+        return list(await asyncio.gather(*(one(e) for e in endpoints)))
 
 
 def probe_endpoints(
