@@ -68,7 +68,9 @@ class CheckReport:
                     "status": str(state.health),
                     "reason": state.verdict.reason if served.ok else (served.error or ""),
                 })
-        return rows + self.databases + self.held
+        everything = rows + self.databases + self.held
+        order = {cluster: i for i, cluster in reversed(list(enumerate(r["cluster"] for r in everything)))}
+        return sorted(everything, key=lambda r: order[r["cluster"]])  # grouped per cluster, stable within
 
     @property
     def exit_code(self) -> int:
