@@ -20,6 +20,8 @@ INTERNAL = {"type": "internal_ca", "ca_cert": "ca.pem", "ca_key_file": "ca-key.p
 
 def load(tmp_path: Path, cluster: dict[str, Any], **issuers: dict[str, Any]) -> Any:
     path = tmp_path / "inv.yaml"
+    for named in ("ca.pem", "ca-key.pem", "roots.pem"):  # the loader refuses files that do not exist
+        (tmp_path / named).touch()
     path.write_text(yaml.safe_dump({"issuers": issuers or {"le": LE, "internal": INTERNAL},
                                     "clusters": {"east": {**BASE, **cluster}}}))
     return load_inventory(path)
