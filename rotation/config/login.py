@@ -10,7 +10,7 @@ so those two must be files it may replace (see README "Certificate login").
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pydantic import field_validator
 
@@ -20,9 +20,6 @@ from rotation.core import certs
 from rotation.core.client_cert import subject_line_problem
 from rotation.core.errors import CertificateError, ConfigError
 from rotation.core.model import ClientCertificate, KeyType, SecretPEM
-
-if TYPE_CHECKING:
-    from rotation.config.clusters import ClusterSettings
 
 
 class RestClientSettings(_Strict):
@@ -43,6 +40,31 @@ class RestClientSettings(_Strict):
         if problem:
             raise ValueError(f"{value!r}: {problem}")
         return value
+
+
+class ClusterSettings(Protocol):
+    """The login fields of a cluster entry (``rotation.config.clusters.ClusterSettings``, which calls
+    into this module, so it is described here rather than imported)."""
+
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def password_env(self) -> str | None: ...
+    @property
+    def password_file(self) -> Path | None: ...
+    @property
+    def client_cert_file(self) -> Path | None: ...
+    @property
+    def client_cert_env(self) -> str | None: ...
+    @property
+    def client_key_file(self) -> Path | None: ...
+    @property
+    def client_key_env(self) -> str | None: ...
+    @property
+    def basic_auth(self) -> bool | None: ...
+    @property
+    def rest_client(self) -> RestClientSettings | None: ...
+    def where(self, field: str) -> str: ...
 
 
 def login_problems(cluster: ClusterSettings) -> list[str]:

@@ -6,8 +6,9 @@ tool's own client certificate (``rest_client``) and a database's own certificate
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from rotation.core.durations import RenewBefore
 from rotation.core.errors import ConfigError
@@ -17,7 +18,22 @@ from rotation.core.targets import DATABASE_PREFIX, LDAP_CLIENT, REST_CLIENT, dat
 
 if TYPE_CHECKING:
     from rotation.config.clusters import ClusterSettings
-    from rotation.config.inventory import Inventory
+    from rotation.config.issuers import IssuerSettings
+
+
+class Inventory(Protocol):
+    """What planning reads of ``rotation.config.inventory.Inventory`` (which calls into this module, so
+    it is described here rather than imported)."""
+
+    @property
+    def renew_before(self) -> RenewBefore: ...
+    @property
+    def issuers(self) -> Mapping[str, IssuerSettings]: ...
+    @property
+    def clusters(self) -> Mapping[str, ClusterSettings]: ...
+    def cluster(self, name: str) -> ClusterSettings: ...
+    def targets(self, cluster_name: str) -> list[CertName | str]: ...
+    def plan(self, cluster_name: str, cert_name: str | CertName) -> CertPlan: ...
 
 
 @dataclass(frozen=True)

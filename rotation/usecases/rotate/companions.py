@@ -20,54 +20,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from rotation.core.validate import ExtraCheck, ParsedBundle
-from rotation.usecases.rotate.run import Run, describe
+
+# the interface (Applied, Companion, Memo) lives beside ``Run``, which holds a rotation's companions
+from rotation.usecases.rotate.run import Applied, Companion, Memo, Run, describe
 
 log = logging.getLogger("rotation.pipeline")
-
-Memo = dict[str, Any]  # what an action did, enough to undo it; JSON, public data only
-
-
-@dataclass(frozen=True)
-class Applied:
-    """An action a companion took; ``memo`` goes to the record and back to ``undo``. ``memo=None``: the
-    companion recorded its actions itself, one by one as it took them (:func:`note`)."""
-
-    detail: str
-    memo: Memo | None = field(default_factory=dict)
-
-
-class Companion(Protocol):
-    """One concern beside the certificate. Every method but ``name`` may do nothing."""
-
-    name: str
-
-    def checks(self, run: Run) -> Sequence[ExtraCheck]:
-        """More pre-push checks (raise RotationError here to refuse the whole plan)."""
-        ...
-
-    def plan(self, run: Run, bundle: ParsedBundle) -> list[str]:
-        """What the companion would do, one line each (dry runs print it)."""
-        ...
-
-    def prepare(self, run: Run, bundle: ParsedBundle) -> Applied | None:
-        """Before the push; None when there is nothing to do."""
-        ...
-
-    def follow_up(self, run: Run, bundle: ParsedBundle) -> Applied | None:
-        """After the new certificate is verified; raising rolls the rotation back."""
-        ...
-
-    def finalize(self, run: Run, bundle: ParsedBundle) -> str | None:
-        """After everything succeeded: drop what is no longer needed (a failure is a warning)."""
-        ...
-
-    def undo(self, run: Run, memo: Memo) -> str:
-        """Reverse one applied action (the certificate is already back); a line for the record."""
-        ...
 
 
 class NoCompanion:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.adapters.cluster import ClusterSession
@@ -27,14 +27,56 @@ from rotation.core import retry
 from rotation.core.clock import Clock
 from rotation.core.errors import Interrupted, RotationError
 from rotation.core.model import CertName, RotationRecord, SecretPEM, Step, Trigger
+from rotation.core.validate import ExtraCheck, ParsedBundle
 from rotation.usecases.rotate import interrupts
-
-if TYPE_CHECKING:
-    from rotation.usecases.rotate.companions import Companion
 
 log = logging.getLogger("rotation.usecases.rotate.pipeline")
 
 ProgressCallback = Callable[[RotationRecord, Step], None]
+
+# What a companion (``rotation.usecases.rotate.companions``) is: it plugs into the pipeline at fixed points.
+Memo = dict[str, Any]  # what an action did, enough to undo it; JSON, public data only
+
+
+@dataclass(frozen=True)
+class Applied:
+    """An action a companion took; ``memo`` goes to the record and back to ``undo``. ``memo=None``: the
+    companion recorded its actions itself, one by one as it took them (:func:`note`)."""
+
+    detail: str
+    memo: Memo | None = field(default_factory=dict)
+
+
+class Companion(Protocol):
+    """One concern beside the certificate. Every method but ``name`` may do nothing."""
+
+    name: str
+
+    def checks(self, run: Run) -> Sequence[ExtraCheck]:
+        """More pre-push checks (raise RotationError here to refuse the whole plan)."""
+        ...
+
+    def plan(self, run: Run, bundle: ParsedBundle) -> list[str]:
+        """What the companion would do, one line each (dry runs print it)."""
+        ...
+
+    def prepare(self, run: Run, bundle: ParsedBundle) -> Applied | None:
+        """Before the push; None when there is nothing to do."""
+        ...
+
+    def follow_up(self, run: Run, bundle: ParsedBundle) -> Applied | None:
+        """After the new certificate is verified; raising rolls the rotation back."""
+        ...
+
+    def finalize(self, run: Run, bundle: ParsedBundle) -> str | None:
+        """After everything succeeded: drop what is no longer needed (a failure is a warning)."""
+        ...
+
+    def undo(self, run: Run, memo: Memo) -> str:
+        """Reverse one applied action (the certificate is already back); a line for the record."""
+        ...
+
+
 
 
 @dataclass
@@ -212,4 +254,5 @@ def describe(exc: BaseException) -> str:
     return f"unexpected error ({type(exc).__name__}: {str(exc)[:300]})"
 
 
-__all__ = ["OriginalPair", "OriginalPairs", "ProgressCallback", "RotationOptions", "Run", "StepScope", "describe"]
+__all__ = ["Applied", "Companion", "Memo", "OriginalPair", "OriginalPairs", "ProgressCallback", "RotationOptions",
+           "Run", "StepScope", "describe"]
