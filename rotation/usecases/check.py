@@ -21,7 +21,7 @@ from rotation.core.coupling import CouplingGraph
 from rotation.core.coupling_data import ClusterLinks
 from rotation.core.errors import RotationError
 from rotation.usecases.database_check import unmanaged_due
-from rotation.usecases.held_check import held_certificates
+from rotation.usecases.held_check import HeldRead, judge_held, read_held
 from rotation.usecases.links import SHOWN, coupled_certificates
 from rotation.usecases.ocsp_status import ProxyOcsp, proxy_ocsp
 from rotation.usecases.progress import Progress, Tally
@@ -86,6 +86,9 @@ class CheckReport:
 
 
 READERS = 16  # clusters whose REST API is read at once (the REST client is synchronous: threads)
+
+
+_RestReads = tuple[list[dict[str, Any]], ProxyOcsp | None, HeldRead | RotationError]
 
 
 @dataclass
@@ -172,38 +175,42 @@ async def _check_one(inventory: Inventory, name: str, clock: Clock, tally: Tally
         finally:
             tally.advance()
 
-    def rest_extras(session: ClusterSession) -> tuple[list[dict[str, Any]], ProxyOcsp | None]:
-        return unmanaged_due(inventory, session, clock.now(), listed), proxy_ocsp(session)
-
-    def held_and_close(session: ClusterSession) -> None:
-        try:  # what the cluster holds beside the inventory, cross-checked against what the handshakes saw
-            view = held_certificates(inventory, session, clock.now(), earliest_expiry(result.states))
-            result.held, result.warnings = list(view.rows), view.warnings
+    def rest_reads(session: ClusterSession) -> _RestReads:
+        """The REST reads that need no handshake, then the session closed: one thread hop."""
+        try:
+            databases, ocsp = unmanaged_due(inventory, session, clock.now(), listed), proxy_ocsp(session)
+            try:  # what the cluster holds beside the inventory: judged once the handshakes are done
+                held: HeldRead | RotationError = read_held(inventory, session)
+            except RotationError as exc:
+                held = exc
+            return databases, ocsp, held
         finally:
             session.close()
 
-    rest: asyncio.Future[tuple[list[dict[str, Any]], ProxyOcsp | None]] | None = None
-    closing = False
+    rest: asyncio.Future[_RestReads] | None = None
     try:
         reads = await in_thread(read_shape)
         session = opened[0]
         tally.add(len(reads.flat))
         settings = session.settings
-        # REST reads that need no handshake (unmanaged databases, OCSP) run while the handshakes do
-        rest = asyncio.ensure_future(in_thread(partial(rest_extras, session)))
+        # REST reads that need no handshake (unmanaged databases, OCSP, held certificates) run while the
+        # handshakes do; only the held certificates' cross-check needs what the handshakes saw
+        rest = asyncio.ensure_future(in_thread(partial(rest_reads, session)))
         served = await caps.probe_many(reads.flat, cluster_cap=settings.concurrency,
                                        timeout=settings.handshake_timeout.total_seconds(), on_done=tally.advance)
         result.states = judge_states(inventory, name, reads.merge(served), clock.now())
-        result.databases, result.ocsp = await rest
-        closing = True
-        await in_thread(partial(held_and_close, session))
+        result.databases, result.ocsp, held = await rest
+        if isinstance(held, RotationError):
+            raise held
+        view = judge_held(held, clock.now(), earliest_expiry(result.states))
+        result.held, result.warnings = list(view.rows), view.warnings
     except RotationError as exc:
         result.error = exc.message
         if not isinstance(result.links, ClusterLinks):
             result.links = exc.message
-        if rest is not None and not rest.done():
-            await asyncio.gather(rest, return_exceptions=True)  # the session is not thread-safe: let it finish
-        if opened and not closing:  # else held_and_close closed it
+        if rest is not None:
+            await asyncio.gather(rest, return_exceptions=True)  # it closes the session (not thread-safe)
+        elif opened:
             await in_thread(opened[0].close)
     return result
 

@@ -5,7 +5,9 @@ internode certificate near RS's silent fallback; the health report disagreeing w
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from rotation.adapters.cluster import ClusterSession
 from rotation.config import Inventory
@@ -27,12 +29,21 @@ def _held(session: ClusterSession) -> list[HeldCert]:
     return held
 
 
-def held_certificates(inventory: Inventory, session: ClusterSession, now: datetime,
-                      seen: Mapping[str, datetime] | None = None, *, prefer_health: bool = False) -> HeldView:
-    """What the cluster holds beside what the inventory manages; the health report cross-checked where
-    the cluster offers it (8.0.16+) against ``seen`` (``scan.earliest_expiry``: what the handshakes saw).
-    A report that cannot be read is a warning, not an error. ``prefer_health`` (the scan): where the report
-    is offered, what the cluster holds is read from it alone, so no private key is fetched."""
+@dataclass(frozen=True)
+class HeldRead:
+    """What :func:`read_held` read from one cluster, judged later by :func:`judge_held` (the fleet check reads
+    it while the handshakes run, and judges it against what they saw once they are done)."""
+
+    cluster: str
+    held: list[HeldCert]
+    managed: list[str]
+    health: list[dict[str, Any]] | None  # the health report's certificates (None: not offered or unread)
+    problem: ScanWarning | None  # the report is offered but could not be read
+    held_from_health: bool
+
+
+def read_held(inventory: Inventory, session: ClusterSession, *, prefer_health: bool = False) -> HeldRead:
+    """The REST reads of :func:`held_certificates`, nothing judged yet."""
     managed = [str(name) for name in inventory.targets(session.name)]
     rest_client = inventory.cluster(session.name).rest_client
     if rest_client is not None and rest_client.manage_trusted_ca:
@@ -45,10 +56,24 @@ def held_certificates(inventory: Inventory, session: ClusterSession, now: dateti
         except RotationError as exc:
             problem = ScanWarning("health|unread", f"{session.name}: GET /v4/cluster/health not read: {exc.message}")
     if prefer_health and health is not None:
-        view = held_view(session.name, from_health(health), managed, now, health, seen, held_from_health=True)
-    else:
-        view = held_view(session.name, _held(session), managed, now, health, seen)
-    return HeldView(view.cluster, view.rows, [*view.found, *([problem] if problem else [])])
+        return HeldRead(session.name, from_health(health), managed, health, problem, held_from_health=True)
+    return HeldRead(session.name, _held(session), managed, health, problem, held_from_health=False)
 
 
-__all__ = ["held_certificates"]
+def judge_held(read: HeldRead, now: datetime, seen: Mapping[str, datetime] | None = None) -> HeldView:
+    """What :func:`read_held` read, judged at ``now`` and cross-checked against ``seen`` (pure)."""
+    view = held_view(read.cluster, read.held, read.managed, now, read.health, seen,
+                     held_from_health=read.held_from_health)
+    return HeldView(view.cluster, view.rows, [*view.found, *([read.problem] if read.problem else [])])
+
+
+def held_certificates(inventory: Inventory, session: ClusterSession, now: datetime,
+                      seen: Mapping[str, datetime] | None = None, *, prefer_health: bool = False) -> HeldView:
+    """What the cluster holds beside what the inventory manages; the health report cross-checked where
+    the cluster offers it (8.0.16+) against ``seen`` (``scan.earliest_expiry``: what the handshakes saw).
+    A report that cannot be read is a warning, not an error. ``prefer_health`` (the scan): where the report
+    is offered, what the cluster holds is read from it alone, so no private key is fetched."""
+    return judge_held(read_held(inventory, session, prefer_health=prefer_health), now, seen)
+
+
+__all__ = ["HeldRead", "held_certificates", "judge_held", "read_held"]
