@@ -8,6 +8,7 @@ prometheus_client, imported when its command runs: ``rotation --help`` loads non
 from __future__ import annotations
 
 import gc
+import importlib.machinery
 import logging
 import os
 import signal
@@ -221,6 +222,24 @@ def _no_httpx_command_line() -> None:
     raise SystemExit("httpx's own command line is not loaded by `rotation`")
 
 
+class _HttpxCommandLineStandIn:
+    """Finder and loader (on ``sys.meta_path``) of a stand-in for ``httpx._main``, used only if httpx is imported."""
+
+    @staticmethod
+    def find_spec(name: str, path: object = None, target: object = None) -> importlib.machinery.ModuleSpec | None:
+        if name != "httpx._main":
+            return None
+        return importlib.machinery.ModuleSpec(name, _HttpxCommandLineStandIn)  # type: ignore[arg-type]
+
+    @staticmethod
+    def create_module(spec: importlib.machinery.ModuleSpec) -> None:
+        return None  # the default module
+
+    @staticmethod
+    def exec_module(module: types.ModuleType) -> None:
+        module.main = _no_httpx_command_line  # type: ignore[attr-defined]
+
+
 def _skip_unused_imports() -> None:
     """What a short command would load and never use (measured: benchmarks/rotate_latency.py).
 
@@ -230,10 +249,8 @@ def _skip_unused_imports() -> None:
     - pydantic's plugin scan (the entry points of every installed distribution, ~10 ms, when the
       first model is built): the service has no pydantic plugins. A value set by the user is kept.
     """
-    if "httpx" not in sys.modules and "httpx._main" not in sys.modules:
-        stand_in = types.ModuleType("httpx._main")
-        stand_in.main = _no_httpx_command_line  # type: ignore[attr-defined]
-        sys.modules["httpx._main"] = stand_in
+    if "httpx" not in sys.modules:
+        sys.meta_path.insert(0, _HttpxCommandLineStandIn)  # type: ignore[arg-type]
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 
