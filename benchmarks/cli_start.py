@@ -14,8 +14,8 @@ against the same simulated cluster.
 Bytecode: an installed package runs from compiled bytecode (pip compiles it). A session that sets
 PYTHONDONTWRITEBYTECODE=1 would make every run compile the checkout's own modules from source
 (about 60 ms of `check` here), so the commands run with a bytecode cache of their own in the
-temporary folder (PYTHONPYCACHEPREFIX, filled by the warm-up runs; no checkout is written to).
-``--compile-each-run`` keeps the environment as it is instead.
+temporary folder (``benchmarks.localproc.run_from_bytecode``: PYTHONPYCACHEPREFIX, filled by the
+warm-up runs; no checkout is written to). ``--compile-each-run`` keeps the environment as it is instead.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.localproc import wait_for  # noqa: E402
+from benchmarks.localproc import run_from_bytecode, wait_for  # noqa: E402
 
 TARGETS = {"help": 0.25, "check": 0.4}
 
@@ -84,8 +84,7 @@ def main() -> None:
            "ROTATION_CONFIG": str(work / "rotation.yaml")}
     env.pop("COLUMNS", None)
     if not args.compile_each_run:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+        env = run_from_bytecode(env, work / "pycache")
     with open(work / "fleet.log", "wb") as log:
         fleet = subprocess.Popen([sys.executable, "benchmarks/fleet.py", "--clusters", "1", "--nodes", "3",
                                   "--delay", "0", "--out", str(work)], cwd=ROOT, stdout=log,

@@ -132,14 +132,20 @@ def rotate(
         deadline = parse_duration(verify_deadline) if verify_deadline else None
     except (ConfigError, ValueError) as exc:
         raise fail(exc, as_json=as_json) from None
-    options = _inline_options(cert_file, key_file, trust or [], dry_run=dry_run, deadline=deadline,
-                              quiet=as_json)
-    options.allow_unmanaged_peer = allow_unmanaged_peer
-    here = inline or dry_run or options.issuer or deadline or options.trust or allow_unmanaged_peer
-    queue = None if here else _queue(config)
+    here = bool(inline or dry_run or cert_file or key_file or deadline or trust or allow_unmanaged_peer)
+    # one context, given the inventory checked above (not read and validated again)
+    try:
+        ctx = ServiceContext(config_path=config, inventory=lambda: inventory)
+    except ConfigError as exc:
+        raise fail(exc, as_json=as_json) from None
+    queue = None if here else _queue(ctx)
     try:
         if queue is None:
-            with ServiceContext(config_path=config, inventory=lambda: inventory) as ctx:  # the inventory checked above
+            # the pipeline and issuers are imported only here: a queued rotation runs in the worker
+            options = _inline_options(cert_file, key_file, trust or [], dry_run=dry_run, deadline=deadline,
+                                      quiet=as_json)
+            options.allow_unmanaged_peer = allow_unmanaged_peer
+            with ctx:
                 records = _rotate_here(ctx, cluster, names, options)
         else:
             records = _rotate_queued(queue, cluster, names, no_wait=no_wait, as_json=as_json)
@@ -213,13 +219,7 @@ def _trust_anchors(paths: list[Path]) -> tuple[str, ...]:
 queue_factory: Callable[[ServiceContext], RotationQueue] | None = None
 
 
-def _queue(config: Path | None = None) -> RotationQueue | None:
-    from rotation.usecases.context import ServiceContext
-
-    try:
-        ctx = ServiceContext(config_path=config)
-    except ConfigError as exc:
-        raise fail(exc.message) from None
+def _queue(ctx: ServiceContext) -> RotationQueue | None:
     if queue_factory is None or not ctx.settings.has_queue:
         reason = "no queue in this entry point" if queue_factory is None else "ROTATION_STORE=local has no queue"
         err_console.print(f"[yellow]{reason}: running the rotation in this process[/]")

@@ -5,6 +5,9 @@ the use cases; the state it opens is Redis for the service or local files with
 ``ROTATION_STORE=local`` (``rotation.adapters.state.open_state``). ``preflight`` is what the
 worker, beat and webhook check before they start: a process that cannot do its work refuses to
 start (exit 2) instead of taking tasks it would leave half-recorded.
+
+Each part is built when first used, and its adapter imported then: `rotation rotate` through the
+queue never loads the REST client, TLS probes or issuers, and no CLI command loads what it does not use.
 """
 
 from __future__ import annotations
@@ -19,15 +22,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rotation.adapters.clock import SYSTEM_CLOCK
-from rotation.adapters.cluster import SessionPool
-from rotation.adapters.issuers.factory import IssuerFactory
-from rotation.adapters.secrets import SecretBox, SecretStore
-from rotation.adapters.state import ServiceState, open_state
 from rotation.config import Inventory, ServiceSettings, load_inventory, resolve_config_path
 from rotation.core.clock import Clock
 from rotation.core.errors import ConfigError, RotationError
 
 if TYPE_CHECKING:
+    from rotation.adapters.cluster import SessionPool
+    from rotation.adapters.issuers.factory import IssuerFactory
+    from rotation.adapters.secrets import SecretBox, SecretStore
+    from rotation.adapters.state import ServiceState
     from rotation.usecases.coupling import IsolatedLinks
 
 log = logging.getLogger(__name__)
@@ -115,6 +118,8 @@ class ServiceContext:
     @cached_property
     def sessions(self) -> SessionPool:
         """REST clients reused by this process's scans and rotations (a worker works on the same clusters all day)."""
+        from rotation.adapters.cluster import SessionPool
+
         return SessionPool()
 
     @cached_property
@@ -134,16 +139,22 @@ class ServiceContext:
     @cached_property
     def state(self) -> ServiceState:
         """Everything the service remembers (``rotation.adapters.state``), chosen once from the settings."""
+        from rotation.adapters.state import open_state
+
         return open_state(self.settings, self.clock, lambda: self.redis)
 
     @cached_property
     def issuers(self) -> IssuerFactory:
         """Issuers built once per inventory entry (rebuilt when it, its secrets or its files change)."""
+        from rotation.adapters.issuers.factory import IssuerFactory
+
         return IssuerFactory(lambda: self.secrets, self.clock)
 
     @cached_property
     def secret_box(self) -> SecretBox:
         """The service's encryption key(s); ConfigError when none is configured."""
+        from rotation.adapters.secrets import SecretBox
+
         return SecretBox.configured(state_dir=self.state.local_key_dir)
 
     @cached_property

@@ -103,3 +103,33 @@ def test_check_reads_the_cluster_without_the_acme_stack_or_the_pipeline(
     assert all(row["status"] != "unreachable" for row in report["rows"])
     assert "rotation.usecases.check" in modules
     assert loaded(modules, NOT_FOR_CHECK) == []
+
+
+# `rotation rotate --inline` runs the pipeline here: never the queue (Celery), ACME, DNS updates, or
+# httpx's own command line (click, pygments: see workers.main._skip_unused_imports).
+NOT_FOR_INLINE = ("celery", "kombu", "workers.celery_app", "workers.queue", "acme", "josepy", "dns",
+                  "rotation.adapters.issuers.acme", "rotation.adapters.dns", "pygments")
+# `rotation rotate` through the queue submits and follows: the worker runs the pipeline, so the CLI
+# loads neither it, the issuers, the REST client nor the TLS probes.
+NOT_FOR_QUEUED = ("rotation.usecases.rotate", "rotation.adapters.issuers", "rotation.adapters.cluster",
+                  "rotation.adapters.rs", "rotation.adapters.tls", "httpx", "acme", "josepy", "dns")
+
+
+def test_rotate_inline_loads_neither_the_queue_nor_acme(service_env: dict[str, str], tmp_path: Path) -> None:
+    result, modules = run_probe(["rotate", "sim", "metrics_exporter", "--inline", "--json"],
+                                tmp_path / "modules.json", service_env)
+    assert result.returncode == 0, result.stderr
+    (record,) = json.loads(result.stdout)
+    assert record["outcome"] == "verified"
+    assert "rotation.usecases.rotate.pipeline" in modules and "httpx" in modules
+    assert loaded(modules, NOT_FOR_INLINE) == []
+
+
+def test_rotate_through_the_queue_loads_no_pipeline(service_env: dict[str, str], tmp_path: Path) -> None:
+    # --no-wait: submitted and returned (no worker needed); following adds no import the guard names
+    result, modules = run_probe(["rotate", "sim", "metrics_exporter", "--no-wait", "--json"],
+                                tmp_path / "modules.json", service_env)
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)["queued"]) == 1
+    assert "workers.queue" in modules and "celery" in modules
+    assert loaded(modules, NOT_FOR_QUEUED) == []
