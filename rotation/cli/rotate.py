@@ -118,6 +118,7 @@ def rotate(
     bad input or a refusal (nothing pushed).
     """
     _refuse_contradictions(cert or [], all_certs=all_certs, inline=inline, no_wait=no_wait, as_json=as_json,
+                           pair=(cert_file is not None, key_file is not None),
                            inline_only={"--dry-run": dry_run, "--cert-file": cert_file is not None,
                                         "--trust": bool(trust), "--verify-deadline": verify_deadline is not None,
                                         "--allow-unmanaged-peer": allow_unmanaged_peer})
@@ -143,7 +144,7 @@ def rotate(
         if queue is None:
             # the pipeline and issuers are imported only here: a queued rotation runs in the worker
             options = _inline_options(cert_file, key_file, trust or [], dry_run=dry_run, deadline=deadline,
-                                      quiet=as_json)
+                                      as_json=as_json)
             options.allow_unmanaged_peer = allow_unmanaged_peer
             with ctx:
                 records = _rotate_here(ctx, cluster, names, options)
@@ -159,8 +160,10 @@ def rotate(
 
 
 def _refuse_contradictions(certs_named: list[str], *, all_certs: bool, inline: bool, no_wait: bool, as_json: bool,
-                           inline_only: dict[str, bool]) -> None:
+                           pair: tuple[bool, bool], inline_only: dict[str, bool]) -> None:
     """Arguments that cannot all be obeyed are refused (exit 2) rather than one silently ignored."""
+    if pair[0] != pair[1]:
+        raise fail("--cert-file and --key-file go together", as_json=as_json)
     if all_certs and certs_named:
         raise fail(f"name certificates ({' '.join(certs_named)}) or pass --all, not both", as_json=as_json)
     if no_wait:
@@ -171,17 +174,15 @@ def _refuse_contradictions(certs_named: list[str], *, all_certs: bool, inline: b
 
 
 def _inline_options(cert_file: Path | None, key_file: Path | None, trust: list[Path], *, dry_run: bool,
-                    deadline: timedelta | None, quiet: bool) -> RotationOptions:
+                    deadline: timedelta | None, as_json: bool) -> RotationOptions:
     from rotation.adapters.issuers.files import FileIssuer
     from rotation.usecases.rotate.run import RotationOptions
 
     issuer = None
-    if cert_file or key_file:
-        if not (cert_file and key_file):
-            raise fail("--cert-file and --key-file go together")
+    if cert_file and key_file:  # one without the other was refused first (_refuse_contradictions)
         issuer = FileIssuer(name=f"file:{cert_file.name}", cert_file=cert_file, key_file=key_file)
     return RotationOptions(trigger=Trigger.CLI, dry_run=dry_run, issuer=issuer, verify_deadline=deadline,
-                           trust=_trust_anchors(trust), progress=None if quiet else _print_step)
+                           trust=_trust_anchors(trust, as_json), progress=None if as_json else _print_step)
 
 
 def _rotate_here(ctx: ServiceContext, cluster: str, names: list[str], options: RotationOptions
@@ -200,7 +201,7 @@ def _rotate_here(ctx: ServiceContext, cluster: str, names: list[str], options: R
                    "(`rotation history`)", 1) from None
 
 
-def _trust_anchors(paths: list[Path]) -> tuple[str, ...]:
+def _trust_anchors(paths: list[Path], as_json: bool) -> tuple[str, ...]:
     """The PEMs of ``--trust`` files, each checked to hold CA certificates (exit 2 naming the file)."""
     from rotation.config.files import read_file
     from rotation.core import certs
@@ -211,7 +212,7 @@ def _trust_anchors(paths: list[Path]) -> tuple[str, ...]:
             found = certs.load_certificates(read_file(path, what="--trust"), where=str(path))
             pems += [certs.cert_to_pem(c) for c in found]
     except RotationError as exc:
-        raise fail(exc.message) from None
+        raise fail(exc, as_json=as_json) from None
     return tuple(pems)
 
 

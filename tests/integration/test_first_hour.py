@@ -102,6 +102,9 @@ def test_contradictory_arguments_are_refused_before_anything_runs(env: dict[str,
         assert result.returncode == 2 and said in result.stderr, (args, result.stderr)
     unknown = rotation("rotate", "west", "api", "-c", str(inventory_path), env=env)
     assert unknown.returncode == 2 and "unknown cluster 'west'" in unknown.stderr
+    half = rotation("rotate", "sim", "api", "-c", str(inventory_path), "--cert-file", str(inventory_path),
+                    "--json", env=env)
+    assert half.returncode == 2 and json.loads(half.stdout)["error"] == "--cert-file and --key-file go together"
     assert len(simulator.state.received_update_bodies) == before
 
 
