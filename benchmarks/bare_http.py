@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import signal
 import sys
-import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.localproc import wait_for_stop  # noqa: E402
 
 ANSWER = b'{"response_type":"ephemeral","text":"ok"}'
 
@@ -50,10 +50,7 @@ def main() -> None:
     children = [spawn.Process(target=serve, args=(args.port,), daemon=True) for _ in range(args.processes)]
     for child in children:
         child.start()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
+    wait_for_stop()
     for child in children:
         child.terminate()
     for child in children:

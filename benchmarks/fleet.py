@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 import random
-import signal
-import threading
+import sys
 from datetime import timedelta
 from pathlib import Path
 
 import yaml
 
-from rotation.simulator import ClusterSimulator, Database, SimulatorConfig
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.localproc import wait_for_stop  # noqa: E402
+from rotation.simulator import ClusterSimulator, Database, SimulatorConfig  # noqa: E402
 
 
 def main() -> None:
@@ -44,10 +46,7 @@ def main() -> None:
         clusters[name] = entry
     (args.out / "rotation.yaml").write_text(yaml.safe_dump({"clusters": clusters}))
     (args.out / "ready").write_text("ok")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
+    wait_for_stop()
     for simulator in simulators:
         simulator.stop()
 

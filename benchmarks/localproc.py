@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
 
 from tests.support.processes import free_port, wait_for
 
-__all__ = ["free_port", "run_from_bytecode", "wait_for"]
+__all__ = ["free_port", "run_from_bytecode", "wait_for", "wait_for_stop"]
 
 
 def run_from_bytecode(env: dict[str, str], folder: Path) -> dict[str, str]:
@@ -19,3 +21,11 @@ def run_from_bytecode(env: dict[str, str], folder: Path) -> dict[str, str]:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPYCACHEPREFIX"] = str(folder)
     return env
+
+
+def wait_for_stop() -> None:
+    """Block a benchmark's helper process until SIGTERM or SIGINT: the parent ends it that way."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()

@@ -46,24 +46,16 @@ class ClusterSettings(Protocol):
     """The login fields of a cluster entry (``rotation.config.clusters.ClusterSettings``, which calls
     into this module, so it is described here rather than imported)."""
 
-    @property
-    def username(self) -> str | None: ...
-    @property
-    def password_env(self) -> str | None: ...
-    @property
-    def password_file(self) -> Path | None: ...
-    @property
-    def client_cert_file(self) -> Path | None: ...
-    @property
-    def client_cert_env(self) -> str | None: ...
-    @property
-    def client_key_file(self) -> Path | None: ...
-    @property
-    def client_key_env(self) -> str | None: ...
-    @property
-    def basic_auth(self) -> bool | None: ...
-    @property
-    def rest_client(self) -> RestClientSettings | None: ...
+    username: str | None
+    password_env: str | None
+    password_file: Path | None
+    client_cert_file: Path | None
+    client_cert_env: str | None
+    client_key_file: Path | None
+    client_key_env: str | None
+    basic_auth: bool | None
+    rest_client: RestClientSettings | None
+
     def where(self, field: str) -> str: ...
 
 

@@ -6,7 +6,6 @@ tool's own client certificate (``rest_client``) and a database's own certificate
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -17,20 +16,19 @@ from rotation.core.slot_rules import PROFILE_NAMES, Role, role_of
 from rotation.core.targets import DATABASE_PREFIX, LDAP_CLIENT, REST_CLIENT, database_key
 
 if TYPE_CHECKING:
-    from rotation.config.clusters import ClusterSettings
+    from rotation.config.clusters import CertificateSettings, ClusterSettings
     from rotation.config.issuers import IssuerSettings
+    from rotation.config.login import RestClientSettings
 
 
 class Inventory(Protocol):
     """What planning reads of ``rotation.config.inventory.Inventory`` (which calls into this module, so
     it is described here rather than imported)."""
 
-    @property
-    def renew_before(self) -> RenewBefore: ...
-    @property
-    def issuers(self) -> Mapping[str, IssuerSettings]: ...
-    @property
-    def clusters(self) -> Mapping[str, ClusterSettings]: ...
+    renew_before: RenewBefore
+    issuers: dict[str, IssuerSettings]
+    clusters: dict[str, ClusterSettings]
+
     def cluster(self, name: str) -> ClusterSettings: ...
     def targets(self, cluster_name: str) -> list[CertName | str]: ...
     def plan(self, cluster_name: str, cert_name: str | CertName) -> CertPlan: ...
@@ -130,27 +128,31 @@ def impossible_plans(inventory: Inventory) -> list[str]:
     return problems
 
 
+def _own_plan(inventory: Inventory, cluster_name: str, cluster: ClusterSettings, name: str,
+              settings: RestClientSettings | CertificateSettings, *, hosts: tuple[str, ...],
+              subject: str | None = None) -> CertPlan:
+    """The plan of a certificate entry beside the slots: its own settings, else the cluster's, else the top level."""
+    issuer = _default_issuer(inventory, cluster, settings.issuer)
+    return CertPlan(cluster=cluster_name, cert_name=name, issuer=issuer,
+                    key_type=_key_type(inventory, settings.key_type, cluster, issuer),
+                    renew_before=settings.renew_before or cluster.renew_before or inventory.renew_before,
+                    hosts=hosts, subject=subject)
+
+
 def other_plan(inventory: Inventory, cluster_name: str, name: str) -> CertPlan | None:
     """The plan of ``rest_client`` or ``db:<key>``; None for any other name (a slot, or unknown)."""
     cluster = inventory.cluster(cluster_name)
     if name == REST_CLIENT:
-        settings = cluster.rest_client
-        if settings is None:
+        if cluster.rest_client is None:
             raise ConfigError(f"clusters.{cluster_name}: rest_client is not managed (add a rest_client section)")
-        issuer = _default_issuer(inventory, cluster, settings.issuer)
-        return CertPlan(cluster=cluster_name, cert_name=REST_CLIENT, issuer=issuer,
-                        key_type=_key_type(inventory, settings.key_type, cluster, issuer),
-                        renew_before=settings.renew_before or cluster.renew_before or inventory.renew_before,
-                        hosts=(), subject=settings.subject)
+        return _own_plan(inventory, cluster_name, cluster, REST_CLIENT, cluster.rest_client, hosts=(),
+                         subject=cluster.rest_client.subject)
     if name == LDAP_CLIENT:
-        ldap = cluster.ldap_client
-        if ldap is None:
+        if cluster.ldap_client is None:
             raise ConfigError(f"clusters.{cluster_name}: ldap_client is not managed (add `ldap_client: {{}}`)")
-        issuer = _default_issuer(inventory, cluster, ldap.issuer)
-        return CertPlan(cluster=cluster_name, cert_name=LDAP_CLIENT, issuer=issuer,
-                        key_type=_key_type(inventory, ldap.key_type, cluster, issuer),
-                        renew_before=ldap.renew_before or cluster.renew_before or inventory.renew_before,
-                        hosts=ldap.hosts or (cluster.fqdn,))  # CN and SAN: the cluster, as LDAP servers see it
+        # CN and SAN: the cluster, as LDAP servers see it
+        return _own_plan(inventory, cluster_name, cluster, LDAP_CLIENT, cluster.ldap_client,
+                         hosts=cluster.ldap_client.hosts or (cluster.fqdn,))
     if not name.startswith(DATABASE_PREFIX):
         return None
     key = database_key(name)
