@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from celery.beat import PersistentScheduler  # type: ignore[import-untyped]  # celery ships no type hints
+from celery.schedules import crontab  # type: ignore[import-untyped]
 
 from rotation.adapters.state import ServiceState
 from rotation.config import ServiceSettings
@@ -72,7 +73,8 @@ class LeasedScheduler(PersistentScheduler):  # type: ignore[misc]  # celery ship
         try:
             held_by = self.state.hold_schedule(self.holder, self.lease_seconds)
         except RotationError as exc:
-            if self.holding and sent - self.renewed_at < self.lease_seconds:
+            # measured after the failed call, which may have taken long: never past our own lease
+            if self.holding and self.monotonic() - self.renewed_at < self.lease_seconds:
                 return True  # no answer, but our lease still runs: nobody else can hold the schedule yet
             if self.holding:
                 log.warning("beat: cannot renew the schedule's lease (%s); standing by", exc.message)
@@ -92,11 +94,13 @@ class LeasedScheduler(PersistentScheduler):  # type: ignore[misc]  # celery ship
         return False
 
     def _start_schedule(self) -> None:
-        """Just took the schedule: run RUN_AT_START now, count every other entry from now."""
+        """Just took the schedule: run RUN_AT_START now, count every other interval entry from now (a
+        crontab entry keeps its time of day: a takeover just after it must not skip that night's run)."""
         for name, entry in list(self.schedule.items()):
             if name in RUN_AT_START:
                 self.apply_entry(entry, producer=self.producer)
-            entry.last_run_at = entry.default_now()
+            if not isinstance(entry.schedule, crontab):
+                entry.last_run_at = entry.default_now()
         self._heap = None  # rebuilt from the entries as they are now
 
     def close(self) -> None:

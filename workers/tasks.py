@@ -13,11 +13,13 @@ from collections.abc import Callable
 
 from celery import Task  # type: ignore[import-untyped]  # celery ships no type hints
 
+from rotation.adapters.notify import Notifier
 from rotation.chatops.answers import Answer
 from rotation.chatops.reporter import RotationReporter
 from rotation.core import retry
 from rotation.core.errors import ConfigError, RotationError, RotationInProgress
 from rotation.core.model import RotationRecord, Trigger
+from rotation.core.text import chat
 from rotation.usecases.rotate.record import rotate_and_record
 from rotation.usecases.rotate.run import RotationOptions
 from rotation.usecases.scan import scan_and_queue
@@ -47,8 +49,12 @@ def scan_all() -> list[str]:
 def scan_cluster_task(self: Task, cluster: str) -> dict:
     ctx = context()
     try:
+        notifier: Notifier | None = None  # built on the first new warning, once per scan
+
         def notify(text: str) -> bool:  # a warning the previous scan did not have: once to the channel
-            return notifier_for(ctx).notify(Answer(f":warning: {text}", in_channel=True))
+            nonlocal notifier
+            notifier = notifier or notifier_for(ctx)
+            return notifier.notify(Answer(f":warning: {chat(text)}", in_channel=True))
 
         return scan_and_queue(ctx, cluster, CeleryRotationQueue(ctx), notify=notify)
     except ConfigError:

@@ -69,7 +69,7 @@ class CheckReport:
                     "reason": state.verdict.reason if served.ok else (served.error or ""),
                 })
         everything = rows + self.databases + self.held
-        order = {cluster: i for i, cluster in reversed(list(enumerate(r["cluster"] for r in everything)))}
+        order = {cluster: i for i, cluster in enumerate(dict.fromkeys(r["cluster"] for r in everything))}
         return sorted(everything, key=lambda r: order[r["cluster"]])  # grouped per cluster, stable within
 
     @property
@@ -88,7 +88,7 @@ class CheckReport:
 READERS = 16  # clusters whose REST API is read at once (the REST client is synchronous: threads)
 
 
-_RestReads = tuple[list[dict[str, Any]], ProxyOcsp | None, HeldRead | RotationError]
+_RestReads = tuple[list[dict[str, Any]], ProxyOcsp | None, HeldRead]
 
 
 @dataclass
@@ -179,11 +179,8 @@ async def _check_one(inventory: Inventory, name: str, clock: Clock, tally: Tally
         """The REST reads that need no handshake, then the session closed: one thread hop."""
         try:
             databases, ocsp = unmanaged_due(inventory, session, clock.now(), listed), proxy_ocsp(session)
-            try:  # what the cluster holds beside the inventory: judged once the handshakes are done
-                held: HeldRead | RotationError = read_held(inventory, session)
-            except RotationError as exc:
-                held = exc
-            return databases, ocsp, held
+            # what the cluster holds beside the inventory: judged once the handshakes are done
+            return databases, ocsp, read_held(inventory, session)
         finally:
             session.close()
 
@@ -200,8 +197,6 @@ async def _check_one(inventory: Inventory, name: str, clock: Clock, tally: Tally
                                        timeout=settings.handshake_timeout.total_seconds(), on_done=tally.advance)
         result.states = judge_states(inventory, name, reads.merge(served), clock.now())
         result.databases, result.ocsp, held = await rest
-        if isinstance(held, RotationError):
-            raise held
         view = judge_held(held, clock.now(), earliest_expiry(result.states))
         result.held, result.warnings = list(view.rows), view.warnings
     except RotationError as exc:

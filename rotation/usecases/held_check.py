@@ -38,7 +38,7 @@ class HeldRead:
     held: list[HeldCert]
     managed: list[str]
     health: list[dict[str, Any]] | None  # the health report's certificates (None: not offered or unread)
-    problem: ScanWarning | None  # the report is offered but could not be read
+    problems: tuple[ScanWarning, ...]  # what could not be read (a warning: it must not stop a check or a scan)
     held_from_health: bool
 
 
@@ -49,22 +49,29 @@ def read_held(inventory: Inventory, session: ClusterSession, *, prefer_health: b
     if rest_client is not None and rest_client.manage_trusted_ca:
         managed.append("mtls_trusted_ca")  # rest_client's companion keeps it
     health = None
-    problem: ScanWarning | None = None
+    problems: list[ScanWarning] = []
     if at_least(session.view().version, CLUSTER_HEALTH_SINCE):
         try:
             health = session.client.health_certificates()
         except RotationError as exc:
-            problem = ScanWarning("health|unread", f"{session.name}: GET /v4/cluster/health not read: {exc.message}")
+            problems.append(ScanWarning("health|unread",
+                                        f"{session.name}: GET /v4/cluster/health not read: {exc.message}"))
     if prefer_health and health is not None:
-        return HeldRead(session.name, from_health(health), managed, health, problem, held_from_health=True)
-    return HeldRead(session.name, _held(session), managed, health, problem, held_from_health=False)
+        return HeldRead(session.name, from_health(health), managed, health, tuple(problems), held_from_health=True)
+    try:
+        held = _held(session)
+    except RotationError as exc:  # warnings only: renewals and the rest of `check` go on without them
+        held = []
+        problems.append(ScanWarning("certificates|unread", f"{session.name}: the certificates the cluster holds "
+                                    f"(GET /v1/cluster/certificates) not read: {exc.message}"))
+    return HeldRead(session.name, held, managed, health, tuple(problems), held_from_health=False)
 
 
 def judge_held(read: HeldRead, now: datetime, seen: Mapping[str, datetime] | None = None) -> HeldView:
     """What :func:`read_held` read, judged at ``now`` and cross-checked against ``seen`` (pure)."""
     view = held_view(read.cluster, read.held, read.managed, now, read.health, seen,
                      held_from_health=read.held_from_health)
-    return HeldView(view.cluster, view.rows, [*view.found, *([read.problem] if read.problem else [])])
+    return HeldView(view.cluster, view.rows, [*view.found, *read.problems])
 
 
 def held_certificates(inventory: Inventory, session: ClusterSession, now: datetime,
