@@ -75,8 +75,7 @@ def check_names(ctx: ServiceContext, cluster: str | None, cert: str | None) -> N
     """An unknown cluster or certificate is an error (ConfigError, exit 2), not an empty table. Names are
     checked against the inventory when it loads; without one, only the certificate name's form."""
     from rotation.core.errors import ConfigError
-    from rotation.core.model import CertName
-    from rotation.core.targets import REST_CLIENT
+    from rotation.core.targets import target_name
 
     try:
         inventory = ctx.inventory() if cluster or cert else None
@@ -87,9 +86,11 @@ def check_names(ctx: ServiceContext, cluster: str | None, cert: str | None) -> N
     if cert is not None:
         if inventory is not None and cluster is not None:
             inventory.plan(cluster, cert)
-        elif cert not in {c.value for c in CertName} | {REST_CLIENT} and not cert.startswith("db:"):
-            known = ", ".join(c.value for c in CertName)
-            raise ConfigError(f"unknown certificate name {cert!r} (known: {known}, {REST_CLIENT}, db:<database>)")
+        else:
+            try:
+                target_name(cert)
+            except ValueError as exc:
+                raise ConfigError(f"unknown certificate name {cert!r}: {exc}") from None
 
 
 def rotation_with_retries(ctx: ServiceContext, rotation_id: str) -> list[RotationRecord]:

@@ -147,7 +147,7 @@ def rotate(
                                       as_json=as_json)
             options.allow_unmanaged_peer = allow_unmanaged_peer
             with ctx:
-                records = _rotate_here(ctx, cluster, names, options)
+                records = _rotate_here(ctx, cluster, names, options, as_json=as_json)
         else:
             records = _rotate_queued(queue, cluster, names, no_wait=no_wait, as_json=as_json)
     except RotationError as exc:
@@ -185,8 +185,8 @@ def _inline_options(cert_file: Path | None, key_file: Path | None, trust: list[P
                            trust=_trust_anchors(trust, as_json), progress=None if as_json else _print_step)
 
 
-def _rotate_here(ctx: ServiceContext, cluster: str, names: list[str], options: RotationOptions
-                 ) -> list[RotationRecord]:
+def _rotate_here(ctx: ServiceContext, cluster: str, names: list[str], options: RotationOptions, *,
+                 as_json: bool) -> list[RotationRecord]:
     """Inline, one certificate after the other: SIGTERM unwinds like Ctrl-C, so a rotation that pushed
     rolls back before the exit."""
     from rotation.usecases.rotate.interrupts import sigterm_unwinds
@@ -198,7 +198,7 @@ def _rotate_here(ctx: ServiceContext, cluster: str, names: list[str], options: R
             return [rotate_and_record(ctx, cluster, name, options).record for name in names]
     except (Interrupted, KeyboardInterrupt) as exc:
         raise fail(f"{describe(exc)}: a rotation that had pushed was rolled back or its state recorded "
-                   "(`rotation history`)", 1) from None
+                   "(`rotation history`)", 1, as_json=as_json) from None
 
 
 def _trust_anchors(paths: list[Path], as_json: bool) -> tuple[str, ...]:

@@ -87,6 +87,8 @@ def test_history_id_shows_one_rotation_and_unknown_names_exit_2(
         result = rotation("history", *args, "-c", str(inventory_path), env=env)
         assert result.returncode == 2 and said in result.stderr, (args, result.stdout, result.stderr)
         assert "Traceback" not in result.stderr
+    every_name = rotation("history", "--cert", "ldap_client", "-c", str(inventory_path), env=env)
+    assert every_name.returncode == 0, every_name.stderr  # any name the tool can manage, not the slots alone
     # the same refusal as JSON on stdout for a script
     scripted = rotation("history", "--cluster", "west", "--json", "-c", str(inventory_path), env=env)
     assert scripted.returncode == 2 and "unknown cluster 'west'" in json.loads(scripted.stdout)["error"]
