@@ -208,8 +208,6 @@ class RSClient:
         self._transport = transport
         self._max_response_bytes = max_response_bytes
         self._http = self._new_http()
-        self._timeouts = self._http.timeout.as_dict()
-        self._urls: dict[str, httpx.URL] = {}  # path -> the URL build_request made for it (see _build)
 
     # --- plumbing ------------------------------------------------------------------------
     @property
@@ -261,26 +259,12 @@ class RSClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _build(self, method: str, path: str, json: Any, extensions: dict[str, Any] | None) -> httpx.Request:
-        """The request httpx's ``build_request`` makes, without re-parsing the URL and re-merging the
-        client's headers on every call (a fleet check makes hundreds of body-less reads): a read with
-        no body and no cookie held gets the URL that ``build_request`` made for its path the first time."""
-        if json is not None or self._http.cookies:
-            return self._http.build_request(method, path, json=json, extensions=extensions)
-        url = self._urls.get(path)
-        if url is None:
-            url = self._http.build_request(method, path).url
-            if len(self._urls) < 64:  # paths with ids vary: a bounded cache
-                self._urls[path] = url
-        return httpx.Request(method, url, headers=self._http.headers,
-                             extensions={**(extensions or {}), "timeout": self._timeouts})
-
     def _request(self, method: str, path: str, *, action: str, json: Any = None) -> Any:
         extensions = {"sni_hostname": self._server_name} if self._server_name else None
         url = f"{self.base_url}{path}"
         try:
             with bounded_http.deadline(self._timeout):
-                request = self._build(method, path, json, extensions)
+                request = self._http.build_request(method, path, json=json, extensions=extensions)
                 streamed = self._http.send(request, stream=True)
                 try:
                     response = bounded_http.read_capped(streamed, self._max_response_bytes)
