@@ -40,14 +40,8 @@ class ClusterSession:
 
     def view(self, refresh: bool = False) -> ClusterView:
         if self._view is None or refresh:
-            nodes = self.client.nodes()
-            version = self.client.software_version(nodes)
-            # Which databases present a certificate of their own, so that `proxy` is looked for only
-            # where it is served (a call only clusters that have per-database certificates answer).
-            own = ([int(item["bdb_uid"]) for item in self.client.database_certificates() if "bdb_uid" in item]
-                   if at_least(version, DATABASE_CERTIFICATES_SINCE) else [])
-            self._view = ClusterView.from_api(self.name, self.client.cluster_info(), nodes,
-                                              self.client.databases(), version, self.settings.layout, own)
+            self.read_shape()
+        assert self._view is not None  # read_shape sets it
         return self._view
 
     def software_version(self) -> str | None:
@@ -59,7 +53,8 @@ class ClusterSession:
         """The view and (``links``) the replication links from ONE read of each answer: ``GET /v1/cluster``,
         ``/v1/nodes``, ``/v1/bdbs`` (raw, parsed for both), ``/v1/bdbs/certificates`` where the version has
         it (its items appended to ``own_listed``), and ``/v1/crdbs`` only where a database has a
-        ``crdt_guid`` (a fleet check reads each cluster once)."""
+        ``crdt_guid`` (a fleet check reads each cluster once). Which databases present a certificate of
+        their own tells where ``proxy`` is looked for (only clusters with per-database certificates answer)."""
         info, nodes = self.client.cluster_info(), self.client.nodes()
         version = self.client.software_version(nodes)
         listed = self.client.database_certificates() if at_least(version, DATABASE_CERTIFICATES_SINCE) else []
