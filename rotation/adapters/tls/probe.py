@@ -116,13 +116,8 @@ async def probe_many(
     endpoints: Sequence[Endpoint], *, concurrency: int = 16, timeout: float = 5.0
 ) -> list[ServedCert]:
     """Probe all endpoints, at most ``concurrency`` handshakes at a time; results keep input order."""
-    semaphore = asyncio.Semaphore(max(1, concurrency))
-
-    async def bounded(endpoint: Endpoint) -> ServedCert:
-        async with semaphore:
-            return await probe(endpoint, timeout=timeout)
-
-    return list(await asyncio.gather(*(bounded(e) for e in endpoints)))
+    caps = HandshakeCaps(concurrency)  # one cap: the global one and each cluster's are the same
+    return await caps.probe_many(endpoints, cluster_cap=concurrency, timeout=timeout)
 
 
 #: handshakes in flight at once across a whole fleet in one event loop (`rotation check`)
