@@ -17,7 +17,7 @@ from rotation.chatops.grammar import USAGE, Rotate
 from rotation.core.certs import short_fingerprint
 from rotation.core.durations import format_duration
 from rotation.core.model import Outcome, RotationRecord, Step
-from rotation.core.text import chat
+from rotation.core.text import chat, days_text
 
 CONFIRM_ACTION = "rotation_confirm"
 CANCEL_ACTION = "rotation_cancel"
@@ -37,10 +37,6 @@ class Answer:
             body["blocks"] = list(self.blocks)
         body.update(extra)
         return body
-
-
-def _days(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
 
 
 def _fp(value: str | None) -> str:
@@ -114,7 +110,7 @@ def status_answer(rows: Iterable[dict[str, Any]], in_flight: Iterable[dict[str, 
         last = f", last rotation {row['last_outcome']} {row['last_rotation']}" if row.get("last_rotation") else ""
         failing = f", {row['failures']} failure(s), next attempt {row['next_attempt']}" if row.get("failures") else ""
         lines.append(f"{row['cluster']}/{row['cert']}: {row['health']} {chat(row.get('reason') or '')}".rstrip()
-                     + f", {_days(row['days_left'])} days left{last}{failing}")
+                     + f", {days_text(row['days_left'])} days left{last}{failing}")
     lines.extend(f":arrows_counterclockwise: {f['cluster']}/{f['cert']} rotation {f['rotation_id']} in flight"
                  for f in in_flight)
     if not lines:
@@ -143,7 +139,8 @@ def check_queued(cluster: str, task_id: str, follows_here: bool = True) -> Answe
 def check_result(cluster: str, rows: Sequence[dict[str, Any]], errors: Sequence[str]) -> Answer:
     lines = [f"Check of {cluster}:"]
     lines.extend(f"{r['cert']} node {r['node']} {r['endpoint']}: {_fp(r['fingerprint'])} "
-                 f"{_days(r['days_left'])} days left, {r['status']} {chat(r['reason'] or '')}".rstrip() for r in rows)
+                 f"{days_text(r['days_left'])} days left, {r['status']} {chat(r['reason'] or '')}".rstrip()
+                 for r in rows)
     lines.extend(f":x: {chat(e)}" for e in errors)
     return Answer(_clip(lines))
 

@@ -10,6 +10,7 @@ import typer
 from rotation.cli.options import ConfigOption, JsonOption, load
 from rotation.cli.render import cell, console, err_console, fail, line
 from rotation.core.errors import ConfigError
+from rotation.core.text import days_text
 
 if TYPE_CHECKING:
     from rotation.usecases.ocsp_status import ProxyOcsp
@@ -52,7 +53,7 @@ def check(
         for row in report.rows:
             colour = colours.get(row["status"], "white")
             table.add_row(*map(cell, (row["cluster"], row["cert"], row["node"], row["endpoint"],
-                                      (row["fingerprint"] or "-")[:16], _days(row["days_left"]))),
+                                      (row["fingerprint"] or "-")[:16], days_text(row["days_left"]))),
                           line((row["status"], colour), " ", (row["reason"], "")))
         console.print(table)
         _print_coupled(report.coupled, report.links_unread)
@@ -62,10 +63,6 @@ def check(
         for failure in report.errors:
             err_console.print(cell(failure, "red"), highlight=False)
     raise typer.Exit(report.exit_code)
-
-
-def _days(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
 
 
 def _print_coupled(coupled: dict[str, list[str]], unread: dict[str, str]) -> None:

@@ -11,6 +11,7 @@ from rotation.cli.history import print_audit
 from rotation.cli.options import ConfigOption, JsonOption
 from rotation.cli.render import cell, console, err_console, fail
 from rotation.core.errors import RotationError
+from rotation.core.text import days_text
 
 
 def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
@@ -47,7 +48,7 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         backoff = row["backoff"]
         why = f"{backoff['until']} ({backoff['reason'][:80]})" if backoff else "-"
         table.add_row(*map(cell, (row["cluster"], row["cert"], f"{row['health']} {row['reason']}",
-                                  "-" if row["days_left"] is None else f"{row['days_left']:.1f}",
+                                  days_text(row["days_left"]),
                                   row["last_scan"] or "-", f"{row['last_outcome'] or '-'} {row['last_rotation'] or ''}",
                                   row["failures"] or 0, why, row["in_flight"] or "-")))
     console.print(table)

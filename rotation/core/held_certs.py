@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from rotation.core.slot_rules import INTERNODE_NAMES, role_of
+from rotation.core.text import days_text, when_text
 
 FALLBACK_BEFORE = timedelta(days=5)  # RS's silent INE fallback
 FALLBACK_WARNING = timedelta(days=7)  # how long before that fallback `check` warns
@@ -56,14 +57,6 @@ class HeldView:
         return [w.text for w in self.found]
 
 
-def _days(span: timedelta) -> str:
-    return f"{span.total_seconds() / 86400:.1f}"
-
-
-def _when(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def held_view(cluster: str, held: Iterable[HeldCert], managed: Iterable[str], now: datetime,
               health: Iterable[Mapping[str, object]] | None = None,
               seen: Mapping[str, datetime] | None = None, *, held_from_health: bool = False) -> HeldView:
@@ -79,24 +72,25 @@ def held_view(cluster: str, held: Iterable[HeldCert], managed: Iterable[str], no
     by_name = {cert.name: cert for cert in held}
     for cert in sorted(by_name.values(), key=lambda c: c.name):
         left = cert.not_after - now if cert.not_after else None
+        days = round(left.total_seconds() / 86400, 1) if left is not None else None
         near = (cert.name in INTERNODE_NAMES and left is not None and left <= FALLBACK_BEFORE + FALLBACK_WARNING)
         if near and left is not None and cert.not_after is not None:
             fallback = cert.not_after - FALLBACK_BEFORE
             warnings.append(ScanWarning(
                 f"{cert.name}|fallback|{cert.not_after.isoformat()}",
-                f"{cluster}/{cert.name}: expires {_when(cert.not_after)} ({_days(left)} days left); RS silently "
-                f"swaps in a self-signed internode certificate 5 days before expiry ({_when(fallback)}): "
-                "renew it before then"))
+                f"{cluster}/{cert.name}: expires {when_text(cert.not_after)} ({days_text(days)} days left); "
+                f"RS silently swaps in a self-signed internode certificate 5 days before expiry "
+                f"({when_text(fallback)}): renew it before then"))
         if cert.name in managed_names:
             continue
         status = "warning" if near else ("expired" if left is not None and left <= timedelta(0) else "unmanaged")
         reason = cert.error or (f"not managed by the inventory ({role_of(cert.name)} certificate); "
-                                f"{_days(left)} days left" if left is not None else "not managed by the inventory")
+                                f"{days_text(days)} days left" if left is not None else "not managed by the inventory")
         rows.append({"cluster": cluster, "cert": cert.name, "node": "api",
                      "endpoint": "GET /v1/cluster/certificates",
                      "fingerprint": cert.fingerprint,
                      "not_after": cert.not_after.isoformat() if cert.not_after else None,
-                     "days_left": round(left.total_seconds() / 86400, 1) if left is not None else None,
+                     "days_left": days,
                      "status": status, "reason": reason,
                      "managed": False})
     if health is not None:
@@ -139,8 +133,8 @@ def _health_mismatches(cluster: str, held: Mapping[str, HeldCert], report: list[
                                         "GET /v1/cluster/certificates does not"))
         elif until is not None and observed is not None and abs(until - observed) > EXPIRY_TOLERANCE:
             warnings.append(ScanWarning(f"{name}|health-expiry|{until.isoformat()}|{observed.isoformat()}",
-                                        f"{cluster}/{name}: GET /v4/cluster/health says valid until {_when(until)}, "
-                                        f"{source} {_when(observed)}"))
+                                        f"{cluster}/{name}: GET /v4/cluster/health says valid until "
+                                        f"{when_text(until)}, {source} {when_text(observed)}"))
     for name in sorted(set(held) - listed):
         warnings.append(ScanWarning(f"{name}|not-in-health", f"{cluster}/{name}: held (GET /v1/cluster/certificates) "
                                     "but missing from GET /v4/cluster/health"))

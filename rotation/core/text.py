@@ -12,6 +12,7 @@ a table or ``console.print`` cannot read markup into it.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 # Whole escape sequences first (so that an OSC 8 link loses its URL too), then lone controls.
 _SEQUENCES = re.compile(
@@ -49,4 +50,14 @@ def chat(value: object) -> str:
     return clean(value).translate(_CHAT)
 
 
-__all__ = ["chat", "clean"]
+def days_text(days: float | None) -> str:
+    """Days left as every table and message shows them: one decimal, ``-`` when unknown."""
+    return "-" if days is None else f"{days:.1f}"
+
+
+def when_text(moment: datetime) -> str:
+    """A moment as messages name it (UTC)."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+__all__ = ["chat", "clean", "days_text", "when_text"]

@@ -19,6 +19,7 @@ from rotation.core import certs
 from rotation.core.errors import CertificateError, ConfigError, ValidationError
 from rotation.core.model import CertRequest, IssuedCert
 from rotation.core.slot_rules import profile_gaps, role_problems
+from rotation.core.text import when_text
 
 MIN_RSA_BITS = 2048
 WEAK_HASHES = frozenset({"sha1", "md5"})
@@ -58,10 +59,6 @@ ExtraCheck = Callable[[ParsedBundle, CertRequest], list[str]]
 
 def _label(cert: x509.Certificate) -> str:
     return certs.subject_text(cert) or "empty subject"
-
-
-def _when(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _span(span: timedelta) -> str:
@@ -115,12 +112,12 @@ def check_validity_window(bundle: ParsedBundle, request: CertRequest, ctx: Check
         what = "leaf certificate" if index == 1 else f"certificate #{index} ({_label(cert)})"
         starts, ends = certs.not_before(cert), certs.not_after(cert)
         if starts > ctx.now:
-            problems.append(f"{what} is not yet valid: notBefore {_when(starts)} is after {_when(ctx.now)}")
+            problems.append(f"{what} is not yet valid: notBefore {when_text(starts)} is after {when_text(ctx.now)}")
         if ends <= ctx.now:
-            problems.append(f"{what} expired at {_when(ends)}")
+            problems.append(f"{what} expired at {when_text(ends)}")
         elif index == 1 and ends - ctx.now < ctx.min_remaining:
-            problems.append(f"{what} expires at {_when(ends)}, sooner than the required "
-                            f"{_span(ctx.min_remaining)} from {_when(ctx.now)}")
+            problems.append(f"{what} expires at {when_text(ends)}, sooner than the required "
+                            f"{_span(ctx.min_remaining)} from {when_text(ctx.now)}")
     return problems
 
 
