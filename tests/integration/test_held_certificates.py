@@ -156,3 +156,19 @@ def test_ldap_client_is_refused_before_the_bulk_put_exists(tmp_path: Path, ca_fi
         assert old.cluster_cert_pem("ldap_client") == before
     finally:
         old.stop()
+
+
+def test_held_certificates_that_cannot_be_read_are_a_warning_not_a_failed_scan(
+        tmp_path: Path, ca_files: tuple[Path, Path], state_dir: Path) -> None:
+    old = start_simulator(tmp_path, version="8.0.2-17", expires_in=timedelta(days=200))
+    try:
+        inventory = load_inventory(inventory_for(tmp_path, old, ca_files))
+        old.fail_requests(5, 503, method="GET", path="/v1/cluster/certificates")
+        with ServiceContext(inventory=lambda: inventory) as ctx:
+            result = scan_cluster(ctx, "sim")
+            scans = ctx.state.scans()
+    finally:
+        old.stop()
+    assert result.states and all(state.served for state in result.states)  # the managed ones were judged
+    assert any("GET /v1/cluster/certificates) not read" in warning for warning in result.warnings)
+    assert "last_failure" not in scans.get("sim", {}), scans  # a failed scan records its failure
