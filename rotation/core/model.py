@@ -206,6 +206,11 @@ def new_rotation_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+# What a store's change feed (``rotation.adapters.state.base.Changes``) reports when it heard of a change
+# but not of which rotation.
+ANY_CHANGE = "*"
+
+
 @dataclass
 class RotationRecord:
     """The audit trail of one rotation. Holds fingerprints, never keys."""

@@ -15,14 +15,13 @@ from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.core import retry
 from rotation.core.clock import Clock
 from rotation.core.errors import RotationInProgress
-from rotation.core.model import Outcome, RotationRecord, Step, Trigger
+from rotation.core.model import ANY_CHANGE, Outcome, RotationRecord, Step, Trigger
 
 if TYPE_CHECKING:  # the CLI imports this module: nothing heavy at import time
     from rotation.adapters.state import RecordStore
     from rotation.usecases.context import ServiceContext
     from rotation.usecases.progress import Progress
 
-ANY_CHANGE = "*"  # = rotation.adapters.state.base.ANY_CHANGE (not imported: it loads the state's dependencies)
 
 
 @dataclass(frozen=True)

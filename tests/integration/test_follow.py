@@ -154,13 +154,6 @@ def test_an_end_is_final_once_its_marker_is_released(state: ServiceState, retrya
     assert store.reads == 3  # the first read, after the end, after the release: "other" read nothing
 
 
-def test_follow_knows_the_state_port_s_any_change_mark() -> None:
-    from rotation.adapters.state import base
-    from rotation.usecases import queue
-
-    assert queue.ANY_CHANGE == base.ANY_CHANGE  # kept apart so that the CLI does not import the state's dependencies
-
-
 class TickingClock(FakeClock):
     """Each look at the monotonic clock finds it a second later."""
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rotation.adapters.secrets import SecretBox, SecretStore
-from rotation.core.model import RotationRecord
+from rotation.core.model import ANY_CHANGE, RotationRecord
 
 # Rotation durations (seconds) the counters bucket, for the metrics' histogram.
 DURATION_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, float("inf"))
@@ -49,10 +49,6 @@ class Lease(Protocol):
     def check(self) -> None:
         """Raise Superseded unless this rotation still holds the lock right now."""
         ...
-
-
-# What ``Changes.wait`` returns when it heard of a change but not of which rotation.
-ANY_CHANGE = "*"
 
 
 class Changes(Protocol):
