@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.localproc import wait_for  # noqa: E402
+from benchmarks.localproc import process_cpu, wait_for  # noqa: E402
 from rotation.adapters.tls import aio  # noqa: E402
 from rotation.adapters.tls.probe import GLOBAL_HANDSHAKES  # noqa: E402
 from rotation.config import Inventory, load_inventory  # noqa: E402
@@ -65,12 +65,6 @@ def bare_loop(endpoints: list[Endpoint], cap: int = GLOBAL_HANDSHAKES) -> float:
     start = time.perf_counter()
     aio.run(_bare(endpoints, cap))
     return time.perf_counter() - start
-
-
-def process_cpu(pid: int) -> float:
-    """CPU seconds used so far by a process and its threads (user + system)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def fleet_check(inventory: Inventory, names: list[str], readers: int = READERS) -> tuple[float, list[Endpoint]]:

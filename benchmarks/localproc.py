@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
 
 from tests.support.processes import free_port, wait_for
 
-__all__ = ["free_port", "run_from_bytecode", "wait_for", "wait_for_stop"]
+__all__ = ["free_port", "process_cpu", "run_from_bytecode", "wait_for", "wait_for_stop"]
 
 
 def run_from_bytecode(env: dict[str, str], folder: Path) -> dict[str, str]:
@@ -29,3 +30,9 @@ def wait_for_stop() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds used so far by a process and its threads (user + system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

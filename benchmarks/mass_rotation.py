@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 import yaml  # noqa: E402
 
-from benchmarks.localproc import free_port, wait_for  # noqa: E402
+from benchmarks.localproc import free_port, process_cpu, wait_for  # noqa: E402
 from rotation.adapters.issuers.internal_ca import init_ca  # noqa: E402
 from rotation.adapters.secrets import SecretBox  # noqa: E402
 
@@ -44,8 +44,7 @@ def tree_cpu(pid: int) -> float:
     while todo:
         current = todo.pop()
         try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            total += process_cpu(current)
             for task in Path(f"/proc/{current}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, ValueError):

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.check import bare_loop  # noqa: E402
-from benchmarks.localproc import free_port, wait_for  # noqa: E402
+from benchmarks.localproc import free_port, process_cpu, wait_for  # noqa: E402
 from rotation.adapters.cluster import open_cluster  # noqa: E402
 from rotation.adapters.secrets import SecretBox  # noqa: E402
 from rotation.config import load_inventory  # noqa: E402
@@ -48,12 +48,6 @@ def all_endpoints(inventory_path: Path) -> list[Endpoint]:
             for cert in (CertName.CM, CertName.API, CertName.METRICS_EXPORTER, CertName.PROXY):
                 endpoints += view.endpoints(cert)
     return endpoints
-
-
-def process_cpu(pid: int) -> float:
-    """CPU seconds used so far by a process and its threads (user + system)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def sequential_loop(endpoints: list[Endpoint]) -> float:
