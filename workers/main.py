@@ -259,8 +259,8 @@ def main() -> None:
     cyclic garbage collector off and freezes what it allocated before the interpreter exits:
     importing the CLI creates a few hundred thousand objects, which the collector would otherwise
     walk again and again while they load and once more at exit, for no garbage (measured:
-    benchmarks/cli_start.py). Its output is flushed and its exit code kept as usual; a long
-    command's own cycles are freed at exit with the process."""
+    benchmarks/cli_start.py). Its output is flushed and its exit code kept as usual. Work that can
+    last (`rotate` running or following rotations) turns the collector back on when it starts."""
     command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
     if command in SERVICES:
         app()

@@ -146,6 +146,7 @@ def rotate(
             options = _inline_options(cert_file, key_file, trust or [], dry_run=dry_run, deadline=deadline,
                                       as_json=as_json)
             options.allow_unmanaged_peer = allow_unmanaged_peer
+            _long_work()
             with ctx:
                 records = _rotate_here(ctx, cluster, names, options, as_json=as_json)
         else:
@@ -250,6 +251,7 @@ def _rotate_queued(queue: RotationQueue, cluster: str, names: list[str], *, no_w
                                "; following (Ctrl-C stops following)"), highlight=False)
     from rotation.cli.progress import LiveProgress
 
+    _long_work()
     with LiveProgress("rotating", unit="ended", enabled=not as_json and len(ids) > 1) as progress:
         records = follow(queue.ctx.state, queue, ids, None if as_json else _print_step, clock=queue.ctx.clock,
                          progress=progress)
@@ -258,6 +260,15 @@ def _rotate_queued(queue: RotationQueue, cluster: str, names: list[str], *, no_w
         records += [RotationRecord(id="-", cluster=cluster, cert_name="?", trigger="cli", started_at=now,
                                    outcome=Outcome.REFUSED, error=m) for m in refused]
     return records
+
+
+def _long_work() -> None:
+    """Rotating or following can take minutes: the garbage collector, off for a short command's start-up
+    (workers/main.py), runs from here on. What start-up loaded is frozen first, so collections skip it."""
+    import gc
+
+    gc.freeze()
+    gc.enable()
 
 
 def _whoami() -> str:
