@@ -57,19 +57,12 @@ def connect(url: str, *, socket_timeout: float = 10, socket_connect_timeout: flo
     """The client for ROTATION_REDIS_URL: one server, or the master a set of sentinels names
     (``redis+sentinel://``, ``rotation.config.redis_url``), followed across failovers: a connection to a
     demoted master fails, and the retry asks the sentinels for the new one."""
+    from redis.sentinel import Sentinel
+
     options: dict[str, Any] = {"decode_responses": True, "socket_timeout": socket_timeout,
                                "socket_connect_timeout": socket_connect_timeout, "health_check_interval": 30,
                                "retry_on_timeout": True}
-    if is_sentinel(url):
-        from redis.sentinel import Sentinel
-
-        target = parse_sentinel_url(url)
-        sentinels = Sentinel(list(target.sentinels), socket_timeout=socket_timeout,
-                             socket_connect_timeout=socket_connect_timeout)
-        client: redis.Redis = sentinels.master_for(target.service, redis_class=_Client, db=target.db,
-                                                   username=target.username, password=target.password, **options)
-    else:
-        client = _Client.from_url(url, **options)
+    client = _build(url, _Client, Sentinel, options)
     assert isinstance(client, _Client)
     client.redacted_url = redacted(url)
     return client
@@ -79,11 +72,6 @@ def connect_async(url: str, *, socket_timeout: float = 10, socket_connect_timeou
     """``connect``'s asyncio twin (a ``redis.asyncio.Redis``), for the webhook's event loop; make it inside
     the loop that uses it."""
     import redis.asyncio
-
-    options: dict[str, Any] = {"decode_responses": True, "socket_timeout": socket_timeout,
-                               "socket_connect_timeout": socket_connect_timeout, "health_check_interval": 30}
-    if not is_sentinel(url):
-        return redis.asyncio.Redis.from_url(url, **options)
     from redis.asyncio.sentinel import Sentinel
 
     class SentinelClient(redis.asyncio.Redis):
@@ -93,10 +81,20 @@ def connect_async(url: str, *, socket_timeout: float = 10, socket_connect_timeou
             for sentinel in pool.sentinel_manager.sentinels:  # the sentinels' connections too
                 await sentinel.aclose()
 
+    options: dict[str, Any] = {"decode_responses": True, "socket_timeout": socket_timeout,
+                               "socket_connect_timeout": socket_connect_timeout, "health_check_interval": 30}
+    return _build(url, SentinelClient if is_sentinel(url) else redis.asyncio.Redis, Sentinel, options)
+
+
+def _build(url: str, redis_class: Any, sentinel_class: Any, options: dict[str, Any]) -> Any:
+    """A ``redis_class`` client for ``url``: from the URL, or the master its sentinels (``sentinel_class``,
+    sync or asyncio) name, asked with the same socket timeouts."""
+    if not is_sentinel(url):
+        return redis_class.from_url(url, **options)
     target = parse_sentinel_url(url)
-    sentinels = Sentinel(list(target.sentinels), socket_timeout=socket_timeout,
-                         socket_connect_timeout=socket_connect_timeout)
-    return sentinels.master_for(target.service, redis_class=SentinelClient, db=target.db, username=target.username,
+    sentinels = sentinel_class(list(target.sentinels), socket_timeout=options["socket_timeout"],
+                               socket_connect_timeout=options["socket_connect_timeout"])
+    return sentinels.master_for(target.service, redis_class=redis_class, db=target.db, username=target.username,
                                 password=target.password, **options)
 
 
