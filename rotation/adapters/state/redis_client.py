@@ -11,6 +11,8 @@ import redis.client
 from rotation.config.redis_url import is_sentinel, parse_sentinel_url, redacted
 from rotation.core.errors import StoreUnavailable
 
+SUBSCRIBER_TIMEOUT = 1.0  # seconds for a pub/sub connection to connect or send (``_Client.subscriber``)
+
 
 class RedisUnavailable(StoreUnavailable, redis.ConnectionError):
     """Redis cannot be reached: a RotationError for the entry points (one line, exit 2) and still a
@@ -38,6 +40,13 @@ class _Client(redis.Redis):
     (password redacted), translated here once for every command and pipeline."""
 
     redacted_url = "redis"
+    _url = ""  # set by ``connect``: what ``subscriber`` connects to
+
+    def subscriber(self) -> _Client:
+        """A client of its own for one pub/sub subscription (``redis_watch``): one try per read or connect
+        (no retries, short socket timeouts), so a wait on it ends at its own timeout however Redis fares."""
+        return connect(self._url, socket_timeout=SUBSCRIBER_TIMEOUT, socket_connect_timeout=SUBSCRIBER_TIMEOUT,
+                       retries=0)
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
         try:
@@ -53,18 +62,24 @@ class _Client(redis.Redis):
         return pipe
 
 
-def connect(url: str, *, socket_timeout: float = 10, socket_connect_timeout: float = 5) -> redis.Redis:
+def connect(url: str, *, socket_timeout: float = 10, socket_connect_timeout: float = 5,
+            retries: int | None = None) -> _Client:
     """The client for ROTATION_REDIS_URL: one server, or the master a set of sentinels names
     (``redis+sentinel://``, ``rotation.config.redis_url``), followed across failovers: a connection to a
-    demoted master fails, and the retry asks the sentinels for the new one."""
+    demoted master fails, and the retry asks the sentinels for the new one. ``retries``: how often a
+    command is tried again after a connection error (default: redis-py's)."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
     from redis.sentinel import Sentinel
 
     options: dict[str, Any] = {"decode_responses": True, "socket_timeout": socket_timeout,
                                "socket_connect_timeout": socket_connect_timeout, "health_check_interval": 30,
                                "retry_on_timeout": True}
+    if retries is not None:
+        options["retry"] = Retry(NoBackoff(), retries)
     client = _build(url, _Client, Sentinel, options)
     assert isinstance(client, _Client)
-    client.redacted_url = redacted(url)
+    client.redacted_url, client._url = redacted(url), url
     return client
 
 

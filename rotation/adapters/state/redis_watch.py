@@ -5,40 +5,48 @@ write, so whoever hears it reads the new record) and with every move or release 
 marker (inside the script that changes it). A follower subscribes before it reads, then waits
 for a message instead of polling. Pub/sub is fire-and-forget: a message lost while the
 follower's connection was down only delays it until its own bounded wait ends.
+
+A wait ends at its timeout whatever Redis does, give or take a connect or two (at most
+``SUBSCRIBER_TIMEOUT`` each): the subscription has a client of its own that tries each read and
+connect once (``_Client.subscriber``; redis-py would otherwise reconnect and read again up to ten
+times, each read as long as the wait). At the first connection error the wait drops the
+subscription, sleeps out its time and answers ``ANY_CHANGE`` (read everything again: a fallback
+poll); the next wait subscribes again, once, and answers ``ANY_CHANGE`` as soon as that is
+confirmed (what changed meanwhile is unknown). Whether Redis is down is left to the reader's own
+reads.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import redis
 
+from rotation.adapters.clock import SYSTEM_CLOCK
+from rotation.core.clock import Clock
 from rotation.core.errors import StoreUnavailable
+from rotation.core.model import ANY_CHANGE
 
 CHANNEL = "rotation:records"
 DRAIN = 256  # messages read at once after the first one (a busy channel is not read forever)
-SUBSCRIBE_TIMEOUT = 5.0  # seconds for Redis to confirm the subscription
+SUBSCRIBE_TIMEOUT = 5.0  # seconds for Redis to confirm the first subscription
 
 
 class RedisChanges:
-    """``rotation.adapters.state.base.Changes`` over one pub/sub connection of ``client``."""
+    """``rotation.adapters.state.base.Changes`` over one pub/sub connection to ``client``'s Redis
+    (``client``: a ``redis_client.connect`` client; ``clock``: for the waits, the system's)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, clock: Clock = SYSTEM_CLOCK) -> None:
         self._url = getattr(client, "redacted_url", "Redis")
-        self._pubsub = client.pubsub()
+        self._clock = clock
+        self._client = client.subscriber()
+        self._pubsub: Any = None
         try:
-            self._pubsub.subscribe(CHANNEL)
-            # Wait for the confirmation: from then on every publish reaches us (a read made after
-            # ``watch()`` returns cannot miss a change that the wait would not hear of).
-            end = time.monotonic() + SUBSCRIBE_TIMEOUT
-            while time.monotonic() < end:
-                message = self._pubsub.get_message(timeout=max(0.0, end - time.monotonic()))
-                if message is not None and message["type"] == "subscribe":
-                    return
-            raise StoreUnavailable(f"Redis at {self._url} did not confirm the subscription to {CHANNEL}")
+            # From the confirmation on every publish reaches us (a read made after ``watch()``
+            # returns cannot miss a change that the wait would not hear of).
+            self._subscribe(SUBSCRIBE_TIMEOUT)
         except redis.RedisError as exc:
             self.close()
             raise StoreUnavailable(f"Redis at {self._url} is unreachable ({exc})") from exc
@@ -46,12 +54,26 @@ class RedisChanges:
             self.close()
             raise
 
+    def _subscribe(self, timeout: float) -> None:
+        """Subscribe and wait at most ``timeout`` seconds for Redis to confirm it (redis.TimeoutError)."""
+        self._pubsub = self._client.pubsub()
+        self._pubsub.subscribe(CHANNEL)
+        end = self._clock.monotonic() + timeout
+        while (left := end - self._clock.monotonic()) > 0:
+            message = self._pubsub.get_message(timeout=left)
+            if message is not None and message["type"] == "subscribe":
+                return
+        raise redis.TimeoutError(f"no confirmation of the subscription to {CHANNEL}")
+
     def wait(self, timeout: float) -> set[str]:
         heard: set[str] = set()
-        end = time.monotonic() + timeout
+        end = self._clock.monotonic() + timeout
         try:
+            if self._pubsub is None:  # dropped by an earlier wait
+                self._subscribe(end - self._clock.monotonic())
+                return {ANY_CHANGE}
             while not heard:
-                left = end - time.monotonic()
+                left = end - self._clock.monotonic()
                 if left <= 0:
                     return heard
                 self._take(self._pubsub.get_message(timeout=left), heard)
@@ -60,6 +82,10 @@ class RedisChanges:
                 if message is None:
                     break
                 self._take(message, heard)
+        except (redis.ConnectionError, redis.TimeoutError):
+            self._drop()
+            self._clock.sleep(max(0.0, end - self._clock.monotonic()))
+            return {ANY_CHANGE}
         except redis.RedisError as exc:
             raise StoreUnavailable(f"Redis at {self._url} is unreachable ({exc})") from exc
         return heard
@@ -70,14 +96,21 @@ class RedisChanges:
             data = message["data"]
             heard.add(data.decode() if isinstance(data, bytes) else str(data))
 
+    def _drop(self) -> None:
+        if self._pubsub is not None:
+            with contextlib.suppress(redis.RedisError, OSError):
+                self._pubsub.close()
+            self._pubsub = None
+
     def close(self) -> None:
+        self._drop()
         with contextlib.suppress(redis.RedisError, OSError):
-            self._pubsub.close()
+            self._client.close()
 
 
 @contextlib.contextmanager
-def watch(client: Any) -> Iterator[RedisChanges]:
-    changes = RedisChanges(client)
+def watch(client: Any, clock: Clock = SYSTEM_CLOCK) -> Iterator[RedisChanges]:
+    changes = RedisChanges(client, clock)
     try:
         yield changes
     finally:
