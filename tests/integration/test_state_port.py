@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -118,6 +119,32 @@ def test_certificate_state_scans_and_backoff(state: ServiceState) -> None:
     assert scans["east"]["last_success"] == "2026-01-01T00:00:00+00:00"  # the injected clock
     assert scans["east"]["policy_drift"] == "2" and scans["east"]["policy_summary"] == "two drifts"
     assert scans["west"]["last_error"] == "unreachable" and scans["west"]["last_failure"]
+
+
+def test_scan_warnings_new_ones_are_reported_once_even_by_two_scans_at_once(state: ServiceState) -> None:
+    assert state.save_scan_warnings("east", {"a": "A expires"}) == ["A expires"]
+    assert state.save_scan_warnings("east", {"a": "A expires", "b": "B expires"}) == ["B expires"]
+    assert state.save_scan_warnings("east", {"b": "B expires"}) == []
+    scans = state.scans()["east"]
+    assert (scans["warnings"], scans["warning_count"], scans["warning_keys"]) == ("B expires", "1", "b")
+
+    # Two scans of one cluster at once, each with the same new warning: exactly one of them reports it.
+    for round_ in range(30):
+        warnings = {"b": "B expires", f"new{round_}": f"new warning {round_}"}
+        start = threading.Barrier(2)
+        reported: list[list[str]] = []
+
+        def scan(warnings: dict[str, str] = warnings, start: threading.Barrier = start,
+                 reported: list[list[str]] = reported) -> None:
+            start.wait()
+            reported.append(state.save_scan_warnings("east", warnings))
+
+        scans_at_once = [threading.Thread(target=scan) for _ in range(2)]
+        for thread in scans_at_once:
+            thread.start()
+        for thread in scans_at_once:
+            thread.join()
+        assert sorted(reported) == [[], [f"new warning {round_}"]], round_
 
 
 def test_counters_notes_and_secrets(state: ServiceState) -> None:

@@ -194,5 +194,18 @@ def rotation_counts(record: RotationRecord) -> dict[str, int | float]:
     return counts
 
 
+def warning_fields(warnings: dict[str, str]) -> dict[str, str]:
+    """A scan's warnings (key -> text) as stored in its cluster's scan fields."""
+    return {"warnings": "\n".join(warnings.values()), "warning_count": str(len(warnings)),
+            "warning_keys": "\n".join(warnings)}
+
+
+def new_warnings(stored_keys: str | None, warnings: dict[str, str]) -> list[str]:
+    """The texts of ``warnings`` whose key is not among ``stored_keys`` (the ``warning_keys`` field the
+    previous scan stored)."""
+    before = set(filter(None, (stored_keys or "").split("\n")))
+    return [text for key, text in warnings.items() if key not in before]
+
+
 __all__ = ["ANY_CHANGE", "DURATION_BUCKETS", "Changes", "Lease", "Locker", "RecordStore", "ServiceState",
-           "decode_value", "encode_fields", "rotation_counts"]
+           "decode_value", "encode_fields", "new_warnings", "rotation_counts", "warning_fields"]

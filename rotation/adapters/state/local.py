@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from rotation.adapters.secrets import LocalSecretStore, SecretBox, SecretStore
-from rotation.adapters.state.base import Lease, decode_value, encode_fields, rotation_counts
+from rotation.adapters.state.base import (
+    Lease,
+    decode_value,
+    encode_fields,
+    new_warnings,
+    rotation_counts,
+    warning_fields,
+)
 from rotation.adapters.state.local_watch import LocalChanges
 from rotation.core.clock import Clock
 from rotation.core.errors import RotationInProgress, StoreUnavailable
@@ -271,10 +278,13 @@ class LocalState:
         return {cluster: fields for cluster, fields in sorted(self._scans.read().items()) if fields}
 
     def save_scan_warnings(self, cluster: str, warnings: dict[str, str]) -> list[str]:
-        before = set(filter(None, (self.scans().get(cluster, {}).get("warning_keys") or "").split("\n")))
-        self._save_scan_fields(cluster, {"warnings": "\n".join(warnings.values()),
-                                         "warning_count": str(len(warnings)), "warning_keys": "\n".join(warnings)})
-        return [text for key, text in warnings.items() if key not in before]
+        """Read the keys stored before and store the new ones under one lock: of two scans of a cluster at
+        once, only one hears of a new warning."""
+        with self._scans.change() as scans:
+            fields = scans.setdefault(cluster, {})
+            before = fields.get("warning_keys")
+            fields.update(warning_fields(warnings))
+        return new_warnings(before, warnings)
 
     # --- counters, notes, the chat audit, secrets ------------------------------------------
     def count_rotation(self, record: RotationRecord) -> None:

@@ -37,7 +37,14 @@ import redis
 
 from rotation.adapters.secrets import SecretBox, SecretStore
 from rotation.adapters.state import chat_audit
-from rotation.adapters.state.base import Lease, decode_value, encode_fields, rotation_counts
+from rotation.adapters.state.base import (
+    Lease,
+    decode_value,
+    encode_fields,
+    new_warnings,
+    rotation_counts,
+    warning_fields,
+)
 from rotation.adapters.state.journal import RecordJournal
 from rotation.adapters.state.redis_lock import RedisLocker
 from rotation.adapters.state.redis_watch import CHANNEL, RedisChanges, watch
@@ -237,10 +244,12 @@ class RedisState:
         return {cluster: raw for cluster, raw in zip(clusters, values, strict=True) if raw}
 
     def save_scan_warnings(self, cluster: str, warnings: dict[str, str]) -> list[str]:
-        before = set(filter(None, (self.redis.hget(_key("scan", cluster), "warning_keys") or "").split("\n")))
-        self._save_scan_fields(cluster, {"warnings": "\n".join(warnings.values()),
-                                         "warning_count": str(len(warnings)), "warning_keys": "\n".join(warnings)})
-        return [text for key, text in warnings.items() if key not in before]
+        """Read the keys stored before and store the new ones in one script: of two scans of a cluster at
+        once, only one hears of a new warning."""
+        fields = warning_fields(warnings)
+        before = self.redis.eval(_SWAP_WARNINGS, 2, _key("scan", cluster), _key("index", "scan"), cluster,
+                                 *(part for pair in fields.items() for part in pair))
+        return new_warnings(before, warnings)
 
     # --- statistics for the metrics -----------------------------------------------------
     def count_rotation(self, record: RotationRecord) -> None:
@@ -313,6 +322,13 @@ return false
 _RELEASE_SCHEDULE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end
 return 0
+"""
+# KEYS scan, scan index; ARGV cluster, then field/value pairs -> the warning_keys stored before them
+_SWAP_WARNINGS = """
+local before = redis.call('hget', KEYS[1], 'warning_keys')
+redis.call('hset', KEYS[1], unpack(ARGV, 2))
+redis.call('sadd', KEYS[2], ARGV[1])
+return before
 """
 _CLAIM = """
 if redis.call('set', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then
