@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 
 def history(
+    command: typer.Context,
     cluster: Annotated[str | None, typer.Option(help="Only this cluster.")] = None,
     cert: Annotated[str | None, typer.Option(help="Only this certificate name.")] = None,
     rotation_id: Annotated[str | None, typer.Option("--id", help="One rotation (the id `rotate --no-wait` prints) "
@@ -31,6 +32,8 @@ def history(
 
     Says which Redis (or local state folder) it read. An unknown --cluster or --cert exits 2.
     """
+    if rotation_id is not None:
+        _refuse_beside_id(command, as_json)
     from rich.table import Table
 
     from rotation.usecases.context import ServiceContext
@@ -69,6 +72,17 @@ def history(
         for warning in r.warnings:
             console.print(cell(f"{r.id} {r.cluster}/{r.cert_name}: warning: {warning}", "yellow"), highlight=False,
                           soft_wrap=True)
+
+
+def _refuse_beside_id(command: typer.Context, as_json: bool) -> None:
+    """``--id`` shows one rotation: an option that would choose records too is refused (exit 2) rather than
+    silently ignored."""
+    sources = {name: command.get_parameter_source(name) for name in ("cluster", "cert", "limit", "audit")}
+    # typer carries its own click, whose ParameterSource has no public name: compared by its name
+    given = [f"--{name}" for name, source in sources.items() if source is not None and source.name != "DEFAULT"]
+    if given:
+        raise fail(f"--id shows one rotation, {' '.join(given)} chooses records: pass one or the other",
+                   as_json=as_json)
 
 
 def check_names(ctx: ServiceContext, cluster: str | None, cert: str | None) -> None:

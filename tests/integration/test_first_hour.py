@@ -81,6 +81,10 @@ def test_history_id_shows_one_rotation_and_unknown_names_exit_2(
     assert [r["id"] for r in json.loads(as_json.stdout)] == [rotation_id]
 
     for args, said in ((["--id", "no-such-rotation"], "no rotation 'no-such-rotation'"),
+                       (["--id", rotation_id, "--cluster", "sim"], "--id shows one rotation, --cluster chooses"),
+                       (["--id", rotation_id, "--cert", "proxy", "--limit", "5"],
+                        "--id shows one rotation, --cert --limit chooses records: pass one or the other"),
+                       (["--id", rotation_id, "--audit"], "--id shows one rotation, --audit chooses"),
                        (["--cluster", "west"], "unknown cluster 'west'"),
                        (["--cluster", "sim", "--cert", "nope"], "unknown certificate name 'nope'"),
                        (["--cert", "nope"], "unknown certificate name 'nope'")):
@@ -92,6 +96,8 @@ def test_history_id_shows_one_rotation_and_unknown_names_exit_2(
     # the same refusal as JSON on stdout for a script
     scripted = rotation("history", "--cluster", "west", "--json", "-c", str(inventory_path), env=env)
     assert scripted.returncode == 2 and "unknown cluster 'west'" in json.loads(scripted.stdout)["error"]
+    both = rotation("history", "--id", rotation_id, "--limit", "1", "--json", "-c", str(inventory_path), env=env)
+    assert both.returncode == 2 and json.loads(both.stdout)["error"].startswith("--id shows one rotation, --limit")
 
 
 def test_contradictory_arguments_are_refused_before_anything_runs(env: dict[str, str], inventory_path: Path,
