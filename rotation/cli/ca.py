@@ -9,7 +9,7 @@ import typer
 
 from rotation.cli.render import cell, console, fail
 from rotation.core.durations import parse_duration
-from rotation.core.errors import RotationError
+from rotation.core.errors import OverwriteRefused, RotationError
 from rotation.core.model import KeyType
 
 ca_app = typer.Typer(help="Manage the internal CA used by `type: internal_ca` issuers.", no_args_is_help=True)
@@ -41,11 +41,11 @@ def ca_init(
     try:
         cert_path, key_path = init_ca(directory, common_name=common_name, validity=parse_duration(validity),
                                       key_type=key_type, overwrite=force)
+    except OverwriteRefused as exc:
+        raise fail(f"{exc.message} (--force replaces it: certificates issued by the old CA stop chaining to it)"
+                   ) from None
     except (RotationError, ValueError) as exc:
-        message = getattr(exc, "message", None) or str(exc)
-        if "refusing to overwrite" in message:
-            message += " (--force replaces it: certificates issued by the old CA stop chaining to it)"
-        raise fail(message) from None
+        raise fail(getattr(exc, "message", None) or str(exc)) from None
     from rotation.config import resolve_config_path
 
     inventory = resolve_config_path(None)

@@ -4,6 +4,7 @@
 
     RotationError                      root; ``retryable`` and ``retry_after`` drive retries
     ├── ConfigError                    inventory or environment is wrong (CLI exit code 2)
+    │   └── OverwriteRefused           a file to write exists and overwriting was not asked for
     ├── CertificateError               a PEM, key or chain cannot be parsed or does not fit
     │   └── ValidationError            pre-push checks failed; carries every problem found
     ├── IssuerError                    the CA refused or could not be reached
@@ -41,6 +42,10 @@ class RotationError(Exception):
 
 class ConfigError(RotationError):
     """The inventory file or an environment variable it names is wrong."""
+
+
+class OverwriteRefused(ConfigError):
+    """A file the tool would write (a CA's certificate or key) exists, and overwriting it was not asked for."""
 
 
 class CertificateError(RotationError):
@@ -153,6 +158,7 @@ __all__ = [
     "Interrupted",
     "IssuerError",
     "LockoutRefused",
+    "OverwriteRefused",
     "ProbeError",
     "ReplicationError",
     "RotationError",

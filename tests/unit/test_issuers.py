@@ -24,7 +24,7 @@ from rotation.adapters.issuers.registry import BUILDERS, builder
 from rotation.config import load_inventory
 from rotation.config.issuers import IssuerSettings
 from rotation.core import certs
-from rotation.core.errors import CertificateError, ConfigError, RotationError
+from rotation.core.errors import CertificateError, ConfigError, OverwriteRefused, RotationError
 from rotation.core.model import CertName, CertRequest, KeyType
 from rotation.core.ocsp import responder_urls
 from rotation.core.validate import validate_issued
@@ -110,7 +110,7 @@ def test_init_ca_writes_a_root_with_a_private_key_file(root):
 def test_init_ca_refuses_to_overwrite(tmp_path):
     cert_path, key_path = init_ca(tmp_path, key_type=KeyType.ECDSA_P256, now=NOW)
     before = cert_path.read_bytes(), key_path.read_bytes()
-    with pytest.raises(ConfigError, match="already exist.*refusing to overwrite a CA") as info:
+    with pytest.raises(OverwriteRefused, match="already exist.*refusing to overwrite a CA") as info:
         init_ca(tmp_path, now=NOW)
     assert str(cert_path) in str(info.value)
     assert (cert_path.read_bytes(), key_path.read_bytes()) == before
@@ -118,7 +118,7 @@ def test_init_ca_refuses_to_overwrite(tmp_path):
 
 def test_init_ca_refuses_when_only_the_key_exists(tmp_path):
     (tmp_path / "ca-key.pem").write_text("precious")
-    with pytest.raises(ConfigError, match="ca-key.pem already exist"):
+    with pytest.raises(OverwriteRefused, match="ca-key.pem already exist"):
         init_ca(tmp_path, now=NOW)
     assert (tmp_path / "ca-key.pem").read_text() == "precious"
     assert not (tmp_path / "ca.pem").exists()

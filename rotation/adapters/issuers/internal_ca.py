@@ -18,7 +18,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from rotation.config.files import read_file
 from rotation.core import certs
-from rotation.core.errors import CertificateError, ConfigError, IssuerError
+from rotation.core.errors import CertificateError, ConfigError, IssuerError, OverwriteRefused
 from rotation.core.model import CertRequest, IssuedCert, KeyType
 
 DEFAULT_VALIDITY = timedelta(days=90)
@@ -239,7 +239,7 @@ def init_ca(
     if not overwrite:
         existing = [str(p) for p in (cert_path, key_path) if p.exists()]
         if existing:
-            raise ConfigError(f"{', '.join(existing)} already exist(s); refusing to overwrite a CA")
+            raise OverwriteRefused(f"{', '.join(existing)} already exist(s); refusing to overwrite a CA")
     directory.mkdir(parents=True, exist_ok=True)
     start = now or _utcnow()
     key = certs.generate_private_key(_key_type(key_type))
@@ -273,7 +273,7 @@ def _write_file(path: Path, text: str, *, mode: int, overwrite: bool) -> None:
     try:
         fd = os.open(path, flags, mode)
     except FileExistsError:
-        raise ConfigError(f"{path} already exists; refusing to overwrite a CA") from None
+        raise OverwriteRefused(f"{path} already exists; refusing to overwrite a CA") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot write ({exc.strerror})") from None
     with os.fdopen(fd, "w", encoding="ascii") as handle:
