@@ -76,3 +76,16 @@ def test_json_output_stays_clean_and_no_progress_is_drawn(slow_cluster: tuple[Cl
     assert code == 1
     assert json.loads(stdout)["exit_code"] == 1
     assert "checking" not in terminal
+
+
+def test_rotate_all_through_the_queue_shows_progress_on_the_terminal(service_env: dict[str, str], start_service,
+                                                                     simulator: ClusterSimulator,
+                                                                     inventory_path: Path) -> None:
+    simulator.slow(0.3)  # every REST answer late: the rotations take more than the 1 s before the bar is drawn
+    start_service("worker")  # real worker and Redis: the command queues, then follows every rotation
+    code, stdout, terminal = _run_on_a_terminal("rotate", "sim", "--all", "-c", str(inventory_path))
+    assert code == 0, terminal
+    assert "rotating" in terminal and "ended" in terminal  # the bar: rotations ended of those queued
+    assert "rotating" not in stdout and stdout.count(" verified (rotation ") >= 2  # each rotation's result
+    code, stdout, terminal = _run_on_a_terminal("rotate", "sim", "--all", "-c", str(inventory_path), "--json")
+    assert code == 0 and len(json.loads(stdout)) >= 2 and "rotating" not in terminal  # no bar under --json
