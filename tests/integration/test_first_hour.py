@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
@@ -26,20 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def env(tmp_path: Path, redis: RedisServer) -> dict[str, str]:
+def env(tmp_path: Path, own_redis: RedisServer) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("ROTATION_", "PYTEST_", "RS_SIM_"))}
     return {**base, "COLUMNS": "300", "PYTHONPATH": str(ROOT), "ROTATION_STATE_DIR": str(tmp_path / "state"),
-            "ROTATION_REDIS_URL": redis.url.replace("redis://", "redis://:not-a-real-password@"),
+            "ROTATION_REDIS_URL": own_redis.url.replace("redis://", "redis://:not-a-real-password@"),
             "ROTATION_SECRET_KEY": "a" * 43 + "="}
 
 
@@ -54,14 +43,14 @@ def test_version_is_the_package_version(env: dict[str, str]) -> None:
 
 
 def test_history_and_status_name_the_redis_they_read_without_its_password(
-        env: dict[str, str], inventory_path: Path, redis: RedisServer) -> None:
+        env: dict[str, str], inventory_path: Path, own_redis: RedisServer) -> None:
     history = rotation("history", "-c", str(inventory_path), env=env)
     assert history.returncode == 0, history.stderr
-    assert f"read from Redis redis://:***@127.0.0.1:{redis.port}/0" in history.stderr
+    assert f"read from Redis redis://:***@127.0.0.1:{own_redis.port}/0" in history.stderr
     assert "not-a-real-password" not in history.stdout + history.stderr
     status = rotation("status", "-c", str(inventory_path), "--json", env=env)
     assert status.returncode == 0, status.stderr
-    assert json.loads(status.stdout)["source"] == f"Redis redis://:***@127.0.0.1:{redis.port}/0"
+    assert json.loads(status.stdout)["source"] == f"Redis redis://:***@127.0.0.1:{own_redis.port}/0"
     # without ROTATION_REDIS_URL the default is used, and said to be the default
     unset = {k: v for k, v in env.items() if k != "ROTATION_REDIS_URL"}
     report = rotation("status", "-c", str(inventory_path), "--json", env=unset)

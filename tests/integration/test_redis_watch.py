@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from support.processes import RedisServer
@@ -29,16 +27,6 @@ class RecordingClock:
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         time.sleep(seconds)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.timeout(60)

@@ -23,14 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from rotation.adapters.secrets import LocalSecretStore, SecretBox, SecretStore
-from rotation.adapters.state.base import (
-    Lease,
-    decode_value,
-    encode_fields,
-    new_warnings,
-    rotation_counts,
-    warning_fields,
-)
+from rotation.adapters.state import base
+from rotation.adapters.state.base import Lease, decode_value, encode_fields, rotation_counts
 from rotation.adapters.state.local_watch import LocalChanges
 from rotation.core.clock import Clock
 from rotation.core.errors import RotationInProgress, StoreUnavailable
@@ -283,8 +277,8 @@ class LocalState:
         with self._scans.change() as scans:
             fields = scans.setdefault(cluster, {})
             before = fields.get("warning_keys")
-            fields.update(warning_fields(warnings))
-        return new_warnings(before, warnings)
+            fields.update(base.warning_fields(warnings))
+        return base.new_warnings(before, warnings)
 
     # --- counters, notes, the chat audit, secrets ------------------------------------------
     def count_rotation(self, record: RotationRecord) -> None:

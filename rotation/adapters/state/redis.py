@@ -36,15 +36,8 @@ from typing import Any
 import redis
 
 from rotation.adapters.secrets import SecretBox, SecretStore
-from rotation.adapters.state import chat_audit
-from rotation.adapters.state.base import (
-    Lease,
-    decode_value,
-    encode_fields,
-    new_warnings,
-    rotation_counts,
-    warning_fields,
-)
+from rotation.adapters.state import base, chat_audit
+from rotation.adapters.state.base import Lease, decode_value, encode_fields, rotation_counts
 from rotation.adapters.state.journal import RecordJournal
 from rotation.adapters.state.redis_lock import RedisLocker
 from rotation.adapters.state.redis_watch import CHANNEL, RedisChanges, watch
@@ -246,10 +239,10 @@ class RedisState:
     def save_scan_warnings(self, cluster: str, warnings: dict[str, str]) -> list[str]:
         """Read the keys stored before and store the new ones in one script: of two scans of a cluster at
         once, only one hears of a new warning."""
-        fields = warning_fields(warnings)
+        fields = base.warning_fields(warnings)
         before = self.redis.eval(_SWAP_WARNINGS, 2, _key("scan", cluster), _key("index", "scan"), cluster,
                                  *(part for pair in fields.items() for part in pair))
-        return new_warnings(before, warnings)
+        return base.new_warnings(before, warnings)
 
     # --- statistics for the metrics -----------------------------------------------------
     def count_rotation(self, record: RotationRecord) -> None:
