@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.localproc import run_from_bytecode, wait_for  # noqa: E402
+from benchmarks.localproc import run_from_bytecode, start_fleet  # noqa: E402
 
 TARGETS = {"help": 0.25, "check": 0.4}
 
@@ -85,13 +85,8 @@ def main() -> None:
     env.pop("COLUMNS", None)
     if not args.compile_each_run:
         env = run_from_bytecode(env, work / "pycache")
-    with open(work / "fleet.log", "wb") as log:
-        fleet = subprocess.Popen([sys.executable, "benchmarks/fleet.py", "--clusters", "1", "--nodes", "3",
-                                  "--delay", "0", "--out", str(work)], cwd=ROOT, stdout=log,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
+    fleet = start_fleet(work, clusters=1, nodes=3, delay=0, log=work / "fleet.log", timeout=60)
     try:
-        wait_for(lambda: (work / "ready").exists(), 60, what="the simulated cluster",
-                 alive=lambda: fleet.poll() is None)
         commands = {
             "pass": [python, "-c", "pass"],
             "help": [rotation, "--help"],

@@ -4,12 +4,48 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
-from tests.support.processes import free_port, wait_for
+from tests.support.processes import RedisServer, free_port, wait_for
 
-__all__ = ["free_port", "process_cpu", "run_from_bytecode", "wait_for", "wait_for_stop"]
+__all__ = ["RedisServer", "free_port", "process_cpu", "run_from_bytecode", "start_fleet", "start_redis", "wait_for",
+           "wait_for_stop"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_redis(directory: Path) -> RedisServer:
+    """A redis-server of the benchmark's own (the tests' ``RedisServer``: a free loopback port, no persistence),
+    started and answering. Its ``process`` is the one to stop."""
+    server = RedisServer(directory)
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def start_fleet(directory: Path, *, clusters: int, nodes: int, delay: float, log: Path | None = None,
+                timeout: float = 120) -> subprocess.Popen:
+    """``benchmarks/fleet.py`` (simulated clusters, loopback only) in a session of its own, once it wrote
+    ``directory/rotation.yaml``; its output goes to ``log`` (default: nowhere). Stop it with SIGTERM (to its
+    process or its process group)."""
+    with open(log if log is not None else os.devnull, "wb") as out:
+        fleet = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "fleet.py"), "--clusters", str(clusters),
+                                  "--nodes", str(nodes), "--delay", str(delay), "--out", str(directory)],
+                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: (directory / "ready").exists(), timeout, what="the simulated fleet",
+                 alive=lambda: fleet.poll() is None)
+    except BaseException:
+        os.killpg(fleet.pid, signal.SIGTERM)
+        fleet.wait(30)
+        raise
+    return fleet
 
 
 def run_from_bytecode(env: dict[str, str], folder: Path) -> dict[str, str]:

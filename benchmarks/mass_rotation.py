@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 import yaml  # noqa: E402
 
-from benchmarks.localproc import free_port, process_cpu, wait_for  # noqa: E402
+from benchmarks import localproc  # noqa: E402
+from benchmarks.localproc import process_cpu, wait_for  # noqa: E402
 from rotation.adapters.issuers.internal_ca import init_ca  # noqa: E402
 from rotation.adapters.secrets import SecretBox  # noqa: E402
 
@@ -53,10 +54,7 @@ def tree_cpu(pid: int) -> float:
 
 
 def start_fleet(args: argparse.Namespace, directory: Path) -> tuple[subprocess.Popen, Path]:
-    fleet = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "fleet.py"), "--clusters", str(args.clusters),
-                              "--nodes", str(args.nodes), "--delay", str(args.delay), "--out", str(directory)],
-                             cwd=ROOT, stdout=subprocess.DEVNULL)
-    wait_for(lambda: (directory / "ready").exists(), 120, what="the simulated fleet")
+    fleet = localproc.start_fleet(directory, clusters=args.clusters, nodes=args.nodes, delay=args.delay)
     ca_cert, ca_key = init_ca(directory / "ca")
     data = yaml.safe_load((directory / "rotation.yaml").read_text())
     data["issuers"] = {"internal": {"type": "internal_ca", "ca_cert": str(ca_cert), "ca_key_file": str(ca_key),
@@ -107,13 +105,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        redis_port = free_port()
-        redis_url = f"redis://127.0.0.1:{redis_port}/0"
-        redis_proc = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                                       "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL)
+        redis_server = localproc.start_redis(directory)
+        redis_port, redis_url, redis_proc = redis_server.port, redis_server.url, redis_server.process
         fleet, workers = None, []
         try:
-            wait_for(lambda: redis.Redis(port=redis_port).ping(), 10, what="redis-server")
             fleet, inventory_path = start_fleet(args, directory / "fleet")
             env = {"ROTATION_REDIS_URL": redis_url, "ROTATION_STORE": "redis",
                    "ROTATION_SECRET_KEY": SecretBox.generate_key(), "ROTATION_CONFIG": str(inventory_path),

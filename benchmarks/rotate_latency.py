@@ -37,9 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import redis  # noqa: E402
-
-from benchmarks.localproc import free_port, run_from_bytecode, wait_for  # noqa: E402
+from benchmarks.localproc import run_from_bytecode, start_redis, wait_for  # noqa: E402
 from benchmarks.mass_rotation import start_fleet  # noqa: E402
 from rotation.adapters.secrets import SecretBox  # noqa: E402
 
@@ -78,12 +76,10 @@ def main() -> None:
     rotation_cli = [sys.executable, "-m", "workers.main"]
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        redis_port = free_port()
-        redis_proc = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                                       "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL)
+        redis_server = start_redis(directory)
+        redis_port, redis_proc = redis_server.port, redis_server.process
         fleet = worker = None
         try:
-            wait_for(lambda: redis.Redis(port=redis_port).ping(), 10, what="redis-server")
             fleet, inventory_path = start_fleet(argparse.Namespace(clusters=1, nodes=args.nodes, delay=0.0),
                                                 directory / "fleet")
             env = {"ROTATION_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "ROTATION_STORE": "redis",

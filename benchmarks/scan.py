@@ -31,8 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import localproc  # noqa: E402
 from benchmarks.check import bare_loop  # noqa: E402
-from benchmarks.localproc import free_port, process_cpu, wait_for  # noqa: E402
+from benchmarks.localproc import process_cpu, wait_for  # noqa: E402
 from rotation.adapters.cluster import open_cluster  # noqa: E402
 from rotation.adapters.secrets import SecretBox  # noqa: E402
 from rotation.config import load_inventory  # noqa: E402
@@ -99,12 +100,13 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="rotation-bench-"))
-    port = free_port()
-    env = {**os.environ, "ROTATION_REDIS_URL": f"redis://127.0.0.1:{port}/0", "ROTATION_STORE": "redis",
+    redis_server = localproc.start_redis(work)
+    port = redis_server.port
+    env = {**os.environ, "ROTATION_REDIS_URL": redis_server.url, "ROTATION_STORE": "redis",
            "ROTATION_CONFIG": str(work / "rotation.yaml"), "ROTATION_STATE_DIR": str(work / "state"),
            "ROTATION_SECRET_KEY": SecretBox.generate_key()}  # workers refuse to start without one
     os.environ.update({k: v for k, v in env.items() if k.startswith("ROTATION_")})
-    processes: list[subprocess.Popen] = []
+    processes: list[subprocess.Popen] = [redis_server.process] if redis_server.process else []
 
     def spawn(cmd: list[str], log: str) -> subprocess.Popen:
         handle = open(work / log, "wb")  # noqa: SIM115
@@ -114,15 +116,11 @@ def main() -> None:
         return process
 
     try:
-        spawn(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-              "redis.log")
-        spawn([sys.executable, "benchmarks/fleet.py", "--clusters", str(args.clusters), "--nodes", str(args.nodes),
-               "--delay", str(args.delay), "--out", str(work)], "fleet.log")
-        wait_for(lambda: (work / "ready").exists(), 60, what="the simulated fleet")
+        processes.append(localproc.start_fleet(work, clusters=args.clusters, nodes=args.nodes, delay=args.delay,
+                                               log=work / "fleet.log", timeout=60))
         import redis
 
         client = redis.Redis(port=port, decode_responses=True)
-        wait_for(lambda: client.ping(), 10, what="redis")
         endpoints = all_endpoints(work / "rotation.yaml")
         clusters = list(load_inventory(work / "rotation.yaml").clusters)
 

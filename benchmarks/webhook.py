@@ -54,11 +54,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-import redis  # noqa: E402
 import uvloop  # noqa: E402
 import yaml  # noqa: E402
 
-from benchmarks.localproc import free_port, wait_for  # noqa: E402
+from benchmarks.localproc import free_port, start_redis, wait_for  # noqa: E402
 from rotation.adapters.secrets import SecretBox  # noqa: E402
 from rotation.chatops.signatures import slack_signature  # noqa: E402
 
@@ -253,15 +252,13 @@ def main() -> None:
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        redis_port, port, bare_port = free_port(), free_port(), free_port()
-        redis_url = f"redis://127.0.0.1:{redis_port}/0"
-        redis_proc = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                                       "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL)
+        port, bare_port = free_port(), free_port()
+        redis_server = start_redis(directory)
+        redis_url, redis_proc = redis_server.url, redis_server.process
         webhook = None
         bare_server = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "bare_http.py"), "--port",
                                         str(bare_port), "--processes", str(args.processes)], cwd=ROOT)
         try:
-            wait_for(lambda: redis.Redis(port=redis_port).ping(), 10, what="redis-server")
             seed_state(redis_url)
             env = {**os.environ, "ROTATION_REDIS_URL": redis_url, "ROTATION_STORE": "redis",
                    "ROTATION_SECRET_KEY": SecretBox.generate_key(),
@@ -280,7 +277,7 @@ def main() -> None:
                 results["saturated"] = measure(base, bare, args, None)
             if args.mode in ("both", "paced"):
                 results["paced"] = measure(base, bare, args, args.rate)
-            queued = redis.Redis(port=redis_port).llen("rotation")
+            queued = redis_server.client().llen("rotation")
         finally:
             for proc in (webhook, bare_server, redis_proc):
                 if proc is not None:

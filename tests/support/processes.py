@@ -62,6 +62,7 @@ class RedisServer:
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.directory), "--maxmemory-policy", "noeviction"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: a benchmark ends its helpers with killpg
         )
         client = redis.Redis(port=self.port)
         wait_for(lambda: _pings(client), 10, what="redis-server")
