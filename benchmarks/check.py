@@ -21,7 +21,6 @@ import os
 import signal
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.localproc import process_cpu, wait_for  # noqa: E402
+from benchmarks.localproc import process_cpu, start_fleet  # noqa: E402
 from rotation.adapters.tls import aio  # noqa: E402
 from rotation.adapters.tls.probe import GLOBAL_HANDSHAKES  # noqa: E402
 from rotation.config import Inventory, load_inventory  # noqa: E402
@@ -78,12 +77,8 @@ def fleet_check(inventory: Inventory, names: list[str], readers: int = READERS) 
 
 def measure(args: argparse.Namespace, delay: float) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="rotation-bench-check-"))
-    log = open(work / "fleet.log", "wb")  # noqa: SIM115
-    fleet = subprocess.Popen([sys.executable, "benchmarks/fleet.py", "--clusters", str(args.clusters), "--nodes",
-                              str(args.nodes), "--delay", str(delay), "--out", str(work)],
-                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    fleet = start_fleet(work, clusters=args.clusters, nodes=args.nodes, delay=delay, log=work / "fleet.log")
     try:
-        wait_for(lambda: (work / "ready").exists(), 120, what="the simulated fleet")
         inventory = load_inventory(work / "rotation.yaml")
         names = list(inventory.clusters)
         _, endpoints = fleet_check(inventory, names)  # warm-up: imports, caches
@@ -103,7 +98,6 @@ def measure(args: argparse.Namespace, delay: float) -> dict[str, object]:
     finally:
         os.killpg(fleet.pid, signal.SIGTERM)
         fleet.wait(30)
-        log.close()
     check_rate = len(endpoints) / statistics.median(checks)
     bare_rate = len(endpoints) / statistics.median(bares)
     return {"round_trip_delay_s": delay, "clusters": len(names), "endpoints": len(endpoints),
