@@ -207,7 +207,6 @@ class RSClient:
         self._timeout = timeout
         self._transport = transport
         self._max_response_bytes = max_response_bytes
-        self._urls: dict[str, httpx.URL] = {}
         self._http = self._new_http()
 
     # --- plumbing ------------------------------------------------------------------------
@@ -241,6 +240,7 @@ class RSClient:
         # What every request carries, built once (the client's headers and its Basic login): requests
         # go straight to the transport (see _request), not through httpx.Client's per-call merging.
         self._headers = bounded_http.prepared_headers(http, self._auth)
+        self._gets: dict[str, httpx.Request] = {}
         self._extensions: dict[str, Any] = {"timeout": http.timeout.as_dict(),
                                             **({"sni_hostname": self._server_name} if self._server_name else {})}
         return http
@@ -268,24 +268,19 @@ class RSClient:
         self.close()
 
     def _request(self, method: str, path: str, *, action: str, json: Any = None) -> Any:
-        url = self._urls.get(path)
-        if url is None:  # the same few paths again and again: each parsed once
-            url = self._urls[path] = httpx.URL(f"{self.base_url}{path}")
-            if len(self._urls) > 256:
-                self._urls.clear()
         try:
             if self._http.is_closed:
                 raise RuntimeError("Cannot send a request, as the client has been closed.")
             with bounded_http.deadline(self._timeout):
-                request = httpx.Request(method, url, headers=self._headers, json=json, extensions=self._extensions)
+                request = self._build(method, path, json)
                 response = bounded_http.send_capped(self._sender, request, self._max_response_bytes)
         except httpx.TransportError as exc:
-            raise _translate_transport_error(exc, cluster=self.cluster, action=action, url=str(url),
+            raise _translate_transport_error(exc, cluster=self.cluster, action=action, url=self.base_url + path,
                                              client_cert=self._client_cert is not None,
                                              server_name=self._server_name, trust_problem=self._trust_problem) from exc
         except (bounded_http.ResponseTooLarge, bounded_http.ResponseRefused) as exc:
-            raise ClusterAPIError(f"{self.cluster}: {action}: refused the answer of {url}: {exc}",
-                                  url=str(url)) from None
+            url = self.base_url + path
+            raise ClusterAPIError(f"{self.cluster}: {action}: refused the answer of {url}: {exc}", url=url) from None
         _raise_for_status(response, cluster=self.cluster, action=action, login=self.login)
         if not response.content:
             return None
@@ -293,6 +288,20 @@ class RSClient:
             return response.json()
         except ValueError:
             return None
+
+    def _build(self, method: str, path: str, json: Any) -> httpx.Request:
+        """The request, complete (headers, login, timeout): a GET without body is the same every time, so
+        each path's is built once (a transport only reads a request) and the URL is not parsed again."""
+        if method != "GET" or json is not None:
+            return httpx.Request(method, f"{self.base_url}{path}", headers=self._headers, json=json,
+                                 extensions=self._extensions)
+        request = self._gets.get(path)
+        if request is None:
+            if len(self._gets) >= 256:  # paths with uids: keep the cache bounded
+                self._gets.clear()
+            request = self._gets[path] = httpx.Request(method, f"{self.base_url}{path}", headers=self._headers,
+                                                       extensions=self._extensions)
+        return request
 
     # --- reads ---------------------------------------------------------------------------
     def cluster_info(self) -> dict[str, Any]:
