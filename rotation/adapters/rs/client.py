@@ -240,7 +240,6 @@ class RSClient:
         # What every request carries, built once (the client's headers and its Basic login): requests
         # go straight to the transport (see _request), not through httpx.Client's per-call merging.
         self._headers = bounded_http.prepared_headers(http, self._auth)
-        self._gets: dict[str, httpx.Request] = {}
         self._extensions: dict[str, Any] = {"timeout": http.timeout.as_dict(),
                                             **({"sni_hostname": self._server_name} if self._server_name else {})}
         return http
@@ -272,7 +271,8 @@ class RSClient:
             if self._http.is_closed:
                 raise RuntimeError("Cannot send a request, as the client has been closed.")
             with bounded_http.deadline(self._timeout):
-                request = self._build(method, path, json)
+                request = httpx.Request(method, f"{self.base_url}{path}", headers=self._headers, json=json,
+                                        extensions=self._extensions)
                 response = bounded_http.send_capped(self._sender, request, self._max_response_bytes)
         except httpx.TransportError as exc:
             raise _translate_transport_error(exc, cluster=self.cluster, action=action, url=self.base_url + path,
@@ -288,20 +288,6 @@ class RSClient:
             return response.json()
         except ValueError:
             return None
-
-    def _build(self, method: str, path: str, json: Any) -> httpx.Request:
-        """The request, complete (headers, login, timeout): a GET without body is the same every time, so
-        each path's is built once (a transport only reads a request) and the URL is not parsed again."""
-        if method != "GET" or json is not None:
-            return httpx.Request(method, f"{self.base_url}{path}", headers=self._headers, json=json,
-                                 extensions=self._extensions)
-        request = self._gets.get(path)
-        if request is None:
-            if len(self._gets) >= 256:  # paths with uids: keep the cache bounded
-                self._gets.clear()
-            request = self._gets[path] = httpx.Request(method, f"{self.base_url}{path}", headers=self._headers,
-                                                       extensions=self._extensions)
-        return request
 
     # --- reads ---------------------------------------------------------------------------
     def cluster_info(self) -> dict[str, Any]:
