@@ -10,7 +10,8 @@ endless body, keeps a call alive forever and fills memory. Two things bound it h
 - ``read_capped(response, limit)``: the body of a streamed response, refused by its
   Content-Length or, while streaming, at ``limit`` bytes (16 MiB by default): never more is
   held. Compressed answers are refused (we ask for ``identity``): a decoder could expand one
-  chunk a thousandfold before anything is counted.
+  chunk a thousandfold before anything is counted. ``send_capped`` sends a complete request
+  (``prepared_headers``) straight to the transport and reads its answer that way.
 """
 
 from __future__ import annotations
