@@ -8,6 +8,7 @@ Malformed requests get a JSON error body and the connection is closed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+_REASONS = {status.value: status.phrase for status in HTTPStatus}
 MAX_BODY = 1024 * 1024
 MAX_HEAD = 64 * 1024
 IDLE_TIMEOUT = 75.0
@@ -39,8 +41,8 @@ class Request:
     body: bytes = b""
     login: Any = None  # set by the REST API's authentication: who is calling
 
-    @property
-    def path(self) -> str:
+    @functools.cached_property
+    def path(self) -> str:  # read several times per request (faults, routing, counting): parsed once
         return unquote(urlsplit(self.target).path)
 
     @property
@@ -75,10 +77,7 @@ class Response:
         return cls(status=status, body=text.encode(), content_type=content_type)
 
     def encode(self, close: bool) -> bytes:
-        try:
-            reason = HTTPStatus(self.status).phrase
-        except ValueError:
-            reason = "Unknown"
+        reason = _REASONS.get(self.status, "Unknown")
         lines = [f"HTTP/1.1 {self.status} {reason}", f"Content-Type: {self.content_type}",
                  f"Content-Length: {len(self.body)}", "Server: rs-simulator"]
         lines += [f"{name}: {value}" for name, value in self.headers.items()]
@@ -170,7 +169,8 @@ async def serve_http(
     """
     while True:
         try:
-            request = await asyncio.wait_for(read_request(reader), idle_timeout)
+            async with asyncio.timeout(idle_timeout):  # no task per request, unlike wait_for
+                request = await read_request(reader)
         except HttpError as exc:
             writer.write(Response.error(exc.status, exc.error_code, exc.description).encode(close=True))
             await writer.drain()

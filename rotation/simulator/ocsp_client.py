@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import ipaddress
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -34,6 +35,7 @@ class OcspFailure(Exception):
         self.status, self.error_code, self.description = status, error_code, description
 
 
+@functools.lru_cache(maxsize=256)  # GET /v1/ocsp and /status ask it of the same proxy certificate each time
 def responder_url_of(leaf: x509.Certificate) -> str | None:
     """The first OCSP URL of the certificate's AIA extension, if any."""
     try:

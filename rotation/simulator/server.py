@@ -449,7 +449,8 @@ class ClusterSimulator(CertControls):
                 pass  # handshake failures (ssl.SSLError is an OSError), resets, timeouts
             if writer is not None:
                 writer.close()
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+                async with asyncio.timeout(1.0):  # no task per connection, unlike wait_for
+                    await writer.wait_closed()
         except asyncio.CancelledError:
             if writer is not None:  # stop(): drop the connection
                 writer.transport.abort()

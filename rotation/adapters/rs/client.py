@@ -227,15 +227,22 @@ class RSClient:
 
     def _new_http(self) -> httpx.Client:
         context = build_ssl_context(self._verify, self._trusted, self._client_cert)
-        return httpx.Client(
+        self._sender = self._transport or bounded_http.transport(context)
+        http = httpx.Client(
             base_url=self.base_url,
             auth=self._auth,
             verify=context,
             timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 10.0)),
             headers={"Accept": "application/json", **bounded_http.IDENTITY},
-            transport=self._transport or bounded_http.transport(context),
+            transport=self._sender,
             trust_env=False,  # no proxy from the environment: every call goes through the bounded transport
         )
+        # What every request carries, built once (the client's headers and its Basic login): requests
+        # go straight to the transport (see _request), not through httpx.Client's per-call merging.
+        self._headers = bounded_http.prepared_headers(http, self._auth)
+        self._extensions: dict[str, Any] = {"timeout": http.timeout.as_dict(),
+                                            **({"sni_hostname": self._server_name} if self._server_name else {})}
+        return http
 
     def trust(self, ca_pems: Iterable[str]) -> None:
         """Also trust these CA certificates from now on (used before the ``api`` certificate changes)."""
@@ -260,21 +267,19 @@ class RSClient:
         self.close()
 
     def _request(self, method: str, path: str, *, action: str, json: Any = None) -> Any:
-        extensions = {"sni_hostname": self._server_name} if self._server_name else None
-        url = f"{self.base_url}{path}"
         try:
+            if self._http.is_closed:
+                raise RuntimeError("Cannot send a request, as the client has been closed.")
             with bounded_http.deadline(self._timeout):
-                request = self._http.build_request(method, path, json=json, extensions=extensions)
-                streamed = self._http.send(request, stream=True)
-                try:
-                    response = bounded_http.read_capped(streamed, self._max_response_bytes)
-                finally:
-                    streamed.close()
+                request = httpx.Request(method, f"{self.base_url}{path}", headers=self._headers, json=json,
+                                        extensions=self._extensions)
+                response = bounded_http.send_capped(self._sender, request, self._max_response_bytes)
         except httpx.TransportError as exc:
-            raise _translate_transport_error(exc, cluster=self.cluster, action=action, url=url,
+            raise _translate_transport_error(exc, cluster=self.cluster, action=action, url=self.base_url + path,
                                              client_cert=self._client_cert is not None,
                                              server_name=self._server_name, trust_problem=self._trust_problem) from exc
         except (bounded_http.ResponseTooLarge, bounded_http.ResponseRefused) as exc:
+            url = self.base_url + path
             raise ClusterAPIError(f"{self.cluster}: {action}: refused the answer of {url}: {exc}", url=url) from None
         _raise_for_status(response, cluster=self.cluster, action=action, login=self.login)
         if not response.content:
