@@ -78,10 +78,45 @@ def say(*parts: str | tuple[object, str], err: bool = False, soft_wrap: bool = F
     stream = sys.stderr if err else sys.stdout
     text = "".join(part if isinstance(part, str) else clean(part[0]) for part in parts)
     width = _plain_width(stream)
-    if width is not None and text.isascii() and text.isprintable() and (soft_wrap or len(text) <= width):
-        stream.write(text + "\n")
+    if width is not None and text.isascii() and text.isprintable():  # one character, one cell
+        stream.write(text + "\n" if soft_wrap or len(text) <= width else _wrapped(text, width))
         return
     (err_console if err else console).print(line(*parts), highlight=False, soft_wrap=soft_wrap)
+
+
+_WORD = re.compile(r"\s*\S+\s*")
+_TRAILING_SPACE = re.compile(r"\s+$")
+
+
+def _wrapped(text: str, width: int) -> str:
+    """TEXT (ASCII, one line) wrapped at WIDTH as rich wraps a ``Text`` (``rich._wrap.divide_line``, words
+    longer than a line folded; then ``Text.rstrip_end``), one newline after each line."""
+    breaks: list[int] = []
+    offset = 0
+    for found in _WORD.finditer(text):
+        start, word = found.start(), found.group(0)
+        length = len(word.rstrip())
+        if width - offset >= length:
+            offset += len(word)
+        elif length > width:
+            chunks = [word[i:i + width] for i in range(0, len(word), width)]
+            for index, chunk in enumerate(chunks):
+                if start:
+                    breaks.append(start)
+                if index == len(chunks) - 1:
+                    offset = len(chunk)
+                else:
+                    start += len(chunk)
+        elif offset and start:
+            breaks.append(start)
+            offset = len(word)
+    out = []
+    for begin, end in zip([0, *breaks], [*breaks, len(text)], strict=True):
+        piece = text[begin:end]
+        if len(piece) > width and (space := _TRAILING_SPACE.search(piece)):
+            piece = piece[:len(piece) - min(len(space.group(0)), len(piece) - width)]
+        out.append(piece + "\n")
+    return "".join(out)
 
 
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

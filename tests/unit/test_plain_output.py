@@ -24,6 +24,12 @@ LINES = [
     ("  ", ("tab\there\x1b[31m and escape", "")),
     ("", ("", "")),
     ("  plan:",),
+    ("queued 1 rotation(s): ", ("a5f88d8ac4dc", ""), " on ", ("Redis redis://127.0.0.1:58391/0", ""),
+     "; following (Ctrl-C stops following)"),
+    (("word " * 30, ""),),
+    (("  many   spaces   between    words " * 4, ""), "   "),
+    (("a" * 95 + " " + "b" * 30 + "  c", ""),),
+    (("x" * 20 + " " * 30 + "y", ""),),
 ]
 TABLES = [
     [("cm@node1 127.157.1.1:8443", "c22b0ce9744423a9", "bd812345e2006927"),
@@ -34,7 +40,7 @@ TABLES = [
 ]
 
 
-@pytest.fixture(params=["80", "40", "20", "41", "45"])
+@pytest.fixture(params=["80", "40", "20", "41", "45", "7", "1"])
 def columns(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
     monkeypatch.setenv("COLUMNS", request.param)
     for name in ("FORCE_COLOR", "TTY_COMPATIBLE"):
@@ -125,4 +131,18 @@ def test_plain_text_that_fits_never_reaches_rich(monkeypatch: pytest.MonkeyPatch
                                 "cm@node1 127.157.1.1:8443                c22b0ce9744423a9  bd812345e2006927",
                                 "cm@cluster GET /v1/cluster/certificates  -                 bd812345e2006927",
                                 "z" * 200]
-    assert err == "  c00/cm push ok  \n"
+    assert err == "  c00/cm push ok \n"
+
+
+def test_wrapping_matches_rich_on_many_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    chooser = random.Random(17)  # the same lines on every run
+    monkeypatch.setattr(render, "console", _NoRich())  # ASCII lines: never handed to rich
+    for _ in range(200):
+        text = "".join(chooser.choice(["a", "bb", "cccc", " ", "  ", "-", "x" * 12]) for _ in range(chooser.randint(0,
+                                                                                                                 40)))
+        width = chooser.randint(1, 30)
+        monkeypatch.setenv("COLUMNS", str(width))
+        expected = _rich(lambda c, t=text: c.print(line((t, "")), highlight=False))
+        assert _captured(monkeypatch, lambda t=text: say((t, "")))[0] == expected, (text, width)
