@@ -281,10 +281,12 @@ def _exit_now(done: SystemExit) -> None:
     """End a short command as the interpreter would, less tearing down the ~700 modules it loaded
     (30-40 ms of `rotate --inline`, measured: benchmarks/rotate_latency.py): the exit functions run,
     stdout and stderr are flushed, the exit code is the same. Left to the interpreter (returns) when
-    another thread still runs (it would be waited for), the code is not a number, or a flush fails
-    (the interpreter reports that itself)."""
+    another thread still runs (it would be waited for), a profiler or tracer watches (it writes at
+    the end: ``python -m cProfile``, coverage), the code is not a number, or a flush fails (the
+    interpreter reports that itself)."""
     code = 0 if done.code is None else done.code
-    if not isinstance(code, int) or not -(2**31) <= code < 2**31 or threading.active_count() > 1:
+    if not isinstance(code, int) or not -(2**31) <= code < 2**31 or threading.active_count() > 1 \
+            or sys.getprofile() is not None or sys.gettrace() is not None:
         return
     atexit._run_exitfuncs()  # logging.shutdown and the like, in their order
     try:
