@@ -80,6 +80,7 @@ def say(*parts: str | tuple[object, str], err: bool = False, soft_wrap: bool = F
     width = _plain_width(stream)
     if width is not None and text.isascii() and text.isprintable():  # one character, one cell
         stream.write(text + "\n" if soft_wrap or len(text) <= width else _wrapped(text, width))
+        stream.flush()  # as rich does after each print: stdout and stderr keep their order in one pipe
         return
     (err_console if err else console).print(line(*parts), highlight=False, soft_wrap=soft_wrap)
 
@@ -131,6 +132,7 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
         sys.stdout.write("".join("".join((" " if index else "") + value.ljust(widths[index])
                                          + (" " if index < last else "") for index, value in enumerate(row)) + "\n"
                                  for row in cells))
+        sys.stdout.flush()
         return
     from rich.table import Table
 
