@@ -6,13 +6,20 @@ wrapped in a rich ``Text``, so it is never read as markup and never drives the t
 
 rich is imported on first use, not with this module: ``rotation --help`` and a command that
 fails before printing never pay for it (``console`` and ``err_console`` are made then too).
+:func:`say` and :func:`print_table` write what rich would write without importing it at all when
+rich would print plain text (no terminal, no forced colours, nothing to wrap): ``rotation rotate``
+into a pipe or a log never loads rich (~30 ms of its start-up, benchmarks/rotate_latency.py).
 """
 
 from __future__ import annotations
 
+import builtins
 import json
+import os
 import re
-from typing import TYPE_CHECKING, Any, cast
+import sys
+from collections.abc import Sequence
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import typer
 
@@ -65,6 +72,117 @@ def line(*parts: str | tuple[object, str] | Text) -> Text:
     return out
 
 
+def say(*parts: str | tuple[object, str], err: bool = False, soft_wrap: bool = False) -> None:
+    """Print ``line(*parts)`` on stdout (stderr with ``err``) as ``console.print(..., highlight=False)``
+    would: written here, rich never imported, when rich would write the same plain text."""
+    stream = sys.stderr if err else sys.stdout
+    text = "".join(part if isinstance(part, str) else clean(part[0]) for part in parts)
+    width = _plain_width(stream)
+    if width is not None and text.isascii() and text.isprintable():  # one character, one cell
+        stream.write(text + "\n" if soft_wrap or len(text) <= width else _wrapped(text, width))
+        stream.flush()  # as rich does after each print: stdout and stderr keep their order in one pipe
+        return
+    (err_console if err else console).print(line(*parts), highlight=False, soft_wrap=soft_wrap)
+
+
+_WORD = re.compile(r"\s*\S+\s*")
+_TRAILING_SPACE = re.compile(r"\s+$")
+
+
+def _wrapped(text: str, width: int) -> str:
+    """TEXT (ASCII, one line) wrapped at WIDTH as rich wraps a ``Text`` (``rich._wrap.divide_line``, words
+    longer than a line folded; then ``Text.rstrip_end``), one newline after each line."""
+    breaks: list[int] = []
+    offset = 0
+    for found in _WORD.finditer(text):
+        start, word = found.start(), found.group(0)
+        length = len(word.rstrip())
+        if width - offset >= length:
+            offset += len(word)
+        elif length > width:
+            chunks = [word[i:i + width] for i in range(0, len(word), width)]
+            for index, chunk in enumerate(chunks):
+                if start:
+                    breaks.append(start)
+                if index == len(chunks) - 1:
+                    offset = len(chunk)
+                else:
+                    start += len(chunk)
+        elif offset and start:
+            breaks.append(start)
+            offset = len(word)
+    out = []
+    for begin, end in zip([0, *breaks], [*breaks, len(text)], strict=True):
+        piece = text[begin:end]
+        if len(piece) > width and (space := _TRAILING_SPACE.search(piece)):
+            piece = piece[:len(piece) - min(len(space.group(0)), len(piece) - width)]
+        out.append(piece + "\n")
+    return "".join(out)
+
+
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """A table on stdout with a header and no box, as rich's ``Table(box=None, pad_edge=False)`` of
+    :func:`cell` values prints it: written here when rich would print plain text that fits the width."""
+    cells = [list(columns), *([clean("" if value is None else value) for value in row] for row in rows)]
+    widths = [max(len(row[index]) for row in cells) for index in range(len(columns))]
+    width = _plain_width(sys.stdout)
+    total = sum(widths) + 2 * (len(widths) - 1)  # one space each side of a column but the outer edges
+    if width is not None and total <= width and all(c.isascii() and c.isprintable() for row in cells for c in row):
+        last = len(widths) - 1
+        sys.stdout.write("".join("".join((" " if index else "") + value.ljust(widths[index])
+                                         + (" " if index < last else "") for index, value in enumerate(row)) + "\n"
+                                 for row in cells))
+        sys.stdout.flush()
+        return
+    from rich.table import Table
+
+    table = Table(show_header=True, box=None, pad_edge=False)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*map(cell, row))
+    console.print(table)
+
+
+def _plain_width(stream: IO[str]) -> int | None:
+    """The width rich's ``Console`` would wrap at on STREAM when it writes plain text there; None when it
+    would not (a terminal, TTY_COMPATIBLE=1 or FORCE_COLOR, Jupyter, Windows): then rich prints.
+    Mirrors ``rich.console.Console.is_terminal`` and ``.size``."""
+    if sys.platform == "win32" or hasattr(builtins, "get_ipython") or \
+            getattr(sys.stdin, "__module__", "").startswith("idlelib"):
+        return None
+    tty_compatible = os.environ.get("TTY_COMPATIBLE", "")
+    force_color = os.environ.get("FORCE_COLOR")
+    if tty_compatible == "1" or (tty_compatible != "0" and force_color):
+        return None
+    if tty_compatible != "0" and force_color is None:
+        try:
+            if stream.isatty():
+                return None
+        except (AttributeError, ValueError):  # no isatty, or a closed stream: rich says "no terminal" too
+            pass
+    columns = os.environ.get("COLUMNS")
+    if columns is not None and columns.isdigit():
+        return int(columns) or None  # COLUMNS=0: whatever rich makes of it, rich prints
+    for fd in _STD_FDS:
+        try:
+            return os.get_terminal_size(fd).columns or 80
+        except (AttributeError, ValueError, OSError):  # not a terminal
+            continue
+    return 80
+
+
+def _fd(stream: IO[str] | None, default: int) -> int:
+    try:
+        return stream.fileno()  # type: ignore[union-attr]
+    except Exception:  # noqa: BLE001 - no stream, or one without a descriptor: rich takes the default too
+        return default
+
+
+# the descriptors rich asks for the terminal's size, in its order
+_STD_FDS = (_fd(sys.__stdin__, 0), _fd(sys.__stdout__, 1), _fd(sys.__stderr__, 2))
+
+
 def fail(problem: str | BaseException, code: int = 2, *, as_json: bool = False) -> typer.Exit:
     """The one way a command stops on an error: ``error: ...`` on stderr and, under ``--json``, a JSON
     object on stdout too (``error``, ``problems``: one per ``file: field: message`` line, ``exit_code``),
@@ -89,4 +207,4 @@ def _problem(text: str) -> dict[str, str | None]:
     return {"file": found["file"], "field": found["field"], "message": found["message"]}
 
 
-__all__ = ["cell", "console", "err_console", "fail", "line"]
+__all__ = ["cell", "console", "err_console", "fail", "line", "print_table", "say"]

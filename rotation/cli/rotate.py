@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from rotation.cli.options import ConfigOption, JsonOption, load
-from rotation.cli.render import cell, console, err_console, fail, line
+from rotation.cli.render import err_console, fail, print_table, say
 from rotation.core.durations import parse_duration
 from rotation.core.errors import ConfigError, Interrupted, RotationError
 from rotation.core.model import Outcome, RotationRecord, Step, Trigger
@@ -25,39 +25,31 @@ if TYPE_CHECKING:
 def _print_step(record: RotationRecord, step: Step) -> None:
     where = (f"{record.cluster}/{record.cert_name}", "dim")
     if step.finished_at is None:
-        err_console.print(line("  ", where, " ", (step.name, ""), " ..."), highlight=False)
+        say("  ", where, " ", (step.name, ""), " ...", err=True)
     else:
         mark = ("ok", "green") if step.ok else ("failed", "red")
-        err_console.print(line("  ", where, " ", (step.name, ""), " ", mark, " ", (step.detail or "", "")),
-                          highlight=False)
+        say("  ", where, " ", (step.name, ""), " ", mark, " ", (step.detail or "", ""), err=True)
 
 
 def print_records(records: list[RotationRecord]) -> None:
-    from rich.table import Table
-
     from rotation.core import certs
 
     for record in records:
         colour = {"verified": "green", "dry_run": "cyan", "rolled_back": "yellow"}.get(str(record.outcome), "red")
-        console.print(line((f"{record.cluster}/{record.cert_name}", "bold"), " ", (record.outcome, colour),
-                           " (rotation ", (record.id, ""), ")"), highlight=False)
+        say((f"{record.cluster}/{record.cert_name}", "bold"), " ", (record.outcome, colour),
+            " (rotation ", (record.id, ""), ")")
         if record.error:
-            console.print(line("  ", (record.error, "red")), highlight=False)
+            say("  ", (record.error, "red"))
         _print_plan(record)
         if record.cluster_state and record.outcome is not Outcome.VERIFIED:
-            console.print(line("  cluster state: ", (record.cluster_state, "bold"),
-                               " (what every endpoint serves now, below)"), highlight=False)
+            say("  cluster state: ", (record.cluster_state, "bold"), " (what every endpoint serves now, below)")
         if record.nodes:
-            table = Table(show_header=True, box=None, pad_edge=False)
-            table.add_column("endpoint")
-            table.add_column("before")
-            table.add_column("after")
-            for label, pair in record.nodes.items():
-                table.add_row(*map(cell, (label, (pair.get("before") or "-")[:16], (pair.get("after") or "-")[:16])))
-            console.print(table)
+            print_table(("endpoint", "before", "after"),
+                        [(label, (pair.get("before") or "-")[:16], (pair.get("after") or "-")[:16])
+                         for label, pair in record.nodes.items()])
         elif record.new_fingerprint:
-            console.print(line("  new ", (certs.short_fingerprint(record.new_fingerprint), ""), " valid until ",
-                               (record.new_not_after, "")), highlight=False)
+            say("  new ", (certs.short_fingerprint(record.new_fingerprint), ""), " valid until ",
+                (record.new_not_after, ""))
 
 
 def _print_plan(record: RotationRecord) -> None:
@@ -65,11 +57,11 @@ def _print_plan(record: RotationRecord) -> None:
     plan = next((s for s in record.steps if s.name == "plan"), None)
     if plan is None or not record.dry_run:
         return
-    console.print("  plan:")
+    say("  plan:")
     for part in plan.detail.split("; "):
-        console.print(line("    ", (part, "")), highlight=False, soft_wrap=True)
+        say("    ", (part, ""), soft_wrap=True)
     for warning in record.warnings:
-        console.print(line("  ", (warning, "yellow")), highlight=False, soft_wrap=True)
+        say("  ", (warning, "yellow"), soft_wrap=True)
 
 
 def exit_code_for(records: list[RotationRecord], dry_run: bool) -> int:
@@ -241,14 +233,13 @@ def _rotate_queued(queue: RotationQueue, cluster: str, names: list[str], *, no_w
         except RotationInProgress as exc:
             refused.append(exc.message)
     for message in refused:
-        err_console.print(cell(message, "yellow"), highlight=False)
+        say((message, "yellow"), err=True)
     if no_wait:
         print(json.dumps({"queued": ids, "refused": refused}) if as_json else "\n".join(ids))
         raise typer.Exit(2 if refused else 0)
     if not as_json:
-        err_console.print(line(f"queued {len(ids)} rotation(s): ", (" ".join(ids), ""),
-                               " on ", (queue.ctx.settings.describe_store(), ""),
-                               "; following (Ctrl-C stops following)"), highlight=False)
+        say(f"queued {len(ids)} rotation(s): ", (" ".join(ids), ""), " on ", (queue.ctx.settings.describe_store(), ""),
+            "; following (Ctrl-C stops following)", err=True)
     from rotation.cli.progress import LiveProgress
 
     _long_work()

@@ -125,6 +125,17 @@ def test_rotate_inline_loads_neither_the_queue_nor_acme(service_env: dict[str, s
     assert loaded(modules, NOT_FOR_INLINE) == []
 
 
+def test_rotate_printed_into_a_pipe_loads_no_rich(service_env: dict[str, str], tmp_path: Path) -> None:
+    # steps, outcome and the endpoint table, as rich would print them there (tests/unit/test_plain_output.py)
+    result, modules = run_probe(["rotate", "sim", "metrics_exporter", "--inline"], tmp_path / "modules.json",
+                                {**service_env, "COLUMNS": "120"})
+    assert result.returncode == 0, result.stderr
+    assert "  sim/metrics_exporter verify ok" in result.stderr
+    header, *rows = result.stdout.splitlines()[1:]
+    assert header.split() == ["endpoint", "before", "after"] and rows
+    assert loaded(modules, ("rich", *NOT_FOR_INLINE)) == []
+
+
 def test_rotate_through_the_queue_loads_no_pipeline(service_env: dict[str, str], tmp_path: Path) -> None:
     # --no-wait: submitted and returned (no worker needed); following adds no import the guard names
     result, modules = run_probe(["rotate", "sim", "metrics_exporter", "--no-wait", "--json"],
@@ -133,3 +144,7 @@ def test_rotate_through_the_queue_loads_no_pipeline(service_env: dict[str, str],
     assert len(json.loads(result.stdout)["queued"]) == 1
     assert "workers.queue" in modules and "celery" in modules
     assert loaded(modules, NOT_FOR_QUEUED) == []
+    # printed into a pipe: no rich either (what a followed rotation prints is checked inline, above)
+    result, modules = run_probe(["rotate", "sim", "cm", "--no-wait"], tmp_path / "modules.json", service_env)
+    assert result.returncode == 0, result.stderr
+    assert loaded(modules, ("rich", *NOT_FOR_QUEUED)) == []
