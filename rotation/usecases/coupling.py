@@ -84,7 +84,10 @@ def read_graph(inventory: Inventory, open_session: OpenSession, *, own: ClusterS
     def read(name: str) -> ClusterLinks | str:
         try:
             if own is not None and own.name == name:
-                return own.replication()
+                # the same answers refresh the rotating session's view, which its read step then reuses
+                links = own.read_shape(links=True, every_crdb=True)
+                assert links is not None  # links=True
+                return links
             with open_session(name) as session:
                 return session.replication()
         except RotationError as exc:

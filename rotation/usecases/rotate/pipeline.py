@@ -135,7 +135,7 @@ def _read(run: Run) -> OriginalPair:
     unfinished earlier rotation of this certificate left bound."""
     session, record, name = run.session, run.record, run.cert_name
     with run.step("read") as step:
-        view = session.view(refresh=True)
+        view = session.view(refresh=not run.options.view_read)
         down = view.down_nodes()
         if down:
             raise RotationError(

@@ -77,7 +77,8 @@ def _rotate(ctx: ServiceContext, cluster: str, cert_name: str, options: Rotation
                 name = loaded.plan(cluster, cert_name).cert_name
                 chosen = (companions_for(ctx, loaded, session, name) if isinstance(name, CertName)
                           else target_companions(ctx, loaded, session, name))
-                options = replace(options, companions=chosen)
+                # The session was opened for this rotation: a view a builder read just now is the read step's.
+                options = replace(options, companions=chosen, view_read=session.view_read)
             return rotate(loaded, session, cert_name, state=ctx.state, issuers=ctx.issuers, options=options)
     except RotationInProgress:
         raise

@@ -107,6 +107,9 @@ class RotationOptions:
     # Rotate a certificate that replication peers outside the inventory depend on (they are left to
     # the operator; `rotation rotate --allow-unmanaged-peer`).
     allow_unmanaged_peer: bool = False
+    # The session's view was read for this rotation moments before (by a companion's builder, in
+    # ``rotate_and_record``, which opened the session for it): the read step does not read it again.
+    view_read: bool = False
 
 
 # Long enough for an operator to come back to a cluster a rotation left mixed.
