@@ -44,17 +44,23 @@ class ClusterSession:
         assert self._view is not None  # read_shape sets it
         return self._view
 
+    @property
+    def view_read(self) -> bool:
+        """This session has read the cluster's view (its opener knows how long ago: a session is short-lived)."""
+        return self._view is not None
+
     def software_version(self) -> str | None:
         """The cluster's version: the view's when read, else ``GET /v1/nodes`` alone (not the whole view)."""
         return self._view.version if self._view is not None else self.client.software_version()
 
-    def read_shape(self, *, links: bool = False, own_listed: list[dict[str, Any]] | None = None
-                   ) -> ClusterLinks | None:
+    def read_shape(self, *, links: bool = False, own_listed: list[dict[str, Any]] | None = None,
+                   every_crdb: bool = False) -> ClusterLinks | None:
         """The view and (``links``) the replication links from ONE read of each answer: ``GET /v1/cluster``,
         ``/v1/nodes``, ``/v1/bdbs`` (raw, parsed for both), ``/v1/bdbs/certificates`` where the version has
         it (its items appended to ``own_listed``), and ``/v1/crdbs`` only where a database has a
         ``crdt_guid`` (a fleet check reads each cluster once). Which databases present a certificate of
-        their own tells where ``proxy`` is looked for (only clusters with per-database certificates answer)."""
+        their own tells where ``proxy`` is looked for (only clusters with per-database certificates answer).
+        ``every_crdb``: ``/v1/crdbs`` is read whatever the databases say, as :meth:`replication` does."""
         info, nodes = self.client.cluster_info(), self.client.nodes()
         version = self.client.software_version(nodes)
         listed = self.client.database_certificates() if at_least(version, DATABASE_CERTIFICATES_SINCE) else []
@@ -64,15 +70,16 @@ class ClusterSession:
         own = [int(item["bdb_uid"]) for item in listed if "bdb_uid" in item]
         self._view = ClusterView.from_api(self.name, info, nodes, database_infos(bdbs), version,
                                           self.settings.layout, own)
-        return self._links(info, nodes, bdbs) if links else None
+        return self._links(info, nodes, bdbs, every_crdb) if links else None
 
     def links_only(self) -> ClusterLinks:
         """The replication links alone, ``/v1/crdbs`` read only where a database has a ``crdt_guid``."""
         return self._links(self.client.cluster_info(), self.client.nodes(), self.client.bdb_objects())
 
-    def _links(self, info: dict[str, Any], nodes: Sequence[NodeInfo], bdbs: list[dict[str, Any]]) -> ClusterLinks:
+    def _links(self, info: dict[str, Any], nodes: Sequence[NodeInfo], bdbs: list[dict[str, Any]],
+               every_crdb: bool = False) -> ClusterLinks:
         addresses = [address for node in nodes for address in (node.addr, *node.external_addr)]
-        crdbs = self.client.crdbs() if any(bdb.get("crdt_guid") for bdb in bdbs) else []
+        crdbs = self.client.crdbs() if every_crdb or any(bdb.get("crdt_guid") for bdb in bdbs) else []
         return parse_cluster(self.name, self.settings.fqdn, self.settings.url, info, addresses, bdbs, crdbs)
 
     @property

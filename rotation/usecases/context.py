@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import socket
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cached_property
@@ -38,9 +39,24 @@ log = logging.getLogger(__name__)
 _Stamp = tuple[Path, int | None]
 
 
+# The digests of the last inventories seen, by identity (an inventory is frozen): a worker compares
+# its own with every rotation's, and dumping a whole inventory to JSON costs more than a REST call.
+_DIGESTS: dict[int, tuple[Inventory, str]] = {}
+_DIGESTS_KEEP = 8
+_DIGESTS_LOCK = threading.Lock()
+
+
 def inventory_digest(inventory: Inventory) -> str:
     """Identifies an inventory by content (paths resolved): the CLI and a worker compare theirs."""
-    return hashlib.sha256(inventory.model_dump_json().encode()).hexdigest()[:16]
+    known = _DIGESTS.get(id(inventory))
+    if known is not None and known[0] is inventory:  # held here, so its id is not reused meanwhile
+        return known[1]
+    digest = hashlib.sha256(inventory.model_dump_json().encode()).hexdigest()[:16]
+    with _DIGESTS_LOCK:
+        if len(_DIGESTS) >= _DIGESTS_KEEP:
+            del _DIGESTS[next(iter(_DIGESTS))]  # the oldest
+        _DIGESTS[id(inventory)] = (inventory, digest)
+    return digest
 
 
 class ServiceContext:

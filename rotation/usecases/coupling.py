@@ -84,17 +84,21 @@ def read_graph(inventory: Inventory, open_session: OpenSession, *, own: ClusterS
     def read(name: str) -> ClusterLinks | str:
         try:
             if own is not None and own.name == name:
-                return own.replication()
+                # the same answers refresh the rotating session's view, which its read step then reuses
+                links = own.read_shape(links=True, every_crdb=True)
+                assert links is not None  # links=True
+                return links
             with open_session(name) as session:
                 return session.replication()
         except RotationError as exc:
             return exc.message
 
     def read_all(which: list[str]) -> dict[str, ClusterLinks | str]:
-        if not which:
-            return {}
-        with ThreadPoolExecutor(max_workers=max(1, min(READERS, len(which)))) as pool:
-            found = dict(zip(which, pool.map(read, which), strict=True))
+        if len(which) <= 1:  # the rotating cluster alone, usually: no thread to start for it
+            found = {name: read(name) for name in which}
+        else:
+            with ThreadPoolExecutor(max_workers=max(1, min(READERS, len(which)))) as pool:
+                found = dict(zip(which, pool.map(read, which), strict=True))
         for links in found.values():
             if isinstance(links, ClusterLinks) and reuse is not None:
                 reuse.keep(links)

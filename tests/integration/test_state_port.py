@@ -147,6 +147,17 @@ def test_scan_warnings_new_ones_are_reported_once_even_by_two_scans_at_once(stat
         assert sorted(reported) == [[], [f"new warning {round_}"]], round_
 
 
+def test_a_finished_rotation_is_noted_in_one_write_counters_fields_and_cleared_fields(state: ServiceState) -> None:
+    state.update_state("east", "cm", failures=2, next_attempt="2026-01-01T01:00:00+00:00", last_error="HTTP 500")
+    state.note_rotation(record("a"), {"failures": 0, "last_rotation": "a"}, clear=("next_attempt", "last_error"))
+    assert state.state("east", "cm") == {"failures": 0, "last_rotation": "a"}
+    assert state.stats()["count|east|cm|verified"] == "1"
+    assert ("east", "cm") in state.all_states()
+    state.note_rotation(record("b", outcome=Outcome.FAILED), {"last_rotation": "b"})  # nothing to clear
+    assert state.state("east", "cm") == {"failures": 0, "last_rotation": "b"}
+    assert state.stats()["count|east|cm|failed"] == "1"
+
+
 def test_counters_notes_and_secrets(state: ServiceState) -> None:
     state.count_rotation(record("a", outcome=Outcome.FAILED))
     state.count_rotation(record("b", outcome=Outcome.FAILED))

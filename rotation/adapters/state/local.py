@@ -288,6 +288,11 @@ class LocalState:
                 for name, amount in counts.items():
                     stats[name] = stats.get(name, 0) + amount
 
+    def note_rotation(self, record: RotationRecord, fields: dict[str, Any], clear: tuple[str, ...] = ()) -> None:
+        self.count_rotation(record)
+        self.update_state(record.cluster, record.cert_name, **fields)
+        self.clear_state_fields(record.cluster, record.cert_name, *clear)
+
     def stats(self) -> dict[str, str]:
         return {name: str(value) for name, value in self._stats.read().items()}
 

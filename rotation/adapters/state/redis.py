@@ -56,6 +56,19 @@ def _key(*parts: str) -> str:
     return PREFIX + ":".join(parts)
 
 
+def _queue_state(pipe: Any, cluster: str, cert_name: str, encoded: dict[str, str]) -> None:
+    pipe.hset(_key("state", cluster, cert_name), mapping=encoded)
+    pipe.sadd(_key("index", "state"), f"{cluster}:{cert_name}")
+
+
+def _queue_counts(pipe: Any, counts: dict[str, int | float]) -> None:
+    for name, amount in counts.items():
+        if isinstance(amount, int):
+            pipe.hincrby(_key("stats"), name, amount)
+        else:
+            pipe.hincrbyfloat(_key("stats"), name, amount)
+
+
 class RedisState:
     """``rotation.adapters.state.base.ServiceState`` over one Redis client (``decode_responses=True``)."""
 
@@ -147,8 +160,7 @@ class RedisState:
         encoded = encode_fields(fields)
         if encoded:
             pipe = self.redis.pipeline(transaction=False)
-            pipe.hset(_key("state", cluster, cert_name), mapping=encoded)
-            pipe.sadd(_key("index", "state"), f"{cluster}:{cert_name}")
+            _queue_state(pipe, cluster, cert_name, encoded)
             pipe.execute()
 
     def save_scan(self, cluster: str, states: dict[str, dict[str, Any]]) -> dict[str, str | None]:
@@ -250,11 +262,17 @@ class RedisState:
         if not counts:
             return
         pipe = self.redis.pipeline()
-        for name, amount in counts.items():
-            if isinstance(amount, int):
-                pipe.hincrby(_key("stats"), name, amount)
-            else:
-                pipe.hincrbyfloat(_key("stats"), name, amount)
+        _queue_counts(pipe, counts)
+        pipe.execute()
+
+    def note_rotation(self, record: RotationRecord, fields: dict[str, Any], clear: tuple[str, ...] = ()) -> None:
+        pipe = self.redis.pipeline()  # one round trip; the counters change together (MULTI), as in count_rotation
+        _queue_counts(pipe, rotation_counts(record))
+        encoded = encode_fields(fields)
+        if encoded:
+            _queue_state(pipe, record.cluster, record.cert_name, encoded)
+        if clear:
+            pipe.hdel(_key("state", record.cluster, record.cert_name), *clear)
         pipe.execute()
 
     def stats(self) -> dict[str, str]:

@@ -135,7 +135,7 @@ def _read(run: Run) -> OriginalPair:
     unfinished earlier rotation of this certificate left bound."""
     session, record, name = run.session, run.record, run.cert_name
     with run.step("read") as step:
-        view = session.view(refresh=True)
+        view = session.view(refresh=not run.options.view_read)
         down = view.down_nodes()
         if down:
             raise RotationError(
@@ -180,7 +180,9 @@ def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: Issu
         issued: IssuedCert = issuer.issue(request)
         step.detail = f"from {issuer.name}"
 
-    with run.step("validate") as step:
+    # Without companions (whose checks may ask the cluster or its peers) validation is local and never
+    # waits: its start is saved with the next step's.
+    with run.step("validate", save=bool(run.companions)) as step:
         anchors, public = _anchors(run, issuer)
         checks: list[ExtraCheck] = [*options.extra_checks, *target.checks()]
         if public:

@@ -77,7 +77,8 @@ def _rotate(ctx: ServiceContext, cluster: str, cert_name: str, options: Rotation
                 name = loaded.plan(cluster, cert_name).cert_name
                 chosen = (companions_for(ctx, loaded, session, name) if isinstance(name, CertName)
                           else target_companions(ctx, loaded, session, name))
-                options = replace(options, companions=chosen)
+                # The session was opened for this rotation: a view a builder read just now is the read step's.
+                options = replace(options, companions=chosen, view_read=session.view_read)
             return rotate(loaded, session, cert_name, state=ctx.state, issuers=ctx.issuers, options=options)
     except RotationInProgress:
         raise
@@ -122,23 +123,21 @@ def _record_outcome(ctx: ServiceContext, record: RotationRecord, *, final: bool)
 
 def note_outcome(ctx: ServiceContext, record: RotationRecord, *, final: bool = True) -> None:
     state = ctx.state
-    state.count_rotation(record)
     fields: dict[str, Any] = {"last_rotation": record.id, "last_outcome": str(record.outcome),
                               "last_warnings": "\n".join(record.warnings)}  # `status` shows them
     if record.outcome in (Outcome.VERIFIED, Outcome.DRY_RUN):
         if record.outcome is Outcome.VERIFIED:
             fields["intended"] = record.new_fingerprint
-        state.update_state(record.cluster, record.cert_name, failures=0, **fields)
-        state.clear_state_fields(record.cluster, record.cert_name, "next_attempt", "last_error")
+        state.note_rotation(record, {"failures": 0, **fields}, clear=("next_attempt", "last_error"))
         return
     if not final or not record.counts_as_failure:
-        state.update_state(record.cluster, record.cert_name, **fields)
+        state.note_rotation(record, fields)
         return
     failures = int(state.state(record.cluster, record.cert_name).get("failures") or 0) + 1
     delay = retry.backoff_delay(failures, ctx.settings.backoff_base, ctx.settings.backoff_max, record.retry_after)
     next_attempt = (record.finished_at or ctx.clock.now()) + delay
     fields.update(failures=failures, next_attempt=next_attempt.isoformat(), last_error=record.error or "")
-    state.update_state(record.cluster, record.cert_name, **fields)
+    state.note_rotation(record, fields)
 
 
 __all__ = ["Rotated", "note_outcome", "rotate_and_record"]

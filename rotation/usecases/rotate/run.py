@@ -3,6 +3,8 @@
 Each step is saved as it starts, together with how the step before it ended (one save per step,
 and one when the rotation ends), so followers (``rotation rotate``, chat) see it happen; a save
 before the first PUT says "push" started, which a redelivered task reads to resume, not restart.
+A step that is only local computation and never waits (``validate`` without companions) is saved
+with the next one.
 A save that fails (Redis away) never stops the rotation: after a push it must still verify or
 roll back; the store keeps the record in its local journal and the final save tries again.
 """
@@ -105,6 +107,9 @@ class RotationOptions:
     # Rotate a certificate that replication peers outside the inventory depend on (they are left to
     # the operator; `rotation rotate --allow-unmanaged-peer`).
     allow_unmanaged_peer: bool = False
+    # The session's view was read for this rotation moments before (by a companion's builder, in
+    # ``rotate_and_record``, which opened the session for it): the read step does not read it again.
+    view_read: bool = False
 
 
 # Long enough for an operator to come back to a cluster a rotation left mixed.
@@ -198,8 +203,9 @@ class Run:
                                                "cert_name": record.cert_name})
         self.store_down = False  # the last save did not reach the store (the record is in its journal)
 
-    def step(self, name: str) -> StepScope:
-        return StepScope(self, name)
+    def step(self, name: str, *, save: bool = True) -> StepScope:
+        """A step of the record; ``save=False``: its start is saved with the next save (it never waits)."""
+        return StepScope(self, name, save=save)
 
     def save(self) -> None:
         """Save the record; a store that is away is logged once, never raised (the store journals)."""
@@ -220,14 +226,15 @@ class Run:
 
 
 class StepScope:
-    def __init__(self, run: Run, name: str) -> None:
+    def __init__(self, run: Run, name: str, *, save: bool = True) -> None:
         self.run = run
         self.step = Step(name=name, started_at=run.clock.now())
+        self.save = save
 
     def __enter__(self) -> Step:
         interrupts.check()  # a safe point: SIGTERM in the CLI unwinds here, before the step begins
         self.run.record.steps.append(self.step)
-        self.run.notify(self.step)
+        self.run.notify(self.step, save=self.save)
         self.run.log.info("step %s started", self.step.name)
         return self.step
 
