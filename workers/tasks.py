@@ -12,8 +12,10 @@ import logging
 from collections.abc import Callable
 
 from celery import Task  # type: ignore[import-untyped]  # celery ships no type hints
+from celery.signals import worker_init  # type: ignore[import-untyped]
 
 from rotation.adapters.notify import Notifier
+from rotation.adapters.tls import aio
 from rotation.chatops.answers import Answer
 from rotation.chatops.reporter import RotationReporter
 from rotation.core import retry
@@ -30,6 +32,13 @@ from workers.context import context
 from workers.queue import CeleryRotationQueue
 
 log = logging.getLogger(__name__)
+
+
+@worker_init.connect
+def _share_event_loop(**_: object) -> None:
+    """A worker's threads run their tasks' handshakes on one event loop of the process, not one loop per task."""
+    aio.share_loop()
+
 
 def _per_cluster(task: Task) -> list[str]:
     """Beat's entries fan out: one task per cluster, so clusters are handled in parallel."""
