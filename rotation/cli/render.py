@@ -7,8 +7,9 @@ wrapped in a rich ``Text``, so it is never read as markup and never drives the t
 rich is imported on first use, not with this module: ``rotation --help`` and a command that
 fails before printing never pay for it (``console`` and ``err_console`` are made then too).
 :func:`say` and :func:`print_table` write what rich would write without importing it at all when
-rich would print plain text (no terminal, no forced colours, nothing to wrap): ``rotation rotate``
-into a pipe or a log never loads rich (~30 ms of its start-up, benchmarks/rotate_latency.py).
+rich would print plain text (no terminal, no forced colours, one cell per character; lines and table
+cells wrapped as rich wraps them): ``rotation rotate`` into a pipe or a log never loads rich (~30 ms
+of its start-up, benchmarks/rotate_latency.py).
 """
 
 from __future__ import annotations
@@ -122,16 +123,23 @@ def _wrapped(text: str, width: int) -> str:
 
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     """A table on stdout with a header and no box, as rich's ``Table(box=None, pad_edge=False)`` of
-    :func:`cell` values prints it: written here when rich would print plain text that fits the width."""
+    :func:`cell` values prints it: written here when rich would print plain text, its columns narrowed
+    and their cells wrapped as rich does when the table is wider than the terminal (see :func:`_fitted`)."""
     cells = [list(columns), *([clean("" if value is None else value) for value in row] for row in rows)]
-    widths = [max(len(row[index]) for row in cells) for index in range(len(columns))]
     width = _plain_width(sys.stdout)
-    total = sum(widths) + 2 * (len(widths) - 1)  # one space each side of a column but the outer edges
-    if width is not None and total <= width and all(c.isascii() and c.isprintable() for row in cells for c in row):
-        last = len(widths) - 1
-        sys.stdout.write("".join("".join((" " if index else "") + value.ljust(widths[index])
-                                         + (" " if index < last else "") for index, value in enumerate(row)) + "\n"
-                                 for row in cells))
+    fitted = None
+    if width is not None and all(c.isascii() and c.isprintable() for row in cells for c in row):
+        fitted = _fitted(cells, width)
+    if fitted is not None:
+        last = len(fitted) - 1
+        out = []
+        for row in cells:
+            pieces = [_wrapped(value, fitted[index]).splitlines() for index, value in enumerate(row)]
+            for number in range(max(map(len, pieces))):
+                out.append("".join((" " if index else "")
+                                   + (lines[number] if number < len(lines) else "").ljust(fitted[index])
+                                   + (" " if index < last else "") for index, lines in enumerate(pieces)) + "\n")
+        sys.stdout.write("".join(out))
         sys.stdout.flush()
         return
     from rich.table import Table
@@ -142,6 +150,47 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
     for row in rows:
         table.add_row(*map(cell, row))
     console.print(table)
+
+
+def _fitted(cells: list[list[str]], width: int) -> list[int] | None:
+    """The text width of each column of CELLS (one line each) as rich's table sets it for WIDTH
+    (``Table._calculate_column_widths``: each column as wide as its widest cell; when the table is wider,
+    ``_collapse_widths`` narrows the widest columns, every column may wrap). None where rich would do more
+    than wrap words: shrink every column evenly, or cut a word longer than its column with an ellipsis."""
+    count = len(cells[0])
+    pads = [(1 if index else 0) + (1 if index < count - 1 else 0) for index in range(count)]
+    widths = [min(max(max(len(row[index]) for row in cells) + pads[index], 1), width) for index in range(count)]
+    if sum(widths) > width:
+        widths = _collapsed(widths, width)
+        if sum(widths) > width:
+            return None
+    fitted = [max(column - pad, 0) for column, pad in zip(widths, pads, strict=True)]
+    if any(len(word) > fitted[index] for row in cells for index, value in enumerate(row) for word in value.split()):
+        return None
+    return fitted
+
+
+def _collapsed(widths: list[int], width: int) -> list[int]:
+    """rich's ``Table._collapse_widths`` (every column wrapable), with ``rich._ratio.ratio_reduce`` inlined."""
+    excess = sum(widths) - width
+    while excess > 0:
+        widest = max(widths)
+        second = max((w for w in widths if w != widest), default=0)
+        if not widest - second:
+            break
+        total, left = excess, sum(1 for w in widths if w == widest)
+        reduced = []
+        for value in widths:
+            if value == widest and left > 0:
+                cut = min(min(excess, widest - second), round(total / left))
+                reduced.append(value - cut)
+                total -= cut
+                left -= 1
+            else:
+                reduced.append(value)
+        widths = reduced
+        excess = sum(widths) - width
+    return widths
 
 
 def _plain_width(stream: IO[str]) -> int | None:

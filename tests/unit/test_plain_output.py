@@ -146,3 +146,51 @@ def test_wrapping_matches_rich_on_many_lines(monkeypatch: pytest.MonkeyPatch) ->
         monkeypatch.setenv("COLUMNS", str(width))
         expected = _rich(lambda c, t=text: c.print(line((t, "")), highlight=False))
         assert _captured(monkeypatch, lambda t=text: say((t, "")))[0] == expected, (text, width)
+
+
+def test_tables_narrowed_to_the_width_match_rich(monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    chooser = random.Random(20)  # the same tables on every run
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(name, raising=False)
+    words = ["a", "bb", "cccc", "-", "x" * 9, "metrics_exporter@cluster", "GET", "/v1/cluster/certificates"]
+    plain = 0
+    for _ in range(300):
+        count = chooser.randint(1, 4)
+        header = [chooser.choice(["endpoint", "before", "after", "x"]) for _ in range(count)]
+        rows = [[" ".join(chooser.choice(words) for _ in range(chooser.randint(0, 4))) + chooser.choice(["", " "])
+                 for _ in range(count)] for _ in range(chooser.randint(0, 4))]
+        width = chooser.randint(1, 90)
+        monkeypatch.setenv("COLUMNS", str(width))
+        _fresh_consoles(monkeypatch)
+
+        def rich_table(console: Console, header: list[str] = header, rows: list[list[str]] = rows) -> None:
+            table = Table(show_header=True, box=None, pad_edge=False)
+            for name in header:
+                table.add_column(name)
+            for row in rows:
+                table.add_row(*map(cell, row))
+            console.print(table)
+
+        expected = _rich(rich_table)
+        assert _captured(monkeypatch, lambda h=header, r=rows: print_table(h, r)) == (expected, ""), (header, rows,
+                                                                                                         width)
+        cells = [header, *rows]
+        plain += render._fitted(cells, width) is not None
+    assert plain > 100  # most were written without rich
+
+
+def test_a_wide_endpoint_table_is_wrapped_without_rich(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(render, "console", _NoRich())
+    rows = [("metrics_exporter@node1 127.108.1.1:8070", "589112f44559b44e", "dd910f07c542d868"),
+            ("metrics_exporter@cluster GET /v1/cluster/certificates", "-", "dd910f07c542d868")]
+    out, _ = _captured(monkeypatch, lambda: print_table(("endpoint", "before", "after"), rows))
+    assert out.splitlines() == [
+        "endpoint                                      before            after           ",
+        "metrics_exporter@node1 127.108.1.1:8070       589112f44559b44e  dd910f07c542d868",
+        "metrics_exporter@cluster GET                  -                 dd910f07c542d868",
+        "/v1/cluster/certificates                                                        "]
