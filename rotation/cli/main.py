@@ -68,8 +68,9 @@ def _text_without_pydantic(command: click.Command, ctx: click.Context) -> None:
     for param in [*command.params, command.get_help_option(ctx)]:
         descriptor = getattr(param, "type_descriptor", None)
         if isinstance(descriptor, TypeDescriptor) and getattr(param, "_runtime_param", False) is None:
-            param._runtime_param = _TextFirst(parameter_info=descriptor.parameter_info,  # type: ignore[attr-defined]
-                                              annotation=descriptor.annotation, descriptor=descriptor)
+            setattr(param, "_runtime_param",  # noqa: B010 - typer's own attribute, read by process_value
+                    _TextFirst(parameter_info=descriptor.parameter_info, annotation=descriptor.annotation,
+                               descriptor=descriptor))
     if not isinstance(command, LazyGroup):  # a lazy group's commands: each when it is resolved (not all built)
         for sub in getattr(command, "commands", {}).values():
             _text_without_pydantic(sub, ctx)

@@ -133,8 +133,8 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
     if fitted is not None:
         last = len(fitted) - 1
         out = []
-        for row in cells:
-            pieces = [_wrapped(value, fitted[index]).splitlines() for index, value in enumerate(row)]
+        for texts in cells:
+            pieces = [_wrapped(value, fitted[index]).splitlines() for index, value in enumerate(texts)]
             for number in range(max(map(len, pieces))):
                 out.append("".join((" " if index else "")
                                    + (lines[number] if number < len(lines) else "").ljust(fitted[index])
