@@ -65,7 +65,10 @@ def _build(name: str) -> click.Command:
 def _text_without_pydantic(command: click.Command, ctx: click.Context) -> None:
     """Give each typer parameter of COMMAND (its help option and its subcommands' too) a :class:`_TextFirst`
     coercion. CTX: the context COMMAND runs in or its parent's (the names of the help option are inherited)."""
-    for param in [*command.params, command.get_help_option(ctx)]:
+    params: list[Any] = list(command.params)
+    if "help_option_names" not in command.context_settings:  # else its own names: left to typer, built as ever
+        params.append(command.get_help_option(ctx))
+    for param in params:
         descriptor = getattr(param, "type_descriptor", None)
         if isinstance(descriptor, TypeDescriptor) and getattr(param, "_runtime_param", False) is None:
             setattr(param, "_runtime_param",  # noqa: B010 - typer's own attribute, read by process_value
