@@ -1,6 +1,7 @@
 """A rotation request to exit: how long `rotation rotate` takes, next to baselines run in the same process.
 
     .venv/bin/python benchmarks/rotate_latency.py [--samples 15] [--cli-samples 7] [--nodes 3] [--json]
+                                                  [--against TREE]
 
 One simulated 3-node cluster (loopback only), a redis-server and one `rotation worker` run as the
 service does. Measured, each as a median (p50) of --samples / --cli-samples runs:
@@ -13,6 +14,10 @@ service does. Measured, each as a median (p50) of --samples / --cli-samples runs
 - CLI queued        ``rotation rotate c00 cm`` as a new process (submit, follow, print)
 
 Targets: --inline p50 <= 0.35 s, queued p50 <= 0.5 s.
+
+--against TREE (another checkout, e.g. ``git worktree add /tmp/main main``): afterwards, ``rotate --inline``
+from this checkout and from TREE, alternating run by run against the same cluster and worker (a shared
+machine's load falls on both alike): p50 wall time and CPU time (user + system) of each.
 
 Bytecode: the CLI runs from a bytecode cache of its own in the temporary folder (see
 ``benchmarks.localproc.run_from_bytecode``: PYTHONDONTWRITEBYTECODE=1 would recompile the checkout
@@ -53,6 +58,27 @@ def p50(run: Callable[[int], None], samples: int) -> float:
     return statistics.median(times)
 
 
+def interleaved(argv: list[str], trees: dict[str, Path], env: dict[str, str], samples: int) -> dict[str, float]:
+    """ARGV run from each tree in turn (the order swapped every round): p50 wall and CPU seconds of each."""
+    import resource
+
+    wall: dict[str, list[float]] = {name: [] for name in trees}
+    cpu: dict[str, list[float]] = {name: [] for name in trees}
+    for number in range(samples):
+        order = list(trees) if number % 2 == 0 else list(reversed(trees))
+        for name in order:
+            args = [a.replace("{cert}", CERTS[number % 2]) for a in argv]
+            before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+            done = subprocess.run(args, cwd=trees[name], env=env, capture_output=True, timeout=120)
+            wall[name].append(time.perf_counter() - start)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu[name].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+            if done.returncode:
+                raise SystemExit(f"{name}: {' '.join(args)} exited {done.returncode}: {done.stderr.decode()[-2000:]}")
+    return {**{f"{name}_wall_p50_s": statistics.median(wall[name]) for name in trees},
+            **{f"{name}_cpu_p50_s": statistics.median(cpu[name]) for name in trees}}
+
+
 def command(argv: list[str], env: dict[str, str], expect: int = 0) -> Callable[[int], None]:
     def run(number: int) -> None:
         args = [a.replace("{cert}", CERTS[number % 2]) for a in argv]
@@ -70,6 +96,7 @@ def main() -> None:
     parser.add_argument("--compile-each-run", action="store_true",
                         help="keep PYTHONDONTWRITEBYTECODE as the environment has it (no bytecode cache)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--against", type=Path, help="another checkout: rotate --inline from both, alternating")
     args = parser.parse_args()
     # `rotation` as `python -m workers.main` (what the console script runs): this checkout's code, whichever
     # the virtualenv's editable install points at
@@ -135,6 +162,11 @@ def main() -> None:
                 "cli_queued_p50_s": p50(command([*rotation_cli, "rotate", "c00", "{cert}"], cli_env),
                                         args.cli_samples),
             }
+            if args.against:
+                inline = [*rotation_cli, "rotate", "c00", "{cert}", "--inline"]
+                trees = {"this": ROOT, "against": args.against.resolve()}
+                interleaved(inline, trees, cli_env, 2)  # warm: the other tree's bytecode cache
+                result.update({f"ab_{k}": v for k, v in interleaved(inline, trees, cli_env, args.cli_samples).items()})
         finally:
             for proc in (worker, fleet, redis_proc):
                 if proc is not None:
@@ -150,6 +182,10 @@ def main() -> None:
                                                          / result["celery_round_trip_p50_s"], 2)
     result["cli_inline_vs_python_c_pass"] = round(result["cli_inline_p50_s"] / result["python_c_pass_p50_s"], 1)
     result["cli_queued_vs_python_c_pass"] = round(result["cli_queued_p50_s"] / result["python_c_pass_p50_s"], 1)
+    if args.against:
+        for key in ("wall", "cpu"):
+            result[f"ab_{key}_this_vs_against"] = round(result[f"ab_this_{key}_p50_s"]
+                                                        / result[f"ab_against_{key}_p50_s"], 3)
     bytecode = "compiled from source each run" if args.compile_each_run else "bytecode cached"
     if args.json:
         print(json.dumps({**result, "cpus": os.cpu_count(), "bytecode_cache": not args.compile_each_run}, indent=2))
@@ -166,6 +202,11 @@ def main() -> None:
         print(f"  rotation rotate ({name:6})       {value:.3f} s   {result[f'cli_{name}_vs_python_c_pass']}x "
               f"python -c pass; {value - result['cli_help_p50_s']:+.3f} s over --help; target <= {target} s "
               f"{'met' if value <= target else 'NOT met'}")
+    if args.against:
+        print(f"  rotate --inline, alternating with {args.against} ({args.cli_samples} runs each):")
+        for key, label in (("wall", "wall"), ("cpu", "CPU (user + system)")):
+            print(f"    {label:20} this {result[f'ab_this_{key}_p50_s']:.3f} s   against "
+                  f"{result[f'ab_against_{key}_p50_s']:.3f} s   ratio {result[f'ab_{key}_this_vs_against']}")
 
 
 if __name__ == "__main__":

@@ -14,16 +14,13 @@ the function that uses it. A new command goes into ``COMMANDS`` or ``GROUPS`` be
 
 from __future__ import annotations
 
-import functools
 import importlib
 import logging
 from collections.abc import Iterator, MutableMapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import typer.core
-from typer._coercion import RuntimeParam, TypeDescriptor, build_runtime_param  # imported by typer.main already
 
 if TYPE_CHECKING:
     from typer import _click as click  # typer carries its own click; its types have no public name
@@ -60,48 +57,6 @@ def _build(name: str) -> click.Command:
         module, attribute = GROUPS[name]
         holder.add_typer(getattr(importlib.import_module(module), attribute), name=name)
     return typer.main.get_group(holder).commands[name]
-
-
-def _text_without_pydantic(command: click.Command, ctx: click.Context) -> None:
-    """Give each typer parameter of COMMAND (its help option and its subcommands' too) a :class:`_TextFirst`
-    coercion. CTX: the context COMMAND runs in or its parent's (the names of the help option are inherited)."""
-    params: list[Any] = list(command.params)
-    if "help_option_names" not in command.context_settings:  # else its own names: left to typer, built as ever
-        params.append(command.get_help_option(ctx))
-    for param in params:
-        descriptor = getattr(param, "type_descriptor", None)
-        if isinstance(descriptor, TypeDescriptor) and getattr(param, "_runtime_param", False) is None:
-            setattr(param, "_runtime_param",  # noqa: B010 - typer's own attribute, read by process_value
-                    _TextFirst(parameter_info=descriptor.parameter_info, annotation=descriptor.annotation,
-                               descriptor=descriptor))
-    if not isinstance(command, LazyGroup):  # a lazy group's commands: each when it is resolved (not all built)
-        for sub in getattr(command, "commands", {}).values():
-            _text_without_pydantic(sub, ctx)
-
-
-@dataclass(frozen=True)
-class _TextFirst(RuntimeParam):
-    """typer (0.29) converts every parameter but a flag through a pydantic ``TypeAdapter`` it builds on first
-    use, for an option left out too: importing typer's adapters and building one per parameter, ~15-20 ms
-    of `rotate --inline` (benchmarks/rotate_latency.py). What the adapter would return is returned here
-    without one for what a command line gives most: nothing (handled by ``RuntimeParam.coerce``), a
-    ``str`` for a ``str``, strs for a ``list[str]``. Any other value goes to the coercion typer builds."""
-
-    descriptor: TypeDescriptor
-
-    def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
-        if self.parameter_info.parser is None:
-            if self.annotation is str and type(value) is str:
-                return value  # typer's str adapter: str(value), then pydantic's lax str: the same str
-            if self.annotation == list[str] and isinstance(value, list | tuple) \
-                    and all(type(item) is str for item in value):
-                return list(value)
-        return _typer_coercion(self.descriptor)._coerce_value(value, param=param, ctx=ctx)
-
-
-@functools.cache
-def _typer_coercion(descriptor: TypeDescriptor) -> RuntimeParam:
-    return build_runtime_param(descriptor)
 
 
 class _Commands(MutableMapping[str, "click.Command"]):
@@ -145,17 +100,6 @@ class LazyGroup(typer.core.TyperGroup):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)  # names only: nothing is built to be listed
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        _text_without_pydantic(self, ctx)
-        return super().parse_args(ctx, args)
-
-    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
-                                                                            list[str]]:
-        name, command, rest = super().resolve_command(ctx, args)
-        if command is not None:
-            _text_without_pydantic(command, ctx)
-        return name, command, rest
 
 
 def _print_version(wanted: bool) -> None:

@@ -107,13 +107,12 @@ def test_check_reads_the_cluster_without_the_acme_stack_or_the_pipeline(
 
 # `rotation rotate --inline` runs the pipeline here: never the queue (Celery), ACME, DNS updates, or
 # httpx's own command line (click, pygments: see workers.main._skip_unused_imports).
-# Nor typer's pydantic adapters: a command line's strs are converted without them (rotation.cli.main._TextFirst).
 NOT_FOR_INLINE = ("celery", "kombu", "workers.celery_app", "workers.queue", "acme", "josepy", "dns",
-                  "rotation.adapters.issuers.acme", "rotation.adapters.dns", "pygments", "typer._adapters")
+                  "rotation.adapters.issuers.acme", "rotation.adapters.dns", "pygments")
 # `rotation rotate` through the queue submits and follows: the worker runs the pipeline, so the CLI
 # loads neither it, the issuers, the REST client nor the TLS probes.
 NOT_FOR_QUEUED = ("rotation.usecases.rotate", "rotation.adapters.issuers", "rotation.adapters.cluster",
-                  "rotation.adapters.rs", "rotation.adapters.tls", "httpx", "acme", "josepy", "dns", "typer._adapters")
+                  "rotation.adapters.rs", "rotation.adapters.tls", "httpx", "acme", "josepy", "dns")
 
 
 def test_rotate_inline_loads_neither_the_queue_nor_acme(service_env: dict[str, str], tmp_path: Path) -> None:
