@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from support.rotate import rotate_here
 from test_pipeline import served_everywhere
 
