@@ -72,6 +72,9 @@ class CeleryRotationQueue:
                         "inventory": inventory_digest(inventory)},
                 task_id=rotation_id,
                 countdown=countdown or None,
+                # the record is the result (the task ignores its own): not subscribing to the result's
+                # channel spares the sender two Redis round trips and its result consumer per rotation
+                ignore_result=True,
             )
         except Exception:
             self.release(claim)  # not queued: the next request may be

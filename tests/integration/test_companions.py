@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
 from support.rotate import rotate_here
 from test_pipeline import served_everywhere
 
+from rotation.adapters.rs.client import RSClient
 from rotation.config import Inventory
 from rotation.core.errors import RotationError
 from rotation.core.model import CertName, Outcome, RotationRecord
@@ -118,3 +121,20 @@ def test_a_dry_run_only_plans(simulator: ClusterSimulator, inventory: Inventory,
     record = rotate_with(inventory, Probe("a", simulator, journal), dry_run=True)
     assert record.outcome is Outcome.DRY_RUN and journal == [] and not record.companions
     assert any(s.name == "plan" and "would touch peer a" in s.detail for s in record.steps)
+
+
+def test_the_builders_of_a_proxy_rotation_share_one_read_of_the_cluster(
+        simulator: ClusterSimulator, inventory: Inventory, state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """OCSP's and replication's builders and the read step: one GET of /v1/cluster and of /v1/nodes."""
+    asked: list[str] = []
+    send = RSClient._request
+
+    def counted(self: RSClient, method: str, path: str, **kwargs: Any) -> Any:
+        asked.append(f"{method} {path}")
+        return send(self, method, path, **kwargs)
+
+    monkeypatch.setattr(RSClient, "_request", counted)
+    (record,) = rotate_here(inventory, "sim", ["proxy"], RotationOptions(poll_interval=0.05, push_backoff=0.05))
+    assert record.outcome is Outcome.VERIFIED, record.error
+    assert "GET /v1/ocsp" in asked  # the OCSP companion was built: it needed the cluster's version
+    assert asked.count("GET /v1/nodes") == 1 and asked.count("GET /v1/cluster") == 1, asked

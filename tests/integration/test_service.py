@@ -91,7 +91,9 @@ def test_two_concurrent_requests_one_runs_one_is_refused(
     record = wait_for(lambda: (r := ctx.state.get(accepted[0])) and r.outcome is not Outcome.IN_PROGRESS and r,
                       30, what="the accepted rotation to end")
     assert record.outcome is Outcome.VERIFIED, record.error
-    # Once it has ended, a new request is accepted again.
+    # Once it has ended (the task releases its pending marker just after the record's last save), a new
+    # request is accepted again.
+    wait_for(lambda: queue.current("sim", "proxy") is None, 30, what="the pending marker's release")
     assert queue.submit("sim", "proxy")
 
 

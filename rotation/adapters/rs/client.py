@@ -175,6 +175,9 @@ def database_infos(raw: Sequence[Any]) -> list[DatabaseInfo]:
     return result
 
 
+_URL_CACHE = 64  # parsed URLs kept per client
+
+
 class RSClient:
     """One cluster's REST API. Use as a context manager; thread-unsafe like httpx.Client."""
 
@@ -207,6 +210,9 @@ class RSClient:
         self._timeout = timeout
         self._transport = transport
         self._max_response_bytes = max_response_bytes
+        # Each path's URL parsed once: a rotation asks the same few paths, and httpx's parse costs more
+        # CPU than building the rest of the request.
+        self._urls: dict[str, httpx.URL] = {}
         self._http = self._new_http()
 
     # --- plumbing ------------------------------------------------------------------------
@@ -271,7 +277,12 @@ class RSClient:
             if self._http.is_closed:
                 raise RuntimeError("Cannot send a request, as the client has been closed.")
             with bounded_http.deadline(self._timeout):
-                request = httpx.Request(method, f"{self.base_url}{path}", headers=self._headers, json=json,
+                parsed = self._urls.get(path)
+                if parsed is None:
+                    parsed = httpx.URL(f"{self.base_url}{path}")
+                    if len(self._urls) < _URL_CACHE:  # paths with ids (tasks, databases) stay bounded
+                        self._urls[path] = parsed
+                request = httpx.Request(method, parsed, headers=self._headers, json=json,
                                         extensions=self._extensions)
                 response = bounded_http.send_capped(self._sender, request, self._max_response_bytes)
         except httpx.TransportError as exc:

@@ -69,7 +69,7 @@ def _key(*parts: str) -> str:
 
 
 class RedisLease:
-    """The lock of one running rotation: renewed by a thread, checked before every PUT."""
+    """The lock of one running rotation: renewed by the process's renewer thread, checked before every PUT."""
 
     def __init__(self, client: redis.Redis, cluster: str, cert_name: str, value: str, lease_ms: int,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -154,21 +154,69 @@ class RedisLocker:
         if not lease.acquire():
             raise RotationInProgress(f"{cluster}/{cert_name}: a rotation is already in progress "
                                      f"({self.holder(cluster, cert_name) or 'lock just released'})")
-        stop = threading.Event()
-
-        def renew() -> None:
-            # Keep trying through Redis restarts; stop once another rotation has the lock.
-            while not stop.wait(self.lease_ms / 3000) and lease.keep() is not False:
-                pass
-
-        renewer = threading.Thread(target=renew, name=f"lease {cluster}/{cert_name}", daemon=True)
-        renewer.start()
+        renewer = _renewer()
+        renewer.add(lease, self.lease_ms / 3000)
         try:
             yield lease
         finally:
-            stop.set()
-            renewer.join(timeout=5)
+            renewer.remove(lease)
             lease.release()
 
+
+class _Renewer:
+    """One thread per process renews every lease the process holds, each a third of its lease after the
+    last renewal (a rotation is far shorter than that: most never renew). A thread per rotation cost a
+    thread's start, its wake-ups and its end on every rotation of a busy worker.
+
+    Renewals run one after the other: with Redis away each waits for its timeout, and every lease still
+    runs until ``RedisLease.check`` sees it expired, as with a thread each."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()  # a forked child has the object but not the thread: it builds its own
+        self._cond = threading.Condition()
+        self._due: dict[RedisLease, tuple[float, float]] = {}  # lease -> (next renewal, period), monotonic
+        self._busy: RedisLease | None = None  # the lease being renewed now (outside the condition's lock)
+        threading.Thread(target=self._run, name="lease renewer", daemon=True).start()
+
+    def add(self, lease: RedisLease, every: float) -> None:
+        with self._cond:
+            self._due[lease] = (time.monotonic() + every, every)
+            self._cond.notify()
+
+    def remove(self, lease: RedisLease) -> None:
+        """No renewal of ``lease`` after this returns (one in flight is waited for, up to 5 s): a renewal
+        that ran after the release would find the lock gone and call the lease lost."""
+        with self._cond:
+            self._due.pop(lease, None)
+            self._cond.wait_for(lambda: self._busy is not lease, timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._busy = None
+                self._cond.notify_all()
+                now = time.monotonic()
+                lease = min(self._due, key=lambda held: self._due[held][0], default=None)
+                if lease is None or self._due[lease][0] > now:
+                    self._cond.wait(None if lease is None else self._due[lease][0] - now)
+                    continue
+                self._due[lease] = (now + self._due[lease][1], self._due[lease][1])
+                self._busy = lease
+            # Keep trying through Redis restarts; stop once another rotation has the lock.
+            if lease.keep() is False:
+                with self._cond:
+                    self._due.pop(lease, None)
+
+
+_shared_renewer: _Renewer | None = None
+_renewer_lock = threading.Lock()
+
+
+def _renewer() -> _Renewer:
+    global _shared_renewer
+    with _renewer_lock:
+        if _shared_renewer is None or _shared_renewer.pid != os.getpid():
+            _shared_renewer = _Renewer()
+        return _shared_renewer
 
 __all__ = ["RedisLease", "RedisLocker"]

@@ -23,10 +23,17 @@ CompanionBuilder = Callable[[ServiceContext, Inventory, ClusterSession, CertName
 BUILDERS: tuple[CompanionBuilder, ...] = (ocsp_companion, replication_companion)
 
 
+# Built before the others (the tuple's order above still rules prepare and follow-up): the replication
+# builder reads the cluster's view with its links in one go, which OCSP's version check then reuses
+# instead of a ``GET /v1/nodes`` of its own.
+BUILD_FIRST: tuple[CompanionBuilder, ...] = (replication_companion,)
+
+
 def companions_for(ctx: ServiceContext, inventory: Inventory, session: ClusterSession,
                    cert_name: CertName) -> tuple[Companion, ...]:
-    built = (builder(ctx, inventory, session, cert_name) for builder in BUILDERS)
-    return tuple(companion for companion in built if companion is not None)
+    order = sorted(range(len(BUILDERS)), key=lambda index: BUILDERS[index] not in BUILD_FIRST)
+    built = {index: BUILDERS[index](ctx, inventory, session, cert_name) for index in order}
+    return tuple(companion for index in range(len(BUILDERS)) if (companion := built[index]) is not None)
 
 
 __all__ = ["BUILDERS", "CompanionBuilder", "companions_for"]
