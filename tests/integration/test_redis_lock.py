@@ -81,3 +81,36 @@ def test_redis_away_pushes_only_while_the_lease_still_runs(client) -> None:  # n
         away.check()
     with pytest.raises(StoreUnavailable, match=r"redis://:\*\*\*@127\.0\.0\.1"):
         away.redis.get("x")
+
+
+def test_one_failing_renewal_does_not_end_the_process_renewals_of_other_leases(client) -> None:  # noqa: ANN001
+    import threading
+
+    from rotation.adapters.state.redis_lock import _renewer
+
+    class Broken(RedisLease):
+        def keep(self) -> bool | None:
+            raise RuntimeError("a bug in one renewal")
+
+    class Counted(RedisLease):
+        renewed = threading.Event()
+        keeps = 0
+
+        def keep(self) -> bool | None:
+            Counted.keeps += 1
+            if Counted.keeps >= 3:  # renewed again after the broken lease's renewals failed
+                Counted.renewed.set()
+            return super().keep()
+
+    broken = Broken(client, CLUSTER, "cm", "broken", 30_000)
+    counted = Counted(client, CLUSTER, "proxy", "counted", 30_000)
+    assert broken.acquire() and counted.acquire()
+    renewer = _renewer()
+    renewer.add(broken, 0.01)
+    renewer.add(counted, 0.01)
+    try:
+        assert Counted.renewed.wait(30), "the renewer thread stopped after a failing renewal"
+    finally:
+        renewer.remove(broken)
+        renewer.remove(counted)
+    assert not counted.lost

@@ -202,8 +202,14 @@ class _Renewer:
                     continue
                 self._due[lease] = (now + self._due[lease][1], self._due[lease][1])
                 self._busy = lease
-            # Keep trying through Redis restarts; stop once another rotation has the lock.
-            if lease.keep() is False:
+            # Keep trying through Redis restarts; stop once another rotation has the lock. The thread serves
+            # every lease of the process, so a bug in one renewal must not end the others' renewals.
+            try:
+                kept = lease.keep()
+            except Exception:  # noqa: BLE001 - logged; the lease's own check before each PUT still fences
+                log.exception("%s: lease renewal failed", lease.what)
+                kept = None
+            if kept is False:
                 with self._cond:
                     self._due.pop(lease, None)
 
