@@ -38,6 +38,7 @@ from rotation.core.versions import parse_version
 log = logging.getLogger(__name__)
 
 _FINAL_STATUSES = {400, 403, 404, 406}
+_PARSED_URLS = 64  # paths whose parsed URL a client keeps
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,7 @@ class RSClient:
         self._timeout = timeout
         self._transport = transport
         self._max_response_bytes = max_response_bytes
+        self._urls: dict[str, httpx.URL] = {}  # path -> parsed URL: a scan reads the same few paths every time
         self._http = self._new_http()
 
     # --- plumbing ------------------------------------------------------------------------
@@ -271,7 +273,7 @@ class RSClient:
             if self._http.is_closed:
                 raise RuntimeError("Cannot send a request, as the client has been closed.")
             with bounded_http.deadline(self._timeout):
-                request = httpx.Request(method, f"{self.base_url}{path}", headers=self._headers, json=json,
+                request = httpx.Request(method, self._url(path), headers=self._headers, json=json,
                                         extensions=self._extensions)
                 response = bounded_http.send_capped(self._sender, request, self._max_response_bytes)
         except httpx.TransportError as exc:
@@ -288,6 +290,15 @@ class RSClient:
             return response.json()
         except ValueError:
             return None
+
+    def _url(self, path: str) -> httpx.URL:
+        """The URL of ``path``, parsed once per client (httpx parses a string URL on every request)."""
+        url = self._urls.get(path)
+        if url is None:
+            url = httpx.URL(f"{self.base_url}{path}")
+            if len(self._urls) < _PARSED_URLS:  # bounded: task and database ids make new paths
+                self._urls[path] = url
+        return url
 
     # --- reads ---------------------------------------------------------------------------
     def cluster_info(self) -> dict[str, Any]:

@@ -171,7 +171,8 @@ class RedisState:
             pipe.hget(_key("state", cluster, cert_name), "next_attempt")
         for cert_name, fields in states.items():
             pipe.hset(_key("state", cluster, cert_name), mapping=encode_fields(fields))
-            pipe.sadd(_key("index", "state"), f"{cluster}:{cert_name}")
+        if states:  # one SADD for every certificate of the scan, not one each
+            pipe.sadd(_key("index", "state"), *(f"{cluster}:{cert_name}" for cert_name in states))
         pipe.hset(_key("scan", cluster), mapping={"last_success": self.clock.now().isoformat(), "last_error": ""})
         pipe.sadd(_key("index", "scan"), cluster)
         results = pipe.execute()
