@@ -4,6 +4,7 @@ internode certificate near RS's silent fallback; the health report disagreeing w
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,15 +18,22 @@ from rotation.core.held_certs import HeldCert, HeldView, ScanWarning, from_healt
 from rotation.core.versions import CLUSTER_HEALTH_SINCE, at_least
 
 
+@functools.lru_cache(maxsize=256)
+def _leaf_facts(pem: str, where: str) -> tuple[datetime, str]:
+    """The leaf's notAfter and fingerprint, parsed once per PEM: a cluster holds the same ones scan after scan."""
+    leaf = certs.load_certificates(pem, where=where)[0]
+    return certs.not_after(leaf), certs.fingerprint(leaf)
+
+
 def _held(session: ClusterSession) -> list[HeldCert]:
     held = []
     for name, pair in session.certificates().items():
         try:
-            leaf = certs.load_certificates(pair.certificate, where=f"{session.name} {name}_cert")[0]
-        except CertificateError as exc:
+            not_after, fingerprint = _leaf_facts(pair.certificate, f"{session.name} {name}_cert")
+        except CertificateError as exc:  # not cached: lru_cache keeps results only
             held.append(HeldCert(name, None, error=exc.message))
             continue
-        held.append(HeldCert(name, certs.not_after(leaf), certs.fingerprint(leaf)))
+        held.append(HeldCert(name, not_after, fingerprint))
     return held
 
 

@@ -29,6 +29,7 @@ from rotation.core.renewal import Decision, Health, RenewalWindow, Verdict, deci
 from rotation.usecases.held_check import held_certificates
 
 if TYPE_CHECKING:  # annotations only: `rotation check` needs neither the service's state nor its queue
+    from rotation.adapters.state.base import SavedScan
     from rotation.usecases.context import ServiceContext
     from rotation.usecases.queue import RotationQueue
 
@@ -107,8 +108,7 @@ def scan_cluster(ctx: ServiceContext, cluster: str) -> ScanResult:
         ctx.state.record_scan(cluster, ok=False, error=exc.message)
         raise
     moment = ctx.clock.now()
-    next_attempts = _save_scan(ctx, cluster, states, moment)
-    new_warnings = ctx.state.save_scan_warnings(cluster, {w.key: w.text for w in held.found})
+    next_attempts, new_warnings = _save_scan(ctx, cluster, states, moment, {w.key: w.text for w in held.found})
     decisions = {}
     for state in states:
         plan = inventory.plan(cluster, state.cert_name)
@@ -157,8 +157,10 @@ def _ari_due_at(ctx: ServiceContext, inventory: Inventory, issuer_name: str | No
         return None
 
 
-def _save_scan(ctx: ServiceContext, cluster: str, states: list[CertState], now: datetime) -> dict[str, str | None]:
-    """What every node serves, per certificate, for `status` and the metrics (one Redis round trip)."""
+def _save_scan(ctx: ServiceContext, cluster: str, states: list[CertState], now: datetime,
+               warnings: dict[str, str]) -> SavedScan:
+    """What every node serves, per certificate, for `status` and the metrics, and the scan's warnings
+    (one Redis round trip)."""
     return ctx.state.save_scan(cluster, {
         str(state.cert_name): {
             "served": {s.endpoint.label: s.fingerprint for s in state.served},
@@ -168,7 +170,7 @@ def _save_scan(ctx: ServiceContext, cluster: str, states: list[CertState], now: 
             "last_scan": now.isoformat(),
         }
         for state in states
-    })
+    }, warnings)
 
 
 __all__ = ["CertState", "ScanResult", "cluster_states", "earliest_expiry", "judge_states", "scan_and_queue",

@@ -103,9 +103,10 @@ def test_a_pending_claim_refuses_a_second_one_until_released_and_follows_a_retry
 
 
 def test_certificate_state_scans_and_backoff(state: ServiceState) -> None:
-    assert state.save_scan("east", {"cm": {"health": "ok", "served": {"node1": "ab"}, "gone": None}}) == {"cm": None}
+    assert state.save_scan("east", {"cm": {"health": "ok", "served": {"node1": "ab"}, "gone": None}}).next_attempts \
+        == {"cm": None}
     state.update_state("east", "cm", failures=2, next_attempt="2026-01-01T01:00:00+00:00", last_error="HTTP 500")
-    assert state.save_scan("east", {"cm": {"health": "due"}}) == {"cm": "2026-01-01T01:00:00+00:00"}
+    assert state.save_scan("east", {"cm": {"health": "due"}}).next_attempts == {"cm": "2026-01-01T01:00:00+00:00"}
     assert state.state("east", "cm") == {"health": "due", "served": {"node1": "ab"}, "failures": 2,
                                          "next_attempt": "2026-01-01T01:00:00+00:00", "last_error": "HTTP 500"}
     assert state.clear_backoff("east", "cm") == {"failures": 2, "next_attempt": "2026-01-01T01:00:00+00:00",
@@ -125,6 +126,13 @@ def test_scan_warnings_new_ones_are_reported_once_even_by_two_scans_at_once(stat
     assert state.save_scan_warnings("east", {"a": "A expires"}) == ["A expires"]
     assert state.save_scan_warnings("east", {"a": "A expires", "b": "B expires"}) == ["B expires"]
     assert state.save_scan_warnings("east", {"b": "B expires"}) == []
+    scans = state.scans()["east"]
+    assert (scans["warnings"], scans["warning_count"], scans["warning_keys"]) == ("B expires", "1", "b")
+    # A scan stores its warnings with its states, in the same write: same answers.
+    saved = state.save_scan("east", {"cm": {"health": "ok"}}, {"b": "B expires", "c": "C expires"})
+    assert saved.new_warnings == ["C expires"] and saved.next_attempts == {"cm": None}
+    assert state.save_scan("east", {"cm": {"health": "ok"}}, {"b": "B expires"}).new_warnings == []
+    assert state.save_scan("east", {"cm": {"health": "ok"}}).new_warnings == []  # none given: none stored
     scans = state.scans()["east"]
     assert (scans["warnings"], scans["warning_count"], scans["warning_keys"]) == ("B expires", "1", "b")
 

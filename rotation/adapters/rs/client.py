@@ -38,6 +38,7 @@ from rotation.core.versions import parse_version
 log = logging.getLogger(__name__)
 
 _FINAL_STATUSES = {400, 403, 404, 406}
+_PARSED_URLS = 64  # paths whose parsed URL a client keeps
 
 
 @dataclass(frozen=True)
@@ -175,9 +176,6 @@ def database_infos(raw: Sequence[Any]) -> list[DatabaseInfo]:
     return result
 
 
-_URL_CACHE = 64  # parsed URLs kept per client
-
-
 class RSClient:
     """One cluster's REST API. Use as a context manager; thread-unsafe like httpx.Client."""
 
@@ -210,9 +208,7 @@ class RSClient:
         self._timeout = timeout
         self._transport = transport
         self._max_response_bytes = max_response_bytes
-        # Each path's URL parsed once: a rotation asks the same few paths, and httpx's parse costs more
-        # CPU than building the rest of the request.
-        self._urls: dict[str, httpx.URL] = {}
+        self._urls: dict[str, httpx.URL] = {}  # path -> parsed URL: a scan reads the same few paths every time
         self._http = self._new_http()
 
     # --- plumbing ------------------------------------------------------------------------
@@ -277,12 +273,7 @@ class RSClient:
             if self._http.is_closed:
                 raise RuntimeError("Cannot send a request, as the client has been closed.")
             with bounded_http.deadline(self._timeout):
-                parsed = self._urls.get(path)
-                if parsed is None:
-                    parsed = httpx.URL(f"{self.base_url}{path}")
-                    if len(self._urls) < _URL_CACHE:  # paths with ids (tasks, databases) stay bounded
-                        self._urls[path] = parsed
-                request = httpx.Request(method, parsed, headers=self._headers, json=json,
+                request = httpx.Request(method, self._url(path), headers=self._headers, json=json,
                                         extensions=self._extensions)
                 response = bounded_http.send_capped(self._sender, request, self._max_response_bytes)
         except httpx.TransportError as exc:
@@ -299,6 +290,15 @@ class RSClient:
             return response.json()
         except ValueError:
             return None
+
+    def _url(self, path: str) -> httpx.URL:
+        """The URL of ``path``, parsed once per client (httpx parses a string URL on every request)."""
+        url = self._urls.get(path)
+        if url is None:
+            url = httpx.URL(f"{self.base_url}{path}")
+            if len(self._urls) < _PARSED_URLS:  # bounded: task and database ids make new paths
+                self._urls[path] = url
+        return url
 
     # --- reads ---------------------------------------------------------------------------
     def cluster_info(self) -> dict[str, Any]:

@@ -27,13 +27,20 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from rotation.adapters.secrets import SecretBox, SecretStore
 from rotation.core.model import ANY_CHANGE, RotationRecord
 
 # Rotation durations (seconds) the counters bucket, for the metrics' histogram.
 DURATION_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, float("inf"))
+
+
+class SavedScan(NamedTuple):
+    """What storing a scan returns (``ServiceState.save_scan``)."""
+
+    next_attempts: dict[str, str | None]  # per certificate, while it backs off after failures
+    new_warnings: list[str]  # the warnings' texts the previous scan did not have
 
 
 class Lease(Protocol):
@@ -127,8 +134,10 @@ class ServiceState(RecordStore, Locker, Protocol):
         ...
 
     # --- scans ----------------------------------------------------------------------------
-    def save_scan(self, cluster: str, states: dict[str, dict[str, Any]]) -> dict[str, str | None]:
-        """Store one scan of a cluster; return each certificate's ``next_attempt`` (while it backs off)."""
+    def save_scan(self, cluster: str, states: dict[str, dict[str, Any]],
+                  warnings: dict[str, str] | None = None) -> SavedScan:
+        """Store one scan of a cluster; return each certificate's ``next_attempt`` (while it backs off)
+        and, with ``warnings``, what :meth:`save_scan_warnings` returns for them (in the same write)."""
         ...
 
     def record_scan(self, cluster: str, *, ok: bool, error: str | None = None) -> None: ...
@@ -212,5 +221,5 @@ def new_warnings(stored_keys: str | None, warnings: dict[str, str]) -> list[str]
     return [text for key, text in warnings.items() if key not in before]
 
 
-__all__ = ["ANY_CHANGE", "DURATION_BUCKETS", "Changes", "Lease", "Locker", "RecordStore", "ServiceState",
+__all__ = ["ANY_CHANGE", "DURATION_BUCKETS", "Changes", "Lease", "Locker", "RecordStore", "SavedScan", "ServiceState",
            "decode_value", "encode_fields", "new_warnings", "rotation_counts", "warning_fields"]

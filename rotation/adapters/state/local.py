@@ -247,13 +247,14 @@ class LocalState:
         return cleared
 
     # --- scans -----------------------------------------------------------------------------
-    def save_scan(self, cluster: str, states: dict[str, dict[str, Any]]) -> dict[str, str | None]:
+    def save_scan(self, cluster: str, states: dict[str, dict[str, Any]],
+                  warnings: dict[str, str] | None = None) -> base.SavedScan:
         with self._states.change() as stored:
             next_attempts = {name: stored.get(f"{cluster}:{name}", {}).get("next_attempt") for name in states}
             for name, fields in states.items():
                 stored.setdefault(f"{cluster}:{name}", {}).update(encode_fields(fields))
         self._save_scan_fields(cluster, {"last_success": self.clock.now().isoformat(), "last_error": ""})
-        return next_attempts
+        return base.SavedScan(next_attempts, self.save_scan_warnings(cluster, warnings) if warnings is not None else [])
 
     def record_scan(self, cluster: str, *, ok: bool, error: str | None = None) -> None:
         now = self.clock.now().isoformat()

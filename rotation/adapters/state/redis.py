@@ -163,19 +163,24 @@ class RedisState:
             _queue_state(pipe, cluster, cert_name, encoded)
             pipe.execute()
 
-    def save_scan(self, cluster: str, states: dict[str, dict[str, Any]]) -> dict[str, str | None]:
-        """Store one scan of a cluster in a single round trip; return each certificate's
-        ``next_attempt`` (set while it backs off after failures)."""
+    def save_scan(self, cluster: str, states: dict[str, dict[str, Any]],
+                  warnings: dict[str, str] | None = None) -> base.SavedScan:
+        """Store one scan of a cluster and its warnings in a single round trip; return each certificate's
+        ``next_attempt`` (set while it backs off after failures) and the warnings new to this scan."""
         pipe = self.redis.pipeline(transaction=False)
         for cert_name in states:
             pipe.hget(_key("state", cluster, cert_name), "next_attempt")
         for cert_name, fields in states.items():
             pipe.hset(_key("state", cluster, cert_name), mapping=encode_fields(fields))
-            pipe.sadd(_key("index", "state"), f"{cluster}:{cert_name}")
+        if states:  # one SADD for every certificate of the scan, not one each
+            pipe.sadd(_key("index", "state"), *(f"{cluster}:{cert_name}" for cert_name in states))
         pipe.hset(_key("scan", cluster), mapping={"last_success": self.clock.now().isoformat(), "last_error": ""})
         pipe.sadd(_key("index", "scan"), cluster)
+        if warnings is not None:
+            self._swap_warnings(pipe, cluster, warnings)
         results = pipe.execute()
-        return dict(zip(states, results[: len(states)], strict=True))
+        return base.SavedScan(dict(zip(states, results[: len(states)], strict=True)),
+                              base.new_warnings(results[-1], warnings) if warnings is not None else [])
 
     def clear_state_fields(self, cluster: str, cert_name: str, *names: str) -> None:
         if names:
@@ -251,10 +256,14 @@ class RedisState:
     def save_scan_warnings(self, cluster: str, warnings: dict[str, str]) -> list[str]:
         """Read the keys stored before and store the new ones in one script: of two scans of a cluster at
         once, only one hears of a new warning."""
+        return base.new_warnings(self._swap_warnings(self.redis, cluster, warnings), warnings)
+
+    @staticmethod
+    def _swap_warnings(client: Any, cluster: str, warnings: dict[str, str]) -> Any:
+        """Store the warnings; the keys stored before come back (or, queued on a pipeline, in its results)."""
         fields = base.warning_fields(warnings)
-        before = self.redis.eval(_SWAP_WARNINGS, 2, _key("scan", cluster), _key("index", "scan"), cluster,
-                                 *(part for pair in fields.items() for part in pair))
-        return base.new_warnings(before, warnings)
+        return client.eval(_SWAP_WARNINGS, 2, _key("scan", cluster), _key("index", "scan"), cluster,
+                           *(part for pair in fields.items() for part in pair))
 
     # --- statistics for the metrics -----------------------------------------------------
     def count_rotation(self, record: RotationRecord) -> None:
