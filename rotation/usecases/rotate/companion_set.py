@@ -11,13 +11,33 @@ from collections.abc import Callable
 
 from rotation.adapters.cluster import ClusterSession
 from rotation.config import Inventory
+from rotation.core.coupling_data import COUPLED
 from rotation.core.model import CertName
 from rotation.usecases.context import ServiceContext
 from rotation.usecases.rotate.companions import Companion
-from rotation.usecases.rotate.ocsp import ocsp_companion
-from rotation.usecases.rotate.replication import replication_companion
 
 CompanionBuilder = Callable[[ServiceContext, Inventory, ClusterSession, CertName], Companion | None]
+
+
+# The builders' modules (and the coupling graph, replication steps, OCSP checks they bring) are imported
+# only for a certificate they may apply to: most rotations, neither proxy nor syncer, never load them.
+def ocsp_companion(ctx: ServiceContext, inventory: Inventory, session: ClusterSession,
+                   cert_name: CertName) -> Companion | None:
+    if cert_name is not CertName.PROXY:  # stapled: the proxy certificate alone
+        return None
+    from rotation.usecases.rotate import ocsp
+
+    return ocsp.ocsp_companion(ctx, inventory, session, cert_name)
+
+
+def replication_companion(ctx: ServiceContext, inventory: Inventory, session: ClusterSession,
+                          cert_name: CertName) -> Companion | None:
+    if cert_name not in COUPLED:
+        return None
+    from rotation.usecases.rotate import replication
+
+    return replication.replication_companion(ctx, inventory, session, cert_name)
+
 
 # OCSP first: its follow-up (the responder's answer) can refuse the new proxy before any peer pins it.
 BUILDERS: tuple[CompanionBuilder, ...] = (ocsp_companion, replication_companion)

@@ -27,7 +27,7 @@ from rotation.adapters.state import Locker
 from rotation.config import Inventory
 from rotation.core import certs
 from rotation.core.coupling import CouplingGraph, Impact, Link
-from rotation.core.coupling_data import anchors
+from rotation.core.coupling_data import COUPLED, anchors
 from rotation.core.errors import ReplicationError
 from rotation.core.model import CertName
 from rotation.core.validate import ExtraCheck, ParsedBundle
@@ -37,8 +37,6 @@ from rotation.usecases.rotate import replication_steps as steps
 from rotation.usecases.rotate.companions import Applied, Companion, Memo, NoCompanion
 from rotation.usecases.rotate.replication_steps import Peers, Watched
 from rotation.usecases.rotate.run import Run
-
-COUPLED = (CertName.PROXY, CertName.SYNCER)
 
 
 class ReplicationCompanion(NoCompanion):
