@@ -1,5 +1,8 @@
 """Rotation targets: a cluster slot, a database's own certificate, the tool's own client certificate
-(``base`` says what each must do; ``open_target`` picks one by name)."""
+(``base`` says what each must do; ``open_target`` picks one by name).
+
+The targets that are not cluster slots are imported where one is named: a slot's rotation (the common
+case, and ``rotate --inline``'s start-up) does not load database, LDAP or client-certificate code."""
 
 from __future__ import annotations
 
@@ -9,9 +12,6 @@ from dataclasses import dataclass, field
 from rotation.adapters.cluster import ClusterSession
 from rotation.adapters.secrets import SecretStore
 from rotation.adapters.targets.base import OriginalPair, Target
-from rotation.adapters.targets.database import DatabaseTarget
-from rotation.adapters.targets.ldap_client import LdapClientTarget, ldap_client_copy
-from rotation.adapters.targets.rest_client import RestClientTarget, file_copy
 from rotation.adapters.targets.slot import ClusterSlot
 from rotation.adapters.tls.probe import probe_endpoints
 from rotation.core.errors import ConfigError, RotationError
@@ -50,8 +50,12 @@ def plan_reads(session: ClusterSession, names: Sequence[CertName | str]) -> Targ
         elif isinstance(name, CertName):
             reads.known[name] = [session.rest_copy(name, from_view=True)]  # syncer: no private keys fetched
         elif name == LDAP_CLIENT:
+            from rotation.adapters.targets.ldap_client import ldap_client_copy
+
             reads.known[name] = [ldap_client_copy(session)]
         elif name == REST_CLIENT:
+            from rotation.adapters.targets.rest_client import file_copy
+
             try:
                 in_use = session.settings.client_certificate(session.name)
                 reads.known[name] = [file_copy(session, in_use)] if in_use else []
@@ -59,6 +63,8 @@ def plan_reads(session: ClusterSession, names: Sequence[CertName | str]) -> Targ
                 reads.known[name] = [ServedCert(Endpoint(session.name, name, "file", "client_cert_file", 0),
                                                 error=exc.message)]
         elif database_key(name) is not None:
+            from rotation.adapters.targets.database import DatabaseTarget
+
             try:
                 reads.endpoints[name] = DatabaseTarget(session, name, None).endpoints()
             except RotationError as exc:  # gone, or TLS off: one unreadable row says why
@@ -82,10 +88,16 @@ def open_target(session: ClusterSession, cert_name: CertName | str, secrets: Sec
     if isinstance(cert_name, CertName):
         return ClusterSlot(session, cert_name)
     if database_key(cert_name) is not None:
+        from rotation.adapters.targets.database import DatabaseTarget
+
         return DatabaseTarget(session, cert_name, secrets)
     if cert_name == REST_CLIENT:
+        from rotation.adapters.targets.rest_client import RestClientTarget
+
         return RestClientTarget(session)
     if cert_name == LDAP_CLIENT:
+        from rotation.adapters.targets.ldap_client import LdapClientTarget
+
         return LdapClientTarget(session)
     raise ConfigError(f"{session.name}: {cert_name!r} is not a certificate this version can rotate")
 

@@ -8,7 +8,6 @@ from rotation.adapters.cluster import ClusterSession
 from rotation.config import Inventory
 from rotation.core.targets import REST_CLIENT
 from rotation.usecases.context import ServiceContext
-from rotation.usecases.rotate.client_ca import ClientCA
 from rotation.usecases.rotate.companions import Companion
 
 
@@ -17,6 +16,8 @@ def target_companions(ctx: ServiceContext, inventory: Inventory, session: Cluste
     settings = session.settings.rest_client
     if name != REST_CLIENT or settings is None or not settings.manage_trusted_ca:
         return ()
+    from rotation.usecases.rotate.client_ca import ClientCA  # with the login checks: only when it applies
+
     issuer = inventory.plan(session.name, name).issuer
     anchors = ctx.issuers.issuer(inventory, issuer).trust_anchors() if issuer else []
     return (ClientCA(session, anchors),)
