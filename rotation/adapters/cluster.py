@@ -9,18 +9,20 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rotation.adapters.rs.client import CertificatePair, RSClient, database_infos
 from rotation.adapters.rs.tls_context import build_ssl_context
 from rotation.adapters.tls.probe import probe_endpoints
 from rotation.config import ClusterSettings, Inventory
 from rotation.core import certs
-from rotation.core.coupling_data import ClusterLinks, parse_cluster
 from rotation.core.model import CertName, ClientCertificate, Endpoint, SecretPEM, ServedCert
-from rotation.core.ocsp import OcspConfig, OcspStatus
 from rotation.core.topology import ClusterView, NodeInfo
 from rotation.core.versions import DATABASE_CERTIFICATES_SINCE, at_least, uses_bulk_update
+
+if TYPE_CHECKING:  # imported where read: a slot's rotation reads neither links nor OCSP
+    from rotation.core.coupling_data import ClusterLinks
+    from rotation.core.ocsp import OcspConfig, OcspStatus
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,8 @@ class ClusterSession:
     def _links(self, info: dict[str, Any], nodes: Sequence[NodeInfo], bdbs: list[dict[str, Any]],
                every_crdb: bool = False) -> ClusterLinks:
         addresses = [address for node in nodes for address in (node.addr, *node.external_addr)]
+        from rotation.core.coupling_data import parse_cluster
+
         crdbs = self.client.crdbs() if every_crdb or any(bdb.get("crdt_guid") for bdb in bdbs) else []
         return parse_cluster(self.name, self.settings.fqdn, self.settings.url, info, addresses, bdbs, crdbs)
 
@@ -106,6 +110,8 @@ class ClusterSession:
     def replication(self) -> ClusterLinks:
         """What this cluster says about its replication links and Active-Active databases (fresh reads:
         ``GET /v1/cluster``, ``/v1/nodes``, ``/v1/bdbs``, ``/v1/crdbs``)."""
+        from rotation.core.coupling_data import parse_cluster
+
         info, nodes = self.client.cluster_info(), self.client.nodes()
         addresses = [address for node in nodes for address in (node.addr, *node.external_addr)]
         return parse_cluster(self.name, self.settings.fqdn, self.settings.url, info, addresses,
@@ -128,15 +134,21 @@ class ClusterSession:
 
     def ocsp(self) -> OcspConfig:
         """``GET /v1/ocsp``: whether the proxy certificate is stapled (RS 6.2.12+)."""
+        from rotation.core.ocsp import OcspConfig
+
         return OcspConfig.from_api(self.client.ocsp_config())
 
     def set_ocsp_stapling(self, on: bool) -> OcspConfig:
         """``PUT /v1/ocsp {"ocsp_functionality": on}`` (RS refuses "on" for a proxy certificate without OCSP URL)."""
+        from rotation.core.ocsp import OcspConfig
+
         return OcspConfig.from_api(self.client.update_ocsp({"ocsp_functionality": on}))
 
     def ocsp_status(self, *, query_now: bool = False) -> OcspStatus:
         """The responder's answer about the proxy certificate: RS's cached one, or (``query_now``) one RS
         asks for now (``POST /v1/ocsp/test``)."""
+        from rotation.core.ocsp import OcspStatus
+
         return OcspStatus.from_api(self.client.test_ocsp() if query_now else self.client.ocsp_status())
 
     def trust_more(self, ca_pems: Sequence[str]) -> None:

@@ -16,13 +16,8 @@ from urllib.parse import urlsplit
 
 from rotation.core import certs
 from rotation.core.errors import CertificateError
-from rotation.core.model import CertName
 
 IN_SYNC = "in-sync"
-# The certificates other clusters depend on: the replica checks the source's proxy, the source the
-# replica's syncer. Here (not in the replication companion) so that a rotation of any other one need
-# not load the replication code to learn it does not apply.
-COUPLED = (CertName.PROXY, CertName.SYNCER)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,11 @@ class CertName(enum.StrEnum):
         """syncer is a client certificate: no listener presents it."""
         return self is not CertName.SYNCER
 
+    @property
+    def is_coupled(self) -> bool:
+        """Other clusters depend on it: a replica checks its source's proxy, a source its replica's syncer."""
+        return self in (CertName.PROXY, CertName.SYNCER)
+
 
 class KeyType(enum.StrEnum):
     ECDSA_P256 = "ecdsa-p256"

@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 from rotation.adapters.cluster import ClusterSession
 from rotation.config import Inventory
-from rotation.core.coupling_data import COUPLED
 from rotation.core.model import CertName
 from rotation.usecases.context import ServiceContext
 from rotation.usecases.rotate.companions import Companion
@@ -32,7 +31,7 @@ def ocsp_companion(ctx: ServiceContext, inventory: Inventory, session: ClusterSe
 
 def replication_companion(ctx: ServiceContext, inventory: Inventory, session: ClusterSession,
                           cert_name: CertName) -> Companion | None:
-    if cert_name not in COUPLED:
+    if not cert_name.is_coupled:
         return None
     from rotation.usecases.rotate import replication
 

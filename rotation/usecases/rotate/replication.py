@@ -27,7 +27,7 @@ from rotation.adapters.state import Locker
 from rotation.config import Inventory
 from rotation.core import certs
 from rotation.core.coupling import CouplingGraph, Impact, Link
-from rotation.core.coupling_data import COUPLED, anchors
+from rotation.core.coupling_data import anchors
 from rotation.core.errors import ReplicationError
 from rotation.core.model import CertName
 from rotation.core.validate import ExtraCheck, ParsedBundle
@@ -165,7 +165,7 @@ class ReplicationCompanion(NoCompanion):
 def replication_companion(ctx: ServiceContext, inventory: Inventory, session: ClusterSession,
                           cert_name: CertName) -> Companion | None:
     """The companion of a ``proxy`` or ``syncer`` rotation that other clusters depend on (None otherwise)."""
-    if cert_name not in COUPLED:
+    if not cert_name.is_coupled:
         return None
 
     def open_session(name: str) -> ClusterSession:
