@@ -28,6 +28,7 @@ from rotation.core.text import clean
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
     from rich.text import Text
 
 
@@ -142,6 +143,11 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
         sys.stdout.write("".join(out))
         sys.stdout.flush()
         return
+    console.print(rich_table(columns, rows))
+
+
+def rich_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Table:
+    """The table as rich prints it (the reference the plain path above must match byte for byte)."""
     from rich.table import Table
 
     table = Table(show_header=True, box=None, pad_edge=False)
@@ -149,7 +155,7 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
         table.add_column(column)
     for row in rows:
         table.add_row(*map(cell, row))
-    console.print(table)
+    return table
 
 
 def _fitted(cells: list[list[str]], width: int) -> list[int] | None:

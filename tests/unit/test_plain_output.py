@@ -9,10 +9,9 @@ import sys
 
 import pytest
 from rich.console import Console
-from rich.table import Table
 
 from rotation.cli import render
-from rotation.cli.render import cell, line, print_table, say
+from rotation.cli.render import line, print_table, say
 
 LINES = [
     ("  ", ("c00/cm", "dim"), " ", ("verify", ""), " ", ("ok", "green"), " ", ("4 endpoint(s) serve ab12", "")),
@@ -84,15 +83,7 @@ def test_a_line_reads_as_rich_prints_it(parts: tuple, soft_wrap: bool, columns: 
 
 @pytest.mark.parametrize("rows", TABLES)
 def test_a_table_reads_as_rich_prints_it(rows: list, columns: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    def rich_table(console: Console) -> None:
-        table = Table(show_header=True, box=None, pad_edge=False)
-        for name in ("endpoint", "before", "after"):
-            table.add_column(name)
-        for row in rows:
-            table.add_row(*map(cell, row))
-        console.print(table)
-
-    expected = _rich(rich_table)
+    expected = _rich(lambda console: console.print(render.rich_table(("endpoint", "before", "after"), rows)))
     assert _captured(monkeypatch, lambda: print_table(("endpoint", "before", "after"), rows)) == (expected, "")
 
 
@@ -165,15 +156,7 @@ def test_tables_narrowed_to_the_width_match_rich(monkeypatch: pytest.MonkeyPatch
         monkeypatch.setenv("COLUMNS", str(width))
         _fresh_consoles(monkeypatch)
 
-        def rich_table(console: Console, header: list[str] = header, rows: list[list[str]] = rows) -> None:
-            table = Table(show_header=True, box=None, pad_edge=False)
-            for name in header:
-                table.add_column(name)
-            for row in rows:
-                table.add_row(*map(cell, row))
-            console.print(table)
-
-        expected = _rich(rich_table)
+        expected = _rich(lambda console, h=header, r=rows: console.print(render.rich_table(h, r)))
         assert _captured(monkeypatch, lambda h=header, r=rows: print_table(h, r)) == (expected, ""), (header, rows,
                                                                                                          width)
         cells = [header, *rows]
