@@ -277,6 +277,13 @@ def main() -> None:
         gc.freeze()  # the collection at interpreter exit then has nothing left to walk
 
 
+def _waited_threads() -> bool:
+    """Whether a thread the interpreter would wait for at exit still runs (daemon threads, such as the
+    lock's lease renewer, are not waited for: they end with the process either way)."""
+    main_thread = threading.main_thread()
+    return any(t is not main_thread and not t.daemon and t.is_alive() for t in threading.enumerate())
+
+
 def _exit_now(done: SystemExit) -> None:
     """End a short command as the interpreter would, less tearing down the ~700 modules it loaded
     (30-40 ms of `rotate --inline`, measured: benchmarks/rotate_latency.py): the exit functions run,
@@ -285,7 +292,7 @@ def _exit_now(done: SystemExit) -> None:
     the end: ``python -m cProfile``, coverage), the code is not a number, or a flush fails (the
     interpreter reports that itself)."""
     code = 0 if done.code is None else done.code
-    if not isinstance(code, int) or not -(2**31) <= code < 2**31 or threading.active_count() > 1 \
+    if not isinstance(code, int) or not -(2**31) <= code < 2**31 or _waited_threads() \
             or sys.getprofile() is not None or sys.gettrace() is not None:
         return
     atexit._run_exitfuncs()  # logging.shutdown and the like, in their order
