@@ -3,7 +3,8 @@
 Every answer carries a plain ``text`` (the notification fallback, and all Mattermost and
 generic callers read); Slack also gets ``blocks`` where buttons are needed. Anything echoed
 from the user has been through the grammar, so it is a known name, not free text; errors and
-reasons that came from a cluster or a CA go through ``display_text.chat`` (no mention, no link).
+reasons that came from a cluster or a CA, and who asked (a caller's team is its own to name), go
+through ``display_text.chat`` (no mention, no link).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def queued(command: Rotate, ids: Sequence[tuple[str, str]], busy: Sequence[str],
                  "no reply URL came with this request, so nothing more is posted here: see `history "
                  f"{command.cluster}` here, or `rotation history --id {ids[0][1]}`")
         lines.append(f"{what} of {certs} on {command.cluster} queued as {', '.join(i for _, i in ids)} "
-                     f"(requested by {requested_by}); {where}.")
+                     f"(requested by {chat(requested_by)}); {where}.")
     lines.extend(f":hourglass: {message}" for message in busy)
     return Answer("\n".join(lines) or "nothing queued", in_channel=bool(ids))
 
@@ -123,7 +124,7 @@ def history_answer(cluster: str, records: Sequence[RotationRecord]) -> Answer:
     if not records:
         return Answer(f"No rotations recorded for {cluster}.")
     lines = [f"{r.started_at:%Y-%m-%d %H:%M}Z {r.cluster}/{r.cert_name} {r.outcome} {r.id} ({r.trigger}"
-             + (f", {r.requested_by}" if r.requested_by else "") + ")"
+             + (f", {chat(r.requested_by)}" if r.requested_by else "") + ")"
              + (f" {_fp(r.old_fingerprint)} → {_fp(r.new_fingerprint)}" if r.new_fingerprint else "")
              + (f": {chat(r.error[:120])}" if r.error else "")
              for r in records]
@@ -163,7 +164,7 @@ def rotation_result(record: RotationRecord) -> Answer:
     """Old → new fingerprint per node, or the error and what the rollback did."""
     icon = _ICONS.get(record.outcome, "")
     lines = [f"{icon} {record.cluster}/{record.cert_name}: {record.outcome} (rotation {record.id}, "
-             f"{record.trigger}{', ' + record.requested_by if record.requested_by else ''})".strip()]
+             f"{record.trigger}{', ' + chat(record.requested_by) if record.requested_by else ''})".strip()]
     if record.error:
         lines.append(f"error: {chat(record.error[:500])}")
     rollback = next((s for s in reversed(record.steps) if s.name in ("verify-rollback", "rollback")), None)

@@ -238,3 +238,23 @@ def _slow_clients(port: int, count: int, fds: callable) -> tuple[int, int]:
     for sock in sockets:
         sock.close()
     return closed, most
+
+
+def test_a_callers_team_reaches_the_channel_and_the_result_as_text_not_mentions(
+    simulator: ClusterSimulator, webhook, chat_env, start_service  # noqa: F811
+) -> None:
+    # The generic grant pins no team, so the caller names its own: it went into "requested by" of the
+    # in_channel answer, of the rotation record and of every result and history line, as markup.
+    chat = webhook()
+    start_service("worker", env=chat_env[0])
+    team = "<!channel> <https://evil.example|docs> &"
+    answer = chat.generic("rotate sim proxy --dry-run", team=team).json()
+    assert answer["response_type"] == "in_channel" and "queued as" in answer["text"]
+    reply = f"/reply/{chat.replies}"
+    result = wait_for(lambda: [t for t in chat.receiver.texts(reply) if "dry_run" in t], 60, 0.1,
+                      what="the dry run's result")
+    history = chat.slack("history sim proxy").json()["text"]
+    assert "generic:&lt;!channel&gt;" in history
+    for text in (answer["text"], result[0], history):
+        assert "<!channel>" not in text and "<https://evil.example" not in text, text
+        assert "&lt;https://evil.example|docs&gt; &amp;/ops-script" in text, text
