@@ -20,7 +20,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
-from support.chat import OPERATOR, STRANGER, TEAM, Chat, nothing_queued, write_chatops
+import yaml
+from support.chat import OPERATOR, STRANGER, TEAM, Chat, nothing_queued, start_webhook, write_chatops
 from support.cluster import free_loopback_base
 from support.processes import ROOT, RedisServer, ServiceProcess, free_port, wait_for
 from typer.testing import CliRunner
@@ -258,3 +259,32 @@ def test_a_callers_team_reaches_the_channel_and_the_result_as_text_not_mentions(
     for text in (answer["text"], result[0], history):
         assert "<!channel>" not in text and "<https://evil.example" not in text, text
         assert "&lt;https://evil.example|docs&gt; &amp;/ops-script" in text, text
+
+
+def test_a_click_with_ids_that_are_not_strings_is_400_without_a_traceback(
+    simulator: ClusterSimulator, chat_env, inventory_path: Path, tmp_path: Path,  # noqa: F811
+    redis_server: RedisServer  # noqa: F811
+) -> None:
+    # A workspace that is not pinned (no chatops.slack.team_id): a team id of 5 made the label of
+    # the caller fail with a TypeError, a 500 and a traceback in the log.
+    env, receiver = chat_env
+    write_chatops(inventory_path, receiver)
+    data = yaml.safe_load(inventory_path.read_text())
+    del data["chatops"]["slack"]["team_id"]
+    inventory_path.write_text(yaml.safe_dump(data))
+    process, chat = start_webhook(env, tmp_path, redis_server, receiver)
+    try:
+        for user, team, channel in (({"id": OPERATOR, "username": ["x"]}, {"id": 5}, None),
+                                    ({"id": OPERATOR, "team_id": [TEAM]}, None, None),
+                                    ({"id": OPERATOR}, {"id": TEAM}, {"id": {"a": 1}})):
+            payload = {"type": "block_actions", "user": user, "team": team, "channel": channel,
+                       "api_app_id": "A0APP", "actions": [{"action_id": "rotation_confirm", "value": "y" * 22}]}
+            body = urlencode({"payload": json.dumps(payload)}).encode()
+            answer = chat.post("/chatops/slack/interactive", body, chat.slack_headers(body))
+            assert answer.status_code == 400, (payload, answer.text)
+        assert chat.click("y" * 22).status_code == 200  # a well-formed click still gets its answer
+        assert "Traceback" not in process.log()
+        nothing_queued(chat, simulator)
+    finally:
+        chat.close()
+        process.stop()

@@ -173,11 +173,15 @@ class Webhook:
             channel = (payload.get("channel") or {}).get("id")
             action = payload["actions"][0]
             action_id, nonce = str(action["action_id"]), str(action.get("value") or "")
+            user_name = payload["user"].get("username") or None
+            # Ids as Slack sends them, strings: another type made the caller's label a TypeError (a 500).
+            if any(v is not None and not isinstance(v, str) for v in (team, channel, user_name)):
+                raise TypeError
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             return refuse(400, "not a block_actions payload")
         slack = snapshot.inventory.chatops.slack
         assert slack is not None
-        caller = Caller("slack", str(user), team, channel, (payload["user"].get("username") or None))
+        caller = Caller("slack", str(user), team, channel, user_name)
         if slack.foreign(team, payload.get("api_app_id")):
             return await self._foreign(caller, f"button {action_id[:40]}", guard)
         reply_url = self.reply_url(payload.get("response_url"), snapshot)
