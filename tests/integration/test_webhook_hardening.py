@@ -288,3 +288,26 @@ def test_a_click_with_ids_that_are_not_strings_is_400_without_a_traceback(
     finally:
         chat.close()
         process.stop()
+
+
+def test_headers_over_the_cap_are_431_even_when_they_end_in_the_same_read(
+    simulator: ClusterSimulator, webhook  # noqa: F811
+) -> None:
+    # Only a read that left the headers unfinished was counted: 40 KB of headers that arrived with
+    # their blank line in one read (or after a short first read) were served.
+    chat = webhook()
+    host, port = chat.base.removeprefix("http://").split(":")
+    body = chat.slack_body("status sim")
+    signed = "".join(f"{name}: {value}\r\n" for name, value in chat.slack_headers(body).items())
+    for first, rest in ((b"", b"GET /healthz HTTP/1.1\r\nHost: x\r\n"),
+                        (b"POST /chatops/slack HTTP/1.1\r\n",
+                         f"Host: x\r\nContent-Length: {len(body)}\r\n{signed}".encode())):
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            if first:
+                sock.sendall(first)
+            sock.sendall(rest + b"X-Junk: " + b"a" * 40_000 + b"\r\n\r\n" + (body if first else b""))
+            assert sock.recv(1024).startswith(b"HTTP/1.1 431"), first
+    assert chat.audit() == []  # the signed command was not run
+    # A large body sent with its headers in one write is not a large header.
+    big = chat.slack_body("status sim", padding="p" * 60_000)
+    assert chat.post("/chatops/slack", big, chat.slack_headers(big)).status_code == 200

@@ -6,7 +6,8 @@ over a minute. Here each connection has, per request:
 
 - a header deadline, from the connection's start (for a later request on a kept-alive
   connection: from its first byte) to the end of its headers, and a cap on header bytes (431
-  and close past it; httptools has no limit);
+  and close past it; httptools has no limit): counted per read while the headers go on, and
+  again when they end (a read that also holds their end was not counted);
 - a body deadline, from the end of the headers to the end of the body;
 - a cap on open connections per process: one over it is closed as soon as it is accepted.
 
@@ -39,11 +40,16 @@ def bounded_protocol(limits: Limits) -> type[asyncio.Protocol]:
     return type("BoundedHttpToolsProtocol", (_Bounded,), {"limits": limits})
 
 
+class _HeadersTooLarge(Exception):  # noqa: N818 - raised in a parser callback to stop the parser
+    pass
+
+
 class _Bounded(HttpToolsProtocol):
     limits: Limits = Limits()
     _timer: asyncio.TimerHandle | None = None
     _in_headers = True
     _header_bytes = 0
+    _too_large = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -75,8 +81,20 @@ class _Bounded(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_headers = False
+        # The headers as parsed, whatever reads brought them: before the app sees the request.
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self.limits.max_header_bytes:
+            self._too_large = True
+            raise _HeadersTooLarge  # the parser stops; uvicorn answers through send_400_response
         self._arm(self.limits.body_timeout)
         super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._too_large:
+            super().send_400_response(msg)
+        elif not self.transport.is_closing():
+            self.transport.write(_TOO_LARGE)
+            self.transport.close()
 
     def on_message_complete(self) -> None:
         self._disarm()
