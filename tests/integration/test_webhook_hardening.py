@@ -311,3 +311,29 @@ def test_headers_over_the_cap_are_431_even_when_they_end_in_the_same_read(
     # A large body sent with its headers in one write is not a large header.
     big = chat.slack_body("status sim", padding="p" * 60_000)
     assert chat.post("/chatops/slack", big, chat.slack_headers(big)).status_code == 200
+
+
+def test_a_kept_alive_connection_that_sends_only_blank_lines_is_dropped(
+    chat_env, inventory_path: Path, tmp_path: Path, redis_server: RedisServer  # noqa: F811
+) -> None:
+    # Between requests the parser skips CR/LF without starting a request, and any byte cancels
+    # uvicorn's keep-alive timer: one "\r\n" after an unauthenticated GET held the connection for good.
+    env, receiver = chat_env
+    write_chatops(inventory_path, receiver)
+    port = free_port()
+    process = ServiceProcess(["webhook", "--port", str(port), "--header-timeout", "1", "--body-timeout", "1"],
+                             env, tmp_path / "webhook.log").start()
+    try:
+        chat = Chat(f"http://127.0.0.1:{port}", receiver, redis_server.client())
+        wait_for(lambda: _healthy(chat), 30, 0.05, what="the webhook")
+        with socket.create_connection(("127.0.0.1", port)) as idle:
+            idle.settimeout(60)  # far past --header-timeout, and past uvicorn's 30 s keep-alive
+            idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"\r\n\r\nok"):
+                answer += idle.recv(1024)
+            idle.sendall(b"\r\n")
+            assert idle.recv(1024) == b""  # closed by the server (a TimeoutError before)
+        chat.close()
+    finally:
+        process.stop()

@@ -5,7 +5,7 @@ headers or its body: 3,000 connections sending half a request line held 3,016 de
 over a minute. Here each connection has, per request:
 
 - a header deadline, from the connection's start (for a later request on a kept-alive
-  connection: from its first byte) to the end of its headers, and a cap on header bytes (431
+  connection: from the first byte after the previous one) to the end of its headers, and a cap on header bytes (431
   and close past it; httptools has no limit): counted per read while the headers go on, and
   again when they end (a read that also holds their end was not counted);
 - a body deadline, from the end of the headers to the end of the body;
@@ -65,6 +65,10 @@ class _Bounded(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self.transport.is_closing():
             return
+        if self._timer is None:
+            # Between requests: any byte cancels uvicorn's keep-alive timer, and the parser skips
+            # CR/LF without beginning a request, so the header deadline starts here, not there.
+            self._arm(self.limits.header_timeout)
         reading_headers = self._in_headers
         super().data_received(data)
         if reading_headers and self._in_headers:  # still inside the headers after this chunk
