@@ -337,3 +337,27 @@ def test_a_kept_alive_connection_that_sends_only_blank_lines_is_dropped(
         chat.close()
     finally:
         process.stop()
+
+
+def test_trailer_fields_over_the_cap_are_431_and_never_reach_the_app(
+    simulator: ClusterSimulator, webhook  # noqa: F811
+) -> None:
+    # A chunked body's trailer fields are header fields too: httptools gathers each one whole, and
+    # uvicorn adds them to the request's headers. 1 MB of trailer (or 40 KB in one read) was
+    # gathered in memory and the command answered.
+    chat = webhook()
+    host, port = chat.base.removeprefix("http://").split(":")
+    body, headers = _signed_generic(chat, json.dumps({"user": "ops-script", "text": "status sim"}).encode())
+    head = ("POST /chatops/generic HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            + "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n").encode()
+    chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n"
+    for size in (1_000_000, 40_000):
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(head)
+            sock.sendall(chunked + b"X-Junk: " + b"a" * size + b"\r\n\r\n")
+            assert sock.recv(1024).startswith(b"HTTP/1.1 431"), size
+    assert chat.audit() == []  # the signed command was not run
+    with socket.create_connection((host, int(port)), timeout=30) as sock:  # a small trailer is fine
+        sock.sendall(head + chunked + b"X-Note: ok\r\n\r\n")
+        assert sock.recv(1024).startswith(b"HTTP/1.1 200")
+    assert len(chat.audit()) == 1

@@ -7,7 +7,8 @@ over a minute. Here each connection has, per request:
 - a header deadline, from the connection's start (for a later request on a kept-alive
   connection: from the first byte after the previous one) to the end of its headers, and a cap on header bytes (431
   and close past it; httptools has no limit): counted per read while the headers go on, and
-  again when they end (a read that also holds their end was not counted);
+  again when they end (a read that also holds their end was not counted); a chunked body's
+  trailer fields count too;
 - a body deadline, from the end of the headers to the end of the body;
 - a cap on open connections per process: one over it is closed as soon as it is accepted.
 
@@ -50,6 +51,14 @@ class _Bounded(HttpToolsProtocol):
     _in_headers = True
     _header_bytes = 0
     _too_large = False
+    # A chunked body ends with trailer fields, which httptools gathers whole and uvicorn adds to the
+    # request's headers: they count against the same cap, as the reads that bring them go by (what
+    # is not body, from the end of the headers) and once parsed.
+    _in_body = False
+    _body_bytes = 0
+    _not_body = 0
+    _fields = 0
+    _field_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -69,13 +78,21 @@ class _Bounded(HttpToolsProtocol):
             # Between requests: any byte cancels uvicorn's keep-alive timer, and the parser skips
             # CR/LF without beginning a request, so the header deadline starts here, not there.
             self._arm(self.limits.header_timeout)
-        reading_headers = self._in_headers
+        reading_headers, in_body, body_bytes = self._in_headers, self._in_body, self._body_bytes
         super().data_received(data)
         if reading_headers and self._in_headers:  # still inside the headers after this chunk
             self._header_bytes += len(data)
-            if self._header_bytes > self.limits.max_header_bytes and not self.transport.is_closing():
-                self.transport.write(_TOO_LARGE)
-                self.transport.close()
+            if self._header_bytes > self.limits.max_header_bytes:
+                self._answer_too_large()
+        elif in_body and self._in_body:  # still inside the body: framing and trailers are what is not body
+            self._not_body += len(data) - (self._body_bytes - body_bytes)
+            if self._not_body > self.limits.max_header_bytes:
+                self._answer_too_large()
+
+    def _answer_too_large(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(_TOO_LARGE)
+            self.transport.close()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -90,17 +107,26 @@ class _Bounded(HttpToolsProtocol):
         if size > self.limits.max_header_bytes:
             self._too_large = True
             raise _HeadersTooLarge  # the parser stops; uvicorn answers through send_400_response
+        self._in_body, self._not_body, self._fields, self._field_bytes = True, 0, len(self.headers), size
         self._arm(self.limits.body_timeout)
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
         if not self._too_large:
             super().send_400_response(msg)
-        elif not self.transport.is_closing():
-            self.transport.write(_TOO_LARGE)
-            self.transport.close()
+        else:
+            self._answer_too_large()
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self._in_body = False
+        trailers = sum(len(name) + len(value) + 4 for name, value in self.headers[self._fields:])
+        if self._field_bytes + trailers > self.limits.max_header_bytes:
+            self._too_large = True
+            raise _HeadersTooLarge  # before the app is told that the body is complete
         self._disarm()
         super().on_message_complete()
 
