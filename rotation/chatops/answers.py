@@ -139,7 +139,8 @@ def check_queued(cluster: str, task_id: str, follows_here: bool = True) -> Answe
 
 def check_result(cluster: str, rows: Sequence[dict[str, Any]], errors: Sequence[str]) -> Answer:
     lines = [f"Check of {cluster}:"]
-    lines.extend(f"{r['cert']} node {r['node']} {r['endpoint']}: {_fp(r['fingerprint'])} "
+    # Names, nodes and addresses are the cluster's answer too (a certificate it lists, a node's address).
+    lines.extend(f"{chat(r['cert'])} node {chat(r['node'])} {chat(r['endpoint'])}: {_fp(r['fingerprint'])} "
                  f"{days_text(r['days_left'])} days left, {r['status']} {chat(r['reason'] or '')}".rstrip()
                  for r in rows)
     lines.extend(f":x: {chat(e)}" for e in errors)

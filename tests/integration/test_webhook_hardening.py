@@ -361,3 +361,18 @@ def test_trailer_fields_over_the_cap_are_431_and_never_reach_the_app(
         sock.sendall(head + chunked + b"X-Note: ok\r\n\r\n")
         assert sock.recv(1024).startswith(b"HTTP/1.1 200")
     assert len(chat.audit()) == 1
+
+
+def test_what_a_cluster_names_reaches_the_check_answer_as_text(
+    simulator: ClusterSimulator, webhook, chat_env, start_service  # noqa: F811
+) -> None:
+    # A hostile cluster lists a certificate whose name is markup (GET /v1/cluster/certificates is
+    # the cluster's to answer): the chat check's table printed it as a mention and a hidden link.
+    chat = webhook()
+    simulator.state.certs["<!channel> <https://evil.example|docs>"] = simulator.state.certs["proxy"]
+    start_service("worker", env=chat_env[0])
+    assert chat.generic("check sim").json()["text"].startswith("Checking sim now")
+    reply = f"/reply/{chat.replies}"
+    table = wait_for(lambda: chat.receiver.texts(reply), 30, 0.1, what="the check result")[0]
+    assert "&lt;!channel&gt; &lt;https://evil.example|docs&gt; node api" in table, table
+    assert "<!channel>" not in table and "<https://evil.example" not in table
