@@ -15,6 +15,7 @@ from urllib.parse import unquote_to_bytes
 MAX_DEPTH = 32  # Slack's interaction payloads nest about 8 deep; ours 2
 # A JSON string as a whole (skipped), or one bracket.
 _TOKENS = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{}]', re.DOTALL)
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")  # the escape of a UTF-16 surrogate
 
 
 class BadBody(ValueError):
@@ -48,9 +49,15 @@ def parse_json(body: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
     if data.count(b"[") + data.count(b"{") > max_depth and _depth(data) > max_depth:
         raise BadBody(f"JSON nested more than {max_depth} deep")
     try:
-        return json.loads(data)
+        parsed = json.loads(data)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise BadBody(f"not JSON ({type(exc).__name__})") from None
+    if _SURROGATE.search(data):
+        try:  # a lone surrogate ("\ud800" unpaired) is valid JSON, but no answer or log line can encode it
+            json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadBody("a JSON string holds a lone surrogate (not text)") from None
+    return parsed
 
 
 def _depth(data: bytes) -> int:

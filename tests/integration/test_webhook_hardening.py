@@ -376,3 +376,22 @@ def test_what_a_cluster_names_reaches_the_check_answer_as_text(
     table = wait_for(lambda: chat.receiver.texts(reply), 30, 0.1, what="the check result")[0]
     assert "&lt;!channel&gt; &lt;https://evil.example|docs&gt; node api" in table, table
     assert "<!channel>" not in table and "<https://evil.example" not in table
+
+
+def test_json_strings_with_a_lone_surrogate_are_400_without_a_traceback(
+    simulator: ClusterSimulator, webhook, tmp_path: Path  # noqa: F811
+) -> None:
+    # "\ud800" is valid JSON but no UTF-8 can carry it: echoed in an answer ("user … is not on the
+    # allow-list"), the JSON response could not be encoded: a 500 and a traceback.
+    chat = webhook()
+    for raw in (b'{"user": "ops-\\ud800", "text": "status"}', b'{"user": "ops-script", "text": "status \\uDFFF"}'):
+        body, headers = _signed_generic(chat, raw)
+        assert chat.post("/chatops/generic", body, headers).status_code == 400, raw
+    payload = json.dumps({"type": "block_actions", "user": {"id": "U\ud800"}, "team": {"id": TEAM},
+                          "api_app_id": "A0APP", "actions": [{"action_id": "rotation_confirm", "value": "x"}]})
+    click = urlencode({"payload": payload}).encode()
+    assert chat.post("/chatops/slack/interactive", click, chat.slack_headers(click)).status_code == 400
+    body, headers = _signed_generic(chat, b'{"user": "ops-script", "text": "status \\ud83d\\ude00"}')
+    assert chat.post("/chatops/generic", body, headers).status_code == 200  # a pair is one character
+    assert "Traceback" not in (tmp_path / "webhook.log").read_text()
+    nothing_queued(chat, simulator)
