@@ -5,10 +5,10 @@ headers or its body: 3,000 connections sending half a request line held 3,016 de
 over a minute. Here each connection has, per request:
 
 - a header deadline, from the connection's start (for a later request on a kept-alive
-  connection: from the first byte after the previous one) to the end of its headers, and a cap on header bytes (431
-  and close past it; httptools has no limit): counted per read while the headers go on, and
-  again when they end (a read that also holds their end was not counted); a chunked body's
-  trailer fields count too;
+  connection: from the first byte after the previous one) to the end of its headers, and a
+  cap on header bytes (431 and close past it; httptools has no limit): counted per read while
+  the headers go on, and again when they end (a read that also holds their end was not
+  counted); a chunked body's trailer fields count too;
 - a body deadline, from the end of the headers to the end of the body;
 - a cap on open connections per process: one over it is closed as soon as it is accepted.
 
