@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,9 +31,11 @@ from rotation.adapters.issuers.internal_ca import init_ca
 from rotation.adapters.state.local import LocalState
 from rotation.config import Inventory, load_inventory
 from rotation.core import certs
+from rotation.core.errors import Interrupted
 from rotation.core.model import ClusterState, Outcome, RotationRecord, Step
 from rotation.simulator import ClusterSimulator
 from rotation.usecases.context import ServiceContext
+from rotation.usecases.rotate import interrupts
 from rotation.usecases.rotate.run import RotationOptions
 
 REST_LABEL = "{cert}@cluster GET /v1/cluster/certificates"
@@ -236,6 +239,40 @@ def test_failed_rollback_records_each_endpoint_and_the_retry_restores_the_origin
     assert "left this certificate unfinished" in retry.steps[0].detail
     assert retry.outcome is Outcome.ROLLED_BACK, retry.error
     assert_one_certificate_named_by(retry, sim, original)
+
+
+class SigtermAtTheLastLook(FakeClock):
+    """SIGTERM to this process while verification takes its last look: after that look's safe point,
+    before the deadline ends it with a VerificationError."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__(datetime.now(UTC))
+        self.deadline, self.sent = deadline, False
+
+    def monotonic(self) -> float:
+        if not self.sent and sum(self.slept) >= self.deadline - 1e-6:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)  # noted by sigterm_unwinds' handler, raised at a safe point
+        return super().monotonic()
+
+
+def test_sigterm_during_the_last_verification_look_still_rolls_back(sim: ClusterSimulator,
+                                                                    inventory: Inventory) -> None:
+    """A SIGTERM that lands after verification's last safe point must not skip the rollback: the
+    rollback runs, is verified and recorded, then the rotation unwinds as interrupted."""
+    assert threading.current_thread() is threading.main_thread()  # else sigterm_unwinds does nothing
+    original = served(sim, "cm")[REST_LABEL.format(cert="cm")]
+    sim.stale(3, None, "cm")  # node 3 never takes the new certificate: verification fails at its deadline
+    options = RotationOptions(poll_interval=0.1, push_backoff=0.05, verify_deadline=timedelta(seconds=1.5),
+                              clock=SigtermAtTheLastLook(1.5))
+    ctx = ServiceContext(inventory=lambda: inventory)
+    with interrupts.sigterm_unwinds(), pytest.raises(Interrupted):
+        rotate_here(inventory, "sim", ["cm"], options, ctx=ctx)
+    (record,) = ctx.state.history("sim", "cm")
+    assert record.outcome is Outcome.ROLLED_BACK, record.error
+    assert [s.name for s in record.steps][-2:] == ["rollback", "verify-rollback"]
+    sim.clear_faults()
+    assert_one_certificate_named_by(record, sim, original)
 
 
 # --- faults that need real processes --------------------------------------------------------

@@ -22,6 +22,7 @@ from rotation.core.errors import Interrupted
 class _Sigterm:
     requested = False
     raised = False
+    deferred = 0  # inside recovery (:func:`deferred`): a SIGTERM waits until the cluster is settled
 
 
 _sigterm = _Sigterm()
@@ -29,9 +30,20 @@ _sigterm = _Sigterm()
 
 def check() -> None:
     """Raise Interrupted once, if SIGTERM arrived inside :func:`sigterm_unwinds`."""
-    if _sigterm.requested and not _sigterm.raised:
+    if _sigterm.requested and not _sigterm.raised and not _sigterm.deferred:
         _sigterm.raised = True
         raise Interrupted("SIGTERM")
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Recovery (roll back, verify, probe, undo) is no safe point: a SIGTERM noted before or during it
+    would otherwise skip the rollback itself; it is raised at the first :func:`check` after."""
+    _sigterm.deferred += 1
+    try:
+        yield
+    finally:
+        _sigterm.deferred -= 1
 
 
 @contextlib.contextmanager
@@ -53,4 +65,4 @@ def sigterm_unwinds() -> Iterator[None]:
         _sigterm.requested = _sigterm.raised = False
 
 
-__all__ = ["check", "sigterm_unwinds"]
+__all__ = ["check", "deferred", "sigterm_unwinds"]

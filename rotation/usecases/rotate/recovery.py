@@ -140,15 +140,18 @@ def final_probe(run: Run, old: str | None, new: str | None, outcome: Outcome) ->
 def settle(run: Run, original: OriginalPair | None, new: str | None, exc: BaseException) -> None:
     """Something went wrong after a push: roll back (superseded: only record), then re-raise a signal."""
     run.record.error = run.record.error or describe(exc)
-    if isinstance(exc, Superseded):
-        final_probe(run, original.fingerprint if original else run.record.old_fingerprint, new, Outcome.SUPERSEDED)
-    elif original is None:
-        run.record.error += "; cannot roll back: the original certificate is not in the secret store"
-        final_probe(run, run.record.old_fingerprint, new, Outcome.FAILED)
-    else:
-        roll_back(run, original, new)
+    with interrupts.deferred():
+        if isinstance(exc, Superseded):
+            final_probe(run, original.fingerprint if original else run.record.old_fingerprint, new,
+                        Outcome.SUPERSEDED)
+        elif original is None:
+            run.record.error += "; cannot roll back: the original certificate is not in the secret store"
+            final_probe(run, run.record.old_fingerprint, new, Outcome.FAILED)
+        else:
+            roll_back(run, original, new)
     if not isinstance(exc, Exception):
         raise exc
+    interrupts.check()  # a SIGTERM that came while settling unwinds now
 
 
 def roll_back(run: Run, original: OriginalPair, new: str | None) -> None:
@@ -226,11 +229,12 @@ def _refused_at_push(run: Run, original: OriginalPair, new: str, exc: _NothingAp
     """RS refused the certificate: confirm by handshakes that nothing changed (else roll back)."""
     run.record.error = exc.message
     served = observe(run)
-    if cluster_state(served, original.fingerprint, new) is ClusterState.OLD:
-        finish(run, served, Outcome.REFUSED, ClusterState.OLD)
-        _undo_companions(run)
-    else:
-        roll_back(run, original, new)
+    with interrupts.deferred():
+        if cluster_state(served, original.fingerprint, new) is ClusterState.OLD:
+            finish(run, served, Outcome.REFUSED, ClusterState.OLD)
+            _undo_companions(run)
+        else:
+            roll_back(run, original, new)
 
 
 def resume_after_push(run: Run) -> None:
