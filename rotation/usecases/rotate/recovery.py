@@ -192,8 +192,7 @@ def _verify(run: Run, original: OriginalPair | None, new: str, deadline: timedel
 def push_and_verify(run: Run, issued: IssuedCert, bundle: ParsedBundle, original: OriginalPair) -> None:
     new = bundle.fingerprint
     run.lease.check()  # never overwrite the kept original of a rotation that took over from us
-    _prepare(run, bundle)
-    run.originals.bind(run.record.id, original, new)
+    _prepare(run, bundle, original, new)
     try:
         with run.step("push") as step:
             step.detail = push(run, issued.fullchain_pem, issued.key_pem)
@@ -209,10 +208,12 @@ def push_and_verify(run: Run, issued: IssuedCert, bundle: ParsedBundle, original
     _verify(run, original, new, bundle=bundle)
 
 
-def _prepare(run: Run, bundle: ParsedBundle) -> None:
-    """The companions' make-before-break changes; a failure undoes those made, then raises."""
+def _prepare(run: Run, bundle: ParsedBundle, original: OriginalPair, new: str) -> None:
+    """The companions' make-before-break changes, then the original pair kept; a failure of either (the
+    store away) undoes the changes made, then raises."""
     try:
         companions.prepare(run, bundle)
+        run.originals.bind(run.record.id, original, new)
     except BaseException:
         _undo_companions(run)
         raise
