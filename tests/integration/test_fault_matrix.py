@@ -31,7 +31,7 @@ from rotation.adapters.issuers.internal_ca import init_ca
 from rotation.adapters.state.local import LocalState
 from rotation.config import Inventory, load_inventory
 from rotation.core import certs
-from rotation.core.errors import Interrupted
+from rotation.core.errors import Interrupted, StoreUnavailable
 from rotation.core.model import ClusterState, Outcome, RotationRecord, Step
 from rotation.simulator import ClusterSimulator
 from rotation.usecases.context import ServiceContext
@@ -366,6 +366,36 @@ def test_redis_going_away_after_the_push_loses_nothing(
     (stored,) = ctx.state.history("sim", "metrics_exporter")  # the first read writes it back
     assert stored.to_dict() == record.to_dict()
     assert not list((Path(service_env["ROTATION_STATE_DIR"]) / "journal").glob("*.json"))
+
+
+def test_redis_going_away_before_the_push_still_ends_the_saved_record(
+    simulator: ClusterSimulator, service_env: dict[str, str], own_redis: RedisServer,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis goes away after the record was saved `in_progress`, before anything is pushed (the original
+    pair cannot be kept): nothing is pushed, the command says the store is unreachable, and the record
+    must still end (kept locally, written back) instead of staying `in_progress` once Redis returns."""
+    monkeypatch.setenv("ROTATION_REDIS_URL", own_redis.url)
+    seen: list[str] = []
+
+    def redis_goes_away_while_issuing(record: RotationRecord, step: Step) -> None:
+        if step.name == "issue" and step.finished_at is None:
+            seen.append(record.id)
+            own_redis.client().save()  # what Redis holds now survives its restart (as with persistence)
+            own_redis.stop()
+
+    ctx = ServiceContext()
+    original = simulator.served_fingerprint(1, "cm")
+    try:
+        with pytest.raises(StoreUnavailable):
+            rotate_here(load_inventory(service_env["ROTATION_CONFIG"]), "sim", ["cm"],
+                        RotationOptions(poll_interval=0.1, progress=redis_goes_away_while_issuing), ctx=ctx)
+    finally:
+        own_redis.start()
+    assert not simulator.received_update_bodies and simulator.served_fingerprint(1, "cm") == original
+    record = ctx.state.get(seen[0])
+    assert record is not None and record.outcome is Outcome.REFUSED, record
+    assert "unreachable" in (record.error or "") and record.finished_at is not None
 
 
 def test_worker_killed_mid_rotation_is_resumed_by_the_redelivered_task(

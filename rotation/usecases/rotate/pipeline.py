@@ -81,8 +81,8 @@ def rotate(
         record.outcome, record.error, record.blocked_by = Outcome.REFUSED, exc.message, exc.message
     except StoreUnavailable as exc:
         # Before a push nothing started: the caller says the store is unreachable. A record already
-        # journaled must still end there, or it would come back `in_progress` when Redis returns.
-        ends = record.pushed or run.store_down
+        # saved or journaled (a step began) must still end, or it would stay `in_progress` when Redis returns.
+        ends = bool(record.steps)
         if not record.pushed:
             record.outcome, record.error = Outcome.REFUSED, record.error or exc.message
         raise
