@@ -240,3 +240,29 @@ def test_nightly_policy_audit_task_records_drift_for_the_metrics(
         assert "TLS policy audit of sim" in posted and "1.1" in posted
     finally:
         receiver.close()
+
+
+def test_a_rotation_the_broker_does_not_take_does_not_stay_in_progress(
+    simulator: ClusterSimulator, service_env: dict[str, str], redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record is saved, then sending the task fails (here the broker refuses the queue's LPUSH): no
+    worker will ever end that record, so the submitter must, and the marker is released."""
+    from workers.queue import CeleryRotationQueue
+
+    client = redis_server.client()
+    client.acl_setuser("nopush", enabled=True, passwords=["+nopush-password"], keys=["*"], channels=["*"],
+                       commands=["+@all", "-lpush", "-rpush"])
+    try:
+        monkeypatch.setenv("ROTATION_REDIS_URL", f"redis://nopush:nopush-password@127.0.0.1:{redis_server.port}/0")
+        ctx = ServiceContext()
+        queue = CeleryRotationQueue(ctx)
+        with pytest.raises(Exception, match="(?i)permission"):
+            queue.submit("sim", "cm")
+        (record,) = ctx.state.history("sim", "cm")
+        assert record.outcome is not Outcome.IN_PROGRESS and record.finished_at is not None, record
+        assert "permission" in (record.error or "").lower()
+        assert queue.current("sim", "cm") is None
+    finally:
+        client.acl_deluser("nopush")
+    assert not simulator.received_update_bodies
