@@ -398,6 +398,41 @@ def test_redis_going_away_before_the_push_still_ends_the_saved_record(
     assert "unreachable" in (record.error or "") and record.finished_at is not None
 
 
+def test_a_verified_rotation_whose_original_could_not_be_forgotten_is_never_restored(
+    simulator: ClusterSimulator, service_env: dict[str, str], own_redis: RedisServer,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A is verified while Redis is away, so the original pair it kept cannot be forgotten; Redis returns
+    with it (persistence). B, the next rotation, is refused by RS: nothing changed, so B must leave A's
+    certificate served, never push A's original (an older certificate) over it."""
+    monkeypatch.setenv("ROTATION_REDIS_URL", own_redis.url)
+    inventory = load_inventory(service_env["ROTATION_CONFIG"])
+    original = simulator.served_fingerprint(1, "cm")
+
+    def redis_goes_away_after_the_push(record: RotationRecord, step: Step) -> None:
+        if step.name == "push" and step.finished_at is not None:
+            own_redis.client().save()  # what Redis holds now (the kept original) survives its restart
+            own_redis.stop()
+
+    ctx = ServiceContext()
+    try:
+        (a,) = rotate_here(inventory, "sim", ["cm"],
+                           RotationOptions(poll_interval=0.1, progress=redis_goes_away_after_the_push), ctx=ctx)
+    finally:
+        own_redis.start()
+    assert a.outcome is Outcome.VERIFIED and a.old_fingerprint == original, a.error
+    assert ctx.state.get(a.id).outcome is Outcome.VERIFIED  # written back from the journal
+
+    lock = f"rotation:lock:{simulator.node_addresses[0]}:{simulator.config.api_port}:cm"
+    wait_for(lambda: own_redis.client().get(lock) is None, 30, 0.05, what="A's lease, restored with Redis, to lapse")
+    simulator.fail_next(1, 400)  # RS refuses B's certificate: nothing changes
+    pushes = len(simulator.received_update_bodies)
+    (b,) = rotate_here(inventory, "sim", ["cm"], RotationOptions(poll_interval=0.1, push_backoff=0.05), ctx=ctx)
+    assert b.outcome is Outcome.REFUSED and b.old_fingerprint == a.new_fingerprint, (b.outcome, b.error)
+    assert len(simulator.received_update_bodies) == pushes + 1  # B's refused push only
+    assert_one_certificate_named_by(b, simulator, a.new_fingerprint)
+
+
 def test_worker_killed_mid_rotation_is_resumed_by_the_redelivered_task(
     simulator: ClusterSimulator, service_env: dict[str, str], start_service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
