@@ -433,6 +433,41 @@ def test_a_verified_rotation_whose_original_could_not_be_forgotten_is_never_rest
     assert_one_certificate_named_by(b, simulator, a.new_fingerprint)
 
 
+def test_a_resumed_rotation_that_cannot_read_its_kept_original_still_records_each_endpoint(
+    simulator: ClusterSimulator, service_env: dict[str, str], redis_server: RedisServer
+) -> None:
+    """A process dies after its push (SIGKILL); its rotation is resumed under the same id, and Redis goes away
+    just as the resume reads the kept original pair. The cluster is mixed: the resume cannot roll back,
+    so it must probe and record what every endpoint serves (not end as a bare `failed`)."""
+    simulator.stale(3, None, "cm")  # node 3 never takes the new certificate: the cluster stays mixed
+    ctx = ServiceContext()
+    dying = _cli("rotate", "sim", "cm", "--inline", "--verify-deadline", "60s", "--json", env=service_env)
+    try:
+        killed = _record_reaching(lambda: ctx.state.history("sim", "cm"), "verify")
+    finally:
+        dying.kill()
+        dying.communicate(timeout=30)
+    lock = f"rotation:lock:{simulator.node_addresses[0]}:{simulator.config.api_port}:cm"
+    wait_for(lambda: redis_server.client().get(lock) is None, 30, 0.05, what="the dead process's lease to lapse")
+
+    def redis_goes_away_at_the_resume(record: RotationRecord, step: Step) -> None:
+        if step.name == "resume" and step.finished_at is None:
+            redis_server.stop()
+
+    try:
+        (record,) = rotate_here(load_inventory(service_env["ROTATION_CONFIG"]), "sim", ["cm"],
+                                RotationOptions(rotation_id=killed.id, poll_interval=0.1,
+                                                progress=redis_goes_away_at_the_resume), ctx=ctx)
+    finally:
+        redis_server.start()
+    assert record.id == killed.id and "resume" in [s.name for s in record.steps], record
+    assert record.outcome is Outcome.FAILED and record.cluster_state is ClusterState.MIXED, record.error
+    assert "final-probe" in [s.name for s in record.steps]
+    sim_view = served(simulator, "cm")
+    assert {label: pair.get("after") for label, pair in record.nodes.items()} == sim_view
+    assert set(sim_view.values()) == {killed.old_fingerprint, killed.new_fingerprint}
+
+
 def test_worker_killed_mid_rotation_is_resumed_by_the_redelivered_task(
     simulator: ClusterSimulator, service_env: dict[str, str], start_service, monkeypatch: pytest.MonkeyPatch
 ) -> None:

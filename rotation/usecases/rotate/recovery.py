@@ -244,11 +244,15 @@ def resume_after_push(run: Run) -> None:
     record = run.record
     with run.step("resume") as step:
         step.detail = "previous attempt was interrupted after the push"
-        original = run.originals.get()
+        try:
+            original = run.originals.get()
+            missing = "the original certificate is not in the secret store"
+        except RotationError as exc:  # the store is away: without the pair, finish or record what is served
+            original, missing = None, f"the original certificate cannot be read ({exc.message})"
         if original is not None and original.fingerprint != record.old_fingerprint:
             original = None
         if original is None:
-            step.detail += "; the original certificate is not in the secret store"
+            step.detail += "; " + missing
     if record.new_fingerprint and not run.companions and not record.companions:
         _verify(run, original, record.new_fingerprint, timedelta(0))
         if record.outcome is not Outcome.IN_PROGRESS:
