@@ -67,7 +67,7 @@ def rotate(
     try:
         owner = f"rotation {record.id} ({record.trigger})"
         with rotation_context(record.id, session.name, str(name)), \
-                state.hold(session.settings.identity, str(name), owner) as lease:
+                state.hold(session.settings.identity, run.target.lock_name(), owner) as lease:
             run.lease = lease
             if existing is not None and existing.pushed:
                 run.save()
