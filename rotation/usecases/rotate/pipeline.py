@@ -75,9 +75,10 @@ def rotate(
             else:
                 _rotate_locked(run, inventory, plan, issuers)
     except RotationInProgress as exc:
-        if existing is not None:
+        if existing is not None and existing.steps:
             ends = False
             raise  # our own earlier attempt still holds the lease: the caller retries later
+        # A record with no step yet is only the request's (saved when it was queued): another rotation holds it.
         record.outcome, record.error, record.blocked_by = Outcome.REFUSED, exc.message, exc.message
     except StoreUnavailable as exc:
         # Before a push nothing started: the caller says the store is unreachable. A record already
