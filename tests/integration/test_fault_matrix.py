@@ -241,6 +241,24 @@ def test_failed_rollback_records_each_endpoint_and_the_retry_restores_the_origin
     assert_one_certificate_named_by(retry, sim, original)
 
 
+def test_a_full_disk_after_the_push_still_verifies_and_names_each_endpoint(sim: ClusterSimulator, inventory: Inventory,
+                                                                          state_dir: Path) -> None:
+    """The local state cannot write its records any more (the disk is full: ENOSPC) right after the push: the
+    rotation must still verify (or roll back) and say what every endpoint serves, not stop half-way."""
+    history = state_dir / "history.jsonl"
+
+    def disk_fills_up_after_the_push(record: RotationRecord, step: Step) -> None:
+        if step.name == "push" and step.finished_at is not None:
+            history.unlink()
+            history.symlink_to("/dev/full")  # every write there fails with ENOSPC
+
+    options = RotationOptions(poll_interval=0.1, push_backoff=0.05, progress=disk_fills_up_after_the_push)
+    (record,) = rotate_here(inventory, "sim", ["cm"], options)
+    assert history.is_symlink()  # the disk filled up after the push indeed
+    assert record.outcome is Outcome.VERIFIED, record.error
+    assert_one_certificate_named_by(record, sim, record.new_fingerprint)
+
+
 class SigtermAtTheLastLook(FakeClock):
     """SIGTERM to this process while verification takes its last look: after that look's safe point,
     before the deadline ends it with a VerificationError."""
