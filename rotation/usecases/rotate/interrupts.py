@@ -38,7 +38,11 @@ def check() -> None:
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
     """Recovery (roll back, verify, probe, undo) is no safe point: a SIGTERM noted before or during it
-    would otherwise skip the rollback itself; it is raised at the first :func:`check` after."""
+    would otherwise skip the rollback itself; it is raised at the first :func:`check` after. Only the main
+    thread takes note of SIGTERM (:func:`sigterm_unwinds`): elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     _sigterm.deferred += 1
     try:
         yield
