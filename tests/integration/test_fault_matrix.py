@@ -486,6 +486,32 @@ def test_a_resumed_rotation_that_cannot_read_its_kept_original_still_records_eac
     assert set(sim_view.values()) == {killed.old_fingerprint, killed.new_fingerprint}
 
 
+def test_a_rotation_that_takes_over_from_a_killed_one_ends_its_record(
+    simulator: ClusterSimulator, service_env: dict[str, str], redis_server: RedisServer
+) -> None:
+    """`rotation rotate --inline` is killed (SIGKILL) after its push: nothing will ever resume it. The next
+    rotation of the certificate takes over (restoring its original if it fails): the killed rotation's
+    record must then end, instead of showing `in_progress` for good."""
+    simulator.stale(3, None, "cm")
+    ctx = ServiceContext()
+    dying = _cli("rotate", "sim", "cm", "--inline", "--verify-deadline", "60s", "--json", env=service_env)
+    try:
+        killed = _record_reaching(lambda: ctx.state.history("sim", "cm"), "verify")
+    finally:
+        dying.kill()
+        dying.communicate(timeout=30)
+    lock = f"rotation:lock:{simulator.node_addresses[0]}:{simulator.config.api_port}:cm"
+    wait_for(lambda: redis_server.client().get(lock) is None, 30, 0.05, what="the dead process's lease to lapse")
+    simulator.clear_faults()
+    (taking_over,) = rotate_here(load_inventory(service_env["ROTATION_CONFIG"]), "sim", ["cm"],
+                                 RotationOptions(poll_interval=0.1), ctx=ctx)
+    assert taking_over.outcome is Outcome.VERIFIED and taking_over.old_fingerprint == killed.old_fingerprint
+    ended = ctx.state.get(killed.id)
+    assert ended is not None and ended.outcome is Outcome.FAILED and ended.finished_at is not None, ended
+    assert f"rotation {taking_over.id} took over" in (ended.error or "")
+    assert_one_certificate_named_by(taking_over, simulator, taking_over.new_fingerprint)
+
+
 def test_worker_killed_mid_rotation_is_resumed_by_the_redelivered_task(
     simulator: ClusterSimulator, service_env: dict[str, str], start_service, monkeypatch: pytest.MonkeyPatch
 ) -> None:

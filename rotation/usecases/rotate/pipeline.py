@@ -161,7 +161,24 @@ def _read(run: Run) -> OriginalPair:
         if adopted:
             step.detail += (f"; rotation {adopted[1]} left this certificate unfinished: its original "
                             f"{certs.short_fingerprint(original.fingerprint)} is what a failure restores")
+            _end_abandoned(run, adopted[1])
     return original
+
+
+def _end_abandoned(run: Run, rotation_id: str) -> None:
+    """The unfinished rotation whose original this one adopted no longer runs (this one holds the lock):
+    end its record, or it shows `in_progress` for good (a CLI killed after its push is never resumed)."""
+    if rotation_id == run.record.id:
+        return
+    try:
+        left = run.store.get(rotation_id)
+        if left is None or left.outcome is not Outcome.IN_PROGRESS:
+            return
+        left.outcome, left.finished_at = Outcome.FAILED, run.clock.now()
+        left.error = f"{left.error or 'stopped after its push'}; rotation {run.record.id} took over the certificate"
+        run.store.save(left)
+    except RotationError as exc:  # the store is away: that record stays as it was, nothing else depends on it
+        run.log.warning("rotation %s: its record could not be ended: %s", rotation_id, exc.message)
 
 
 def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: IssuerFactory) -> None:
