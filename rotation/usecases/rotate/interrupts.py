@@ -6,7 +6,8 @@ land anywhere (inside an HTTP request, an event loop callback that swallows it, 
 handler only takes note, and the pipeline calls :func:`check` where stopping is safe (at each step,
 in the verification loop, between push attempts); ``Interrupted`` (a BaseException) then unwinds
 through the pipeline, whose recovery rolls back and records first. Once raised, later SIGTERMs are
-ignored so the rollback can finish (SIGKILL is the way to stop it harder).
+ignored, and recovery itself is no safe point (:func:`deferred`), so the rollback can finish (SIGKILL
+is the way to stop it harder).
 """
 
 from __future__ import annotations
