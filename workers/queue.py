@@ -8,9 +8,11 @@ in progress" instead of being queued behind the first. The task id is the rotati
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
-from rotation.core.model import RotationRecord, Trigger, new_rotation_id
+from rotation.core.errors import RotationError
+from rotation.core.model import Outcome, RotationRecord, Trigger, new_rotation_id
 from rotation.usecases.context import ServiceContext, inventory_digest
 from rotation.usecases.queue import Claim
 from workers.celery_app import app_for
@@ -61,9 +63,12 @@ class CeleryRotationQueue:
         if running:
             self.release(claim)
             raise claim.in_progress(running)
+        record = RotationRecord(id=rotation_id, cluster=cluster, cert_name=name, trigger=str(trigger),
+                                started_at=self.ctx.clock.now(), requested_by=requested_by)
+        saved = False
         try:
-            self.store.save(RotationRecord(id=rotation_id, cluster=cluster, cert_name=name, trigger=str(trigger),
-                                           started_at=self.ctx.clock.now(), requested_by=requested_by))
+            self.store.save(record)
+            saved = True
             app_for(self.ctx.settings).send_task(
                 ROTATE_TASK,
                 kwargs={"cluster": cluster, "cert_name": name, "rotation_id": rotation_id, "trigger": str(trigger),
@@ -76,7 +81,14 @@ class CeleryRotationQueue:
                 # channel spares the sender two Redis round trips and its result consumer per rotation
                 ignore_result=True,
             )
-        except Exception:
+        except Exception as exc:
+            if saved:  # no worker will ever end this record: end it here, or it stays `in_progress`
+                from rotation.usecases.rotate.run import describe  # the pipeline: not loaded to queue (CLI start)
+
+                record.outcome, record.finished_at = Outcome.FAILED, self.ctx.clock.now()
+                record.error = f"not queued: {describe(exc)}"
+                with contextlib.suppress(RotationError):
+                    self.store.save(record)
             self.release(claim)  # not queued: the next request may be
             raise
         return rotation_id

@@ -6,12 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.processes import RedisServer
 from support.rotate import rotate_here
 from test_pipeline import served_everywhere
 
 from rotation.adapters.rs.client import RSClient
 from rotation.config import Inventory
-from rotation.core.errors import RotationError
+from rotation.core.errors import RotationError, StoreUnavailable
 from rotation.core.model import CertName, Outcome, RotationRecord
 from rotation.core.validate import ParsedBundle
 from rotation.simulator import ClusterSimulator
@@ -114,6 +115,35 @@ def test_an_undo_that_fails_fails_the_rotation_and_stays_in_the_record(simulator
     assert record.outcome is Outcome.FAILED
     assert "undo of a failed" in (record.error or "")
     assert [e["undone"] for e in record.companions if e["companion"] == "a"] == [False, False]
+
+
+class StopsRedis(Probe):
+    """Redis goes away once this companion has prepared its peer: before the original pair is kept."""
+
+    def __init__(self, redis: RedisServer, *args: Any) -> None:
+        super().__init__(*args)
+        self.redis = redis
+
+    def prepare(self, run: Run, bundle: ParsedBundle) -> Applied:
+        applied = super().prepare(run, bundle)
+        self.redis.stop()
+        return applied
+
+
+def test_redis_lost_after_prepare_undoes_the_prepared_peers(simulator: ClusterSimulator, inventory: Inventory,
+                                                            service_env: dict[str, str],
+                                                            redis_server: RedisServer) -> None:
+    """The original pair cannot be kept (Redis is away): nothing is pushed, and what the companions
+    already changed on their peers is undone, as for any failure from the first prepare on."""
+    before = served_everywhere(simulator, CertName.PROXY)
+    journal: list[tuple[str, str, frozenset[str]]] = []
+    try:
+        with pytest.raises(StoreUnavailable):
+            rotate_with(inventory, StopsRedis(redis_server, "a", simulator, journal))
+    finally:
+        redis_server.start()
+    assert hooks(journal) == [("a", "prepare"), ("a", "undo")]
+    assert served_everywhere(simulator, CertName.PROXY) == before
 
 
 def test_a_dry_run_only_plans(simulator: ClusterSimulator, inventory: Inventory, state_dir: Path) -> None:

@@ -121,3 +121,17 @@ def test_an_own_certificate_rotation_did_not_install_is_refused(sim: ClusterSimu
     record = rotate(inventory, "db:db1")
     assert record.outcome is Outcome.REFUSED and "did not install" in (record.error or "")
     assert sim.database_certs.requests == [] and served(sim, 12000) == [planted] * 3
+
+
+def test_one_database_under_two_inventory_keys_is_one_lock(sim: ClusterSimulator, ca_files: tuple[Path, Path],
+                                                           tmp_path: Path, state_dir: Path) -> None:
+    """`db:db1` and `db:1` are the same database (by name, by uid): while a rotation of one holds its lock,
+    a rotation of the other is refused as in progress, nothing posted (else two rotations of one
+    certificate run at once, and each may roll back over the other)."""
+    by_uid = load_inventory(write_inventory(tmp_path / "by-uid.yaml", sim, ca_files,
+                                            cluster_overrides={"databases": {"1": {}}}))
+    identity = by_uid.cluster("sim").identity
+    with ServiceContext(inventory=lambda: by_uid) as ctx, ctx.state.hold(identity, "db:db1", "rotation of db:db1"):
+        record = rotate(by_uid, "db:1")
+    assert record.outcome is Outcome.REFUSED and "already in progress (rotation of db:db1)" in (record.error or "")
+    assert sim.database_certs.requests == []

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,9 +31,11 @@ from rotation.adapters.issuers.internal_ca import init_ca
 from rotation.adapters.state.local import LocalState
 from rotation.config import Inventory, load_inventory
 from rotation.core import certs
+from rotation.core.errors import Interrupted, StoreUnavailable
 from rotation.core.model import ClusterState, Outcome, RotationRecord, Step
 from rotation.simulator import ClusterSimulator
 from rotation.usecases.context import ServiceContext
+from rotation.usecases.rotate import interrupts
 from rotation.usecases.rotate.run import RotationOptions
 
 REST_LABEL = "{cert}@cluster GET /v1/cluster/certificates"
@@ -238,6 +241,58 @@ def test_failed_rollback_records_each_endpoint_and_the_retry_restores_the_origin
     assert_one_certificate_named_by(retry, sim, original)
 
 
+def test_a_full_disk_after_the_push_still_verifies_and_names_each_endpoint(sim: ClusterSimulator, inventory: Inventory,
+                                                                          state_dir: Path) -> None:
+    """The local state cannot write its records any more (the disk is full: ENOSPC) right after the push: the
+    rotation must still verify (or roll back) and say what every endpoint serves, not stop half-way."""
+    history = state_dir / "history.jsonl"
+
+    def disk_fills_up_after_the_push(record: RotationRecord, step: Step) -> None:
+        if step.name == "push" and step.finished_at is not None:
+            history.unlink()
+            history.symlink_to("/dev/full")  # every write there fails with ENOSPC
+
+    options = RotationOptions(poll_interval=0.1, push_backoff=0.05, progress=disk_fills_up_after_the_push)
+    (record,) = rotate_here(inventory, "sim", ["cm"], options)
+    assert history.is_symlink()  # the disk filled up after the push indeed
+    assert record.outcome is Outcome.VERIFIED, record.error
+    assert_one_certificate_named_by(record, sim, record.new_fingerprint)
+
+
+class SigtermAtTheLastLook(FakeClock):
+    """SIGTERM to this process while verification takes its last look: after that look's safe point,
+    before the deadline ends it with a VerificationError."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__(datetime.now(UTC))
+        self.deadline, self.sent = deadline, False
+
+    def monotonic(self) -> float:
+        if not self.sent and sum(self.slept) >= self.deadline - 1e-6:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)  # noted by sigterm_unwinds' handler, raised at a safe point
+        return super().monotonic()
+
+
+def test_sigterm_during_the_last_verification_look_still_rolls_back(sim: ClusterSimulator,
+                                                                    inventory: Inventory) -> None:
+    """A SIGTERM that lands after verification's last safe point must not skip the rollback: the
+    rollback runs, is verified and recorded, then the rotation unwinds as interrupted."""
+    assert threading.current_thread() is threading.main_thread()  # else sigterm_unwinds does nothing
+    original = served(sim, "cm")[REST_LABEL.format(cert="cm")]
+    sim.stale(3, None, "cm")  # node 3 never takes the new certificate: verification fails at its deadline
+    options = RotationOptions(poll_interval=0.1, push_backoff=0.05, verify_deadline=timedelta(seconds=1.5),
+                              clock=SigtermAtTheLastLook(1.5))
+    ctx = ServiceContext(inventory=lambda: inventory)
+    with interrupts.sigterm_unwinds(), pytest.raises(Interrupted):
+        rotate_here(inventory, "sim", ["cm"], options, ctx=ctx)
+    (record,) = ctx.state.history("sim", "cm")
+    assert record.outcome is Outcome.ROLLED_BACK, record.error
+    assert [s.name for s in record.steps][-2:] == ["rollback", "verify-rollback"]
+    sim.clear_faults()
+    assert_one_certificate_named_by(record, sim, original)
+
+
 # --- faults that need real processes --------------------------------------------------------
 def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "workers.main", *args], cwd=ROOT, env=env,
@@ -329,6 +384,132 @@ def test_redis_going_away_after_the_push_loses_nothing(
     (stored,) = ctx.state.history("sim", "metrics_exporter")  # the first read writes it back
     assert stored.to_dict() == record.to_dict()
     assert not list((Path(service_env["ROTATION_STATE_DIR"]) / "journal").glob("*.json"))
+
+
+def test_redis_going_away_before_the_push_still_ends_the_saved_record(
+    simulator: ClusterSimulator, service_env: dict[str, str], own_redis: RedisServer,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis goes away after the record was saved `in_progress`, before anything is pushed (the original
+    pair cannot be kept): nothing is pushed, the command says the store is unreachable, and the record
+    must still end (kept locally, written back) instead of staying `in_progress` once Redis returns."""
+    monkeypatch.setenv("ROTATION_REDIS_URL", own_redis.url)
+    seen: list[str] = []
+
+    def redis_goes_away_while_issuing(record: RotationRecord, step: Step) -> None:
+        if step.name == "issue" and step.finished_at is None:
+            seen.append(record.id)
+            own_redis.client().save()  # what Redis holds now survives its restart (as with persistence)
+            own_redis.stop()
+
+    ctx = ServiceContext()
+    original = simulator.served_fingerprint(1, "cm")
+    try:
+        with pytest.raises(StoreUnavailable):
+            rotate_here(load_inventory(service_env["ROTATION_CONFIG"]), "sim", ["cm"],
+                        RotationOptions(poll_interval=0.1, progress=redis_goes_away_while_issuing), ctx=ctx)
+    finally:
+        own_redis.start()
+    assert not simulator.received_update_bodies and simulator.served_fingerprint(1, "cm") == original
+    record = ctx.state.get(seen[0])
+    assert record is not None and record.outcome is Outcome.REFUSED, record
+    assert "unreachable" in (record.error or "") and record.finished_at is not None
+
+
+def test_a_verified_rotation_whose_original_could_not_be_forgotten_is_never_restored(
+    simulator: ClusterSimulator, service_env: dict[str, str], own_redis: RedisServer,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A is verified while Redis is away, so the original pair it kept cannot be forgotten; Redis returns
+    with it (persistence). B, the next rotation, is refused by RS: nothing changed, so B must leave A's
+    certificate served, never push A's original (an older certificate) over it."""
+    monkeypatch.setenv("ROTATION_REDIS_URL", own_redis.url)
+    inventory = load_inventory(service_env["ROTATION_CONFIG"])
+    original = simulator.served_fingerprint(1, "cm")
+
+    def redis_goes_away_after_the_push(record: RotationRecord, step: Step) -> None:
+        if step.name == "push" and step.finished_at is not None:
+            own_redis.client().save()  # what Redis holds now (the kept original) survives its restart
+            own_redis.stop()
+
+    ctx = ServiceContext()
+    try:
+        (a,) = rotate_here(inventory, "sim", ["cm"],
+                           RotationOptions(poll_interval=0.1, progress=redis_goes_away_after_the_push), ctx=ctx)
+    finally:
+        own_redis.start()
+    assert a.outcome is Outcome.VERIFIED and a.old_fingerprint == original, a.error
+    assert ctx.state.get(a.id).outcome is Outcome.VERIFIED  # written back from the journal
+
+    lock = f"rotation:lock:{simulator.node_addresses[0]}:{simulator.config.api_port}:cm"
+    wait_for(lambda: own_redis.client().get(lock) is None, 30, 0.05, what="A's lease, restored with Redis, to lapse")
+    simulator.fail_next(1, 400)  # RS refuses B's certificate: nothing changes
+    pushes = len(simulator.received_update_bodies)
+    (b,) = rotate_here(inventory, "sim", ["cm"], RotationOptions(poll_interval=0.1, push_backoff=0.05), ctx=ctx)
+    assert b.outcome is Outcome.REFUSED and b.old_fingerprint == a.new_fingerprint, (b.outcome, b.error)
+    assert len(simulator.received_update_bodies) == pushes + 1  # B's refused push only
+    assert_one_certificate_named_by(b, simulator, a.new_fingerprint)
+
+
+def test_a_resumed_rotation_that_cannot_read_its_kept_original_still_records_each_endpoint(
+    simulator: ClusterSimulator, service_env: dict[str, str], redis_server: RedisServer
+) -> None:
+    """A process dies after its push (SIGKILL); its rotation is resumed under the same id, and Redis goes away
+    just as the resume reads the kept original pair. The cluster is mixed: the resume cannot roll back,
+    so it must probe and record what every endpoint serves (not end as a bare `failed`)."""
+    simulator.stale(3, None, "cm")  # node 3 never takes the new certificate: the cluster stays mixed
+    ctx = ServiceContext()
+    dying = _cli("rotate", "sim", "cm", "--inline", "--verify-deadline", "60s", "--json", env=service_env)
+    try:
+        killed = _record_reaching(lambda: ctx.state.history("sim", "cm"), "verify")
+    finally:
+        dying.kill()
+        dying.communicate(timeout=30)
+    lock = f"rotation:lock:{simulator.node_addresses[0]}:{simulator.config.api_port}:cm"
+    wait_for(lambda: redis_server.client().get(lock) is None, 30, 0.05, what="the dead process's lease to lapse")
+
+    def redis_goes_away_at_the_resume(record: RotationRecord, step: Step) -> None:
+        if step.name == "resume" and step.finished_at is None:
+            redis_server.stop()
+
+    try:
+        (record,) = rotate_here(load_inventory(service_env["ROTATION_CONFIG"]), "sim", ["cm"],
+                                RotationOptions(rotation_id=killed.id, poll_interval=0.1,
+                                                progress=redis_goes_away_at_the_resume), ctx=ctx)
+    finally:
+        redis_server.start()
+    assert record.id == killed.id and "resume" in [s.name for s in record.steps], record
+    assert record.outcome is Outcome.FAILED and record.cluster_state is ClusterState.MIXED, record.error
+    assert "final-probe" in [s.name for s in record.steps]
+    sim_view = served(simulator, "cm")
+    assert {label: pair.get("after") for label, pair in record.nodes.items()} == sim_view
+    assert set(sim_view.values()) == {killed.old_fingerprint, killed.new_fingerprint}
+
+
+def test_a_rotation_that_takes_over_from_a_killed_one_ends_its_record(
+    simulator: ClusterSimulator, service_env: dict[str, str], redis_server: RedisServer
+) -> None:
+    """`rotation rotate --inline` is killed (SIGKILL) after its push: nothing will ever resume it. The next
+    rotation of the certificate takes over (restoring its original if it fails): the killed rotation's
+    record must then end, instead of showing `in_progress` for good."""
+    simulator.stale(3, None, "cm")
+    ctx = ServiceContext()
+    dying = _cli("rotate", "sim", "cm", "--inline", "--verify-deadline", "60s", "--json", env=service_env)
+    try:
+        killed = _record_reaching(lambda: ctx.state.history("sim", "cm"), "verify")
+    finally:
+        dying.kill()
+        dying.communicate(timeout=30)
+    lock = f"rotation:lock:{simulator.node_addresses[0]}:{simulator.config.api_port}:cm"
+    wait_for(lambda: redis_server.client().get(lock) is None, 30, 0.05, what="the dead process's lease to lapse")
+    simulator.clear_faults()
+    (taking_over,) = rotate_here(load_inventory(service_env["ROTATION_CONFIG"]), "sim", ["cm"],
+                                 RotationOptions(poll_interval=0.1), ctx=ctx)
+    assert taking_over.outcome is Outcome.VERIFIED and taking_over.old_fingerprint == killed.old_fingerprint
+    ended = ctx.state.get(killed.id)
+    assert ended is not None and ended.outcome is Outcome.FAILED and ended.finished_at is not None, ended
+    assert f"rotation {taking_over.id} took over" in (ended.error or "")
+    assert_one_certificate_named_by(taking_over, simulator, taking_over.new_fingerprint)
 
 
 def test_worker_killed_mid_rotation_is_resumed_by_the_redelivered_task(

@@ -240,3 +240,54 @@ def test_nightly_policy_audit_task_records_drift_for_the_metrics(
         assert "TLS policy audit of sim" in posted and "1.1" in posted
     finally:
         receiver.close()
+
+
+def test_a_rotation_the_broker_does_not_take_does_not_stay_in_progress(
+    simulator: ClusterSimulator, service_env: dict[str, str], redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record is saved, then sending the task fails (here the broker refuses the queue's LPUSH): no
+    worker will ever end that record, so the submitter must, and the marker is released."""
+    from workers.queue import CeleryRotationQueue
+
+    client = redis_server.client()
+    client.acl_setuser("nopush", enabled=True, passwords=["+nopush-password"], keys=["*"], channels=["*"],
+                       commands=["+@all", "-lpush", "-rpush"])
+    try:
+        monkeypatch.setenv("ROTATION_REDIS_URL", f"redis://nopush:nopush-password@127.0.0.1:{redis_server.port}/0")
+        ctx = ServiceContext()
+        queue = CeleryRotationQueue(ctx)
+        with pytest.raises(Exception, match="(?i)permission"):
+            queue.submit("sim", "cm")
+        (record,) = ctx.state.history("sim", "cm")
+        assert record.outcome is not Outcome.IN_PROGRESS and record.finished_at is not None, record
+        assert "permission" in (record.error or "").lower()
+        assert queue.current("sim", "cm") is None
+    finally:
+        client.acl_deluser("nopush")
+    assert not simulator.received_update_bodies
+
+
+def test_a_queued_rotation_that_meets_another_holder_of_the_lock_is_refused_not_left_running(
+    simulator: ClusterSimulator, service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the request (the lock was free) and the worker's start, another rotation of the certificate
+    takes the lock (`rotation rotate --inline` elsewhere). The task's record was saved by the request, but
+    no earlier delivery of it ever started: it is refused as in progress and ends, instead of retrying
+    until Celery gives up and leaving the record `in_progress` and the marker held."""
+    import workers.context
+    from workers.queue import CeleryRotationQueue
+    from workers.tasks import rotate_certificate
+
+    ctx = ServiceContext()
+    monkeypatch.setattr(workers.context, "_context", ctx)  # the worker's context: this test's environment
+    queue = CeleryRotationQueue(ctx)
+    rotation_id = queue.submit("sim", "cm")  # no worker yet: the task waits in the queue
+    identity = ctx.inventory().cluster("sim").identity
+    with ctx.state.hold(identity, "cm", "rotation elsewhere (cli)"):
+        rotate_certificate.apply(kwargs={"cluster": "sim", "cert_name": "cm", "rotation_id": rotation_id})
+    record = ctx.state.get(rotation_id)
+    assert record is not None and record.outcome is Outcome.REFUSED, record
+    assert "already in progress (rotation elsewhere (cli) on " in (record.error or "") and record.blocked_by
+    assert queue.current("sim", "cm") is None
+    assert not simulator.received_update_bodies

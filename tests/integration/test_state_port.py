@@ -15,10 +15,11 @@ from support.processes import RedisServer, wait_for
 from rotation.adapters.secrets import SecretBox
 from rotation.adapters.state import ServiceState
 from rotation.adapters.state.base import Changes
+from rotation.adapters.state.journal import RecordJournal
 from rotation.adapters.state.local import LocalState
 from rotation.adapters.state.redis import RedisState
 from rotation.adapters.state.redis_client import connect
-from rotation.core.errors import RotationInProgress
+from rotation.core.errors import RotationInProgress, StoreUnavailable
 from rotation.core.model import Outcome, RotationRecord
 
 IDENTITY = "127.0.0.1:9443"
@@ -224,3 +225,25 @@ def test_a_watcher_hears_of_saved_records_and_moved_or_released_markers_by_id(st
         state.save(record("r3", "proxy"))
         heard(changes, {"r2", "r3"})
         assert changes.wait(0.01) == set()
+
+
+def test_a_journaled_record_never_overwrites_one_another_host_ended(own_redis: RedisServer, tmp_path: Path) -> None:
+    """Host 1 keeps a record `in_progress` in its journal while Redis is away from it (then dies, say); the
+    rotation is resumed and ended by host 2. When host 1 reaches Redis again, its journal must not put the
+    stale `in_progress` version back over the ended one (it would then stay running forever)."""
+    clock = FakeClock()
+    host1, host2 = (RedisState(connect(own_redis.url, retries=0), clock, journal=RecordJournal(tmp_path / name))
+                    for name in ("host1", "host2"))
+    running = record("r1", outcome=Outcome.IN_PROGRESS)
+    running.finished_at = None
+    host1.save(running)
+    own_redis.stop()
+    try:
+        with pytest.raises(StoreUnavailable):
+            host1.save(running)  # kept in host 1's journal
+    finally:
+        own_redis.start()
+    host2.save(record("r1", outcome=Outcome.ROLLED_BACK))  # the redelivered rotation ends it elsewhere
+    assert [r.id for r in host1.history()] == ["r1"]  # host 1 reaches Redis again: its journal is written back
+    assert host2.get("r1").outcome is Outcome.ROLLED_BACK  # type: ignore[union-attr]
+    assert not RecordJournal(tmp_path / "host1").has_pending()

@@ -112,11 +112,16 @@ class LocalState:
 
     # --- records ---------------------------------------------------------------------------
     def save(self, record: RotationRecord) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        """Append the record; StoreUnavailable when it cannot be written (a full disk): the port's error,
+        which a rotation after its push logs and goes on from (verify or roll back)."""
         line = json.dumps(record.to_dict(), sort_keys=True) + "\n"
-        with open(self.path, "a", encoding="utf-8") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            handle.write(line)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                handle.write(line)
+        except OSError as exc:
+            raise StoreUnavailable(f"{self.path}: the record could not be written ({exc.strerror or exc})") from exc
 
     @contextlib.contextmanager
     def watch(self) -> Iterator[LocalChanges]:

@@ -107,7 +107,16 @@ class RedisState:
 
     def _flush_journal(self) -> None:
         if self.journal is not None and self.journal.has_pending():
-            self.journal.flush(lambda record: self._write(record, index=True))
+            self.journal.flush(self._write_back)
+
+    def _write_back(self, record: RotationRecord) -> None:
+        """A journaled record, unless the store's copy has ended meanwhile (another worker resumed the
+        rotation and ended it): an ended record is final, and the journal's copy is older."""
+        raw = self.redis.get(_key("record", record.id))
+        if raw and json.loads(raw).get("finished_at"):
+            log.warning("rotation %s: the record kept locally is not written back: the store's has ended", record.id)
+            return
+        self._write(record, index=True)
 
     def _write(self, record: RotationRecord, *, index: bool = False) -> None:
         """The record, published (``redis_watch``). Its history entries are written with its first save

@@ -40,7 +40,7 @@ class Target(Protocol):
 
     @property
     def cert_name(self) -> CertName | str:
-        """The record's, the lock's and the state's name (a ``CertName`` for a slot)."""
+        """The record's and the state's name (a ``CertName`` for a slot)."""
         ...
 
     @property
@@ -78,6 +78,10 @@ class Target(Protocol):
 
     def verified(self) -> None:
         """The new certificate is served everywhere: drop what was kept for a rollback. Never raises."""
+        ...
+
+    def lock_name(self) -> str:
+        """The name its rotations lock (one at a time): one per certificate, whatever the inventory calls it."""
         ...
 
 

@@ -24,7 +24,7 @@ from rotation.adapters.tls.probe import probe_endpoints
 from rotation.core import certs
 from rotation.core.errors import ClusterRejected, ConfigError, RotationError
 from rotation.core.model import Endpoint, SecretPEM, ServedCert
-from rotation.core.targets import database_key
+from rotation.core.targets import database_key, database_target
 from rotation.core.tls_rules import cipher_key_problems, key_type_of
 from rotation.core.topology import DatabaseInfo
 from rotation.core.validate import DEFAULT_CHECKS, Check, ExtraCheck, ParsedBundle
@@ -54,6 +54,10 @@ class DatabaseTarget:
             raise RotationError(f"{self.session.name}/{self.cert_name}: TLS is off on database {db.name}: no endpoint "
                                 "presents a certificate, so nothing is pushed")
         return db
+
+    def lock_name(self) -> str:
+        """The database as RS names it: ``db:orders`` and ``db:7`` (its uid) are one certificate, one lock."""
+        return database_target(self.database().name)
 
     def endpoints(self) -> list[Endpoint]:
         return self.session.view().database_endpoints(self.database().uid, self.cert_name)

@@ -81,5 +81,8 @@ class LdapClientTarget:
     def verified(self) -> None:
         return None
 
+    def lock_name(self) -> str:
+        return str(self.cert_name)
+
 
 __all__ = ["LdapClientTarget", "ldap_client_copy"]

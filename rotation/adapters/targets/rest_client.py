@@ -114,5 +114,8 @@ class RestClientTarget:
     def verified(self) -> None:
         self.files.drop_previous()  # the new certificate logs in everywhere: the old one is no longer kept
 
+    def lock_name(self) -> str:
+        return str(self.cert_name)
+
 
 __all__ = ["RestClientTarget", "file_copy", "logins"]

@@ -77,6 +77,9 @@ class ClusterSlot:
     def verified(self) -> None:
         return None
 
+    def lock_name(self) -> str:
+        return str(self.cert_name)
+
 
 def _pems(bundle: ParsedBundle) -> tuple[str, SecretPEM]:
     return certs.certs_to_pem(bundle.certificates), certs.private_key_to_pem(bundle.key)

@@ -6,7 +6,8 @@ land anywhere (inside an HTTP request, an event loop callback that swallows it, 
 handler only takes note, and the pipeline calls :func:`check` where stopping is safe (at each step,
 in the verification loop, between push attempts); ``Interrupted`` (a BaseException) then unwinds
 through the pipeline, whose recovery rolls back and records first. Once raised, later SIGTERMs are
-ignored so the rollback can finish (SIGKILL is the way to stop it harder).
+ignored, and recovery itself is no safe point (:func:`deferred`), so the rollback can finish (SIGKILL
+is the way to stop it harder).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from rotation.core.errors import Interrupted
 class _Sigterm:
     requested = False
     raised = False
+    deferred = 0  # inside recovery (:func:`deferred`): a SIGTERM waits until the cluster is settled
 
 
 _sigterm = _Sigterm()
@@ -29,9 +31,24 @@ _sigterm = _Sigterm()
 
 def check() -> None:
     """Raise Interrupted once, if SIGTERM arrived inside :func:`sigterm_unwinds`."""
-    if _sigterm.requested and not _sigterm.raised:
+    if _sigterm.requested and not _sigterm.raised and not _sigterm.deferred:
         _sigterm.raised = True
         raise Interrupted("SIGTERM")
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Recovery (roll back, verify, probe, undo) is no safe point: a SIGTERM noted before or during it
+    would otherwise skip the rollback itself; it is raised at the first :func:`check` after. Only the main
+    thread takes note of SIGTERM (:func:`sigterm_unwinds`): elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _sigterm.deferred += 1
+    try:
+        yield
+    finally:
+        _sigterm.deferred -= 1
 
 
 @contextlib.contextmanager
@@ -53,4 +70,4 @@ def sigterm_unwinds() -> Iterator[None]:
         _sigterm.requested = _sigterm.raised = False
 
 
-__all__ = ["check", "sigterm_unwinds"]
+__all__ = ["check", "deferred", "sigterm_unwinds"]

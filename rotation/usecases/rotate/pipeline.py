@@ -67,7 +67,7 @@ def rotate(
     try:
         owner = f"rotation {record.id} ({record.trigger})"
         with rotation_context(record.id, session.name, str(name)), \
-                state.hold(session.settings.identity, str(name), owner) as lease:
+                state.hold(session.settings.identity, run.target.lock_name(), owner) as lease:
             run.lease = lease
             if existing is not None and existing.pushed:
                 run.save()
@@ -75,14 +75,15 @@ def rotate(
             else:
                 _rotate_locked(run, inventory, plan, issuers)
     except RotationInProgress as exc:
-        if existing is not None:
+        if existing is not None and existing.steps:
             ends = False
             raise  # our own earlier attempt still holds the lease: the caller retries later
+        # A record with no step yet is only the request's (saved when it was queued): another rotation holds it.
         record.outcome, record.error, record.blocked_by = Outcome.REFUSED, exc.message, exc.message
     except StoreUnavailable as exc:
         # Before a push nothing started: the caller says the store is unreachable. A record already
-        # journaled must still end there, or it would come back `in_progress` when Redis returns.
-        ends = record.pushed or run.store_down
+        # saved or journaled (a step began) must still end, or it would stay `in_progress` when Redis returns.
+        ends = bool(record.steps)
         if not record.pushed:
             record.outcome, record.error = Outcome.REFUSED, record.error or exc.message
         raise
@@ -160,7 +161,24 @@ def _read(run: Run) -> OriginalPair:
         if adopted:
             step.detail += (f"; rotation {adopted[1]} left this certificate unfinished: its original "
                             f"{certs.short_fingerprint(original.fingerprint)} is what a failure restores")
+            _end_abandoned(run, adopted[1])
     return original
+
+
+def _end_abandoned(run: Run, rotation_id: str) -> None:
+    """The unfinished rotation whose original this one adopted no longer runs (this one holds the lock):
+    end its record, or it shows `in_progress` for good (a CLI killed after its push is never resumed)."""
+    if rotation_id == run.record.id:
+        return
+    try:
+        left = run.store.get(rotation_id)
+        if left is None or left.outcome is not Outcome.IN_PROGRESS:
+            return
+        left.outcome, left.finished_at = Outcome.FAILED, run.clock.now()
+        left.error = f"{left.error or 'stopped after its push'}; rotation {run.record.id} took over the certificate"
+        run.store.save(left)
+    except RotationError as exc:  # the store is away: that record stays as it was, nothing else depends on it
+        run.log.warning("rotation %s: its record could not be ended: %s", rotation_id, exc.message)
 
 
 def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: IssuerFactory) -> None:

@@ -140,15 +140,18 @@ def final_probe(run: Run, old: str | None, new: str | None, outcome: Outcome) ->
 def settle(run: Run, original: OriginalPair | None, new: str | None, exc: BaseException) -> None:
     """Something went wrong after a push: roll back (superseded: only record), then re-raise a signal."""
     run.record.error = run.record.error or describe(exc)
-    if isinstance(exc, Superseded):
-        final_probe(run, original.fingerprint if original else run.record.old_fingerprint, new, Outcome.SUPERSEDED)
-    elif original is None:
-        run.record.error += "; cannot roll back: the original certificate is not in the secret store"
-        final_probe(run, run.record.old_fingerprint, new, Outcome.FAILED)
-    else:
-        roll_back(run, original, new)
+    with interrupts.deferred():
+        if isinstance(exc, Superseded):
+            final_probe(run, original.fingerprint if original else run.record.old_fingerprint, new,
+                        Outcome.SUPERSEDED)
+        elif original is None:
+            run.record.error += "; cannot roll back: the original certificate is not in the secret store"
+            final_probe(run, run.record.old_fingerprint, new, Outcome.FAILED)
+        else:
+            roll_back(run, original, new)
     if not isinstance(exc, Exception):
         raise exc
+    interrupts.check()  # a SIGTERM that came while settling unwinds now
 
 
 def roll_back(run: Run, original: OriginalPair, new: str | None) -> None:
@@ -189,8 +192,7 @@ def _verify(run: Run, original: OriginalPair | None, new: str, deadline: timedel
 def push_and_verify(run: Run, issued: IssuedCert, bundle: ParsedBundle, original: OriginalPair) -> None:
     new = bundle.fingerprint
     run.lease.check()  # never overwrite the kept original of a rotation that took over from us
-    _prepare(run, bundle)
-    run.originals.bind(run.record.id, original, new)
+    _prepare(run, bundle, original, new)
     try:
         with run.step("push") as step:
             step.detail = push(run, issued.fullchain_pem, issued.key_pem)
@@ -206,10 +208,12 @@ def push_and_verify(run: Run, issued: IssuedCert, bundle: ParsedBundle, original
     _verify(run, original, new, bundle=bundle)
 
 
-def _prepare(run: Run, bundle: ParsedBundle) -> None:
-    """The companions' make-before-break changes; a failure undoes those made, then raises."""
+def _prepare(run: Run, bundle: ParsedBundle, original: OriginalPair, new: str) -> None:
+    """The companions' make-before-break changes, then the original pair kept; a failure of either (the
+    store away) undoes the changes made, then raises."""
     try:
         companions.prepare(run, bundle)
+        run.originals.bind(run.record.id, original, new)
     except BaseException:
         _undo_companions(run)
         raise
@@ -226,11 +230,12 @@ def _refused_at_push(run: Run, original: OriginalPair, new: str, exc: _NothingAp
     """RS refused the certificate: confirm by handshakes that nothing changed (else roll back)."""
     run.record.error = exc.message
     served = observe(run)
-    if cluster_state(served, original.fingerprint, new) is ClusterState.OLD:
-        finish(run, served, Outcome.REFUSED, ClusterState.OLD)
-        _undo_companions(run)
-    else:
-        roll_back(run, original, new)
+    with interrupts.deferred():
+        if cluster_state(served, original.fingerprint, new) is ClusterState.OLD:
+            finish(run, served, Outcome.REFUSED, ClusterState.OLD)
+            _undo_companions(run)
+        else:
+            roll_back(run, original, new)
 
 
 def resume_after_push(run: Run) -> None:
@@ -239,11 +244,15 @@ def resume_after_push(run: Run) -> None:
     record = run.record
     with run.step("resume") as step:
         step.detail = "previous attempt was interrupted after the push"
-        original = run.originals.get()
+        try:
+            original = run.originals.get()
+            missing = "the original certificate is not in the secret store"
+        except RotationError as exc:  # the store is away: without the pair, finish or record what is served
+            original, missing = None, f"the original certificate cannot be read ({exc.message})"
         if original is not None and original.fingerprint != record.old_fingerprint:
             original = None
         if original is None:
-            step.detail += "; the original certificate is not in the secret store"
+            step.detail += "; " + missing
     if record.new_fingerprint and not run.companions and not record.companions:
         _verify(run, original, record.new_fingerprint, timedelta(0))
         if record.outcome is not Outcome.IN_PROGRESS:

@@ -28,7 +28,7 @@ from rotation.adapters.targets import OriginalPair, Target
 from rotation.core import retry
 from rotation.core.clock import Clock
 from rotation.core.errors import Interrupted, RotationError
-from rotation.core.model import CertName, RotationRecord, SecretPEM, Step, Trigger
+from rotation.core.model import CertName, ClusterState, Outcome, RotationRecord, SecretPEM, Step, Trigger
 from rotation.core.validate import ExtraCheck, ParsedBundle
 from rotation.usecases.rotate import interrupts
 
@@ -125,8 +125,10 @@ class OriginalPairs:
     fingerprints pushed since, so a later rotation can tell a state it left from a change made outside.
     """
 
-    def __init__(self, secrets: SecretStore | None, cluster: str, cert_name: CertName | str) -> None:
+    def __init__(self, secrets: SecretStore | None, cluster: str, cert_name: CertName | str,
+                 records: RecordStore | None = None) -> None:
         self.secrets = secrets
+        self.records = records  # where the rotation that bound the pair says how it ended
         self.key = f"original/{cluster}/{cert_name}"
         # What the store holds, once read: only the lock's holder changes it, and this rotation holds it.
         self._known: tuple[dict | None] | None = None
@@ -147,12 +149,27 @@ class OriginalPairs:
         data = self._load()
         if data is None:
             return None
+        rotation = str(data.get("rotation"))
         if served <= {data["fingerprint"], *data.get("pushed", ())}:
-            return _pair(data), str(data.get("rotation"))
+            if not self._settled(rotation):
+                return _pair(data), rotation
+            # That rotation ended with one certificate everywhere, but could not forget the pair (its store
+            # was away): restoring it now would push an older certificate over the one served since.
+            log.warning("%s: kept original pair of rotation %s dropped: that rotation ended with one certificate "
+                        "everywhere", self.key, rotation)
+            self.release()
+            return None
         log.warning("%s: kept original pair of rotation %s dropped: the cluster now serves certificates that "
                     "rotation did not push (changed by hand?)", self.key, data.get("rotation"))
         self.release()
         return None
+
+    def _settled(self, rotation_id: str) -> bool:
+        """The rotation ended where it forgets its pair (``recovery.finish``, ``final_probe``): one known
+        certificate everywhere, and not superseded (a superseder binds the pair under its own id)."""
+        record = self.records.get(rotation_id) if self.records is not None else None
+        return (record is not None and record.outcome not in (Outcome.IN_PROGRESS, Outcome.SUPERSEDED)
+                and record.cluster_state in (ClusterState.OLD, ClusterState.NEW))
 
     def bind(self, rotation_id: str, pair: OriginalPair, new_fingerprint: str) -> None:
         if self.secrets is None:
@@ -196,7 +213,7 @@ class Run:
         self.cert_name: CertName | str = target.cert_name  # a CertName for a cluster slot
         self.clock: Clock = options.clock or SYSTEM_CLOCK
         self.lease: Lease = KernelLease()
-        self.originals = OriginalPairs(options.secrets, session.settings.identity, self.cert_name)
+        self.originals = OriginalPairs(options.secrets, session.settings.identity, self.cert_name, store)
         self.deadline: timedelta = options.verify_deadline or session.settings.verify_deadline
         self.companions: tuple[Companion, ...] = tuple(options.companions)
         self.log = logging.LoggerAdapter(log, {"rotation_id": record.id, "cluster": record.cluster,
