@@ -120,6 +120,16 @@ def gzipped(server: HostileServer) -> Callable:
     return behave
 
 
+def answer(server: HostileServer, status: str, headers: dict[str, str | bytes], body: bytes) -> Callable:
+    """One complete answer, exactly as given (header values may be raw bytes: not ASCII, not numbers)."""
+    head = b"".join(k.encode() + b": " + (v if isinstance(v, bytes) else v.encode()) + b"\r\n"
+                    for k, v in {**headers, "Content-Length": str(len(body))}.items())
+
+    def behave(conn: socket.socket, exchange: Exchange) -> None:
+        server.send(conn, exchange, b"HTTP/1.1 " + status.encode() + b"\r\n" + head + b"\r\n" + body)
+    return behave
+
+
 def redirect(server: HostileServer, location: str) -> Callable:
     def behave(conn: socket.socket, exchange: Exchange) -> None:
         server.send(conn, exchange, b"HTTP/1.1 302 Found\r\nLocation: " + location.encode()
@@ -127,4 +137,4 @@ def redirect(server: HostileServer, location: str) -> Callable:
     return behave
 
 
-__all__ = ["HOST_NAME", "Exchange", "HostileServer", "drip", "endless", "gzipped", "redirect"]
+__all__ = ["HOST_NAME", "Exchange", "HostileServer", "answer", "drip", "endless", "gzipped", "redirect"]

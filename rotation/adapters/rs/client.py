@@ -11,6 +11,7 @@ hand with ``sed``.
 
 from __future__ import annotations
 
+import json
 import logging
 import ssl
 from collections.abc import Iterable, Sequence
@@ -24,6 +25,7 @@ import httpx
 
 from rotation.adapters import bounded_http
 from rotation.adapters.rs.tls_context import build_ssl_context
+from rotation.core import retry
 from rotation.core.errors import (
     ClusterAPIError,
     ClusterAuthError,
@@ -47,6 +49,9 @@ class CertificatePair:
     key: SecretPEM | None
 
 
+_MAX_ERROR_TEXT = 300  # characters of RS's error_code and description kept: foreign text, any size and type
+
+
 def _error_fields(response: httpx.Response) -> tuple[str | None, str | None]:
     try:
         body = response.json()
@@ -54,8 +59,15 @@ def _error_fields(response: httpx.Response) -> tuple[str | None, str | None]:
         return None, (response.text[:200] or None)
     if not isinstance(body, dict):
         return None, None
-    description = body.get("description") or body.get("message")
-    return body.get("error_code"), description
+    return _text(body.get("error_code")), _text(body.get("description") or body.get("message"))
+
+
+def _text(value: Any) -> str | None:
+    """A field of RS's error answer as bounded text (a number, an object or a megabyte string included)."""
+    if value is None or value == "":
+        return None
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT] + "..."
 
 
 def _redirect_target(response: httpx.Response) -> str:
@@ -79,6 +91,15 @@ def _refused_login(response: httpx.Response, cluster: str, action: str, login: s
                     f"is false): log in with a client certificate (clusters.{cluster}.client_cert_file and "
                     "client_key_file)")
     return message
+
+
+def _retry_after(header: str) -> float | None:
+    """RS's Retry-After (delay-seconds), at most ``MAX_RETRY_AFTER``: a foreign header may hold any digits,
+    ASCII or not, as many as fit (later ``now + wait`` must still be a date)."""
+    text = header.strip()
+    if not (text.isascii() and text.isdigit()):
+        return None
+    return float(min(int(text[:20]), int(retry.MAX_RETRY_AFTER))) if len(text) <= 20 else retry.MAX_RETRY_AFTER
 
 
 def _raise_for_status(response: httpx.Response, *, cluster: str, action: str,
@@ -106,10 +127,7 @@ def _raise_for_status(response: httpx.Response, *, cluster: str, action: str,
     if status in _FINAL_STATUSES:
         raise ClusterRejected(message, **kwargs)
     if status == 409 or status >= 500:
-        retry_after = response.headers.get("Retry-After")
-        raise ClusterUnavailable(
-            message, retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None, **kwargs
-        )
+        raise ClusterUnavailable(message, retry_after=_retry_after(response.headers.get("Retry-After", "")), **kwargs)
     raise ClusterRejected(message, **kwargs)
 
 

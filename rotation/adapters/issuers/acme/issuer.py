@@ -38,6 +38,7 @@ from rotation.core import certs
 from rotation.core.clock import Clock
 from rotation.core.errors import CertificateError, ConfigError, IssuerError, RotationError
 from rotation.core.model import CertRequest, IssuedCert, KeyType
+from rotation.core.retry import MAX_RETRY_AFTER
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,8 @@ def retry_after_seconds(header: str | None, now: datetime | None = None) -> floa
     """A Retry-After header (seconds or HTTP-date) as seconds from ``now``; None if absent or bad."""
     if not header:
         return None
-    try:
-        return max(0.0, float(int(header.strip())))
+    try:  # at most MAX_RETRY_AFTER: a foreign header may hold any number of digits (now + wait must stay a date)
+        return float(min(max(0, int(header.strip())), int(MAX_RETRY_AFTER)))
     except ValueError:
         pass
     try:
@@ -63,17 +64,34 @@ def retry_after_seconds(header: str | None, now: datetime | None = None) -> floa
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return min(max(0.0, (when - (now or datetime.now(UTC))).total_seconds()), MAX_RETRY_AFTER)
+
+
+MAX_PROBLEM_TEXT = 300  # characters of each text of a CA's problem document kept: the CA's text, any size
+MAX_SUBPROBLEMS = 20  # of a CA's problem document kept in IssuerError.problem (it goes into the history)
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_PROBLEM_TEXT else text[:MAX_PROBLEM_TEXT] + "..."
 
 
 def problem_dict(error: messages.Error) -> dict[str, Any]:
-    return json.loads(error.json_dumps())
+    return _bounded_problem(json.loads(error.json_dumps()))
+
+
+def _bounded_problem(problem: dict[str, Any]) -> dict[str, Any]:
+    """The CA's problem document with its texts cut at ``MAX_PROBLEM_TEXT`` and at most ``MAX_SUBPROBLEMS``."""
+    bounded = {key: _bounded(value) if isinstance(value, str) else value for key, value in problem.items()}
+    if isinstance(problem.get("subproblems"), list):
+        bounded["subproblems"] = [_bounded_problem(p) if isinstance(p, dict) else p
+                                  for p in problem["subproblems"][:MAX_SUBPROBLEMS]]
+    return bounded
 
 
 def compact_problem(problem: Mapping[str, Any]) -> str:
-    parts = [str(problem.get("type", "about:blank")).removeprefix(messages.ERROR_PREFIX)]
+    parts = [_bounded(str(problem.get("type", "about:blank")).removeprefix(messages.ERROR_PREFIX))]
     if problem.get("detail"):
-        parts.append(str(problem["detail"]))
+        parts.append(_bounded(str(problem["detail"])))
     return ": ".join(parts)
 
 

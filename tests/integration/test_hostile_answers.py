@@ -1,0 +1,89 @@
+"""Answers of the outside world that are complete but hostile: an RS or ACME error whose text is a megabyte
+or not text at all, a Retry-After of centuries. Each must end as one bounded error of the one exception
+tree (``rotation.core.errors``), never as a foreign exception or a message that fills the history.
+
+A real HTTPS server (``hostile.HostileServer``) sends each answer exactly as written here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from support.cluster import free_loopback_base
+from support.hostile import HOST_NAME, HostileServer, answer
+
+from rotation.adapters.issuers.acme.issuer import AcmeIssuer
+from rotation.adapters.rs.client import RSClient
+from rotation.core import retry
+from rotation.core.errors import ClusterAuthError, ClusterUnavailable, IssuerError
+
+MiB = 1024 * 1024
+JSON = {"Content-Type": "application/json"}
+PROBLEM = {"Content-Type": "application/problem+json"}
+
+
+@pytest.fixture
+def hostile(ca_files: tuple[Path, Path], tmp_path: Path) -> Iterator[HostileServer]:
+    server = HostileServer(free_loopback_base(), ca_files, tmp_path)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def rs_client(server: HostileServer) -> RSClient:
+    return RSClient(server.url, "admin@example.com", "pw", cluster="hostile", verify=[server.ca_path],
+                    server_name=HOST_NAME, timeout=5.0)
+
+
+def acme_issuer(server: HostileServer) -> AcmeIssuer:
+    return AcmeIssuer("hostile", server.url + "/directory", challenge="http-01", ca_bundle=server.ca_path,
+                      request_timeout=timedelta(seconds=5))
+
+
+def test_a_megabyte_rs_error_description_is_cut_in_the_message(hostile: HostileServer) -> None:
+    body = json.dumps({"error_code": "E" * MiB, "description": "d" * MiB}).encode()
+    hostile.behaviour = answer(hostile, "500 Internal Server Error", JSON, body)
+    with rs_client(hostile) as client, pytest.raises(ClusterUnavailable) as info:
+        client.nodes()
+    assert len(info.value.message) < 2000, len(info.value.message)
+    assert "HTTP 500" in info.value.message
+
+
+@pytest.mark.parametrize("field", ["description", "message", "error_code"])
+@pytest.mark.parametrize("status", ["401 Unauthorized", "400 Bad Request", "503 Service Unavailable"])
+def test_an_rs_error_whose_fields_are_not_text_is_still_our_error(hostile: HostileServer, status: str,
+                                                                  field: str) -> None:
+    body = json.dumps({field: {"nested": [1, 2]}, **({} if field == "description" else {"description": 7})}).encode()
+    hostile.behaviour = answer(hostile, status, JSON, body)
+    with rs_client(hostile) as client, pytest.raises(ClusterAuthError if status.startswith("401") else Exception
+                                                     ) as info:
+        client.nodes()
+    assert type(info.value).__module__ == "rotation.core.errors", repr(info.value)
+    assert f"HTTP {status[:3]}" in info.value.message
+
+
+@pytest.mark.parametrize("header", [b"9" * 30, b"\xc2\xb2", b"1e400"], ids=["centuries", "superscript", "exponent"])
+def test_an_rs_retry_after_of_centuries_or_not_a_number_is_bounded(hostile: HostileServer, header: bytes) -> None:
+    hostile.behaviour = answer(hostile, "503 Service Unavailable", {**JSON, "Retry-After": header}, b"{}")
+    with rs_client(hostile) as client, pytest.raises(ClusterUnavailable) as info:
+        client.nodes()
+    wait = info.value.retry_after
+    assert wait is None or 0 <= wait <= retry.MAX_RETRY_AFTER
+    # what the task layer and the backoff do with it must still work
+    retry.rotation_countdown(0, wait)
+    assert datetime.now(UTC) + retry.backoff_delay(1, timedelta(minutes=5), timedelta(hours=6), wait) > datetime.now(UTC)
+
+
+def test_a_megabyte_acme_problem_detail_is_cut_in_the_message(hostile: HostileServer) -> None:
+    problem = {"type": "urn:ietf:params:acme:error:malformed", "detail": "x" * MiB}
+    hostile.behaviour = answer(hostile, "400 Bad Request", PROBLEM, json.dumps(problem).encode())
+    with pytest.raises(IssuerError) as info:
+        acme_issuer(hostile).check()
+    assert "malformed" in info.value.message
+    assert len(info.value.message) < 2000, len(info.value.message)
+    assert len(json.dumps(info.value.problem)) < 2000  # it goes into the rotation's record
