@@ -173,7 +173,8 @@ class RFC2136Provider:
 
     def txt_values(self, record: str, server: Address) -> set[str]:
         response = self._query(absolute(record), dns.rdatatype.TXT, server)
-        return {b"".join(r.strings).decode() for rrset in response.answer
+        # TXT strings are bytes: another tool's value on the name need not be UTF-8 (ours are base64url)
+        return {b"".join(r.strings).decode(errors="replace") for rrset in response.answer
                 if rrset.rdtype == dns.rdatatype.TXT for r in rrset}
 
     def _query(self, qname: str, rdtype: dns.rdatatype.RdataType, server: Address) -> dns.message.Message:
