@@ -18,8 +18,10 @@ from support.hostile import HOST_NAME, HostileServer, answer
 
 from rotation.adapters.issuers.acme.issuer import AcmeIssuer
 from rotation.adapters.rs.client import RSClient
+from rotation.adapters.secrets import LocalSecretStore, SecretBox
 from rotation.core import retry
 from rotation.core.errors import ClusterAuthError, ClusterUnavailable, IssuerError
+from rotation.core.model import CertName, CertRequest
 
 MiB = 1024 * 1024
 JSON = {"Content-Type": "application/json"}
@@ -87,3 +89,28 @@ def test_a_megabyte_acme_problem_detail_is_cut_in_the_message(hostile: HostileSe
     assert "malformed" in info.value.message
     assert len(info.value.message) < 2000, len(info.value.message)
     assert len(json.dumps(info.value.problem)) < 2000  # it goes into the rotation's record
+
+
+@pytest.mark.parametrize("directory", [[], "a string", {}], ids=["array", "string", "no-urls"])
+def test_an_acme_directory_that_is_not_one_is_an_issuer_error(hostile: HostileServer, directory: object,
+                                                              tmp_path: Path) -> None:
+    hostile.behaviour = answer(hostile, "200 OK", JSON, json.dumps(directory).encode())
+    issuer = acme_issuer(hostile)
+    issuer._secret_store = LocalSecretStore(tmp_path, SecretBox([SecretBox.generate_key().encode()]))
+    for call in (issuer.check, lambda: issuer.issue(CertRequest("hostile", CertName.API, (HOST_NAME,)))):
+        with pytest.raises(IssuerError, match="not an ACME directory"):
+            call()
+
+
+def test_an_acme_answer_of_the_wrong_shape_is_an_issuer_error(hostile: HostileServer, tmp_path: Path) -> None:
+    # One answer to everything: the directory, the nonce, the new account and the new order, which is
+    # then an order without authorizations.
+    url = hostile.url + "/directory"
+    directory = {"newNonce": url, "newAccount": url, "newOrder": url}
+    hostile.behaviour = answer(hostile, "201 Created", {**JSON, "Location": url, "Replay-Nonce": "bm9uY2U"},
+                               json.dumps(directory).encode())
+    issuer = acme_issuer(hostile)
+    issuer._secret_store = LocalSecretStore(tmp_path, SecretBox([SecretBox.generate_key().encode()]))
+    with pytest.raises(IssuerError) as info:
+        issuer.issue(CertRequest("hostile", CertName.API, (HOST_NAME,)))
+    assert "does not follow ACME" in info.value.message and not info.value.retryable, info.value.message

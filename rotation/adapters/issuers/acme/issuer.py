@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 USER_AGENT = "rotation-rs/0.1 (acme)"
 RATE_LIMIT_DEFAULT_WAIT = 3600.0  # rateLimited without Retry-After: wait an hour
 RETRYABLE_PROBLEMS = frozenset({"rateLimited", "serverInternal", "badNonce"})
+REQUIRED_DIRECTORY_URLS = ("newNonce", "newAccount", "newOrder")
+# What acme raises when the CA's JSON has another shape than RFC 8555 says (a list for an object, null...)
+MISSHAPEN = (KeyError, TypeError, AttributeError, ValueError)
 
 
 # --- error translation (the one place) -----------------------------------------------------
@@ -142,6 +145,8 @@ def translate_error(exc: BaseException, *, context: str, retry_after_header: str
         retryable, what = True, f"directory unreachable: {_first_line(exc)}"
     elif isinstance(exc, errors.ClientError | errors.NonceError | requests.RequestException):
         retryable, what = True, f"unexpected answer from the CA: {_first_line(exc)}"
+    elif isinstance(exc, MISSHAPEN):
+        what = f"the CA's answer does not follow ACME ({type(exc).__name__}: {_first_line(exc)})"
     else:
         what = f"{type(exc).__name__}: {_first_line(exc)}"
     message = f"{context}: {what}"
@@ -295,7 +300,7 @@ class AcmeIssuer:
                 finalized = self._complete(acme, orderr)
             except RotationError:
                 raise
-            except (errors.Error, requests.RequestException, jose.errors.Error) as exc:
+            except (errors.Error, requests.RequestException, jose.errors.Error, *MISSHAPEN) as exc:
                 header = net.last_response.headers.get("Retry-After") if net.last_response is not None else None
                 raise translate_error(exc, context=context, retry_after_header=header, now=self.clock.now()) from exc
         leaf_pem, chain_pem = certs.split_leaf_and_chain(finalized.fullchain_pem, where=context)
@@ -392,9 +397,18 @@ class AcmeIssuer:
 
     def _directory(self, net: _Network) -> messages.Directory:
         try:
-            return client.ClientV2.get_directory(self.directory_url, net)
+            directory = client.ClientV2.get_directory(self.directory_url, net)
         except (errors.Error, requests.RequestException, jose.errors.Error, ValueError) as exc:
             raise translate_error(exc, context=f"ACME {self.directory_url}") from exc
+        except (TypeError, AttributeError):  # acme reads any JSON as an object: an array or a string breaks it
+            directory = None
+        # the three URLs every order needs: acme would fail on the first use of a missing one (KeyError)
+        fields = directory.to_partial_json() if directory is not None else {}
+        missing = [name for name in REQUIRED_DIRECTORY_URLS if not isinstance(fields.get(name), str)]
+        if missing:
+            raise IssuerError(f"ACME {self.directory_url}: the answer is not an ACME directory "
+                              f"(no {', '.join(missing)} URL)")
+        return directory
 
 
 def _csr(key_pem: str, hosts: tuple[str, ...]) -> bytes:
