@@ -36,8 +36,8 @@ from rotation.adapters.secrets import LocalSecretStore, SecretBox
 from rotation.config import Inventory, load_inventory
 from rotation.core import certs
 from rotation.core.errors import IssuerError
-from rotation.core.retry import MAX_RETRY_AFTER, backoff_delay, rotation_countdown
 from rotation.core.model import CertName, CertRequest, KeyType, Outcome, RotationRecord
+from rotation.core.retry import MAX_RETRY_AFTER, backoff_delay, rotation_countdown
 from rotation.simulator import ClusterSimulator
 from rotation.usecases.rotate.run import RotationOptions
 

@@ -16,11 +16,13 @@ import pytest
 from support.cluster import free_loopback_base
 from support.hostile import HOST_NAME, HostileServer, answer
 
+from rotation.adapters.cluster import ClusterSession
 from rotation.adapters.issuers.acme.issuer import AcmeIssuer
 from rotation.adapters.rs.client import RSClient
 from rotation.adapters.secrets import LocalSecretStore, SecretBox
+from rotation.config.clusters import ClusterSettings
 from rotation.core import retry
-from rotation.core.errors import ClusterAuthError, ClusterUnavailable, IssuerError
+from rotation.core.errors import ClusterAuthError, ClusterRejected, ClusterUnavailable, IssuerError
 from rotation.core.model import CertName, CertRequest
 
 MiB = 1024 * 1024
@@ -78,7 +80,8 @@ def test_an_rs_retry_after_of_centuries_or_not_a_number_is_bounded(hostile: Host
     assert wait is None or 0 <= wait <= retry.MAX_RETRY_AFTER
     # what the task layer and the backoff do with it must still work
     retry.rotation_countdown(0, wait)
-    assert datetime.now(UTC) + retry.backoff_delay(1, timedelta(minutes=5), timedelta(hours=6), wait) > datetime.now(UTC)
+    backoff = retry.backoff_delay(1, timedelta(minutes=5), timedelta(hours=6), wait)
+    assert datetime.now(UTC) + backoff > datetime.now(UTC)
 
 
 def test_a_megabyte_acme_problem_detail_is_cut_in_the_message(hostile: HostileServer) -> None:
@@ -114,3 +117,35 @@ def test_an_acme_answer_of_the_wrong_shape_is_an_issuer_error(hostile: HostileSe
     with pytest.raises(IssuerError) as info:
         issuer.issue(CertRequest("hostile", CertName.API, (HOST_NAME,)))
     assert "does not follow ACME" in info.value.message and not info.value.retryable, info.value.message
+
+
+@pytest.mark.parametrize(("method", "body"), [
+    ("nodes", {"uid": 1}), ("nodes", [{"addr": "10.0.0.1"}]), ("nodes", [{"uid": "one"}]), ("nodes", [7]),
+    ("databases", [5]), ("databases", [{"uid": 1, "endpoints": [{"port": "x"}]}]), ("databases", {"uid": 1}),
+    ("certificates", [1]), ("software_version", [{"uid": 1, "software_version": 8}]),
+], ids=lambda value: value if isinstance(value, str) else json.dumps(value))
+def test_an_rs_answer_of_another_shape_is_a_cluster_error(hostile: HostileServer, method: str, body: object) -> None:
+    # 200 with JSON, but not what the RS docs describe (another service on the port, a proxy's status page)
+    hostile.behaviour = answer(hostile, "200 OK", JSON, json.dumps(body).encode())
+    with rs_client(hostile) as client, pytest.raises(ClusterRejected) as info:
+        getattr(client, method)()
+    assert "not what RS documents" in info.value.message and not info.value.retryable
+
+
+@pytest.mark.parametrize(("cluster", "bdbs"), [
+    ({"name": "hostile.test", "cm_port": "eighty"}, []),
+    ({"name": "hostile.test"}, [{"name": "db", "endpoints": [{"port": 12000}]}]),  # a database without uid
+], ids=["cm_port", "bdb-uid"])
+def test_a_cluster_view_from_answers_of_another_shape_is_a_cluster_error(hostile: HostileServer, cluster: dict,
+                                                                         bdbs: list) -> None:
+    answers = {"/v1/cluster": cluster, "/v1/nodes": [{"uid": 1, "addr": "127.0.0.1", "software_version": "7.4.2-1"}],
+               "/v1/bdbs": bdbs}
+
+    def behave(conn, exchange):  # noqa: ANN001, ANN202
+        answer(hostile, "200 OK", JSON, json.dumps(answers[exchange.path]).encode())(conn, exchange)
+
+    hostile.behaviour = behave
+    settings = ClusterSettings(url=hostile.url, fqdn=HOST_NAME, username="admin@example.com", password_env="PW")
+    with ClusterSession("hostile", settings, rs_client(hostile)) as session, pytest.raises(ClusterRejected) as info:
+        session.view()
+    assert "not what RS documents" in info.value.message

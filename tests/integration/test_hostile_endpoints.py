@@ -73,10 +73,11 @@ def duplicate_extension_identity(tmp_path: Path) -> ssl.SSLContext:
             .add_extension(x509.UnrecognizedExtension(ObjectIdentifier("1.2.3.4.6"), b"\x05\x00"), critical=False)
             .sign(key, hashes.SHA256()))
     # the second extension's OID becomes the first's (same length): the signature no longer matters to a probe
-    der = cert.public_bytes(serialization.Encoding.DER).replace(b"\x06\x04\x2a\x03\x04\x06", b"\x06\x04\x2a\x03\x04\x05")
+    oid_5, oid_6 = b"\x06\x04\x2a\x03\x04\x05", b"\x06\x04\x2a\x03\x04\x06"
+    der = cert.public_bytes(serialization.Encoding.DER).replace(oid_6, oid_5)
     (tmp_path / "dup.pem").write_text(ssl.DER_cert_to_PEM_cert(der))
-    (tmp_path / "dup-key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                             serialization.NoEncryption()))
+    (tmp_path / "dup-key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(tmp_path / "dup.pem", tmp_path / "dup-key.pem")
     return context

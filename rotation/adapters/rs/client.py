@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import ssl
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -175,6 +176,23 @@ def _translate_transport_error(exc: httpx.TransportError, *, cluster: str, actio
                               url=url)
 
 
+@contextmanager
+def documented_shape(cluster: str, action: str, url: str) -> Iterator[None]:
+    """Around the parsing of an RS answer: one of another shape than the docs describe (another service
+    on the port, a proxy's page: an object for an array, a uid that is no number) is a ClusterRejected."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ClusterRejected(f"{cluster}: {action}: the answer is not what RS documents "
+                              f"({type(exc).__name__}: {str(exc)[:100]})", url=url) from None
+
+
+def _optional_text(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{type(value).__name__} where RS answers a string")
+    return value
+
+
 def database_infos(raw: Sequence[Any]) -> list[DatabaseInfo]:
     """Every endpoint of every database of a ``GET /v1/bdbs`` answer (one read serves the view and the links)."""
     result = []
@@ -328,29 +346,34 @@ class RSClient:
 
     def nodes(self) -> list[NodeInfo]:
         raw = self._request("GET", "/v1/nodes", action="GET /v1/nodes") or []
-        return [
-            NodeInfo(
-                uid=int(node["uid"]),
-                addr=node.get("addr", ""),
-                external_addr=tuple(node.get("external_addr") or ()),
-                status=node.get("status", "active"),
-                software_version=node.get("software_version"),
-            )
-            for node in raw
-        ]
+        with documented_shape(self.cluster, "GET /v1/nodes", f"{self.base_url}/v1/nodes"):
+            return [
+                NodeInfo(
+                    uid=int(node["uid"]),
+                    addr=node.get("addr", ""),
+                    external_addr=tuple(node.get("external_addr") or ()),
+                    status=node.get("status", "active"),
+                    software_version=_optional_text(node.get("software_version")),
+                )
+                for node in raw
+            ]
 
     def databases(self) -> list[DatabaseInfo]:
-        return database_infos(self._request("GET", "/v1/bdbs", action="GET /v1/bdbs") or [])
+        raw = self._request("GET", "/v1/bdbs", action="GET /v1/bdbs") or []
+        with documented_shape(self.cluster, "GET /v1/bdbs", f"{self.base_url}/v1/bdbs"):
+            return database_infos(raw)
 
     def certificates(self) -> dict[str, CertificatePair]:
         """``GET /v1/cluster/certificates``: the cluster-level PEMs, keys wrapped as secrets."""
-        raw = self._request("GET", "/v1/cluster/certificates", action="GET /v1/cluster/certificates") or {}
+        path = "/v1/cluster/certificates"
+        raw = self._request("GET", path, action=f"GET {path}") or {}
         pairs: dict[str, CertificatePair] = {}
-        for key, value in raw.items():
-            if key.endswith("_cert"):
-                name = key.removesuffix("_cert")
-                secret = raw.get(f"{name}_key")
-                pairs[name] = CertificatePair(value, SecretPEM(secret) if secret else None)
+        with documented_shape(self.cluster, f"GET {path}", self.base_url + path):
+            for key, value in raw.items():
+                if key.endswith("_cert"):
+                    name = key.removesuffix("_cert")
+                    secret = raw.get(f"{name}_key")
+                    pairs[name] = CertificatePair(value, SecretPEM(secret) if secret else None)
         return pairs
 
     def software_version(self, nodes: Sequence[NodeInfo] | None = None) -> str | None:

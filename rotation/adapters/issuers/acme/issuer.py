@@ -405,7 +405,7 @@ class AcmeIssuer:
         # the three URLs every order needs: acme would fail on the first use of a missing one (KeyError)
         fields = directory.to_partial_json() if directory is not None else {}
         missing = [name for name in REQUIRED_DIRECTORY_URLS if not isinstance(fields.get(name), str)]
-        if missing:
+        if directory is None or missing:
             raise IssuerError(f"ACME {self.directory_url}: the answer is not an ACME directory "
                               f"(no {', '.join(missing)} URL)")
         return directory
