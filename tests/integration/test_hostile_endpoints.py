@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 from support.cluster import free_loopback_base
 
+from rotation.adapters.issuers.acme import http01
 from rotation.adapters.tls.audit import AuditOptions, audit_endpoints
 from rotation.adapters.tls.probe import probe_endpoints
 from rotation.core.model import Endpoint
@@ -117,3 +118,20 @@ def test_a_plaintext_answer_without_an_end_of_line_is_not_a_plaintext_answer(lis
     finally:
         stop.set()
     assert seen.plaintext is False
+
+
+def test_the_http01_responder_keeps_no_connection_once_its_order_ended() -> None:
+    # A client that connects to the public HTTP-01 port and sends half a request (or nothing) must
+    # not hold a thread and a socket of the worker after the order, for ever.
+    with http01.serving(free_loopback_base(), 0) as responder:
+        idle = socket.create_connection((responder.address, responder.port))
+        idle.sendall(b"GET /.well-known/acme-challenge/")
+        answered = socket.create_connection((responder.address, responder.port))
+        answered.sendall(b"GET /.well-known/acme-challenge/none HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answered.recv(64).startswith(b"HTTP/1.0 404")
+    idle.settimeout(10)
+    try:
+        assert idle.recv(64) == b"", "the responder kept the half-sent request's connection"
+    finally:
+        idle.close()
+        answered.close()
