@@ -8,6 +8,7 @@ A real HTTPS server (``hostile.HostileServer``) sends each answer exactly as wri
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -149,3 +150,21 @@ def test_a_cluster_view_from_answers_of_another_shape_is_a_cluster_error(hostile
     with ClusterSession("hostile", settings, rs_client(hostile)) as session, pytest.raises(ClusterRejected) as info:
         session.view()
     assert "not what RS documents" in info.value.message
+
+
+def test_a_password_written_into_the_cluster_url_is_in_no_error(hostile: HostileServer) -> None:
+    secret = "s3cret-in-the-url"
+    hostile.behaviour = answer(hostile, "500 Internal Server Error", JSON, b'{"error_code": "oops"}')
+    url = hostile.url.replace("https://", f"https://admin:{secret}@")
+    with RSClient(url, "admin@example.com", "pw", cluster="hostile", verify=[hostile.ca_path],
+                  server_name=HOST_NAME, timeout=5.0) as client, pytest.raises(ClusterUnavailable) as answered:
+        client.nodes()
+    closed = socket.create_server((hostile.address, 0))  # a port nothing listens on any more
+    url = f"https://admin:{secret}@{hostile.address}:{closed.getsockname()[1]}"
+    closed.close()
+    with RSClient(url, "admin@example.com", "pw", cluster="hostile", verify=[hostile.ca_path],
+                  server_name=HOST_NAME, timeout=5.0) as client, pytest.raises(ClusterUnavailable) as unreachable:
+        client.nodes()
+    for error in (answered.value, unreachable.value):
+        assert secret not in f"{error.message} {error.url} {error!r}", error.message
+    assert hostile.address in unreachable.value.message

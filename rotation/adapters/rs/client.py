@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
@@ -101,6 +101,15 @@ def _retry_after(header: str) -> float | None:
     if not (text.isascii() and text.isdigit()):
         return None
     return float(min(int(text[:20]), int(retry.MAX_RETRY_AFTER))) if len(text) <= 20 else retry.MAX_RETRY_AFTER
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    log.warning("the REST API URL %s holds credentials: they are not used (set username and password_env)",
+                redact_url(url))
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _raise_for_status(response: httpx.Response, *, cluster: str, action: str,
@@ -234,7 +243,9 @@ class RSClient:
         if verify is False:
             log.warning("TLS verification of the REST API of %s is OFF (verify: false)", cluster)
         self.cluster = cluster
-        self.base_url = base_url.rstrip("/")
+        # The URL goes into every error: credentials written into it (https://user:pw@host) would go along.
+        # They are never sent (Basic comes from username/password), so they are dropped here.
+        self.base_url = _without_userinfo(base_url.rstrip("/"))
         self._auth = httpx.BasicAuth(username, password) if username is not None and password is not None else None
         self._client_cert = client_cert
         self._verify = verify
