@@ -19,11 +19,12 @@ from support.hostile import HOST_NAME, HostileServer, answer
 
 from rotation.adapters.cluster import ClusterSession
 from rotation.adapters.issuers.acme.issuer import AcmeIssuer
+from rotation.adapters.issuers.internal_ca import InternalCA
 from rotation.adapters.rs.client import RSClient
 from rotation.adapters.secrets import LocalSecretStore, SecretBox
 from rotation.config.clusters import ClusterSettings
 from rotation.core import retry
-from rotation.core.errors import ClusterAuthError, ClusterRejected, ClusterUnavailable, IssuerError
+from rotation.core.errors import ClusterAPIError, ClusterAuthError, ClusterRejected, ClusterUnavailable, IssuerError
 from rotation.core.model import CertName, CertRequest
 
 MiB = 1024 * 1024
@@ -168,3 +169,42 @@ def test_a_password_written_into_the_cluster_url_is_in_no_error(hostile: Hostile
     for error in (answered.value, unreachable.value):
         assert secret not in f"{error.message} {error.url} {error!r}", error.message
     assert hostile.address in unreachable.value.message
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000  # 200 kB of JSON nested deeper than Python's decoder recurses
+
+
+@pytest.mark.parametrize("status", ["200 OK", "500 Internal Server Error"])
+def test_an_rs_answer_nested_too_deep_is_a_cluster_error(hostile: HostileServer, status: str) -> None:
+    hostile.behaviour = answer(hostile, status, JSON, DEEP)
+    with rs_client(hostile) as client, pytest.raises(ClusterAPIError) as info:
+        client.nodes()
+    assert len(info.value.message) < 2000
+
+
+def test_an_acme_answer_nested_too_deep_is_an_issuer_error(hostile: HostileServer) -> None:
+    hostile.behaviour = answer(hostile, "200 OK", JSON, DEEP)
+    with pytest.raises(IssuerError):
+        acme_issuer(hostile).check()
+
+
+WINDOW = {"suggestedWindow": {"start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"}}
+
+
+@pytest.mark.parametrize(("renewal_info", "retry_after"), [
+    ([1], "60"), ({"suggestedWindow": [1]}, "60"), ("x", "60"), (WINDOW, "9" * 30),
+], ids=["array", "window-array", "string", "retry-after-of-centuries"])
+def test_an_ari_answer_of_the_wrong_shape_is_an_issuer_error(hostile: HostileServer, ca_files: tuple[Path, Path],
+                                                             renewal_info: object, retry_after: str) -> None:
+    base = hostile.url
+    directory = {"newNonce": base + "/nonce", "newAccount": base + "/account", "newOrder": base + "/order",
+                 "renewalInfo": base + "/renewal-info"}
+
+    def behave(conn, exchange):  # noqa: ANN001, ANN202
+        body = directory if exchange.path == "/directory" else renewal_info
+        answer(hostile, "200 OK", {**JSON, "Retry-After": retry_after}, json.dumps(body).encode())(conn, exchange)
+
+    hostile.behaviour = behave
+    leaf = InternalCA("ca", *ca_files).issue(CertRequest("hostile", CertName.API, (HOST_NAME,))).leaf_pem
+    with pytest.raises(IssuerError):
+        acme_issuer(hostile).renewal_due_at(leaf)

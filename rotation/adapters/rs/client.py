@@ -58,6 +58,8 @@ def _error_fields(response: httpx.Response) -> tuple[str | None, str | None]:
         body = response.json()
     except ValueError:
         return None, (response.text[:200] or None)
+    except RecursionError:  # JSON nested deeper than the decoder goes: no fields to show
+        return None, None
     if not isinstance(body, dict):
         return None, None
     return _text(body.get("error_code")), _text(body.get("description") or body.get("message"))
@@ -337,6 +339,9 @@ class RSClient:
             return response.json()
         except ValueError:
             return None
+        except RecursionError:
+            raise ClusterRejected(f"{self.cluster}: {action}: the answer is not what RS documents (JSON nested "
+                                  "deeper than any RS answer)", url=self.base_url + path) from None
 
     def _url(self, path: str) -> httpx.URL:
         """The URL of ``path``, parsed once per client (httpx parses a string URL on every request)."""

@@ -47,7 +47,8 @@ RATE_LIMIT_DEFAULT_WAIT = 3600.0  # rateLimited without Retry-After: wait an hou
 RETRYABLE_PROBLEMS = frozenset({"rateLimited", "serverInternal", "badNonce"})
 REQUIRED_DIRECTORY_URLS = ("newNonce", "newAccount", "newOrder")
 # What acme raises when the CA's JSON has another shape than RFC 8555 says (a list for an object, null...)
-MISSHAPEN = (KeyError, TypeError, AttributeError, ValueError)
+# (or numbers it cannot hold: a Retry-After of centuries overflows acme's datetime arithmetic)
+MISSHAPEN = (KeyError, TypeError, AttributeError, ValueError, RecursionError, OverflowError)
 
 
 # --- error translation (the one place) -----------------------------------------------------
@@ -320,7 +321,7 @@ class AcmeIssuer:
                 raise IssuerError(f"ACME {self.directory_url}: renewal information unavailable "
                                   f"({_first_line(exc.__cause__ or exc)})", retryable=True,
                                   retry_after=wait) from exc
-            except (errors.Error, requests.RequestException, jose.errors.Error) as exc:
+            except (errors.Error, requests.RequestException, jose.errors.Error, *MISSHAPEN) as exc:
                 raise translate_error(exc, context=f"ACME {self.directory_url}: renewal information") from exc
         return _utc(renew_at) if renew_at is not None else None
 
@@ -400,7 +401,7 @@ class AcmeIssuer:
             directory = client.ClientV2.get_directory(self.directory_url, net)
         except (errors.Error, requests.RequestException, jose.errors.Error, ValueError) as exc:
             raise translate_error(exc, context=f"ACME {self.directory_url}") from exc
-        except (TypeError, AttributeError):  # acme reads any JSON as an object: an array or a string breaks it
+        except (TypeError, AttributeError, RecursionError):  # JSON, but no object: an array, a string, too deep
             directory = None
         # the three URLs every order needs: acme would fail on the first use of a missing one (KeyError)
         fields = directory.to_partial_json() if directory is not None else {}
