@@ -102,3 +102,10 @@ def test_a_txt_value_that_is_not_utf8_beside_ours_is_no_crash(named: NamedServer
         cleanup = dns.update.UpdateMessage(f"{ZONE}.", keyring=foreign.keyring, keyalgorithm="hmac-sha256")
         cleanup.delete(record)
         dns.query.tcp(cleanup, "127.0.0.1", port=named.port, timeout=3)
+
+
+def test_an_unknown_tsig_algorithm_is_a_config_error_naming_it(named: NamedServer) -> None:  # noqa: F811
+    with pytest.raises(ConfigError, match="hmac-sha265") as caught:
+        provider(named, tsig_algorithm="hmac-sha265").present(CHALLENGE, "never")
+    assert named.tsig_secret not in caught.value.message
+    assert named.txt() == set()
