@@ -208,3 +208,12 @@ def test_an_ari_answer_of_the_wrong_shape_is_an_issuer_error(hostile: HostileSer
     leaf = InternalCA("ca", *ca_files).issue(CertRequest("hostile", CertName.API, (HOST_NAME,))).leaf_pem
     with pytest.raises(IssuerError):
         acme_issuer(hostile).renewal_due_at(leaf)
+
+
+@pytest.mark.parametrize("method", ["nodes", "databases", "certificates", "database_certificates"])
+def test_an_rs_read_answered_by_a_web_page_is_not_an_empty_cluster(hostile: HostileServer, method: str) -> None:
+    # a load balancer's maintenance page, 200 OK: no nodes, no databases, no certificates would be a lie
+    hostile.behaviour = answer(hostile, "200 OK", {"Content-Type": "text/html"}, b"<html>maintenance</html>")
+    with rs_client(hostile) as client, pytest.raises(ClusterRejected) as info:
+        getattr(client, method)()
+    assert "not JSON" in info.value.message

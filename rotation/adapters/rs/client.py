@@ -35,6 +35,7 @@ from rotation.core.errors import (
 )
 from rotation.core.model import ClientCertificate, SecretPEM
 from rotation.core.redaction import redact_url
+from rotation.core.text import clean
 from rotation.core.topology import DatabaseInfo, NodeInfo
 from rotation.core.versions import parse_version
 
@@ -333,12 +334,14 @@ class RSClient:
             url = self.base_url + path
             raise ClusterAPIError(f"{self.cluster}: {action}: refused the answer of {url}: {exc}", url=url) from None
         _raise_for_status(response, cluster=self.cluster, action=action, login=self.login)
-        if not response.content:
-            return None
+        if not response.content.strip():
+            return None  # RS answers some writes with an empty body
         try:
             return response.json()
-        except ValueError:
-            return None
+        except ValueError:  # a 2xx page of something else (a load balancer's): not an empty answer
+            kind = clean(response.headers.get("Content-Type", "no Content-Type"))[:60]
+            raise ClusterRejected(f"{self.cluster}: {action}: the answer is not what RS documents (not JSON: "
+                                  f"{kind})", url=self.base_url + path) from None
         except RecursionError:
             raise ClusterRejected(f"{self.cluster}: {action}: the answer is not what RS documents (JSON nested "
                                   "deeper than any RS answer)", url=self.base_url + path) from None
