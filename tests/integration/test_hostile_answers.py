@@ -217,3 +217,16 @@ def test_an_rs_read_answered_by_a_web_page_is_not_an_empty_cluster(hostile: Host
     with rs_client(hostile) as client, pytest.raises(ClusterRejected) as info:
         getattr(client, method)()
     assert "not JSON" in info.value.message
+
+
+@pytest.mark.parametrize(("status", "retryable"), [("404 Not Found", False), ("401 Unauthorized", False),
+                                                   ("503 Service Unavailable", True), ("429 Too Many Requests", True)])
+def test_an_acme_error_page_that_is_not_a_problem_document_is_classified_by_its_status(
+    hostile: HostileServer, status: str, retryable: bool
+) -> None:
+    # a wrong directory URL (404 page) will not start working by itself; a 503 page may
+    hostile.behaviour = answer(hostile, status, {"Content-Type": "text/html"}, b"<html>" + status.encode() + b"</html>")
+    with pytest.raises(IssuerError) as info:
+        acme_issuer(hostile).check()
+    assert info.value.retryable is retryable
+    assert f"HTTP {status[:3]}" in info.value.message, info.value.message

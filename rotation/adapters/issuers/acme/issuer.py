@@ -144,6 +144,10 @@ def translate_error(exc: BaseException, *, context: str, retry_after_header: str
         what = f"TLS to the directory failed (set ca_bundle for a private CA): {_first_line(exc)}"
     elif isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
         retryable, what = True, f"directory unreachable: {_first_line(exc)}"
+    elif isinstance(exc, errors.ClientError) and (status := _status_of(exc)) is not None:
+        # an error page, no problem document: a 4xx (a wrong directory URL) will not pass by itself
+        retryable = status >= 500 or status in (408, 429)
+        what = f"the CA answered HTTP {status} without a problem document"
     elif isinstance(exc, errors.ClientError | errors.NonceError | requests.RequestException):
         retryable, what = True, f"unexpected answer from the CA: {_first_line(exc)}"
     elif isinstance(exc, MISSHAPEN):
@@ -157,6 +161,14 @@ def translate_error(exc: BaseException, *, context: str, retry_after_header: str
         retryable = True
         message += f" (retry after {retry_after:.0f}s)"
     return IssuerError(message, retryable=retryable, retry_after=retry_after, problem=problem)
+
+
+def _status_of(exc: errors.ClientError) -> int | None:
+    """The HTTP status of the answer acme's ClientError carries (alone, or with the reason it was not read)."""
+    first = exc.args[0] if exc.args else None
+    if isinstance(first, tuple) and first:
+        first = first[0]
+    return first.status_code if isinstance(first, requests.Response) else None
 
 
 def _first_line(exc: BaseException) -> str:
