@@ -17,6 +17,7 @@ import pytest
 from support.cluster import free_loopback_base
 from support.hostile import HOST_NAME, HostileServer, answer
 
+from rotation.adapters.cert_login import prove_login
 from rotation.adapters.cluster import ClusterSession
 from rotation.adapters.issuers.acme.issuer import AcmeIssuer
 from rotation.adapters.issuers.internal_ca import InternalCA
@@ -25,7 +26,7 @@ from rotation.adapters.secrets import LocalSecretStore, SecretBox
 from rotation.config.clusters import ClusterSettings
 from rotation.core import retry
 from rotation.core.errors import ClusterAPIError, ClusterAuthError, ClusterRejected, ClusterUnavailable, IssuerError
-from rotation.core.model import CertName, CertRequest
+from rotation.core.model import CertName, CertRequest, ClientCertificate
 
 MiB = 1024 * 1024
 JSON = {"Content-Type": "application/json"}
@@ -230,3 +231,24 @@ def test_an_acme_error_page_that_is_not_a_problem_document_is_classified_by_its_
         acme_issuer(hostile).check()
     assert info.value.retryable is retryable
     assert f"HTTP {status[:3]}" in info.value.message, info.value.message
+
+
+@pytest.mark.parametrize("address", ["10.0.0.1\n", "10.0.0.1:9443", "a\u0000b"], ids=["newline", "port", "nul"])
+def test_a_node_address_that_is_no_address_is_that_nodes_refusal(hostile: HostileServer, ca_files: tuple[Path, Path],
+                                                                  address: str) -> None:
+    answers = {"/v1/cluster": {"name": HOST_NAME},
+               "/v1/nodes": [{"uid": 1, "addr": address, "software_version": "8.0.2-1"}], "/v1/bdbs": [],
+               "/v1/bdbs/certificates?page=1&page_size=1000": []}
+
+    def behave(conn, exchange):  # noqa: ANN001, ANN202
+        answer(hostile, "200 OK", JSON, json.dumps(answers[exchange.path]).encode())(conn, exchange)
+
+    hostile.behaviour = behave
+    request = CertRequest("hostile", CertName.API, (), subject="CN=rotation", client=True)
+    issued = InternalCA("ca", *ca_files).issue(request)
+    client_cert = ClientCertificate(issued.fullchain_pem, issued.key_pem)
+    settings = ClusterSettings(url=hostile.url, fqdn=HOST_NAME, username="admin@example.com", password_env="PW",
+                               verify=hostile.ca_path, tls_server_name=HOST_NAME)
+    with ClusterSession("hostile", settings, rs_client(hostile)) as session:
+        (login,) = prove_login(session, client_cert)
+    assert not login.ok and login.error

@@ -107,7 +107,10 @@ def _retry_after(header: str) -> float | None:
 
 
 def _without_userinfo(url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL at all: the first request says so (see _request)
+        return url
     if "@" not in parts.netloc:
         return url
     log.warning("the REST API URL %s holds credentials: they are not used (set username and password_env)",
@@ -280,15 +283,18 @@ class RSClient:
     def _new_http(self) -> httpx.Client:
         context = build_ssl_context(self._verify, self._trusted, self._client_cert)
         self._sender = self._transport or bounded_http.transport(context)
-        http = httpx.Client(
-            base_url=self.base_url,
-            auth=self._auth,
-            verify=context,
-            timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 10.0)),
-            headers={"Accept": "application/json", **bounded_http.IDENTITY},
-            transport=self._sender,
-            trust_env=False,  # no proxy from the environment: every call goes through the bounded transport
-        )
+        try:
+            http = httpx.Client(
+                base_url=self.base_url,
+                auth=self._auth,
+                verify=context,
+                timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 10.0)),
+                headers={"Accept": "application/json", **bounded_http.IDENTITY},
+                transport=self._sender,
+                trust_env=False,  # no proxy from the environment: every call goes through the bounded transport
+            )
+        except httpx.InvalidURL as exc:
+            raise self._not_a_url(self.base_url, exc) from None
         # What every request carries, built once (the client's headers and its Basic login): requests
         # go straight to the transport (see _request), not through httpx.Client's per-call merging.
         self._headers = bounded_http.prepared_headers(http, self._auth)
@@ -333,6 +339,8 @@ class RSClient:
         except (bounded_http.ResponseTooLarge, bounded_http.ResponseRefused) as exc:
             url = self.base_url + path
             raise ClusterAPIError(f"{self.cluster}: {action}: refused the answer of {url}: {exc}", url=url) from None
+        except httpx.InvalidURL as exc:
+            raise self._not_a_url(self.base_url + path, exc, action) from None
         _raise_for_status(response, cluster=self.cluster, action=action, login=self.login)
         if not response.content.strip():
             return None  # RS answers some writes with an empty body
@@ -345,6 +353,12 @@ class RSClient:
         except RecursionError:
             raise ClusterRejected(f"{self.cluster}: {action}: the answer is not what RS documents (JSON nested "
                                   "deeper than any RS answer)", url=self.base_url + path) from None
+
+    def _not_a_url(self, url: str, exc: Exception, action: str = "") -> ClusterRejected:
+        """A URL httpx cannot dial: a node address from RS that is no host (a port in it, a control character)."""
+        where = f"{self.cluster}: {action}: " if action else f"{self.cluster}: "
+        return ClusterRejected(f"{where}{clean(url)[:300]!r} is not a URL that can be dialled ({clean(exc)[:200]})",
+                               url=url)
 
     def _url(self, path: str) -> httpx.URL:
         """The URL of ``path``, parsed once per client (httpx parses a string URL on every request)."""
