@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from rotation.adapters.cluster import ClusterSession, verify_of
 from rotation.adapters.rs.client import RSClient
-from rotation.core.errors import RotationError
+from rotation.core.errors import ClusterRejected, RotationError
 from rotation.core.model import ClientCertificate
 from rotation.core.topology import NodeInfo
 
@@ -50,9 +50,12 @@ def prove_login(session: ClusterSession, client_cert: ClientCertificate) -> list
         host = f"[{address}]" if ":" in address else address
         if node.status != "active":
             return NodeLogin(str(node.uid), address, view.api_port, f"the node is {node.status}")
-        client = RSClient(f"https://{host}:{view.api_port}", None, None, client_cert=client_cert,
-                          cluster=session.name, verify=verify_of(settings), server_name=settings.server_name,
-                          timeout=settings.request_timeout.total_seconds(), extra_trust=session.trust)
+        try:  # the address is RS's text: a client for it may not even be built
+            client = RSClient(f"https://{host}:{view.api_port}", None, None, client_cert=client_cert,
+                              cluster=session.name, verify=verify_of(settings), server_name=settings.server_name,
+                              timeout=settings.request_timeout.total_seconds(), extra_trust=session.trust)
+        except ClusterRejected as exc:
+            return NodeLogin(str(node.uid), address, view.api_port, exc.message)
         try:
             with client:
                 client.cluster_info()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rotation.adapters.rs.client import CertificatePair, RSClient, database_infos
+from rotation.adapters.rs.client import CertificatePair, RSClient, database_infos, documented_shape
 from rotation.adapters.rs.tls_context import build_ssl_context
 from rotation.adapters.tls.probe import probe_endpoints
 from rotation.config import ClusterSettings, Inventory
@@ -69,9 +69,10 @@ class ClusterSession:
         if own_listed is not None:
             own_listed.extend(listed)
         bdbs = self.client.bdb_objects()
-        own = [int(item["bdb_uid"]) for item in listed if "bdb_uid" in item]
-        self._view = ClusterView.from_api(self.name, info, nodes, database_infos(bdbs), version,
-                                          self.settings.layout, own)
+        with documented_shape(self.name, "reading the cluster's shape", self.client.base_url):
+            own = [int(item["bdb_uid"]) for item in listed if "bdb_uid" in item]
+            self._view = ClusterView.from_api(self.name, info, nodes, database_infos(bdbs), version,
+                                              self.settings.layout, own)
         return self._links(info, nodes, bdbs, every_crdb) if links else None
 
     def links_only(self) -> ClusterLinks:

@@ -132,9 +132,14 @@ def load_certificates(pem: str | bytes, *, where: str) -> list[x509.Certificate]
         if label != "CERTIFICATE":
             raise CertificateError(f"{where}: PEM block #{index} is {label!r}, expected 'CERTIFICATE'")
         try:
-            certs.append(x509.load_pem_x509_certificate(block))
+            cert = x509.load_pem_x509_certificate(block)
         except ValueError as exc:
             raise CertificateError(f"certificate #{index} in {where}: not a valid X.509 certificate") from exc
+        try:  # read now: cryptography parses extensions on first use, where its errors are no ValueError
+            cert.extensions  # noqa: B018
+        except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+            raise CertificateError(f"certificate #{index} in {where}: its extensions cannot be read ({exc})") from None
+        certs.append(cert)
     return certs
 
 

@@ -29,6 +29,7 @@ SCAN_RETRIES = 3  # task retries of a scan that could not reach its cluster
 PUSH_ATTEMPTS = 3  # PUTs of one certificate while RS answers "try again"
 PUSH_BACKOFF = 0.5  # seconds before the second PUT; doubles each time
 VERIFY_DELAY = 0.05  # seconds before a lagging endpoint is looked at again after a push; doubles each time
+MAX_RETRY_AFTER = 100 * 365 * 24 * 3600.0  # beyond any real wait; now + it is still a date (year 9999 is the last)
 
 
 def retryable(exc: BaseException) -> bool:

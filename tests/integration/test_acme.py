@@ -37,6 +37,7 @@ from rotation.config import Inventory, load_inventory
 from rotation.core import certs
 from rotation.core.errors import IssuerError
 from rotation.core.model import CertName, CertRequest, KeyType, Outcome, RotationRecord
+from rotation.core.retry import MAX_RETRY_AFTER, backoff_delay, rotation_countdown
 from rotation.simulator import ClusterSimulator
 from rotation.usecases.rotate.run import RotationOptions
 
@@ -269,6 +270,7 @@ class _FakeCA(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _FakeHandler)
         self.windows: dict[str, dict[str, str]] = {}
         self.with_ari = True
+        self.retry_after = "90"  # what a rate-limited POST says
 
     @property
     def url(self) -> str:
@@ -311,7 +313,7 @@ class _FakeHandler(BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self._send(429, {"type": "urn:ietf:params:acme:error:rateLimited",
                          "detail": "too many new accounts from this address"},
-                   "application/problem+json", headers={"Retry-After": "90"})
+                   "application/problem+json", headers={"Retry-After": self.server.retry_after})
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
@@ -339,6 +341,21 @@ def test_rate_limited_answer_becomes_retry_after_over_real_http(tmp_path: Path, 
     assert error.problem == {"type": "urn:ietf:params:acme:error:rateLimited",
                              "detail": "too many new accounts from this address"}
     assert "rateLimited: too many new accounts" in error.message and "retry after 90s" in error.message
+
+
+@pytest.mark.parametrize("header", ["9" * 400, "9" * 30], ids=["overflows-a-float", "centuries"])
+def test_a_retry_after_of_centuries_is_bounded_and_still_an_issuer_error(tmp_path: Path, fake_ca: _FakeCA,
+                                                                        header: str) -> None:
+    fake_ca.retry_after = header
+    store = LocalSecretStore(tmp_path, SecretBox([SecretBox.generate_key().encode()]))
+    issuer = AcmeIssuer("ca", f"{fake_ca.url}/dir", "ops@example.com", challenge="http-01", secret_store=store)
+    with pytest.raises(IssuerError) as caught:
+        issuer.issue(CertRequest("sim", CertName.API, (ZONE,)))
+    wait = caught.value.retry_after
+    assert caught.value.retryable and wait == MAX_RETRY_AFTER
+    # the task layer's countdown and the certificate's backoff can still be computed from it
+    assert datetime.now(UTC) + timedelta(seconds=rotation_countdown(0, wait)) > datetime.now(UTC)
+    assert datetime.now(UTC) + backoff_delay(1, timedelta(minutes=5), timedelta(hours=6), wait) > datetime.now(UTC)
 
 
 def test_rate_limit_is_recorded_on_the_failed_rotation(

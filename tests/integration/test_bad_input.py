@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.certs import chain_with_intermediate, write_pair
+from support.certs import chain_with_intermediate, make_cert, with_duplicate_extension, write_pair
 from support.cluster import write_inventory
 from support.rotate import rotate_here
 
 from rotation.adapters.issuers.files import FileIssuer
 from rotation.config import Inventory, load_inventory
+from rotation.core import certs
 from rotation.core.errors import ConfigError
 from rotation.core.model import CertName, Outcome
 from rotation.simulator import ClusterSimulator
@@ -136,3 +137,16 @@ def test_syncer_is_never_probed_but_read_from_the_api(inventory: Inventory, stat
         assert session.endpoints(CertName.SYNCER) == []
         (served,) = session.served(CertName.SYNCER)
         assert served.ok and served.endpoint.node == "api"
+
+
+def test_an_extension_twice_in_the_certificate(simulator: ClusterSimulator, inventory: Inventory, state_dir: Path,
+                                               tmp_path: Path) -> None:
+    # signed properly by its CA, but RFC 5280 forbids an extension twice and nothing can read its extensions
+    root, root_key = make_cert(ca=True, cn="Test Root")
+    leaf, leaf_key = make_cert(root_key, "Test Root")
+    issuer = write_pair(tmp_path, [with_duplicate_extension(leaf, root_key)],
+                        certs.private_key_to_pem(leaf_key).reveal())
+    with pytest.raises(ConfigError, match="full.pem"):
+        issuer.check()  # `rotation config check` says so before any rotation
+    error = refused(simulator, inventory, issuer)
+    assert "full.pem" in error and "2.5.29.19" in error

@@ -5,6 +5,10 @@ from __future__ import annotations
 import base64
 import secrets
 
+import dns.query
+import dns.rcode
+import dns.tsigkeyring
+import dns.update
 import pytest
 from support.acme import CHALLENGE, TSIG_NAME, ZONE, NamedServer
 
@@ -78,3 +82,30 @@ def test_configuration_errors() -> None:
     with pytest.raises(ConfigError, match="unknown DNS provider"):
         build_dns_provider("route53", server="x")
     assert "secret" not in repr(RFC2136Provider(server="127.0.0.1", tsig_key_name="k", tsig_secret="c2VjcmV0"))
+
+
+def test_a_txt_value_that_is_not_utf8_beside_ours_is_no_crash(named: NamedServer) -> None:  # noqa: F811
+    record = f"_acme-challenge.binary.{ZONE}."
+    # another tool's TXT on the same name: bytes that are not UTF-8 (TXT strings are bytes)
+    foreign = dns.update.UpdateMessage(f"{ZONE}.", keyring=dns.tsigkeyring.from_text({TSIG_NAME: named.tsig_secret}),
+                                       keyalgorithm="hmac-sha256")
+    foreign.add(record, 60, "TXT", '"\\255\\254 not utf-8"')
+    assert dns.query.tcp(foreign, "127.0.0.1", port=named.port, timeout=3).rcode() == dns.rcode.NOERROR
+    ours = provider(named)
+    try:
+        with pytest.raises(IssuerError, match="not visible"):
+            ours.wait_visible(record, "value-ours", timeout=0.3)
+        ours.present(record, "value-ours")
+        ours.wait_visible(record, "value-ours", timeout=5)
+        ours.cleanup(record, "value-ours")
+    finally:
+        cleanup = dns.update.UpdateMessage(f"{ZONE}.", keyring=foreign.keyring, keyalgorithm="hmac-sha256")
+        cleanup.delete(record)
+        dns.query.tcp(cleanup, "127.0.0.1", port=named.port, timeout=3)
+
+
+def test_an_unknown_tsig_algorithm_is_a_config_error_naming_it(named: NamedServer) -> None:  # noqa: F811
+    with pytest.raises(ConfigError, match="hmac-sha265") as caught:
+        provider(named, tsig_algorithm="hmac-sha265").present(CHALLENGE, "never")
+    assert named.tsig_secret not in caught.value.message
+    assert named.txt() == set()

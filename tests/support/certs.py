@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import ssl
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -58,3 +59,38 @@ def chain_with_intermediate(**leaf: object) -> tuple[list[str], str]:
     inter, inter_key = make_cert(root_key, "Test Root", ca=True, cn="Test Intermediate")
     leaf_cert, leaf_key = make_cert(inter_key, "Test Intermediate", **leaf)  # type: ignore[arg-type]
     return [certs.cert_to_pem(leaf_cert), certs.cert_to_pem(inter)], certs.private_key_to_pem(leaf_key).reveal()
+
+
+def _der_length(size: int) -> bytes:
+    if size < 0x80:
+        return bytes([size])
+    octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(octets)]) + octets
+
+
+def _der_element(der: bytes, at: int) -> tuple[int, int]:
+    """(start of the content, end) of the DER element at ``at``."""
+    first = der[at + 1]
+    if first < 0x80:
+        return at + 2, at + 2 + first
+    count = first & 0x7F
+    size = int.from_bytes(der[at + 2:at + 2 + count], "big")
+    return at + 2 + count, at + 2 + count + size
+
+
+def with_duplicate_extension(cert: x509.Certificate, issuer_key: ec.EllipticCurvePrivateKey) -> str:
+    """``cert`` with its ExtendedKeyUsage extension's OID turned into its BasicConstraints' one (RFC 5280
+    forbids an extension twice; OpenSSL still parses it), signed again by ``issuer_key``: a certificate whose
+    signature verifies but whose extensions cannot be read."""
+    der = cert.public_bytes(serialization.Encoding.DER)
+    eku, basic = b"\x06\x03\x55\x1d\x25", b"\x06\x03\x55\x1d\x13"  # id-ce-extKeyUsage, id-ce-basicConstraints
+    assert der.count(eku) == 1
+    der = der.replace(eku, basic)
+    content, _ = _der_element(der, 0)  # Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signature }
+    _, tbs_end = _der_element(der, content)
+    _, alg_end = _der_element(der, tbs_end)
+    tbs, algorithm = der[content:tbs_end], der[tbs_end:alg_end]
+    signature = issuer_key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    bit_string = b"\x03" + _der_length(len(signature) + 1) + b"\x00" + signature
+    body = tbs + algorithm + bit_string
+    return ssl.DER_cert_to_PEM_cert(b"\x30" + _der_length(len(body)) + body)

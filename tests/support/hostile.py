@@ -120,6 +120,20 @@ def gzipped(server: HostileServer) -> Callable:
     return behave
 
 
+def answer(server: HostileServer, status: str, headers: dict[str, str | bytes], body: bytes) -> Callable:
+    """One complete answer, exactly as given (header values may be raw bytes: not ASCII, not numbers); the
+    connection closes after it, as the answer says."""
+    head = b"".join(k.encode() + b": " + (v if isinstance(v, bytes) else v.encode()) + b"\r\n"
+                    for k, v in {**headers, "Content-Length": str(len(body)), "Connection": "close"}.items())
+
+    def behave(conn: socket.socket, exchange: Exchange) -> None:
+        server.send(conn, exchange, b"HTTP/1.1 " + status.encode() + b"\r\n" + head + b"\r\n" + body)
+        conn.settimeout(10)
+        while conn.recv(65536):  # the rest of a request body, until the client closes: closing on unread
+            pass                 # bytes would reset the connection before the client read the answer
+    return behave
+
+
 def redirect(server: HostileServer, location: str) -> Callable:
     def behave(conn: socket.socket, exchange: Exchange) -> None:
         server.send(conn, exchange, b"HTTP/1.1 302 Found\r\nLocation: " + location.encode()
@@ -127,4 +141,4 @@ def redirect(server: HostileServer, location: str) -> Callable:
     return behave
 
 
-__all__ = ["HOST_NAME", "Exchange", "HostileServer", "drip", "endless", "gzipped", "redirect"]
+__all__ = ["HOST_NAME", "Exchange", "HostileServer", "answer", "drip", "endless", "gzipped", "redirect"]

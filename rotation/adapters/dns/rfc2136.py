@@ -97,6 +97,11 @@ class RFC2136Provider:
                 self._keyring = dns.tsigkeyring.from_text({tsig_key_name: (tsig_algorithm, tsig_secret)})
             except (binascii.Error, ValueError):  # do not echo the secret
                 raise ConfigError(f"DNS provider {name}: TSIG secret of {tsig_key_name!r} is not base64") from None
+            try:  # dnspython looks the algorithm up only when it signs the first update (a KeyError there)
+                dns.tsig.get_context(self._keyring[self._keyname])
+            except (NotImplementedError, KeyError):
+                raise ConfigError(f"DNS provider {name}: TSIG algorithm {tsig_algorithm!r} is not supported "
+                                  "(hmac-sha256, hmac-sha384, hmac-sha512, hmac-sha224, hmac-sha1, hmac-md5)") from None
         self._zones: dict[str, str] = {}
 
     def __repr__(self) -> str:  # the TSIG secret stays out
@@ -173,7 +178,8 @@ class RFC2136Provider:
 
     def txt_values(self, record: str, server: Address) -> set[str]:
         response = self._query(absolute(record), dns.rdatatype.TXT, server)
-        return {b"".join(r.strings).decode() for rrset in response.answer
+        # TXT strings are bytes: another tool's value on the name need not be UTF-8 (ours are base64url)
+        return {b"".join(r.strings).decode(errors="replace") for rrset in response.answer
                 if rrset.rdtype == dns.rdatatype.TXT for r in rrset}
 
     def _query(self, qname: str, rdtype: dns.rdatatype.RdataType, server: Address) -> dns.message.Message:

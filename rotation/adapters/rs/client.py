@@ -11,19 +11,22 @@ hand with ``sed``.
 
 from __future__ import annotations
 
+import json
 import logging
 import ssl
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
 from rotation.adapters import bounded_http
 from rotation.adapters.rs.tls_context import build_ssl_context
+from rotation.core import retry
 from rotation.core.errors import (
     ClusterAPIError,
     ClusterAuthError,
@@ -32,6 +35,7 @@ from rotation.core.errors import (
 )
 from rotation.core.model import ClientCertificate, SecretPEM
 from rotation.core.redaction import redact_url
+from rotation.core.text import clean
 from rotation.core.topology import DatabaseInfo, NodeInfo
 from rotation.core.versions import parse_version
 
@@ -47,15 +51,27 @@ class CertificatePair:
     key: SecretPEM | None
 
 
+_MAX_ERROR_TEXT = 300  # characters of RS's error_code and description kept: foreign text, any size and type
+
+
 def _error_fields(response: httpx.Response) -> tuple[str | None, str | None]:
     try:
         body = response.json()
     except ValueError:
         return None, (response.text[:200] or None)
+    except RecursionError:  # JSON nested deeper than the decoder goes: no fields to show
+        return None, None
     if not isinstance(body, dict):
         return None, None
-    description = body.get("description") or body.get("message")
-    return body.get("error_code"), description
+    return _text(body.get("error_code")), _text(body.get("description") or body.get("message"))
+
+
+def _text(value: Any) -> str | None:
+    """A field of RS's error answer as bounded text (a number, an object or a megabyte string included)."""
+    if value is None or value == "":
+        return None
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT] + "..."
 
 
 def _redirect_target(response: httpx.Response) -> str:
@@ -79,6 +95,27 @@ def _refused_login(response: httpx.Response, cluster: str, action: str, login: s
                     f"is false): log in with a client certificate (clusters.{cluster}.client_cert_file and "
                     "client_key_file)")
     return message
+
+
+def _retry_after(header: str) -> float | None:
+    """RS's Retry-After (delay-seconds), at most ``MAX_RETRY_AFTER``: a foreign header may hold any digits,
+    ASCII or not, as many as fit (later ``now + wait`` must still be a date)."""
+    text = header.strip()
+    if not (text.isascii() and text.isdigit()):
+        return None
+    return float(min(int(text[:20]), int(retry.MAX_RETRY_AFTER))) if len(text) <= 20 else retry.MAX_RETRY_AFTER
+
+
+def _without_userinfo(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL at all: the first request says so (see _request)
+        return url
+    if "@" not in parts.netloc:
+        return url
+    log.warning("the REST API URL %s holds credentials: they are not used (set username and password_env)",
+                redact_url(url))
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _raise_for_status(response: httpx.Response, *, cluster: str, action: str,
@@ -106,10 +143,7 @@ def _raise_for_status(response: httpx.Response, *, cluster: str, action: str,
     if status in _FINAL_STATUSES:
         raise ClusterRejected(message, **kwargs)
     if status == 409 or status >= 500:
-        retry_after = response.headers.get("Retry-After")
-        raise ClusterUnavailable(
-            message, retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None, **kwargs
-        )
+        raise ClusterUnavailable(message, retry_after=_retry_after(response.headers.get("Retry-After", "")), **kwargs)
     raise ClusterRejected(message, **kwargs)
 
 
@@ -157,6 +191,23 @@ def _translate_transport_error(exc: httpx.TransportError, *, cluster: str, actio
                               url=url)
 
 
+@contextmanager
+def documented_shape(cluster: str, action: str, url: str) -> Iterator[None]:
+    """Around the parsing of an RS answer: one of another shape than the docs describe (another service
+    on the port, a proxy's page: an object for an array, a uid that is no number) is a ClusterRejected."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ClusterRejected(f"{cluster}: {action}: the answer is not what RS documents "
+                              f"({type(exc).__name__}: {str(exc)[:100]})", url=url) from None
+
+
+def _optional_text(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{type(value).__name__} where RS answers a string")
+    return value
+
+
 def database_infos(raw: Sequence[Any]) -> list[DatabaseInfo]:
     """Every endpoint of every database of a ``GET /v1/bdbs`` answer (one read serves the view and the links)."""
     result = []
@@ -198,7 +249,9 @@ class RSClient:
         if verify is False:
             log.warning("TLS verification of the REST API of %s is OFF (verify: false)", cluster)
         self.cluster = cluster
-        self.base_url = base_url.rstrip("/")
+        # The URL goes into every error: credentials written into it (https://user:pw@host) would go along.
+        # They are never sent (Basic comes from username/password), so they are dropped here.
+        self.base_url = _without_userinfo(base_url.rstrip("/"))
         self._auth = httpx.BasicAuth(username, password) if username is not None and password is not None else None
         self._client_cert = client_cert
         self._verify = verify
@@ -230,15 +283,18 @@ class RSClient:
     def _new_http(self) -> httpx.Client:
         context = build_ssl_context(self._verify, self._trusted, self._client_cert)
         self._sender = self._transport or bounded_http.transport(context)
-        http = httpx.Client(
-            base_url=self.base_url,
-            auth=self._auth,
-            verify=context,
-            timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 10.0)),
-            headers={"Accept": "application/json", **bounded_http.IDENTITY},
-            transport=self._sender,
-            trust_env=False,  # no proxy from the environment: every call goes through the bounded transport
-        )
+        try:
+            http = httpx.Client(
+                base_url=self.base_url,
+                auth=self._auth,
+                verify=context,
+                timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 10.0)),
+                headers={"Accept": "application/json", **bounded_http.IDENTITY},
+                transport=self._sender,
+                trust_env=False,  # no proxy from the environment: every call goes through the bounded transport
+            )
+        except httpx.InvalidURL as exc:
+            raise self._not_a_url(self.base_url, exc) from None
         # What every request carries, built once (the client's headers and its Basic login): requests
         # go straight to the transport (see _request), not through httpx.Client's per-call merging.
         self._headers = bounded_http.prepared_headers(http, self._auth)
@@ -283,13 +339,26 @@ class RSClient:
         except (bounded_http.ResponseTooLarge, bounded_http.ResponseRefused) as exc:
             url = self.base_url + path
             raise ClusterAPIError(f"{self.cluster}: {action}: refused the answer of {url}: {exc}", url=url) from None
+        except httpx.InvalidURL as exc:
+            raise self._not_a_url(self.base_url + path, exc, action) from None
         _raise_for_status(response, cluster=self.cluster, action=action, login=self.login)
-        if not response.content:
-            return None
+        if not response.content.strip():
+            return None  # RS answers some writes with an empty body
         try:
             return response.json()
-        except ValueError:
-            return None
+        except ValueError:  # a 2xx page of something else (a load balancer's): not an empty answer
+            kind = clean(response.headers.get("Content-Type", "no Content-Type"))[:60]
+            raise ClusterRejected(f"{self.cluster}: {action}: the answer is not what RS documents (not JSON: "
+                                  f"{kind})", url=self.base_url + path) from None
+        except RecursionError:
+            raise ClusterRejected(f"{self.cluster}: {action}: the answer is not what RS documents (JSON nested "
+                                  "deeper than any RS answer)", url=self.base_url + path) from None
+
+    def _not_a_url(self, url: str, exc: Exception, action: str = "") -> ClusterRejected:
+        """A URL httpx cannot dial: a node address from RS that is no host (a port in it, a control character)."""
+        where = f"{self.cluster}: {action}: " if action else f"{self.cluster}: "
+        return ClusterRejected(f"{where}{clean(url)[:300]!r} is not a URL that can be dialled ({clean(exc)[:200]})",
+                               url=url)
 
     def _url(self, path: str) -> httpx.URL:
         """The URL of ``path``, parsed once per client (httpx parses a string URL on every request)."""
@@ -310,29 +379,34 @@ class RSClient:
 
     def nodes(self) -> list[NodeInfo]:
         raw = self._request("GET", "/v1/nodes", action="GET /v1/nodes") or []
-        return [
-            NodeInfo(
-                uid=int(node["uid"]),
-                addr=node.get("addr", ""),
-                external_addr=tuple(node.get("external_addr") or ()),
-                status=node.get("status", "active"),
-                software_version=node.get("software_version"),
-            )
-            for node in raw
-        ]
+        with documented_shape(self.cluster, "GET /v1/nodes", f"{self.base_url}/v1/nodes"):
+            return [
+                NodeInfo(
+                    uid=int(node["uid"]),
+                    addr=node.get("addr", ""),
+                    external_addr=tuple(node.get("external_addr") or ()),
+                    status=node.get("status", "active"),
+                    software_version=_optional_text(node.get("software_version")),
+                )
+                for node in raw
+            ]
 
     def databases(self) -> list[DatabaseInfo]:
-        return database_infos(self._request("GET", "/v1/bdbs", action="GET /v1/bdbs") or [])
+        raw = self._request("GET", "/v1/bdbs", action="GET /v1/bdbs") or []
+        with documented_shape(self.cluster, "GET /v1/bdbs", f"{self.base_url}/v1/bdbs"):
+            return database_infos(raw)
 
     def certificates(self) -> dict[str, CertificatePair]:
         """``GET /v1/cluster/certificates``: the cluster-level PEMs, keys wrapped as secrets."""
-        raw = self._request("GET", "/v1/cluster/certificates", action="GET /v1/cluster/certificates") or {}
+        path = "/v1/cluster/certificates"
+        raw = self._request("GET", path, action=f"GET {path}") or {}
         pairs: dict[str, CertificatePair] = {}
-        for key, value in raw.items():
-            if key.endswith("_cert"):
-                name = key.removesuffix("_cert")
-                secret = raw.get(f"{name}_key")
-                pairs[name] = CertificatePair(value, SecretPEM(secret) if secret else None)
+        with documented_shape(self.cluster, f"GET {path}", self.base_url + path):
+            for key, value in raw.items():
+                if key.endswith("_cert"):
+                    name = key.removesuffix("_cert")
+                    secret = raw.get(f"{name}_key")
+                    pairs[name] = CertificatePair(value, SecretPEM(secret) if secret else None)
         return pairs
 
     def software_version(self, nodes: Sequence[NodeInfo] | None = None) -> str | None:

@@ -159,7 +159,7 @@ async def plaintext_accepted(target: AuditTarget, timeout: float) -> bool | None
             await writer.drain()
             line = await reader.readline()
         return line[:1] in (b"+", b"-")  # an error reply is still a plain-text answer
-    except (OSError, TimeoutError, EOFError):
+    except (OSError, TimeoutError, EOFError, ValueError):  # ValueError: a "line" past the reader's 64 KiB
         return False
     finally:
         await _close(writer)

@@ -103,7 +103,7 @@ async def probe(endpoint: Endpoint, *, timeout: float = 5.0, context: ssl.SSLCon
         return ServedCert(endpoint=endpoint, error=f"TLS handshake failed: {exc.reason or exc}")
     except OSError as exc:
         return ServedCert(endpoint=endpoint, error=f"unreachable: {exc.strerror or exc}")
-    except ValueError as exc:  # unparsable certificate
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:  # unparsable certificate
         return ServedCert(endpoint=endpoint, error=f"unreadable certificate: {exc}")
     finally:
         if writer is not None:

@@ -9,22 +9,27 @@ orders from one worker per host, or give each its own port behind the load balan
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from rotation.core.errors import IssuerError
 
 log = logging.getLogger(__name__)
 
 CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
+READ_TIMEOUT = 10.0  # seconds one read of a request may wait (a CA's validation request comes at once)
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "rotation-http01"
+    timeout = READ_TIMEOUT  # each read of a request: the port is public, a client may send nothing
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         body = None
@@ -51,6 +56,28 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int]) -> None:
         super().__init__(address, _Handler)
         self.tokens: dict[str, str] = {}
+        self._open: set[socket.socket] = set()  # connections being served: closed with the server
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        """The listener, and every connection still open: a client that sent half a request (or nothing)
+        keeps no thread and no socket of this process once the order is over."""
+        super().server_close()
+        with self._open_lock:
+            lingering = list(self._open)
+        for conn in lingering:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)  # its handler's read returns: the handler thread ends
 
 
 class HTTP01Responder:

@@ -38,12 +38,17 @@ from rotation.core import certs
 from rotation.core.clock import Clock
 from rotation.core.errors import CertificateError, ConfigError, IssuerError, RotationError
 from rotation.core.model import CertRequest, IssuedCert, KeyType
+from rotation.core.retry import MAX_RETRY_AFTER
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "rotation-rs/0.1 (acme)"
 RATE_LIMIT_DEFAULT_WAIT = 3600.0  # rateLimited without Retry-After: wait an hour
 RETRYABLE_PROBLEMS = frozenset({"rateLimited", "serverInternal", "badNonce"})
+REQUIRED_DIRECTORY_URLS = ("newNonce", "newAccount", "newOrder")
+# What acme raises when the CA's JSON has another shape than RFC 8555 says (a list for an object, null...)
+# (or numbers it cannot hold: a Retry-After of centuries overflows acme's datetime arithmetic)
+MISSHAPEN = (KeyError, TypeError, AttributeError, ValueError, RecursionError, OverflowError)
 
 
 # --- error translation (the one place) -----------------------------------------------------
@@ -53,8 +58,8 @@ def retry_after_seconds(header: str | None, now: datetime | None = None) -> floa
     """A Retry-After header (seconds or HTTP-date) as seconds from ``now``; None if absent or bad."""
     if not header:
         return None
-    try:
-        return max(0.0, float(int(header.strip())))
+    try:  # at most MAX_RETRY_AFTER: a foreign header may hold any number of digits (now + wait must stay a date)
+        return float(min(max(0, int(header.strip())), int(MAX_RETRY_AFTER)))
     except ValueError:
         pass
     try:
@@ -63,17 +68,34 @@ def retry_after_seconds(header: str | None, now: datetime | None = None) -> floa
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return min(max(0.0, (when - (now or datetime.now(UTC))).total_seconds()), MAX_RETRY_AFTER)
+
+
+MAX_PROBLEM_TEXT = 300  # characters of each text of a CA's problem document kept: the CA's text, any size
+MAX_SUBPROBLEMS = 20  # of a CA's problem document kept in IssuerError.problem (it goes into the history)
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_PROBLEM_TEXT else text[:MAX_PROBLEM_TEXT] + "..."
 
 
 def problem_dict(error: messages.Error) -> dict[str, Any]:
-    return json.loads(error.json_dumps())
+    return _bounded_problem(json.loads(error.json_dumps()))
+
+
+def _bounded_problem(problem: dict[str, Any]) -> dict[str, Any]:
+    """The CA's problem document with its texts cut at ``MAX_PROBLEM_TEXT`` and at most ``MAX_SUBPROBLEMS``."""
+    bounded = {key: _bounded(value) if isinstance(value, str) else value for key, value in problem.items()}
+    if isinstance(problem.get("subproblems"), list):
+        bounded["subproblems"] = [_bounded_problem(p) if isinstance(p, dict) else p
+                                  for p in problem["subproblems"][:MAX_SUBPROBLEMS]]
+    return bounded
 
 
 def compact_problem(problem: Mapping[str, Any]) -> str:
-    parts = [str(problem.get("type", "about:blank")).removeprefix(messages.ERROR_PREFIX)]
+    parts = [_bounded(str(problem.get("type", "about:blank")).removeprefix(messages.ERROR_PREFIX))]
     if problem.get("detail"):
-        parts.append(str(problem["detail"]))
+        parts.append(_bounded(str(problem["detail"])))
     return ": ".join(parts)
 
 
@@ -122,8 +144,14 @@ def translate_error(exc: BaseException, *, context: str, retry_after_header: str
         what = f"TLS to the directory failed (set ca_bundle for a private CA): {_first_line(exc)}"
     elif isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
         retryable, what = True, f"directory unreachable: {_first_line(exc)}"
+    elif isinstance(exc, errors.ClientError) and (status := _status_of(exc)) is not None:
+        # an error page, no problem document: a 4xx (a wrong directory URL) will not pass by itself
+        retryable = status >= 500 or status in (408, 429)
+        what = f"the CA answered HTTP {status} without a problem document"
     elif isinstance(exc, errors.ClientError | errors.NonceError | requests.RequestException):
         retryable, what = True, f"unexpected answer from the CA: {_first_line(exc)}"
+    elif isinstance(exc, MISSHAPEN):
+        what = f"the CA's answer does not follow ACME ({type(exc).__name__}: {_first_line(exc)})"
     else:
         what = f"{type(exc).__name__}: {_first_line(exc)}"
     message = f"{context}: {what}"
@@ -133,6 +161,14 @@ def translate_error(exc: BaseException, *, context: str, retry_after_header: str
         retryable = True
         message += f" (retry after {retry_after:.0f}s)"
     return IssuerError(message, retryable=retryable, retry_after=retry_after, problem=problem)
+
+
+def _status_of(exc: errors.ClientError) -> int | None:
+    """The HTTP status of the answer acme's ClientError carries (alone, or with the reason it was not read)."""
+    first = exc.args[0] if exc.args else None
+    if isinstance(first, tuple) and first:
+        first = first[0]
+    return first.status_code if isinstance(first, requests.Response) else None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -277,7 +313,7 @@ class AcmeIssuer:
                 finalized = self._complete(acme, orderr)
             except RotationError:
                 raise
-            except (errors.Error, requests.RequestException, jose.errors.Error) as exc:
+            except (errors.Error, requests.RequestException, jose.errors.Error, *MISSHAPEN) as exc:
                 header = net.last_response.headers.get("Retry-After") if net.last_response is not None else None
                 raise translate_error(exc, context=context, retry_after_header=header, now=self.clock.now()) from exc
         leaf_pem, chain_pem = certs.split_leaf_and_chain(finalized.fullchain_pem, where=context)
@@ -297,7 +333,7 @@ class AcmeIssuer:
                 raise IssuerError(f"ACME {self.directory_url}: renewal information unavailable "
                                   f"({_first_line(exc.__cause__ or exc)})", retryable=True,
                                   retry_after=wait) from exc
-            except (errors.Error, requests.RequestException, jose.errors.Error) as exc:
+            except (errors.Error, requests.RequestException, jose.errors.Error, *MISSHAPEN) as exc:
                 raise translate_error(exc, context=f"ACME {self.directory_url}: renewal information") from exc
         return _utc(renew_at) if renew_at is not None else None
 
@@ -374,9 +410,18 @@ class AcmeIssuer:
 
     def _directory(self, net: _Network) -> messages.Directory:
         try:
-            return client.ClientV2.get_directory(self.directory_url, net)
+            directory = client.ClientV2.get_directory(self.directory_url, net)
         except (errors.Error, requests.RequestException, jose.errors.Error, ValueError) as exc:
             raise translate_error(exc, context=f"ACME {self.directory_url}") from exc
+        except (TypeError, AttributeError, RecursionError):  # JSON, but no object: an array, a string, too deep
+            directory = None
+        # the three URLs every order needs: acme would fail on the first use of a missing one (KeyError)
+        fields = directory.to_partial_json() if directory is not None else {}
+        missing = [name for name in REQUIRED_DIRECTORY_URLS if not isinstance(fields.get(name), str)]
+        if directory is None or missing:
+            raise IssuerError(f"ACME {self.directory_url}: the answer is not an ACME directory "
+                              f"(no {', '.join(missing)} URL)")
+        return directory
 
 
 def _csr(key_pem: str, hosts: tuple[str, ...]) -> bytes:

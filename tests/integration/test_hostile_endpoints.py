@@ -1,0 +1,137 @@
+"""Endpoints that answer the TLS probe and the TLS audit with something strange: a certificate that
+cannot be read whole, a plaintext answer with no end of line. Each is that endpoint's error, never an
+exception that takes the other endpoints' results with it (real sockets, real handshakes)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID, ObjectIdentifier
+from support.cluster import free_loopback_base
+
+from rotation.adapters.issuers.acme import http01
+from rotation.adapters.tls.audit import AuditOptions, audit_endpoints
+from rotation.adapters.tls.probe import probe_endpoints
+from rotation.core.model import Endpoint
+from rotation.core.tls_drift import AuditTarget
+
+
+class Listener:
+    """A TCP listener on its own 127.x address running ``serve(conn)`` for each connection."""
+
+    def __init__(self, serve: Callable[[socket.socket], None]) -> None:
+        self.sock = socket.create_server((free_loopback_base(), 0))
+        self.host, self.port = self.sock.getsockname()[:2]
+        self._serve = serve
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        try:
+            self._serve(conn)
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def listeners() -> Iterator[list[Listener]]:
+    made: list[Listener] = []
+    yield made
+    for listener in made:
+        listener.close()
+
+
+def duplicate_extension_identity(tmp_path: Path) -> ssl.SSLContext:
+    """A server context whose certificate carries one extension twice (RFC 5280 forbids it; OpenSSL serves it)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "duplicate extension")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.UnrecognizedExtension(ObjectIdentifier("1.2.3.4.5"), b"\x05\x00"), critical=False)
+            .add_extension(x509.UnrecognizedExtension(ObjectIdentifier("1.2.3.4.6"), b"\x05\x00"), critical=False)
+            .sign(key, hashes.SHA256()))
+    # the second extension's OID becomes the first's (same length): the signature no longer matters to a probe
+    oid_5, oid_6 = b"\x06\x04\x2a\x03\x04\x05", b"\x06\x04\x2a\x03\x04\x06"
+    der = cert.public_bytes(serialization.Encoding.DER).replace(oid_6, oid_5)
+    (tmp_path / "dup.pem").write_text(ssl.DER_cert_to_PEM_cert(der))
+    (tmp_path / "dup-key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "dup.pem", tmp_path / "dup-key.pem")
+    return context
+
+
+def test_a_certificate_with_a_duplicate_extension_is_that_endpoints_error(
+    tmp_path: Path, listeners: list[Listener]
+) -> None:
+    context = duplicate_extension_identity(tmp_path)
+
+    def serve(conn: socket.socket) -> None:
+        with context.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(1)
+
+    listeners.append(Listener(serve))
+    bad = Endpoint("c", "api", "1", listeners[0].host, listeners[0].port)
+    closed = socket.create_server((free_loopback_base(), 0))
+    gone = Endpoint("c", "api", "2", *closed.getsockname()[:2])
+    closed.close()
+    first, second = probe_endpoints([bad, gone], timeout=5)
+    assert first.error and "certificate" in first.error, first
+    assert second.error and "unreachable" in second.error
+
+
+def test_a_plaintext_answer_without_an_end_of_line_is_not_a_plaintext_answer(listeners: list[Listener]) -> None:
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        conn.recv(4096)
+        while not stop.is_set():  # 64 KiB pieces, never a newline, until the client goes away
+            conn.sendall(b"x" * 65536)
+
+    listeners.append(Listener(serve))
+    try:
+        (seen,) = audit_endpoints([AuditTarget("sentinel", "discovery", "1", listeners[0].host, listeners[0].port)],
+                                  AuditOptions(timeout=5, scan_ciphers=False, self_test=False))
+    finally:
+        stop.set()
+    assert seen.plaintext is False
+
+
+def test_the_http01_responder_keeps_no_connection_once_its_order_ended() -> None:
+    # A client that connects to the public HTTP-01 port and sends half a request (or nothing) must
+    # not hold a thread and a socket of the worker after the order, for ever.
+    with http01.serving(free_loopback_base(), 0) as responder:
+        idle = socket.create_connection((responder.address, responder.port))
+        idle.sendall(b"GET /.well-known/acme-challenge/")
+        answered = socket.create_connection((responder.address, responder.port))
+        answered.sendall(b"GET /.well-known/acme-challenge/none HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answered.recv(64).startswith(b"HTTP/1.0 404")
+    idle.settimeout(10)
+    try:
+        assert idle.recv(64) == b"", "the responder kept the half-sent request's connection"
+    finally:
+        idle.close()
+        answered.close()
