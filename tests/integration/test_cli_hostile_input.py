@@ -1,0 +1,159 @@
+"""Hostile or careless input at the prompt, through the real console script: each is one error line that
+says what and where, exit 2, no traceback, no secret echoed, nothing done."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from support.cluster import write_inventory
+from support.processes import RedisServer
+
+from rotation.simulator import ClusterSimulator
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ROTATION_", "PYTEST_", "RS_SIM_"))}
+    return {**base, "COLUMNS": "300", "PYTHONPATH": str(ROOT), "ROTATION_STATE_DIR": str(tmp_path / "state"),
+            "ROTATION_STORE": "local", "ROTATION_SECRET_KEY": "a" * 43 + "="}
+
+
+def rotation(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "workers.main", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def refused(result: subprocess.CompletedProcess[str], *said: str) -> None:
+    """Exit 2 with one ``error:`` naming what is wrong, no traceback."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "error: " in result.stderr, result.stderr
+    for text in said:
+        assert text in result.stderr, result.stderr
+
+
+def small_inventory(tmp_path: Path, ca_files: tuple[Path, Path], **cluster: object) -> Path:
+    data = {"issuers": {"internal": {"type": "internal_ca", "ca_cert": str(ca_files[0]),
+                                     "ca_key_file": str(ca_files[1])}},
+            "clusters": {"east": {"url": "https://127.0.0.1:1", "fqdn": "east.example.com", "issuer": "internal",
+                                  "username": "admin@example.com", "password_env": "EAST_PW", **cluster}}}
+    path = tmp_path / "inv.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_duration_too_large_for_a_date_is_bad_input(env: dict[str, str], tmp_path: Path,
+                                                      ca_files: tuple[Path, Path]) -> None:
+    path = small_inventory(tmp_path, ca_files, renew_before="99999999999d")
+    refused(rotation("check", "-c", str(path), env=env), "clusters.east.renew_before")
+    refused(rotation("rotate", "east", "cm", "--verify-deadline", "99999999999d", "-c",
+                     str(small_inventory(tmp_path, ca_files)), env=env), "99999999999d")
+    refused(rotation("ca", "init", "--dir", str(tmp_path / "pki"), "--validity", "99999999999d", env=env),
+            "99999999999d")
+    assert not (tmp_path / "pki" / "ca-key.pem").exists()
+
+
+def test_negative_or_zero_timeouts_are_refused_naming_the_field(env: dict[str, str], tmp_path: Path,
+                                                              ca_files: tuple[Path, Path]) -> None:
+    # before: accepted, and every REST call then "timed out", naming no field
+    for field, value in (("request_timeout", -5), ("handshake_timeout", "0s"), ("verify_deadline", -1)):
+        path = small_inventory(tmp_path, ca_files, **{field: value})
+        refused(rotation("check", "-c", str(path), env={**env, "EAST_PW": "x"}), f"clusters.east.{field}")
+    # before: 0s was silently ignored (the rotation was queued with the inventory's deadline)
+    refused(rotation("rotate", "east", "cm", "--verify-deadline", "0s", "-c", str(path), env=env),
+            "--verify-deadline")
+
+
+def test_a_secret_file_that_is_not_utf8_is_named_not_a_traceback(env: dict[str, str], tmp_path: Path,
+                                                                 ca_files: tuple[Path, Path]) -> None:
+    (tmp_path / "east.pw").write_bytes(b"\xff\xfesecret")
+    data = yaml.safe_load(small_inventory(tmp_path, ca_files).read_text())
+    del data["clusters"]["east"]["password_env"]
+    data["clusters"]["east"]["password_file"] = "east.pw"
+    path = tmp_path / "inv.yaml"
+    path.write_text(yaml.safe_dump(data))
+    refused(rotation("check", "-c", str(path), env=env), "clusters.east.password", "UTF-8")
+    checked = rotation("config", "check", "--offline", "--json", "-c", str(path), env=env)
+    assert checked.returncode == 2 and "Traceback" not in checked.stderr, checked.stderr
+    findings = {f["where"]: f for f in json.loads(checked.stdout)["findings"]}
+    assert findings["clusters.east.password"]["severity"] == "error", findings
+
+
+def test_a_fifo_as_inventory_is_refused_not_waited_on(env: dict[str, str], tmp_path: Path) -> None:
+    fifo = tmp_path / "inv.yaml"
+    os.mkfifo(fifo)  # nobody writes: opening it to read would wait forever
+    refused(rotation("check", "-c", str(fifo), env=env), str(fifo), "not a regular file")
+
+
+def test_a_secret_key_file_that_is_not_utf8_is_one_line(env: dict[str, str], tmp_path: Path,
+                                                        own_redis: RedisServer, ca_files: tuple[Path, Path]) -> None:
+    key_file = tmp_path / "secret.key"
+    key_file.write_bytes(b"\xff" * 44)
+    service = {k: v for k, v in env.items() if k not in ("ROTATION_STORE", "ROTATION_SECRET_KEY")}
+    service.update(ROTATION_REDIS_URL=own_redis.url, ROTATION_SECRET_KEY_FILE=str(key_file))
+    refused(rotation("worker", "--no-supervise", "-c", str(small_inventory(tmp_path, ca_files)), env=service),
+            "ROTATION_SECRET_KEY_FILE")
+
+
+def test_an_hour_outside_the_day_is_refused_at_start(env: dict[str, str], tmp_path: Path,
+                                                     ca_files: tuple[Path, Path]) -> None:
+    # before: accepted here, and beat died with Celery's traceback
+    refused(rotation("status", "-c", str(small_inventory(tmp_path, ca_files)),
+                     env={**env, "ROTATION_POLICY_AUDIT_HOUR": "25"}), "ROTATION_POLICY_AUDIT_HOUR")
+
+
+@pytest.mark.parametrize("url", ["redis://:hunter2secret@127.0.0.1:notaport/0",
+                                 "redis://:hunter2secret@127.0.0.1:99999/0",
+                                 "http://:hunter2secret@127.0.0.1:6379/0",
+                                 "rediss://:hunter2secret@127.0.0.1:6379/0?ssl_cert_reqs=bogus"])
+def test_a_malformed_redis_url_is_one_line_without_its_password(env: dict[str, str], tmp_path: Path, url: str,
+                                                                ca_files: tuple[Path, Path]) -> None:
+    redis_env = {**{k: v for k, v in env.items() if k != "ROTATION_STORE"}, "ROTATION_REDIS_URL": url}
+    result = rotation("status", "--json", "-c", str(small_inventory(tmp_path, ca_files)), env=redis_env)
+    refused(result, "ROTATION_REDIS_URL")
+    assert "hunter2secret" not in result.stdout + result.stderr
+    assert json.loads(result.stdout)["exit_code"] == 2
+
+
+def test_history_refuses_a_limit_below_one(env: dict[str, str], tmp_path: Path, simulator: ClusterSimulator,
+                                           ca_files: tuple[Path, Path]) -> None:
+    path = write_inventory(tmp_path / "sim.yaml", simulator, ca_files)
+    for _ in range(2):
+        dry = rotation("rotate", "sim", "proxy", "--dry-run", "--json", "-c", str(path), env=env)
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+    # before: --limit -1 showed every record but the oldest, exit 0
+    for limit in ("-1", "0"):
+        result = rotation("history", "--limit", limit, "-c", str(path), env=env)
+        assert result.returncode == 2 and "--limit" in result.stderr, (result.returncode, result.stdout,
+                                                                      result.stderr)
+
+
+def test_a_key_written_twice_is_refused_naming_its_line(env: dict[str, str], tmp_path: Path,
+                                                        ca_files: tuple[Path, Path]) -> None:
+    # a copied cluster block left with the old name: before, the first `east` vanished from management
+    path = tmp_path / "inv.yaml"
+    path.write_text(f"""issuers:
+  internal: {{type: internal_ca, ca_cert: {ca_files[0]}, ca_key_file: {ca_files[1]}}}
+clusters:
+  east:
+    url: https://east.example.com:9443
+    fqdn: east.example.com
+    username: admin@example.com
+    password_env: EAST_PW
+  east:
+    url: https://west.example.com:9443
+    fqdn: west.example.com
+    username: admin@example.com
+    password_env: WEST_PW
+""")
+    result = rotation("check", "--json", "-c", str(path), env=env)
+    refused(result, "line 9", "'east'")
+    assert json.loads(result.stdout)["exit_code"] == 2
