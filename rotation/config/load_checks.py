@@ -52,6 +52,8 @@ def _file_problem(value: str) -> str | None:
             return f"file not found ({value})"
         if path.is_dir():
             return f"is a directory, expected a file ({value})"
+        if not path.is_file():  # a FIFO nobody writes to would stop every reader; a device never ends
+            return f"not a regular file: a FIFO, socket or device ({value})"
         if not os.access(path, os.R_OK):
             return f"file not readable by this user, uid {os.getuid()} ({value})"
     except (OSError, ValueError) as exc:  # a name too long, a loop of links

@@ -33,11 +33,15 @@ def secret_key_text() -> str | None:
     first), else the contents of ``ROTATION_SECRET_KEY_FILE``; None when neither is set."""
     raw = os.environ.get(SECRET_KEY_ENV)
     if not raw and os.environ.get(SECRET_KEY_FILE_ENV):
+        from rotation.config.files import read_regular
+
         path = Path(os.environ[SECRET_KEY_FILE_ENV])
         try:
-            raw = path.read_text().strip()
+            raw = read_regular(path).decode("utf-8").strip()
         except OSError as exc:
             raise ConfigError(f"{SECRET_KEY_FILE_ENV}={path}: cannot read ({exc.strerror})") from None
+        except UnicodeDecodeError as exc:  # the position only, never the bytes of a key
+            raise ConfigError(f"{SECRET_KEY_FILE_ENV}={path}: not UTF-8 text (byte {exc.start})") from None
     return raw or None
 
 
@@ -99,7 +103,9 @@ class ServiceSettings:
         try:
             audit_hour = int(env.get("ROTATION_POLICY_AUDIT_HOUR", "3"))
         except ValueError:
-            raise ConfigError("ROTATION_POLICY_AUDIT_HOUR: not an hour (0-23)") from None
+            audit_hour = -1
+        if not 0 <= audit_hour <= 23:  # beat's crontab would refuse it with a traceback
+            raise ConfigError("ROTATION_POLICY_AUDIT_HOUR: not an hour (0-23)")
         redis_url = env.get("ROTATION_REDIS_URL") or cls.redis_url
         if is_sentinel(redis_url):
             parse_sentinel_url(redis_url)  # ConfigError now, naming the part that is wrong
