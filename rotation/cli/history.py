@@ -22,7 +22,7 @@ def history(
     cert: Annotated[str | None, typer.Option(help="Only this certificate name.")] = None,
     rotation_id: Annotated[str | None, typer.Option("--id", help="One rotation (the id `rotate --no-wait` prints) "
                                                                 "with its steps and retries.")] = None,
-    limit: Annotated[int, typer.Option(help="How many records.")] = 20,
+    limit: Annotated[int, typer.Option(help="How many records.", min=1)] = 20,
     audit: Annotated[bool, typer.Option("--audit", help="Chat commands (who, where, what, decision) instead.")
                      ] = False,
     config: ConfigOption = None,

@@ -59,6 +59,12 @@ def test_a_duration_too_large_for_a_date_is_bad_input(env: dict[str, str], tmp_p
     refused(rotation("ca", "init", "--dir", str(tmp_path / "pki"), "--validity", "99999999999d", env=env),
             "99999999999d")
     assert not (tmp_path / "pki" / "ca-key.pem").exists()
+    # one a timedelta holds, but no date (nor a socket timeout) can: before, a traceback after the checks
+    refused(rotation("ca", "init", "--dir", str(tmp_path / "pki"), "--validity", "999999999d", env=env),
+            "999999999d")
+    assert not (tmp_path / "pki" / "ca-key.pem").exists()
+    path = small_inventory(tmp_path, ca_files, handshake_timeout="999999999d")
+    refused(rotation("check", "-c", str(path), env={**env, "EAST_PW": "x"}), "clusters.east.handshake_timeout")
 
 
 def test_negative_or_zero_timeouts_are_refused_naming_the_field(env: dict[str, str], tmp_path: Path,
@@ -68,7 +74,8 @@ def test_negative_or_zero_timeouts_are_refused_naming_the_field(env: dict[str, s
         path = small_inventory(tmp_path, ca_files, **{field: value})
         refused(rotation("check", "-c", str(path), env={**env, "EAST_PW": "x"}), f"clusters.east.{field}")
     # before: 0s was silently ignored (the rotation was queued with the inventory's deadline)
-    refused(rotation("rotate", "east", "cm", "--verify-deadline", "0s", "-c", str(path), env=env),
+    refused(rotation("rotate", "east", "cm", "--verify-deadline", "0s", "-c",
+                     str(small_inventory(tmp_path, ca_files)), env=env),
             "--verify-deadline")
 
 
@@ -80,7 +87,9 @@ def test_a_secret_file_that_is_not_utf8_is_named_not_a_traceback(env: dict[str, 
     data["clusters"]["east"]["password_file"] = "east.pw"
     path = tmp_path / "inv.yaml"
     path.write_text(yaml.safe_dump(data))
-    refused(rotation("check", "-c", str(path), env=env), "clusters.east.password", "UTF-8")
+    checked = rotation("check", "-c", str(path), env=env)  # check names each cluster's error on its own line
+    assert checked.returncode == 2 and "Traceback" not in checked.stderr, checked.stderr
+    assert "clusters.east.password" in checked.stderr and "not UTF-8" in checked.stderr, checked.stderr
     checked = rotation("config", "check", "--offline", "--json", "-c", str(path), env=env)
     assert checked.returncode == 2 and "Traceback" not in checked.stderr, checked.stderr
     findings = {f["where"]: f for f in json.loads(checked.stdout)["findings"]}

@@ -9,7 +9,7 @@ import redis
 import redis.client
 
 from rotation.config.redis_url import is_sentinel, parse_sentinel_url, redacted
-from rotation.core.errors import StoreUnavailable
+from rotation.core.errors import ConfigError, StoreUnavailable
 
 SUBSCRIBER_TIMEOUT = 1.0  # seconds for a pub/sub connection to connect or send (``_Client.subscriber``)
 
@@ -105,12 +105,29 @@ def _build(url: str, redis_class: Any, sentinel_class: Any, options: dict[str, A
     """A ``redis_class`` client for ``url``: from the URL, or the master its sentinels (``sentinel_class``,
     sync or asyncio) name, asked with the same socket timeouts."""
     if not is_sentinel(url):
-        return redis_class.from_url(url, **options)
+        try:
+            client = redis_class.from_url(url, **options)
+            pool = client.connection_pool
+            pool.connection_class(**pool.connection_kwargs)  # its query options are checked here (connects not)
+            return client
+        except (ValueError, TypeError, redis.RedisError) as exc:  # before any connection: a bad setting, exit 2
+            raise ConfigError(f"ROTATION_REDIS_URL: {redacted(url)} is not a usable Redis URL "
+                              f"({_without_credentials(str(exc), url)})") from None
     target = parse_sentinel_url(url)
     sentinels = sentinel_class(list(target.sentinels), socket_timeout=options["socket_timeout"],
                                socket_connect_timeout=options["socket_connect_timeout"])
     return sentinels.master_for(target.service, redis_class=redis_class, db=target.db, username=target.username,
                                 password=target.password, **options)
+
+
+def _without_credentials(message: str, url: str) -> str:
+    """redis-py's MESSAGE about URL with the URL's password hidden (as written and percent-decoded)."""
+    from urllib.parse import unquote
+
+    password = url.partition("//")[2].partition("/")[0].rpartition("@")[0].partition(":")[2]
+    for secret in sorted({password, unquote(password)} - {""}, key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message
 
 
 __all__ = ["RedisUnavailable", "connect", "connect_async"]
