@@ -24,7 +24,7 @@ def parse_duration(text: str | int | float | timedelta) -> timedelta:
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
     if seconds != seconds:  # NaN (YAML's .nan)
         raise ValueError(f"{text!r} is not a duration (use forms like 90d, 12h, 30m, 45s)")
-    if seconds > MAX_DAYS * 86400:  # longer than a date (or a socket timeout) holds: refused here, not overflowing later
+    if seconds > MAX_DAYS * 86400:  # longer than a date (or a socket timeout) holds: refused here, not later
         raise ValueError(f"{text!r} is longer than {MAX_DAYS}d (100 years)")
     return timedelta(seconds=seconds)
 
