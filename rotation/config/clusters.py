@@ -115,6 +115,9 @@ class ClusterSettings(_Strict):
             raise ValueError("the port must be a number from 1 to 65535") from None
         if not parts.hostname:
             raise ValueError("names no host (https://HOST:9443)")
+        if "@" in parts.netloc:  # the URL is shown in every error and record: credentials go elsewhere
+            raise ValueError("must not hold a user name or password: use username and password_env or "
+                             "password_file")
         if parts.port == 0:
             raise ValueError("the port must be a number from 1 to 65535")
         return value.rstrip("/")
