@@ -88,14 +88,17 @@ class ServiceSettings:
     def from_env(cls) -> ServiceSettings:
         env = os.environ
 
-        def duration(name: str, default: timedelta) -> timedelta:
+        def duration(name: str, default: timedelta, at_least: timedelta = timedelta(seconds=0.001)) -> timedelta:
             raw = env.get(name)
             if not raw:
                 return default
             try:
-                return parse_duration(raw)
+                value = parse_duration(raw)
             except ValueError as exc:
                 raise ConfigError(f"{name}: {exc}") from None
+            if value < at_least:  # 0s: a lease Redis refuses, a scan loop without pause, no time for a task
+                raise ConfigError(f"{name}: {raw!r} is shorter than {at_least.total_seconds():g}s")
+            return value
 
         store = env.get("ROTATION_STORE", "redis")
         if store not in ("redis", "local"):
@@ -109,7 +112,7 @@ class ServiceSettings:
         redis_url = env.get("ROTATION_REDIS_URL") or cls.redis_url
         if is_sentinel(redis_url):
             parse_sentinel_url(redis_url)  # ConfigError now, naming the part that is wrong
-        beat_lease = duration("ROTATION_BEAT_LEASE", cls.beat_lease)
+        beat_lease = duration("ROTATION_BEAT_LEASE", cls.beat_lease, timedelta(0))  # its own message below
         if beat_lease < timedelta(seconds=1):
             raise ConfigError("ROTATION_BEAT_LEASE: at least 1s (beat renews it every third of it)")
         return cls(
@@ -117,13 +120,14 @@ class ServiceSettings:
             redis_url_from_env=bool(env.get("ROTATION_REDIS_URL")),
             store=store,
             scan_interval=duration("ROTATION_SCAN_INTERVAL", cls.scan_interval),
-            rotation_jitter=duration("ROTATION_JITTER", cls.rotation_jitter),
+            rotation_jitter=duration("ROTATION_JITTER", cls.rotation_jitter, timedelta(0)),  # 0s: no jitter
             backoff_base=duration("ROTATION_BACKOFF_BASE", cls.backoff_base),
             backoff_max=duration("ROTATION_BACKOFF_MAX", cls.backoff_max),
-            lock_lease=duration("ROTATION_LOCK_LEASE", cls.lock_lease),
+            lock_lease=duration("ROTATION_LOCK_LEASE", cls.lock_lease, timedelta(seconds=1)),  # renewed within it
             beat_lease=beat_lease,
-            task_time_limit=duration("ROTATION_TASK_TIME_LIMIT", cls.task_time_limit),
-            visibility_timeout=duration("ROTATION_VISIBILITY_TIMEOUT", cls.visibility_timeout),
+            # whole seconds for Celery and kombu, where 0 would mean no limit
+            task_time_limit=duration("ROTATION_TASK_TIME_LIMIT", cls.task_time_limit, timedelta(seconds=1)),
+            visibility_timeout=duration("ROTATION_VISIBILITY_TIMEOUT", cls.visibility_timeout, timedelta(seconds=1)),
             policy_audit_hour=audit_hour,
         )
 

@@ -175,3 +175,18 @@ def test_credentials_written_into_a_cluster_url_are_refused_not_echoed(env: dict
     result = rotation("check", "--json", "-c", str(path), env={**env, "EAST_PW": "x"})
     refused(result, "clusters.east.url")
     assert "hunter2secret" not in result.stdout + result.stderr
+
+
+def test_a_zero_lease_or_interval_is_refused_naming_the_variable(env: dict[str, str], tmp_path: Path,
+                                                                 simulator: ClusterSimulator, own_redis: RedisServer,
+                                                                 ca_files: tuple[Path, Path]) -> None:
+    path = write_inventory(tmp_path / "sim.yaml", simulator, ca_files)
+    service = {**{k: v for k, v in env.items() if k != "ROTATION_STORE"}, "ROTATION_REDIS_URL": own_redis.url}
+    # before: the rotation ran and failed with "unexpected error (ResponseError: invalid expire time ...)"
+    result = rotation("rotate", "sim", "proxy", "--inline", "-c", str(path),
+                      env={**service, "ROTATION_LOCK_LEASE": "0s"})
+    refused(result, "ROTATION_LOCK_LEASE")
+    assert not simulator.received_update_bodies
+    # before: accepted, and beat would queue a scan of every cluster without pause
+    for name in ("ROTATION_SCAN_INTERVAL", "ROTATION_BACKOFF_BASE", "ROTATION_TASK_TIME_LIMIT"):
+        refused(rotation("status", "-c", str(path), env={**env, name: "0s"}), name)
