@@ -190,3 +190,15 @@ def test_a_zero_lease_or_interval_is_refused_naming_the_variable(env: dict[str, 
     # before: accepted, and beat would queue a scan of every cluster without pause
     for name in ("ROTATION_SCAN_INTERVAL", "ROTATION_BACKOFF_BASE", "ROTATION_TASK_TIME_LIMIT"):
         refused(rotation("status", "-c", str(path), env={**env, name: "0s"}), name)
+
+
+@pytest.mark.parametrize("folder", ["d[/]", "d[red]"])
+def test_config_check_prints_the_inventory_path_as_text(env: dict[str, str], tmp_path: Path, folder: str,
+                                                        ca_files: tuple[Path, Path]) -> None:
+    # before: the path was rich markup in the table's title: "[/]" a MarkupError traceback, "[red]" eaten
+    (tmp_path / folder).mkdir(parents=True)
+    path = tmp_path / folder / "inv.yaml"
+    path.write_text(small_inventory(tmp_path, ca_files).read_text())
+    result = rotation("config", "check", "--offline", "-c", str(path), env={**env, "EAST_PW": "x"})
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert f"Inventory{path}" in "".join(result.stdout.split()), result.stdout  # the title wraps
