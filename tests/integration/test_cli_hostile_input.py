@@ -202,3 +202,13 @@ def test_config_check_prints_the_inventory_path_as_text(env: dict[str, str], tmp
     result = rotation("config", "check", "--offline", "-c", str(path), env={**env, "EAST_PW": "x"})
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert f"Inventory{path}" in "".join(result.stdout.split()), result.stdout  # the title wraps
+
+
+def test_a_certificate_named_twice_is_rotated_once(env: dict[str, str], tmp_path: Path, simulator: ClusterSimulator,
+                                                   ca_files: tuple[Path, Path]) -> None:
+    # before: two full rotations, one after the other (two issuances, two pushes; queued: the second refused)
+    path = write_inventory(tmp_path / "sim.yaml", simulator, ca_files)
+    result = rotation("rotate", "sim", "proxy", "proxy", "--inline", "--json", "-c", str(path), env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [r["cert_name"] for r in json.loads(result.stdout)] == ["proxy"]
+    assert len(simulator.received_update_bodies) == 1
