@@ -212,3 +212,16 @@ def test_a_certificate_named_twice_is_rotated_once(env: dict[str, str], tmp_path
     assert result.returncode == 0, result.stdout + result.stderr
     assert [r["cert_name"] for r in json.loads(result.stdout)] == ["proxy"]
     assert len(simulator.received_update_bodies) == 1
+
+
+def test_ca_init_refuses_bad_options_naming_them_and_writes_nothing(env: dict[str, str], tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    # before: FileExistsError / FileNotFoundError tracebacks
+    refused(rotation("ca", "init", "--dir", str(a_file), env=env), "--dir", str(a_file))
+    refused(rotation("ca", "init", "--dir", str(a_file / "below"), env=env), "--dir")
+    # before: a CA valid for no time at all was written, exit 0
+    refused(rotation("ca", "init", "--dir", str(tmp_path / "zero"), "--validity", "0s", env=env), "--validity")
+    # before: "Attribute's length must be >= 1 and <= 64", naming no option, and an empty folder left behind
+    refused(rotation("ca", "init", "--dir", str(tmp_path / "empty-cn"), "--cn", "", env=env), "--cn")
+    assert not (tmp_path / "zero").exists() and not (tmp_path / "empty-cn").exists()
