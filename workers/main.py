@@ -80,7 +80,10 @@ def _serve_metrics(port: int, address: str) -> None:
         state.ping()  # metrics are read from the service's state: without it, one line and exit 2
     except RotationError as exc:
         raise fail(exc.message) from None
-    start_http_server(port, addr=address, registry=registry_for(state))
+    try:
+        start_http_server(port, addr=address, registry=registry_for(state))
+    except OSError as exc:  # taken, or an address this host does not have: one line, exit 2
+        raise fail(f"cannot listen on {address}:{port} for metrics: {exc.strerror or exc}") from None
 
 
 def _supervise(argv: list[str]) -> None:
@@ -119,7 +122,8 @@ def _supervise(argv: list[str]) -> None:
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(help="Worker threads (rotations run at the same time).")] = 4,
-    metrics_port: Annotated[int | None, typer.Option(help="Also serve Prometheus metrics on this port.")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Also serve Prometheus metrics on this port.", min=0,
+                                                     max=65535)] = None,
     metrics_address: Annotated[str, typer.Option(help="Address for --metrics-port.")] = "127.0.0.1",
     log_format: LogFormat = "plain",
     log_level: LogLevel = "INFO",
@@ -171,7 +175,7 @@ def beat(
 
 @app.command()
 def metrics(
-    port: Annotated[int, typer.Option(help="Port for /metrics.")] = 9464,
+    port: Annotated[int, typer.Option(help="Port for /metrics.", min=0, max=65535)] = 9464,
     address: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
 ) -> None:
     """Serve the Prometheus metrics on their own (read from the service's Redis)."""
@@ -185,7 +189,7 @@ def metrics(
 def webhook(
     host: Annotated[str, typer.Option(help="Listen address (put TLS in front: a proxy or load balancer).")] = (
         "127.0.0.1"),
-    port: Annotated[int, typer.Option(help="Listen port.")] = 8088,
+    port: Annotated[int, typer.Option(help="Listen port.", min=0, max=65535)] = 8088,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Inventory YAML.")] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request line.")] = False,
     threads: Annotated[int, typer.Option(help="Threads per process for blocking calls (Celery's publish, "

@@ -225,3 +225,24 @@ def test_ca_init_refuses_bad_options_naming_them_and_writes_nothing(env: dict[st
     # before: "Attribute's length must be >= 1 and <= 64", naming no option, and an empty folder left behind
     refused(rotation("ca", "init", "--dir", str(tmp_path / "empty-cn"), "--cn", "", env=env), "--cn")
     assert not (tmp_path / "zero").exists() and not (tmp_path / "empty-cn").exists()
+
+
+def test_service_ports_out_of_range_or_taken_are_refused(env: dict[str, str], tmp_path: Path,
+                                                         own_redis: RedisServer) -> None:
+    import socket
+
+    service = {**{k: v for k, v in env.items() if k != "ROTATION_STORE"}, "ROTATION_REDIS_URL": own_redis.url}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        # before: OSError / OverflowError / gaierror tracebacks, exit 1
+        for args in (["--port", port], ["--port", "99999"], ["--port", "9464", "--address", "no.such.host.invalid"]):
+            result = rotation("metrics", *args, env=service)
+            assert result.returncode == 2 and "Traceback" not in result.stderr, (args, result.stderr)
+    # before: "webhook on http://127.0.0.1:99999" logged, then it served on no port at all until stopped
+    chat = tmp_path / "chat.yaml"
+    chat.write_text('clusters: {}\nchatops:\n  generic: {secret_env: CHAT_SECRET}\n'
+                    '  allow: [{user: u1, platform: generic, clusters: {"*": [read]}}]\n')
+    result = rotation("webhook", "--port", "99999", "-c", str(chat), env={**service, "CHAT_SECRET": "s" * 40})
+    assert result.returncode == 2 and "--port" in result.stderr, result.stderr
