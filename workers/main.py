@@ -121,7 +121,7 @@ def _supervise(argv: list[str]) -> None:
 
 @app.command()
 def worker(
-    concurrency: Annotated[int, typer.Option(help="Worker threads (rotations run at the same time).")] = 4,
+    concurrency: Annotated[int, typer.Option(help="Worker threads (rotations run at the same time).", min=1)] = 4,
     metrics_port: Annotated[int | None, typer.Option(help="Also serve Prometheus metrics on this port.", min=0,
                                                      max=65535)] = None,
     metrics_address: Annotated[str, typer.Option(help="Address for --metrics-port.")] = "127.0.0.1",

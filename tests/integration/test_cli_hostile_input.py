@@ -246,3 +246,12 @@ def test_service_ports_out_of_range_or_taken_are_refused(env: dict[str, str], tm
                     '  allow: [{user: u1, platform: generic, clusters: {"*": [read]}}]\n')
     result = rotation("webhook", "--port", "99999", "-c", str(chat), env={**service, "CHAT_SECRET": "s" * 40})
     assert result.returncode == 2 and "--port" in result.stderr, result.stderr
+
+
+def test_a_worker_concurrency_below_one_is_a_bad_option(env: dict[str, str], tmp_path: Path, own_redis: RedisServer,
+                                                        ca_files: tuple[Path, Path]) -> None:
+    service = {**{k: v for k, v in env.items() if k != "ROTATION_STORE"}, "ROTATION_REDIS_URL": own_redis.url}
+    # before: Celery's BadParameter traceback in the child, which the supervisor restarted again and again
+    result = rotation("worker", "--concurrency", "-1", "-c", str(small_inventory(tmp_path, ca_files)), env=service)
+    assert result.returncode == 2 and "--concurrency" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
