@@ -35,8 +35,23 @@ def configure_logging(*args: Any, **kwargs: Any) -> None:
     configure(*args, **kwargs)
 
 
-LogFormat = Annotated[str, typer.Option("--log-format", help="plain or json (one object per line).")]
-LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR.")]
+def _one_of(*allowed: str) -> Any:
+    """An option callback refusing (exit 2, naming the option) a value not in ALLOWED, case aside; the value
+    in ALLOWED's spelling otherwise."""
+
+    def check(value: str) -> str:
+        for spelling in allowed:
+            if value.upper() == spelling.upper():
+                return spelling  # as the code compares it ("json", "DEBUG")
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}")
+
+    return check
+
+
+LogFormat = Annotated[str, typer.Option("--log-format", help="plain or json (one object per line).",
+                                        callback=_one_of("plain", "json"))]
+LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR.",
+                                       callback=_one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))]
 
 
 def _queue_factory(ctx):  # noqa: ANN001, ANN202 - ServiceContext -> CeleryRotationQueue

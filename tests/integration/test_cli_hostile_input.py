@@ -255,3 +255,14 @@ def test_a_worker_concurrency_below_one_is_a_bad_option(env: dict[str, str], tmp
     result = rotation("worker", "--concurrency", "-1", "-c", str(small_inventory(tmp_path, ca_files)), env=service)
     assert result.returncode == 2 and "--concurrency" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("option", "value"), [("--log-level", "BOGUS"), ("--log-format", "xml")])
+def test_an_unknown_log_level_or_format_is_a_bad_option(env: dict[str, str], tmp_path: Path, option: str, value: str,
+                                                        ca_files: tuple[Path, Path]) -> None:
+    # before: --log-level BOGUS was logging's ValueError traceback (exit 1); --log-format xml silently plain
+    service = {**{k: v for k, v in env.items() if k != "ROTATION_STORE"}, "ROTATION_REDIS_URL": "redis://127.0.0.1:1/0"}
+    for command in (["worker", "--no-supervise"], ["beat"]):
+        result = rotation(*command, option, value, "-c", str(small_inventory(tmp_path, ca_files)), env=service)
+        assert result.returncode == 2 and option in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
