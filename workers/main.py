@@ -183,7 +183,10 @@ def beat(
 
     schedule_file = schedule_file or local_state_dir() / "celerybeat-schedule"
 
-    schedule_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        schedule_file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where a folder should be, no permission: one line, exit 2
+        raise fail(f"--schedule-file {schedule_file}: cannot create its folder ({exc.strerror})") from None
     celery_app.start(["beat", "--loglevel", log_level, "--schedule", str(schedule_file),
                       "--scheduler", "workers.beat:LeasedScheduler"])
 

@@ -266,3 +266,15 @@ def test_an_unknown_log_level_or_format_is_a_bad_option(env: dict[str, str], tmp
         result = rotation(*command, option, value, "-c", str(small_inventory(tmp_path, ca_files)), env=service)
         assert result.returncode == 2 and option in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_beat_with_a_schedule_file_it_cannot_create_is_one_line(env: dict[str, str], tmp_path: Path,
+                                                               own_redis: RedisServer,
+                                                               ca_files: tuple[Path, Path]) -> None:
+    service = {**{k: v for k, v in env.items() if k != "ROTATION_STORE"}, "ROTATION_REDIS_URL": own_redis.url}
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    # before: FileExistsError traceback, exit 1
+    result = rotation("beat", "--schedule-file", str(a_file / "schedule"), "-c",
+                      str(small_inventory(tmp_path, ca_files)), env=service)
+    refused(result, "--schedule-file", str(a_file))
