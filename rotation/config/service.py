@@ -112,6 +112,11 @@ class ServiceSettings:
         redis_url = env.get("ROTATION_REDIS_URL") or cls.redis_url
         if is_sentinel(redis_url):
             parse_sentinel_url(redis_url)  # ConfigError now, naming the part that is wrong
+        state_dir = local_state_dir()
+        # the first part of it that exists must be a folder: a file there fails every command that writes state
+        existing = next((p for p in (state_dir, *state_dir.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise ConfigError(f"{STATE_DIR_ENV}: {existing} is not a folder (the state folder is {state_dir})")
         beat_lease = duration("ROTATION_BEAT_LEASE", cls.beat_lease, timedelta(0))  # its own message below
         if beat_lease < timedelta(seconds=1):
             raise ConfigError("ROTATION_BEAT_LEASE: at least 1s (beat renews it every third of it)")

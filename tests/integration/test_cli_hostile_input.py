@@ -278,3 +278,15 @@ def test_beat_with_a_schedule_file_it_cannot_create_is_one_line(env: dict[str, s
     result = rotation("beat", "--schedule-file", str(a_file / "schedule"), "-c",
                       str(small_inventory(tmp_path, ca_files)), env=service)
     refused(result, "--schedule-file", str(a_file))
+
+
+def test_a_state_dir_that_is_a_file_is_named(env: dict[str, str], tmp_path: Path, own_redis: RedisServer,
+                                             ca_files: tuple[Path, Path]) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    path = str(small_inventory(tmp_path, ca_files))
+    # before: NotADirectoryError / FileExistsError tracebacks, exit 1
+    refused(rotation("status", "-c", path, env={**env, "ROTATION_STATE_DIR": str(a_file)}), "ROTATION_STATE_DIR")
+    service = {**{k: v for k, v in env.items() if k != "ROTATION_STORE"}, "ROTATION_REDIS_URL": own_redis.url,
+               "ROTATION_STATE_DIR": str(a_file / "below")}
+    refused(rotation("history", "-c", path, env=service), "ROTATION_STATE_DIR")
