@@ -290,3 +290,14 @@ def test_a_state_dir_that_is_a_file_is_named(env: dict[str, str], tmp_path: Path
     service = {**{k: v for k, v in env.items() if k != "ROTATION_STORE"}, "ROTATION_REDIS_URL": own_redis.url,
                "ROTATION_STATE_DIR": str(a_file / "below")}
     refused(rotation("history", "-c", path, env=service), "ROTATION_STATE_DIR")
+
+
+@pytest.mark.parametrize("command", ["status", "history"])
+def test_a_redis_database_the_server_does_not_have_is_named(env: dict[str, str], tmp_path: Path, command: str,
+                                                            own_redis: RedisServer,
+                                                            ca_files: tuple[Path, Path]) -> None:
+    service = {**{k: v for k, v in env.items() if k != "ROTATION_STORE"},
+               "ROTATION_REDIS_URL": own_redis.url.rsplit("/", 1)[0] + "/99999"}
+    # before: redis.exceptions.ResponseError: DB index is out of range (a traceback, exit 1)
+    result = rotation(command, "--json", "-c", str(small_inventory(tmp_path, ca_files)), env=service)
+    refused(result, "ROTATION_REDIS_URL", "99999")

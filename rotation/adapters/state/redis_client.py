@@ -23,6 +23,14 @@ def _unavailable(url: str, exc: redis.RedisError) -> RedisUnavailable:
     return RedisUnavailable(f"Redis at {url} is unreachable ({exc})")
 
 
+def _no_such_database(url: str, exc: redis.ResponseError) -> ConfigError | None:
+    """The URL names a database the server does not have (SELECT, on every new connection, refused): a
+    setting to fix, not a command that failed."""
+    if "DB index is out of range" not in str(exc):
+        return None
+    return ConfigError(f"ROTATION_REDIS_URL: Redis at {url} has no such database ({exc})")
+
+
 class _Pipeline(redis.client.Pipeline):
     redacted_url = "redis"
 
@@ -33,6 +41,11 @@ class _Pipeline(redis.client.Pipeline):
             if isinstance(exc, RedisUnavailable):
                 raise
             raise _unavailable(self.redacted_url, exc) from exc
+        except redis.ResponseError as exc:
+            translated = _no_such_database(self.redacted_url, exc)
+            if translated is None:
+                raise
+            raise translated from exc
 
 
 class _Client(redis.Redis):
@@ -55,6 +68,11 @@ class _Client(redis.Redis):
             if isinstance(exc, RedisUnavailable):
                 raise
             raise _unavailable(self.redacted_url, exc) from exc
+        except redis.ResponseError as exc:
+            translated = _no_such_database(self.redacted_url, exc)
+            if translated is None:
+                raise
+            raise translated from exc
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> _Pipeline:
         pipe = _Pipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
