@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,6 +26,19 @@ class CertificateSettings(_Strict):
     key_type: KeyType | None = None
     renew_before: Renewal | None = None
     hosts: tuple[str, ...] | None = None
+
+
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+
+
+def _is_host(host: str) -> bool:
+    """An IP address, or a DNS name whose every label is 1-63 letters, digits, '_' or inner '-'."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        labels = host.removesuffix(".").split(".")
+        return len(host) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
 
 
 Port = Annotated[int, Field(ge=1, le=65535)]  # refused at load, not shown later as "unreachable"
@@ -115,6 +130,11 @@ class ClusterSettings(_Strict):
             raise ValueError("the port must be a number from 1 to 65535") from None
         if not parts.hostname:
             raise ValueError("names no host (https://HOST:9443)")
+        if not _is_host(parts.hostname):  # dialled as it is written: an empty label fails deep in idna
+            raise ValueError("names no usable host: a DNS name (letters, digits, '-', non-empty labels) or an "
+                             "IP address")
+        if parts.query or parts.fragment:  # the API paths are appended to the URL
+            raise ValueError("must not have a query or fragment (https://HOST:9443)")
         if "@" in parts.netloc:  # the URL is shown in every error and record: credentials go elsewhere
             raise ValueError("must not hold a user name or password: use username and password_env or "
                              "password_file")

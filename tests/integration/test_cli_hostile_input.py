@@ -301,3 +301,11 @@ def test_a_redis_database_the_server_does_not_have_is_named(env: dict[str, str],
     # before: redis.exceptions.ResponseError: DB index is out of range (a traceback, exit 1)
     result = rotation(command, "--json", "-c", str(small_inventory(tmp_path, ca_files)), env=service)
     refused(result, "ROTATION_REDIS_URL", "99999")
+
+
+@pytest.mark.parametrize("url", ["https://a..b:9443", "https://cluster east:9443", "https://host:9443?x=1#f"])
+def test_a_cluster_url_with_no_usable_host_is_refused_at_load(env: dict[str, str], tmp_path: Path, url: str,
+                                                              ca_files: tuple[Path, Path]) -> None:
+    # before: "a..b" was an idna UnicodeError traceback; the others were dialled (".../host:9443?x=1#f/v1/cluster")
+    path = small_inventory(tmp_path, ca_files, url=url)
+    refused(rotation("check", "-c", str(path), env={**env, "EAST_PW": "x"}), "clusters.east.url")
