@@ -18,16 +18,6 @@ from rotation.core.model import CertName, ClientCertificate, KeyType
 from rotation.core.targets import DATABASE_KEY
 from rotation.core.topology import Layout
 
-
-class CertificateSettings(_Strict):
-    """Per-certificate overrides; anything unset comes from the cluster or the top level."""
-
-    issuer: str | None = None
-    key_type: KeyType | None = None
-    renew_before: Renewal | None = None
-    hosts: tuple[str, ...] | None = None
-
-
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
 
 
@@ -39,6 +29,23 @@ def _is_host(host: str) -> bool:
     except ValueError:
         labels = host.removesuffix(".").split(".")
         return len(host) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
+
+
+class CertificateSettings(_Strict):
+    """Per-certificate overrides; anything unset comes from the cluster or the top level."""
+
+    issuer: str | None = None
+    key_type: KeyType | None = None
+    renew_before: Renewal | None = None
+    hosts: tuple[str, ...] | None = None
+
+    @field_validator("hosts")
+    @classmethod
+    def _names(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for host in value or ():
+            if not _is_host(host.removeprefix("*.")):
+                raise ValueError(f"{host!r} is not a DNS name, a wildcard *.NAME or an IP address")
+        return value
 
 
 Port = Annotated[int, Field(ge=1, le=65535)]  # refused at load, not shown later as "unreachable"
@@ -141,6 +148,13 @@ class ClusterSettings(_Strict):
         if parts.port == 0:
             raise ValueError("the port must be a number from 1 to 65535")
         return value.rstrip("/")
+
+    @field_validator("fqdn", "tls_server_name")
+    @classmethod
+    def _host_name(cls, value: str | None) -> str | None:
+        if value is not None and not _is_host(value):  # sent in SNI and put in SANs: idna refuses it there
+            raise ValueError(f"{value!r} is not a DNS name (letters, digits, '-', non-empty labels)")
+        return value
 
     @field_validator("certificates", mode="before")
     @classmethod

@@ -309,3 +309,13 @@ def test_a_cluster_url_with_no_usable_host_is_refused_at_load(env: dict[str, str
     # before: "a..b" was an idna UnicodeError traceback; the others were dialled (".../host:9443?x=1#f/v1/cluster")
     path = small_inventory(tmp_path, ca_files, url=url)
     refused(rotation("check", "-c", str(path), env={**env, "EAST_PW": "x"}), "clusters.east.url")
+
+
+@pytest.mark.parametrize(("field", "value"), [("tls_server_name", "a..b"), ("fqdn", "a..b"), ("fqdn", "-x-"),
+                                              ("certificates", {"proxy": {"hosts": ["ok.example.com", "*.a..b"]}})])
+def test_names_a_certificate_or_handshake_would_carry_are_checked_at_load(
+        env: dict[str, str], tmp_path: Path, field: str, value: object, ca_files: tuple[Path, Path]) -> None:
+    # before: tls_server_name "a..b" was an idna traceback in every command; a bad fqdn or host went into the
+    # SANs of the certificates issued (a dry run passed)
+    path = small_inventory(tmp_path, ca_files, **{field: value})
+    refused(rotation("check", "-c", str(path), env={**env, "EAST_PW": "x"}), f"clusters.east.{field}")
