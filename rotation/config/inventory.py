@@ -28,7 +28,7 @@ from rotation.config.chatops import ChatOpsSettings
 from rotation.config.clusters import ClusterSettings
 from rotation.config.files import read_regular
 from rotation.config.issuers import IssuerSettings
-from rotation.config.load_checks import load_problems
+from rotation.config.load_checks import load_problems, variable_name_problems
 from rotation.config.plans import CertPlan, impossible_plans, other_plan, rest_client_issuer_problem
 from rotation.core.durations import RenewBefore
 from rotation.core.errors import ConfigError, RotationError
@@ -309,6 +309,7 @@ def parse_inventory(text: str, config_path: Path, *, check_files: bool = True) -
         raise ConfigError(f"{config_path}: {exc.message}") from None
     # every problem listed at once: the model's and these
     errors, warnings = load_problems(data, config_path) if check_files else ([], [])
+    errors = [*variable_name_problems(data, config_path), *errors]  # checked always: config check too
     try:
         inventory = Inventory.model_validate(data)
     except PydanticValidationError as exc:

@@ -319,3 +319,15 @@ def test_names_a_certificate_or_handshake_would_carry_are_checked_at_load(
     # SANs of the certificates issued (a dry run passed)
     path = small_inventory(tmp_path, ca_files, **{field: value})
     refused(rotation("check", "-c", str(path), env={**env, "EAST_PW": "x"}), f"clusters.east.{field}")
+
+
+def test_a_secret_written_where_a_variable_name_goes_is_never_echoed(env: dict[str, str], tmp_path: Path,
+                                                                     ca_files: tuple[Path, Path]) -> None:
+    # before: "warning: ...password_env: environment variable hunter2!Secret is not set" on every load, in every
+    # process's log, and the same as an error when used
+    path = small_inventory(tmp_path, ca_files, password_env="hunter2!Secret")
+    for args in (["check"], ["config", "check", "--offline", "--json"]):
+        result = rotation(*args, "-c", str(path), env=env)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "hunter2" not in result.stdout + result.stderr
+        assert "clusters.east.password_env" in result.stderr + result.stdout
