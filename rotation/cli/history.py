@@ -22,7 +22,7 @@ def history(
     cert: Annotated[str | None, typer.Option(help="Only this certificate name.")] = None,
     rotation_id: Annotated[str | None, typer.Option("--id", help="One rotation (the id `rotate --no-wait` prints) "
                                                                 "with its steps and retries.")] = None,
-    limit: Annotated[int, typer.Option(help="How many records.", min=1)] = 20,
+    limit: Annotated[int, typer.Option(help="How many records.")] = 20,
     audit: Annotated[bool, typer.Option("--audit", help="Chat commands (who, where, what, decision) instead.")
                      ] = False,
     config: ConfigOption = None,
@@ -34,6 +34,8 @@ def history(
     """
     if rotation_id is not None:
         _refuse_beside_id(command, as_json)
+    if limit < 1:  # a negative one sliced records off the end of the list
+        raise fail(f"--limit {limit}: at least 1", as_json=as_json)
     from rich.table import Table
 
     from rotation.usecases.context import ServiceContext

@@ -143,6 +143,8 @@ def test_history_refuses_a_limit_below_one(env: dict[str, str], tmp_path: Path, 
         result = rotation("history", "--limit", limit, "-c", str(path), env=env)
         assert result.returncode == 2 and "--limit" in result.stderr, (result.returncode, result.stdout,
                                                                       result.stderr)
+        as_json = rotation("history", "--limit", limit, "--json", "-c", str(path), env=env)
+        assert json.loads(as_json.stdout)["exit_code"] == 2, as_json.stdout  # like every error under --json
 
 
 def test_a_key_written_twice_is_refused_naming_its_line(env: dict[str, str], tmp_path: Path,
