@@ -333,3 +333,14 @@ def test_a_secret_written_where_a_variable_name_goes_is_never_echoed(env: dict[s
         assert result.returncode == 2, result.stdout + result.stderr
         assert "hunter2" not in result.stdout + result.stderr
         assert "clusters.east.password_env" in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("args", [["history", "--json", "--limit", "many"], ["rotate", "--json"],
+                                  ["check", "--json", "--cluster"], ["check", "--json", "--no-such-flag"]])
+def test_a_usage_error_under_json_is_json_on_stdout_too(env: dict[str, str], args: list[str]) -> None:
+    # before: click's usage text on stderr only, stdout empty: a script reading --json learned nothing
+    result = rotation(*args, env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    error = json.loads(result.stdout)
+    assert error["exit_code"] == 2 and error["error"] and error["problems"], error
+    assert "Error" in result.stderr  # the human text stays as it was
