@@ -344,3 +344,16 @@ def test_a_usage_error_under_json_is_json_on_stdout_too(env: dict[str, str], arg
     error = json.loads(result.stdout)
     assert error["exit_code"] == 2 and error["error"] and error["problems"], error
     assert "Error" in result.stderr  # the human text stays as it was
+
+
+def test_a_renewal_window_as_long_as_the_certificates_life_is_refused(env: dict[str, str], tmp_path: Path,
+                                                                      simulator: ClusterSimulator,
+                                                                      ca_files: tuple[Path, Path]) -> None:
+    # validity 7d with renew_before 30d: every certificate issued is due at once, so every scan rotated it again
+    path = write_inventory(tmp_path / "sim.yaml", simulator, ca_files)
+    data = yaml.safe_load(path.read_text())
+    data["issuers"]["internal"]["validity"] = "7d"
+    path.write_text(yaml.safe_dump(data))
+    result = rotation("config", "check", "--offline", "--json", "-c", str(path), env=env)
+    refused(result, "renew_before 30d", "issuers.internal.validity")
+    assert json.loads(result.stdout)["exit_code"] == 2
