@@ -206,10 +206,6 @@ def _trust_anchors(paths: list[Path], as_json: bool) -> tuple[str, ...]:
     try:
         for path in paths:
             found = certs.load_certificates(read_file(path, what="--trust"), where=str(path))
-            leaf = next((c for c in found if not certs.is_ca(c)), None)
-            if leaf is not None:  # a server certificate as its own anchor would pass any chain check
-                raise ConfigError(f"{path}: --trust: {leaf.subject.rfc4514_string()} is not a CA certificate "
-                                  "(no basicConstraints CA:TRUE)")
             pems += [certs.cert_to_pem(c) for c in found]
     except RotationError as exc:
         raise fail(exc, as_json=as_json) from None

@@ -357,21 +357,3 @@ def test_a_renewal_window_as_long_as_the_certificates_life_is_refused(env: dict[
     result = rotation("config", "check", "--offline", "--json", "-c", str(path), env=env)
     refused(result, "renew_before 30d", "issuers.internal.validity")
     assert json.loads(result.stdout)["exit_code"] == 2
-
-
-def test_trust_takes_ca_certificates_only(env: dict[str, str], tmp_path: Path, simulator: ClusterSimulator,
-                                          ca_files: tuple[Path, Path]) -> None:
-    from support.certs import FQDN, make_cert
-
-    from rotation.core import certs
-
-    # a self-signed server certificate, made its own "trust anchor": before, the chain check passed with it
-    leaf, key = make_cert(hosts=(FQDN, f"*.{FQDN}"), cn=FQDN)
-    (tmp_path / "leaf.pem").write_text(certs.cert_to_pem(leaf))
-    (tmp_path / "key.pem").write_text(certs.private_key_to_pem(key).reveal())
-    path = write_inventory(tmp_path / "sim.yaml", simulator, ca_files)
-    result = rotation("rotate", "sim", "proxy", "--dry-run", "--cert-file", str(tmp_path / "leaf.pem"),
-                      "--key-file", str(tmp_path / "key.pem"), "--trust", str(tmp_path / "leaf.pem"), "-c", str(path),
-                      env=env)
-    refused(result, "--trust", "leaf.pem", "not a CA certificate")
-    assert not simulator.received_update_bodies
