@@ -142,9 +142,6 @@ class ClusterSettings(_Strict):
                              "IP address")
         if parts.query or parts.fragment:  # the API paths are appended to the URL
             raise ValueError("must not have a query or fragment (https://HOST:9443)")
-        if "@" in parts.netloc:  # the URL is shown in every error and record: credentials go elsewhere
-            raise ValueError("must not hold a user name or password: use username and password_env or "
-                             "password_file")
         if parts.port == 0:
             raise ValueError("the port must be a number from 1 to 65535")
         return value.rstrip("/")
