@@ -35,8 +35,23 @@ def configure_logging(*args: Any, **kwargs: Any) -> None:
     configure(*args, **kwargs)
 
 
-LogFormat = Annotated[str, typer.Option("--log-format", help="plain or json (one object per line).")]
-LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR.")]
+def _one_of(*allowed: str) -> Any:
+    """An option callback refusing (exit 2, naming the option) a value not in ALLOWED, case aside; the value
+    in ALLOWED's spelling otherwise."""
+
+    def check(value: str) -> str:
+        for spelling in allowed:
+            if value.upper() == spelling.upper():
+                return spelling  # as the code compares it ("json", "DEBUG")
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}")
+
+    return check
+
+
+LogFormat = Annotated[str, typer.Option("--log-format", help="plain or json (one object per line).",
+                                        callback=_one_of("plain", "json"))]
+LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR.",
+                                       callback=_one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))]
 
 
 def _queue_factory(ctx):  # noqa: ANN001, ANN202 - ServiceContext -> CeleryRotationQueue
@@ -80,7 +95,10 @@ def _serve_metrics(port: int, address: str) -> None:
         state.ping()  # metrics are read from the service's state: without it, one line and exit 2
     except RotationError as exc:
         raise fail(exc.message) from None
-    start_http_server(port, addr=address, registry=registry_for(state))
+    try:
+        start_http_server(port, addr=address, registry=registry_for(state))
+    except OSError as exc:  # taken, or an address this host does not have: one line, exit 2
+        raise fail(f"cannot listen on {address}:{port} for metrics: {exc.strerror or exc}") from None
 
 
 def _supervise(argv: list[str]) -> None:
@@ -118,8 +136,9 @@ def _supervise(argv: list[str]) -> None:
 
 @app.command()
 def worker(
-    concurrency: Annotated[int, typer.Option(help="Worker threads (rotations run at the same time).")] = 4,
-    metrics_port: Annotated[int | None, typer.Option(help="Also serve Prometheus metrics on this port.")] = None,
+    concurrency: Annotated[int, typer.Option(help="Worker threads (rotations run at the same time).", min=1)] = 4,
+    metrics_port: Annotated[int | None, typer.Option(help="Also serve Prometheus metrics on this port.", min=0,
+                                                     max=65535)] = None,
     metrics_address: Annotated[str, typer.Option(help="Address for --metrics-port.")] = "127.0.0.1",
     log_format: LogFormat = "plain",
     log_level: LogLevel = "INFO",
@@ -164,14 +183,17 @@ def beat(
 
     schedule_file = schedule_file or local_state_dir() / "celerybeat-schedule"
 
-    schedule_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        schedule_file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where a folder should be, no permission: one line, exit 2
+        raise fail(f"--schedule-file {schedule_file}: cannot create its folder ({exc.strerror})") from None
     celery_app.start(["beat", "--loglevel", log_level, "--schedule", str(schedule_file),
                       "--scheduler", "workers.beat:LeasedScheduler"])
 
 
 @app.command()
 def metrics(
-    port: Annotated[int, typer.Option(help="Port for /metrics.")] = 9464,
+    port: Annotated[int, typer.Option(help="Port for /metrics.", min=0, max=65535)] = 9464,
     address: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
 ) -> None:
     """Serve the Prometheus metrics on their own (read from the service's Redis)."""
@@ -185,7 +207,7 @@ def metrics(
 def webhook(
     host: Annotated[str, typer.Option(help="Listen address (put TLS in front: a proxy or load balancer).")] = (
         "127.0.0.1"),
-    port: Annotated[int, typer.Option(help="Listen port.")] = 8088,
+    port: Annotated[int, typer.Option(help="Listen port.", min=0, max=65535)] = 8088,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Inventory YAML.")] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request line.")] = False,
     threads: Annotated[int, typer.Option(help="Threads per process for blocking calls (Celery's publish, "

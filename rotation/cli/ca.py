@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -38,12 +39,22 @@ def ca_init(
     chaining to a replaced CA). Prints the issuer entry to add to the inventory."""
     from rotation.adapters.issuers.internal_ca import init_ca
 
+    try:  # each option checked before anything is written, its error naming it
+        lifetime = parse_duration(validity)
+    except ValueError as exc:
+        raise fail(f"--validity: {exc}") from None
+    if lifetime <= timedelta(0):
+        raise fail(f"--validity {validity}: must be longer than zero (e.g. 3650d)")
+    if not 1 <= len(common_name) <= 64:  # X.509's bounds for a common name
+        raise fail(f"--cn: 1 to 64 characters, not {len(common_name)}")
     try:
-        cert_path, key_path = init_ca(directory, common_name=common_name, validity=parse_duration(validity),
+        cert_path, key_path = init_ca(directory, common_name=common_name, validity=lifetime,
                                       key_type=key_type, overwrite=force)
     except OverwriteRefused as exc:
         raise fail(f"{exc.message} (--force replaces it: certificates issued by the old CA stop chaining to it)"
                    ) from None
+    except OSError as exc:
+        raise fail(f"--dir {directory}: cannot write the CA there ({exc.strerror})") from None
     except (RotationError, ValueError) as exc:
         raise fail(getattr(exc, "message", None) or str(exc)) from None
     from rotation.config import resolve_config_path

@@ -44,7 +44,7 @@ def config_check(
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
         raise typer.Exit(report.exit_code)
-    table = Table(title=f"Inventory {inventory.source or ''}".strip())
+    table = Table(title=cell(f"Inventory {inventory.source or ''}".strip()))  # a path: text, never markup
     for column in ("where", "result"):
         table.add_column(column)
     colours = {"ok": "green", "warning": "yellow", "error": "red"}

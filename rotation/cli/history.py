@@ -34,6 +34,8 @@ def history(
     """
     if rotation_id is not None:
         _refuse_beside_id(command, as_json)
+    if limit < 1:  # a negative one sliced records off the end of the list
+        raise fail(f"--limit {limit}: at least 1", as_json=as_json)
     from rich.table import Table
 
     from rotation.usecases.context import ServiceContext

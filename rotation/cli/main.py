@@ -101,6 +101,24 @@ class LazyGroup(typer.core.TyperGroup):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)  # names only: nothing is built to be listed
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["rotation.args"] = list(args)  # for ``invoke``: whether ``--json`` was asked for
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """A usage error (an unknown option, a missing or malformed value) under ``--json`` is also the JSON
+        error object on stdout, as every other error is (``render.fail``); click still prints its text."""
+        from typer._click.exceptions import UsageError  # typer's own click: no public name
+
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            if "--json" in ctx.meta.get("rotation.args", ()):
+                from rotation.cli.render import print_json_error
+
+                print_json_error(exc.format_message(), exc.exit_code)
+            raise
+
 
 def _print_version(wanted: bool) -> None:
     if wanted:

@@ -244,11 +244,16 @@ def fail(problem: str | BaseException, code: int = 2, *, as_json: bool = False) 
     so a script reading stdout learns why. Returns the ``typer.Exit`` to raise."""
     message = getattr(problem, "message", None) or str(problem)
     if as_json:
-        print(json.dumps({"error": message, "problems": [_problem(text) for text in message.splitlines()],
-                          "exit_code": code}, indent=2))
+        print_json_error(message, code)
     err_console.print(line(("error: ", "bold red"), cell(message, multiline=True)), highlight=False,
                       soft_wrap=True)
     return typer.Exit(code)
+
+
+def print_json_error(message: str, code: int = 2) -> None:
+    """The error object ``--json`` puts on stdout: ``error``, ``problems`` (one per line), ``exit_code``."""
+    print(json.dumps({"error": message, "problems": [_problem(text) for text in message.splitlines()],
+                      "exit_code": code}, indent=2))
 
 
 _WHERE = re.compile(r"^(?P<file>[^\s:]+\.ya?ml): (?:(?P<field>[\w.\[\]*-]+): )?(?P<message>.*)$")
@@ -262,4 +267,4 @@ def _problem(text: str) -> dict[str, str | None]:
     return {"file": found["file"], "field": found["field"], "message": found["message"]}
 
 
-__all__ = ["cell", "console", "err_console", "fail", "line", "print_table", "say"]
+__all__ = ["cell", "console", "err_console", "fail", "line", "print_json_error", "print_table", "say"]

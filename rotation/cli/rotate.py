@@ -121,8 +121,11 @@ def rotate(
         names = [str(n) for n in inventory.targets(cluster)] if all_certs else list(cert or [])
         if not names:
             raise ConfigError("name at least one certificate or pass --all")
-        names = [str(inventory.plan(cluster, name).cert_name) for name in names]  # db:<key> as the inventory has it
-        deadline = parse_duration(verify_deadline) if verify_deadline else None
+        # db:<key> as the inventory has it; a name given twice (or a database by name and uid) rotated once
+        names = list(dict.fromkeys(str(inventory.plan(cluster, name).cert_name) for name in names))
+        deadline = parse_duration(verify_deadline) if verify_deadline is not None else None
+        if deadline is not None and deadline <= timedelta(0):
+            raise ConfigError(f"--verify-deadline {verify_deadline}: must be longer than zero (e.g. 90s)")
     except (ConfigError, ValueError) as exc:
         raise fail(exc, as_json=as_json) from None
     here = bool(inline or dry_run or cert_file or key_file or deadline or trust or allow_unmanaged_peer)

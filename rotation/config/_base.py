@@ -5,14 +5,25 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr
 
+from rotation.config.files import read_regular
 from rotation.core.durations import RenewBefore, parse_duration
 from rotation.core.errors import ConfigError
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+def _positive_duration(value: Any) -> timedelta:
+    """A timeout, deadline or lifetime: zero or less would make every call time out (or every
+    certificate expire at once) far from the field that caused it, so it is refused here."""
+    duration = parse_duration(value)  # anything else: its ValueError names the accepted forms
+    if duration <= timedelta(0):
+        raise ValueError(f"{value!r}: must be longer than zero (e.g. 30s, 5m)")
+    return duration
+
+
+Duration = Annotated[timedelta, BeforeValidator(_positive_duration)]
 Renewal = Annotated[RenewBefore, BeforeValidator(RenewBefore.parse)]
 
 
@@ -49,9 +60,11 @@ class SecretSource(_Strict):
                 raise ConfigError(f"{where}: environment variable {self.env} is not set")
         elif self.file:
             try:
-                value = self.file.read_text().strip()
+                value = read_regular(self.file).decode("utf-8").strip()
             except OSError as exc:
                 raise ConfigError(f"{where}: cannot read {self.file}: {exc.strerror}") from None
+            except UnicodeDecodeError as exc:  # the message names the position only, never the bytes
+                raise ConfigError(f"{where}: {self.file} is not UTF-8 text (byte {exc.start})") from None
         else:
             raise ConfigError(f"{where}: no secret configured")
         if not value.strip():

@@ -26,8 +26,9 @@ from pydantic import ValidationError as PydanticValidationError
 from rotation.config._base import Renewal, _Strict
 from rotation.config.chatops import ChatOpsSettings
 from rotation.config.clusters import ClusterSettings
+from rotation.config.files import read_regular
 from rotation.config.issuers import IssuerSettings
-from rotation.config.load_checks import load_problems
+from rotation.config.load_checks import load_problems, variable_name_problems
 from rotation.config.plans import CertPlan, impossible_plans, other_plan, rest_client_issuer_problem
 from rotation.core.durations import RenewBefore
 from rotation.core.errors import ConfigError, RotationError
@@ -198,8 +199,7 @@ def resolve_config_path(path: Path | str | None) -> Path:
 
 def _read(config_path: Path) -> str:
     try:
-        with config_path.open("rb") as file:
-            raw = file.read(MAX_BYTES + 1)
+        raw = read_regular(config_path, MAX_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(
             f"{config_path}: inventory file not found (pass --config or set {CONFIG_ENV})"
@@ -254,8 +254,24 @@ def _check_expansion(root: yaml.Node, where: Path | str) -> None:
             if key in ancestors:
                 raise ConfigError(f"{where}: a YAML alias refers to a node that contains it")
             ancestors.add(key)
+            _no_key_twice(node, where)
             stack.append((node, True))
             stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+
+
+def _no_key_twice(node: yaml.Node, where: Path | str) -> None:
+    """A key written twice in one mapping is refused: YAML keeps the last one silently, so a cluster block
+    copied and left with its old name would drop the first cluster from management."""
+    if not isinstance(node, yaml.MappingNode):
+        return
+    seen: set[tuple[str, str]] = set()
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+            continue
+        if (key.tag, key.value) in seen:
+            raise ConfigError(f"{where}: line {key.start_mark.line + 1}: key {key.value!r} written twice in one "
+                              "mapping (YAML would keep only the last one)")
+        seen.add((key.tag, key.value))
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
@@ -293,6 +309,7 @@ def parse_inventory(text: str, config_path: Path, *, check_files: bool = True) -
         raise ConfigError(f"{config_path}: {exc.message}") from None
     # every problem listed at once: the model's and these
     errors, warnings = load_problems(data, config_path) if check_files else ([], [])
+    errors = [*variable_name_problems(data, config_path), *errors]  # checked always: config check too
     try:
         inventory = Inventory.model_validate(data)
     except PydanticValidationError as exc:

@@ -17,6 +17,7 @@ missing until it does.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,11 +53,25 @@ def _file_problem(value: str) -> str | None:
             return f"file not found ({value})"
         if path.is_dir():
             return f"is a directory, expected a file ({value})"
+        if not path.is_file():  # a FIFO nobody writes to would stop every reader; a device never ends
+            return f"not a regular file: a FIFO, socket or device ({value})"
         if not os.access(path, os.R_OK):
             return f"file not readable by this user, uid {os.getuid()} ({value})"
     except (OSError, ValueError) as exc:  # a name too long, a loop of links
         return f"cannot be read ({getattr(exc, 'strerror', None) or exc}) ({value[:200]})"
     return None
+
+
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def variable_name_problems(data: dict[str, Any], config_path: Path) -> list[str]:
+    """Errors for ``*_env`` values that are no environment variable name: most likely the secret itself,
+    which every later message ("environment variable X is not set") would repeat. Never shows the value."""
+    return [f"{config_path}: {where}: not an environment variable name (letters, digits and '_'); the secret "
+            "itself goes into the environment, never into the inventory"
+            for where, key, value in _named(data)
+            if key in SECRET_VARIABLES and value and not _VARIABLE.fullmatch(value)]
 
 
 def load_problems(data: dict[str, Any], config_path: Path) -> tuple[list[str], list[str]]:
@@ -68,10 +83,10 @@ def load_problems(data: dict[str, Any], config_path: Path) -> tuple[list[str], l
             problem = _file_problem(value)
             if problem:
                 (errors if key in REQUIRED_FILES else warnings).append(f"{config_path}: {where}: {problem}")
-        elif key in SECRET_VARIABLES and value and os.environ.get(value) is None:
+        elif key in SECRET_VARIABLES and value and _VARIABLE.fullmatch(value) and os.environ.get(value) is None:
             warnings.append(f"{config_path}: {where}: environment variable {value} is not set "
                             "(only a process that uses it needs it)")
     return errors, warnings
 
 
-__all__ = ["REQUIRED_FILES", "SECRET_FILES", "SECRET_VARIABLES", "load_problems"]
+__all__ = ["REQUIRED_FILES", "SECRET_FILES", "SECRET_VARIABLES", "load_problems", "variable_name_problems"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from rotation.core.durations import RenewBefore
+from rotation.core.durations import RenewBefore, format_duration
 from rotation.core.errors import ConfigError
 from rotation.core.model import CertName, CertRequest, KeyType
 from rotation.core.slot_rules import PROFILE_NAMES, Role, role_of
@@ -101,9 +101,12 @@ def impossible_plans(inventory: Inventory) -> list[str]:
     problems: list[str] = []
     for cluster_name, cluster in inventory.clusters.items():
         for name in inventory.targets(cluster_name):
+            plan = inventory.plan(cluster_name, name)
+            problem = _renewed_at_once(plan, inventory.issuers.get(plan.issuer or ""))
+            if problem:
+                problems.append(f"clusters.{cluster_name}: {problem}")
             if name == REST_CLIENT:
                 continue  # rest_client_issuer_problem says it
-            plan = inventory.plan(cluster_name, name)
             settings = inventory.issuers.get(plan.issuer or "")
             if settings is None or settings.type != "acme":
                 continue
@@ -126,6 +129,18 @@ def impossible_plans(inventory: Inventory) -> list[str]:
                     f"allows at most {settings.names_limit} per certificate (max_names"
                     + (f", profile {settings.profile}" if settings.profile else "") + "): name fewer hosts")
     return problems
+
+
+def _renewed_at_once(plan: CertPlan, settings: IssuerSettings | None) -> str | None:
+    """Why every certificate the plan gets would be due as soon as it is issued: an internal CA's
+    ``validity`` not longer than an absolute ``renew_before`` (each scan would rotate it again)."""
+    if settings is None or settings.type != "internal_ca" or plan.renew_before.absolute is None:
+        return None
+    if plan.renew_before.absolute < settings.validity:
+        return None
+    return (f"{plan.cert_name} renews {plan.renew_before} before expiry (renew_before {plan.renew_before}), but "
+            f"issuers.{plan.issuer}.validity is {format_duration(settings.validity)}: each certificate would be due "
+            "as soon as issued and rotated again at every scan; shorten renew_before (or use a share, e.g. 33%)")
 
 
 def _own_plan(inventory: Inventory, cluster_name: str, cluster: ClusterSettings, name: str,

@@ -33,11 +33,15 @@ def secret_key_text() -> str | None:
     first), else the contents of ``ROTATION_SECRET_KEY_FILE``; None when neither is set."""
     raw = os.environ.get(SECRET_KEY_ENV)
     if not raw and os.environ.get(SECRET_KEY_FILE_ENV):
+        from rotation.config.files import read_regular
+
         path = Path(os.environ[SECRET_KEY_FILE_ENV])
         try:
-            raw = path.read_text().strip()
+            raw = read_regular(path).decode("utf-8").strip()
         except OSError as exc:
             raise ConfigError(f"{SECRET_KEY_FILE_ENV}={path}: cannot read ({exc.strerror})") from None
+        except UnicodeDecodeError as exc:  # the position only, never the bytes of a key
+            raise ConfigError(f"{SECRET_KEY_FILE_ENV}={path}: not UTF-8 text (byte {exc.start})") from None
     return raw or None
 
 
@@ -84,14 +88,17 @@ class ServiceSettings:
     def from_env(cls) -> ServiceSettings:
         env = os.environ
 
-        def duration(name: str, default: timedelta) -> timedelta:
+        def duration(name: str, default: timedelta, at_least: timedelta = timedelta(seconds=0.001)) -> timedelta:
             raw = env.get(name)
             if not raw:
                 return default
             try:
-                return parse_duration(raw)
+                value = parse_duration(raw)
             except ValueError as exc:
                 raise ConfigError(f"{name}: {exc}") from None
+            if value < at_least:  # 0s: a lease Redis refuses, a scan loop without pause, no time for a task
+                raise ConfigError(f"{name}: {raw!r} is shorter than {at_least.total_seconds():g}s")
+            return value
 
         store = env.get("ROTATION_STORE", "redis")
         if store not in ("redis", "local"):
@@ -99,11 +106,18 @@ class ServiceSettings:
         try:
             audit_hour = int(env.get("ROTATION_POLICY_AUDIT_HOUR", "3"))
         except ValueError:
-            raise ConfigError("ROTATION_POLICY_AUDIT_HOUR: not an hour (0-23)") from None
+            audit_hour = -1
+        if not 0 <= audit_hour <= 23:  # beat's crontab would refuse it with a traceback
+            raise ConfigError("ROTATION_POLICY_AUDIT_HOUR: not an hour (0-23)")
         redis_url = env.get("ROTATION_REDIS_URL") or cls.redis_url
         if is_sentinel(redis_url):
             parse_sentinel_url(redis_url)  # ConfigError now, naming the part that is wrong
-        beat_lease = duration("ROTATION_BEAT_LEASE", cls.beat_lease)
+        state_dir = local_state_dir()
+        # the first part of it that exists must be a folder: a file there fails every command that writes state
+        existing = next((p for p in (state_dir, *state_dir.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise ConfigError(f"{STATE_DIR_ENV}: {existing} is not a folder (the state folder is {state_dir})")
+        beat_lease = duration("ROTATION_BEAT_LEASE", cls.beat_lease, timedelta(0))  # its own message below
         if beat_lease < timedelta(seconds=1):
             raise ConfigError("ROTATION_BEAT_LEASE: at least 1s (beat renews it every third of it)")
         return cls(
@@ -111,13 +125,14 @@ class ServiceSettings:
             redis_url_from_env=bool(env.get("ROTATION_REDIS_URL")),
             store=store,
             scan_interval=duration("ROTATION_SCAN_INTERVAL", cls.scan_interval),
-            rotation_jitter=duration("ROTATION_JITTER", cls.rotation_jitter),
+            rotation_jitter=duration("ROTATION_JITTER", cls.rotation_jitter, timedelta(0)),  # 0s: no jitter
             backoff_base=duration("ROTATION_BACKOFF_BASE", cls.backoff_base),
             backoff_max=duration("ROTATION_BACKOFF_MAX", cls.backoff_max),
-            lock_lease=duration("ROTATION_LOCK_LEASE", cls.lock_lease),
+            lock_lease=duration("ROTATION_LOCK_LEASE", cls.lock_lease, timedelta(seconds=1)),  # renewed within it
             beat_lease=beat_lease,
-            task_time_limit=duration("ROTATION_TASK_TIME_LIMIT", cls.task_time_limit),
-            visibility_timeout=duration("ROTATION_VISIBILITY_TIMEOUT", cls.visibility_timeout),
+            # whole seconds for Celery and kombu, where 0 would mean no limit
+            task_time_limit=duration("ROTATION_TASK_TIME_LIMIT", cls.task_time_limit, timedelta(seconds=1)),
+            visibility_timeout=duration("ROTATION_VISIBILITY_TIMEOUT", cls.visibility_timeout, timedelta(seconds=1)),
             policy_audit_hour=audit_hour,
         )
 

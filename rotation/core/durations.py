@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+MAX_DAYS = 36500  # a certificate's end date and a socket's timeout must still be representable
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 
 
@@ -15,11 +16,17 @@ def parse_duration(text: str | int | float | timedelta) -> timedelta:
     if isinstance(text, timedelta):
         return text
     if isinstance(text, int | float) and not isinstance(text, bool):
-        return timedelta(seconds=float(text))
-    match = _DURATION.match(str(text))
-    if not match:
+        seconds = float(text)
+    else:
+        match = _DURATION.match(str(text))
+        if not match:
+            raise ValueError(f"{text!r} is not a duration (use forms like 90d, 12h, 30m, 45s)")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds != seconds:  # NaN (YAML's .nan)
         raise ValueError(f"{text!r} is not a duration (use forms like 90d, 12h, 30m, 45s)")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    if seconds > MAX_DAYS * 86400:  # longer than a date (or a socket timeout) holds: refused here, not later
+        raise ValueError(f"{text!r} is longer than {MAX_DAYS}d (100 years)")
+    return timedelta(seconds=seconds)
 
 
 def format_duration(value: timedelta) -> str:

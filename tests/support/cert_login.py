@@ -34,7 +34,7 @@ def managed_inventory(path: Path, sim: ClusterSimulator, ca: tuple[Path, Path], 
     write_inventory(path, sim, ca, login="certificate")
     data = yaml.safe_load(path.read_text())
     data["issuers"]["clientca"] = {"type": "internal_ca", "ca_cert": str(client_ca[0]),
-                                   "ca_key_file": str(client_ca[1]), "validity": "30d"}
+                                   "ca_key_file": str(client_ca[1]), "validity": "90d"}  # beyond renew_before
     data["clusters"]["sim"]["rest_client"] = {"issuer": "clientca", "subject": SUBJECT, **rest_client}
     path.write_text(yaml.safe_dump(data))
     return path

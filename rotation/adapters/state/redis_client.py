@@ -9,7 +9,7 @@ import redis
 import redis.client
 
 from rotation.config.redis_url import is_sentinel, parse_sentinel_url, redacted
-from rotation.core.errors import StoreUnavailable
+from rotation.core.errors import ConfigError, StoreUnavailable
 
 SUBSCRIBER_TIMEOUT = 1.0  # seconds for a pub/sub connection to connect or send (``_Client.subscriber``)
 
@@ -23,6 +23,14 @@ def _unavailable(url: str, exc: redis.RedisError) -> RedisUnavailable:
     return RedisUnavailable(f"Redis at {url} is unreachable ({exc})")
 
 
+def _no_such_database(url: str, exc: redis.ResponseError) -> ConfigError | None:
+    """The URL names a database the server does not have (SELECT, on every new connection, refused): a
+    setting to fix, not a command that failed."""
+    if "DB index is out of range" not in str(exc):
+        return None
+    return ConfigError(f"ROTATION_REDIS_URL: Redis at {url} has no such database ({exc})")
+
+
 class _Pipeline(redis.client.Pipeline):
     redacted_url = "redis"
 
@@ -33,6 +41,11 @@ class _Pipeline(redis.client.Pipeline):
             if isinstance(exc, RedisUnavailable):
                 raise
             raise _unavailable(self.redacted_url, exc) from exc
+        except redis.ResponseError as exc:
+            translated = _no_such_database(self.redacted_url, exc)
+            if translated is None:
+                raise
+            raise translated from exc
 
 
 class _Client(redis.Redis):
@@ -55,6 +68,11 @@ class _Client(redis.Redis):
             if isinstance(exc, RedisUnavailable):
                 raise
             raise _unavailable(self.redacted_url, exc) from exc
+        except redis.ResponseError as exc:
+            translated = _no_such_database(self.redacted_url, exc)
+            if translated is None:
+                raise
+            raise translated from exc
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> _Pipeline:
         pipe = _Pipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
@@ -105,12 +123,29 @@ def _build(url: str, redis_class: Any, sentinel_class: Any, options: dict[str, A
     """A ``redis_class`` client for ``url``: from the URL, or the master its sentinels (``sentinel_class``,
     sync or asyncio) name, asked with the same socket timeouts."""
     if not is_sentinel(url):
-        return redis_class.from_url(url, **options)
+        try:
+            client = redis_class.from_url(url, **options)
+            pool = client.connection_pool
+            pool.connection_class(**pool.connection_kwargs)  # its query options are checked here (connects not)
+            return client
+        except (ValueError, TypeError, redis.RedisError) as exc:  # before any connection: a bad setting, exit 2
+            raise ConfigError(f"ROTATION_REDIS_URL: {redacted(url)} is not a usable Redis URL "
+                              f"({_without_credentials(str(exc), url)})") from None
     target = parse_sentinel_url(url)
     sentinels = sentinel_class(list(target.sentinels), socket_timeout=options["socket_timeout"],
                                socket_connect_timeout=options["socket_connect_timeout"])
     return sentinels.master_for(target.service, redis_class=redis_class, db=target.db, username=target.username,
                                 password=target.password, **options)
+
+
+def _without_credentials(message: str, url: str) -> str:
+    """redis-py's MESSAGE about URL with the URL's password hidden (as written and percent-decoded)."""
+    from urllib.parse import unquote
+
+    password = url.partition("//")[2].partition("/")[0].rpartition("@")[0].partition(":")[2]
+    for secret in sorted({password, unquote(password)} - {""}, key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message
 
 
 __all__ = ["RedisUnavailable", "connect", "connect_async"]
