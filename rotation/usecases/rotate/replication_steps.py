@@ -14,24 +14,27 @@ this rotation (a rotation that lost them writes nothing more). Another rotation 
 may change the same peer database (two replicas' syncers trusted by one source) or force-update
 the same CRDB, so each read-modify-write of a database, and each force update with its wait, also
 takes that database's or CRDB's *turn*: a short lock in the service's state, waited for until the
-deadline. Each write is recorded as it is made (``companions.note``), and one whose answer never
-came (no status, 5xx) is recorded too, so a failure half-way undoes exactly what may have been
-applied; an undo first reads the peer and changes only what this rotation wrote.
+deadline; the turns held are checked with the lock before each write (``Peers.fence``): one that
+lapsed during a pause ends the step, nothing written. Each write is recorded as it is made
+(``companions.note``), and one whose answer never came (no status, 5xx) is recorded too, so a
+failure half-way undoes exactly what may have been applied; an undo first reads the peer and
+changes only what this rotation wrote.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rotation.adapters.cluster import ClusterSession
 from rotation.adapters.state import Locker
+from rotation.adapters.state.base import Lease
 from rotation.core import certs
 from rotation.core.coupling import Link, LinkKind
 from rotation.core.coupling_data import IN_SYNC, anchors, leaf_fingerprint, parse_database, same_shape
-from rotation.core.errors import ClusterAPIError, ReplicationError, RotationError, RotationInProgress
+from rotation.core.errors import ClusterAPIError, ReplicationError, RotationError, RotationInProgress, Superseded
 from rotation.usecases.coupling import OpenSession
 from rotation.usecases.rotate import interrupts
 from rotation.usecases.rotate.companions import Memo, note
@@ -75,6 +78,7 @@ class Peers:
     companion: str
     locker: Locker | None = None  # the service's locks: turns on peer databases and CRDBs
     identity: Callable[[str], str] = str  # inventory name -> the cluster's lock identity (REST host:port)
+    held: list[tuple[Lease, str]] = field(default_factory=list, init=False)  # the turns held now
 
     @contextmanager
     def turn(self, key: str, what: str) -> Iterator[None]:
@@ -88,14 +92,29 @@ class Peers:
         while True:
             stack = ExitStack()
             try:
-                stack.enter_context(self.locker.hold(key, "replication", f"rotation {run.record.id}"))
+                lease = stack.enter_context(self.locker.hold(key, "replication", f"rotation {run.record.id}"))
                 break
             except RotationInProgress as exc:
                 if run.clock.monotonic() >= end:
                     raise ReplicationError(f"{what}: another rotation is changing it ({exc.message})") from exc
                 run.clock.sleep(run.options.poll_interval)
         with stack:
-            yield
+            self.held.append((lease, what))
+            try:
+                yield
+            finally:
+                self.held.remove((lease, what))
+
+    def fence(self) -> None:
+        """Right before a peer write: this rotation's lock, and every turn it holds, are still its own. A turn
+        that lapsed (a pause past its lease) may have let another rotation change what was read under it."""
+        self.run.lease.check()
+        for lease, what in self.held:
+            try:
+                lease.check()
+            except Superseded as exc:
+                raise ReplicationError(f"{what}: this rotation's turn lapsed and another rotation took it, so what "
+                                       f"was read may have changed: nothing written ({exc.message})") from exc
 
     def database_turn(self, cluster: str, db: int) -> AbstractContextManager[None]:
         return self.turn(f"bdb:{self.identity(cluster)}/{db}", f"{cluster} db{db}")
@@ -108,7 +127,7 @@ class Peers:
     def write(self, phase: str | None, memo: Memo, action: Callable[[], object]) -> dict[str, Any]:
         """One fenced write, recorded (unless ``phase`` is None: an undo) once it applied or when it may
         have (no answer, 5xx); the record's entry is returned."""
-        self.run.lease.check()
+        self.fence()
         try:
             action()
         except ClusterAPIError as exc:
@@ -162,7 +181,7 @@ def undo_trust(peers: Peers, memo: Memo) -> str:
         if len(kept) == len(listed):
             detail = f"{cluster} db{db} does not list the new syncer: nothing to remove"
         else:
-            peers.run.lease.check()
+            peers.fence()
             session.update_database(db, _body(kept))
             detail = f"{cluster} db{db} no longer lists the new syncer {_short(added)}"
     return f"{detail}; {wait_in_sync(peers, from_memo(memo), f'{cluster} db{db}')}"
@@ -178,7 +197,7 @@ def drop_old_trust(peers: Peers, cluster: str, db: int, new_chain: str, old_fp: 
         if len(kept) == len(listed):
             step.detail = f"{cluster} db{db} lists no entry that is the old syncer: nothing to remove"
         else:
-            peers.run.lease.check()
+            peers.fence()
             session.update_database(db, _body(kept))
             step.detail = f"{cluster} db{db} no longer trusts the old syncer {certs.short_fingerprint(old_fp or '')}"
         return step.detail
@@ -238,7 +257,7 @@ def undo_pin(peers: Peers, memo: Memo) -> str:
             detail = f"{where} does not pin this rotation's proxy: nothing to restore"
         else:
             body = {"replica_sources": _rewritten(sources, uri, memo["old"], where)}
-            peers.run.lease.check()
+            peers.fence()
             session.update_database(db, body)
             detail = f"{where} pins the previous proxy {_short(memo['old'] or '')} again"
     return f"{detail}; {wait_in_sync(peers, from_memo(memo), where)}"

@@ -1,0 +1,85 @@
+"""The peer changes of a coupled rotation against a lost turn and a lost record (real Redis, simulated fleet).
+
+A pause is injected where it matters (between a peer's read and its write, or between a peer write and
+its note in the record) by wrapping the session call at that point; the lease's lapse is a lock key
+deleted by hand in Redis, never a sleep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from support.certs import make_cert
+from support.fleet import load_fleet_inventory
+from support.processes import RedisServer
+from support.rotate import rotate_here
+
+from rotation.adapters.cluster import ClusterSession
+from rotation.adapters.secrets import SecretBox
+from rotation.core.coupling_data import leaf_fingerprint
+from rotation.core.model import Outcome
+from rotation.simulator.fleet import Fleet
+from rotation.usecases.context import ServiceContext
+from rotation.usecases.rotate.run import RotationOptions
+
+
+@pytest.fixture
+def redis_env(own_redis: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisServer]:
+    monkeypatch.setenv("ROTATION_STORE", "redis")
+    monkeypatch.setenv("ROTATION_REDIS_URL", own_redis.url)
+    monkeypatch.setenv("ROTATION_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("ROTATION_SECRET_KEY", SecretBox.generate_key())
+    yield own_redis
+
+
+def _client_cert_pem(cn: str) -> str:
+    cert, _ = make_cert(cn=cn, hosts=(cn,))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_a_peer_write_after_its_turn_lapsed_to_another_rotation_is_not_made(
+        linked_fleet: Any, tmp_path: Path, ca_files: tuple[Path, Path], redis_env: RedisServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """West's syncer rotation reads east db1's trusted list under its turn, then pauses past the turn's lease
+    (its own lock is untouched: nobody wanted it). Another rotation takes the turn and adds its syncer to the
+    same list. West must not write its stale list back over that change."""
+    fleet: Fleet = linked_fleet(["east", "west"])
+    fleet.replica_of("east", "west")
+    inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
+    redis = redis_env.client()
+    other = _client_cert_pem("other-replica.sim.local")
+    real_read = ClusterSession.database
+    paused: list[str] = []
+
+    def read_then_pause(session: ClusterSession, uid: int) -> dict[str, Any]:
+        raw = real_read(session, uid)
+        turns = [str(k) for k in redis.keys("rotation:lock:bdb:*")]
+        if session.name == "east" and turns and not paused:
+            (turn,) = turns
+            paused.append(turn)
+            redis.delete(turn)  # the paused rotation's turn lapses ...
+            elsewhere = ServiceContext(inventory=lambda: inventory)
+            name = turn.removeprefix("rotation:lock:").removesuffix(":replication")
+            with elsewhere.state.hold(name, "replication", "rotation elsewhere"), \
+                    elsewhere.sessions.open(inventory, "east") as east:  # ... another takes it and writes
+                listed = [e["client_cert"] for e in east.database(1)["authentication_ssl_client_certs"]]
+                east.update_database(1, {"authentication_ssl_client_certs":
+                                         [{"client_cert": pem} for pem in [*listed, other]]})
+            elsewhere.sessions.close()
+        return raw
+
+    monkeypatch.setattr(ClusterSession, "database", read_then_pause)
+    ctx = ServiceContext(inventory=lambda: inventory)
+    (record,) = rotate_here(inventory, "west", ["syncer"], RotationOptions(poll_interval=0.05, push_backoff=0.05),
+                            ctx)
+    monkeypatch.setattr(ClusterSession, "database", real_read)
+    assert paused, "the turn was never taken"
+    listed = fleet["east"].replication.bdb_fields(1)["authentication_ssl_client_certs"]
+    assert leaf_fingerprint(other) in {leaf_fingerprint(e["client_cert"]) for e in listed}, (
+        record.outcome, record.error)
+    assert record.outcome is Outcome.REFUSED and not record.pushed, (record.outcome, record.error)
+    assert "turn" in (record.error or "")
