@@ -83,3 +83,50 @@ def test_a_peer_write_after_its_turn_lapsed_to_another_rotation_is_not_made(
         record.outcome, record.error)
     assert record.outcome is Outcome.REFUSED and not record.pushed, (record.outcome, record.error)
     assert "turn" in (record.error or "")
+
+
+def test_a_peer_write_whose_note_the_store_never_got_is_undone_by_the_redelivered_task(
+        linked_fleet: Any, tmp_path: Path, ca_files: tuple[Path, Path], redis_env: RedisServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis goes away just as west db1 takes east's new proxy (the pin applied, its note not yet saved). The
+    worker ends its rotation verified, but only in its own journal, and its task's ack is lost. The task is
+    redelivered to another worker (its own journal): it rolls the certificate back, so it must also undo the
+    pin, or west would trust only a proxy east no longer serves."""
+    fleet: Fleet = linked_fleet(["east", "west"])
+    fleet.replica_of("east", "west")
+    inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
+    real_update = ClusterSession.update_database
+    went_away: list[str] = []
+
+    def update_then_redis_goes_away(session: ClusterSession, uid: int, fields: dict[str, Any]) -> dict[str, Any]:
+        answer = real_update(session, uid, fields)
+        if session.name == "west" and not went_away:
+            went_away.append(session.name)
+            redis_env.client().save()  # what Redis holds now survives its restart (as with persistence)
+            redis_env.stop()
+        return answer
+
+    monkeypatch.setattr(ClusterSession, "update_database", update_then_redis_goes_away)
+    first = ServiceContext(inventory=lambda: inventory)
+    try:
+        (record,) = rotate_here(inventory, "east", ["proxy"], RotationOptions(poll_interval=0.05, push_backoff=0.05),
+                                first)
+    finally:
+        redis_env.start()
+        monkeypatch.setattr(ClusterSession, "update_database", real_update)
+    assert went_away and record.outcome is Outcome.VERIFIED, (record.outcome, record.error)
+
+    redis = redis_env.client()
+    for lock in redis.keys("rotation:lock:*"):  # the first worker's leases lapse (it is done)
+        redis.delete(lock)
+    monkeypatch.setenv("ROTATION_STATE_DIR", str(tmp_path / "another-worker"))
+    second = ServiceContext(inventory=lambda: inventory)
+    (again,) = rotate_here(inventory, "east", ["proxy"],
+                           RotationOptions(rotation_id=record.id, poll_interval=0.05, push_backoff=0.05), second)
+    served = fleet["east"].served_fingerprint(1, "proxy")
+    pinned = fleet["west"].replication.bdb_fields(1)["replica_sources"][0]["server_cert"]
+    assert leaf_fingerprint(pinned) == served, (again.outcome, again.error, again.companions)
+    (row,) = fleet["west"].replication.check_now([1])
+    assert row["status"] == "in-sync", row
+    assert again.outcome is Outcome.ROLLED_BACK, again.error
+    assert [(e["memo"]["action"], e["undone"]) for e in again.companions] == [("pin", True)]

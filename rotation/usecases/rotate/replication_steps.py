@@ -15,10 +15,10 @@ may change the same peer database (two replicas' syncers trusted by one source) 
 the same CRDB, so each read-modify-write of a database, and each force update with its wait, also
 takes that database's or CRDB's *turn*: a short lock in the service's state, waited for until the
 deadline; the turns held are checked with the lock before each write (``Peers.fence``): one that
-lapsed during a pause ends the step, nothing written. Each write is recorded as it is made
-(``companions.note``), and one whose answer never came (no status, 5xx) is recorded too, so a
-failure half-way undoes exactly what may have been applied; an undo first reads the peer and
-changes only what this rotation wrote.
+lapsed during a pause ends the step, nothing written. Each write is recorded before it is made
+(``companions.note``, saved to the store first), and one RS refused outright (a 4xx) is marked
+undone, so a failure half-way, or a redelivered task, undoes exactly what may have been applied;
+an undo first reads the peer and changes only what this rotation wrote.
 """
 
 from __future__ import annotations
@@ -125,16 +125,32 @@ class Peers:
         return self.open_session(cluster)
 
     def write(self, phase: str | None, memo: Memo, action: Callable[[], object]) -> dict[str, Any]:
-        """One fenced write, recorded (unless ``phase`` is None: an undo) once it applied or when it may
-        have (no answer, 5xx); the record's entry is returned."""
-        self.fence()
+        """One fenced write, recorded (unless ``phase`` is None: an undo) *before* it is made, and made only
+        once the record reached the store: a worker that loses the store right after the write could never
+        record it, and a redelivered task undoes only what the stored record names. RS refusing it outright
+        (a 4xx) changed nothing: the entry is marked undone. The record's entry is returned."""
+        if phase is None:
+            self.fence()
+            action()
+            return {"memo": memo}
+        entry = note(self.run, self.companion, phase, memo)
+        try:
+            if self.run.store_down:
+                raise ReplicationError("the record cannot be saved (the store is away): no peer change is made "
+                                       "that another worker could not undo")
+            self.fence()
+        except BaseException:
+            entry["undone"] = True  # nothing written
+            self.run.save()
+            raise
         try:
             action()
         except ClusterAPIError as exc:
-            if phase is not None and (exc.status is None or exc.status >= 500):
-                note(self.run, self.companion, phase, memo)
+            if exc.status is not None and exc.status < 500:
+                entry["undone"] = True  # refused outright: nothing changed
+                self.run.save()
             raise
-        return note(self.run, self.companion, phase, memo) if phase is not None else {"memo": memo}
+        return entry
 
 
 def _listed(raw: dict[str, Any]) -> list[str]:
