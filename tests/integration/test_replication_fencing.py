@@ -21,7 +21,8 @@ from support.rotate import rotate_here
 from rotation.adapters.cluster import ClusterSession
 from rotation.adapters.secrets import SecretBox
 from rotation.core.coupling_data import leaf_fingerprint
-from rotation.core.model import Outcome
+from rotation.core.errors import StoreUnavailable
+from rotation.core.model import Outcome, RotationRecord, Step
 from rotation.simulator.fleet import Fleet
 from rotation.usecases.context import ServiceContext
 from rotation.usecases.rotate.run import RotationOptions
@@ -130,3 +131,32 @@ def test_a_peer_write_whose_note_the_store_never_got_is_undone_by_the_redelivere
     assert row["status"] == "in-sync", row
     assert again.outcome is Outcome.ROLLED_BACK, again.error
     assert [(e["memo"]["action"], e["undone"]) for e in again.companions] == [("pin", True)]
+
+
+def test_a_peer_change_that_could_not_be_undone_before_the_push_ends_failed_not_refused(
+        linked_fleet: Any, tmp_path: Path, ca_files: tuple[Path, Path], redis_env: RedisServer) -> None:
+    """Redis goes away once east db1 trusts west's new syncer (prepare), before the original pair is kept: nothing
+    is pushed, and the undo cannot take its turn. East still trusts a certificate nobody serves: the record must
+    say ``failed`` (as an undo that fails does), not ``refused`` (nothing changed)."""
+    fleet: Fleet = linked_fleet(["east", "west"])
+    fleet.replica_of("east", "west")
+    inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
+    before = fleet["east"].replication.bdb_fields(1)["authentication_ssl_client_certs"]
+
+    def redis_goes_away_after_prepare(record: RotationRecord, step: Step) -> None:
+        if step.name == "prepare:replication" and step.finished_at is not None:
+            redis_env.client().save()
+            redis_env.stop()
+
+    ctx = ServiceContext(inventory=lambda: inventory)
+    try:
+        with pytest.raises(StoreUnavailable):
+            rotate_here(inventory, "west", ["syncer"],
+                        RotationOptions(poll_interval=0.05, progress=redis_goes_away_after_prepare), ctx)
+    finally:
+        redis_env.start()
+    (record,) = ctx.state.history("west", "syncer")
+    after = fleet["east"].replication.bdb_fields(1)["authentication_ssl_client_certs"]
+    assert not record.pushed and after != before  # the new syncer is still trusted
+    assert [(e["memo"]["action"], e["undone"]) for e in record.companions] == [("trust", False)]
+    assert record.outcome is Outcome.FAILED, (record.outcome, record.error)

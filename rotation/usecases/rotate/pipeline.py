@@ -84,8 +84,10 @@ def rotate(
         # Before a push nothing started: the caller says the store is unreachable. A record already
         # saved or journaled (a step began) must still end, or it would stay `in_progress` when Redis returns.
         ends = bool(record.steps)
-        if not record.pushed:
-            record.outcome, record.error = Outcome.REFUSED, record.error or exc.message
+        if not record.pushed:  # a peer change whose undo failed has already made it `failed`
+            if record.outcome is Outcome.IN_PROGRESS:
+                record.outcome = Outcome.REFUSED
+            record.error = record.error or exc.message
         raise
     except BaseException as exc:
         _note_failure(run, exc)
