@@ -7,13 +7,18 @@ deleted by hand in Redis, never a sleep.
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from support.certs import make_cert
+from support.clock import FakeClock
 from support.fleet import load_fleet_inventory
 from support.processes import RedisServer
 from support.rotate import rotate_here
@@ -21,10 +26,11 @@ from support.rotate import rotate_here
 from rotation.adapters.cluster import ClusterSession
 from rotation.adapters.secrets import SecretBox
 from rotation.core.coupling_data import leaf_fingerprint
-from rotation.core.errors import StoreUnavailable
+from rotation.core.errors import Interrupted, StoreUnavailable
 from rotation.core.model import Outcome, RotationRecord, Step
 from rotation.simulator.fleet import Fleet
 from rotation.usecases.context import ServiceContext
+from rotation.usecases.rotate import interrupts
 from rotation.usecases.rotate.run import RotationOptions
 
 
@@ -160,3 +166,47 @@ def test_a_peer_change_that_could_not_be_undone_before_the_push_ends_failed_not_
     assert not record.pushed and after != before  # the new syncer is still trusted
     assert [(e["memo"]["action"], e["undone"]) for e in record.companions] == [("trust", False)]
     assert record.outcome is Outcome.FAILED, (record.outcome, record.error)
+
+
+class SigtermWhileWaiting(FakeClock):
+    """SIGTERM to this process at the first sleep once ``armed``; counts the sleeps from then on."""
+
+    def __init__(self) -> None:
+        super().__init__(datetime.now(UTC))
+        self.armed, self.after = False, -1
+
+    def sleep(self, seconds: float) -> None:
+        if self.armed and self.after < 0:
+            self.after = 0
+            os.kill(os.getpid(), signal.SIGTERM)  # noted by sigterm_unwinds' handler, raised at a safe point
+        elif self.after >= 0:
+            self.after += 1
+        super().sleep(seconds)
+
+
+def test_sigterm_while_waiting_for_a_crdb_turn_unwinds_at_once(
+        linked_fleet: Any, tmp_path: Path, ca_files: tuple[Path, Path], state_dir: Path) -> None:
+    """Another rotation holds the CRDB's turn; a SIGTERM while this one waits for it must unwind at the wait's
+    next look (roll back, undo, record), not only once the whole deadline ran out."""
+    assert threading.current_thread() is threading.main_thread()  # else sigterm_unwinds does nothing
+    fleet: Fleet = linked_fleet(["east", "west"])
+    guid = fleet.crdb()
+    inventory = load_fleet_inventory(tmp_path, fleet, ca_files, verify_deadline="60s")
+    clock = SigtermWhileWaiting()
+    at_rollback: list[int] = []
+
+    def watch(record: RotationRecord, current: Step) -> None:
+        if current.name == "replication:crdb aa" and current.finished_at is None:
+            clock.armed = True
+        if current.name == "rollback" and current.finished_at is None:
+            at_rollback.append(clock.after)
+
+    ctx = ServiceContext(inventory=lambda: inventory)
+    with ctx.state.hold(f"crdb:{guid}", "replication", "rotation elsewhere"), interrupts.sigterm_unwinds(), \
+            pytest.raises(Interrupted):
+        rotate_here(inventory, "east", ["syncer"], RotationOptions(poll_interval=0.5, clock=clock, progress=watch),
+                    ctx)
+    (record,) = ctx.state.history("east", "syncer")
+    assert record.outcome is Outcome.ROLLED_BACK, record.error
+    assert at_rollback and at_rollback[0] <= 1, at_rollback  # not the 120 looks of the whole deadline
+    assert fleet["east"].crdbs.force_update_count(guid) == 0

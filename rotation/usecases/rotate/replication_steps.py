@@ -97,6 +97,7 @@ class Peers:
             except RotationInProgress as exc:
                 if run.clock.monotonic() >= end:
                     raise ReplicationError(f"{what}: another rotation is changing it ({exc.message})") from exc
+                interrupts.check()  # a wait like the others: SIGTERM unwinds here, not at the deadline
                 run.clock.sleep(run.options.poll_interval)
         with stack:
             self.held.append((lease, what))
