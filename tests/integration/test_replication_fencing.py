@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from support.certs import make_cert
 from support.clock import FakeClock
 from support.fleet import load_fleet_inventory
-from support.processes import RedisServer
+from support.processes import ROOT, RedisServer
 from support.rotate import rotate_here
 
 from rotation.adapters.cluster import ClusterSession
@@ -210,3 +212,48 @@ def test_sigterm_while_waiting_for_a_crdb_turn_unwinds_at_once(
     assert record.outcome is Outcome.ROLLED_BACK, record.error
     assert at_rollback and at_rollback[0] <= 1, at_rollback  # not the 120 looks of the whole deadline
     assert fleet["east"].crdbs.force_update_count(guid) == 0
+
+
+DIES_AT_THE_UNDO = """
+import os, sys
+from rotation.config import load_inventory
+from rotation.usecases.context import ServiceContext
+from rotation.usecases.rotate.record import rotate_and_record
+from rotation.usecases.rotate.run import RotationOptions
+
+inventory = load_inventory(sys.argv[1])
+
+def dies(record, step):
+    if step.name == "undo:replication" and step.finished_at is None:
+        print(record.id, flush=True)
+        os._exit(9)  # the worker dies (SIGKILL, OOM): no finally runs
+
+rotate_and_record(ServiceContext(inventory=lambda: inventory), "east", "proxy",
+                  RotationOptions(poll_interval=0.05, push_backoff=0.05, progress=dies))
+"""
+
+
+def test_a_worker_dying_between_the_rollback_and_the_undo_leaves_the_undo_to_the_redelivered_task(
+        linked_fleet: Any, tmp_path: Path, ca_files: tuple[Path, Path], state_dir: Path) -> None:
+    """East's proxy is rolled back (west's link never took the new one), then the worker dies as the pin's
+    undo begins. Its record says rolled_back but never ended, with the pin not undone: the redelivered task
+    must undo it, or west keeps pinning a proxy east no longer serves."""
+    fleet: Fleet = linked_fleet(["east", "west"])
+    fleet.replica_of("east", "west")
+    inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
+    fleet["west"].replication.freeze_link(1)  # stalls on any certificate but today's
+    dying = subprocess.run([sys.executable, "-c", DIES_AT_THE_UNDO, str(tmp_path / "fleet.yaml")], cwd=ROOT,
+                           env=os.environ.copy(), capture_output=True, text=True, timeout=120)
+    assert dying.returncode == 9, dying.stderr[-3000:]
+    rotation_id = dying.stdout.strip()
+    east, west = fleet["east"], fleet["west"]
+    assert leaf_fingerprint(west.replication.bdb_fields(1)["replica_sources"][0]["server_cert"]) != \
+        east.served_fingerprint(1, "proxy")  # broken until the pin is undone
+
+    (record,) = rotate_here(inventory, "east", ["proxy"], RotationOptions(rotation_id=rotation_id, poll_interval=0.05))
+    pinned = west.replication.bdb_fields(1)["replica_sources"][0]["server_cert"]
+    assert leaf_fingerprint(pinned) == east.served_fingerprint(1, "proxy"), (record.outcome, record.error)
+    assert record.outcome is Outcome.ROLLED_BACK and record.finished_at is not None, record.error
+    assert [(e["memo"]["action"], e["undone"]) for e in record.companions] == [("pin", True)]
+    (row,) = west.replication.check_now([1])
+    assert row["status"] == "in-sync", row

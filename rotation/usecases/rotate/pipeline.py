@@ -37,7 +37,7 @@ from rotation.core.errors import IssuerError, RotationError, RotationInProgress,
 from rotation.core.model import CertName, IssuedCert, Outcome, RotationRecord, new_rotation_id
 from rotation.core.validate import ExtraCheck, ParsedBundle, profile_warnings, strict_profile_check, validate_issued
 from rotation.usecases.rotate import companions
-from rotation.usecases.rotate.recovery import push_and_verify, resume_after_push
+from rotation.usecases.rotate.recovery import push_and_verify, resume_after_push, resume_undo
 from rotation.usecases.rotate.run import OriginalPair, RotationOptions, Run, describe
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def rotate(
     plan = inventory.plan(session.name, cert_name)
     name = plan.cert_name
     existing = state.get(options.rotation_id) if options.rotation_id else None
-    if existing is not None and existing.outcome is not Outcome.IN_PROGRESS:
+    if existing is not None and existing.outcome is not Outcome.IN_PROGRESS and not _undo_left(existing):
         return existing  # a redelivered task whose rotation already ended: nothing to do
     record = existing or _new_record(session.name, name, options)
     run = Run(session, record, options, state, open_target(session, name, options.secrets))
@@ -69,7 +69,9 @@ def rotate(
         with rotation_context(record.id, session.name, str(name)), \
                 state.hold(session.settings.identity, run.target.lock_name(), owner) as lease:
             run.lease = lease
-            if existing is not None and existing.pushed:
+            if existing is not None and existing.outcome is not Outcome.IN_PROGRESS:
+                resume_undo(run)
+            elif existing is not None and existing.pushed:
                 run.save()
                 resume_after_push(run)
             else:
@@ -97,6 +99,13 @@ def rotate(
         if ends:
             _end(run)
     return record
+
+
+def _undo_left(record: RotationRecord) -> bool:
+    """The certificate is back (rolled back, refused) but the worker died before the record ended: peer
+    changes it had not undone yet are still the rotation's to undo."""
+    return (record.finished_at is None and record.outcome in (Outcome.ROLLED_BACK, Outcome.REFUSED)
+            and any(not entry.get("undone") for entry in record.companions))
 
 
 def _new_record(cluster: str, name: CertName | str, options: RotationOptions) -> RotationRecord:

@@ -262,5 +262,14 @@ def resume_after_push(run: Run) -> None:
     settle(run, original, record.new_fingerprint, RotationError("interrupted after the push"))
 
 
-__all__ = ["cluster_state", "observe", "push", "push_and_verify", "resume_after_push", "send",
+def resume_undo(run: Run) -> None:
+    """A redelivered task whose worker died once the certificate was back (rolled back or refused, verified
+    and saved so) but before every companion's change was undone: undo what is left, newest first."""
+    with run.step("resume") as step:
+        step.detail = "previous attempt was interrupted while undoing its peer changes"
+    with interrupts.deferred():
+        _undo_companions(run)
+
+
+__all__ = ["cluster_state", "observe", "push", "push_and_verify", "resume_after_push", "resume_undo", "send",
            "wait_until_served"]
