@@ -214,7 +214,7 @@ def test_sigterm_while_waiting_for_a_crdb_turn_unwinds_at_once(
     assert fleet["east"].crdbs.force_update_count(guid) == 0
 
 
-DIES_AT_THE_UNDO = """
+DIES_AT = """
 import os, sys
 from rotation.config import load_inventory
 from rotation.usecases.context import ServiceContext
@@ -224,7 +224,7 @@ from rotation.usecases.rotate.run import RotationOptions
 inventory = load_inventory(sys.argv[1])
 
 def dies(record, step):
-    if step.name == "undo:replication" and step.finished_at is None:
+    if step.name == sys.argv[2] and step.finished_at is None:
         print(record.id, flush=True)
         os._exit(9)  # the worker dies (SIGKILL, OOM): no finally runs
 
@@ -242,7 +242,7 @@ def test_a_worker_dying_between_the_rollback_and_the_undo_leaves_the_undo_to_the
     fleet.replica_of("east", "west")
     inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
     fleet["west"].replication.freeze_link(1)  # stalls on any certificate but today's
-    dying = subprocess.run([sys.executable, "-c", DIES_AT_THE_UNDO, str(tmp_path / "fleet.yaml")], cwd=ROOT,
+    dying = subprocess.run([sys.executable, "-c", DIES_AT, str(tmp_path / "fleet.yaml"), "undo:replication"], cwd=ROOT,
                            env=os.environ.copy(), capture_output=True, text=True, timeout=120)
     assert dying.returncode == 9, dying.stderr[-3000:]
     rotation_id = dying.stdout.strip()
@@ -255,5 +255,30 @@ def test_a_worker_dying_between_the_rollback_and_the_undo_leaves_the_undo_to_the
     assert leaf_fingerprint(pinned) == east.served_fingerprint(1, "proxy"), (record.outcome, record.error)
     assert record.outcome is Outcome.ROLLED_BACK and record.finished_at is not None, record.error
     assert [(e["memo"]["action"], e["undone"]) for e in record.companions] == [("pin", True)]
+    (row,) = west.replication.check_now([1])
+    assert row["status"] == "in-sync", row
+
+
+def test_a_rotation_taking_over_an_abandoned_one_also_undoes_its_peer_changes(
+        linked_fleet: Any, tmp_path: Path, ca_files: tuple[Path, Path], state_dir: Path) -> None:
+    """A (a CLI, never resumed) dies once west db1 pins its new proxy. B, the next rotation of east's proxy,
+    adopts A's original: B's failure restores that original, so it must also undo A's pin, not only its own
+    (which puts back A's proxy, which east then no longer serves)."""
+    fleet: Fleet = linked_fleet(["east", "west"])
+    fleet.replica_of("east", "west")
+    inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
+    east, west = fleet["east"], fleet["west"]
+    original = east.served_fingerprint(1, "proxy")
+    dying = subprocess.run([sys.executable, "-c", DIES_AT, str(tmp_path / "fleet.yaml"), "replication:sync"],
+                           cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=120)
+    assert dying.returncode == 9, dying.stderr[-3000:]
+    assert east.served_fingerprint(1, "proxy") != original  # A's proxy, pinned by west
+
+    west.replication.fail_next_db_update(1, 409)  # B's pin is refused: B rolls back to A's original
+    (record,) = rotate_here(inventory, "east", ["proxy"], RotationOptions(poll_interval=0.05, push_backoff=0.05))
+    assert record.outcome is Outcome.ROLLED_BACK and record.old_fingerprint == original, record.error
+    assert east.served_fingerprint(1, "proxy") == original
+    pinned = west.replication.bdb_fields(1)["replica_sources"][0]["server_cert"]
+    assert leaf_fingerprint(pinned) == original, (record.error, record.companions)
     (row,) = west.replication.check_now([1])
     assert row["status"] == "in-sync", row

@@ -185,8 +185,13 @@ def _end_abandoned(run: Run, rotation_id: str) -> None:
         left = run.store.get(rotation_id)
         if left is None or left.outcome is not Outcome.IN_PROGRESS:
             return
+        # Its peer changes go with its original: a failure of this rotation restores that original, so it
+        # undoes them too, after its own (newest first), else a peer keeps trusting what the dead one pushed.
+        left_over = [dict(entry, from_rotation=rotation_id) for entry in left.companions if not entry.get("undone")]
+        run.record.companions[:0] = left_over
         left.outcome, left.finished_at = Outcome.FAILED, run.clock.now()
-        left.error = f"{left.error or 'stopped after its push'}; rotation {run.record.id} took over the certificate"
+        left.error = f"{left.error or 'stopped after its push'}; rotation {run.record.id} took over the certificate" \
+            + (f" and its {len(left_over)} peer change(s) not undone" if left_over else "")
         run.store.save(left)
     except RotationError as exc:  # the store is away: that record stays as it was, nothing else depends on it
         run.log.warning("rotation %s: its record could not be ended: %s", rotation_id, exc.message)
