@@ -228,7 +228,7 @@ def dies(record, step):
         print(record.id, flush=True)
         os._exit(9)  # the worker dies (SIGKILL, OOM): no finally runs
 
-rotate_and_record(ServiceContext(inventory=lambda: inventory), "east", "proxy",
+rotate_and_record(ServiceContext(inventory=lambda: inventory), sys.argv[3], sys.argv[4],
                   RotationOptions(poll_interval=0.05, push_backoff=0.05, progress=dies))
 """
 
@@ -242,7 +242,8 @@ def test_a_worker_dying_between_the_rollback_and_the_undo_leaves_the_undo_to_the
     fleet.replica_of("east", "west")
     inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
     fleet["west"].replication.freeze_link(1)  # stalls on any certificate but today's
-    dying = subprocess.run([sys.executable, "-c", DIES_AT, str(tmp_path / "fleet.yaml"), "undo:replication"], cwd=ROOT,
+    dying = subprocess.run([sys.executable, "-c", DIES_AT, str(tmp_path / "fleet.yaml"), "undo:replication", "east",
+                            "proxy"], cwd=ROOT,
                            env=os.environ.copy(), capture_output=True, text=True, timeout=120)
     assert dying.returncode == 9, dying.stderr[-3000:]
     rotation_id = dying.stdout.strip()
@@ -269,7 +270,8 @@ def test_a_rotation_taking_over_an_abandoned_one_also_undoes_its_peer_changes(
     inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
     east, west = fleet["east"], fleet["west"]
     original = east.served_fingerprint(1, "proxy")
-    dying = subprocess.run([sys.executable, "-c", DIES_AT, str(tmp_path / "fleet.yaml"), "replication:sync"],
+    dying = subprocess.run([sys.executable, "-c", DIES_AT, str(tmp_path / "fleet.yaml"), "replication:sync", "east",
+                            "proxy"],
                            cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=120)
     assert dying.returncode == 9, dying.stderr[-3000:]
     assert east.served_fingerprint(1, "proxy") != original  # A's proxy, pinned by west
@@ -280,5 +282,57 @@ def test_a_rotation_taking_over_an_abandoned_one_also_undoes_its_peer_changes(
     assert east.served_fingerprint(1, "proxy") == original
     pinned = west.replication.bdb_fields(1)["replica_sources"][0]["server_cert"]
     assert leaf_fingerprint(pinned) == original, (record.error, record.companions)
+    (row,) = west.replication.check_now([1])
+    assert row["status"] == "in-sync", row
+
+
+def test_peer_changes_of_an_abandoned_rotation_survive_a_takeover_refused_before_its_push(
+        linked_fleet: Any, tmp_path: Path, ca_files: tuple[Path, Path], state_dir: Path) -> None:
+    """A dies once west pins its proxy; B adopts A's original but is refused before its push (west unreadable),
+    which ends A's record; C adopts the same original and rolls back to it: C must still undo A's pin."""
+    fleet: Fleet = linked_fleet(["east", "west"])
+    fleet.replica_of("east", "west")
+    inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
+    east, west = fleet["east"], fleet["west"]
+    original = east.served_fingerprint(1, "proxy")
+    dying = subprocess.run([sys.executable, "-c", DIES_AT, str(tmp_path / "fleet.yaml"), "replication:sync", "east",
+                            "proxy"],
+                           cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=120)
+    assert dying.returncode == 9, dying.stderr[-3000:]
+
+    fleet.cluster_down("west")
+    (b,) = rotate_here(inventory, "east", ["proxy"], RotationOptions(poll_interval=0.05, push_backoff=0.05))
+    fleet.cluster_down("west", down=False)
+    assert b.outcome is Outcome.REFUSED and not b.pushed, b.error
+
+    west.replication.fail_next_db_update(1, 409)  # C's pin is refused: C rolls back to A's original
+    (c,) = rotate_here(inventory, "east", ["proxy"], RotationOptions(poll_interval=0.05, push_backoff=0.05))
+    assert c.outcome is Outcome.ROLLED_BACK and c.old_fingerprint == original, c.error
+    pinned = west.replication.bdb_fields(1)["replica_sources"][0]["server_cert"]
+    assert leaf_fingerprint(pinned) == original == east.served_fingerprint(1, "proxy"), (c.error, c.companions)
+    (row,) = west.replication.check_now([1])
+    assert row["status"] == "in-sync", row
+
+
+def test_a_takeover_refused_before_its_push_leaves_the_abandoned_rotations_peer_changes(
+        linked_fleet: Any, tmp_path: Path, ca_files: tuple[Path, Path], state_dir: Path) -> None:
+    """A dies after pushing west's new syncer, which east trusts besides the old one. B adopts A's original, and
+    its own change to east's list is refused before its push: B undoes its own changes, not A's (A's syncer is
+    still served: east must keep trusting it)."""
+    fleet: Fleet = linked_fleet(["east", "west"])
+    fleet.replica_of("east", "west")
+    inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
+    east, west = fleet["east"], fleet["west"]
+    dying = subprocess.run([sys.executable, "-c", DIES_AT, str(tmp_path / "fleet.yaml"), "replication:sync", "west",
+                            "syncer"], cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=120)
+    assert dying.returncode == 9, dying.stderr[-3000:]
+    served = west.served_fingerprint(1, "syncer")
+
+    east.replication.fail_next_db_update(1, 409)  # B's new syncer is refused by east: B ends before its push
+    (b,) = rotate_here(inventory, "west", ["syncer"], RotationOptions(poll_interval=0.05, push_backoff=0.05))
+    assert b.outcome is Outcome.REFUSED and not b.pushed, b.error
+    assert west.served_fingerprint(1, "syncer") == served
+    listed = east.replication.bdb_fields(1)["authentication_ssl_client_certs"]
+    assert served in {leaf_fingerprint(e["client_cert"]) for e in listed}, (b.error, b.companions)
     (row,) = west.replication.check_now([1])
     assert row["status"] == "in-sync", row

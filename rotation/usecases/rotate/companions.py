@@ -111,6 +111,8 @@ def undo(run: Run) -> bool:
     for entry in reversed(run.record.companions):
         if entry.get("undone"):
             continue
+        if entry.get("from_rotation") and not run.record.pushed:
+            continue  # an abandoned rotation's (adopted): its certificate is still served until a push of ours
         companion = by_name.get(entry["companion"])
         try:
             with run.step(f"undo:{entry['companion']}") as step:

@@ -183,12 +183,15 @@ def _end_abandoned(run: Run, rotation_id: str) -> None:
         return
     try:
         left = run.store.get(rotation_id)
-        if left is None or left.outcome is not Outcome.IN_PROGRESS:
+        if left is None:
             return
         # Its peer changes go with its original: a failure of this rotation restores that original, so it
         # undoes them too, after its own (newest first), else a peer keeps trusting what the dead one pushed.
+        # Also when an earlier taker ended its record: that one never settled (the pair is still kept).
         left_over = [dict(entry, from_rotation=rotation_id) for entry in left.companions if not entry.get("undone")]
         run.record.companions[:0] = left_over
+        if left.outcome is not Outcome.IN_PROGRESS:
+            return
         left.outcome, left.finished_at = Outcome.FAILED, run.clock.now()
         left.error = f"{left.error or 'stopped after its push'}; rotation {run.record.id} took over the certificate" \
             + (f" and its {len(left_over)} peer change(s) not undone" if left_over else "")
