@@ -15,31 +15,32 @@ from typing import Protocol
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from rotation.config.service import SECRET_KEY_ENV, secret_key_text
+from rotation.config.service import SECRET_KEY_ENV, secret_key_setting, secret_key_text
 from rotation.core.errors import ConfigError
 
 
 class SecretBox:
     """Encrypt/decrypt with one or more Fernet keys (the first encrypts; all decrypt: key rotation)."""
 
-    def __init__(self, keys: list[bytes]) -> None:
+    def __init__(self, keys: list[bytes], *, setting: str = SECRET_KEY_ENV) -> None:
+        """``setting``: where the keys came from, for messages (never the keys themselves)."""
         if not keys:
             raise ConfigError(f"no encryption key: set {SECRET_KEY_ENV} (generate one with `rotation secret-key`)")
         try:
             self._fernet = MultiFernet([Fernet(k) for k in keys])
         except (ValueError, TypeError):
             raise ConfigError(
-                f"{SECRET_KEY_ENV}: not a Fernet key (32 url-safe base64 bytes; `rotation secret-key` makes one)"
+                f"{setting}: not a Fernet key (32 url-safe base64 bytes; `rotation secret-key` makes one)"
             ) from None
 
     @classmethod
     def configured(cls, *, state_dir: Path | None = None) -> SecretBox:
         """The keys the environment names (``rotation.config.service.secret_key_text``); failing that,
         a key file generated once in ``state_dir`` (0600) for single-host use."""
-        raw = secret_key_text()
+        raw, setting = secret_key_text(), secret_key_setting()
         if not raw and state_dir is not None:
-            raw = _local_key(state_dir)
-        return cls([k.strip().encode() for k in (raw or "").split(",") if k.strip()])
+            raw, setting = _local_key(state_dir), str(state_dir / "secret.key")
+        return cls([k.strip().encode() for k in (raw or "").split(",") if k.strip()], setting=setting)
 
     @staticmethod
     def generate_key() -> str:

@@ -42,7 +42,16 @@ def secret_key_text() -> str | None:
             raise ConfigError(f"{SECRET_KEY_FILE_ENV}={path}: cannot read ({exc.strerror})") from None
         except UnicodeDecodeError as exc:  # the position only, never the bytes of a key
             raise ConfigError(f"{SECRET_KEY_FILE_ENV}={path}: not UTF-8 text (byte {exc.start})") from None
+        if not raw.replace(",", "").strip():  # named on purpose: no fallback to a key generated elsewhere
+            raise ConfigError(f"{SECRET_KEY_FILE_ENV}={path}: the file is empty (`rotation secret-key` makes a key)")
     return raw or None
+
+
+def secret_key_setting() -> str:
+    """The setting ``secret_key_text`` reads, for messages: the variable, or the file it is given in."""
+    if not os.environ.get(SECRET_KEY_ENV) and os.environ.get(SECRET_KEY_FILE_ENV):
+        return SECRET_KEY_FILE_ENV
+    return SECRET_KEY_ENV
 
 
 @dataclass(frozen=True)
