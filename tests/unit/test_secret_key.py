@@ -54,3 +54,28 @@ def test_a_key_file_holding_a_key_works(key_file: Path) -> None:
     key_file.write_text(SecretBox.generate_key() + "\n")
     box = SecretBox.configured()
     assert box.decrypt(box.encrypt(b"x")) == b"x"
+
+
+def test_a_local_key_whose_write_failed_is_made_again_not_left_empty_for_good(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Single host without ROTATION_SECRET_KEY: the key generated in the state folder. A first write that fails
+    (disk full; here a file size limit of 0) left an empty secret.key, and every later run then failed with
+    "no encryption key: set ROTATION_SECRET_KEY"; two first runs at once could see it empty too."""
+    import resource
+    import subprocess
+    import sys
+
+    monkeypatch.delenv("ROTATION_SECRET_KEY", raising=False)
+    monkeypatch.delenv("ROTATION_SECRET_KEY_FILE", raising=False)
+    state = tmp_path / "state"
+    state.mkdir()
+    code = ("import sys; from pathlib import Path; from rotation.adapters.secrets import SecretBox; "
+            "SecretBox.configured(state_dir=Path(sys.argv[1]))")
+    failed = subprocess.run([sys.executable, "-c", code, str(state)], capture_output=True, text=True, timeout=60,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0)))
+    assert failed.returncode != 0, failed.stderr  # the disk took nothing
+    box = SecretBox.configured(state_dir=state)
+    assert box.decrypt(box.encrypt(b"x")) == b"x"
+    key = state / "secret.key"
+    assert key.read_text().strip() and key.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in state.iterdir()) == ["secret.key"]  # no temporary file left behind
