@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -58,7 +58,7 @@ def secret_key_setting() -> str:
 class ServiceSettings:
     """Settings of the running service, from the environment (12-factor; same names in compose)."""
 
-    redis_url: str = "redis://localhost:6379/0"
+    redis_url: str = field(default="redis://localhost:6379/0", repr=False)  # its password never in a repr
     store: str = "redis"  # "redis" (the service) or "local" (JSON lines + flock, one host, no queue)
     scan_interval: timedelta = timedelta(hours=1)
     rotation_jitter: timedelta = timedelta(seconds=60)

@@ -1,0 +1,38 @@
+"""Objects that hold a secret never show it in their repr (a debugger, a failed assertion, a log line that
+formats one with %r): the webhook's loaded secrets, the service settings' Redis URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rotation.config.service import ServiceSettings
+from workers.webhook.snapshot import Snapshot
+
+SLACK = "0123456789abcdef" * 2
+MATTERMOST = "abcdefghijklmnopqrst012345"
+GENERIC = "generic-hmac-secret-" + "x" * 20
+
+
+def test_the_webhooks_loaded_secrets_stay_out_of_its_snapshots_repr(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("T_SLACK", SLACK)
+    monkeypatch.setenv("T_MM", MATTERMOST)
+    monkeypatch.setenv("T_GENERIC", GENERIC)
+    path = tmp_path / "rotation.yaml"
+    path.write_text(yaml.safe_dump({"clusters": {}, "chatops": {
+        "slack": {"signing_secret_env": "T_SLACK"}, "mattermost": {"token_env": "T_MM"},
+        "generic": {"secret_env": "T_GENERIC"}}}))
+    snapshot = Snapshot.load(path)
+    assert snapshot.platforms() == {"slack": True, "mattermost": True, "generic": True}
+    shown = repr(snapshot)
+    for secret in (SLACK, MATTERMOST, GENERIC):
+        assert secret not in shown
+
+
+def test_the_redis_password_stays_out_of_the_service_settings_repr() -> None:
+    settings = ServiceSettings(redis_url="redis://:hunter2redispw@127.0.0.1:6379/0")
+    assert "hunter2redispw" not in repr(settings)
+    assert "hunter2redispw" not in str(settings)
