@@ -36,3 +36,15 @@ def test_the_redis_password_stays_out_of_the_service_settings_repr() -> None:
     settings = ServiceSettings(redis_url="redis://:hunter2redispw@127.0.0.1:6379/0")
     assert "hunter2redispw" not in repr(settings)
     assert "hunter2redispw" not in str(settings)
+
+
+def test_a_notification_url_written_in_the_inventory_stays_out_of_its_repr(tmp_path: Path) -> None:
+    from rotation.config import load_inventory
+
+    url = "https://hooks.slack.com/services/T0123/B0123/bearerpart0123456789"
+    path = tmp_path / "rotation.yaml"
+    path.write_text(yaml.safe_dump({"clusters": {}, "chatops": {"notify": {"url": url}}}))
+    inventory = load_inventory(path)
+    assert inventory.chatops.notify_url() == url
+    assert "bearerpart0123456789" not in repr(inventory)
+    assert "bearerpart0123456789" not in repr(inventory.chatops.notify)
