@@ -436,3 +436,17 @@ def test_contract_errors_are_rotation_errors(any_issuer, tmp_path):
             setattr(any_issuer, attr, tmp_path / "gone.pem")
     with pytest.raises(RotationError, match="gone.pem"):
         any_issuer.check()
+
+
+def test_a_tsig_secret_without_its_key_name_is_refused_at_load_not_silently_unused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without tsig_key_name the provider signed nothing: the secret configured was dropped and every update
+    went out unauthenticated."""
+    monkeypatch.setenv("T_TSIG", "c2VjcmV0LXRzaWcta2V5LWZvci10ZXN0cw==")
+    path = tmp_path / "rotation.yaml"
+    path.write_text(yaml.safe_dump({"clusters": {}, "issuers": {"le": {
+        "type": "acme", "directory": "https://acme.example/directory",
+        "dns": {"server": "127.0.0.1", "tsig_secret_env": "T_TSIG"}}}}))
+    with pytest.raises(ConfigError, match="tsig_key_name") as caught:
+        load_inventory(path)
+    assert "c2VjcmV0" not in caught.value.message

@@ -48,3 +48,4 @@ def test_a_notification_url_written_in_the_inventory_stays_out_of_its_repr(tmp_p
     assert inventory.chatops.notify_url() == url
     assert "bearerpart0123456789" not in repr(inventory)
     assert "bearerpart0123456789" not in repr(inventory.chatops.notify)
+
