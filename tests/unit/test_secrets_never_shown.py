@@ -1,5 +1,6 @@
 """Objects that hold a secret never show it in their repr (a debugger, a failed assertion, a log line that
-formats one with %r): the webhook's loaded secrets, the service settings' Redis URL."""
+formats one with %r) nor in the errors they raise (records, `--json`, chat): the webhook's loaded secrets,
+the service settings' Redis URL, a notification URL, an ACME directory URL's password."""
 
 from __future__ import annotations
 
@@ -49,3 +50,14 @@ def test_a_notification_url_written_in_the_inventory_stays_out_of_its_repr(tmp_p
     assert "bearerpart0123456789" not in repr(inventory)
     assert "bearerpart0123456789" not in repr(inventory.chatops.notify)
 
+
+def test_a_password_in_an_acme_directory_url_stays_out_of_errors_and_repr(tmp_path: Path) -> None:
+    from rotation.adapters.issuers.acme.issuer import AcmeIssuer
+    from rotation.core.errors import RotationError
+
+    issuer = AcmeIssuer("le", directory="https://acct:hunter2acme@127.0.0.1:1/directory", challenge="http-01")
+    with pytest.raises(RotationError) as caught:  # nothing listens there: the directory is unreachable
+        issuer.check()
+    assert "127.0.0.1:1" in caught.value.message  # still says where
+    assert "hunter2acme" not in caught.value.message
+    assert "hunter2acme" not in repr(issuer) and "hunter2acme" not in repr(issuer.account)
