@@ -144,7 +144,7 @@ def _without_credentials(message: str, url: str) -> str:
 
     rest = url.partition("//")[2]
     netloc_end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
-    if "@" not in rest[:netloc_end] and "@" in rest[netloc_end:]:
+    if rest[:netloc_end] and "@" not in rest[:netloc_end] and "@" in rest[netloc_end:]:
         # a '/', '?' or '#' in the password ended the host part early: what redis-py calls host and port
         # there is the password's beginning, so nothing of its message is shown
         return "a '/', '?', '#' or '@' in the user name or password must be percent-encoded"
