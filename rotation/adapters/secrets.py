@@ -10,36 +10,38 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import threading
 from pathlib import Path
 from typing import Protocol
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from rotation.config.service import SECRET_KEY_ENV, secret_key_text
+from rotation.config.service import SECRET_KEY_ENV, secret_key_setting, secret_key_text
 from rotation.core.errors import ConfigError
 
 
 class SecretBox:
     """Encrypt/decrypt with one or more Fernet keys (the first encrypts; all decrypt: key rotation)."""
 
-    def __init__(self, keys: list[bytes]) -> None:
+    def __init__(self, keys: list[bytes], *, setting: str = SECRET_KEY_ENV) -> None:
+        """``setting``: where the keys came from, for messages (never the keys themselves)."""
         if not keys:
             raise ConfigError(f"no encryption key: set {SECRET_KEY_ENV} (generate one with `rotation secret-key`)")
         try:
             self._fernet = MultiFernet([Fernet(k) for k in keys])
         except (ValueError, TypeError):
             raise ConfigError(
-                f"{SECRET_KEY_ENV}: not a Fernet key (32 url-safe base64 bytes; `rotation secret-key` makes one)"
+                f"{setting}: not a Fernet key (32 url-safe base64 bytes; `rotation secret-key` makes one)"
             ) from None
 
     @classmethod
     def configured(cls, *, state_dir: Path | None = None) -> SecretBox:
         """The keys the environment names (``rotation.config.service.secret_key_text``); failing that,
         a key file generated once in ``state_dir`` (0600) for single-host use."""
-        raw = secret_key_text()
+        raw, setting = secret_key_text(), secret_key_setting()
         if not raw and state_dir is not None:
-            raw = _local_key(state_dir)
-        return cls([k.strip().encode() for k in (raw or "").split(",") if k.strip()])
+            raw, setting = _local_key(state_dir), str(state_dir / "secret.key")
+        return cls([k.strip().encode() for k in (raw or "").split(",") if k.strip()], setting=setting)
 
     @staticmethod
     def generate_key() -> str:
@@ -60,15 +62,34 @@ class SecretBox:
 def _local_key(state_dir: Path) -> str:
     path = state_dir / "secret.key"
     if path.exists():
-        return path.read_text().strip()
+        return _read_local_key(path)
     state_dir.mkdir(parents=True, exist_ok=True)
     key = Fernet.generate_key().decode()
+    # Written whole to a file of this process, then linked in place: another process (or a later run, after a
+    # write that failed) never finds the key file empty, and a failed write leaves no file behind.
+    tmp = path.with_name(f".secret.key.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, path)
+    except FileExistsError:  # another process made it first: theirs is the key
+        return _read_local_key(path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write the generated encryption key ({exc.strerror or exc}); "
+                          f"set {SECRET_KEY_ENV} instead") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return key
+
+
+def _read_local_key(path: Path) -> str:
+    key = path.read_text().strip()
+    if not key:  # written by an older version that died half-way: say which file, not "set the variable"
+        raise ConfigError(f"{path}: the generated encryption key is empty (remove it to generate another, "
+                          f"or set {SECRET_KEY_ENV})")
     return key
 
 

@@ -102,7 +102,7 @@ class NotifySettings(_Strict):
 
     url_env: str | None = None
     url_file: Path | None = None
-    url: str | None = None
+    url: str | None = Field(default=None, repr=False)  # a bearer URL: never in a repr
 
     def resolve(self) -> str | None:
         """The URL, or None: the channel is optional, so an empty ``url_env`` means none (compose

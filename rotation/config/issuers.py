@@ -92,6 +92,13 @@ class AcmeDNSSettings(_Strict):
     propagation_servers: tuple[str, ...] | None = None  # default: the zone's NS
     propagation_timeout: Duration = timedelta(seconds=120)
 
+    @model_validator(mode="after")
+    def _secret_has_a_key_name(self) -> AcmeDNSSettings:
+        if (self.tsig_secret_env or self.tsig_secret_file) and not self.tsig_key_name:
+            # without the name nothing is signed: the secret would be dropped and updates sent unauthenticated
+            raise ValueError("tsig_secret_env/tsig_secret_file needs tsig_key_name (the key's name on the DNS server)")
+        return self
+
     def provider_kwargs(self, where: str) -> dict[str, Any]:
         source = _secret(self.tsig_secret_env, self.tsig_secret_file)
         if self.tsig_key_name and source is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -42,14 +42,23 @@ def secret_key_text() -> str | None:
             raise ConfigError(f"{SECRET_KEY_FILE_ENV}={path}: cannot read ({exc.strerror})") from None
         except UnicodeDecodeError as exc:  # the position only, never the bytes of a key
             raise ConfigError(f"{SECRET_KEY_FILE_ENV}={path}: not UTF-8 text (byte {exc.start})") from None
+        if not raw.replace(",", "").strip():  # named on purpose: no fallback to a key generated elsewhere
+            raise ConfigError(f"{SECRET_KEY_FILE_ENV}={path}: the file is empty (`rotation secret-key` makes a key)")
     return raw or None
+
+
+def secret_key_setting() -> str:
+    """The setting ``secret_key_text`` reads, for messages: the variable, or the file it is given in."""
+    if not os.environ.get(SECRET_KEY_ENV) and os.environ.get(SECRET_KEY_FILE_ENV):
+        return SECRET_KEY_FILE_ENV
+    return SECRET_KEY_ENV
 
 
 @dataclass(frozen=True)
 class ServiceSettings:
     """Settings of the running service, from the environment (12-factor; same names in compose)."""
 
-    redis_url: str = "redis://localhost:6379/0"
+    redis_url: str = field(default="redis://localhost:6379/0", repr=False)  # its password never in a repr
     store: str = "redis"  # "redis" (the service) or "local" (JSON lines + flock, one host, no queue)
     scan_interval: timedelta = timedelta(hours=1)
     rotation_jitter: timedelta = timedelta(seconds=60)

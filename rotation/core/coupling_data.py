@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from rotation.core import certs
 from rotation.core.errors import CertificateError
+from rotation.core.redaction import redact_text, redact_url
 
 IN_SYNC = "in-sync"
 
@@ -127,15 +128,23 @@ def host_port(text: str) -> tuple[str, int | None]:
         return "", None
 
 
+def shown_uri(uri: str) -> str:
+    """A source URI as the tool keeps and shows it: RS's holds the source database's password
+    (``redis://admin:<password>@host:port``), which never goes into a record, an output or a log. Entries
+    read from RS are matched through this form too."""
+    return redact_url(uri)
+
+
 def _source(item: dict[str, Any], index: int) -> SourceEntry:
     uri = _text(item.get("uri"))
     host, port = host_port(uri)
     server_cert = item.get("server_cert")
-    return SourceEntry(uid=_int(item.get("uid")) or index + 1, index=index, uri=uri, host=host, port=port,
+    return SourceEntry(uid=_int(item.get("uid")) or index + 1, index=index, uri=shown_uri(uri), host=host, port=port,
                        server_cert=server_cert if isinstance(server_cert, str) and server_cert else None,
                        own_client_cert=bool(_text(item.get("client_cert"))),
                        sni=_text(item.get("replication_tls_sni")) or None,
-                       status=_text(item.get("status")) or "unknown", last_error=_text(item.get("last_error")))
+                       status=_text(item.get("status")) or "unknown",
+                       last_error=redact_text(_text(item.get("last_error"))))
 
 
 def parse_database(bdb: dict[str, Any]) -> DbLinks | None:

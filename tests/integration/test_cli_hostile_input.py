@@ -122,7 +122,12 @@ def test_an_hour_outside_the_day_is_refused_at_start(env: dict[str, str], tmp_pa
 @pytest.mark.parametrize("url", ["redis://:hunter2secret@127.0.0.1:notaport/0",
                                  "redis://:hunter2secret@127.0.0.1:99999/0",
                                  "http://:hunter2secret@127.0.0.1:6379/0",
-                                 "rediss://:hunter2secret@127.0.0.1:6379/0?ssl_cert_reqs=bogus"])
+                                 "rediss://:hunter2secret@127.0.0.1:6379/0?ssl_cert_reqs=bogus",
+                                 # a '/', '?' or '#' left unencoded in the password: the part before it was
+                                 # read as the port, and redis-py's message quoted it
+                                 "redis://:hunter2secret/rest@127.0.0.1:6379/0",
+                                 "redis://user:hunter2secret?rest@127.0.0.1:6379/0",
+                                 "redis://:hunter2secret#rest@127.0.0.1:6379/0"])
 def test_a_malformed_redis_url_is_one_line_without_its_password(env: dict[str, str], tmp_path: Path, url: str,
                                                                 ca_files: tuple[Path, Path]) -> None:
     redis_env = {**{k: v for k, v in env.items() if k != "ROTATION_STORE"}, "ROTATION_REDIS_URL": url}

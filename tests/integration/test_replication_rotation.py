@@ -321,3 +321,32 @@ def test_the_undo_of_a_force_update_is_another_once_the_old_certificate_is_back(
     warned = [r.getMessage() for r in caplog.records if "force update from east" in r.getMessage()]
     assert len(warned) == 2 and all("dangerous" in message for message in warned)
     assert set(links(fleet).values()) == {"in-sync"}
+
+
+def test_a_database_password_in_a_replica_of_uri_never_reaches_records_or_links_output(
+        linked_fleet: Any, tmp_path: Path, ca_files: tuple[Path, Path], state_dir: Path) -> None:
+    """A Replica Of source URI holds the source database's password (``redis://admin:<password>@host:port``):
+    the pin's undo memo, the record's companions and `links --json` showed it in clear."""
+    fleet: Fleet = linked_fleet(["east", "west"])
+    fleet.replica_of("east", "west")
+    addr, port, sni = fleet.endpoint("east")
+    uri = f"redis://admin:dbpw-s3cret@{addr}:{port}"
+    west = fleet["west"]
+    west.replication.configure(1, {"replica_sources": [{
+        "uri": uri, "server_cert": fleet["east"].cluster_cert_pem("proxy"), "replication_tls_sni": sni}]})
+    path = fleet_inventory(tmp_path / "fleet.yaml", fleet, ca_files)
+    assert set(links(fleet).values()) == {"in-sync"}
+
+    result = runner.invoke(app, ["links", "-c", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "dbpw-s3cret" not in result.stdout
+    assert f"{addr}:{port}" in result.stdout  # still says which source
+
+    record = rotate(load_fleet_inventory(tmp_path, fleet, ca_files), "east", "proxy")
+    assert record.outcome is Outcome.VERIFIED, record.error
+    assert "west db1 pins the new proxy" in step(record, "replication:west/db1").detail
+    assert "dbpw-s3cret" not in json.dumps(record.to_dict())
+    stored = (state_dir / "history.jsonl").read_text()
+    assert record.id in stored and "dbpw-s3cret" not in stored
+    assert west.replication.bdb_fields(1)["replica_sources"][0]["uri"] == uri  # RS's entry kept its password
+    assert set(links(fleet).values()) == {"in-sync"}

@@ -436,3 +436,29 @@ def test_contract_errors_are_rotation_errors(any_issuer, tmp_path):
             setattr(any_issuer, attr, tmp_path / "gone.pem")
     with pytest.raises(RotationError, match="gone.pem"):
         any_issuer.check()
+
+
+def test_a_tsig_secret_without_its_key_name_is_refused_at_load_not_silently_unused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without tsig_key_name the provider signed nothing: the secret configured was dropped and every update
+    went out unauthenticated."""
+    monkeypatch.setenv("T_TSIG", "c2VjcmV0LXRzaWcta2V5LWZvci10ZXN0cw==")
+    path = tmp_path / "rotation.yaml"
+    path.write_text(yaml.safe_dump({"clusters": {}, "issuers": {"le": {
+        "type": "acme", "directory": "https://acme.example/directory",
+        "dns": {"server": "127.0.0.1", "tsig_secret_env": "T_TSIG"}}}}))
+    with pytest.raises(ConfigError, match="tsig_key_name") as caught:
+        load_inventory(path)
+    assert "c2VjcmV0" not in caught.value.message
+
+
+@pytest.mark.parametrize("secret", ["AA==", "c2hvcnQ=", "MDEyMzQ1Njc4OWFiY2Rl"])  # 1, 5 and 15 bytes
+def test_a_short_tsig_secret_is_refused_naming_the_key_not_the_value(secret: str) -> None:
+    """An HMAC key of a few bytes is guessed offline from one signed update (256 tries for one byte): whoever
+    guesses it writes the zone, and gets certificates for the cluster's names from the public CA."""
+    from rotation.adapters.dns.rfc2136 import RFC2136Provider
+
+    with pytest.raises(ConfigError, match="rotation-key") as caught:
+        RFC2136Provider(server="127.0.0.1", tsig_key_name="rotation-key", tsig_secret=secret)
+    assert "16 bytes" in caught.value.message and secret not in caught.value.message
+    RFC2136Provider(server="127.0.0.1", tsig_key_name="rotation-key", tsig_secret="MDEyMzQ1Njc4OWFiY2RlZg==")

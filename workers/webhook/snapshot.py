@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rotation.adapters.clock import SYSTEM_CLOCK
@@ -21,9 +21,9 @@ log = logging.getLogger("rotation.webhook")
 class Snapshot:
     inventory: Inventory
     allow: AllowList
-    slack_secret: str | None
-    mattermost_token: str | None
-    generic_secret: str | None
+    slack_secret: str | None = field(repr=False)  # secrets: never in a repr
+    mattermost_token: str | None = field(repr=False)
+    generic_secret: str | None = field(repr=False)
 
     @classmethod
     def load(cls, path: Path) -> Snapshot:

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TTL = 60
 QUERY_TIMEOUT = 5.0
+TSIG_MIN_BYTES = 16  # 128 bits; tsig-keygen makes keys as long as the hash (32 bytes for hmac-sha256)
 Address = tuple[str, int]
 
 
@@ -93,10 +94,13 @@ class RFC2136Provider:
                 raise ConfigError(f"DNS provider {name}: tsig_key_name {tsig_key_name!r} has no secret")
             self._keyname = dns.name.from_text(tsig_key_name)
             try:
-                base64.b64decode(tsig_secret, validate=True)
+                key_bytes = len(base64.b64decode(tsig_secret, validate=True))
                 self._keyring = dns.tsigkeyring.from_text({tsig_key_name: (tsig_algorithm, tsig_secret)})
             except (binascii.Error, ValueError):  # do not echo the secret
                 raise ConfigError(f"DNS provider {name}: TSIG secret of {tsig_key_name!r} is not base64") from None
+            if key_bytes < TSIG_MIN_BYTES:  # a short HMAC key is guessed offline from one signed update
+                raise ConfigError(f"DNS provider {name}: TSIG secret of {tsig_key_name!r} has {key_bytes} bytes, "
+                                  f"at least {TSIG_MIN_BYTES} bytes are needed (`tsig-keygen` makes one)")
             try:  # dnspython looks the algorithm up only when it signs the first update (a KeyError there)
                 dns.tsig.get_context(self._keyring[self._keyname])
             except (NotImplementedError, KeyError):

@@ -142,7 +142,13 @@ def _without_credentials(message: str, url: str) -> str:
     """redis-py's MESSAGE about URL with the URL's password hidden (as written and percent-decoded)."""
     from urllib.parse import unquote
 
-    password = url.partition("//")[2].partition("/")[0].rpartition("@")[0].partition(":")[2]
+    rest = url.partition("//")[2]
+    netloc_end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    if rest[:netloc_end] and "@" not in rest[:netloc_end] and "@" in rest[netloc_end:]:
+        # a '/', '?' or '#' in the password ended the host part early: what redis-py calls host and port
+        # there is the password's beginning, so nothing of its message is shown
+        return "a '/', '?', '#' or '@' in the user name or password must be percent-encoded"
+    password = rest[:netloc_end].rpartition("@")[0].partition(":")[2]
     for secret in sorted({password, unquote(password)} - {""}, key=len, reverse=True):
         message = message.replace(secret, "***")
     return message

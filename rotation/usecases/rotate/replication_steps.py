@@ -33,7 +33,7 @@ from rotation.adapters.state import Locker
 from rotation.adapters.state.base import Lease
 from rotation.core import certs
 from rotation.core.coupling import Link, LinkKind
-from rotation.core.coupling_data import IN_SYNC, anchors, leaf_fingerprint, parse_database, same_shape
+from rotation.core.coupling_data import IN_SYNC, anchors, leaf_fingerprint, parse_database, same_shape, shown_uri
 from rotation.core.errors import ClusterAPIError, ReplicationError, RotationError, RotationInProgress, Superseded
 from rotation.usecases.coupling import OpenSession
 from rotation.usecases.rotate import interrupts
@@ -228,6 +228,12 @@ def _sources(raw: dict[str, Any]) -> list[dict[str, Any]]:
     return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
 
+def _is_entry(item: dict[str, Any], uri: str) -> bool:
+    """Whether RS's entry ``item`` is the one of ``uri`` (kept without its password: ``shown_uri``)."""
+    raw = item.get("uri")
+    return isinstance(raw, str) and shown_uri(raw) == shown_uri(uri)
+
+
 def _rewritten(sources: list[dict[str, Any]], uri: str, server_cert: str, where: str) -> list[dict[str, Any]]:
     """``replica_sources`` as a PUT takes it (read-only status fields left out), one pin replaced.
     An entry with its own client certificate cannot be written back (RS never returns its key)."""
@@ -236,7 +242,7 @@ def _rewritten(sources: list[dict[str, Any]], uri: str, server_cert: str, where:
                                "never returns: rewriting the list would drop it; update server_cert by hand")
     result = [{k: item[k] for k in WRITABLE_SOURCE_FIELDS if k in item} for item in sources]
     for item in result:
-        if item.get("uri") == uri:
+        if _is_entry(item, uri):
             item["server_cert"] = server_cert
     return result
 
@@ -248,7 +254,7 @@ def pin(peers: Peers, link: Link, new_chain: str, links: list[Watched]) -> str:
     with peers.run.step(f"replication:{cluster}/db{db}") as step, peers.database_turn(cluster, db), \
             peers.session(cluster) as session:
         sources = _sources(session.database(db))
-        entry = next((item for item in sources if item.get("uri") == link.entry.uri), None)
+        entry = next((item for item in sources if _is_entry(item, link.entry.uri)), None)
         if entry is None:
             raise ReplicationError(f"{where} no longer replicates from {link.entry.uri}")
         old = entry.get("server_cert")
@@ -269,7 +275,7 @@ def undo_pin(peers: Peers, memo: Memo) -> str:
     where = f"{cluster} db{db}"
     with peers.database_turn(cluster, db), peers.session(cluster) as session:
         sources = _sources(session.database(db))
-        entry = next((item for item in sources if item.get("uri") == uri), None)
+        entry = next((item for item in sources if _is_entry(item, uri)), None)
         if entry is None or str(entry.get("server_cert", "")).strip() != str(memo["new"]).strip():
             detail = f"{where} does not pin this rotation's proxy: nothing to restore"
         else:
@@ -353,8 +359,8 @@ def _statuses(peers: Peers, links: list[Watched]) -> Iterator[tuple[Watched, str
         for w in mine:
             entries = (parsed.replica_sources if w.kind == LinkKind.REPLICA_OF else parsed.crdt_sources) \
                 if parsed else ()
-            entry = next((e for e in entries if (e.uri == w.uri if w.kind == LinkKind.REPLICA_OF else e.uid == w.uid)),
-                         None)
+            entry = next((e for e in entries
+                          if (e.uri == shown_uri(w.uri) if w.kind == LinkKind.REPLICA_OF else e.uid == w.uid)), None)
             yield (w, entry.status, entry.last_error) if entry else (w, "gone", "no longer listed")
 
 

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from rotation.adapters.secrets import SecretStore
 from rotation.core.errors import ConfigError
+from rotation.core.redaction import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,12 @@ class AccountSpec:
     eab_hmac_alg: str = "HS256"
 
     def __repr__(self) -> str:  # the HMAC key stays out
-        return f"AccountSpec({self.directory_url!r}, email={self.email!r}, eab_kid={self.eab_kid!r})"
+        return f"AccountSpec({self.shown_directory!r}, email={self.email!r}, eab_kid={self.eab_kid!r})"
+
+    @property
+    def shown_directory(self) -> str:
+        """The directory URL as messages show it (a password in it hidden)."""
+        return redact_url(self.directory_url)
 
     @property
     def store_key(self) -> str:
@@ -68,14 +74,14 @@ def open_account(
             key = jose.JWK.json_loads(data["key"])
             regr = messages.RegistrationResource.json_loads(data["regr"])
         except (ValueError, KeyError, jose.DeserializationError):
-            raise ConfigError(f"ACME account for {spec.directory_url}: stored data is corrupt; "
+            raise ConfigError(f"ACME account for {spec.shown_directory}: stored data is corrupt; "
                               f"delete secret {spec.store_key!r} to register again") from None
         acme = client.ClientV2(directory, make_network(key, regr))
         reason = _still_valid(acme, regr)
         if reason is None:
-            log.info("ACME account %s reused (%s)", regr.uri, spec.directory_url)  # the network logs in as regr
+            log.info("ACME account %s reused (%s)", regr.uri, spec.shown_directory)  # the network logs in as regr
             return acme
-        log.warning("ACME account %s is %s at %s: registering a new account", regr.uri, reason, spec.directory_url)
+        log.warning("ACME account %s is %s at %s: registering a new account", regr.uri, reason, spec.shown_directory)
     return _register(spec, directory, store, make_network)
 
 
@@ -107,7 +113,7 @@ def _register(
                 account_public_key=key.public_key(), kid=spec.eab_kid, hmac_key=spec.eab_hmac_key,
                 directory=directory, hmac_alg=spec.eab_hmac_alg)
         except (ValueError, TypeError) as exc:
-            raise ConfigError(f"ACME {spec.directory_url}: eab_hmac_key is not a base64url key ({exc})") from None
+            raise ConfigError(f"ACME {spec.shown_directory}: eab_hmac_key is not a base64url key ({exc})") from None
     registration = messages.NewRegistration.from_data(
         email=spec.email, terms_of_service_agreed=True, external_account_binding=eab)
     try:
@@ -120,7 +126,7 @@ def _register(
         "directory": spec.directory_url, "email": spec.email,
         "key": key.json_dumps(), "regr": regr.json_dumps(),
     }).encode())
-    log.info("ACME account %s registered at %s (email %s)", regr.uri, spec.directory_url, spec.email or "none")
+    log.info("ACME account %s registered at %s (email %s)", regr.uri, spec.shown_directory, spec.email or "none")
     return acme
 
 

@@ -38,6 +38,7 @@ from rotation.core import certs
 from rotation.core.clock import Clock
 from rotation.core.errors import CertificateError, ConfigError, IssuerError, RotationError
 from rotation.core.model import CertRequest, IssuedCert, KeyType
+from rotation.core.redaction import redact_url
 from rotation.core.retry import MAX_RETRY_AFTER
 
 log = logging.getLogger(__name__)
@@ -242,6 +243,7 @@ class AcmeIssuer:
             raise ConfigError(f"issuers.{name}: challenge must be dns-01 or http-01, not {challenge!r}")
         self.name = name
         self.directory_url = directory
+        self.shown_directory = redact_url(directory)  # what messages and records show: no password
         self.account = AccountSpec(directory, email, eab_kid, eab_hmac_key, eab_hmac_alg)
         self.key_type = KeyType(key_type)
         self.challenge = challenge
@@ -261,7 +263,7 @@ class AcmeIssuer:
         self.clock = clock
 
     def __repr__(self) -> str:  # the EAB key stays out
-        return f"AcmeIssuer(name={self.name!r}, directory={self.directory_url!r}, challenge={self.challenge!r})"
+        return f"AcmeIssuer(name={self.name!r}, directory={self.shown_directory!r}, challenge={self.challenge!r})"
 
     @property
     def secret_store(self) -> SecretStore:
@@ -280,7 +282,7 @@ class AcmeIssuer:
         with self._network(None) as net:
             directory = self._directory(net)
         if directory.meta.external_account_required and not self.account.eab_kid:
-            raise ConfigError(f"issuers.{self.name}: {self.directory_url} requires external account binding "
+            raise ConfigError(f"issuers.{self.name}: {self.shown_directory} requires external account binding "
                               "(set eab_kid and eab_hmac_key_env)")
 
     @property
@@ -302,7 +304,7 @@ class AcmeIssuer:
         key = certs.generate_private_key(request.key_type or self.key_type)
         key_pem = certs.private_key_to_pem(key)
         csr = _csr(key_pem.reveal(), request.hosts)
-        context = f"ACME {self.directory_url}: order for {', '.join(request.hosts)}"
+        context = f"ACME {self.shown_directory}: order for {', '.join(request.hosts)}"
         with self._network(None) as net:
             try:
                 acme = open_account(self.account, self._directory(net), self.secret_store,
@@ -330,11 +332,11 @@ class AcmeIssuer:
                 renew_at, _next_check = acme.renewal_time(leaf_pem.encode())
             except errors.ARIError as exc:
                 wait = max(0.0, (_utc(exc.retry_after) - self.clock.now()).total_seconds())
-                raise IssuerError(f"ACME {self.directory_url}: renewal information unavailable "
+                raise IssuerError(f"ACME {self.shown_directory}: renewal information unavailable "
                                   f"({_first_line(exc.__cause__ or exc)})", retryable=True,
                                   retry_after=wait) from exc
             except (errors.Error, requests.RequestException, jose.errors.Error, *MISSHAPEN) as exc:
-                raise translate_error(exc, context=f"ACME {self.directory_url}: renewal information") from exc
+                raise translate_error(exc, context=f"ACME {self.shown_directory}: renewal information") from exc
         return _utc(renew_at) if renew_at is not None else None
 
     # --- the order -------------------------------------------------------------------------
@@ -369,7 +371,7 @@ class AcmeIssuer:
         challb = next((c for c in authz.body.challenges if isinstance(c.chall, wanted)), None)
         if challb is None:
             offered = ", ".join(c.chall.typ for c in authz.body.challenges)
-            raise IssuerError(f"ACME {self.directory_url}: {domain} offers no {self.challenge} (offers {offered})")
+            raise IssuerError(f"ACME {self.shown_directory}: {domain} offers no {self.challenge} (offers {offered})")
         response, validation = challb.response_and_validation(acme.net.key)
         if isinstance(challb.chall, challenges.DNS01):
             assert self.dns_provider is not None
@@ -412,14 +414,14 @@ class AcmeIssuer:
         try:
             directory = client.ClientV2.get_directory(self.directory_url, net)
         except (errors.Error, requests.RequestException, jose.errors.Error, ValueError) as exc:
-            raise translate_error(exc, context=f"ACME {self.directory_url}") from exc
+            raise translate_error(exc, context=f"ACME {self.shown_directory}") from exc
         except (TypeError, AttributeError, RecursionError):  # JSON, but no object: an array, a string, too deep
             directory = None
         # the three URLs every order needs: acme would fail on the first use of a missing one (KeyError)
         fields = directory.to_partial_json() if directory is not None else {}
         missing = [name for name in REQUIRED_DIRECTORY_URLS if not isinstance(fields.get(name), str)]
         if directory is None or missing:
-            raise IssuerError(f"ACME {self.directory_url}: the answer is not an ACME directory "
+            raise IssuerError(f"ACME {self.shown_directory}: the answer is not an ACME directory "
                               f"(no {', '.join(missing)} URL)")
         return directory
 
