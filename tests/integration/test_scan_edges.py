@@ -1,15 +1,27 @@
 """The scan's decisions at their edges, with real Redis and the simulator: a certificate failing for weeks
-keeps backing off."""
+keeps backing off; a certificate not valid yet is due."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
+
+from support.clock import FakeClock
+from support.cluster import start_simulator, write_inventory
+from support.processes import RedisServer
+
+from rotation.config import Inventory, load_inventory
 from rotation.core.model import Outcome
+from rotation.core.renewal import Health
 from rotation.simulator import ClusterSimulator
+from rotation.usecases.check import check_clusters
 from rotation.usecases.context import ServiceContext
 from rotation.usecases.rotate.record import rotate_and_record
 from rotation.usecases.rotate.run import RotationOptions
+from rotation.usecases.scan import scan_cluster
 
 
 def test_a_certificate_failing_for_weeks_still_backs_off(simulator: ClusterSimulator,
@@ -29,3 +41,38 @@ def test_a_certificate_failing_for_weeks_still_backs_off(simulator: ClusterSimul
         assert state["failures"] == 61 and state["last_outcome"] == "refused"
         wait = datetime.fromisoformat(state["next_attempt"]) - ctx.clock.now()
         assert timedelta(hours=6) * 0.79 <= wait <= timedelta(hours=6) * 1.21
+
+
+@pytest.fixture
+def long_lived(tmp_path: Path, ca_files: tuple[Path, Path], redis_server: RedisServer,
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[Inventory]:
+    """A simulator whose certificates have 200 days left (nothing due by renew_before), the service's real Redis."""
+    from rotation.adapters.secrets import SecretBox
+
+    redis_server.client().flushall()
+    for key, value in {"ROTATION_REDIS_URL": redis_server.url, "ROTATION_STORE": "redis",
+                       "ROTATION_STATE_DIR": str(tmp_path / "state"),
+                       "ROTATION_SECRET_KEY": SecretBox.generate_key()}.items():
+        monkeypatch.setenv(key, value)
+    sim = start_simulator(tmp_path, expires_in=timedelta(days=200))
+    try:
+        yield load_inventory(write_inventory(tmp_path / "rotation.yaml", sim, ca_files))
+    finally:
+        sim.stop()
+
+
+def test_a_certificate_not_valid_yet_is_due_not_ok(long_lived: Inventory) -> None:
+    """Every client refuses a certificate before its notBefore (as the pre-push validation does): `check`
+    says so (exit 1, not "all fine") and the scan rotates it, as it does an expired one. The clock is pinned
+    two days before the simulator issued its certificates (notBefore: an hour before it started)."""
+    inventory = long_lived
+    clock = FakeClock(datetime.now(UTC) - timedelta(days=2))
+    report = check_clusters(inventory, ["sim"], clock)
+    assert not report.errors, report.errors
+    for state in report.states:
+        assert state.health is Health.DUE, (state.cert_name, state.verdict)
+        assert state.verdict.reason.startswith("not valid until "), state.verdict.reason
+    assert report.exit_code == 1
+    with ServiceContext(inventory=lambda: inventory, clock=clock) as ctx:
+        scan = scan_cluster(ctx, "sim")
+    assert sorted(map(str, scan.due)) == sorted(map(str, inventory.targets("sim")))
