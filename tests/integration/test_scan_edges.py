@@ -22,6 +22,7 @@ from rotation.usecases.context import ServiceContext
 from rotation.usecases.rotate.record import rotate_and_record
 from rotation.usecases.rotate.run import RotationOptions
 from rotation.usecases.scan import scan_cluster
+from rotation.usecases.status import service_status
 
 
 def test_a_certificate_failing_for_weeks_still_backs_off(simulator: ClusterSimulator,
@@ -76,3 +77,19 @@ def test_a_certificate_not_valid_yet_is_due_not_ok(long_lived: Inventory) -> Non
     with ServiceContext(inventory=lambda: inventory, clock=clock) as ctx:
         scan = scan_cluster(ctx, "sim")
     assert sorted(map(str, scan.due)) == sorted(map(str, inventory.targets("sim")))
+
+
+def test_status_says_backing_off_only_while_the_backoff_runs(service_env: dict[str, str]) -> None:
+    """A certificate whose next attempt has passed is no longer skipped by the scans (``decide``): `status`
+    does not show it backing off (nor the `rotation retry` hint) once that moment is behind."""
+    clock = FakeClock(datetime.now(UTC))
+    with ServiceContext(clock=clock) as ctx:
+        ctx.state.update_state("sim", "cm", failures=2, last_error="HTTP 500",
+                               next_attempt=(clock.now() + timedelta(minutes=10)).isoformat())
+        ctx.state.save_scan("sim", {"cm": {"health": "due", "reason": "expires in 5d", "last_scan": clock.now()
+                                           .isoformat()}})
+        (row,) = service_status(ctx)["certificates"]
+        assert row["backoff"] and row["backoff"]["reason"] == "HTTP 500"
+        clock.advance(11 * 60)
+        (row,) = service_status(ctx)["certificates"]
+        assert row["backoff"] is None and row["failures"] == 2
