@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from support.clock import FakeClock
 from support.cluster import start_simulator, write_inventory
@@ -21,7 +22,7 @@ from rotation.usecases.check import check_clusters
 from rotation.usecases.context import ServiceContext
 from rotation.usecases.rotate.record import rotate_and_record
 from rotation.usecases.rotate.run import RotationOptions
-from rotation.usecases.scan import scan_cluster
+from rotation.usecases.scan import scan_and_queue, scan_cluster
 from rotation.usecases.status import service_status
 
 
@@ -93,3 +94,57 @@ def test_status_says_backing_off_only_while_the_backoff_runs(service_env: dict[s
         clock.advance(11 * 60)
         (row,) = service_status(ctx)["certificates"]
         assert row["backoff"] is None and row["failures"] == 2
+
+
+class Queued:
+    """The scan's queue, recording what it would queue (the rotations then run here, one after the other)."""
+
+    def __init__(self) -> None:
+        self.queued: list[str] = []
+
+    def submit(self, cluster: str, cert_name: str, **options: object) -> str:
+        self.queued.append(cert_name)
+        return f"queued-{cert_name}"
+
+    def current(self, cluster: str, cert_name: str) -> str | None:
+        return None
+
+
+def test_files_that_were_not_renewed_are_not_pushed_again_at_every_scan(
+        simulator: ClusterSimulator, service_env: dict[str, str], inventory_path: Path,
+        ca_files: tuple[Path, Path], tmp_path: Path) -> None:
+    """A `files` issuer hands out what another PKI process renews. Its certificate, 10 days left with
+    renew_before 30d, is pushed once; while the files hold that same certificate, the scans still find it due,
+    and each rotation pushed the identical pair again (a cluster-wide certificate update every scan,
+    "verified", so never backing off). Nothing newer to push is refused before the push (it backs off and
+    says why)."""
+    from rotation.adapters.issuers.internal_ca import InternalCA
+
+    data = yaml.safe_load(inventory_path.read_text())
+    data["clusters"]["sim"]["certificates"] = {"cm": {"issuer": "pki"}}
+    data["issuers"]["pki"] = {"type": "files", "cert_file": str(tmp_path / "pki.pem"),
+                              "key_file": str(tmp_path / "pki-key.pem"), "ca_bundle": str(ca_files[0])}
+    plan = load_inventory(inventory_path).plan("sim", "cm")
+    issued = InternalCA("pki", *ca_files, validity=timedelta(days=10)).issue(plan.request())
+    (tmp_path / "pki.pem").write_text(issued.leaf_pem + issued.chain_pem)
+    (tmp_path / "pki-key.pem").write_text(issued.key_pem)
+    inventory_path.write_text(yaml.safe_dump(data))
+    inventory = load_inventory(inventory_path)
+
+    with ServiceContext(inventory=lambda: inventory) as ctx:
+        first = rotate_and_record(ctx, "sim", "cm", RotationOptions(rotation_id="files-1", poll_interval=0.05))
+        assert first.record.outcome is Outcome.VERIFIED, first.record.error
+        queue = Queued()
+        scan_and_queue(ctx, "sim", queue)  # type: ignore[arg-type]
+        assert queue.queued == ["cm"]  # 10 days left: due, whatever the issuer holds
+        puts = simulator.rest_requests("/v1/cluster/update_cert", "PUT") + \
+            simulator.rest_requests("/v1/cluster/certificates", "PUT")
+        again = rotate_and_record(ctx, "sim", "cm", RotationOptions(rotation_id="files-2", poll_interval=0.05))
+        assert simulator.rest_requests("/v1/cluster/update_cert", "PUT") + \
+            simulator.rest_requests("/v1/cluster/certificates", "PUT") == puts
+        assert again.record.outcome is Outcome.REFUSED, again.record.outcome
+        assert "already serve" in (again.record.error or ""), again.record.error
+        assert ctx.state.state("sim", "cm")["next_attempt"]  # backs off: the next scans skip it
+        queue = Queued()
+        scan_and_queue(ctx, "sim", queue)  # type: ignore[arg-type]
+        assert queue.queued == []
