@@ -148,3 +148,28 @@ def test_files_that_were_not_renewed_are_not_pushed_again_at_every_scan(
         queue = Queued()
         scan_and_queue(ctx, "sim", queue)  # type: ignore[arg-type]
         assert queue.queued == []
+
+
+def test_a_policy_audit_that_could_not_look_does_not_export_zero_drift(
+        simulator: ClusterSimulator, service_env: dict[str, str]) -> None:
+    """The nightly audit found drift; the next night the cluster's REST API does not answer, so nothing is
+    audited. ``rotation_tls_policy_drift`` then said 0 (no drift) for that cluster: an alert on it resolved
+    though nobody had looked. Unknown is no sample (the audit's errors stay in `status`)."""
+    from prometheus_client import generate_latest
+
+    from rotation.adapters.metrics import registry_for
+    from rotation.usecases.tls_audit import audit_policy
+
+    def drift_lines(ctx: ServiceContext) -> list[str]:
+        return [line for line in generate_latest(registry_for(ctx.state)).decode().splitlines()
+                if line.startswith('rotation_tls_policy_drift{cluster="sim"}')]
+
+    simulator.override_node_tls(2, listener="cm", min_version="1.1")  # the API still says 1.2
+    with ServiceContext() as ctx:
+        assert audit_policy(ctx, "sim").drift
+        (line,) = drift_lines(ctx)
+        assert float(line.split()[-1]) >= 1
+        simulator.fail_requests(10_000, 503)
+        report = audit_policy(ctx, "sim")
+        assert report.errors and not report.drift
+        assert drift_lines(ctx) == []
