@@ -3,6 +3,7 @@ keeps backing off; a certificate not valid yet is due."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -173,3 +174,23 @@ def test_a_policy_audit_that_could_not_look_does_not_export_zero_drift(
         report = audit_policy(ctx, "sim")
         assert report.errors and not report.drift
         assert drift_lines(ctx) == []
+
+
+def test_the_beat_healthcheck_reaches_redis_through_its_sentinels(tmp_path: Path) -> None:
+    """beat's container healthcheck (`healthcheck.py redis`) reads ROTATION_REDIS_URL, which the README allows
+    to be ``redis+sentinel://``: it answered "unhealthy: ValueError" for a deployment whose master answers."""
+    import subprocess
+    import sys
+
+    from support.sentinel import SentinelSet
+
+    root = Path(__file__).resolve().parents[2]
+    deployment = SentinelSet(tmp_path / "sentinel").start()
+    try:
+        check = subprocess.run([sys.executable, str(root / "deploy" / "healthcheck.py"), "redis"],
+                               capture_output=True, text=True, timeout=60, cwd=root,
+                               env={**os.environ, "PYTHONPATH": str(root), "ROTATION_REDIS_URL": deployment.url})
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert check.stdout.strip() == "redis answers PING"
+    finally:
+        deployment.stop()
