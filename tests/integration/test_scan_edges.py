@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from support.clock import FakeClock
 from support.cluster import start_simulator, write_inventory
 from support.processes import RedisServer
