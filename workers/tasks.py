@@ -69,7 +69,8 @@ def scan_cluster_task(self: Task, cluster: str) -> dict:
     except ConfigError:
         raise
     except RotationError as exc:
-        if retry.retryable(exc):
+        # past the last retry, Celery's retry() raises exc: a traceback for an ordinary outage (one line here)
+        if retry.retryable(exc) and self.request.retries < self.max_retries:
             raise self.retry(exc=exc, countdown=retry.scan_countdown(self.request.retries)) from None
         log.error("scan of %s failed: %s", cluster, exc.message)
         return {"cluster": cluster, "error": exc.message}

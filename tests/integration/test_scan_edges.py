@@ -12,7 +12,7 @@ import pytest
 import yaml
 from support.clock import FakeClock
 from support.cluster import start_simulator, write_inventory
-from support.processes import RedisServer
+from support.processes import RedisServer, wait_for
 
 from rotation.config import Inventory, load_inventory
 from rotation.core.model import Outcome
@@ -193,3 +193,20 @@ def test_the_beat_healthcheck_reaches_redis_through_its_sentinels(tmp_path: Path
         assert check.stdout.strip() == "redis answers PING"
     finally:
         deployment.stop()
+
+
+def test_a_cluster_that_stays_unreachable_ends_its_scan_with_one_line_not_a_traceback(
+        simulator: ClusterSimulator, service_env: dict[str, str], start_service) -> None:
+    """A scan that cannot reach its cluster is retried (5, 10, 20 s); after the last retry it ended by raising
+    the error out of the task, so the worker logged a traceback for an ordinary outage, scan after scan."""
+    from workers.celery_app import app_for
+
+    worker = start_service("worker")
+    simulator.stop()
+    ctx = ServiceContext()
+    app_for(ctx.settings).send_task("rotation.scan_cluster", args=["sim"])
+    wait_for(lambda: "scan of sim failed" in worker.log() or "raised unexpected" in worker.log(), 120, 0.5,
+             what="the scan's last retry")
+    assert "scan of sim failed" in worker.log()
+    assert "Traceback" not in worker.log() and "raised unexpected" not in worker.log()
+    assert ctx.state.scans()["sim"]["last_error"]
