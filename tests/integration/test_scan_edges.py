@@ -210,3 +210,22 @@ def test_a_cluster_that_stays_unreachable_ends_its_scan_with_one_line_not_a_trac
     assert "scan of sim failed" in worker.log()
     assert "Traceback" not in worker.log() and "raised unexpected" not in worker.log()
     assert ctx.state.scans()["sim"]["last_error"]
+
+
+def test_one_database_named_twice_is_queued_once(tmp_path: Path, ca_files: tuple[Path, Path],
+                                                  service_env: dict[str, str]) -> None:
+    """``databases: {db1: {}, "1": {}}``: its name and its uid, one certificate (one lock: ``db:db1``). The
+    scan found both due and queued two rotations of it, the second (after the first, with the jitter) issuing
+    and pushing yet another certificate."""
+    sim = start_simulator(tmp_path, version="8.0.2-17")
+    try:
+        inventory = load_inventory(write_inventory(tmp_path / "inv.yaml", sim, ca_files,
+                                                   cluster_overrides={"databases": {"db1": {}, "1": {}}}))
+        with ServiceContext(inventory=lambda: inventory) as ctx:
+            queue = Queued()
+            result = scan_and_queue(ctx, "sim", queue)  # type: ignore[arg-type]
+        queued = [name for name in queue.queued if name.startswith("db:")]
+        assert len(queued) == 1, queued
+        assert result["queued"]
+    finally:
+        sim.stop()
