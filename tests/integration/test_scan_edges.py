@@ -229,3 +229,24 @@ def test_one_database_named_twice_is_queued_once(tmp_path: Path, ca_files: tuple
         assert result["queued"]
     finally:
         sim.stop()
+
+
+def test_a_scan_that_cannot_use_its_inventory_is_one_error_line_not_a_traceback(
+        simulator: ClusterSimulator, service_env: dict[str, str], inventory_path: Path, tmp_path: Path,
+        start_service) -> None:
+    """A worker holds no cluster password (its file is missing: a warning at load, an error when used). Each
+    scan of that cluster raised the ConfigError out of the task: a traceback in the worker's log every scan
+    interval, where the error names the file and the field in one line."""
+    from workers.celery_app import app_for
+
+    data = yaml.safe_load(inventory_path.read_text())
+    data["clusters"]["sim"]["password_file"] = str(tmp_path / "missing-password")
+    inventory_path.write_text(yaml.safe_dump(data))
+    worker = start_service("worker")
+    ctx = ServiceContext()
+    app_for(ctx.settings).send_task("rotation.scan_cluster", args=["sim"])
+    wait_for(lambda: "scan of sim failed" in worker.log() or "raised unexpected" in worker.log(), 60, 0.5,
+             what="the scan")
+    assert "scan of sim failed" in worker.log() and "missing-password" in worker.log()
+    assert "Traceback" not in worker.log() and "raised unexpected" not in worker.log()
+    assert "missing-password" in ctx.state.scans()["sim"]["last_error"]
