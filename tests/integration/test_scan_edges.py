@@ -1,5 +1,8 @@
-"""The scan's decisions at their edges, with real Redis and the simulator: a certificate failing for weeks
-keeps backing off; a certificate not valid yet is due."""
+"""The scan and the fleet's state at their edges, with real Redis, real workers and the simulator: a
+certificate failing for weeks keeps backing off; one not valid yet is due; `status` says backing off only
+while it does; files not renewed are not pushed again at every scan; one database named twice is rotated
+once; an audit that could not look exports no drift; beat's healthcheck takes a Sentinel URL; a scan that
+fails ends in one log line."""
 
 from __future__ import annotations
 
