@@ -253,3 +253,22 @@ def test_a_scan_that_cannot_use_its_inventory_is_one_error_line_not_a_traceback(
     assert "scan of sim failed" in worker.log() and "missing-password" in worker.log()
     assert "Traceback" not in worker.log() and "raised unexpected" not in worker.log()
     assert "missing-password" in ctx.state.scans()["sim"]["last_error"]
+
+
+def test_an_acme_profile_shorter_than_renew_before_is_refused_at_load(inventory_path: Path) -> None:
+    """Let's Encrypt's ``shortlived`` profile issues 160-hour certificates (sheet rs-8x-and-public-cas-2026.md
+    §1.5): with the default renew_before (30d) each one is due as soon as it is served, so every scan ordered
+    and pushed another (LE's rate limits then fail it). Refused as an internal CA's ``validity`` is."""
+    from rotation.core.errors import ConfigError
+
+    data = yaml.safe_load(inventory_path.read_text())
+    data["issuers"]["le"] = {"type": "acme", "directory": "https://acme.example.com/directory", "challenge": "http-01",
+                             "profile": "shortlived"}
+    data["clusters"]["sim"]["certificates"]["proxy"] = {"issuer": "le", "hosts": ["proxy.cluster.test.local"]}
+    inventory_path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as refused:
+        load_inventory(inventory_path)
+    assert "issuers.le.profile" in refused.value.message and "renew_before 30d" in refused.value.message
+    data["clusters"]["sim"]["certificates"]["proxy"]["renew_before"] = "50%"  # renewed at half its life: fine
+    inventory_path.write_text(yaml.safe_dump(data))
+    load_inventory(inventory_path)
