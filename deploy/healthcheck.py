@@ -25,10 +25,11 @@ from collections.abc import Callable
 
 
 def redis_ping(timeout: float) -> str:
-    import redis
+    # the service's own client: it also takes redis+sentinel:// (the master the sentinels name)
+    from rotation.adapters.state.redis_client import connect
 
     url = os.environ.get("ROTATION_REDIS_URL", "redis://localhost:6379/0")
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    client = connect(url, socket_timeout=timeout, socket_connect_timeout=timeout, retries=0)
     try:
         client.ping()
     finally:

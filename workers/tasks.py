@@ -19,7 +19,7 @@ from rotation.adapters.tls import aio
 from rotation.chatops.answers import Answer
 from rotation.chatops.reporter import RotationReporter
 from rotation.core import retry
-from rotation.core.errors import ConfigError, RotationError, RotationInProgress
+from rotation.core.errors import RotationError, RotationInProgress
 from rotation.core.model import RotationRecord, Trigger
 from rotation.core.text import chat
 from rotation.usecases.rotate.record import rotate_and_record
@@ -66,10 +66,9 @@ def scan_cluster_task(self: Task, cluster: str) -> dict:
             return notifier.notify(Answer(f":warning: {chat(text)}", in_channel=True))
 
         return scan_and_queue(ctx, cluster, CeleryRotationQueue(ctx), notify=notify)
-    except ConfigError:
-        raise
-    except RotationError as exc:
-        if retry.retryable(exc):
+    except RotationError as exc:  # a ConfigError too: it names the file and field (recorded by the scan)
+        # past the last retry, Celery's retry() raises exc: a traceback for an ordinary outage (one line here)
+        if retry.retryable(exc) and self.request.retries < self.max_retries:
             raise self.retry(exc=exc, countdown=retry.scan_countdown(self.request.retries)) from None
         log.error("scan of %s failed: %s", cluster, exc.message)
         return {"cluster": cluster, "error": exc.message}

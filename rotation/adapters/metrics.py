@@ -63,7 +63,9 @@ class StateCollector(Collector):
                 warnings.add_metric([cluster], float(scan["warning_count"]))
             if scan.get("last_success"):
                 scans.add_metric([cluster], datetime.fromisoformat(scan["last_success"]).timestamp())
-            if scan.get("policy_drift") not in (None, ""):
+            # an audit with errors and no drift found did not look everywhere: unknown, not 0
+            if scan.get("policy_drift") not in (None, "") and (float(scan["policy_drift"]) > 0
+                                                               or not float(scan.get("policy_errors") or 0)):
                 drift.add_metric([cluster], float(scan["policy_drift"]))
         yield from (scans, drift, warnings)
 

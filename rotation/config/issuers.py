@@ -15,6 +15,7 @@ from rotation.core.errors import ConfigError
 from rotation.core.model import KeyType
 
 SHORT_PROFILES = frozenset({"tlsserver", "shortlived"})  # Let's Encrypt's profiles: at most 25 names
+PROFILE_LIFETIMES = {"shortlived": timedelta(hours=160)}  # Let's Encrypt's (rs-8x-and-public-cas-2026.md §1.5)
 SHORT_PROFILE_MAX_NAMES = 25
 DEFAULT_MAX_NAMES = 100  # Let's Encrypt's classic limit; most CAs allow at least as many
 

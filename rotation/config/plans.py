@@ -133,13 +133,24 @@ def impossible_plans(inventory: Inventory) -> list[str]:
 
 def _renewed_at_once(plan: CertPlan, settings: IssuerSettings | None) -> str | None:
     """Why every certificate the plan gets would be due as soon as it is issued: an internal CA's
-    ``validity`` not longer than an absolute ``renew_before`` (each scan would rotate it again)."""
-    if settings is None or settings.type != "internal_ca" or plan.renew_before.absolute is None:
+    ``validity``, or the lifetime of an ACME profile known to be short (``PROFILE_LIFETIMES``), not longer
+    than an absolute ``renew_before`` (each scan would rotate it again)."""
+    from rotation.config.issuers import PROFILE_LIFETIMES
+
+    if settings is None or plan.renew_before.absolute is None:
         return None
-    if plan.renew_before.absolute < settings.validity:
+    if settings.type == "internal_ca":
+        lifetime, field = settings.validity, f"issuers.{plan.issuer}.validity is {format_duration(settings.validity)}"
+    elif settings.type == "acme" and settings.profile in PROFILE_LIFETIMES:
+        lifetime = PROFILE_LIFETIMES[settings.profile]
+        field = (f"issuers.{plan.issuer}.profile {settings.profile} issues certificates of "
+                 f"{format_duration(lifetime)}")
+    else:
+        return None
+    if plan.renew_before.absolute < lifetime:
         return None
     return (f"{plan.cert_name} renews {plan.renew_before} before expiry (renew_before {plan.renew_before}), but "
-            f"issuers.{plan.issuer}.validity is {format_duration(settings.validity)}: each certificate would be due "
+            f"{field}: each certificate would be due "
             "as soon as issued and rotated again at every scan; shorten renew_before (or use a share, e.g. 33%)")
 
 

@@ -47,6 +47,8 @@ def due_reason(
     left = not_after - now
     if left <= timedelta(0):
         return f"expired {format_duration(-left)} ago" if -left >= timedelta(seconds=1) else "expired"
+    if not_before is not None and not_before > now:  # every client refuses it (as validation does before a push)
+        return f"not valid until {not_before:%Y-%m-%d %H:%M}Z"
     threshold = renewal_threshold(renew_before, not_before, not_after)
     if left <= threshold:
         return f"expires in {format_duration(_round(left))} (renew_before {renew_before})"
@@ -108,8 +110,8 @@ class Decision:
 
 def decide(served: Sequence[ServedCert], window: RenewalWindow, now: datetime,
            next_attempt: datetime | None = None) -> Decision:
-    """"Is it due": one certificate across all its endpoints. Due when inside ``renew_before``, expired,
-    served differently across nodes, or inside the CA's renewal window; not while it backs off after
+    """"Is it due": one certificate across all its endpoints. Due when inside ``renew_before``, expired, not
+    valid yet, served differently across nodes, or inside the CA's renewal window; not while it backs off after
     final failures (``next_attempt`` still ahead). Unreachable endpoints are never due: nothing could
     be verified there."""
     verdict = judge(served, now, window.renew_before)

@@ -81,7 +81,9 @@ def backoff_delay(failures: int, base: timedelta, maximum: timedelta, retry_afte
                   uniform: Uniform = random.uniform) -> timedelta:
     """Per-certificate backoff after ``failures`` final failures: doubling from ``base``, capped at
     ``maximum``, jittered by ±20 %, and never shorter than what the CA or the cluster asked for."""
-    delay = min(base * (2 ** max(0, failures - 1)), maximum) * uniform(0.8, 1.2)
+    # doubled in float seconds: after ~40 failures (a week of a node down) 5m * 2**39 overflows a timedelta
+    seconds = min(base.total_seconds() * 2.0 ** min(max(0, failures - 1), 1000), maximum.total_seconds())
+    delay = timedelta(seconds=seconds) * uniform(0.8, 1.2)
     if retry_after:
         delay = max(delay, timedelta(seconds=retry_after))
     return delay

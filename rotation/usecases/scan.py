@@ -26,6 +26,7 @@ from rotation.core.clock import Clock
 from rotation.core.errors import RotationError, RotationInProgress
 from rotation.core.model import CertName, ServedCert, Trigger
 from rotation.core.renewal import Decision, Health, RenewalWindow, Verdict, decide, judge
+from rotation.core.targets import database_key
 from rotation.usecases.held_check import held_certificates
 
 if TYPE_CHECKING:  # annotations only: `rotation check` needs neither the service's state nor its queue
@@ -104,6 +105,7 @@ def scan_cluster(ctx: ServiceContext, cluster: str) -> ScanResult:
         with ctx.sessions.open(inventory, cluster) as session:
             states = cluster_states(inventory, session, ctx.clock)
             held = held_certificates(inventory, session, ctx.clock.now(), earliest_expiry(states), prefer_health=True)
+            aliases = _database_aliases(session, states)
     except RotationError as exc:
         ctx.state.record_scan(cluster, ok=False, error=exc.message)
         raise
@@ -114,9 +116,28 @@ def scan_cluster(ctx: ServiceContext, cluster: str) -> ScanResult:
         plan = inventory.plan(cluster, state.cert_name)
         window = RenewalWindow(plan.renew_before, _ari_due_at(ctx, inventory, plan.issuer, state))
         next_attempt = next_attempts.get(str(state.cert_name))
+        alias = aliases.get(str(state.cert_name))
+        if alias:  # one certificate, one lock (DatabaseTarget.lock_name): one rotation
+            decisions[state.cert_name] = Decision(state.verdict, due=False, reason=f"the same database as {alias}")
+            continue
         decisions[state.cert_name] = decide(state.served, window, moment,
                                             datetime.fromisoformat(next_attempt) if next_attempt else None)
     return ScanResult(cluster, states, decisions, tuple(held.warnings), tuple(new_warnings))
+
+
+def _database_aliases(session: ClusterSession, states: Sequence[CertState]) -> dict[str, str]:
+    """``db:<key>`` targets naming a database an earlier one names (``db:orders`` and ``db:7``, its uid): each
+    -> that earlier one, which alone is decided."""
+    first: dict[int, str] = {}
+    aliases = {}
+    for state in states:
+        key = database_key(str(state.cert_name))
+        database = session.view().database(key) if key else None
+        if database is not None:
+            name = first.setdefault(database.uid, str(state.cert_name))
+            if name != str(state.cert_name):
+                aliases[str(state.cert_name)] = name
+    return aliases
 
 
 def scan_and_queue(ctx: ServiceContext, cluster: str, queue: RotationQueue,

@@ -25,9 +25,10 @@ def _lock_holders(ctx: ServiceContext, pairs: list[tuple[str, str]]) -> dict[tup
     return {keyed[key]: holder for key, holder in ctx.state.lock_holders(list(keyed)).items()}
 
 
-def _backoff(state: dict[str, Any]) -> dict[str, Any] | None:
-    """Why and until when a certificate is skipped by the scans (`rotation retry` clears it)."""
-    if not state.get("next_attempt"):
+def _backoff(state: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+    """Why and until when a certificate is skipped by the scans (`rotation retry` clears it); None once
+    that moment has passed (the scans no longer skip it: ``core.renewal.decide``)."""
+    if not state.get("next_attempt") or datetime.fromisoformat(state["next_attempt"]) <= now:
         return None
     return {"until": _short_time(state["next_attempt"]), "failures": int(state.get("failures") or 0),
             "reason": state.get("last_error") or "", "clear_with": "rotation retry CLUSTER CERT"}
@@ -63,7 +64,7 @@ def service_status(ctx: ServiceContext, cluster: str | None = None) -> dict[str,
             "last_warnings": [w for w in str(state.get("last_warnings") or "").split("\n") if w],
             "failures": int(state.get("failures") or 0),
             "next_attempt": _short_time(state.get("next_attempt")),
-            "backoff": _backoff(state),
+            "backoff": _backoff(state, now),
             "in_flight": pending.get((name, cert)) or holder,
         })
     in_flight = [{"cluster": c, "cert": n, "rotation_id": i} for (c, n), i in sorted(pending.items())

@@ -236,6 +236,13 @@ def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: Issu
         record.new_not_after = bundle.not_after
         step.detail = f"{certs.short_fingerprint(bundle.fingerprint)} valid until {bundle.not_after:%Y-%m-%d %H:%M}Z"
 
+    if {n["before"] for n in record.nodes.values()} == {bundle.fingerprint} == {original.fingerprint}:
+        # e.g. a `files` issuer whose files were not renewed yet: the same pair pushed again at every scan
+        # changes nothing (and, verified, would never back off)
+        raise RotationError(f"{session.name}/{name}: every endpoint already serves "
+                            f"{certs.short_fingerprint(bundle.fingerprint)} (valid until "
+                            f"{bundle.not_after:%Y-%m-%d %H:%M}Z), what issuer {issuer.name!r} handed out: nothing "
+                            "newer to push; renew what the issuer holds")
     lines = companions.plan(run, bundle)
     if lines:
         with run.step("plan") as step:
