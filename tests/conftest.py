@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.cluster import start_simulator, write_inventory
+from support.cluster import free_loopback_base, start_simulator, write_inventory
+from support.hostile import HostileServer
 from support.processes import RedisServer, ServiceProcess
 
 from rotation.adapters.issuers.internal_ca import init_ca
@@ -43,6 +44,16 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def ca_files(tmp_path: Path) -> tuple[Path, Path]:
     return init_ca(tmp_path / "ca", common_name="test internal CA")
+
+
+@pytest.fixture
+def hostile(ca_files: tuple[Path, Path], tmp_path: Path) -> Iterator[HostileServer]:
+    """A server on a loopback address of its own that answers whatever a test scripts (tests/support/hostile.py)."""
+    server = HostileServer(free_loopback_base(), ca_files, tmp_path)
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture

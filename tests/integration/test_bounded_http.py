@@ -12,7 +12,6 @@ from __future__ import annotations
 import socket
 import threading
 import tracemalloc
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,15 +25,6 @@ from rotation.adapters.rs.client import RSClient
 from rotation.core.errors import ClusterAPIError, ClusterUnavailable, IssuerError
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def hostile(ca_files: tuple[Path, Path], tmp_path: Path) -> Iterator[HostileServer]:
-    server = HostileServer(free_loopback_base(), ca_files, tmp_path)
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def rs_client(server: HostileServer, *, timeout: float = 5.0, cap: int = MiB) -> RSClient:

@@ -451,14 +451,10 @@ def test_a_verified_rotation_whose_original_could_not_be_forgotten_is_never_rest
     assert_one_certificate_named_by(b, simulator, a.new_fingerprint)
 
 
-def test_a_resumed_rotation_that_cannot_read_its_kept_original_still_records_each_endpoint(
-    simulator: ClusterSimulator, service_env: dict[str, str], redis_server: RedisServer
-) -> None:
-    """A process dies after its push (SIGKILL); its rotation is resumed under the same id, and Redis goes away
-    just as the resume reads the kept original pair. The cluster is mixed: the resume cannot roll back,
-    so it must probe and record what every endpoint serves (not end as a bare `failed`)."""
-    simulator.stale(3, None, "cm")  # node 3 never takes the new certificate: the cluster stays mixed
-    ctx = ServiceContext()
+def _killed_after_push(simulator: ClusterSimulator, service_env: dict[str, str], redis_server: RedisServer,
+                       ctx: ServiceContext) -> RotationRecord:
+    """`rotate sim cm --inline` killed (SIGKILL) once it verifies, i.e. after its push; returns its record once
+    the dead process's lease has lapsed."""
     dying = _cli("rotate", "sim", "cm", "--inline", "--verify-deadline", "60s", "--json", env=service_env)
     try:
         killed = _record_reaching(lambda: ctx.state.history("sim", "cm"), "verify")
@@ -467,6 +463,18 @@ def test_a_resumed_rotation_that_cannot_read_its_kept_original_still_records_eac
         dying.communicate(timeout=30)
     lock = f"rotation:lock:{simulator.node_addresses[0]}:{simulator.config.api_port}:cm"
     wait_for(lambda: redis_server.client().get(lock) is None, 30, 0.05, what="the dead process's lease to lapse")
+    return killed
+
+
+def test_a_resumed_rotation_that_cannot_read_its_kept_original_still_records_each_endpoint(
+    simulator: ClusterSimulator, service_env: dict[str, str], redis_server: RedisServer
+) -> None:
+    """A process dies after its push (SIGKILL); its rotation is resumed under the same id, and Redis goes away
+    just as the resume reads the kept original pair. The cluster is mixed: the resume cannot roll back,
+    so it must probe and record what every endpoint serves (not end as a bare `failed`)."""
+    simulator.stale(3, None, "cm")  # node 3 never takes the new certificate: the cluster stays mixed
+    ctx = ServiceContext()
+    killed = _killed_after_push(simulator, service_env, redis_server, ctx)
 
     def redis_goes_away_at_the_resume(record: RotationRecord, step: Step) -> None:
         if step.name == "resume" and step.finished_at is None:
@@ -494,14 +502,7 @@ def test_a_rotation_that_takes_over_from_a_killed_one_ends_its_record(
     record must then end, instead of showing `in_progress` for good."""
     simulator.stale(3, None, "cm")
     ctx = ServiceContext()
-    dying = _cli("rotate", "sim", "cm", "--inline", "--verify-deadline", "60s", "--json", env=service_env)
-    try:
-        killed = _record_reaching(lambda: ctx.state.history("sim", "cm"), "verify")
-    finally:
-        dying.kill()
-        dying.communicate(timeout=30)
-    lock = f"rotation:lock:{simulator.node_addresses[0]}:{simulator.config.api_port}:cm"
-    wait_for(lambda: redis_server.client().get(lock) is None, 30, 0.05, what="the dead process's lease to lapse")
+    killed = _killed_after_push(simulator, service_env, redis_server, ctx)
     simulator.clear_faults()
     (taking_over,) = rotate_here(load_inventory(service_env["ROTATION_CONFIG"]), "sim", ["cm"],
                                  RotationOptions(poll_interval=0.1), ctx=ctx)

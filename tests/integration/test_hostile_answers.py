@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from support.cluster import free_loopback_base
 from support.hostile import HOST_NAME, HostileServer, answer
 
 from rotation.adapters.cert_login import prove_login
@@ -31,15 +29,6 @@ from rotation.core.model import CertName, CertRequest, ClientCertificate
 MiB = 1024 * 1024
 JSON = {"Content-Type": "application/json"}
 PROBLEM = {"Content-Type": "application/problem+json"}
-
-
-@pytest.fixture
-def hostile(ca_files: tuple[Path, Path], tmp_path: Path) -> Iterator[HostileServer]:
-    server = HostileServer(free_loopback_base(), ca_files, tmp_path)
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def rs_client(server: HostileServer) -> RSClient:

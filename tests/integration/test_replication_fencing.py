@@ -27,6 +27,7 @@ from support.rotate import rotate_here
 
 from rotation.adapters.cluster import ClusterSession
 from rotation.adapters.secrets import SecretBox
+from rotation.config import Inventory
 from rotation.core.coupling_data import leaf_fingerprint
 from rotation.core.errors import Interrupted, StoreUnavailable
 from rotation.core.model import Outcome, RotationRecord, Step
@@ -233,6 +234,26 @@ rotate_and_record(ServiceContext(inventory=lambda: inventory), sys.argv[3], sys.
 """
 
 
+def _dies_at(tmp_path: Path, step: str, cluster: str, cert: str) -> subprocess.CompletedProcess[str]:
+    """A rotation of CLUSTER's CERT in a process of its own, killed (SIGKILL) at STEP (see DIES_AT)."""
+    dying = subprocess.run([sys.executable, "-c", DIES_AT, str(tmp_path / "fleet.yaml"), step, cluster, cert],
+                           cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=120)
+    assert dying.returncode == 9, dying.stderr[-3000:]
+    return dying
+
+
+def _abandoned_east_proxy(linked_fleet: Any, tmp_path: Path, ca_files: tuple[Path, Path]
+                          ) -> tuple[Fleet, Inventory, str]:
+    """East replicates to west; a rotation of east's proxy dies once west pins its new proxy (never resumed).
+    Returns the fleet, its inventory and the proxy east served before."""
+    fleet: Fleet = linked_fleet(["east", "west"])
+    fleet.replica_of("east", "west")
+    inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
+    original = fleet["east"].served_fingerprint(1, "proxy")
+    _dies_at(tmp_path, "replication:sync", "east", "proxy")
+    return fleet, inventory, original
+
+
 def test_a_worker_dying_between_the_rollback_and_the_undo_leaves_the_undo_to_the_redelivered_task(
         linked_fleet: Any, tmp_path: Path, ca_files: tuple[Path, Path], state_dir: Path) -> None:
     """East's proxy is rolled back (west's link never took the new one), then the worker dies as the pin's
@@ -242,10 +263,7 @@ def test_a_worker_dying_between_the_rollback_and_the_undo_leaves_the_undo_to_the
     fleet.replica_of("east", "west")
     inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
     fleet["west"].replication.freeze_link(1)  # stalls on any certificate but today's
-    dying = subprocess.run([sys.executable, "-c", DIES_AT, str(tmp_path / "fleet.yaml"), "undo:replication", "east",
-                            "proxy"], cwd=ROOT,
-                           env=os.environ.copy(), capture_output=True, text=True, timeout=120)
-    assert dying.returncode == 9, dying.stderr[-3000:]
+    dying = _dies_at(tmp_path, "undo:replication", "east", "proxy")
     rotation_id = dying.stdout.strip()
     east, west = fleet["east"], fleet["west"]
     assert leaf_fingerprint(west.replication.bdb_fields(1)["replica_sources"][0]["server_cert"]) != \
@@ -265,15 +283,8 @@ def test_a_rotation_taking_over_an_abandoned_one_also_undoes_its_peer_changes(
     """A (a CLI, never resumed) dies once west db1 pins its new proxy. B, the next rotation of east's proxy,
     adopts A's original: B's failure restores that original, so it must also undo A's pin, not only its own
     (which puts back A's proxy, which east then no longer serves)."""
-    fleet: Fleet = linked_fleet(["east", "west"])
-    fleet.replica_of("east", "west")
-    inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
+    fleet, inventory, original = _abandoned_east_proxy(linked_fleet, tmp_path, ca_files)
     east, west = fleet["east"], fleet["west"]
-    original = east.served_fingerprint(1, "proxy")
-    dying = subprocess.run([sys.executable, "-c", DIES_AT, str(tmp_path / "fleet.yaml"), "replication:sync", "east",
-                            "proxy"],
-                           cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=120)
-    assert dying.returncode == 9, dying.stderr[-3000:]
     assert east.served_fingerprint(1, "proxy") != original  # A's proxy, pinned by west
 
     west.replication.fail_next_db_update(1, 409)  # B's pin is refused: B rolls back to A's original
@@ -290,15 +301,8 @@ def test_peer_changes_of_an_abandoned_rotation_survive_a_takeover_refused_before
         linked_fleet: Any, tmp_path: Path, ca_files: tuple[Path, Path], state_dir: Path) -> None:
     """A dies once west pins its proxy; B adopts A's original but is refused before its push (west unreadable),
     which ends A's record; C adopts the same original and rolls back to it: C must still undo A's pin."""
-    fleet: Fleet = linked_fleet(["east", "west"])
-    fleet.replica_of("east", "west")
-    inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
+    fleet, inventory, original = _abandoned_east_proxy(linked_fleet, tmp_path, ca_files)
     east, west = fleet["east"], fleet["west"]
-    original = east.served_fingerprint(1, "proxy")
-    dying = subprocess.run([sys.executable, "-c", DIES_AT, str(tmp_path / "fleet.yaml"), "replication:sync", "east",
-                            "proxy"],
-                           cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=120)
-    assert dying.returncode == 9, dying.stderr[-3000:]
 
     fleet.cluster_down("west")
     (b,) = rotate_here(inventory, "east", ["proxy"], RotationOptions(poll_interval=0.05, push_backoff=0.05))
@@ -323,9 +327,7 @@ def test_a_takeover_refused_before_its_push_leaves_the_abandoned_rotations_peer_
     fleet.replica_of("east", "west")
     inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
     east, west = fleet["east"], fleet["west"]
-    dying = subprocess.run([sys.executable, "-c", DIES_AT, str(tmp_path / "fleet.yaml"), "replication:sync", "west",
-                            "syncer"], cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=120)
-    assert dying.returncode == 9, dying.stderr[-3000:]
+    _dies_at(tmp_path, "replication:sync", "west", "syncer")
     served = west.served_fingerprint(1, "syncer")
 
     east.replication.fail_next_db_update(1, 409)  # B's new syncer is refused by east: B ends before its push
