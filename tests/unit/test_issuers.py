@@ -356,7 +356,7 @@ def test_registry_knows_the_built_in_types(root, tmp_path):
         "validity": "30d"}})).issuers["lab"]
     issuer = build_issuer("lab", settings, secrets=None, clock=SYSTEM_CLOCK)
     assert isinstance(issuer, InternalCA) and isinstance(issuer, Issuer) and issuer.key_type is KeyType.RSA_2048
-    assert issuer.validity == timedelta(days=30) and issuer.renewal_due_at("any") is None
+    assert issuer.validity == timedelta(days=30) and issuer.renewal_info("any") is None
     assert issuer.ocsp_url is None
 
 
