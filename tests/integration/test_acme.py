@@ -39,6 +39,7 @@ from rotation.config import Inventory, load_inventory
 from rotation.core import certs
 from rotation.core.errors import IssuerError
 from rotation.core.model import CertName, CertRequest, KeyType, Outcome, RotationRecord
+from rotation.core.renewal import ARI_RECHECK_MAX, ARI_RECHECK_MIN
 from rotation.core.retry import MAX_RETRY_AFTER, backoff_delay, rotation_countdown
 from rotation.simulator import ClusterSimulator
 from rotation.usecases.context import ServiceContext
@@ -277,6 +278,7 @@ class _FakeCA(ThreadingHTTPServer):
         self.retry_after = "90"  # what a rate-limited POST says
         self.ari_retry_after = "21600"  # what a renewalInfo answer says
         self.ari_requests = 0
+        self.ari_broken = False  # renewalInfo answers 500
 
     @property
     def url(self) -> str:
@@ -311,6 +313,10 @@ class _FakeHandler(BaseHTTPRequestHandler):
             self._send(200, directory)
         elif self.path.startswith("/renewal-info/"):
             self.server.ari_requests += 1
+            if self.server.ari_broken:
+                self._send(500, {"type": "urn:ietf:params:acme:error:serverInternal", "detail": "down"},
+                           "application/problem+json")
+                return
             self._send(200, {"suggestedWindow": self.server.windows["current"]},
                        headers={"Retry-After": self.server.ari_retry_after})
         else:
@@ -460,6 +466,11 @@ def test_scans_reuse_renewal_info_until_retry_after(
         moved = scan_cluster(ctx, "sim")
         assert fake_ca.ari_requests == 2  # after it: asked again, and the new window decides
         assert moved.decisions[CertName.API].due and "(ARI)" in moved.decisions[CertName.API].reason
+        fake_ca.ari_broken = True  # failing: not asked again before the next check either, the last window holds
+        clock.advance(ARI_RECHECK_MAX.total_seconds())
+        assert scan_cluster(ctx, "sim").decisions[CertName.API].due and fake_ca.ari_requests == 3
+        clock.advance(ARI_RECHECK_MIN.total_seconds() - 1)
+        assert scan_cluster(ctx, "sim").decisions[CertName.API].due and fake_ca.ari_requests == 3
 
 
 @contextlib.contextmanager
