@@ -28,6 +28,7 @@ class SecretBox:
         if not keys:
             raise ConfigError(f"no encryption key: set {SECRET_KEY_ENV} (generate one with `rotation secret-key`)")
         try:
+            self._current = Fernet(keys[0])
             self._fernet = MultiFernet([Fernet(k) for k in keys])
         except (ValueError, TypeError):
             raise ConfigError(
@@ -57,6 +58,15 @@ class SecretBox:
             raise ConfigError(
                 f"{what}: cannot decrypt with {SECRET_KEY_ENV} (key changed? add the old key after a comma)"
             ) from None
+
+    def unseal(self, token: bytes, *, what: str = "secret") -> tuple[bytes, bytes | None]:
+        """The plaintext, and ``token`` sealed again with the first key when an older one sealed it (else
+        None): stores write that back, so every secret read after a key rotation leaves the old key."""
+        try:
+            return self._current.decrypt(token), None
+        except InvalidToken:
+            plaintext = self.decrypt(token, what=what)
+            return plaintext, self._current.encrypt(plaintext)
 
 
 def _local_key(state_dir: Path) -> str:
@@ -128,7 +138,17 @@ class LocalSecretStore:
         path = self.directory / _file_name(key)
         if not path.exists():
             return None
-        return self.box.decrypt(path.read_bytes(), what=f"secret {key!r}")
+        token = path.read_bytes()
+        plaintext, resealed = self.box.unseal(token, what=f"secret {key!r}")
+        if resealed is not None:
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.reseal")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(resealed)
+            if path.exists() and path.read_bytes() == token:  # not replaced by a put meanwhile
+                os.replace(tmp, path)
+            tmp.unlink(missing_ok=True)
+        return plaintext
 
     def delete(self, key: str) -> None:
         (self.directory / _file_name(key)).unlink(missing_ok=True)

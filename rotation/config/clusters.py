@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,19 +14,7 @@ from rotation.config.login import RestClientSettings, login_problems, read_clien
 from rotation.core.errors import ConfigError
 from rotation.core.model import CertName, ClientCertificate, KeyType
 from rotation.core.targets import DATABASE_KEY
-from rotation.core.topology import Layout
-
-_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
-
-
-def _is_host(host: str) -> bool:
-    """An IP address, or a DNS name whose every label is 1-63 letters, digits, '_' or inner '-'."""
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        labels = host.removesuffix(".").split(".")
-        return len(host) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
+from rotation.core.topology import Layout, is_host
 
 
 class CertificateSettings(_Strict):
@@ -43,7 +29,7 @@ class CertificateSettings(_Strict):
     @classmethod
     def _names(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         for host in value or ():
-            if not _is_host(host.removeprefix("*.")):
+            if not is_host(host.removeprefix("*.")):
                 raise ValueError(f"{host!r} is not a DNS name, a wildcard *.NAME or an IP address")
         return value
 
@@ -137,7 +123,7 @@ class ClusterSettings(_Strict):
             raise ValueError("the port must be a number from 1 to 65535") from None
         if not parts.hostname:
             raise ValueError("names no host (https://HOST:9443)")
-        if not _is_host(parts.hostname):  # dialled as it is written: an empty label fails deep in idna
+        if not is_host(parts.hostname):  # dialled as it is written: an empty label fails deep in idna
             raise ValueError("names no usable host: a DNS name (letters, digits, '-', non-empty labels) or an "
                              "IP address")
         if parts.query or parts.fragment:  # the API paths are appended to the URL
@@ -149,7 +135,7 @@ class ClusterSettings(_Strict):
     @field_validator("fqdn", "tls_server_name")
     @classmethod
     def _host_name(cls, value: str | None) -> str | None:
-        if value is not None and not _is_host(value):  # sent in SNI and put in SANs: idna refuses it there
+        if value is not None and not is_host(value):  # sent in SNI and put in SANs: idna refuses it there
             raise ValueError(f"{value!r} is not a DNS name (letters, digits, '-', non-empty labels)")
         return value
 

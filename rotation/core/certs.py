@@ -139,6 +139,11 @@ def load_certificates(pem: str | bytes, *, where: str) -> list[x509.Certificate]
             cert.extensions  # noqa: B018
         except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
             raise CertificateError(f"certificate #{index} in {where}: its extensions cannot be read ({exc})") from None
+        try:  # likewise the key: every check compares or describes it, and RS takes only RSA and ECDSA
+            cert.public_key()
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise CertificateError(f"certificate #{index} in {where}: its key is of a type that cannot be read "
+                                   f"({exc}); RS takes RSA or ECDSA P-256/P-384 keys") from None
         certs.append(cert)
     return certs
 
@@ -390,7 +395,10 @@ def _issue_failure(cert: x509.Certificate, issuer_cert: x509.Certificate) -> str
     except (ValueError, TypeError, UnsupportedAlgorithm):
         # cryptography refuses to verify e.g. SHA-1 signatures or odd key types.
         algorithm = signature_hash_name(cert) or "unknown"
-        issuer_key = describe_key(issuer_cert.public_key())
+        try:
+            issuer_key = describe_key(issuer_cert.public_key())
+        except (ValueError, UnsupportedAlgorithm):  # a key type no library here reads (a handshake's chain)
+            issuer_key = f"unreadable {issuer_cert.public_key_algorithm_oid.dotted_string}"
         return f"signature cannot be verified ({algorithm} signature, {issuer_key} key)"
     return None
 

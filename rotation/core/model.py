@@ -85,6 +85,15 @@ class ClientCertificate:
 
 
 @dataclass(frozen=True)
+class RenewalInfo:
+    """What a CA said of a certificate's renewal (ACME Renewal Information, RFC 9773): when to renew it
+    (None: no window offered) and how long to wait before asking again (its Retry-After)."""
+
+    due_at: datetime | None
+    ask_again_in: timedelta
+
+
+@dataclass(frozen=True)
 class IssuedCert:
     """A fresh key, its leaf and the chain up to (not including) the root."""
 

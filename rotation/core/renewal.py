@@ -94,6 +94,17 @@ class RenewalWindow:
     ari_due_at: datetime | None = None
 
 
+# RFC 9773 4.3.3: a client does not ask again before the CA's Retry-After. Bounded: a CA saying "now"
+# would be asked at every scan, one saying "in a year" would never move a window it moved.
+ARI_RECHECK_MIN = timedelta(minutes=5)
+ARI_RECHECK_MAX = timedelta(hours=24)
+
+
+def ari_recheck_in(retry_after: timedelta | None) -> timedelta:
+    """How long to reuse what the CA's renewal information said (or its failure) before asking again."""
+    return min(max(retry_after or ARI_RECHECK_MIN, ARI_RECHECK_MIN), ARI_RECHECK_MAX)
+
+
 @dataclass(frozen=True)
 class Decision:
     """Whether to rotate a certificate now, and why."""
@@ -127,4 +138,5 @@ def decide(served: Sequence[ServedCert], window: RenewalWindow, now: datetime,
     return Decision(verdict, due=True, reason=reason)
 
 
-__all__ = ["Decision", "Health", "RenewalWindow", "Verdict", "decide", "due_reason", "judge", "renewal_threshold"]
+__all__ = ["ARI_RECHECK_MAX", "ARI_RECHECK_MIN", "Decision", "Health", "RenewalWindow", "Verdict",
+           "ari_recheck_in", "decide", "due_reason", "judge", "renewal_threshold"]

@@ -7,6 +7,8 @@ active node; ``proxy`` on the port of each TLS database, on the nodes that serve
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +20,28 @@ TLS_FIELDS = frozenset({
     "sentinel_ssl_policy", "control_cipher_suites", "control_cipher_suites_tls_1_3", "data_cipher_list",
     "data_cipher_suites_tls_1_3", "sentinel_cipher_suites", "sentinel_cipher_suites_tls_1_3",
 })
+
+
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+
+
+def is_host(host: str) -> bool:
+    """An IP address, or a DNS name whose every label is 1-63 letters, digits, '_' or inner '-'."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        labels = host.removesuffix(".").split(".")
+        return len(host) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
+
+
+def not_a_host(host: str, sni: str | None = None) -> str | None:
+    """Why an address RS answered (dialled as ``host``, sent as ``sni``) cannot be used, or None: a NUL or an
+    empty label raises ValueError deep in the socket and idna layers instead of failing like a dead node."""
+    for name in (host, sni or host):
+        if not is_host(name):
+            return f"{name[:100]!r} is not a host name"
+    return None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
@@ -25,7 +25,7 @@ from rotation.core import certs
 from rotation.core.clock import Clock
 from rotation.core.errors import RotationError, RotationInProgress
 from rotation.core.model import CertName, ServedCert, Trigger
-from rotation.core.renewal import Decision, Health, RenewalWindow, Verdict, decide, judge
+from rotation.core.renewal import Decision, Health, RenewalWindow, Verdict, ari_recheck_in, decide, judge
 from rotation.core.targets import database_key
 from rotation.usecases.held_check import held_certificates
 
@@ -114,7 +114,7 @@ def scan_cluster(ctx: ServiceContext, cluster: str) -> ScanResult:
     decisions = {}
     for state in states:
         plan = inventory.plan(cluster, state.cert_name)
-        window = RenewalWindow(plan.renew_before, _ari_due_at(ctx, inventory, plan.issuer, state))
+        window = RenewalWindow(plan.renew_before, _ari_due_at(ctx, inventory, plan.issuer, state, moment))
         next_attempt = next_attempts.get(str(state.cert_name))
         alias = aliases.get(str(state.cert_name))
         if alias:  # one certificate, one lock (DatabaseTarget.lock_name): one rotation
@@ -165,17 +165,42 @@ def scan_and_queue(ctx: ServiceContext, cluster: str, queue: RotationQueue,
 
 
 def _ari_due_at(ctx: ServiceContext, inventory: Inventory, issuer_name: str | None,
-                state: CertState) -> datetime | None:
-    """The CA's renewal window for what is served (ACME Renewal Information), when its issuer offers one."""
+                state: CertState, now: datetime) -> datetime | None:
+    """The CA's renewal window for what is served (ACME Renewal Information), when its issuer offers one.
+    What the CA said is kept in the certificate's state (``ari``) and reused until it may be asked again
+    (its Retry-After, bounded: ``ari_recheck_in``), so scans every few minutes do not hammer it."""
     served = next((s for s in state.served if s.ok and s.leaf_der), None)
     if not issuer_name or served is None or served.leaf_der is None:
         return None
+    cluster, cert_name = state.cluster, str(state.cert_name)
+    kept = ctx.state.state(cluster, cert_name).get("ari")
+    kept_due = None
+    if isinstance(kept, dict) and kept.get("for") == served.fingerprint:  # another certificate: ask anew
+        try:
+            kept_due = datetime.fromisoformat(kept["due_at"]) if kept.get("due_at") else None
+            if datetime.fromisoformat(kept["ask_again"]) > now:
+                return kept_due
+        except (KeyError, TypeError, ValueError):
+            kept_due = None  # unreadable: ask again
     try:
         issuer = ctx.issuers.issuer(inventory, issuer_name)
-        return issuer.renewal_due_at(certs.cert_to_pem(x509.load_der_x509_certificate(served.leaf_der)))
+        info = issuer.renewal_info(certs.cert_to_pem(x509.load_der_x509_certificate(served.leaf_der)))
     except RotationError as exc:
-        log.warning("renewal info for %s/%s unavailable: %s", state.cluster, state.cert_name, exc.message)
+        log.warning("renewal info for %s/%s unavailable: %s", cluster, cert_name, exc.message)
+        # not asked again before its Retry-After either; the window it gave before still holds
+        wait = timedelta(seconds=exc.retry_after) if exc.retry_after else None
+        _keep_ari(ctx, state, served.fingerprint, kept_due, now + ari_recheck_in(wait))
+        return kept_due
+    if info is None:
         return None
+    _keep_ari(ctx, state, served.fingerprint, info.due_at, now + ari_recheck_in(info.ask_again_in))
+    return info.due_at
+
+
+def _keep_ari(ctx: ServiceContext, state: CertState, fingerprint: str | None, due_at: datetime | None,
+              ask_again: datetime) -> None:
+    ctx.state.update_state(state.cluster, str(state.cert_name), ari={
+        "for": fingerprint, "due_at": due_at.isoformat() if due_at else None, "ask_again": ask_again.isoformat()})
 
 
 def _save_scan(ctx: ServiceContext, cluster: str, states: list[CertState], now: datetime,

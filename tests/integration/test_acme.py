@@ -7,6 +7,7 @@ speaking just enough ACME (real HTTP through the real ``acme`` client).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import secrets
@@ -22,7 +23,8 @@ import pytest
 import yaml
 from acme import messages
 from support.acme import EAB_KID, TSIG_NAME, ZONE, NamedServer, PebbleServer
-from support.cluster import write_inventory
+from support.clock import FakeClock
+from support.cluster import start_simulator, write_inventory
 from support.processes import free_port
 from support.rotate import rotate_here
 
@@ -37,9 +39,12 @@ from rotation.config import Inventory, load_inventory
 from rotation.core import certs
 from rotation.core.errors import IssuerError
 from rotation.core.model import CertName, CertRequest, KeyType, Outcome, RotationRecord
+from rotation.core.renewal import ARI_RECHECK_MAX, ARI_RECHECK_MIN
 from rotation.core.retry import MAX_RETRY_AFTER, backoff_delay, rotation_countdown
 from rotation.simulator import ClusterSimulator
+from rotation.usecases.context import ServiceContext
 from rotation.usecases.rotate.run import RotationOptions
+from rotation.usecases.scan import scan_cluster
 
 HOSTS = (ZONE, f"*.{ZONE}")
 
@@ -271,6 +276,9 @@ class _FakeCA(ThreadingHTTPServer):
         self.windows: dict[str, dict[str, str]] = {}
         self.with_ari = True
         self.retry_after = "90"  # what a rate-limited POST says
+        self.ari_retry_after = "21600"  # what a renewalInfo answer says
+        self.ari_requests = 0
+        self.ari_broken = False  # renewalInfo answers 500
 
     @property
     def url(self) -> str:
@@ -304,7 +312,13 @@ class _FakeHandler(BaseHTTPRequestHandler):
                 directory["renewalInfo"] = f"{base}/renewal-info"
             self._send(200, directory)
         elif self.path.startswith("/renewal-info/"):
-            self._send(200, {"suggestedWindow": self.server.windows["current"]}, headers={"Retry-After": "21600"})
+            self.server.ari_requests += 1
+            if self.server.ari_broken:
+                self._send(500, {"type": "urn:ietf:params:acme:error:serverInternal", "detail": "down"},
+                           "application/problem+json")
+                return
+            self._send(200, {"suggestedWindow": self.server.windows["current"]},
+                       headers={"Retry-After": self.server.ari_retry_after})
         else:
             self._send(404, {"type": "urn:ietf:params:acme:error:malformed", "detail": "no such resource"},
                        "application/problem+json")
@@ -403,15 +417,68 @@ def test_ari_window_decides_renewal_and_absent_ari_is_none(
     fake_ca.windows["current"] = {"start": start.isoformat().replace("+00:00", "Z"),
                                   "end": end.isoformat().replace("+00:00", "Z")}
     issuer = AcmeIssuer("ca", f"{fake_ca.url}/dir", challenge="http-01")
-    due = issuer.renewal_due_at(leaf)
+    info = issuer.renewal_info(leaf)
+    assert info is not None and info.ask_again_in > timedelta(hours=5)  # the CA's Retry-After: 6 h
+    due = info.due_at
     assert due is not None and due.tzinfo is not None and due.utcoffset() == timedelta(0)
     assert start <= due <= end
 
     fake_ca.with_ari = False
-    assert issuer.renewal_due_at(leaf) is None
+    assert (absent := issuer.renewal_info(leaf)) is not None and absent.due_at is None
     # Pebble 2.4.0 offers no renewalInfo either: the configured renew_before applies.
-    assert AcmeIssuer("p", pebble.directory_url, challenge="http-01",
-                      ca_bundle=pebble.tls_cert).renewal_due_at(leaf) is None
+    from_pebble = AcmeIssuer("p", pebble.directory_url, challenge="http-01",
+                             ca_bundle=pebble.tls_cert).renewal_info(leaf)
+    assert from_pebble is not None and from_pebble.due_at is None
+
+
+@pytest.mark.parametrize(("header", "reuse"), [("21600", timedelta(hours=6)), ("5", timedelta(minutes=5)),
+                                               ("864000", timedelta(hours=24))],
+                         ids=["as-the-ca-says", "at-least-minutes", "at-most-a-day"])
+def test_scans_reuse_renewal_info_until_retry_after(
+    tmp_path: Path, ca_files: tuple[Path, Path], fake_ca: _FakeCA, service_env: dict[str, str],
+    header: str, reuse: timedelta,
+) -> None:
+    """RFC 9773: a client does not ask again before Retry-After. The window the CA gave is kept per
+    certificate in the service state (Redis) and reused by every scan until then (bounded: at least minutes,
+    at most a day), so a fleet scanning every few minutes does not hammer the CA."""
+    simulator = start_simulator(tmp_path / "long", expires_in=timedelta(days=200))  # not due by renew_before
+    path = write_inventory(tmp_path / "ari.yaml", simulator, ca_files)
+    data = yaml.safe_load(path.read_text())
+    data["issuers"]["ca"] = {"type": "acme", "directory": f"{fake_ca.url}/dir", "challenge": "http-01"}
+    data["clusters"]["sim"].update(issuer="ca", certificates={"api": {"hosts": [ZONE]}})
+    path.write_text(yaml.safe_dump(data))
+    inventory = load_inventory(path)
+    fake_ca.ari_retry_after = header
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = now + timedelta(days=5)
+    fake_ca.windows["current"] = {"start": start.isoformat().replace("+00:00", "Z"),
+                                  "end": (start + timedelta(hours=1)).isoformat().replace("+00:00", "Z")}
+    clock = FakeClock(now)
+    with simulator_stopped(simulator), ServiceContext(inventory=lambda: inventory, clock=clock) as ctx:
+        assert not scan_cluster(ctx, "sim").decisions[CertName.API].due
+        assert fake_ca.ari_requests == 1
+        clock.advance(reuse.total_seconds() - 60)
+        assert not scan_cluster(ctx, "sim").decisions[CertName.API].due
+        assert fake_ca.ari_requests == 1  # before Retry-After: what the CA said is reused
+        fake_ca.windows["current"] = {"start": now.isoformat().replace("+00:00", "Z"),
+                                      "end": (now + timedelta(minutes=1)).isoformat().replace("+00:00", "Z")}
+        clock.advance(120)
+        moved = scan_cluster(ctx, "sim")
+        assert fake_ca.ari_requests == 2  # after it: asked again, and the new window decides
+        assert moved.decisions[CertName.API].due and "(ARI)" in moved.decisions[CertName.API].reason
+        fake_ca.ari_broken = True  # failing: not asked again before the next check either, the last window holds
+        clock.advance(ARI_RECHECK_MAX.total_seconds())
+        assert scan_cluster(ctx, "sim").decisions[CertName.API].due and fake_ca.ari_requests == 3
+        clock.advance(ARI_RECHECK_MIN.total_seconds() - 1)
+        assert scan_cluster(ctx, "sim").decisions[CertName.API].due and fake_ca.ari_requests == 3
+
+
+@contextlib.contextmanager
+def simulator_stopped(simulator: ClusterSimulator) -> Iterator[ClusterSimulator]:
+    try:
+        yield simulator
+    finally:
+        simulator.stop()
 
 
 # --- the service end to end: beat scans, a worker renews from Pebble ---------------------------

@@ -197,7 +197,7 @@ def test_an_ari_answer_of_the_wrong_shape_is_an_issuer_error(hostile: HostileSer
     hostile.behaviour = behave
     leaf = InternalCA("ca", *ca_files).issue(CertRequest("hostile", CertName.API, (HOST_NAME,))).leaf_pem
     with pytest.raises(IssuerError):
-        acme_issuer(hostile).renewal_due_at(leaf)
+        acme_issuer(hostile).renewal_info(leaf)
 
 
 @pytest.mark.parametrize("method", ["nodes", "databases", "certificates", "database_certificates"])

@@ -103,6 +103,33 @@ def test_a_certificate_with_a_duplicate_extension_is_that_endpoints_error(
     assert second.error and "unreachable" in second.error
 
 
+NO_HOSTS = {"nul": "127.0.0.1\x00.evil", "long-label": "a" * 64 + ".example", "empty-labels": "..",
+            "surrogate": "node\ud800"}
+
+
+@pytest.mark.parametrize("host", NO_HOSTS.values(), ids=NO_HOSTS.keys())
+def test_an_address_that_is_no_host_is_that_endpoints_error(listeners: list[Listener], host: str) -> None:
+    """RS answers the node addresses and the database names the probe and the audit dial: one that is no
+    host (a NUL, an empty or overlong label) is that endpoint's error, never an exception that takes the
+    other endpoints' results with it."""
+    listeners.append(Listener(lambda conn: conn.recv(1)))  # accepts, then drops: every handshake refused
+    good = AuditTarget("control", "api", "1", listeners[0].host, listeners[0].port)
+    targets = [AuditTarget("control", "api", "2", host, 9443), good,
+               AuditTarget("control", "api", "3", listeners[0].host, listeners[0].port, host),  # as its SNI
+               AuditTarget("sentinel", "discovery", "4", host, 8001)]
+    bad_host, seen_good, bad_sni, bad_sentinel = audit_endpoints(
+        targets, AuditOptions(timeout=5, scan_ciphers=False, self_test=False))
+    for bad in (bad_host, bad_sni, bad_sentinel):
+        assert bad.error and bad.error.startswith("unreachable") and "not a host" in bad.error, bad
+        assert "\x00" not in bad.error
+    assert seen_good.error is None and all(p.accepted is False for p in seen_good.versions), seen_good
+    first, second, third = probe_endpoints([
+        Endpoint("c", "api", "2", host, 9443), Endpoint("c", "api", "1", listeners[0].host, listeners[0].port),
+        Endpoint("c", "api", "3", listeners[0].host, listeners[0].port, host)], timeout=5)
+    assert first.error and "not a host" in first.error and third.error and "not a host" in third.error
+    assert second.error and "not a host" not in second.error  # refused, like before
+
+
 def test_a_plaintext_answer_without_an_end_of_line_is_not_a_plaintext_answer(listeners: list[Listener]) -> None:
     stop = threading.Event()
 

@@ -19,7 +19,7 @@ from rotation.adapters.state.journal import RecordJournal
 from rotation.adapters.state.local import LocalState
 from rotation.adapters.state.redis import RedisState
 from rotation.adapters.state.redis_client import connect
-from rotation.core.errors import RotationInProgress, StoreUnavailable
+from rotation.core.errors import ConfigError, RotationInProgress, StoreUnavailable
 from rotation.core.model import Outcome, RotationRecord
 
 IDENTITY = "127.0.0.1:9443"
@@ -186,6 +186,25 @@ def test_counters_notes_and_secrets(state: ServiceState) -> None:
     secrets.delete("original/x")
     assert secrets.get("original/x") is None
     state.ping()
+
+
+def test_a_secret_read_after_the_key_rotated_is_sealed_again_with_the_new_key(state: ServiceState) -> None:
+    """README: comma-separate ROTATION_SECRET_KEY to rotate it, new first. A stored secret (an ACME account,
+    a kept original) read under the new keys is sealed again with the new one (its expiry kept), so the old
+    key can be dropped; before, it stayed under the old key for good."""
+    old, new = SecretBox.generate_key().encode(), SecretBox.generate_key().encode()
+    state.secret_store(SecretBox([old])).put("acme/account", b"account key")
+    state.secret_store(SecretBox([old])).put("original/x", b"kept", ttl_seconds=3600)
+    rotated = state.secret_store(SecretBox([new, old]))
+    assert rotated.get("acme/account") == b"account key" and rotated.get("original/x") == b"kept"
+    assert rotated.get("nothing") is None
+    only_new = state.secret_store(SecretBox([new]))
+    assert only_new.get("acme/account") == b"account key" and only_new.get("original/x") == b"kept"
+    if isinstance(state, RedisState):
+        assert 3500 < state.redis.ttl("rotation:secret:original/x") <= 3600, "the expiry is kept"
+        assert state.redis.ttl("rotation:secret:acme/account") == -1
+    with pytest.raises(ConfigError, match="cannot decrypt"):  # sealed with the new key only now
+        state.secret_store(SecretBox([old])).get("acme/account")
 
 
 def test_local_pending_claims_expire_on_the_injected_clock(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
 from rotation.adapters.clock import SYSTEM_CLOCK
@@ -329,6 +329,24 @@ def test_file_issuer_malformed_files_name_the_file(byo_files, tmp_path, cert_tex
         issuer.check()
 
 
+def test_file_issuer_refuses_a_certificate_whose_key_no_library_reads(tmp_path):
+    """A key type cryptography cannot read (here an Ed25519 key under an OID no library knows) is the
+    file's error in `check` and at issue, not UnsupportedAlgorithm out of the key comparison."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "future")])
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(start).not_valid_after(start + timedelta(days=90)).sign(key, None))
+    der = cert.public_bytes(serialization.Encoding.DER).replace(b"\x06\x03\x2b\x65\x70", b"\x06\x03\x2b\x65\x72")
+    (tmp_path / "cert.pem").write_text(certs.cert_to_pem(x509.load_der_x509_certificate(der)))
+    write_key(tmp_path / "key.pem", key)
+    issuer = FileIssuer("corp", tmp_path / "cert.pem", tmp_path / "key.pem")
+    with pytest.raises(ConfigError, match=r"certificate #1 in .*cert.pem: its key .*1\.3\.101\.114"):
+        issuer.check()
+    with pytest.raises(CertificateError, match=r"cert.pem: its key"):
+        issuer.issue(REQUEST)
+
+
 def test_file_issuer_config_errors(byo_files, root, tmp_path):
     fullchain, key_file, _ = byo_files
     with pytest.raises(ConfigError, match="missing.pem: certificate file not found"):
@@ -356,7 +374,7 @@ def test_registry_knows_the_built_in_types(root, tmp_path):
         "validity": "30d"}})).issuers["lab"]
     issuer = build_issuer("lab", settings, secrets=None, clock=SYSTEM_CLOCK)
     assert isinstance(issuer, InternalCA) and isinstance(issuer, Issuer) and issuer.key_type is KeyType.RSA_2048
-    assert issuer.validity == timedelta(days=30) and issuer.renewal_due_at("any") is None
+    assert issuer.validity == timedelta(days=30) and issuer.renewal_info("any") is None
     assert issuer.ocsp_url is None
 
 

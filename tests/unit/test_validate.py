@@ -252,6 +252,34 @@ def test_ed25519_refused(pki):
     ]
 
 
+def unknown_key_type(cert: x509.Certificate) -> x509.Certificate:
+    """``cert`` (an Ed25519 key) with its key algorithm renamed to an OID no library knows (1.3.101.114):
+    a key type cryptography cannot read, as a PKI of the future (or a hostile file) may carry."""
+    der = cert.public_bytes(serialization.Encoding.DER)
+    assert der.count(b"\x06\x03\x2b\x65\x70") == 1
+    return x509.load_der_x509_certificate(der.replace(b"\x06\x03\x2b\x65\x70", b"\x06\x03\x2b\x65\x72"))
+
+
+def test_a_leaf_key_of_a_type_no_library_reads_is_refused(pki):
+    key = ed25519.Ed25519PrivateKey.generate()
+    leaf = unknown_key_type(sign(FQDN, key, pki["inter"], pki["inter_key"]))
+    issued = IssuedCert(certs.private_key_to_pem(key), certs.cert_to_pem(leaf), certs.cert_to_pem(pki["inter"]))
+    (problem,) = problems_of(issued)
+    assert problem.startswith("certificate #1 in leaf certificate: its key") and "1.3.101.114" in problem
+
+
+def test_a_chain_certificate_with_a_key_no_library_reads_is_refused(pki):
+    odd = unknown_key_type(sign("Odd Intermediate", ed25519.Ed25519PrivateKey.generate(), pki["root"],
+                                pki["root_key"], ca=True))
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = sign(FQDN, leaf_key, odd, pki["inter_key"])
+    issued = IssuedCert(certs.private_key_to_pem(leaf_key), certs.cert_to_pem(leaf), certs.cert_to_pem(odd))
+    (problem,) = problems_of(issued)
+    assert problem.startswith("certificate #1 in chain: its key") and "1.3.101.114" in problem
+    # and where a chain is judged without being loaded from PEM (a handshake's chain): a reason, not a raise
+    assert "signature cannot be verified" in certs.chain_problems([leaf, odd])[0]
+
+
 def test_p521_refused(pki):
     assert "ECDSA P-521 is not supported" in problems_of(
         bundle(pki, leaf_key=ec.generate_private_key(ec.SECP521R1()))

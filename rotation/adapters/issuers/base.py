@@ -3,16 +3,15 @@
 Like cert-manager's issuers, an issuer only sets itself up (``check``) and signs (``issue``); it
 never pushes, probes or writes records: the pipeline does that. It also says which trust anchors
 its chains lead to, and, optionally, when its CA wants a certificate renewed (ACME Renewal
-Information, RFC 9773): ``renewal_due_at`` returns None when the CA offers no such window.
+Information, RFC 9773): ``renewal_info`` returns None when the issuer never offers one.
 Which types exist: ``registry``; building one: ``factory``.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from rotation.core.model import CertRequest, IssuedCert
+from rotation.core.model import CertRequest, IssuedCert, RenewalInfo
 
 
 @runtime_checkable
@@ -36,8 +35,9 @@ class Issuer(Protocol):
         """True when the chains lead to the system's roots (a public CA) rather than to ``trust_anchors``."""
         ...
 
-    def renewal_due_at(self, leaf_pem: str) -> datetime | None:
-        """When the CA wants ``leaf_pem`` renewed (UTC); None when it offers no renewal window."""
+    def renewal_info(self, leaf_pem: str) -> RenewalInfo | None:
+        """When the CA wants ``leaf_pem`` renewed (UTC) and when to ask again; None when this issuer never
+        offers a renewal window (nothing to ask)."""
         ...
 
 

@@ -6,7 +6,6 @@ up. Whether it fits the cluster (hosts, EKU, expiry) is ``rotation.core.validate
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
@@ -14,7 +13,7 @@ from cryptography import x509
 from rotation.config.files import read_file
 from rotation.core import certs
 from rotation.core.errors import CertificateError, ConfigError
-from rotation.core.model import CertRequest, IssuedCert
+from rotation.core.model import CertRequest, IssuedCert, RenewalInfo
 
 
 class FileIssuer:
@@ -65,7 +64,7 @@ class FileIssuer:
 
     public_roots = False
 
-    def renewal_due_at(self, leaf_pem: str) -> datetime | None:
+    def renewal_info(self, leaf_pem: str) -> RenewalInfo | None:
         return None  # another process renews these files: renew_before decides when to push them
 
     def _certificates(self) -> tuple[x509.Certificate, list[x509.Certificate]]:

@@ -19,7 +19,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 from rotation.config.files import read_file
 from rotation.core import certs
 from rotation.core.errors import CertificateError, ConfigError, IssuerError, OverwriteRefused
-from rotation.core.model import CertRequest, IssuedCert, KeyType
+from rotation.core.model import CertRequest, IssuedCert, KeyType, RenewalInfo
 
 DEFAULT_VALIDITY = timedelta(days=90)
 CLOCK_SKEW = timedelta(minutes=5)  # backdate notBefore so nodes with a slow clock accept the cert
@@ -96,7 +96,7 @@ class InternalCA:
 
     public_roots = False
 
-    def renewal_due_at(self, leaf_pem: str) -> datetime | None:
+    def renewal_info(self, leaf_pem: str) -> RenewalInfo | None:
         return None  # no renewal window: renew_before decides
 
     def issue(self, request: CertRequest) -> IssuedCert:

@@ -352,6 +352,11 @@ _RELEASE_SCHEDULE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end
 return 0
 """
+# KEYS secret; ARGV the token read, the same secret sealed with the current key
+_RESEAL = """
+if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('set', KEYS[1], ARGV[2], 'KEEPTTL') end
+return 0
+"""
 # KEYS scan, scan index; ARGV cluster, then field/value pairs -> the warning_keys stored before them
 _SWAP_WARNINGS = """
 local before = redis.call('hget', KEYS[1], 'warning_keys')
@@ -406,7 +411,12 @@ class RedisSecretStore:
 
     def get(self, key: str) -> bytes | None:
         token = self.redis.get(_key("secret", key))
-        return self.box.decrypt(token.encode(), what=f"secret {key!r}") if token else None
+        if not token:
+            return None
+        plaintext, resealed = self.box.unseal(token.encode(), what=f"secret {key!r}")
+        if resealed is not None:  # sealed by a rotated-out key: the new one, expiry kept, unless put meanwhile
+            self.redis.eval(_RESEAL, 1, _key("secret", key), token, resealed.decode())
+        return plaintext
 
     def delete(self, key: str) -> None:
         self.redis.delete(_key("secret", key))

@@ -43,7 +43,7 @@ from rotation.adapters.tls import aio
 from rotation.core.model import CertName
 from rotation.core.tls_drift import AuditTarget, EndpointTLS, VersionProbe
 from rotation.core.tls_rules import AUDITED_VERSIONS, key_type_of
-from rotation.core.topology import ClusterView
+from rotation.core.topology import ClusterView, not_a_host
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,8 @@ async def _close(writer: asyncio.StreamWriter) -> None:
 
 async def handshake(target: AuditTarget, context: ssl.SSLContext, timeout: float) -> _Handshake:
     """Connect, then upgrade: a failed connect is "unreachable", a failed upgrade is "refused"."""
+    if problem := not_a_host(target.host, target.sni):
+        return _Handshake(None, error=f"unreachable: {problem}")
     try:
         async with asyncio.timeout(timeout):
             _, writer = await asyncio.open_connection(target.host, target.port)
@@ -148,6 +150,8 @@ async def handshake(target: AuditTarget, context: ssl.SSLContext, timeout: float
 
 async def plaintext_accepted(target: AuditTarget, timeout: float) -> bool | None:
     """Does the (RESP) service answer a plain ``PING``? None when it cannot be reached."""
+    if not_a_host(target.host):
+        return None
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(target.host, target.port)

@@ -21,6 +21,7 @@ from cryptography import x509
 from rotation.adapters.tls import aio
 from rotation.core import certs
 from rotation.core.model import Endpoint, ServedCert
+from rotation.core.topology import not_a_host
 
 _TLS_NAMES = {"TLSv1": "1.0", "TLSv1.1": "1.1", "TLSv1.2": "1.2", "TLSv1.3": "1.3"}
 
@@ -83,6 +84,8 @@ def describe_served(endpoint: Endpoint, leaf_der: bytes, chain: tuple[bytes, ...
 async def probe(endpoint: Endpoint, *, timeout: float = 5.0, context: ssl.SSLContext | None = None) -> ServedCert:
     """One fresh handshake. Never raises for network or TLS failures: see ``ServedCert.error``."""
     writer: asyncio.StreamWriter | None = None
+    if problem := not_a_host(endpoint.host, endpoint.sni):
+        return ServedCert(endpoint=endpoint, error=f"unreachable: {problem}")
     try:
         async with asyncio.timeout(timeout):
             _, writer = await asyncio.open_connection(

@@ -37,7 +37,7 @@ from rotation.config.files import read_file
 from rotation.core import certs
 from rotation.core.clock import Clock
 from rotation.core.errors import CertificateError, ConfigError, IssuerError, RotationError
-from rotation.core.model import CertRequest, IssuedCert, KeyType
+from rotation.core.model import CertRequest, IssuedCert, KeyType, RenewalInfo
 from rotation.core.redaction import redact_url
 from rotation.core.retry import MAX_RETRY_AFTER
 
@@ -324,12 +324,13 @@ class AcmeIssuer:
 
     # --- ARI (RFC 9773) --------------------------------------------------------------------
 
-    def renewal_due_at(self, leaf_pem: str) -> datetime | None:
-        """When the CA suggests renewing (UTC), or None when it offers no renewal information."""
+    def renewal_info(self, leaf_pem: str) -> RenewalInfo | None:
+        """When the CA suggests renewing (UTC; None when it offers no renewal information), and when it
+        wants to be asked again (its Retry-After, or acme's default of 6 h)."""
         with self._network(None) as net:
             try:
                 acme = client.ClientV2(self._directory(net), net)
-                renew_at, _next_check = acme.renewal_time(leaf_pem.encode())
+                renew_at, next_check = acme.renewal_time(leaf_pem.encode())
             except errors.ARIError as exc:
                 wait = max(0.0, (_utc(exc.retry_after) - self.clock.now()).total_seconds())
                 raise IssuerError(f"ACME {self.shown_directory}: renewal information unavailable "
@@ -337,7 +338,9 @@ class AcmeIssuer:
                                   retry_after=wait) from exc
             except (errors.Error, requests.RequestException, jose.errors.Error, *MISSHAPEN) as exc:
                 raise translate_error(exc, context=f"ACME {self.shown_directory}: renewal information") from exc
-        return _utc(renew_at) if renew_at is not None else None
+        # acme counts from its own (real) clock, not ours: a duration, not a moment
+        return RenewalInfo(_utc(renew_at) if renew_at is not None else None,
+                           _utc(next_check) - datetime.now(UTC))
 
     # --- the order -------------------------------------------------------------------------
 
