@@ -247,3 +247,34 @@ def test_a_journaled_record_never_overwrites_one_another_host_ended(own_redis: R
     assert [r.id for r in host1.history()] == ["r1"]  # host 1 reaches Redis again: its journal is written back
     assert host2.get("r1").outcome is Outcome.ROLLED_BACK  # type: ignore[union-attr]
     assert not RecordJournal(tmp_path / "host1").has_pending()
+
+
+def test_local_secrets_written_by_many_threads_at_once_are_never_lost_nor_torn(tmp_path: Path) -> None:
+    """A worker's thread pool writes secrets at once (the same key: a retry; other keys: other
+    certificates): every write lands whole, and the last value stored is one that was written."""
+    store = LocalState(tmp_path, FakeClock()).secret_store(SecretBox([SecretBox.generate_key().encode()]))
+    threads, rounds = 4, 50
+    barrier = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def write(number: int) -> None:
+        try:
+            for round_ in range(rounds):
+                barrier.wait()
+                store.put("original/shared", f"{number}-{round_}".encode() * 500)
+                store.put(f"original/own-{number}", f"{round_}".encode() * 500)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+            barrier.abort()
+
+    workers = [threading.Thread(target=write, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+    last = store.get("original/shared")
+    assert last in {f"{n}-{rounds - 1}".encode() * 500 for n in range(threads)}
+    for number in range(threads):
+        assert store.get(f"original/own-{number}") == f"{rounds - 1}".encode() * 500
+    assert sorted(p.suffix for p in (tmp_path / "secrets").iterdir()) == [".enc"] * (threads + 1)
