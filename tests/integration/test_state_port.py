@@ -278,3 +278,25 @@ def test_local_secrets_written_by_many_threads_at_once_are_never_lost_nor_torn(t
     for number in range(threads):
         assert store.get(f"original/own-{number}") == f"{rounds - 1}".encode() * 500
     assert sorted(p.suffix for p in (tmp_path / "secrets").iterdir()) == [".enc"] * (threads + 1)
+
+
+def test_the_next_attempt_metric_ends_when_the_moment_has_passed_as_status_says(state: ServiceState) -> None:
+    """`rotation status` drops a backoff whose next attempt has passed (the scans no longer skip the
+    certificate); the metric went on exporting that past moment, so an alert on it never resolved."""
+    from prometheus_client import generate_latest
+
+    from rotation.adapters.metrics import registry_for
+
+    clock = FakeClock()
+    state.update_state("east", "cm", failures=2, next_attempt=(clock.now() + timedelta(minutes=5)).isoformat())
+
+    def samples() -> list[str]:
+        return [line for line in generate_latest(registry_for(state, clock)).decode().splitlines()
+                if line.startswith("rotation_certificate_next_attempt_timestamp_seconds{")]
+
+    (line,) = samples()
+    assert float(line.split()[-1]) == (clock.now() + timedelta(minutes=5)).timestamp()
+    clock.advance(5 * 60)
+    assert samples() == []
+    assert any(line.startswith('rotation_certificate_failures{cert="cm",cluster="east"} 2.0')
+               for line in generate_latest(registry_for(state, clock)).decode().splitlines())
