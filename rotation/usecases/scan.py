@@ -101,6 +101,11 @@ def scan_cluster(ctx: ServiceContext, cluster: str) -> ScanResult:
     """Probe every managed certificate of one cluster, store what each node serves, and decide which
     certificates to rotate now."""
     inventory = ctx.inventory()
+    # Beat scans every cluster of the inventory: one taken out of it leaves `status` and the metrics here
+    # (its expiry alerts would fire for ever). Its records, history and counters stay.
+    forgotten = ctx.state.forget_clusters(inventory.clusters)
+    if forgotten:
+        log.info("forgot the state of %s: no longer in the inventory", ", ".join(forgotten))
     try:
         with ctx.sessions.open(inventory, cluster) as session:
             states = cluster_states(inventory, session, ctx.clock)

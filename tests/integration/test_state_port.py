@@ -300,3 +300,16 @@ def test_the_next_attempt_metric_ends_when_the_moment_has_passed_as_status_says(
     assert samples() == []
     assert any(line.startswith('rotation_certificate_failures{cert="cm",cluster="east"} 2.0')
                for line in generate_latest(registry_for(state, clock)).decode().splitlines())
+
+
+def test_clusters_no_longer_in_the_inventory_are_forgotten_records_and_counters_stay(state: ServiceState) -> None:
+    state.save_scan("east", {"cm": {"health": "ok"}})
+    state.save_scan("west", {"cm": {"health": "ok"}, "api": {"health": "ok"}})
+    state.update_state("west", "proxy", failures=1)
+    state.record_policy_audit("north", drift=1, errors=0, summary="cm 1.1")
+    state.save(record("a"))
+    state.count_rotation(record("a"))
+    assert state.forget_clusters(["east"]) == ["north", "west"]
+    assert set(state.all_states()) == {("east", "cm")} and set(state.scans()) == {"east"}
+    assert state.get("a") is not None and state.stats()["count|east|cm|verified"] == "1"
+    assert state.forget_clusters(["east"]) == []
