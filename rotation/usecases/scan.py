@@ -26,7 +26,7 @@ from rotation.core.clock import Clock
 from rotation.core.errors import RotationError, RotationInProgress
 from rotation.core.model import CertName, ServedCert, Trigger
 from rotation.core.renewal import Decision, Health, RenewalWindow, Verdict, decide, judge
-from rotation.core.targets import database_key
+from rotation.core.targets import database_key, database_target
 from rotation.usecases.held_check import held_certificates
 
 if TYPE_CHECKING:  # annotations only: `rotation check` needs neither the service's state nor its queue
@@ -111,11 +111,13 @@ def scan_cluster(ctx: ServiceContext, cluster: str) -> ScanResult:
             states = cluster_states(inventory, session, ctx.clock)
             held = held_certificates(inventory, session, ctx.clock.now(), earliest_expiry(states), prefer_health=True)
             aliases = _database_aliases(session, states)
+            locks = _database_locks(session, states)
     except RotationError as exc:
         ctx.state.record_scan(cluster, ok=False, error=exc.message)
         raise
     moment = ctx.clock.now()
-    next_attempts, new_warnings = _save_scan(ctx, cluster, states, moment, {w.key: w.text for w in held.found})
+    next_attempts, new_warnings = _save_scan(ctx, cluster, states, moment, {w.key: w.text for w in held.found},
+                                             locks)
     decisions = {}
     for state in states:
         plan = inventory.plan(cluster, state.cert_name)
@@ -143,6 +145,18 @@ def _database_aliases(session: ClusterSession, states: Sequence[CertState]) -> d
             if name != str(state.cert_name):
                 aliases[str(state.cert_name)] = name
     return aliases
+
+
+def _database_locks(session: ClusterSession, states: Sequence[CertState]) -> dict[str, str]:
+    """``db:<key>`` targets -> the name their rotations lock (``DatabaseTarget.lock_name``: RS's name for the
+    database), kept with the scan so `status` finds the holder of ``db:7``'s lock without a REST call."""
+    locks = {}
+    for state in states:
+        key = database_key(str(state.cert_name))
+        database = session.view().database(key) if key else None
+        if database is not None:
+            locks[str(state.cert_name)] = database_target(database.name)
+    return locks
 
 
 def scan_and_queue(ctx: ServiceContext, cluster: str, queue: RotationQueue,
@@ -184,7 +198,7 @@ def _ari_due_at(ctx: ServiceContext, inventory: Inventory, issuer_name: str | No
 
 
 def _save_scan(ctx: ServiceContext, cluster: str, states: list[CertState], now: datetime,
-               warnings: dict[str, str]) -> SavedScan:
+               warnings: dict[str, str], locks: dict[str, str]) -> SavedScan:
     """What every node serves, per certificate, for `status` and the metrics, and the scan's warnings
     (one Redis round trip)."""
     return ctx.state.save_scan(cluster, {
@@ -194,6 +208,7 @@ def _save_scan(ctx: ServiceContext, cluster: str, states: list[CertState], now: 
             "health": str(state.health),
             "reason": state.verdict.reason,
             "last_scan": now.isoformat(),
+            **({"lock_name": locks[str(state.cert_name)]} if str(state.cert_name) in locks else {}),
         }
         for state in states
     }, warnings)
