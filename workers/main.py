@@ -90,13 +90,14 @@ def _serve_metrics(port: int, address: str) -> None:
     from rotation.core.errors import RotationError
     from rotation.usecases.context import ServiceContext
 
-    state = ServiceContext().state
+    ctx = ServiceContext()
+    state = ctx.state
     try:
         state.ping()  # metrics are read from the service's state: without it, one line and exit 2
     except RotationError as exc:
         raise fail(exc.message) from None
     try:
-        start_http_server(port, addr=address, registry=registry_for(state))
+        start_http_server(port, addr=address, registry=registry_for(state, ctx.clock))
     except OSError as exc:  # taken, or an address this host does not have: one line, exit 2
         raise fail(f"cannot listen on {address}:{port} for metrics: {exc.strerror or exc}") from None
 

@@ -14,7 +14,9 @@ from datetime import datetime
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.adapters.state.base import DURATION_BUCKETS, ServiceState
+from rotation.core.clock import Clock
 from rotation.core.model import split_endpoint_label
 
 # node: the node's uid ("cluster" for the REST copy); address: the host dialled; endpoint: host:port
@@ -22,8 +24,9 @@ ENDPOINT_LABELS = ["cluster", "cert", "node", "address", "endpoint"]
 
 
 class StateCollector(Collector):
-    def __init__(self, store: ServiceState) -> None:
+    def __init__(self, store: ServiceState, clock: Clock = SYSTEM_CLOCK) -> None:
         self.store = store
+        self.clock = clock
 
     def collect(self) -> Iterator:  # noqa: C901 - one block per metric family keeps it readable
         expiry = GaugeMetricFamily("rotation_certificate_expiry_timestamp_seconds",
@@ -37,6 +40,7 @@ class StateCollector(Collector):
         next_attempt = GaugeMetricFamily("rotation_certificate_next_attempt_timestamp_seconds",
                                          "Earliest next rotation attempt of a certificate that is backing off",
                                          labels=["cluster", "cert"])
+        now = self.clock.now()
         for (cluster, cert), state in self.store.all_states().items():
             intended = state.get("intended")
             for label, not_after in (state.get("not_after") or {}).items():
@@ -47,8 +51,9 @@ class StateCollector(Collector):
                     match.add_metric([cluster, cert, *split_endpoint_label(label)],
                                      1.0 if fingerprint == intended else 0.0)
             failures.add_metric([cluster, cert], float(state.get("failures") or 0))
-            if state.get("next_attempt"):
-                next_attempt.add_metric([cluster, cert], datetime.fromisoformat(state["next_attempt"]).timestamp())
+            # a moment that has passed no longer holds the certificate back: no sample (as `status` says)
+            if state.get("next_attempt") and (moment := datetime.fromisoformat(state["next_attempt"])) > now:
+                next_attempt.add_metric([cluster, cert], moment.timestamp())
         yield from (expiry, match, failures, next_attempt)
 
         scans = GaugeMetricFamily("rotation_last_successful_scan_timestamp_seconds",
@@ -90,7 +95,7 @@ class StateCollector(Collector):
         yield duration
 
 
-def registry_for(store: ServiceState) -> CollectorRegistry:
+def registry_for(store: ServiceState, clock: Clock = SYSTEM_CLOCK) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StateCollector(store))
+    registry.register(StateCollector(store, clock))
     return registry

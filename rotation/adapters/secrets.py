@@ -8,8 +8,10 @@ ciphertext; a wrong or missing key is a clear ConfigError, never a silent plaint
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
+import tempfile
 import threading
 from pathlib import Path
 from typing import Protocol
@@ -128,11 +130,19 @@ class LocalSecretStore:
     def put(self, key: str, value: bytes, *, ttl_seconds: int | None = None) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self.directory / _file_name(key)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(self.box.encrypt(value))
-        os.replace(tmp, path)
+        # A temporary file of this write alone (mkstemp: 0600, never an existing file): a worker's threads
+        # writing at once never truncate or rename each other's; a crash leaves the old value or the new one.
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{path.stem}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(self.box.encrypt(value))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def get(self, key: str) -> bytes | None:
         path = self.directory / _file_name(key)

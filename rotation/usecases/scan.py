@@ -26,7 +26,7 @@ from rotation.core.clock import Clock
 from rotation.core.errors import RotationError, RotationInProgress
 from rotation.core.model import CertName, ServedCert, Trigger
 from rotation.core.renewal import Decision, Health, RenewalWindow, Verdict, ari_recheck_in, decide, judge
-from rotation.core.targets import database_key
+from rotation.core.targets import database_key, database_target
 from rotation.usecases.held_check import held_certificates
 
 if TYPE_CHECKING:  # annotations only: `rotation check` needs neither the service's state nor its queue
@@ -101,16 +101,23 @@ def scan_cluster(ctx: ServiceContext, cluster: str) -> ScanResult:
     """Probe every managed certificate of one cluster, store what each node serves, and decide which
     certificates to rotate now."""
     inventory = ctx.inventory()
+    # Beat scans every cluster of the inventory: one taken out of it leaves `status` and the metrics here
+    # (its expiry alerts would fire for ever). Its records, history and counters stay.
+    forgotten = ctx.state.forget_clusters(inventory.clusters)
+    if forgotten:
+        log.info("forgot the state of %s: no longer in the inventory", ", ".join(forgotten))
     try:
         with ctx.sessions.open(inventory, cluster) as session:
             states = cluster_states(inventory, session, ctx.clock)
             held = held_certificates(inventory, session, ctx.clock.now(), earliest_expiry(states), prefer_health=True)
             aliases = _database_aliases(session, states)
+            locks = _database_locks(session, states)
     except RotationError as exc:
         ctx.state.record_scan(cluster, ok=False, error=exc.message)
         raise
     moment = ctx.clock.now()
-    next_attempts, new_warnings = _save_scan(ctx, cluster, states, moment, {w.key: w.text for w in held.found})
+    next_attempts, new_warnings = _save_scan(ctx, cluster, states, moment, {w.key: w.text for w in held.found},
+                                             locks)
     decisions = {}
     for state in states:
         plan = inventory.plan(cluster, state.cert_name)
@@ -138,6 +145,18 @@ def _database_aliases(session: ClusterSession, states: Sequence[CertState]) -> d
             if name != str(state.cert_name):
                 aliases[str(state.cert_name)] = name
     return aliases
+
+
+def _database_locks(session: ClusterSession, states: Sequence[CertState]) -> dict[str, str]:
+    """``db:<key>`` targets -> the name their rotations lock (``DatabaseTarget.lock_name``: RS's name for the
+    database), kept with the scan so `status` finds the holder of ``db:7``'s lock without a REST call."""
+    locks = {}
+    for state in states:
+        key = database_key(str(state.cert_name))
+        database = session.view().database(key) if key else None
+        if database is not None:
+            locks[str(state.cert_name)] = database_target(database.name)
+    return locks
 
 
 def scan_and_queue(ctx: ServiceContext, cluster: str, queue: RotationQueue,
@@ -204,7 +223,7 @@ def _keep_ari(ctx: ServiceContext, state: CertState, fingerprint: str | None, du
 
 
 def _save_scan(ctx: ServiceContext, cluster: str, states: list[CertState], now: datetime,
-               warnings: dict[str, str]) -> SavedScan:
+               warnings: dict[str, str], locks: dict[str, str]) -> SavedScan:
     """What every node serves, per certificate, for `status` and the metrics, and the scan's warnings
     (one Redis round trip)."""
     return ctx.state.save_scan(cluster, {
@@ -214,6 +233,7 @@ def _save_scan(ctx: ServiceContext, cluster: str, states: list[CertState], now: 
             "health": str(state.health),
             "reason": state.verdict.reason,
             "last_scan": now.isoformat(),
+            **({"lock_name": locks[str(state.cert_name)]} if str(state.cert_name) in locks else {}),
         }
         for state in states
     }, warnings)

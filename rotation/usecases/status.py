@@ -15,14 +15,18 @@ def _short_time(value: str | None) -> str | None:
     return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _lock_holders(ctx: ServiceContext, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    """Who holds each (cluster, cert) lock; locks are keyed by the cluster's identity (its REST URL)."""
+def _lock_holders(ctx: ServiceContext, states: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """Who holds each (cluster, cert) lock; locks are keyed by the cluster's identity (its REST URL) and the
+    name the rotation locks (a database's: RS's name for it, which the scan kept: ``db:7`` locks ``db:orders``)."""
     try:
         clusters = ctx.inventory().clusters
     except ConfigError:
         return {}  # no inventory here: the rotations in flight still show through their pending markers
-    keyed = {(clusters[name].identity, cert): (name, cert) for name, cert in pairs if name in clusters}
-    return {keyed[key]: holder for key, holder in ctx.state.lock_holders(list(keyed)).items()}
+    keyed: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for (name, cert), state in states.items():
+        if name in clusters:
+            keyed.setdefault((clusters[name].identity, str(state.get("lock_name") or cert)), []).append((name, cert))
+    return {pair: holder for key, holder in ctx.state.lock_holders(list(keyed)).items() for pair in keyed[key]}
 
 
 def _backoff(state: dict[str, Any], now: datetime) -> dict[str, Any] | None:
@@ -40,7 +44,7 @@ def service_status(ctx: ServiceContext, cluster: str | None = None) -> dict[str,
     pending = store.pending()
     scans = store.scans()
     inventory_problems = store.inventory_problems()
-    holders = _lock_holders(ctx, list(states))
+    holders = _lock_holders(ctx, states)
     now = ctx.clock.now()
     rows = []
     for (name, cert), state in sorted(states.items()):

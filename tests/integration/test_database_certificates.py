@@ -135,3 +135,23 @@ def test_one_database_under_two_inventory_keys_is_one_lock(sim: ClusterSimulator
         record = rotate(by_uid, "db:1")
     assert record.outcome is Outcome.REFUSED and "already in progress (rotation of db:db1)" in (record.error or "")
     assert sim.database_certs.requests == []
+
+
+def test_status_names_who_holds_the_lock_of_a_database_listed_by_uid(sim: ClusterSimulator,
+                                                                      ca_files: tuple[Path, Path],
+                                                                      tmp_path: Path, state_dir: Path) -> None:
+    """A database's rotation locks it under the name RS gives it (`db:db1`); the inventory lists it by uid
+    (`db:1`), and `status` looked for a `db:1` lock: the rotation running on it was not shown. The scan
+    keeps the database's lock name, and status reads the holder under it (no REST call)."""
+    from rotation.usecases.status import service_status
+
+    by_uid = load_inventory(write_inventory(tmp_path / "by-uid.yaml", sim, ca_files,
+                                            cluster_overrides={"databases": {"1": {}}}))
+    identity = by_uid.cluster("sim").identity
+    with ServiceContext(inventory=lambda: by_uid) as ctx:
+        scan_cluster(ctx, "sim")
+        with ctx.state.hold(identity, "db:db1", "rotation r-1 on worker w"):
+            rows = {row["cert"]: row for row in service_status(ctx)["certificates"]}
+            assert "rotation r-1 on worker w" in (rows["db:1"]["in_flight"] or "")
+            assert rows["cm"]["in_flight"] is None
+        assert service_status(ctx)["certificates"][0]["in_flight"] is None

@@ -272,3 +272,24 @@ def test_an_acme_profile_shorter_than_renew_before_is_refused_at_load(inventory_
     data["clusters"]["sim"]["certificates"]["proxy"]["renew_before"] = "50%"  # renewed at half its life: fine
     inventory_path.write_text(yaml.safe_dump(data))
     load_inventory(inventory_path)
+
+
+def test_a_cluster_removed_from_the_inventory_leaves_status_and_the_metrics_at_the_next_scan(
+        simulator: ClusterSimulator, service_env: dict[str, str]) -> None:
+    """A cluster taken out of the inventory kept its certificates' state and its scans for good: `status`
+    and every metric (expiry, failures, last scan) went on describing a cluster nobody manages any more,
+    and its expiry alerts fired for ever. The next scan forgets the clusters the inventory no longer has."""
+    from prometheus_client import generate_latest
+
+    from rotation.adapters.metrics import registry_for
+
+    with ServiceContext() as ctx:
+        ctx.state.save_scan("gone", {"cm": {"health": "expiring", "not_after": {"cm@node1 127.0.0.9:8443":
+                                                                              "2026-01-02T00:00:00+00:00"}}})
+        ctx.state.update_state("gone", "api", failures=3)
+        assert {c["cluster"] for c in service_status(ctx)["certificates"]} == {"gone"}
+        scan_cluster(ctx, "sim")
+        status = service_status(ctx)
+        assert {c["cluster"] for c in status["certificates"]} == {"sim"} and set(status["scans"]) == {"sim"}
+        text = generate_latest(registry_for(ctx.state)).decode()
+        assert 'cluster="sim"' in text and 'cluster="gone"' not in text

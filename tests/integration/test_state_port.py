@@ -266,3 +266,69 @@ def test_a_journaled_record_never_overwrites_one_another_host_ended(own_redis: R
     assert [r.id for r in host1.history()] == ["r1"]  # host 1 reaches Redis again: its journal is written back
     assert host2.get("r1").outcome is Outcome.ROLLED_BACK  # type: ignore[union-attr]
     assert not RecordJournal(tmp_path / "host1").has_pending()
+
+
+def test_local_secrets_written_by_many_threads_at_once_are_never_lost_nor_torn(tmp_path: Path) -> None:
+    """A worker's thread pool writes secrets at once (the same key: a retry; other keys: other
+    certificates): every write lands whole, and the last value stored is one that was written."""
+    store = LocalState(tmp_path, FakeClock()).secret_store(SecretBox([SecretBox.generate_key().encode()]))
+    threads, rounds = 4, 50
+    barrier = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def write(number: int) -> None:
+        try:
+            for round_ in range(rounds):
+                barrier.wait()
+                store.put("original/shared", f"{number}-{round_}".encode() * 500)
+                store.put(f"original/own-{number}", f"{round_}".encode() * 500)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+            barrier.abort()
+
+    workers = [threading.Thread(target=write, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+    last = store.get("original/shared")
+    assert last in {f"{n}-{rounds - 1}".encode() * 500 for n in range(threads)}
+    for number in range(threads):
+        assert store.get(f"original/own-{number}") == f"{rounds - 1}".encode() * 500
+    assert sorted(p.suffix for p in (tmp_path / "secrets").iterdir()) == [".enc"] * (threads + 1)
+
+
+def test_the_next_attempt_metric_ends_when_the_moment_has_passed_as_status_says(state: ServiceState) -> None:
+    """`rotation status` drops a backoff whose next attempt has passed (the scans no longer skip the
+    certificate); the metric went on exporting that past moment, so an alert on it never resolved."""
+    from prometheus_client import generate_latest
+
+    from rotation.adapters.metrics import registry_for
+
+    clock = FakeClock()
+    state.update_state("east", "cm", failures=2, next_attempt=(clock.now() + timedelta(minutes=5)).isoformat())
+
+    def samples() -> list[str]:
+        return [line for line in generate_latest(registry_for(state, clock)).decode().splitlines()
+                if line.startswith("rotation_certificate_next_attempt_timestamp_seconds{")]
+
+    (line,) = samples()
+    assert float(line.split()[-1]) == (clock.now() + timedelta(minutes=5)).timestamp()
+    clock.advance(5 * 60)
+    assert samples() == []
+    assert any(line.startswith('rotation_certificate_failures{cert="cm",cluster="east"} 2.0')
+               for line in generate_latest(registry_for(state, clock)).decode().splitlines())
+
+
+def test_clusters_no_longer_in_the_inventory_are_forgotten_records_and_counters_stay(state: ServiceState) -> None:
+    state.save_scan("east", {"cm": {"health": "ok"}})
+    state.save_scan("west", {"cm": {"health": "ok"}, "api": {"health": "ok"}})
+    state.update_state("west", "proxy", failures=1)
+    state.record_policy_audit("north", drift=1, errors=0, summary="cm 1.1")
+    state.save(record("a"))
+    state.count_rotation(record("a"))
+    assert state.forget_clusters(["east"]) == ["north", "west"]
+    assert set(state.all_states()) == {("east", "cm")} and set(state.scans()) == {"east"}
+    assert state.get("a") is not None and state.stats()["count|east|cm|verified"] == "1"
+    assert state.forget_clusters(["east"]) == []

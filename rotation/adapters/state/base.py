@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -145,6 +146,11 @@ class ServiceState(RecordStore, Locker, Protocol):
     def record_policy_audit(self, cluster: str, *, drift: int, errors: int, summary: str) -> None: ...
 
     def scans(self) -> dict[str, dict[str, str]]: ...
+
+    def forget_clusters(self, keep: Collection[str]) -> list[str]:
+        """Drop the certificate states and scans of every cluster not in ``keep`` (the inventory); the
+        clusters dropped. Records, history and counters stay."""
+        ...
 
     def save_scan_warnings(self, cluster: str, warnings: dict[str, str]) -> list[str]:
         """Store a scan's warnings of a cluster (key -> text; `status` and the metrics read them); return the

@@ -18,7 +18,7 @@ import fcntl
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -276,6 +276,18 @@ class LocalState:
 
     def scans(self) -> dict[str, dict[str, str]]:
         return {cluster: fields for cluster, fields in sorted(self._scans.read().items()) if fields}
+
+    def forget_clusters(self, keep: Collection[str]) -> list[str]:
+        kept = set(keep)
+        with self._states.change() as states:
+            members = [m for m in states if _pair(m)[0] not in kept]
+            for member in members:
+                del states[member]
+        with self._scans.change() as scans:
+            scanned = [c for c in scans if c not in kept]
+            for cluster in scanned:
+                del scans[cluster]
+        return sorted({_pair(m)[0] for m in members} | set(scanned))
 
     def save_scan_warnings(self, cluster: str, warnings: dict[str, str]) -> list[str]:
         """Read the keys stored before and store the new ones under one lock: of two scans of a cluster at

@@ -30,6 +30,7 @@ import contextlib
 import json
 import logging
 import threading
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +262,23 @@ class RedisState:
         clusters = sorted(self.redis.smembers(_key("index", "scan")))
         values = self._pipelined("hgetall", [_key("scan", c) for c in clusters])
         return {cluster: raw for cluster, raw in zip(clusters, values, strict=True) if raw}
+
+    def forget_clusters(self, keep: Collection[str]) -> list[str]:
+        kept = set(keep)
+        members = [m for m in self.redis.smembers(_key("index", "state")) if m.split(":", 1)[0] not in kept]
+        scanned = [c for c in self.redis.smembers(_key("index", "scan")) if c not in kept]
+        if members or scanned:
+            pipe = self.redis.pipeline(transaction=True)
+            for member in members:
+                pipe.delete(_key("state", member))
+            for cluster in scanned:
+                pipe.delete(_key("scan", cluster))
+            if members:
+                pipe.srem(_key("index", "state"), *members)
+            if scanned:
+                pipe.srem(_key("index", "scan"), *scanned)
+            pipe.execute()
+        return sorted({m.split(":", 1)[0] for m in members} | set(scanned))
 
     def save_scan_warnings(self, cluster: str, warnings: dict[str, str]) -> list[str]:
         """Read the keys stored before and store the new ones in one script: of two scans of a cluster at
