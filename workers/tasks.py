@@ -24,7 +24,7 @@ from rotation.core.model import RotationRecord, Trigger
 from rotation.core.text import chat
 from rotation.usecases.rotate.record import rotate_and_record
 from rotation.usecases.rotate.run import RotationOptions
-from rotation.usecases.scan import scan_and_queue
+from rotation.usecases.scan import fleet_scan, scan_and_queue
 from rotation.usecases.tls_audit import audit_policy
 from workers.celery_app import celery_app
 from workers.chat_tasks import notifier_for
@@ -50,7 +50,10 @@ def _per_cluster(task: Task) -> list[str]:
 
 @celery_app.task(name="rotation.scan_all", ignore_result=True)
 def scan_all() -> list[str]:
-    return _per_cluster(scan_cluster_task)
+    clusters = fleet_scan(context())
+    for cluster in clusters:
+        scan_cluster_task.delay(cluster)
+    return clusters
 
 
 @celery_app.task(name="rotation.scan_cluster", bind=True, max_retries=retry.SCAN_RETRIES, acks_late=True,

@@ -97,15 +97,21 @@ class ScanResult:
         return [name for name, decision in self.decisions.items() if decision.backing_off]
 
 
+def fleet_scan(ctx: ServiceContext) -> list[str]:
+    """The clusters a fleet scan covers (beat's, every interval): the inventory's. A cluster taken out of it
+    leaves `status` and the metrics here, once per fleet scan (not per cluster: that reads every state of
+    the fleet), or its expiry alerts would fire for ever. Its records, history and counters stay."""
+    clusters = list(ctx.inventory().clusters)
+    forgotten = ctx.state.forget_clusters(clusters)
+    if forgotten:
+        log.info("forgot the state of %s: no longer in the inventory", ", ".join(forgotten))
+    return clusters
+
+
 def scan_cluster(ctx: ServiceContext, cluster: str) -> ScanResult:
     """Probe every managed certificate of one cluster, store what each node serves, and decide which
     certificates to rotate now."""
     inventory = ctx.inventory()
-    # Beat scans every cluster of the inventory: one taken out of it leaves `status` and the metrics here
-    # (its expiry alerts would fire for ever). Its records, history and counters stay.
-    forgotten = ctx.state.forget_clusters(inventory.clusters)
-    if forgotten:
-        log.info("forgot the state of %s: no longer in the inventory", ", ".join(forgotten))
     try:
         with ctx.sessions.open(inventory, cluster) as session:
             states = cluster_states(inventory, session, ctx.clock)
@@ -239,5 +245,5 @@ def _save_scan(ctx: ServiceContext, cluster: str, states: list[CertState], now: 
     }, warnings)
 
 
-__all__ = ["CertState", "ScanResult", "cluster_states", "earliest_expiry", "judge_states", "scan_and_queue",
-           "scan_cluster"]
+__all__ = ["CertState", "ScanResult", "cluster_states", "earliest_expiry", "fleet_scan", "judge_states",
+           "scan_and_queue", "scan_cluster"]

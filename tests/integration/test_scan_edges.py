@@ -25,7 +25,7 @@ from rotation.usecases.check import check_clusters
 from rotation.usecases.context import ServiceContext
 from rotation.usecases.rotate.record import rotate_and_record
 from rotation.usecases.rotate.run import RotationOptions
-from rotation.usecases.scan import scan_and_queue, scan_cluster
+from rotation.usecases.scan import fleet_scan, scan_and_queue, scan_cluster
 from rotation.usecases.status import service_status
 
 
@@ -278,7 +278,7 @@ def test_a_cluster_removed_from_the_inventory_leaves_status_and_the_metrics_at_t
         simulator: ClusterSimulator, service_env: dict[str, str]) -> None:
     """A cluster taken out of the inventory kept its certificates' state and its scans for good: `status`
     and every metric (expiry, failures, last scan) went on describing a cluster nobody manages any more,
-    and its expiry alerts fired for ever. The next scan forgets the clusters the inventory no longer has."""
+    and its expiry alerts fired for ever. The next fleet scan forgets the clusters the inventory no longer has."""
     from prometheus_client import generate_latest
 
     from rotation.adapters.metrics import registry_for
@@ -288,6 +288,7 @@ def test_a_cluster_removed_from_the_inventory_leaves_status_and_the_metrics_at_t
                                                                               "2026-01-02T00:00:00+00:00"}}})
         ctx.state.update_state("gone", "api", failures=3)
         assert {c["cluster"] for c in service_status(ctx)["certificates"]} == {"gone"}
+        assert fleet_scan(ctx) == ["sim"]
         scan_cluster(ctx, "sim")
         status = service_status(ctx)
         assert {c["cluster"] for c in status["certificates"]} == {"sim"} and set(status["scans"]) == {"sim"}
