@@ -122,12 +122,13 @@ def scan_cluster(ctx: ServiceContext, cluster: str) -> ScanResult:
         ctx.state.record_scan(cluster, ok=False, error=exc.message)
         raise
     moment = ctx.clock.now()
-    next_attempts, new_warnings = _save_scan(ctx, cluster, states, moment, {w.key: w.text for w in held.found},
-                                             locks)
+    next_attempts, new_warnings, kept_ari = _save_scan(ctx, cluster, states, moment,
+                                                       {w.key: w.text for w in held.found}, locks)
     decisions = {}
     for state in states:
         plan = inventory.plan(cluster, state.cert_name)
-        window = RenewalWindow(plan.renew_before, _ari_due_at(ctx, inventory, plan.issuer, state, moment))
+        window = RenewalWindow(plan.renew_before, _ari_due_at(ctx, inventory, plan.issuer, state, moment,
+                                                                 kept_ari.get(str(state.cert_name))))
         next_attempt = next_attempts.get(str(state.cert_name))
         alias = aliases.get(str(state.cert_name))
         if alias:  # one certificate, one lock (DatabaseTarget.lock_name): one rotation
@@ -190,15 +191,15 @@ def scan_and_queue(ctx: ServiceContext, cluster: str, queue: RotationQueue,
 
 
 def _ari_due_at(ctx: ServiceContext, inventory: Inventory, issuer_name: str | None,
-                state: CertState, now: datetime) -> datetime | None:
+                state: CertState, now: datetime, kept: Any) -> datetime | None:
     """The CA's renewal window for what is served (ACME Renewal Information), when its issuer offers one.
     What the CA said is kept in the certificate's state (``ari``) and reused until it may be asked again
-    (its Retry-After, bounded: ``ari_recheck_in``), so scans every few minutes do not hammer it."""
+    (its Retry-After, bounded: ``ari_recheck_in``), so scans every few minutes do not hammer it; ``kept`` is
+    that field as the scan read it (``SavedScan.ari``, no round trip of its own)."""
     served = next((s for s in state.served if s.ok and s.leaf_der), None)
     if not issuer_name or served is None or served.leaf_der is None:
         return None
     cluster, cert_name = state.cluster, str(state.cert_name)
-    kept = ctx.state.state(cluster, cert_name).get("ari")
     kept_due = None
     if isinstance(kept, dict) and kept.get("for") == served.fingerprint:  # another certificate: ask anew
         try:

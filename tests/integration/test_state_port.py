@@ -108,6 +108,10 @@ def test_certificate_state_scans_and_backoff(state: ServiceState) -> None:
         == {"cm": None}
     state.update_state("east", "cm", failures=2, next_attempt="2026-01-01T01:00:00+00:00", last_error="HTTP 500")
     assert state.save_scan("east", {"cm": {"health": "due"}}).next_attempts == {"cm": "2026-01-01T01:00:00+00:00"}
+    # what the CA said of the renewal (kept by a scan) comes back with the next scan's save: no read of its own
+    ari = {"for": "ab", "due_at": None, "ask_again": "2026-01-01T02:00:00+00:00"}
+    state.update_state("west", "api", ari=ari)
+    assert state.save_scan("west", {"api": {"health": "ok"}, "cm": {"health": "ok"}}).ari == {"api": ari}
     assert state.state("east", "cm") == {"health": "due", "served": {"node1": "ab"}, "failures": 2,
                                          "next_attempt": "2026-01-01T01:00:00+00:00", "last_error": "HTTP 500"}
     assert state.clear_backoff("east", "cm") == {"failures": 2, "next_attempt": "2026-01-01T01:00:00+00:00",

@@ -42,6 +42,7 @@ class SavedScan(NamedTuple):
 
     next_attempts: dict[str, str | None]  # per certificate, while it backs off after failures
     new_warnings: list[str]  # the warnings' texts the previous scan did not have
+    ari: dict[str, Any]  # per certificate, what the CA last said of its renewal (``scan._ari_due_at``), if kept
 
 
 class Lease(Protocol):

@@ -176,10 +176,11 @@ class RedisState:
     def save_scan(self, cluster: str, states: dict[str, dict[str, Any]],
                   warnings: dict[str, str] | None = None) -> base.SavedScan:
         """Store one scan of a cluster and its warnings in a single round trip; return each certificate's
-        ``next_attempt`` (set while it backs off after failures) and the warnings new to this scan."""
+        ``next_attempt`` (set while it backs off after failures), the warnings new to this scan and each
+        certificate's kept renewal information (``ari``): read in the same round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for cert_name in states:
-            pipe.hget(_key("state", cluster, cert_name), "next_attempt")
+            pipe.hmget(_key("state", cluster, cert_name), "next_attempt", "ari")
         for cert_name, fields in states.items():
             pipe.hset(_key("state", cluster, cert_name), mapping=encode_fields(fields))
         if states:  # one SADD for every certificate of the scan, not one each
@@ -189,8 +190,10 @@ class RedisState:
         if warnings is not None:
             self._swap_warnings(pipe, cluster, warnings)
         results = pipe.execute()
-        return base.SavedScan(dict(zip(states, results[: len(states)], strict=True)),
-                              base.new_warnings(results[-1], warnings) if warnings is not None else [])
+        kept = dict(zip(states, results[: len(states)], strict=True))
+        return base.SavedScan({name: fields[0] for name, fields in kept.items()},
+                              base.new_warnings(results[-1], warnings) if warnings is not None else [],
+                              {name: decode_value(fields[1]) for name, fields in kept.items() if fields[1]})
 
     def clear_state_fields(self, cluster: str, cert_name: str, *names: str) -> None:
         if names:
