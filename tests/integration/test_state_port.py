@@ -103,15 +103,19 @@ def test_a_pending_claim_refuses_a_second_one_until_released_and_follows_a_retry
     assert state.claim_pending("east", "cm", "r3", 600) is None
 
 
+def test_a_scan_save_gives_back_the_kept_renewal_information(state: ServiceState) -> None:
+    """What the CA said of a certificate's renewal (kept by an earlier scan) comes back with the next scan's
+    save, in the same round trip: a scan reads no state per certificate."""
+    ari = {"for": "ab", "due_at": None, "ask_again": "2026-01-01T02:00:00+00:00"}
+    state.update_state("west", "api", ari=ari)
+    assert state.save_scan("west", {"api": {"health": "ok"}, "cm": {"health": "ok"}}).ari == {"api": ari}
+
+
 def test_certificate_state_scans_and_backoff(state: ServiceState) -> None:
     assert state.save_scan("east", {"cm": {"health": "ok", "served": {"node1": "ab"}, "gone": None}}).next_attempts \
         == {"cm": None}
     state.update_state("east", "cm", failures=2, next_attempt="2026-01-01T01:00:00+00:00", last_error="HTTP 500")
     assert state.save_scan("east", {"cm": {"health": "due"}}).next_attempts == {"cm": "2026-01-01T01:00:00+00:00"}
-    # what the CA said of the renewal (kept by a scan) comes back with the next scan's save: no read of its own
-    ari = {"for": "ab", "due_at": None, "ask_again": "2026-01-01T02:00:00+00:00"}
-    state.update_state("west", "api", ari=ari)
-    assert state.save_scan("west", {"api": {"health": "ok"}, "cm": {"health": "ok"}}).ari == {"api": ari}
     assert state.state("east", "cm") == {"health": "due", "served": {"node1": "ab"}, "failures": 2,
                                          "next_attempt": "2026-01-01T01:00:00+00:00", "last_error": "HTTP 500"}
     assert state.clear_backoff("east", "cm") == {"failures": 2, "next_attempt": "2026-01-01T01:00:00+00:00",
