@@ -42,12 +42,18 @@ def clean(value: object, *, multiline: bool = False) -> str:
 
 
 _CHAT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+# Both platforms read a plain @channel, @here, @all (and Mattermost @everyone) as a mention of everyone in
+# the channel; a word joiner after the '@' keeps the text as written but no longer a mention. An '@' after
+# a letter or digit (an e-mail address) mentions nobody and stays as it is.
+_EVERYONE = re.compile(r"(?<![\w.@])@(?=(?:channel|here|all|everyone)\b)", re.IGNORECASE)
 
 
 def chat(value: object) -> str:
     """``clean(value)`` for a chat message: ``<!channel>``, ``<@U123>`` and ``<http://x|y>`` stay
-    text (the three escapes Slack documents; Mattermost shows them as written)."""
-    return clean(value).translate(_CHAT)
+    text (the three escapes Slack documents; Mattermost shows them as written), and a plain ``@channel``,
+    ``@here``, ``@all`` or ``@everyone`` mentions nobody."""
+    text = clean(value).translate(_CHAT)
+    return _EVERYONE.sub("@\u2060", text) if "@" in text else text
 
 
 def days_text(days: float | None) -> str:

@@ -114,3 +114,76 @@ def test_one_failing_renewal_does_not_end_the_process_renewals_of_other_leases(c
         renewer.remove(broken)
         renewer.remove(counted)
     assert not counted.lost
+
+
+class Monotonic:
+    """A ``Clock`` whose monotonic time moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def _until(condition, what: str, timeout: float = 30.0) -> None:  # noqa: ANN001
+    import time
+
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, what
+        time.sleep(0.02)
+
+
+def test_a_rotation_stuck_past_its_time_limit_stops_renewing_its_lease(client, caplog) -> None:  # noqa: ANN001
+    """Celery's threads pool enforces no time limit: a rotation thread that never returns must not keep its
+    certificate locked for good. Its lease is renewed while it runs within its bound, then lapses."""
+    import logging
+    import threading
+
+    clock = Monotonic()
+    locker = RedisLocker(client, lease_seconds=1.0, clock=clock, max_hold_seconds=600)  # renewed every ~0.33 s
+    key = "rotation:lock:127.0.0.1:9443:cm"
+    held, wake_up, leases = threading.Event(), threading.Event(), []
+
+    def stuck_rotation() -> None:
+        with locker.hold(CLUSTER, "cm", "stuck rotation") as lease:
+            leases.append(lease)
+            held.set()
+            wake_up.wait()  # a call without a timeout: returns only when the test ends
+
+    thread = threading.Thread(target=stuck_rotation, daemon=True)
+    thread.start()
+    try:
+        assert held.wait(30)
+        lease = leases[0]
+        with caplog.at_level(logging.WARNING, logger="rotation.adapters.state.redis_lock"):
+            clock.now += 590  # long but within its bound: still renewed (the lease is 1 s)
+            for _ in range(2):  # the lease's time to live runs down, then a renewal sets it back to 1 s
+                _until(lambda: client.pttl(key) < 800, "the lease does not run down")
+                _until(lambda: client.pttl(key) > 900, "a healthy rotation's lease was not renewed")
+            assert client.get(key) == lease.value
+            lease.check()  # still ours
+
+            clock.now += 20  # past its time limit: nobody renews it any more, the lock lapses
+            _until(lambda: not client.exists(key), "a stuck rotation's lease is still renewed past its time limit")
+            with RedisLocker(client, 30).hold(CLUSTER, "cm", "took over") as winner:
+                assert winner.token == 2
+                with pytest.raises(Superseded, match="another rotation took the lock"):
+                    lease.check()  # if it ever wakes up, it pushes nothing more
+        stopped = [r for r in caplog.records if "no longer renewed" in r.getMessage()]
+        assert len(stopped) == 1 and "127.0.0.1:9443/cm" in stopped[0].getMessage()
+    finally:
+        wake_up.set()
+        thread.join(30)
+
+
+def test_the_service_bounds_a_lock_by_the_task_time_limit(client, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from datetime import timedelta
+
+    from rotation.adapters.state import open_state
+    from rotation.config import ServiceSettings
+
+    monkeypatch.setenv("ROTATION_STATE_DIR", str(tmp_path))
+    state = open_state(ServiceSettings(task_time_limit=timedelta(minutes=7)), Monotonic(), lambda: client)  # type: ignore[arg-type]
+    assert state.locker.max_hold == 420  # type: ignore[attr-defined]

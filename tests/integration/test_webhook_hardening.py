@@ -395,3 +395,24 @@ def test_json_strings_with_a_lone_surrogate_are_400_without_a_traceback(
     assert chat.post("/chatops/generic", body, headers).status_code == 200  # a pair is one character
     assert "Traceback" not in (tmp_path / "webhook.log").read_text()
     nothing_queued(chat, simulator)
+
+
+def test_outside_text_cannot_mention_a_whole_channel_in_slack_or_mattermost(
+    simulator: ClusterSimulator, webhook, chat_env, start_service  # noqa: F811
+) -> None:
+    # Slack and Mattermost both read a plain @channel, @here or @all as a mention of everyone in the channel:
+    # a caller's team went into "requested by" of the in_channel answer, a certificate name a cluster lists
+    # into the check's table, and each pinged the whole channel.
+    chat = webhook()
+    answer = chat.generic("rotate sim proxy --dry-run", team="@channel @here @ALL").json()
+    assert answer["response_type"] == "in_channel" and "queued as" in answer["text"]
+    simulator.state.certs["@channel"] = simulator.state.certs["proxy"]
+    start_service("worker", env=chat_env[0])
+    assert chat.mattermost("check sim").json()["text"].startswith("Checking sim now")
+    reply = f"/reply/{chat.replies}"
+    table = wait_for(lambda: [t for t in chat.receiver.texts(reply) if "node" in t], 60, 0.1,
+                     what="the check result")[0]
+    for text, mentions in ((answer["text"], ("@channel", "@here", "@ALL")), (table, ("@channel",))):
+        for mention in mentions:
+            assert mention not in text, text
+            assert mention.replace("@", "@\u2060") in text, text  # still readable as written

@@ -24,7 +24,8 @@ def open_state(settings: ServiceSettings, clock: Clock, redis: Callable[[], Any]
     from rotation.adapters.state.redis import RedisState
 
     return RedisState(redis(), clock, journal=RecordJournal(local_state_dir() / "journal"),
-                      lock_lease=settings.lock_lease.total_seconds())
+                      lock_lease=settings.lock_lease.total_seconds(),
+                      max_hold=settings.task_time_limit.total_seconds())  # the threads pool enforces no limit
 
 
 __all__ = ["Lease", "Locker", "RecordStore", "ServiceState", "open_state"]

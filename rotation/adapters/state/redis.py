@@ -76,12 +76,12 @@ class RedisState:
     local_key_dir: Path | None = None  # the service's key comes from the environment, never a file
 
     def __init__(self, client: redis.Redis, clock: Clock, *, journal: RecordJournal | None = None,
-                 lock_lease: float = 30.0) -> None:
+                 lock_lease: float = 30.0, max_hold: float | None = None) -> None:
         # decode_responses=True: every answer is a str, which redis-py's types (bytes | str) cannot say
         self.redis: Any = client
         self.clock = clock
         self.journal = journal
-        self.locker = RedisLocker(client, lock_lease, clock)
+        self.locker = RedisLocker(client, lock_lease, clock, max_hold)
         self._indexed: dict[str, None] = {}  # ids whose history entries this process wrote (oldest first)
         self._indexed_lock = threading.Lock()
 

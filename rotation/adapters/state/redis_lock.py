@@ -72,7 +72,7 @@ class RedisLease:
     """The lock of one running rotation: renewed by the process's renewer thread, checked before every PUT."""
 
     def __init__(self, client: redis.Redis, cluster: str, cert_name: str, value: str, lease_ms: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_age: float | None = None) -> None:
         self.redis = client
         self.what = f"{cluster}/{cert_name}"
         self.keys = (_key("lock", cluster, cert_name), _key("fence", cluster, cert_name))
@@ -81,6 +81,8 @@ class RedisLease:
         self.clock = clock
         self.token: int | None = None
         self.renewed_at = clock()  # monotonic time a renewal was *sent* that Redis then confirmed
+        self.max_age = max_age  # seconds after acquisition past which the renewer no longer renews it
+        self.acquired_at = self.renewed_at
         self._lost = False
 
     @property
@@ -91,8 +93,13 @@ class RedisLease:
         sent = self.clock()
         token = self.redis.eval(_ACQUIRE, 2, *self.keys, self.value, self.lease_ms)
         if token:
-            self.token, self.renewed_at = int(token), sent
+            self.token, self.renewed_at, self.acquired_at = int(token), sent, sent
         return self.token
+
+    def outlived(self) -> bool:
+        """Held past the rotation's overall bound: its thread is stuck (Celery's threads pool enforces no
+        time limit), so renewing it would keep the certificate locked for good."""
+        return self.max_age is not None and self.clock() - self.acquired_at > self.max_age
 
     def keep(self) -> bool | None:
         """One round trip: True still ours (lease renewed), False another rotation has it, None no answer."""
@@ -131,13 +138,17 @@ class RedisLocker:
     """One rotation per (cluster identity, certificate): the Redis side of ``ServiceState.hold``.
 
     If the worker dies, renewals stop and the lease expires after ``lease_seconds``; a redelivered
-    task can then take over (and the dead worker's token is fenced off for good).
+    task can then take over (and the dead worker's token is fenced off for good). A rotation still
+    holding its lock after ``max_hold_seconds`` (the task's time limit) is stuck: its lease is no
+    longer renewed and lapses the same way.
     """
 
-    def __init__(self, client: redis.Redis, lease_seconds: float = 30.0, clock: Clock | None = None) -> None:
+    def __init__(self, client: redis.Redis, lease_seconds: float = 30.0, clock: Clock | None = None,
+                 max_hold_seconds: float | None = None) -> None:
         self.redis: Any = client  # decode_responses=True: answers are str, which redis-py's types cannot say
         self.lease_ms = int(lease_seconds * 1000)
         self.monotonic = clock.monotonic if clock is not None else time.monotonic
+        self.max_hold = max_hold_seconds
 
     def holder(self, cluster: str, cert_name: str) -> str | None:
         return self.redis.get(_key("lock", cluster, cert_name))
@@ -150,7 +161,7 @@ class RedisLocker:
     @contextlib.contextmanager
     def hold(self, cluster: str, cert_name: str, owner: str) -> Iterator[RedisLease]:
         value = f"{owner} on {socket.gethostname()} pid {os.getpid()} #{os.urandom(4).hex()}"
-        lease = RedisLease(self.redis, cluster, cert_name, value, self.lease_ms, self.monotonic)
+        lease = RedisLease(self.redis, cluster, cert_name, value, self.lease_ms, self.monotonic, self.max_hold)
         if not lease.acquire():
             raise RotationInProgress(f"{cluster}/{cert_name}: a rotation is already in progress "
                                      f"({self.holder(cluster, cert_name) or 'lock just released'})")
@@ -199,6 +210,12 @@ class _Renewer:
                 lease = min(self._due, key=lambda held: self._due[held][0], default=None)
                 if lease is None or self._due[lease][0] > now:
                     self._cond.wait(None if lease is None else self._due[lease][0] - now)
+                    continue
+                if lease.outlived():  # a stuck rotation: let its lock lapse so another can take over
+                    del self._due[lease]
+                    log.warning("%s: the rotation has held its lock for longer than its time limit (%gs): "
+                                "its lease is no longer renewed and lapses; another rotation may take over",
+                                lease.what, lease.max_age)
                     continue
                 self._due[lease] = (now + self._due[lease][1], self._due[lease][1])
                 self._busy = lease
