@@ -125,8 +125,9 @@ def _build(url: str, redis_class: Any, sentinel_class: Any, options: dict[str, A
     if not is_sentinel(url):
         try:
             client = redis_class.from_url(url, **options)
-            pool = client.connection_pool
-            pool.connection_class(**pool.connection_kwargs)  # its query options are checked here (connects not)
+            if "?" in url:  # query options are checked only when a connection is made (~3 ms at start-up): here
+                pool = client.connection_pool
+                pool.connection_class(**pool.connection_kwargs)  # (connects not)
             return client
         except (ValueError, TypeError, redis.RedisError) as exc:  # before any connection: a bad setting, exit 2
             raise ConfigError(f"ROTATION_REDIS_URL: {redacted(url)} is not a usable Redis URL "
