@@ -201,13 +201,15 @@ def test_the_beat_healthcheck_reaches_redis_through_its_sentinels(tmp_path: Path
 def test_a_cluster_that_stays_unreachable_ends_its_scan_with_one_line_not_a_traceback(
         simulator: ClusterSimulator, service_env: dict[str, str], start_service) -> None:
     """A scan that cannot reach its cluster is retried (5, 10, 20 s); after the last retry it ended by raising
-    the error out of the task, so the worker logged a traceback for an ordinary outage, scan after scan."""
+    the error out of the task, so the worker logged a traceback for an ordinary outage, scan after scan. The
+    task is sent as its last retry (Celery's ``retries``): the 35 s of countdowns before it are not waited."""
+    from rotation.core import retry
     from workers.celery_app import app_for
 
     worker = start_service("worker")
     simulator.stop()
     ctx = ServiceContext()
-    app_for(ctx.settings).send_task("rotation.scan_cluster", args=["sim"])
+    app_for(ctx.settings).send_task("rotation.scan_cluster", args=["sim"], retries=retry.SCAN_RETRIES)
     wait_for(lambda: "scan of sim failed" in worker.log() or "raised unexpected" in worker.log(), 120, 0.5,
              what="the scan's last retry")
     assert "scan of sim failed" in worker.log()
