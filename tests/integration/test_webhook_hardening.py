@@ -354,8 +354,15 @@ def test_trailer_fields_over_the_cap_are_431_and_never_reach_the_app(
     for size in (1_000_000, 40_000):
         with socket.create_connection((host, int(port)), timeout=30) as sock:
             sock.sendall(head)
-            sock.sendall(chunked + b"X-Junk: " + b"a" * size + b"\r\n\r\n")
-            assert sock.recv(1024).startswith(b"HTTP/1.1 431"), size
+            try:
+                sock.sendall(chunked + b"X-Junk: " + b"a" * size + b"\r\n\r\n")
+                answer = sock.recv(1024)
+            except (BrokenPipeError, ConnectionResetError):
+                # the server answered and closed before reading the rest (a loaded machine reads slower than
+                # 1 MB is sent): the connection is reset, which may drop the 431 in flight
+                assert size > 40_000, "40 KB fit in the socket buffers: it is sent whole and answered"
+                answer = b"HTTP/1.1 431 (reset)"
+            assert answer.startswith(b"HTTP/1.1 431"), (size, answer)
     assert chat.audit() == []  # the signed command was not run
     with socket.create_connection((host, int(port)), timeout=30) as sock:  # a small trailer is fine
         sock.sendall(head + chunked + b"X-Note: ok\r\n\r\n")
