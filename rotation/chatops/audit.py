@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from rotation.chatops.authz import Caller
+from rotation.core.text import shortened
 
 MAX_TEXT = 300
 
@@ -41,7 +42,7 @@ class AuditRecord:
     @classmethod
     def of(cls, caller: Caller, text: str, decision: str, reason: str, now: datetime, *,
            cluster: str | None = None, task_ids: tuple[str, ...] = ()) -> AuditRecord:
-        text = text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "…"
+        text = shortened(text, MAX_TEXT)
         return cls(at=now.isoformat(), platform=caller.platform, user=caller.user, team=caller.team,
                    channel=caller.channel, user_name=caller.user_name, command=text, decision=decision,
                    reason=reason, cluster=cluster, task_ids=tuple(task_ids))

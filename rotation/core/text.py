@@ -56,6 +56,14 @@ def chat(value: object) -> str:
     return _EVERYONE.sub("@\u2060", text) if "@" in text else text
 
 
+FOREIGN_TEXT = 300  # characters kept of one foreign text shown in an error (an RS description, a CA's detail)
+
+
+def shortened(text: str, limit: int = FOREIGN_TEXT) -> str:
+    """``text`` cut at ``limit`` characters, marked when cut: foreign text comes in any size."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def days_text(days: float | None) -> str:
     """Days left as every table and message shows them: one decimal, ``-`` when unknown."""
     return "-" if days is None else f"{days:.1f}"
@@ -66,4 +74,4 @@ def when_text(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-__all__ = ["chat", "clean", "days_text", "when_text"]
+__all__ = ["FOREIGN_TEXT", "chat", "clean", "days_text", "shortened", "when_text"]

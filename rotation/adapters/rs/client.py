@@ -35,7 +35,7 @@ from rotation.core.errors import (
 )
 from rotation.core.model import ClientCertificate, SecretPEM
 from rotation.core.redaction import redact_url
-from rotation.core.text import clean
+from rotation.core.text import clean, shortened
 from rotation.core.topology import DatabaseInfo, NodeInfo
 from rotation.core.versions import parse_version
 
@@ -51,7 +51,6 @@ class CertificatePair:
     key: SecretPEM | None
 
 
-_MAX_ERROR_TEXT = 300  # characters of RS's error_code and description kept: foreign text, any size and type
 
 
 def _error_fields(response: httpx.Response) -> tuple[str | None, str | None]:
@@ -70,8 +69,7 @@ def _text(value: Any) -> str | None:
     """A field of RS's error answer as bounded text (a number, an object or a megabyte string included)."""
     if value is None or value == "":
         return None
-    text = value if isinstance(value, str) else json.dumps(value)
-    return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT] + "..."
+    return shortened(value if isinstance(value, str) else json.dumps(value))
 
 
 def _redirect_target(response: httpx.Response) -> str:

@@ -40,6 +40,7 @@ from rotation.core.errors import CertificateError, ConfigError, IssuerError, Rot
 from rotation.core.model import CertRequest, IssuedCert, KeyType, RenewalInfo
 from rotation.core.redaction import redact_url
 from rotation.core.retry import MAX_RETRY_AFTER
+from rotation.core.text import shortened
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +73,7 @@ def retry_after_seconds(header: str | None, now: datetime | None = None) -> floa
     return min(max(0.0, (when - (now or datetime.now(UTC))).total_seconds()), MAX_RETRY_AFTER)
 
 
-MAX_PROBLEM_TEXT = 300  # characters of each text of a CA's problem document kept: the CA's text, any size
 MAX_SUBPROBLEMS = 20  # of a CA's problem document kept in IssuerError.problem (it goes into the history)
-
-
-def _bounded(text: str) -> str:
-    return text if len(text) <= MAX_PROBLEM_TEXT else text[:MAX_PROBLEM_TEXT] + "..."
 
 
 def problem_dict(error: messages.Error) -> dict[str, Any]:
@@ -85,8 +81,8 @@ def problem_dict(error: messages.Error) -> dict[str, Any]:
 
 
 def _bounded_problem(problem: dict[str, Any]) -> dict[str, Any]:
-    """The CA's problem document with its texts cut at ``MAX_PROBLEM_TEXT`` and at most ``MAX_SUBPROBLEMS``."""
-    bounded = {key: _bounded(value) if isinstance(value, str) else value for key, value in problem.items()}
+    """The CA's problem document with its texts cut (``shortened``) and at most ``MAX_SUBPROBLEMS``."""
+    bounded = {key: shortened(value) if isinstance(value, str) else value for key, value in problem.items()}
     if isinstance(problem.get("subproblems"), list):
         bounded["subproblems"] = [_bounded_problem(p) if isinstance(p, dict) else p
                                   for p in problem["subproblems"][:MAX_SUBPROBLEMS]]
@@ -94,9 +90,9 @@ def _bounded_problem(problem: dict[str, Any]) -> dict[str, Any]:
 
 
 def compact_problem(problem: Mapping[str, Any]) -> str:
-    parts = [_bounded(str(problem.get("type", "about:blank")).removeprefix(messages.ERROR_PREFIX))]
+    parts = [shortened(str(problem.get("type", "about:blank")).removeprefix(messages.ERROR_PREFIX))]
     if problem.get("detail"):
-        parts.append(_bounded(str(problem["detail"])))
+        parts.append(shortened(str(problem["detail"])))
     return ": ".join(parts)
 
 
