@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr
 
-from rotation.config.files import read_regular
+from rotation.config.files import read_secret_text
 from rotation.core.durations import RenewBefore, parse_duration
 from rotation.core.errors import ConfigError
 
@@ -59,12 +59,7 @@ class SecretSource(_Strict):
             if value is None:
                 raise ConfigError(f"{where}: environment variable {self.env} is not set")
         elif self.file:
-            try:
-                value = read_regular(self.file).decode("utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(f"{where}: cannot read {self.file}: {exc.strerror}") from None
-            except UnicodeDecodeError as exc:  # the message names the position only, never the bytes
-                raise ConfigError(f"{where}: {self.file} is not UTF-8 text (byte {exc.start})") from None
+            value = read_secret_text(self.file, where)
         else:
             raise ConfigError(f"{where}: no secret configured")
         if not value.strip():

@@ -47,6 +47,17 @@ def read_file(path: Path, *, what: str) -> bytes:
         raise ConfigError(f"{path}: cannot read {what} file ({exc.strerror})") from None
 
 
+def read_secret_text(path: Path, where: str) -> str:
+    """A secret kept in a file (a password, the service key) as stripped text; a ConfigError starting with
+    ``where`` when it cannot be read or is not UTF-8 (naming the position only, never the bytes)."""
+    try:
+        return read_regular(path).decode("utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read {path} ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: {path} is not UTF-8 text (byte {exc.start})") from None
+
+
 def read_certificates(path: Path, *, what: str) -> list[x509.Certificate]:
     """The certificates of a PEM file; ConfigError naming the file when it cannot be read or parsed."""
     try:
@@ -55,4 +66,4 @@ def read_certificates(path: Path, *, what: str) -> list[x509.Certificate]:
         raise ConfigError(exc.message) from exc
 
 
-__all__ = ["read_certificates", "read_file", "read_regular"]
+__all__ = ["read_certificates", "read_file", "read_regular", "read_secret_text"]

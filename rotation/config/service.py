@@ -33,15 +33,10 @@ def secret_key_text() -> str | None:
     first), else the contents of ``ROTATION_SECRET_KEY_FILE``; None when neither is set."""
     raw = os.environ.get(SECRET_KEY_ENV)
     if not raw and os.environ.get(SECRET_KEY_FILE_ENV):
-        from rotation.config.files import read_regular
+        from rotation.config.files import read_secret_text
 
         path = Path(os.environ[SECRET_KEY_FILE_ENV])
-        try:
-            raw = read_regular(path).decode("utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"{SECRET_KEY_FILE_ENV}={path}: cannot read ({exc.strerror})") from None
-        except UnicodeDecodeError as exc:  # the position only, never the bytes of a key
-            raise ConfigError(f"{SECRET_KEY_FILE_ENV}={path}: not UTF-8 text (byte {exc.start})") from None
+        raw = read_secret_text(path, f"{SECRET_KEY_FILE_ENV}={path}")
         if not raw.replace(",", "").strip():  # named on purpose: no fallback to a key generated elsewhere
             raise ConfigError(f"{SECRET_KEY_FILE_ENV}={path}: the file is empty (`rotation secret-key` makes a key)")
     return raw or None
