@@ -116,11 +116,11 @@ def scan_cluster(ctx: ServiceContext, cluster: str) -> ScanResult:
         with ctx.sessions.open(inventory, cluster) as session:
             states = cluster_states(inventory, session, ctx.clock)
             held = held_certificates(inventory, session, ctx.clock.now(), earliest_expiry(states), prefer_health=True)
-            aliases = _database_aliases(session, states)
             locks = _database_locks(session, states)
     except RotationError as exc:
         ctx.state.record_scan(cluster, ok=False, error=exc.message)
         raise
+    aliases = _database_aliases(locks)
     moment = ctx.clock.now()
     next_attempts, new_warnings, kept_ari = _save_scan(ctx, cluster, states, moment,
                                                        {w.key: w.text for w in held.found}, locks)
@@ -139,21 +139,6 @@ def scan_cluster(ctx: ServiceContext, cluster: str) -> ScanResult:
     return ScanResult(cluster, states, decisions, tuple(held.warnings), tuple(new_warnings))
 
 
-def _database_aliases(session: ClusterSession, states: Sequence[CertState]) -> dict[str, str]:
-    """``db:<key>`` targets naming a database an earlier one names (``db:orders`` and ``db:7``, its uid): each
-    -> that earlier one, which alone is decided."""
-    first: dict[int, str] = {}
-    aliases = {}
-    for state in states:
-        key = database_key(str(state.cert_name))
-        database = session.view().database(key) if key else None
-        if database is not None:
-            name = first.setdefault(database.uid, str(state.cert_name))
-            if name != str(state.cert_name):
-                aliases[str(state.cert_name)] = name
-    return aliases
-
-
 def _database_locks(session: ClusterSession, states: Sequence[CertState]) -> dict[str, str]:
     """``db:<key>`` targets -> the name their rotations lock (``DatabaseTarget.lock_name``: RS's name for the
     database), kept with the scan so `status` finds the holder of ``db:7``'s lock without a REST call."""
@@ -164,6 +149,13 @@ def _database_locks(session: ClusterSession, states: Sequence[CertState]) -> dic
         if database is not None:
             locks[str(state.cert_name)] = database_target(database.name)
     return locks
+
+
+def _database_aliases(locks: dict[str, str]) -> dict[str, str]:
+    """``db:<key>`` targets naming a database an earlier one names (``db:orders`` and ``db:7``, its uid: one
+    lock): each -> that earlier one, which alone is decided."""
+    first: dict[str, str] = {}
+    return {target: first[lock] for target, lock in locks.items() if first.setdefault(lock, target) != target}
 
 
 def scan_and_queue(ctx: ServiceContext, cluster: str, queue: RotationQueue,
