@@ -63,12 +63,11 @@ def test_a_captured_request_passes_once_whatever_bytes_are_added(simulator: Clus
 
 def _raw_post(chat: Chat, path: str, body: bytes, headers: dict[str, str | bytes]) -> int:
     """A POST written byte for byte (HTTP clients refuse to send odd header bytes); its status."""
-    host, port = chat.base.removeprefix("http://").split(":")
-    lines = [f"POST {path} HTTP/1.1".encode(), f"Host: {host}".encode(), f"Content-Length: {len(body)}".encode(),
-             b"Connection: close"]
+    lines = [f"POST {path} HTTP/1.1".encode(), f"Host: {chat.base.removeprefix('http://')}".encode(),
+             f"Content-Length: {len(body)}".encode(), b"Connection: close"]
     lines += [name.encode() + b": " + (value if isinstance(value, bytes) else value.encode())
               for name, value in headers.items()]
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
+    with chat.connect(timeout=10) as sock:
         sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + body)
         status = sock.recv(64)
     return int(status.split(b" ")[1])
@@ -296,13 +295,12 @@ def test_headers_over_the_cap_are_431_even_when_they_end_in_the_same_read(
     # Only a read that left the headers unfinished was counted: 40 KB of headers that arrived with
     # their blank line in one read (or after a short first read) were served.
     chat = webhook()
-    host, port = chat.base.removeprefix("http://").split(":")
     body = chat.slack_body("status sim")
     signed = "".join(f"{name}: {value}\r\n" for name, value in chat.slack_headers(body).items())
     for first, rest in ((b"", b"GET /healthz HTTP/1.1\r\nHost: x\r\n"),
                         (b"POST /chatops/slack HTTP/1.1\r\n",
                          f"Host: x\r\nContent-Length: {len(body)}\r\n{signed}".encode())):
-        with socket.create_connection((host, int(port)), timeout=30) as sock:
+        with chat.connect() as sock:
             if first:
                 sock.sendall(first)
             sock.sendall(rest + b"X-Junk: " + b"a" * 40_000 + b"\r\n\r\n" + (body if first else b""))
@@ -346,13 +344,12 @@ def test_trailer_fields_over_the_cap_are_431_and_never_reach_the_app(
     # uvicorn adds them to the request's headers. 1 MB of trailer (or 40 KB in one read) was
     # gathered in memory and the command answered.
     chat = webhook()
-    host, port = chat.base.removeprefix("http://").split(":")
     body, headers = _signed_generic(chat, json.dumps({"user": "ops-script", "text": "status sim"}).encode())
     head = ("POST /chatops/generic HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
             + "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n").encode()
     chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n"
     for size in (1_000_000, 40_000):
-        with socket.create_connection((host, int(port)), timeout=30) as sock:
+        with chat.connect() as sock:
             sock.sendall(head)
             try:
                 sock.sendall(chunked + b"X-Junk: " + b"a" * size + b"\r\n\r\n")
@@ -364,7 +361,7 @@ def test_trailer_fields_over_the_cap_are_431_and_never_reach_the_app(
                 answer = b"HTTP/1.1 431 (reset)"
             assert answer.startswith(b"HTTP/1.1 431"), (size, answer)
     assert chat.audit() == []  # the signed command was not run
-    with socket.create_connection((host, int(port)), timeout=30) as sock:  # a small trailer is fine
+    with chat.connect() as sock:  # a small trailer is fine
         sock.sendall(head + chunked + b"X-Note: ok\r\n\r\n")
         assert sock.recv(1024).startswith(b"HTTP/1.1 200")
     assert len(chat.audit()) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import string
 import threading
 import time
@@ -70,6 +71,11 @@ class Chat:
         self.redis = redis
         self.http = httpx.Client(base_url=base, timeout=10)
         self.replies = 0
+
+    def connect(self, timeout: float = 30) -> socket.socket:
+        """A raw TCP connection to the webhook, for requests no HTTP client would send."""
+        host, port = self.base.removeprefix("http://").split(":")
+        return socket.create_connection((host, int(port)), timeout=timeout)
 
     def close(self) -> None:
         self.http.close()
