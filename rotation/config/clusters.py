@@ -84,7 +84,7 @@ class ClusterSettings(_Strict):
     basic_auth: bool | None = None  # `rotation policy apply` sets control_plane_basic_authentication (8.2+)
     rest_client: RestClientSettings | None = None  # the tool's own client certificate, managed
     databases: dict[str, CertificateSettings] = Field(default_factory=dict)  # own certificates, by name or uid
-    # RS's client certificate towards LDAP servers: managed when present (`ldap_client: {}`), bulk PUT only
+    # RS's client certificate towards LDAP servers: managed when present (`ldap_client: {}`), bulk PUT from 7.22.2
     ldap_client: CertificateSettings | None = None
     verify: bool | Path | tuple[Path, ...] = True
     tls_server_name: str | None = None
