@@ -39,7 +39,7 @@ Port = Annotated[int, Field(ge=1, le=65535)]  # refused at load, not shown later
 
 class Ports(_Strict):
     cm: Port | None = None  # default: the cluster object's cm_port (8443)
-    api: Port | None = None  # default: the port of ``url``
+    api: Port | None = None  # default: the cluster object's cnm_https_port, else the port of ``url``
     metrics_exporter: Port = 8070
     discovery: Port | None = 8001  # discovery service (Sentinel API) for `rotation policy audit`; null: skip
 
