@@ -39,7 +39,7 @@ Port = Annotated[int, Field(ge=1, le=65535)]  # refused at load, not shown later
 
 class Ports(_Strict):
     cm: Port | None = None  # default: the cluster object's cm_port (8443)
-    api: Port | None = None  # default: the port of ``url``
+    api: Port | None = None  # default: the cluster object's cnm_https_port, else the port of ``url``
     metrics_exporter: Port = 8070
     discovery: Port | None = 8001  # discovery service (Sentinel API) for `rotation policy audit`; null: skip
 
@@ -84,7 +84,7 @@ class ClusterSettings(_Strict):
     basic_auth: bool | None = None  # `rotation policy apply` sets control_plane_basic_authentication (8.2+)
     rest_client: RestClientSettings | None = None  # the tool's own client certificate, managed
     databases: dict[str, CertificateSettings] = Field(default_factory=dict)  # own certificates, by name or uid
-    # RS's client certificate towards LDAP servers: managed when present (`ldap_client: {}`), bulk PUT only
+    # RS's client certificate towards LDAP servers: managed when present (`ldap_client: {}`), bulk PUT from 7.22.2
     ldap_client: CertificateSettings | None = None
     verify: bool | Path | tuple[Path, ...] = True
     tls_server_name: str | None = None

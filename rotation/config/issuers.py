@@ -15,7 +15,8 @@ from rotation.core.errors import ConfigError
 from rotation.core.model import KeyType
 
 SHORT_PROFILES = frozenset({"tlsserver", "shortlived"})  # Let's Encrypt's profiles: at most 25 names
-PROFILE_LIFETIMES = {"shortlived": timedelta(hours=160)}  # Let's Encrypt's (rs-8x-and-public-cas-2026.md §1.5)
+# Let's Encrypt's (rs-8x-and-public-cas-2026.md §1.5): tlsserver is 45 days since 13 May 2026
+PROFILE_LIFETIMES = {"shortlived": timedelta(hours=160), "tlsserver": timedelta(days=45)}
 SHORT_PROFILE_MAX_NAMES = 25
 DEFAULT_MAX_NAMES = 100  # Let's Encrypt's classic limit; most CAs allow at least as many
 

@@ -70,6 +70,8 @@ class CertRequest:
     validity: timedelta | None = None
     subject: str | None = None  # RFC 2253 subject, byte for byte (a client certificate for RS login)
     client: bool = False  # a TLS client certificate: clientAuth only, the subject instead of SANs
+    # the leaf PEM this certificate replaces: an ACME CA with ARI is told (RFC 9773 ``replaces``)
+    replaces: str | None = field(default=None, repr=False)
 
     @property
     def common_name(self) -> str:

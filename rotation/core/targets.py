@@ -4,7 +4,7 @@ the state (the name is the record's ``cert_name`` and the lock's and the state's
 
 * ``cm``, ``api``, ``proxy``, ``syncer``, ``metrics_exporter``: RS's slots (``CertName``)
 * ``rest_client``: the client certificate the tool logs in with (certificate login, RS 7.8.4+)
-* ``ldap_client``: the client certificate RS presents to LDAP servers (bulk PUT only, RS 7.22.2+)
+* ``ldap_client``: the client certificate RS presents to LDAP servers (bulk PUT from RS 7.22.2, update_cert before)
 * ``db:<name or uid>``: a database's own certificate (RS 8.0.2+), as the inventory names it
 
 The ``db:`` prefix keeps database names apart from the slots: no slot name has a colon, so a

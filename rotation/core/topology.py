@@ -44,6 +44,11 @@ def not_a_host(host: str, sni: str | None = None) -> str | None:
     return None
 
 
+def _port(value: Any) -> int | None:
+    """A port RS answered (``cnm_https_port``), or None when it holds none that can be dialled."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536 else None
+
+
 @dataclass(frozen=True)
 class NodeInfo:
     uid: int
@@ -68,7 +73,7 @@ class Layout:
     """What the inventory says about a cluster's endpoints (ports left None come from REST data)."""
 
     fqdn: str
-    url: str  # the REST API's URL: its port is the api port unless one is configured
+    url: str  # the REST API's URL: its port is the api port unless one is configured or the cluster names one
     cm_port: int | None = None
     api_port: int | None = None
     metrics_port: int = 8070
@@ -119,7 +124,8 @@ class ClusterView:
             nodes=tuple(nodes),
             databases=tuple(databases),
             cm_port=layout.cm_port or int(cluster_info.get("cm_port") or 8443),
-            api_port=layout.api_port or layout.url_port,
+            # every node serves the REST API on cnm_https_port (D-PORTS); `url` may be a load balancer's port
+            api_port=layout.api_port or _port(cluster_info.get("cnm_https_port")) or layout.url_port,
             metrics_port=layout.metrics_port,
             node_address=layout.node_address,
             discovery_port=layout.discovery_port,

@@ -10,7 +10,7 @@ DATABASE_CERTIFICATES_SINCE = (8, 0, 2)
 OCSP_STAPLING_SINCE = (6, 2, 12)
 # GET /v4/cluster/health (its certificates list): 8.0.16.
 CLUSTER_HEALTH_SINCE = (8, 0, 16)
-# ldap_client through the bulk PUT only (RS193156: update_cert refuses it): the bulk PUT's release.
+# ldap_client through the bulk PUT where it exists (RS193156), else update_cert: the bulk PUT's release.
 LDAP_CLIENT_SINCE = (7, 22, 2)
 # control_plane_basic_authentication (Basic can be turned off): 8.2.0.
 BASIC_SWITCH_SINCE = (8, 2, 0)

@@ -143,17 +143,21 @@ def test_ldap_client_rotates_through_the_bulk_put(tmp_path: Path, sim: ClusterSi
     assert [row["status"] for row in rows] == ["ok"]
 
 
-def test_ldap_client_is_refused_before_the_bulk_put_exists(tmp_path: Path, ca_files: tuple[Path, Path],
-                                                          state_dir: Path) -> None:
+def test_ldap_client_rotates_through_update_cert_before_the_bulk_put_exists(
+        tmp_path: Path, ca_files: tuple[Path, Path], state_dir: Path) -> None:
+    """``ldap_client`` is a valid name of ``PUT /v1/cluster/update_cert`` (RS 7.4 lists it; sheet
+    redis-enterprise-api.md §1.1), the only update path before 7.22.2. Only from 7.22.2 must it go through the
+    bulk PUT (RS193156). The rotation was refused on every cluster before 7.22.2."""
     old = start_simulator(tmp_path, version="7.22.0-28", extra_certificates=("ldap_client",))
     try:
         inventory = load_inventory(inventory_for(tmp_path, old, ca_files, ldap_client={}))
-        before = old.cluster_cert_pem("ldap_client")
         record = rotate(inventory, "ldap_client")
-        assert record.outcome is Outcome.REFUSED
-        assert record.error and "RS 7.22.0-28 has no bulk PUT /v1/cluster/certificates" in record.error
-        assert record.issuer is None  # refused before any order
-        assert old.cluster_cert_pem("ldap_client") == before
+        assert record.outcome is Outcome.VERIFIED, record.error
+        push = next(step for step in record.steps if step.name == "push")
+        assert "via /v1/cluster/update_cert" in push.detail
+        assert json.loads(old.state.received_update_bodies[-1])["name"] == "ldap_client"
+        leaf = certs.load_certificates(old.cluster_cert_pem("ldap_client"), where="sim")[0]
+        assert certs.fingerprint(leaf) == record.new_fingerprint
     finally:
         old.stop()
 

@@ -71,3 +71,16 @@ def test_more_names_than_the_profile_allows_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="certificates.proxy.issuer: east/proxy asks for 26 names"):
         load(tmp_path, {"issuer": "internal", "certificates": {"proxy": {"hosts": hosts, "issuer": "le"}}},
              le={**LE, "max_names": 20}, internal=INTERNAL)
+
+
+def test_a_renew_before_as_long_as_the_tlsserver_lifetime_is_refused(tmp_path: Path) -> None:
+    """Let's Encrypt's ``tlsserver`` profile issues 45-day certificates since 13 May 2026 (sheet
+    rs-8x-and-public-cas-2026.md §1.5): a renew_before of 45 days or more made each one due as soon as it was
+    served, so every scan ordered and pushed another until LE's rate limits stopped it. Only ``shortlived`` was
+    known to be short."""
+    tlsserver = {**LE, "profile": "tlsserver"}
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, {"issuer": "le", "renew_before": "60d", "certificates": ["proxy"]}, le=tlsserver)
+    assert "issuers.le.profile tlsserver issues certificates of 45d" in info.value.message
+    assert impossible_plans(load(tmp_path, {"issuer": "le", "renew_before": "30d", "certificates": ["proxy"]},
+                                 le=tlsserver)) == []

@@ -1,9 +1,9 @@
 """RS's client certificate towards LDAP servers (``ldap_client``) as a target.
 
-No listener presents it: what is "served" is the cluster's copy (``GET /v1/cluster/certificates``). It is
-pushed through the bulk ``PUT /v1/cluster/certificates`` only: RS193156 made ``update_cert`` answer 403
-``unknown_certificate`` for it, so before the bulk PUT (RS < 7.22.2) it is refused before any order.
-Rollback pushes the previous pair the same way.
+No listener presents it: what is "served" is the cluster's copy (``GET /v1/cluster/certificates``). From
+RS 7.22.2 it is pushed through the bulk ``PUT /v1/cluster/certificates`` (RS193156: LDAP needs it pushed so);
+before, through ``PUT /v1/cluster/update_cert``, the only update path there, whose names include
+``ldap_client`` (redis-enterprise-api.md §1.1). Rollback pushes the previous pair the same way.
 """
 
 from __future__ import annotations
@@ -52,12 +52,6 @@ class LdapClientTarget:
 
     def current(self) -> OriginalPair:
         session = self.session
-        version = session.view().version
-        if not at_least(version, LDAP_CLIENT_SINCE):
-            raise RotationError(
-                f"{session.name}/{LDAP_CLIENT}: RS {version or 'of unknown version'} has no bulk PUT "
-                "/v1/cluster/certificates, the only way ldap_client is rotated (update_cert refuses it from 7.22.2, "
-                "RS193156): upgrade to 7.22.2 or later, or renew it by hand; nothing is ordered or pushed")
         pair = session.certificates().get(LDAP_CLIENT)
         if pair is None or not pair.key:
             raise RotationError(f"{session.name}/{LDAP_CLIENT}: {SOURCE} has no current certificate and key; "
@@ -72,7 +66,8 @@ class LdapClientTarget:
         return None
 
     def push(self, certificate: str, key: SecretPEM) -> str:
-        return "via " + self.session.client.update_certificate(LDAP_CLIENT, certificate, key, bulk=True)
+        bulk = at_least(self.session.view().version, LDAP_CLIENT_SINCE)
+        return "via " + self.session.client.update_certificate(LDAP_CLIENT, certificate, key, bulk=bulk)
 
     def restore(self, original: OriginalPair) -> str:
         self.push(original.certificate, original.key)

@@ -17,6 +17,7 @@ what each endpoint serves (``rotation.usecases.rotate.recovery``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import ssl
 
@@ -211,7 +212,9 @@ def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: Issu
     if issuer is None:
         raise RotationError(f"{session.name}/{name}: no issuer configured (set clusters.{session.name}.issuer)")
     record.issuer = issuer.name
-    request = plan.request()
+    # the certificate served now (not the cluster's proxy a database fell back to): an ACME CA with ARI
+    # exempts a renewal in its window that names it (rs-8x-and-public-cas-2026.md §2, RFC 9773 §5)
+    request = dataclasses.replace(plan.request(), replaces=None if original.fallback else original.certificate)
 
     with run.step("issue") as step:
         issued: IssuedCert = issuer.issue(request)

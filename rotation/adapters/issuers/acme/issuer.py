@@ -11,6 +11,7 @@ here, once, by :func:`translate_error`: the CA's problem document travels in
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import ipaddress
 import json
@@ -24,6 +25,7 @@ from typing import Any
 import josepy as jose
 import requests
 from acme import challenges, client, crypto_util, errors, messages
+from cryptography import x509
 
 from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.adapters.dns.base import DNSProvider
@@ -305,7 +307,7 @@ class AcmeIssuer:
             try:
                 acme = open_account(self.account, self._directory(net), self.secret_store,
                                     lambda k, regr: self._adopt(net, k, regr))
-                orderr = acme.new_order(csr, profile=self.profile)
+                orderr = self._new_order(acme, csr, request.replaces, context)
                 log.info("%s: order %s opened (%d authorization(s))", context, orderr.uri,
                          len(orderr.authorizations))
                 finalized = self._complete(acme, orderr)
@@ -347,6 +349,23 @@ class AcmeIssuer:
         if wildcards and self.challenge != "dns-01":
             raise IssuerError(f"issuers.{self.name}: {', '.join(wildcards)} needs challenge dns-01 "
                               f"(ACME validates wildcards only by DNS); {self.challenge} is configured")
+
+    def _new_order(self, acme: client.ClientV2, csr: bytes, replaces: str | None, context: str
+                   ) -> messages.OrderResource:
+        """newOrder; naming the certificate it replaces (RFC 9773 §5) where the CA speaks ARI: Let's Encrypt
+        exempts such a renewal from rate limits within the suggested window (rs-8x-and-public-cas-2026.md §2).
+        A CA that refuses the name (already replaced, not its certificate) gets the order without it."""
+        cert_id = _ari_cert_id(replaces) if replaces and _speaks_ari(acme.directory) else None
+        if cert_id is None:
+            return acme.new_order(csr, profile=self.profile)
+        try:
+            return _new_order_replacing(acme, csr, self.profile, cert_id)
+        except (messages.Error, errors.ConflictError) as exc:  # acme turns any 409 into ConflictError
+            if isinstance(exc, messages.Error) and exc.code in RETRYABLE_PROBLEMS:
+                raise
+            said = compact_problem(problem_dict(exc)) if isinstance(exc, messages.Error) else "HTTP 409"
+            log.warning("%s: the CA refused to replace %s (%s); ordering without it", context, cert_id, said)
+            return acme.new_order(csr, profile=self.profile)
 
     def _complete(self, acme: client.ClientV2, orderr: messages.OrderResource) -> messages.OrderResource:
         deadline = _naive_local(self.clock.now() + self.order_timeout)
@@ -423,6 +442,48 @@ class AcmeIssuer:
             raise IssuerError(f"ACME {self.shown_directory}: the answer is not an ACME directory "
                               f"(no {', '.join(missing)} URL)")
         return directory
+
+
+def _speaks_ari(directory: messages.Directory) -> bool:
+    try:
+        return bool(directory["renewalInfo"])
+    except KeyError:
+        return False
+
+
+class _NewOrderReplacing(messages.NewOrder):
+    """newOrder with RFC 9773's ``replaces`` (acme 5.9's ``new_order`` cannot send it)."""
+
+    replaces: str = jose.field("replaces", omitempty=True)
+
+
+def _ari_cert_id(leaf_pem: str) -> str | None:
+    """RFC 9773 §4.1 CertID of the first certificate of ``leaf_pem``: base64url(AKI keyIdentifier) "."
+    base64url(DER serial); None when it cannot be named (no AKI, not a certificate)."""
+    try:
+        leaf = x509.load_pem_x509_certificate(leaf_pem.encode())
+        aki = leaf.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    except (ValueError, x509.ExtensionNotFound):
+        return None
+    if not aki:
+        return None
+    serial = leaf.serial_number.to_bytes((leaf.serial_number.bit_length() + 8) // 8, "big", signed=True)
+    return ".".join(base64.urlsafe_b64encode(part).decode().rstrip("=") for part in (aki, serial))
+
+
+def _new_order_replacing(acme: client.ClientV2, csr_pem: bytes, profile: str | None,
+                         cert_id: str) -> messages.OrderResource:
+    """``ClientV2.new_order`` (acme 5.9) with ``replaces`` in the request."""
+    csr = x509.load_pem_x509_csr(csr_pem)
+    dns_names, ip_addrs = crypto_util.get_identifiers_from_x509(csr.subject, csr.extensions)
+    identifiers = [messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=name) for name in dns_names]
+    identifiers += [messages.Identifier(typ=messages.IDENTIFIER_IP, value=str(ip)) for ip in ip_addrs]
+    order = _NewOrderReplacing(identifiers=identifiers, profile=profile or "", replaces=cert_id)
+    response = acme._post(acme.directory["newOrder"], order)
+    body = messages.Order.from_json(response.json())
+    authorizations = [acme._authzr_from_response(acme._post_as_get(url), uri=url) for url in body.authorizations]
+    return messages.OrderResource(body=body, uri=response.headers.get("Location"), authorizations=authorizations,
+                                  csr_pem=csr_pem)
 
 
 def _csr(key_pem: str, hosts: tuple[str, ...]) -> bytes:
