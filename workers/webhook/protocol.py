@@ -10,7 +10,11 @@ over a minute. Here each connection has, per request:
   the headers go on, and again when they end (a read that also holds their end was not
   counted); a chunked body's trailer fields count too;
 - a body deadline, from the end of the headers to the end of the body;
-- a cap on open connections per process: one over it is closed as soon as it is accepted.
+- a cap on open connections per process: one over it is closed as soon as it is accepted;
+- framing that httptools lets through and RFC 9112 refuses, answered and closed before the app
+  sees the request: an HTTP version other than 1.0/1.1 (505), a Host missing from HTTP/1.1,
+  repeated or malformed (400), Transfer-Encoding in HTTP/1.0 (400) or with a coding other than
+  chunked, which is not applied (501: the signed bytes would not be the bytes acted on).
 
 A connection past a deadline is closed: its descriptor is freed, and a handler still reading
 the body sees the disconnect (the webhook answers 400 to no one and logs nothing).
@@ -19,6 +23,7 @@ the body sees the disconnect (the webhook answers 400 to no one and logs nothing
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +31,28 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 MAX_HEADER_BYTES = 16 * 1024
 _TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+# RFC 3986 host (IP-literal, IPv4 or reg-name) and optional port
+_HOST = re.compile(rb"(\[[0-9A-Za-z:.%_~-]+\]|[0-9A-Za-z._~!$&'()*+,;=%-]*)(:[0-9]*)?")
+
+
+def _refusal(status: str, text: str) -> bytes:
+    return (f"HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {len(text)}\r\n"
+            f"connection: close\r\n\r\n{text}").encode()
+
+
+def _framing_refusal(version: str, headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The answer to a request whose framing or version httptools accepts but RFC 9112 does not."""
+    if version not in ("1.0", "1.1"):
+        return _refusal("505 HTTP Version Not Supported", "only HTTP/1.0 and 1.1 are served")
+    hosts = [value for name, value in headers if name == b"host"]
+    if len(hosts) > 1 or (version == "1.1" and not hosts) or (hosts and not _HOST.fullmatch(hosts[0])):
+        return _refusal("400 Bad Request", "exactly one valid Host header is required")
+    codings = [c.strip().lower() for name, value in headers if name == b"transfer-encoding" for c in value.split(b",")]
+    if codings and version == "1.0":
+        return _refusal("400 Bad Request", "Transfer-Encoding in an HTTP/1.0 request")
+    if codings and codings != [b"chunked"]:
+        return _refusal("501 Not Implemented", "the only transfer coding served is chunked")
+    return None
 
 
 @dataclass(frozen=True)
@@ -45,12 +72,17 @@ class _HeadersTooLarge(Exception):  # noqa: N818 - raised in a parser callback t
     pass
 
 
+class _Refused(Exception):  # noqa: N818 - likewise, for a request whose framing is refused
+    pass
+
+
 class _Bounded(HttpToolsProtocol):
     limits: Limits = Limits()
     _timer: asyncio.TimerHandle | None = None
     _in_headers = True
     _header_bytes = 0
     _too_large = False
+    _refused: bytes | None = None  # the answer to a request refused at the end of its headers
     # A chunked body ends with trailer fields, which httptools gathers whole and uvicorn adds to the
     # request's headers: they count against the same cap, as the reads that bring them go by (what
     # is not body, from the end of the headers) and once parsed.
@@ -107,12 +139,19 @@ class _Bounded(HttpToolsProtocol):
         if size > self.limits.max_header_bytes:
             self._too_large = True
             raise _HeadersTooLarge  # the parser stops; uvicorn answers through send_400_response
+        self._refused = _framing_refusal(self.parser.get_http_version(), self.headers)
+        if self._refused is not None:
+            raise _Refused  # likewise: the app never sees the request
         self._in_body, self._not_body, self._fields, self._field_bytes = True, 0, len(self.headers), size
         self._arm(self.limits.body_timeout)
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
-        if not self._too_large:
+        if self._refused is not None:
+            if not self.transport.is_closing():
+                self.transport.write(self._refused)
+                self.transport.close()
+        elif not self._too_large:
             super().send_400_response(msg)
         else:
             self._answer_too_large()

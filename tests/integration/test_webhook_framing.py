@@ -1,0 +1,181 @@
+"""Request framing against the real `rotation webhook` process (RFC 9112): no forged request may act.
+
+Each request below carries a validly signed generic command (fresh, so a refusal is not the replay
+mark's doing): if the webhook acted on it, the command would be audited. A request whose framing is
+ambiguous or outside HTTP/1.x is refused and its connection closed; bytes of a body never become a
+request of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable
+
+from support.chat import Chat
+
+from rotation.chatops.signatures import generic_signature
+from rotation.simulator import ClusterSimulator
+
+
+def _signed() -> tuple[bytes, bytes]:
+    """A fresh signed generic ``status`` command: its header lines (CRLF-ended) and its body."""
+    body = json.dumps({"user": "ops-script", "text": "status sim", "nonce": secrets.token_hex(8)}).encode()
+    stamp = int(time.time())
+    signature = generic_signature(os.environ["TEST_GENERIC_SECRET"], stamp, body)
+    head = (f"Content-Type: application/json\r\nX-Timestamp: {stamp}\r\nX-Signature-256: {signature}\r\n").encode()
+    return head, body
+
+
+def _chunked(body: bytes) -> bytes:
+    return f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+
+
+def _exchange(chat: Chat, raw: bytes) -> bytes:
+    """Everything the server sends back until it closes the connection (or stays silent for 5 s)."""
+    answer = b""
+    with chat.connect(timeout=5) as sock:
+        sock.sendall(raw)
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except (TimeoutError, ConnectionResetError):
+            answer += b"<still open>"
+    return answer
+
+
+POST = b"POST /chatops/generic "
+
+# name -> the raw request, made of a signed command's header lines and body
+REFUSED: dict[str, Callable[[bytes, bytes], bytes]] = {
+    # RFC 9112 3.2: exactly one Host in an HTTP/1.1 request, and a valid one
+    "no Host": lambda h, b: POST + b"HTTP/1.1\r\n" + h + b"Content-Length: %d\r\n\r\n" % len(b) + b,
+    "two Hosts": lambda h, b: POST + b"HTTP/1.1\r\nHost: a\r\nHost: b\r\n" + h
+    + b"Content-Length: %d\r\n\r\n" % len(b) + b,
+    "bad Host": lambda h, b: POST + b"HTTP/1.1\r\nHost: a b\r\n" + h + b"Content-Length: %d\r\n\r\n" % len(b) + b,
+    # RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing; a coding we do not apply is 501
+    "HTTP/1.0 chunked": lambda h, b: POST + b"HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n" + h + b"\r\n"
+    + _chunked(b),
+    "gzip, chunked": lambda h, b: POST + b"HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n" + h
+    + b"\r\n" + _chunked(b),
+    # not HTTP/1.x
+    "HTTP/2.0": lambda h, b: POST + b"HTTP/2.0\r\nHost: a\r\n" + h + b"Content-Length: %d\r\n\r\n" % len(b) + b,
+    # already refused by the parser (llhttp, strict): kept so that a lenient parser cannot slip back in
+    "CL and TE": lambda h, b: POST + b"HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\nTransfer-Encoding: chunked\r\n"
+    % len(b) + h + b"\r\n" + _chunked(b),
+    "TE and CL": lambda h, b: POST + b"HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n"
+    + h + b"\r\n" + _chunked(b),
+    "two equal CL": lambda h, b: POST + b"HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\nContent-Length: %d\r\n"
+    % (len(b), len(b)) + h + b"\r\n" + b,
+    "CL list": lambda h, b: POST + b"HTTP/1.1\r\nHost: a\r\nContent-Length: %d, %d\r\n" % (len(b), len(b)) + h
+    + b"\r\n" + b,
+    "CL +": lambda h, b: POST + b"HTTP/1.1\r\nHost: a\r\nContent-Length: +%d\r\n" % len(b) + h + b"\r\n" + b,
+    "CL huge": lambda h, b: POST + b"HTTP/1.1\r\nHost: a\r\nContent-Length: 184467440737095516160\r\n" + h
+    + b"\r\n" + b,
+    "chunked, identity": lambda h, b: POST + b"HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n" + h
+    + b"\r\n" + _chunked(b),
+    "chunked twice": lambda h, b: POST + b"HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+    b"Transfer-Encoding: chunked\r\n" + h + b"\r\n" + _chunked(b),
+    "chunk size 0x": lambda h, b: POST + b"HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n" + h + b"\r\n"
+    + b"0x" + _chunked(b),
+    "chunk size overflows": lambda h, b: POST + b"HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n" + h
+    + b"\r\n" + b"1000000000000000" + _chunked(b),
+    "chunk longer than its size": lambda h, b: POST + b"HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n" + h
+    + b"\r\n" + f"{len(b) - 1:x}\r\n".encode() + b + b"\r\n0\r\n\r\n",
+    "chunk shorter than its size": lambda h, b: POST + b"HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n" + h
+    + b"\r\n" + f"{len(b) + 2:x}\r\n".encode() + b + b"\r\n0\r\n\r\n",
+    "bare LF": lambda h, b: (POST + b"HTTP/1.1\r\nHost: a\r\n" + h + b"Content-Length: %d\r\n\r\n" % len(b))
+    .replace(b"\r\n", b"\n") + b,
+    "bare CR": lambda h, b: POST + b"HTTP/1.1\r\nHost: a\r\nX-A: b\rContent-Length: %d\r\n" % len(b) + h
+    + b"\r\n" + b,
+    "obs-fold": lambda h, b: POST + b"HTTP/1.1\r\nHost: a\r\nX-A: b\r\n Content-Length: %d\r\n" % len(b) + h
+    + b"\r\n" + b,
+    "space before colon": lambda h, b: POST + b"HTTP/1.1\r\nHost: a\r\nContent-Length : %d\r\n" % len(b) + h
+    + b"\r\n" + b,
+    "NUL in a name": lambda h, b: POST + b"HTTP/1.1\r\nHost: a\r\nX-\0A: b\r\nContent-Length: %d\r\n" % len(b) + h
+    + b"\r\n" + b,
+    "NUL in a value": lambda h, b: POST + b"HTTP/1.1\r\nHost: a\r\nX-A: b\0c\r\nContent-Length: %d\r\n" % len(b) + h
+    + b"\r\n" + b,
+}
+CODES = {"gzip, chunked": b"501", "HTTP/2.0": b"505"}
+
+
+def test_ambiguous_or_foreign_framing_is_refused_closed_and_never_acts(simulator: ClusterSimulator, webhook) -> None:  # noqa: ANN001
+    chat = webhook()
+    acted = []
+    for name, request in REFUSED.items():
+        head, body = _signed()
+        answer = _exchange(chat, request(head, body))
+        status = answer.split(b" ", 2)[1] if answer.startswith(b"HTTP/1.1 ") else answer[:40]
+        # one answer, the refusal, and the connection closed after it
+        if status != CODES.get(name, b"400") or answer.count(b"HTTP/1.1 ") != 1 or answer.endswith(b"<still open>"):
+            acted.append((name, answer[-120:]))
+    assert [name for name, _ in acted] == [] and chat.audit() == []
+    # A well-framed request still acts: as Content-Length, and as chunks (an extension, zeros, any case)
+    for framing in (b"Content-Length: %d\r\n\r\n%s", b"Transfer-Encoding: CHUNKED \r\n\r\n%x;ext=1\r\n%s\r\n0\r\n\r\n",
+                    b"Content-Length: 000%d\r\n\r\n%s"):
+        head, body = _signed()
+        request = POST + b"HTTP/1.1\r\nHost: a\r\nConnection: close\r\n" + head + framing % (len(body), body)
+        assert _exchange(chat, request).startswith(b"HTTP/1.1 200"), framing
+    assert len(chat.audit()) == 3
+
+
+def test_a_request_hidden_in_a_body_is_never_run_and_the_connection_stays_in_step(
+    simulator: ClusterSimulator, webhook  # noqa: ANN001
+) -> None:
+    chat = webhook()
+    head, body = _signed()
+    hidden = POST + b"HTTP/1.1\r\nHost: a\r\n" + head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    # The outer request's body is the hidden one: as Content-Length, as one chunk, and as a chunk that
+    # holds a last-chunk of its own; each signed over its exact bytes, so each is a bad JSON body (400).
+    for framing in (b"Content-Length: %d\r\n\r\n%s", b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"):
+        for inner in (hidden, b"0\r\n\r\n" + hidden):
+            stamp = int(time.time())
+            signature = generic_signature(os.environ["TEST_GENERIC_SECRET"], stamp, inner)
+            outer = (POST + b"HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nX-Timestamp: %d\r\n"
+                     b"X-Signature-256: %s\r\n" % (stamp, signature.encode()) + framing % (len(inner), inner))
+            with chat.connect(timeout=10) as sock:
+                # then one more request on the same connection: its answer must be the second one
+                sock.sendall(outer + b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                answer = b""
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+            assert answer.count(b"HTTP/1.1 ") == 2 and answer.endswith(b"\r\n\r\nok"), answer
+    assert chat.audit() == []  # the hidden command never ran
+    # The hidden request, sent as itself, is fresh and acts once.
+    assert _exchange(chat, hidden.replace(b"Host: a\r\n", b"Host: a\r\nConnection: close\r\n")).startswith(
+        b"HTTP/1.1 200")
+    assert len(chat.audit()) == 1
+
+
+def test_a_kept_alive_http_1_0_request_and_expect_100_continue_answer_once(
+    simulator: ClusterSimulator, webhook  # noqa: ANN001
+) -> None:
+    chat = webhook()
+    head, body = _signed()
+    # HTTP/1.0 asking for keep-alive: answered, then closed; the bytes after it are not a request.
+    after_head, after_body = _signed()
+    after = POST + b"HTTP/1.1\r\nHost: a\r\n" + after_head + b"Content-Length: %d\r\n\r\n%s" % (len(after_body),
+                                                                                               after_body)
+    request = (POST + b"HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n" + head
+               + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    answer = _exchange(chat, request + after)
+    assert answer.startswith(b"HTTP/1.1 200") and answer.count(b"HTTP/1.1 ") == 1, answer
+    assert len(chat.audit()) == 1
+    # Expect: 100-continue gets its interim answer once the checks before the body pass, then the final one
+    head, body = _signed()
+    with chat.connect(timeout=10) as sock:
+        sock.sendall(POST + b"HTTP/1.1\r\nHost: a\r\nConnection: close\r\nExpect: 100-continue\r\n" + head
+                     + b"Content-Length: %d\r\n\r\n" % len(body))
+        assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        assert sock.recv(1024).startswith(b"HTTP/1.1 200")
+    # ... and a refusal before the body (too large) comes without it, the body unread
+    with chat.connect(timeout=10) as sock:
+        sock.sendall(POST + b"HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n" + head
+                     + b"Content-Length: 70000\r\n\r\n")
+        assert sock.recv(1024).startswith(b"HTTP/1.1 413")
+    assert len(chat.audit()) == 2
