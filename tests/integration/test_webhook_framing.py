@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable
 
 from support.chat import Chat
+from support.processes import wait_for
 
 from rotation.chatops.signatures import generic_signature
 from rotation.simulator import ClusterSimulator
@@ -179,3 +181,35 @@ def test_a_kept_alive_http_1_0_request_and_expect_100_continue_answer_once(
                      + b"Content-Length: 70000\r\n\r\n")
         assert sock.recv(1024).startswith(b"HTTP/1.1 413")
     assert len(chat.audit()) == 2
+
+
+def test_a_bad_request_after_a_good_one_is_answered_after_it_not_instead(
+    simulator: ClusterSimulator, webhook  # noqa: ANN001
+) -> None:
+    # Pipelined: a signed command, then bytes that are no request, read while the command runs. The
+    # refusal of the second went out at once and the connection was closed: the caller read "400"
+    # (or 431) for a command that acted. Answers go in order: the command's, the refusal, the close.
+    chat = webhook()
+    bads = {"no request": b"GARBAGE\r\n\r\n", "two CL": b"POST /chatops/generic HTTP/1.1\r\nHost: a\r\n"
+            b"Content-Length: 1\r\nContent-Length: 2\r\n\r\nzz", "no Host": POST + b"HTTP/1.1\r\n\r\n",
+            "headers over the cap": POST + b"HTTP/1.1\r\nHost: a\r\nX-Junk: " + b"a" * 20_000 + b"\r\n\r\n",
+            "bad chunk": POST + b"HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"}
+    for name, bad in bads.items():
+        head, body = _signed()
+        chat.redis.client_pause(5000, all=False)  # the command's first write waits: it is in flight
+        try:
+            with chat.connect(timeout=10) as sock:
+                sock.sendall(POST + b"HTTP/1.1\r\nHost: a\r\n" + head + b"Content-Length: %d\r\n\r\n%s" % (
+                    len(body), body))
+                wait_for(lambda: chat.redis.info("clients")["blocked_clients"] > 0, 10, 0.01, what="the write")
+                sock.sendall(bad)
+                time.sleep(0.2)  # (before the fix, the refusal was out by now)
+                chat.redis.client_unpause()
+                answer = b""
+                while chunk := sock.recv(65536):
+                    answer += chunk
+        finally:
+            chat.redis.client_unpause()
+        assert answer.startswith(b"HTTP/1.1 200") and answer.count(b"HTTP/1.1 ") == 2, (name, answer)
+        assert re.search(rb"\r\n\r\n\{.*\}HTTP/1.1 4(00|31) ", answer), (name, answer)
+    assert len(chat.audit()) == len(bads)

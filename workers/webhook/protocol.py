@@ -16,6 +16,9 @@ over a minute. Here each connection has, per request:
   repeated or malformed (400), Transfer-Encoding in HTTP/1.0 (400) or with a coding other than
   chunked, which is not applied (501: the signed bytes would not be the bytes acted on).
 
+A request refused while an earlier one on the connection is still being answered (pipelined)
+waits for that answer: answers go in order, the refusal last, then the connection closes.
+
 A connection past a deadline is closed: its descriptor is freed, and a handler still reading
 the body sees the disconnect (the webhook answers 400 to no one and logs nothing).
 """
@@ -83,6 +86,8 @@ class _Bounded(HttpToolsProtocol):
     _header_bytes = 0
     _too_large = False
     _refused: bytes | None = None  # the answer to a request refused at the end of its headers
+    _before: Any = None  # the request cycle before the one being parsed (None: it is the first)
+    _owed: bytes | None = None  # a refusal waiting for the answers to the requests before it
     # A chunked body ends with trailer fields, which httptools gathers whole and uvicorn adds to the
     # request's headers: they count against the same cap, as the reads that bring them go by (what
     # is not body, from the end of the headers) and once parsed.
@@ -104,7 +109,7 @@ class _Bounded(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._owed is not None:
             return
         if self._timer is None:
             # Between requests: any byte cancels uvicorn's keep-alive timer, and the parser skips
@@ -122,11 +127,35 @@ class _Bounded(HttpToolsProtocol):
                 self._answer_too_large()
 
     def _answer_too_large(self) -> None:
-        if not self.transport.is_closing():
-            self.transport.write(_TOO_LARGE)
+        self._answer_last(_TOO_LARGE)
+
+    def _answer_last(self, answer: bytes) -> None:
+        """Refuse the request being parsed and close: at once, or after the answers still owed to the
+        requests before it (written then, a refusal first would be read as theirs)."""
+        if self.transport.is_closing() or self._owed is not None:
+            return
+        cycle = self.cycle
+        if cycle is not None and cycle is not self._before:  # this request got as far as the app
+            queued = [entry for entry in self.pipeline if entry[0] is cycle]
+            for entry in queued:
+                self.pipeline.remove(entry)  # behind another request: it never runs
+            owed = bool(queued)  # else its app is running, and sees the disconnect
+        else:
+            owed = cycle is not None and not cycle.response_complete
+        if owed:
+            self._owed = answer
+        else:
+            self.transport.write(answer)
             self.transport.close()
 
+    def on_response_complete(self) -> None:
+        if self._owed is not None and not self.pipeline and not self.transport.is_closing():
+            self.transport.write(self._owed)  # the last answer owed is out
+            self.transport.close()
+        super().on_response_complete()
+
     def on_message_begin(self) -> None:
+        self._before = self.cycle
         super().on_message_begin()
         self._in_headers, self._header_bytes = True, 0
         if self._timer is None:  # a later request on a kept-alive connection; the first has its timer
@@ -148,11 +177,9 @@ class _Bounded(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         if self._refused is not None:
-            if not self.transport.is_closing():
-                self.transport.write(self._refused)
-                self.transport.close()
+            self._answer_last(self._refused)
         elif not self._too_large:
-            super().send_400_response(msg)
+            self._answer_last(_refusal("400 Bad Request", msg))
         else:
             self._answer_too_large()
 
