@@ -62,6 +62,10 @@ REFUSED: dict[str, Callable[[bytes, bytes], bytes]] = {
     + _chunked(b),
     "gzip, chunked": lambda h, b: POST + b"HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n" + h
     + b"\r\n" + _chunked(b),
+    # an upgrade (not served): the parser would take what follows the headers for the new protocol, the
+    # command would run with an empty body and the connection hang with the rest unread
+    "Upgrade": lambda h, b: POST + b"HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n" + h
+    + b"Content-Length: %d\r\n\r\n" % len(b) + b,
     # not HTTP/1.x
     "HTTP/2.0": lambda h, b: POST + b"HTTP/2.0\r\nHost: a\r\n" + h + b"Content-Length: %d\r\n\r\n" % len(b) + b,
     # already refused by the parser (llhttp, strict): kept so that a lenient parser cannot slip back in
@@ -167,6 +171,11 @@ def test_a_kept_alive_http_1_0_request_and_expect_100_continue_answer_once(
     answer = _exchange(chat, request + after)
     assert answer.startswith(b"HTTP/1.1 200") and answer.count(b"HTTP/1.1 ") == 1, answer
     assert len(chat.audit()) == 1
+    # An HTTP/1.0 client knows no interim answers: its expectation is ignored (RFC 9110 10.1.1)
+    head, body = _signed()
+    answer = _exchange(chat, POST + b"HTTP/1.0\r\nHost: a\r\nExpect: 100-continue\r\n" + head
+                       + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    assert answer.startswith(b"HTTP/1.1 200") and answer.count(b"HTTP/1.1 ") == 1, answer
     # Expect: 100-continue gets its interim answer once the checks before the body pass, then the final one
     head, body = _signed()
     with chat.connect(timeout=10) as sock:
@@ -180,7 +189,7 @@ def test_a_kept_alive_http_1_0_request_and_expect_100_continue_answer_once(
         sock.sendall(POST + b"HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n" + head
                      + b"Content-Length: 70000\r\n\r\n")
         assert sock.recv(1024).startswith(b"HTTP/1.1 413")
-    assert len(chat.audit()) == 2
+    assert len(chat.audit()) == 3
 
 
 def test_a_bad_request_after_a_good_one_is_answered_after_it_not_instead(

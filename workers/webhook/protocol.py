@@ -14,7 +14,9 @@ over a minute. Here each connection has, per request:
 - framing that httptools lets through and RFC 9112 refuses, answered and closed before the app
   sees the request: an HTTP version other than 1.0/1.1 (505), a Host missing from HTTP/1.1,
   repeated or malformed (400), Transfer-Encoding in HTTP/1.0 (400) or with a coding other than
-  chunked, which is not applied (501: the signed bytes would not be the bytes acted on).
+  chunked, which is not applied (501: the signed bytes would not be the bytes acted on), an
+  upgrade (400: none is served, and httptools would leave the body and what follows unread);
+  an HTTP/1.0 client's ``Expect: 100-continue`` is ignored (it knows no interim answer).
 
 A request refused while an earlier one on the connection is still being answered (pipelined)
 waits for that answer: answers go in order, the refusal last, then the connection closes.
@@ -43,10 +45,12 @@ def _refusal(status: str, text: str) -> bytes:
             f"connection: close\r\n\r\n{text}").encode()
 
 
-def _framing_refusal(version: str, headers: list[tuple[bytes, bytes]]) -> bytes | None:
+def _framing_refusal(version: str, headers: list[tuple[bytes, bytes]], upgrade: bool) -> bytes | None:
     """The answer to a request whose framing or version httptools accepts but RFC 9112 does not."""
     if version not in ("1.0", "1.1"):
         return _refusal("505 HTTP Version Not Supported", "only HTTP/1.0 and 1.1 are served")
+    if upgrade:
+        return _refusal("400 Bad Request", "protocol upgrades are not served")
     hosts = [value for name, value in headers if name == b"host"]
     if len(hosts) > 1 or (version == "1.1" and not hosts) or (hosts and not _HOST.fullmatch(hosts[0])):
         return _refusal("400 Bad Request", "exactly one valid Host header is required")
@@ -168,9 +172,12 @@ class _Bounded(HttpToolsProtocol):
         if size > self.limits.max_header_bytes:
             self._too_large = True
             raise _HeadersTooLarge  # the parser stops; uvicorn answers through send_400_response
-        self._refused = _framing_refusal(self.parser.get_http_version(), self.headers)
+        version = self.parser.get_http_version()
+        self._refused = _framing_refusal(version, self.headers, self.parser.should_upgrade())
         if self._refused is not None:
             raise _Refused  # likewise: the app never sees the request
+        if version == "1.0":
+            self.expect_100_continue = False  # RFC 9110 10.1.1: ignored from HTTP/1.0
         self._in_body, self._not_body, self._fields, self._field_bytes = True, 0, len(self.headers), size
         self._arm(self.limits.body_timeout)
         super().on_headers_complete()
