@@ -222,3 +222,30 @@ def test_a_bad_request_after_a_good_one_is_answered_after_it_not_instead(
         assert answer.startswith(b"HTTP/1.1 200") and answer.count(b"HTTP/1.1 ") == 2, (name, answer)
         assert re.search(rb"\r\n\r\n\{.*\}HTTP/1.1 4(00|31) ", answer), (name, answer)
     assert len(chat.audit()) == len(bads)
+
+
+def test_trailer_fields_never_stand_in_for_the_headers_that_authenticate(
+    simulator: ClusterSimulator, webhook  # noqa: ANN001
+) -> None:
+    # uvicorn merges a chunked body's trailer fields into the request's headers, after the header
+    # section: a signature, timestamp or token sent after the body (past a proxy that checks the header
+    # section) won over the header's (RFC 9110 6.5.1: a trailer is not merged unless its field says so).
+    chat = webhook()
+    head, body = _signed()
+    forged = b"X-Timestamp: 1\r\nX-Signature-256: sha256=" + b"0" * 64 + b"\r\nContent-Type: application/json\r\n"
+    request = POST + b"HTTP/1.1\r\nHost: a\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n" + forged + b"\r\n"
+    answer = _exchange(chat, request + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n" + head + b"\r\n")
+    assert answer.startswith(b"HTTP/1.1 401"), answer
+    token = os.environ["TEST_MM_TOKEN"]
+    form = b"user_id=mmoperator0000000000000000&team_id=mmteam&text=status"
+    request = (b"POST /chatops/mattermost HTTP/1.1\r\nHost: a\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n"
+               b"Content-Type: application/x-www-form-urlencoded\r\nAuthorization: Token wrong\r\n\r\n")
+    answer = _exchange(chat, request + b"%x\r\n%s\r\n0\r\nAuthorization: Token %s\r\n\r\n" % (
+        len(form), form, token.encode()))
+    assert answer.startswith(b"HTTP/1.1 401"), answer
+    assert chat.audit() == []
+    # with the right headers, a trailer changes nothing
+    answer = _exchange(chat, request.replace(b"Token wrong", b"Token " + token.encode())
+                       + b"%x\r\n%s\r\n0\r\nAuthorization: Token wrong\r\n\r\n" % (len(form), form))
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    assert len(chat.audit()) == 1

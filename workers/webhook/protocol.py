@@ -16,7 +16,8 @@ over a minute. Here each connection has, per request:
   repeated or malformed (400), Transfer-Encoding in HTTP/1.0 (400) or with a coding other than
   chunked, which is not applied (501: the signed bytes would not be the bytes acted on), an
   upgrade (400: none is served, and httptools would leave the body and what follows unread);
-  an HTTP/1.0 client's ``Expect: 100-continue`` is ignored (it knows no interim answer).
+  an HTTP/1.0 client's ``Expect: 100-continue`` is ignored (it knows no interim answer), and a
+  chunked body's trailer fields never reach the app's headers.
 
 A request refused while an earlier one on the connection is still being answered (pipelined)
 waits for that answer: answers go in order, the refusal last, then the connection closes.
@@ -200,6 +201,9 @@ class _Bounded(HttpToolsProtocol):
         if self._field_bytes + trailers > self.limits.max_header_bytes:
             self._too_large = True
             raise _HeadersTooLarge  # before the app is told that the body is complete
+        # Then dropped: uvicorn adds them to the request's headers, where they would stand in for the
+        # header section's (a signature or token sent after the body). RFC 9110 6.5.1: not merged.
+        del self.headers[self._fields:]
         self._disarm()
         super().on_message_complete()
 
