@@ -3,7 +3,8 @@
 Each request below carries a validly signed generic command (fresh, so a refusal is not the replay
 mark's doing): if the webhook acted on it, the command would be audited. A request whose framing is
 ambiguous or outside HTTP/1.x is refused and its connection closed; bytes of a body never become a
-request of their own.
+request of their own; answers go in order; what authenticates a request is its header section, and
+a signed body acts once, whatever the endpoint, the process, or where in its window it comes.
 """
 
 from __future__ import annotations
@@ -249,3 +250,25 @@ def test_trailer_fields_never_stand_in_for_the_headers_that_authenticate(
                        + b"%x\r\n%s\r\n0\r\nAuthorization: Token wrong\r\n\r\n" % (len(form), form))
     assert answer.startswith(b"HTTP/1.1 200"), answer
     assert len(chat.audit()) == 1
+
+
+def test_a_signature_binds_its_body_once_across_endpoints_restarts_and_its_whole_window(
+    simulator: ClusterSimulator, webhook  # noqa: ANN001
+) -> None:
+    # Already right, kept as a guard: the replay marks live in Redis, not in a process, and outlive the
+    # signature's window even for a timestamp ahead of the clock.
+    chat = webhook()
+    body = chat.slack_body("status sim")
+    headers = chat.slack_headers(body)
+    assert chat.post("/chatops/slack/interactive", body, headers).status_code == 400  # not a click: nothing written
+    assert chat.post("/chatops/slack?another=query", body, headers).status_code == 200
+    for path in ("/chatops/slack", "/chatops/%73lack", "/chatops/slack/interactive"):
+        assert chat.post(path, body, headers).status_code in (400, 401), path
+    ahead = int(time.time()) + 290
+    assert chat.generic("status sim", timestamp=ahead).status_code == 200
+    (mark,) = chat.redis.keys("rotation:chatops:seen:generic:*")
+    assert chat.redis.ttl(mark) > ahead + 300 - time.time()  # kept until the timestamp is stale
+    assert chat.generic("status sim", timestamp=int(time.time()) + 400).status_code == 401
+    again = webhook()  # another process on the same Redis (as after a restart)
+    assert again.post("/chatops/slack", body, headers).status_code == 401
+    assert len(chat.audit()) == 2
