@@ -200,8 +200,9 @@ def test_a_bad_request_after_a_good_one_is_answered_after_it_not_instead(
     # refusal of the second went out at once and the connection was closed: the caller read "400"
     # (or 431) for a command that acted. Answers go in order: the command's, the refusal, the close.
     chat = webhook()
-    bads = {"no request": b"GARBAGE\r\n\r\n", "no method": b"\0\r\n\r\n", "bad method": b"{}\r\n\r\n", "two CL": b"POST /chatops/generic HTTP/1.1\r\nHost: a\r\n"
-            b"Content-Length: 1\r\nContent-Length: 2\r\n\r\nzz", "no Host": POST + b"HTTP/1.1\r\n\r\n",
+    bads = {"no request": b"GARBAGE\r\n\r\n", "no method": b"\0\r\n\r\n", "bad method": b"{}\r\n\r\n",
+            "two CL": POST + b"HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nzz",
+            "no Host": POST + b"HTTP/1.1\r\n\r\n",
             "headers over the cap": POST + b"HTTP/1.1\r\nHost: a\r\nX-Junk: " + b"a" * 20_000 + b"\r\n\r\n",
             "bad chunk": POST + b"HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"}
     for name, bad in bads.items():
