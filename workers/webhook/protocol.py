@@ -10,7 +10,17 @@ over a minute. Here each connection has, per request:
   the headers go on, and again when they end (a read that also holds their end was not
   counted); a chunked body's trailer fields count too;
 - a body deadline, from the end of the headers to the end of the body;
-- a cap on open connections per process: one over it is closed as soon as it is accepted.
+- a cap on open connections per process: one over it is closed as soon as it is accepted;
+- framing that httptools lets through and RFC 9112 refuses, answered and closed before the app
+  sees the request: an HTTP version other than 1.0/1.1 (505), a Host missing from HTTP/1.1,
+  repeated or malformed (400), Transfer-Encoding in HTTP/1.0 (400) or with a coding other than
+  chunked, which is not applied (501: the signed bytes would not be the bytes acted on), an
+  upgrade (400: none is served, and httptools would leave the body and what follows unread);
+  an HTTP/1.0 client's ``Expect: 100-continue`` is ignored (it knows no interim answer), and a
+  chunked body's trailer fields never reach the app's headers.
+
+A request refused while an earlier one on the connection is still being answered (pipelined)
+waits for that answer: answers go in order, the refusal last, then the connection closes.
 
 A connection past a deadline is closed: its descriptor is freed, and a handler still reading
 the body sees the disconnect (the webhook answers 400 to no one and logs nothing).
@@ -19,6 +29,7 @@ the body sees the disconnect (the webhook answers 400 to no one and logs nothing
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +37,30 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 MAX_HEADER_BYTES = 16 * 1024
 _TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+# RFC 3986 host (IP-literal, IPv4 or reg-name) and optional port
+_HOST = re.compile(rb"(\[[0-9A-Za-z:.%_~-]+\]|[0-9A-Za-z._~!$&'()*+,;=%-]*)(:[0-9]*)?")
+
+
+def _refusal(status: str, text: str) -> bytes:
+    return (f"HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {len(text)}\r\n"
+            f"connection: close\r\n\r\n{text}").encode()
+
+
+def _framing_refusal(version: str, headers: list[tuple[bytes, bytes]], upgrade: bool) -> bytes | None:
+    """The answer to a request whose framing or version httptools accepts but RFC 9112 does not."""
+    if version not in ("1.0", "1.1"):
+        return _refusal("505 HTTP Version Not Supported", "only HTTP/1.0 and 1.1 are served")
+    if upgrade:
+        return _refusal("400 Bad Request", "protocol upgrades are not served")
+    hosts = [value for name, value in headers if name == b"host"]
+    if len(hosts) > 1 or (version == "1.1" and not hosts) or (hosts and not _HOST.fullmatch(hosts[0])):
+        return _refusal("400 Bad Request", "exactly one valid Host header is required")
+    codings = [c.strip().lower() for name, value in headers if name == b"transfer-encoding" for c in value.split(b",")]
+    if codings and version == "1.0":
+        return _refusal("400 Bad Request", "Transfer-Encoding in an HTTP/1.0 request")
+    if codings and codings != [b"chunked"]:
+        return _refusal("501 Not Implemented", "the only transfer coding served is chunked")
+    return None
 
 
 @dataclass(frozen=True)
@@ -45,12 +80,19 @@ class _HeadersTooLarge(Exception):  # noqa: N818 - raised in a parser callback t
     pass
 
 
+class _Refused(Exception):  # noqa: N818 - likewise, for a request whose framing is refused
+    pass
+
+
 class _Bounded(HttpToolsProtocol):
     limits: Limits = Limits()
     _timer: asyncio.TimerHandle | None = None
     _in_headers = True
     _header_bytes = 0
     _too_large = False
+    _refused: bytes | None = None  # the answer to a request refused at the end of its headers
+    _before: Any = None  # the request cycle before the one being parsed (None: it is the first)
+    _owed: bytes | None = None  # a refusal waiting for the answers to the requests before it
     # A chunked body ends with trailer fields, which httptools gathers whole and uvicorn adds to the
     # request's headers: they count against the same cap, as the reads that bring them go by (what
     # is not body, from the end of the headers) and once parsed.
@@ -72,7 +114,7 @@ class _Bounded(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._owed is not None:
             return
         if self._timer is None:
             # Between requests: any byte cancels uvicorn's keep-alive timer, and the parser skips
@@ -90,11 +132,35 @@ class _Bounded(HttpToolsProtocol):
                 self._answer_too_large()
 
     def _answer_too_large(self) -> None:
-        if not self.transport.is_closing():
-            self.transport.write(_TOO_LARGE)
+        self._answer_last(_TOO_LARGE)
+
+    def _answer_last(self, answer: bytes) -> None:
+        """Refuse the request being parsed and close: at once, or after the answers still owed to the
+        requests before it (written then, a refusal first would be read as theirs)."""
+        if self.transport.is_closing() or self._owed is not None:
+            return
+        cycle = self.cycle
+        if cycle is not None and cycle is not self._before:  # this request got as far as the app
+            queued = [entry for entry in self.pipeline if entry[0] is cycle]
+            for entry in queued:
+                self.pipeline.remove(entry)  # behind another request: it never runs
+            owed = bool(queued)  # else its app is running, and sees the disconnect
+        else:
+            owed = cycle is not None and not cycle.response_complete
+        if owed:
+            self._owed = answer
+        else:
+            self.transport.write(answer)
             self.transport.close()
 
+    def on_response_complete(self) -> None:
+        if self._owed is not None and not self.pipeline and not self.transport.is_closing():
+            self.transport.write(self._owed)  # the last answer owed is out
+            self.transport.close()
+        super().on_response_complete()
+
     def on_message_begin(self) -> None:
+        self._before = self.cycle
         super().on_message_begin()
         self._in_headers, self._header_bytes = True, 0
         if self._timer is None:  # a later request on a kept-alive connection; the first has its timer
@@ -107,13 +173,21 @@ class _Bounded(HttpToolsProtocol):
         if size > self.limits.max_header_bytes:
             self._too_large = True
             raise _HeadersTooLarge  # the parser stops; uvicorn answers through send_400_response
+        version = self.parser.get_http_version()
+        self._refused = _framing_refusal(version, self.headers, self.parser.should_upgrade())
+        if self._refused is not None:
+            raise _Refused  # likewise: the app never sees the request
+        if version == "1.0":
+            self.expect_100_continue = False  # RFC 9110 10.1.1: ignored from HTTP/1.0
         self._in_body, self._not_body, self._fields, self._field_bytes = True, 0, len(self.headers), size
         self._arm(self.limits.body_timeout)
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
-        if not self._too_large:
-            super().send_400_response(msg)
+        if self._refused is not None:
+            self._answer_last(self._refused)
+        elif not self._too_large:
+            self._answer_last(_refusal("400 Bad Request", msg))
         else:
             self._answer_too_large()
 
@@ -127,6 +201,9 @@ class _Bounded(HttpToolsProtocol):
         if self._field_bytes + trailers > self.limits.max_header_bytes:
             self._too_large = True
             raise _HeadersTooLarge  # before the app is told that the body is complete
+        # Then dropped: uvicorn adds them to the request's headers, where they would stand in for the
+        # header section's (a signature or token sent after the body). RFC 9110 6.5.1: not merged.
+        del self.headers[self._fields:]
         self._disarm()
         super().on_message_complete()
 
