@@ -5,9 +5,12 @@ exception that takes the other endpoints' results with it (real sockets, real ha
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import select
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,9 +19,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID, ObjectIdentifier
+from prometheus_client.registry import CollectorRegistry
 from support.cluster import free_loopback_base
 
+from rotation.adapters import bounded_server
 from rotation.adapters.issuers.acme import http01
+from rotation.adapters.metrics import serve_metrics
 from rotation.adapters.tls.audit import AuditOptions, audit_endpoints
 from rotation.adapters.tls.probe import probe_endpoints
 from rotation.core.model import Endpoint
@@ -162,3 +168,60 @@ def test_the_http01_responder_keeps_no_connection_once_its_order_ended() -> None
     finally:
         idle.close()
         answered.close()
+
+
+def _dropped(address: str, port: int, drip: bytes) -> bool:
+    """A client that sends ``drip`` one byte at a time (each well within any per-read timeout), then
+    nothing: True once the server closed the connection, False if it still holds it after 10 s."""
+    with socket.create_connection((address, port)) as sock:
+        sock.setblocking(False)
+        end = time.monotonic() + 10
+        for byte in itertools.chain(drip, itertools.repeat(None)):
+            if time.monotonic() > end:
+                return False
+            if byte is not None:
+                try:
+                    sock.send(bytes([byte]))
+                except OSError:  # reset by the server
+                    return True
+            if select.select([sock], [], [], 0.05)[0]:
+                try:
+                    if not sock.recv(65536):
+                        return True
+                except OSError:
+                    return True
+    return False
+
+
+DRIPS = {"idle": b"", "request-line": b"GET /" + b"a" * 10_000,
+         "headers": b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: a\r\n" * 1000}
+
+
+@pytest.mark.parametrize("drip", [DRIPS["request-line"], DRIPS["headers"]], ids=["request-line", "headers"])
+def test_the_http01_responder_drops_a_slow_client_while_its_order_is_open(
+    drip: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The port is public: a client that sends its request a byte at a time (or nothing) must not hold a
+    # thread and a socket of the worker for as long as the order lasts.
+    monkeypatch.setattr(bounded_server, "CONNECTION_DEADLINE", 0.5)
+    with http01.serving(free_loopback_base(), 0) as responder:
+        assert _dropped(responder.address, responder.port, drip)
+        with socket.create_connection((responder.address, responder.port)) as answered:
+            answered.sendall(b"GET /.well-known/acme-challenge/none HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert answered.recv(64).startswith(b"HTTP/1.0 404")  # still serving
+
+
+@pytest.mark.parametrize("drip", DRIPS.values(), ids=DRIPS.keys())
+def test_the_metrics_endpoint_drops_a_slow_client(drip: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    # prometheus_client's server has no timeout at all: a connection that sent nothing held a thread for good.
+    monkeypatch.setattr(bounded_server, "CONNECTION_DEADLINE", 0.5)
+    server = serve_metrics(0, free_loopback_base(), CollectorRegistry())
+    try:
+        address, port = server.server_address[:2]
+        assert _dropped(address, port, drip)
+        with socket.create_connection((address, port)) as scrape:
+            scrape.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert scrape.recv(64).startswith(b"HTTP/1.0 200")
+    finally:
+        server.shutdown()
+        server.server_close()
