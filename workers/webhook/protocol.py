@@ -10,7 +10,10 @@ over a minute. Here each connection has, per request:
   the headers go on, and again when they end (a read that also holds their end was not
   counted); a chunked body's trailer fields count too;
 - a body deadline, from the end of the headers to the end of the body;
-- a cap on open connections per process: one over it is closed as soon as it is accepted.
+- a cap on open connections per process: one over it is closed as soon as it is accepted;
+- a write deadline: an answer that waits for the client to read (the socket buffers full: uvicorn
+  waits for them to drain without a timeout) waits at most ``write_timeout``, then the connection
+  is dropped.
 
 A connection past a deadline is closed: its descriptor is freed, and a handler still reading
 the body sees the disconnect (the webhook answers 400 to no one and logs nothing).
@@ -34,6 +37,7 @@ class Limits:
     body_timeout: float = 5.0  # seconds for its body, once the headers are in
     max_connections: int = 1000  # open connections per process
     max_header_bytes: int = MAX_HEADER_BYTES
+    write_timeout: float = 5.0  # seconds an answer may wait for a client that reads none of it
 
 
 def bounded_protocol(limits: Limits) -> type[asyncio.Protocol]:
@@ -48,6 +52,7 @@ class _HeadersTooLarge(Exception):  # noqa: N818 - raised in a parser callback t
 class _Bounded(HttpToolsProtocol):
     limits: Limits = Limits()
     _timer: asyncio.TimerHandle | None = None
+    _write_timer: asyncio.TimerHandle | None = None
     _in_headers = True
     _header_bytes = 0
     _too_large = False
@@ -69,7 +74,20 @@ class _Bounded(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self.resume_writing()  # the write deadline goes with the connection
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_timer is None:
+            # close() would wait for the buffer to drain, that is for the client: abort drops it
+            self._write_timer = self.loop.call_later(self.limits.write_timeout, self.transport.abort)
+
+    def resume_writing(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+        super().resume_writing()
 
     def data_received(self, data: bytes) -> None:
         if self.transport.is_closing():
