@@ -12,14 +12,13 @@ import socket
 import threading
 from collections.abc import Iterator
 from datetime import datetime
-from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from rotation.adapters.bounded_server import DeadlineHandler
+from rotation.adapters.bounded_server import CappedServer, DeadlineHandler
 from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.adapters.state.base import DURATION_BUCKETS, ServiceState
 from rotation.core.clock import Clock
@@ -112,7 +111,7 @@ class _Handler(DeadlineHandler, WSGIRequestHandler):
         pass
 
 
-class _Server(ThreadingMixIn, WSGIServer):
+class _Server(CappedServer, WSGIServer):
     daemon_threads = True
 
 

@@ -4,6 +4,7 @@ exception that takes the other endpoints' results with it (real sockets, real ha
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import select
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 from prometheus_client.registry import CollectorRegistry
 from support.cluster import free_loopback_base
+from support.processes import wait_for
 
 from rotation.adapters import bounded_server
 from rotation.adapters.issuers.acme import http01
@@ -225,3 +227,45 @@ def test_the_metrics_endpoint_drops_a_slow_client(drip: bytes, monkeypatch: pyte
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def _http01() -> Iterator[tuple[str, int]]:
+    with http01.serving(free_loopback_base(), 0) as responder:
+        yield responder.address, responder.port
+
+
+@contextlib.contextmanager
+def _metrics() -> Iterator[tuple[str, int]]:
+    server = serve_metrics(0, free_loopback_base(), CollectorRegistry())
+    try:
+        yield server.server_address[:2]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("serving", [_http01, _metrics], ids=["http01", "metrics"])
+def test_the_http01_responder_and_the_metrics_endpoint_serve_a_bounded_number_of_connections(
+    serving: Callable[[], contextlib.AbstractContextManager[tuple[str, int]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each connection is a thread: connections that each wait out their deadline must not add up to
+    # a thread (and a socket) per connection the world opens.
+    monkeypatch.setattr(bounded_server, "CONNECTION_DEADLINE", 60.0)
+    monkeypatch.setattr(http01._Handler, "timeout", 60.0)  # nor does its per-read timeout end them
+    monkeypatch.setattr(bounded_server, "MAX_CONNECTIONS", 2)
+    with serving() as (address, port):
+        idle = [socket.create_connection((address, port)) for _ in range(2)]
+        try:
+            assert _dropped(address, port, b"")  # one over the cap: closed at once
+        finally:
+            for sock in idle:
+                sock.close()
+        wait_for(lambda: _answers(address, port), 10, 0.05, what="a connection once the others are gone")
+
+
+def _answers(address: str, port: int) -> bool:
+    with socket.create_connection((address, port)) as sock:
+        sock.settimeout(5)
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        return sock.recv(64).startswith(b"HTTP/1.0 ")

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from rotation.adapters.bounded_server import DeadlineHandler
+from rotation.adapters.bounded_server import CappedServer, DeadlineHandler
 from rotation.core.errors import IssuerError
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class _Handler(DeadlineHandler, BaseHTTPRequestHandler):
         log.debug("http-01 %s " + format, self.client_address[0], *args)
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(CappedServer, ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
