@@ -4,9 +4,11 @@ exception that takes the other endpoints' results with it (real sockets, real ha
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import itertools
+import os
 import select
 import socket
 import ssl
@@ -26,10 +28,11 @@ from support.processes import wait_for
 
 from rotation.adapters import bounded_server
 from rotation.adapters.issuers.acme import http01
+from rotation.adapters.issuers.internal_ca import InternalCA
 from rotation.adapters.metrics import serve_metrics
-from rotation.adapters.tls.audit import AuditOptions, audit_endpoints
+from rotation.adapters.tls.audit import AuditOptions, audit_endpoints, audit_many
 from rotation.adapters.tls.probe import probe_endpoints
-from rotation.core.model import Endpoint
+from rotation.core.model import CertName, CertRequest, Endpoint
 from rotation.core.tls_drift import AuditTarget
 
 
@@ -269,3 +272,48 @@ def _answers(address: str, port: int) -> bool:
         sock.settimeout(5)
         sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         return sock.recv(64).startswith(b"HTTP/1.0 ")
+
+
+def _sockets_to(address: tuple[str, int]) -> int:
+    """This process's open sockets connected to ``address``."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            sock = socket.socket(fileno=os.dup(int(fd)))
+        except OSError:  # not a socket (or gone already)
+            continue
+        with sock, contextlib.suppress(OSError):
+            count += sock.getpeername()[:2] == address
+    return count
+
+
+def test_the_tls_audit_keeps_no_socket_to_an_endpoint_that_reads_nothing_after_the_handshake(
+    tmp_path: Path, ca_files: tuple[Path, Path], listeners: list[Listener]
+) -> None:
+    # The audit closes each handshake with a close_notify and waits for the peer's; a peer that reads
+    # nothing kept every socket of the cipher scan open for asyncio's 30 s SSL shutdown timeout, long
+    # after the handshake's result was known (a worker's shared loop: hundreds of descriptors per endpoint).
+    issued = InternalCA("hostile", *ca_files).issue(CertRequest(cluster="hostile", cert_name=CertName.API,
+                                                                hosts=("hostile.test",)))
+    (tmp_path / "mute.pem").write_text(issued.fullchain_pem)
+    (tmp_path / "mute-key.pem").write_text(issued.key_pem.reveal())
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "mute.pem", tmp_path / "mute-key.pem")
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with context.wrap_socket(conn, server_side=True):
+            stop.wait(30)  # the handshake done, nothing more is read
+
+    listeners.append(Listener(serve))
+    target = AuditTarget("control", "api", "1", listeners[0].host, listeners[0].port)
+
+    async def audit_and_count() -> tuple[list[str], int]:
+        (seen,) = await audit_many([target], AuditOptions(timeout=5, scan_ciphers=False, self_test=False))
+        return seen.accepted(), _sockets_to((target.host, target.port))
+
+    try:
+        accepted, left = asyncio.run(audit_and_count())
+    finally:
+        stop.set()
+    assert "1.2" in accepted and left == 0, (accepted, left)
