@@ -17,6 +17,8 @@ from rotation.config.redis_url import celery_connection
 from rotation.core.errors import ConfigError
 from schedules import beat_schedule
 
+SOCKET_TIMEOUT = 15  # seconds for each connect and read of the broker and the result backend (sentinels too)
+
 
 def make_celery(settings: ServiceSettings | None = None) -> Celery:
     settings = settings or ServiceSettings.from_env()
@@ -36,9 +38,11 @@ def make_celery(settings: ServiceSettings | None = None) -> Celery:
         # Sweep for a dead worker's unacked tasks often enough to honour the timeout.
         "unacked_restore_interval": max(1, min(10, visibility // 4)),
         "unacked_restore_throttle": 1,
-        "socket_timeout": 15,
+        "socket_timeout": SOCKET_TIMEOUT,
         "health_check_interval": 15,
     }
+    if sentinel_options:  # the result backend gives the sentinels these alone ({} unless set: no timeout at all)
+        transport["sentinel_kwargs"] = {"socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": SOCKET_TIMEOUT}
     app.conf.update(
         task_default_queue="rotation",
         task_serializer="json",
@@ -52,6 +56,9 @@ def make_celery(settings: ServiceSettings | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         broker_transport_options=transport,
         result_backend_transport_options=transport,
+        # the result backend reads its socket timeouts from these, not from its transport options (120 s)
+        redis_socket_timeout=SOCKET_TIMEOUT,
+        redis_socket_connect_timeout=SOCKET_TIMEOUT,
         visibility_timeout=visibility,
         result_expires=86400,
         broker_connection_retry_on_startup=True,

@@ -84,9 +84,7 @@ def _preflight(config: Path | None) -> None:
 
 
 def _serve_metrics(port: int, address: str) -> None:
-    from prometheus_client import start_http_server
-
-    from rotation.adapters.metrics import registry_for
+    from rotation.adapters.metrics import registry_for, serve_metrics
     from rotation.core.errors import RotationError
     from rotation.usecases.context import ServiceContext
 
@@ -97,7 +95,7 @@ def _serve_metrics(port: int, address: str) -> None:
     except RotationError as exc:
         raise fail(exc.message) from None
     try:
-        start_http_server(port, addr=address, registry=registry_for(state, ctx.clock))
+        serve_metrics(port, address, registry_for(state, ctx.clock))
     except OSError as exc:  # taken, or an address this host does not have: one line, exit 2
         raise fail(f"cannot listen on {address}:{port} for metrics: {exc.strerror or exc}") from None
 

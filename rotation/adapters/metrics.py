@@ -8,12 +8,17 @@ worker --metrics-port`` and ``rotation metrics`` serve it.
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Iterator
 from datetime import datetime
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from prometheus_client import make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from rotation.adapters.bounded_server import CappedServer, DeadlineHandler
 from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.adapters.state.base import DURATION_BUCKETS, ServiceState
 from rotation.core.clock import Clock
@@ -99,3 +104,22 @@ def registry_for(store: ServiceState, clock: Clock = SYSTEM_CLOCK) -> CollectorR
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StateCollector(store, clock))
     return registry
+
+
+class _Handler(DeadlineHandler, WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - a scrape is not news
+        pass
+
+
+class _Server(CappedServer, WSGIServer):
+    daemon_threads = True
+
+
+def serve_metrics(port: int, address: str, registry: CollectorRegistry) -> WSGIServer:
+    """``/metrics`` on ``address:port`` in a thread of its own: prometheus_client's ``start_http_server``,
+    each connection bounded (``bounded_server``: its server has no timeout at all)."""
+    family = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    server_class = type("MetricsServer", (_Server,), {"address_family": family})
+    server: WSGIServer = make_server(address, port, make_wsgi_app(registry), server_class, handler_class=_Handler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server

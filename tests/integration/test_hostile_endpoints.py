@@ -4,10 +4,16 @@ exception that takes the other endpoints' results with it (real sockets, real ha
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
+import itertools
+import os
+import select
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,12 +22,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID, ObjectIdentifier
+from prometheus_client.registry import CollectorRegistry
 from support.cluster import free_loopback_base
+from support.processes import wait_for
 
+from rotation.adapters import bounded_server
 from rotation.adapters.issuers.acme import http01
-from rotation.adapters.tls.audit import AuditOptions, audit_endpoints
+from rotation.adapters.issuers.internal_ca import InternalCA
+from rotation.adapters.metrics import serve_metrics
+from rotation.adapters.tls.audit import AuditOptions, audit_endpoints, audit_many
 from rotation.adapters.tls.probe import probe_endpoints
-from rotation.core.model import Endpoint
+from rotation.core.model import CertName, CertRequest, Endpoint
 from rotation.core.tls_drift import AuditTarget
 
 
@@ -162,3 +173,147 @@ def test_the_http01_responder_keeps_no_connection_once_its_order_ended() -> None
     finally:
         idle.close()
         answered.close()
+
+
+def _dropped(address: str, port: int, drip: bytes) -> bool:
+    """A client that sends ``drip`` one byte at a time (each well within any per-read timeout), then
+    nothing: True once the server closed the connection, False if it still holds it after 10 s."""
+    with socket.create_connection((address, port)) as sock:
+        sock.setblocking(False)
+        end = time.monotonic() + 10
+        for byte in itertools.chain(drip, itertools.repeat(None)):
+            if time.monotonic() > end:
+                return False
+            if byte is not None:
+                try:
+                    sock.send(bytes([byte]))
+                except OSError:  # reset by the server
+                    return True
+            if select.select([sock], [], [], 0.05)[0]:
+                try:
+                    if not sock.recv(65536):
+                        return True
+                except OSError:
+                    return True
+    return False
+
+
+DRIPS = {"idle": b"", "request-line": b"GET /" + b"a" * 10_000,
+         "headers": b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: a\r\n" * 1000}
+
+
+@pytest.mark.parametrize("drip", [DRIPS["request-line"], DRIPS["headers"]], ids=["request-line", "headers"])
+def test_the_http01_responder_drops_a_slow_client_while_its_order_is_open(
+    drip: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The port is public: a client that sends its request a byte at a time (or nothing) must not hold a
+    # thread and a socket of the worker for as long as the order lasts.
+    monkeypatch.setattr(bounded_server, "CONNECTION_DEADLINE", 0.5)
+    with http01.serving(free_loopback_base(), 0) as responder:
+        assert _dropped(responder.address, responder.port, drip)
+        with socket.create_connection((responder.address, responder.port)) as answered:
+            answered.sendall(b"GET /.well-known/acme-challenge/none HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert answered.recv(64).startswith(b"HTTP/1.0 404")  # still serving
+
+
+@pytest.mark.parametrize("drip", DRIPS.values(), ids=DRIPS.keys())
+def test_the_metrics_endpoint_drops_a_slow_client(drip: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    # prometheus_client's server has no timeout at all: a connection that sent nothing held a thread for good.
+    monkeypatch.setattr(bounded_server, "CONNECTION_DEADLINE", 0.5)
+    server = serve_metrics(0, free_loopback_base(), CollectorRegistry())
+    try:
+        address, port = server.server_address[:2]
+        assert _dropped(address, port, drip)
+        with socket.create_connection((address, port)) as scrape:
+            scrape.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert scrape.recv(64).startswith(b"HTTP/1.0 200")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def _http01() -> Iterator[tuple[str, int]]:
+    with http01.serving(free_loopback_base(), 0) as responder:
+        yield responder.address, responder.port
+
+
+@contextlib.contextmanager
+def _metrics() -> Iterator[tuple[str, int]]:
+    server = serve_metrics(0, free_loopback_base(), CollectorRegistry())
+    try:
+        yield server.server_address[:2]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("serving", [_http01, _metrics], ids=["http01", "metrics"])
+def test_the_http01_responder_and_the_metrics_endpoint_serve_a_bounded_number_of_connections(
+    serving: Callable[[], contextlib.AbstractContextManager[tuple[str, int]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each connection is a thread: connections that each wait out their deadline must not add up to
+    # a thread (and a socket) per connection the world opens.
+    monkeypatch.setattr(bounded_server, "CONNECTION_DEADLINE", 60.0)
+    monkeypatch.setattr(http01._Handler, "timeout", 60.0)  # nor does its per-read timeout end them
+    monkeypatch.setattr(bounded_server, "MAX_CONNECTIONS", 2)
+    with serving() as (address, port):
+        idle = [socket.create_connection((address, port)) for _ in range(2)]
+        try:
+            assert _dropped(address, port, b"")  # one over the cap: closed at once
+        finally:
+            for sock in idle:
+                sock.close()
+        wait_for(lambda: _answers(address, port), 10, 0.05, what="a connection once the others are gone")
+
+
+def _answers(address: str, port: int) -> bool:
+    with socket.create_connection((address, port)) as sock:
+        sock.settimeout(5)
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        return sock.recv(64).startswith(b"HTTP/1.0 ")
+
+
+def _sockets_to(address: tuple[str, int]) -> int:
+    """This process's open sockets connected to ``address``."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            sock = socket.socket(fileno=os.dup(int(fd)))
+        except OSError:  # not a socket (or gone already)
+            continue
+        with sock, contextlib.suppress(OSError):
+            count += sock.getpeername()[:2] == address
+    return count
+
+
+def test_the_tls_audit_keeps_no_socket_to_an_endpoint_that_reads_nothing_after_the_handshake(
+    tmp_path: Path, ca_files: tuple[Path, Path], listeners: list[Listener]
+) -> None:
+    # The audit closes each handshake with a close_notify and waits for the peer's; a peer that reads
+    # nothing kept every socket of the cipher scan open for asyncio's 30 s SSL shutdown timeout, long
+    # after the handshake's result was known (a worker's shared loop: hundreds of descriptors per endpoint).
+    issued = InternalCA("hostile", *ca_files).issue(CertRequest(cluster="hostile", cert_name=CertName.API,
+                                                                hosts=("hostile.test",)))
+    (tmp_path / "mute.pem").write_text(issued.fullchain_pem)
+    (tmp_path / "mute-key.pem").write_text(issued.key_pem.reveal())
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "mute.pem", tmp_path / "mute-key.pem")
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with context.wrap_socket(conn, server_side=True):
+            stop.wait(30)  # the handshake done, nothing more is read
+
+    listeners.append(Listener(serve))
+    target = AuditTarget("control", "api", "1", listeners[0].host, listeners[0].port)
+
+    async def audit_and_count() -> tuple[list[str], int]:
+        (seen,) = await audit_many([target], AuditOptions(timeout=5, scan_ciphers=False, self_test=False))
+        return seen.accepted(), _sockets_to((target.host, target.port))
+
+    try:
+        accepted, left = asyncio.run(audit_and_count())
+    finally:
+        stop.set()
+    assert "1.2" in accepted and left == 0, (accepted, left)

@@ -6,16 +6,19 @@ nodes serving what the records say, and beat and the workers on the new master."
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support.cluster import handshake_fingerprint, start_simulator
+from support.cluster import free_loopback_base, handshake_fingerprint, start_simulator
 from support.processes import ServiceProcess, wait_for
 from support.sentinel import SentinelSet
 
 from rotation.adapters.state.redis_client import connect, connect_async
+from rotation.config import ServiceSettings
 from rotation.core.model import CertName, Outcome
 from rotation.simulator import ClusterSimulator
 from rotation.usecases.context import ServiceContext
@@ -90,3 +93,31 @@ def test_a_failover_while_the_service_scans_and_rotates(
     assert sentinels.node(new_master).exists("rotation:scan:sim", "rotation:beat") == 2
     assert sentinels.node(old_master).info("replication")["role"] == "slave"
     assert "standing by" not in beat.log()
+
+
+
+def test_a_sentinel_that_never_answers_is_a_timeout_for_the_result_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Celery's Redis result backend gives the sentinels its transport options' sentinel_kwargs ({} when not
+    # set): no socket timeout at all, so a sentinel that accepts and never answers held a result for good.
+    from workers import celery_app
+
+    monkeypatch.setattr(celery_app, "SOCKET_TIMEOUT", 0.1)  # nothing ever answers: any timeout ends it
+    mute = socket.create_server((free_loopback_base(), 0))  # accepts (the backlog), never reads or answers
+    host, port = mute.getsockname()[:2]
+    app = celery_app.make_celery(ServiceSettings(redis_url=f"redis+sentinel://{host}:{port}/mymaster/0"))
+    outcome: list[BaseException] = []
+
+    def read_a_result() -> None:
+        try:
+            app.backend.client.get("celery-task-meta-some-task")
+        except Exception as exc:  # noqa: BLE001 - what ended it is asserted below
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read_a_result, daemon=True)
+    try:
+        reader.start()
+        reader.join(20)
+        assert outcome, "still waiting for the sentinel"
+        assert "No master found" in str(outcome[0]), outcome
+    finally:
+        mute.close()

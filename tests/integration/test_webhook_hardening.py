@@ -420,3 +420,45 @@ def test_outside_text_cannot_mention_a_whole_channel_in_slack_or_mattermost(
         for mention in mentions:
             assert mention not in text, text
             assert mention.replace("@", "@\u2060") in text, text  # still readable as written
+
+
+def test_a_client_that_reads_none_of_its_answers_is_dropped() -> None:
+    # Pipelined requests whose answers are never read: once the answers fill the socket buffers, the
+    # answer being written waits for the client to read (uvicorn's drain has no timeout) and the
+    # connection, its parsed requests and a connection slot were held for good.
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from workers.webhook.protocol import Limits
+    from workers.webhook.server import _uvicorn_options, listening_socket
+
+    async def healthz(_request: object) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    listener = listening_socket(free_loopback_base(), 0, reuse_port=False)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # what accepted connections inherit: small
+    options = {"log_level": "WARNING", "access_log": False, "limits": Limits(write_timeout=0.5)}
+    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/healthz", healthz)]), **_uvicorn_options(options)))
+    threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True).start()
+    wait_for(lambda: server.started, 10, 0.02, what="the server")
+    try:
+        with socket.socket() as greedy:
+            greedy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            greedy.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            greedy.connect(listener.getsockname())
+            greedy.setblocking(False)
+            refused, end = 0, time.monotonic() + 20
+            while refused < 50 and time.monotonic() < end:  # until the server stops reading (or drops us)
+                try:
+                    greedy.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 20)
+                    refused = 0
+                except BlockingIOError:
+                    refused += 1
+                except ConnectionResetError:
+                    break  # dropped already
+                time.sleep(0.002)
+            wait_for(lambda: not server.server_state.connections, 10, 0.05, what="the connection to be dropped")
+    finally:
+        server.should_exit = True

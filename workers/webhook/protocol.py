@@ -11,6 +11,9 @@ over a minute. Here each connection has, per request:
   counted); a chunked body's trailer fields count too;
 - a body deadline, from the end of the headers to the end of the body;
 - a cap on open connections per process: one over it is closed as soon as it is accepted;
+- a write deadline: an answer that waits for the client to read (the socket buffers full: uvicorn
+  waits for them to drain without a timeout) waits at most ``write_timeout``, then the connection
+  is dropped;
 - framing that httptools lets through and RFC 9112 refuses, answered and closed before the app
   sees the request: an HTTP version other than 1.0/1.1 (505), a Host missing from HTTP/1.1,
   repeated or malformed (400), Transfer-Encoding in HTTP/1.0 (400) or with a coding other than
@@ -69,6 +72,7 @@ class Limits:
     body_timeout: float = 5.0  # seconds for its body, once the headers are in
     max_connections: int = 1000  # open connections per process
     max_header_bytes: int = MAX_HEADER_BYTES
+    write_timeout: float = 5.0  # seconds an answer may wait for a client that reads none of it
 
 
 def bounded_protocol(limits: Limits) -> type[asyncio.Protocol]:
@@ -87,6 +91,7 @@ class _Refused(Exception):  # noqa: N818 - likewise, for a request whose framing
 class _Bounded(HttpToolsProtocol):
     limits: Limits = Limits()
     _timer: asyncio.TimerHandle | None = None
+    _write_timer: asyncio.TimerHandle | None = None
     _in_headers = True
     _header_bytes = 0
     _too_large = False
@@ -111,7 +116,20 @@ class _Bounded(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self.resume_writing()  # the write deadline goes with the connection
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_timer is None:
+            # close() would wait for the buffer to drain, that is for the client: abort drops it
+            self._write_timer = self.loop.call_later(self.limits.write_timeout, self.transport.abort)
+
+    def resume_writing(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+        super().resume_writing()
 
     def data_received(self, data: bytes) -> None:
         if self.transport.is_closing() or self._owed is not None:

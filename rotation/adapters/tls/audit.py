@@ -116,8 +116,11 @@ class _Handshake:
 
 async def _close(writer: asyncio.StreamWriter) -> None:
     writer.close()
-    with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+    try:
         await asyncio.wait_for(writer.wait_closed(), timeout=1.0)
+    except (OSError, ssl.SSLError, TimeoutError):
+        # a peer that reads nothing would keep the socket for asyncio's SSL shutdown timeout (30 s)
+        writer.transport.abort()
 
 
 async def handshake(target: AuditTarget, context: ssl.SSLContext, timeout: float) -> _Handshake:

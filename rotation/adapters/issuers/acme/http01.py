@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from rotation.adapters.bounded_server import CappedServer, DeadlineHandler
 from rotation.core.errors import IssuerError
 
 log = logging.getLogger(__name__)
@@ -26,10 +27,11 @@ CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
 READ_TIMEOUT = 10.0  # seconds one read of a request may wait (a CA's validation request comes at once)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(DeadlineHandler, BaseHTTPRequestHandler):
     server: _Server
     server_version = "rotation-http01"
     timeout = READ_TIMEOUT  # each read of a request: the port is public, a client may send nothing
+    # (and the whole connection: DeadlineHandler, a client may send one byte at a time)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         body = None
@@ -49,7 +51,7 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("http-01 %s " + format, self.client_address[0], *args)
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(CappedServer, ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
