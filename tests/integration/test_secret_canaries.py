@@ -175,6 +175,8 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, named: NamedServer, pebble_e
     store = RedisServer(root / "redis", password=REDIS_PASSWORD)
     store.start()
     try:
+        # the keys the clusters start with: read (sealed) as the originals a failure restores
+        originals = [m.key_pem or "" for s in (sim, sim2) for m in s.state.certs.values()]
         ca_files = init_ca(root / "ca", common_name="canary internal CA")
         inventory_path = write_inventory(root / "rotation.yaml", sim, ca_files)
         data = yaml.safe_load(inventory_path.read_text())
@@ -250,6 +252,13 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, named: NamedServer, pebble_e
             wait_for(lambda: httpx.get(base + "/healthz", timeout=1).status_code == 200, 20, 0.05,
                      what="the webhook")
             chat = Chat(base, receiver, store.client())
+            reply_tokens: list[str] = []
+
+            def reply_url() -> str:  # a response_url is a bearer capability too
+                reply_tokens.append(f"canary-reply-{secrets.token_hex(10)}")
+                return f"{receiver.base}/reply/{reply_tokens[-1]}"
+
+            chat.reply_url = reply_url  # type: ignore[method-assign]
             runner = CliRunner()
             outcomes: dict[str, list[str]] = {}
 
@@ -336,6 +345,15 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, named: NamedServer, pebble_e
                 for line in private_key_lines(body.decode(errors="replace").replace("\\n", "\n"))]
         assert len(keys) >= 5 * 5, len(keys)  # five pushes at least, several lines each
         result.canaries["issued private keys"] = keys
+        result.canaries["original private keys"] = [line for pem in originals for line in private_key_lines(pem)]
+        result.canaries["chat response_url"] = reply_tokens
+        box = SecretBox([secret_key.encode()])
+        client = redis.Redis(port=store.port, password=REDIS_PASSWORD)
+        sealed = [box.decrypt(client.get(key) or b"").decode() for key in client.keys("rotation:secret:*")]
+        # what the store seals: PEM keys and the ACME account's JWK (its private members)
+        result.canaries["sealed private keys"] = [
+            *(line for text in sealed for line in private_key_lines(text.replace("\\n", "\n"))),
+            *(value for text in sealed for value in re.findall(r'"(?:d|p|q|dp|dq|qi)\\?": *\\?"([\w-]{16,})', text))]
         for name in ("worker.log", "webhook.log", "cli.log"):
             result.places[name] = (root / name).read_bytes()
         result.places["chat replies and notifications"] = json.dumps([body for _, body in receiver.posts]).encode()
@@ -355,11 +373,13 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, named: NamedServer, pebble_e
 SLOTS = ["RS password (password_file)", "RS password (password_env)", "RS password (refused)",
          "ROTATION_SECRET_KEY", "Redis password",
          "Slack signing secret", "Mattermost token", "generic HMAC secret", "notification URL token",
-         "TSIG secret", "ACME EAB HMAC key", "internal CA key", "issued private keys"]
+         "TSIG secret", "ACME EAB HMAC key", "internal CA key", "issued private keys", "original private keys",
+         "chat response_url", "sealed private keys"]
 
 
 @pytest.mark.parametrize("slot", SLOTS)
 def test_no_secret_shows_anywhere_the_service_writes(sweep: Sweep, slot: str) -> None:
+    assert sweep.canaries[slot], slot
     hits = []
     for number, secret in enumerate(sweep.canaries[slot]):
         assert secret, slot
