@@ -180,9 +180,12 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, named: NamedServer, pebble_e
         ca_files = init_ca(root / "ca", common_name="canary internal CA")
         inventory_path = write_inventory(root / "rotation.yaml", sim, ca_files)
         data = yaml.safe_load(inventory_path.read_text())
-        second = sim2.inventory_entry("sim2")
+        sim2.cert_login.enable()  # sim2 logs in with a client certificate whose key is in a variable
+        second = sim2.inventory_entry("sim2", login="both")
         second.pop("password_file")
-        second.update({"password_env": "CANARY_RS2_PASSWORD", "issuer": "internal", "verify_deadline": "5s",
+        client_key = Path(second.pop("client_key_file")).read_text()
+        second.update({"password_env": "CANARY_RS2_PASSWORD", "client_key_env": "CANARY_CLIENT_KEY",
+                       "issuer": "internal", "verify_deadline": "5s",
                        "handshake_timeout": "2s"})
         data["clusters"]["sim2"] = second
         refused = {**data["clusters"]["sim"], "username": "intruder@example.com", "password_env": "CANARY_RS3"}
@@ -219,7 +222,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, named: NamedServer, pebble_e
             "ROTATION_STATE_DIR": str(state), "ROTATION_SECRET_KEY": secret_key,
             "ROTATION_SCAN_INTERVAL": "2s", "ROTATION_JITTER": "0.5s", "ROTATION_BACKOFF_BASE": "60s",
             "ROTATION_LOCK_LEASE": "3s", "ROTATION_TASK_TIME_LIMIT": "15s", "ROTATION_VISIBILITY_TIMEOUT": "18s",
-            "CANARY_RS2_PASSWORD": RS_PASSWORD_ENV, "CANARY_RS3": RS_PASSWORD_REFUSED,
+            "CANARY_RS2_PASSWORD": RS_PASSWORD_ENV, "CANARY_RS3": RS_PASSWORD_REFUSED, "CANARY_CLIENT_KEY": client_key,
             "CANARY_EAB_KEY": pebble_eab.eab_hmac_key or "",
             "CANARY_TSIG": named.tsig_secret, "CANARY_SLACK": SLACK, "CANARY_MM": MATTERMOST,
             "CANARY_GENERIC": GENERIC, "CANARY_NOTIFY_URL": f"{receiver.base}/notify/{NOTIFY_TOKEN}",
@@ -232,6 +235,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, named: NamedServer, pebble_e
             "notification URL token": [NOTIFY_TOKEN], "TSIG secret": [named.tsig_secret],
             "ACME EAB HMAC key": [pebble_eab.eab_hmac_key or ""],
             "internal CA key": private_key_lines(ca_files[1].read_text()),
+            "RS client certificate key (client_key_env)": private_key_lines(client_key),
         }
         with pytest.MonkeyPatch.context() as patch:
             for key, value in env.items():
@@ -282,6 +286,9 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, named: NamedServer, pebble_e
                 rotated("sim", "syncer", codes=(1,))
                 sim.clear_faults()
                 cli("check", "--json", codes=(0, 1, 2))
+                findings = json.loads(cli("config", "check", "--json", codes=(0, 1, 2)))["findings"]
+                found = {f["where"]: f for f in findings}
+                assert found["clusters.sim2.client_cert_file"]["severity"] == "ok", found  # the key in use
                 cli("status", "--json")
                 cli("status")
                 cli("history", "--json")
@@ -374,7 +381,7 @@ SLOTS = ["RS password (password_file)", "RS password (password_env)", "RS passwo
          "ROTATION_SECRET_KEY", "Redis password",
          "Slack signing secret", "Mattermost token", "generic HMAC secret", "notification URL token",
          "TSIG secret", "ACME EAB HMAC key", "internal CA key", "issued private keys", "original private keys",
-         "chat response_url", "sealed private keys"]
+         "chat response_url", "sealed private keys", "RS client certificate key (client_key_env)"]
 
 
 @pytest.mark.parametrize("slot", SLOTS)
