@@ -53,11 +53,11 @@ class Sweep:
 
 def forms(secret: str) -> dict[str, bytes]:
     """The secret as it could show: raw, base64 at each alignment (standard and URL-safe), hex, URL-encoded,
-    and its first 12 characters."""
+    JSON-escaped and its first 12 characters."""
     raw = secret.encode()
     found = {"raw": raw, "hex": raw.hex().encode(), "HEX": raw.hex().upper().encode(),
              "url-encoded": quote(secret, safe="").encode(), "form-encoded": quote_plus(secret).encode(),
-             "first 12": raw[:12]}
+             "first 12": raw[:12], "JSON-escaped": json.dumps(secret)[1:-1].replace("/", "\\/").encode()}
     for offset in range(3):
         part = raw[offset:]
         part = part[:len(part) - len(part) % 3]
@@ -309,6 +309,16 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, named: NamedServer, pebble_e
                 patch.setenv("ROTATION_SECRET_KEY", other_key)
                 rotated("sim", "metrics_exporter", "--inline", codes=(1, 2))
                 patch.setenv("ROTATION_SECRET_KEY", secret_key)
+                # single-host mode: records and sealed secrets as files in the state folder
+                patch.setenv("ROTATION_STORE", "local")
+                sim.fail_next(10, 503)
+                rotated("sim", "syncer", "--inline", codes=(1,))
+                sim.clear_faults()
+                rotated("sim", "api", "--inline")
+                rotated("sim", "metrics_exporter", "--inline")  # a new ACME account, sealed in a file
+                cli("status", "--json")
+                cli("history", "--json")
+                patch.setenv("ROTATION_STORE", "redis")
 
             # Chat: signed and forged, on each platform; a rotation rolled back from chat is notified.
             def slack(text: str, secret: str = SLACK) -> int:
@@ -331,8 +341,9 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, named: NamedServer, pebble_e
             result.places["metrics"] = metrics.encode()
             # the flows ran as meant: the sweep below is not vacuous
             assert outcomes == {"sim cm --inline": ["verified"],
-                                "sim metrics_exporter --inline": ["verified", "refused"],
+                                "sim metrics_exporter --inline": ["verified", "refused", "verified"],
                                 "sim2 syncer --inline": ["verified"], "sim proxy": ["verified"],
+                                "sim syncer --inline": ["failed"], "sim api --inline": ["verified"],
                                 "sim syncer": ["failed"], f"sim3 syncer --inline -c {refused_path}": ["refused"],
                                 "chat rotate sim api": ["rolled_back"]}, outcomes
             assert answers == {"slack": 200, "slack forged": 401, "mattermost": 200, "mattermost forged": 401,
@@ -357,6 +368,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, named: NamedServer, pebble_e
         box = SecretBox([secret_key.encode()])
         client = redis.Redis(port=store.port, password=REDIS_PASSWORD)
         sealed = [box.decrypt(client.get(key) or b"").decode() for key in client.keys("rotation:secret:*")]
+        sealed += [box.decrypt(path.read_bytes()).decode() for path in (state / "secrets").glob("*")]
         # what the store seals: PEM keys and the ACME account's JWK (its private members)
         result.canaries["sealed private keys"] = [
             *(line for text in sealed for line in private_key_lines(text.replace("\\n", "\n"))),
