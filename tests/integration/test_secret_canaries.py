@@ -356,6 +356,13 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, named: NamedServer, pebble_e
             assert "queued as" in chat.generic("rotate sim proxy", secret=GENERIC).json()["text"]
             assert slack("rotate sim syncer") == 200
             assert chat.redis.llen("rotation") == 3, chat.redis.llen("rotation")  # the Celery queue
+            # beat (its schedule file in the state folder) queues a scan nobody takes
+            beat = ServiceProcess(["beat", "--log-format", "json", "--log-level", "DEBUG"], full_env,
+                                  root / "beat.log").start()
+            processes.append(beat)
+            beat.wait_ready("beat: Starting")
+            wait_for(lambda: chat.redis.llen("rotation") > 3, 20, 0.1, what="beat's first scan task")
+            beat.stop()
             chat.close()
         for process in processes:
             process.stop()
@@ -373,7 +380,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, named: NamedServer, pebble_e
         result.canaries["sealed private keys"] = [
             *(line for text in sealed for line in private_key_lines(text.replace("\\n", "\n"))),
             *(value for text in sealed for value in re.findall(r'"(?:d|p|q|dp|dq|qi)\\?": *\\?"([\w-]{16,})', text))]
-        for name in ("worker.log", "webhook.log", "cli.log"):
+        for name in ("worker.log", "webhook.log", "beat.log", "cli.log"):
             result.places[name] = (root / name).read_bytes()
         result.places["chat replies and notifications"] = json.dumps([body for _, body in receiver.posts]).encode()
         result.places.update(redis_contents(redis.Redis(port=store.port, password=REDIS_PASSWORD)))
