@@ -349,12 +349,21 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, named: NamedServer, pebble_e
             assert answers == {"slack": 200, "slack forged": 401, "mattermost": 200, "mattermost forged": 401,
                                "generic": 200, "generic forged": 401}, answers
             assert "queued as" in queued and "rotation_rotations_total" in metrics
-            # Messages left in the broker: queued while no worker runs (from the CLI and from chat).
-            worker.stop()
+            # A worker killed mid-rotation (after it sealed the original pair, before the push ended): its
+            # task stays unacked in Redis.
+            pushed = worker.log().count("step push ok")
+            sim.slow(0.5)
             with debug_logs(root / "cli.log"):
                 cli("rotate", "sim", "cm", "--no-wait")
+            wait_for(lambda: worker.log().count("step push ok") > pushed, 30, 0.05, what="the push")
+            worker.kill()  # while it verifies
+            sim.clear_faults()
+            assert chat.redis.hlen("unacked") == 1
+            # Messages left in the broker: queued while no worker runs (from the CLI and from chat).
+            with debug_logs(root / "cli.log"):
+                cli("rotate", "sim", "syncer", "--no-wait")
             assert "queued as" in chat.generic("rotate sim proxy", secret=GENERIC).json()["text"]
-            assert slack("rotate sim syncer") == 200
+            assert slack("rotate sim api") == 200
             assert chat.redis.llen("rotation") == 3, chat.redis.llen("rotation")  # the Celery queue
             # beat (its schedule file in the state folder) queues a scan nobody takes
             beat = ServiceProcess(["beat", "--log-format", "json", "--log-level", "DEBUG"], full_env,
