@@ -263,6 +263,15 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, named: NamedServer, pebble_e
                 return f"{receiver.base}/reply/{reply_tokens[-1]}"
 
             chat.reply_url = reply_url  # type: ignore[method-assign]
+            answers_sent: list[bytes] = []  # what the webhook answers the chat platform
+            post = chat.post
+
+            def recorded(path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+                response = post(path, body, headers)
+                answers_sent.append(response.content)
+                return response
+
+            chat.post = recorded  # type: ignore[method-assign]
             runner = CliRunner()
             outcomes: dict[str, list[str]] = {}
 
@@ -311,8 +320,8 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, named: NamedServer, pebble_e
                 patch.setenv("ROTATION_SECRET_KEY", secret_key)
                 # single-host mode: records and sealed secrets as files in the state folder
                 patch.setenv("ROTATION_STORE", "local")
-                sim.fail_next(10, 503)
-                rotated("sim", "syncer", "--inline", codes=(1,))
+                sim.fail_next(3, 409)
+                rotated("sim", "proxy", "--inline", codes=(1,))
                 sim.clear_faults()
                 rotated("sim", "api", "--inline")
                 rotated("sim", "metrics_exporter", "--inline")  # a new ACME account, sealed in a file
@@ -343,7 +352,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, named: NamedServer, pebble_e
             assert outcomes == {"sim cm --inline": ["verified"],
                                 "sim metrics_exporter --inline": ["verified", "refused", "verified"],
                                 "sim2 syncer --inline": ["verified"], "sim proxy": ["verified"],
-                                "sim syncer --inline": ["failed"], "sim api --inline": ["verified"],
+                                "sim proxy --inline": ["rolled_back"], "sim api --inline": ["verified"],
                                 "sim syncer": ["failed"], f"sim3 syncer --inline -c {refused_path}": ["refused"],
                                 "chat rotate sim api": ["rolled_back"]}, outcomes
             assert answers == {"slack": 200, "slack forged": 401, "mattermost": 200, "mattermost forged": 401,
@@ -373,6 +382,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, named: NamedServer, pebble_e
             wait_for(lambda: chat.redis.llen("rotation") > 3, 20, 0.1, what="beat's first scan task")
             beat.stop()
             chat.close()
+            result.places["webhook answers"] = b"\n".join(answers_sent)
         for process in processes:
             process.stop()
         keys = [line for s in (sim, sim2) for body in s.received_update_bodies
