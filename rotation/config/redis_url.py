@@ -68,6 +68,9 @@ def parse_sentinel_url(url: str) -> SentinelURL:
         user, colon, secret = userinfo.partition(":")
         username = unquote(user) or None
         password = unquote(secret) if colon else None
+    if "?" in hosts or "?" in path or "#" in hosts or "#" in path:  # not parsed: it would be shown as a name
+        raise ConfigError(f"{ENV}: a Sentinel URL takes no query or fragment: the password goes before the "
+                          f"hosts ({SCHEME}:PASSWORD@host:port/service)")
     sentinels = tuple(_host_port(part) for part in hosts.split(","))
     service, _, db_text = path.strip("/").partition("/")
     if not service:

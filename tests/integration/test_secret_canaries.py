@@ -277,7 +277,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, named: NamedServer, pebble_e
 
             def cli(*args: str, codes: tuple[int, ...] = (0,)) -> str:
                 answer = runner.invoke(app, list(args))
-                result.places[f"cli {' '.join(args)}"] = answer.output.encode()
+                result.places[f"cli #{len(result.places)} {' '.join(args)}"] = answer.output.encode()
                 assert answer.exit_code in codes, (args, answer.output[-2000:])
                 return answer.stdout
 
@@ -309,11 +309,16 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, named: NamedServer, pebble_e
                 cli("rotate", "sim3", "api", "--dry-run", "--inline", "-c", str(refused_path), codes=(1, 2))
                 dead = f"redis://:{REDIS_PASSWORD}@127.0.0.1:{free_port()}/0"
                 wrong = f"redis://:{REDIS_PASSWORD_REFUSED}@127.0.0.1:{store.port}/0"
-                for url in (dead, wrong):
+                dead_query = f"redis://127.0.0.1:{free_port()}/0?password={REDIS_PASSWORD}"  # redis-py's other form
+                sentinel = f"redis+sentinel://127.0.0.1:{free_port()}/mymaster?password={REDIS_PASSWORD}"
+                for url in (dead, wrong, dead_query, sentinel):
                     patch.setenv("ROTATION_REDIS_URL", url)
                     cli("status", "--json", codes=(1, 2))
                     cli("history", "--json", codes=(1, 2))
                     cli("rotate", "sim", "api", "--no-wait", codes=(1, 2))
+                patch.setenv("ROTATION_REDIS_URL", f"redis://127.0.0.1:{store.port}/0?password={REDIS_PASSWORD}")
+                cli("status", "--json")
+                cli("status")
                 patch.setenv("ROTATION_REDIS_URL", store.url)
                 patch.setenv("ROTATION_SECRET_KEY", other_key)
                 rotated("sim", "metrics_exporter", "--inline", codes=(1, 2))
