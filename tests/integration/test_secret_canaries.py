@@ -1,17 +1,21 @@
-"""End-to-end canary sweep: every secret slot holds a value of its own (two clusters' RS passwords, the
-service's encryption key, the Redis password, the three chat secrets, the notification URL's token, the
-TSIG key, the ACME EAB key, the internal CA's key and the private keys of every certificate issued), real
-flows run with DEBUG logs (inline, queued through a real worker, a failure, a rollback from chat, check,
-status, history, signed and forged webhook commands, the metrics endpoint), then everything the service
-wrote is collected (logs, CLI output, chat replies, every Redis key and value with Celery's messages
-decoded, every file of the state folder) and no secret may appear in it in any form. The sealed store is
-ciphertext: the searches do not find a plaintext in it, and its key is one of the canaries."""
+"""End-to-end canary sweep: every secret slot holds a value of its own (the RS password of each cluster,
+one RS refuses, a client certificate key in a variable, the service's encryption key and a wrong one, the
+Redis password and a refused one, the three chat secrets, the notification URL's token, each response_url,
+the TSIG key, the ACME EAB key, the internal CA's key, the keys the clusters start with, every key issued
+and the sealed ACME account key). Real flows run with DEBUG logs: inline, queued through a real worker, a
+failure, a rollback from chat, failure paths (RS 401, Redis unreachable or refusing, a key that opens
+nothing), single-host mode, check, config check, status, history, signed and forged webhook commands, the
+metrics endpoint, beat, a worker killed mid-rotation. Then everything the service wrote is collected (logs,
+CLI output, the webhook's answers, chat replies, every Redis key and value with Celery's messages decoded,
+unacked included, every file of the state folder) and no secret may appear in it in any form. The sealed
+store is ciphertext: the searches do not find a plaintext in it, and its key is one of the canaries."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
 import json
+import os
 import re
 import secrets
 import string
@@ -240,8 +244,6 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, named: NamedServer, pebble_e
         with pytest.MonkeyPatch.context() as patch:
             for key, value in env.items():
                 patch.setenv(key, value)
-            import os
-
             full_env = {**os.environ}
             metrics_port, webhook_port = free_port(), free_port()
             worker = ServiceProcess(["worker", "--concurrency", "2", "--metrics-port", str(metrics_port),
