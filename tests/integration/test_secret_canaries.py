@@ -441,3 +441,23 @@ def test_no_secret_shows_anywhere_the_service_writes(sweep: Sweep) -> None:
                 leaks.setdefault(slot, []).extend(f"{place}: {form} (value {number})"
                                                   for place, text in sweep.places.items() if needle in text)
     assert not {slot: hits for slot, hits in leaks.items() if hits}  # where and in which form, never the secret
+
+
+def test_a_worker_given_the_redis_password_in_the_query_starts_and_never_shows_it(tmp_path: Path) -> None:
+    """redis-py reads ``?password=``, so the preflight passed; kombu took it as a second keyword argument and
+    every worker and beat stopped with a TypeError (the supervisor restarting them for good)."""
+    password = "canary-query-" + secrets.token_hex(10)
+    with RedisServer(tmp_path / "redis", password=password) as store:
+        (tmp_path / "rotation.yaml").write_text("clusters: {}\n")
+        env = {**os.environ, "ROTATION_REDIS_URL": f"redis://127.0.0.1:{store.port}/0?password={password}",
+               "ROTATION_STORE": "redis", "ROTATION_CONFIG": str(tmp_path / "rotation.yaml"),
+               "ROTATION_SECRET_KEY": SecretBox.generate_key(), "ROTATION_STATE_DIR": str(tmp_path / "state")}
+        worker = ServiceProcess(["worker", "--no-supervise", "--log-level", "DEBUG"], env,
+                                tmp_path / "worker.log").start()
+        try:
+            worker.wait_ready("ready")
+        finally:
+            worker.stop()
+        log = worker.log()
+        assert "TypeError" not in log
+        assert not [form for form, needle in forms(password).items() if needle.decode() in log]

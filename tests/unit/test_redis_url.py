@@ -79,3 +79,13 @@ def test_a_sentinel_url_with_a_query_is_refused_without_echoing_it() -> None:
         parse_sentinel_url("redis+sentinel://h:1/mymaster?password=s3cret")
     assert "s3cret" not in str(caught.value)
     assert "s3cret" not in redacted("redis+sentinel://h:1/mymaster?password=s3cret")
+
+
+def test_celery_gets_a_query_password_in_the_userinfo_where_kombu_reads_it() -> None:
+    """kombu passes the query on as keyword arguments beside the userinfo's: ``?password=`` (which redis-py,
+    and so the preflight, accepts) stopped every worker and beat with a TypeError."""
+    assert celery_connection("redis://h:6379/0?password=s%40cret&socket_timeout=5") == (
+        "redis://:s%40cret@h:6379/0?socket_timeout=5", {})
+    assert celery_connection("rediss://h/1?username=app&password=pw") == ("rediss://app:pw@h/1", {})
+    # as redis-py: the userinfo's password wins over the query's
+    assert celery_connection("redis://:mine@h/0?password=other") == ("redis://:mine@h/0", {})
