@@ -32,6 +32,7 @@ import yaml
 from support.acme import EAB_KID, TSIG_NAME, NamedServer, PebbleServer
 from support.chat import OPERATOR, TEAM, Chat, Receiver
 from support.cluster import start_simulator, write_inventory
+from support.fleet import fleet_inventory
 from support.processes import RedisServer, ServiceProcess, free_port, wait_for
 
 from rotation.adapters.issuers.internal_ca import init_ca
@@ -461,3 +462,45 @@ def test_a_worker_given_the_redis_password_in_the_query_starts_and_never_shows_i
         log = worker.log()
         assert "TypeError" not in log
         assert not [form for form, needle in forms(password).items() if needle.decode() in log]
+
+
+def test_a_replica_of_source_password_stays_out_of_a_queued_rotations_logs_and_redis(
+        linked_fleet: Any, redis_server: RedisServer, ca_files: tuple[Path, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Replica Of source URI holds the source database's password: a proxy rotation through a real worker
+    (DEBUG) pins the new certificate on the replica, and nothing it logs, answers or leaves in Redis (the
+    record and its undo memo, Celery's messages) shows the password in any form."""
+    from typer.testing import CliRunner
+
+    from workers.main import app
+
+    fleet = linked_fleet(["east", "west"])
+    fleet.replica_of("east", "west")
+    address, port, sni = fleet.endpoint("east")
+    password = "canary-dbpw-" + secrets.token_hex(10)
+    fleet["west"].replication.configure(1, {"replica_sources": [{
+        "uri": f"redis://admin:{password}@{address}:{port}", "server_cert": fleet["east"].cluster_cert_pem("proxy"),
+        "replication_tls_sni": sni}]})
+    redis_server.client().flushall()
+    env = {"ROTATION_REDIS_URL": redis_server.url, "ROTATION_STORE": "redis",
+           "ROTATION_CONFIG": str(fleet_inventory(tmp_path / "fleet.yaml", fleet, ca_files)),
+           "ROTATION_STATE_DIR": str(tmp_path / "state"), "ROTATION_SECRET_KEY": SecretBox.generate_key()}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    worker = ServiceProcess(["worker", "--concurrency", "2", "--log-format", "json", "--log-level", "DEBUG"],
+                            {**os.environ}, tmp_path / "worker.log").start()
+    try:
+        worker.wait_ready("ready")
+        answer = CliRunner().invoke(app, ["rotate", "east", "proxy", "--json"])
+        links = CliRunner().invoke(app, ["links", "--json"])
+    finally:
+        worker.stop()
+    (record,) = json.loads(answer.stdout)
+    assert record["outcome"] == "verified", answer.output
+    assert "west db1 pins the new proxy" in json.dumps(record)
+    places = {"cli rotate": answer.output.encode(), "cli links": links.output.encode(),
+              "worker.log": worker.log().encode(),
+              **redis_contents(redis.Redis(port=redis_server.port))}
+    leaks = [f"{place}: {form}" for form, needle in forms(password).items()
+             for place, text in places.items() if needle in text]
+    assert not leaks
