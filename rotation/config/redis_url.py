@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from rotation.core.errors import ConfigError
 
@@ -68,6 +68,9 @@ def parse_sentinel_url(url: str) -> SentinelURL:
         user, colon, secret = userinfo.partition(":")
         username = unquote(user) or None
         password = unquote(secret) if colon else None
+    if "?" in hosts or "?" in path or "#" in hosts or "#" in path:  # not parsed: it would be shown as a name
+        raise ConfigError(f"{ENV}: a Sentinel URL takes no query or fragment: the password goes before the "
+                          f"hosts ({SCHEME}:PASSWORD@host:port/service)")
     sentinels = tuple(_host_port(part) for part in hosts.split(","))
     service, _, db_text = path.strip("/").partition("/")
     if not service:
@@ -95,9 +98,27 @@ def redacted(url: str) -> str:
 def celery_connection(url: str) -> tuple[str, dict[str, Any]]:
     """The broker/backend URL for Celery and the transport options it needs in addition."""
     if not is_sentinel(url):
-        return url, {}
+        return _query_credentials_in_userinfo(url), {}
     target = parse_sentinel_url(url)
     return target.kombu_url(), target.transport_options()
+
+
+def _query_credentials_in_userinfo(url: str) -> str:
+    """``?username=``/``?password=`` (read by redis-py) moved into the userinfo, where kombu reads them: kombu
+    passes the query on as keyword arguments beside the userinfo's, a TypeError. As in redis-py, the
+    userinfo's wins."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    given = dict(item for item in query if item[0] in ("username", "password"))
+    if not given:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, colon, secret = userinfo.partition(":")
+    user = user or quote(given.get("username", ""), safe="")
+    secret = secret if colon and secret else quote(given.get("password", ""), safe="")
+    rest = urlencode([item for item in query if item[0] not in given])
+    userinfo = f"{user}:{secret}@" if secret else f"{user}@"
+    return urlunsplit((parts.scheme, userinfo + host, parts.path, rest, parts.fragment))
 
 
 def _host_port(text: str) -> tuple[str, int]:

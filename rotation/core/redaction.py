@@ -16,10 +16,12 @@ from urllib.parse import SplitResult, urlsplit
 REDACTED = "***"
 # scheme://userinfo@, up to the netloc's last '@' (as urlsplit reads it: an unquoted '@' in a password)
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^\s/'\"<>]*)@")
+# a password passed as a query parameter (redis-py reads ``?password=`` as well as the userinfo)
+_QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
 
 
 def redact_url(url: str, *, keep_path: bool = True) -> str:
-    """``redis://:pw@host:6379/0`` -> ``redis://:***@host:6379/0``.
+    """``redis://:pw@host:6379/0`` -> ``redis://:***@host:6379/0`` (and ``?password=pw`` -> ``?password=***``).
 
     ``keep_path=False`` also hides the path and query (a bearer URL such as a Slack
     ``response_url`` or an incoming-webhook URL is a secret as a whole; its host is not).
@@ -40,6 +42,7 @@ def redact_url(url: str, *, keep_path: bool = True) -> str:
         user = parts.username or ""
         netloc = (f"{user}:{REDACTED}@" if parts.password is not None else f"{REDACTED}@") + netloc
     path, query = (parts.path, parts.query) if keep_path else (("/" + REDACTED) if parts.path.strip("/") else "", "")
+    query = _QUERY_PASSWORD.sub(lambda match: match.group(1) + REDACTED, query)
     return SplitResult(parts.scheme, netloc, path, query, "").geturl()
 
 

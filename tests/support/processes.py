@@ -47,24 +47,27 @@ def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.1, 
 class RedisServer:
     """Our own redis-server: never the machine's shared one."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, password: str | None = None) -> None:
         self.directory = directory
         self.port = free_port()
+        self.password = password  # requirepass: the URL and the clients carry it
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.directory), "--maxmemory-policy", "noeviction"],
+             "--dir", str(self.directory), "--maxmemory-policy", "noeviction",
+             *(["--requirepass", self.password] if self.password else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: a benchmark ends its helpers with killpg
         )
-        client = redis.Redis(port=self.port)
+        client = redis.Redis(port=self.port, password=self.password)
         wait_for(lambda: _pings(client), 10, what="redis-server")
 
     def stop(self) -> None:
@@ -84,7 +87,7 @@ class RedisServer:
         self.stop()
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, decode_responses=True)
+        return redis.Redis(port=self.port, password=self.password, decode_responses=True)
 
 
 def _pings(client: redis.Redis) -> bool:

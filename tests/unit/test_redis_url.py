@@ -61,3 +61,31 @@ def test_the_settings_refuse_a_bad_sentinel_url_at_once(monkeypatch: pytest.Monk
     assert "secret" not in str(caught.value)
     monkeypatch.setenv("ROTATION_REDIS_URL", "redis+sentinel://:secret@h:1,h:2/rotation")
     assert ServiceSettings.from_env().redis_url.endswith("/rotation")
+
+
+def test_a_password_in_the_query_is_shown_hidden_too() -> None:
+    """redis-py also takes the password as ``?password=``: `status`, the services' start line and every
+    "Redis at ... is unreachable" showed it."""
+    assert redacted("redis://h:6379/0?password=s3cret") == "redis://h:6379/0?password=***"
+    assert redacted("rediss://h/0?username=app&password=s%40cret&ssl_cert_reqs=none") == (
+        "rediss://h/0?username=app&password=***&ssl_cert_reqs=none")
+    assert redacted("redis://h:6379/0?socket_timeout=5") == "redis://h:6379/0?socket_timeout=5"
+
+
+def test_a_sentinel_url_with_a_query_is_refused_without_echoing_it() -> None:
+    """Not parsed, the query became part of the service name: shown in `status` and in redis-py's
+    "No master found for 'mymaster?password=...'"."""
+    with pytest.raises(ConfigError, match="no query") as caught:
+        parse_sentinel_url("redis+sentinel://h:1/mymaster?password=s3cret")
+    assert "s3cret" not in str(caught.value)
+    assert "s3cret" not in redacted("redis+sentinel://h:1/mymaster?password=s3cret")
+
+
+def test_celery_gets_a_query_password_in_the_userinfo_where_kombu_reads_it() -> None:
+    """kombu passes the query on as keyword arguments beside the userinfo's: ``?password=`` (which redis-py,
+    and so the preflight, accepts) stopped every worker and beat with a TypeError."""
+    assert celery_connection("redis://h:6379/0?password=s%40cret&socket_timeout=5") == (
+        "redis://:s%40cret@h:6379/0?socket_timeout=5", {})
+    assert celery_connection("rediss://h/1?username=app&password=pw") == ("rediss://app:pw@h/1", {})
+    # as redis-py: the userinfo's password wins over the query's
+    assert celery_connection("redis://:mine@h/0?password=other") == ("redis://:mine@h/0", {})
