@@ -18,6 +18,8 @@ REDACTED = "***"
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^\s/'\"<>]*)@")
 # a password passed as a query parameter (redis-py reads ``?password=`` as well as the userinfo)
 _QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
+# the same inside free text (linear: no backtracking over the URL), up to the next parameter or the URL's end
+_TEXT_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&\s'\"<>]*", re.IGNORECASE)
 
 
 def redact_url(url: str, *, keep_path: bool = True) -> str:
@@ -48,10 +50,12 @@ def redact_url(url: str, *, keep_path: bool = True) -> str:
 
 def redact_text(text: str) -> str:
     """Every ``scheme://user:password@`` in ``text`` -> ``scheme://user:***@`` (a user alone,
-    often a token: ``***@``). Text without ``://`` is returned as it is, at the cost of one scan."""
+    often a token: ``***@``), and a URL's ``password=`` query parameter -> ``password=***``. Text
+    without ``://`` is returned as it is, at the cost of one scan."""
     if "://" not in text:
         return text
-    return _USERINFO.sub(_hide_userinfo, text)
+    text = _USERINFO.sub(_hide_userinfo, text)
+    return _TEXT_QUERY_PASSWORD.sub(lambda match: match.group(1) + REDACTED, text)
 
 
 def _hide_userinfo(match: re.Match[str]) -> str:

@@ -30,3 +30,14 @@ def test_capability_urls_lose_their_path() -> None:
 @pytest.mark.parametrize("junk", ["not a url", "http://[::1/x", "://nohost"])
 def test_unparsable_values_are_hidden_whole(junk: str) -> None:
     assert redact_url(junk) == REDACTED
+
+
+def test_a_query_password_inside_free_text_is_hidden() -> None:
+    """redis-py takes ``?password=`` as well as the userinfo: a library's message quoting the URL leaks neither."""
+    from rotation.core.redaction import redact_text
+
+    text = "Error connecting to redis://host:6379/0?db=1&password=s3cr%2Fet&x=1 (refused); PASSWORD=bare stays"
+    shown = redact_text(text)
+    assert "s3cr" not in shown
+    assert shown == (f"Error connecting to redis://host:6379/0?db=1&password={REDACTED}&x=1 (refused); "
+                     "PASSWORD=bare stays")
