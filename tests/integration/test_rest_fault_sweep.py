@@ -2,14 +2,15 @@
 stands before it) fails a request, and the end state checked by independent handshakes.
 
 For one rotation of each kind (a cluster slot read on its listeners, ``cm``; ``proxy`` with TLS databases
-and its companions' reads; a database's own certificate, with RS's dry run and the DELETE or POST of a
-rollback), the N-th REST request (N = 1 .. what a clean rotation makes, plus the retries a fault adds)
-answers 503, 409 (to a certificate change: applied on the first node only), a 500 page that is no JSON,
-nothing (the request done, the connection dropped), or nothing until the client gave up. Then: every
-endpoint serves one certificate (the new one if verified, else the original) and the record says so
+and its companions' reads; a database's own certificate, starting from the cluster's proxy or from one of
+its own, with RS's dry run and a rollback's DELETE or POST), the N-th REST request (N = 1 .. what a clean
+rotation makes) answers 503, 409 (to a certificate change: applied on the first node only), a 500 page that
+is no JSON, nothing (the request done, the connection dropped), or nothing until the client gave up. Then:
+every endpoint serves one certificate (the new one if verified, else the original) and the record says so
 endpoint by endpoint, the record ended, the lock is free, and the next rotation works.
-Also: a push that fails for good, with the rollback's push failing once too.
-"""
+Two faults: a push failing for good (every attempt applied, never answered) and the N-th request of the
+rollback failing too; a push failing for good each way and the rollback's first push failing the same way.
+One simulator per kind of cluster for the whole module (faults cleared between cases), and its state dir."""
 
 from __future__ import annotations
 
