@@ -212,6 +212,9 @@ def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: Issu
         raise RotationError(f"{session.name}/{name}: no issuer configured (set clusters.{session.name}.issuer)")
     record.issuer = issuer.name
     request = plan.request()
+    # A companion that refuses the whole plan (peers whose links could not be read...) does so before the
+    # issuer is asked: an ACME order costs a rate-limited issuance, again at every retry of the refusal.
+    companion_checks = companions.checks(run)
 
     with run.step("issue") as step:
         issued: IssuedCert = issuer.issue(request)
@@ -224,7 +227,7 @@ def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: Issu
         checks: list[ExtraCheck] = [*options.extra_checks, *target.checks()]
         if public:
             checks.append(_publicly_trusted)
-        checks += companions.checks(run)
+        checks += companion_checks
         strict, fqdn = session.settings.strict_profile, session.settings.fqdn
         if strict:
             checks.append(strict_profile_check(fqdn))
