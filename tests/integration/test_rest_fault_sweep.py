@@ -32,7 +32,7 @@ from rotation.usecases.context import ServiceContext
 from rotation.usecases.rotate.run import RotationOptions
 
 KINDS = ("503", "409", "500-html", "reset", "hang")
-REQUEST_TIMEOUT = 0.6  # the inventory's request_timeout: a hang outlasts it
+REQUEST_TIMEOUT = 0.6  # the request_timeout of the inventory a hang meets (it outlasts it); others wait 10 s
 HANG = 1.0
 DB_VERSION = "8.0.2-17"  # per-database certificates
 
@@ -67,15 +67,18 @@ PUSHES = {"cm": "PUT /v1/cluster/certificates", "proxy": "PUT /v1/cluster/certif
 class Cluster:
     sim: ClusterSimulator
     inventory: Inventory
+    quick: Inventory  # the same cluster with a short request_timeout: what a hang meets
     state: Path  # the service's state, kept with the cluster: a database's pairs stay known from case to case
 
 
 def _cluster(base: Path, **overrides: object) -> Cluster:
     sim = start_simulator(base, **overrides)
-    inventory = write_inventory(base / "rotation.yaml", sim, init_ca(base / "ca", common_name="sweep CA"),
-                                cluster_overrides={"request_timeout": f"{REQUEST_TIMEOUT}s", "verify_deadline": "3s",
-                                                   "handshake_timeout": "2s", "databases": {"db1": {}}})
-    return Cluster(sim, load_inventory(inventory), base / "state")
+    ca = init_ca(base / "ca", common_name="sweep CA")
+    inventories = [load_inventory(write_inventory(
+        base / f"rotation-{timeout}.yaml", sim, ca, cluster_overrides={
+            "request_timeout": timeout, "verify_deadline": "3s", "handshake_timeout": "2s", "databases": {"db1": {}}}))
+        for timeout in ("10s", f"{REQUEST_TIMEOUT}s")]
+    return Cluster(sim, *inventories, base / "state")
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +118,7 @@ def _start_from(cluster: Cluster, start: str) -> None:
                 ctx.sessions.open(cluster.inventory, "sim") as session:
             session.client.delete_database_certificate(1)
     elif start == "own" and not own:
-        with ServiceContext(inventory=lambda: cluster.inventory) as ctx:
-            assert rotate(cluster, ctx, "db:db1").outcome is Outcome.VERIFIED
+        assert rotate(cluster, "db:db1").outcome is Outcome.VERIFIED
 
 
 # --- independent view of the cluster --------------------------------------------------------
@@ -157,10 +159,10 @@ def assert_settled(cluster: Cluster, ctx: ServiceContext, record: RotationRecord
         assert record.cluster_state is (ClusterState.NEW if record.outcome is Outcome.VERIFIED else ClusterState.OLD)
 
 
-def rotate(cluster: Cluster, ctx: ServiceContext, cert: str,
-           during: dict[str, tuple[int, str]] | None = None) -> RotationRecord:
+def rotate(cluster: Cluster, cert: str, during: dict[str, tuple[int, str]] | None = None,
+           hang: bool = False) -> RotationRecord:
     """One rotation; ``during``: step name -> (n, fault kind): the n-th REST request from that step's start on
-    meets the fault (the request log starts there too)."""
+    meets the fault (the request log starts there too). ``hang``: with the short request timeout."""
     def progress(record: RotationRecord, step: Step) -> None:
         fault = (during or {}).get(step.name)
         if fault is not None and step.finished_at is None:
@@ -169,14 +171,15 @@ def rotate(cluster: Cluster, ctx: ServiceContext, cert: str,
 
     options = RotationOptions(poll_interval=0.05, push_backoff=0.01, progress=progress,
                               verify_deadline=timedelta(seconds=3))
-    (record,) = rotate_here(cluster.inventory, "sim", [cert], options, ctx=ctx)
+    inventory = cluster.quick if hang else cluster.inventory
+    (record,) = rotate_here(inventory, "sim", [cert], options, ctx=ServiceContext(inventory=lambda: inventory))
     return record
 
 
 def then_the_next_rotation_works(cluster: Cluster, ctx: ServiceContext, cert: str, before: RotationRecord) -> None:
     """The next rotation of the certificate (faults cleared) starts from what ``before`` left, and verifies."""
     cluster.sim.clear_faults()
-    following = rotate(cluster, ctx, cert)
+    following = rotate(cluster, cert)
     assert following.outcome is Outcome.VERIFIED, following.error
     left = before.new_fingerprint if before.outcome is Outcome.VERIFIED else before.old_fingerprint
     assert following.old_fingerprint == left or before.old_fingerprint is None
@@ -221,7 +224,7 @@ def test_the_nth_request_failing_leaves_one_certificate_named(cluster: Cluster, 
     ctx = ServiceContext(inventory=lambda: cluster.inventory)
     cluster.sim.log_requests()
     cluster.sim.fail_nth(n, kind, hang_seconds=HANG)
-    record = rotate(cluster, ctx, cert)
+    record = rotate(cluster, cert, hang=kind == "hang")
     assert len(cluster.sim.logged_requests()) >= n  # the fault met its request
     assert record.old_fingerprint in (None, original), record.error
     if record.outcome is Outcome.REFUSED and n < _first_change(CLEAN[case]):
@@ -243,7 +246,7 @@ def test_the_nth_request_of_a_rollback_failing_still_restores_the_original(clust
     original = _current(cluster, cert)
     ctx = ServiceContext(inventory=lambda: cluster.inventory)
     _push_failing_for_good(cluster, case)
-    record = rotate(cluster, ctx, cert, during={"rollback": (n, kind)})
+    record = rotate(cluster, cert, during={"rollback": (n, kind)}, hang=kind == "hang")
     assert len(cluster.sim.logged_requests()) >= n  # the fault met its request
     assert record.outcome is Outcome.ROLLED_BACK, record.error
     assert_settled(cluster, ctx, record, original)
@@ -264,7 +267,7 @@ def test_a_push_failing_for_good_and_the_rollbacks_push_once_still_rolls_back(cl
     push = CLEAN[case].index(PUSHES[case]) + 1
     for attempt in range(3):  # retry.PUSH_ATTEMPTS
         cluster.sim.fail_nth(push + attempt, kind, hang_seconds=HANG)
-    record = rotate(cluster, ctx, cert, during={"rollback": (1, kind)})
+    record = rotate(cluster, cert, during={"rollback": (1, kind)}, hang=kind == "hang")
     assert record.outcome is Outcome.ROLLED_BACK, record.error
     assert_settled(cluster, ctx, record, original)
     then_the_next_rotation_works(cluster, ctx, cert, record)
@@ -274,14 +277,13 @@ def test_a_push_failing_for_good_and_the_rollbacks_push_once_still_rolls_back(cl
 def test_the_sweep_covers_every_request_of_a_clean_rotation(cluster: Cluster, case: str) -> None:
     """The sweeps' n runs over these requests: a pipeline that makes more (or others) must widen them."""
     cert = CASES[case][0]
-    ctx = ServiceContext(inventory=lambda: cluster.inventory)
     cluster.sim.log_requests()
-    record = rotate(cluster, ctx, cert)
+    record = rotate(cluster, cert)
     assert record.outcome is Outcome.VERIFIED, record.error
     assert cluster.sim.logged_requests() == CLEAN[case]
     _start_from(cluster, CASES[case][1] or "")
     _push_failing_for_good(cluster, case)
-    record = rotate(cluster, ctx, cert, during={"rollback": (1_000, "503")})  # logged from the rollback on
+    record = rotate(cluster, cert, during={"rollback": (1_000, "503")})  # logged from the rollback on
     assert record.outcome is Outcome.ROLLED_BACK, record.error
     assert cluster.sim.logged_requests() == ROLLBACK[case]
 
@@ -295,7 +297,7 @@ def test_a_database_certificate_rotates_after_several_rollbacks_in_a_row(cluster
     original = _current(cluster, "db:db1")
     for _ in range(4):
         _push_failing_for_good(cluster, case)
-        failed = rotate(cluster, ctx, "db:db1")
+        failed = rotate(cluster, "db:db1")
         assert failed.outcome is Outcome.ROLLED_BACK, failed.error
         assert_settled(cluster, ctx, failed, original)
     then_the_next_rotation_works(cluster, ctx, "db:db1", failed)
