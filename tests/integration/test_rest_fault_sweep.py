@@ -18,16 +18,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.cluster import handshake_fingerprint, start_simulator, write_inventory
+from support.fleet import load_fleet_inventory
 from support.rotate import rotate_here
 
 from rotation.adapters.issuers.internal_ca import init_ca
 from rotation.config import Inventory, load_inventory
 from rotation.core import certs
+from rotation.core.coupling_data import leaf_fingerprint
 from rotation.core.model import ClusterState, Outcome, RotationRecord, Step
 from rotation.simulator import ClusterSimulator
+from rotation.simulator.fleet import Fleet
 from rotation.usecases.context import ServiceContext
 from rotation.usecases.rotate.run import RotationOptions
 
@@ -301,3 +305,30 @@ def test_a_database_certificate_rotates_after_several_rollbacks_in_a_row(cluster
         assert failed.outcome is Outcome.ROLLED_BACK, failed.error
         assert_settled(cluster, ctx, failed, original)
     then_the_next_rotation_works(cluster, ctx, "db:db1", failed)
+
+
+def test_an_old_syncer_a_rest_fault_left_trusted_is_dropped_by_the_next_rotation(
+        linked_fleet: Any, tmp_path: Path, ca_files: tuple[Path, Path], state_dir: Path) -> None:
+    """West's syncer rotates; east's REST API fails the read that would drop the old syncer from east's trusted
+    client certificates (finalize: a warning). The next rotation of west's syncer must leave east trusting the
+    new syncer alone, not the first one for good."""
+    fleet: Fleet = linked_fleet(["east", "west"])
+    fleet.replica_of("east", "west")
+    inventory = load_fleet_inventory(tmp_path, fleet, ca_files)
+
+    def trusted() -> list[str]:
+        return [leaf_fingerprint(entry["client_cert"])
+                for entry in fleet["east"].replication.bdb_fields(1)["authentication_ssl_client_certs"]]
+
+    def east_fails_the_finalize(record: RotationRecord, step: Step) -> None:
+        if step.name == "finalize:replication" and step.finished_at is None:
+            fleet["east"].fail_nth(1, "503")
+
+    options = RotationOptions(poll_interval=0.05, push_backoff=0.01, progress=east_fails_the_finalize)
+    (first,) = rotate_here(inventory, "west", ["syncer"], options)
+    assert first.outcome is Outcome.VERIFIED and first.warnings, first.error
+    assert trusted() == [first.old_fingerprint, first.new_fingerprint]  # the warning's leftover
+    (second,) = rotate_here(inventory, "west", ["syncer"], RotationOptions(poll_interval=0.05, push_backoff=0.01))
+    assert second.outcome is Outcome.VERIFIED, second.error
+    assert trusted() == [second.new_fingerprint]
+    assert {row["status"] for rows in fleet.check_links().values() for row in rows} == {"in-sync"}
