@@ -10,6 +10,7 @@ nothing else from ``rotation`` and nothing in the domain imports it.
     with ClusterSimulator(SimulatorConfig(first_address="127.0.10.1", state_dir=tmp)) as sim:
         sim.served_fingerprint(1, "api")
         sim.fail_next(1, 409); sim.node_down(2); sim.stale(3, seconds=2, cert_name="proxy")
+        sim.log_requests(); sim.fail_nth(4, "reset")  # the 4th REST request from now: done, never answered
 
 Per node (addresses ``first_address``, +1, +2, ...): ``api_port`` (REST API, presents ``api``),
 ``cm_port`` (HTML page, ``cm``), ``metrics_port`` (Prometheus text, ``metrics_exporter``) and a

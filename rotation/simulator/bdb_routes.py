@@ -12,7 +12,8 @@
 * ``DELETE /v1/bdbs/{uid}/certificates`` (admin): back to the cluster ``proxy`` certificate.
 
 POST and DELETE take one queued ``fail_next`` failure like a cluster update and answer 409 when a
-node bound to the database is down (it catches up when it returns, unless ``--no-resync``).
+node bound to the database is down (it catches up when it returns, unless ``--no-resync``); like a PUT, a
+DELETE retried after a 409 reaches the nodes that missed it.
 """
 
 from __future__ import annotations
@@ -168,6 +169,8 @@ async def post_certificate(sim: Simulator, request: Request, params: dict[str, s
 async def delete_certificate(sim: Simulator, request: Request, params: dict[str, str]) -> Response:
     db = _database(sim, params["uid"])
     sim.state.bdb_certs.requests.append(("DELETE", db.uid, False))
-    _own(sim, db)
+    bdb_certs = sim.state.bdb_certs
+    if not any(bdb_certs.served(node, db) for node in sim.state.database_nodes(db)):
+        _own(sim, db)  # 404 when it has none anywhere; a DELETE some node missed (409) reaches it when retried
     status, error = sim.state.bdb_certs.install(db, None)
     return Response.json(error, status)

@@ -108,6 +108,21 @@ class RequestFault:
         return (self.method is None or self.method == method) and (self.path is None or path.startswith(self.path))
 
 
+#: what ``fail_nth`` does to its request: an error answer (nothing applied; RS's 409 to a certificate change
+#: reaches the first node only, as with ``fail_next``), a 500 page that is no JSON (a proxy's), the request
+#: done and the connection dropped unanswered ("reset"), or done and unanswered until the client gave up
+NTH_FAULT_KINDS = ("503", "409", "500-html", "reset", "hang")
+
+
+@dataclass
+class NthFault:
+    """``fail_nth``: ``skip`` more REST requests are answered, then one gets ``kind``."""
+
+    skip: int
+    kind: str
+    hang_seconds: float = 2.0
+
+
 def default_settings() -> dict[str, object]:
     """The cluster settings GET /v1/cluster reads (a future PUT /v1/cluster edits this dict)."""
     return {
@@ -155,6 +170,8 @@ class ClusterState:
             node.sentinel = self.sentinel_settings()
         self.fail_queue: deque[int] = deque()
         self.request_faults: list[RequestFault] = []
+        self.nth_faults: list[NthFault] = []
+        self.request_log: list[str] | None = None  # "METHOD target" of each REST request, once log_requests()
         self.slow_seconds = 0.0
         self.stale_rules: dict[int, StaleRule] = {}
         self.received_update_bodies: deque[bytes] = deque(maxlen=20)
@@ -242,6 +259,25 @@ class ClusterState:
                 return fault
         return None
 
+    def fail_nth(self, n: int, kind: str, hang_seconds: float = 2.0) -> None:
+        """The ``n``-th REST request from now (1-based, every method and path, ``/_sim/`` aside) gets ``kind``
+        (:data:`NTH_FAULT_KINDS`); several may be pending, each counted from now."""
+        if n < 1 or kind not in NTH_FAULT_KINDS:
+            raise ValueError(f"fail_nth needs n >= 1 and a kind of {NTH_FAULT_KINDS}")
+        self.nth_faults.append(NthFault(n - 1, kind, hang_seconds))
+
+    def take_nth_fault(self, method: str, target: str) -> NthFault | None:
+        """Note one REST request (the log, the ``fail_nth`` counts): the fault it meets, if any."""
+        if self.request_log is not None:
+            self.request_log.append(f"{method} {target}")
+        met = None
+        for fault in self.nth_faults:
+            if fault.skip == 0 and met is None:
+                met = fault
+            fault.skip -= 1
+        self.nth_faults = [fault for fault in self.nth_faults if fault.skip >= 0]
+        return met
+
     def stale(self, uid: int, seconds: float | None = None, cert_name: str | None = None) -> None:
         node = self.node(uid)
         if cert_name is not None and cert_name not in node.certs:
@@ -256,6 +292,7 @@ class ClusterState:
     def clear_faults(self) -> None:
         self.fail_queue.clear()
         self.request_faults.clear()
+        self.nth_faults.clear()
         self.slow_seconds = 0.0
         self.stale_rules.clear()
         for node in self.nodes.values():
@@ -320,6 +357,7 @@ class ClusterState:
             "fail_next": list(self.fail_queue),
             "fail_requests": [{"count": f.count, "status": f.status, "method": f.method, "path": f.path}
                               for f in self.request_faults if f.count > 0],
+            "fail_nth": [{"n": f.skip + 1, "kind": f.kind} for f in self.nth_faults],
             "slow": self.slow_seconds,
             "stale": {str(uid): {"seconds": r.seconds, "cert_name": r.cert_name}
                       for uid, r in self.stale_rules.items()},

@@ -16,6 +16,7 @@ import datetime as dt
 import errno
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -31,7 +32,7 @@ from typing import Any, TypeVar
 from . import api, bdb_api, crdb_api, health  # noqa: F401 - the route modules register their routes
 from .auth import Accounts, peer_certificate
 from .bdb_routes import DatabaseCertificates
-from .cluster import ClusterState, SimulatorConfig
+from .cluster import ClusterState, NthFault, SimulatorConfig
 from .crdb import Crdbs
 from .http import Handler, Request, Response, serve_http
 from .nodes import Database, NodeState
@@ -56,6 +57,16 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     except ImportError:  # pragma: no cover - other platforms
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
+
+
+def _certificate_change(request: Request) -> bool:
+    """A request that changes a certificate (RS answers those 409 when a node did not take the change)."""
+    path = request.path.rstrip("/")
+    if request.method == "PUT":
+        return path in ("/v1/cluster/certificates", "/v1/cluster/update_cert")
+    dry_run = request.query.get("dry_run", ["0"])[-1].lower() not in ("0", "false", "no")
+    return request.method in ("POST", "DELETE") and bool(re.fullmatch(r"/v1/bdbs/\d+/certificates", path)) \
+        and not dry_run
 
 
 class SimulatorError(RuntimeError):
@@ -188,6 +199,20 @@ class ClusterSimulator(CertControls):
         """The next ``count`` REST requests matching ``method`` / the ``path`` prefix answer ``status``
         (a 3xx redirects to ``location``); nothing is applied. Cleared by ``clear_faults``."""
         self._call(lambda: self.state.fail_requests(count, status, method, path, location))
+
+    def fail_nth(self, n: int, kind: str, *, hang_seconds: float = 2.0) -> None:
+        """The ``n``-th REST request from now gets ``kind``: "503", "409" (to a certificate change: applied
+        on the first node only), "500-html" (no JSON), "reset" (done, connection dropped unanswered) or
+        "hang" (done, unanswered for ``hang_seconds``, then dropped). Cleared by ``clear_faults``."""
+        self._call(lambda: self.state.fail_nth(n, kind, hang_seconds))
+
+    def log_requests(self) -> None:
+        """From now on note every REST request (``/_sim/`` aside), in order: see :meth:`logged_requests`."""
+        self._call(lambda: setattr(self.state, "request_log", []))
+
+    def logged_requests(self) -> list[str]:
+        """``"METHOD target"`` of every REST request since :meth:`log_requests`, oldest first."""
+        return self._call(lambda: list(self.state.request_log or ()))
 
     def slow(self, seconds: float) -> None:
         self._call(lambda: setattr(self.state, "slow_seconds", max(0.0, float(seconds))))
@@ -503,8 +528,8 @@ class ClusterSimulator(CertControls):
         else:
             await serve_http(reader, writer, self._http_handler(node, kind, writer), refuse=refuse)
 
-    def _counted(self, node: NodeState, handler: Handler) -> Handler:
-        """Count the connections that carry REST requests (handshake-only probes do not)."""
+    def _counted(self, node: NodeState, handler: Handler, writer: asyncio.StreamWriter) -> Handler:
+        """Count the connections that carry REST requests (handshake-only probes do not); ``fail_nth``."""
         first = True
 
         async def counted(request: Request) -> Response:
@@ -514,16 +539,44 @@ class ClusterSimulator(CertControls):
             if first:
                 first = False
                 self._rest_connections[node.uid] = self._rest_connections.get(node.uid, 0) + 1
-            return await handler(request)
+            fault = None if request.path.startswith("/_sim/") else self.state.take_nth_fault(request.method,
+                                                                                             request.target)
+            if fault is None:
+                return await handler(request)
+            return await self._misbehave(fault, request, handler, writer)
 
         return counted
+
+    async def _misbehave(self, fault: NthFault, request: Request, handler: Handler,
+                         writer: asyncio.StreamWriter) -> Response:
+        """Answer ``request`` the way ``fault.kind`` says (``ClusterState.fail_nth``)."""
+        if fault.kind in ("reset", "hang"):
+            await handler(request)  # RS did the work; its answer never comes
+            if fault.kind == "hang":
+                await asyncio.sleep(fault.hang_seconds)
+            writer.transport.abort()
+            raise ConnectionResetError(f"injected {fault.kind}")
+        if fault.kind == "409" and _certificate_change(request):
+            queued = len(self.state.fail_queue)  # RS's 409 to a certificate change: the first node took it
+            self.state.fail_queue.appendleft(409)
+            try:
+                return await handler(request)
+            finally:
+                if len(self.state.fail_queue) > queued:  # refused before it was applied: not consumed
+                    self.state.fail_queue.popleft()
+        if fault.kind == "500-html":
+            return Response.text("<html><body><h1>500 Internal Server Error</h1></body></html>", 500,
+                                 content_type="text/html")
+        status = int(fault.kind)
+        return Response.error(status, {503: "service_unavailable"}.get(status, "injected_failure"),
+                              f"Injected failure ({status})")
 
     def _http_handler(self, node: NodeState, kind: str, writer: asyncio.StreamWriter) -> Handler:
         if kind == "cm":
             return cm_handler(self.config.fqdn, node)
         if kind == "metrics_exporter":
             return metrics_handler(self.config.fqdn, node)
-        return self._counted(node, partial(api.handle, self, client_cert=peer_certificate(writer)))
+        return self._counted(node, partial(api.handle, self, client_cert=peer_certificate(writer)), writer)
 
     # -- thread hopping ------------------------------------------------------------------------------
 

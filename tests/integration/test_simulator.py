@@ -147,8 +147,8 @@ class Api:
         return self.client.request(method, self.base + path, extensions={"sni_hostname": FQDN}, **kwargs)
 
 
-    def update(self, name: str, cert: str, key: str | None) -> httpx.Response:
-        return self("PUT", "/v1/cluster/update_cert", json={"name": name, "certificate": cert, "key": key})
+    def update(self, name: str, cert: str, key: str | None, **kwargs: Any) -> httpx.Response:
+        return self("PUT", "/v1/cluster/update_cert", json={"name": name, "certificate": cert, "key": key}, **kwargs)
 
     def bulk(self, items: list[dict[str, Any]]) -> httpx.Response:
         return self("PUT", "/v1/cluster/certificates", json={"certificates": items})
@@ -481,6 +481,41 @@ def test_fail_requests_answers_matching_rest_calls_only(rest: Api) -> None:
     assert rest("GET", "/v1/cluster/certificates").status_code == 200  # used up
     with pytest.raises(ValueError, match="3xx needs a location"):
         sim.fail_requests(1, 301)
+
+
+def test_fail_nth_answers_the_nth_request_each_way_and_the_log_lists_them(rest: Api, test_ca: TestCA) -> None:
+    sim = rest.sim
+    sim.log_requests()
+    sim.fail_nth(2, "503")
+    sim.fail_nth(3, "500-html")
+    assert rest("GET", "/v1/cluster").status_code == 200
+    assert rest("GET", "/v1/nodes").json()["error_code"] == "service_unavailable"
+    page = rest("GET", "/v1/nodes")
+    assert page.status_code == 500 and page.headers["content-type"] == "text/html" and b"<html>" in page.content
+    assert rest("GET", "/_sim/state").status_code == 200  # control routes are neither counted nor failed
+    assert sim.logged_requests() == ["GET /v1/cluster", "GET /v1/nodes", "GET /v1/nodes"]  # in order
+
+    cert, key, fp = test_ca.leaf()
+    sim.fail_nth(1, "409")  # to a certificate change: RS's "not all nodes were updated", the first one was
+    assert rest.update("proxy", cert, key).status_code == 409
+    assert all_fps(sim, "proxy")[0] == fp != all_fps(sim, "proxy")[1]
+    sim.fail_nth(1, "409")  # to anything else: nothing applied
+    assert rest("GET", "/v1/cluster").status_code == 409
+
+    cert, key, fp = test_ca.leaf()
+    sim.fail_nth(1, "reset")  # done, never answered
+    with pytest.raises(httpx.RemoteProtocolError):
+        rest.update("proxy", cert, key)
+    assert all_fps(sim, "proxy") == [fp, fp, fp]
+    cert, key, fp = test_ca.leaf()
+    assert rest("GET", "/v1/cluster").status_code == 200  # a keep-alive connection: the timeout is the answer's
+    sim.fail_nth(1, "hang", hang_seconds=5)  # done, unanswered until the client gives up
+    with pytest.raises(httpx.TimeoutException):
+        rest.update("proxy", cert, key, timeout=0.5)
+    assert all_fps(sim, "proxy") == [fp, fp, fp]
+    assert rest("GET", "/_sim/state").json()["faults"]["fail_nth"] == []
+    with pytest.raises(ValueError, match="fail_nth needs"):
+        sim.fail_nth(0, "503")
 
 
 def test_control_routes(rest: Api, test_ca: TestCA) -> None:

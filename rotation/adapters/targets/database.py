@@ -41,6 +41,7 @@ class DatabaseTarget:
         self.cert_name = cert_name
         self.key = database_key(cert_name) or ""
         self.secrets = secrets
+        self._served: str | None = None  # the own pair ``current`` read: a failure restores it, so it is kept
 
     # --- the database ---------------------------------------------------------------------------
     def database(self) -> DatabaseInfo:
@@ -99,6 +100,7 @@ class DatabaseTarget:
         if proxy:
             return OriginalPair(pem, SecretPEM(""), fingerprint, fallback=True)
         kept = self._kept().get(fingerprint)
+        self._served = fingerprint
         if kept is None:
             raise RotationError(
                 f"{self.session.name}/{self.cert_name}: the database has a certificate of its own "
@@ -151,13 +153,25 @@ class DatabaseTarget:
     def push(self, certificate: str, key: SecretPEM) -> str:
         leaf = certs.load_certificates(certificate, where=f"{self.cert_name} certificate")[0]
         pairs = self._kept()
-        pairs[certs.fingerprint(leaf)] = {"certificate": certificate, "key": key.reveal()}
-        self._keep(dict(list(pairs.items())[-KEEP_PAIRS:]))  # kept before RS has it: a rollback can return to it
+        fingerprint = certs.fingerprint(leaf)
+        pairs[fingerprint] = {"certificate": certificate, "key": key.reveal()}
+        # kept before RS has it: a rollback can return to it. The pair served now stays whatever failed
+        # rotations pushed since: RS never returns it, and without it the database could never rotate again.
+        kept = {f for f in (self._served, fingerprint) if f in pairs}
+        spares = [f for f in pairs if f not in kept]  # oldest first
+        kept.update(spares[len(spares) - max(0, KEEP_PAIRS - len(kept)):])
+        self._keep({f: pair for f, pair in pairs.items() if f in kept})
         return self.session.client.set_database_certificate(self.database().uid, certificate, key)
 
     def restore(self, original: OriginalPair) -> str:
         if original.fallback:  # it presented the cluster's proxy certificate: drop its own
-            return self.session.client.delete_database_certificate(self.database().uid)
+            try:
+                return self.session.client.delete_database_certificate(self.database().uid)
+            except ClusterRejected as exc:
+                if exc.status != 404:
+                    raise
+                # none to drop (the push never applied, or an earlier DELETE did): verification sees what is served
+                return f"DELETE /v1/bdbs/{self.database().uid}/certificates: it has no certificate of its own (404)"
         self.session.client.set_database_certificate(self.database().uid, original.certificate, original.key)
         return f"posted back {certs.short_fingerprint(original.fingerprint)}"
 

@@ -215,6 +215,9 @@ def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: Issu
     # the certificate served now (not the cluster's proxy a database fell back to): an ACME CA with ARI
     # exempts a renewal in its window that names it (rs-8x-and-public-cas-2026.md §2, RFC 9773 §5)
     request = dataclasses.replace(plan.request(), replaces=None if original.fallback else original.certificate)
+    # A companion that refuses the whole plan (peers whose links could not be read...) does so before the
+    # issuer is asked: an ACME order costs a rate-limited issuance, again at every retry of the refusal.
+    companion_checks = companions.checks(run)
 
     with run.step("issue") as step:
         issued: IssuedCert = issuer.issue(request)
@@ -227,7 +230,7 @@ def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: Issu
         checks: list[ExtraCheck] = [*options.extra_checks, *target.checks()]
         if public:
             checks.append(_publicly_trusted)
-        checks += companions.checks(run)
+        checks += companion_checks
         strict, fqdn = session.settings.strict_profile, session.settings.fqdn
         if strict:
             checks.append(strict_profile_check(fqdn))

@@ -28,7 +28,7 @@ from rotation.config import Inventory
 from rotation.core import certs
 from rotation.core.coupling import CouplingGraph, Impact, Link
 from rotation.core.coupling_data import anchors
-from rotation.core.errors import ReplicationError
+from rotation.core.errors import ReplicationError, RotationError
 from rotation.core.model import CertName
 from rotation.core.validate import ExtraCheck, ParsedBundle
 from rotation.usecases.context import ServiceContext
@@ -147,8 +147,8 @@ class ReplicationCompanion(NoCompanion):
         if self.impact.cert is not CertName.SYNCER or not self._trust_targets():
             return None
         peers, chain = self._peers(run), certs.certs_to_pem(bundle.certificates)
-        done = [steps.drop_old_trust(peers, cluster, db, chain, run.record.old_fingerprint)
-                for cluster, db in self._trust_targets()]
+        olds = {run.record.old_fingerprint, *_left_trusted(run)}
+        done = [steps.drop_old_trust(peers, cluster, db, chain, olds) for cluster, db in self._trust_targets()]
         behind = steps.lagging(peers, [Watched.of(link) for link in self.impact.watch])
         if behind:  # a warning (finalize): the new certificate is verified and trusted
             raise ReplicationError("after the old syncer was removed: " + "; ".join(behind[:5]))
@@ -160,6 +160,18 @@ class ReplicationCompanion(NoCompanion):
         if action is None:
             raise ReplicationError(f"unknown replication step {memo.get('action')!r} in the record")
         return action(self._peers(run), memo)
+
+
+def _left_trusted(run: Run) -> set[str | None]:
+    """The old syncers earlier rotations of this one could not remove (their finalize failed: a warning): this
+    rotation's finalize removes them too, else a peer trusts them for good."""
+    try:
+        earlier = run.store.history(run.record.cluster, str(run.cert_name))
+    except RotationError as exc:  # the store is away: they wait for the next rotation
+        run.log.warning("earlier rotations not read: %s", exc.message)
+        return set()
+    return {record.old_fingerprint for record in earlier if record.id != run.record.id
+            and any(step.name == "finalize:replication" and not step.ok for step in record.steps)}
 
 
 def replication_companion(ctx: ServiceContext, inventory: Inventory, session: ClusterSession,

@@ -204,19 +204,21 @@ def undo_trust(peers: Peers, memo: Memo) -> str:
     return f"{detail}; {wait_in_sync(peers, from_memo(memo), f'{cluster} db{db}')}"
 
 
-def drop_old_trust(peers: Peers, cluster: str, db: int, new_chain: str, old_fp: str | None) -> str:
-    """The old syncer leaves the list once the new one is proven; an entry that is an issuer of the
+def drop_old_trust(peers: Peers, cluster: str, db: int, new_chain: str, old_fps: set[str | None]) -> str:
+    """The old syncer(s) leave the list once the new one is proven; an entry that is an issuer of the
     new certificate stays (it is not the old certificate itself)."""
     with peers.run.step(f"replication:{cluster}/db{db}") as step, peers.database_turn(cluster, db), \
             peers.session(cluster) as session:
         listed = _listed(session.database(db))
-        kept = [pem for pem in listed if leaf_fingerprint(pem) != old_fp or anchors([pem], new_chain)]
+        kept = [pem for pem in listed if leaf_fingerprint(pem) not in old_fps or anchors([pem], new_chain)]
         if len(kept) == len(listed):
             step.detail = f"{cluster} db{db} lists no entry that is the old syncer: nothing to remove"
         else:
             peers.fence()
             session.update_database(db, _body(kept))
-            step.detail = f"{cluster} db{db} no longer trusts the old syncer {certs.short_fingerprint(old_fp or '')}"
+            dropped = {leaf_fingerprint(pem) or "" for pem in listed} - {leaf_fingerprint(pem) or "" for pem in kept}
+            step.detail = f"{cluster} db{db} no longer trusts the old syncer " + \
+                ", ".join(certs.short_fingerprint(fp) for fp in sorted(dropped))
         return step.detail
 
 
