@@ -35,9 +35,29 @@ class Verdict:
     not_after: datetime | None = None
 
 
+# renew_before as long as the lifetime would make every certificate due as soon as issued (a CA now issuing
+# 45 days while renew_before says 60d): it is renewed with this share of its life left instead, as ACME clients do
+TOO_LONG_SHARE = 1 / 3
+
+
+def _lifetime(not_before: datetime | None, not_after: datetime) -> timedelta:
+    return (not_after - not_before) if not_before else timedelta(days=90)
+
+
 def renewal_threshold(renew_before: RenewBefore, not_before: datetime | None, not_after: datetime) -> timedelta:
-    lifetime = (not_after - not_before) if not_before else timedelta(days=90)
-    return renew_before.threshold(lifetime)
+    lifetime = _lifetime(not_before, not_after)
+    threshold = renew_before.threshold(lifetime)
+    return lifetime * TOO_LONG_SHARE if threshold >= lifetime else threshold
+
+
+def _too_long(renew_before: RenewBefore, not_before: datetime | None, not_after: datetime) -> str:
+    """What `check`, `status` and the scan add to their reason when renew_before is not shorter than the
+    certificate's lifetime ("" otherwise)."""
+    lifetime = _lifetime(not_before, not_after)
+    if renew_before.threshold(lifetime) < lifetime:
+        return ""
+    return (f"; renew_before {renew_before} is not shorter than its lifetime ({format_duration(_round(lifetime))}):"
+            " renewed with a third of it left")
 
 
 def due_reason(
@@ -51,7 +71,8 @@ def due_reason(
         return f"not valid until {not_before:%Y-%m-%d %H:%M}Z"
     threshold = renewal_threshold(renew_before, not_before, not_after)
     if left <= threshold:
-        return f"expires in {format_duration(_round(left))} (renew_before {renew_before})"
+        return (f"expires in {format_duration(_round(left))} (renew_before {renew_before})"
+                + _too_long(renew_before, not_before, not_after))
     return None
 
 
@@ -82,7 +103,8 @@ def judge(
     reason = due_reason(not_after, now, renew_before, first.not_before)
     if reason:
         return Verdict(Health.DUE, reason, fingerprints, not_after)
-    return Verdict(Health.OK, f"expires in {format_duration(_round(not_after - now))}", fingerprints, not_after)
+    return Verdict(Health.OK, f"expires in {format_duration(_round(not_after - now))}"
+                   + _too_long(renew_before, first.not_before, not_after), fingerprints, not_after)
 
 
 @dataclass(frozen=True)
@@ -128,10 +150,18 @@ def decide(served: Sequence[ServedCert], window: RenewalWindow, now: datetime,
     verdict = judge(served, now, window.renew_before)
     reason = verdict.reason
     wanted = verdict.health in (Health.DUE, Health.MISMATCH)
-    if verdict.health is Health.OK and window.ari_due_at is not None and window.ari_due_at <= now:
+    # a window opening before the served certificate was issued cannot be about it: followed, it would rotate
+    # every fresh certificate again at each scan (renew_before still decides)
+    issued = max((s.not_before for s in served if s.not_before), default=None)
+    if (verdict.health is Health.OK and window.ari_due_at is not None and window.ari_due_at <= now
+            and (issued is None or window.ari_due_at >= issued)):
         wanted, reason = True, f"the CA's renewal window opened {window.ari_due_at:%Y-%m-%d %H:%M}Z (ARI)"
     if not wanted:
         return Decision(verdict, due=False, reason=reason)
+    if next_attempt is not None and next_attempt > now and verdict.not_after is not None \
+            and next_attempt >= verdict.not_after:  # backing off would let it expire unrotated
+        return Decision(verdict, due=True, reason=f"{reason}; its backoff until {next_attempt:%Y-%m-%d %H:%M}Z "
+                                                  "would outlast it: tried at every scan until it is renewed")
     if next_attempt is not None and next_attempt > now:
         return Decision(verdict, due=False, backing_off=True,
                         reason=f"{reason}; backing off after failures until {next_attempt:%Y-%m-%d %H:%M}Z")
