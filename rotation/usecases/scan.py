@@ -122,13 +122,14 @@ def scan_cluster(ctx: ServiceContext, cluster: str) -> ScanResult:
         raise
     aliases = _database_aliases(locks)
     moment = ctx.clock.now()
-    next_attempts, new_warnings, kept_ari = _save_scan(ctx, cluster, states, moment,
+    next_attempts, new_warnings, kept_ari, installed = _save_scan(ctx, cluster, states, moment,
                                                        {w.key: w.text for w in held.found}, locks)
     decisions = {}
     for state in states:
         plan = inventory.plan(cluster, state.cert_name)
         window = RenewalWindow(plan.renew_before, _ari_due_at(ctx, inventory, plan.issuer, state, moment,
-                                                                 kept_ari.get(str(state.cert_name))))
+                                                                 kept_ari.get(str(state.cert_name))),
+                               installed.get(str(state.cert_name)))
         next_attempt = next_attempts.get(str(state.cert_name))
         alias = aliases.get(str(state.cert_name))
         if alias:  # one certificate, one lock (DatabaseTarget.lock_name): one rotation

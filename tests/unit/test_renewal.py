@@ -70,9 +70,10 @@ RENEW_BEFORE = ["30d", "60d", "21d", "12h", "33%", "50%", "1%"]
 @pytest.mark.parametrize("renew_before", RENEW_BEFORE)
 def test_every_lifetime_is_renewed_once_before_expiry_never_at_every_scan(lifetime: timedelta,
                                                                           renew_before: str) -> None:
-    """Hourly scans over one certificate's life: a fresh certificate is not due (or every scan rotates it
-    again, e.g. a CA now issuing 45 days while renew_before says 60d), and it becomes due before it expires."""
-    window = RenewalWindow(RenewBefore.parse(renew_before))
+    """Hourly scans over the life of a certificate a rotation just installed: it is not due at once (or every
+    scan rotates it again, e.g. a CA now issuing 45 days while renew_before says 60d), and it becomes due
+    before it expires."""
+    window = RenewalWindow(RenewBefore.parse(renew_before), installed="aa")
     cert = issued(lifetime, NOW)
     assert not decide([cert], window, NOW).due, decide([cert], window, NOW).reason
     assert not decide([cert], window, NOW + timedelta(hours=1)).due
@@ -88,12 +89,19 @@ def test_every_lifetime_is_renewed_once_before_expiry_never_at_every_scan(lifeti
 def test_renew_before_not_shorter_than_the_lifetime_says_so_instead_of_looping() -> None:
     """A renewal whose CA switched to 45 days while renew_before is 60d: not rotated again at every scan;
     renewed with a third of its life left, and the reason says why (what `check` and `status` show)."""
-    window = RenewalWindow(RenewBefore.parse("60d"))
+    window = RenewalWindow(RenewBefore.parse("60d"), installed="aa")
     cert = issued(timedelta(days=45), NOW)
     fresh = decide([cert], window, NOW + timedelta(hours=1))
-    assert not fresh.due and "not shorter than" in fresh.reason and "45d" in fresh.reason, fresh.reason
+    assert not fresh.due and "not shorter than its lifetime (45d)" in fresh.reason, fresh.reason
+    assert fresh.health is Health.DUE and "not shorter than" in fresh.verdict.reason  # what `check` and `status` say
     late = decide([cert], window, NOW + timedelta(days=31))
     assert late.due and "not shorter than" in late.reason, late.reason
+    # one the service did not install (the cluster's first, another PKI's) is due as renew_before says
+    assert decide([cert], RenewalWindow(RenewBefore.parse("60d")), NOW + timedelta(hours=1)).due
+    assert decide([cert], RenewalWindow(RenewBefore.parse("60d"), installed="bb"), NOW + timedelta(hours=1)).due
+    # the CA's renewal window still applies to it
+    ari = RenewalWindow(RenewBefore.parse("60d"), ari_due_at=NOW + timedelta(days=20), installed="aa")
+    assert decide([cert], ari, NOW + timedelta(days=21)).due
 
 
 def test_a_backoff_that_would_outlast_the_certificate_does_not_hold_it_back() -> None:
