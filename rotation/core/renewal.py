@@ -141,6 +141,13 @@ class Decision:
         return self.verdict.health
 
 
+def backoff_holds(next_attempt: datetime | None, not_after: datetime | None, now: datetime) -> bool:
+    """Whether a backoff after failures still holds a certificate back (what `decide`, `status` and the metrics
+    say): its next attempt is ahead, and before the certificate expires (one outlasting it would let it expire
+    unrotated: it is tried at every scan instead)."""
+    return next_attempt is not None and next_attempt > now and (not_after is None or next_attempt < not_after)
+
+
 def decide(served: Sequence[ServedCert], window: RenewalWindow, now: datetime,
            next_attempt: datetime | None = None) -> Decision:
     """"Is it due": one certificate across all its endpoints. Due when inside ``renew_before``, expired, not
@@ -162,11 +169,11 @@ def decide(served: Sequence[ServedCert], window: RenewalWindow, now: datetime,
         wanted, reason = True, f"the CA's renewal window opened {window.ari_due_at:%Y-%m-%d %H:%M}Z (ARI)"
     if not wanted:
         return Decision(verdict, due=False, reason=reason)
-    if next_attempt is not None and next_attempt > now and verdict.not_after is not None \
-            and next_attempt >= verdict.not_after:  # backing off would let it expire unrotated
+    if next_attempt is not None and next_attempt > now and not backoff_holds(next_attempt, verdict.not_after, now):
         return Decision(verdict, due=True, reason=f"{reason}; its backoff until {next_attempt:%Y-%m-%d %H:%M}Z "
                                                   "would outlast it: tried at every scan until it is renewed")
-    if next_attempt is not None and next_attempt > now:
+    if backoff_holds(next_attempt, verdict.not_after, now):
+        assert next_attempt is not None
         return Decision(verdict, due=False, backing_off=True,
                         reason=f"{reason}; backing off after failures until {next_attempt:%Y-%m-%d %H:%M}Z")
     return Decision(verdict, due=True, reason=reason)
@@ -191,4 +198,4 @@ def _renewed_too_soon(served: Sequence[ServedCert], window: RenewalWindow, verdi
 
 
 __all__ = ["ARI_RECHECK_MAX", "ARI_RECHECK_MIN", "Decision", "Health", "RenewalWindow", "Verdict",
-           "ari_recheck_in", "decide", "due_reason", "judge", "renewal_threshold"]
+           "ari_recheck_in", "backoff_holds", "decide", "due_reason", "judge", "renewal_threshold"]

@@ -99,6 +99,25 @@ def test_status_says_backing_off_only_while_the_backoff_runs(service_env: dict[s
         assert row["backoff"] is None and row["failures"] == 2
 
 
+def test_a_backoff_that_would_outlast_the_certificate_is_not_shown_as_holding_it(
+        service_env: dict[str, str]) -> None:
+    """The scans try a certificate whose backoff would end after it expires (``decide``): `status` and the
+    metrics said it was backing off (and when it would be tried) while the scans were rotating it."""
+    from rotation.adapters.metrics import StateCollector
+
+    clock = FakeClock(datetime.now(UTC))
+    with ServiceContext(clock=clock) as ctx:
+        ctx.state.update_state("sim", "cm", failures=6, last_error="HTTP 500",
+                               next_attempt=(clock.now() + timedelta(hours=6)).isoformat())
+        ctx.state.save_scan("sim", {"cm": {
+            "health": "due", "reason": "expires in 2h", "last_scan": clock.now().isoformat(),
+            "not_after": {"cm@node1 127.0.0.1:8443": (clock.now() + timedelta(hours=2)).isoformat()}}})
+        (row,) = service_status(ctx)["certificates"]
+        assert row["backoff"] is None and row["failures"] == 6, row
+        families = {f.name: f for f in StateCollector(ctx.state, clock).collect()}
+        assert families["rotation_certificate_next_attempt_timestamp_seconds"].samples == []
+
+
 class Queued:
     """The scan's queue, recording what it would queue (the rotations then run here, one after the other)."""
 
