@@ -39,6 +39,8 @@ class Verdict:
 # its lifetime (a CA now issuing 45 days while renew_before says 60d), is renewed with this share of its life
 # left instead: renewing it at every scan would only get another one like it (as ACME clients do: at 2/3)
 TOO_LONG_SHARE = 1 / 3
+# "as soon as issued": within this of its notBefore (a CA backdates it, Let's Encrypt by an hour; then a scan)
+AT_ONCE = timedelta(hours=2)
 
 
 def _lifetime(not_before: datetime | None, not_after: datetime) -> timedelta:
@@ -53,10 +55,10 @@ def _too_long(renew_before: RenewBefore, not_before: datetime | None, not_after:
     """What `check`, `status` and the scan add to their reason when renew_before is not shorter than the
     certificate's lifetime ("" otherwise): every renewal would be due as soon as issued."""
     lifetime = _lifetime(not_before, not_after)
-    if renew_before.threshold(lifetime) < lifetime:
+    if renew_before.threshold(lifetime) < lifetime - AT_ONCE:
         return ""
-    return (f"; renew_before {renew_before} is not shorter than its lifetime ({format_duration(_round(lifetime))}):"
-            " each renewal is due as soon as issued, lower renew_before")
+    return (f"; renew_before {renew_before} is not shorter than its lifetime ({format_duration(_round(lifetime))}) "
+            f"by more than {format_duration(AT_ONCE)}: a renewal as short would be due as soon as issued")
 
 
 def due_reason(
@@ -192,7 +194,8 @@ def _renewed_too_soon(served: Sequence[ServedCert], window: RenewalWindow, verdi
     lifetime = verdict.not_after - not_before
     left = verdict.not_after - now
     why = (f"expires in {format_duration(_round(left))}; the last rotation installed it, and renew_before "
-           f"{window.renew_before} is not shorter than its lifetime ({format_duration(_round(lifetime))}): renewed "
+           f"{window.renew_before} is not shorter than its lifetime ({format_duration(_round(lifetime))}) by more "
+           f"than {format_duration(AT_ONCE)}: renewed "
            "with a third of it left rather than at every scan, lower renew_before")
     return left <= lifetime * TOO_LONG_SHARE, why
 

@@ -63,7 +63,7 @@ def issued(lifetime: timedelta, at: datetime, fingerprint: str = "aa", node: str
 
 LIFETIMES = [timedelta(hours=160), timedelta(days=45), timedelta(days=47), timedelta(days=90),
              timedelta(days=100), timedelta(days=200), timedelta(days=398), timedelta(days=825)]
-RENEW_BEFORE = ["30d", "60d", "21d", "12h", "33%", "50%", "1%"]
+RENEW_BEFORE = ["30d", "60d", "21d", "12h", "33%", "50%", "1%", "99.9%"]
 
 
 @pytest.mark.parametrize("lifetime", LIFETIMES, ids=lambda v: f"{v.days}d{v.seconds // 3600}h")
