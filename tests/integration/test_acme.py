@@ -431,6 +431,20 @@ def test_ari_window_decides_renewal_and_absent_ari_is_none(
     assert from_pebble is not None and from_pebble.due_at is None
 
 
+@pytest.mark.parametrize("length", [timedelta(0), -timedelta(days=5)], ids=["zero-length", "end-before-start"])
+def test_a_malformed_renewal_window_is_ignored(fake_ca: _FakeCA, ca_files: tuple[Path, Path],
+                                               length: timedelta) -> None:
+    """RFC 9773 4.2: a window whose end is not after its start is malformed; the client makes its own
+    determination (renew_before). A moment was drawn between the two ends and followed as the CA's."""
+    leaf = InternalCA("ca", *ca_files).issue(CertRequest("sim", CertName.API, (ZONE,))).leaf_pem
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=10)
+    fake_ca.windows["current"] = {"start": start.isoformat().replace("+00:00", "Z"),
+                                  "end": (start + length).isoformat().replace("+00:00", "Z")}
+    info = AcmeIssuer("ca", f"{fake_ca.url}/dir", challenge="http-01").renewal_info(leaf)
+    assert info is not None and info.due_at is None, info
+    assert info.ask_again_in > timedelta(hours=5)  # the CA's Retry-After still holds
+
+
 @pytest.mark.parametrize(("header", "reuse"), [("21600", timedelta(hours=6)), ("5", timedelta(minutes=5)),
                                                ("864000", timedelta(hours=24))],
                          ids=["as-the-ca-says", "at-least-minutes", "at-most-a-day"])
