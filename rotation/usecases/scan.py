@@ -123,7 +123,7 @@ def scan_cluster(ctx: ServiceContext, cluster: str) -> ScanResult:
     aliases = _database_aliases(locks)
     moment = ctx.clock.now()
     next_attempts, new_warnings, kept_ari, installed = _save_scan(ctx, cluster, states, moment,
-                                                       {w.key: w.text for w in held.found}, locks)
+                                                                  {w.key: w.text for w in held.found}, locks)
     decisions = {}
     for state in states:
         plan = inventory.plan(cluster, state.cert_name)
