@@ -135,8 +135,10 @@ def scan_cluster(ctx: ServiceContext, cluster: str) -> ScanResult:
         if alias:  # one certificate, one lock (DatabaseTarget.lock_name): one rotation
             decisions[state.cert_name] = Decision(state.verdict, due=False, reason=f"the same database as {alias}")
             continue
-        decisions[state.cert_name] = decide(state.served, window, moment,
-                                            datetime.fromisoformat(next_attempt) if next_attempt else None)
+        decision = decide(state.served, window, moment, datetime.fromisoformat(next_attempt) if next_attempt else None)
+        if not decision.backing_off and decision.reason != state.verdict.reason:  # `status` says what the scan does
+            ctx.state.update_state(cluster, str(state.cert_name), reason=decision.reason)
+        decisions[state.cert_name] = decision
     return ScanResult(cluster, states, decisions, tuple(held.warnings), tuple(new_warnings))
 
 

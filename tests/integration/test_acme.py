@@ -45,6 +45,7 @@ from rotation.simulator import ClusterSimulator
 from rotation.usecases.context import ServiceContext
 from rotation.usecases.rotate.run import RotationOptions
 from rotation.usecases.scan import scan_cluster
+from rotation.usecases.status import service_status
 
 HOSTS = (ZONE, f"*.{ZONE}")
 
@@ -480,6 +481,8 @@ def test_scans_reuse_renewal_info_until_retry_after(
         moved = scan_cluster(ctx, "sim")
         assert fake_ca.ari_requests == 2  # after it: asked again, and the new window decides
         assert moved.decisions[CertName.API].due and "(ARI)" in moved.decisions[CertName.API].reason
+        # `status` says why the scan rotates it (its verdict alone says "ok, expires in 200d")
+        assert any(r["cert"] == "api" and "(ARI)" in r["reason"] for r in service_status(ctx)["certificates"])
         fake_ca.ari_broken = True  # failing: not asked again before the next check either, the last window holds
         clock.advance(ARI_RECHECK_MAX.total_seconds())
         assert scan_cluster(ctx, "sim").decisions[CertName.API].due and fake_ca.ari_requests == 3

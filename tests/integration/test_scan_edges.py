@@ -197,6 +197,7 @@ def test_a_renewal_due_as_soon_as_installed_is_not_rotated_at_every_scan(
         assert "not shorter than its lifetime" in result.decisions[CertName.CM].reason
         (row,) = [r for r in service_status(ctx)["certificates"] if r["cert"] == "cm"]
         assert "not shorter than its lifetime" in row["reason"], row
+        assert "renewed with a third of it left" in row["reason"], row  # what the scan does, not only the verdict
         clock.advance(timedelta(days=7).total_seconds())  # a third of its life left
         scan_and_queue(ctx, "sim", queue)  # type: ignore[arg-type]
         assert queue.queued == ["cm"]
