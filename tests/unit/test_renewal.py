@@ -27,6 +27,7 @@ def test_inside_renew_before_expired_or_mismatched_is_due() -> None:
     due = decide([served(10)], WINDOW, NOW)
     assert due.due and due.health is Health.DUE and due.reason == "expires in 10d (renew_before 30d)"
     assert decide([served(-1)], WINDOW, NOW).reason == "expired 1d ago"
+    assert decide([served(0)], WINDOW, NOW).reason == "expired"  # notAfter exactly now: no longer valid
     mixed = decide([served(45), served(45, "bb", node="2")], WINDOW, NOW)
     assert mixed.due and mixed.health is Health.MISMATCH
     half = RenewalWindow(RenewBefore.parse("50%"))  # issued 60 days ago: due once 60 days or fewer are left
