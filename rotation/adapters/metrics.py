@@ -23,6 +23,7 @@ from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.adapters.state.base import DURATION_BUCKETS, ServiceState
 from rotation.core.clock import Clock
 from rotation.core.model import split_endpoint_label
+from rotation.core.renewal import backoff_holds
 
 # node: the node's uid ("cluster" for the REST copy); address: the host dialled; endpoint: host:port
 ENDPOINT_LABELS = ["cluster", "cert", "node", "address", "endpoint"]
@@ -56,8 +57,11 @@ class StateCollector(Collector):
                     match.add_metric([cluster, cert, *split_endpoint_label(label)],
                                      1.0 if fingerprint == intended else 0.0)
             failures.add_metric([cluster, cert], float(state.get("failures") or 0))
-            # a moment that has passed no longer holds the certificate back: no sample (as `status` says)
-            if state.get("next_attempt") and (moment := datetime.fromisoformat(state["next_attempt"])) > now:
+            # a moment that has passed (or that the certificate would not outlive) no longer holds it back:
+            # no sample (as `status` says)
+            expires = min((datetime.fromisoformat(v) for v in (state.get("not_after") or {}).values()), default=None)
+            if state.get("next_attempt") and backoff_holds(moment := datetime.fromisoformat(state["next_attempt"]),
+                                                           expires, now):
                 next_attempt.add_metric([cluster, cert], moment.timestamp())
         yield from (expiry, match, failures, next_attempt)
 

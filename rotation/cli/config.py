@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -30,6 +31,7 @@ def config_check(
 
     from rotation.adapters.clock import SYSTEM_CLOCK
     from rotation.adapters.issuers.factory import IssuerFactory
+    from rotation.config import ServiceSettings
     from rotation.usecases.config_check import CheckInputs, check_config
 
     inventory = load(config, as_json, check_files=False)  # a missing file is a finding of its own here
@@ -38,8 +40,14 @@ def config_check(
             inventory.cluster(name)
     except ConfigError as exc:
         raise fail(exc, as_json=as_json) from None
+    try:
+        settings = ServiceSettings.from_env()
+        scan_every: timedelta | None = settings.scan_interval + settings.rotation_jitter
+    except ConfigError:
+        scan_every = None  # the service's own start says what is wrong with its environment
     # No service state: an ACME account is never registered by a check.
-    inputs = CheckInputs(IssuerFactory(lambda: None, SYSTEM_CLOCK), offline=offline, clusters=tuple(cluster or ()))
+    inputs = CheckInputs(IssuerFactory(lambda: None, SYSTEM_CLOCK), offline=offline, clusters=tuple(cluster or ()),
+                         scan_every=scan_every)
     report = check_config(inventory, inputs)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))

@@ -35,9 +35,30 @@ class Verdict:
     not_after: datetime | None = None
 
 
+# A certificate the last rotation installed, due as soon as issued because renew_before is not shorter than
+# its lifetime (a CA now issuing 45 days while renew_before says 60d), is renewed with this share of its life
+# left instead: renewing it at every scan would only get another one like it (as ACME clients do: at 2/3)
+TOO_LONG_SHARE = 1 / 3
+# "as soon as issued": within this of its notBefore (a CA backdates it, Let's Encrypt by an hour; then a scan)
+AT_ONCE = timedelta(hours=2)
+
+
+def _lifetime(not_before: datetime | None, not_after: datetime) -> timedelta:
+    return (not_after - not_before) if not_before else timedelta(days=90)
+
+
 def renewal_threshold(renew_before: RenewBefore, not_before: datetime | None, not_after: datetime) -> timedelta:
-    lifetime = (not_after - not_before) if not_before else timedelta(days=90)
-    return renew_before.threshold(lifetime)
+    return renew_before.threshold(_lifetime(not_before, not_after))
+
+
+def _too_long(renew_before: RenewBefore, not_before: datetime | None, not_after: datetime) -> str:
+    """What `check`, `status` and the scan add to their reason when renew_before is not shorter than the
+    certificate's lifetime ("" otherwise): every renewal would be due as soon as issued."""
+    lifetime = _lifetime(not_before, not_after)
+    if renew_before.threshold(lifetime) < lifetime - AT_ONCE:
+        return ""
+    return (f"; renew_before {renew_before} is not shorter than its lifetime ({format_duration(_round(lifetime))}) "
+            f"by more than {format_duration(AT_ONCE)}: a renewal as short would be due as soon as issued")
 
 
 def due_reason(
@@ -51,7 +72,8 @@ def due_reason(
         return f"not valid until {not_before:%Y-%m-%d %H:%M}Z"
     threshold = renewal_threshold(renew_before, not_before, not_after)
     if left <= threshold:
-        return f"expires in {format_duration(_round(left))} (renew_before {renew_before})"
+        return (f"expires in {format_duration(_round(left))} (renew_before {renew_before})"
+                + _too_long(renew_before, not_before, not_after))
     return None
 
 
@@ -82,7 +104,8 @@ def judge(
     reason = due_reason(not_after, now, renew_before, first.not_before)
     if reason:
         return Verdict(Health.DUE, reason, fingerprints, not_after)
-    return Verdict(Health.OK, f"expires in {format_duration(_round(not_after - now))}", fingerprints, not_after)
+    return Verdict(Health.OK, f"expires in {format_duration(_round(not_after - now))}"
+                   + _too_long(renew_before, first.not_before, not_after), fingerprints, not_after)
 
 
 @dataclass(frozen=True)
@@ -92,6 +115,7 @@ class RenewalWindow:
 
     renew_before: RenewBefore
     ari_due_at: datetime | None = None
+    installed: str | None = None  # the fingerprint the last verified rotation installed (the service's state)
 
 
 # RFC 9773 4.3.3: a client does not ask again before the CA's Retry-After. Bounded: a CA saying "now"
@@ -119,24 +143,62 @@ class Decision:
         return self.verdict.health
 
 
+def backoff_holds(next_attempt: datetime | None, not_after: datetime | None, now: datetime) -> bool:
+    """Whether a backoff after failures still holds a certificate back (what `decide`, `status` and the metrics
+    say): its next attempt is ahead, and before the certificate expires (one outlasting it would let it expire
+    unrotated: it is tried at every scan instead)."""
+    return next_attempt is not None and next_attempt > now and (not_after is None or next_attempt < not_after)
+
+
 def decide(served: Sequence[ServedCert], window: RenewalWindow, now: datetime,
            next_attempt: datetime | None = None) -> Decision:
     """"Is it due": one certificate across all its endpoints. Due when inside ``renew_before``, expired, not
     valid yet, served differently across nodes, or inside the CA's renewal window; not while it backs off after
-    final failures (``next_attempt`` still ahead). Unreachable endpoints are never due: nothing could
-    be verified there."""
+    final failures (``next_attempt`` still ahead, unless the certificate would expire first). The certificate
+    the last rotation installed is not due again at once when renew_before is not shorter than its lifetime.
+    Unreachable endpoints are never due: nothing could be verified there."""
     verdict = judge(served, now, window.renew_before)
     reason = verdict.reason
     wanted = verdict.health in (Health.DUE, Health.MISMATCH)
-    if verdict.health is Health.OK and window.ari_due_at is not None and window.ari_due_at <= now:
+    too_soon = _renewed_too_soon(served, window, verdict, now)
+    if too_soon is not None:
+        wanted, reason = too_soon
+    # a window opening before the served certificate was issued cannot be about it: followed, it would rotate
+    # every fresh certificate again at each scan (renew_before still decides)
+    issued = max((s.not_before for s in served if s.not_before), default=None)
+    if (not wanted and verdict.health in (Health.OK, Health.DUE) and window.ari_due_at is not None
+            and window.ari_due_at <= now and (issued is None or window.ari_due_at >= issued)):
         wanted, reason = True, f"the CA's renewal window opened {window.ari_due_at:%Y-%m-%d %H:%M}Z (ARI)"
     if not wanted:
         return Decision(verdict, due=False, reason=reason)
-    if next_attempt is not None and next_attempt > now:
+    if next_attempt is not None and next_attempt > now and not backoff_holds(next_attempt, verdict.not_after, now):
+        return Decision(verdict, due=True, reason=f"{reason}; its backoff until {next_attempt:%Y-%m-%d %H:%M}Z "
+                                                  "would outlast it: tried at every scan until it is renewed")
+    if backoff_holds(next_attempt, verdict.not_after, now):
+        assert next_attempt is not None
         return Decision(verdict, due=False, backing_off=True,
                         reason=f"{reason}; backing off after failures until {next_attempt:%Y-%m-%d %H:%M}Z")
     return Decision(verdict, due=True, reason=reason)
 
 
+def _renewed_too_soon(served: Sequence[ServedCert], window: RenewalWindow, verdict: Verdict,
+                      now: datetime) -> tuple[bool, str] | None:
+    """For the certificate the last rotation installed, due only because renew_before is not shorter than its
+    lifetime: whether it is due with ``TOO_LONG_SHARE`` of its life left, and why (None: not that case)."""
+    if (verdict.health is not Health.DUE or window.installed is None or verdict.fingerprints != (window.installed,)
+            or verdict.not_after is None or verdict.not_after <= now):
+        return None
+    not_before = min((s.not_before for s in served if s.not_before), default=None)
+    if not_before is None or not_before > now or not _too_long(window.renew_before, not_before, verdict.not_after):
+        return None
+    lifetime = verdict.not_after - not_before
+    left = verdict.not_after - now
+    why = (f"expires in {format_duration(_round(left))}; the last rotation installed it, and renew_before "
+           f"{window.renew_before} is not shorter than its lifetime ({format_duration(_round(lifetime))}) by more "
+           f"than {format_duration(AT_ONCE)}: renewed "
+           "with a third of it left rather than at every scan, lower renew_before")
+    return left <= lifetime * TOO_LONG_SHARE, why
+
+
 __all__ = ["ARI_RECHECK_MAX", "ARI_RECHECK_MIN", "Decision", "Health", "RenewalWindow", "Verdict",
-           "ari_recheck_in", "decide", "due_reason", "judge", "renewal_threshold"]
+           "ari_recheck_in", "backoff_holds", "decide", "due_reason", "judge", "renewal_threshold"]

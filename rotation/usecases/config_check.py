@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -21,7 +22,9 @@ from rotation.adapters.cluster import open_cluster
 from rotation.adapters.issuers.factory import IssuerFactory
 from rotation.config import Inventory
 from rotation.config.files import read_certificates, read_file
+from rotation.config.issuers import PROFILE_LIFETIMES
 from rotation.config.plans import impossible_plans
+from rotation.core.durations import format_duration
 from rotation.core.errors import RotationError
 from rotation.core.model import CertName
 from rotation.core.ocsp import responder_urls
@@ -53,6 +56,7 @@ class CheckInputs:
     issuers: IssuerFactory
     offline: bool = False
     clusters: Sequence[str] = ()  # empty: every cluster
+    scan_every: timedelta | None = None  # ROTATION_SCAN_INTERVAL + ROTATION_JITTER (None: not checked)
 
 
 Check = Callable[[Inventory, CheckInputs], Iterable[Finding]]
@@ -222,9 +226,31 @@ def check_issuer_capabilities(inventory: Inventory, inputs: CheckInputs) -> Iter
                               f"{client_auth}, at most {settings.names_limit} names)")
 
 
+def check_renewal_room(inventory: Inventory, inputs: CheckInputs) -> Iterable[Finding]:
+    """renew_before leaves room for a retry: a certificate inside it is scanned at least twice before it
+    expires. With less, one failed rotation (or a scan falling just after it enters) lets it expire. Shares
+    count where the lifetime is known (an internal CA's validity, a known ACME profile)."""
+    if inputs.scan_every is None:
+        return
+    for name in _clusters(inventory, inputs):
+        for target in inventory.targets(name):
+            plan = inventory.plan(name, target)
+            settings = inventory.issuers.get(plan.issuer or "")
+            lifetime = (settings.validity if settings is not None and settings.type == "internal_ca" else
+                        PROFILE_LIFETIMES.get(settings.profile or "") if settings is not None
+                        and settings.type == "acme" else None)
+            threshold = plan.renew_before.absolute or (plan.renew_before.threshold(lifetime) if lifetime else None)
+            if threshold is not None and threshold < 2 * inputs.scan_every:
+                yield Finding(f"clusters.{name}.{target}",
+                              f"renew_before {plan.renew_before} ({format_duration(threshold)}) leaves room for fewer "
+                              f"than two scans (every {format_duration(inputs.scan_every)} with the jitter) before "
+                              "expiry: one failed rotation and it expires; raise renew_before or scan more often",
+                              Severity.WARNING)
+
+
 CHECKS: tuple[Check, ...] = (check_cluster_secrets, check_issuers, check_chatops_secrets, check_cluster_login,
                              check_certificate_login, check_rest_client_files, check_ocsp_stapling,
-                             check_issuer_capabilities)
+                             check_issuer_capabilities, check_renewal_room)
 
 
 @dataclass

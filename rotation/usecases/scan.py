@@ -122,20 +122,23 @@ def scan_cluster(ctx: ServiceContext, cluster: str) -> ScanResult:
         raise
     aliases = _database_aliases(locks)
     moment = ctx.clock.now()
-    next_attempts, new_warnings, kept_ari = _save_scan(ctx, cluster, states, moment,
-                                                       {w.key: w.text for w in held.found}, locks)
+    next_attempts, new_warnings, kept_ari, installed = _save_scan(ctx, cluster, states, moment,
+                                                                  {w.key: w.text for w in held.found}, locks)
     decisions = {}
     for state in states:
         plan = inventory.plan(cluster, state.cert_name)
         window = RenewalWindow(plan.renew_before, _ari_due_at(ctx, inventory, plan.issuer, state, moment,
-                                                                 kept_ari.get(str(state.cert_name))))
+                                                                 kept_ari.get(str(state.cert_name))),
+                               installed.get(str(state.cert_name)))
         next_attempt = next_attempts.get(str(state.cert_name))
         alias = aliases.get(str(state.cert_name))
         if alias:  # one certificate, one lock (DatabaseTarget.lock_name): one rotation
             decisions[state.cert_name] = Decision(state.verdict, due=False, reason=f"the same database as {alias}")
             continue
-        decisions[state.cert_name] = decide(state.served, window, moment,
-                                            datetime.fromisoformat(next_attempt) if next_attempt else None)
+        decision = decide(state.served, window, moment, datetime.fromisoformat(next_attempt) if next_attempt else None)
+        if not decision.backing_off and decision.reason != state.verdict.reason:  # `status` says what the scan does
+            ctx.state.update_state(cluster, str(state.cert_name), reason=decision.reason)
+        decisions[state.cert_name] = decision
     return ScanResult(cluster, states, decisions, tuple(held.warnings), tuple(new_warnings))
 
 

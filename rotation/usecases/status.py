@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from rotation.core.errors import ConfigError
+from rotation.core.renewal import backoff_holds
 from rotation.usecases.context import ServiceContext
 
 
@@ -31,11 +32,18 @@ def _lock_holders(ctx: ServiceContext, states: dict[tuple[str, str], dict[str, A
 
 def _backoff(state: dict[str, Any], now: datetime) -> dict[str, Any] | None:
     """Why and until when a certificate is skipped by the scans (`rotation retry` clears it); None once
-    that moment has passed (the scans no longer skip it: ``core.renewal.decide``)."""
-    if not state.get("next_attempt") or datetime.fromisoformat(state["next_attempt"]) <= now:
+    that moment has passed, or when it would outlast the certificate (the scans no longer skip it:
+    ``core.renewal.decide``)."""
+    if not state.get("next_attempt") or not backoff_holds(datetime.fromisoformat(state["next_attempt"]),
+                                                          _earliest(state), now):
         return None
     return {"until": _short_time(state["next_attempt"]), "failures": int(state.get("failures") or 0),
             "reason": state.get("last_error") or "", "clear_with": "rotation retry CLUSTER CERT"}
+
+
+def _earliest(state: dict[str, Any]) -> datetime | None:
+    """The earliest notAfter the last scan saw served."""
+    return min((datetime.fromisoformat(v) for v in (state.get("not_after") or {}).values()), default=None)
 
 
 def service_status(ctx: ServiceContext, cluster: str | None = None) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from rotation.simulator import ClusterSimulator
 from rotation.usecases.context import ServiceContext
 from rotation.usecases.rotate.run import RotationOptions
 from rotation.usecases.scan import scan_cluster
+from rotation.usecases.status import service_status
 
 HOSTS = (ZONE, f"*.{ZONE}")
 
@@ -431,6 +432,20 @@ def test_ari_window_decides_renewal_and_absent_ari_is_none(
     assert from_pebble is not None and from_pebble.due_at is None
 
 
+@pytest.mark.parametrize("length", [timedelta(0), -timedelta(days=5)], ids=["zero-length", "end-before-start"])
+def test_a_malformed_renewal_window_is_ignored(fake_ca: _FakeCA, ca_files: tuple[Path, Path],
+                                               length: timedelta) -> None:
+    """RFC 9773 4.2: a window whose end is not after its start is malformed; the client makes its own
+    determination (renew_before). A moment was drawn between the two ends and followed as the CA's."""
+    leaf = InternalCA("ca", *ca_files).issue(CertRequest("sim", CertName.API, (ZONE,))).leaf_pem
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=10)
+    fake_ca.windows["current"] = {"start": start.isoformat().replace("+00:00", "Z"),
+                                  "end": (start + length).isoformat().replace("+00:00", "Z")}
+    info = AcmeIssuer("ca", f"{fake_ca.url}/dir", challenge="http-01").renewal_info(leaf)
+    assert info is not None and info.due_at is None, info
+    assert info.ask_again_in > timedelta(hours=5)  # the CA's Retry-After still holds
+
+
 @pytest.mark.parametrize(("header", "reuse"), [("21600", timedelta(hours=6)), ("5", timedelta(minutes=5)),
                                                ("864000", timedelta(hours=24))],
                          ids=["as-the-ca-says", "at-least-minutes", "at-most-a-day"])
@@ -466,6 +481,8 @@ def test_scans_reuse_renewal_info_until_retry_after(
         moved = scan_cluster(ctx, "sim")
         assert fake_ca.ari_requests == 2  # after it: asked again, and the new window decides
         assert moved.decisions[CertName.API].due and "(ARI)" in moved.decisions[CertName.API].reason
+        # `status` says why the scan rotates it (its verdict alone says "ok, expires in 200d")
+        assert any(r["cert"] == "api" and "(ARI)" in r["reason"] for r in service_status(ctx)["certificates"])
         fake_ca.ari_broken = True  # failing: not asked again before the next check either, the last window holds
         clock.advance(ARI_RECHECK_MAX.total_seconds())
         assert scan_cluster(ctx, "sim").decisions[CertName.API].due and fake_ca.ari_requests == 3

@@ -60,3 +60,20 @@ def test_offline_skips_the_network(simulator: ClusterSimulator, inventory_path: 
     online = runner.invoke(app, ["config", "check", "-c", str(inventory_path), "--json"])
     assert online.exit_code == 2
     assert findings(online.stdout)["clusters.sim.url"]["severity"] == "error"
+
+
+def test_a_renew_before_leaving_no_room_for_a_second_scan_is_a_warning(
+        simulator: ClusterSimulator, inventory_path: Path, state_dir: Path, monkeypatch) -> None:  # noqa: ANN001
+    """renew_before 90m with a scan every hour: a certificate that enters it is scanned once, maybe twice,
+    before it expires; one failed rotation (or a scan falling just after) and it expires unrotated. Nothing
+    said so; 30d leaves room."""
+    data = yaml.safe_load(inventory_path.read_text())
+    data["clusters"]["sim"]["certificates"] = {"cm": {"renew_before": "90m"}, "api": {}}
+    inventory_path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("ROTATION_SCAN_INTERVAL", "1h")
+    result = runner.invoke(app, ["config", "check", "-c", str(inventory_path), "--offline", "--json"])
+    assert result.exit_code == 0, result.output  # a warning, not an error
+    found = findings(result.stdout)
+    assert found["clusters.sim.cm"]["severity"] == "warning", found
+    assert "renew_before 90m" in found["clusters.sim.cm"]["message"]
+    assert "clusters.sim.api" not in found or found["clusters.sim.api"]["severity"] != "warning"

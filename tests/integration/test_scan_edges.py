@@ -18,7 +18,7 @@ from support.cluster import start_simulator, write_inventory
 from support.processes import RedisServer, wait_for
 
 from rotation.config import Inventory, load_inventory
-from rotation.core.model import Outcome
+from rotation.core.model import CertName, Outcome
 from rotation.core.renewal import Health
 from rotation.simulator import ClusterSimulator
 from rotation.usecases.check import check_clusters
@@ -99,6 +99,25 @@ def test_status_says_backing_off_only_while_the_backoff_runs(service_env: dict[s
         assert row["backoff"] is None and row["failures"] == 2
 
 
+def test_a_backoff_that_would_outlast_the_certificate_is_not_shown_as_holding_it(
+        service_env: dict[str, str]) -> None:
+    """The scans try a certificate whose backoff would end after it expires (``decide``): `status` and the
+    metrics said it was backing off (and when it would be tried) while the scans were rotating it."""
+    from rotation.adapters.metrics import StateCollector
+
+    clock = FakeClock(datetime.now(UTC))
+    with ServiceContext(clock=clock) as ctx:
+        ctx.state.update_state("sim", "cm", failures=6, last_error="HTTP 500",
+                               next_attempt=(clock.now() + timedelta(hours=6)).isoformat())
+        ctx.state.save_scan("sim", {"cm": {
+            "health": "due", "reason": "expires in 2h", "last_scan": clock.now().isoformat(),
+            "not_after": {"cm@node1 127.0.0.1:8443": (clock.now() + timedelta(hours=2)).isoformat()}}})
+        (row,) = service_status(ctx)["certificates"]
+        assert row["backoff"] is None and row["failures"] == 6, row
+        families = {f.name: f for f in StateCollector(ctx.state, clock).collect()}
+        assert families["rotation_certificate_next_attempt_timestamp_seconds"].samples == []
+
+
 class Queued:
     """The scan's queue, recording what it would queue (the rotations then run here, one after the other)."""
 
@@ -113,6 +132,22 @@ class Queued:
         return None
 
 
+def _files_issuer(inventory_path: Path, ca_files: tuple[Path, Path], tmp_path: Path, validity: timedelta) -> Inventory:
+    """`cm` from a `files` issuer whose files hold a certificate of ``validity`` (issued now)."""
+    from rotation.adapters.issuers.internal_ca import InternalCA
+
+    data = yaml.safe_load(inventory_path.read_text())
+    data["clusters"]["sim"]["certificates"] = {"cm": {"issuer": "pki"}}
+    data["issuers"]["pki"] = {"type": "files", "cert_file": str(tmp_path / "pki.pem"),
+                              "key_file": str(tmp_path / "pki-key.pem"), "ca_bundle": str(ca_files[0])}
+    plan = load_inventory(inventory_path).plan("sim", "cm")
+    issued = InternalCA("pki", *ca_files, validity=validity).issue(plan.request())
+    (tmp_path / "pki.pem").write_text(issued.leaf_pem + issued.chain_pem)
+    (tmp_path / "pki-key.pem").write_text(issued.key_pem)
+    inventory_path.write_text(yaml.safe_dump(data))
+    return load_inventory(inventory_path)
+
+
 def test_files_that_were_not_renewed_are_not_pushed_again_at_every_scan(
         simulator: ClusterSimulator, service_env: dict[str, str], inventory_path: Path,
         ca_files: tuple[Path, Path], tmp_path: Path) -> None:
@@ -121,22 +156,13 @@ def test_files_that_were_not_renewed_are_not_pushed_again_at_every_scan(
     and each rotation pushed the identical pair again (a cluster-wide certificate update every scan,
     "verified", so never backing off). Nothing newer to push is refused before the push (it backs off and
     says why)."""
-    from rotation.adapters.issuers.internal_ca import InternalCA
+    inventory = _files_issuer(inventory_path, ca_files, tmp_path, timedelta(days=40))
+    clock = FakeClock(datetime.now(UTC))
 
-    data = yaml.safe_load(inventory_path.read_text())
-    data["clusters"]["sim"]["certificates"] = {"cm": {"issuer": "pki"}}
-    data["issuers"]["pki"] = {"type": "files", "cert_file": str(tmp_path / "pki.pem"),
-                              "key_file": str(tmp_path / "pki-key.pem"), "ca_bundle": str(ca_files[0])}
-    plan = load_inventory(inventory_path).plan("sim", "cm")
-    issued = InternalCA("pki", *ca_files, validity=timedelta(days=10)).issue(plan.request())
-    (tmp_path / "pki.pem").write_text(issued.leaf_pem + issued.chain_pem)
-    (tmp_path / "pki-key.pem").write_text(issued.key_pem)
-    inventory_path.write_text(yaml.safe_dump(data))
-    inventory = load_inventory(inventory_path)
-
-    with ServiceContext(inventory=lambda: inventory) as ctx:
+    with ServiceContext(inventory=lambda: inventory, clock=clock) as ctx:
         first = rotate_and_record(ctx, "sim", "cm", RotationOptions(rotation_id="files-1", poll_interval=0.05))
         assert first.record.outcome is Outcome.VERIFIED, first.record.error
+        clock.advance(timedelta(days=30).total_seconds())
         queue = Queued()
         scan_and_queue(ctx, "sim", queue)  # type: ignore[arg-type]
         assert queue.queued == ["cm"]  # 10 days left: due, whatever the issuer holds
@@ -151,6 +177,30 @@ def test_files_that_were_not_renewed_are_not_pushed_again_at_every_scan(
         queue = Queued()
         scan_and_queue(ctx, "sim", queue)  # type: ignore[arg-type]
         assert queue.queued == []
+
+
+def test_a_renewal_due_as_soon_as_installed_is_not_rotated_at_every_scan(
+        simulator: ClusterSimulator, service_env: dict[str, str], inventory_path: Path,
+        ca_files: tuple[Path, Path], tmp_path: Path) -> None:
+    """The CA now issues shorter certificates than renew_before (10 days, renew_before 30d): the one a rotation
+    just installed was due again at once, and each scan rotated it again. It is renewed with a third of its life
+    left instead, and `status` says why (what `check` says too: the same verdict)."""
+    inventory = _files_issuer(inventory_path, ca_files, tmp_path, timedelta(days=10))
+    clock = FakeClock(datetime.now(UTC))
+    with ServiceContext(inventory=lambda: inventory, clock=clock) as ctx:
+        first = rotate_and_record(ctx, "sim", "cm", RotationOptions(rotation_id="short-1", poll_interval=0.05))
+        assert first.record.outcome is Outcome.VERIFIED, first.record.error
+        queue = Queued()
+        result = scan_cluster(ctx, "sim")
+        scan_and_queue(ctx, "sim", queue)  # type: ignore[arg-type]
+        assert queue.queued == [], result.decisions[CertName.CM].reason
+        assert "not shorter than its lifetime" in result.decisions[CertName.CM].reason
+        (row,) = [r for r in service_status(ctx)["certificates"] if r["cert"] == "cm"]
+        assert "not shorter than its lifetime" in row["reason"], row
+        assert "renewed with a third of it left" in row["reason"], row  # what the scan does, not only the verdict
+        clock.advance(timedelta(days=7).total_seconds())  # a third of its life left
+        scan_and_queue(ctx, "sim", queue)  # type: ignore[arg-type]
+        assert queue.queued == ["cm"]
 
 
 def test_a_policy_audit_that_could_not_look_does_not_export_zero_drift(

@@ -109,6 +109,9 @@ def test_a_scan_save_gives_back_the_kept_renewal_information(state: ServiceState
     ari = {"for": "ab", "due_at": None, "ask_again": "2026-01-01T02:00:00+00:00"}
     state.update_state("west", "api", ari=ari)
     assert state.save_scan("west", {"api": {"health": "ok"}, "cm": {"health": "ok"}}).ari == {"api": ari}
+    # and what the last rotation installed (a renewal due as soon as issued is not rotated at every scan)
+    state.update_state("west", "cm", intended="cd")
+    assert state.save_scan("west", {"api": {"health": "ok"}, "cm": {"health": "ok"}}).installed == {"cm": "cd"}
 
 
 def test_certificate_state_scans_and_backoff(state: ServiceState) -> None:

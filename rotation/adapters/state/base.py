@@ -43,6 +43,7 @@ class SavedScan(NamedTuple):
     next_attempts: dict[str, str | None]  # per certificate, while it backs off after failures
     new_warnings: list[str]  # the warnings' texts the previous scan did not have
     ari: dict[str, Any]  # per certificate, what the CA last said of its renewal (``scan._ari_due_at``), if kept
+    installed: dict[str, str]  # per certificate, the fingerprint the last verified rotation installed, if any
 
 
 class Lease(Protocol):

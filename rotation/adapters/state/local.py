@@ -258,11 +258,12 @@ class LocalState:
             before = {name: stored.get(f"{cluster}:{name}", {}) for name in states}
             next_attempts = {name: fields.get("next_attempt") for name, fields in before.items()}
             ari = {name: decode_value(fields["ari"]) for name, fields in before.items() if fields.get("ari")}
+            installed = {name: fields["intended"] for name, fields in before.items() if fields.get("intended")}
             for name, fields in states.items():
                 stored.setdefault(f"{cluster}:{name}", {}).update(encode_fields(fields))
         self._save_scan_fields(cluster, {"last_success": self.clock.now().isoformat(), "last_error": ""})
         return base.SavedScan(next_attempts, self.save_scan_warnings(cluster, warnings) if warnings is not None else [],
-                              ari)
+                              ari, installed)
 
     def record_scan(self, cluster: str, *, ok: bool, error: str | None = None) -> None:
         now = self.clock.now().isoformat()

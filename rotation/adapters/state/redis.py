@@ -177,10 +177,11 @@ class RedisState:
                   warnings: dict[str, str] | None = None) -> base.SavedScan:
         """Store one scan of a cluster and its warnings in a single round trip; return each certificate's
         ``next_attempt`` (set while it backs off after failures), the warnings new to this scan and each
-        certificate's kept renewal information (``ari``): read in the same round trip."""
+        certificate's kept renewal information (``ari``) and what the last rotation installed (``intended``):
+        read in the same round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for cert_name in states:
-            pipe.hmget(_key("state", cluster, cert_name), "next_attempt", "ari")
+            pipe.hmget(_key("state", cluster, cert_name), "next_attempt", "ari", "intended")
         for cert_name, fields in states.items():
             pipe.hset(_key("state", cluster, cert_name), mapping=encode_fields(fields))
         if states:  # one SADD for every certificate of the scan, not one each
@@ -193,7 +194,8 @@ class RedisState:
         kept = dict(zip(states, results[: len(states)], strict=True))
         return base.SavedScan({name: fields[0] for name, fields in kept.items()},
                               base.new_warnings(results[-1], warnings) if warnings is not None else [],
-                              {name: decode_value(fields[1]) for name, fields in kept.items() if fields[1]})
+                              {name: decode_value(fields[1]) for name, fields in kept.items() if fields[1]},
+                              {name: fields[2] for name, fields in kept.items() if fields[2]})
 
     def clear_state_fields(self, cluster: str, cert_name: str, *names: str) -> None:
         if names:

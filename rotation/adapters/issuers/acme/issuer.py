@@ -336,6 +336,8 @@ class AcmeIssuer:
                                   retry_after=wait) from exc
             except (errors.Error, requests.RequestException, jose.errors.Error, *MISSHAPEN) as exc:
                 raise translate_error(exc, context=f"ACME {self.shown_directory}: renewal information") from exc
+        if renew_at is not None and _malformed_window(net.last_response):
+            renew_at = None  # RFC 9773 4.2: the client makes its own determination (renew_before)
         # acme counts from its own (real) clock, not ours: a duration, not a moment
         return RenewalInfo(_utc(renew_at) if renew_at is not None else None,
                            _utc(next_check) - datetime.now(UTC))
@@ -455,6 +457,16 @@ class _NewOrderReplacing(messages.NewOrder):
     """newOrder with RFC 9773's ``replaces`` (acme 5.9's ``new_order`` cannot send it)."""
 
     replaces: str = jose.field("replaces", omitempty=True)
+
+
+def _malformed_window(response: requests.Response | None) -> bool:
+    """Whether the renewalInfo answer acme drew its moment from has a window whose end is not after its start
+    (acme draws one between the two ends anyway)."""
+    try:
+        window = messages.RenewalInfo.from_json(response.json()).suggested_window  # type: ignore[union-attr]
+        return bool(window.end <= window.start)
+    except (jose.errors.Error, *MISSHAPEN):  # not a renewalInfo answer (an expired certificate: none was asked)
+        return False
 
 
 def _ari_cert_id(leaf_pem: str) -> str | None:
