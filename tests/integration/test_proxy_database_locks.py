@@ -11,6 +11,7 @@ then the first goes on.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -24,9 +25,14 @@ from support.rotate import rotate_here
 from rotation.adapters.secrets import SecretBox
 from rotation.config import Inventory, load_inventory
 from rotation.core import certs
+from rotation.core.errors import RotationInProgress
 from rotation.core.model import ClusterState, Outcome, RotationRecord, Step
 from rotation.simulator import ClusterSimulator
+from rotation.usecases.context import ServiceContext
 from rotation.usecases.rotate.run import RotationOptions
+from rotation.usecases.scan import scan_cluster
+from rotation.usecases.status import service_status
+from workers.queue import CeleryRotationQueue
 
 # default databases: db1 = TLS on every node (12000), db2 = TLS on node 1 only (12001), plain (12002)
 
@@ -134,6 +140,12 @@ def test_a_proxy_rotation_during_a_database_rollback_keeps_the_rollback_exact(si
 
     def proxy_then() -> RotationRecord:
         sim.clear_faults()  # the database's rollback may read its REST copy again
+        with ServiceContext(inventory=lambda: inventory) as ctx:  # what an operator and beat see meanwhile
+            scan_cluster(ctx, "sim")
+            rows = {row["cert"]: row for row in service_status(ctx)["certificates"]}
+            assert "of db:db1" in (rows["proxy"]["in_flight"] or ""), rows["proxy"]
+            with pytest.raises(RotationInProgress, match="of db:db1"):
+                CeleryRotationQueue(ctx).submit("sim", "proxy")  # refused at once, nothing queued
         return rotate(inventory, "proxy")
 
     held, inner = hold_at("rollback", False, proxy_then)
@@ -149,3 +161,23 @@ def test_a_proxy_rotation_during_a_database_rollback_keeps_the_rollback_exact(si
     assert database.outcome is Outcome.ROLLED_BACK, database.error
     assert proxy.outcome is Outcome.REFUSED and proxy.blocked_by, proxy.error
     assert what_is_served(sim) == before  # db1 presents the proxy it presented before, which stayed P0
+
+
+def test_a_database_rotation_that_lost_the_proxy_lock_pushes_nothing(sim: ClusterSimulator,
+                                                                     inventory: Inventory,
+                                                                     redis_server: RedisServer) -> None:
+    """The proxy lock a database rotation holds fences its pushes like its own: paused past its lease while a
+    proxy rotation took the lock, it must not post (the two would again share db1's endpoints)."""
+    identity = inventory.cluster("sim").identity
+    held = contextlib.ExitStack()
+
+    def progress(record: RotationRecord, step: Step) -> None:
+        if step.name == "push" and step.finished_at is None:  # right before the POST: the lease ran out ...
+            redis_server.client().delete(f"rotation:lock:{identity}:proxy")
+            ctx = held.enter_context(ServiceContext(inventory=lambda: inventory))
+            held.enter_context(ctx.state.hold(identity, "proxy", "proxy rotation"))  # ... and proxy's took it
+
+    with held:
+        database = rotate(inventory, "db:db1", progress)
+    assert database.outcome is Outcome.SUPERSEDED and "lost its lock lease" in (database.error or ""), database.error
+    assert sim.database_certs.requests == [("POST", 1, True)]  # RS's dry run only: nothing posted
