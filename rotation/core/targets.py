@@ -35,6 +35,14 @@ def database_key(name: str) -> str | None:
     return key if DATABASE_KEY.match(key) else None
 
 
+def locks_before(name: str) -> tuple[str, ...]:
+    """The locks a rotation of ``name`` takes before its own, always in this order (a lock held elsewhere
+    refuses at once: no rotation waits on another). A database's own certificate shares its endpoints with
+    ``proxy``: a database without one presents proxy, and its rollback's DELETE falls back to the proxy
+    current *then*. So one cluster never rotates ``proxy`` and a database's certificate at once."""
+    return (CertName.PROXY.value,) if name.startswith(DATABASE_PREFIX) else ()
+
+
 def target_name(text: str) -> CertName | str:
     """A target name as typed (chat, CLI): a slot (case-insensitive), ``rest_client``, or ``db:<key>``;
     ValueError for anything else."""
@@ -54,4 +62,5 @@ def target_name(text: str) -> CertName | str:
                      f"{DATABASE_PREFIX}<database>)")
 
 
-__all__ = ["DATABASE_PREFIX", "LDAP_CLIENT", "REST_CLIENT", "database_key", "database_target", "target_name"]
+__all__ = ["DATABASE_PREFIX", "LDAP_CLIENT", "REST_CLIENT", "database_key", "database_target", "locks_before",
+           "target_name"]

@@ -17,9 +17,11 @@ what each endpoint serves (``rotation.usecases.rotate.recovery``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import ssl
+from collections.abc import Iterator
 
 from cryptography import x509
 
@@ -28,14 +30,15 @@ from rotation.adapters.cluster import ClusterSession
 from rotation.adapters.issuers.base import Issuer
 from rotation.adapters.issuers.factory import IssuerFactory
 from rotation.adapters.logs import rotation_context
-from rotation.adapters.state import ServiceState
-from rotation.adapters.targets import open_target
+from rotation.adapters.state import Lease, ServiceState
+from rotation.adapters.targets import Target, open_target
 from rotation.adapters.tls.trust import handshake_error
 from rotation.config import CertPlan, Inventory
 from rotation.config.files import read_file
 from rotation.core import certs
 from rotation.core.errors import IssuerError, RotationError, RotationInProgress, StoreUnavailable, Superseded
 from rotation.core.model import CertName, IssuedCert, Outcome, RotationRecord, new_rotation_id
+from rotation.core.targets import locks_before
 from rotation.core.validate import ExtraCheck, ParsedBundle, profile_warnings, strict_profile_check, validate_issued
 from rotation.usecases.rotate import companions
 from rotation.usecases.rotate.recovery import push_and_verify, resume_after_push, resume_undo
@@ -68,7 +71,7 @@ def rotate(
     try:
         owner = f"rotation {record.id} ({record.trigger})"
         with rotation_context(record.id, session.name, str(name)), \
-                state.hold(session.settings.identity, run.target.lock_name(), owner) as lease:
+                _hold(state, session.settings.identity, run.target, owner) as lease:
             run.lease = lease
             if existing is not None and existing.outcome is not Outcome.IN_PROGRESS:
                 resume_undo(run)
@@ -100,6 +103,33 @@ def rotate(
         if ends:
             _end(run)
     return record
+
+
+class _Leases:
+    """The leases of a rotation that holds more than its own lock (``locks_before``): fenced by all of them."""
+
+    def __init__(self, own: Lease, before: list[Lease]) -> None:
+        self.leases = [*before, own]
+        self.token = own.token
+
+    @property
+    def lost(self) -> bool:
+        return any(lease.lost for lease in self.leases)
+
+    def check(self) -> None:
+        for lease in self.leases:
+            lease.check()
+
+
+@contextlib.contextmanager
+def _hold(state: ServiceState, identity: str, target: Target, owner: str) -> Iterator[Lease]:
+    """The target's lock, after the locks it shares endpoints with (RotationInProgress if any is held)."""
+    own = target.lock_name()
+    with contextlib.ExitStack() as stack:
+        before = [stack.enter_context(state.hold(identity, name, f"{owner} of {target.cert_name}"))
+                  for name in locks_before(str(target.cert_name))]
+        lease = stack.enter_context(state.hold(identity, own, owner))
+        yield _Leases(lease, before) if before else lease
 
 
 def _undo_left(record: RotationRecord) -> bool:
