@@ -133,6 +133,13 @@ class RotationInProgress(RotationError):
     """Another rotation of the same (cluster, certificate) is running."""
 
 
+class SharedLockBusy(RotationInProgress):
+    """Another certificate's rotation holds a lock this one shares (``proxy`` and a database's own share
+    endpoints): not a duplicate, so a queued rotation is tried again shortly rather than at the next scan."""
+
+    retryable = True
+
+
 class Superseded(RotationError):
     """The lock lease was lost (paused past it, or another rotation took the lock): push nothing more."""
 
@@ -163,6 +170,7 @@ __all__ = [
     "ReplicationError",
     "RotationError",
     "RotationInProgress",
+    "SharedLockBusy",
     "StoreUnavailable",
     "Superseded",
     "ValidationError",

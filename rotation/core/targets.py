@@ -35,11 +35,11 @@ def database_key(name: str) -> str | None:
     return key if DATABASE_KEY.match(key) else None
 
 
-def locks_before(name: str) -> tuple[str, ...]:
-    """The locks a rotation of ``name`` takes before its own, always in this order (a lock held elsewhere
-    refuses at once: no rotation waits on another). A database's own certificate shares its endpoints with
-    ``proxy``: a database without one presents proxy, and its rollback's DELETE falls back to the proxy
-    current *then*. So one cluster never rotates ``proxy`` and a database's certificate at once."""
+def shared_locks(name: str) -> tuple[str, ...]:
+    """The other locks a rotation of ``name`` takes after its own (each tried, never waited for). A database's
+    own certificate shares its endpoints with ``proxy``: a database without one presents proxy, and its
+    rollback's DELETE falls back to the proxy current *then*. So one cluster never rotates ``proxy`` and a
+    database's certificate at once (nor two databases' certificates)."""
     return (CertName.PROXY.value,) if name.startswith(DATABASE_PREFIX) else ()
 
 
@@ -62,5 +62,5 @@ def target_name(text: str) -> CertName | str:
                      f"{DATABASE_PREFIX}<database>)")
 
 
-__all__ = ["DATABASE_PREFIX", "LDAP_CLIENT", "REST_CLIENT", "database_key", "database_target", "locks_before",
+__all__ = ["DATABASE_PREFIX", "LDAP_CLIENT", "REST_CLIENT", "database_key", "database_target", "shared_locks",
            "target_name"]

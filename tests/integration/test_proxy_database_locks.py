@@ -29,6 +29,7 @@ from rotation.core.errors import RotationInProgress
 from rotation.core.model import ClusterState, Outcome, RotationRecord, Step
 from rotation.simulator import ClusterSimulator
 from rotation.usecases.context import ServiceContext
+from rotation.usecases.rotate.record import rotate_and_record
 from rotation.usecases.rotate.run import RotationOptions
 from rotation.usecases.scan import scan_cluster
 from rotation.usecases.status import service_status
@@ -181,3 +182,29 @@ def test_a_database_rotation_that_lost_the_proxy_lock_pushes_nothing(sim: Cluste
         database = rotate(inventory, "db:db1", progress)
     assert database.outcome is Outcome.SUPERSEDED and "lost its lock lease" in (database.error or ""), database.error
     assert sim.database_certs.requests == [("POST", 1, True)]  # RS's dry run only: nothing posted
+
+
+def test_a_queued_rotation_refused_by_a_sibling_certificate_is_retried_a_duplicate_is_not(
+        sim: ClusterSimulator, inventory: Inventory) -> None:
+    """Beat queues `proxy` and the databases' certificates of one cluster within its jitter: the one that meets
+    another certificate's rotation on the shared lock is retried by the task layer, not left to the next scan
+    an hour later. A second rotation of the same certificate is still refused, not retried."""
+    options = RotationOptions(poll_interval=0.05, push_backoff=0.05, verify_deadline=timedelta(seconds=5))
+    seen: dict[str, tuple[Outcome, str | None, float]] = {}
+
+    def queued(name: str) -> RotationRecord:
+        with ServiceContext(inventory=lambda: inventory) as ctx:
+            rotated = rotate_and_record(ctx, "sim", name, options, retries=0)  # as the Celery task calls it
+        seen[name] = (rotated.record.outcome, rotated.retry_id, rotated.retry_in)
+        return rotated.record
+
+    progress, _ = hold_at("push", False, lambda: queued("proxy"))
+    database = rotate(inventory, "db:db1", progress)
+    progress, _ = hold_at("push", False, lambda: queued("db:db1"))
+    rotate(inventory, "db:db1", progress)
+
+    assert database.outcome is Outcome.VERIFIED, database.error
+    outcome, retry_id, retry_in = seen["proxy"]
+    assert outcome is Outcome.REFUSED and retry_id is not None and retry_in > 0
+    outcome, retry_id, _ = seen["db:db1"]
+    assert outcome is Outcome.REFUSED and retry_id is None

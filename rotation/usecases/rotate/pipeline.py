@@ -36,9 +36,16 @@ from rotation.adapters.tls.trust import handshake_error
 from rotation.config import CertPlan, Inventory
 from rotation.config.files import read_file
 from rotation.core import certs
-from rotation.core.errors import IssuerError, RotationError, RotationInProgress, StoreUnavailable, Superseded
+from rotation.core.errors import (
+    IssuerError,
+    RotationError,
+    RotationInProgress,
+    SharedLockBusy,
+    StoreUnavailable,
+    Superseded,
+)
 from rotation.core.model import CertName, IssuedCert, Outcome, RotationRecord, new_rotation_id
-from rotation.core.targets import locks_before
+from rotation.core.targets import DATABASE_PREFIX, shared_locks
 from rotation.core.validate import ExtraCheck, ParsedBundle, profile_warnings, strict_profile_check, validate_issued
 from rotation.usecases.rotate import companions
 from rotation.usecases.rotate.recovery import push_and_verify, resume_after_push, resume_undo
@@ -86,6 +93,7 @@ def rotate(
             raise  # our own earlier attempt still holds the lease: the caller retries later
         # A record with no step yet is only the request's (saved when it was queued): another rotation holds it.
         record.outcome, record.error, record.blocked_by = Outcome.REFUSED, exc.message, exc.message
+        record.retryable = exc.retryable  # another certificate's rotation (SharedLockBusy): the task retries
     except StoreUnavailable as exc:
         # Before a push nothing started: the caller says the store is unreachable. A record already
         # saved or journaled (a step began) must still end, or it would stay `in_progress` when Redis returns.
@@ -106,7 +114,7 @@ def rotate(
 
 
 class _Leases:
-    """The leases of a rotation that holds more than its own lock (``locks_before``): fenced by all of them."""
+    """The leases of a rotation that holds more than its own lock (``shared_locks``): fenced by all of them."""
 
     def __init__(self, own: Lease, before: list[Lease]) -> None:
         self.leases = [*before, own]
@@ -123,12 +131,22 @@ class _Leases:
 
 @contextlib.contextmanager
 def _hold(state: ServiceState, identity: str, target: Target, owner: str) -> Iterator[Lease]:
-    """The target's lock, after the locks it shares endpoints with (RotationInProgress if any is held)."""
-    own = target.lock_name()
+    """The target's lock, then the locks it shares endpoints with. Each is tried, never waited for (so no
+    order can deadlock): the target's own first, so that a second rotation of the same certificate is a plain
+    RotationInProgress, and another certificate's rotation holding a shared lock is a SharedLockBusy."""
     with contextlib.ExitStack() as stack:
-        before = [stack.enter_context(state.hold(identity, name, f"{owner} of {target.cert_name}"))
-                  for name in locks_before(str(target.cert_name))]
-        lease = stack.enter_context(state.hold(identity, own, owner))
+        try:
+            lease = stack.enter_context(state.hold(identity, target.lock_name(), owner))
+        except RotationInProgress as exc:
+            # proxy's lock, held by a database rotation as the lock it shares (its holder names it so)
+            if f" of {DATABASE_PREFIX}" in exc.message:
+                raise SharedLockBusy(exc.message) from None
+            raise
+        try:
+            before = [stack.enter_context(state.hold(identity, name, f"{owner} of {target.cert_name}"))
+                      for name in shared_locks(str(target.cert_name))]
+        except RotationInProgress as exc:
+            raise SharedLockBusy(exc.message) from None
         yield _Leases(lease, before) if before else lease
 
 
