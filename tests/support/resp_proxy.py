@@ -114,6 +114,8 @@ class RespProxy:
         self.at: int | None = None
         self.kind = ""
         self.tripped = False
+        self.trips = 0  # how many faults happened (a case whose fault never came proves nothing)
+        self.match: tuple[str, bytes] | None = None
         self._conns: set[_Conn] = set()
         self._flags = _command_flags(upstream_port)
         self._loop = asyncio.new_event_loop()
@@ -127,10 +129,11 @@ class RespProxy:
         return f"redis://{self.host}:{self.port}/0"
 
     # --- the test's side --------------------------------------------------------------------
-    def arm(self, at: int | None, kind: str = "gone") -> None:
-        """Fail from the ``at``-th command from now on (None: count only)."""
+    def arm(self, at: int | None, kind: str = "gone", *, command: str = "", holding: bytes = b"") -> None:
+        """Fail from the ``at``-th command from now on (None: count only), or from the first ``command``
+        whose arguments hold ``holding``."""
         assert kind in KINDS, kind
-        self._call(self._arm, at, kind)
+        self._call(self._arm, at, kind, (command, holding) if command else None)
 
     def heal(self) -> None:
         """Redis is back: every broken or hung connection is closed, new ones pass."""
@@ -148,8 +151,9 @@ class RespProxy:
 
         asyncio.run_coroutine_threadsafe(run(), self._loop).result(5)
 
-    def _arm(self, at: int | None, kind: str) -> None:
+    def _arm(self, at: int | None, kind: str, match: tuple[str, bytes] | None) -> None:
         self.count, self.names, self.at, self.kind, self.tripped = 0, [], at, kind, False
+        self.match = match
 
     def _heal(self) -> None:
         if self.tripped and self.kind in ("gone", "gone-after", "hang"):
@@ -216,8 +220,8 @@ class RespProxy:
         name = args[0].decode(errors="replace").lower() if args else ""
         self.count += 1
         self.names.append(name)
-        if not self.tripped and self.count == self.at:
-            self.tripped = True
+        if not self.tripped and (self.count == self.at or self._matches(name, raw)):
+            self.tripped, self.trips = True, self.trips + 1
             if self.kind in ("gone", "gone-after"):
                 for other in list(self._conns - {conn}):
                     self._close(other)
@@ -252,6 +256,9 @@ class RespProxy:
         elif name in ("subscribe", "psubscribe", "ssubscribe"):
             conn.subscribed = True
         self._forward(conn, raw, None)
+
+    def _matches(self, name: str, raw: bytes) -> bool:
+        return self.match is not None and name == self.match[0] and self.match[1] in raw
 
     def _refused(self, name: str, args: list[bytes]) -> bool:
         if name in ("multi", "exec", "discard", "client", "hello", "auth", "select", "quit"):
