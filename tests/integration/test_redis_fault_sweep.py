@@ -39,7 +39,7 @@ from rotation.adapters.secrets import SecretBox
 from rotation.adapters.state.redis_client import connect
 from rotation.config import Inventory, load_inventory
 from rotation.core import certs
-from rotation.core.errors import StoreUnavailable
+from rotation.core.errors import RotationInProgress, StoreUnavailable
 from rotation.core.model import ClusterState, Outcome, RotationRecord, Step
 from rotation.simulator import ClusterSimulator
 from rotation.usecases.context import ServiceContext
@@ -51,7 +51,7 @@ LEASE = 3.0
 TIMEOUT = 0.2  # the faulty client's socket timeouts: a hung Redis costs little
 # Every STRIDE-th command (hung Redis: every 2 * STRIDE-th, each costs socket timeouts), each kind and
 # certificate from its own offset, so that the run stays short; SWEEP_STRIDE=1 tries every command.
-STRIDE = int(os.environ.get("SWEEP_STRIDE", "8"))
+STRIDE = int(os.environ.get("SWEEP_STRIDE", "10"))
 REST = "{cert}@cluster GET /v1/cluster/certificates"
 
 
@@ -142,13 +142,46 @@ def count_commands(rig: Rig, cert: str, scenario: str) -> list[str]:
     rig.proxy.arm(None)
     if scenario == "rollback":
         rig.sim.stale(3, None, cert)
+    queued = _submit(rig, cert) if scenario == "queued" else None
     try:
         with _faulty(rig) as ctx:
-            (record,) = rotate_here(rig.inventory, "sim", [cert], _options([], scenario), ctx=ctx)
+            record = _rotate(rig, cert, scenario, ctx, _options([], scenario), queued)
     finally:
         rig.sim.clear_faults()
+    if queued:
+        with _clean(rig) as clean:
+            record = clean.state.get(queued)
+    assert record is not None
     assert record.outcome is (Outcome.ROLLED_BACK if scenario == "rollback" else Outcome.VERIFIED), record.error
     return list(rig.proxy.names)
+
+
+def _submit(rig: Rig, cert: str) -> str:
+    """``rotation rotate`` through the queue (straight to Redis): the pending marker, the record, the task
+    message (no worker takes it: the task runs in this process, ``_rotate``)."""
+    from workers.queue import CeleryRotationQueue
+
+    with _clean(rig) as ctx:
+        return CeleryRotationQueue(ctx).submit("sim", cert)
+
+
+def _rotate(rig: Rig, cert: str, scenario: str, ctx: ServiceContext, options: RotationOptions,
+            queued: str | None) -> RotationRecord | None:
+    """One rotation with ``ctx``'s Redis: inline (``rotate_here``), or the queued task ``queued`` as a worker
+    runs it (``rotate_certificate``, its bookkeeping included: counters, the pending marker's release)."""
+    if queued is None:
+        (record,) = rotate_here(rig.inventory, "sim", [cert], options, ctx=ctx)
+        return record
+    import workers.context
+    from workers.tasks import rotate_certificate
+
+    workers.context._context, kept = ctx, workers.context._context
+    try:
+        rotate_certificate.apply(kwargs={"cluster": "sim", "cert_name": cert, "rotation_id": queued})
+    finally:
+        workers.context._context = kept
+        ctx.sessions.close()
+    return None  # read from Redis once it is back
 
 
 def one_case(rig: Rig, cert: str, scenario: str, kind: str, at: int) -> list[str]:
@@ -158,7 +191,8 @@ def one_case(rig: Rig, cert: str, scenario: str, kind: str, at: int) -> list[str
     client.flushall()
     (original,) = set(served(rig.sim, cert).values())
     broken: list[str] = []
-    seen: list[str] = []
+    queued = _submit(rig, cert) if scenario == "queued" else None
+    seen: list[str] = [queued] if queued else []
     trips = rig.proxy.trips
     rig.proxy.arm(at, kind.removesuffix("-briefly"))
     if scenario == "rollback":
@@ -167,7 +201,7 @@ def one_case(rig: Rig, cert: str, scenario: str, kind: str, at: int) -> list[str
     options = _options(seen, scenario, rig.proxy if kind.endswith("-briefly") else None)
     try:
         with _faulty(rig) as ctx:
-            (record,) = rotate_here(rig.inventory, "sim", [cert], options, ctx=ctx)
+            record = _rotate(rig, cert, scenario, ctx, options, queued)
     except StoreUnavailable:
         pass  # nothing may have been pushed: checked below
     except Exception as exc:  # noqa: BLE001 - the sweep reports it with the others
@@ -176,6 +210,10 @@ def one_case(rig: Rig, cert: str, scenario: str, kind: str, at: int) -> list[str
         rig.proxy.heal()
     if rig.proxy.trips == trips:
         return ["missed"]  # the rotation sent fewer commands this time (a lease renewal fewer): no case
+    if queued:
+        with _clean(rig) as clean:
+            clean.state.history("sim", cert)  # the first read writes the journal back (the worker's host)
+            record = clean.state.get(queued)
     where = f"{cert} {scenario} {kind} at command {at}" + \
         (f" ({record.outcome}: {record.error})" if record else " (raised)")
 
@@ -193,11 +231,11 @@ def one_case(rig: Rig, cert: str, scenario: str, kind: str, at: int) -> list[str
     elif {label: pair.get("after") for label, pair in record.nodes.items()} != view:
         broken.append(f"{where}: the record does not say what each endpoint serves")
     with _clean(rig) as clean:
-        return broken + _recovered(rig, cert, clean, where, record, seen, original)
+        return broken + _recovered(rig, cert, clean, where, record, seen, original, scenario)
 
 
 def _recovered(rig: Rig, cert: str, clean: ServiceContext, where: str, record: RotationRecord | None,
-               seen: list[str], original: str) -> list[str]:
+               seen: list[str], original: str, scenario: str) -> list[str]:
     """Redis is back: the record, the lock and the next rotation."""
     broken = []
     client = rig.client
@@ -220,7 +258,12 @@ def _recovered(rig: Rig, cert: str, clean: ServiceContext, where: str, record: R
     # checked above: deleted now rather than waited for), starts from what is served and verifies.
     client.delete(rig.key("lock", cert))
     now = set(served(rig.sim, cert).values())
-    (following,) = rotate_here(rig.inventory, "sim", [cert], _options([], "verify"), ctx=clean)
+    try:
+        queued = _submit(rig, cert) if scenario == "queued" else None
+    except RotationInProgress as exc:
+        return [*broken, f"{where}: the next rotation is refused: {exc.message}"]
+    following = _rotate(rig, cert, scenario, clean, _options([], "verify"), queued) or clean.state.get(queued or "")
+    assert following is not None
     # It restores the original on failure unless the rotation that kept it ended with one certificate served.
     settled = stored is not None and stored.outcome not in (Outcome.IN_PROGRESS, Outcome.SUPERSEDED) \
         and stored.cluster_state in (ClusterState.OLD, ClusterState.NEW)
@@ -238,10 +281,12 @@ def _recovered(rig: Rig, cert: str, clean: ServiceContext, where: str, record: R
 
 SCENARIOS = {"verify": ("cm", "proxy"), "rollback": ("cm",)}
 SWEPT = (*KINDS, "gone-briefly", "hang-briefly")  # -briefly: Redis is back at the rotation's next step
+QUEUED = ("gone", "gone-after", "READONLY")  # the queued task's kinds (a hung Redis costs it too long)
 
 
-@pytest.mark.parametrize("kind", SWEPT)
-@pytest.mark.parametrize(("scenario", "cert"), [(s, c) for s, certs in SCENARIOS.items() for c in certs])
+@pytest.mark.parametrize(("scenario", "cert", "kind"),
+                         [(s, c, k) for s, certs in SCENARIOS.items() for c in certs for k in SWEPT]
+                         + [("queued", "cm", k) for k in QUEUED])
 def test_redis_failing_at_any_command_of_a_rotation_keeps_the_promise(rig: Rig, scenario: str, cert: str,
                                                                       kind: str) -> None:
     commands = count_commands(rig, cert, scenario)
