@@ -2,11 +2,13 @@
 
 A proxy (``support.resp_proxy``) stands between the rotation and a real redis-server and counts its
 commands. A clean in-process rotation (``rotate_here``, as ``rotation rotate --inline``) of ``cm`` and
-of ``proxy`` is counted first; then, for each command N of it and each way Redis fails (gone, gone
-with the N-th command's answer lost, hung past the client's socket timeout, one connection dropped,
-``LOADING``, ``READONLY``, ``OOM``), the rotation runs again with Redis failing from its N-th command
-on. Redis then comes back and the service's own recovery runs (the journal written back at the first
-read, then the next rotation), and the promise is checked by independent handshakes:
+of ``proxy`` (one that verifies, one that rolls back, and the queued task as a worker runs it) is
+counted first; then, for each command N of it and each way Redis fails (gone, gone with the N-th
+command's answer lost, hung past the client's socket timeout, one connection dropped, ``LOADING``,
+``READONLY``, ``OOM``, ``MISCONF``; or gone, hung or restarted empty until the rotation's next step),
+the rotation runs again with Redis failing from its N-th command on. Redis then comes back and the
+service's own recovery runs (the journal written back at the first read, then the next rotation), and
+the promise is checked by independent handshakes:
 
 - every endpoint serves one certificate: the new one if the record says verified, else the original;
 - the record ends (never ``in_progress``), says what every endpoint serves, and is in Redis (written
@@ -21,7 +23,7 @@ read, then the next rotation), and the promise is checked by independent handsha
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -104,14 +106,14 @@ def served(sim: ClusterSimulator, cert: str) -> dict[str, str]:
     return view
 
 
-def _options(seen: list[str], scenario: str, heal: RespProxy | None = None) -> RotationOptions:
+def _options(seen: list[str], scenario: str, back: Callable[[], None] | None = None) -> RotationOptions:
     """``rollback``: node 3 never takes the new certificate, verification gives up (on a fake clock: no
-    waiting) and the rotation rolls back. ``heal``: Redis comes back at the first step after it failed."""
+    waiting) and the rotation rolls back. ``back``: called at every step (Redis comes back)."""
     def progress(record: RotationRecord, step: Step) -> None:
         if not seen:
             seen.append(record.id)
-        if heal is not None and heal.tripped:
-            heal.heal()
+        if back is not None:
+            back()
 
     fake = scenario == "rollback"
     return RotationOptions(poll_interval=0.05, push_backoff=0.02, progress=progress,
@@ -194,11 +196,19 @@ def one_case(rig: Rig, cert: str, scenario: str, kind: str, at: int) -> list[str
     queued = _submit(rig, cert) if scenario == "queued" else None
     seen: list[str] = [queued] if queued else []
     trips = rig.proxy.trips
-    rig.proxy.arm(at, kind.removesuffix("-briefly"))
+    rig.proxy.arm(at, {"lost-briefly": "gone"}.get(kind, kind.removesuffix("-briefly")))
     if scenario == "rollback":
         rig.sim.stale(3, None, cert)
     record: RotationRecord | None = None
-    options = _options(seen, scenario, rig.proxy if kind.endswith("-briefly") else None)
+
+    def back() -> None:
+        """Redis comes back at the first step after it failed; ``lost``: restarted without its data."""
+        if rig.proxy.tripped:
+            if kind.startswith("lost"):
+                rig.client.flushall()
+            rig.proxy.heal()
+
+    options = _options(seen, scenario, back if kind.endswith("-briefly") else None)
     try:
         with _faulty(rig) as ctx:
             record = _rotate(rig, cert, scenario, ctx, options, queued)
@@ -280,7 +290,8 @@ def _recovered(rig: Rig, cert: str, clean: ServiceContext, where: str, record: R
 
 
 SCENARIOS = {"verify": ("cm", "proxy"), "rollback": ("cm",)}
-SWEPT = (*KINDS, "gone-briefly", "hang-briefly")  # -briefly: Redis is back at the rotation's next step
+# -briefly: Redis is back at the rotation's next step (lost-: restarted empty, as without persistence)
+SWEPT = (*KINDS, "gone-briefly", "hang-briefly", "lost-briefly")
 QUEUED = ("gone", "gone-after", "READONLY")  # the queued task's kinds (a hung Redis costs it too long)
 
 
