@@ -32,7 +32,7 @@ import pytest
 import redis
 from support.clock import FakeClock
 from support.cluster import handshake_fingerprint, start_simulator, write_inventory
-from support.processes import RedisServer
+from support.processes import RedisServer, wait_for
 from support.resp_proxy import KINDS, RespProxy
 from support.rotate import rotate_here
 
@@ -53,7 +53,7 @@ LEASE = 3.0
 TIMEOUT = 0.2  # the faulty client's socket timeouts: a hung Redis costs little
 # Every STRIDE-th command (hung Redis: every 2 * STRIDE-th, each costs socket timeouts), each kind and
 # certificate from its own offset, so that the run stays short; SWEEP_STRIDE=1 tries every command.
-STRIDE = int(os.environ.get("SWEEP_STRIDE", "10"))
+STRIDE = int(os.environ.get("SWEEP_STRIDE", "12"))
 REST = "{cert}@cluster GET /v1/cluster/certificates"
 
 
@@ -314,3 +314,49 @@ def test_redis_failing_at_any_command_of_a_rotation_keeps_the_promise(rig: Rig, 
     assert missed <= len(cases) // 4, f"Redis failed in {len(cases) - missed} of {len(cases)} cases only"
     broken = [line for line in broken if line != "missed"]
     assert not broken, "\n".join([f"{len(commands)} commands: {' '.join(commands)}", *broken])
+
+
+def test_a_worker_whose_redis_goes_away_once_verified_ends_the_rotation_and_frees_the_certificate(
+    simulator: ClusterSimulator, service_env: dict[str, str], start_service, redis_server: RedisServer,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real `rotation worker` (Celery, its broker and its state through the proxy, its own state folder:
+    another host) verifies a queued rotation; Redis goes away as it forgets the kept original, and comes
+    back once the worker has journaled the record. The record must end in Redis, and the next request
+    for that certificate be taken, without waiting for the pending marker's TTL."""
+    from workers.queue import CeleryRotationQueue
+
+    fast = {"ROTATION_TASK_TIME_LIMIT": "5s", "ROTATION_VISIBILITY_TIMEOUT": "6s"}
+    for name, value in fast.items():
+        monkeypatch.setenv(name, value)
+    proxy = RespProxy(redis_server.port)
+    try:
+        journal = tmp_path / "worker-state" / "journal"
+        start_service("worker", env={**service_env, **fast, "ROTATION_REDIS_URL": proxy.url,
+                                     "ROTATION_STATE_DIR": str(journal.parent)})
+        proxy.arm(None, "gone", command="del", holding=b"rotation:secret:original")
+        ctx = ServiceContext()
+        queue = CeleryRotationQueue(ctx)
+        rotation_id = queue.submit("sim", "cm")
+        wait_for(lambda: list(journal.glob("*.json")), 30, 0.05, what="the worker to journal the record")
+        assert proxy.trips == 1
+        proxy.heal()
+        record = wait_for(lambda: (r := ctx.state.get(rotation_id)) and r.outcome is not Outcome.IN_PROGRESS and r,
+                          60, 0.2, what="the record to end in Redis")
+        assert record.outcome is Outcome.VERIFIED, record.error
+        view = served(simulator, "cm")
+        assert set(view.values()) == {record.new_fingerprint}
+        assert {label: pair.get("after") for label, pair in record.nodes.items()} == view
+        following = wait_for(lambda: _submitted(queue), 30, 0.2, what="the next request to be taken")
+        done = wait_for(lambda: (r := ctx.state.get(following)) and r.outcome is not Outcome.IN_PROGRESS and r,
+                        60, 0.2, what="the next rotation to end")
+        assert done.outcome is Outcome.VERIFIED and done.old_fingerprint == record.new_fingerprint, done.error
+    finally:
+        proxy.stop()
+
+
+def _submitted(queue: object) -> str | None:
+    try:
+        return queue.submit("sim", "cm")  # type: ignore[attr-defined]
+    except RotationInProgress:
+        return None

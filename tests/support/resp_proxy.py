@@ -158,7 +158,7 @@ class RespProxy:
     def _heal(self) -> None:
         if self.tripped and self.kind in ("gone", "gone-after", "hang"):
             self._close_all()
-        self.at, self.tripped = None, False
+        self.at, self.match, self.tripped = None, None, False
 
     # --- the loop's side ----------------------------------------------------------------------
     def _run(self) -> None:
