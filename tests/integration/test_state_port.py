@@ -313,6 +313,28 @@ def test_a_journaled_record_never_overwrites_one_ended_while_it_is_written_back(
         client.close()
 
 
+def test_a_record_journaled_again_while_the_journal_is_written_back_is_kept(tmp_path: Path) -> None:
+    """The journal is written back (another thread, another process of the host) while the rotation saves
+    its record again and Redis refuses it: the newer version replaces the file just written back; it must
+    stay for the next write-back, not be removed with the version before it."""
+    journal = RecordJournal(tmp_path / "journal")
+    running = record("r1", outcome=Outcome.IN_PROGRESS)
+    running.finished_at = None
+    journal.keep(running)
+    ended = record("r1", outcome=Outcome.ROLLED_BACK)
+    written: list[RotationRecord] = []
+
+    def write(kept: RotationRecord) -> None:
+        written.append(kept)
+        if len(written) == 1:
+            journal.keep(ended)  # the rotation's final save, refused meanwhile
+
+    journal.flush(write)
+    journal.flush(write)
+    assert [r.outcome for r in written] == [Outcome.IN_PROGRESS, Outcome.ROLLED_BACK]
+    assert not journal.has_pending()
+
+
 def test_local_secrets_written_by_many_threads_at_once_are_never_lost_nor_torn(tmp_path: Path) -> None:
     """A worker's thread pool writes secrets at once (the same key: a retry; other keys: other
     certificates): every write lands whole, and the last value stored is one that was written."""

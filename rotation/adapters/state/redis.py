@@ -114,7 +114,7 @@ class RedisState:
         """Write the journal back once Redis returns, also when this process saves and reads nothing more
         (a worker whose rotation ended while Redis was away: its record would stay `in_progress`, and the
         certificate's pending marker held, until that worker's next rotation): one thread per state tries
-        every ``JOURNAL_RETRY`` seconds until the journal is empty."""
+        every ``JOURNAL_RETRY`` seconds until Redis takes it."""
         with self._indexed_lock:
             if self._flusher is not None and self._flusher.is_alive():
                 return
@@ -130,7 +130,7 @@ class RedisState:
                 continue  # still away
             except Exception:  # noqa: BLE001 - logged; the next save or read tries again
                 log.exception("writing the journal back failed")
-                return
+            return  # Redis took it (a file left is unreadable: logged, and not tried every few seconds)
 
     def _flush_journal(self) -> None:
         if self.journal is not None and self.journal.has_pending():
