@@ -2,7 +2,8 @@
 
 When Redis is unreachable while a rotation runs (after a push the rotation must go on: verify,
 roll back, record), each save that fails leaves the record here (``<dir>/<id>.json``, 0600, the
-last save wins); the next successful save or read of the store writes them back and removes them.
+last save wins); the next successful save or read of the store writes them back and removes them
+(and the store's own thread, once Redis returns: ``RedisState._keep_flushing``).
 Records hold fingerprints and steps, never keys.
 """
 
