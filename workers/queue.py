@@ -48,10 +48,21 @@ class CeleryRotationQueue:
         """Queue a rotation; returns its id. RotationInProgress if one is queued or running."""
         claim = self.new_claim(cluster, cert_name)
         holder = self.store.claim_pending(cluster, claim.cert_name, claim.rotation_id, self.pending_ttl(countdown))
+        if holder is not None and self._ended(holder):
+            # That rotation ended, but Redis was away when its worker released the marker: it is free again
+            # (else every request is refused until the marker's TTL, up to hours).
+            self.store.release_pending(cluster, claim.cert_name, holder)
+            holder = self.store.claim_pending(cluster, claim.cert_name, claim.rotation_id,
+                                              self.pending_ttl(countdown))
         if holder is not None:
             raise claim.in_progress(f"rotation {holder}")
         return self.dispatch(claim, trigger=trigger, requested_by=requested_by, reply_to=reply_to,
                              countdown=countdown)
+
+    def _ended(self, rotation_id: str) -> bool:
+        """The rotation's record has ended (a read also writes back what this host journaled)."""
+        record = self.store.get(rotation_id)
+        return record is not None and record.finished_at is not None and record.outcome is not Outcome.IN_PROGRESS
 
     def dispatch(self, claim: Claim, *, trigger: Trigger | str, requested_by: str | None, reply_to: str | None,
                  countdown: float = 0.0) -> str:

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 from support.clock import FakeClock
 from support.processes import RedisServer, wait_for
 
@@ -277,6 +279,63 @@ def test_a_journaled_record_never_overwrites_one_another_host_ended(own_redis: R
     assert [r.id for r in host1.history()] == ["r1"]  # host 1 reaches Redis again: its journal is written back
     assert host2.get("r1").outcome is Outcome.ROLLED_BACK  # type: ignore[union-attr]
     assert not RecordJournal(tmp_path / "host1").has_pending()
+
+
+class _EndedMeanwhile(redis.Redis):
+    """Host 1's client: right after its first command on the record's key, host 2 ends the record (``then``)."""
+
+    def __init__(self, port: int, then: Callable[[], None]) -> None:
+        super().__init__(port=port, decode_responses=True)
+        self.then: Callable[[], None] | None = then
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        answer = super().execute_command(*args, **options)
+        if self.then is not None and "rotation:record:r1" in args:
+            then, self.then = self.then, None
+            then()
+        return answer
+
+
+def test_a_journaled_record_never_overwrites_one_ended_while_it_is_written_back(own_redis: RedisServer,
+                                                                               tmp_path: Path) -> None:
+    """Host 1 writes its journal back (a stale `in_progress` version) while host 2 (or host 1's own rotation
+    thread) ends the record: whatever the order, the ended record must stay, never the stale version."""
+    clock = FakeClock()
+    journal = RecordJournal(tmp_path / "host1")
+    running = record("r1", outcome=Outcome.IN_PROGRESS)
+    running.finished_at = None
+    journal.keep(running)
+    host2 = RedisState(connect(own_redis.url), clock)
+    client = _EndedMeanwhile(own_redis.port, lambda: host2.save(record("r1", outcome=Outcome.ROLLED_BACK)))
+    try:
+        host1 = RedisState(client, clock, journal=journal)
+        host1.history()  # writes the journal back
+        assert host2.get("r1").outcome is Outcome.ROLLED_BACK  # type: ignore[union-attr]
+        assert not journal.has_pending()
+    finally:
+        client.close()
+
+
+def test_a_record_journaled_again_while_the_journal_is_written_back_is_kept(tmp_path: Path) -> None:
+    """The journal is written back (another thread, another process of the host) while the rotation saves
+    its record again and Redis refuses it: the newer version replaces the file just written back; it must
+    stay for the next write-back, not be removed with the version before it."""
+    journal = RecordJournal(tmp_path / "journal")
+    running = record("r1", outcome=Outcome.IN_PROGRESS)
+    running.finished_at = None
+    journal.keep(running)
+    ended = record("r1", outcome=Outcome.ROLLED_BACK)
+    written: list[RotationRecord] = []
+
+    def write(kept: RotationRecord) -> None:
+        written.append(kept)
+        if len(written) == 1:
+            journal.keep(ended)  # the rotation's final save, refused meanwhile
+
+    journal.flush(write)
+    journal.flush(write)
+    assert [r.outcome for r in written] == [Outcome.IN_PROGRESS, Outcome.ROLLED_BACK]
+    assert not journal.has_pending()
 
 
 def test_local_secrets_written_by_many_threads_at_once_are_never_lost_nor_torn(tmp_path: Path) -> None:

@@ -2,12 +2,14 @@
 
 When Redis is unreachable while a rotation runs (after a push the rotation must go on: verify,
 roll back, record), each save that fails leaves the record here (``<dir>/<id>.json``, 0600, the
-last save wins); the next successful save or read of the store writes them back and removes them.
+last save wins); the next successful save or read of the store writes them back and removes them
+(and the store's own thread, once Redis returns: ``RedisState._keep_flushing``).
 Records hold fingerprints and steps, never keys.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -48,16 +50,21 @@ class RecordJournal:
     def flush(self, write: Callable[[RotationRecord], None]) -> int:
         """Write every kept record with ``write`` (oldest first) and forget it; returns how many.
         Stops at the first failure of ``write`` (the store is still away): the rest stays kept."""
-        paths = sorted(self.directory.glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+        paths = sorted(self.directory.glob("*.json"), key=_written_at)
         written = 0
         for path in paths:
             try:
+                version = path.stat().st_ino
                 record = RotationRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            except FileNotFoundError:
+                continue  # written back meanwhile (another thread or process of this host)
             except (OSError, ValueError, KeyError) as exc:
                 log.error("journal %s unreadable (%s): left in place", path, exc)
                 continue
             write(record)
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_ino == version:  # a newer save kept meanwhile (a new file) waits for the next
+                    path.unlink()
             written += 1
             log.warning("rotation %s: record kept while the store was unreachable written back", record.id)
         return written
@@ -65,6 +72,13 @@ class RecordJournal:
     def _path(self, rotation_id: str) -> Path:
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in rotation_id)
         return self.directory / f"{safe}.json"
+
+
+def _written_at(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:  # written back meanwhile: skipped by ``flush``
+        return 0
 
 
 __all__ = ["RecordJournal"]

@@ -30,6 +30,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 PREFIX = "rotation:"
 HISTORY_KEEP = 2000
 INDEXED_KEEP = 4096  # record ids remembered as indexed (a worker runs a few rotations at a time)
+JOURNAL_RETRY = 5.0  # seconds between two tries to write the journal back while Redis is away
 
 
 def _key(*parts: str) -> str:
@@ -84,6 +86,7 @@ class RedisState:
         self.locker = RedisLocker(client, lock_lease, clock, max_hold)
         self._indexed: dict[str, None] = {}  # ids whose history entries this process wrote (oldest first)
         self._indexed_lock = threading.Lock()
+        self._flusher: threading.Thread | None = None
 
     def ping(self) -> None:
         self.redis.ping()  # RedisUnavailable: one line naming the URL
@@ -98,6 +101,7 @@ class RedisState:
             if self.journal is not None:
                 path = self.journal.keep(record)
                 log.warning("rotation %s: record kept in %s until Redis takes it again", record.id, path)
+                self._keep_flushing()
             if isinstance(exc, StoreUnavailable):
                 raise
             url = getattr(self.redis, "redacted_url", "Redis")
@@ -106,18 +110,41 @@ class RedisState:
             self.journal.drop(record.id)
             self._flush_journal()
 
+    def _keep_flushing(self) -> None:
+        """Write the journal back once Redis returns, also when this process saves and reads nothing more
+        (a worker whose rotation ended while Redis was away: its record would stay `in_progress`, and the
+        certificate's pending marker held, until that worker's next rotation): one thread per state tries
+        every ``JOURNAL_RETRY`` seconds until Redis takes it."""
+        with self._indexed_lock:
+            if self._flusher is not None and self._flusher.is_alive():
+                return
+            self._flusher = threading.Thread(target=self._flush_until_empty, name="journal flusher", daemon=True)
+            self._flusher.start()
+
+    def _flush_until_empty(self) -> None:
+        while self.journal is not None and self.journal.has_pending():
+            time.sleep(JOURNAL_RETRY)
+            try:
+                self._flush_journal()
+            except redis.RedisError:
+                continue  # still away
+            except Exception:  # noqa: BLE001 - logged; the next save or read tries again
+                log.exception("writing the journal back failed")
+            return  # Redis took it (a file left is unreadable: logged, and not tried every few seconds)
+
     def _flush_journal(self) -> None:
         if self.journal is not None and self.journal.has_pending():
             self.journal.flush(self._write_back)
 
     def _write_back(self, record: RotationRecord) -> None:
-        """A journaled record, unless the store's copy has ended meanwhile (another worker resumed the
-        rotation and ended it): an ended record is final, and the journal's copy is older."""
-        raw = self.redis.get(_key("record", record.id))
-        if raw and json.loads(raw).get("finished_at"):
+        """A journaled record, unless the store's copy has ended (another worker resumed the rotation and
+        ended it, or this one's final save came first): an ended record is final, and the journal's copy
+        is older. One script: an end saved between a look and the write would be overwritten."""
+        if not self.redis.eval(_WRITE_BACK, 3, _key("record", record.id), _key("history"),
+                               _key("history", record.cluster, record.cert_name),
+                               json.dumps(record.to_dict(), sort_keys=True), record.id,
+                               record.started_at.timestamp(), HISTORY_KEEP, CHANNEL):
             log.warning("rotation %s: the record kept locally is not written back: the store's has ended", record.id)
-            return
-        self._write(record, index=True)
 
     def _write(self, record: RotationRecord, *, index: bool = False) -> None:
         """The record, published (``redis_watch``). Its history entries are written with its first save
@@ -363,6 +390,21 @@ class RedisState:
         self.redis.eval(_RELEASE_SCHEDULE, 1, _key("beat"), holder)
 
 
+# KEYS record, history, history:<c>:<cert>; ARGV record JSON, id, score, history kept, channel -> 1 written,
+# 0 the stored record has ended (kept: an ended record is final)
+_WRITE_BACK = """
+local stored = redis.call('get', KEYS[1])
+if stored then
+  local finished = cjson.decode(stored)['finished_at']
+  if finished and finished ~= cjson.null then return 0 end
+end
+redis.call('set', KEYS[1], ARGV[1])
+redis.call('zadd', KEYS[2], ARGV[3], ARGV[2])
+redis.call('zadd', KEYS[3], ARGV[3], ARGV[2])
+redis.call('zremrangebyrank', KEYS[2], 0, -tonumber(ARGV[4]) - 1)
+redis.call('publish', ARGV[5], ARGV[2])
+return 1
+"""
 # KEYS beat; ARGV holder, lease ms -> nil when the lease is (now) the holder's, else who holds it
 _HOLD_SCHEDULE = """
 local held = redis.call('get', KEYS[1])

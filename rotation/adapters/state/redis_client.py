@@ -3,6 +3,7 @@ redacted), translated here once for every command and pipeline."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import redis
@@ -31,6 +32,16 @@ def _no_such_database(url: str, exc: redis.ResponseError) -> ConfigError | None:
     return ConfigError(f"ROTATION_REDIS_URL: Redis at {url} has no such database ({exc})")
 
 
+def _cannot_write(url: str, exc: redis.ResponseError) -> RedisUnavailable | None:
+    """A server that cannot take writes now (a demoted master's READONLY, OOM at maxmemory, MISCONF when its
+    snapshots fail) is away for the service as much as one that does not answer: the same error, so that
+    after a push the rotation still verifies or rolls back, and its record goes to the journal."""
+    if isinstance(exc, redis.exceptions.ReadOnlyError | redis.exceptions.OutOfMemoryError) or \
+            re.search(r"(^|caused error: )MISCONF ", str(exc)):
+        return RedisUnavailable(f"Redis at {url} cannot take writes ({exc})")
+    return None
+
+
 class _Pipeline(redis.client.Pipeline):
     redacted_url = "redis"
 
@@ -42,7 +53,7 @@ class _Pipeline(redis.client.Pipeline):
                 raise
             raise _unavailable(self.redacted_url, exc) from exc
         except redis.ResponseError as exc:
-            translated = _no_such_database(self.redacted_url, exc)
+            translated = _no_such_database(self.redacted_url, exc) or _cannot_write(self.redacted_url, exc)
             if translated is None:
                 raise
             raise translated from exc
@@ -69,7 +80,7 @@ class _Client(redis.Redis):
                 raise
             raise _unavailable(self.redacted_url, exc) from exc
         except redis.ResponseError as exc:
-            translated = _no_such_database(self.redacted_url, exc)
+            translated = _no_such_database(self.redacted_url, exc) or _cannot_write(self.redacted_url, exc)
             if translated is None:
                 raise
             raise translated from exc
