@@ -48,10 +48,7 @@ class CeleryRotationQueue:
         """Queue a rotation; returns its id. RotationInProgress if one is queued or running."""
         claim = self.new_claim(cluster, cert_name)
         holder = self.store.claim_pending(cluster, claim.cert_name, claim.rotation_id, self.pending_ttl(countdown))
-        if holder is not None and self._ended(holder):
-            # That rotation ended, but Redis was away when its worker released the marker: it is free again
-            # (else every request is refused until the marker's TTL, up to hours).
-            self.store.release_pending(cluster, claim.cert_name, holder)
+        if holder is not None and self.release_if_ended(cluster, claim.cert_name, holder):
             holder = self.store.claim_pending(cluster, claim.cert_name, claim.rotation_id,
                                               self.pending_ttl(countdown))
         if holder is not None:
@@ -59,10 +56,15 @@ class CeleryRotationQueue:
         return self.dispatch(claim, trigger=trigger, requested_by=requested_by, reply_to=reply_to,
                              countdown=countdown)
 
-    def _ended(self, rotation_id: str) -> bool:
-        """The rotation's record has ended (a read also writes back what this host journaled)."""
-        record = self.store.get(rotation_id)
-        return record is not None and record.finished_at is not None and record.outcome is not Outcome.IN_PROGRESS
+    def release_if_ended(self, cluster: str, cert_name: str, holder: str) -> bool:
+        """Give back the pending marker of rotation ``holder`` if its record has ended (a read also writes back
+        what this host journaled): its worker could not release it, Redis being away as it ended, and every
+        request would be refused until the marker's TTL, up to hours. True: released, claim again."""
+        record = self.store.get(holder)
+        if record is None or record.finished_at is None or record.outcome is Outcome.IN_PROGRESS:
+            return False
+        self.store.release_pending(cluster, cert_name, holder)
+        return True
 
     def dispatch(self, claim: Claim, *, trigger: Trigger | str, requested_by: str | None, reply_to: str | None,
                  countdown: float = 0.0) -> str:

@@ -339,3 +339,21 @@ def test_several_processes_each_listen_a_dead_one_is_restarted_and_all_stop_with
         chat.close()
     finally:
         process.stop()
+
+
+def test_a_pending_marker_left_by_a_rotation_that_ended_does_not_refuse_chat(simulator: ClusterSimulator,
+                                                                             webhook) -> None:
+    """A worker that could not release its marker (Redis away as its rotation ended) leaves it for its TTL,
+    hours: chat, like the CLI and beat, takes over a marker whose rotation's record has ended."""
+    chat = webhook()  # no worker: the first request stays queued
+    assert "queued as" in chat.slack("rotate sim proxy").json()["text"]
+    holder = chat.redis.get("rotation:pending:sim:proxy")
+    assert "already in progress" in chat.slack("rotate sim proxy").json()["text"]  # still running: refused
+    stored = json.loads(chat.redis.get(f"rotation:record:{holder}"))
+    stored.update(outcome="verified", finished_at=stored["started_at"])  # its worker ended it, marker left
+    chat.redis.set(f"rotation:record:{holder}", json.dumps(stored))
+
+    again = chat.slack("rotate sim proxy").json()
+    assert "queued as" in again["text"], again
+    assert chat.redis.get("rotation:pending:sim:proxy") not in (None, holder)
+    assert chat.redis.llen("rotation") == 2
