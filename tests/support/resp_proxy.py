@@ -170,6 +170,14 @@ class RespProxy:
         finally:
             server.close()
             self._loop.run_until_complete(server.wait_closed())
+            # every connection closed and its tasks ended here, on the loop: an aborted transport closes its
+            # socket in a callback, which a stopped loop never runs (an unclosed socket fails a later test)
+            self._close_all()
+            tasks = asyncio.all_tasks(self._loop)
+            for task in tasks:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            self._loop.run_until_complete(asyncio.sleep(0))
 
     def _close_all(self) -> None:
         for conn in list(self._conns):
