@@ -1,0 +1,33 @@
+"""Chat-ops authorization as a member of the workspace sees it: valid signatures (the platform signs
+whatever its users send), over the real webhook, Redis and the simulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from support.chat import nothing_queued
+
+from rotation.simulator import ClusterSimulator
+
+
+def _add_cluster(inventory_path: Path, name: str) -> None:
+    """A second cluster, a copy of ``sim``, that the operator's grant does not name."""
+    data = yaml.safe_load(inventory_path.read_text())
+    data["clusters"][name] = dict(data["clusters"]["sim"])
+    inventory_path.write_text(yaml.safe_dump(data))
+
+
+def test_a_cluster_the_caller_may_not_see_answers_like_one_that_does_not_exist(
+    simulator: ClusterSimulator, webhook, inventory_path: Path
+) -> None:
+    # OPERATOR may read and rotate sim only: whether `hidden` exists is none of their business.
+    _add_cluster(inventory_path, "hidden")
+    chat = webhook()
+    for verb in ("status {}", "history {}", "history {} proxy", "check {}", "rotate {} proxy",
+                 "rotate {} all", "rotate {} proxy --dry-run"):
+        hidden = chat.slack(verb.format("hidden")).json()["text"]
+        ghost = chat.slack(verb.format("ghost")).json()["text"]
+        assert "Refused" in hidden and hidden.replace("hidden", "ghost") == ghost, (verb, hidden, ghost)
+    assert "hidden" not in chat.slack("status").json()["text"]
+    nothing_queued(chat, simulator)
