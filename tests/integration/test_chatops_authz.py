@@ -31,3 +31,19 @@ def test_a_cluster_the_caller_may_not_see_answers_like_one_that_does_not_exist(
         assert "Refused" in hidden and hidden.replace("hidden", "ghost") == ghost, (verb, hidden, ghost)
     assert "hidden" not in chat.slack("status").json()["text"]
     nothing_queued(chat, simulator)
+
+
+def test_a_confirmation_is_completed_only_in_the_channel_that_asked_for_it(
+    simulator: ClusterSimulator, webhook
+) -> None:
+    # The operator's grant is not pinned to a channel, so only the confirmation can hold it to one:
+    # a prompt asked in #ops and confirmed from a DM (or any other channel) is refused there.
+    chat = webhook(confirm=True)
+
+    def prompt() -> str:
+        return chat.slack("rotate sim cm").json()["blocks"][1]["elements"][0]["value"]
+
+    assert "another channel" in chat.click(prompt(), channel="D0DIRECT").json()["text"]
+    assert "another channel" in chat.slack(f"confirm {prompt()}", channel_id="D0DIRECT").json()["text"]
+    nothing_queued(chat, simulator)
+    assert "queued as" in chat.click(prompt()).json()["text"]  # the same channel still works
