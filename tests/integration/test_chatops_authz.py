@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from support.chat import nothing_queued
+from support.chat import OPERATOR, STRANGER, nothing_queued
 
 from rotation.simulator import ClusterSimulator
 
@@ -47,3 +47,18 @@ def test_a_confirmation_is_completed_only_in_the_channel_that_asked_for_it(
     assert "another channel" in chat.slack(f"confirm {prompt()}", channel_id="D0DIRECT").json()["text"]
     nothing_queued(chat, simulator)
     assert "queued as" in chat.click(prompt()).json()["text"]  # the same channel still works
+
+
+def test_names_a_user_can_change_decide_nothing(simulator: ClusterSimulator, webhook) -> None:
+    # user_name (Slack's deprecated handle, Mattermost's username) is the user's to change: a stranger
+    # calling themselves the operator, or giving the operator's id as their name, is still a stranger.
+    chat = webhook()
+    for name in (OPERATOR, "someone"):
+        answer = chat.slack("rotate sim proxy", user=STRANGER, user_name=name).json()["text"]
+        assert "not on the allow-list" in answer, answer
+    answer = chat.generic("rotate sim proxy", user="ops-scripts", user_name="ops-script").json()["text"]
+    assert "not on the allow-list" in answer, answer
+    # The operator's id from another workspace is not the operator (the workspace is pinned).
+    other = chat.slack_body("status sim", team_id="T0THER")
+    assert chat.post("/chatops/slack", other, chat.slack_headers(other)).status_code == 403
+    nothing_queued(chat, simulator)
