@@ -1,9 +1,9 @@
 """Single-use confirmation nonces for dangerous commands (``rotate … all``, ``confirm: true`` clusters).
 
 The nonce is random (128 bits), stored in Redis under its SHA-256 with ``SET NX EX ttl`` and the
-command, the user (platform, team, id) and an expiry; redeeming is ``GETDEL``, so a second click,
-whoever makes it, finds nothing. A click by someone else consumes the nonce too and is refused:
-a confirmation is never transferable.
+command, the user (platform, team, id), the channel it was asked in and an expiry; redeeming is
+``GETDEL``, so a second click, whoever makes it, finds nothing. A click by someone else, or from
+another channel, consumes the nonce too and is refused: a confirmation is never transferable.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class Confirmations:
             nonce = secrets.token_urlsafe(16)
             data = {
                 "cluster": command.cluster, "certs": [str(c) for c in command.certs], "dry_run": command.dry_run,
-                "platform": caller.platform, "user": caller.user, "team": caller.team,
+                "platform": caller.platform, "user": caller.user, "team": caller.team, "channel": caller.channel,
                 "expires_at": (now + self.ttl).isoformat(),
             }
             seconds = max(1, int(self.ttl.total_seconds()))
@@ -70,6 +70,8 @@ class Confirmations:
         owner = (data["platform"], data.get("team"), data["user"])
         if owner != (caller.platform, caller.team, caller.user):
             raise ConfirmationError("this confirmation belongs to someone else")
+        if data.get("channel") != caller.channel:
+            raise ConfirmationError("this confirmation was asked in another channel: confirm it there")
         command = Rotate(data["cluster"], tuple(target_name(c) for c in data["certs"]), dry_run=data["dry_run"])
         return Pending(command, caller, expires_at)
 

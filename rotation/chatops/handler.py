@@ -1,8 +1,8 @@
 """The chat-ops use case: an authenticated caller's text -> an ``Answer``, with the audit record.
 
 Order of decisions for every command: parse (usage answer on failure) -> the caller is on the
-allow-list at all -> the names exist in the inventory -> the caller holds the permission for
-that cluster -> act. Acting is reading Redis (status, history) or queueing (check, dry run,
+allow-list at all -> the caller holds the permission for that cluster name -> the names exist
+in the inventory -> act. Acting is reading Redis (status, history) or queueing (check, dry run,
 rotation); nothing here talks to a cluster, so the webhook can answer within Slack's 3 s.
 A rotation of every certificate, or of a cluster marked ``confirm: true``, first issues a
 single-use nonce and answers with a button; only redeeming it (re-checked) queues the work.
@@ -262,11 +262,13 @@ async def _queue(command: Rotate, caller: Caller, env: ChatOps, inventory: Inven
 
 # --- checks ------------------------------------------------------------------------------------
 def _may(allow: AllowList, caller: Caller, inventory: Inventory, cluster: str, permission: Permission) -> None:
-    if cluster not in inventory.clusters:
-        raise _Refused(f"unknown cluster {cluster}")
+    # Permission first: "unknown cluster" only to whoever may act on the name, so a cluster the
+    # caller may not see answers exactly like one that does not exist (no oracle of names).
     decision = allow.check(caller, cluster, permission)
     if not decision.allowed:
-        raise _Refused(decision.reason, cluster)
+        raise _Refused(decision.reason, cluster if cluster in inventory.clusters else None)
+    if cluster not in inventory.clusters:
+        raise _Refused(f"unknown cluster {cluster}")
 
 
 def _managed(inventory: Inventory, cluster: str) -> list[str]:

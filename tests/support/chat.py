@@ -107,9 +107,10 @@ class Chat:
         body = self.slack_body(text, user, **extra)
         return self.post("/chatops/slack", body, self.slack_headers(body))
 
-    def click(self, nonce: str, user: str = OPERATOR, action: str = "rotation_confirm") -> httpx.Response:
+    def click(self, nonce: str, user: str = OPERATOR, action: str = "rotation_confirm", channel: str = "C0OPS"
+              ) -> httpx.Response:
         payload = {"type": "block_actions", "user": {"id": user, "username": "someone", "team_id": TEAM},
-                   "team": {"id": TEAM}, "channel": {"id": "C0OPS"}, "api_app_id": "A0APP",
+                   "team": {"id": TEAM}, "channel": {"id": channel}, "api_app_id": "A0APP",
                    "response_url": self.reply_url(), "trigger_id": secrets.token_hex(8),
                    "actions": [{"action_id": action, "value": nonce, "type": "button"}]}
         body = urlencode({"payload": json.dumps(payload)}).encode()
