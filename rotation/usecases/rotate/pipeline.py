@@ -136,7 +136,8 @@ def _identities(session: ClusterSession, *, resuming: bool) -> list[str]:
     Two clusters that claim one FQDN only wait for each other."""
     identities = [session.settings.identity]
     try:
-        said = session.client.cluster_info().get("name")
+        # the view (when a caller read it) holds the same answer: ``fqdn`` is RS's ``name``
+        said = session.view().fqdn if session.view_read else session.client.cluster_info().get("name")
     except RotationError as exc:
         if not resuming:
             raise  # nothing started: refused, retried like any unreachable cluster
