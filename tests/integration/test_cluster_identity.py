@@ -88,3 +88,23 @@ def test_another_certificate_of_the_same_cluster_by_another_address_still_runs(i
     assert outer.outcome is Outcome.VERIFIED, outer.error
     assert second.outcome is Outcome.VERIFIED, second.error
 
+
+
+def test_an_inline_rotation_with_the_local_store_honours_the_services_lock(
+        sim: ClusterSimulator, inventory: Inventory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers rotate with Redis; an operator on that host runs `rotate --inline` with ROTATION_STORE=local
+    (files, another lock domain) while ROTATION_REDIS_URL still names the service's Redis: both pushed at once."""
+    inner: list[RotationRecord] = []
+
+    def progress(record: RotationRecord, step: Step) -> None:
+        if step.name == "push" and step.finished_at is None and not inner:
+            with monkeypatch.context() as env:
+                env.setenv("ROTATION_STORE", "local")
+                env.setenv("ROTATION_STATE_DIR", str(tmp_path / "operator"))
+                inner.append(rotate(inventory, "sim", "cm"))
+
+    outer = rotate(inventory, "sim", "cm", progress)
+    (second,) = inner
+    assert outer.outcome is Outcome.VERIFIED, outer.error
+    assert second.outcome is Outcome.REFUSED and second.blocked_by, (second.outcome, second.error)
+    assert len(sim.received_update_bodies) == 1
