@@ -108,3 +108,22 @@ def test_an_inline_rotation_with_the_local_store_honours_the_services_lock(
     assert outer.outcome is Outcome.VERIFIED, outer.error
     assert second.outcome is Outcome.REFUSED and second.blocked_by, (second.outcome, second.error)
     assert len(sim.received_update_bodies) == 1
+
+
+def test_a_queued_rotation_that_cannot_read_the_clusters_name_pushes_nothing(
+        sim: ClusterSimulator, inventory: Inventory) -> None:
+    """A queued rotation's record is saved before it runs (no step yet): it is no resumed one, so when the cluster's
+    name cannot be read it must not go on under its URL's lock alone, where a rotation by another URL would not
+    see it."""
+    from rotation.usecases.context import ServiceContext
+
+    with ServiceContext(inventory=lambda: inventory) as ctx:
+        queued = RotationRecord(id="queued-1", cluster="sim", cert_name="cm", trigger="beat",
+                                started_at=ctx.clock.now())
+        ctx.state.save(queued)
+    sim.fail_requests(1, 503, method="GET", path="/v1/cluster")  # the first read of the cluster, once
+    options = RotationOptions(poll_interval=0.05, push_backoff=0.05, verify_deadline=timedelta(seconds=5),
+                              rotation_id="queued-1")
+    (record,) = rotate_here(inventory, "sim", ["cm"], options)
+    assert record.outcome is Outcome.REFUSED and "503" in (record.error or ""), (record.outcome, record.error)
+    assert not sim.received_update_bodies

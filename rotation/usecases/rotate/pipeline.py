@@ -77,8 +77,9 @@ def rotate(
     ends = True
     try:
         owner = f"rotation {record.id} ({record.trigger})"
+        identities = _identities(session, resuming=bool(existing and existing.steps))
         with rotation_context(record.id, session.name, str(name)), \
-                _hold(state, _identities(session, resuming=existing is not None), run.target, owner) as lease:
+                _hold(state, identities, run.target, owner) as lease:
             run.lease = lease
             if existing is not None and existing.outcome is not Outcome.IN_PROGRESS:
                 resume_undo(run)
