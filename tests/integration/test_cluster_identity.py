@@ -24,6 +24,7 @@ from rotation.adapters.secrets import SecretBox
 from rotation.config import Inventory, load_inventory
 from rotation.core.model import Outcome, RotationRecord, Step
 from rotation.simulator import ClusterSimulator
+from rotation.usecases.context import ServiceContext
 from rotation.usecases.rotate.run import RotationOptions
 
 
@@ -115,8 +116,6 @@ def test_a_queued_rotation_that_cannot_read_the_clusters_name_pushes_nothing(
     """A queued rotation's record is saved before it runs (no step yet): it is no resumed one, so when the cluster's
     name cannot be read it must not go on under its URL's lock alone, where a rotation by another URL would not
     see it."""
-    from rotation.usecases.context import ServiceContext
-
     with ServiceContext(inventory=lambda: inventory) as ctx:
         queued = RotationRecord(id="queued-1", cluster="sim", cert_name="cm", trigger="beat",
                                 started_at=ctx.clock.now())
