@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -190,10 +191,15 @@ class ClusterSettings(_Strict):
 
     @property
     def identity(self) -> str:
-        """The cluster as locks know it: its REST API's ``host:port`` (lower case), so two inventory
+        """The cluster as locks know it: its REST API's ``host:port`` (one spelling of each), so two inventory
         names (or two inventories) for one cluster share one lock."""
         parts = urlsplit(self.url)
-        host = (parts.hostname or "").lower()
+        host = (parts.hostname or "").lower().rstrip(".")  # `rs.example.com.` is `rs.example.com`
+        try:  # one address, however it is written (`[0:0::1]`, `[::ffff:10.0.0.1]`)
+            address = ipaddress.ip_address(host)
+            host = str(getattr(address, "ipv4_mapped", None) or address)
+        except ValueError:
+            pass  # a DNS name
         host = f"[{host}]" if ":" in host else host
         return f"{host}:{parts.port or 443}"
 

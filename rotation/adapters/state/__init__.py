@@ -19,7 +19,14 @@ def open_state(settings: ServiceSettings, clock: Clock, redis: Callable[[], Any]
     if settings.store == "local":
         from rotation.adapters.state.local import LocalState
 
-        return LocalState(local_state_dir(), clock)
+        if not settings.redis_url_from_env:
+            return LocalState(local_state_dir(), clock)
+        # ROTATION_REDIS_URL names the service's Redis: its workers rotate these clusters, so a rotation here
+        # holds their lock too (files alone are another lock domain); unset it for a host without the service
+        from rotation.adapters.state.redis_lock import RedisLocker
+
+        return LocalState(local_state_dir(), clock, RedisLocker(redis(), settings.lock_lease.total_seconds(),
+                                                                max_hold_seconds=settings.task_time_limit.total_seconds()))
     from rotation.adapters.state.journal import RecordJournal
     from rotation.adapters.state.redis import RedisState
 

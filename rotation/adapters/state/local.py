@@ -90,9 +90,10 @@ class _Document:
 class LocalState:
     """``rotation.adapters.state.base.ServiceState`` in ``directory`` (see the module's docstring)."""
 
-    def __init__(self, directory: Path, clock: Clock) -> None:
+    def __init__(self, directory: Path, clock: Clock, service_locks: base.Locker | None = None) -> None:
         self.directory = directory
         self.clock = clock
+        self.service_locks = service_locks  # the service's locks too (its Redis): one lock domain with its workers
         self.path = directory / "history.jsonl"
         self._states = _Document(directory / "state" / "certificates.json")
         self._scans = _Document(directory / "state" / "scans.json")
@@ -176,7 +177,11 @@ class LocalState:
                 ) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, owner.encode(), 0)
-            yield KernelLease()
+            if self.service_locks is None:
+                yield KernelLease()
+            else:
+                with self.service_locks.hold(cluster, cert_name, owner) as lease:
+                    yield lease
         finally:
             os.close(fd)
 

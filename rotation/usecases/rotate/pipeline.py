@@ -77,8 +77,9 @@ def rotate(
     ends = True
     try:
         owner = f"rotation {record.id} ({record.trigger})"
+        identities = _identities(session, resuming=bool(existing and existing.steps))
         with rotation_context(record.id, session.name, str(name)), \
-                _hold(state, session.settings.identity, run.target, owner) as lease:
+                _hold(state, identities, run.target, owner) as lease:
             run.lease = lease
             if existing is not None and existing.outcome is not Outcome.IN_PROGRESS:
                 resume_undo(run)
@@ -129,25 +130,48 @@ class _Leases:
             lease.check()
 
 
+def _identities(session: ClusterSession, *, resuming: bool) -> list[str]:
+    """The cluster's lock identities: its REST URL's ``host:port``, and the name the cluster gives itself
+    (``GET /v1/cluster`` ``name``: its FQDN, set once, read-only), so the same cluster reached by another URL
+    (another node's address, an address for the FQDN, two inventories) is still one lock per certificate.
+    Two clusters that claim one FQDN only wait for each other."""
+    identities = [session.settings.identity]
+    try:
+        # the view (when a caller read it) holds the same answer: ``fqdn`` is RS's ``name``
+        said = session.view().fqdn if session.view_read else session.client.cluster_info().get("name")
+    except RotationError as exc:
+        if not resuming:
+            raise  # nothing started: refused, retried like any unreachable cluster
+        # an earlier attempt's recovery must not wait for the API (it may be what failed): its URL's lock
+        log.warning("%s: the cluster's name could not be read (%s); locked by its URL only", session.name,
+                    exc.message)
+        return identities
+    name = said if isinstance(said, str) and said.strip(" .") else session.settings.fqdn
+    return [*identities, "rs:" + name.strip().rstrip(".").lower()]
+
+
 @contextlib.contextmanager
-def _hold(state: ServiceState, identity: str, target: Target, owner: str) -> Iterator[Lease]:
-    """The target's lock, then the locks it shares endpoints with. Each is tried, never waited for (so no
-    order can deadlock): the target's own first, so that a second rotation of the same certificate is a plain
-    RotationInProgress, and another certificate's rotation holding a shared lock is a SharedLockBusy."""
+def _hold(state: ServiceState, identities: list[str], target: Target, owner: str) -> Iterator[Lease]:
+    """The target's lock under each of the cluster's identities, then the locks it shares endpoints with. Each
+    is tried, never waited for (so no order can deadlock): the target's own first, so that a second rotation of
+    the same certificate is a plain RotationInProgress, and another certificate's rotation holding a shared lock
+    is a SharedLockBusy."""
     with contextlib.ExitStack() as stack:
+        own: list[Lease] = []
+        for identity in identities:
+            try:
+                own.append(stack.enter_context(state.hold(identity, target.lock_name(), owner)))
+            except RotationInProgress as exc:
+                # proxy's lock, held by a database rotation as the lock it shares (its holder names it so)
+                if f" of {DATABASE_PREFIX}" in exc.message:
+                    raise SharedLockBusy(exc.message) from None
+                raise
         try:
-            lease = stack.enter_context(state.hold(identity, target.lock_name(), owner))
-        except RotationInProgress as exc:
-            # proxy's lock, held by a database rotation as the lock it shares (its holder names it so)
-            if f" of {DATABASE_PREFIX}" in exc.message:
-                raise SharedLockBusy(exc.message) from None
-            raise
-        try:
-            before = [stack.enter_context(state.hold(identity, name, f"{owner} of {target.cert_name}"))
-                      for name in shared_locks(str(target.cert_name))]
+            before = [*own[1:], *(stack.enter_context(state.hold(identity, name, f"{owner} of {target.cert_name}"))
+                                   for identity in identities for name in shared_locks(str(target.cert_name)))]
         except RotationInProgress as exc:
             raise SharedLockBusy(exc.message) from None
-        yield _Leases(lease, before) if before else lease
+        yield _Leases(own[0], before) if before else own[0]
 
 
 def _undo_left(record: RotationRecord) -> bool:
