@@ -70,6 +70,10 @@ class Rig:
         identity = f"{self.sim.node_addresses[0]}:{self.sim.config.api_port}"
         return f"rotation:lock:{identity}:{cert}" if kind == "lock" else f"rotation:secret:original/{identity}/{cert}"
 
+    def locks(self, cert: str) -> tuple[str, str]:
+        """The certificate's lock under the inventory's URL and under the cluster's own name (RS's FQDN)."""
+        return self.key("lock", cert), f"rotation:lock:rs:{self.sim.config.fqdn}:{cert}"
+
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
@@ -260,13 +264,14 @@ def _recovered(rig: Rig, cert: str, clean: ServiceContext, where: str, record: R
             broken.append(f"{where}: the stored record is not the rotation's last ({stored.outcome}, {stored.error})")
     if list((rig.state_dir / "journal").glob("*.json")):
         broken.append(f"{where}: records left in the journal after Redis came back")
-    ttl = client.pttl(rig.key("lock", cert))
-    if ttl == -1 or ttl > LEASE * 1000:
-        broken.append(f"{where}: the lock is held beyond its lease (pttl {ttl})")
+    for lock in rig.locks(cert):
+        ttl = client.pttl(lock)
+        if ttl == -1 or ttl > LEASE * 1000:
+            broken.append(f"{where}: the lock {lock} is held beyond its lease (pttl {ttl})")
 
-    # The next rotation, once Redis is back and the lock has lapsed (its key expires within the lease, as
+    # The next rotation, once Redis is back and the locks have lapsed (their keys expire within the lease, as
     # checked above: deleted now rather than waited for), starts from what is served and verifies.
-    client.delete(rig.key("lock", cert))
+    client.delete(*rig.locks(cert))
     now = set(served(rig.sim, cert).values())
     try:
         queued = _submit(rig, cert) if scenario == "queued" else None
