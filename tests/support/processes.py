@@ -47,10 +47,11 @@ def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.1, 
 class RedisServer:
     """Our own redis-server: never the machine's shared one."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *args: str) -> None:
         self.directory = directory
         self.port = free_port()
         self.process: subprocess.Popen | None = None
+        self.args = args  # more redis-server options: "--replicaof", "--requirepass", ...
 
     @property
     def url(self) -> str:
@@ -60,11 +61,12 @@ class RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.directory), "--maxmemory-policy", "noeviction"],
+             "--dir", str(self.directory), "--maxmemory-policy", "noeviction", *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: a benchmark ends its helpers with killpg
         )
-        client = redis.Redis(port=self.port)
+        password = dict(zip(self.args, self.args[1:], strict=False)).get("--requirepass")
+        client = redis.Redis(port=self.port, password=password)
         wait_for(lambda: _pings(client), 10, what="redis-server")
 
     def stop(self) -> None:

@@ -23,6 +23,13 @@ def _unavailable(url: str, exc: redis.RedisError) -> RedisUnavailable:
     return RedisUnavailable(f"Redis at {url} is unreachable ({exc})")
 
 
+def _read_only(url: str, exc: redis.ReadOnlyError) -> RedisUnavailable:
+    """A replica (misconfigured URL, or a master demoted by a failover) takes no writes: unavailable to us,
+    named as such. Only the server's words are kept: a pipeline's message quotes the command's values."""
+    return RedisUnavailable(f"Redis at {url} is a read-only replica: point ROTATION_REDIS_URL at the master "
+                            f"({str(exc).rpartition('caused error: ')[2]})")
+
+
 def _no_such_database(url: str, exc: redis.ResponseError) -> ConfigError | None:
     """The URL names a database the server does not have (SELECT, on every new connection, refused): a
     setting to fix, not a command that failed."""
@@ -41,6 +48,8 @@ class _Pipeline(redis.client.Pipeline):
             if isinstance(exc, RedisUnavailable):
                 raise
             raise _unavailable(self.redacted_url, exc) from exc
+        except redis.ReadOnlyError as exc:
+            raise _read_only(self.redacted_url, exc) from exc
         except redis.ResponseError as exc:
             translated = _no_such_database(self.redacted_url, exc)
             if translated is None:
@@ -68,6 +77,8 @@ class _Client(redis.Redis):
             if isinstance(exc, RedisUnavailable):
                 raise
             raise _unavailable(self.redacted_url, exc) from exc
+        except redis.ReadOnlyError as exc:
+            raise _read_only(self.redacted_url, exc) from exc
         except redis.ResponseError as exc:
             translated = _no_such_database(self.redacted_url, exc)
             if translated is None:

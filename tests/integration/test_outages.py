@@ -1,0 +1,65 @@
+"""Each operator command and service process against a dependency that is down or wrong (real processes,
+loopback only): one line naming what and where, the exit code the README gives, valid JSON under
+--json, nothing changed on the cluster, and an end in bounded time. Cells test_operator_faults.py and
+test_cli_hostile_input.py cover already are not repeated here."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.cluster import write_inventory
+from support.processes import ROOT, RedisServer, free_port
+
+from rotation.simulator import ClusterSimulator
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ROTATION_", "PYTEST_", "RS_SIM_"))}
+    return {**base, "PYTHONPATH": str(ROOT), "ROTATION_STATE_DIR": str(tmp_path / "state"),
+            "ROTATION_SECRET_KEY": "a" * 43 + "="}
+
+
+def rotation(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "workers.main", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def one_error_line(result: subprocess.CompletedProcess[str], *said: str, code: int = 2) -> str:
+    """The exit code, no traceback, and one ``error:`` line saying each of ``said``; that line."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    for text in said:
+        assert text in errors[0], result.stderr
+    return errors[0]
+
+
+# --- Redis up, but a read-only replica (READONLY on every write) -----------------------------------
+@pytest.fixture
+def replica(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real replica of a master that is not there: it answers reads and refuses every write."""
+    with RedisServer(tmp_path / "replica", "--replicaof", "127.0.0.1", str(free_port())) as server:
+        yield server
+
+
+@pytest.mark.parametrize("args", [["rotate", "sim", "cm"], ["rotate", "sim", "cm", "--inline", "--json"],
+                                  ["rotate", "sim", "cm", "--dry-run"], ["retry", "sim", "cm"],
+                                  ["worker", "--no-supervise"], ["beat"]])
+def test_a_read_only_replica_is_named_in_one_line(env: dict[str, str], replica: RedisServer, tmp_path: Path,
+                                                  simulator: ClusterSimulator, ca_files: tuple[Path, Path],
+                                                  args: list[str]) -> None:
+    inventory = write_inventory(tmp_path / "rotation.yaml", simulator, ca_files)
+    # before: redis.exceptions.ReadOnlyError tracebacks, exit 1 (the worker and beat too)
+    result = rotation(*args, "-c", str(inventory), env={**env, "ROTATION_REDIS_URL": replica.url})
+    one_error_line(result, replica.url, "read-only replica")
+    if "--json" in args:
+        assert "read-only replica" in json.loads(result.stdout)["error"]
+    assert not simulator.received_update_bodies
