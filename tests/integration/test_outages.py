@@ -63,3 +63,51 @@ def test_a_read_only_replica_is_named_in_one_line(env: dict[str, str], replica: 
     if "--json" in args:
         assert "read-only replica" in json.loads(result.stdout)["error"]
     assert not simulator.received_update_bodies
+
+
+# --- ROTATION_STORE=local and a state folder nobody may write ----------------------------------------
+@pytest.fixture
+def read_only_dir(tmp_path: Path) -> Iterator[Path]:
+    """A folder with a record in it that this process cannot change, even as root (immutable)."""
+    directory = tmp_path / "state"
+    directory.mkdir()
+    (directory / "history.jsonl").write_text("")
+    root = os.geteuid() == 0
+    if root:
+        subprocess.run(["chattr", "+i", str(directory)], check=True)
+    else:
+        directory.chmod(0o555)
+    try:
+        yield directory
+    finally:
+        if root:
+            subprocess.run(["chattr", "-i", str(directory)], check=True)
+        directory.chmod(0o755)
+
+
+@pytest.mark.parametrize("args", [["retry", "sim", "cm"], ["rotate", "sim", "cm", "--inline", "--json"],
+                                  ["rotate", "sim", "cm", "--dry-run"]])
+def test_an_unwritable_local_state_folder_is_named_in_one_line(env: dict[str, str], read_only_dir: Path,
+                                                               tmp_path: Path, simulator: ClusterSimulator,
+                                                               ca_files: tuple[Path, Path], args: list[str]) -> None:
+    inventory = write_inventory(tmp_path / "rotation.yaml", simulator, ca_files)
+    local = {**env, "ROTATION_STORE": "local", "ROTATION_STATE_DIR": str(read_only_dir)}
+    # before: PermissionError tracebacks, exit 1 ("rotation failed unexpectedly")
+    result = rotation(*args, "-c", str(inventory), env=local)
+    one_error_line(result, str(read_only_dir))
+    if "--json" in args:
+        assert str(read_only_dir) in json.loads(result.stdout)["error"]
+    assert not simulator.received_update_bodies
+
+
+def test_status_reads_a_local_state_folder_it_cannot_write(env: dict[str, str], read_only_dir: Path,
+                                                          tmp_path: Path, simulator: ClusterSimulator,
+                                                          ca_files: tuple[Path, Path]) -> None:
+    inventory = write_inventory(tmp_path / "rotation.yaml", simulator, ca_files)
+    local = {**env, "ROTATION_STORE": "local", "ROTATION_STATE_DIR": str(read_only_dir)}
+    # before: PermissionError traceback (a lock file created to read); `history` read it all along
+    result = rotation("status", "--json", "-c", str(inventory), env=local)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert str(read_only_dir) in json.loads(result.stdout)["source"]
+    result = rotation("history", "--json", "-c", str(inventory), env=local)
+    assert result.returncode == 0 and json.loads(result.stdout) == [], result.stderr
