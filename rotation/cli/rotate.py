@@ -248,12 +248,21 @@ def _rotate_queued(queue: RotationQueue, cluster: str, names: list[str], *, no_w
     _long_work()
     with LiveProgress("rotating", unit="ended", enabled=not as_json and len(ids) > 1) as progress:
         records = follow(queue.ctx.state, queue, ids, None if as_json else _print_step, clock=queue.ctx.clock,
-                         progress=progress)
+                         progress=progress, on_unstarted=lambda waiting: _no_worker(queue, waiting))
     if refused:
         now = queue.ctx.clock.now()
         records += [RotationRecord(id="-", cluster=cluster, cert_name="?", trigger="cli", started_at=now,
                                    outcome=Outcome.REFUSED, error=m) for m in refused]
     return records
+
+
+def _no_worker(queue: RotationQueue, waiting: list[str]) -> None:
+    """Said once while following: the queued rotations nobody has started (stderr, also under --json)."""
+    from rotation.usecases.queue import UNSTARTED_NOTICE
+
+    say((f"warning: no worker has started rotation(s) {' '.join(waiting)} after {UNSTARTED_NOTICE:g}s: is "
+         f"`rotation worker` running on {queue.ctx.settings.describe_store()}? Still waiting (up to 30 min); "
+         "Ctrl-C stops following, the rotation stays queued for a worker", "yellow"), err=True, soft_wrap=True)
 
 
 def _long_work() -> None:

@@ -111,3 +111,28 @@ def test_status_reads_a_local_state_folder_it_cannot_write(env: dict[str, str], 
     assert str(read_only_dir) in json.loads(result.stdout)["source"]
     result = rotation("history", "--json", "-c", str(inventory), env=local)
     assert result.returncode == 0 and json.loads(result.stdout) == [], result.stderr
+
+
+# --- no Celery worker running: a queued rotation is followed, and the follower says nobody took it ------
+def test_a_queued_rotation_no_worker_takes_is_said_while_waiting(env: dict[str, str], own_redis: RedisServer,
+                                                                 tmp_path: Path, simulator: ClusterSimulator,
+                                                                 ca_files: tuple[Path, Path]) -> None:
+    from support.processes import wait_for
+
+    inventory = write_inventory(tmp_path / "rotation.yaml", simulator, ca_files)
+    stderr = tmp_path / "stderr"
+    with open(stderr, "w") as sink:
+        process = subprocess.Popen([sys.executable, "-m", "workers.main", "rotate", "sim", "cm", "--json", "-c",
+                                    str(inventory)], cwd=ROOT, env={**env, "ROTATION_REDIS_URL": own_redis.url},
+                                   stdout=subprocess.DEVNULL, stderr=sink, text=True)
+    try:
+        # before: nothing at all for 30 minutes, then exit 1 with the record still in progress
+        said = wait_for(lambda: [line for line in stderr.read_text().splitlines() if "no worker" in line], 60,
+                        what="the no-worker warning", alive=lambda: process.poll() is None)
+        assert process.poll() is None  # still following: a worker started now would run it
+    finally:
+        process.terminate()
+        process.wait(10)
+    (line,) = said
+    assert line.startswith("warning: no worker has started rotation(s) ") and own_redis.url in line, line
+    assert not simulator.received_update_bodies
