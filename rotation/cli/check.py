@@ -33,6 +33,8 @@ def check(
 
     inventory = load(config, as_json)
     names = cluster or list(inventory.clusters)
+    if not names:  # nothing checked is not "all fine" (an empty file, ROTATION_CONFIG pointing elsewhere)
+        raise fail(f"no clusters in the inventory {inventory.source}", as_json=as_json)
     try:
         for name in names:
             inventory.cluster(name)

@@ -222,8 +222,14 @@ def check_issuer_capabilities(inventory: Inventory, inputs: CheckInputs) -> Iter
                               f"{client_auth}, at most {settings.names_limit} names)")
 
 
-CHECKS: tuple[Check, ...] = (check_cluster_secrets, check_issuers, check_chatops_secrets, check_cluster_login,
-                             check_certificate_login, check_rest_client_files, check_ocsp_stapling,
+def check_has_clusters(inventory: Inventory, inputs: CheckInputs) -> Iterable[Finding]:
+    """An inventory with no cluster is usable, but likely not the one meant (an empty file)."""
+    if not inventory.clusters:
+        yield Finding("clusters", "none in the inventory: nothing to check or rotate", Severity.WARNING)
+
+
+CHECKS: tuple[Check, ...] = (check_has_clusters, check_cluster_secrets, check_issuers, check_chatops_secrets,
+                             check_cluster_login, check_certificate_login, check_rest_client_files, check_ocsp_stapling,
                              check_issuer_capabilities)
 
 

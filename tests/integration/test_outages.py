@@ -136,3 +136,19 @@ def test_a_queued_rotation_no_worker_takes_is_said_while_waiting(env: dict[str, 
     (line,) = said
     assert line.startswith("warning: no worker has started rotation(s) ") and own_redis.url in line, line
     assert not simulator.received_update_bodies
+
+
+# --- an inventory with no clusters (an empty file, a wrong ROTATION_CONFIG) ---------------------------
+def test_an_inventory_with_no_clusters_is_not_reported_all_fine(env: dict[str, str], tmp_path: Path) -> None:
+    empty = tmp_path / "rotation.yaml"
+    empty.write_text("")
+    local = {**env, "ROTATION_STORE": "local"}
+    # before: exit 0 and an empty table, as if every certificate were fine (policy audit said exit 2)
+    result = rotation("check", "--json", "-c", str(empty), env=local)
+    one_error_line(result, "no clusters in the inventory", str(empty))
+    assert json.loads(result.stdout)["exit_code"] == 2
+    # config check proves what is there usable: an empty inventory is, but it says there is nothing in it
+    result = rotation("config", "check", "--json", "-c", str(empty), env=local)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["findings"] == [
+        {"where": "clusters", "severity": "warning", "message": "none in the inventory: nothing to check or rotate"}]
