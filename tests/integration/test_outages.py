@@ -152,3 +152,30 @@ def test_an_inventory_with_no_clusters_is_not_reported_all_fine(env: dict[str, s
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["findings"] == [
         {"where": "clusters", "severity": "warning", "message": "none in the inventory: nothing to check or rotate"}]
+
+
+# --- the webhook while Redis goes away and comes back -----------------------------------------------
+def test_the_webhook_keeps_running_while_redis_is_away_and_recovers(chat_env, own_redis: RedisServer,
+                                                                    inventory_path: Path, tmp_path: Path) -> None:
+    from support.chat import start_webhook, write_chatops
+    from support.processes import wait_for
+
+    env, receiver = chat_env
+    write_chatops(inventory_path, receiver)
+    process, chat = start_webhook({**env, "ROTATION_REDIS_URL": own_redis.url}, tmp_path, own_redis, receiver)
+    try:
+        assert chat.generic("status sim").status_code == 200
+        own_redis.stop()
+        # before: HTTP 500 (a chat platform shows its own error, not ours) "see the webhook log", and there a
+        # traceback; now the operator reads what is wrong in the chat, the log has one line
+        away = chat.generic("status sim")
+        assert away.status_code == 200 and "Redis is unreachable" in away.json()["text"], away.text
+        assert process.process is not None and process.process.poll() is None
+        own_redis.start()  # the same port: the webhook's connections come back on their own
+        wait_for(lambda: "No state recorded yet" in chat.generic("status sim").json()["text"], 20,
+                 what="the webhook answering from Redis again")
+    finally:
+        chat.close()
+        process.stop()
+    log = process.log()
+    assert "Traceback" not in log and "Redis is unreachable" in log, log[-3000:]
