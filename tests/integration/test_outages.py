@@ -179,3 +179,24 @@ def test_the_webhook_keeps_running_while_redis_is_away_and_recovers(chat_env, ow
         process.stop()
     log = process.log()
     assert "Traceback" not in log and "Redis is unreachable" in log, log[-3000:]
+
+
+# --- Redis up, but requiring a password we lack or do not have right -----------------------------------
+@pytest.mark.parametrize("password", ["", "wrong-password-not-shown"])
+@pytest.mark.parametrize("args", [["status"], ["rotate", "sim", "cm", "--json"]])
+def test_redis_refusing_our_credentials_is_not_called_unreachable(env: dict[str, str], tmp_path: Path,
+                                                                  ca_files: tuple[Path, Path], password: str,
+                                                                  args: list[str]) -> None:
+
+    with RedisServer(tmp_path / "redis", "--requirepass", "the-right-one") as server:
+        url = server.url.replace("redis://", f"redis://:{password}@" if password else "redis://")
+        inventory = tmp_path / "rotation.yaml"
+        inventory.write_text(f"clusters:\n  sim: {{url: 'https://127.0.0.1:1', fqdn: sim.example.com, "
+                             f"username: u, password_env: X, issuer: ca}}\nissuers:\n  ca: {{type: internal_ca, "
+                             f"ca_cert: {ca_files[0]}, ca_key_file: {ca_files[1]}}}\n")
+        # before: "Redis at ... is unreachable (HELLO must be called with the client already authenticated...)"
+        result = rotation(*args, "-c", str(inventory), env={**env, "ROTATION_REDIS_URL": url})
+    line = one_error_line(result, "refused the password" if password else "requires a password")
+    assert "unreachable" not in line and "wrong-password-not-shown" not in result.stdout + result.stderr
+    if "--json" in args:
+        assert json.loads(result.stdout)["exit_code"] == 2

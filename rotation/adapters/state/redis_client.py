@@ -20,6 +20,12 @@ class RedisUnavailable(StoreUnavailable, redis.ConnectionError):
 
 
 def _unavailable(url: str, exc: redis.RedisError) -> RedisUnavailable:
+    if isinstance(exc, redis.AuthenticationError):  # it answered: a setting to fix, not a network to look at
+        said = str(exc)
+        if "HELLO must be called" in said or "NOAUTH" in said or "Authentication required" in said:
+            return RedisUnavailable(f"Redis at {url} requires a password: give it in ROTATION_REDIS_URL "
+                                    "(redis://[user]:PASSWORD@host:port/db)")
+        return RedisUnavailable(f"Redis at {url} refused the password (or user) of ROTATION_REDIS_URL ({said})")
     return RedisUnavailable(f"Redis at {url} is unreachable ({exc})")
 
 
