@@ -28,7 +28,7 @@ def _print_step(record: RotationRecord, step: Step) -> None:
         say("  ", where, " ", (step.name, ""), " ...", err=True)
     else:
         mark = ("ok", "green") if step.ok else ("failed", "red")
-        say("  ", where, " ", (step.name, ""), " ", mark, " ", (step.detail or "", ""), err=True)
+        say("  ", where, " ", (step.name, ""), " ", mark, " ", (step.detail or "", ""), err=True, soft_wrap=True)
 
 
 def print_records(records: list[RotationRecord]) -> None:
@@ -39,7 +39,7 @@ def print_records(records: list[RotationRecord]) -> None:
         say((f"{record.cluster}/{record.cert_name}", "bold"), " ", (record.outcome, colour),
             " (rotation ", (record.id, ""), ")")
         if record.error:
-            say("  ", (record.error, "red"))
+            say("  ", (record.error, "red"), soft_wrap=True)
         _print_plan(record)
         if record.cluster_state and record.outcome is not Outcome.VERIFIED:
             say("  cluster state: ", (record.cluster_state, "bold"), " (what every endpoint serves now, below)")

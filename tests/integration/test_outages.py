@@ -200,3 +200,21 @@ def test_redis_refusing_our_credentials_is_not_called_unreachable(env: dict[str,
     assert "unreachable" not in line and "wrong-password-not-shown" not in result.stdout + result.stderr
     if "--json" in args:
         assert json.loads(result.stdout)["exit_code"] == 2
+
+
+# --- the cluster's REST API over TLS we cannot verify (a wrong CA bundle) ---------------------------------
+def test_a_cluster_error_is_one_line_when_stderr_is_a_file(env: dict[str, str], tmp_path: Path,
+                                                          simulator: ClusterSimulator,
+                                                          ca_files: tuple[Path, Path]) -> None:
+    # `verify:` names our own internal CA, not the one the cluster's API certificate comes from
+    inventory = write_inventory(tmp_path / "rotation.yaml", simulator, ca_files,
+                                cluster_overrides={"verify": str(ca_files[0])})
+    plain = {**env, "ROTATION_STORE": "local", "COLUMNS": "80"}  # cron, CI, a log collector: no terminal
+    # before: the reason wrapped at 80 columns over four lines (a grep for it found a fragment)
+    for args in (["check"], ["rotate", "sim", "cm", "--inline"], ["policy", "audit"]):
+        result = rotation(*args, "-c", str(inventory), env=plain)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        whole = [line for line in result.stderr.splitlines()
+                 if "TLS verification of https://" in line and "set `verify:` to the CA bundle" in line]
+        assert whole, (args, result.stderr)
+    assert not simulator.received_update_bodies
