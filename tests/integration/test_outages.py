@@ -218,3 +218,21 @@ def test_a_cluster_error_is_one_line_when_stderr_is_a_file(env: dict[str, str], 
                  if "TLS verification of https://" in line and "set `verify:` to the CA bundle" in line]
         assert whole, (args, result.stderr)
     assert not simulator.received_update_bodies
+
+
+# --- ROTATION_SECRET_KEY changed: the ACME account was sealed with another key -------------------------
+def test_an_acme_account_sealed_with_another_key_is_named(env: dict[str, str], tmp_path: Path,
+                                                          simulator: ClusterSimulator, ca_files: tuple[Path, Path],
+                                                          named, pebble) -> None:  # noqa: ANN001 - support.acme
+    from test_acme import acme_inventory
+
+    path = acme_inventory(tmp_path, simulator, ca_files, named, pebble).source
+    local = {**env, "ROTATION_STORE": "local"}
+    first = rotation("rotate", "sim", "api", "--dry-run", "-c", str(path), env=local)
+    assert first.returncode == 0, first.stdout + first.stderr  # the account is registered, sealed with key A
+    other_key = {**local, "ROTATION_SECRET_KEY": "b" * 43 + "="}
+    result = rotation("rotate", "sim", "api", "--dry-run", "--json", "-c", str(path), env=other_key)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    (record,) = json.loads(result.stdout)
+    assert record["outcome"] == "refused" and "cannot decrypt with ROTATION_SECRET_KEY (key changed?" in record["error"]
+    assert not simulator.received_update_bodies
