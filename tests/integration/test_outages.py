@@ -236,3 +236,29 @@ def test_an_acme_account_sealed_with_another_key_is_named(env: dict[str, str], t
     (record,) = json.loads(result.stdout)
     assert record["outcome"] == "refused" and "cannot decrypt with ROTATION_SECRET_KEY (key changed?" in record["error"]
     assert not simulator.received_update_bodies
+
+
+# --- the ACME CA down ---------------------------------------------------------------------------------
+def test_an_acme_directory_that_is_down_is_named_plainly(env: dict[str, str], tmp_path: Path,
+                                                        simulator: ClusterSimulator,
+                                                        ca_files: tuple[Path, Path]) -> None:
+    import yaml
+
+    path = write_inventory(tmp_path / "rotation.yaml", simulator, ca_files)
+    data = yaml.safe_load(path.read_text())
+    directory = f"https://127.0.0.1:{free_port()}/dir"  # nobody listens
+    data["issuers"]["acme"] = {"type": "acme", "directory": directory, "email": "ops@example.com",
+                               "dns": {"provider": "rfc2136", "server": f"127.0.0.1:{free_port()}",
+                                       "zone": simulator.config.fqdn, "tsig_key_name": "k",
+                                       "tsig_secret_env": "TSIG"}}
+    data["clusters"]["sim"]["certificates"] = {"cm": {}, "api": {"issuer": "acme"}}
+    path.write_text(yaml.safe_dump(data))
+    result = rotation("rotate", "sim", "api", "--inline", "--json", "-c", str(path),
+                      env={**env, "ROTATION_STORE": "local", "TSIG": "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stdout + result.stderr
+    (record,) = json.loads(result.stdout)
+    # before: "... directory unreachable: _TrackedHTTPSPool(host='127.0.0.1', port=...): Max retries exceeded
+    # with url: /dir (Caused by NewConnectionError(\\"_TrackedHTTPSConnection(...): Failed to establish ..."
+    assert record["outcome"] == "refused", record
+    assert record["error"] == f"ACME {directory}: directory unreachable: [Errno 111] Connection refused", record
+    assert not simulator.received_update_bodies
