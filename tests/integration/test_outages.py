@@ -174,11 +174,14 @@ def test_the_webhook_keeps_running_while_redis_is_away_and_recovers(chat_env, ow
         own_redis.start()  # the same port: the webhook's connections come back on their own
         wait_for(lambda: "No state recorded yet" in chat.generic("status sim").json()["text"], 20,
                  what="the webhook answering from Redis again")
+        own_redis.client().replicaof("127.0.0.1", free_port())  # a failover left us on a replica
+        refused = chat.generic("rotate sim api")  # asks for a confirmation: a nonce to write
+        assert refused.status_code == 200 and "read-only replica" in refused.json()["text"], refused.text
     finally:
         chat.close()
         process.stop()
     log = process.log()
-    assert "Traceback" not in log and "Redis is unreachable" in log, log[-3000:]
+    assert "Traceback" not in log and "Redis is unreachable" in log and "read-only replica" in log, log[-3000:]
 
 
 # --- Redis up, but requiring a password we lack or do not have right -----------------------------------

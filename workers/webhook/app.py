@@ -102,6 +102,10 @@ def create_app(config_path: Path | str | None = None, *, clock: Clock = SYSTEM_C
                 log.error("%s: Redis is unreachable (%s)", request.url.path, exc)
                 return JSONResponse(Answer(":warning: the service's Redis is unreachable; try again once it is "
                                            "back (`history` shows whether a rotation was queued)").to_json())
+            except redis.ReadOnlyError as exc:  # a failover left ROTATION_REDIS_URL on a replica
+                log.error("%s: Redis is a read-only replica (%s)", request.url.path, exc)
+                return JSONResponse(Answer(":warning: the service's Redis is a read-only replica: nothing can be "
+                                           "queued or confirmed until ROTATION_REDIS_URL reaches the master").to_json())
             except Exception:  # noqa: BLE001 - the caller gets an answer, the log gets the traceback
                 log.exception("%s failed", request.url.path)
                 return JSONResponse(Answer(":warning: the service could not complete this command; "
