@@ -265,3 +265,20 @@ def test_an_acme_directory_that_is_down_is_named_plainly(env: dict[str, str], tm
     assert record["outcome"] == "refused", record
     assert record["error"] == f"ACME {directory}: directory unreachable: [Errno 111] Connection refused", record
     assert not simulator.received_update_bodies
+
+
+# --- the cluster's REST API answering 403: credentials that may read but not change ---------------------
+def test_config_check_names_credentials_that_may_not_change_the_cluster(env: dict[str, str], tmp_path: Path,
+                                                                       simulator: ClusterSimulator,
+                                                                       ca_files: tuple[Path, Path]) -> None:
+    viewer = tmp_path / "viewer.pw"
+    viewer.write_text(simulator.viewer_password)
+    path = write_inventory(tmp_path / "rotation.yaml", simulator, ca_files, cluster_overrides={
+        "username": simulator.viewer_username, "password_file": str(viewer)})
+    # before: exit 0, "REST API answers and accepts the credentials", and every rotation then refused (403)
+    result = rotation("config", "check", "--json", "-c", str(path), env={**env, "ROTATION_STORE": "local"})
+    assert result.returncode == 2, result.stdout + result.stderr
+    findings = {f["where"]: f for f in json.loads(result.stdout)["findings"]}
+    assert findings["clusters.sim.username"]["severity"] == "error", findings
+    assert "HTTP 403" in findings["clusters.sim.username"]["message"]
+    assert not simulator.received_update_bodies
