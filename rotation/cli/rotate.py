@@ -240,7 +240,7 @@ def _rotate_queued(queue: RotationQueue, cluster: str, names: list[str], *, no_w
     if no_wait:
         print(json.dumps({"queued": ids, "refused": refused}) if as_json else "\n".join(ids))
         raise typer.Exit(2 if refused else 0)
-    if not as_json:
+    if not as_json and ids:  # every one refused: nothing to follow
         say(f"queued {len(ids)} rotation(s): ", (" ".join(ids), ""), " on ", (queue.ctx.settings.describe_store(), ""),
             "; following (Ctrl-C stops following)", err=True)
     from rotation.cli.progress import LiveProgress

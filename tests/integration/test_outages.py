@@ -135,6 +135,10 @@ def test_a_queued_rotation_no_worker_takes_is_said_while_waiting(env: dict[str, 
         process.wait(10)
     (line,) = said
     assert line.startswith("warning: no worker has started rotation(s) ") and own_redis.url in line, line
+    # it stays queued: a second request is refused as in progress, and says nothing of following
+    again = rotation("rotate", "sim", "cm", "-c", str(inventory), env={**env, "ROTATION_REDIS_URL": own_redis.url})
+    assert again.returncode == 2 and "a rotation is already in progress" in again.stderr, again.stderr
+    assert "queued 0" not in again.stderr and "following" not in again.stderr, again.stderr  # before: both
     assert not simulator.received_update_bodies
 
 
