@@ -286,3 +286,14 @@ def test_config_check_names_credentials_that_may_not_change_the_cluster(env: dic
     assert findings["clusters.sim.username"]["severity"] == "error", findings
     assert "HTTP 403" in findings["clusters.sim.username"]["message"]
     assert not simulator.received_update_bodies
+
+
+def test_beat_with_a_state_folder_it_cannot_write_is_one_line(env: dict[str, str], read_only_dir: Path,
+                                                              own_redis: RedisServer, tmp_path: Path,
+                                                              simulator: ClusterSimulator,
+                                                              ca_files: tuple[Path, Path]) -> None:
+    inventory = write_inventory(tmp_path / "rotation.yaml", simulator, ca_files)
+    service = {**env, "ROTATION_REDIS_URL": own_redis.url, "ROTATION_STATE_DIR": str(read_only_dir)}
+    # before: PermissionError traceback from Celery's shelve, exit 1 (the folder exists: only its creation was checked)
+    result = rotation("beat", "-c", str(inventory), env=service)
+    one_error_line(result, "--schedule-file", str(read_only_dir))
