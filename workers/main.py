@@ -186,6 +186,12 @@ def beat(
         schedule_file.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file where a folder should be, no permission: one line, exit 2
         raise fail(f"--schedule-file {schedule_file}: cannot create its folder ({exc.strerror})") from None
+    import tempfile
+
+    try:  # a folder that exists but takes no files: Celery's shelve would fail with a traceback
+        tempfile.TemporaryFile(dir=schedule_file.parent).close()
+    except OSError as exc:
+        raise fail(f"--schedule-file {schedule_file}: its folder cannot be written ({exc.strerror})") from None
     celery_app.start(["beat", "--loglevel", log_level, "--schedule", str(schedule_file),
                       "--scheduler", "workers.beat:LeasedScheduler"])
 

@@ -33,6 +33,8 @@ def check(
 
     inventory = load(config, as_json)
     names = cluster or list(inventory.clusters)
+    if not names:  # nothing checked is not "all fine" (an empty file, ROTATION_CONFIG pointing elsewhere)
+        raise fail(f"no clusters in the inventory {inventory.source}", as_json=as_json)
     try:
         for name in names:
             inventory.cluster(name)
@@ -61,7 +63,7 @@ def check(
         for warning in report.warnings:  # internode certificates near RS's fallback, health report mismatches
             err_console.print(line(("warning ", "yellow"), (warning, "")), highlight=False, soft_wrap=True)
         for failure in report.errors:
-            err_console.print(cell(failure, "red"), highlight=False)
+            err_console.print(cell(failure, "red"), highlight=False, soft_wrap=True)  # one line, in a log too
     raise typer.Exit(report.exit_code)
 
 
@@ -73,7 +75,8 @@ def _print_coupled(coupled: dict[str, list[str]], unread: dict[str, str]) -> Non
         for dependent in dependents:
             console.print(line("  ", (dependent, "")), highlight=False, soft_wrap=True)
     for cluster, why in unread.items():
-        err_console.print(line(("links of ", "yellow"), (cluster, "bold"), " not read: ", (why, "")), highlight=False)
+        err_console.print(line(("links of ", "yellow"), (cluster, "bold"), " not read: ", (why, "")), highlight=False,
+                          soft_wrap=True)
 
 
 def _print_ocsp(rows: list[ProxyOcsp]) -> None:
@@ -81,7 +84,7 @@ def _print_ocsp(rows: list[ProxyOcsp]) -> None:
     for row in rows:
         if row.error:
             err_console.print(line(("ocsp ", "yellow"), (row.cluster, "bold"), " not read: ", (row.error, "")),
-                              highlight=False)
+                              highlight=False, soft_wrap=True)
             continue
         answer, responder = row.status.cert_status or "no answer yet", row.status.responder_url or "no responder URL"
         colour = "green" if answer == "GOOD" else ("red" if row.problem else "white")

@@ -67,7 +67,7 @@ def _print(report: LinksReport) -> None:
                            "its side only)"), highlight=False, soft_wrap=True)
     for name, why in report.unread.items():
         err_console.print(line(("error: ", "bold red"), "links of ", (name, "bold"), " not read: ", (why, "")),
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
 
 
 __all__ = ["links"]

@@ -80,7 +80,7 @@ def print_audit(r: AuditReport) -> None:
     for hint in dict.fromkeys(d.hint for d in r.drift if d.hint):
         console.print(line("  ", ("hint:", "yellow"), " ", (hint, "")), highlight=False)
     for error in r.errors:
-        err_console.print(line("  ", (error, "red")), highlight=False)
+        err_console.print(line("  ", (error, "red")), highlight=False, soft_wrap=True)
     verdict = "[green]compliant[/]" if r.compliant else "[red]errors[/]" if r.errors else "[magenta]drift[/]"
     console.print(f"  {verdict}")
 
@@ -148,7 +148,7 @@ def apply(
         for note in report.notes:
             console.print(line("  ", ("note:", "yellow"), " ", (note, "")), highlight=False)
         for error in report.errors:
-            err_console.print(line("  ", (error, "red")), highlight=False)
+            err_console.print(line("  ", (error, "red")), highlight=False, soft_wrap=True)
         if report.audit:
             print_audit(report.audit)
     raise typer.Exit(code)

@@ -28,7 +28,7 @@ def _print_step(record: RotationRecord, step: Step) -> None:
         say("  ", where, " ", (step.name, ""), " ...", err=True)
     else:
         mark = ("ok", "green") if step.ok else ("failed", "red")
-        say("  ", where, " ", (step.name, ""), " ", mark, " ", (step.detail or "", ""), err=True)
+        say("  ", where, " ", (step.name, ""), " ", mark, " ", (step.detail or "", ""), err=True, soft_wrap=True)
 
 
 def print_records(records: list[RotationRecord]) -> None:
@@ -39,7 +39,7 @@ def print_records(records: list[RotationRecord]) -> None:
         say((f"{record.cluster}/{record.cert_name}", "bold"), " ", (record.outcome, colour),
             " (rotation ", (record.id, ""), ")")
         if record.error:
-            say("  ", (record.error, "red"))
+            say("  ", (record.error, "red"), soft_wrap=True)
         _print_plan(record)
         if record.cluster_state and record.outcome is not Outcome.VERIFIED:
             say("  cluster state: ", (record.cluster_state, "bold"), " (what every endpoint serves now, below)")
@@ -240,7 +240,7 @@ def _rotate_queued(queue: RotationQueue, cluster: str, names: list[str], *, no_w
     if no_wait:
         print(json.dumps({"queued": ids, "refused": refused}) if as_json else "\n".join(ids))
         raise typer.Exit(2 if refused else 0)
-    if not as_json:
+    if not as_json and ids:  # every one refused: nothing to follow
         say(f"queued {len(ids)} rotation(s): ", (" ".join(ids), ""), " on ", (queue.ctx.settings.describe_store(), ""),
             "; following (Ctrl-C stops following)", err=True)
     from rotation.cli.progress import LiveProgress
@@ -248,12 +248,21 @@ def _rotate_queued(queue: RotationQueue, cluster: str, names: list[str], *, no_w
     _long_work()
     with LiveProgress("rotating", unit="ended", enabled=not as_json and len(ids) > 1) as progress:
         records = follow(queue.ctx.state, queue, ids, None if as_json else _print_step, clock=queue.ctx.clock,
-                         progress=progress)
+                         progress=progress, on_unstarted=lambda waiting: _no_worker(queue, waiting))
     if refused:
         now = queue.ctx.clock.now()
         records += [RotationRecord(id="-", cluster=cluster, cert_name="?", trigger="cli", started_at=now,
                                    outcome=Outcome.REFUSED, error=m) for m in refused]
     return records
+
+
+def _no_worker(queue: RotationQueue, waiting: list[str]) -> None:
+    """Said once while following: the queued rotations nobody has started (stderr, also under --json)."""
+    from rotation.usecases.queue import UNSTARTED_NOTICE
+
+    say((f"warning: no worker has started rotation(s) {' '.join(waiting)} after {UNSTARTED_NOTICE:g}s: is "
+         f"`rotation worker` running on {queue.ctx.settings.describe_store()}? Still waiting (up to 30 min); "
+         "Ctrl-C stops following, the rotation stays queued for a worker", "yellow"), err=True, soft_wrap=True)
 
 
 def _long_work() -> None:

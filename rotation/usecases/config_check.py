@@ -25,7 +25,7 @@ from rotation.config.files import read_certificates, read_file
 from rotation.config.issuers import PROFILE_LIFETIMES
 from rotation.config.plans import impossible_plans
 from rotation.core.durations import format_duration
-from rotation.core.errors import RotationError
+from rotation.core.errors import ClusterAPIError, RotationError
 from rotation.core.model import CertName
 from rotation.core.ocsp import responder_urls
 from rotation.core.versions import OCSP_STAPLING_SINCE, at_least
@@ -124,6 +124,27 @@ def check_cluster_login(inventory: Inventory, inputs: CheckInputs) -> Iterable[F
 def _logs_in(inventory: Inventory, cluster: str) -> None:
     with open_cluster(inventory, cluster) as session:
         session.view(refresh=True)
+
+
+def check_change_permission(inventory: Inventory, inputs: CheckInputs) -> Iterable[Finding]:
+    """The credentials may change the cluster (``update_cluster``, admin only): ``PUT /v1/cluster?dry_run``
+    with nothing in it, which RS validates and never applies. Only a 403 is a finding: any other failure
+    is the login check's to name."""
+    if inputs.offline:
+        return
+    for name in _clusters(inventory, inputs):
+        cluster = inventory.clusters[name]
+        where = f"clusters.{name}.{'username' if cluster.username else 'client_cert_file'}"
+        try:
+            with open_cluster(inventory, name) as session:
+                session.update_cluster({}, dry_run=True)
+        except ClusterAPIError as exc:
+            if exc.status == 403:
+                yield Finding(where, f"these credentials may read the cluster but not change it ({exc.message}): "
+                              "every rotation would be refused; log in as a user with the admin role",
+                              Severity.ERROR)
+        except RotationError:
+            continue
 
 
 def check_certificate_login(inventory: Inventory, inputs: CheckInputs) -> Iterable[Finding]:
@@ -248,9 +269,16 @@ def check_renewal_room(inventory: Inventory, inputs: CheckInputs) -> Iterable[Fi
                               Severity.WARNING)
 
 
-CHECKS: tuple[Check, ...] = (check_cluster_secrets, check_issuers, check_chatops_secrets, check_cluster_login,
-                             check_certificate_login, check_rest_client_files, check_ocsp_stapling,
-                             check_issuer_capabilities, check_renewal_room)
+def check_has_clusters(inventory: Inventory, inputs: CheckInputs) -> Iterable[Finding]:
+    """An inventory with no cluster is usable, but likely not the one meant (an empty file)."""
+    if not inventory.clusters:
+        yield Finding("clusters", "none in the inventory: nothing to check or rotate", Severity.WARNING)
+
+
+CHECKS: tuple[Check, ...] = (check_has_clusters, check_cluster_secrets, check_issuers, check_chatops_secrets,
+                             check_cluster_login, check_change_permission, check_certificate_login,
+                             check_rest_client_files, check_ocsp_stapling, check_issuer_capabilities,
+                             check_renewal_room)
 
 
 @dataclass

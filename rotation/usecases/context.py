@@ -106,8 +106,10 @@ class ServiceContext:
         self._inventory_cache = (stamp, inventory)
         return inventory
 
-    def _note_inventory(self, path: Path, problem: str | None, good: _Stamp | None = None) -> None:
-        """Tell `rotation status` (through the state) that this host runs on an older inventory, or not any more."""
+    def _note_inventory(self, path: Path, problem: str | None, good: _Stamp | None = None, *,
+                        strict: bool = False) -> None:
+        """Tell `rotation status` (through the state) that this host runs on an older inventory, or not any more.
+        ``strict``: a state that does not take it raises (at start: a read-only replica answers PING)."""
         host = f"{socket.gethostname()}:{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]}"
         note = None
         if problem:
@@ -117,6 +119,8 @@ class ServiceContext:
         try:
             self.state.note_inventory(host, note)
         except RotationError as exc:
+            if strict:
+                raise
             log.warning("could not record the inventory problem in the service's state: %s", exc.message)
 
     def close(self) -> None:
@@ -185,7 +189,8 @@ def preflight(ctx: ServiceContext) -> Inventory:
     inventory = ctx.inventory()
     ctx.state.ping()  # Redis unreachable: one line naming the URL
     ctx.secret_box.encrypt(b"preflight")  # a key that is set but not a Fernet key fails here, not per task
-    ctx._note_inventory(resolve_config_path(ctx.config_path), None)  # it loads: drop this host's old note
+    # it loads: drop this host's old note; a write, so a Redis that takes none stops the start too
+    ctx._note_inventory(resolve_config_path(ctx.config_path), None, strict=True)
     for name, cluster in inventory.clusters.items():
         try:
             cluster.basic_credentials(name)

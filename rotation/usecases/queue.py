@@ -53,6 +53,9 @@ FALLBACK_POLL = 1.0
 # Seconds a rotation that ended may keep its marker before the follower takes its end as final: the
 # task releases the marker (or moves it to the retry's id) right after the record ends.
 HANDOVER_GRACE = 10.0
+# Seconds after which rotations no worker has started yet are reported (``on_unstarted``): a worker takes a
+# task within milliseconds, so none running (or none on this Redis) is the likely cause.
+UNSTARTED_NOTICE = 5.0
 
 
 def follow(
@@ -65,6 +68,8 @@ def follow(
     fallback_poll: float = FALLBACK_POLL,
     clock: Clock = SYSTEM_CLOCK,
     progress: Progress | None = None,
+    on_unstarted: Callable[[list[str]], None] | None = None,
+    unstarted_after: float = UNSTARTED_NOTICE,
 ) -> list[RotationRecord]:
     """Follow queued rotations until each ends (through retries), reporting each step as it starts and
     again as it ends (once, when it is first seen ended).
@@ -74,9 +79,11 @@ def follow(
     passed without a word), tells ``progress`` how many have ended, and returns as soon as the last
     one ended: its record finished and its
     marker released (or moved to a retry, which is then followed), so that the next request for the
-    same certificate is not refused as in progress."""
+    same certificate is not refused as in progress. ``on_unstarted`` is told once, after
+    ``unstarted_after`` seconds, the ids no worker has started yet (the wait goes on until ``timeout``)."""
     follower = _Follower(store, queue, list(rotation_ids), on_step, clock)
     deadline = clock.monotonic() + timeout
+    notice_at = clock.monotonic() + unstarted_after if on_unstarted is not None else None
     with store.watch() as changes:
         dirty = set(range(len(follower.current)))
         while True:
@@ -86,10 +93,15 @@ def follow(
                 progress(len(follower.final), len(follower.current))
             if follower.done():
                 break
+            if notice_at is not None and on_unstarted is not None and clock.monotonic() >= notice_at:
+                notice_at = None
+                if unstarted := follower.unstarted():
+                    on_unstarted(unstarted)
             left = deadline - clock.monotonic()
             if left <= 0:
                 break
-            heard = changes.wait(min(fallback_poll, left))
+            waits = [left] + ([notice_at - clock.monotonic()] if notice_at is not None else [])
+            heard = changes.wait(max(0.0, min(fallback_poll, *waits)))
             dirty = follower.concerned(heard)
     return follower.results()
 
@@ -105,9 +117,14 @@ class _Follower:
         self.reported: dict[str, dict[int, bool]] = {}
         self.final: dict[int, RotationRecord] = {}
         self.ended_at: dict[str, float] = {}  # id -> when its record was first seen ended, marker still held
+        self.started: set[int] = set()  # rotations a worker has begun (a step in their record)
 
     def done(self) -> bool:
         return len(self.final) == len(self.current)
+
+    def unstarted(self) -> list[str]:
+        """The rotations still waiting for a worker: no step begun, not ended."""
+        return [rid for i, rid in enumerate(self.current) if i not in self.started and i not in self.final]
 
     def concerned(self, heard: set[str]) -> set[int]:
         """The rotations to read again after ``heard`` (nothing heard: the fallback, all of them)."""
@@ -123,6 +140,8 @@ class _Follower:
             if record is None:
                 return
             self._report(rotation_id, record)
+            if record.steps:
+                self.started.add(index)
             if record.outcome is Outcome.IN_PROGRESS:
                 return
             holder = self.queue.current(record.cluster, record.cert_name)

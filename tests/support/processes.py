@@ -47,11 +47,12 @@ def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.1, 
 class RedisServer:
     """Our own redis-server: never the machine's shared one."""
 
-    def __init__(self, directory: Path, password: str | None = None) -> None:
+    def __init__(self, directory: Path, *args: str, password: str | None = None) -> None:
         self.directory = directory
         self.port = free_port()
         self.password = password  # requirepass: the URL and the clients carry it
         self.process: subprocess.Popen | None = None
+        self.args = args  # more redis-server options: "--replicaof", "--requirepass", ...
 
     @property
     def url(self) -> str:
@@ -63,11 +64,11 @@ class RedisServer:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.directory), "--maxmemory-policy", "noeviction",
-             *(["--requirepass", self.password] if self.password else [])],
+             *(["--requirepass", self.password] if self.password else []), *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: a benchmark ends its helpers with killpg
         )
-        client = redis.Redis(port=self.port, password=self.password)
+        client = redis.Redis(port=self.port, password=self._requirepass)
         wait_for(lambda: _pings(client), 10, what="redis-server")
 
     def stop(self) -> None:
@@ -87,7 +88,12 @@ class RedisServer:
         self.stop()
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, password=self.password, decode_responses=True)
+        return redis.Redis(port=self.port, password=self._requirepass, decode_responses=True)
+
+    @property
+    def _requirepass(self) -> str | None:
+        """The server's password, also when given as an option (a test of a URL that lacks it)."""
+        return self.password or dict(zip(self.args, self.args[1:], strict=False)).get("--requirepass")
 
 
 def _pings(client: redis.Redis) -> bool:

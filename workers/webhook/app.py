@@ -32,6 +32,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import redis
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -41,6 +42,7 @@ from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.chatops.answers import Answer
 from rotation.chatops.bodies import BadBody
 from rotation.core.clock import Clock
+from rotation.core.errors import StoreUnavailable
 from workers.webhook.handlers import Webhook, refuse
 
 log = logging.getLogger("rotation.webhook")
@@ -94,6 +96,16 @@ def create_app(config_path: Path | str | None = None, *, clock: Clock = SYSTEM_C
                                            "accepted its result follows (see `history`)").to_json())
             except BadBody as exc:
                 return refuse(400, str(exc))
+            except (redis.ConnectionError, redis.TimeoutError, StoreUnavailable) as exc:
+                # an outage, not a bug: one log line, and the caller reads it in the chat (a chat platform
+                # shows its own error for a non-200 answer, not ours)
+                log.error("%s: Redis is unreachable (%s)", request.url.path, exc)
+                return JSONResponse(Answer(":warning: the service's Redis is unreachable; try again once it is "
+                                           "back (`history` shows whether a rotation was queued)").to_json())
+            except redis.ReadOnlyError as exc:  # a failover left ROTATION_REDIS_URL on a replica
+                log.error("%s: Redis is a read-only replica (%s)", request.url.path, exc)
+                return JSONResponse(Answer(":warning: the service's Redis is a read-only replica: nothing can be "
+                                           "queued or confirmed until ROTATION_REDIS_URL reaches the master").to_json())
             except Exception:  # noqa: BLE001 - the caller gets an answer, the log gets the traceback
                 log.exception("%s failed", request.url.path)
                 return JSONResponse(Answer(":warning: the service could not complete this command; "

@@ -46,6 +46,12 @@ def lock_file_name(cluster: str, cert_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", f"{cluster}.{cert_name}") + ".lock"
 
 
+def unwritable(folder: Path, exc: OSError) -> StoreUnavailable:
+    """The state folder refuses a write (permissions, read-only mount, full disk): one line naming it."""
+    return StoreUnavailable(f"{folder}: the local state cannot be written ({exc.strerror or exc}): "
+                            "check ROTATION_STATE_DIR")
+
+
 class _Document:
     """One JSON document read and rewritten under its own ``flock`` (atomic replace on write)."""
 
@@ -54,8 +60,14 @@ class _Document:
 
     @contextlib.contextmanager
     def _locked(self, kind: int) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            if kind == fcntl.LOCK_SH:  # a folder we may only read: writes replace files whole, read unlocked
+                yield
+                return
+            raise unwritable(self.path.parent, exc) from exc
         try:
             fcntl.flock(fd, kind)
             yield
@@ -81,10 +93,13 @@ class _Document:
             data = self._load()
             yield data
             tmp = self.path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, sort_keys=True)
-            os.replace(tmp, self.path)
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    json.dump(data, handle, sort_keys=True)
+                os.replace(tmp, self.path)
+            except OSError as exc:
+                raise unwritable(self.path.parent, exc) from exc
 
 
 class LocalState:
@@ -165,8 +180,11 @@ class LocalState:
     @contextlib.contextmanager
     def hold(self, cluster: str, cert_name: str, owner: str) -> Iterator[Lease]:
         locks = self.directory / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        fd = os.open(locks / lock_file_name(cluster, cert_name), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            locks.mkdir(parents=True, exist_ok=True)
+            fd = os.open(locks / lock_file_name(cluster, cert_name), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise unwritable(locks, exc) from exc
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

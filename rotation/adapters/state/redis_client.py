@@ -21,7 +21,20 @@ class RedisUnavailable(StoreUnavailable, redis.ConnectionError):
 
 
 def _unavailable(url: str, exc: redis.RedisError) -> RedisUnavailable:
+    if isinstance(exc, redis.AuthenticationError):  # it answered: a setting to fix, not a network to look at
+        said = str(exc)
+        if "HELLO must be called" in said or "NOAUTH" in said or "Authentication required" in said:
+            return RedisUnavailable(f"Redis at {url} requires a password: give it in ROTATION_REDIS_URL "
+                                    "(redis://[user]:PASSWORD@host:port/db)")
+        return RedisUnavailable(f"Redis at {url} refused the password (or user) of ROTATION_REDIS_URL ({said})")
     return RedisUnavailable(f"Redis at {url} is unreachable ({exc})")
+
+
+def _read_only(url: str, exc: redis.ReadOnlyError) -> RedisUnavailable:
+    """A replica (misconfigured URL, or a master demoted by a failover) takes no writes: unavailable to us,
+    named as such. Only the server's words are kept: a pipeline's message quotes the command's values."""
+    return RedisUnavailable(f"Redis at {url} is a read-only replica: point ROTATION_REDIS_URL at the master "
+                            f"({str(exc).rpartition('caused error: ')[2]})")
 
 
 def _no_such_database(url: str, exc: redis.ResponseError) -> ConfigError | None:
@@ -52,6 +65,8 @@ class _Pipeline(redis.client.Pipeline):
             if isinstance(exc, RedisUnavailable):
                 raise
             raise _unavailable(self.redacted_url, exc) from exc
+        except redis.ReadOnlyError as exc:
+            raise _read_only(self.redacted_url, exc) from exc
         except redis.ResponseError as exc:
             translated = _no_such_database(self.redacted_url, exc) or _cannot_write(self.redacted_url, exc)
             if translated is None:
@@ -79,6 +94,8 @@ class _Client(redis.Redis):
             if isinstance(exc, RedisUnavailable):
                 raise
             raise _unavailable(self.redacted_url, exc) from exc
+        except redis.ReadOnlyError as exc:
+            raise _read_only(self.redacted_url, exc) from exc
         except redis.ResponseError as exc:
             translated = _no_such_database(self.redacted_url, exc) or _cannot_write(self.redacted_url, exc)
             if translated is None:

@@ -142,7 +142,7 @@ def translate_error(exc: BaseException, *, context: str, retry_after_header: str
     elif isinstance(exc, requests.exceptions.SSLError):
         what = f"TLS to the directory failed (set ca_bundle for a private CA): {_first_line(exc)}"
     elif isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
-        retryable, what = True, f"directory unreachable: {_first_line(exc)}"
+        retryable, what = True, f"directory unreachable: {_root_cause(exc)}"
     elif isinstance(exc, errors.ClientError) and (status := _status_of(exc)) is not None:
         # an error page, no problem document: a 4xx (a wrong directory URL) will not pass by itself
         retryable = status >= 500 or status in (408, 429)
@@ -168,6 +168,14 @@ def _status_of(exc: errors.ClientError) -> int | None:
     if isinstance(first, tuple) and first:
         first = first[0]
     return first.status_code if isinstance(first, requests.Response) else None
+
+
+def _root_cause(exc: requests.RequestException) -> str:
+    """What the socket said (``[Errno 111] Connection refused``, ``timed out``), not urllib3's pool and retry
+    wrappers around it; their text when there is nothing under them."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None  # urllib3's MaxRetryError
+    said = _first_line(reason) if isinstance(reason, BaseException) else ""
+    return said.rpartition("): ")[2].rpartition(": ")[2] or _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:
