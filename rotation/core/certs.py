@@ -298,6 +298,15 @@ def subject_alt_names(cert: x509.Certificate) -> tuple[str, ...]:
     return tuple(dns) + tuple(ips)
 
 
+def ip_sans(cert: x509.Certificate) -> tuple[str, ...]:
+    """The iPAddress SANs only (as strings): what an IP address host is matched against."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(str(ip) for ip in san.get_values_for_type(x509.IPAddress))
+
+
 def common_name(cert: x509.Certificate) -> str | None:
     attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if not attrs:
@@ -358,7 +367,7 @@ def _normalise_host(name: str) -> str:
         return name
 
 
-def _is_ip(name: str) -> bool:
+def is_ip(name: str) -> bool:
     try:
         ipaddress.ip_address(name)
     except ValueError:
@@ -373,7 +382,7 @@ def host_covered(host: str, names: Iterable[str]) -> bool:
         candidate = _normalise_host(name)
         if candidate == wanted:
             return True
-        if candidate.startswith("*.") and not _is_ip(wanted):
+        if candidate.startswith("*.") and not is_ip(wanted):
             label, _, rest = wanted.partition(".")
             if label and rest and rest == candidate[2:]:
                 return True
@@ -436,7 +445,9 @@ __all__ = [
     "fingerprint",
     "generate_private_key",
     "host_covered",
+    "ip_sans",
     "is_ca",
+    "is_ip",
     "is_self_signed",
     "issued_by",
     "key_is_encrypted",

@@ -100,10 +100,17 @@ def check_chain_complete(bundle: ParsedBundle, request: CertRequest, ctx: CheckC
 
 
 def check_hosts_covered(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext) -> list[str]:
-    # Clients ignore the CN when SANs exist, so only SANs count.
+    # Clients ignore the CN when SANs exist, so only SANs count; an IP address only matches an iPAddress SAN
+    # (a dNSName spelling "10.0.0.1" covers nothing), and bundle.sans mixes both kinds as text.
     names = ", ".join(bundle.sans) if bundle.sans else "no subjectAltName"
-    return [f"host {host} is not covered by the certificate's SANs ({names})"
-            for host in request.hosts if not certs.host_covered(host, bundle.sans)]
+    ips = certs.ip_sans(bundle.leaf)
+    problems = []
+    for host in request.hosts:
+        is_ip = certs.is_ip(host)
+        if not certs.host_covered(host, ips if is_ip else bundle.sans):
+            hint = ": an IP address needs an iPAddress SAN" if is_ip and certs.host_covered(host, bundle.sans) else ""
+            problems.append(f"host {host} is not covered by the certificate's SANs ({names}){hint}")
+    return problems
 
 
 def check_validity_window(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext) -> list[str]:
