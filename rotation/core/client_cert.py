@@ -18,6 +18,7 @@ from rotation.core.validate import (
     Check,
     CheckContext,
     ParsedBundle,
+    check_chain_cas,
     check_chain_complete,
     check_chain_order,
     check_key_matches_leaf,
@@ -85,6 +86,7 @@ def check_client_usage(bundle: ParsedBundle, request: CertRequest, ctx: CheckCon
 CLIENT_CHECKS: tuple[Check, ...] = (
     check_key_matches_leaf,
     check_chain_order,
+    check_chain_cas,
     check_chain_complete,
     check_validity_window,
     check_client_usage,

@@ -81,6 +81,32 @@ def check_chain_order(bundle: ParsedBundle, request: CertRequest, ctx: CheckCont
     return certs.chain_problems(bundle.certificates)
 
 
+def check_chain_cas(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext) -> list[str]:
+    """Every certificate above the leaf must be a CA allowed to sign certificates: clients refuse a path
+    through one that is not ("invalid CA certificate"), however well its signature verifies."""
+    problems: list[str] = []
+    for index, cert in enumerate(bundle.chain, start=2):
+        try:
+            constraints: x509.BasicConstraints | None = cert.extensions.get_extension_for_class(
+                x509.BasicConstraints).value
+        except x509.ExtensionNotFound:
+            constraints = None
+        if constraints is None and certs.is_self_signed(cert):
+            continue  # a version 1 root: clients take it as a trust anchor
+        if constraints is None or not constraints.ca:
+            problems.append(f"certificate #{index} ({_label(cert)}) is not a CA certificate (no basicConstraints "
+                            "CA=true): clients refuse a chain through it")
+            continue
+        try:
+            usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        except x509.ExtensionNotFound:
+            continue
+        if not usage.key_cert_sign:
+            problems.append(f"certificate #{index} ({_label(cert)}) keyUsage lacks keyCertSign: clients refuse a "
+                            "chain through it")
+    return problems
+
+
 def check_chain_complete(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext) -> list[str]:
     """The top of leaf+chain must be a trust anchor or be issued by one. Without anchors there is
     nothing to check against: refused when an anchor is required (trust is never skipped)."""
@@ -193,6 +219,7 @@ def profile_warnings(bundle: ParsedBundle, request: CertRequest, fqdn: str) -> l
 DEFAULT_CHECKS: tuple[Check, ...] = (
     check_key_matches_leaf,
     check_chain_order,
+    check_chain_cas,
     check_chain_complete,
     check_hosts_covered,
     check_validity_window,
