@@ -8,6 +8,7 @@ compatibility), without touching this module.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -104,6 +105,46 @@ def check_chain_cas(bundle: ParsedBundle, request: CertRequest, ctx: CheckContex
         if not usage.key_cert_sign:
             problems.append(f"certificate #{index} ({_label(cert)}) keyUsage lacks keyCertSign: clients refuse a "
                             "chain through it")
+    return problems
+
+
+def _in_subtree(name: str | ipaddress.IPv4Address | ipaddress.IPv6Address, subtree: x509.GeneralName) -> bool:
+    """RFC 5280 4.2.1.10: a dNSName constraint covers itself and its subdomains (with a leading dot,
+    its subdomains only); an iPAddress constraint is a network."""
+    if isinstance(name, str) and isinstance(subtree, x509.DNSName):
+        host, base = name.lower().rstrip("."), subtree.value.lower().rstrip(".")
+        return not base or (host.endswith(base) if base.startswith(".") else host == base or host.endswith("." + base))
+    if not isinstance(name, str) and isinstance(subtree, x509.IPAddress):
+        network = subtree.value
+        return isinstance(network, ipaddress.IPv4Network | ipaddress.IPv6Network) and name in network
+    return False
+
+
+def check_name_constraints(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext) -> list[str]:
+    """A CA above the leaf whose name constraints leave out one of its SANs: clients refuse the leaf."""
+    try:
+        san = bundle.leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    names: list[str | ipaddress.IPv4Address | ipaddress.IPv6Address] = [
+        *san.get_values_for_type(x509.DNSName),
+        *(ip for ip in san.get_values_for_type(x509.IPAddress)
+          if isinstance(ip, ipaddress.IPv4Address | ipaddress.IPv6Address))]
+    problems: list[str] = []
+    for index, cert in enumerate(bundle.chain, start=2):
+        try:
+            constraints = cert.extensions.get_extension_for_class(x509.NameConstraints).value
+        except x509.ExtensionNotFound:
+            continue
+        permitted, excluded = constraints.permitted_subtrees or [], constraints.excluded_subtrees or []
+        for name in names:
+            kind = x509.DNSName if isinstance(name, str) else x509.IPAddress
+            same_kind = [subtree for subtree in permitted if isinstance(subtree, kind)]
+            refused = any(_in_subtree(name, subtree) for subtree in excluded) or (
+                bool(same_kind) and not any(_in_subtree(name, subtree) for subtree in same_kind))
+            if refused:
+                problems.append(f"certificate #{index} ({_label(cert)}) has name constraints that do not permit "
+                                f"SAN {name}: clients refuse the leaf")
     return problems
 
 
@@ -222,6 +263,7 @@ DEFAULT_CHECKS: tuple[Check, ...] = (
     check_chain_cas,
     check_chain_complete,
     check_hosts_covered,
+    check_name_constraints,
     check_validity_window,
     check_extended_key_usage,
     check_key_usage,
