@@ -25,6 +25,7 @@ from rotation.core.validate import (
     check_key_type,
     check_key_usage,
     check_not_a_ca,
+    check_serial_numbers,
     check_signature_hashes,
     check_validity_window,
 )
@@ -95,6 +96,7 @@ CLIENT_CHECKS: tuple[Check, ...] = (
     check_not_a_ca,
     check_key_type,
     check_signature_hashes,
+    check_serial_numbers,
 )
 
 

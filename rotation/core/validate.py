@@ -241,6 +241,16 @@ def check_signature_hashes(bundle: ParsedBundle, request: CertRequest, ctx: Chec
     return problems
 
 
+def check_serial_numbers(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext) -> list[str]:
+    problems: list[str] = []
+    for index, cert in enumerate(bundle.certificates, start=1):
+        if cert.serial_number <= 0:  # cryptography only warns when it parses one
+            what = "leaf certificate" if index == 1 else f"certificate #{index} ({_label(cert)})"
+            problems.append(f"{what} has serial number {cert.serial_number}; RFC 5280 requires a positive one "
+                            "(Go clients refuse the certificate)")
+    return problems
+
+
 def strict_profile_check(fqdn: str) -> ExtraCheck:
     """``strict_profile: true``: the full documented RS profile, refused before push when missed."""
 
@@ -270,6 +280,7 @@ DEFAULT_CHECKS: tuple[Check, ...] = (
     check_not_a_ca,
     check_key_type,
     check_signature_hashes,
+    check_serial_numbers,
 )
 
 
