@@ -36,6 +36,7 @@ _PEM_BLOCK = re.compile(
     rb"-----BEGIN (?P<label>[A-Z0-9 ]+)-----\r?\n(?P<body>.*?)-----END (?P=label)-----", re.DOTALL
 )
 _BASE64_LINE = re.compile(rb"^[A-Za-z0-9+/=]*$")
+_BINARY = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f-\xff]")  # bytes no text file holds: DER, PKCS#12
 
 _EKU_NAMES: dict[x509.ObjectIdentifier, str] = {
     ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
@@ -77,6 +78,8 @@ def _pem_blocks(data: bytes, *, where: str, strict: bool = True) -> list[tuple[s
     ``strict`` also refuses text between blocks: RS refuses uploads with stray text such as
     PKCS#12 "Bag Attributes".
     """
+    if b"-----BEGIN" not in data and _BINARY.search(data):
+        raise CertificateError(f"{where}: binary data, not PEM text (a DER or PKCS#12 file?); convert it to PEM first")
     blocks: list[tuple[str, bytes]] = []
     pos = 0
     for match in _PEM_BLOCK.finditer(data):

@@ -344,3 +344,19 @@ def test_legacy_encrypted_pkcs1_key():
     assert certs.describe_key(certs.load_private_key(legacy, where="k", password=b"pw")) == "RSA 1024"
     with pytest.raises(ConfigError, match="^k: wrong password or key is encrypted$"):
         certs.load_private_key(legacy, where="k", password=b"nope")
+
+
+@pytest.mark.parametrize("kind", ["DER", "PKCS#12"])
+def test_a_binary_file_is_named_as_such(chain3, kind):
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    _, _, leaf, leaf_key = chain3
+    data = (leaf.public_bytes(serialization.Encoding.DER) if kind == "DER" else
+            pkcs12.serialize_key_and_certificates(b"x", leaf_key, leaf, None, serialization.NoEncryption()))
+    message = "cert.p12: binary data, not PEM text (a DER or PKCS#12 file?); convert it to PEM first"
+    with pytest.raises(CertificateError) as info:
+        certs.load_certificates(data, where="cert.p12")
+    assert info.value.message == message
+    with pytest.raises(CertificateError) as info:
+        certs.load_private_key(data, where="cert.p12")
+    assert info.value.message == message
