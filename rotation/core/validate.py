@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from rotation.core import certs
 from rotation.core.errors import CertificateError, ConfigError, ValidationError
 from rotation.core.model import CertRequest, IssuedCert
-from rotation.core.slot_rules import profile_gaps, role_problems
+from rotation.core.slot_rules import profile_gaps, role_of, role_problems
 from rotation.core.text import when_text
 
 MIN_RSA_BITS = 2048
@@ -197,8 +197,17 @@ def check_validity_window(bundle: ParsedBundle, request: CertRequest, ctx: Check
 
 def check_extended_key_usage(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext) -> list[str]:
     """Per slot (``slot_rules``): server slots need serverAuth, client slots clientAuth, internode both
-    and RSA. One global rule would refuse every certificate Let's Encrypt issues today (no clientAuth)."""
-    return role_problems(bundle.leaf, str(request.cert_name))
+    and RSA. One global rule would refuse every certificate Let's Encrypt issues today (no clientAuth).
+    A CA above the leaf that restricts its EKU must allow the same: OpenSSL and Go check the whole path."""
+    name = str(request.cert_name)
+    problems = role_problems(bundle.leaf, name)
+    for index, cert in enumerate(bundle.chain, start=2):
+        usages = certs.extended_key_usages(cert)
+        if usages and "anyExtendedKeyUsage" not in usages:
+            problems += [f"certificate #{index} ({_label(cert)}) extendedKeyUsage lacks {eku} "
+                         f"({', '.join(sorted(usages))}): clients refuse a {name} certificate issued under it"
+                         for eku in role_of(name).required_ekus if eku not in usages]
+    return problems
 
 
 def check_key_usage(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext) -> list[str]:

@@ -494,3 +494,20 @@ def test_a_serial_that_is_not_positive_is_refused(pki, serial):
         f"leaf certificate has serial number {leaf.serial_number}; RFC 5280 requires a positive one "
         "(Go clients refuse the certificate)"
     ]
+
+
+def test_an_intermediate_whose_eku_leaves_out_the_slots_usage_is_refused(pki):
+    # OpenSSL and Go hold every CA of the path to the leaf's purpose ("unsuitable certificate purpose")
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (x509.CertificateBuilder().subject_name(_name("Client CA")).issuer_name(pki["root"].subject)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=365))
+               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False))
+    inter = builder.sign(pki["root_key"], hashes.SHA256())
+    assert problems_of(_through(pki, inter, key), trust_anchors=[pki["root"]]) == [
+        "certificate #2 (CN=Client CA) extendedKeyUsage lacks serverAuth (clientAuth): clients refuse a "
+        "proxy certificate issued under it"
+    ]
+    syncer = CertRequest(cluster="prod", cert_name=CertName.SYNCER, hosts=HOSTS)
+    validate_issued(_through(pki, inter, key), syncer, now=NOW, trust_anchors=[pki["root"]])
