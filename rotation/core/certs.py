@@ -385,7 +385,8 @@ def host_covered(host: str, names: Iterable[str]) -> bool:
         candidate = _normalise_host(name)
         if candidate == wanted:
             return True
-        if candidate.startswith("*.") and not is_ip(wanted):
+        # clients take no wildcard with fewer than two labels after it ("*.lab" covers nothing)
+        if candidate.startswith("*.") and "." in candidate[2:] and not is_ip(wanted):
             label, _, rest = wanted.partition(".")
             if label and rest and rest == candidate[2:]:
                 return True

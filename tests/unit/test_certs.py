@@ -291,6 +291,10 @@ def test_ip_sans_are_strings():
         ("::1", ["0:0::1"], True),
         ("10.0.0.1", ["*.0.0.1"], False),
         ("cluster.example.com", [], False),
+        # clients take no wildcard with fewer than two labels after it (OpenSSL, RFC 6125 6.4.3)
+        ("rs.lab", ["*.lab"], False),
+        ("rs.lab.", ["*.lab."], False),
+        ("node1.rs.lab", ["*.rs.lab"], True),
     ],
 )
 def test_host_covered(host, names, covered):
