@@ -78,6 +78,10 @@ def _pem_blocks(data: bytes, *, where: str, strict: bool = True) -> list[tuple[s
     ``strict`` also refuses text between blocks: RS refuses uploads with stray text such as
     PKCS#12 "Bag Attributes".
     """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise CertificateError(f"{where}: UTF-16 text; save it as plain ASCII PEM")
+    if strict and data.startswith(b"\xef\xbb\xbf"):
+        raise CertificateError(f"{where}: starts with a UTF-8 byte-order mark; save it without one (plain ASCII PEM)")
     if b"-----BEGIN" not in data and _BINARY.search(data):
         raise CertificateError(f"{where}: binary data, not PEM text (a DER or PKCS#12 file?); convert it to PEM first")
     blocks: list[tuple[str, bytes]] = []

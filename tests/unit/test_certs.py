@@ -364,3 +364,20 @@ def test_a_binary_file_is_named_as_such(chain3, kind):
     with pytest.raises(CertificateError) as info:
         certs.load_private_key(data, where="cert.p12")
     assert info.value.message == message
+
+
+@pytest.mark.parametrize(
+    ("encode", "message"),
+    [
+        (lambda text: b"\xef\xbb\xbf" + text.encode(), "fullchain.pem: starts with a UTF-8 byte-order mark; "
+                                                       "save it without one (plain ASCII PEM)"),
+        (lambda text: text.encode("utf-16"), "fullchain.pem: UTF-16 text; save it as plain ASCII PEM"),
+    ],
+    ids=["utf8-bom", "utf16"],
+)
+def test_a_byte_order_mark_is_named(chain3, encode, message):
+    # what Windows editors and PowerShell redirection write: refused for what it is, not as stray text
+    _, inter, leaf, _ = chain3
+    with pytest.raises(CertificateError) as info:
+        certs.load_certificates(encode(pem(leaf, inter)), where="fullchain.pem")
+    assert info.value.message == message
