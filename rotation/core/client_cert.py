@@ -21,6 +21,7 @@ from rotation.core.validate import (
     check_chain_cas,
     check_chain_complete,
     check_chain_order,
+    check_critical_extensions,
     check_key_matches_leaf,
     check_key_type,
     check_key_usage,
@@ -97,6 +98,7 @@ CLIENT_CHECKS: tuple[Check, ...] = (
     check_key_type,
     check_signature_hashes,
     check_serial_numbers,
+    check_critical_extensions,
 )
 
 

@@ -98,6 +98,9 @@ def check_chain_cas(bundle: ParsedBundle, request: CertRequest, ctx: CheckContex
             problems.append(f"certificate #{index} ({_label(cert)}) is not a CA certificate (no basicConstraints "
                             "CA=true): clients refuse a chain through it")
             continue
+        if constraints.path_length is not None and index - 2 > constraints.path_length:
+            problems.append(f"certificate #{index} ({_label(cert)}) allows {constraints.path_length} CA(s) below it "
+                            f"(pathLenConstraint) but has {index - 2}: clients refuse a chain through it")
         try:
             usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
         except x509.ExtensionNotFound:
@@ -260,6 +263,19 @@ def check_serial_numbers(bundle: ParsedBundle, request: CertRequest, ctx: CheckC
     return problems
 
 
+def check_critical_extensions(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext) -> list[str]:
+    """RFC 5280 4.2: a certificate with a critical extension the client does not know is refused."""
+    problems: list[str] = []
+    for index, cert in enumerate(bundle.certificates, start=1):
+        unknown = [ext.oid.dotted_string for ext in cert.extensions
+                   if ext.critical and isinstance(ext.value, x509.UnrecognizedExtension)]
+        if unknown:
+            what = "leaf certificate" if index == 1 else f"certificate #{index} ({_label(cert)})"
+            problems.append(f"{what} has a critical extension clients do not know ({', '.join(unknown)}): "
+                            "they refuse it")
+    return problems
+
+
 def strict_profile_check(fqdn: str) -> ExtraCheck:
     """``strict_profile: true``: the full documented RS profile, refused before push when missed."""
 
@@ -290,6 +306,7 @@ DEFAULT_CHECKS: tuple[Check, ...] = (
     check_key_type,
     check_signature_hashes,
     check_serial_numbers,
+    check_critical_extensions,
 )
 
 

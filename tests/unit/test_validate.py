@@ -511,3 +511,38 @@ def test_an_intermediate_whose_eku_leaves_out_the_slots_usage_is_refused(pki):
     ]
     syncer = CertRequest(cluster="prod", cert_name=CertName.SYNCER, hosts=HOSTS)
     validate_issued(_through(pki, inter, key), syncer, now=NOW, trust_anchors=[pki["root"]])
+
+
+def test_an_unknown_critical_extension_is_refused(pki):
+    # a client must refuse a certificate with a critical extension it does not know (RFC 5280 4.2)
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (x509.CertificateBuilder().subject_name(_name(FQDN)).issuer_name(pki["inter"].subject)
+            .public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in HOSTS]), False)
+            .add_extension(x509.ExtendedKeyUsage(list(BOTH)), False)
+            .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00"),
+                           critical=True)
+            .sign(pki["inter_key"], hashes.SHA256()))
+    issued = IssuedCert(certs.private_key_to_pem(leaf_key), certs.cert_to_pem(leaf), certs.cert_to_pem(pki["inter"]))
+    assert problems_of(issued, trust_anchors=[pki["root"]]) == [
+        "leaf certificate has a critical extension clients do not know (1.3.6.1.4.1.99999.1): they refuse it"
+    ]
+
+
+def test_a_path_longer_than_a_cas_path_length_allows_is_refused(pki):
+    # root -> inter (pathLen 0) -> sub -> leaf: "path length constraint exceeded" in every client
+    key, sub_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    inter = (x509.CertificateBuilder().subject_name(_name("Inter 0")).issuer_name(pki["root"].subject)
+             .public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=365))
+             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+             .sign(pki["root_key"], hashes.SHA256()))
+    sub = sign("Sub CA", sub_key, inter, key, ca=True)
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = sign(FQDN, leaf_key, sub, sub_key)
+    issued = IssuedCert(certs.private_key_to_pem(leaf_key), certs.cert_to_pem(leaf), certs.certs_to_pem([sub, inter]))
+    assert problems_of(issued, trust_anchors=[pki["root"]]) == [
+        "certificate #3 (CN=Inter 0) allows 0 CA(s) below it (pathLenConstraint) but has 1: "
+        "clients refuse a chain through it"
+    ]
