@@ -230,15 +230,19 @@ def check_not_a_ca(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext
 
 
 def check_key_type(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext) -> list[str]:
+    # a CA's key counts too: OpenSSL's default security level refuses the chain ("CA certificate key too weak")
+    weak_cas = [f"certificate #{index} ({_label(cert)}) key is RSA {key.key_size}; clients refuse a CA key under "
+                f"{MIN_RSA_BITS} bits" for index, cert in enumerate(bundle.chain, start=2)
+                if isinstance(key := cert.public_key(), rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS]
     public = bundle.leaf.public_key()
     if isinstance(public, rsa.RSAPublicKey):
         if public.key_size < MIN_RSA_BITS:
-            return [f"leaf key is RSA {public.key_size}; RS requires at least {MIN_RSA_BITS} bits"]
-        return []
+            return [f"leaf key is RSA {public.key_size}; RS requires at least {MIN_RSA_BITS} bits", *weak_cas]
+        return weak_cas
     if isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name in ALLOWED_CURVES:
-        return []
+        return weak_cas
     return [f"leaf key type {certs.describe_key(public)} is not supported: "
-            "RS cipher suites need RSA or ECDSA P-256/P-384"]
+            "RS cipher suites need RSA or ECDSA P-256/P-384", *weak_cas]
 
 
 def check_signature_hashes(bundle: ParsedBundle, request: CertRequest, ctx: CheckContext) -> list[str]:

@@ -546,3 +546,12 @@ def test_a_path_longer_than_a_cas_path_length_allows_is_refused(pki):
         "certificate #3 (CN=Inter 0) allows 0 CA(s) below it (pathLenConstraint) but has 1: "
         "clients refuse a chain through it"
     ]
+
+
+def test_an_intermediate_with_a_weak_rsa_key_is_refused(pki):
+    # OpenSSL's default security level refuses the chain ("CA certificate key too weak")
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    inter = sign("Weak CA", weak, pki["root"], pki["root_key"], ca=True)
+    assert problems_of(_through(pki, inter, weak), trust_anchors=[pki["root"]]) == [
+        "certificate #2 (CN=Weak CA) key is RSA 1024; clients refuse a CA key under 2048 bits"
+    ]
