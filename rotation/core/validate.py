@@ -273,8 +273,11 @@ def check_critical_extensions(bundle: ParsedBundle, request: CertRequest, ctx: C
     for index, cert in enumerate(bundle.certificates, start=1):
         unknown = [ext.oid.dotted_string for ext in cert.extensions
                    if ext.critical and isinstance(ext.value, x509.UnrecognizedExtension)]
+        what = "leaf certificate" if index == 1 else f"certificate #{index} ({_label(cert)})"
+        if any(isinstance(ext.value, x509.PrecertPoison) for ext in cert.extensions):
+            problems.append(f"{what} is a Certificate Transparency precertificate (poison extension), which clients "
+                            "refuse: use the certificate the CA issued")
         if unknown:
-            what = "leaf certificate" if index == 1 else f"certificate #{index} ({_label(cert)})"
             problems.append(f"{what} has a critical extension clients do not know ({', '.join(unknown)}): "
                             "they refuse it")
     return problems

@@ -555,3 +555,20 @@ def test_an_intermediate_with_a_weak_rsa_key_is_refused(pki):
     assert problems_of(_through(pki, inter, weak), trust_anchors=[pki["root"]]) == [
         "certificate #2 (CN=Weak CA) key is RSA 1024; clients refuse a CA key under 2048 bits"
     ]
+
+
+def test_a_ct_precertificate_is_refused(pki):
+    # the poisoned copy a CA logs (crt.sh serves both): no client takes it, the issued certificate is another
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (x509.CertificateBuilder().subject_name(_name(FQDN)).issuer_name(pki["inter"].subject)
+            .public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in HOSTS]), False)
+            .add_extension(x509.ExtendedKeyUsage(list(BOTH)), False)
+            .add_extension(x509.PrecertPoison(), critical=True)
+            .sign(pki["inter_key"], hashes.SHA256()))
+    issued = IssuedCert(certs.private_key_to_pem(leaf_key), certs.cert_to_pem(leaf), certs.cert_to_pem(pki["inter"]))
+    assert problems_of(issued, trust_anchors=[pki["root"]]) == [
+        "leaf certificate is a Certificate Transparency precertificate (poison extension), which clients refuse: "
+        "use the certificate the CA issued"
+    ]
