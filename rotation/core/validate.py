@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -283,6 +283,24 @@ def check_critical_extensions(bundle: ParsedBundle, request: CertRequest, ctx: C
     return problems
 
 
+# CA/B Baseline Requirements 6.3.2 (SC-081v3): the longest leaf a public CA may issue, by notBefore
+PUBLIC_MAX_LIFETIMES = ((datetime(2029, 3, 15, tzinfo=UTC), 47), (datetime(2027, 3, 15, tzinfo=UTC), 100),
+                        (datetime(2026, 3, 15, tzinfo=UTC), 200), (datetime(2020, 9, 1, tzinfo=UTC), 398))
+
+
+def check_public_lifetime(bundle: ParsedBundle, request: CertRequest) -> list[str]:
+    """An ``extra_checks`` entry for a chain anchored in the public roots: a longer leaf is misissued (its CA
+    must revoke it) and Apple's clients refuse one over 398 days."""
+    starts = certs.not_before(bundle.leaf)
+    limit = next((days for since, days in PUBLIC_MAX_LIFETIMES if starts >= since), None)
+    lifetime = bundle.not_after - starts + timedelta(seconds=1)  # the BRs count both ends
+    if limit is None or lifetime <= timedelta(days=limit):
+        return []
+    return [f"leaf certificate is valid for {_span(lifetime - timedelta(seconds=1))} from {starts:%Y-%m-%d}, over "
+            f"the {limit} days a public CA may issue then (CA/B Baseline Requirements): it is misissued and will be "
+            "revoked"]
+
+
 def strict_profile_check(fqdn: str) -> ExtraCheck:
     """``strict_profile: true``: the full documented RS profile, refused before push when missed."""
 
@@ -385,6 +403,7 @@ __all__ = [
     "CheckContext",
     "ExtraCheck",
     "ParsedBundle",
+    "check_public_lifetime",
     "parse_issued",
     "profile_warnings",
     "strict_profile_check",

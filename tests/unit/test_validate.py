@@ -572,3 +572,22 @@ def test_a_ct_precertificate_is_refused(pki):
         "leaf certificate is a Certificate Transparency precertificate (poison extension), which clients refuse: "
         "use the certificate the CA issued"
     ]
+
+
+@pytest.mark.parametrize(
+    ("issued_on", "days", "limit"),
+    [(datetime(2026, 3, 15, tzinfo=UTC), 201, 200), (datetime(2027, 3, 15, tzinfo=UTC), 101, 100),
+     (datetime(2025, 6, 1, tzinfo=UTC), 399, 398)],
+)
+def test_a_public_leaf_longer_than_the_ca_b_maximum_is_refused(pki, issued_on, days, limit):
+    # CA/B SC-081v3: a public CA that issued it must revoke it (Apple's clients refuse over 398 days)
+    from rotation.core.validate import check_public_lifetime, parse_issued
+
+    parsed, _ = parse_issued(bundle(pki, start=issued_on, end=issued_on + timedelta(days=days)))
+    assert parsed is not None
+    assert check_public_lifetime(parsed, REQUEST) == [
+        f"leaf certificate is valid for {days} days from {issued_on:%Y-%m-%d}, over the {limit} days a public CA may "
+        "issue then (CA/B Baseline Requirements): it is misissued and will be revoked"
+    ]
+    parsed, _ = parse_issued(bundle(pki, start=issued_on, end=issued_on + timedelta(days=limit, seconds=-1)))
+    assert parsed is not None and check_public_lifetime(parsed, REQUEST) == []
