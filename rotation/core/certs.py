@@ -36,6 +36,7 @@ _PEM_BLOCK = re.compile(
     rb"-----BEGIN (?P<label>[A-Z0-9 ]+)-----\r?\n(?P<body>.*?)-----END (?P=label)-----", re.DOTALL
 )
 _BASE64_LINE = re.compile(rb"^[A-Za-z0-9+/=]*$")
+_BINARY = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f-\xff]")  # bytes no text file holds: DER, PKCS#12
 
 _EKU_NAMES: dict[x509.ObjectIdentifier, str] = {
     ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
@@ -77,6 +78,12 @@ def _pem_blocks(data: bytes, *, where: str, strict: bool = True) -> list[tuple[s
     ``strict`` also refuses text between blocks: RS refuses uploads with stray text such as
     PKCS#12 "Bag Attributes".
     """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise CertificateError(f"{where}: UTF-16 text; save it as plain ASCII PEM")
+    if strict and data.startswith(b"\xef\xbb\xbf"):
+        raise CertificateError(f"{where}: starts with a UTF-8 byte-order mark; save it without one (plain ASCII PEM)")
+    if b"-----BEGIN" not in data and _BINARY.search(data):
+        raise CertificateError(f"{where}: binary data, not PEM text (a DER or PKCS#12 file?); convert it to PEM first")
     blocks: list[tuple[str, bytes]] = []
     pos = 0
     for match in _PEM_BLOCK.finditer(data):
@@ -298,6 +305,15 @@ def subject_alt_names(cert: x509.Certificate) -> tuple[str, ...]:
     return tuple(dns) + tuple(ips)
 
 
+def ip_sans(cert: x509.Certificate) -> tuple[str, ...]:
+    """The iPAddress SANs only (as strings): what an IP address host is matched against."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(str(ip) for ip in san.get_values_for_type(x509.IPAddress))
+
+
 def common_name(cert: x509.Certificate) -> str | None:
     attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if not attrs:
@@ -358,7 +374,7 @@ def _normalise_host(name: str) -> str:
         return name
 
 
-def _is_ip(name: str) -> bool:
+def is_ip(name: str) -> bool:
     try:
         ipaddress.ip_address(name)
     except ValueError:
@@ -373,7 +389,8 @@ def host_covered(host: str, names: Iterable[str]) -> bool:
         candidate = _normalise_host(name)
         if candidate == wanted:
             return True
-        if candidate.startswith("*.") and not _is_ip(wanted):
+        # clients take no wildcard with fewer than two labels after it ("*.lab" covers nothing)
+        if candidate.startswith("*.") and "." in candidate[2:] and not is_ip(wanted):
             label, _, rest = wanted.partition(".")
             if label and rest and rest == candidate[2:]:
                 return True
@@ -436,7 +453,9 @@ __all__ = [
     "fingerprint",
     "generate_private_key",
     "host_covered",
+    "ip_sans",
     "is_ca",
+    "is_ip",
     "is_self_signed",
     "issued_by",
     "key_is_encrypted",

@@ -18,12 +18,15 @@ from rotation.core.validate import (
     Check,
     CheckContext,
     ParsedBundle,
+    check_chain_cas,
     check_chain_complete,
     check_chain_order,
+    check_critical_extensions,
     check_key_matches_leaf,
     check_key_type,
     check_key_usage,
     check_not_a_ca,
+    check_serial_numbers,
     check_signature_hashes,
     check_validity_window,
 )
@@ -85,6 +88,7 @@ def check_client_usage(bundle: ParsedBundle, request: CertRequest, ctx: CheckCon
 CLIENT_CHECKS: tuple[Check, ...] = (
     check_key_matches_leaf,
     check_chain_order,
+    check_chain_cas,
     check_chain_complete,
     check_validity_window,
     check_client_usage,
@@ -93,6 +97,8 @@ CLIENT_CHECKS: tuple[Check, ...] = (
     check_not_a_ca,
     check_key_type,
     check_signature_hashes,
+    check_serial_numbers,
+    check_critical_extensions,
 )
 
 

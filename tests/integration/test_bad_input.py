@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from support.certs import chain_with_intermediate, make_cert, with_duplicate_extension, write_pair
 from support.cluster import write_inventory
 from support.rotate import rotate_here
@@ -150,3 +151,24 @@ def test_an_extension_twice_in_the_certificate(simulator: ClusterSimulator, inve
         issuer.check()  # `rotation config check` says so before any rotation
     error = refused(simulator, inventory, issuer)
     assert "full.pem" in error and "2.5.29.19" in error
+
+
+def test_a_der_certificate_file(simulator: ClusterSimulator, inventory: Inventory, state_dir: Path,
+                                tmp_path: Path) -> None:
+    chain, key = chain_with_intermediate()
+    issuer = write_pair(tmp_path, [], key)
+    leaf = certs.load_certificates(chain[0], where="leaf")[0]
+    issuer.cert_file.write_bytes(leaf.public_bytes(serialization.Encoding.DER))
+    error = refused(simulator, inventory, issuer)
+    assert f"{issuer.cert_file}: binary data, not PEM text (a DER or PKCS#12 file?)" in error
+
+
+def test_a_chain_through_a_certificate_that_is_no_ca(simulator: ClusterSimulator, inventory: Inventory,
+                                                     state_dir: Path, tmp_path: Path) -> None:
+    root, root_key = make_cert(ca=True, cn="Test Root")
+    inter, inter_key = make_cert(root_key, "Test Root", cn="Not A CA")  # a server certificate, CA=false
+    leaf, leaf_key = make_cert(inter_key, "Not A CA")
+    issuer = write_pair(tmp_path, [certs.cert_to_pem(leaf), certs.cert_to_pem(inter)],
+                        certs.private_key_to_pem(leaf_key).reveal())
+    error = refused(simulator, inventory, issuer)
+    assert "certificate #2 (CN=Not A CA) is not a CA certificate (no basicConstraints CA=true)" in error

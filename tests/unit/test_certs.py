@@ -291,6 +291,10 @@ def test_ip_sans_are_strings():
         ("::1", ["0:0::1"], True),
         ("10.0.0.1", ["*.0.0.1"], False),
         ("cluster.example.com", [], False),
+        # clients take no wildcard with fewer than two labels after it (OpenSSL, RFC 6125 6.4.3)
+        ("rs.lab", ["*.lab"], False),
+        ("rs.lab.", ["*.lab."], False),
+        ("node1.rs.lab", ["*.rs.lab"], True),
     ],
 )
 def test_host_covered(host, names, covered):
@@ -344,3 +348,36 @@ def test_legacy_encrypted_pkcs1_key():
     assert certs.describe_key(certs.load_private_key(legacy, where="k", password=b"pw")) == "RSA 1024"
     with pytest.raises(ConfigError, match="^k: wrong password or key is encrypted$"):
         certs.load_private_key(legacy, where="k", password=b"nope")
+
+
+@pytest.mark.parametrize("kind", ["DER", "PKCS#12"])
+def test_a_binary_file_is_named_as_such(chain3, kind):
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    _, _, leaf, leaf_key = chain3
+    data = (leaf.public_bytes(serialization.Encoding.DER) if kind == "DER" else
+            pkcs12.serialize_key_and_certificates(b"x", leaf_key, leaf, None, serialization.NoEncryption()))
+    message = "cert.p12: binary data, not PEM text (a DER or PKCS#12 file?); convert it to PEM first"
+    with pytest.raises(CertificateError) as info:
+        certs.load_certificates(data, where="cert.p12")
+    assert info.value.message == message
+    with pytest.raises(CertificateError) as info:
+        certs.load_private_key(data, where="cert.p12")
+    assert info.value.message == message
+
+
+@pytest.mark.parametrize(
+    ("encode", "message"),
+    [
+        (lambda text: b"\xef\xbb\xbf" + text.encode(), "fullchain.pem: starts with a UTF-8 byte-order mark; "
+                                                       "save it without one (plain ASCII PEM)"),
+        (lambda text: text.encode("utf-16"), "fullchain.pem: UTF-16 text; save it as plain ASCII PEM"),
+    ],
+    ids=["utf8-bom", "utf16"],
+)
+def test_a_byte_order_mark_is_named(chain3, encode, message):
+    # what Windows editors and PowerShell redirection write: refused for what it is, not as stray text
+    _, inter, leaf, _ = chain3
+    with pytest.raises(CertificateError) as info:
+        certs.load_certificates(encode(pem(leaf, inter)), where="fullchain.pem")
+    assert info.value.message == message

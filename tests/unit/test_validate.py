@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -376,3 +377,217 @@ def test_extra_checks_run_after_the_built_in_ones(pki):
 def test_naive_now_is_refused(pki):
     with pytest.raises(ValueError, match="timezone-aware"):
         validate_issued(bundle(pki), REQUEST, now=NOW.replace(tzinfo=None))
+
+
+# --- hostile inputs a client would refuse --------------------------------------------------
+
+
+def test_an_ip_host_needs_an_ip_san_not_a_dns_name_spelling_it(pki):
+    # TLS clients match an IP address only against iPAddress SANs: a dNSName "10.0.0.1" covers nothing
+    request = CertRequest(cluster="prod", cert_name=CertName.PROXY, hosts=(FQDN, "10.0.0.1"))
+    assert problems_of(bundle(pki, sans=(FQDN, "10.0.0.1")), request) == [
+        "host 10.0.0.1 is not covered by the certificate's SANs (cluster.example.com, 10.0.0.1): "
+        "an IP address needs an iPAddress SAN"
+    ]
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (x509.CertificateBuilder().subject_name(_name(FQDN)).issuer_name(pki["inter"].subject)
+            .public_key(leaf_key.public_key()).serial_number(7)
+            .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(FQDN), x509.IPAddress(
+                ipaddress.ip_address("10.0.0.1"))]), False)
+            .add_extension(x509.ExtendedKeyUsage(list(BOTH)), False).sign(pki["inter_key"], hashes.SHA256()))
+    issued = IssuedCert(certs.private_key_to_pem(leaf_key), certs.cert_to_pem(leaf), certs.cert_to_pem(pki["inter"]))
+    validate_issued(issued, request, now=NOW, trust_anchors=[pki["root"]])
+
+
+def _intermediate(pki, cn, key, *, ca: bool | None, key_usage=None, constraints=None):
+    builder = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(pki["root"].subject)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=365)))
+    if ca is not None:
+        builder = builder.add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    if key_usage is not None:
+        builder = builder.add_extension(key_usage, critical=True)
+    if constraints is not None:
+        builder = builder.add_extension(constraints, critical=True)
+    return builder.sign(pki["root_key"], hashes.SHA256())
+
+
+def _through(pki, inter, inter_key, **leaf_options) -> IssuedCert:
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = sign(FQDN, leaf_key, inter, inter_key, **leaf_options)
+    return IssuedCert(certs.private_key_to_pem(leaf_key), certs.cert_to_pem(leaf), certs.cert_to_pem(inter))
+
+
+@pytest.mark.parametrize("ca", [False, None], ids=["CA-false", "no-basicConstraints"])
+def test_a_chain_certificate_that_is_no_ca_is_refused(pki, ca):
+    # OpenSSL and every other client refuse a path through it ("invalid CA certificate")
+    key = ec.generate_private_key(ec.SECP256R1())
+    inter = _intermediate(pki, "Not A CA", key, ca=ca)
+    assert problems_of(_through(pki, inter, key), trust_anchors=[pki["root"]]) == [
+        "certificate #2 (CN=Not A CA) is not a CA certificate (no basicConstraints CA=true): "
+        "clients refuse a chain through it"
+    ]
+
+
+def test_a_chain_certificate_whose_key_usage_lacks_key_cert_sign_is_refused(pki):
+    key = ec.generate_private_key(ec.SECP256R1())
+    usage = x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                          data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=True,
+                          encipher_only=False, decipher_only=False)
+    inter = _intermediate(pki, "No Cert Sign", key, ca=True, key_usage=usage)
+    assert problems_of(_through(pki, inter, key), trust_anchors=[pki["root"]]) == [
+        "certificate #2 (CN=No Cert Sign) keyUsage lacks keyCertSign: clients refuse a chain through it"
+    ]
+
+
+def test_a_name_constrained_intermediate_that_excludes_the_leafs_names_is_refused(pki):
+    key = ec.generate_private_key(ec.SECP256R1())
+    permitted = x509.NameConstraints(permitted_subtrees=[x509.DNSName("other.org")], excluded_subtrees=None)
+    inter = _intermediate(pki, "Other Only", key, ca=True, constraints=permitted)
+    assert problems_of(_through(pki, inter, key), trust_anchors=[pki["root"]]) == [
+        f"certificate #2 (CN=Other Only) has name constraints that do not permit SAN {name}: "
+        "clients refuse the leaf" for name in (FQDN, "*." + FQDN)
+    ]
+    excluded = x509.NameConstraints(permitted_subtrees=None, excluded_subtrees=[x509.DNSName("." + FQDN)])
+    inter = _intermediate(pki, "Not Subdomains", key, ca=True, constraints=excluded)
+    assert problems_of(_through(pki, inter, key), trust_anchors=[pki["root"]]) == [
+        f"certificate #2 (CN=Not Subdomains) has name constraints that do not permit SAN *.{FQDN}: "
+        "clients refuse the leaf"
+    ]
+    # a constraint that permits the names changes nothing
+    fits = x509.NameConstraints(permitted_subtrees=[x509.DNSName("EXAMPLE.com")], excluded_subtrees=None)
+    inter = _intermediate(pki, "Example", key, ca=True, constraints=fits)
+    validate_issued(_through(pki, inter, key), REQUEST, now=NOW, trust_anchors=[pki["root"]])
+
+
+def _with_serial(cert: x509.Certificate, serial: bytes, issuer_key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+    """``cert`` with a serial RFC 5280 forbids (cryptography refuses to build one): the one-byte serial
+    INTEGER of the TBS swapped (same length, so no DER length moves), then the TBS signed again."""
+    tbs = bytearray(cert.tbs_certificate_bytes)
+    at = tbs.index(b"\x02\x01\x07")  # the serial 7 right after the version field
+    tbs[at + 2:at + 3] = serial
+    signature = issuer_key.sign(bytes(tbs), ec.ECDSA(hashes.SHA256()))
+    algorithm = bytes.fromhex("300a06082a8648ce3d040302")  # ecdsa-with-SHA256
+    bits = b"\x00" + signature
+    body = bytes(tbs) + algorithm + b"\x03" + _der_len(len(bits)) + bits
+    return x509.load_der_x509_certificate(b"\x30" + _der_len(len(body)) + body)
+
+
+def _der_len(n: int) -> bytes:
+    return bytes([n]) if n < 128 else bytes([0x81, n]) if n < 256 else bytes([0x82, n >> 8, n & 0xFF])
+
+
+@pytest.mark.filterwarnings("ignore:Parsed a serial number which wasn't positive")
+@pytest.mark.parametrize("serial", [b"\x00", b"\xf9"], ids=["zero", "negative"])
+def test_a_serial_that_is_not_positive_is_refused(pki, serial):
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    built = (x509.CertificateBuilder().subject_name(_name(FQDN)).issuer_name(pki["inter"].subject)
+             .public_key(leaf_key.public_key()).serial_number(7)
+             .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=30))
+             .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in HOSTS]), False)
+             .add_extension(x509.ExtendedKeyUsage(list(BOTH)), False).sign(pki["inter_key"], hashes.SHA256()))
+    leaf = _with_serial(built, serial, pki["inter_key"])
+    assert leaf.serial_number <= 0 and certs.issued_by(leaf, pki["inter"])
+    issued = IssuedCert(certs.private_key_to_pem(leaf_key), certs.cert_to_pem(leaf), certs.cert_to_pem(pki["inter"]))
+    assert problems_of(issued, trust_anchors=[pki["root"]]) == [
+        f"leaf certificate has serial number {leaf.serial_number}; RFC 5280 requires a positive one "
+        "(Go clients refuse the certificate)"
+    ]
+
+
+def test_an_intermediate_whose_eku_leaves_out_the_slots_usage_is_refused(pki):
+    # OpenSSL and Go hold every CA of the path to the leaf's purpose ("unsuitable certificate purpose")
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (x509.CertificateBuilder().subject_name(_name("Client CA")).issuer_name(pki["root"].subject)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=365))
+               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False))
+    inter = builder.sign(pki["root_key"], hashes.SHA256())
+    assert problems_of(_through(pki, inter, key), trust_anchors=[pki["root"]]) == [
+        "certificate #2 (CN=Client CA) extendedKeyUsage lacks serverAuth (clientAuth): clients refuse a "
+        "proxy certificate issued under it"
+    ]
+    syncer = CertRequest(cluster="prod", cert_name=CertName.SYNCER, hosts=HOSTS)
+    validate_issued(_through(pki, inter, key), syncer, now=NOW, trust_anchors=[pki["root"]])
+
+
+def test_an_unknown_critical_extension_is_refused(pki):
+    # a client must refuse a certificate with a critical extension it does not know (RFC 5280 4.2)
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (x509.CertificateBuilder().subject_name(_name(FQDN)).issuer_name(pki["inter"].subject)
+            .public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in HOSTS]), False)
+            .add_extension(x509.ExtendedKeyUsage(list(BOTH)), False)
+            .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00"),
+                           critical=True)
+            .sign(pki["inter_key"], hashes.SHA256()))
+    issued = IssuedCert(certs.private_key_to_pem(leaf_key), certs.cert_to_pem(leaf), certs.cert_to_pem(pki["inter"]))
+    assert problems_of(issued, trust_anchors=[pki["root"]]) == [
+        "leaf certificate has a critical extension clients do not know (1.3.6.1.4.1.99999.1): they refuse it"
+    ]
+
+
+def test_a_path_longer_than_a_cas_path_length_allows_is_refused(pki):
+    # root -> inter (pathLen 0) -> sub -> leaf: "path length constraint exceeded" in every client
+    key, sub_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    inter = (x509.CertificateBuilder().subject_name(_name("Inter 0")).issuer_name(pki["root"].subject)
+             .public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=365))
+             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+             .sign(pki["root_key"], hashes.SHA256()))
+    sub = sign("Sub CA", sub_key, inter, key, ca=True)
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = sign(FQDN, leaf_key, sub, sub_key)
+    issued = IssuedCert(certs.private_key_to_pem(leaf_key), certs.cert_to_pem(leaf), certs.certs_to_pem([sub, inter]))
+    assert problems_of(issued, trust_anchors=[pki["root"]]) == [
+        "certificate #3 (CN=Inter 0) allows 0 CA(s) below it (pathLenConstraint) but has 1: "
+        "clients refuse a chain through it"
+    ]
+
+
+def test_an_intermediate_with_a_weak_rsa_key_is_refused(pki):
+    # OpenSSL's default security level refuses the chain ("CA certificate key too weak")
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    inter = sign("Weak CA", weak, pki["root"], pki["root_key"], ca=True)
+    assert problems_of(_through(pki, inter, weak), trust_anchors=[pki["root"]]) == [
+        "certificate #2 (CN=Weak CA) key is RSA 1024; clients refuse a CA key under 2048 bits"
+    ]
+
+
+def test_a_ct_precertificate_is_refused(pki):
+    # the poisoned copy a CA logs (crt.sh serves both): no client takes it, the issued certificate is another
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (x509.CertificateBuilder().subject_name(_name(FQDN)).issuer_name(pki["inter"].subject)
+            .public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in HOSTS]), False)
+            .add_extension(x509.ExtendedKeyUsage(list(BOTH)), False)
+            .add_extension(x509.PrecertPoison(), critical=True)
+            .sign(pki["inter_key"], hashes.SHA256()))
+    issued = IssuedCert(certs.private_key_to_pem(leaf_key), certs.cert_to_pem(leaf), certs.cert_to_pem(pki["inter"]))
+    assert problems_of(issued, trust_anchors=[pki["root"]]) == [
+        "leaf certificate is a Certificate Transparency precertificate (poison extension), which clients refuse: "
+        "use the certificate the CA issued"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("issued_on", "days", "limit"),
+    [(datetime(2026, 3, 15, tzinfo=UTC), 201, 200), (datetime(2027, 3, 15, tzinfo=UTC), 101, 100),
+     (datetime(2025, 6, 1, tzinfo=UTC), 399, 398)],
+)
+def test_a_public_leaf_longer_than_the_ca_b_maximum_is_refused(pki, issued_on, days, limit):
+    # CA/B SC-081v3: a public CA that issued it must revoke it (Apple's clients refuse over 398 days)
+    from rotation.core.validate import check_public_lifetime, parse_issued
+
+    parsed, _ = parse_issued(bundle(pki, start=issued_on, end=issued_on + timedelta(days=days)))
+    assert parsed is not None
+    assert check_public_lifetime(parsed, REQUEST) == [
+        f"leaf certificate is valid for {days} days from {issued_on:%Y-%m-%d}, over the {limit} days a public CA may "
+        "issue then (CA/B Baseline Requirements): it is misissued and will be revoked"
+    ]
+    parsed, _ = parse_issued(bundle(pki, start=issued_on, end=issued_on + timedelta(days=limit, seconds=-1)))
+    assert parsed is not None and check_public_lifetime(parsed, REQUEST) == []

@@ -46,7 +46,14 @@ from rotation.core.errors import (
 )
 from rotation.core.model import CertName, IssuedCert, Outcome, RotationRecord, new_rotation_id
 from rotation.core.targets import DATABASE_PREFIX, shared_locks
-from rotation.core.validate import ExtraCheck, ParsedBundle, profile_warnings, strict_profile_check, validate_issued
+from rotation.core.validate import (
+    ExtraCheck,
+    ParsedBundle,
+    check_public_lifetime,
+    profile_warnings,
+    strict_profile_check,
+    validate_issued,
+)
 from rotation.usecases.rotate import companions
 from rotation.usecases.rotate.recovery import push_and_verify, resume_after_push, resume_undo
 from rotation.usecases.rotate.run import OriginalPair, RotationOptions, Run, describe
@@ -301,7 +308,7 @@ def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: Issu
         anchors, public = _anchors(run, issuer)
         checks: list[ExtraCheck] = [*options.extra_checks, *target.checks()]
         if public:
-            checks.append(_publicly_trusted)
+            checks += [_publicly_trusted, check_public_lifetime]
         checks += companion_checks
         strict, fqdn = session.settings.strict_profile, session.settings.fqdn
         if strict:
