@@ -142,8 +142,9 @@ class RespProxy:
     def stop(self) -> None:
         self._call(self._close_all)
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
+        self._thread.join(60)  # its last act closes every connection: not cut short on a busy machine
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def _call(self, function, *args) -> None:  # type: ignore[no-untyped-def]
         async def run() -> None:
@@ -173,11 +174,15 @@ class RespProxy:
             # every connection closed and its tasks ended here, on the loop: an aborted transport closes its
             # socket in a callback, which a stopped loop never runs (an unclosed socket fails a later test)
             self._close_all()
+            # also a connection accepted whose handler never started (its transport is in no _Conn yet)
+            for transport in list(getattr(self._loop, "_transports", {}).values()):
+                transport.abort()
             tasks = asyncio.all_tasks(self._loop)
             for task in tasks:
                 task.cancel()
             self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            self._loop.run_until_complete(asyncio.sleep(0))
+            for _ in range(3):
+                self._loop.run_until_complete(asyncio.sleep(0))
 
     def _close_all(self) -> None:
         for conn in list(self._conns):
