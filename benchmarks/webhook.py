@@ -12,7 +12,8 @@ slash commands (every body unique: a replay would be refused) for --duration sec
                              request's replay mark in one script (pipelined with the other requests of
                              the same turn of the event loop)
 - ``rotate east proxy``    the write path: names and permission checked, the pending marker claimed by a
-                             script that also sets the replay mark; the first one is really queued into
+                             script that also sets the replay mark and counts the caller's rate limit
+                             (set out of reach here); the first one is really queued into
                              Redis (a thread records it and publishes the Celery task; no worker runs, so
                              it stays queued), every later one is refused as "already in progress" on the
                              event loop, then audited: two Redis round trips
@@ -74,7 +75,10 @@ def write_inventory(directory: Path) -> Path:
         "clusters": {"east": {"url": "https://127.0.0.1:9443", "username": "admin@east.test", "issuer": "internal",
                               "password_file": "password", "fqdn": "east.test"}},
         "chatops": {"slack": {"signing_secret_env": "BENCH_SLACK_SECRET", "team_id": TEAM},
-                    "allow": [{"user": USER, "team": TEAM, "clusters": {"east": ["read", "rotate"]}}]},
+                    "allow": [{"user": USER, "team": TEAM, "clusters": {"east": ["read", "rotate"]}}],
+                    # one user sends every command: a budget it never spends keeps `rotate` on the claim
+                    # path (counted inside the claim's script, as in production)
+                    "rate_limit": {"commands": 10**9, "per": "1s"}},
     }
     path = directory / "rotation.yaml"
     path.write_text(yaml.safe_dump(data))

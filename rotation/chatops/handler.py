@@ -2,8 +2,9 @@
 
 Order of decisions for every command: parse (usage answer on failure) -> the caller is on the
 allow-list at all -> the caller holds the permission for that cluster name -> the names exist
-in the inventory -> act. Acting is reading Redis (status, history) or queueing (check, dry run,
-rotation); nothing here talks to a cluster, so the webhook can answer within Slack's 3 s.
+in the inventory -> (commands that queue work: the caller's rate limit) -> act. Acting is reading
+Redis (status, history) or queueing (check, dry run, rotation); nothing here talks to a cluster, so
+the webhook can answer within Slack's 3 s.
 A rotation of every certificate, or of a cluster marked ``confirm: true``, first issues a
 single-use nonce and answers with a button; only redeeming it (re-checked) queues the work.
 
@@ -76,6 +77,14 @@ class Replies(Protocol):
     async def register(self, url: str, *, progress: bool = True) -> str: ...
 
 
+class Meter(Protocol):
+    """The caller's budget of commands that queue work (``chatops.rate_limit``): ``count`` before the
+    command's first write, which then raises RateLimited, having written nothing, when the budget is
+    spent (the webhook counts inside that write's own script: ``ReplayGuard.limit``)."""
+
+    def count(self, caller: Caller) -> None: ...
+
+
 class AuditSink(Protocol):
     """Where the audit records go (the webhook: ``rotation.chatops.audit.append_command``)."""
 
@@ -95,6 +104,7 @@ class ChatOps:
     confirmations: ConfirmationStore
     audit: AuditSink
     clock: Callable[[], datetime]
+    meter: Meter
     replies: Replies | None = None
 
 
@@ -191,6 +201,7 @@ async def _dispatch(command: Command, caller: Caller, env: ChatOps, reply_url: s
             return _Outcome(answers.history_answer(cluster, records), Decision.ALLOWED, cluster=cluster)
         case Check(cluster=cluster):
             _may(allow, caller, inventory, cluster, Permission.READ)
+            env.meter.count(caller)
             reply_to = await _registered(env, reply_url, progress=False)
             task_id = await env.tasks.check(cluster, requested_by=caller.label, reply_to=reply_to)
             return _Outcome(answers.check_queued(cluster, task_id, reply_to is not None), Decision.ALLOWED,
@@ -198,6 +209,7 @@ async def _dispatch(command: Command, caller: Caller, env: ChatOps, reply_url: s
         case Rotate():
             return await _rotate(command, caller, env, inventory, allow, reply_url)
         case Confirm(nonce=nonce):
+            env.meter.count(caller)  # before the nonce is redeemed: refused, it can still be clicked later
             try:
                 pending = await env.confirmations.redeem(nonce, caller, env.clock())
             except ConfirmationError as exc:
@@ -209,6 +221,7 @@ async def _dispatch(command: Command, caller: Caller, env: ChatOps, reply_url: s
 async def _rotate(command: Rotate, caller: Caller, env: ChatOps, inventory: Inventory, allow: AllowList,
                   reply_url: str | None) -> _Outcome:
     certs = _certs(command, inventory, allow, caller)
+    env.meter.count(caller)  # every rotate: a dry run gets a real certificate, a prompt writes a nonce
     if command.dry_run:
         reply_to = await _registered(env, reply_url, progress=False)
         task_id = await env.tasks.dry_run(command.cluster, certs, requested_by=caller.label, reply_to=reply_to)
@@ -295,5 +308,5 @@ async def _registered(env: ChatOps, reply_url: str | None, *, progress: bool) ->
     return None
 
 
-__all__ = ["AuditSink", "ChatOps", "ChatTasks", "ConfirmationStore", "Replies", "AsyncRotationQueue", "click", "handle",
-           "respond"]
+__all__ = ["AuditSink", "ChatOps", "ChatTasks", "ConfirmationStore", "Meter", "Replies", "AsyncRotationQueue", "click",
+           "handle", "respond"]

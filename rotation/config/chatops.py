@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from rotation.config._base import Duration, SecretSource, _exactly_one, _secret, _Strict
 from rotation.config.reply_urls import ReplyPrefix
@@ -115,6 +115,40 @@ class NotifySettings(_Strict):
         return source.read(self.where("chatops.notify.url")) if source else None
 
 
+MIN_RATE_WINDOW = timedelta(seconds=1)
+
+
+class RateLimit(_Strict):
+    """How many commands that queue work (``check``, ``rotate`` with its dry runs and confirmation
+    prompts, ``confirm``) one caller (platform, team, user id) may send per window. It cannot be
+    turned off: a chat account is one leaked session away from flooding the workers and the CA."""
+
+    commands: int
+    per: Duration
+
+    @field_validator("commands", mode="before")
+    @classmethod
+    def _some(cls, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{value!r}: must be a whole number of at least 1 (the limit cannot be turned off; "
+                             "to allow more, raise it)")
+        return value
+
+    @field_validator("per")
+    @classmethod
+    def _long_enough(cls, value: timedelta) -> timedelta:
+        if value < MIN_RATE_WINDOW:
+            raise ValueError(f"{value.total_seconds()}s: must be at least 1s")
+        return value
+
+
+def _rate_limit(value: object) -> object:
+    if value is None or value == 0 or value is False:
+        raise ValueError("the rate limit cannot be turned off; give {commands: N, per: DURATION} "
+                         "(default: {commands: 10, per: 1m}), with a higher N to allow more")
+    return value
+
+
 class ChatOpsSettings(_Strict):
     allow: tuple[ChatOpsGrant, ...] = ()
     slack: SlackSettings | None = None
@@ -122,6 +156,7 @@ class ChatOpsSettings(_Strict):
     generic: GenericSettings | None = None
     notify: NotifySettings | None = None
     confirm_ttl: Duration = timedelta(minutes=5)
+    rate_limit: Annotated[RateLimit, BeforeValidator(_rate_limit)] = RateLimit(commands=10, per=timedelta(minutes=1))
     # Where progress and results may be posted back (a response_url elsewhere is not used): https,
     # a host, an optional port and a path ending in "/", parsed when the inventory loads.
     reply_url_prefixes: tuple[Annotated[ReplyPrefix, BeforeValidator(ReplyPrefix.parse)], ...] = (

@@ -140,6 +140,10 @@ class SharedLockBusy(RotationInProgress):
     retryable = True
 
 
+class RateLimited(RotationError):
+    """A chat caller's budget of commands that queue work is spent for now (``retry_after`` seconds)."""
+
+
 class Superseded(RotationError):
     """The lock lease was lost (paused past it, or another rotation took the lock): push nothing more."""
 
@@ -167,6 +171,7 @@ __all__ = [
     "LockoutRefused",
     "OverwriteRefused",
     "ProbeError",
+    "RateLimited",
     "ReplicationError",
     "RotationError",
     "RotationInProgress",

@@ -1,12 +1,12 @@
 """The replay guard against a real Redis: the first write of a request sets its mark in the same
 script, a second request with the same mark writes nothing, and a script's own result comes back
-unchanged (nil, a string, a number)."""
+unchanged (nil, a string, a number); a caller's rate limit is counted in that script too."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis.asyncio
@@ -16,7 +16,8 @@ from rotation.adapters.state.chat_audit import KEY, append_command
 from rotation.adapters.state.redis import claim_pending_command
 from rotation.chatops.audit import AuditRecord, Decision
 from rotation.chatops.authz import Caller
-from rotation.chatops.replay import Replayed, ReplayGuard
+from rotation.chatops.replay import Replayed, ReplayGuard, rate_key
+from rotation.core.errors import RateLimited
 
 MARK = "rotation:chatops:seen:test"
 
@@ -80,5 +81,48 @@ def test_check_sets_the_mark_once(redis_server: RedisServer) -> None:
         with pytest.raises(Replayed):
             await ReplayGuard(client, MARK, 60).eval(*append_command(audit_record().to_dict()))
         assert await client.llen(KEY) == 0
+
+    run(redis_server, body)
+
+
+def test_a_budget_is_counted_after_the_mark_and_before_the_write(redis_server: RedisServer) -> None:
+    counter = rate_key("slack", "T1", "U1")
+    assert counter == rate_key("slack", "T1", "U1") != rate_key("slack", None, "U1")
+
+    async def body(client: redis.asyncio.Redis) -> None:
+        def guard(mark: str | None) -> ReplayGuard:
+            limited = ReplayGuard(client, mark, 60)
+            limited.limit(counter, 2, timedelta(minutes=1))
+            return limited
+
+        assert await guard(MARK + ":1").eval(*append_command(audit_record().to_dict())) == 2
+        assert 0 < await client.pttl(counter) <= 60_000 and await client.get(counter) == "1"
+        with pytest.raises(Replayed):  # a replay stops at its mark: nothing counted, nothing written
+            await guard(MARK + ":1").eval(*append_command(audit_record().to_dict()))
+        with pytest.raises(Replayed):
+            await guard(MARK + ":1").check()
+        assert await client.get(counter) == "1" and await client.llen(KEY) == 1
+        await guard(None).check()  # no mark (Mattermost): counted all the same
+        assert await client.get(counter) == "2"
+
+        # Over the budget: the mark is set (a replay stays refused), the script does not run, nothing counted.
+        with pytest.raises(RateLimited, match=r"slow down: 2 commands per 1m; try again in \d+ s") as info:
+            await guard(MARK + ":2").eval(*claim_pending_command("east", "proxy", "r1", 60))
+        assert info.value.retry_after is not None and 1 <= info.value.retry_after <= 60
+        assert await client.get("rotation:pending:east:proxy") is None and await client.get(counter) == "2"
+        assert await client.get(MARK + ":2") == "1"
+        with pytest.raises(RateLimited):
+            await guard(MARK + ":3").check()
+        await client.delete(counter)  # the window is over
+        with pytest.raises(Replayed):
+            await guard(MARK + ":2").eval(*claim_pending_command("east", "proxy", "r1", 60))
+        assert await client.get("rotation:pending:east:proxy") is None and await client.exists(counter) == 0
+
+        # Counted once per request: the writes after the first are not counted again.
+        once = guard(MARK + ":4")
+        assert await once.eval(*claim_pending_command("east", "proxy", "r2", 60)) is None
+        await once.check()
+        assert await once.eval(*append_command(audit_record().to_dict())) == 2
+        assert await client.get(counter) == "1"
 
     run(redis_server, body)

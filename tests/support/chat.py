@@ -142,7 +142,8 @@ def nothing_queued(chat: Chat, simulator: ClusterSimulator) -> None:
     assert simulator.received_update_bodies == []
 
 
-def write_chatops(inventory_path: Path, receiver: Receiver, **cluster: Any) -> None:
+def write_chatops(inventory_path: Path, receiver: Receiver, rate_limit: dict[str, Any] | None = None,
+                  **cluster: Any) -> None:
     data = yaml.safe_load(inventory_path.read_text())
     data["clusters"]["sim"].update(cluster)
     data["chatops"] = {
@@ -159,6 +160,8 @@ def write_chatops(inventory_path: Path, receiver: Receiver, **cluster: Any) -> N
             {"user": "ops-script", "platform": "generic", "clusters": {"sim": ["read", "rotate"]}},
         ],
     }
+    if rate_limit is not None:
+        data["chatops"]["rate_limit"] = rate_limit
     inventory_path.write_text(yaml.safe_dump(data))
 
 
@@ -195,13 +198,13 @@ def start_webhook(env: dict[str, str], tmp_path: Path, redis_server: RedisServer
 
 @pytest.fixture
 def webhook(chat_env, inventory_path: Path, tmp_path: Path, redis_server: RedisServer) -> Iterator:
-    """start(**cluster_overrides) -> Chat, after writing the chatops section into the inventory."""
+    """start(rate_limit=None, **cluster_overrides) -> Chat, after writing the chatops section into the inventory."""
     env, receiver = chat_env
     started: list[ServiceProcess] = []
     chats: list[Chat] = []
 
-    def start(**cluster: Any) -> Chat:
-        write_chatops(inventory_path, receiver, **cluster)
+    def start(rate_limit: dict[str, Any] | None = None, **cluster: Any) -> Chat:
+        write_chatops(inventory_path, receiver, rate_limit, **cluster)
         process, chat = start_webhook(env, tmp_path, redis_server, receiver)
         started.append(process)
         chats.append(chat)

@@ -203,3 +203,25 @@ def test_cells_print_brackets_as_written() -> None:
 def test_chat_text_cannot_mention_or_link() -> None:
     assert chat("<!channel> <@U1> <https://evil|ok> a&b") == (
         "&lt;!channel&gt; &lt;@U1&gt; &lt;https://evil|ok&gt; a&amp;b")
+
+
+@pytest.mark.parametrize(("rate_limit", "says"), [
+    (None, "chatops.rate_limit: the rate limit cannot be turned off"),
+    (0, "chatops.rate_limit: the rate limit cannot be turned off"),
+    ({"commands": 0, "per": "1m"}, "chatops.rate_limit.commands: 0: must be a whole number of at least 1"),
+    ({"commands": None, "per": "1m"}, "chatops.rate_limit.commands: None: must be a whole number of at least 1"),
+    ({"commands": 5, "per": 0}, "chatops.rate_limit.per: 0: must be longer than zero"),
+    ({"commands": 5, "per": "0.5s"}, "chatops.rate_limit.per: 0.5s: must be at least 1s"),
+    ({"commands": 5}, "chatops.rate_limit.per: Field required"),
+])
+def test_the_chat_rate_limit_cannot_be_turned_off(tmp_path: Path, rate_limit: object, says: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_inventory(_inventory(tmp_path, {"rate_limit": rate_limit}))
+    assert says in info.value.message
+
+
+def test_the_chat_rate_limit_has_a_default(tmp_path: Path) -> None:
+    default = load_inventory(_inventory(tmp_path, {})).chatops.rate_limit
+    assert (default.commands, default.per.total_seconds()) == (10, 60)
+    given = load_inventory(_inventory(tmp_path, {"rate_limit": {"commands": 3, "per": "1h"}})).chatops.rate_limit
+    assert (given.commands, given.per.total_seconds()) == (3, 3600)

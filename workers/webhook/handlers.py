@@ -34,7 +34,7 @@ from rotation.config.reply_urls import admit
 from rotation.core.clock import Clock
 from rotation.usecases.context import ServiceContext
 from rotation.usecases.status import service_status
-from workers.webhook.ports import Checked, GuardedAudit, LoopRotationQueue, ThreadedTasks
+from workers.webhook.ports import Checked, GuardedAudit, GuardedMeter, LoopRotationQueue, ThreadedTasks
 from workers.webhook.snapshot import InventoryWatcher, Snapshot
 from workers.webhook.status_cache import StatusCache
 
@@ -107,6 +107,7 @@ class Webhook:
             confirmations=Checked(Confirmations(self.aredis, snapshot.inventory.chatops.confirm_ttl), guard),
             audit=GuardedAudit(guard),
             clock=self.clock.now,
+            meter=GuardedMeter(guard, snapshot.inventory.chatops.rate_limit),
             replies=Checked(AsyncReplyBudget(self.aredis, self.box), guard),
         )
 

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 from rotation.adapters.state.chat_audit import append_command
 from rotation.adapters.state.redis import claim_pending_command
 from rotation.chatops.audit import AuditRecord
-from rotation.chatops.replay import ReplayGuard
+from rotation.chatops.authz import Caller
+from rotation.chatops.replay import ReplayGuard, rate_key
+from rotation.config.chatops import RateLimit
 from rotation.core.model import Trigger
 from rotation.usecases.queue import Claim
 
@@ -28,6 +30,17 @@ class GuardedAudit:
 
     async def append(self, record: AuditRecord) -> None:
         await self.guard.eval(*append_command(record.to_dict()))
+
+
+class GuardedMeter:
+    """The rate limit of one request (``Meter``): the caller's counter goes into the request's next write,
+    in the same script as its replay mark (``ReplayGuard.limit``), so counting costs no round trip."""
+
+    def __init__(self, guard: ReplayGuard, limit: RateLimit) -> None:
+        self.guard, self.limit = guard, limit
+
+    def count(self, caller: Caller) -> None:
+        self.guard.limit(rate_key(caller.platform, caller.team, caller.user), self.limit.commands, self.limit.per)
 
 
 class LoopRotationQueue:
@@ -91,4 +104,4 @@ class ThreadedTasks:
                                     reply_to=reply_to)
 
 
-__all__ = ["Checked", "GuardedAudit", "LoopRotationQueue", "ThreadedTasks"]
+__all__ = ["Checked", "GuardedAudit", "GuardedMeter", "LoopRotationQueue", "ThreadedTasks"]
