@@ -4,6 +4,7 @@ service's Redis and processes. Helpers live in ``tests/support``; a test is mark
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,3 +138,11 @@ def start_service(service_env: dict[str, str], tmp_path: Path) -> Iterator:
     finally:
         for process in started:
             process.stop()
+
+
+@pytest.fixture(autouse=True)
+def _collected_after_each_test() -> Iterator[None]:
+    """A socket or transport a test leaves open fails that test, not whichever later test the garbage
+    collector happens to run in (warnings are errors here: an unclosed socket is a ResourceWarning)."""
+    yield
+    gc.collect()

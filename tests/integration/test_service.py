@@ -284,7 +284,7 @@ def test_a_queued_rotation_that_meets_another_holder_of_the_lock_is_refused_not_
     queue = CeleryRotationQueue(ctx)
     rotation_id = queue.submit("sim", "cm")  # no worker yet: the task waits in the queue
     identity = ctx.inventory().cluster("sim").identity
-    with ctx.state.hold(identity, "cm", "rotation elsewhere (cli)"):
+    with ctx, ctx.state.hold(identity, "cm", "rotation elsewhere (cli)"):  # ctx: its REST clients closed after
         rotate_certificate.apply(kwargs={"cluster": "sim", "cert_name": "cm", "rotation_id": rotation_id})
     record = ctx.state.get(rotation_id)
     assert record is not None and record.outcome is Outcome.REFUSED, record

@@ -20,6 +20,7 @@ class SentinelSet:
         self.replica_port = free_port()
         self.sentinel_ports = [free_port() for _ in range(sentinels)]
         self.processes: list[subprocess.Popen] = []
+        self._clients: dict[int, redis.Redis] = {}  # one per port, closed by stop(): no socket left to the GC
 
     @property
     def url(self) -> str:
@@ -44,7 +45,9 @@ class SentinelSet:
         return self
 
     def node(self, port: int) -> redis.Redis:
-        return redis.Redis(port=port, decode_responses=True, socket_timeout=5)
+        if port not in self._clients:
+            self._clients[port] = redis.Redis(port=port, decode_responses=True, socket_timeout=5)
+        return self._clients[port]
 
     def master(self) -> int:
         _host, port = self.node(self.sentinel_ports[0]).sentinel_get_master_addr_by_name(SERVICE)
@@ -65,6 +68,9 @@ class SentinelSet:
         return new
 
     def stop(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
         for process in self.processes:
             if process.poll() is None:
                 process.terminate()
