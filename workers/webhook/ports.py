@@ -55,10 +55,9 @@ class LoopRotationQueue:
     async def claim(self, cluster: str, cert_name: str) -> Claim:
         queue = self.queue
         claim = queue.new_claim(cluster, cert_name)
-        command = claim_pending_command(cluster, claim.cert_name, claim.rotation_id, queue.pending_ttl())
-        holder = await self.guard.eval(*command)
-        if holder and await self.in_thread(queue.release_if_ended, cluster, claim.cert_name, holder):
-            holder = await self.guard.eval(*command)
+        # one script: a marker left by a rotation that ended is taken over in it (no thread, no round trip)
+        holder = await self.guard.eval(*claim_pending_command(cluster, claim.cert_name, claim.rotation_id,
+                                                              queue.pending_ttl()))
         if holder:
             raise claim.in_progress(f"rotation {holder}")
         return claim

@@ -429,12 +429,26 @@ redis.call('hset', KEYS[1], unpack(ARGV, 2))
 redis.call('sadd', KEYS[2], ARGV[1])
 return before
 """
+# A marker whose rotation's record has ended is taken over in the same step: its worker could not release it
+# (Redis away as the rotation ended), and every request would be refused until its TTL, up to hours. ARGV[4]:
+# the records' key prefix (the holder's record is named by the marker's value).
 _CLAIM = """
 if redis.call('set', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then
   redis.call('sadd', KEYS[2], ARGV[3])
   return false
 end
-return redis.call('get', KEYS[1])
+local holder = redis.call('get', KEYS[1])
+local stored = redis.call('get', ARGV[4] .. holder)
+if stored then
+  local ok, record = pcall(cjson.decode, stored)
+  if ok and type(record) == 'table' and record['finished_at'] and record['finished_at'] ~= cjson.null
+      and record['outcome'] ~= 'in_progress' then
+    redis.call('set', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+    redis.call('sadd', KEYS[2], ARGV[3])
+    return false
+  end
+end
+return holder
 """
 # Both publish the ids whose marker changed (old and new) on KEYS[2] (the channel), for followers (``redis_watch``).
 _MOVE = """
@@ -458,10 +472,11 @@ return 0
 
 def claim_pending_command(cluster: str, cert_name: str, rotation_id: str, ttl_seconds: int) -> tuple[Any, ...]:
     """``EVAL`` arguments of ``claim_pending``, for a sync or a ``redis.asyncio`` client: the id
-    holding (cluster, cert) already, or nil when the claim is ours. One round trip, atomically:
-    no window where the marker expires between SET and GET."""
+    holding (cluster, cert) already, or nil when the claim is ours (also when the holder's record has
+    ended: its marker was left behind). One round trip, atomically: no window where the marker expires
+    between SET and GET."""
     return (_CLAIM, 2, _key("pending", cluster, cert_name), _key("index", "pending"), rotation_id, ttl_seconds,
-            f"{cluster}:{cert_name}")
+            f"{cluster}:{cert_name}", _key("record", ""))
 
 
 class RedisSecretStore:
