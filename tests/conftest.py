@@ -146,3 +146,4 @@ def _collected_after_each_test() -> Iterator[None]:
     collector happens to run in (warnings are errors here: an unclosed socket is a ResourceWarning)."""
     yield
     gc.collect()
+    gc.freeze()  # what is left is kept by the session (modules, fixtures): not scanned again after each test

@@ -275,10 +275,14 @@ def test_a_journaled_record_never_overwrites_one_another_host_ended(own_redis: R
             host1.save(running)  # kept in host 1's journal
     finally:
         own_redis.start()
-    host2.save(record("r1", outcome=Outcome.ROLLED_BACK))  # the redelivered rotation ends it elsewhere
-    assert [r.id for r in host1.history()] == ["r1"]  # host 1 reaches Redis again: its journal is written back
-    assert host2.get("r1").outcome is Outcome.ROLLED_BACK  # type: ignore[union-attr]
-    assert not RecordJournal(tmp_path / "host1").has_pending()
+    try:
+        host2.save(record("r1", outcome=Outcome.ROLLED_BACK))  # the redelivered rotation ends it elsewhere
+        assert [r.id for r in host1.history()] == ["r1"]  # host 1 reaches Redis again: its journal is written back
+        assert host2.get("r1").outcome is Outcome.ROLLED_BACK  # type: ignore[union-attr]
+        assert not RecordJournal(tmp_path / "host1").has_pending()
+    finally:
+        for host in (host1, host2):  # host 1's write-back thread may outlive the test: its socket may not
+            host.redis.close()
 
 
 class _EndedMeanwhile(redis.Redis):
