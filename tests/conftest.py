@@ -93,6 +93,19 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
+def redis_store(redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RedisServer:
+    """This test process keeps its state (records, locks, secrets) in the session's Redis, emptied first."""
+    from rotation.adapters.secrets import SecretBox
+
+    redis_server.client().flushall()
+    monkeypatch.setenv("ROTATION_STORE", "redis")
+    monkeypatch.setenv("ROTATION_REDIS_URL", redis_server.url)
+    monkeypatch.setenv("ROTATION_SECRET_KEY", SecretBox.generate_key())
+    monkeypatch.setenv("ROTATION_STATE_DIR", str(tmp_path / "state"))
+    return redis_server
+
+
+@pytest.fixture
 def service_env(
     redis_server: RedisServer, inventory_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:

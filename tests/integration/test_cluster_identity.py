@@ -20,7 +20,6 @@ from support.cluster import start_simulator, write_inventory
 from support.processes import RedisServer
 from support.rotate import rotate_here
 
-from rotation.adapters.secrets import SecretBox
 from rotation.config import Inventory, load_inventory
 from rotation.core.model import Outcome, RotationRecord, Step
 from rotation.simulator import ClusterSimulator
@@ -36,14 +35,9 @@ def sim(tmp_path: Path) -> Iterator[ClusterSimulator]:
 
 
 @pytest.fixture
-def inventory(sim: ClusterSimulator, ca_files: tuple[Path, Path], tmp_path: Path, redis_server: RedisServer,
-              monkeypatch: pytest.MonkeyPatch) -> Inventory:
+def inventory(sim: ClusterSimulator, ca_files: tuple[Path, Path], tmp_path: Path,
+              redis_store: RedisServer) -> Inventory:  # the service's lock: a lease in Redis
     """``sim`` by node 1's address, ``alias`` (the same cluster) by node 2's."""
-    redis_server.client().flushall()
-    monkeypatch.setenv("ROTATION_STORE", "redis")
-    monkeypatch.setenv("ROTATION_REDIS_URL", redis_server.url)
-    monkeypatch.setenv("ROTATION_SECRET_KEY", SecretBox.generate_key())
-    monkeypatch.setenv("ROTATION_STATE_DIR", str(tmp_path / "state"))
     path = write_inventory(tmp_path / "inv.yaml", sim, ca_files)
     data = yaml.safe_load(path.read_text())
     alias = dict(data["clusters"]["sim"], url=f"https://{sim.node_addresses[1]}:{sim.config.api_port}")

@@ -22,7 +22,6 @@ from support.processes import RedisServer
 from support.rest import FQDN, Rest
 from support.rotate import rotate_here
 
-from rotation.adapters.secrets import SecretBox
 from rotation.config import Inventory, load_inventory
 from rotation.core import certs
 from rotation.core.errors import RotationInProgress
@@ -46,13 +45,8 @@ def sim(tmp_path: Path) -> Iterator[ClusterSimulator]:
 
 
 @pytest.fixture
-def inventory(sim: ClusterSimulator, ca_files: tuple[Path, Path], tmp_path: Path, redis_server: RedisServer,
-              monkeypatch: pytest.MonkeyPatch) -> Inventory:
-    redis_server.client().flushall()
-    monkeypatch.setenv("ROTATION_STORE", "redis")  # the service's lock: a lease in Redis
-    monkeypatch.setenv("ROTATION_REDIS_URL", redis_server.url)
-    monkeypatch.setenv("ROTATION_SECRET_KEY", SecretBox.generate_key())
-    monkeypatch.setenv("ROTATION_STATE_DIR", str(tmp_path / "state"))
+def inventory(sim: ClusterSimulator, ca_files: tuple[Path, Path], tmp_path: Path,
+              redis_store: RedisServer) -> Inventory:  # the service's lock: a lease in Redis
     return load_inventory(write_inventory(tmp_path / "inv.yaml", sim, ca_files,
                                           cluster_overrides={"databases": {"db1": {}}}))
 
