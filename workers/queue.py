@@ -48,23 +48,16 @@ class CeleryRotationQueue:
         """Queue a rotation; returns its id. RotationInProgress if one is queued or running."""
         claim = self.new_claim(cluster, cert_name)
         holder = self.store.claim_pending(cluster, claim.cert_name, claim.rotation_id, self.pending_ttl(countdown))
-        if holder is not None and self.release_if_ended(cluster, claim.cert_name, holder):
+        if holder is not None:
+            # The holder's end may be only in this host's journal (Redis was away as it ended): a read writes
+            # it back, and the claim script takes over a marker whose rotation's record has ended.
+            self.store.get(holder)
             holder = self.store.claim_pending(cluster, claim.cert_name, claim.rotation_id,
                                               self.pending_ttl(countdown))
         if holder is not None:
             raise claim.in_progress(f"rotation {holder}")
         return self.dispatch(claim, trigger=trigger, requested_by=requested_by, reply_to=reply_to,
                              countdown=countdown)
-
-    def release_if_ended(self, cluster: str, cert_name: str, holder: str) -> bool:
-        """Give back the pending marker of rotation ``holder`` if its record has ended (a read also writes back
-        what this host journaled): its worker could not release it, Redis being away as it ended, and every
-        request would be refused until the marker's TTL, up to hours. True: released, claim again."""
-        record = self.store.get(holder)
-        if record is None or record.finished_at is None or record.outcome is Outcome.IN_PROGRESS:
-            return False
-        self.store.release_pending(cluster, cert_name, holder)
-        return True
 
     def dispatch(self, claim: Claim, *, trigger: Trigger | str, requested_by: str | None, reply_to: str | None,
                  countdown: float = 0.0) -> str:

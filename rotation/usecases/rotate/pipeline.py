@@ -124,8 +124,8 @@ def rotate(
 class _Leases:
     """The leases of a rotation that holds more than its own lock (``shared_locks``): fenced by all of them."""
 
-    def __init__(self, own: Lease, before: list[Lease]) -> None:
-        self.leases = [*before, own]
+    def __init__(self, own: Lease, others: list[Lease]) -> None:
+        self.leases = [own, *others]
         self.token = own.token
 
     @property
@@ -174,11 +174,11 @@ def _hold(state: ServiceState, identities: list[str], target: Target, owner: str
                     raise SharedLockBusy(exc.message) from None
                 raise
         try:
-            before = [*own[1:], *(stack.enter_context(state.hold(identity, name, f"{owner} of {target.cert_name}"))
+            others = [*own[1:], *(stack.enter_context(state.hold(identity, name, f"{owner} of {target.cert_name}"))
                                    for identity in identities for name in shared_locks(str(target.cert_name)))]
         except RotationInProgress as exc:
             raise SharedLockBusy(exc.message) from None
-        yield _Leases(own[0], before) if before else own[0]
+        yield _Leases(own[0], others) if others else own[0]
 
 
 def _undo_left(record: RotationRecord) -> bool:
