@@ -58,6 +58,15 @@ def hostile(ca_files: tuple[Path, Path], tmp_path: Path) -> Iterator[HostileServ
 
 
 @pytest.fixture
+def sim(tmp_path: Path) -> Iterator[ClusterSimulator]:
+    """A simulated RS 8.0.2 cluster, the first release with per-database certificates (a test file may
+    define its own ``sim``)."""
+    simulator = start_simulator(tmp_path, version="8.0.2-17")
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture
 def simulator(tmp_path: Path) -> Iterator[ClusterSimulator]:
     sim = start_simulator(tmp_path)
     try:

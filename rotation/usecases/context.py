@@ -124,10 +124,12 @@ class ServiceContext:
             log.warning("could not record the inventory problem in the service's state: %s", exc.message)
 
     def close(self) -> None:
-        """Close what this context opened and keeps (the REST sessions' clients): a one-shot process
-        (a CLI command) ends with it; a worker keeps its context for its whole life."""
+        """Close what this context opened and keeps (the REST sessions' clients, its Redis client): a one-shot
+        process (a CLI command) ends with it; a worker keeps its context for its whole life."""
         if "sessions" in self.__dict__:
             self.sessions.close()
+        if "redis" in self.__dict__:
+            self.redis.close()  # its sockets (the state's, the locks'): a later call would connect again
 
     def __enter__(self) -> ServiceContext:
         return self

@@ -10,13 +10,12 @@ Deterministic interleaving, real Redis (the service's lock), the simulator: the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import yaml
-from support.cluster import start_simulator, write_inventory
+from support.cluster import write_inventory
 from support.processes import RedisServer
 from support.rotate import rotate_here
 
@@ -25,13 +24,6 @@ from rotation.core.model import Outcome, RotationRecord, Step
 from rotation.simulator import ClusterSimulator
 from rotation.usecases.context import ServiceContext
 from rotation.usecases.rotate.run import RotationOptions
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[ClusterSimulator]:
-    simulator = start_simulator(tmp_path, version="8.0.2-17")
-    yield simulator
-    simulator.stop()
 
 
 @pytest.fixture

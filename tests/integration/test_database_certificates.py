@@ -6,13 +6,12 @@ exact previous state: the previous own pair, or DELETE back to proxy."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
-from support.cluster import handshake_fingerprint, start_simulator, write_inventory
+from support.cluster import handshake_fingerprint, write_inventory
 from support.rest import FQDN, Rest
 from support.rotate import rotate_here
 
@@ -27,13 +26,6 @@ from rotation.usecases.rotate.run import RotationOptions
 from rotation.usecases.scan import scan_cluster
 
 # default databases: db1 = TLS on every node (12000), db2 = TLS on node 1 only (12001), plain (12002)
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[ClusterSimulator]:
-    simulator = start_simulator(tmp_path, version="8.0.2-17")
-    yield simulator
-    simulator.stop()
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ then the first goes on.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from support.cluster import handshake_fingerprint, start_simulator, write_inventory
+from support.cluster import handshake_fingerprint, write_inventory
 from support.processes import RedisServer
 from support.rest import FQDN, Rest
 from support.rotate import rotate_here
@@ -35,13 +35,6 @@ from rotation.usecases.status import service_status
 from workers.queue import CeleryRotationQueue
 
 # default databases: db1 = TLS on every node (12000), db2 = TLS on node 1 only (12001), plain (12002)
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[ClusterSimulator]:
-    simulator = start_simulator(tmp_path, version="8.0.2-17")
-    yield simulator
-    simulator.stop()
 
 
 @pytest.fixture

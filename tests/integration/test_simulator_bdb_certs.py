@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from cryptography import x509
 from support.cluster import handshake_fingerprint, start_simulator
 from support.rest import FQDN, Rest, client_ca
@@ -18,13 +16,6 @@ from rotation.simulator.tls import fingerprint
 
 # default databases: 1 = TLS on every node (12000), 2 = TLS on node 1 only (12001), 3 = plain (12002)
 PORTS = {1: 12000, 2: 12001}
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[ClusterSimulator]:
-    simulator = start_simulator(tmp_path, version="8.0.2-17")
-    yield simulator
-    simulator.stop()
 
 
 def issue(sim: ClusterSimulator, days: float = 30, past: bool = False) -> tuple[str, str, str]:
