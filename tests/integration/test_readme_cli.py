@@ -105,3 +105,13 @@ def test_the_parser_reads_defaults_and_placeholders() -> None:
     words, command, _ = resolve("rotation ca init [--dir .]")
     assert words == ["ca", "init"] and option(command, "--force") is not None
     assert not same_default("2", 1) and same_default("5", 5.0) and same_default("none", "none")
+
+
+@pytest.mark.parametrize("command", [["check"], ["links"], ["policy", "audit"]])
+def test_a_fleet_command_on_an_inventory_without_clusters_exits_2(command: list[str], tmp_path: Path) -> None:
+    # README, "Commands": nothing read is not "all fine" (an empty file, ROTATION_CONFIG pointing elsewhere)
+    inventory = tmp_path / "rotation.yaml"
+    inventory.write_text("renew_before: 30d\n")
+    result = CliRunner().invoke(app, [*command, "-c", str(inventory)])
+    assert result.exit_code == 2, result.output
+    assert "no clusters in the inventory" in result.output
