@@ -115,3 +115,22 @@ def test_a_fleet_command_on_an_inventory_without_clusters_exits_2(command: list[
     result = CliRunner().invoke(app, [*command, "-c", str(inventory)])
     assert result.exit_code == 2, result.output
     assert "no clusters in the inventory" in result.output
+
+
+def test_history_shows_who_asked(state_dir: Path) -> None:
+    # README "Try it": `rotation history --cluster sim` shows "the rotation: who asked, old -> new fingerprint,
+    # outcome"; the table had no column for who asked
+    from datetime import UTC, datetime
+
+    from support.clock import FakeClock
+
+    from rotation.adapters.state.local import LocalState
+    from rotation.core.model import Outcome, RotationRecord
+
+    when = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    LocalState(state_dir, FakeClock(when)).save(RotationRecord(
+        id="r1", cluster="sim", cert_name="proxy", trigger="cli", started_at=when, finished_at=when,
+        outcome=Outcome.VERIFIED, old_fingerprint="a" * 64, new_fingerprint="b" * 64, requested_by="cli:alice"))
+    result = CliRunner().invoke(app, ["history"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert re.search(r"│ sim\s+│ proxy\s+│ cli\s+│ cli:alice\s+│ verified\s+│ a{16}\s+│ b{16}", result.stdout), result.stdout
