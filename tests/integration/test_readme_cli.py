@@ -133,4 +133,5 @@ def test_history_shows_who_asked(state_dir: Path) -> None:
         outcome=Outcome.VERIFIED, old_fingerprint="a" * 64, new_fingerprint="b" * 64, requested_by="cli:alice"))
     result = CliRunner().invoke(app, ["history"], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
-    assert re.search(r"│ sim\s+│ proxy\s+│ cli\s+│ cli:alice\s+│ verified\s+│ a{16}\s+│ b{16}", result.stdout), result.stdout
+    row = r"│ sim\s+│ proxy\s+│ cli\s+│ cli:alice\s+│ verified\s+│ a{16}\s+│ b{16}"
+    assert re.search(row, result.stdout), result.stdout
