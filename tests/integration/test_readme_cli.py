@@ -135,3 +135,15 @@ def test_history_shows_who_asked(state_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     row = r"│ sim\s+│ proxy\s+│ cli\s+│ cli:alice\s+│ verified\s+│ a{16}\s+│ b{16}"
     assert re.search(row, result.stdout), result.stdout
+
+
+def test_the_table_names_every_option_of_each_command() -> None:
+    # the reverse of the first test: an option the CLI has and the README never names is found here
+    shell_only = {"--help", "--install-completion", "--show-completion"}
+    for usage in table_commands():
+        words, command, rest = resolve(usage)
+        named = {flag for flag, _ in FLAG.findall(rest)}
+        for param in command.params:
+            flags = {*param.opts, *getattr(param, "secondary_opts", ())}
+            if getattr(param, "param_type_name", "") == "option" and not flags & (named | shell_only):
+                raise AssertionError(f"`rotation {' '.join(words)}` has {param.opts[0]}; README's row does not name it")
