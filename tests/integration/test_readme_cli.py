@@ -7,6 +7,7 @@ choices with the default first."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -147,3 +148,37 @@ def test_the_table_names_every_option_of_each_command() -> None:
             flags = {*param.opts, *getattr(param, "secondary_opts", ())}
             if getattr(param, "param_type_name", "") == "option" and not flags & (named | shell_only):
                 raise AssertionError(f"`rotation {' '.join(words)}` has {param.opts[0]}; README's row does not name it")
+
+
+def test_the_service_table_documents_every_variable_the_code_reads_with_its_default(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from rotation.config import ServiceSettings
+    from rotation.core.durations import parse_duration
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## The service\n", 1)[1].split("\n- **Scan**", 1)[0]
+    documented: dict[str, str] = {}
+    for row in section.splitlines():
+        cells = [c.strip() for c in row.split("|")[1:-1]]
+        if len(cells) == 3 and cells[0].startswith("`ROTATION_"):
+            names = re.findall(r"`(ROTATION_[A-Z_]+)`", cells[0])
+            defaults = [d.strip(" `") for d in cells[1].split("/")] if len(names) > 1 else [cells[1].strip("`")]
+            documented |= dict(zip(names, defaults if len(defaults) == len(names) else [cells[1]] * len(names),
+                                   strict=True))
+    code = "\n".join(p.read_text() for folder in ("rotation", "workers", "schedules", "deploy")
+                     for p in (ROOT / folder).rglob("*.py"))
+    assert set(documented) == set(re.findall(r"[\"'](ROTATION_[A-Z_]+)[\"']", code))
+
+    for name in [n for n in os.environ if n.startswith("ROTATION_")]:
+        monkeypatch.delenv(name)
+    settings = ServiceSettings.from_env()
+    durations = {"ROTATION_SCAN_INTERVAL": settings.scan_interval, "ROTATION_JITTER": settings.rotation_jitter,
+                 "ROTATION_BACKOFF_BASE": settings.backoff_base, "ROTATION_BACKOFF_MAX": settings.backoff_max,
+                 "ROTATION_LOCK_LEASE": settings.lock_lease, "ROTATION_BEAT_LEASE": settings.beat_lease,
+                 "ROTATION_TASK_TIME_LIMIT": settings.task_time_limit,
+                 "ROTATION_VISIBILITY_TIMEOUT": settings.visibility_timeout}
+    for name, default in durations.items():
+        assert parse_duration(documented[name]) == default, (name, documented[name], default)
+    assert documented["ROTATION_REDIS_URL"] == settings.redis_url
+    assert documented["ROTATION_STORE"] == settings.store
+    assert int(documented["ROTATION_POLICY_AUDIT_HOUR"]) == settings.policy_audit_hour
