@@ -182,3 +182,34 @@ def test_the_service_table_documents_every_variable_the_code_reads_with_its_defa
     assert documented["ROTATION_REDIS_URL"] == settings.redis_url
     assert documented["ROTATION_STORE"] == settings.store
     assert int(documented["ROTATION_POLICY_AUDIT_HOUR"]) == settings.policy_audit_hour
+
+
+def test_the_readme_names_every_inventory_key() -> None:
+    import typing
+
+    from pydantic import BaseModel
+
+    from rotation.config.inventory import Inventory
+
+    readme = (ROOT / "README.md").read_text()
+    missing: list[str] = []
+    seen: set[type] = set()
+
+    def models(annotation: Any) -> list[type[BaseModel]]:
+        found = [annotation] if isinstance(annotation, type) and issubclass(annotation, BaseModel) else []
+        return found + [m for arg in typing.get_args(annotation) for m in models(arg)]
+
+    def walk(model: type[BaseModel], where: str) -> None:
+        if model in seen:
+            return
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            if field.exclude:
+                continue
+            if not re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", readme):
+                missing.append(f"{where}{name}")
+            for sub in models(field.annotation):
+                walk(sub, f"{where}{name}.")
+
+    walk(Inventory, "")
+    assert not missing, f"inventory keys the README never names: {missing}"
