@@ -78,7 +78,9 @@ def retry(
     cert: Annotated[str, typer.Argument(help="Certificate name.")],
     config: ConfigOption = None,
 ) -> None:
-    """Clear a certificate's backoff after failures: the next scan may rotate it again."""
+    """Clear a certificate's backoff after failures: the next scan may rotate it again.
+
+    Exit 0 (also when it was not backing off), 2 an unknown cluster or certificate, or the store unreachable."""
     from rotation.usecases.backoff import clear_backoff
     from rotation.usecases.context import ServiceContext
 
