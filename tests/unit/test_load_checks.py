@@ -123,3 +123,19 @@ def test_a_task_time_limit_below_the_visibility_timeout_is_taken(monkeypatch: py
     monkeypatch.setenv("ROTATION_VISIBILITY_TIMEOUT", "18s")
     settings = ServiceSettings.from_env()
     assert (settings.task_time_limit.total_seconds(), settings.visibility_timeout.total_seconds()) == (15, 18)
+
+
+@pytest.mark.parametrize(("where", "value"), [(("renew_before",), "0d"), (("clusters", "east", "renew_before"), "0s"),
+                                              (("clusters", "east", "certificates", "cm", "renew_before"), "0m")])
+def test_a_renew_before_of_zero_is_refused_naming_its_field(tmp_path: Path, where: tuple[str, ...],
+                                                            value: object) -> None:
+    # README "The inventory": durations above zero; renew_before 0 was taken, and a certificate became due only
+    # once it had expired
+    data: dict[str, Any] = {"clusters": {"east": {**CLUSTER, "certificates": {"cm": {}}}}}
+    (tmp_path / "east-password").write_text("pw")
+    node = data
+    for key in where[:-1]:
+        node = node.setdefault(key, {})
+    node[where[-1]] = value
+    (line,) = errors_of(write(tmp_path, data))
+    assert f"{'.'.join(where)}: " in line and "longer than zero" in line, line
