@@ -50,7 +50,7 @@ def _one_of(*allowed: str) -> Any:
 
 LogFormat = Annotated[str, typer.Option("--log-format", help="plain or json (one object per line).",
                                         callback=_one_of("plain", "json"))]
-LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR.",
+LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR, CRITICAL.",
                                        callback=_one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))]
 
 
@@ -213,7 +213,7 @@ def webhook(
     host: Annotated[str, typer.Option(help="Listen address (put TLS in front: a proxy or load balancer).")] = (
         "127.0.0.1"),
     port: Annotated[int, typer.Option(help="Listen port.", min=0, max=65535)] = 8088,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Inventory YAML.")] = None,
+    config: ConfigOption = None,
     access_log: Annotated[bool, typer.Option(help="Log every request line.")] = False,
     threads: Annotated[int, typer.Option(help="Threads per process for blocking calls (Celery's publish, "
                                                 "history, a status read past its cache).", min=1)] = 8,

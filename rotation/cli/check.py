@@ -24,8 +24,9 @@ def check(
     """Show every managed certificate as each node serves it.
 
     One row per cluster, certificate and node: fingerprint, days left and status
-    (ok / due / mismatch / unreachable). Exit 0 all fine, 1 something due or mismatched,
-    2 errors (unreachable endpoints or clusters, bad config).
+    (ok / due / mismatch / unreachable). Exit 0 all fine, 1 something due or mismatched, a
+    warning (an internode certificate near RS's fallback, a health report that disagrees) or an
+    OCSP stapling problem, 2 errors (unreachable endpoints or clusters, bad config, no clusters).
     """
     from rich.table import Table
 

@@ -63,12 +63,12 @@ def history(
         print(json.dumps([r.to_dict() for r in records], indent=2))
         return
     table = Table(title="Rotation history")
-    for column in ("started", "id", "cluster", "cert", "trigger", "outcome", "old", "new", "error"):
+    for column in ("started", "id", "cluster", "cert", "trigger", "by", "outcome", "old", "new", "error"):
         table.add_column(column)
-    for r in records:
+    for r in records:  # who asked: the audit trail's first question
         table.add_row(*map(cell, (f"{r.started_at:%Y-%m-%d %H:%M:%S}", r.id, r.cluster, r.cert_name, r.trigger,
-                                  r.outcome, (r.old_fingerprint or "-")[:16], (r.new_fingerprint or "-")[:16],
-                                  (r.error or "")[:80])))
+                                  r.requested_by or "-", r.outcome, (r.old_fingerprint or "-")[:16],
+                                  (r.new_fingerprint or "-")[:16], (r.error or "")[:80])))
     console.print(table)
     for r in records:  # what a rotation accepted but an operator should know (e.g. the RS profile it misses)
         for warning in r.warnings:

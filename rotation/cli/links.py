@@ -26,11 +26,14 @@ def links(
     One row per link, read from its replica's side: replica <- source, status (in-sync, syncing,
     out-of-sync) and why, and the certificates whose rotation the link must follow
     (cluster/proxy, cluster/syncer). An end outside the inventory is named by its address.
-    Exit 0 every link in sync, 1 one is not, 2 a cluster could not be read (or bad input).
+    Exit 0 every link in sync, 1 one is not, 2 a cluster could not be read (or bad input, or no
+    clusters in the inventory).
     """
     from rotation.usecases.links import links_report
 
     inventory = load(config, as_json)
+    if not inventory.clusters:  # nothing read is not "every link in sync" (an empty file, ROTATION_CONFIG elsewhere)
+        raise fail(f"no clusters in the inventory {inventory.source}", as_json=as_json)
     try:
         for name in cluster or ():
             inventory.cluster(name)

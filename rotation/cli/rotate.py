@@ -76,8 +76,8 @@ def exit_code_for(records: list[RotationRecord], dry_run: bool) -> int:
 def rotate(
     cluster: Annotated[str, typer.Argument(help="Cluster name from the inventory.")],
     cert: Annotated[
-        list[str] | None, typer.Argument(help="Certificate names: cm api proxy syncer metrics_exporter, "
-                                              "rest_client, db:DATABASE.")
+        list[str] | None, typer.Argument(help="Certificate names: cm api proxy syncer metrics_exporter "
+                                              "ldap_client, rest_client, db:DATABASE.")
     ] = None,
     all_certs: Annotated[bool, typer.Option("--all", help="Every certificate the inventory manages (databases "
                                                           "and rest_client too).")] = False,

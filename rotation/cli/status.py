@@ -21,7 +21,7 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     certificate that is backing off: its failures, the next attempt and why (`rotation retry`
     clears it). Warns when a worker keeps an older inventory because an edit does not load.
     Reads the service's state (Redis, or the local state folder with ROTATION_STORE=local) and says
-    which (`--json`: `source`).
+    which (`--json`: `source`). Exit 0, 2 the store unreachable.
     """
     from rich.table import Table
 
@@ -78,7 +78,9 @@ def retry(
     cert: Annotated[str, typer.Argument(help="Certificate name.")],
     config: ConfigOption = None,
 ) -> None:
-    """Clear a certificate's backoff after failures: the next scan may rotate it again."""
+    """Clear a certificate's backoff after failures: the next scan may rotate it again.
+
+    Exit 0 (also when it was not backing off), 2 an unknown cluster or certificate, or the store unreachable."""
     from rotation.usecases.backoff import clear_backoff
     from rotation.usecases.context import ServiceContext
 

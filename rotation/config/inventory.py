@@ -86,7 +86,7 @@ class Inventory(_Strict):
                 raise ValueError(f"clusters.{name}.rest_client.issuer: {problem}")
         impossible = impossible_plans(self)  # refused before any order (config/plans.py)
         if impossible:
-            raise ValueError("; ".join(impossible))
+            raise ValueError("\n".join(impossible))  # one line per problem, each given the file (_format_error)
         return self
 
     def cluster(self, name: str) -> ClusterSettings:
@@ -186,7 +186,7 @@ def _format_error(path: Path, exc: PydanticValidationError) -> str:
     for error in exc.errors():
         loc = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
         message = error["msg"].removeprefix("Value error, ")
-        lines.append(f"{path}: {loc}: {message}" if loc else f"{path}: {message}")
+        lines += [f"{path}: {loc}: {part}" if loc else f"{path}: {part}" for part in message.splitlines()]
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from rotation.config.redis_url import is_sentinel, parse_sentinel_url
-from rotation.core.durations import parse_duration
+from rotation.core.durations import format_duration, parse_duration
 from rotation.core.errors import ConfigError
 
 STATE_DIR_ENV = "ROTATION_STATE_DIR"
@@ -124,6 +124,14 @@ class ServiceSettings:
         beat_lease = duration("ROTATION_BEAT_LEASE", cls.beat_lease, timedelta(0))  # its own message below
         if beat_lease < timedelta(seconds=1):
             raise ConfigError("ROTATION_BEAT_LEASE: at least 1s (beat renews it every third of it)")
+        # whole seconds for Celery and kombu, where 0 would mean no limit
+        task_time_limit = duration("ROTATION_TASK_TIME_LIMIT", cls.task_time_limit, timedelta(seconds=1))
+        visibility_timeout = duration("ROTATION_VISIBILITY_TIMEOUT", cls.visibility_timeout, timedelta(seconds=1))
+        if task_time_limit >= visibility_timeout:  # Redis would hand a running task to a second worker
+            raise ConfigError(
+                f"ROTATION_TASK_TIME_LIMIT ({format_duration(task_time_limit)}) must be shorter than "
+                f"ROTATION_VISIBILITY_TIMEOUT ({format_duration(visibility_timeout)}), after which Redis redelivers "
+                "a task that is still running to another worker")
         return cls(
             redis_url=redis_url,
             redis_url_from_env=bool(env.get("ROTATION_REDIS_URL")),
@@ -134,9 +142,8 @@ class ServiceSettings:
             backoff_max=duration("ROTATION_BACKOFF_MAX", cls.backoff_max),
             lock_lease=duration("ROTATION_LOCK_LEASE", cls.lock_lease, timedelta(seconds=1)),  # renewed within it
             beat_lease=beat_lease,
-            # whole seconds for Celery and kombu, where 0 would mean no limit
-            task_time_limit=duration("ROTATION_TASK_TIME_LIMIT", cls.task_time_limit, timedelta(seconds=1)),
-            visibility_timeout=duration("ROTATION_VISIBILITY_TIMEOUT", cls.visibility_timeout, timedelta(seconds=1)),
+            task_time_limit=task_time_limit,
+            visibility_timeout=visibility_timeout,
             policy_audit_hour=audit_hour,
         )
 

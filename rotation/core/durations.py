@@ -57,7 +57,10 @@ class RenewBefore:
             if not 0 < percent < 100:
                 raise ValueError(f"{text!r}: a fraction of lifetime must be between 0% and 100%")
             return cls(fraction=percent / 100)
-        return cls(absolute=parse_duration(raw))
+        absolute = parse_duration(raw)
+        if absolute <= timedelta(0):  # due only once expired: every certificate would lapse before its renewal
+            raise ValueError(f"{text!r}: must be longer than zero (e.g. 30d, or a share of the lifetime: 33%)")
+        return cls(absolute=absolute)
 
     def threshold(self, lifetime: timedelta) -> timedelta:
         """How much remaining validity makes a certificate due."""

@@ -97,9 +97,9 @@ def simulator(
     fqdn: str = typer.Option("cluster.sim.local", "--fqdn", help="Cluster FQDN (certificate names)."),
     first_address: str = typer.Option("127.0.10.1", "--first-address", envvar="RS_SIM_FIRST_ADDRESS",
                                       help="Node 1's loopback address; the others follow it."),
-    cm_port: int = typer.Option(8443, "--cm-port"),
-    api_port: int = typer.Option(9443, "--api-port"),
-    metrics_port: int = typer.Option(8070, "--metrics-port"),
+    cm_port: int = typer.Option(8443, "--cm-port", help="Every node's UI (cm) port."),
+    api_port: int = typer.Option(9443, "--api-port", help="Every node's REST API port."),
+    metrics_port: int = typer.Option(8070, "--metrics-port", help="Every node's metrics_exporter port."),
     databases: str | None = typer.Option(
         None, "--databases", help="Count, or ports like 12000,12001:single,12002:plain."
     ),
@@ -109,7 +109,8 @@ def simulator(
     password: str | None = typer.Option(
         None, "--password", envvar="RS_SIM_PASSWORD", help="Admin password (default random)."
     ),
-    state_dir: Path = typer.Option(Path(".rotation/sim"), "--state-dir"),  # noqa: B008
+    state_dir: Path = typer.Option(Path(".rotation/sim"), "--state-dir",  # noqa: B008
+                                   help="Where the cluster CA, the passwords and the certificate login files go."),
     connect_delay: float = typer.Option(0.0, "--connect-delay", help="Seconds before each handshake."),
     api_latency: float = typer.Option(0.0, "--api-latency", help="Seconds added to each REST answer."),
     no_resync: bool = typer.Option(False, "--no-resync", help="Nodes coming back up stay stale."),

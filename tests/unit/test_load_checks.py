@@ -102,3 +102,40 @@ def test_the_store_read_is_described_with_the_password_hidden(monkeypatch: pytes
     monkeypatch.setenv("ROTATION_STORE", "local")
     monkeypatch.setenv("ROTATION_STATE_DIR", str(tmp_path))
     assert ServiceSettings.from_env().describe_store() == f"local state in {tmp_path} (ROTATION_STORE=local)"
+
+
+@pytest.mark.parametrize(("limit", "visibility"), [("20m", "20m"), ("30m", None), (None, "10m")])
+def test_a_task_time_limit_not_below_the_visibility_timeout_is_refused(
+        monkeypatch: pytest.MonkeyPatch, limit: str | None, visibility: str | None) -> None:
+    # README "The service": the task limit must stay below the visibility timeout, or Redis redelivers a task
+    # to another worker while it still runs; it was accepted as it came
+    for name, value in (("ROTATION_TASK_TIME_LIMIT", limit), ("ROTATION_VISIBILITY_TIMEOUT", visibility)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match="ROTATION_TASK_TIME_LIMIT .* must be shorter than ROTATION_VISIBILITY_"):
+        ServiceSettings.from_env()
+
+
+def test_a_task_time_limit_below_the_visibility_timeout_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROTATION_TASK_TIME_LIMIT", "15s")
+    monkeypatch.setenv("ROTATION_VISIBILITY_TIMEOUT", "18s")
+    settings = ServiceSettings.from_env()
+    assert (settings.task_time_limit.total_seconds(), settings.visibility_timeout.total_seconds()) == (15, 18)
+
+
+@pytest.mark.parametrize(("where", "value"), [(("renew_before",), "0d"), (("clusters", "east", "renew_before"), "0s"),
+                                              (("clusters", "east", "certificates", "cm", "renew_before"), "0m")])
+def test_a_renew_before_of_zero_is_refused_naming_its_field(tmp_path: Path, where: tuple[str, ...],
+                                                            value: object) -> None:
+    # README "The inventory": durations above zero; renew_before 0 was taken, and a certificate became due only
+    # once it had expired
+    data: dict[str, Any] = {"clusters": {"east": {**CLUSTER, "certificates": {"cm": {}}}}}
+    (tmp_path / "east-password").write_text("pw")
+    node = data
+    for key in where[:-1]:
+        node = node.setdefault(key, {})
+    node[where[-1]] = value
+    (line,) = errors_of(write(tmp_path, data))
+    assert f"{'.'.join(where)}: " in line and "longer than zero" in line, line

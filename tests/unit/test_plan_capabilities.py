@@ -84,3 +84,15 @@ def test_a_renew_before_as_long_as_the_tlsserver_lifetime_is_refused(tmp_path: P
     assert "issuers.le.profile tlsserver issues certificates of 45d" in info.value.message
     assert impossible_plans(load(tmp_path, {"issuer": "le", "renew_before": "30d", "certificates": ["proxy"]},
                                  le=tlsserver)) == []
+
+
+def test_every_impossible_plan_is_a_line_of_its_own_naming_the_file(tmp_path: Path) -> None:
+    # README "The inventory": a bad file gives one error per problem, naming the file and the field (they were
+    # joined into one line with "; ", and `--json`'s problems had one entry for all of them)
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, {"issuer": "internal", "certificates": ["cm", "proxy"], "renew_before": "300d"},
+             internal={**INTERNAL, "validity": "90d"})
+    lines = info.value.message.splitlines()
+    assert len(lines) == 2 and "cm renews 300d" in lines[0] and "proxy renews 300d" in lines[1], lines
+    path = str(tmp_path / "inv.yaml")
+    assert all(line.startswith(f"{path}: clusters.east") for line in lines), lines
