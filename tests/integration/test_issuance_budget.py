@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 from prometheus_client import generate_latest
+from support.acme import TSIG_NAME, ZONE, NamedServer, PebbleServer
 from support.clock import FakeClock
 from support.cluster import write_inventory
 from support.processes import RedisServer
@@ -65,7 +66,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisState
 
 
 def test_the_budget_refuses_the_order_past_n_in_a_window_and_allows_it_after(store: RedisState | LocalState) -> None:
-    budget, start = _budget(3), datetime(2026, 1, 1, tzinfo=UTC)
+    # microseconds: a window's edge kept to 14 digits (Lua's tostring) moved by a fraction and kept the order
+    budget, start = _budget(3), datetime(2026, 1, 1, microsecond=123443, tzinfo=UTC)
     taken = [store.take_order(budget, f"r{i}", start + timedelta(seconds=10 * i)) for i in range(3)]
     assert [use.taken for use in taken] == [True] * 3 and [use.left for use in taken] == [2, 1, 0]
 
@@ -360,3 +362,31 @@ def test_a_rate_limited_answer_pauses_the_issuers_other_rotations_without_asking
         clock.advance(121)  # the pause is over: the CA is asked again
         rotate_and_record(ctx, "sim", "cm", _options(paused.retry_id), retries=1)
         assert limited_ca.requests > asked
+
+
+def test_an_acme_issuers_order_counts_and_the_next_waits_for_the_budget(
+        sim: ClusterSimulator, ca_files: tuple[Path, Path], tmp_path: Path, redis_store: RedisServer,
+        named: NamedServer, pebble: PebbleServer) -> None:
+    """Real Pebble: the order it answers is the budget's one; the next rotation (a dry run: it would order too)
+    waits for the budget instead of ordering."""
+    path = write_inventory(tmp_path / "inv.yaml", sim, ca_files)
+    data = yaml.safe_load(path.read_text())
+    (tmp_path / "tsig.secret").write_text(named.tsig_secret)
+    data["issuers"]["pebble"] = _acme(
+        pebble.directory_url, email="ops@example.com", challenge="dns-01", ca_bundle=str(pebble.tls_cert),
+        trust_roots=str(pebble.root_file), order_timeout="30s", budget={"orders": 1, "per": "1h"},
+        dns={"provider": "rfc2136", "server": named.address, "tsig_key_name": TSIG_NAME,
+             "tsig_secret_file": "tsig.secret", "propagation_servers": [named.address], "propagation_timeout": "10s"})
+    data["clusters"]["sim"].update(issuer="pebble", certificates={"proxy": {"hosts": [ZONE]}})
+    path.write_text(yaml.safe_dump(data))
+    inventory = load_inventory(path)
+    budget = inventory.issuers["pebble"].issuance_budget("pebble")
+    assert budget is not None and budget.orders == 1
+    with ServiceContext(inventory=lambda: inventory) as ctx:
+        first = rotate_and_record(ctx, "sim", "proxy", _options()).record
+        assert first.outcome is Outcome.VERIFIED, first.error
+        assert ctx.state.budget_use(budget, ctx.clock.now()).used == 1
+        dry = rotate_and_record(ctx, "sim", "proxy", _options(dry_run=True)).record
+        assert dry.outcome is Outcome.REFUSED and dry.blocked_by, dry.error
+        assert (dry.error or "").startswith("issuer 'pebble''s budget is spent until ")
+        assert ctx.state.budget_use(budget, ctx.clock.now()).used == 1

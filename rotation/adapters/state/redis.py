@@ -514,7 +514,8 @@ local take = ARGV[4] ~= ''
 local orders, per = tonumber(ARGV[2]), tonumber(ARGV[3])
 if not take and ARGV[3] == '' then orders, per = tonumber(info[3]), tonumber(info[4]) end
 per = per or 0
-local live = redis.call('zrangebyscore', KEYS[1], '(' .. ARGV[1] - per, '+inf', 'WITHSCORES')
+local cutoff = string.format('%.17g', now - per)  -- every digit: tostring's 14 would move the window's edge
+local live = redis.call('zrangebyscore', KEYS[1], '(' .. cutoff, '+inf', 'WITHSCORES')
 local used = #live / 2
 local paused = tonumber(info[5]) or 0
 local taken = 0
@@ -522,7 +523,7 @@ if take then
   redis.call('hset', KEYS[2], 'issuer', ARGV[6], 'shown', ARGV[7], 'orders', ARGV[2], 'per', ARGV[3])
   redis.call('sadd', KEYS[3], ARGV[5])
   info[1], info[2] = ARGV[6], ARGV[7]
-  redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[1] - per)
+  redis.call('zremrangebyscore', KEYS[1], '-inf', cutoff)
   if paused <= now and (not orders or used < orders) then
     if orders then
       redis.call('zadd', KEYS[1], now, ARGV[4])
@@ -538,10 +539,10 @@ local free = ''
 if used > 0 then
   local nth = 0
   if orders and used >= orders then nth = used - orders end
-  free = tostring(tonumber(live[2 * nth + 2]) + per)
+  free = string.format('%.17g', tonumber(live[2 * nth + 2]) + per)
 end
 return {taken, used, free, info[5] or '', info[6] or '', info[1] or '', info[2] or '', tostring(orders or ''),
-        tostring(per)}
+        string.format('%.17g', per)}
 """
 # KEYS budget-info, budget index; ARGV until, reason, key, issuer, shown: the later of two pauses holds
 _PAUSE = """
