@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -30,19 +31,25 @@ DEFAULT_MAX_NAMES = 100  # Let's Encrypt's classic limit; most CAs allow at leas
 
 class BudgetSettings(_Strict):
     """``budget: {orders: N, per: DURATION}``: at most N orders in any window of DURATION, fleet-wide;
-    ``budget: off`` (``OFF``) turns a default budget off."""
+    ``budget: off`` turns a default budget off."""
 
     orders: int = Field(ge=1)
     per: Duration
 
+    @classmethod
+    def off(cls) -> BudgetSettings:
+        """``budget: off``: no budget counted (built past validation: no order count is valid for it)."""
+        return cls.model_construct(orders=0, per=timedelta(0))
 
-OFF = BudgetSettings.model_construct(orders=0, per=timedelta(0))  # `budget: off`: no budget counted
+    @property
+    def is_off(self) -> bool:
+        return self.orders == 0
 
 
 def _budget_or_off(value: Any) -> Any:
-    """``budget: off`` (YAML's false) is ``OFF``; ``true`` says nothing: refused."""
+    """``budget: off`` (YAML's false) turns a default budget off; ``true`` says nothing: refused."""
     if value is False:
-        return OFF
+        return BudgetSettings.off()
     if value is True:
         raise ValueError("must be {orders: N, per: DURATION} or off")
     return value
@@ -70,7 +77,7 @@ class InternalCASettings(_Strict):
         return value
 
     def issuance_budget(self, name: str) -> IssuanceBudget | None:
-        return _set_budget(name, self.budget, f"internal_ca {self.ca_cert.resolve()}", str(self.ca_cert))
+        return _set_budget(name, self.budget, lambda: f"internal_ca {self.ca_cert.resolve()}", str(self.ca_cert))
 
     def trust_anchor_pems(self) -> list[str]:
         """The last certificate of ``ca_cert``: the root its chains lead to."""
@@ -101,7 +108,7 @@ class FilesSettings(_Strict):
     budget: Budget = None  # none unless set: reading files orders nothing
 
     def issuance_budget(self, name: str) -> IssuanceBudget | None:
-        return _set_budget(name, self.budget, f"files {self.cert_file.resolve()}", str(self.cert_file))
+        return _set_budget(name, self.budget, lambda: f"files {self.cert_file.resolve()}", str(self.cert_file))
 
     def trust_anchor_pems(self) -> list[str]:
         """``ca_bundle``'s certificates (none without one)."""
@@ -196,7 +203,7 @@ class AcmeSettings(_Strict):
             settings = BudgetSettings(orders=LETS_ENCRYPT_BUDGET[0], per=LETS_ENCRYPT_BUDGET[1])
         shown = redact_url(self.directory) + (f" account {self.email}" if self.email else "")
         identity = f"acme\n{self.directory}\n{self.email or ''}"
-        if settings is not None and settings is not OFF:
+        if settings is not None and not settings.is_off:
             return IssuanceBudget(name, identity, shown, settings.orders, settings.per)
         return IssuanceBudget(name, identity, shown, None, timedelta(0))
 
@@ -254,10 +261,12 @@ class AcmeSettings(_Strict):
         }
 
 
-def _set_budget(name: str, settings: BudgetSettings | None, identity: str, shown: str) -> IssuanceBudget | None:
-    if settings is None or settings is OFF:
+def _set_budget(name: str, settings: BudgetSettings | None, identity: Callable[[], str],
+                shown: str) -> IssuanceBudget | None:
+    """A budget only where one is set (``identity``: the CA's own files, worked out only then)."""
+    if settings is None or settings.is_off:
         return None
-    return IssuanceBudget(name, identity, shown, settings.orders, settings.per)
+    return IssuanceBudget(name, identity(), shown, settings.orders, settings.per)
 
 
 IssuerSettings = Annotated[InternalCASettings | FilesSettings | AcmeSettings, Field(discriminator="type")]
