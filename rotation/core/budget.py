@@ -20,6 +20,11 @@ from rotation.core.durations import format_duration
 from rotation.core.errors import BudgetSpent
 
 DEFAULT_PAUSE = timedelta(hours=1)  # a CA's 429 without Retry-After: as for rateLimited (acme issuer's wait)
+# A queued rotation that found no budget looks again after its wait, but after this at most: a Celery countdown
+# past the broker's visibility timeout (20 min by default) is delivered twice, and the certificate's pending
+# marker (about 100 min) would lapse under retries that wait hours. Past its retries it ends, uncounted, and a
+# later scan queues it once the budget has room.
+RECHECK_MAX = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,8 @@ class BudgetUse:
         else:
             why = (f"issuer {self.issuer!r}'s budget is spent until {moment_text(until)} "
                    f"({self.orders} orders per {format_duration(self.per)})")
-        return BudgetSpent(f"{why}; nothing was ordered, the rotation waits for it", retry_after=wait, until=until)
+        return BudgetSpent(f"{why}; nothing was ordered, the rotation waits for it",
+                           retry_after=min(wait, RECHECK_MAX.total_seconds()), until=until)
 
 
 def window_use(order_times: Iterable[float], now: float, orders: int | None,
@@ -100,4 +106,4 @@ def moment_text(when: datetime) -> str:
     return f"{when.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z"
 
 
-__all__ = ["DEFAULT_PAUSE", "BudgetUse", "IssuanceBudget", "moment", "moment_text", "window_use"]
+__all__ = ["DEFAULT_PAUSE", "RECHECK_MAX", "BudgetUse", "IssuanceBudget", "moment", "moment_text", "window_use"]

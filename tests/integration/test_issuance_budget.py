@@ -33,7 +33,7 @@ from rotation.adapters.state.redis import RedisState
 from rotation.adapters.state.redis_client import connect as open_redis
 from rotation.cli.rotate import exit_code_for
 from rotation.config import Inventory, load_inventory
-from rotation.core.budget import IssuanceBudget
+from rotation.core.budget import RECHECK_MAX, IssuanceBudget
 from rotation.core.errors import BudgetSpent, ConfigError
 from rotation.core.model import Outcome, new_rotation_id
 from rotation.simulator import ClusterSimulator
@@ -75,7 +75,8 @@ def test_the_budget_refuses_the_order_past_n_in_a_window_and_allows_it_after(sto
     assert not refused.taken and refused.used == 3
     assert refused.blocked_until(start + timedelta(seconds=30)) == start + HOUR  # when the first order leaves
     error = refused.refusal(start + timedelta(seconds=30))
-    assert isinstance(error, BudgetSpent) and error.retryable and error.retry_after == 3600 - 30
+    assert isinstance(error, BudgetSpent) and error.retryable and error.until == start + HOUR
+    assert error.retry_after == RECHECK_MAX.total_seconds()  # a queued rotation looks again, at most this late
     assert "issuer 'le''s budget is spent until 2026-01-01 01:00:00Z (3 orders per 1h)" in error.message
 
     assert not store.take_order(budget, "r3", start + HOUR - timedelta(seconds=1)).taken  # still inside
@@ -209,7 +210,7 @@ def test_a_spent_budget_is_no_failure_and_a_queued_rotation_is_retried_when_it_r
         assert "issuer 'internal''s budget is spent until " in (record.error or "")
         assert "nothing was ordered" in (record.error or "")
         # queued: retried (the SharedLockBusy path) once the order returns to the budget, not before
-        assert second.retry_id == f"{second_id}.1" and second.retry_in >= 3600 - 1
+        assert second.retry_id == f"{second_id}.1" and second.retry_in >= RECHECK_MAX.total_seconds()
         state = ctx.state.state("sim", "cm")
         assert not state.get("failures") and not state.get("next_attempt"), state  # no backoff of its own
         assert len(sim.received_update_bodies) == pushes
@@ -220,8 +221,13 @@ def test_a_spent_budget_is_no_failure_and_a_queued_rotation_is_retried_when_it_r
         metrics = generate_latest(registry_for(ctx.state, clock)).decode()
         assert 'rotation_issuer_orders_left{ca="' in metrics and "} 0.0" in metrics
 
-        clock.advance(3600)
-        retried = rotate_and_record(ctx, "sim", "cm", _options(second.retry_id), retries=1)
+        clock.advance(RECHECK_MAX.total_seconds())  # looked at again: still spent, waits again, still no failure
+        early = rotate_and_record(ctx, "sim", "cm", _options(second.retry_id), retries=1)
+        assert early.record.outcome is Outcome.REFUSED and early.retry_id == f"{second_id}.2", early.record.error
+        assert not ctx.state.state("sim", "cm").get("failures")
+
+        clock.advance(3600 - RECHECK_MAX.total_seconds())  # the first order left the window
+        retried = rotate_and_record(ctx, "sim", "cm", _options(early.retry_id), retries=2)
         assert retried.record.outcome is Outcome.VERIFIED, retried.record.error
 
 
