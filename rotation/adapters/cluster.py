@@ -40,9 +40,10 @@ class ClusterSession:
     #: CA PEMs a REST client of this cluster trusts besides ``verify`` (what a new process would trust)
     trust: tuple[str, ...] = ()
 
-    def view(self, refresh: bool = False) -> ClusterView:
+    def view(self, refresh: bool = False, *, info: dict[str, Any] | None = None) -> ClusterView:
+        """The cluster's view, read once (``refresh``: again; ``info``: with this ``GET /v1/cluster`` answer)."""
         if self._view is None or refresh:
-            self.read_shape()
+            self.read_shape(info=info)
         assert self._view is not None  # read_shape sets it
         return self._view
 
@@ -56,14 +57,16 @@ class ClusterSession:
         return self._view.version if self._view is not None else self.client.software_version()
 
     def read_shape(self, *, links: bool = False, own_listed: list[dict[str, Any]] | None = None,
-                   every_crdb: bool = False) -> ClusterLinks | None:
+                   every_crdb: bool = False, info: dict[str, Any] | None = None) -> ClusterLinks | None:
         """The view and (``links``) the replication links from ONE read of each answer: ``GET /v1/cluster``,
         ``/v1/nodes``, ``/v1/bdbs`` (raw, parsed for both), ``/v1/bdbs/certificates`` where the version has
         it (its items appended to ``own_listed``), and ``/v1/crdbs`` only where a database has a
         ``crdt_guid`` (a fleet check reads each cluster once). Which databases present a certificate of
         their own tells where ``proxy`` is looked for (only clusters with per-database certificates answer).
-        ``every_crdb``: ``/v1/crdbs`` is read whatever the databases say, as :meth:`replication` does."""
-        info, nodes = self.client.cluster_info(), self.client.nodes()
+        ``every_crdb``: ``/v1/crdbs`` is read whatever the databases say, as :meth:`replication` does.
+        ``info``: the ``GET /v1/cluster`` answer the caller read moments before (not read again)."""
+        info = info if info is not None else self.client.cluster_info()
+        nodes = self.client.nodes()
         version = self.client.software_version(nodes)
         listed = self.client.database_certificates() if at_least(version, DATABASE_CERTIFICATES_SINCE) else []
         if own_listed is not None:

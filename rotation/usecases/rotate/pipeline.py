@@ -23,6 +23,7 @@ import logging
 import ssl
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 from cryptography import x509
 
@@ -89,7 +90,7 @@ def rotate(
     ends = True
     try:
         owner = f"rotation {record.id} ({record.trigger})"
-        identities = _identities(session, resuming=bool(existing and existing.steps))
+        identities, run.cluster_info = _identities(session, resuming=bool(existing and existing.steps))
         with rotation_context(record.id, session.name, str(name)), \
                 _hold(state, identities, run.target, owner) as lease:
             run.lease = lease
@@ -142,24 +143,32 @@ class _Leases:
             lease.check()
 
 
-def _identities(session: ClusterSession, *, resuming: bool) -> list[str]:
+def _identities(session: ClusterSession, *, resuming: bool) -> tuple[list[str], dict[str, Any] | None]:
     """The cluster's lock identities: its REST URL's ``host:port``, and the name the cluster gives itself
     (``GET /v1/cluster`` ``name``: its FQDN, set once, read-only), so the same cluster reached by another URL
     (another node's address, an address for the FQDN, two inventories) is still one lock per certificate.
-    Two clusters that claim one FQDN only wait for each other."""
+    Two clusters that claim one FQDN only wait for each other. With them, the ``GET /v1/cluster`` answer read
+    for the name (None: the view's, which a caller read), which the read step reuses under the lock: it names
+    the cluster and its ports, which our own rotations never change."""
     identities = [session.settings.identity]
+    info: dict[str, Any] | None = None
     try:
         # the view (when a caller read it) holds the same answer: ``fqdn`` is RS's ``name``
-        said = session.view().fqdn if session.view_read else session.client.cluster_info().get("name")
+        said: object
+        if session.view_read:
+            said = session.view().fqdn
+        else:
+            info = session.client.cluster_info()
+            said = info.get("name")
     except RotationError as exc:
         if not resuming:
             raise  # nothing started: refused, retried like any unreachable cluster
         # an earlier attempt's recovery must not wait for the API (it may be what failed): its URL's lock
         log.warning("%s: the cluster's name could not be read (%s); locked by its URL only", session.name,
                     exc.message)
-        return identities
+        return identities, None
     name = said if isinstance(said, str) and said.strip(" .") else session.settings.fqdn
-    return [*identities, "rs:" + name.strip().rstrip(".").lower()]
+    return [*identities, "rs:" + name.strip().rstrip(".").lower()], info
 
 
 @contextlib.contextmanager
@@ -234,7 +243,7 @@ def _read(run: Run) -> OriginalPair:
     unfinished earlier rotation of this certificate left bound."""
     session, record, name = run.session, run.record, run.cert_name
     with run.step("read") as step:
-        view = session.view(refresh=not run.options.view_read)
+        view = session.view(refresh=not run.options.view_read, info=run.cluster_info)
         down = view.down_nodes()
         if down:
             raise RotationError(

@@ -219,6 +219,7 @@ class Run:
         self.log = logging.LoggerAdapter(log, {"rotation_id": record.id, "cluster": record.cluster,
                                                "cert_name": record.cert_name})
         self.store_down = False  # the last save did not reach the store (the record is in its journal)
+        self.cluster_info: dict[str, Any] | None = None  # GET /v1/cluster read for the lock, reused by the read step
 
     def step(self, name: str, *, save: bool = True) -> StepScope:
         """A step of the record; ``save=False``: its start is saved with the next save (it never waits)."""
