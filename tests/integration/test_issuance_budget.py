@@ -396,3 +396,28 @@ def test_an_acme_issuers_order_counts_and_the_next_waits_for_the_budget(
         assert dry.outcome is Outcome.REFUSED and dry.blocked_by, dry.error
         assert (dry.error or "").startswith("issuer 'pebble''s budget is spent until ")
         assert ctx.state.budget_use(budget, ctx.clock.now()).used == 1
+
+
+def test_rotate_inline_says_the_budget_is_spent_and_status_shows_it_on_the_local_store(
+        sim: ClusterSimulator, ca_files: tuple[Path, Path], tmp_path: Path, state_dir: Path) -> None:
+    """`rotation rotate --inline` with ROTATION_STORE=local: the second order of the hour is refused, said in
+    one line, exit 2; `rotation status` shows the budget spent."""
+    from typer.testing import CliRunner
+
+    from rotation.cli.main import app
+
+    path = write_inventory(tmp_path / "inv.yaml", sim, ca_files)
+    data = yaml.safe_load(path.read_text())
+    data["issuers"]["internal"]["budget"] = {"orders": 1, "per": "1h"}
+    path.write_text(yaml.safe_dump(data))
+    runner = CliRunner()
+    result = runner.invoke(app, ["rotate", "sim", "cm", "api", "--inline", "-c", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "sim/cm verified" in result.stdout and "sim/api refused" in result.stdout, result.stdout
+    assert "issuer 'internal''s budget is spent until " in " ".join(result.stdout.split())
+
+    result = runner.invoke(app, ["status", "-c", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["issuer_budgets"]
+    assert (row["issuer"], row["left"], row["orders"]) == ("internal", 0, 1) and row["waits_until"]
+    assert not [r for r in json.loads(result.stdout)["certificates"] if r["failures"]]
