@@ -31,7 +31,7 @@ RECHECK_MAX = timedelta(minutes=10)
 class IssuanceBudget:
     """What one issuer may order. ``orders`` None: no budget is counted, but the CA's pause still holds."""
 
-    issuer: str  # the inventory's name, for messages
+    issuer: str  # the inventory's name (letters, digits, '.', '_', '-'), for messages
     identity: str = field(repr=False)  # what the CA counts against (directory + account): may hold a password
     shown: str  # the same for `status` and messages (password hidden)
     orders: int | None
@@ -74,10 +74,10 @@ class BudgetUse:
         until = self.blocked_until(now) or now
         wait = max(0.0, (until - now).total_seconds())
         if self.paused_until is not None and self.paused_until > now:
-            why = f"issuer {self.issuer!r} is paused until {moment_text(until)}: the CA answered rateLimited"
+            why = f"issuer {self.issuer} is paused until {moment_text(until)}: the CA answered rateLimited"
             why += f" ({self.paused_reason})" if self.paused_reason else ""
         else:
-            why = (f"issuer {self.issuer!r}'s budget is spent until {moment_text(until)} "
+            why = (f"issuer {self.issuer}'s budget is spent until {moment_text(until)} "
                    f"({self.orders} orders per {format_duration(self.per)})")
         return BudgetSpent(f"{why}; nothing was ordered, the rotation waits for it",
                            retry_after=min(wait, RECHECK_MAX.total_seconds()), until=until)
@@ -97,9 +97,10 @@ def window_use(order_times: Iterable[float], now: float, orders: int | None,
 
 
 def moment(epoch: float | str | None) -> datetime | None:
-    if epoch in (None, ""):
+    """Epoch seconds as the stores keep them (a number, or its text; None or "": none)."""
+    if epoch is None or epoch == "":
         return None
-    return datetime.fromtimestamp(float(epoch), UTC)  # type: ignore[arg-type]
+    return datetime.fromtimestamp(float(epoch), UTC)
 
 
 def moment_text(when: datetime) -> str:

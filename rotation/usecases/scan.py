@@ -22,6 +22,7 @@ from rotation.adapters.cluster import ClusterSession
 from rotation.adapters.targets import read_targets
 from rotation.config import Inventory
 from rotation.core import certs
+from rotation.core.budget import IssuanceBudget
 from rotation.core.clock import Clock
 from rotation.core.errors import RotationError, RotationInProgress
 from rotation.core.model import CertName, ServedCert, Trigger
@@ -183,6 +184,7 @@ def scan_and_queue(ctx: ServiceContext, cluster: str, queue: RotationQueue,
             queued.append(queue.submit(cluster, str(cert_name), trigger=Trigger.BEAT, countdown=uniform(0, jitter)))
         except RotationInProgress:
             busy.append(str(cert_name))
+            budgets.give_back(cluster, cert_name)  # queued before, or running: it took (or waits for) its own
     if result.backing_off:
         log.info("%s: backing off %s after failures", cluster, ", ".join(map(str, result.backing_off)))
     if waiting:
@@ -205,11 +207,21 @@ class _Budgets:
         self.left: dict[str, int | None] = {}  # per budget key: orders this scan may still queue (None: any)
         self.why: list[str] = []
 
-    def room(self, cluster: str, cert_name: CertName | str) -> bool:
+    def _budget(self, cluster: str, cert_name: CertName | str) -> IssuanceBudget | None:
         issuer = self.inventory.plan(cluster, cert_name).issuer
-        budget = self.inventory.issuers[issuer].issuance_budget(issuer) if issuer else None
+        return self.inventory.issuers[issuer].issuance_budget(issuer) if issuer else None
+
+    def give_back(self, cluster: str, cert_name: CertName | str) -> None:
+        budget = self._budget(cluster, cert_name)
+        left = self.left.get(budget.key) if budget is not None else None
+        if budget is not None and left is not None:
+            self.left[budget.key] = left + 1
+
+    def room(self, cluster: str, cert_name: CertName | str) -> bool:
+        budget = self._budget(cluster, cert_name)
         if budget is None:
             return True
+        issuer = budget.issuer
         if budget.key not in self.left:
             try:
                 use = self.ctx.state.budget_use(budget, self.now)

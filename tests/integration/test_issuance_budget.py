@@ -34,7 +34,7 @@ from rotation.adapters.state.redis_client import connect as open_redis
 from rotation.cli.rotate import exit_code_for
 from rotation.config import Inventory, load_inventory
 from rotation.core.budget import RECHECK_MAX, IssuanceBudget
-from rotation.core.errors import BudgetSpent, ConfigError
+from rotation.core.errors import BudgetSpent, ConfigError, RotationInProgress
 from rotation.core.model import Outcome, new_rotation_id
 from rotation.simulator import ClusterSimulator
 from rotation.usecases.context import ServiceContext
@@ -77,7 +77,7 @@ def test_the_budget_refuses_the_order_past_n_in_a_window_and_allows_it_after(sto
     error = refused.refusal(start + timedelta(seconds=30))
     assert isinstance(error, BudgetSpent) and error.retryable and error.until == start + HOUR
     assert error.retry_after == RECHECK_MAX.total_seconds()  # a queued rotation looks again, at most this late
-    assert "issuer 'le''s budget is spent until 2026-01-01 01:00:00Z (3 orders per 1h)" in error.message
+    assert "issuer le's budget is spent until 2026-01-01 01:00:00Z (3 orders per 1h)" in error.message
 
     assert not store.take_order(budget, "r3", start + HOUR - timedelta(seconds=1)).taken  # still inside
     again = store.take_order(budget, "r3", start + HOUR)  # the first order left the window
@@ -93,7 +93,7 @@ def test_the_cas_pause_holds_every_order_of_the_issuer_until_it_ends(store: Redi
     refused = store.take_order(budget, "r1", start + timedelta(seconds=119))
     assert not refused.taken and refused.paused_until == start + timedelta(seconds=120)
     message = refused.refusal(start).message
-    assert "issuer 'le' is paused until 2026-01-01 00:02:00Z: the CA answered rateLimited (too many new orders)" \
+    assert "issuer le is paused until 2026-01-01 00:02:00Z: the CA answered rateLimited (too many new orders)" \
         in message
     assert store.take_order(budget, "r1", start + timedelta(seconds=120)).taken
     (listed,) = store.issuer_budgets(start)
@@ -207,7 +207,7 @@ def test_a_spent_budget_is_no_failure_and_a_queued_rotation_is_retried_when_it_r
         second = rotate_and_record(ctx, "sim", "cm", _options(second_id), retries=0)
         record = second.record
         assert record.outcome is Outcome.REFUSED and record.blocked_by and not record.pushed, record.error
-        assert "issuer 'internal''s budget is spent until " in (record.error or "")
+        assert "issuer internal's budget is spent until " in (record.error or "")
         assert "nothing was ordered" in (record.error or "")
         # queued: retried (the SharedLockBusy path) once the order returns to the budget, not before
         assert second.retry_id == f"{second_id}.1" and second.retry_in >= RECHECK_MAX.total_seconds()
@@ -248,7 +248,7 @@ def test_refusals_before_the_order_cost_no_budget_and_a_dry_run_that_orders_does
         # `rotate --inline`: said, not retried, exit 2 (refused, nothing pushed)
         inline = rotate_and_record(ctx, "sim", "cm", _options()).record
         assert inline.outcome is Outcome.REFUSED and inline.blocked_by
-        assert (inline.error or "").startswith("issuer 'internal''s budget is spent until ")
+        assert (inline.error or "").startswith("issuer internal's budget is spent until ")
         assert exit_code_for([inline], dry_run=False) == 2
         assert not ctx.state.state("sim", "cm").get("failures")
 
@@ -256,10 +256,13 @@ def test_refusals_before_the_order_cost_no_budget_and_a_dry_run_that_orders_does
 class _Queued:
     """The scan's queue, recording what it would queue."""
 
-    def __init__(self) -> None:
+    def __init__(self, busy: tuple[str, ...] = ()) -> None:
         self.queued: list[str] = []
+        self.busy = busy  # already queued or running
 
     def submit(self, cluster: str, cert_name: str, **options: object) -> str:
+        if cert_name in self.busy:
+            raise RotationInProgress(f"{cluster}/{cert_name}: a rotation is already in progress")
         self.queued.append(cert_name)
         return f"queued-{cert_name}"
 
@@ -272,6 +275,10 @@ def test_a_scan_queues_no_more_rotations_than_the_budget_has_left(budgeted: Inve
         queue = _Queued()
         result = scan_and_queue(ctx, "sim", queue, uniform=lambda a, b: 0.0)  # type: ignore[arg-type]
         assert len(queue.queued) == 1 and len(result["waiting_for_budget"]) >= 2, result
+        # a certificate already queued takes no slot of the scan's: the next due one is queued instead
+        queue = _Queued(busy=(queue.queued[0],))
+        result = scan_and_queue(ctx, "sim", queue, uniform=lambda a, b: 0.0)  # type: ignore[arg-type]
+        assert len(queue.queued) == 1 and result["in_progress"] == list(queue.busy), result
         ctx.state.take_order(budget, "elsewhere", clock.now())  # another worker took the order
         queue = _Queued()
         result = scan_and_queue(ctx, "sim", queue, uniform=lambda a, b: 0.0)  # type: ignore[arg-type]
@@ -358,7 +365,7 @@ def test_a_rate_limited_answer_pauses_the_issuers_other_rotations_without_asking
         record = paused.record
         assert limited_ca.requests == asked  # the CA was not asked again
         assert record.outcome is Outcome.REFUSED and record.blocked_by, record.error
-        assert "issuer 'ca' is paused until " in (record.error or "") and "too many new orders" in (record.error or "")
+        assert "issuer ca is paused until " in (record.error or "") and "too many new orders" in (record.error or "")
         assert paused.retry_id and paused.retry_in >= 120 - 1
         assert not ctx.state.state("sim", "cm").get("failures")
 
@@ -394,7 +401,7 @@ def test_an_acme_issuers_order_counts_and_the_next_waits_for_the_budget(
         assert ctx.state.budget_use(budget, ctx.clock.now()).used == 1
         dry = rotate_and_record(ctx, "sim", "proxy", _options(dry_run=True)).record
         assert dry.outcome is Outcome.REFUSED and dry.blocked_by, dry.error
-        assert (dry.error or "").startswith("issuer 'pebble''s budget is spent until ")
+        assert (dry.error or "").startswith("issuer pebble's budget is spent until ")
         assert ctx.state.budget_use(budget, ctx.clock.now()).used == 1
 
 
@@ -414,7 +421,7 @@ def test_rotate_inline_says_the_budget_is_spent_and_status_shows_it_on_the_local
     result = runner.invoke(app, ["rotate", "sim", "cm", "api", "--inline", "-c", str(path)])
     assert result.exit_code == 2, result.output
     assert "sim/cm verified" in result.stdout and "sim/api refused" in result.stdout, result.stdout
-    assert "issuer 'internal''s budget is spent until " in " ".join(result.stdout.split())
+    assert "issuer internal's budget is spent until " in " ".join(result.stdout.split())
 
     result = runner.invoke(app, ["status", "-c", str(path), "--json"])
     assert result.exit_code == 0, result.output
