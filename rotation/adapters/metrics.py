@@ -83,6 +83,20 @@ class StateCollector(Collector):
                 drift.add_metric([cluster], float(scan["policy_drift"]))
         yield from (scans, drift, warnings)
 
+        left = GaugeMetricFamily("rotation_issuer_orders_left",
+                                 "Orders an issuer's budget has left in its window, fleet-wide (per CA account)",
+                                 labels=["issuer", "ca"])
+        paused = GaugeMetricFamily("rotation_issuer_paused_until_timestamp_seconds",
+                                   "Until when an issuer orders nothing: its CA answered rateLimited, or its budget "
+                                   "is spent", labels=["issuer", "ca"])
+        for use in self.store.issuer_budgets(now):
+            if use.left is not None:
+                left.add_metric([use.issuer, use.shown], float(use.left))
+            blocked = use.blocked_until(now)
+            if blocked is not None:
+                paused.add_metric([use.issuer, use.shown], blocked.timestamp())
+        yield from (left, paused)
+
         stats = self.store.stats()
         rotations = CounterMetricFamily("rotation_rotations", "Rotations by outcome",
                                         labels=["cluster", "cert", "outcome"])

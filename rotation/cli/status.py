@@ -52,6 +52,19 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
                                   row["last_scan"] or "-", f"{row['last_outcome'] or '-'} {row['last_rotation'] or ''}",
                                   row["failures"] or 0, why, row["in_flight"] or "-")))
     console.print(table)
+    if report.get("issuer_budgets"):
+        budgets = Table(title="Issuer budgets (orders per window, fleet-wide)")
+        for column in ("issuer", "CA account", "orders left", "window", "waits until (why)"):
+            budgets.add_column(column)
+        for row in report["issuer_budgets"]:
+            left = "-" if row["orders"] is None else f"{row['left']} of {row['orders']}"
+            why = "-"
+            if row["paused_until"]:
+                why = f"{row['paused_until']} (the CA answered rateLimited: {row['paused_reason'] or '-'})"
+            elif row["waits_until"]:
+                why = f"{row['waits_until']} (budget spent)"
+            budgets.add_row(*map(cell, (row["issuer"], row["ca"], left, row["per"] or "-", why)))
+        console.print(budgets)
     if any(row["backoff"] for row in report["certificates"]):
         err_console.print("backing off after failures: `rotation retry CLUSTER CERT` lets the next scan try again",
                           highlight=False, soft_wrap=True)

@@ -2,23 +2,60 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from rotation.config._base import Duration, _secret, _Strict
 from rotation.config.files import read_certificates
 from rotation.core import certs
+from rotation.core.budget import IssuanceBudget
 from rotation.core.errors import ConfigError
 from rotation.core.model import KeyType
+from rotation.core.redaction import redact_url
 
+# Let's Encrypt allows 300 new orders per account per 3 hours (rs-8x-and-public-cas-2026.md): half of it by
+# default, so renewals of one fleet never reach the CA's limit, and the account keeps room for manual orders
+LETS_ENCRYPT_HOSTS = ("acme-v02.api.letsencrypt.org", "acme-staging-v02.api.letsencrypt.org")
+LETS_ENCRYPT_BUDGET = (150, timedelta(hours=3))
 SHORT_PROFILES = frozenset({"tlsserver", "shortlived"})  # Let's Encrypt's profiles: at most 25 names
 # Let's Encrypt's (rs-8x-and-public-cas-2026.md §1.5): tlsserver is 45 days since 13 May 2026
 PROFILE_LIFETIMES = {"shortlived": timedelta(hours=160), "tlsserver": timedelta(days=45)}
 SHORT_PROFILE_MAX_NAMES = 25
 DEFAULT_MAX_NAMES = 100  # Let's Encrypt's classic limit; most CAs allow at least as many
+
+
+class BudgetSettings(_Strict):
+    """``budget: {orders: N, per: DURATION}``: at most N orders in any window of DURATION, fleet-wide;
+    ``budget: off`` turns a default budget off."""
+
+    orders: int = Field(ge=1)
+    per: Duration
+
+    @classmethod
+    def off(cls) -> BudgetSettings:
+        """``budget: off``: no budget counted (built past validation: no order count is valid for it)."""
+        return cls.model_construct(orders=0, per=timedelta(0))
+
+    @property
+    def is_off(self) -> bool:
+        return self.orders == 0
+
+
+def _budget_or_off(value: Any) -> Any:
+    """``budget: off`` (YAML's false) turns a default budget off; ``true`` says nothing: refused."""
+    if value is False:
+        return BudgetSettings.off()
+    if value is True:
+        raise ValueError("must be {orders: N, per: DURATION} or off")
+    return value
+
+
+Budget = Annotated[BudgetSettings | None, BeforeValidator(_budget_or_off)]
 
 
 class InternalCASettings(_Strict):
@@ -30,6 +67,7 @@ class InternalCASettings(_Strict):
     validity: Duration = timedelta(days=90)
     key_type: KeyType = KeyType.ECDSA_P256
     ocsp_url: str | None = None  # put in every certificate's AIA: RS can staple the proxy certificate
+    budget: Budget = None  # none unless set: an internal CA has no rate limits of its own
 
     @field_validator("ocsp_url")
     @classmethod
@@ -37,6 +75,9 @@ class InternalCASettings(_Strict):
         if value is not None and (not value.startswith(("http://", "https://")) or len(value) > 1000):
             raise ValueError("must be the http:// URL of the CA's OCSP responder")
         return value
+
+    def issuance_budget(self, name: str) -> IssuanceBudget | None:
+        return _set_budget(name, self.budget, lambda: f"internal_ca {self.ca_cert.resolve()}", str(self.ca_cert))
 
     def trust_anchor_pems(self) -> list[str]:
         """The last certificate of ``ca_cert``: the root its chains lead to."""
@@ -64,6 +105,10 @@ class FilesSettings(_Strict):
     key_password_file: Path | None = None
     ca_bundle: Path | None = None
     key_type: KeyType = KeyType.ECDSA_P256
+    budget: Budget = None  # none unless set: reading files orders nothing
+
+    def issuance_budget(self, name: str) -> IssuanceBudget | None:
+        return _set_budget(name, self.budget, lambda: f"files {self.cert_file.resolve()}", str(self.cert_file))
 
     def trust_anchor_pems(self) -> list[str]:
         """``ca_bundle``'s certificates (none without one)."""
@@ -147,6 +192,20 @@ class AcmeSettings(_Strict):
     # unless the issuer names trust_roots (a private ACME CA); a private CA that still issues it says true.
     client_auth: bool | None = None
     max_names: int | None = Field(default=None, ge=1, le=1000)  # default: 25 for LE's tlsserver/shortlived, else 100
+    # orders per window for the whole fleet (core.budget); default: 150 per 3h for Let's Encrypt, else none
+    budget: Budget = None
+
+    def issuance_budget(self, name: str) -> IssuanceBudget:
+        """The account's budget, keyed as the CA counts (directory + account: ``acme.account.AccountSpec``),
+        with the CA's pause also for an issuer whose budget is off."""
+        settings = self.budget
+        if settings is None and urlsplit(self.directory).hostname in LETS_ENCRYPT_HOSTS:
+            settings = BudgetSettings(orders=LETS_ENCRYPT_BUDGET[0], per=LETS_ENCRYPT_BUDGET[1])
+        shown = redact_url(self.directory) + (f" account {self.email}" if self.email else "")
+        identity = f"acme\n{self.directory}\n{self.email or ''}"
+        if settings is not None and not settings.is_off:
+            return IssuanceBudget(name, identity, shown, settings.orders, settings.per)
+        return IssuanceBudget(name, identity, shown, None, timedelta(0))
 
     @property
     def issues_client_auth(self) -> bool:
@@ -200,6 +259,14 @@ class AcmeSettings(_Strict):
             "order_timeout": self.order_timeout,
             "request_timeout": self.request_timeout,
         }
+
+
+def _set_budget(name: str, settings: BudgetSettings | None, identity: Callable[[], str],
+                shown: str) -> IssuanceBudget | None:
+    """A budget only where one is set (``identity``: the CA's own files, worked out only then)."""
+    if settings is None or settings.is_off:
+        return None
+    return IssuanceBudget(name, identity(), shown, settings.orders, settings.per)
 
 
 IssuerSettings = Annotated[InternalCASettings | FilesSettings | AcmeSettings, Field(discriminator="type")]

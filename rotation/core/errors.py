@@ -17,6 +17,7 @@
     │   └── ReplicationError           a replication link not in sync by the deadline, a CRDB update failed
     ├── LockoutRefused                 a change that would leave the tool unable to log in: refused
     ├── RotationInProgress             another rotation holds the lock for this certificate
+    ├── BudgetSpent                    the issuer's issuance budget is spent, or the CA paused it: retryable
     ├── Superseded                     this rotation lost its lock lease: it must not push again
     └── StoreUnavailable               the service's state (Redis) cannot be reached: retryable
 
@@ -27,6 +28,8 @@ fingerprints and the server's own error_code/description.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 
 class RotationError(Exception):
@@ -71,10 +74,12 @@ class IssuerError(RotationError):
         retryable: bool = False,
         retry_after: float | None = None,
         problem: dict | None = None,
+        rate_limited: bool = False,
     ) -> None:
         super().__init__(message, retry_after=retry_after)
         self.retryable = retryable
         self.problem = problem
+        self.rate_limited = rate_limited  # the CA's rateLimited (or a 429): the whole issuer pauses (core.budget)
 
 
 class ClusterAPIError(RotationError):
@@ -140,6 +145,18 @@ class SharedLockBusy(RotationInProgress):
     retryable = True
 
 
+class BudgetSpent(RotationError):
+    """The issuer's issuance budget is spent for now, or its CA answered rateLimited and paused it (until
+    ``until``): nothing was ordered or pushed, so a queued rotation waits for it (retried, ``retry_after``)
+    and it never counts as the certificate's failure."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, until: datetime | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.until = until
+
+
 class RateLimited(RotationError):
     """A chat caller's budget of commands that queue work is spent for now (``retry_after`` seconds)."""
 
@@ -160,6 +177,7 @@ class Interrupted(BaseException):
 
 
 __all__ = [
+    "BudgetSpent",
     "CertificateError",
     "ClusterAPIError",
     "ClusterAuthError",

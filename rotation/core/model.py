@@ -248,7 +248,9 @@ class RotationRecord:
     requested_by: str | None = None  # who asked (chat user id, CLI user), for the audit trail
     problem: dict | None = None  # the CA's problem document (RFC 7807) when an ACME order failed
     dry_run: bool = False
-    blocked_by: str | None = None  # refused because this rotation held the certificate already
+    # refused because something it needs was held: the certificate's lock (another rotation), or the
+    # issuer's budget (spent, or paused by the CA): never the certificate's failure
+    blocked_by: str | None = None
     cluster_state: ClusterState | None = None  # after a push: what the endpoints serve at the end
     warnings: list[str] = field(default_factory=list)  # what the rotation accepted but an operator should know
     # What companions changed outside the certificate (peers, settings), with what undoes it: see
@@ -265,7 +267,7 @@ class RotationRecord:
     @property
     def counts_as_failure(self) -> bool:
         """Backoff counts real failures only: not a dry run, not a refusal because another rotation
-        held the certificate, not a rotation superseded by another."""
+        held the certificate or the issuer's budget was spent, not a rotation superseded by another."""
         if self.dry_run or self.blocked_by:
             return False
         return self.outcome in (Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.REFUSED)

@@ -1,7 +1,8 @@
 """The one retry policy: what is retried, how long to wait, how many times, and the retry ids.
 
 Only the task layer retries a rotation (``workers.tasks``): a failure the error tree calls
-retryable (``RotationError.retryable``: a cluster or CA unreachable, 5xx, rate limits) that
+retryable (``RotationError.retryable``: a cluster or CA unreachable, 5xx, rate limits, a shared lock
+held, the issuer's budget spent: ``BudgetSpent``) that
 left nothing half-done is tried again under ``<id>.<n>``, at most ``MAX_ROTATION_RETRIES``
 times, after an exponential, jittered wait that honours a ``Retry-After``. A final failure
 backs the certificate off (``backoff_delay``): the scans skip it until then.

@@ -22,6 +22,7 @@ from rotation.adapters.cluster import ClusterSession
 from rotation.adapters.targets import read_targets
 from rotation.config import Inventory
 from rotation.core import certs
+from rotation.core.budget import IssuanceBudget
 from rotation.core.clock import Clock
 from rotation.core.errors import RotationError, RotationInProgress
 from rotation.core.model import CertName, ServedCert, Trigger
@@ -173,16 +174,71 @@ def scan_and_queue(ctx: ServiceContext, cluster: str, queue: RotationQueue,
         if notify is not None:
             notify(warning)
     jitter = ctx.settings.rotation_jitter.total_seconds()
-    queued, busy = [], []
+    queued, busy, waiting = [], [], []
+    budgets = _Budgets(ctx)
     for cert_name in result.due:
+        if not budgets.room(cluster, cert_name):
+            waiting.append(str(cert_name))
+            continue
         try:
             queued.append(queue.submit(cluster, str(cert_name), trigger=Trigger.BEAT, countdown=uniform(0, jitter)))
         except RotationInProgress:
             busy.append(str(cert_name))
+            budgets.give_back(cluster, cert_name)  # queued before, or running: it took (or waits for) its own
     if result.backing_off:
         log.info("%s: backing off %s after failures", cluster, ", ".join(map(str, result.backing_off)))
+    if waiting:
+        log.info("%s: %s wait for their issuer's budget (%s); the next scan queues them",
+                 cluster, ", ".join(waiting), "; ".join(budgets.why) or "this scan queued the orders left")
     return {"cluster": cluster, "queued": queued, "in_progress": busy,
-            "backing_off": [str(c) for c in result.backing_off], "warnings": len(result.warnings)}
+            "backing_off": [str(c) for c in result.backing_off], "waiting_for_budget": waiting,
+            "warnings": len(result.warnings)}
+
+
+class _Budgets:
+    """How many rotations one scan may queue per issuer budget (``core.budget``): none while it is spent
+    or the CA paused it, else at most the orders left. A hint read once per scan, not a reservation: the
+    rotation takes its order itself right before ordering, and one that finds none waits (retried)."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self.inventory = ctx.inventory()
+        self.now = ctx.clock.now()
+        self.left: dict[str, int | None] = {}  # per budget key: orders this scan may still queue (None: any)
+        self.why: list[str] = []
+
+    def _budget(self, cluster: str, cert_name: CertName | str) -> IssuanceBudget | None:
+        issuer = self.inventory.plan(cluster, cert_name).issuer
+        return self.inventory.issuers[issuer].issuance_budget(issuer) if issuer else None
+
+    def give_back(self, cluster: str, cert_name: CertName | str) -> None:
+        budget = self._budget(cluster, cert_name)
+        left = self.left.get(budget.key) if budget is not None else None
+        if budget is not None and left is not None:
+            self.left[budget.key] = left + 1
+
+    def room(self, cluster: str, cert_name: CertName | str) -> bool:
+        budget = self._budget(cluster, cert_name)
+        if budget is None:
+            return True
+        issuer = budget.issuer
+        if budget.key not in self.left:
+            try:
+                use = self.ctx.state.budget_use(budget, self.now)
+            except RotationError as exc:  # the rotation itself will ask the store again
+                log.warning("issuer %s: its budget could not be read: %s", issuer, exc.message)
+                use = None
+            blocked = use.blocked_until(self.now) if use is not None else None
+            self.left[budget.key] = 0 if blocked else (use.left if use is not None else None)
+            if blocked and use is not None:
+                self.why.append(use.refusal(self.now).message)
+        left = self.left[budget.key]
+        if left is None:
+            return True
+        if left <= 0:
+            return False
+        self.left[budget.key] = left - 1
+        return True
 
 
 def _ari_due_at(ctx: ServiceContext, inventory: Inventory, issuer_name: str | None,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from rotation.core.budget import IssuanceBudget
+from rotation.core.durations import format_duration
 from rotation.core.errors import ConfigError
 from rotation.core.renewal import backoff_holds
 from rotation.usecases.context import ServiceContext
@@ -46,6 +48,42 @@ def _earliest(state: dict[str, Any]) -> datetime | None:
     return min((datetime.fromisoformat(v) for v in (state.get("not_after") or {}).values()), default=None)
 
 
+def issuer_budgets(ctx: ServiceContext, now: datetime) -> list[dict[str, Any]]:
+    """Per issuer budget (``core.budget``): orders left in the window, and until when it waits (spent, or
+    paused by the CA). The inventory's issuers (one row per CA account), or without an inventory, what the
+    store holds."""
+    try:
+        inventory = ctx.inventory()
+    except ConfigError:
+        inventory = None
+    if inventory is None:
+        uses = ctx.state.issuer_budgets(now)
+    else:
+        budgets: dict[str, IssuanceBudget] = {}
+        for name, settings in sorted(inventory.issuers.items()):
+            budget = settings.issuance_budget(name)
+            if budget is not None:
+                budgets.setdefault(budget.key, budget)
+        uses = [ctx.state.budget_use(budget, now) for budget in budgets.values()]
+    rows = []
+    for use in uses:
+        if use.orders is None and not use.blocked_until(now):
+            continue  # an ACME issuer with its budget off, not paused: nothing to say
+        blocked = use.blocked_until(now)
+        rows.append({"issuer": use.issuer, "ca": use.shown, "orders": use.orders,
+                     "per": format_duration(use.per) if use.orders is not None else None, "used": use.used,
+                     "left": use.left, "next_free": _moment(use.next_free) if use.used else None,
+                     "paused_until": _moment(use.paused_until) if use.paused_until and use.paused_until > now
+                     else None,
+                     "paused_reason": use.paused_reason if use.paused_until and use.paused_until > now else None,
+                     "waits_until": _moment(blocked) if blocked else None})
+    return rows
+
+
+def _moment(when: datetime | None) -> str | None:
+    return when.strftime("%Y-%m-%d %H:%M:%S") if when else None
+
+
 def service_status(ctx: ServiceContext, cluster: str | None = None) -> dict[str, Any]:
     store = ctx.state
     states = store.all_states()  # Redis unreachable: StoreUnavailable names it (password redacted)
@@ -85,4 +123,5 @@ def service_status(ctx: ServiceContext, cluster: str | None = None) -> dict[str,
             "scans": {c: s for c, s in scans.items() if not cluster or c == cluster},
             "scan_warnings": {c: s["warnings"].split("\n") for c, s in scans.items()
                               if s.get("warnings") and (not cluster or c == cluster)},
-            "inventory_problems": list(inventory_problems.values())}
+            "inventory_problems": list(inventory_problems.values()),
+            "issuer_budgets": issuer_budgets(ctx, now)}

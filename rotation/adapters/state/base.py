@@ -14,6 +14,7 @@ What it holds, by concern:
 - pending claims: the rotation id queued or running per (cluster, certificate)
 - per-certificate state: what each node serves, health, last rotation, failures and backoff
 - scans: last success or failure per cluster, last TLS policy audit
+- issuance budgets: each issuer's recent orders and the CA's pause (``core.budget``)
 - counters: rotations by outcome and their durations (the metrics)
 - inventory notes: a host whose inventory edit does not load
 - the chat audit trail (read here; the webhook appends), and the secret store (encrypted blobs)
@@ -27,10 +28,12 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Collection
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from rotation.adapters.secrets import SecretBox, SecretStore
+from rotation.core.budget import BudgetUse, IssuanceBudget
 from rotation.core.model import ANY_CHANGE, RotationRecord
 
 # Rotation durations (seconds) the counters bucket, for the metrics' histogram.
@@ -157,6 +160,24 @@ class ServiceState(RecordStore, Locker, Protocol):
     def save_scan_warnings(self, cluster: str, warnings: dict[str, str]) -> list[str]:
         """Store a scan's warnings of a cluster (key -> text; `status` and the metrics read them); return the
         texts whose key the previous scan did not have (the notification channel hears of each once)."""
+        ...
+
+    # --- issuance budgets (core.budget), shared by every worker ---------------------------
+    def take_order(self, budget: IssuanceBudget, order_id: str, now: datetime) -> BudgetUse:
+        """Count one order (``order_id``) against ``budget`` at ``now`` if the issuer is not paused and the
+        budget has room (``BudgetUse.taken``), atomically across workers; the budget as it is after."""
+        ...
+
+    def budget_use(self, budget: IssuanceBudget, now: datetime) -> BudgetUse:
+        """The budget at ``now``, nothing counted."""
+        ...
+
+    def pause_issuer(self, budget: IssuanceBudget, until: datetime, reason: str) -> None:
+        """The CA said rateLimited: no order for this issuer before ``until`` (a later pause is kept)."""
+        ...
+
+    def issuer_budgets(self, now: datetime) -> list[BudgetUse]:
+        """Every issuer budget the store holds (ever taken from or paused), at ``now``."""
         ...
 
     # --- counters, notes, the chat audit, secrets -----------------------------------------

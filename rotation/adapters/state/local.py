@@ -2,7 +2,8 @@
 
 ``<dir>/history.jsonl``   records, append-only (the last line of an id wins)
 ``<dir>/locks/``          one ``flock`` per (cluster identity, certificate): released by the kernel if we die
-``<dir>/state/*.json``    per-certificate state, scans, counters, pending claims, inventory notes, beat's lease:
+``<dir>/state/*.json``    per-certificate state, scans, counters, pending claims, inventory notes, beat's lease,
+                          issuance budgets (each issuer's recent orders and the CA's pause):
                           small JSON documents, each read and rewritten under its own ``flock``
 ``<dir>/secrets/``        encrypted blobs (``LocalSecretStore``)
 
@@ -14,11 +15,13 @@ webhook without Redis, so the chat audit trail is empty here.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
 import re
 from collections.abc import Collection, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ from rotation.adapters.secrets import LocalSecretStore, SecretBox, SecretStore
 from rotation.adapters.state import base
 from rotation.adapters.state.base import Lease, decode_value, encode_fields, rotation_counts
 from rotation.adapters.state.local_watch import LocalChanges
+from rotation.core.budget import BudgetUse, IssuanceBudget, moment, window_use
 from rotation.core.clock import Clock
 from rotation.core.errors import RotationInProgress, StoreUnavailable
 from rotation.core.model import RotationRecord
@@ -115,6 +119,7 @@ class LocalState:
         self._stats = _Document(directory / "state" / "stats.json")
         self._pending = _Document(directory / "state" / "pending.json")
         self._notes = _Document(directory / "state" / "inventory.json")
+        self._budgets = _Document(directory / "state" / "budgets.json")
 
     @property
     def local_key_dir(self) -> Path:
@@ -325,6 +330,37 @@ class LocalState:
             fields.update(base.warning_fields(warnings))
         return base.new_warnings(before, warnings)
 
+    # --- issuance budgets (one host: a file under its own flock, as Redis's script across hosts) ----
+    def take_order(self, budget: IssuanceBudget, order_id: str, now: datetime) -> BudgetUse:
+        with self._budgets.change() as budgets:
+            entry = budgets.setdefault(budget.key, {})
+            entry.update(issuer=budget.issuer, shown=budget.shown, orders=budget.orders,
+                         per=budget.per.total_seconds())
+            orders = {k: t for k, t in (entry.get("orders_at") or {}).items()
+                      if t > now.timestamp() - entry["per"]}
+            use = _budget_use(entry, orders, now)
+            if use.blocked_until(now) is None:
+                if budget.orders is not None:
+                    orders[order_id] = now.timestamp()
+                use = dataclasses.replace(_budget_use(entry, orders, now), taken=True)
+            entry["orders_at"] = orders
+        return use
+
+    def budget_use(self, budget: IssuanceBudget, now: datetime) -> BudgetUse:
+        entry = dict(self._budgets.read().get(budget.key) or {})
+        entry.update(issuer=budget.issuer, shown=budget.shown, orders=budget.orders, per=budget.per.total_seconds())
+        return _budget_use(entry, entry.get("orders_at") or {}, now)
+
+    def pause_issuer(self, budget: IssuanceBudget, until: datetime, reason: str) -> None:
+        with self._budgets.change() as budgets:
+            entry = budgets.setdefault(budget.key, {"issuer": budget.issuer, "shown": budget.shown})
+            if until.timestamp() > (entry.get("paused_until") or 0):
+                entry.update(paused_until=until.timestamp(), paused_reason=reason)
+
+    def issuer_budgets(self, now: datetime) -> list[BudgetUse]:
+        return [_budget_use(entry, entry.get("orders_at") or {}, now)
+                for _, entry in sorted(self._budgets.read().items())]
+
     # --- counters, notes, the chat audit, secrets ------------------------------------------
     def count_rotation(self, record: RotationRecord) -> None:
         counts = rotation_counts(record)
@@ -370,6 +406,14 @@ class LocalState:
         with _Document(self.directory / "state" / "beat.json").change() as lease:
             if lease.get("holder") == holder:
                 lease.clear()
+
+
+def _budget_use(entry: dict[str, Any], orders_at: dict[str, float], now: datetime) -> BudgetUse:
+    orders, per = entry.get("orders"), float(entry.get("per") or 0)
+    live, free = window_use(orders_at.values(), now.timestamp(), orders, per)
+    return BudgetUse(issuer=entry.get("issuer", ""), shown=entry.get("shown", ""), orders=orders,
+                     per=timedelta(seconds=per), used=len(live), next_free=moment(free),
+                     paused_until=moment(entry.get("paused_until")), paused_reason=entry.get("paused_reason", ""))
 
 
 def _pair(member: str) -> tuple[str, str]:

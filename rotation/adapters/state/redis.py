@@ -16,6 +16,9 @@ Key layout (prefix ``rotation:``)::
     stats                          hash: rotation counts and duration sums for the metrics
     chatops:audit[:<c>]            the chat audit trail (``chat_audit``)
     beat                           the beat that runs the schedule, with a lease it renews
+    budget:<key>, budget-info:<key>   an issuer's orders in its window (sorted set, by time) and its budget,
+                                   name and the CA's pause (hash); ``key``: a digest of the CA account
+                                   (``core.budget``); ``index:budget`` lists them
 
 Channel ``rotation:records`` (``redis_watch``): the id of every saved record and of every moved or
 released pending marker, so followers wait for a change instead of polling.
@@ -32,6 +35,7 @@ import logging
 import threading
 import time
 from collections.abc import Collection
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +47,7 @@ from rotation.adapters.state.base import Lease, decode_value, encode_fields, rot
 from rotation.adapters.state.journal import RecordJournal
 from rotation.adapters.state.redis_lock import RedisLocker
 from rotation.adapters.state.redis_watch import CHANNEL, RedisChanges, watch
+from rotation.core.budget import BudgetUse, IssuanceBudget, moment
 from rotation.core.clock import Clock
 from rotation.core.errors import StoreUnavailable
 from rotation.core.model import RotationRecord
@@ -324,6 +329,34 @@ class RedisState:
         return client.eval(_SWAP_WARNINGS, 2, _key("scan", cluster), _key("index", "scan"), cluster,
                            *(part for pair in fields.items() for part in pair))
 
+    # --- issuance budgets -----------------------------------------------------------------
+    def take_order(self, budget: IssuanceBudget, order_id: str, now: datetime) -> BudgetUse:
+        return self._budget(budget, now, order_id)
+
+    def budget_use(self, budget: IssuanceBudget, now: datetime) -> BudgetUse:
+        return self._budget(budget, now)
+
+    def _budget(self, budget: IssuanceBudget, now: datetime, order_id: str = "") -> BudgetUse:
+        """One script, the time given (the injected clock's, never Redis's): of two workers taking the last
+        order at once, one gets it."""
+        answer = self.redis.eval(_BUDGET, 3, _key("budget", budget.key), _key("budget-info", budget.key),
+                                 _key("index", "budget"), repr(now.timestamp()),
+                                 "" if budget.orders is None else budget.orders, repr(budget.per.total_seconds()),
+                                 order_id, budget.key, budget.issuer, budget.shown)
+        return _budget_use(answer)
+
+    def pause_issuer(self, budget: IssuanceBudget, until: datetime, reason: str) -> None:
+        self.redis.eval(_PAUSE, 2, _key("budget-info", budget.key), _key("index", "budget"),
+                        repr(until.timestamp()), reason, budget.key, budget.issuer, budget.shown)
+
+    def issuer_budgets(self, now: datetime) -> list[BudgetUse]:
+        keys = sorted(self.redis.smembers(_key("index", "budget")))
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:  # orders and window as the last taker stored them
+            pipe.eval(_BUDGET, 3, _key("budget", key), _key("budget-info", key), _key("index", "budget"),
+                      repr(now.timestamp()), "", "", "", key, "", "")
+        return [_budget_use(answer) for answer in (pipe.execute() if keys else [])]
+
     # --- statistics for the metrics -----------------------------------------------------
     def count_rotation(self, record: RotationRecord) -> None:
         counts = rotation_counts(record)
@@ -468,6 +501,67 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+
+# KEYS budget (sorted set: order id -> epoch seconds), budget-info (hash), budget index; ARGV now, orders ('' for
+# none counted, or: as stored), per seconds ('' as stored), order id ('' to read only), key, issuer, shown.
+# -> taken (0/1), orders used in the window, next free, paused until, pause reason, issuer, shown, orders, per.
+# A take stores what it was given (status and the metrics show it); a read changes nothing.
+_BUDGET = """
+local now = tonumber(ARGV[1])
+local info = redis.call('hmget', KEYS[2], 'issuer', 'shown', 'orders', 'per', 'paused_until', 'paused_reason')
+local take = ARGV[4] ~= ''
+local orders, per = tonumber(ARGV[2]), tonumber(ARGV[3])
+if not take and ARGV[3] == '' then orders, per = tonumber(info[3]), tonumber(info[4]) end
+per = per or 0
+local cutoff = string.format('%.17g', now - per)  -- every digit: tostring's 14 would move the window's edge
+local live = redis.call('zrangebyscore', KEYS[1], '(' .. cutoff, '+inf', 'WITHSCORES')
+local used = #live / 2
+local paused = tonumber(info[5]) or 0
+local taken = 0
+if take then
+  redis.call('hset', KEYS[2], 'issuer', ARGV[6], 'shown', ARGV[7], 'orders', ARGV[2], 'per', ARGV[3])
+  redis.call('sadd', KEYS[3], ARGV[5])
+  info[1], info[2] = ARGV[6], ARGV[7]
+  redis.call('zremrangebyscore', KEYS[1], '-inf', cutoff)
+  if paused <= now and (not orders or used < orders) then
+    if orders then
+      redis.call('zadd', KEYS[1], now, ARGV[4])
+      redis.call('pexpire', KEYS[1], math.ceil(per * 1000))
+      table.insert(live, ARGV[4])
+      table.insert(live, ARGV[1])
+      used = used + 1
+    end
+    taken = 1
+  end
+end
+local free = ''
+if used > 0 then
+  local nth = 0
+  if orders and used >= orders then nth = used - orders end
+  free = string.format('%.17g', tonumber(live[2 * nth + 2]) + per)
+end
+return {taken, used, free, info[5] or '', info[6] or '', info[1] or '', info[2] or '', tostring(orders or ''),
+        string.format('%.17g', per)}
+"""
+# KEYS budget-info, budget index; ARGV until, reason, key, issuer, shown: the later of two pauses holds
+_PAUSE = """
+local before = tonumber(redis.call('hget', KEYS[1], 'paused_until')) or 0
+if tonumber(ARGV[1]) > before then
+  redis.call('hset', KEYS[1], 'paused_until', ARGV[1], 'paused_reason', ARGV[2])
+end
+redis.call('hsetnx', KEYS[1], 'issuer', ARGV[4])
+redis.call('hsetnx', KEYS[1], 'shown', ARGV[5])
+redis.call('sadd', KEYS[2], ARGV[3])
+return 0
+"""
+
+
+def _budget_use(answer: list[Any]) -> BudgetUse:
+    taken, used, free, paused, reason, issuer, shown, orders, per = answer
+    return BudgetUse(issuer=issuer, shown=shown, orders=int(orders) if orders else None,
+                     per=timedelta(seconds=float(per or 0)), used=int(used), next_free=moment(free),
+                     paused_until=moment(paused), paused_reason=reason, taken=bool(taken))
 
 
 def claim_pending_command(cluster: str, cert_name: str, rotation_id: str, ttl_seconds: int) -> tuple[Any, ...]:

@@ -22,6 +22,7 @@ import dataclasses
 import logging
 import ssl
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 from cryptography import x509
@@ -37,7 +38,10 @@ from rotation.adapters.tls.trust import handshake_error
 from rotation.config import CertPlan, Inventory
 from rotation.config.files import read_file
 from rotation.core import certs
+from rotation.core.budget import DEFAULT_PAUSE, IssuanceBudget, moment_text
+from rotation.core.durations import format_duration
 from rotation.core.errors import (
+    BudgetSpent,
     IssuerError,
     RotationError,
     RotationInProgress,
@@ -47,6 +51,7 @@ from rotation.core.errors import (
 )
 from rotation.core.model import CertName, IssuedCert, Outcome, RotationRecord, new_rotation_id
 from rotation.core.targets import DATABASE_PREFIX, shared_locks
+from rotation.core.text import shortened
 from rotation.core.validate import (
     ExtraCheck,
     ParsedBundle,
@@ -95,7 +100,7 @@ def rotate(
                 run.save()
                 resume_after_push(run)
             else:
-                _rotate_locked(run, inventory, plan, issuers)
+                _rotate_locked(run, inventory, plan, issuers, state)
     except RotationInProgress as exc:
         if existing is not None and existing.steps:
             ends = False
@@ -219,6 +224,8 @@ def _note_failure(run: Run, exc: BaseException) -> None:
     if isinstance(exc, Superseded):  # lost the lease before pushing anything: the cluster is untouched
         record.outcome, record.error = Outcome.SUPERSEDED, exc.message
     elif isinstance(exc, RotationError):
+        if isinstance(exc, BudgetSpent):  # nothing was ordered: waiting for the issuer is no failure of its own
+            record.blocked_by = exc.message
         record.error = record.error or exc.message
         record.retryable, record.retry_after = exc.retryable, exc.retry_after
         record.problem = exc.problem if isinstance(exc, IssuerError) else None
@@ -289,7 +296,8 @@ def _end_abandoned(run: Run, rotation_id: str) -> None:
         run.log.warning("rotation %s: its record could not be ended: %s", rotation_id, exc.message)
 
 
-def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: IssuerFactory) -> None:
+def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: IssuerFactory,
+                   state: ServiceState) -> None:
     session, record, options, target = run.session, run.record, run.options, run.target
     name = plan.cert_name
     original = _read(run)
@@ -306,9 +314,18 @@ def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: Issu
     # A companion that refuses the whole plan (peers whose links could not be read...) does so before the
     # issuer is asked: an ACME order costs a rate-limited issuance, again at every retry of the refusal.
     companion_checks = companions.checks(run)
+    # the fleet's budget of orders for this CA account (core.budget): not for a pair brought along (--cert-file)
+    budget = None if options.issuer or not plan.issuer else inventory.issuers[plan.issuer].issuance_budget(plan.issuer)
 
     with run.step("issue") as step:
-        issued: IssuedCert = issuer.issue(request)
+        if budget is not None:  # taken last, right before the order: every refusal above cost none
+            _take_budget(run, state, budget)
+        try:
+            issued: IssuedCert = issuer.issue(request)
+        except IssuerError as exc:
+            if budget is not None and exc.rate_limited:
+                _pause_issuer(run, state, budget, exc)
+            raise
         step.detail = f"from {issuer.name}"
 
     # Without companions (whose checks may ask the cluster or its peers) validation is local and never
@@ -347,6 +364,31 @@ def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: Issu
 
     target.before_push([*issuer.trust_anchors(), issued.chain_pem])
     push_and_verify(run, issued, bundle, original)
+
+
+def _take_budget(run: Run, state: ServiceState, budget: IssuanceBudget) -> None:
+    """One order of the issuer's budget, or BudgetSpent (retryable, never the certificate's failure)."""
+    now = run.clock.now()
+    use = state.take_order(budget, run.record.id, now)
+    if not use.taken:
+        raise use.refusal(now)
+    if use.left is not None:
+        run.log.info("issuer %s: %d of %d orders left in the %s window", budget.issuer, use.left, use.orders,
+                     format_duration(budget.per))
+
+
+def _pause_issuer(run: Run, state: ServiceState, budget: IssuanceBudget, exc: IssuerError) -> None:
+    """The CA said rateLimited: every rotation of this issuer waits until its Retry-After instead of asking."""
+    until = run.clock.now() + (timedelta(seconds=exc.retry_after) if exc.retry_after else DEFAULT_PAUSE)
+    problem = exc.problem or {}
+    reason = shortened(str(problem.get("detail") or problem.get("type") or "HTTP 429"))
+    try:
+        state.pause_issuer(budget, until, reason)
+    except RotationError as failure:  # the rotation's own outcome stands; the next one asks and is told again
+        run.log.warning("issuer %s: its pause could not be stored: %s", budget.issuer, failure.message)
+        return
+    run.log.warning("issuer %s: the CA answered rateLimited; no order for it before %s", budget.issuer,
+                    moment_text(until))
 
 
 def _anchors(run: Run, issuer: Issuer) -> tuple[list[x509.Certificate], bool]:

@@ -118,12 +118,13 @@ def translate_error(exc: BaseException, *, context: str, retry_after_header: str
                     now: datetime | None = None) -> IssuerError:
     """An IssuerError for anything the acme/requests stack raised; ``context`` names CA and order."""
     problem: dict[str, Any] | None = None
-    retryable = False
+    retryable = rate_limited = False
     retry_after = retry_after_seconds(retry_after_header, now)
     if isinstance(exc, messages.Error):
         problem = problem_dict(exc)
         retryable = exc.code in RETRYABLE_PROBLEMS or retry_after is not None
-        if exc.code == "rateLimited" and retry_after is None:
+        rate_limited = exc.code == "rateLimited"
+        if rate_limited and retry_after is None:
             retry_after = RATE_LIMIT_DEFAULT_WAIT
         what = "the CA refused the request"
     elif isinstance(exc, errors.ValidationError):
@@ -132,6 +133,7 @@ def translate_error(exc: BaseException, *, context: str, retry_after_header: str
     elif isinstance(exc, errors.IssuanceError):
         problem = problem_dict(exc.error)
         retryable = exc.error.code in RETRYABLE_PROBLEMS
+        rate_limited = exc.error.code == "rateLimited"  # at finalize
         what = "the CA refused to issue"
     elif isinstance(exc, errors.TimeoutError):
         retryable, what = True, "the order did not complete before order_timeout"
@@ -145,7 +147,7 @@ def translate_error(exc: BaseException, *, context: str, retry_after_header: str
         retryable, what = True, f"directory unreachable: {_root_cause(exc)}"
     elif isinstance(exc, errors.ClientError) and (status := _status_of(exc)) is not None:
         # an error page, no problem document: a 4xx (a wrong directory URL) will not pass by itself
-        retryable = status >= 500 or status in (408, 429)
+        retryable, rate_limited = status >= 500 or status in (408, 429), status == 429
         what = f"the CA answered HTTP {status} without a problem document"
     elif isinstance(exc, errors.ClientError | errors.NonceError | requests.RequestException):
         retryable, what = True, f"unexpected answer from the CA: {_first_line(exc)}"
@@ -159,7 +161,8 @@ def translate_error(exc: BaseException, *, context: str, retry_after_header: str
     if retry_after is not None:
         retryable = True
         message += f" (retry after {retry_after:.0f}s)"
-    return IssuerError(message, retryable=retryable, retry_after=retry_after, problem=problem)
+    return IssuerError(message, retryable=retryable, retry_after=retry_after, problem=problem,
+                       rate_limited=rate_limited)
 
 
 def _status_of(exc: errors.ClientError) -> int | None:
