@@ -102,10 +102,11 @@ def _settle(session: ClusterSession, policy: TLSPolicy, options: AuditOptions, d
         interrupts.check()
 
 
-# The certificates whose listeners each plane's settings change (a database's own certificate is locked
-# through proxy: its rotation takes proxy's lock too, core/targets.py ``shared_locks``).
+# The certificates whose listeners each plane's settings change, or that are proven by handshakes with them
+# (``rest_client`` logs in on every node's REST port); a database's own certificate is locked through proxy:
+# its rotation takes proxy's lock too (core/targets.py ``shared_locks``).
 _PLANE_CERTIFICATES = {
-    "control": (CertName.CM.value, CertName.API.value, CertName.METRICS_EXPORTER.value),
+    "control": (CertName.CM.value, CertName.API.value, CertName.METRICS_EXPORTER.value, REST_CLIENT),
     "data": (CertName.PROXY.value,),
     "sentinel": (CertName.PROXY.value,),
 }

@@ -65,7 +65,8 @@ def test_the_locks_follow_the_listeners_the_policy_changes() -> None:
     from rotation.core.tls_rules import TLSPolicy
     from rotation.usecases.tls_apply import locked_certificates
 
-    assert locked_certificates(TLSPolicy(min_control_tls="1.3"), None) == ["cm", "api", "metrics_exporter"]
+    assert locked_certificates(TLSPolicy(min_control_tls="1.3"), None) == ["cm", "api", "metrics_exporter",
+                                                                       "rest_client"]
     assert locked_certificates(TLSPolicy(data_cipher_list="x", sentinel_tls_mode="required"), None) == ["proxy"]
     assert locked_certificates(TLSPolicy(), False) == ["rest_client"]
 
