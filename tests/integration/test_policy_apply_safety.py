@@ -42,9 +42,13 @@ def _inventory(tmp_path: Path, sim: ClusterSimulator, ca_files: tuple[Path, Path
                                           cluster_overrides={"tls_policy": policy}))
 
 
+@pytest.mark.parametrize("store", ["local", "redis"])
 def test_apply_is_refused_while_a_rotation_holds_a_certificate_it_changes(
-    tmp_path: Path, sim: ClusterSimulator, ca_files: tuple[Path, Path], state_dir: Path
+    tmp_path: Path, sim: ClusterSimulator, ca_files: tuple[Path, Path], state_dir: Path,
+    request: pytest.FixtureRequest, store: str
 ) -> None:
+    if store == "redis":
+        request.getfixturevalue("redis_store")  # the service's store: the locks every worker takes
     inventory = _inventory(tmp_path, sim, ca_files, DATA_POLICY)
     with ServiceContext(inventory=lambda: inventory) as ctx, \
             ctx.state.hold(inventory.cluster("sim").identity, "proxy", "rotation r-1 (cli)"):
