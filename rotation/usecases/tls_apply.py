@@ -157,7 +157,19 @@ def apply_policy(
             f"{what} after PUT /v1/cluster: the change is made, not proven by handshakes; "
             "`rotation policy audit` shows what the cluster enforces" if report.sent else
             f"{what} before any change: nothing changed")
+    if state is not None and report.audit is not None:
+        _keep_audit(state, report, report.audit)
     return report
+
+
+def _keep_audit(state: ServiceState, report: ApplyReport, audit: AuditReport) -> None:
+    """The apply's audit replaces the last one the service keeps, like the nightly audit's: the drift
+    metric and its alert follow the change now, not at the next night's audit."""
+    summary = f"policy apply ({report.status}): {audit.summary()}"
+    try:
+        state.record_policy_audit(report.cluster, drift=len(audit.drift), errors=len(audit.errors), summary=summary)
+    except RotationError as exc:
+        report.notes.append(f"its audit could not be kept in the service's state: {exc.message}")
 
 
 def apply_policies(inventory: Inventory, names: Sequence[str], *, state: ServiceState | None,

@@ -129,3 +129,16 @@ def test_a_change_whose_answer_never_came_says_the_cluster_may_have_taken_it(
     assert report.status == "error" and report.exit_code == 2, report.errors
     assert "the cluster may have taken the change" in report.errors[-1]
     assert sim.cluster_settings()["min_control_TLS_version"] == "1.3"
+
+
+def test_the_applys_audit_is_kept_for_the_drift_metric(
+    tmp_path: Path, sim: ClusterSimulator, ca_files: tuple[Path, Path], state_dir: Path
+) -> None:
+    inventory = _inventory(tmp_path, sim, ca_files, {"min_control_tls": "1.3"})
+    with ServiceContext(inventory=lambda: inventory) as ctx:
+        ctx.state.record_policy_audit("sim", drift=3, errors=0, summary="sim: 3 TLS policy drift(s)")  # last night
+        (report,) = apply_policies(inventory, ["sim"], state=ctx.state)
+        assert report.status == "applied", report.errors
+        kept = ctx.state.scans()["sim"]
+    assert kept["policy_drift"] == "0" and kept["policy_errors"] == "0"
+    assert kept["policy_summary"].startswith("policy apply (applied): sim: TLS policy compliant")
