@@ -1,7 +1,8 @@
 """``rotation policy audit|apply``: the TLS protocol and cipher policy of each cluster.
 
 Shells only: parse options, call ``rotation.usecases.tls_audit``, print rich tables or ``--json``.
-Exit codes: 0 compliant / applied, 1 drift or pending (Sentinel restart), 2 errors or refused.
+Exit codes: 0 compliant / applied, 1 drift, pending (Sentinel restart) or interrupted after the change, 2 errors
+or refused.
 What the cluster answered (versions, addresses, errors) is printed as text (``display_text``).
 """
 
