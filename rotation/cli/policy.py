@@ -1,7 +1,8 @@
 """``rotation policy audit|apply``: the TLS protocol and cipher policy of each cluster.
 
 Shells only: parse options, call ``rotation.usecases.tls_audit``, print rich tables or ``--json``.
-Exit codes: 0 compliant / applied, 1 drift or pending (Sentinel restart), 2 errors or refused.
+Exit codes: 0 compliant / applied, 1 drift, pending (Sentinel restart) or interrupted after the change, 2 errors
+or refused.
 What the cluster answered (versions, addresses, errors) is printed as text (``display_text``).
 """
 
@@ -124,15 +125,23 @@ def apply(
 ) -> None:
     """Set the inventory's tls_policy with PUT /v1/cluster, then prove it by handshakes.
 
-    Values the cluster's version cannot take are refused before any call. Exit 0 applied (or
-    dry run passed), 1 drift remains or Sentinel changes wait for a restart, 2 refused/errors.
+    Values the cluster's version cannot take are refused before any call, and so is a change while a
+    rotation of a certificate it affects holds its lock. Exit 0 applied (or dry run passed), 1 drift
+    remains, Sentinel changes wait for a restart, or interrupted after the change, 2 refused/errors.
     """
     from rotation.cli.progress import LiveProgress
+    from rotation.core.errors import RotationError
+    from rotation.usecases.context import ServiceContext
     from rotation.usecases.tls_apply import apply_policies
 
     inventory, names = _clusters(config, cluster, with_policy=True, as_json=as_json)
-    with LiveProgress("applying", unit="clusters", enabled=not as_json) as progress:
-        reports = apply_policies(inventory, names, dry_run=dry_run, progress=progress)
+    try:  # the service's state holds the certificates' locks (a dry run changes nothing and takes none)
+        ctx = ServiceContext(config_path=config, inventory=lambda: inventory)
+        state = None if dry_run else ctx.state
+    except RotationError as exc:
+        raise fail(exc, as_json=as_json) from None
+    with ctx, LiveProgress("applying", unit="clusters", enabled=not as_json) as progress:
+        reports = apply_policies(inventory, names, state=state, dry_run=dry_run, progress=progress)
     code = max(r.exit_code for r in reports)
     if as_json:
         print(json.dumps({"clusters": [r.to_dict() for r in reports], "exit_code": code}, indent=2))

@@ -6,30 +6,51 @@ then prove it.
 -> ``PUT /v1/cluster`` -> audit by handshakes until they agree (or the verify deadline).
 Sentinel changes need ``supervisorctl restart sentinel_service`` on every node, which the REST
 API cannot do: until the handshakes agree they are reported as pending.
+
+A change holds the locks of the certificates whose listeners it changes (``locked_certificates``),
+as their rotations take them: a rotation validates its certificate against the cluster's ciphers and
+proves it by handshakes, and this guard judges the policy against the certificates served, so neither
+may change under the other. A lock held elsewhere refuses the apply, naming its holder; the fence is
+checked right before the change. An interrupt (Ctrl-C, SIGTERM) or a change whose answer never came
+ends in a report that says whether the cluster may have changed.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.adapters.cluster import ClusterSession, open_cluster
+from rotation.adapters.state import Lease, ServiceState
 from rotation.adapters.tls.audit import AuditOptions
 from rotation.config import Inventory
 from rotation.core import certs
 from rotation.core.clock import Clock
-from rotation.core.errors import ClusterAPIError, LockoutRefused, RotationError
+from rotation.core.errors import (
+    ClusterAPIError,
+    ClusterUnavailable,
+    Interrupted,
+    LockoutRefused,
+    RotationError,
+    RotationInProgress,
+)
+from rotation.core.model import CertName
+from rotation.core.targets import POLICY_APPLY_OWNER, REST_CLIENT
 from rotation.core.tls_rules import RESTART_HINT, Profile, TLSPolicy, UpdatePlan, key_type_of, plan_update
 from rotation.usecases.login_guard import BREAK_GLASS, basic_auth_change, keep_policy_speakable
 from rotation.usecases.progress import Progress, Tally
+from rotation.usecases.rotate import interrupts
+from rotation.usecases.rotate.pipeline import hold_certificates
 from rotation.usecases.tls_audit import AuditReport, audit_session, options_for, policy_of
 
 
 @dataclass
 class ApplyReport:
-    """``status``: refused | unchanged | dry_run | applied | pending (Sentinel restart) | drift | error."""
+    """``status``: refused | unchanged | dry_run | applied | pending (Sentinel restart) | drift | interrupted
+    | error."""
 
     cluster: str
     status: str = "error"
@@ -38,10 +59,12 @@ class ApplyReport:
     audit: AuditReport | None = None
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    sent: bool = False  # PUT /v1/cluster (not its dry run) was sent: the cluster may have changed
 
     @property
     def exit_code(self) -> int:
-        return {"unchanged": 0, "dry_run": 0, "applied": 0, "pending": 1, "drift": 1}.get(self.status, 2)
+        return {"unchanged": 0, "dry_run": 0, "applied": 0, "pending": 1, "drift": 1, "interrupted": 1}.get(
+            self.status, 2)
 
     def to_dict(self) -> dict[str, Any]:
         return {"cluster": self.cluster, "status": self.status, "plan": self.plan.to_dict() if self.plan else None,
@@ -76,40 +99,96 @@ def _settle(session: ClusterSession, policy: TLSPolicy, options: AuditOptions, d
         if not waiting or report.errors or clock.monotonic() >= end:
             return report
         clock.sleep(poll)
+        interrupts.check()
+
+
+# The certificates whose listeners each plane's settings change, or that are proven by handshakes with them
+# (``rest_client`` logs in on every node's REST port); a database's own certificate is locked through proxy:
+# its rotation takes proxy's lock too (core/targets.py ``shared_locks``).
+_PLANE_CERTIFICATES = {
+    "control": (CertName.CM.value, CertName.API.value, CertName.METRICS_EXPORTER.value, REST_CLIENT),
+    "data": (CertName.PROXY.value,),
+    "sentinel": (CertName.PROXY.value,),
+}
+
+
+def locked_certificates(policy: TLSPolicy, basic_auth: bool | None) -> list[str]:
+    """The certificates whose rotations a change of ``policy`` (and ``basic_auth``) must not overlap: those
+    of the listeners it changes, and ``rest_client`` for Basic (whose guard proves the tool's certificate)."""
+    names = [cert for policy_field, _ in policy.items() for cert in _PLANE_CERTIFICATES[policy_field.plane]]
+    return list(dict.fromkeys([*names, *([REST_CLIENT] if basic_auth is not None else [])]))
 
 
 def apply_policy(
-    inventory: Inventory, name: str, *, dry_run: bool = False, poll_interval: float = 1.0, clock: Clock = SYSTEM_CLOCK
+    inventory: Inventory, name: str, *, state: ServiceState | None, dry_run: bool = False,
+    poll_interval: float = 1.0, clock: Clock = SYSTEM_CLOCK
 ) -> ApplyReport:
+    """``state`` holds the locks (None only for ``dry_run``, which changes nothing and takes none)."""
     policy = policy_of(inventory, name)
     report = ApplyReport(name)
-    if (policy is None or not policy.items()) and inventory.cluster(name).basic_auth is None:
+    basic_auth = inventory.cluster(name).basic_auth
+    if (policy is None or not policy.items()) and basic_auth is None:
         report.errors.append(f"clusters.{name}.tls_policy: no policy to apply")
         return report
     policy = policy or TLSPolicy()
+    if state is None and not dry_run:
+        raise ValueError("apply_policy changes the cluster: it needs the state that holds the locks")
     try:
-        with open_cluster(inventory, name) as session:
-            _apply(session, policy, report, dry_run, poll_interval, clock)
+        with open_cluster(inventory, name) as session, contextlib.ExitStack() as held:
+            lease = None
+            if state is not None and not dry_run:
+                lease = held.enter_context(hold_certificates(state, session, locked_certificates(policy, basic_auth),
+                                                             POLICY_APPLY_OWNER))
+            _apply(session, policy, report, dry_run, poll_interval, clock, lease)
+    except RotationInProgress as exc:
+        report.status = "refused"
+        report.errors.append(f"{exc.message}; nothing changed: apply the policy once it ends")
     except RotationError as exc:
         if report.status != "refused":
             report.status = "error"
         report.errors.append(exc.message)
+        if report.sent and isinstance(exc, ClusterUnavailable):
+            report.errors.append("PUT /v1/cluster got no answer: the cluster may have taken the change; "
+                                 "`rotation policy audit` shows what it enforces")
+    except (KeyboardInterrupt, Interrupted) as exc:
+        report.status = "interrupted"
+        what = "SIGTERM" if isinstance(exc, Interrupted) else "interrupted (Ctrl-C)"
+        report.errors.append(
+            f"{what} after PUT /v1/cluster: the change is made, not proven by handshakes; "
+            "`rotation policy audit` shows what the cluster enforces" if report.sent else
+            f"{what} before any change: nothing changed")
+    if state is not None and report.audit is not None:
+        _keep_audit(state, report, report.audit)
     return report
 
 
-def apply_policies(inventory: Inventory, names: Sequence[str], *, dry_run: bool = False,
-                   progress: Progress | None = None) -> list[ApplyReport]:
-    """``apply_policy`` on each cluster, one after the other; ``progress`` counts the clusters done."""
+def _keep_audit(state: ServiceState, report: ApplyReport, audit: AuditReport) -> None:
+    """The apply's audit replaces the last one the service keeps, like the nightly audit's: the drift
+    metric and its alert follow the change now, not at the next night's audit."""
+    summary = f"policy apply ({report.status}): {audit.summary()}"
+    try:
+        state.record_policy_audit(report.cluster, drift=len(audit.drift), errors=len(audit.errors), summary=summary)
+    except RotationError as exc:
+        report.notes.append(f"its audit could not be kept in the service's state: {exc.message}")
+
+
+def apply_policies(inventory: Inventory, names: Sequence[str], *, state: ServiceState | None,
+                   dry_run: bool = False, progress: Progress | None = None) -> list[ApplyReport]:
+    """``apply_policy`` on each cluster, one after the other; ``progress`` counts the clusters done. SIGTERM
+    unwinds like Ctrl-C: the cluster being changed is reported, the clusters after it are not touched."""
     tally = Tally(progress, len(names))
     reports = []
-    for name in names:
-        reports.append(apply_policy(inventory, name, dry_run=dry_run))
-        tally.advance()
+    with interrupts.sigterm_unwinds():
+        for name in names:
+            reports.append(apply_policy(inventory, name, state=state, dry_run=dry_run))
+            tally.advance()
+            if reports[-1].status == "interrupted":
+                break
     return reports
 
 
 def _apply(session: ClusterSession, policy: TLSPolicy, report: ApplyReport, dry_run: bool, poll: float,
-           clock: Clock) -> None:
+           clock: Clock, lease: Lease | None) -> None:
     view = session.view(refresh=True)
     plan = report.plan = plan_update(policy, Profile(view.version), view.tls_fields, served_key_types(session))
     report.notes += plan.notes
@@ -134,6 +213,10 @@ def _apply(session: ClusterSession, policy: TLSPolicy, report: ApplyReport, dry_
         if dry_run:
             report.status = "dry_run"
             return
+        interrupts.check()
+        if lease is not None:
+            lease.check()  # only the locks' holder changes the cluster (Superseded: nothing sent)
+        report.sent = True
         answer = session.update_cluster(fields)
         report.response = {k: answer.get(k) for k in fields}
     elif dry_run:
@@ -153,4 +236,4 @@ def _apply(session: ClusterSession, policy: TLSPolicy, report: ApplyReport, dry_
         report.status = "applied" if fields else "unchanged"
 
 
-__all__ = ["ApplyReport", "apply_policies", "apply_policy"]
+__all__ = ["ApplyReport", "apply_policies", "apply_policy", "locked_certificates"]

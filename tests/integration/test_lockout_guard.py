@@ -28,6 +28,11 @@ ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def _own_state(state_dir: Path) -> None:
+    """`policy apply` holds the locks of the certificates it affects: in this test's own folder."""
+
+
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[ClusterSimulator]:
     simulator = start_simulator(tmp_path, version="8.2.0-46", nodes=2)

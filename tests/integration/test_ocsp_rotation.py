@@ -232,3 +232,18 @@ def test_before_6_2_12_there_is_no_stapling_to_read(tmp_path: Path, ca_files: tu
         assert code == 0 and json.loads(out)["ocsp"] == []
     finally:
         sim.stop()
+
+
+def test_stapling_off_whose_answer_never_came_is_turned_on_again(stapled: Stapled) -> None:
+    inventory = stapled.inventory(ocsp="disable_when_missing")
+    stapled.sim.log_requests()
+    stapled.sim.fail_requests(1, 503, method="PUT", path="/v1/ocsp")  # not applied; shows where it comes
+    first = rotate_proxy(inventory)
+    assert first.outcome is Outcome.REFUSED and stapled.stapling()
+    assert [c["undone"] for c in first.companions] == [True]  # a 5xx may have applied: turned on (again)
+    stapled.sim.fail_nth(stapled.sim.logged_requests().index("PUT /v1/ocsp") + 1, "reset")  # applied, unanswered
+    record = rotate_proxy(inventory)
+    assert record.outcome is Outcome.REFUSED and not record.pushed, record.error
+    assert stapled.stapling()  # the change was made: the record named it first, so it was undone
+    assert [(c["memo"], c["undone"]) for c in record.companions] == [({"action": "stapling_off"}, True)]
+    assert "turned on again" in step(record, "undo:ocsp")

@@ -28,6 +28,11 @@ def _sim(tmp_path: Path, version: str) -> ClusterSimulator:
     return start_simulator(tmp_path, nodes=2, databases=ONE_DB, version=version)
 
 
+@pytest.fixture(autouse=True)
+def _own_state(state_dir: Path) -> None:
+    """`policy apply` holds the locks of the certificates it affects: in this test's own folder."""
+
+
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[ClusterSimulator]:
     simulator = _sim(tmp_path, "7.22.2-14")

@@ -148,3 +148,21 @@ def test_config_check_says_whether_the_files_can_be_replaced(sim: ClusterSimulat
     result = CliRunner().invoke(app, ["config", "check", "-c", str(path), "--offline", "--json"])
     found = {f["where"]: f for f in json.loads(result.stdout)["findings"]}
     assert result.exit_code == 2 and "missing: this user" in found["clusters.sim.rest_client"]["message"]
+
+
+def test_a_union_whose_answer_never_came_is_put_back(sim: ClusterSimulator, ca_files: tuple[Path, Path],
+                                                     client_ca: tuple[Path, Path], tmp_path: Path,
+                                                     state_dir: Path) -> None:
+    old_ca = trusted_ca(sim)
+    new_ca = init_ca(tmp_path / "new-client-ca", common_name="next client CA")
+    inventory = load_inventory(managed_inventory(tmp_path / "inv.yaml", sim, ca_files, new_ca,
+                                                 manage_trusted_ca=True))
+    sim.log_requests()
+    sim.fail_requests(1, 400, method="PUT", path="/v1/cluster/certificates")  # refused: shows where it comes
+    first = rotate(inventory)
+    assert first.outcome is Outcome.REFUSED and trusted_ca(sim) == old_ca
+    sim.fail_nth(sim.logged_requests().index("PUT /v1/cluster/certificates") + 1, "reset")  # applied, unanswered
+    record = rotate(inventory)
+    assert record.outcome is Outcome.REFUSED and not record.pushed, record.error
+    assert trusted_ca(sim) == old_ca  # the union was in the record before it was sent: the CAs from before are back
+    assert [c["undone"] for c in record.companions] == [True]

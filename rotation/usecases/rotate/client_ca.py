@@ -21,11 +21,11 @@ from rotation.adapters.cert_login import prove_login, refusals
 from rotation.adapters.cluster import ClusterSession
 from rotation.adapters.tls.trust import client_certificate_error
 from rotation.core import certs
-from rotation.core.errors import RotationError
+from rotation.core.errors import ClusterAPIError, RotationError
 from rotation.core.model import ClientCertificate
 from rotation.core.validate import ExtraCheck, ParsedBundle
 from rotation.usecases.login_guard import keep_trusted_ca
-from rotation.usecases.rotate.companions import Applied, Memo, NoCompanion
+from rotation.usecases.rotate.companions import Applied, Memo, NoCompanion, note
 from rotation.usecases.rotate.run import Run
 
 SLOT = "mtls_trusted_ca"
@@ -89,14 +89,27 @@ class ClientCA(NoCompanion):
         retire = [pem for pem in held if pem not in self.new_cas and in_use is not None
                   and client_certificate_error(pem, in_use.certificate, in_use.key) is None]
         union = _joined([*held, *added])
-        self._push(run, union, in_use, "adding the new client CA")
+        # Recorded before it is sent: a PUT whose answer never came (a timeout, a reset, a worker that died)
+        # may have changed the slot, and only what the record names is undone (the bundle from before).
+        entry = note(run, self.name, "prepare", {"before": _joined(held), "union": union, "retire": retire})
+        try:
+            if run.store_down:  # a redelivered task could not know to put the CAs back
+                raise RotationError(f"{self.session.name}: the record cannot be saved (the store is away): "
+                                    f"{SLOT} is not changed")
+            self._push(run, union, in_use, "adding the new client CA")
+        except RotationError as exc:
+            if not isinstance(exc, ClusterAPIError) or (exc.status is not None and exc.status < 500):
+                entry["undone"] = True  # nothing sent, or refused outright: nothing changed
+                run.save()
+            raise
         problem = refusals(prove_login(self.session, in_use)) if in_use is not None else None
         if problem is not None:
             self._push(run, _joined(held), in_use, "putting the CAs back")
+            entry["undone"] = True
+            run.save()
             raise RotationError(f"{self.session.name}: with the new CA added, the certificate in use no longer "
                                 f"logs in ({problem}); {SLOT} was put back")
-        return Applied(f"{SLOT}: added {_names(added)} beside {len(held)} CA(s)",
-                       {"before": _joined(held), "union": union, "retire": retire})
+        return Applied(f"{SLOT}: added {_names(added)} beside {len(held)} CA(s)", memo=None)  # noted above
 
     def finalize(self, run: Run, bundle: ParsedBundle) -> str | None:
         memo = next((e["memo"] for e in reversed(run.record.companions)

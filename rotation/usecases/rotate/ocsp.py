@@ -19,13 +19,13 @@ from collections.abc import Sequence
 
 from rotation.adapters.cluster import ClusterSession
 from rotation.config import Inventory
-from rotation.core.errors import RotationError, VerificationError
+from rotation.core.errors import ClusterAPIError, RotationError, VerificationError
 from rotation.core.model import CertName, CertRequest
 from rotation.core.ocsp import OcspConfig, missing_url_problem, responder_urls
 from rotation.core.validate import ExtraCheck, ParsedBundle
 from rotation.core.versions import OCSP_STAPLING_SINCE, at_least
 from rotation.usecases.context import ServiceContext
-from rotation.usecases.rotate.companions import Applied, Companion, Memo, NoCompanion
+from rotation.usecases.rotate.companions import Applied, Companion, Memo, NoCompanion, note
 from rotation.usecases.rotate.run import Run
 
 TURN_OFF = "stapling_off"
@@ -65,11 +65,24 @@ class OcspCompanion(NoCompanion):
         if not self._turns_off(bundle):
             return None
         run.lease.check()  # fenced like every change a rotation makes
-        run.session.set_ocsp_stapling(False)
+        # Recorded before it is made: a PUT whose answer never came (a timeout, a reset, a worker that died)
+        # may have turned stapling off, and only what the record names is undone. RS refusing it (a 4xx)
+        # changed nothing. (Turning stapling on again when it stayed on changes nothing.)
+        entry = note(run, self.name, "prepare", {"action": TURN_OFF})
+        try:
+            if run.store_down:  # a redelivered task could not know to turn it on again
+                raise RotationError(f"{run.session.name}: the record cannot be saved (the store is away): OCSP "
+                                    "stapling is not turned off")
+            run.session.set_ocsp_stapling(False)
+        except RotationError as exc:
+            if not isinstance(exc, ClusterAPIError) or (exc.status is not None and exc.status < 500):
+                entry["undone"] = True  # nothing sent, or refused outright: nothing changed
+                run.save()
+            raise
         run.record.warnings.append(f"{run.session.name}: OCSP stapling turned off: the new proxy certificate has no "
                                    "OCSP URL (ocsp: disable_when_missing); turn it on again with a certificate "
                                    "that has one")
-        return Applied("stapling turned off (the new certificate has no OCSP URL)", {"action": TURN_OFF})
+        return Applied("stapling turned off (the new certificate has no OCSP URL)", memo=None)  # noted above
 
     def follow_up(self, run: Run, bundle: ParsedBundle) -> Applied | None:
         if self.config is None or not self.config.stapling or self._turns_off(bundle):

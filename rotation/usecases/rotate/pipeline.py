@@ -50,7 +50,7 @@ from rotation.core.errors import (
     Superseded,
 )
 from rotation.core.model import CertName, IssuedCert, Outcome, RotationRecord, new_rotation_id
-from rotation.core.targets import DATABASE_PREFIX, shared_locks
+from rotation.core.targets import DATABASE_PREFIX, POLICY_APPLY_OWNER, shared_locks
 from rotation.core.text import shortened
 from rotation.core.validate import (
     ExtraCheck,
@@ -183,8 +183,10 @@ def _hold(state: ServiceState, identities: list[str], target: Target, owner: str
             try:
                 own.append(stack.enter_context(state.hold(identity, target.lock_name(), owner)))
             except RotationInProgress as exc:
-                # proxy's lock, held by a database rotation as the lock it shares (its holder names it so)
-                if f" of {DATABASE_PREFIX}" in exc.message:
+                # proxy's lock, held by a database rotation as the lock it shares (its holder names it so),
+                # or the lock a `policy apply` holds while it changes what this certificate's listeners accept:
+                # not a duplicate, so a queued rotation is tried again shortly
+                if f" of {DATABASE_PREFIX}" in exc.message or POLICY_APPLY_OWNER in exc.message:
                     raise SharedLockBusy(exc.message) from None
                 raise
         try:
@@ -193,6 +195,19 @@ def _hold(state: ServiceState, identities: list[str], target: Target, owner: str
         except RotationInProgress as exc:
             raise SharedLockBusy(exc.message) from None
         yield _Leases(own[0], others) if others else own[0]
+
+
+@contextlib.contextmanager
+def hold_certificates(state: ServiceState, session: ClusterSession, cert_names: list[str], owner: str
+                      ) -> Iterator[Lease]:
+    """The locks of ``cert_names`` under each of the cluster's identities, as their rotations take them, for a
+    change outside the pipeline that those rotations must not overlap (``rotation policy apply``): each tried,
+    never waited for; RotationInProgress names the holder. The lease fences by all of them."""
+    identities, _ = _identities(session, resuming=False)
+    with contextlib.ExitStack() as stack:
+        leases = [stack.enter_context(state.hold(identity, name, owner))
+                  for name in cert_names for identity in identities]
+        yield _Leases(leases[0], leases[1:])
 
 
 def _undo_left(record: RotationRecord) -> bool:
