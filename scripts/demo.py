@@ -71,7 +71,9 @@ def stop_all() -> None:
 def main() -> None:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir()
-    env = {**os.environ, "ROTATION_STATE_DIR": str(WORK / "state"), "ROTATION_CONFIG": str(WORK / "rotation.yaml"),
+    # the demo's state is its Redis, whatever the caller's shell says (ROTATION_STORE=local)
+    env = {**os.environ, "ROTATION_STORE": "redis", "ROTATION_STATE_DIR": str(WORK / "state"),
+           "ROTATION_CONFIG": str(WORK / "rotation.yaml"),
            "ROTATION_SCAN_INTERVAL": "3s", "ROTATION_JITTER": "1s", "PYTHONUNBUFFERED": "1", "COLUMNS": "150"}
     if not os.environ.get("ROTATION_REDIS_URL"):
         port = free_port()

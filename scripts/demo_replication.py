@@ -96,7 +96,9 @@ def write_inventory(fleet: Fleet) -> Path:
 
 
 def environment() -> dict[str, str]:
-    env = {**os.environ, "ROTATION_STATE_DIR": str(WORK / "state"), "ROTATION_CONFIG": str(WORK / "rotation.yaml"),
+    # the demo's state is its Redis, whatever the caller's shell says (ROTATION_STORE=local)
+    env = {**os.environ, "ROTATION_STORE": "redis", "ROTATION_STATE_DIR": str(WORK / "state"),
+           "ROTATION_CONFIG": str(WORK / "rotation.yaml"),
            "PYTHONUNBUFFERED": "1", "COLUMNS": "160"}
     if not os.environ.get("ROTATION_REDIS_URL"):
         port = free_port()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from support.cluster import free_loopback_base, start_simulator, write_inventory
 from support.hostile import HostileServer
-from support.processes import RedisServer, ServiceProcess
+from support.processes import RedisServer, ServiceProcess, close_clients
 
 from rotation.adapters.issuers.internal_ca import init_ca
 from rotation.config import Inventory, load_inventory
@@ -27,6 +27,16 @@ def pytest_configure(config: pytest.Config) -> None:
     # pytest-xdist's workers get COLUMNS=80: rich's consoles, made when the CLI is imported, would keep
     # that width for good, and a test's own COLUMNS (CliRunner env) would no longer reach them.
     os.environ.pop("COLUMNS", None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_default_redis(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test may reach the machine's own Redis (the default URL's 6379): unless a test gives its store a
+    Redis of its own (ROTATION_STORE=redis and ROTATION_REDIS_URL, as the fixtures below do), its state is a
+    local folder of this test process, here and in the processes it starts."""
+    os.environ.pop("ROTATION_REDIS_URL", None)
+    os.environ["ROTATION_STORE"] = "local"
+    os.environ["ROTATION_STATE_DIR"] = str(tmp_path_factory.mktemp("default-state"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -196,3 +206,4 @@ def _contexts_closed() -> Iterator[None]:
         for ref in made:
             if (ctx := ref()) is not None:
                 ctx.close()
+        close_clients()  # the tests' own Redis clients (RedisServer.client)

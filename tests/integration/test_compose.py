@@ -235,7 +235,7 @@ def test_healthchecks_tell_a_live_service_from_a_dead_one(tmp_path: Path) -> Non
     redis = RedisServer(tmp_path / "redis")
     redis.start()
     port = free_port()
-    env = {**os.environ, "ROTATION_REDIS_URL": redis.url}
+    env = {**os.environ, "ROTATION_STORE": "redis", "ROTATION_REDIS_URL": redis.url}
     metrics = subprocess.Popen([sys.executable, "-m", "workers.main", "metrics", "--port", str(port)], cwd=ROOT,
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/metrics"

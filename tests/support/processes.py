@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -68,8 +69,8 @@ class RedisServer:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: a benchmark ends its helpers with killpg
         )
-        client = redis.Redis(port=self.port, password=self._requirepass)
-        wait_for(lambda: _pings(client), 10, what="redis-server")
+        with redis.Redis(port=self.port, password=self._requirepass) as client:
+            wait_for(lambda: _pings(client), 10, what="redis-server")
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -88,12 +89,27 @@ class RedisServer:
         self.stop()
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, password=self._requirepass, decode_responses=True)
+        """A client of this server, closed at the end of the test (``close_clients``): redis-py's clients sit in
+        reference cycles, so one a test drops is freed by the garbage collector, whose socket may be finalized
+        first (an unclosed-socket warning, failing a later test)."""
+        client = redis.Redis(port=self.port, password=self._requirepass, decode_responses=True)
+        _handed_out.append(weakref.ref(client))
+        return client
 
     @property
     def _requirepass(self) -> str | None:
         """The server's password, also when given as an option (a test of a URL that lacks it)."""
         return self.password or dict(zip(self.args, self.args[1:], strict=False)).get("--requirepass")
+
+
+_handed_out: list[weakref.ref[redis.Redis]] = []
+
+
+def close_clients() -> None:
+    """Close every client ``RedisServer.client`` handed out (a later command connects again)."""
+    while _handed_out:
+        if (client := _handed_out.pop()()) is not None:
+            client.close()
 
 
 def _pings(client: redis.Redis) -> bool:
