@@ -337,7 +337,8 @@ class _FakeHandler(BaseHTTPRequestHandler):
 @pytest.fixture
 def fake_ca() -> Iterator[_FakeCA]:
     server = _FakeCA()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # polls for shutdown() every 50 ms, not 0.5 s: the teardown returns at once
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield server

@@ -108,7 +108,8 @@ def ari_front(pebble: PebbleServer) -> Iterator[AriFront]:
     context.load_cert_chain(pebble.tls_cert, pebble.tls_cert.parent / "key.pem")
     server.socket = context.wrap_socket(server.socket, server_side=True)
     front.directory_url = f"https://127.0.0.1:{server.server_address[1]}/dir"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()  # shutdown() at once
     try:
         yield front
     finally:

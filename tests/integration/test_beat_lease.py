@@ -58,8 +58,9 @@ def test_the_holder_scans_at_start_and_a_second_beat_stands_by_until_the_lease_l
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="rotation.beat")
     clock_a, clock_b = FakeClock(), FakeClock()
-    # 5 s: Redis expires the lease on its own clock, and a busy machine must not let it lapse mid-test
-    a, b = make_scheduler("beat A", clock_a, 5.0), make_scheduler("beat B", clock_b, 5.0)
+    # 3 s: Redis expires the lease on its own clock, and a busy machine must not let it lapse between A's
+    # first tick and its renewal (a few Redis calls apart); B then waits those 3 s for it to lapse
+    a, b = make_scheduler("beat A", clock_a, 3.0), make_scheduler("beat B", clock_b, 3.0)
     a.tick()
     assert a.holding and scans_sent(redis_server) == 1  # scanned at start
     for _ in range(3):
@@ -68,14 +69,14 @@ def test_the_holder_scans_at_start_and_a_second_beat_stands_by_until_the_lease_l
     standby = [r.getMessage() for r in caplog.records if "standing by" in r.getMessage()]
     assert len(standby) == 1 and "held by beat A" in standby[0]  # said once, naming the holder
 
-    clock_a.advance(2.0)  # past a third of the lease: A renews on its next tick
+    clock_a.advance(1.5)  # past a third of the lease: A renews on its next tick
     a.tick()
     assert a.holding and scans_sent(redis_server) == 1
 
     # A stops renewing (paused, or killed without a goodbye): B takes over once the lease lapses.
     wait_for(lambda: b.tick() is not None and b.holding, 30, 0.05, what="B to take over")
     assert scans_sent(redis_server) == 2  # B's scan at start
-    clock_a.advance(5.0)  # A wakes up: its renewal tells it B holds the schedule, and it sends nothing
+    clock_a.advance(3.0)  # A wakes up: its renewal tells it B holds the schedule, and it sends nothing
     a.tick()
     assert not a.holding and scans_sent(redis_server) == 2
     assert any("taken by beat B" in r.getMessage() for r in caplog.records)
@@ -97,7 +98,8 @@ def test_a_clean_stop_hands_the_schedule_over_at_once(
 
 def test_two_beat_processes_one_runs_the_schedule_then_the_other_takes_over(
         start_service: Callable[..., ServiceProcess], service_env: dict[str, str]) -> None:
-    env = {**service_env, "ROTATION_SCAN_INTERVAL": "1h", "ROTATION_BEAT_LEASE": "6s"}
+    # A 4 s lease (renewed every 1.3 s): the third beat waits those 4 s once the holder is killed
+    env = {**service_env, "ROTATION_SCAN_INTERVAL": "1h", "ROTATION_BEAT_LEASE": "4s"}
     a = start_service("beat", env=env)
     wait_for(lambda: SCAN_SENT in a.log(), 30, what="the first beat's scan at start")
     b = start_service("beat", env=env)

@@ -82,7 +82,9 @@ def test_rotate_all_through_the_queue_shows_progress_on_the_terminal(service_env
                                                                      simulator: ClusterSimulator,
                                                                      inventory_path: Path) -> None:
     simulator.slow(0.3)  # every REST answer late: the rotations take more than the 1 s before the bar is drawn
-    start_service("worker")  # real worker and Redis: the command queues, then follows every rotation
+    # Real worker and Redis: the command queues, then follows every rotation. A thread for each of the
+    # five certificates: they rotate side by side (one wave of ~2 s, not two).
+    start_service("worker", "--concurrency", "5")
     code, stdout, terminal = _run_on_a_terminal("rotate", "sim", "--all", "-c", str(inventory_path))
     assert code == 0, terminal
     assert "rotating" in terminal and "ended" in terminal  # the bar: rotations ended of those queued

@@ -67,7 +67,10 @@ def test_a_failover_while_the_service_scans_and_rotates(
         sentinels: SentinelSet, simulator: ClusterSimulator, service_env: dict[str, str],
         start_service: Callable[..., ServiceProcess], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROTATION_REDIS_URL", sentinels.url)
-    env = {**service_env, "ROTATION_REDIS_URL": sentinels.url, "ROTATION_BEAT_LEASE": "3s"}
+    # The tasks a worker had fetched from the old master come back after the visibility timeout: a short
+    # one (above a rotation's ~1 s here, time limit below it as the service requires) ends the test sooner.
+    env = {**service_env, "ROTATION_REDIS_URL": sentinels.url, "ROTATION_BEAT_LEASE": "3s",
+           "ROTATION_TASK_TIME_LIMIT": "8s", "ROTATION_VISIBILITY_TIMEOUT": "9s"}
     start_service("worker", "--concurrency", "4", env=env)
     beat = start_service("beat", env=env)
     ctx = ServiceContext()

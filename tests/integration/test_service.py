@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -101,8 +100,8 @@ def test_failing_pushes_back_off_visibly_without_a_tight_loop(
     simulator: ClusterSimulator, service_env: dict[str, str], start_service
 ) -> None:
     simulator.fail_next(10_000, 500)
-    start_service("worker")
-    start_service("beat")
+    worker = start_service("worker")
+    start_service("beat", env={**service_env, "ROTATION_SCAN_INTERVAL": "0.5s"})  # three scans take 1.5 s
     ctx = ServiceContext()
 
     def backing_off() -> dict | None:
@@ -113,8 +112,13 @@ def test_failing_pushes_back_off_visibly_without_a_tight_loop(
     row = wait_for(backing_off, 60, 0.5, what="cm to back off")
     assert "500" in (row["last_error"] or "")
     calls_then = len(ctx.state.history("sim", "cm", limit=1000))
-    time.sleep(6)  # three scan intervals: a backing-off certificate is not rotated again
-    assert len(ctx.state.history("sim", "cm", limit=1000)) == calls_then
+
+    def scans_holding_cm_back() -> int:  # each scan that finds cm backing off (and so queues it not) says so
+        return len(re.findall(r"sim: backing off [\w, ]*\bcm\b[\w, ]* after failures", worker.log()))
+
+    held_then = scans_holding_cm_back()
+    wait_for(lambda: scans_holding_cm_back() >= held_then + 3, 30, 0.05, what="three more scans holding cm back")
+    assert len(ctx.state.history("sim", "cm", limit=1000)) == calls_then  # a backing-off certificate: not again
     # And the CLI shows it.
     from typer.testing import CliRunner
 

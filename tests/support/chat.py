@@ -52,7 +52,8 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # polls for shutdown() every 50 ms, not 0.5 s: close() (each test's teardown) returns at once
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def texts(self, path: str) -> list[str]:
         return [body.get("text", "") for p, body in list(self.posts) if p == path]

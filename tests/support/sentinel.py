@@ -49,8 +49,10 @@ class SentinelSet:
             self._clients[port] = redis.Redis(port=port, decode_responses=True, socket_timeout=5)
         return self._clients[port]
 
-    def master(self) -> int:
-        _host, port = self.node(self.sentinel_ports[0]).sentinel_get_master_addr_by_name(SERVICE)
+    def master(self, sentinel_port: int | None = None) -> int:
+        """The master's port as one sentinel (the first unless named) names it."""
+        asked = self.sentinel_ports[0] if sentinel_port is None else sentinel_port
+        _host, port = self.node(asked).sentinel_get_master_addr_by_name(SERVICE)
         return int(port)
 
     def failover(self) -> int:
@@ -61,9 +63,22 @@ class SentinelSet:
                  0.2, what="the sentinel to accept a failover")
         wait_for(lambda: self.master() != old, 30, what="the sentinels to name a new master")
         new = self.master()
+        wait_for(lambda: all(self.master(port) == new for port in self.sentinel_ports), 30,
+                 what="every sentinel to name the new master")
         wait_for(lambda: self.node(new).info("replication")["role"] == "master", 30, what="the new master")
         # Until the sentinels turn the old master into a replica it still takes writes, which its resync
         # then drops (asynchronous replication: what Sentinel does not cover). The failover ends here.
+        # The sentinels reconfigure it themselves, but only ~10 s later (a fixed wait in Sentinel,
+        # SENTINEL_PUBLISH_PERIOD*4 after it saw the role it disagrees with): sent now, the same transaction
+        # they send (sentinelSendSlaveOf: REPLICAOF, then its clients dropped so that they ask again).
+        demote = self.node(old).pipeline(transaction=True)
+        demote.replicaof("127.0.0.1", new)
+        demote.execute_command("CLIENT", "KILL", "TYPE", "normal")
+        demote.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        try:
+            demote.execute()
+        except redis.ConnectionError:
+            pass  # our own connection is one of those it dropped
         wait_for(lambda: self.node(old).info("replication")["role"] == "slave", 30, what="the old master to follow")
         return new
 
@@ -79,7 +94,9 @@ class SentinelSet:
 
     def _server(self, port: int, *args: str) -> None:
         self._spawn(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                     "--dir", str(self.directory), *args], f"redis-{port}.log")
+                     "--dir", str(self.directory),
+                     # a replica's first sync starts at once, not after the default 5 s wait for more replicas
+                     "--repl-diskless-sync-delay", "0", *args], f"redis-{port}.log")
         wait_for(lambda: self.node(port).ping(), 10, what="redis-server")
 
     def _spawn(self, argv: list[str], log: str) -> None:
