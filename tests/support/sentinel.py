@@ -58,6 +58,12 @@ class SentinelSet:
     def failover(self) -> int:
         """SENTINEL FAILOVER: the replica becomes the master, the old master its replica. Returns the new port."""
         old = self.master()
+        replica = self.replica_port if old == self.master_port else self.master_port
+        # What the master took is on the replica first (replication is asynchronous: a write just before the
+        # failover may not have reached it, and a promoted replica without it loses it, as Sentinel allows)
+        taken = int(self.node(old).info("replication")["master_repl_offset"])
+        wait_for(lambda: int(self.node(replica).info("replication").get("slave_repl_offset", -1)) >= taken, 30,
+                 what="the replica to hold every write the master took")
         # NOGOODSLAVE until the sentinel has read the replica's own INFO (it polls): ask again until it accepts.
         wait_for(lambda: self.node(self.sentinel_ports[0]).execute_command("SENTINEL", "FAILOVER", SERVICE), 30,
                  0.2, what="the sentinel to accept a failover")
