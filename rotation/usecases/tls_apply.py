@@ -166,8 +166,6 @@ def apply_policy(
         if state is not None and record is not None:
             state.save(record)  # before anything is read or sent: no change without its record
         with open_cluster(inventory, name) as session, contextlib.ExitStack() as held:
-            if record is not None:  # what it was, also when a lock refuses the change
-                report.before = recorded_settings(session.client.cluster_info())
             lease = None
             if state is not None and not dry_run:
                 lease = held.enter_context(hold_certificates(state, session, locked_certificates(policy, basic_auth),
@@ -247,7 +245,7 @@ def apply_policies(inventory: Inventory, names: Sequence[str], *, state: Service
 
 def _apply(session: ClusterSession, policy: TLSPolicy, report: ApplyReport, dry_run: bool, poll: float,
            clock: Clock, lease: Lease | None) -> None:
-    info = session.client.cluster_info()  # once the locks are held: what the plan starts from
+    info = session.client.cluster_info()  # once the locks are held: what the plan starts from, and "before"
     view = session.view(refresh=True, info=info)
     if report.record_id is not None:
         report.before = recorded_settings(info)

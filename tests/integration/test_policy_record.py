@@ -89,7 +89,7 @@ def test_a_refused_apply_is_recorded_and_changed_nothing(
     assert "rotation r-1 (cli)" in record["error"] and "nothing changed" in record["error"]
     change = record["policy"]
     assert change["status"] == "refused" and change["sent"] is None  # nothing was sent
-    assert change["before"]["min_control_TLS_version"] != "1.3" and change["after"] is None
+    assert change["before"] is None and change["after"] is None  # nor read: the locks come before the first read
     assert sim.received_cluster_updates == []
 
 
@@ -106,9 +106,17 @@ def test_a_change_whose_answer_never_came_is_recorded_as_maybe_taken(
 
     failed, refused = _history(inventory)
     assert refused["outcome"] == "refused" and refused["policy"]["sent"] is None
+    assert refused["policy"]["before"]["min_control_TLS_version"] != "1.3" and refused["policy"]["after"] is None
     assert "refused the change in its dry run" in refused["error"]
     assert failed["outcome"] == "failed" and failed["policy"]["status"] == "error"
     assert failed["policy"]["sent"] == SENT and failed["policy"]["after"] is None
     assert "the cluster may have taken the change" in failed["error"]
     assert failed["finished_at"] is not None and failed["requested_by"] == _me()
     assert sim.cluster_settings()["min_control_TLS_version"] == "1.3"  # it did
+
+
+def test_history_policy_is_not_a_certificate(state_dir: Path) -> None:
+    both = runner.invoke(app, ["history", "--policy", "--cert", "api", "--json"])
+    assert both.exit_code == 2 and json.loads(both.stdout)["error"].startswith("--policy shows the TLS policy")
+    with_id = runner.invoke(app, ["history", "--id", "abc", "--policy", "--json"])
+    assert with_id.exit_code == 2 and "--id shows one rotation, --policy chooses" in json.loads(with_id.stdout)["error"]
