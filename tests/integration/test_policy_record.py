@@ -53,11 +53,14 @@ def test_an_apply_leaves_its_record_and_history_shows_it(
 ) -> None:
     inventory = _inventory(tmp_path, sim, ca_files)
     before = sim.cluster_settings()["min_control_TLS_version"]
-    assert _apply(inventory, "--dry-run")["status"] == "dry_run"
+    dry_run = _apply(inventory, "--dry-run")
+    assert dry_run["status"] == "dry_run" and dry_run["record"] is None
     assert _history(inventory) == []  # a dry run changes nothing and leaves no record
 
-    assert _apply(inventory)["status"] == "applied"
+    applied = _apply(inventory)
+    assert applied["status"] == "applied"
     (record,) = _history(inventory)
+    assert applied["record"] == record["id"]
     assert record["kind"] == "policy" and record["cluster"] == "sim" and record["cert_name"] == "tls_policy"
     assert record["trigger"] == "cli" and record["requested_by"] == _me()
     assert record["outcome"] == "verified" and record["error"] is None
