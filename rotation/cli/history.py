@@ -152,7 +152,8 @@ def print_rotation(records: list[RotationRecord], as_json: bool) -> None:
         print(json.dumps([r.to_dict() for r in records], indent=2))
         return
     for record in records:  # each try: who asked, when, its steps; then the outcome of the last one
-        console.print(line("rotation ", (record.id, "bold"), ": ", (record.trigger, ""), " by ",
+        what = "rotation " if record.policy is None else "policy apply "
+        console.print(line(what, (record.id, "bold"), ": ", (record.trigger, ""), " by ",
                            (record.requested_by or "-", ""), f", started {record.started_at:%Y-%m-%d %H:%M:%S}, ",
                            (record.outcome, "")), highlight=False, soft_wrap=True)
         for step in record.steps:
