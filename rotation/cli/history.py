@@ -1,4 +1,4 @@
-"""`rotation history`: rotation records, or the chat commands (`--audit`)."""
+"""`rotation history`: rotation records (and `policy apply` records), or the chat commands (`--audit`)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ def history(
     command: typer.Context,
     cluster: Annotated[str | None, typer.Option(help="Only this cluster.")] = None,
     cert: Annotated[str | None, typer.Option(help="Only this certificate name.")] = None,
+    policy: Annotated[bool, typer.Option("--policy", help="Only the `policy apply` records (TLS policy changes).")
+                      ] = False,
     rotation_id: Annotated[str | None, typer.Option("--id", help="One rotation (the id `rotate --no-wait` prints) "
                                                                 "with its steps and retries.")] = None,
     limit: Annotated[int, typer.Option(help="How many records.")] = 20,
@@ -28,16 +30,21 @@ def history(
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Rotation records, newest first (with --audit: the chat commands, allowed or refused).
+    """Rotation records and `policy apply` records (cert `tls_policy`), newest first (with --audit: the chat
+    commands, allowed or refused).
 
     Says which Redis (or local state folder) it read. An unknown --cluster or --cert exits 2.
     """
     if rotation_id is not None:
         _refuse_beside_id(command, as_json)
+    if policy and cert is not None:  # a policy apply's record has no certificate
+        raise fail(f"--policy shows the TLS policy changes, --cert {cert} a certificate's rotations: pass one",
+                   as_json=as_json)
     if limit < 1:  # a negative one sliced records off the end of the list
         raise fail(f"--limit {limit}: at least 1", as_json=as_json)
     from rich.table import Table
 
+    from rotation.core.targets import TLS_POLICY
     from rotation.usecases.context import ServiceContext
     from rotation.usecases.history import chat_commands, rotation_history
 
@@ -49,7 +56,7 @@ def history(
         elif audit:
             entries = chat_commands(ctx, limit, cluster)
         else:
-            records = rotation_history(ctx, cluster, cert, limit)
+            records = rotation_history(ctx, cluster, TLS_POLICY if policy else cert, limit)
     except RotationError as exc:
         raise fail(exc, as_json=as_json) from None
     err_console.print(cell(f"read from {ctx.settings.describe_store()}", "dim"), highlight=False, soft_wrap=True)
@@ -66,20 +73,36 @@ def history(
     for column in ("started", "id", "cluster", "cert", "trigger", "by", "outcome", "old", "new", "error"):
         table.add_column(column)
     for r in records:  # who asked: the audit trail's first question
+        outcome = r.policy.get("status", r.outcome) if r.policy is not None else r.outcome  # the apply's own word
         table.add_row(*map(cell, (f"{r.started_at:%Y-%m-%d %H:%M:%S}", r.id, r.cluster, r.cert_name, r.trigger,
-                                  r.requested_by or "-", r.outcome, (r.old_fingerprint or "-")[:16],
+                                  r.requested_by or "-", outcome, (r.old_fingerprint or "-")[:16],
                                   (r.new_fingerprint or "-")[:16], (r.error or "")[:80])))
     console.print(table)
+    for r in records:  # a policy change: from what to what
+        for change in policy_changes(r):
+            console.print(cell(f"{r.id} {r.cluster}/{r.cert_name}: {change}"), highlight=False, soft_wrap=True)
     for r in records:  # what a rotation accepted but an operator should know (e.g. the RS profile it misses)
         for warning in r.warnings:
             console.print(cell(f"{r.id} {r.cluster}/{r.cert_name}: warning: {warning}", "yellow"), highlight=False,
                           soft_wrap=True)
 
 
+def policy_changes(record: RotationRecord) -> list[str]:
+    """A policy apply's record, one line per field sent: ``name 'before' -> 'after'`` (the settings read from
+    the cluster; ``not read`` when they were not); nothing for a rotation, or an apply that sent nothing."""
+    if record.policy is None or not record.policy.get("sent"):
+        return []
+    before, after = record.policy.get("before") or {}, record.policy.get("after")
+    return [f"{name} {before.get(name)!r} -> " + (repr(after.get(name)) if after is not None else
+                                                   f"not read (sent {value!r})")
+            for name, value in record.policy["sent"].items()]
+
+
 def _refuse_beside_id(command: typer.Context, as_json: bool) -> None:
     """``--id`` shows one rotation: an option that would choose records too is refused (exit 2) rather than
     silently ignored."""
-    sources = {name: command.get_parameter_source(name) for name in ("cluster", "cert", "limit", "audit")}
+    sources = {name: command.get_parameter_source(name)
+               for name in ("cluster", "cert", "policy", "limit", "audit")}
     # typer carries its own click, whose ParameterSource has no public name: compared by its name
     given = [f"--{name}" for name, source in sources.items() if source is not None and source.name != "DEFAULT"]
     if given:
@@ -129,13 +152,16 @@ def print_rotation(records: list[RotationRecord], as_json: bool) -> None:
         print(json.dumps([r.to_dict() for r in records], indent=2))
         return
     for record in records:  # each try: who asked, when, its steps; then the outcome of the last one
-        console.print(line("rotation ", (record.id, "bold"), ": ", (record.trigger, ""), " by ",
+        what = "rotation " if record.policy is None else "policy apply "
+        console.print(line(what, (record.id, "bold"), ": ", (record.trigger, ""), " by ",
                            (record.requested_by or "-", ""), f", started {record.started_at:%Y-%m-%d %H:%M:%S}, ",
                            (record.outcome, "")), highlight=False, soft_wrap=True)
         for step in record.steps:
             mark = ("...", "") if step.finished_at is None else (("ok", "green") if step.ok else ("failed", "red"))
             console.print(line("  ", (step.name, ""), " ", mark, " ", (step.detail or "", "")), highlight=False,
                           soft_wrap=True)
+        for change in policy_changes(record):
+            console.print(line("  ", (change, "")), highlight=False, soft_wrap=True)
     print_records(records[-1:])
 
 

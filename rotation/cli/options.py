@@ -20,6 +20,16 @@ ConfigOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
 
+def whoami() -> str:
+    """Who runs this command, for the records' ``requested_by``: ``cli:<OS user>``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no passwd entry in a container
+        return "cli"
+
+
 def load(config: Path | None, as_json: bool = False, *, check_files: bool = True) -> Inventory:
     from rotation.config import load_inventory  # the pydantic models: only for commands that read the inventory
 
@@ -29,4 +39,4 @@ def load(config: Path | None, as_json: bool = False, *, check_files: bool = True
         raise fail(exc, as_json=as_json) from None
 
 
-__all__ = ["ConfigOption", "JsonOption", "load"]
+__all__ = ["ConfigOption", "JsonOption", "load", "whoami"]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rotation.cli.options import ConfigOption, JsonOption, load
+from rotation.cli.options import ConfigOption, JsonOption, load, whoami
 from rotation.cli.render import cell, console, err_console, fail, line
 
 if TYPE_CHECKING:
@@ -126,8 +126,10 @@ def apply(
     """Set the inventory's tls_policy with PUT /v1/cluster, then prove it by handshakes.
 
     Values the cluster's version cannot take are refused before any call, and so is a change while a
-    rotation of a certificate it affects holds its lock. Exit 0 applied (or dry run passed), 1 drift
-    remains, Sentinel changes wait for a restart, or interrupted after the change, 2 refused/errors.
+    rotation of a certificate it affects holds its lock. Each cluster's apply is recorded (`rotation
+    history --policy`): who, when, the settings before and after, what was sent, the outcome. Exit 0
+    applied (or dry run passed), 1 drift remains, Sentinel changes wait for a restart, or interrupted
+    after the change, 2 refused/errors.
     """
     from rotation.cli.progress import LiveProgress
     from rotation.core.errors import RotationError
@@ -141,7 +143,8 @@ def apply(
     except RotationError as exc:
         raise fail(exc, as_json=as_json) from None
     with ctx, LiveProgress("applying", unit="clusters", enabled=not as_json) as progress:
-        reports = apply_policies(inventory, names, state=state, dry_run=dry_run, progress=progress)
+        reports = apply_policies(inventory, names, state=state, dry_run=dry_run, progress=progress,
+                                 requested_by=whoami())
     code = max(r.exit_code for r in reports)
     if as_json:
         print(json.dumps({"clusters": [r.to_dict() for r in reports], "exit_code": code}, indent=2))
@@ -158,6 +161,8 @@ def apply(
             console.print(line("  ", ("note:", "yellow"), " ", (note, "")), highlight=False)
         for error in report.errors:
             err_console.print(line("  ", (error, "red")), highlight=False, soft_wrap=True)
+        if report.record_id:
+            console.print(line("  record: ", (f"rotation history --id {report.record_id}", "")), highlight=False)
         if report.audit:
             print_audit(report.audit)
     raise typer.Exit(code)

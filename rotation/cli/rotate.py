@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rotation.cli.options import ConfigOption, JsonOption, load
+from rotation.cli.options import ConfigOption, JsonOption, load, whoami
 from rotation.cli.render import err_console, fail, print_table, say
 from rotation.core.durations import parse_duration
 from rotation.core.errors import ConfigError, Interrupted, RotationError
@@ -232,7 +232,7 @@ def _rotate_queued(queue: RotationQueue, cluster: str, names: list[str], *, no_w
     ids, refused = [], []
     for name in names:
         try:
-            ids.append(queue.submit(cluster, name, trigger=Trigger.CLI, requested_by=_whoami()))
+            ids.append(queue.submit(cluster, name, trigger=Trigger.CLI, requested_by=whoami()))
         except RotationInProgress as exc:
             refused.append(exc.message)
     for message in refused:
@@ -272,15 +272,6 @@ def _long_work() -> None:
 
     gc.freeze()
     gc.enable()
-
-
-def _whoami() -> str:
-    import getpass
-
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # no passwd entry in a container
-        return "cli"
 
 
 __all__ = ["exit_code_for", "print_records", "queue_factory", "rotate"]

@@ -229,7 +229,11 @@ ANY_CHANGE = "*"
 
 @dataclass
 class RotationRecord:
-    """The audit trail of one rotation. Holds fingerprints, never keys."""
+    """The audit trail of one rotation. Holds fingerprints, never keys.
+
+    A ``rotation policy apply`` of one cluster is recorded here too (``kind`` "policy"), in the same store,
+    history and retention: ``cert_name`` is ``tls_policy`` (``core.targets.TLS_POLICY``), ``policy`` holds
+    what it read, sent and ended as; the fields of a certificate (fingerprints, nodes, steps) stay empty."""
 
     id: str
     cluster: str
@@ -259,6 +263,15 @@ class RotationRecord:
     steps: list[Step] = field(default_factory=list)
     # node label -> {"before": fp, "after": fp}
     nodes: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    # a policy apply's change (None for a rotation): {"status": what `policy apply` reported, "before" and
+    # "after": the settings GET /v1/cluster read (TLS fields and Basic only; "after" null when not read),
+    # "sent": the fields PUT /v1/cluster was sent (null: nothing sent, the cluster did not change)}
+    policy: dict[str, Any] | None = None
+
+    @property
+    def kind(self) -> str:
+        """``rotation``, or ``policy`` for a ``rotation policy apply``."""
+        return "rotation" if self.policy is None else "policy"
 
     @property
     def pushed(self) -> bool:
@@ -275,6 +288,7 @@ class RotationRecord:
     def to_dict(self) -> dict:
         return {
             "id": self.id,
+            "kind": self.kind,
             "cluster": self.cluster,
             "cert_name": self.cert_name,
             "trigger": self.trigger,
@@ -297,6 +311,7 @@ class RotationRecord:
             "companions": list(self.companions),
             "steps": [s.to_dict() for s in self.steps],
             "nodes": self.nodes,
+            "policy": self.policy,
         }
 
     @classmethod
@@ -328,4 +343,5 @@ class RotationRecord:
             companions=list(data.get("companions") or ()),
             steps=[Step.from_dict(s) for s in data.get("steps", [])],
             nodes=data.get("nodes", {}),
+            policy=data.get("policy"),
         )

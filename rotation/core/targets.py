@@ -20,6 +20,8 @@ from rotation.core.model import CertName
 REST_CLIENT = "rest_client"
 LDAP_CLIENT = "ldap_client"
 DATABASE_PREFIX = "db:"
+# The ``cert_name`` of a `rotation policy apply` record (the inventory's key): not a certificate, never locked
+TLS_POLICY = "tls_policy"
 # What `rotation policy apply` names itself in the locks it holds (a rotation that meets it tries again shortly)
 POLICY_APPLY_OWNER = "policy apply of tls_policy"
 DATABASE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")  # a database's name or uid in the inventory
@@ -64,5 +66,5 @@ def target_name(text: str) -> CertName | str:
                      f"{DATABASE_PREFIX}<database>)")
 
 
-__all__ = ["DATABASE_PREFIX", "LDAP_CLIENT", "POLICY_APPLY_OWNER", "REST_CLIENT", "database_key", "database_target",
-           "shared_locks", "target_name"]
+__all__ = ["DATABASE_PREFIX", "LDAP_CLIENT", "POLICY_APPLY_OWNER", "REST_CLIENT", "TLS_POLICY", "database_key",
+           "database_target", "shared_locks", "target_name"]

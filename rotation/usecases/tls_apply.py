@@ -13,6 +13,10 @@ proves it by handshakes, and this guard judges the policy against the certificat
 may change under the other. A lock held elsewhere refuses the apply, naming its holder; the fence is
 checked right before the change. An interrupt (Ctrl-C, SIGTERM) or a change whose answer never came
 ends in a report that says whether the cluster may have changed.
+
+Each apply (not a dry run) is recorded in the service's state as it starts and when it ends, like a
+rotation (``RotationRecord`` of kind "policy", ``cert_name`` ``tls_policy``): who asked, the settings read
+before and after, what was sent and the status, for `rotation history`.
 """
 
 from __future__ import annotations
@@ -37,9 +41,10 @@ from rotation.core.errors import (
     RotationError,
     RotationInProgress,
 )
-from rotation.core.model import CertName
-from rotation.core.targets import POLICY_APPLY_OWNER, REST_CLIENT
+from rotation.core.model import CertName, Outcome, RotationRecord, Trigger, new_rotation_id
+from rotation.core.targets import POLICY_APPLY_OWNER, REST_CLIENT, TLS_POLICY
 from rotation.core.tls_rules import RESTART_HINT, Profile, TLSPolicy, UpdatePlan, key_type_of, plan_update
+from rotation.core.topology import TLS_FIELDS
 from rotation.usecases.login_guard import BREAK_GLASS, basic_auth_change, keep_policy_speakable
 from rotation.usecases.progress import Progress, Tally
 from rotation.usecases.rotate import interrupts
@@ -59,7 +64,15 @@ class ApplyReport:
     audit: AuditReport | None = None
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    sent: bool = False  # PUT /v1/cluster (not its dry run) was sent: the cluster may have changed
+    sent_fields: dict[str, Any] | None = None  # the body PUT /v1/cluster (not its dry run) was sent
+    before: dict[str, Any] | None = None  # the settings read before the change (``recorded_settings``)
+    after: dict[str, Any] | None = None  # ... and once it is proven (None: not read)
+    record_id: str | None = None  # its record in the service's state (`rotation history --id`)
+
+    @property
+    def sent(self) -> bool:
+        """PUT /v1/cluster (not its dry run) was sent: the cluster may have changed."""
+        return self.sent_fields is not None
 
     @property
     def exit_code(self) -> int:
@@ -69,7 +82,16 @@ class ApplyReport:
     def to_dict(self) -> dict[str, Any]:
         return {"cluster": self.cluster, "status": self.status, "plan": self.plan.to_dict() if self.plan else None,
                 "response": self.response, "audit": self.audit.to_dict() if self.audit else None,
-                "errors": self.errors, "notes": self.notes, "exit_code": self.exit_code}
+                "errors": self.errors, "notes": self.notes, "record": self.record_id, "exit_code": self.exit_code}
+
+
+# What a record keeps of GET /v1/cluster: the settings an apply may change, by name (the answer holds much more)
+RECORDED_FIELDS = TLS_FIELDS | {"control_plane_basic_authentication"}
+
+
+def recorded_settings(cluster_info: dict[str, Any]) -> dict[str, Any]:
+    """The TLS and Basic settings of a ``GET /v1/cluster`` answer, nothing else."""
+    return {k: v for k, v in sorted(cluster_info.items()) if k in RECORDED_FIELDS}
 
 
 def served_key_types(session: ClusterSession) -> dict[str, str]:
@@ -121,9 +143,10 @@ def locked_certificates(policy: TLSPolicy, basic_auth: bool | None) -> list[str]
 
 def apply_policy(
     inventory: Inventory, name: str, *, state: ServiceState | None, dry_run: bool = False,
-    poll_interval: float = 1.0, clock: Clock = SYSTEM_CLOCK
+    poll_interval: float = 1.0, clock: Clock = SYSTEM_CLOCK, requested_by: str | None = None
 ) -> ApplyReport:
-    """``state`` holds the locks (None only for ``dry_run``, which changes nothing and takes none)."""
+    """``state`` holds the locks and the apply's record (None only for ``dry_run``, which changes nothing,
+    takes no lock and leaves no record); ``requested_by``: who asked, for the record."""
     policy = policy_of(inventory, name)
     report = ApplyReport(name)
     basic_auth = inventory.cluster(name).basic_auth
@@ -133,7 +156,15 @@ def apply_policy(
     policy = policy or TLSPolicy()
     if state is None and not dry_run:
         raise ValueError("apply_policy changes the cluster: it needs the state that holds the locks")
+    record = None
+    if state is not None and not dry_run:
+        record = RotationRecord(id=new_rotation_id(), cluster=name, cert_name=TLS_POLICY, trigger=Trigger.CLI,
+                                started_at=clock.now(), requested_by=requested_by,
+                                policy=_change(report, "in_progress"))
+        report.record_id = record.id
     try:
+        if state is not None and record is not None:
+            state.save(record)  # before anything is read or sent: no change without its record
         with open_cluster(inventory, name) as session, contextlib.ExitStack() as held:
             lease = None
             if state is not None and not dry_run:
@@ -159,7 +190,31 @@ def apply_policy(
             f"{what} before any change: nothing changed")
     if state is not None and report.audit is not None:
         _keep_audit(state, report, report.audit)
+    if state is not None and record is not None:
+        _keep_record(state, record, report, clock)
     return report
+
+
+def _change(report: ApplyReport, status: str) -> dict[str, Any]:
+    """A record's ``policy``: see ``RotationRecord.policy``."""
+    return {"status": status, "before": report.before, "sent": report.sent_fields, "after": report.after}
+
+
+# A record's outcome, for what reads every record alike; its ``policy.status`` is the apply's own word
+# (pending, drift, error and interrupted all end as failed: not proven, see ``sent``)
+_OUTCOMES = {"applied": Outcome.VERIFIED, "unchanged": Outcome.VERIFIED, "refused": Outcome.REFUSED}
+
+
+def _keep_record(state: ServiceState, record: RotationRecord, report: ApplyReport, clock: Clock) -> None:
+    record.finished_at = clock.now()
+    record.outcome = _OUTCOMES.get(report.status, Outcome.FAILED)
+    record.error = "; ".join(report.errors) or None
+    record.warnings = list(report.notes)
+    record.policy = _change(report, report.status)
+    try:
+        state.save(record)
+    except RotationError as exc:
+        report.notes.append(f"its record could not be kept in the service's state: {exc.message}")
 
 
 def _keep_audit(state: ServiceState, report: ApplyReport, audit: AuditReport) -> None:
@@ -173,14 +228,15 @@ def _keep_audit(state: ServiceState, report: ApplyReport, audit: AuditReport) ->
 
 
 def apply_policies(inventory: Inventory, names: Sequence[str], *, state: ServiceState | None,
-                   dry_run: bool = False, progress: Progress | None = None) -> list[ApplyReport]:
+                   dry_run: bool = False, progress: Progress | None = None,
+                   requested_by: str | None = None) -> list[ApplyReport]:
     """``apply_policy`` on each cluster, one after the other; ``progress`` counts the clusters done. SIGTERM
     unwinds like Ctrl-C: the cluster being changed is reported, the clusters after it are not touched."""
     tally = Tally(progress, len(names))
     reports = []
     with interrupts.sigterm_unwinds():
         for name in names:
-            reports.append(apply_policy(inventory, name, state=state, dry_run=dry_run))
+            reports.append(apply_policy(inventory, name, state=state, dry_run=dry_run, requested_by=requested_by))
             tally.advance()
             if reports[-1].status == "interrupted":
                 break
@@ -189,7 +245,10 @@ def apply_policies(inventory: Inventory, names: Sequence[str], *, state: Service
 
 def _apply(session: ClusterSession, policy: TLSPolicy, report: ApplyReport, dry_run: bool, poll: float,
            clock: Clock, lease: Lease | None) -> None:
-    view = session.view(refresh=True)
+    info = session.client.cluster_info()  # once the locks are held: what the plan starts from, and "before"
+    view = session.view(refresh=True, info=info)
+    if report.record_id is not None:
+        report.before = recorded_settings(info)
     plan = report.plan = plan_update(policy, Profile(view.version), view.tls_fields, served_key_types(session))
     report.notes += plan.notes
     if not plan.ok:
@@ -216,7 +275,7 @@ def _apply(session: ClusterSession, policy: TLSPolicy, report: ApplyReport, dry_
         interrupts.check()
         if lease is not None:
             lease.check()  # only the locks' holder changes the cluster (Superseded: nothing sent)
-        report.sent = True
+        report.sent_fields = dict(fields)
         answer = session.update_cluster(fields)
         report.response = {k: answer.get(k) for k in fields}
     elif dry_run:
@@ -234,6 +293,11 @@ def _apply(session: ClusterSession, policy: TLSPolicy, report: ApplyReport, dry_
         report.notes.append(f"Sentinel policy pending: {RESTART_HINT}, then run `rotation policy audit`")
     else:
         report.status = "applied" if fields else "unchanged"
+    if report.record_id is not None:
+        try:  # what it is now, as the cluster says it
+            report.after = recorded_settings(session.client.cluster_info())
+        except RotationError as exc:
+            report.notes.append(f"the settings after the change could not be read: {exc.message}")
 
 
 __all__ = ["ApplyReport", "apply_policies", "apply_policy", "locked_certificates"]

@@ -109,6 +109,9 @@ def test_sigterm_after_the_change_reports_it_made_and_not_proven(
         assert report.status == "interrupted" and report.exit_code == 1, report.errors
         assert "SIGTERM after PUT /v1/cluster: the change is made, not proven" in report.errors[0]
         assert sim.cluster_settings()["min_control_TLS_version"] == "1.3" and len(clock.slept) == 1
+        (kept,) = ctx.state.history("sim", "tls_policy")  # its record says so too
+        assert kept.outcome is Outcome.FAILED and kept.finished_at is not None and kept.policy is not None
+        assert kept.policy["status"] == "interrupted" and kept.policy["sent"] == {"min_control_TLS_version": "1.3"}
         # the locks went with it: a rotation may start at once
         (record,) = rotate_here(inventory, "sim", ["cm"], RotationOptions(poll_interval=0.1), ctx)
         assert record.outcome is Outcome.VERIFIED, record.error

@@ -2,8 +2,8 @@
 
 Key layout (prefix ``rotation:``)::
 
-    record:<id>                    JSON rotation record (fingerprints, never keys)
-    history / history:<c>:<cert>   sorted sets of record ids by start time
+    record:<id>                    JSON rotation record (fingerprints, never keys), or a `policy apply`'s
+    history / history:<c>:<cert>   sorted sets of record ids by start time (<cert> ``tls_policy``: the applies)
     state:<c>:<cert>               hash: served fingerprints per node, not_after, health, last scan,
                                    last rotation, failures, next_attempt (per-certificate backoff)
     scan:<c>                       hash: last successful scan, last error, last policy audit
