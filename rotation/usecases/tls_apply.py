@@ -170,6 +170,8 @@ def apply_policy(
             if state is not None and not dry_run:
                 lease = held.enter_context(hold_certificates(state, session, locked_certificates(policy, basic_auth),
                                                              POLICY_APPLY_OWNER))
+                if record is not None:
+                    _end_abandoned(state, record, report, clock)
             _apply(session, policy, report, dry_run, poll_interval, clock, lease)
     except RotationInProgress as exc:
         report.status = "refused"
@@ -215,6 +217,23 @@ def _keep_record(state: ServiceState, record: RotationRecord, report: ApplyRepor
         state.save(record)
     except RotationError as exc:
         report.notes.append(f"its record could not be kept in the service's state: {exc.message}")
+
+
+def _end_abandoned(state: ServiceState, record: RotationRecord, report: ApplyReport, clock: Clock) -> None:
+    """Earlier applies of this cluster still ``in_progress`` while this one holds its locks: the process that
+    ran them stopped before they ended (killed, its host lost), so nothing else ends their records."""
+    for earlier in state.history(record.cluster, TLS_POLICY, limit=ABANDONED_LOOKBACK):
+        if earlier.id == record.id or earlier.outcome is not Outcome.IN_PROGRESS:
+            continue
+        earlier.finished_at, earlier.outcome = clock.now(), Outcome.FAILED
+        earlier.error = (f"the process running it stopped before it ended; apply {record.id} found it: the cluster "
+                         "may have taken its change, `rotation policy audit` shows what it enforces")
+        earlier.policy = {**(earlier.policy or {}), "status": "interrupted"}
+        state.save(earlier)
+        report.notes.append(f"an earlier apply ({earlier.id}) never ended: recorded as interrupted")
+
+
+ABANDONED_LOOKBACK = 20  # an apply's own earlier records looked at (each ended one is ended for good)
 
 
 def _keep_audit(state: ServiceState, report: ApplyReport, audit: AuditReport) -> None:

@@ -123,3 +123,26 @@ def test_history_policy_is_not_a_certificate(state_dir: Path) -> None:
     assert both.exit_code == 2 and json.loads(both.stdout)["error"].startswith("--policy shows the TLS policy")
     with_id = runner.invoke(app, ["history", "--id", "abc", "--policy", "--json"])
     assert with_id.exit_code == 2 and "--id shows one rotation, --policy chooses" in json.loads(with_id.stdout)["error"]
+
+
+def test_an_apply_whose_process_died_is_ended_by_the_next_apply(
+    tmp_path: Path, sim: ClusterSimulator, ca_files: tuple[Path, Path], store: str
+) -> None:
+    """A killed apply (SIGKILL, its host lost) leaves its record `in_progress`, which nothing else ends: the next
+    apply of that cluster, holding its locks, ends it as interrupted, saying the change may have been taken."""
+    from rotation.core.model import RotationRecord, Trigger
+    from rotation.core.targets import TLS_POLICY
+
+    inventory = _inventory(tmp_path, sim, ca_files)
+    with ServiceContext(config_path=inventory) as ctx:
+        killed = RotationRecord(id="killed-apply", cluster="sim", cert_name=TLS_POLICY, trigger=Trigger.CLI,
+                                started_at=ctx.clock.now(), requested_by=_me(),
+                                policy={"status": "in_progress", "before": None, "sent": None, "after": None})
+        ctx.state.save(killed)  # what the killed process left: its first save
+    applied = _apply(inventory)
+    assert any("killed-apply" in note and "interrupted" in note for note in applied["notes"]), applied
+    records = {r["id"]: r for r in _history(inventory, "--policy")}
+    ended = records["killed-apply"]
+    assert ended["outcome"] == "failed" and ended["finished_at"] is not None
+    assert ended["policy"]["status"] == "interrupted" and "may have taken its change" in ended["error"]
+    assert records[applied["record"]]["outcome"] == "verified"
