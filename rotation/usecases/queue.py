@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.core import retry
+from rotation.core.budget import RECHECK_MAX
 from rotation.core.clock import Clock
 from rotation.core.errors import RotationInProgress
 from rotation.core.model import ANY_CHANGE, Outcome, RotationRecord, Step, Trigger
@@ -147,7 +148,8 @@ class _Follower:
                 return
             holder = self.queue.current(record.cluster, record.cert_name)
             if holder and holder != rotation_id and retry.same_rotation(holder, rotation_id):
-                if record.waits_for_issuer:  # retried for up to 40 min (core.budget): said now, it stays queued
+                if record.waits_for_issuer and (record.retry_after or 0) >= RECHECK_MAX.total_seconds():
+                    # no room before the worker's next look, retried for up to 40 min: said now, it stays queued
                     self.final[index] = record
                     return
                 self.seen[index] = record

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -428,3 +429,31 @@ def test_rotate_inline_says_the_budget_is_spent_and_status_shows_it_on_the_local
     (row,) = json.loads(result.stdout)["issuer_budgets"]
     assert (row["issuer"], row["left"], row["orders"]) == ("internal", 0, 1) and row["waits_until"]
     assert not [r for r in json.loads(result.stdout)["certificates"] if r["failures"]]
+
+
+def test_a_real_worker_retries_a_queued_rotation_that_found_the_budget_spent_and_the_cli_follows_it(
+        simulator: ClusterSimulator, inventory_path: Path, service_env: dict[str, str], start_service: Any,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """`rotation worker` (Celery) and `rotation rotate` queued: the first try finds the budget spent (one order
+    per 4 s, taken by hand), is refused uncounted, retried by the worker when the order returns, and verified."""
+    from typer.testing import CliRunner
+
+    from workers.main import app
+
+    data = yaml.safe_load(inventory_path.read_text())
+    data["issuers"]["internal"]["budget"] = {"orders": 1, "per": "4s"}
+    inventory_path.write_text(yaml.safe_dump(data))
+    with ServiceContext() as ctx:
+        budget = ctx.inventory().issuers["internal"].issuance_budget("internal")
+        assert budget is not None
+        start_service("worker")
+        assert ctx.state.take_order(budget, "by-hand", ctx.clock.now()).taken  # the budget is spent now
+        result = CliRunner().invoke(app, ["rotate", "sim", "metrics_exporter"])
+        said = result.output + capfd.readouterr().err
+        assert result.exit_code == 0, said
+        assert "issuer internal's budget is spent until " in said and "the rotation waits for it" in said, said
+        (final, first) = ctx.state.history("sim", limit=2)
+        assert final.outcome is Outcome.VERIFIED and final.id == f"{first.id}.1", final.error
+        assert first.outcome is Outcome.REFUSED and first.blocked_by and not first.pushed
+        assert not ctx.state.state("sim", "metrics_exporter").get("failures")
+        assert ctx.state.pending() == {}
