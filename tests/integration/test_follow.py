@@ -181,7 +181,7 @@ def test_a_try_waiting_for_its_issuers_budget_ends_the_follow_refused_and_stays_
     assert state.claim_pending("east", "cm", "r1", 600) is None
     waiting = record("r1", Outcome.REFUSED, ("read",), retryable=True)
     waiting.steps.append(Step(name="issue", started_at=waiting.started_at, finished_at=waiting.started_at, ok=False))
-    waiting.blocked_by = waiting.error = "issuer le's budget is spent until ...; the rotation waits for it"
+    waiting.blocked_by = waiting.error = "issuer le's budget is spent until ...; the worker tries it again"
     waiting.retry_after = 600.0  # no room before the worker's next look (a shorter wait is followed)
     state.save(waiting)
     state.move_pending("east", "cm", "r1", "r1.1")  # the task retries in up to 10 min: no record yet

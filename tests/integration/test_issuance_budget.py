@@ -451,9 +451,27 @@ def test_a_real_worker_retries_a_queued_rotation_that_found_the_budget_spent_and
         result = CliRunner().invoke(app, ["rotate", "sim", "metrics_exporter"])
         said = result.output + capfd.readouterr().err
         assert result.exit_code == 0, said
-        assert "issuer internal's budget is spent until " in said and "the rotation waits for it" in said, said
+        assert "issuer internal's budget is spent until " in said and "the worker tries it again" in said, said
         (final, first) = ctx.state.history("sim", limit=2)
         assert final.outcome is Outcome.VERIFIED and final.id == f"{first.id}.1", final.error
         assert first.outcome is Outcome.REFUSED and first.blocked_by and not first.pushed
         assert not ctx.state.state("sim", "metrics_exporter").get("failures")
         assert ctx.state.pending() == {}
+
+
+def test_a_refusal_for_the_budget_says_it_waits_only_when_the_worker_tries_again(budgeted: Inventory) -> None:
+    """`rotate --inline`, a chat dry run and a queued rotation's last try are never retried: "the rotation waits
+    for it" misled their callers into waiting for a rotation that had ended."""
+    clock = FakeClock(datetime.now(UTC))
+    budget = budgeted.issuers["internal"].issuance_budget("internal")
+    assert budget is not None
+    with ServiceContext(inventory=lambda: budgeted, clock=clock) as ctx:
+        assert ctx.state.take_order(budget, "by-hand", clock.now()).taken
+        for options, retries in ((_options(), None), (_options(dry_run=True), None), (_options(), 4)):
+            ended = rotate_and_record(ctx, "sim", "cm", options, retries=retries)
+            assert ended.record.outcome is Outcome.REFUSED and ended.retry_id is None
+            assert "nothing was ordered" in (ended.record.error or "")
+            assert "wait" not in (ended.record.error or "") and "tries it again" not in (ended.record.error or "")
+        queued = rotate_and_record(ctx, "sim", "cm", _options(), retries=0)
+        assert queued.retry_id is not None
+        assert (queued.record.error or "").endswith("nothing was ordered; the worker tries it again"), queued.record

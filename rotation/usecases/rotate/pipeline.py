@@ -386,7 +386,7 @@ def _take_budget(run: Run, state: ServiceState, budget: IssuanceBudget) -> None:
     now = run.clock.now()
     use = state.take_order(budget, run.record.id, now)
     if not use.taken:
-        raise use.refusal(now)
+        raise use.refusal(now, retried=run.options.retried)
     if use.left is not None:
         run.log.info("issuer %s: %d of %d orders left in the %s window", budget.issuer, use.left, use.orders,
                      format_duration(budget.per))
