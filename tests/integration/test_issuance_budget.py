@@ -475,3 +475,35 @@ def test_a_refusal_for_the_budget_says_it_waits_only_when_the_worker_tries_again
         queued = rotate_and_record(ctx, "sim", "cm", _options(), retries=0)
         assert queued.retry_id is not None
         assert (queued.record.error or "").endswith("nothing was ordered; the worker tries it again"), queued.record
+
+
+def test_an_order_that_never_reached_the_ca_gives_its_budget_back(
+        sim: ClusterSimulator, ca_files: tuple[Path, Path], tmp_path: Path, redis_store: RedisServer) -> None:
+    """The directory unreachable: nothing was ordered, yet each try spent one order. A CA outage of minutes, its
+    due certificates tried and retried, left the whole fleet without orders for the window after it."""
+    from support.processes import free_port
+
+    path = write_inventory(tmp_path / "inv.yaml", sim, ca_files)
+    data = yaml.safe_load(path.read_text())
+    data["issuers"]["ca"] = _acme(f"http://127.0.0.1:{free_port()}/dir", email="ops@example.com",
+                                  budget={"orders": 2, "per": "1h"})
+    data["clusters"]["sim"]["certificates"] = {"api": {"issuer": "ca", "hosts": ["api.example.com"]}}
+    path.write_text(yaml.safe_dump(data))
+    inventory = load_inventory(path)
+    budget = inventory.issuers["ca"].issuance_budget("ca")
+    clock = FakeClock(datetime.now(UTC))
+    with ServiceContext(inventory=lambda: inventory, clock=clock) as ctx:
+        for _ in range(3):
+            failed = rotate_and_record(ctx, "sim", "api", _options(new_rotation_id()), retries=0).record
+            assert failed.outcome is Outcome.REFUSED and "directory unreachable" in (failed.error or ""), failed.error
+            assert not failed.blocked_by  # the CA's failure, not the budget's
+        assert ctx.state.budget_use(budget, clock.now()).used == 0
+
+
+def test_an_order_given_back_leaves_the_window(store: RedisState | LocalState) -> None:
+    budget, now = _budget(orders=2), datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
+    assert store.take_order(budget, "r1", now).taken and store.take_order(budget, "r2", now).taken
+    store.return_order(budget, "r1")
+    store.return_order(budget, "never-taken")  # nothing to give back: nothing changes
+    use = store.budget_use(budget, now)
+    assert (use.used, use.left) == (1, 1)

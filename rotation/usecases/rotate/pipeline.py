@@ -340,6 +340,8 @@ def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: Issu
         except IssuerError as exc:
             if budget is not None and exc.rate_limited:
                 _pause_issuer(run, state, budget, exc)
+            if budget is not None and not exc.ordered:
+                _return_order(run, state, budget)
             raise
         step.detail = f"from {issuer.name}"
 
@@ -390,6 +392,15 @@ def _take_budget(run: Run, state: ServiceState, budget: IssuanceBudget) -> None:
     if use.left is not None:
         run.log.info("issuer %s: %d of %d orders left in the %s window", budget.issuer, use.left, use.orders,
                      format_duration(budget.per))
+
+
+def _return_order(run: Run, state: ServiceState, budget: IssuanceBudget) -> None:
+    """The CA was not reached (directory, account): nothing was ordered, so nothing is counted. Else an outage
+    of minutes, each due certificate tried and retried, spends the fleet's orders for the window after it."""
+    try:
+        state.return_order(budget, run.record.id)
+    except RotationError as failure:  # counted: the window gives it back later
+        run.log.warning("issuer %s: its unused order could not be given back: %s", budget.issuer, failure.message)
 
 
 def _pause_issuer(run: Run, state: ServiceState, budget: IssuanceBudget, exc: IssuerError) -> None:
