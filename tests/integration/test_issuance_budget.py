@@ -507,3 +507,27 @@ def test_an_order_given_back_leaves_the_window(store: RedisState | LocalState) -
     store.return_order(budget, "never-taken")  # nothing to give back: nothing changes
     use = store.budget_use(budget, now)
     assert (use.used, use.left) == (1, 1)
+
+
+def test_a_redelivered_rotation_that_orders_again_counts_again(
+        sim: ClusterSimulator, ca_files: tuple[Path, Path], tmp_path: Path, redis_store: RedisServer) -> None:
+    """A worker died after taking the order (acks_late: the task is delivered again, same rotation id): the
+    second delivery orders again, and the CA counts both. One id, one entry: the second went uncounted."""
+    from rotation.core.model import RotationRecord, Step
+
+    path = write_inventory(tmp_path / "inv.yaml", sim, ca_files)
+    data = yaml.safe_load(path.read_text())
+    data["issuers"]["internal"]["budget"] = {"orders": 3, "per": "1h"}
+    path.write_text(yaml.safe_dump(data))
+    inventory = load_inventory(path)
+    budget = inventory.issuers["internal"].issuance_budget("internal")
+    assert budget is not None
+    clock = FakeClock(datetime.now(UTC))
+    with ServiceContext(inventory=lambda: inventory, clock=clock) as ctx:
+        rotation_id = new_rotation_id()
+        assert ctx.state.take_order(budget, rotation_id, clock.now()).taken  # the first delivery's order
+        ctx.state.save(RotationRecord(id=rotation_id, cluster="sim", cert_name="cm", trigger="beat",
+                                      started_at=clock.now(), steps=[Step(name="issue", started_at=clock.now())]))
+        again = rotate_and_record(ctx, "sim", "cm", _options(rotation_id), retries=0).record
+        assert again.outcome is Outcome.VERIFIED, again.error
+        assert ctx.state.budget_use(budget, clock.now()).used == 2
