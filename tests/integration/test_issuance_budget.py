@@ -531,3 +531,37 @@ def test_a_redelivered_rotation_that_orders_again_counts_again(
         again = rotate_and_record(ctx, "sim", "cm", _options(rotation_id), retries=0).record
         assert again.outcome is Outcome.VERIFIED, again.error
         assert ctx.state.budget_use(budget, clock.now()).used == 2
+
+
+@pytest.mark.parametrize("kind", ["gone", "OOM"])  # hung: the fault sweep's (short socket timeouts)
+def test_redis_failing_at_the_budget_take_is_a_clean_refusal_before_the_order(
+        sim: ClusterSimulator, budgeted: Inventory, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    """The take is the last Redis word before the order: Redis gone or refusing writes there orders
+    nothing, pushes nothing, and says the store is unreachable (`rotate --inline`: exit 2)."""
+    from support.resp_proxy import RespProxy
+
+    from rotation.core.errors import StoreUnavailable
+
+    budget = budgeted.issuers["internal"].issuance_budget("internal")
+    assert budget is not None
+    proxy = RespProxy(redis_store_port(monkeypatch))
+    try:
+        monkeypatch.setenv("ROTATION_REDIS_URL", proxy.url)
+        pushes = len(sim.received_update_bodies)
+        with ServiceContext(inventory=lambda: budgeted) as ctx:
+            proxy.arm(None, kind, command="eval", holding=b"rotation:budget:")
+            with pytest.raises(StoreUnavailable):
+                rotate_and_record(ctx, "sim", "cm", _options())
+            assert proxy.trips, "the budget's take never met the fault"
+            proxy.heal()
+            assert ctx.state.budget_use(budget, ctx.clock.now()).used == 0
+        assert len(sim.received_update_bodies) == pushes
+    finally:
+        proxy.stop()
+
+
+def redis_store_port(monkeypatch: pytest.MonkeyPatch) -> int:
+    import os
+    from urllib.parse import urlsplit
+
+    return urlsplit(os.environ["ROTATION_REDIS_URL"]).port or 6379
