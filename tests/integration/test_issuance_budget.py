@@ -565,3 +565,15 @@ def redis_store_port(monkeypatch: pytest.MonkeyPatch) -> int:
     from urllib.parse import urlsplit
 
     return urlsplit(os.environ["ROTATION_REDIS_URL"]).port or 6379
+
+
+def test_a_clock_that_jumps_back_still_counts_the_orders_it_placed_later(store: RedisState | LocalState) -> None:
+    """An order stamped after the clock's new now (NTP stepped it back, a VM restored) is inside the window,
+    not outside it: the budget never grows by a clock step (it waits that much longer instead)."""
+    budget, start = _budget(1), datetime(2026, 3, 29, 0, 59, 59, tzinfo=UTC)  # across a DST change: UTC only
+    assert store.take_order(budget, "r1", start).taken
+    back = start - timedelta(minutes=30)
+    refused = store.take_order(budget, "r2", back)
+    assert not refused.taken and refused.used == 1 and refused.blocked_until(back) == start + HOUR
+    assert refused.refusal(back).retry_after == RECHECK_MAX.total_seconds()
+    assert store.take_order(budget, "r2", start + HOUR).taken
