@@ -108,6 +108,7 @@ def rotate_certificate(
     if rotated.retry_id:
         next_id = rotated.retry_id
         _bookkeeping(lambda: queue.hand_over(cluster, cert_name, rotation_id, next_id), record)
+        reporter.retrying(record, self.request.retries)
         raise self.retry(
             kwargs={"cluster": cluster, "cert_name": cert_name, "rotation_id": next_id, "trigger": trigger,
                     "requested_by": requested_by, "reply_to": reply_to, "inventory": inventory},

@@ -157,6 +157,12 @@ def progress(record: RotationRecord, step: Step) -> Answer:
                   + (f" ({chat(step.detail)})" if step.detail else ""), in_channel=True)
 
 
+def waiting(record: RotationRecord) -> Answer:
+    """A queued rotation that found no order for it at its issuer: retried, said once."""
+    return Answer(f":hourglass: {record.cluster}/{record.cert_name}: {chat((record.error or '')[:500])} "
+                  f"(rotation {record.id})", in_channel=True)
+
+
 _ICONS = {Outcome.VERIFIED: ":white_check_mark:", Outcome.DRY_RUN: ":mag:", Outcome.ROLLED_BACK: ":rewind:",
           Outcome.FAILED: ":x:", Outcome.REFUSED: ":no_entry:"}
 
@@ -185,4 +191,4 @@ def results(records: Sequence[RotationRecord]) -> Answer:
 
 __all__ = ["Answer", "CANCEL_ACTION", "CONFIRM_ACTION", "cancelled", "check_queued", "check_result",
            "confirm_prompt", "help_answer", "history_answer", "progress", "queued", "refused", "results",
-           "rotation_result", "status_answer", "usage_answer"]
+           "rotation_result", "status_answer", "usage_answer", "waiting"]

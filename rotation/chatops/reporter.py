@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rotation.adapters.notify import Notifier
-from rotation.chatops.answers import progress, rotation_result
+from rotation.chatops.answers import progress, rotation_result, waiting
 from rotation.core.model import Outcome, RotationRecord, Step, Trigger
 
 
@@ -18,6 +18,12 @@ class RotationReporter:
     def progress(self, record: RotationRecord, step: Step) -> None:
         if self.reply_to and step.name == "push" and step.finished_at is None:
             self.notifier.reply(self.reply_to, progress(record, step), final=False, fallback=False)
+
+    def retrying(self, record: RotationRecord, retries: int) -> None:
+        """A try that found its issuer's budget spent (or paused) is retried for up to 40 min, past the
+        response_url's 30: its caller hears it once, at the first such try, not only at the end."""
+        if self.reply_to and record.waits_for_issuer and retries == 0:
+            self.notifier.reply(self.reply_to, waiting(record), final=False, fallback=False)
 
     def finished(self, record: RotationRecord) -> None:
         answer = rotation_result(record)

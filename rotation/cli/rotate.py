@@ -249,6 +249,10 @@ def _rotate_queued(queue: RotationQueue, cluster: str, names: list[str], *, no_w
     with LiveProgress("rotating", unit="ended", enabled=not as_json and len(ids) > 1) as progress:
         records = follow(queue.ctx.state, queue, ids, None if as_json else _print_step, clock=queue.ctx.clock,
                          progress=progress, on_unstarted=lambda waiting: _no_worker(queue, waiting))
+    for record in records:
+        if record.waits_for_issuer:  # followed no further (up to 40 min of retries): said, exit 2
+            say((f"{record.cluster}/{record.cert_name}: still queued; a worker tries it again when its issuer "
+                 "has room (`rotation history`)", "yellow"), err=True, soft_wrap=True)
     if refused:
         now = queue.ctx.clock.now()
         records += [RotationRecord(id="-", cluster=cluster, cert_name="?", trigger="cli", started_at=now,

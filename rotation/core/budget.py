@@ -69,8 +69,9 @@ class BudgetUse:
             return self.next_free
         return None
 
-    def refusal(self, now: datetime) -> BudgetSpent:
-        """The error a rotation that found no budget ends with (nothing was ordered, nothing pushed)."""
+    def refusal(self, now: datetime, *, retried: bool = False) -> BudgetSpent:
+        """The error a rotation that found no budget ends with (nothing was ordered, nothing pushed);
+        ``retried``: the worker tries it again (said only then: an inline rotation or a dry run has ended)."""
         until = self.blocked_until(now) or now
         wait = max(0.0, (until - now).total_seconds())
         if self.paused_until is not None and self.paused_until > now:
@@ -79,7 +80,7 @@ class BudgetUse:
         else:
             why = (f"issuer {self.issuer}'s budget is spent until {moment_text(until)} "
                    f"({self.orders} orders per {format_duration(self.per)})")
-        return BudgetSpent(f"{why}; nothing was ordered, the rotation waits for it",
+        return BudgetSpent(f"{why}; nothing was ordered" + ("; the worker tries it again" if retried else ""),
                            retry_after=min(wait, RECHECK_MAX.total_seconds()), until=until)
 
 

@@ -75,11 +75,14 @@ class IssuerError(RotationError):
         retry_after: float | None = None,
         problem: dict | None = None,
         rate_limited: bool = False,
+        ordered: bool = True,
     ) -> None:
         super().__init__(message, retry_after=retry_after)
         self.retryable = retryable
         self.problem = problem
         self.rate_limited = rate_limited  # the CA's rateLimited (or a 429): the whole issuer pauses (core.budget)
+        # False: failed before the order was asked for (directory, account): its budget's order is given back
+        self.ordered = ordered
 
 
 class ClusterAPIError(RotationError):

@@ -278,6 +278,12 @@ class RotationRecord:
         return any(step.name == "push" for step in self.steps)
 
     @property
+    def waits_for_issuer(self) -> bool:
+        """Refused at its order for the issuer's budget (``BudgetSpent``, in the ``issue`` step): a lock held
+        refuses before any step. Its retries may wait far longer than anyone follows them."""
+        return bool(self.blocked_by) and any(step.name == "issue" for step in self.steps)
+
+    @property
     def counts_as_failure(self) -> bool:
         """Backoff counts real failures only: not a dry run, not a refusal because another rotation
         held the certificate or the issuer's budget was spent, not a rotation superseded by another."""

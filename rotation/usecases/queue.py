@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from rotation.adapters.clock import SYSTEM_CLOCK
 from rotation.core import retry
+from rotation.core.budget import RECHECK_MAX
 from rotation.core.clock import Clock
 from rotation.core.errors import RotationInProgress
 from rotation.core.model import ANY_CHANGE, Outcome, RotationRecord, Step, Trigger
@@ -118,6 +119,7 @@ class _Follower:
         self.final: dict[int, RotationRecord] = {}
         self.ended_at: dict[str, float] = {}  # id -> when its record was first seen ended, marker still held
         self.started: set[int] = set()  # rotations a worker has begun (a step in their record)
+        self.seen: dict[int, RotationRecord] = {}  # the last try ended, while its retry has no record yet
 
     def done(self) -> bool:
         return len(self.final) == len(self.current)
@@ -146,6 +148,11 @@ class _Follower:
                 return
             holder = self.queue.current(record.cluster, record.cert_name)
             if holder and holder != rotation_id and retry.same_rotation(holder, rotation_id):
+                if record.waits_for_issuer and (record.retry_after or 0) >= RECHECK_MAX.total_seconds():
+                    # no room before the worker's next look, retried for up to 40 min: said now, it stays queued
+                    self.final[index] = record
+                    return
+                self.seen[index] = record
                 self.current[index] = holder  # the task retries under a new id: read that one now
                 continue
             if holder == rotation_id:
@@ -167,7 +174,7 @@ class _Follower:
                 self.on_step(record, step)
 
     def results(self) -> list[RotationRecord]:
-        return [self.final[i] if i in self.final else self.store.get(rid) or _lost(rid, self.clock)
+        return [self.final[i] if i in self.final else self.store.get(rid) or self.seen.get(i) or _lost(rid, self.clock)
                 for i, rid in enumerate(self.current)]
 
 

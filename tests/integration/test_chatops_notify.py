@@ -109,3 +109,21 @@ def test_only_the_host_of_a_url_is_ever_logged(notifier: Notifier, caplog: pytes
     failing = Notifier(notifier.budget, None, post=lambda u, b: (_ for _ in ()).throw(OSError("x")))
     failing.reply(notifier.budget.register(REPLY), Answer("x"))
     assert "secret-token" not in caplog.text and "hooks.slack.com" in caplog.text
+
+
+def test_a_chat_rotation_waiting_for_its_issuer_says_so_once_to_its_caller(notifier: Notifier, posts: list) -> None:
+    """A queued rotation that found the issuer's budget spent is retried for up to 40 min: its caller heard
+    nothing, and the result came after the response_url's 30 minutes (to the channel, not the caller)."""
+    reporter = RotationReporter(notifier, notifier.budget.register(REPLY))
+    waiting = record(Outcome.REFUSED)
+    waiting.error = waiting.blocked_by = "issuer le's budget is spent until X; nothing was ordered; the worker tries"
+    waiting.steps = [Step(name="issue", started_at=waiting.started_at, finished_at=waiting.started_at, ok=False)]
+    reporter.retrying(waiting, retries=0)
+    reporter.retrying(waiting, retries=1)  # once: a response_url takes 5 posts
+    (said,) = posts
+    assert said[0] == REPLY and "issuer le's budget is spent until X" in said[1]["text"], said
+    assert ":hourglass:" in said[1]["text"] and "r1" in said[1]["text"]
+    other = record(Outcome.FAILED)  # a CA outage retried: the result says it, as before
+    other.retryable = True
+    reporter.retrying(other, retries=0)
+    assert len(posts) == 1

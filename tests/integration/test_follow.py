@@ -172,3 +172,27 @@ def test_a_marker_never_released_holds_the_follower_only_for_the_grace(state: Se
     assert final.outcome is Outcome.FAILED
     assert store.waits and not any(store.waits)  # it waited for the word, heard none, re-read on the fallback
     assert len(store.waits) < HANDOVER_GRACE  # ended by the grace on the injected clock, not by the timeout
+
+
+def test_a_try_waiting_for_its_issuers_budget_ends_the_follow_refused_and_stays_queued(state: ServiceState) -> None:
+    """A queued rotation that found the issuer's budget spent is retried by the worker for up to 40 min
+    (``core.budget.RECHECK_MAX``): past the follower's timeout, which then reported the queued retry
+    "failed: no record of this rotation" (exit 1). It ends at once with the refusal (exit 2), still queued."""
+    assert state.claim_pending("east", "cm", "r1", 600) is None
+    waiting = record("r1", Outcome.REFUSED, ("read",), retryable=True)
+    waiting.steps.append(Step(name="issue", started_at=waiting.started_at, finished_at=waiting.started_at, ok=False))
+    waiting.blocked_by = waiting.error = "issuer le's budget is spent until ...; the worker tries it again"
+    waiting.retry_after = 600.0  # no room before the worker's next look (a shorter wait is followed)
+    state.save(waiting)
+    state.move_pending("east", "cm", "r1", "r1.1")  # the task retries in up to 10 min: no record yet
+    (final,) = follow(state, StoreQueue(state), ["r1"], fallback_poll=0.01, timeout=5, clock=TickingClock())
+    assert final.id == "r1" and final.outcome is Outcome.REFUSED and final.blocked_by, final.error
+    assert state.pending() == {("east", "cm"): "r1.1"}  # still queued for the worker
+
+
+def test_a_follow_that_times_out_between_tries_reports_the_last_try_not_a_lost_record(state: ServiceState) -> None:
+    assert state.claim_pending("east", "cm", "r1", 600) is None
+    state.save(record("r1", Outcome.FAILED, ("read", "issue"), retryable=True))
+    state.move_pending("east", "cm", "r1", "r1.1")  # the retry is queued, not started when the follow gives up
+    (final,) = follow(state, StoreQueue(state), ["r1"], fallback_poll=0.01, timeout=5, clock=TickingClock())
+    assert final.id == "r1" and final.outcome is Outcome.FAILED and final.error != "no record of this rotation"

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -428,3 +429,151 @@ def test_rotate_inline_says_the_budget_is_spent_and_status_shows_it_on_the_local
     (row,) = json.loads(result.stdout)["issuer_budgets"]
     assert (row["issuer"], row["left"], row["orders"]) == ("internal", 0, 1) and row["waits_until"]
     assert not [r for r in json.loads(result.stdout)["certificates"] if r["failures"]]
+
+
+def test_a_real_worker_retries_a_queued_rotation_that_found_the_budget_spent_and_the_cli_follows_it(
+        simulator: ClusterSimulator, inventory_path: Path, service_env: dict[str, str], start_service: Any,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """`rotation worker` (Celery) and `rotation rotate` queued: the first try finds the budget spent (one order
+    per 4 s, taken by hand), is refused uncounted, retried by the worker when the order returns, and verified."""
+    from typer.testing import CliRunner
+
+    from workers.main import app
+
+    data = yaml.safe_load(inventory_path.read_text())
+    data["issuers"]["internal"]["budget"] = {"orders": 1, "per": "4s"}
+    inventory_path.write_text(yaml.safe_dump(data))
+    with ServiceContext() as ctx:
+        budget = ctx.inventory().issuers["internal"].issuance_budget("internal")
+        assert budget is not None
+        start_service("worker")
+        assert ctx.state.take_order(budget, "by-hand", ctx.clock.now()).taken  # the budget is spent now
+        result = CliRunner().invoke(app, ["rotate", "sim", "metrics_exporter"])
+        said = result.output + capfd.readouterr().err
+        assert result.exit_code == 0, said
+        assert "issuer internal's budget is spent until " in said and "the worker tries it again" in said, said
+        (final, first) = ctx.state.history("sim", limit=2)
+        assert final.outcome is Outcome.VERIFIED and final.id == f"{first.id}.1", final.error
+        assert first.outcome is Outcome.REFUSED and first.blocked_by and not first.pushed
+        assert not ctx.state.state("sim", "metrics_exporter").get("failures")
+        assert ctx.state.pending() == {}
+
+
+def test_a_refusal_for_the_budget_says_it_waits_only_when_the_worker_tries_again(budgeted: Inventory) -> None:
+    """`rotate --inline`, a chat dry run and a queued rotation's last try are never retried: "the rotation waits
+    for it" misled their callers into waiting for a rotation that had ended."""
+    clock = FakeClock(datetime.now(UTC))
+    budget = budgeted.issuers["internal"].issuance_budget("internal")
+    assert budget is not None
+    with ServiceContext(inventory=lambda: budgeted, clock=clock) as ctx:
+        assert ctx.state.take_order(budget, "by-hand", clock.now()).taken
+        for options, retries in ((_options(), None), (_options(dry_run=True), None), (_options(), 4)):
+            ended = rotate_and_record(ctx, "sim", "cm", options, retries=retries)
+            assert ended.record.outcome is Outcome.REFUSED and ended.retry_id is None
+            assert "nothing was ordered" in (ended.record.error or "")
+            assert "wait" not in (ended.record.error or "") and "tries it again" not in (ended.record.error or "")
+        queued = rotate_and_record(ctx, "sim", "cm", _options(), retries=0)
+        assert queued.retry_id is not None
+        assert (queued.record.error or "").endswith("nothing was ordered; the worker tries it again"), queued.record
+
+
+def test_an_order_that_never_reached_the_ca_gives_its_budget_back(
+        sim: ClusterSimulator, ca_files: tuple[Path, Path], tmp_path: Path, redis_store: RedisServer) -> None:
+    """The directory unreachable: nothing was ordered, yet each try spent one order. A CA outage of minutes, its
+    due certificates tried and retried, left the whole fleet without orders for the window after it."""
+    from support.processes import free_port
+
+    path = write_inventory(tmp_path / "inv.yaml", sim, ca_files)
+    data = yaml.safe_load(path.read_text())
+    data["issuers"]["ca"] = _acme(f"http://127.0.0.1:{free_port()}/dir", email="ops@example.com",
+                                  budget={"orders": 2, "per": "1h"})
+    data["clusters"]["sim"]["certificates"] = {"api": {"issuer": "ca", "hosts": ["api.example.com"]}}
+    path.write_text(yaml.safe_dump(data))
+    inventory = load_inventory(path)
+    budget = inventory.issuers["ca"].issuance_budget("ca")
+    clock = FakeClock(datetime.now(UTC))
+    with ServiceContext(inventory=lambda: inventory, clock=clock) as ctx:
+        for _ in range(3):
+            failed = rotate_and_record(ctx, "sim", "api", _options(new_rotation_id()), retries=0).record
+            assert failed.outcome is Outcome.REFUSED and "directory unreachable" in (failed.error or ""), failed.error
+            assert not failed.blocked_by  # the CA's failure, not the budget's
+        assert ctx.state.budget_use(budget, clock.now()).used == 0
+
+
+def test_an_order_given_back_leaves_the_window(store: RedisState | LocalState) -> None:
+    budget, now = _budget(orders=2), datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
+    assert store.take_order(budget, "r1", now).taken and store.take_order(budget, "r2", now).taken
+    store.return_order(budget, "r1")
+    store.return_order(budget, "never-taken")  # nothing to give back: nothing changes
+    use = store.budget_use(budget, now)
+    assert (use.used, use.left) == (1, 1)
+
+
+def test_a_redelivered_rotation_that_orders_again_counts_again(
+        sim: ClusterSimulator, ca_files: tuple[Path, Path], tmp_path: Path, redis_store: RedisServer) -> None:
+    """A worker died after taking the order (acks_late: the task is delivered again, same rotation id): the
+    second delivery orders again, and the CA counts both. One id, one entry: the second went uncounted."""
+    from rotation.core.model import RotationRecord, Step
+
+    path = write_inventory(tmp_path / "inv.yaml", sim, ca_files)
+    data = yaml.safe_load(path.read_text())
+    data["issuers"]["internal"]["budget"] = {"orders": 3, "per": "1h"}
+    path.write_text(yaml.safe_dump(data))
+    inventory = load_inventory(path)
+    budget = inventory.issuers["internal"].issuance_budget("internal")
+    assert budget is not None
+    clock = FakeClock(datetime.now(UTC))
+    with ServiceContext(inventory=lambda: inventory, clock=clock) as ctx:
+        rotation_id = new_rotation_id()
+        assert ctx.state.take_order(budget, rotation_id, clock.now()).taken  # the first delivery's order
+        ctx.state.save(RotationRecord(id=rotation_id, cluster="sim", cert_name="cm", trigger="beat",
+                                      started_at=clock.now(), steps=[Step(name="issue", started_at=clock.now())]))
+        again = rotate_and_record(ctx, "sim", "cm", _options(rotation_id), retries=0).record
+        assert again.outcome is Outcome.VERIFIED, again.error
+        assert ctx.state.budget_use(budget, clock.now()).used == 2
+
+
+@pytest.mark.parametrize("kind", ["gone", "OOM"])  # hung: the fault sweep's (short socket timeouts)
+def test_redis_failing_at_the_budget_take_is_a_clean_refusal_before_the_order(
+        sim: ClusterSimulator, budgeted: Inventory, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    """The take is the last Redis word before the order: Redis gone or refusing writes there orders
+    nothing, pushes nothing, and says the store is unreachable (`rotate --inline`: exit 2)."""
+    from support.resp_proxy import RespProxy
+
+    from rotation.core.errors import StoreUnavailable
+
+    budget = budgeted.issuers["internal"].issuance_budget("internal")
+    assert budget is not None
+    proxy = RespProxy(redis_store_port(monkeypatch))
+    try:
+        monkeypatch.setenv("ROTATION_REDIS_URL", proxy.url)
+        pushes = len(sim.received_update_bodies)
+        with ServiceContext(inventory=lambda: budgeted) as ctx:
+            proxy.arm(None, kind, command="eval", holding=b"rotation:budget:")
+            with pytest.raises(StoreUnavailable):
+                rotate_and_record(ctx, "sim", "cm", _options())
+            assert proxy.trips, "the budget's take never met the fault"
+            proxy.heal()
+            assert ctx.state.budget_use(budget, ctx.clock.now()).used == 0
+        assert len(sim.received_update_bodies) == pushes
+    finally:
+        proxy.stop()
+
+
+def redis_store_port(monkeypatch: pytest.MonkeyPatch) -> int:
+    import os
+    from urllib.parse import urlsplit
+
+    return urlsplit(os.environ["ROTATION_REDIS_URL"]).port or 6379
+
+
+def test_a_clock_that_jumps_back_still_counts_the_orders_it_placed_later(store: RedisState | LocalState) -> None:
+    """An order stamped after the clock's new now (NTP stepped it back, a VM restored) is inside the window,
+    not outside it: the budget never grows by a clock step (it waits that much longer instead)."""
+    budget, start = _budget(1), datetime(2026, 3, 29, 0, 59, 59, tzinfo=UTC)  # across a DST change: UTC only
+    assert store.take_order(budget, "r1", start).taken
+    back = start - timedelta(minutes=30)
+    refused = store.take_order(budget, "r2", back)
+    assert not refused.taken and refused.used == 1 and refused.blocked_until(back) == start + HOUR
+    assert refused.refusal(back).retry_after == RECHECK_MAX.total_seconds()
+    assert store.take_order(budget, "r2", start + HOUR).taken

@@ -45,6 +45,7 @@ SLACK = "cafe" + secrets.token_hex(14)  # Slack's form: 32 hex digits
 MATTERMOST = "canarymm" + "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(18))
 GENERIC = "canary-generic-hmac-" + secrets.token_hex(16)
 NOTIFY_TOKEN = "canary-notify-" + secrets.token_hex(10)
+ACME_DIR_PASSWORD = "canary-acme-dir-" + secrets.token_hex(10)
 # configured but wrong: refused by RS / Redis, or a valid key that opens nothing
 RS_PASSWORD_REFUSED = "canary-rs3-refused-" + secrets.token_hex(8)
 REDIS_PASSWORD_REFUSED = "canary-redis-refused-" + secrets.token_hex(8)
@@ -201,7 +202,10 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, named: NamedServer, pebble_e
         refused_path.write_text(yaml.safe_dump({**data, "clusters": {"sim3": refused}}))
         data["clusters"]["sim"]["certificates"]["metrics_exporter"] = {"issuer": "pebble"}
         data["issuers"]["pebble"] = {
-            "type": "acme", "directory": pebble_eab.directory_url, "email": "ops@example.com",
+            # a password in the directory URL (a CA behind a proxy that asks for one): in the issuer's budget
+            # identity too (counted in Redis, shown by status and the metrics)
+            "type": "acme", "directory": pebble_eab.directory_url.replace("://", f"://acme:{ACME_DIR_PASSWORD}@", 1),
+            "email": "ops@example.com", "budget": {"orders": 50, "per": "3h"},
             "eab_kid": EAB_KID, "eab_hmac_key_env": "CANARY_EAB_KEY", "ca_bundle": str(pebble_eab.tls_cert),
             "trust_roots": str(pebble_eab.root_file), "order_timeout": "30s",
             "dns": {"provider": "rfc2136", "server": named.address, "tsig_key_name": TSIG_NAME,
@@ -238,7 +242,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, named: NamedServer, pebble_e
             "ROTATION_SECRET_KEY": [secret_key, other_key], "Redis password": [REDIS_PASSWORD, REDIS_PASSWORD_REFUSED],
             "Slack signing secret": [SLACK], "Mattermost token": [MATTERMOST], "generic HMAC secret": [GENERIC],
             "notification URL token": [NOTIFY_TOKEN], "TSIG secret": [named.tsig_secret],
-            "ACME EAB HMAC key": [pebble_eab.eab_hmac_key or ""],
+            "ACME EAB HMAC key": [pebble_eab.eab_hmac_key or ""], "ACME directory password": [ACME_DIR_PASSWORD],
             "internal CA key": private_key_lines(ca_files[1].read_text()),
             "RS client certificate key (client_key_env)": private_key_lines(client_key),
         }
@@ -426,14 +430,17 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, named: NamedServer, pebble_e
 SLOTS = ["RS password (password_file)", "RS password (password_env)", "RS password (refused)",
          "ROTATION_SECRET_KEY", "Redis password",
          "Slack signing secret", "Mattermost token", "generic HMAC secret", "notification URL token",
-         "TSIG secret", "ACME EAB HMAC key", "internal CA key", "issued private keys", "original private keys",
-         "chat response_url", "sealed private keys", "RS client certificate key (client_key_env)"]
+         "TSIG secret", "ACME EAB HMAC key", "ACME directory password", "internal CA key", "issued private keys",
+         "original private keys", "chat response_url", "sealed private keys",
+         "RS client certificate key (client_key_env)"]
 
 
 def test_no_secret_shows_anywhere_the_service_writes(sweep: Sweep) -> None:
     """One sweep, every slot (the flows take seconds: run once, not once per slot and xdist worker)."""
     assert sorted(sweep.canaries) == sorted(SLOTS) and all(sweep.canaries.values()), sweep.canaries.keys()
     assert len(sweep.places) > 10
+    # the ACME issuer's budget was counted and shown, its directory's password hidden
+    assert b'rotation_issuer_orders_left{ca="https://acme:***@' in sweep.places["metrics"]
     leaks: dict[str, list[str]] = {}
     for slot in SLOTS:
         for number, secret in enumerate(sweep.canaries[slot]):

@@ -172,6 +172,10 @@ class ServiceState(RecordStore, Locker, Protocol):
         """The budget at ``now``, nothing counted."""
         ...
 
+    def return_order(self, budget: IssuanceBudget, order_id: str) -> None:
+        """The order ``take_order`` counted was never asked for (the CA was not reached): not counted."""
+        ...
+
     def pause_issuer(self, budget: IssuanceBudget, until: datetime, reason: str) -> None:
         """The CA said rateLimited: no order for this issuer before ``until`` (a later pause is kept)."""
         ...

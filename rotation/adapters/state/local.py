@@ -351,6 +351,10 @@ class LocalState:
         entry.update(issuer=budget.issuer, shown=budget.shown, orders=budget.orders, per=budget.per.total_seconds())
         return _budget_use(entry, entry.get("orders_at") or {}, now)
 
+    def return_order(self, budget: IssuanceBudget, order_id: str) -> None:
+        with self._budgets.change() as budgets:
+            (budgets.get(budget.key) or {}).get("orders_at", {}).pop(order_id, None)
+
     def pause_issuer(self, budget: IssuanceBudget, until: datetime, reason: str) -> None:
         with self._budgets.change() as budgets:
             entry = budgets.setdefault(budget.key, {"issuer": budget.issuer, "shown": budget.shown})

@@ -345,6 +345,9 @@ class RedisState:
                                  order_id, budget.key, budget.issuer, budget.shown)
         return _budget_use(answer)
 
+    def return_order(self, budget: IssuanceBudget, order_id: str) -> None:
+        self.redis.zrem(_key("budget", budget.key), order_id)
+
     def pause_issuer(self, budget: IssuanceBudget, until: datetime, reason: str) -> None:
         self.redis.eval(_PAUSE, 2, _key("budget-info", budget.key), _key("index", "budget"),
                         repr(until.timestamp()), reason, budget.key, budget.issuer, budget.shown)

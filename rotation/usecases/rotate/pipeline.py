@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import secrets
 import ssl
 from collections.abc import Iterator
 from datetime import timedelta
@@ -333,13 +334,16 @@ def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: Issu
     budget = None if options.issuer or not plan.issuer else inventory.issuers[plan.issuer].issuance_budget(plan.issuer)
 
     with run.step("issue") as step:
+        order_id = ""
         if budget is not None:  # taken last, right before the order: every refusal above cost none
-            _take_budget(run, state, budget)
+            order_id = _take_budget(run, state, budget)
         try:
             issued: IssuedCert = issuer.issue(request)
         except IssuerError as exc:
             if budget is not None and exc.rate_limited:
                 _pause_issuer(run, state, budget, exc)
+            if budget is not None and not exc.ordered:
+                _return_order(run, state, budget, order_id)
             raise
         step.detail = f"from {issuer.name}"
 
@@ -381,15 +385,27 @@ def _rotate_locked(run: Run, inventory: Inventory, plan: CertPlan, issuers: Issu
     push_and_verify(run, issued, bundle, original)
 
 
-def _take_budget(run: Run, state: ServiceState, budget: IssuanceBudget) -> None:
-    """One order of the issuer's budget, or BudgetSpent (retryable, never the certificate's failure)."""
+def _take_budget(run: Run, state: ServiceState, budget: IssuanceBudget) -> str:
+    """One order of the issuer's budget (its id), or BudgetSpent (retryable, never the certificate's failure)."""
     now = run.clock.now()
-    use = state.take_order(budget, run.record.id, now)
+    # one id per order: a task delivered again (its worker died) runs under the same rotation id and orders again
+    order_id = f"{run.record.id}:{secrets.token_hex(4)}"
+    use = state.take_order(budget, order_id, now)
     if not use.taken:
-        raise use.refusal(now)
+        raise use.refusal(now, retried=run.options.retried)
     if use.left is not None:
         run.log.info("issuer %s: %d of %d orders left in the %s window", budget.issuer, use.left, use.orders,
                      format_duration(budget.per))
+    return order_id
+
+
+def _return_order(run: Run, state: ServiceState, budget: IssuanceBudget, order_id: str) -> None:
+    """The CA was not reached (directory, account): nothing was ordered, so nothing is counted. Else an outage
+    of minutes, each due certificate tried and retried, spends the fleet's orders for the window after it."""
+    try:
+        state.return_order(budget, order_id)
+    except RotationError as failure:  # counted: the window gives it back later
+        run.log.warning("issuer %s: its unused order could not be given back: %s", budget.issuer, failure.message)
 
 
 def _pause_issuer(run: Run, state: ServiceState, budget: IssuanceBudget, exc: IssuerError) -> None:

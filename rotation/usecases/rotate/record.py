@@ -52,6 +52,8 @@ def rotate_and_record(
     tried it before (None: it is never retried). ``inventory``: the digest of the inventory the
     rotation was asked with; another one is refused."""
     options = options or RotationOptions()
+    if retries is not None and retries < retry.MAX_ROTATION_RETRIES:
+        options = replace(options, retried=True)
     record = _rotate(ctx, cluster, cert_name, options, inventory)
     again = retries is not None and retry.should_retry(record, retries)
     _record_outcome(ctx, record, final=not again)

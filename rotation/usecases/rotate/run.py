@@ -110,6 +110,9 @@ class RotationOptions:
     # The session's view was read for this rotation moments before (by a companion's builder, in
     # ``rotate_and_record``, which opened the session for it): the read step does not read it again.
     view_read: bool = False
+    # The task layer tries this rotation again if the issuer has no order for it (``rotate_and_record``):
+    # only then does its refusal say so (`--inline`, a dry run, a last retry end there).
+    retried: bool = False
 
 
 # Long enough for an operator to come back to a cluster a rotation left mixed.

@@ -314,19 +314,25 @@ class AcmeIssuer:
         key_pem = certs.private_key_to_pem(key)
         csr = _csr(key_pem.reveal(), request.hosts)
         context = f"ACME {self.shown_directory}: order for {', '.join(request.hosts)}"
+        asked = False  # for the order (newOrder sent): before it, the budget's order is given back
         with self._network(None) as net:
             try:
                 acme = open_account(self.account, self._directory(net), self.secret_store,
                                     lambda k, regr: self._adopt(net, k, regr))
+                asked = True
                 orderr = self._new_order(acme, csr, request.replaces, context)
                 log.info("%s: order %s opened (%d authorization(s))", context, orderr.uri,
                          len(orderr.authorizations))
                 finalized = self._complete(acme, orderr)
-            except RotationError:
+            except RotationError as exc:
+                if isinstance(exc, IssuerError) and not asked:
+                    exc.ordered = False
                 raise
             except (errors.Error, requests.RequestException, jose.errors.Error, *MISSHAPEN) as exc:
                 header = net.last_response.headers.get("Retry-After") if net.last_response is not None else None
-                raise translate_error(exc, context=context, retry_after_header=header, now=self.clock.now()) from exc
+                failure = translate_error(exc, context=context, retry_after_header=header, now=self.clock.now())
+                failure.ordered = asked
+                raise failure from exc
         leaf_pem, chain_pem = certs.split_leaf_and_chain(finalized.fullchain_pem, where=context)
         log.info("%s: certificate issued", context)
         return IssuedCert(key_pem=key_pem, leaf_pem=leaf_pem, chain_pem=_without_roots(chain_pem, context))
