@@ -13,16 +13,14 @@ import logging
 import secrets
 import socket
 import ssl
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
 from acme import messages
-from support.acme import EAB_KID, TSIG_NAME, ZONE, NamedServer, PebbleServer
+from support.acme import EAB_KID, TSIG_NAME, ZONE, FakeCA, NamedServer, PebbleServer
 from support.clock import FakeClock
 from support.cluster import start_simulator, write_inventory
 from support.processes import free_port
@@ -269,85 +267,7 @@ def test_unreachable_directory_is_a_retryable_failed_rotation(
 # --- rate limits and ARI: a tiny ACME server over real HTTP ----------------------------------
 
 
-class _FakeCA(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _FakeHandler)
-        self.windows: dict[str, dict[str, str]] = {}
-        self.with_ari = True
-        self.retry_after = "90"  # what a rate-limited POST says
-        self.ari_retry_after = "21600"  # what a renewalInfo answer says
-        self.ari_requests = 0
-        self.ari_broken = False  # renewalInfo answers 500
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _FakeHandler(BaseHTTPRequestHandler):
-    server: _FakeCA
-
-    def _send(self, status: int, body: dict | None, content_type: str = "application/json",
-              headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode() if body is not None else b""
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Replay-Nonce", base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("="))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        self._send(200, None)
-
-    def do_GET(self) -> None:  # noqa: N802
-        base = self.server.url
-        if self.path == "/dir":
-            directory = {"newNonce": f"{base}/nonce", "newAccount": f"{base}/account",
-                         "newOrder": f"{base}/order"}
-            if self.server.with_ari:
-                directory["renewalInfo"] = f"{base}/renewal-info"
-            self._send(200, directory)
-        elif self.path.startswith("/renewal-info/"):
-            self.server.ari_requests += 1
-            if self.server.ari_broken:
-                self._send(500, {"type": "urn:ietf:params:acme:error:serverInternal", "detail": "down"},
-                           "application/problem+json")
-                return
-            self._send(200, {"suggestedWindow": self.server.windows["current"]},
-                       headers={"Retry-After": self.server.ari_retry_after})
-        else:
-            self._send(404, {"type": "urn:ietf:params:acme:error:malformed", "detail": "no such resource"},
-                       "application/problem+json")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self._send(429, {"type": "urn:ietf:params:acme:error:rateLimited",
-                         "detail": "too many new accounts from this address"},
-                   "application/problem+json", headers={"Retry-After": self.server.retry_after})
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
-
-
-@pytest.fixture
-def fake_ca() -> Iterator[_FakeCA]:
-    server = _FakeCA()
-    # polls for shutdown() every 50 ms, not 0.5 s: the teardown returns at once
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_rate_limited_answer_becomes_retry_after_over_real_http(tmp_path: Path, fake_ca: _FakeCA) -> None:
+def test_rate_limited_answer_becomes_retry_after_over_real_http(tmp_path: Path, fake_ca: FakeCA) -> None:
     store = LocalSecretStore(tmp_path, SecretBox([SecretBox.generate_key().encode()]))
     issuer = AcmeIssuer("ca", f"{fake_ca.url}/dir", "ops@example.com", challenge="http-01", secret_store=store)
     with pytest.raises(IssuerError) as caught:
@@ -360,7 +280,7 @@ def test_rate_limited_answer_becomes_retry_after_over_real_http(tmp_path: Path, 
 
 
 @pytest.mark.parametrize("header", ["9" * 400, "9" * 30], ids=["overflows-a-float", "centuries"])
-def test_a_retry_after_of_centuries_is_bounded_and_still_an_issuer_error(tmp_path: Path, fake_ca: _FakeCA,
+def test_a_retry_after_of_centuries_is_bounded_and_still_an_issuer_error(tmp_path: Path, fake_ca: FakeCA,
                                                                         header: str) -> None:
     fake_ca.retry_after = header
     store = LocalSecretStore(tmp_path, SecretBox([SecretBox.generate_key().encode()]))
@@ -375,7 +295,7 @@ def test_a_retry_after_of_centuries_is_bounded_and_still_an_issuer_error(tmp_pat
 
 
 def test_rate_limit_is_recorded_on_the_failed_rotation(
-    tmp_path: Path, simulator: ClusterSimulator, ca_files: tuple[Path, Path], state_dir: Path, fake_ca: _FakeCA,
+    tmp_path: Path, simulator: ClusterSimulator, ca_files: tuple[Path, Path], state_dir: Path, fake_ca: FakeCA,
 ) -> None:
     inventory = load_inventory(write_inventory(tmp_path / "inv.yaml", simulator, ca_files,
                                                cluster_overrides={"certificates": {"api": {"hosts": [ZONE]}}}))
@@ -411,7 +331,7 @@ def test_problem_mapping(code: str, header: str | None, retryable: bool, wait: f
 
 
 def test_ari_window_decides_renewal_and_absent_ari_is_none(
-    tmp_path: Path, fake_ca: _FakeCA, ca_files: tuple[Path, Path], pebble: PebbleServer,  # noqa: F811
+    tmp_path: Path, fake_ca: FakeCA, ca_files: tuple[Path, Path], pebble: PebbleServer,  # noqa: F811
 ) -> None:
     leaf = InternalCA("ca", *ca_files).issue(CertRequest("sim", CertName.API, (ZONE,))).leaf_pem
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=10)
@@ -434,7 +354,7 @@ def test_ari_window_decides_renewal_and_absent_ari_is_none(
 
 
 @pytest.mark.parametrize("length", [timedelta(0), -timedelta(days=5)], ids=["zero-length", "end-before-start"])
-def test_a_malformed_renewal_window_is_ignored(fake_ca: _FakeCA, ca_files: tuple[Path, Path],
+def test_a_malformed_renewal_window_is_ignored(fake_ca: FakeCA, ca_files: tuple[Path, Path],
                                                length: timedelta) -> None:
     """RFC 9773 4.2: a window whose end is not after its start is malformed; the client makes its own
     determination (renew_before). A moment was drawn between the two ends and followed as the CA's."""
@@ -451,7 +371,7 @@ def test_a_malformed_renewal_window_is_ignored(fake_ca: _FakeCA, ca_files: tuple
                                                ("864000", timedelta(hours=24))],
                          ids=["as-the-ca-says", "at-least-minutes", "at-most-a-day"])
 def test_scans_reuse_renewal_info_until_retry_after(
-    tmp_path: Path, ca_files: tuple[Path, Path], fake_ca: _FakeCA, service_env: dict[str, str],
+    tmp_path: Path, ca_files: tuple[Path, Path], fake_ca: FakeCA, service_env: dict[str, str],
     header: str, reuse: timedelta,
 ) -> None:
     """RFC 9773: a client does not ask again before Retry-After. The window the CA gave is kept per

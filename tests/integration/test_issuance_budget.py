@@ -10,20 +10,17 @@ Real Redis (the session's), the simulator, the injected clock; the CA's 429 from
 
 from __future__ import annotations
 
-import base64
 import json
-import secrets
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from prometheus_client import generate_latest
-from support.acme import TSIG_NAME, ZONE, NamedServer, PebbleServer
+from support.acme import TSIG_NAME, ZONE, FakeCA, NamedServer, PebbleServer
 from support.clock import FakeClock
 from support.cluster import write_inventory
 from support.processes import RedisServer
@@ -289,69 +286,13 @@ def test_a_scan_queues_no_more_rotations_than_the_budget_has_left(budgeted: Inve
 # --- the CA says rateLimited ----------------------------------------------------------------
 
 
-class _LimitedCA(ThreadingHTTPServer):
-    """An ACME directory whose every POST (newAccount first) is answered 429 rateLimited, Retry-After 120."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _LimitedHandler)
-        self.requests = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _LimitedHandler(BaseHTTPRequestHandler):
-    server: _LimitedCA
-
-    def _send(self, status: int, body: dict | None, content_type: str = "application/json",
-              headers: dict[str, str] | None = None) -> None:
-        self.server.requests += 1
-        data = json.dumps(body).encode() if body is not None else b""
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Replay-Nonce", base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("="))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        self._send(200, None)
-
-    def do_GET(self) -> None:  # noqa: N802
-        base = self.server.url
-        self._send(200, {"newNonce": f"{base}/nonce", "newAccount": f"{base}/account", "newOrder": f"{base}/order"})
-
-    def do_POST(self) -> None:  # noqa: N802
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self._send(429, {"type": "urn:ietf:params:acme:error:rateLimited", "detail": "too many new orders"},
-                   "application/problem+json", headers={"Retry-After": "120"})
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
-
-
-@pytest.fixture
-def limited_ca() -> Iterator[_LimitedCA]:
-    server = _LimitedCA()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_a_rate_limited_answer_pauses_the_issuers_other_rotations_without_asking_the_ca(
         sim: ClusterSimulator, ca_files: tuple[Path, Path], tmp_path: Path, redis_store: RedisServer,
-        limited_ca: _LimitedCA) -> None:
+        fake_ca: FakeCA) -> None:
+    fake_ca.with_ari, fake_ca.retry_after, fake_ca.rate_limit_detail = False, "120", "too many new orders"
     path = write_inventory(tmp_path / "inv.yaml", sim, ca_files)
     data = yaml.safe_load(path.read_text())
-    data["issuers"]["ca"] = _acme(f"{limited_ca.url}/dir", email="ops@example.com")
+    data["issuers"]["ca"] = _acme(f"{fake_ca.url}/dir", email="ops@example.com")
     data["clusters"]["sim"]["certificates"] = {"api": {"issuer": "ca", "hosts": ["api.example.com"]},
                                                "cm": {"issuer": "ca", "hosts": ["cm.example.com"]}}
     path.write_text(yaml.safe_dump(data))
@@ -360,11 +301,11 @@ def test_a_rate_limited_answer_pauses_the_issuers_other_rotations_without_asking
     with ServiceContext(inventory=lambda: inventory, clock=clock) as ctx:
         first = rotate_and_record(ctx, "sim", "api", _options(new_rotation_id()), retries=0).record
         assert first.outcome is Outcome.REFUSED and first.retry_after == 120, first.error
-        asked = limited_ca.requests
+        asked = fake_ca.requests
 
         paused = rotate_and_record(ctx, "sim", "cm", _options(new_rotation_id()), retries=0)
         record = paused.record
-        assert limited_ca.requests == asked  # the CA was not asked again
+        assert fake_ca.requests == asked  # the CA was not asked again
         assert record.outcome is Outcome.REFUSED and record.blocked_by, record.error
         assert "issuer ca is paused until " in (record.error or "") and "too many new orders" in (record.error or "")
         assert paused.retry_id and paused.retry_in >= 120 - 1
@@ -375,7 +316,7 @@ def test_a_rate_limited_answer_pauses_the_issuers_other_rotations_without_asking
 
         clock.advance(121)  # the pause is over: the CA is asked again
         rotate_and_record(ctx, "sim", "cm", _options(paused.retry_id), retries=1)
-        assert limited_ca.requests > asked
+        assert fake_ca.requests > asked
 
 
 def test_an_acme_issuers_order_counts_and_the_next_waits_for_the_budget(

@@ -13,11 +13,13 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dns.message
@@ -262,3 +264,86 @@ def pebble_eab(tmp_path_factory: pytest.TempPathFactory, named: NamedServer) -> 
         yield server
     finally:
         _stop(process)
+
+
+class FakeCA(ThreadingHTTPServer):
+    """An ACME server over real HTTP on loopback that answers every POST (newAccount first) 429 rateLimited
+    with ``retry_after``, and renewalInfo (ARI) with ``windows["current"]``; ``requests`` counts its answers."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _FakeHandler)
+        self.requests = 0
+        self.windows: dict[str, dict[str, str]] = {}
+        self.with_ari = True
+        self.retry_after = "90"  # what a rate-limited POST says
+        self.rate_limit_detail = "too many new accounts from this address"
+        self.ari_retry_after = "21600"  # what a renewalInfo answer says
+        self.ari_requests = 0
+        self.ari_broken = False  # renewalInfo answers 500
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _FakeHandler(BaseHTTPRequestHandler):
+    server: FakeCA
+
+    def _send(self, status: int, body: dict | None, content_type: str = "application/json",
+              headers: dict[str, str] | None = None) -> None:
+        self.server.requests += 1
+        data = json.dumps(body).encode() if body is not None else b""
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Replay-Nonce", base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("="))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._send(200, None)
+
+    def do_GET(self) -> None:  # noqa: N802
+        base = self.server.url
+        if self.path == "/dir":
+            directory = {"newNonce": f"{base}/nonce", "newAccount": f"{base}/account",
+                         "newOrder": f"{base}/order"}
+            if self.server.with_ari:
+                directory["renewalInfo"] = f"{base}/renewal-info"
+            self._send(200, directory)
+        elif self.path.startswith("/renewal-info/"):
+            self.server.ari_requests += 1
+            if self.server.ari_broken:
+                self._send(500, {"type": "urn:ietf:params:acme:error:serverInternal", "detail": "down"},
+                           "application/problem+json")
+                return
+            self._send(200, {"suggestedWindow": self.server.windows["current"]},
+                       headers={"Retry-After": self.server.ari_retry_after})
+        else:
+            self._send(404, {"type": "urn:ietf:params:acme:error:malformed", "detail": "no such resource"},
+                       "application/problem+json")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self._send(429, {"type": "urn:ietf:params:acme:error:rateLimited", "detail": self.server.rate_limit_detail},
+                   "application/problem+json", headers={"Retry-After": self.server.retry_after})
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture
+def fake_ca() -> Iterator[FakeCA]:
+    server = FakeCA()
+    # polls for shutdown() every 50 ms, not 0.5 s: the teardown returns at once
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
