@@ -51,11 +51,9 @@ def test_history_and_status_name_the_redis_they_read_without_its_password(
     status = rotation("status", "-c", str(inventory_path), "--json", env=env)
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["source"] == f"Redis redis://:***@127.0.0.1:{own_redis.port}/0"
-    # without ROTATION_REDIS_URL the default is used, and said to be the default
-    unset = {k: v for k, v in env.items() if k != "ROTATION_REDIS_URL"}
-    report = rotation("status", "-c", str(inventory_path), "--json", env=unset)
-    said = json.loads(report.stdout)["source"] if report.returncode == 0 else report.stdout + report.stderr
-    assert "redis://localhost:6379/0" in said and "ROTATION_REDIS_URL is not set" in said, said
+    # Without ROTATION_REDIS_URL the default is said to be the default: test_load_checks'
+    # test_the_store_read_is_described_with_the_password_hidden. Not run here: `status` would read the
+    # machine's own Redis on 6379 (tests talk only to a Redis of their own).
 
 
 def test_history_id_shows_one_rotation_and_unknown_names_exit_2(

@@ -47,9 +47,11 @@ from rotation.simulator import ClusterSimulator
 from rotation.usecases.context import ServiceContext
 from rotation.usecases.rotate.run import RotationOptions
 
-# ROTATION_LOCK_LEASE: renewed every third of it, which a clean rotation never waits for (a renewal would
-# shift the commands counted)
-LEASE = 3.0
+# ROTATION_LOCK_LEASE: renewed every third of it (real time), which the counted clean rotation must never
+# wait for: a renewal adds commands to the count, and a case past the end of a faster rotation is missed.
+# 3 s (renewed after 1 s) was outlived by a busy machine's clean rotation: 58 commands, 64+ with renewals,
+# rollback-cm-hang failed once in a full run. 10 s bounds a clean rotation's time, not a wait.
+LEASE = 30.0
 TIMEOUT = 0.2  # the faulty client's socket timeouts: a hung Redis costs little
 # Every STRIDE-th command (hung Redis: every 2 * STRIDE-th, each costs socket timeouts), each kind and
 # certificate from its own offset, so that the run stays short; SWEEP_STRIDE=1 tries every command.
