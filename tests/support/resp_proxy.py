@@ -144,6 +144,12 @@ class RespProxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(60)  # its last act closes every connection: not cut short on a busy machine
         if not self._thread.is_alive():
+            # what its last iterations left (a connection accepted or opened upstream as it stopped): closed
+            # here, on the stopped loop, whose callbacks close the sockets (else a later gc warns of them)
+            for transport in list(getattr(self._loop, "_transports", {}).values()):
+                transport.abort()
+            for _ in range(3):
+                self._loop.run_until_complete(asyncio.sleep(0))
             self._loop.close()
 
     def _call(self, function, *args) -> None:  # type: ignore[no-untyped-def]
