@@ -47,15 +47,22 @@ def rotate(inventory: Inventory, cluster: str, name: str, progress: object = Non
     return record
 
 
-def test_the_same_cluster_by_another_nodes_address_is_one_lock(sim: ClusterSimulator, inventory: Inventory) -> None:
+def _during_the_push(inventory: Inventory, outer_cert: str, inner_cert: str) -> tuple[RotationRecord, RotationRecord]:
+    """``outer_cert`` rotated through "sim", and ``inner_cert`` through "alias" (another node's address of the same
+    cluster) while the first one pushes: both records."""
     inner: list[RotationRecord] = []
 
     def progress(record: RotationRecord, step: Step) -> None:
         if step.name == "push" and step.finished_at is None and not inner:
-            inner.append(rotate(inventory, "alias", "cm"))
+            inner.append(rotate(inventory, "alias", inner_cert))
 
-    outer = rotate(inventory, "sim", "cm", progress)
+    outer = rotate(inventory, "sim", outer_cert, progress)
     (second,) = inner
+    return outer, second
+
+
+def test_the_same_cluster_by_another_nodes_address_is_one_lock(sim: ClusterSimulator, inventory: Inventory) -> None:
+    outer, second = _during_the_push(inventory, "cm", "cm")
     assert outer.outcome is Outcome.VERIFIED, outer.error
     assert second.outcome is Outcome.REFUSED and second.blocked_by, (second.outcome, second.error)
     assert not second.pushed
@@ -64,14 +71,7 @@ def test_the_same_cluster_by_another_nodes_address_is_one_lock(sim: ClusterSimul
 
 def test_another_certificate_of_the_same_cluster_by_another_address_still_runs(inventory: Inventory) -> None:
     """The lock is per certificate: the cluster's identity from what it says must not widen it."""
-    inner: list[RotationRecord] = []
-
-    def progress(record: RotationRecord, step: Step) -> None:
-        if step.name == "push" and step.finished_at is None and not inner:
-            inner.append(rotate(inventory, "alias", "metrics_exporter"))
-
-    outer = rotate(inventory, "sim", "cm", progress)
-    (second,) = inner
+    outer, second = _during_the_push(inventory, "cm", "metrics_exporter")
     assert outer.outcome is Outcome.VERIFIED, outer.error
     assert second.outcome is Outcome.VERIFIED, second.error
 

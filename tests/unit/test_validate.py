@@ -513,18 +513,23 @@ def test_an_intermediate_whose_eku_leaves_out_the_slots_usage_is_refused(pki):
     validate_issued(_through(pki, inter, key), syncer, now=NOW, trust_anchors=[pki["root"]])
 
 
-def test_an_unknown_critical_extension_is_refused(pki):
-    # a client must refuse a certificate with a critical extension it does not know (RFC 5280 4.2)
+def _leaf_with_critical(pki, extension: x509.ExtensionType) -> IssuedCert:
+    """A leaf for HOSTS under the intermediate, valid now, with ``extension`` marked critical."""
     leaf_key = ec.generate_private_key(ec.SECP256R1())
     leaf = (x509.CertificateBuilder().subject_name(_name(FQDN)).issuer_name(pki["inter"].subject)
             .public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=30))
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in HOSTS]), False)
             .add_extension(x509.ExtendedKeyUsage(list(BOTH)), False)
-            .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00"),
-                           critical=True)
+            .add_extension(extension, critical=True)
             .sign(pki["inter_key"], hashes.SHA256()))
-    issued = IssuedCert(certs.private_key_to_pem(leaf_key), certs.cert_to_pem(leaf), certs.cert_to_pem(pki["inter"]))
+    return IssuedCert(certs.private_key_to_pem(leaf_key), certs.cert_to_pem(leaf), certs.cert_to_pem(pki["inter"]))
+
+
+def test_an_unknown_critical_extension_is_refused(pki):
+    # a client must refuse a certificate with a critical extension it does not know (RFC 5280 4.2)
+    unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00")
+    issued = _leaf_with_critical(pki, unknown)
     assert problems_of(issued, trust_anchors=[pki["root"]]) == [
         "leaf certificate has a critical extension clients do not know (1.3.6.1.4.1.99999.1): they refuse it"
     ]
@@ -559,15 +564,7 @@ def test_an_intermediate_with_a_weak_rsa_key_is_refused(pki):
 
 def test_a_ct_precertificate_is_refused(pki):
     # the poisoned copy a CA logs (crt.sh serves both): no client takes it, the issued certificate is another
-    leaf_key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (x509.CertificateBuilder().subject_name(_name(FQDN)).issuer_name(pki["inter"].subject)
-            .public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in HOSTS]), False)
-            .add_extension(x509.ExtendedKeyUsage(list(BOTH)), False)
-            .add_extension(x509.PrecertPoison(), critical=True)
-            .sign(pki["inter_key"], hashes.SHA256()))
-    issued = IssuedCert(certs.private_key_to_pem(leaf_key), certs.cert_to_pem(leaf), certs.cert_to_pem(pki["inter"]))
+    issued = _leaf_with_critical(pki, x509.PrecertPoison())
     assert problems_of(issued, trust_anchors=[pki["root"]]) == [
         "leaf certificate is a Certificate Transparency precertificate (poison extension), which clients refuse: "
         "use the certificate the CA issued"
