@@ -6,13 +6,13 @@ replica, ``OOM`` at maxmemory with ``noeviction``, ``MISCONF`` when its snapshot
 the commands the real server refuses then (their flags, read from the server's ``COMMAND``),
 MULTI/EXEC included (``EXECABORT``).
 
-Loopback only; an asyncio loop in a thread of its own.
+Loopback only; plain sockets, a thread for each side of each connection, one lock.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import socket
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -93,8 +93,8 @@ def _command(buf: bytearray) -> tuple[list[bytes], bytes] | None:
 
 @dataclass(eq=False)
 class _Conn:
-    writer: asyncio.StreamWriter
-    upstream: asyncio.StreamWriter | None = None
+    client: socket.socket
+    upstream: socket.socket | None = None
     # what the client is owed, in order: None (Redis's next answer), bytes (ours), or ("swap", bytes):
     # Redis's next answer replaced by ours, or ("cut", None): Redis's next answer dropped, then closed
     owed: deque = field(default_factory=deque)
@@ -116,13 +116,16 @@ class RespProxy:
         self.tripped = False
         self.trips = 0  # how many faults happened (a case whose fault never came proves nothing)
         self.match: tuple[str, bytes] | None = None
-        self._conns: set[_Conn] = set()
         self._flags = _command_flags(upstream_port)
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="resp proxy", daemon=True)
-        self._thread.start()
-        self._ready.wait(10)
+        # one lock for all the proxy's state and writes: commands are counted, and answers sent, in one order
+        self._lock = threading.RLock()
+        self._conns: set[_Conn] = set()
+        self._sockets: set[socket.socket] = set()  # every socket not yet closed: stop() closes what is left
+        self._threads: list[threading.Thread] = []
+        self._stopping = False
+        self._listener = socket.create_server((host, self.port), backlog=128)
+        self._listener.settimeout(0.05)  # the accept loop looks at _stopping this often
+        self._start(self._accept, "resp proxy accept")
 
     @property
     def url(self) -> str:
@@ -133,105 +136,156 @@ class RespProxy:
         """Fail from the ``at``-th command from now on (None: count only), or from the first ``command``
         whose arguments hold ``holding``."""
         assert kind in KINDS, kind
-        self._call(self._arm, at, kind, (command, holding) if command else None)
+        with self._lock:
+            self.count, self.names, self.at, self.kind, self.tripped = 0, [], at, kind, False
+            self.match = (command, holding) if command else None
 
     def heal(self) -> None:
         """Redis is back: every broken or hung connection is closed, new ones pass."""
-        self._call(self._heal)
+        with self._lock:
+            if self.tripped and self.kind in ("gone", "gone-after", "hang"):
+                self._close_all()
+            self.at, self.match, self.tripped = None, None, False
 
     def stop(self) -> None:
-        self._call(self._close_all)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(60)  # its last act closes every connection: not cut short on a busy machine
-        if not self._thread.is_alive():
-            # what its last iterations left (a connection accepted or opened upstream as it stopped): closed
-            # here, on the stopped loop, whose callbacks close the sockets (else a later gc warns of them)
-            for transport in list(getattr(self._loop, "_transports", {}).values()):
-                transport.abort()
-            for _ in range(3):
-                self._loop.run_until_complete(asyncio.sleep(0))
-            self._loop.close()
-
-    def _call(self, function, *args) -> None:  # type: ignore[no-untyped-def]
-        async def run() -> None:
-            function(*args)
-
-        asyncio.run_coroutine_threadsafe(run(), self._loop).result(5)
-
-    def _arm(self, at: int | None, kind: str, match: tuple[str, bytes] | None) -> None:
-        self.count, self.names, self.at, self.kind, self.tripped = 0, [], at, kind, False
-        self.match = match
-
-    def _heal(self) -> None:
-        if self.tripped and self.kind in ("gone", "gone-after", "hang"):
+        """Every connection closed, every thread ended, every socket closed: nothing left for a later gc."""
+        with self._lock:
+            self._stopping = True
             self._close_all()
-        self.at, self.match, self.tripped = None, None, False
+        for thread in list(self._threads):
+            thread.join(30)
+        with self._lock:
+            for sock in list(self._sockets):
+                self._release(sock)
+        self._listener.close()
 
-    # --- the loop's side ----------------------------------------------------------------------
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._serve, self.host, self.port))
-        self._ready.set()
+    # --- the threads' side ---------------------------------------------------------------------
+    def _start(self, target, name: str, *args) -> None:  # type: ignore[no-untyped-def]
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while not self._stopping:
+            try:
+                sock, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            sock.settimeout(None)
+            with self._lock:
+                self._sockets.add(sock)
+                conn = _Conn(sock)
+                self._conns.add(conn)
+                if self._stopping or self._gone():
+                    self._close(conn)
+                    self._release(sock)
+                    continue
+            self._start(self._serve, "resp proxy client", conn)
+
+    def _serve(self, conn: _Conn) -> None:
+        """The client's side: commands read, counted, forwarded or answered. Its thread closes its socket."""
         try:
-            self._loop.run_forever()
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+            except OSError:
+                return
+            upstream.settimeout(None)
+            with self._lock:
+                self._sockets.add(upstream)
+                if conn.closed:
+                    self._release(upstream)
+                    return
+                conn.upstream = upstream
+            self._start(self._answers, "resp proxy upstream", conn, upstream)
+            buf = bytearray()
+            while True:
+                data = conn.client.recv(65536)
+                if not data:
+                    return
+                with self._lock:
+                    if conn.closed:
+                        return
+                    buf += data
+                    while not conn.closed and (found := _command(buf)) is not None:
+                        self._on_command(conn, *found)
+                    self._flush(conn)
+        except OSError:
+            pass
         finally:
-            server.close()
-            self._loop.run_until_complete(server.wait_closed())
-            # every connection closed and its tasks ended here, on the loop: an aborted transport closes its
-            # socket in a callback, which a stopped loop never runs (an unclosed socket fails a later test)
-            self._close_all()
-            # also a connection accepted whose handler never started (its transport is in no _Conn yet)
-            for transport in list(getattr(self._loop, "_transports", {}).values()):
-                transport.abort()
-            tasks = asyncio.all_tasks(self._loop)
-            for task in tasks:
-                task.cancel()
-            self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            for _ in range(3):
-                self._loop.run_until_complete(asyncio.sleep(0))
+            with self._lock:
+                self._close(conn)
+                self._release(conn.client)
+
+    def _answers(self, conn: _Conn, upstream: socket.socket) -> None:
+        """Redis's side: each answer passed on, replaced, dropped or held, in the order owed."""
+        buf = bytearray()
+        try:
+            while True:
+                data = upstream.recv(65536)
+                if not data:
+                    return
+                with self._lock:
+                    if conn.closed:
+                        return
+                    self._on_answers(conn, buf, data)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._close(conn)
+                self._release(upstream)
+
+    def _on_answers(self, conn: _Conn, buf: bytearray, data: bytes) -> None:
+        if conn.subscribed and not conn.owed:
+            if not (self.tripped and self.kind == "hang"):
+                self._send(conn, conn.client, data)
+            return
+        buf += data
+        while not conn.closed:
+            try:
+                end = _value(buf, 0)
+            except _Incomplete:
+                return
+            answer = bytes(buf[:end])
+            del buf[:end]
+            self._flush(conn)
+            owed = conn.owed.popleft() if conn.owed else None
+            if self.tripped and self.kind == "hang":
+                continue  # the answer never comes
+            if isinstance(owed, tuple) and owed[0] == "cut":
+                self._close(conn)
+                return
+            self._send(conn, conn.client, owed[1] if isinstance(owed, tuple) else answer)
+            self._flush(conn)
 
     def _close_all(self) -> None:
         for conn in list(self._conns):
             self._close(conn)
 
     def _close(self, conn: _Conn) -> None:
+        """Both ends see the connection end now (a blocked read returns); each thread closes its own socket
+        (a socket closed under another thread's read could have its number reused by a new one)."""
         conn.closed = True
         self._conns.discard(conn)
-        for writer in (conn.writer, conn.upstream):
-            if writer is not None:
-                with contextlib.suppress(Exception):
-                    writer.transport.abort()
+        for sock in (conn.client, conn.upstream):
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def _release(self, sock: socket.socket) -> None:
+        self._sockets.discard(sock)
+        sock.close()
+
+    def _send(self, conn: _Conn, sock: socket.socket, data: bytes) -> None:
+        try:
+            sock.sendall(data)
+        except OSError:
+            self._close(conn)
 
     def _gone(self) -> bool:
         return self.tripped and self.kind in ("gone", "gone-after")
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = _Conn(writer)
-        self._conns.add(conn)
-        if self._gone():
-            self._close(conn)
-            return
-        try:
-            up_reader, conn.upstream = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        except OSError:
-            self._close(conn)
-            return
-        answers = asyncio.ensure_future(self._answers(conn, up_reader))
-        buf = bytearray()
-        try:
-            while not conn.closed:
-                data = await reader.read(65536)
-                if not data:
-                    break
-                buf += data
-                while not conn.closed and (found := _command(buf)) is not None:
-                    self._on_command(conn, *found)
-                self._flush(conn)
-        except (OSError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            self._close(conn)
-            answers.cancel()
 
     def _on_command(self, conn: _Conn, args: list[bytes], raw: bytes) -> None:
         if conn.cutting:
@@ -292,45 +346,12 @@ class RespProxy:
     def _forward(self, conn: _Conn, raw: bytes, owed: object) -> None:
         assert conn.upstream is not None
         conn.owed.append(owed)
-        conn.upstream.write(raw)
+        self._send(conn, conn.upstream, raw)
 
     def _flush(self, conn: _Conn) -> None:
         """Our own answers at the head of what the client is owed go out now, in order."""
         while conn.owed and isinstance(conn.owed[0], bytes) and not conn.closed:
-            conn.writer.write(conn.owed.popleft())
-
-    async def _answers(self, conn: _Conn, reader: asyncio.StreamReader) -> None:
-        buf = bytearray()
-        try:
-            while not conn.closed:
-                data = await reader.read(65536)
-                if not data:
-                    break
-                if conn.subscribed and not conn.owed:
-                    if not (self.tripped and self.kind == "hang"):
-                        conn.writer.write(data)
-                    continue
-                buf += data
-                while not conn.closed:
-                    try:
-                        end = _value(buf, 0)
-                    except _Incomplete:
-                        break
-                    answer = bytes(buf[:end])
-                    del buf[:end]
-                    self._flush(conn)
-                    owed = conn.owed.popleft() if conn.owed else None
-                    if self.tripped and self.kind == "hang":
-                        continue  # the answer never comes
-                    if isinstance(owed, tuple) and owed[0] == "cut":
-                        self._close(conn)
-                        return
-                    conn.writer.write(owed[1] if isinstance(owed, tuple) else answer)
-                    self._flush(conn)
-        except (OSError, asyncio.CancelledError):
-            pass
-        finally:
-            self._close(conn)
+            self._send(conn, conn.client, conn.owed.popleft())
 
 
 def _command_flags(port: int) -> dict[str, set[str]]:
