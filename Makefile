@@ -24,7 +24,7 @@ demo: install system-deps
 demo-replication: install system-deps
 	$(BIN)/python scripts/demo_replication.py
 
-# mypy first (zero errors at default settings), then the whole suite on three xdist workers
+# mypy first (zero errors at default settings), then the whole suite on four xdist workers
 # (pyproject.toml). pytest's exit code 5 (no tests collected) is a failure, not a pass.
 test: install system-deps typecheck
 	@$(BIN)/pytest -q -p no:cacheprovider; status=$$?; \
