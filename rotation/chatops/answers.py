@@ -123,12 +123,19 @@ def status_answer(rows: Iterable[dict[str, Any]], in_flight: Iterable[dict[str, 
 def history_answer(cluster: str, records: Sequence[RotationRecord]) -> Answer:
     if not records:
         return Answer(f"No rotations recorded for {cluster}.")
-    lines = [f"{r.started_at:%Y-%m-%d %H:%M}Z {r.cluster}/{r.cert_name} {r.outcome} {r.id} ({r.trigger}"
-             + (f", {chat(r.requested_by)}" if r.requested_by else "") + ")"
-             + (f" {_fp(r.old_fingerprint)} → {_fp(r.new_fingerprint)}" if r.new_fingerprint else "")
-             + (f": {chat(r.error[:120])}" if r.error else "")
-             for r in records]
-    return Answer(_clip(lines))
+    return Answer(_clip([_history_line(r) for r in records]))
+
+
+def _history_line(r: RotationRecord) -> str:
+    who = f"({r.trigger}" + (f", {chat(r.requested_by)}" if r.requested_by else "") + ")"
+    if r.policy is not None:  # a `policy apply`: its own word for the outcome, and each field from what to what
+        changes = "; ".join(r.policy_changes(lambda text: chat(text[:200]), "→"))  # a cipher list runs long
+        return (f"{r.started_at:%Y-%m-%d %H:%M}Z {r.cluster} TLS policy {chat(str(r.policy.get('status', r.outcome)))}"
+                f" {r.id} {who}" + (f": {changes}" if changes else "")
+                + (f" ({chat(r.error[:120])})" if r.error else ""))
+    return (f"{r.started_at:%Y-%m-%d %H:%M}Z {r.cluster}/{r.cert_name} {r.outcome} {r.id} {who}"
+            + (f" {_fp(r.old_fingerprint)} → {_fp(r.new_fingerprint)}" if r.new_fingerprint else "")
+            + (f": {chat(r.error[:120])}" if r.error else ""))
 
 
 def check_queued(cluster: str, task_id: str, follows_here: bool = True) -> Answer:

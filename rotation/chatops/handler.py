@@ -30,6 +30,7 @@ from rotation.chatops.grammar import Check, Command, Confirm, Help, History, Rot
 from rotation.config import Inventory
 from rotation.core.errors import ConfigError, RotationError, RotationInProgress
 from rotation.core.model import RotationRecord, Trigger
+from rotation.core.targets import TLS_POLICY
 from rotation.usecases.queue import Claim
 
 log = logging.getLogger(__name__)
@@ -193,7 +194,8 @@ async def _dispatch(command: Command, caller: Caller, env: ChatOps, reply_url: s
                             Decision.ALLOWED, cluster=cluster)
         case History(cluster=cluster, cert=cert):
             _may(allow, caller, inventory, cluster, Permission.READ)
-            names = [str(cert)] if cert else _managed(inventory, cluster)
+            # with no certificate named, the cluster's TLS policy changes (`policy apply`) are listed too
+            names = [str(cert)] if cert else [*_managed(inventory, cluster), TLS_POLICY]
             if cert and str(cert) not in _managed(inventory, cluster):
                 raise _Refused(f"{cluster} does not manage {cert}", cluster)
             found = [await env.history(cluster, name, 10) for name in names]

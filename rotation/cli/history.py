@@ -79,23 +79,12 @@ def history(
                                   (r.new_fingerprint or "-")[:16], (r.error or "")[:80])))
     console.print(table)
     for r in records:  # a policy change: from what to what
-        for change in policy_changes(r):
+        for change in r.policy_changes():
             console.print(cell(f"{r.id} {r.cluster}/{r.cert_name}: {change}"), highlight=False, soft_wrap=True)
     for r in records:  # what a rotation accepted but an operator should know (e.g. the RS profile it misses)
         for warning in r.warnings:
             console.print(cell(f"{r.id} {r.cluster}/{r.cert_name}: warning: {warning}", "yellow"), highlight=False,
                           soft_wrap=True)
-
-
-def policy_changes(record: RotationRecord) -> list[str]:
-    """A policy apply's record, one line per field sent: ``name 'before' -> 'after'`` (the settings read from
-    the cluster; ``not read`` when they were not); nothing for a rotation, or an apply that sent nothing."""
-    if record.policy is None or not record.policy.get("sent"):
-        return []
-    before, after = record.policy.get("before") or {}, record.policy.get("after")
-    return [f"{name} {before.get(name)!r} -> " + (repr(after.get(name)) if after is not None else
-                                                   f"not read (sent {value!r})")
-            for name, value in record.policy["sent"].items()]
 
 
 def _refuse_beside_id(command: typer.Context, as_json: bool) -> None:
@@ -160,7 +149,7 @@ def print_rotation(records: list[RotationRecord], as_json: bool) -> None:
             mark = ("...", "") if step.finished_at is None else (("ok", "green") if step.ok else ("failed", "red"))
             console.print(line("  ", (step.name, ""), " ", mark, " ", (step.detail or "", "")), highlight=False,
                           soft_wrap=True)
-        for change in policy_changes(record):
+        for change in record.policy_changes():
             console.print(line("  ", (change, "")), highlight=False, soft_wrap=True)
     print_records(records[-1:])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -276,6 +277,18 @@ class RotationRecord:
     @property
     def pushed(self) -> bool:
         return any(step.name == "push" for step in self.steps)
+
+    def policy_changes(self, shown: Callable[[str], str] = str, arrow: str = "->") -> list[str]:
+        """A policy apply's change, one line per field sent: ``name 'before' -> 'after'`` (the settings read
+        from the cluster; ``not read`` when they were not); nothing for a rotation, or an apply that sent
+        nothing. Each name and value is the cluster's answer, outside text: passed through ``shown`` (a
+        chat message's escaping), the words and arrow around them are not."""
+        if self.policy is None or not self.policy.get("sent"):
+            return []
+        before, after = self.policy.get("before") or {}, self.policy.get("after")
+        return [f"{shown(name)} {shown(repr(before.get(name)))} {arrow} "
+                + (shown(repr(after.get(name))) if after is not None else f"not read (sent {shown(repr(value))})")
+                for name, value in self.policy["sent"].items()]
 
     @property
     def waits_for_issuer(self) -> bool:

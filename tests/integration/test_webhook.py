@@ -229,6 +229,28 @@ def test_a_status_answered_from_memory_is_audited_and_its_replay_does_nothing(
     assert len(chat.audit()) == 2
 
 
+def test_chat_history_lists_the_clusters_tls_policy_changes_from_what_to_what(
+    simulator: ClusterSimulator, webhook, inventory_path: Path
+) -> None:
+    """`history CLUSTER` answers the audit's first questions for a cluster's TLS policy too: a `policy apply`
+    run from a terminal shows in chat, who ran it and each field from what to what; `history CLUSTER CERT`
+    stays that certificate's rotations."""
+    from typer.testing import CliRunner
+
+    from rotation.cli.main import app
+
+    chat = webhook(tls_policy={"min_control_tls": "1.3"})
+    assert "No rotations recorded for sim" in chat.slack("history sim").json()["text"]
+    before = simulator.cluster_settings()["min_control_TLS_version"]
+    applied = CliRunner().invoke(app, ["policy", "apply", "sim", "-c", str(inventory_path), "--json"])
+    assert json.loads(applied.stdout)["clusters"][0]["status"] == "applied", applied.output
+
+    (line,) = chat.slack("history sim").json()["text"].splitlines()
+    assert line.split()[2:5] == ["sim", "TLS", "policy"] and " applied " in line
+    assert "(cli, cli:" in line and f"min_control_TLS_version {before!r} → '1.3'" in line
+    assert "No rotations recorded for sim" in chat.slack("history sim proxy").json()["text"]
+
+
 def _all_values(client: Any) -> Iterator[str]:
     for key in client.scan_iter():
         kind = client.type(key)

@@ -205,6 +205,25 @@ def test_chat_text_cannot_mention_or_link() -> None:
         "&lt;!channel&gt; &lt;@U1&gt; &lt;https://evil|ok&gt; a&amp;b")
 
 
+def test_a_policy_change_in_chat_history_is_the_clusters_text_not_markup() -> None:
+    """A TLS setting is the cluster's answer: in chat, each value is text (no mention, no link) and a long
+    one is cut, while the line's own arrow stays."""
+    import datetime as dt
+
+    from rotation.chatops.answers import history_answer
+    from rotation.core.model import RotationRecord
+
+    hostile = "<!channel> <https://evil|docs> " + "A" * 500
+    record = RotationRecord(id="p-1", cluster="east", cert_name="tls_policy", trigger="cli",
+                            started_at=dt.datetime(2026, 12, 3, tzinfo=dt.UTC), requested_by="cli:<@U1>",
+                            policy={"status": "applied", "before": {"data_cipher_list": hostile},
+                                    "sent": {"data_cipher_list": "HIGH"}, "after": {"data_cipher_list": "HIGH"}})
+    (line,) = history_answer("east", [record]).text.splitlines()
+    assert "<!channel>" not in line and "<https://evil" not in line and "<@U1>" not in line
+    assert "data_cipher_list '&lt;!channel&gt; &lt;https://evil|docs&gt; AAA" in line and " → 'HIGH'" in line
+    assert line.count("A") < 250
+
+
 @pytest.mark.parametrize(("rate_limit", "says"), [
     (None, "chatops.rate_limit: the rate limit cannot be turned off"),
     (0, "chatops.rate_limit: the rate limit cannot be turned off"),
