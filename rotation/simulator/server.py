@@ -101,9 +101,11 @@ class ClusterSimulator(CertControls):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._thread: threading.Thread | None = None
-        # (node uid, "kind:port") -> the listening socket and the task accepting on it
-        self._listeners_by_key: dict[tuple[int, str], tuple[socket.socket, asyncio.Task[None]]] = {}
+        # (node uid, "kind:port") -> the listening socket (the loop accepts on it: _accept_ready)
+        self._listeners_by_key: dict[tuple[int, str], socket.socket] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # accepted sockets whose connection task has not started: a stop that cancels that task closes them
+        self._unstarted: set[socket.socket] = set()
         self._accepted: dict[tuple[int, str], int] = {}  # (node uid, listener kind) -> connections
         self._rest_connections: dict[int, int] = {}  # node uid -> connections that carried REST requests
         self._rest_requests: dict[tuple[str, str], int] = {}  # (method, path) -> requests received
@@ -386,6 +388,9 @@ class ClusterSimulator(CertControls):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for conn in self._unstarted:  # accepted as it stopped: their task was cancelled before it ran
+            conn.close()
+        self._unstarted.clear()
 
     def _write_state_files(self) -> None:
         state_dir = self.config.state_dir
@@ -424,37 +429,50 @@ class ClusterSimulator(CertControls):
                 if exc.errno == errno.EADDRINUSE:
                     raise PortInUseError(f"cannot listen on {where}: address already in use") from exc
                 raise SimulatorError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
-            task = asyncio.get_running_loop().create_task(self._accept_loop(listener, node, kind))
-            self._listeners_by_key[(node.uid, f"{kind}:{port}")] = (listener, task)
+            self._listeners_by_key[(node.uid, f"{kind}:{port}")] = listener
+            asyncio.get_running_loop().add_reader(listener.fileno(), self._accept_ready, listener, node, kind)
 
     async def _close_listeners(self, keys: list[tuple[int, str]]) -> None:
         """Stop accepting (open connections stay, as with a real process's listening socket)."""
-        listeners = [self._listeners_by_key.pop(key) for key in keys]
-        for _, task in listeners:
-            task.cancel()
-        await asyncio.gather(*(task for _, task in listeners), return_exceptions=True)
-        for listener, _ in listeners:  # after the task: its pending accept is unregistered by then
+        loop = asyncio.get_running_loop()
+        for key in keys:
+            listener = self._listeners_by_key.pop(key)
+            loop.remove_reader(listener.fileno())
             listener.close()
 
-    async def _accept_loop(self, listener: socket.socket, node: NodeState, kind: str) -> None:
+    def _accept_ready(self, listener: socket.socket, node: NodeState, kind: str) -> None:
+        """The loop's callback when ``listener`` has connections waiting: each accepted and handed to a task
+        at once, in this callback (an accept awaited in a task left, when that task was cancelled at stop, a
+        socket that only the garbage collector closed)."""
         loop = asyncio.get_running_loop()
-        while True:
+        for _ in range(64):  # a burst at a time: the other listeners are served between
             try:
-                conn, _ = await loop.sock_accept(listener)
-            except OSError:  # out of descriptors, aborted before accept: keep serving
-                await asyncio.sleep(0.05)
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
                 continue
+            except OSError:  # out of descriptors: keep serving, looking again shortly
+                loop.remove_reader(listener.fileno())
+                loop.call_later(0.05, self._accept_again, listener, node, kind)
+                return
             conn.setblocking(False)
             self._accepted[(node.uid, kind)] = self._accepted.get((node.uid, kind), 0) + 1
+            self._unstarted.add(conn)
             task = loop.create_task(self._on_connect(node, kind, conn, time.monotonic()))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _accept_again(self, listener: socket.socket, node: NodeState, kind: str) -> None:
+        if listener in self._listeners_by_key.values():  # not closed meanwhile (node down, stop)
+            asyncio.get_running_loop().add_reader(listener.fileno(), self._accept_ready, listener, node, kind)
 
     def _database(self, kind: str) -> Database:
         uid = int(kind.split(":", 1)[1])
         return next(db for db in self.config.database_list if db.uid == uid)
 
     async def _on_connect(self, node: NodeState, kind: str, conn: socket.socket, accepted: float) -> None:
+        self._unstarted.discard(conn)  # this task closes it now, whatever happens
         writer: asyncio.StreamWriter | None = None
         try:
             try:
