@@ -25,7 +25,7 @@ from rotation.core import certs
 from rotation.core.budget import IssuanceBudget
 from rotation.core.clock import Clock
 from rotation.core.errors import RotationError, RotationInProgress
-from rotation.core.model import CertName, ServedCert, Trigger
+from rotation.core.model import CertName, Outcome, ServedCert, Trigger
 from rotation.core.renewal import Decision, Health, RenewalWindow, Verdict, ari_recheck_in, decide, judge
 from rotation.core.targets import database_key, database_target
 from rotation.usecases.held_check import held_certificates
@@ -88,6 +88,7 @@ class ScanResult:
     decisions: dict[CertName | str, Decision]
     warnings: tuple[str, ...] = ()  # about what the cluster holds (held_check): stored for `status`, metrics
     new_warnings: tuple[str, ...] = ()  # the ones the previous scan did not have: notified once
+    read_at: datetime | None = None  # when the scan began reading the cluster: what it read is from then on
 
     @property
     def due(self) -> list[CertName | str]:
@@ -113,6 +114,7 @@ def scan_cluster(ctx: ServiceContext, cluster: str) -> ScanResult:
     """Probe every managed certificate of one cluster, store what each node serves, and decide which
     certificates to rotate now."""
     inventory = ctx.inventory()
+    read_at = ctx.clock.now()
     try:
         with ctx.sessions.open(inventory, cluster) as session:
             states = cluster_states(inventory, session, ctx.clock)
@@ -140,7 +142,7 @@ def scan_cluster(ctx: ServiceContext, cluster: str) -> ScanResult:
         if not decision.backing_off and decision.reason != state.verdict.reason:  # `status` says what the scan does
             ctx.state.update_state(cluster, str(state.cert_name), reason=decision.reason)
         decisions[state.cert_name] = decision
-    return ScanResult(cluster, states, decisions, tuple(held.warnings), tuple(new_warnings))
+    return ScanResult(cluster, states, decisions, tuple(held.warnings), tuple(new_warnings), read_at)
 
 
 def _database_locks(session: ClusterSession, states: Sequence[CertState]) -> dict[str, str]:
@@ -174,9 +176,12 @@ def scan_and_queue(ctx: ServiceContext, cluster: str, queue: RotationQueue,
         if notify is not None:
             notify(warning)
     jitter = ctx.settings.rotation_jitter.total_seconds()
-    queued, busy, waiting = [], [], []
+    queued, busy, waiting, meanwhile = [], [], [], []
     budgets = _Budgets(ctx)
     for cert_name in result.due:
+        if _rotated_since(ctx, cluster, cert_name, result.read_at):
+            meanwhile.append(str(cert_name))
+            continue
         if not budgets.room(cluster, cert_name):
             waiting.append(str(cert_name))
             continue
@@ -187,12 +192,26 @@ def scan_and_queue(ctx: ServiceContext, cluster: str, queue: RotationQueue,
             budgets.give_back(cluster, cert_name)  # queued before, or running: it took (or waits for) its own
     if result.backing_off:
         log.info("%s: backing off %s after failures", cluster, ", ".join(map(str, result.backing_off)))
+    if meanwhile:
+        log.info("%s: %s rotated while this scan read the cluster: not queued again (the next scan reads them)",
+                 cluster, ", ".join(meanwhile))
     if waiting:
         log.info("%s: %s wait for their issuer's budget (%s); the next scan queues them",
                  cluster, ", ".join(waiting), "; ".join(budgets.why) or "this scan queued the orders left")
     return {"cluster": cluster, "queued": queued, "in_progress": busy,
             "backing_off": [str(c) for c in result.backing_off], "waiting_for_budget": waiting,
-            "warnings": len(result.warnings)}
+            "rotated_meanwhile": meanwhile, "warnings": len(result.warnings)}
+
+
+def _rotated_since(ctx: ServiceContext, cluster: str, cert_name: CertName | str, moment: datetime | None) -> bool:
+    """A rotation of it was verified after the scan began reading the cluster: the scan found it due from
+    what the cluster served before, and would queue a second rotation of a certificate renewed moments ago
+    (another CA order) once that rotation's claim is gone. Its lock does not stop that: the rotation ended."""
+    if moment is None:
+        return False
+    latest = ctx.state.history(cluster, str(cert_name), 1)
+    return bool(latest) and latest[0].outcome is Outcome.VERIFIED and not latest[0].dry_run \
+        and latest[0].finished_at is not None and latest[0].finished_at >= moment
 
 
 class _Budgets:

@@ -346,3 +346,26 @@ def test_a_cluster_removed_from_the_inventory_leaves_status_and_the_metrics_at_t
         assert {c["cluster"] for c in status["certificates"]} == {"sim"} and set(status["scans"]) == {"sim"}
         text = generate_latest(registry_for(ctx.state)).decode()
         assert 'cluster="sim"' in text and 'cluster="gone"' not in text
+
+
+def test_a_certificate_rotated_while_the_scan_read_the_cluster_is_not_queued_again(
+        simulator: ClusterSimulator, service_env: dict[str, str]) -> None:
+    """A scan reads the cluster (cm due), a rotation of cm queued earlier ends verified, its claim goes; the
+    scan then queued cm again, from what the cluster served before: a second rotation (another CA order) of
+    a certificate renewed a moment ago (seen in a busy run of the Sentinel failover test: syncer twice). A
+    rotation that ended before the read is no reason to wait: what the scan read is after it."""
+    from rotation.core.model import RotationRecord, Trigger
+
+    clock = FakeClock(datetime.now(UTC) + timedelta(days=3650))  # everything the simulator serves is due
+    with ServiceContext(clock=clock) as ctx:
+        def verified(rotation_id: str, cert_name: str, finished: timedelta) -> RotationRecord:
+            return RotationRecord(id=rotation_id, cluster="sim", cert_name=cert_name, trigger=Trigger.BEAT,
+                                  started_at=clock.now() - timedelta(seconds=5), finished_at=clock.now() + finished,
+                                  outcome=Outcome.VERIFIED)
+
+        ctx.state.save(verified("during-read", "cm", timedelta(seconds=1)))  # ended after the scan's read began
+        ctx.state.save(verified("before-read", "api", -timedelta(seconds=1)))
+        queue = Queued()
+        result = scan_and_queue(ctx, "sim", queue, uniform=lambda low, high: 0.0)  # type: ignore[arg-type]
+    assert "cm" not in queue.queued and result["rotated_meanwhile"] == ["cm"]
+    assert {"api", "proxy", "metrics_exporter"} <= set(queue.queued), queue.queued
